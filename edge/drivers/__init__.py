@@ -1,0 +1,1 @@
+"""Device drivers: one interface module per device kind, one module per real backend."""

@@ -1,0 +1,179 @@
+"""The station's local store (SQLite, WAL): RMA cache, event outbox, dead letters.
+
+One database file per station, so a power cut leaves cache and outbox consistent with
+each other. Every method is thread-safe (one connection, one lock): the MQTT thread
+applies announcements while the reactor thread looks RMAs up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.clock import utc_now
+from edge.sorter.model import RmaLineRecord, RmaRecord
+from protocol import RmaAnnouncement
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rmas (
+    number   TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    state    TEXT NOT NULL,
+    payload  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic      TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic       TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    error       TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """An event waiting for the broker's acknowledgement."""
+
+    id: int
+    topic: str
+    payload: bytes
+
+
+class StationStore:
+    """SQLite store at ``path`` (created with its parent folder when missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    # -- RMA cache ------------------------------------------------------------------
+    def apply_announcement(self, ann: RmaAnnouncement) -> bool:
+        """Store ``ann`` unless the cache holds this RMA at the same or a newer revision.
+
+        Returns True when applied. Idempotent by (RMA, revision): a duplicate or older
+        revision changes nothing (``../shared/cases`` C6). Also raises the applied
+        high-water mark used for catch-up.
+        """
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT revision FROM rmas WHERE number = ?", (ann.number,)
+            ).fetchone()
+            applied = row is None or row[0] < ann.revision
+            if applied:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO rmas(number, revision, state, payload) "
+                    "VALUES (?, ?, ?, ?)",
+                    (ann.number, ann.revision, ann.state.value, ann.model_dump_json()),
+                )
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('rma_revision', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = "
+                "CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                (str(ann.revision),),
+            )
+        return applied
+
+    def lookup_rma(self, number: str) -> RmaRecord | None:
+        """The cached RMA with this number, or None (implements the core's RmaDirectory)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT revision, state, payload FROM rmas WHERE number = ?", (number,)
+            ).fetchone()
+        if row is None:
+            return None
+        payload = json.loads(row[2])
+        lines = tuple(
+            RmaLineRecord(
+                sku=line["sku"],
+                quantity=line["quantity"],
+                gtin=line.get("gtin"),
+                serial=line.get("serial"),
+                rfid_uid=line.get("rfid_uid"),
+                category=line.get("category"),
+            )
+            for line in payload["lines"]
+        )
+        return RmaRecord(number=number, state=row[1], revision=row[0], lines=lines)
+
+    def rma_revision(self) -> int:
+        """Highest site revision applied (0 when the cache is empty)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'rma_revision'").fetchone()
+        return int(row[0]) if row else 0
+
+    def rma_count(self) -> int:
+        """Number of RMAs cached."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM rmas").fetchone()[0])
+
+    # -- outbox ---------------------------------------------------------------------
+    def outbox_put(self, topic: str, payload: bytes) -> int:
+        """Persist an event before it is sent; returns its outbox id."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
+                (topic, payload, utc_now().isoformat()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def outbox_pending(self, limit: int = 100, after_id: int = 0) -> list[OutboxItem]:
+        """Oldest unacknowledged events with id > ``after_id``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [OutboxItem(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
+    def outbox_ack(self, item_id: int) -> None:
+        """The broker acknowledged the event: drop it from the outbox."""
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    def outbox_depth(self) -> int:
+        """Number of events waiting for acknowledgement."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    # -- dead letters ---------------------------------------------------------------
+    def dead_letter(self, topic: str, payload: bytes, error: str) -> None:
+        """Keep a payload that could not be applied, with the reason."""
+        log.warning("dead letter", extra={"topic": topic, "error": error})
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO dead_letters(topic, payload, error, received_at) VALUES (?,?,?,?)",
+                (topic, payload, error, utc_now().isoformat()),
+            )
+
+    def dead_letters(self) -> list[tuple[str, bytes, str]]:
+        """All dead letters as (topic, payload, error), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT topic, payload, error FROM dead_letters ORDER BY id"
+            ).fetchall()
+        return [(str(r[0]), bytes(r[1]), str(r[2])) for r in rows]

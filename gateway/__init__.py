@@ -1,0 +1,1 @@
+"""Gateway: RMA API, station event ingestion over MQTT, and the status page."""

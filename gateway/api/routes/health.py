@@ -1,0 +1,25 @@
+"""``/healthz``: database reachable and broker connected."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from gateway.api.deps import BridgeDep, DatabaseDep
+from gateway.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+def healthz(response: Response, db: DatabaseDep, bridge: BridgeDep) -> Health:
+    """Return 200 when the database answers and the MQTT bridge is connected, else 503."""
+    db_ok = db.ping()
+    mqtt_ok = bridge.connected
+    if not (db_ok and mqtt_ok):
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(
+        status="ok" if db_ok and mqtt_ok else "degraded",
+        db=db_ok,
+        mqtt=mqtt_ok,
+        mqtt_status=bridge.status(),
+    )

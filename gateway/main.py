@@ -1,0 +1,113 @@
+"""Gateway application factory and the ``returns-gateway`` command.
+
+Run: ``returns-gateway --port 8000`` or ``python -m gateway.main --port 8000``; everything
+else comes from ``RS_*`` environment variables (see :class:`gateway.settings.Settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from gateway.api.routes import health, rmas, stations
+from gateway.db import Database
+from gateway.mqtt_bridge import MqttBridge
+from gateway.services.revisions import ensure_site
+from gateway.settings import Settings
+from gateway.web import pages
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the gateway app.
+
+    The lifespan creates missing tables, makes sure the site's revision counter exists,
+    starts the MQTT bridge (which connects in the background and keeps reconnecting) and
+    stops it and the database on shutdown. ``app.state`` then holds ``settings``, ``db``
+    (:class:`gateway.db.Database`) and ``bridge`` (:class:`gateway.mqtt_bridge.MqttBridge`).
+
+    Args:
+        settings: configuration; default: read from ``RS_*`` environment variables.
+
+    Raises:
+        pydantic.ValidationError: when settings are read from the environment and invalid.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        db.create_all()
+        with db.session() as session:
+            ensure_site(session, settings.site)
+        bridge = MqttBridge(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            site=settings.site,
+            sessions=db.sessions,
+        )
+        app.state.db = db
+        app.state.bridge = bridge
+        bridge.start()
+        log.info("gateway started site=%s env=%s", settings.site, settings.env)
+        try:
+            yield
+        finally:
+            bridge.stop()
+            db.dispose()
+            log.info("gateway stopped site=%s", settings.site)
+
+    app = FastAPI(title="returns-sorter gateway", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(rmas.router)
+    app.include_router(stations.router)
+    app.include_router(health.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the gateway with uvicorn until interrupted; return the exit status.
+
+    ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
+    the settings are invalid (e.g. the placeholder secret outside dev).
+    """
+    parser = argparse.ArgumentParser(
+        prog="returns-gateway",
+        description="Returns-sorter gateway: RMA API, MQTT bridge and status page. "
+        "Other settings come from RS_* environment variables "
+        "(RS_DATABASE_URL, RS_MQTT_HOST, RS_MQTT_PORT, RS_SITE, RS_ENV, RS_SECRET_KEY).",
+    )
+    parser.add_argument("--host", help="HTTP listen address (default: RS_HTTP_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default: RS_HTTP_PORT or 8000)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"returns-gateway: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.http_host
+    port = args.port or settings.http_port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""The gateway's MQTT link: the only gateway module that imports paho.
+
+Subscribes to every station of the site (status, parcel events, catch-up requests),
+records what arrives, answers catch-up requests, and publishes RMA announcements. Runs
+paho's network loop in its own thread; every callback is guarded so that no exception can
+stop the loop. Payloads that are not valid protocol messages go to the dead-letter table.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.services.dead_letters import record_dead_letter
+from gateway.services.events import ingest_event
+from gateway.services.revisions import head_revision
+from gateway.services.rmas import list_announcements
+from gateway.services.stations import upsert_station
+from protocol import (
+    ParcelEvent,
+    ProtocolError,
+    RmaAnnouncement,
+    StationStatus,
+    SyncBatch,
+    SyncRequest,
+    Topics,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+SYNC_BATCH_SIZE = 200
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _guarded(fn: F) -> F:
+    """Wrap a paho callback so an exception is logged and counted, never raised."""
+
+    @functools.wraps(fn)
+    def wrapper(self: MqttBridge, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(self, *args, **kwargs)
+        except Exception as exc:
+            log.exception("mqtt callback %s failed", fn.__name__)
+            self._note_error(f"{fn.__name__}: {exc!r}")
+
+    return cast(F, wrapper)
+
+
+class MqttBridge:
+    """Connects the gateway to the site's broker.
+
+    Args:
+        host: broker host name or address.
+        port: broker TCP port.
+        site: the site id whose topics (``rs/v1/{site}/...``) this gateway serves.
+        sessions: database session factory used from the MQTT thread.
+        client_id: MQTT client id; default ``gateway-{site}-{random hex}``.
+        keepalive_s: MQTT keep-alive in seconds.
+        sync_batch_size: announcements per catch-up batch (at most).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        site: str,
+        sessions: sessionmaker[Session],
+        client_id: str | None = None,
+        keepalive_s: int = 30,
+        sync_batch_size: int = SYNC_BATCH_SIZE,
+    ) -> None:
+        if sync_batch_size < 1:
+            raise ValueError("sync_batch_size must be >= 1")
+        self.host = host
+        self.port = port
+        self.site = site
+        self.client_id = client_id or f"gateway-{site}-{uuid.uuid4().hex[:8]}"
+        self._topics = Topics(site)
+        self._sessions = sessions
+        self._keepalive_s = keepalive_s
+        self._batch = sync_batch_size
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._subscribe_mid: int | None = None
+        self._started = False
+        self._counters: dict[str, int] = dict.fromkeys(
+            (
+                "connects",
+                "disconnects",
+                "messages_in",
+                "events_ingested",
+                "events_duplicate",
+                "statuses",
+                "sync_requests",
+                "sync_batches",
+                "rma_published",
+                "dead_letters",
+                "errors",
+            ),
+            0,
+        )
+        self._connected = False
+        self._last_error: str | None = None
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
+        )
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the network thread; connects (and reconnects) in the background."""
+        if self._started:
+            return
+        self._started = True
+        log.info("mqtt connecting broker=%s:%d client_id=%s", self.host, self.port, self.client_id)
+        self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect cleanly and stop the network thread (idempotent)."""
+        if not self._started:
+            return
+        self._started = False
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._ready.clear()
+        with self._lock:
+            self._connected = False
+        log.info("mqtt stopped client_id=%s", self.client_id)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until connected and subscribed, at most ``timeout_s`` seconds."""
+        return self._ready.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        with self._lock:
+            return self._connected
+
+    def status(self) -> dict[str, Any]:
+        """Return a JSON-able snapshot: connection, subscription and message counters."""
+        with self._lock:
+            return {
+                "connected": self._connected,
+                "subscribed": self._ready.is_set(),
+                "broker": f"{self.host}:{self.port}",
+                "client_id": self.client_id,
+                "site": self.site,
+                **self._counters,
+                "last_error": self._last_error,
+            }
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish_rma(self, announcement: RmaAnnouncement) -> bool:
+        """Publish an announcement on ``rs/v1/{site}/rma`` (QoS 1, not retained).
+
+        While disconnected paho keeps the message and sends it once connected; stations
+        that miss it catch up by revision anyway.
+
+        Returns:
+            True when the message was sent or queued, False when paho refused it (e.g.
+            its queue is full).
+        """
+        info = self._client.publish(self._topics.rma, encode(announcement), qos=QOS, retain=False)
+        if info.rc == mqtt.MQTT_ERR_NO_CONN:  # kept by paho, sent once connected
+            log.warning(
+                "rma queued until the broker is back number=%s revision=%d",
+                announcement.number,
+                announcement.revision,
+            )
+        elif info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.error(
+                "rma publish refused number=%s revision=%d rc=%s",
+                announcement.number,
+                announcement.revision,
+                mqtt.error_string(info.rc),
+            )
+            self._note_error(f"publish_rma: {mqtt.error_string(info.rc)}")
+            return False
+        self._count("rma_published")
+        log.info("rma published number=%s revision=%d", announcement.number, announcement.revision)
+        return True
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    @_guarded
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("mqtt connect refused broker=%s:%d reason=%s", self.host, self.port, reason)
+            return
+        with self._lock:
+            self._connected = True
+            self._counters["connects"] += 1
+        subscriptions = [
+            (self._topics.status, QOS),
+            (self._topics.event, QOS),
+            (self._topics.sync_request, QOS),
+        ]
+        result, mid = client.subscribe(subscriptions)
+        with self._lock:
+            self._subscribe_mid = mid
+        log.info("mqtt connected broker=%s:%d subscribe_rc=%s", self.host, self.port, result)
+
+    @_guarded
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: Any, _props: Any
+    ) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            log.error("mqtt subscription refused reasons=%s", failed)
+            self._note_error(f"subscribe refused: {failed}")
+            return
+        with self._lock:
+            ours = mid == self._subscribe_mid
+        if ours:
+            self._ready.set()
+            log.info("mqtt subscribed site=%s", self.site)
+
+    @_guarded
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._ready.clear()
+        with self._lock:
+            was = self._connected
+            self._connected = False
+            self._counters["disconnects"] += 1
+        if was and self._started:
+            log.warning("mqtt connection lost broker=%s:%d reason=%s", self.host, self.port, reason)
+        elif was:
+            log.info("mqtt disconnected broker=%s:%d", self.host, self.port)
+
+    @_guarded
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._count("messages_in")
+        topic = msg.topic
+        payload = bytes(msg.payload)
+        try:
+            _site, station = Topics.station_of(topic)
+            topics = Topics(self.site, station)
+        except ValueError as exc:
+            self._dead_letter(topic, payload, str(exc))
+            return
+        try:
+            if topic == topics.event:
+                self._handle_event(topic, station, payload)
+            elif topic == topics.status:
+                self._handle_status(topic, station, payload, retained=bool(msg.retain))
+            elif topic == topics.sync_request:
+                self._handle_sync_request(topic, station, payload)
+            else:
+                self._dead_letter(topic, payload, "unexpected topic")
+        except ProtocolError as exc:
+            self._dead_letter(topic, payload, str(exc))
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _handle_event(self, topic: str, station: str, payload: bytes) -> None:
+        event = decode(payload, ParcelEvent)
+        if event.station != station:
+            raise ProtocolError(f"event for station {event.station!r} on {station!r}'s topic")
+        with self._sessions() as session:
+            new = ingest_event(session, event)
+        self._count("events_ingested" if new else "events_duplicate")
+
+    def _handle_status(self, topic: str, station: str, payload: bytes, *, retained: bool) -> None:
+        if not payload:  # a retained status being cleared
+            log.info("retained status cleared station=%s", station)
+            return
+        status = decode(payload, StationStatus)
+        if status.station != station:
+            raise ProtocolError(f"status for station {status.station!r} on {station!r}'s topic")
+        with self._sessions() as session:
+            upsert_station(session, self.site, status, retained=retained)
+        self._count("statuses")
+
+    def _handle_sync_request(self, topic: str, station: str, payload: bytes) -> None:
+        request = decode(payload, SyncRequest)
+        if request.station != station:
+            raise ProtocolError(f"sync request for {request.station!r} on {station!r}'s topic")
+        self._count("sync_requests")
+        reply_topic = Topics(self.site, station).sync_response
+        after = request.after_revision
+        sent = 0
+        with self._sessions() as session:
+            head = head_revision(session, self.site)
+            while True:
+                page = list_announcements(
+                    session, after_revision=after, up_to_revision=head, limit=self._batch
+                )
+                last = len(page) < self._batch or page[-1].revision >= head
+                batch = SyncBatch(
+                    request_id=request.request_id,
+                    announcements=tuple(page),
+                    last=last,
+                    head_revision=head,
+                )
+                self._client.publish(reply_topic, encode(batch), qos=QOS, retain=False)
+                self._count("sync_batches")
+                sent += len(page)
+                if last:
+                    break
+                after = page[-1].revision
+        log.info(
+            "sync answered station=%s request_id=%s after=%d head=%d announcements=%d",
+            station,
+            request.request_id,
+            request.after_revision,
+            head,
+            sent,
+        )
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _dead_letter(self, topic: str, payload: bytes, error: str) -> None:
+        self._count("dead_letters")
+        with self._sessions() as session:
+            record_dead_letter(session, topic, payload, error)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counters[name] += 1
+
+    def _note_error(self, error: str) -> None:
+        with self._lock:
+            self._counters["errors"] += 1
+            self._last_error = error

@@ -1,0 +1,47 @@
+"""Messages the gateway could not accept, kept for inspection."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.models import DeadLetter, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def record_dead_letter(
+    session: Session,
+    topic: str,
+    payload: bytes,
+    error: str,
+    *,
+    received_at: datetime | None = None,
+) -> DeadLetter:
+    """Store a rejected message (payload truncated to 64 KiB) and commit."""
+    letter = DeadLetter(
+        topic=topic,
+        payload=bytes(payload[:MAX_PAYLOAD_BYTES]),
+        error=error,
+        received_at=received_at or utcnow(),
+    )
+    session.add(letter)
+    session.commit()
+    log.warning("dead letter topic=%s error=%s payload_hex=%s", topic, error, payload[:64].hex())
+    return letter
+
+
+def list_dead_letters(session: Session, *, limit: int = 100) -> list[DeadLetter]:
+    """Return up to ``limit`` dead letters, newest first."""
+    stmt = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def count_dead_letters(session: Session) -> int:
+    """Return how many dead letters are stored."""
+    return int(session.scalar(select(func.count(DeadLetter.id))) or 0)

@@ -1,0 +1,110 @@
+"""Station parcel events: exactly-once ingestion, listing and per-lane counts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.models import Station, StationEvent, utcnow
+from protocol import ParcelEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LaneCount:
+    """Number of parcels a station sent to one lane."""
+
+    station: str
+    lane: str
+    count: int
+
+
+def ingest_event(
+    session: Session, event: ParcelEvent, *, received_at: datetime | None = None
+) -> bool:
+    """Record a parcel event once and commit.
+
+    Also refreshes the station's ``last_seen`` when the station is known.
+
+    Returns:
+        True when the event was new and stored; False when its ``event_id`` was already
+        recorded (a redelivery: nothing changes).
+    """
+    if session.scalar(select(StationEvent.id).where(StationEvent.event_id == event.event_id)):
+        log.debug("duplicate event ignored event_id=%s", event.event_id)
+        return False
+    now = received_at or utcnow()
+    session.add(
+        StationEvent(
+            event_id=event.event_id,
+            station=event.station,
+            parcel_id=event.parcel_id,
+            rma_number=event.rma_number,
+            lane=event.lane,
+            disposition=event.disposition,
+            reason=event.reason,
+            diverted=event.diverted,
+            barcode=event.barcode,
+            length_mm=event.length_mm,
+            inducted_at=event.inducted_at,
+            received_at=now,
+            raw=event.model_dump(mode="json"),
+        )
+    )
+    session.execute(update(Station).where(Station.id == event.station).values(last_seen=now))
+    try:
+        session.commit()
+    except IntegrityError:  # stored concurrently by another writer
+        session.rollback()
+        log.debug("duplicate event ignored event_id=%s", event.event_id)
+        return False
+    log.info(
+        "event recorded event_id=%s station=%s parcel_id=%d lane=%s reason=%s",
+        event.event_id,
+        event.station,
+        event.parcel_id,
+        event.lane,
+        event.reason,
+    )
+    return True
+
+
+def list_events(
+    session: Session, *, station: str | None = None, limit: int = 100
+) -> tuple[list[StationEvent], int]:
+    """Return up to ``limit`` recorded events, newest first, and the total matching count."""
+    where = [] if station is None else [StationEvent.station == station]
+    total = session.scalar(select(func.count(StationEvent.id)).where(*where)) or 0
+    rows = session.scalars(
+        select(StationEvent)
+        .where(*where)
+        .order_by(StationEvent.received_at.desc(), StationEvent.id.desc())
+        .limit(limit)
+    )
+    return list(rows), int(total)
+
+
+def lane_counts(session: Session, *, station: str | None = None) -> list[LaneCount]:
+    """Return parcel counts per station and lane, ordered by station then lane."""
+    stmt = (
+        select(StationEvent.station, StationEvent.lane, func.count(StationEvent.id))
+        .group_by(StationEvent.station, StationEvent.lane)
+        .order_by(StationEvent.station, StationEvent.lane)
+    )
+    if station is not None:
+        stmt = stmt.where(StationEvent.station == station)
+    return [LaneCount(s, lane, int(n)) for s, lane, n in session.execute(stmt)]
+
+
+def lanes_by_station(counts: list[LaneCount]) -> dict[str, dict[str, int]]:
+    """Group flat counts as ``{station: {lane: count}}``, keeping their order."""
+    grouped: dict[str, dict[str, int]] = {}
+    for c in counts:
+        grouped.setdefault(c.station, {})[c.lane] = c.count
+    return grouped

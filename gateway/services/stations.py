@@ -1,0 +1,57 @@
+"""Station status: upsert from birth / last-will messages, and listing."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.models import Station, utcnow
+from protocol import StationStatus
+
+log = logging.getLogger(__name__)
+
+
+def upsert_station(
+    session: Session,
+    site: str,
+    status: StationStatus,
+    *,
+    seen_at: datetime | None = None,
+    retained: bool = False,
+) -> Station:
+    """Create or update the station named in ``status`` and commit.
+
+    ``retained`` marks a status the broker replayed on subscription: it sets the state but
+    does not move ``last_seen`` of a known station, since the message may be old.
+    """
+    now = seen_at or utcnow()
+    station = session.get(Station, status.station)
+    if station is None:
+        station = Station(id=status.station, site=site, last_seen=now)
+        session.add(station)
+    elif not retained or station.last_seen is None:
+        station.last_seen = now
+    previous = station.state
+    station.site = site
+    station.state = status.state
+    station.software_version = status.software_version
+    station.rma_revision = status.rma_revision
+    station.details = dict(status.details)
+    session.commit()
+    if previous != status.state:
+        log.info(
+            "station state station=%s site=%s state=%s previous=%s",
+            status.station,
+            site,
+            status.state,
+            previous,
+        )
+    return station
+
+
+def list_stations(session: Session) -> list[Station]:
+    """Return every known station, ordered by id."""
+    return list(session.scalars(select(Station).order_by(Station.id)))

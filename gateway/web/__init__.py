@@ -1,0 +1,1 @@
+"""Server-rendered status page (Jinja templates) and its static files."""

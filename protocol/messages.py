@@ -1,0 +1,178 @@
+"""Message models of the edge <-> gateway contract.
+
+Every message is JSON (UTF-8) with a ``kind`` and a ``schema_version``. Models are frozen
+pydantic models; :func:`decode` turns bytes into the expected model or raises
+:class:`ProtocolError`, never anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCHEMA_VERSION = 1
+
+_UID_RE = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$")
+
+
+class ProtocolError(ValueError):
+    """A payload that is not a valid message of the expected kind."""
+
+
+def canonical_uid(value: str) -> str:
+    """Return an RFID UID in canonical form: upper-case hex, no separators.
+
+    Accepts ``"dd:17:38:0a"``, ``"DD-17-38-0A"``, ``"dd17380a"``. A UID is 4, 7 or 10 bytes
+    (ISO/IEC 14443-3 single, double, triple size).
+
+    Raises:
+        ValueError: when the value is not 4, 7 or 10 bytes of hex.
+    """
+    cleaned = re.sub(r"[\s:\-]", "", value).upper()
+    if not _UID_RE.match(cleaned):
+        raise ValueError(f"RFID UID {value!r} is not 4, 7 or 10 bytes of hex")
+    return cleaned
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {v} is not supported (expected {SCHEMA_VERSION})")
+        return v
+
+
+class RmaState(enum.StrEnum):
+    """RMA states a station cares about."""
+
+    AUTHORIZED = "authorized"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    RECEIVED = "received"
+
+
+class RmaLine(BaseModel):
+    """One RMA line: what the customer sends back, and how the station may recognise it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line_no: int = Field(ge=1)
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=10_000)
+    gtin: str | None = Field(default=None, pattern=r"^\d{8}$|^\d{12,14}$")
+    serial: str | None = Field(default=None, max_length=64)
+    rfid_uid: str | None = None
+    category: str | None = Field(default=None, max_length=64)
+
+    @field_validator("rfid_uid")
+    @classmethod
+    def _uid(cls, v: str | None) -> str | None:
+        return None if v is None else canonical_uid(v)
+
+
+class RmaAnnouncement(_Message):
+    """An RMA as the gateway announces it to the site's stations.
+
+    ``revision`` is the site-wide revision number: strictly increasing per site, so a
+    station applies an announcement only when it is newer than what it holds for that RMA
+    and catches up by asking for everything after its highest applied revision.
+    """
+
+    kind: Literal["rma"] = "rma"
+    number: str = Field(min_length=1, max_length=32)
+    revision: int = Field(ge=1)
+    order_ref: str = Field(min_length=1, max_length=64)
+    state: RmaState = RmaState.AUTHORIZED
+    reason: str = Field(min_length=1, max_length=64)
+    resolution: str = Field(min_length=1, max_length=32)
+    lines: tuple[RmaLine, ...] = Field(min_length=1)
+
+
+class StationStatus(_Message):
+    """Station birth / last will, published retained on the status topic."""
+
+    kind: Literal["status"] = "status"
+    station: str
+    state: Literal["online", "offline", "degraded"]
+    software_version: str = ""
+    rma_revision: int = 0
+    details: dict[str, object] = Field(default_factory=dict)
+
+
+class ParcelEvent(_Message):
+    """What the station did with one parcel: the facts, not the accounting.
+
+    ``event_id`` is unique per event (UUID4 hex) so the gateway ingests it exactly once.
+    ``lane`` is where the parcel went; ``reason`` is the decision's reason code.
+    """
+
+    kind: Literal["parcel"] = "parcel"
+    event_id: str = Field(min_length=8, max_length=64)
+    station: str
+    parcel_id: int = Field(ge=1)
+    inducted_at: datetime
+    length_mm: float = Field(ge=0)
+    barcode: str | None = None
+    rma_number: str | None = None
+    lane: str
+    disposition: str
+    reason: str
+    diverted: bool
+
+
+class SyncRequest(_Message):
+    """Station asks for every RMA announcement after ``after_revision``."""
+
+    kind: Literal["sync_req"] = "sync_req"
+    station: str
+    after_revision: int = Field(ge=0)
+    request_id: str
+
+
+class SyncBatch(_Message):
+    """One batch of a catch-up reply; ``last`` marks the final batch."""
+
+    kind: Literal["sync_batch"] = "sync_batch"
+    request_id: str
+    announcements: tuple[RmaAnnouncement, ...] = ()
+    last: bool = True
+    head_revision: int = Field(ge=0)
+
+
+Message = Annotated[
+    RmaAnnouncement | StationStatus | ParcelEvent | SyncRequest | SyncBatch,
+    Field(discriminator="kind"),
+]
+
+M = TypeVar("M", bound=_Message)
+
+
+def encode(message: _Message) -> bytes:
+    """Serialise a message to UTF-8 JSON bytes."""
+    return message.model_dump_json().encode("utf-8")
+
+
+def decode(payload: bytes | str, model: type[M]) -> M:
+    """Parse ``payload`` as a message of type ``model``.
+
+    Raises:
+        ProtocolError: on non-UTF-8 bytes, malformed or truncated JSON, a wrong ``kind``,
+            an unsupported ``schema_version`` or any invalid field; the message says which.
+    """
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+        raise ProtocolError(f"invalid {model.__name__}: {where}: {first['msg']}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"invalid {model.__name__}: {exc}") from exc

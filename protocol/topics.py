@@ -1,0 +1,76 @@
+"""MQTT topic tree, per site and station.
+
+Layout (``rs/v1`` is the contract's major version)::
+
+    rs/v1/{site}/rma                      gateway -> stations   RmaAnnouncement (QoS 1)
+    rs/v1/{site}/{station}/status         station -> gateway    StationStatus (retained, LWT)
+    rs/v1/{site}/{station}/event          station -> gateway    ParcelEvent (QoS 1)
+    rs/v1/{site}/{station}/sync/req       station -> gateway    SyncRequest (QoS 1)
+    rs/v1/{site}/{station}/sync/resp      gateway -> station    SyncBatch (QoS 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "rs/v1"
+
+
+def _check_segment(value: str, what: str) -> str:
+    if not value or any(c in value for c in "/+#") or value != value.strip():
+        raise ValueError(f"{what} {value!r} is not a valid MQTT topic segment")
+    return value
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names for one site (and, for the station topics, one station).
+
+    Raises:
+        ValueError: when ``site`` or ``station`` is empty or holds ``/``, ``+`` or ``#``.
+    """
+
+    site: str
+    station: str = "+"
+
+    def __post_init__(self) -> None:
+        _check_segment(self.site, "site")
+        if self.station != "+":
+            _check_segment(self.station, "station")
+
+    @property
+    def rma(self) -> str:
+        """RMA announcements for every station of the site."""
+        return f"{ROOT}/{self.site}/rma"
+
+    @property
+    def status(self) -> str:
+        """Station birth / last-will status (retained)."""
+        return f"{ROOT}/{self.site}/{self.station}/status"
+
+    @property
+    def event(self) -> str:
+        """Parcel events from the station."""
+        return f"{ROOT}/{self.site}/{self.station}/event"
+
+    @property
+    def sync_request(self) -> str:
+        """Catch-up requests from the station."""
+        return f"{ROOT}/{self.site}/{self.station}/sync/req"
+
+    @property
+    def sync_response(self) -> str:
+        """Catch-up batches to the station."""
+        return f"{ROOT}/{self.site}/{self.station}/sync/resp"
+
+    @staticmethod
+    def station_of(topic: str) -> tuple[str, str]:
+        """Return ``(site, station)`` from a station topic.
+
+        Raises:
+            ValueError: when the topic is not a station topic of this contract.
+        """
+        parts = topic.split("/")
+        if len(parts) < 5 or "/".join(parts[:2]) != ROOT:
+            raise ValueError(f"not a station topic: {topic!r}")
+        return parts[2], parts[3]

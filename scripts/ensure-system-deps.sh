@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Make sure the Debian packages the project needs are present: python3-venv and the
+# Mosquitto broker (tests and the demo start their own broker on a free port; the
+# system service is not used). Installs them with apt-get when running as root;
+# otherwise prints the exact command to run and fails.
+set -euo pipefail
+
+need=()
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  need+=(mosquitto)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+  echo "ensure-system-deps: installing ${need[*]} with apt-get" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # The Debian package enables a system broker on 1883; we never rely on it.
+else
+  echo "ensure-system-deps: missing ${need[*]}. Run:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi

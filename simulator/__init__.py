@@ -1,0 +1,1 @@
+"""Simulator: drives the real edge code through its lowest hardware layer."""

@@ -1,0 +1,171 @@
+"""Real processes the simulator and the tests run: a Mosquitto broker and the gateway."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mosquitto_binary() -> str:
+    """Path of the mosquitto binary.
+
+    Raises:
+        FileNotFoundError: with the command that installs it.
+    """
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if found is None:
+        raise FileNotFoundError(
+            "mosquitto not found; install it: sudo apt-get install -y mosquitto"
+        )
+    return found
+
+
+class _Process:
+    """A child process with a log file, stopped on exit of the context."""
+
+    name = "process"
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> _Process:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the process and wait until it serves."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Terminate (then kill) the process."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL the process (a power cut, as far as it can tell)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def _wait_port(self, port: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early ({self.proc.returncode})")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on port {port} within {timeout_s} s")
+
+
+class MosquittoBroker(_Process):
+    """A private Mosquitto broker on a free port of 127.0.0.1.
+
+    Args:
+        workdir: folder for its config, log and persistence file.
+        port: TCP port; a free one when None.
+    """
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+
+    def start(self) -> None:
+        """Start the broker (persistence on, so restarts keep sessions) and wait for it."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "max_queued_messages 100000\n",
+            encoding="utf-8",
+        )
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        )
+        self._wait_port(self.port, 10)
+
+
+class GatewayProcess(_Process):
+    """The gateway as a real process (uvicorn), on a free port.
+
+    Args:
+        workdir: folder for its SQLite database and log.
+        mqtt_port: the broker it talks to (on 127.0.0.1).
+        site: site id.
+        port: HTTP port; a free one when None.
+    """
+
+    name = "gateway"
+
+    def __init__(self, workdir: Path, mqtt_port: int, site: str, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.mqtt_port = mqtt_port
+        self.site = site
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the gateway and wait until ``/healthz`` answers."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = dict(
+            os.environ,
+            RS_DATABASE_URL=f"sqlite:///{self.workdir / 'gateway.db'}",
+            RS_MQTT_HOST="127.0.0.1",
+            RS_MQTT_PORT=str(self.mqtt_port),
+            RS_SITE=self.site,
+        )
+        log = (self.workdir / "gateway.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.main", "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self._wait_port(self.port, 30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("gateway did not become healthy within 30 s")

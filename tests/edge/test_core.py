@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import pytest
+
+from edge.sorter import (
+    BeltConfig,
+    Decision,
+    Disposition,
+    GateCommand,
+    LaneSpec,
+    ParcelExited,
+    Reason,
+    RmaRecord,
+    SorterCore,
+)
+from edge.sorter.model import OrphanRead
+
+LANES = (
+    LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
+    LaneSpec("recycle", Disposition.RECYCLE, 2300.0, "recycle"),
+    LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
+)
+CFG = BeltConfig(
+    speed_mm_s=1000.0,
+    scan_pos_mm=400.0,
+    scan_tol_mm=50.0,
+    lanes=LANES,
+    gate_stroke_ms=60.0,
+    gate_margin_ms=40.0,
+    debounce_ms=5.0,
+)
+
+
+class Directory:
+    def __init__(self, *rmas: RmaRecord) -> None:
+        self.rmas = {r.number: r for r in rmas}
+
+    def lookup_rma(self, number: str) -> RmaRecord | None:
+        return self.rmas.get(number)
+
+
+def drive(core: SorterCore, t0: float, length_mm: float, codes: list[str]) -> list[object]:
+    """One parcel: eye blocked at t0 for its length; codes read with its centre at the scanner."""
+    actions: list[object] = []
+    actions += core.on_photo_eye(t0, True)
+    actions += core.on_photo_eye(t0 + length_mm, False)  # 1000 mm/s: 1 mm per ms
+    for code in codes:
+        actions += core.on_barcode(t0 + 400 + length_mm / 2, code)
+    for t in range(int(t0), int(t0) + 8000, 5):
+        actions += core.advance(float(t))
+    return actions
+
+
+def of(kind: type, actions: list[object]) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def test_known_rma_is_restocked_with_gate_timed_on_the_parcel() -> None:
+    core = SorterCore(CFG, Directory(RmaRecord("RMA-1", "authorized", 1)))
+    actions = drive(core, 1000.0, 300.0, ["RMA-1"])
+    [decision] = of(Decision, actions)
+    assert (decision.lane.name, decision.reason, decision.rma_number) == (
+        "restock",
+        Reason.MATCHED,
+        "RMA-1",
+    )
+    [cmd] = of(GateCommand, actions)
+    # leading edge at the gate: 1000 + 1500 ms; open stroke + margin before it.
+    assert cmd.gate == "restock"
+    assert cmd.open_at_ms == pytest.approx(2500.0 - 100.0)
+    # trailing edge past the gate: +300 ms, then margin.
+    assert cmd.close_at_ms == pytest.approx(2800.0 + 40.0)
+    [exited] = of(ParcelExited, actions)
+    assert exited.length_mm == pytest.approx(300.0)
+    assert exited.exited_at_ms == pytest.approx(2840.0)
+    assert core.lane_counts == {"restock": 1, "recycle": 0, "quarantine": 1 - 1}
+
+
+@pytest.mark.parametrize(
+    ("codes", "rmas", "reason"),
+    [
+        ([], (), Reason.NO_READ),
+        (["RMA-404"], (), Reason.UNKNOWN_RMA),
+        (
+            ["RMA-1", "RMA-2"],
+            (RmaRecord("RMA-1", "authorized", 1), RmaRecord("RMA-2", "authorized", 2)),
+            Reason.CONFLICTING_READS,
+        ),
+        (["RMA-1"], (RmaRecord("RMA-1", "cancelled", 3),), Reason.RMA_CANCELLED),
+        (["RMA-1"], (RmaRecord("RMA-1", "expired", 3),), Reason.RMA_EXPIRED),
+        (["RMA-1"], (RmaRecord("RMA-1", "received", 3),), Reason.RMA_ALREADY_RECEIVED),
+    ],
+)
+def test_undecidable_parcels_go_to_quarantine_without_a_gate(codes, rmas, reason) -> None:
+    core = SorterCore(CFG, Directory(*rmas))
+    actions = drive(core, 0.0, 250.0, codes)
+    [decision] = of(Decision, actions)
+    assert decision.lane.name == "quarantine"
+    assert decision.reason == reason
+    assert of(GateCommand, actions) == []
+    [exited] = of(ParcelExited, actions)
+    assert exited.exited_at_ms == pytest.approx(4000.0 + 250.0)
+
+
+def test_same_code_read_twice_is_one_read() -> None:
+    core = SorterCore(CFG, Directory(RmaRecord("RMA-1", "authorized", 1)))
+    [decision] = of(Decision, drive(core, 0.0, 300.0, ["RMA-1", "RMA-1"]))
+    assert decision.reason == Reason.MATCHED
+    assert decision.reads == ("RMA-1",)
+
+
+def test_read_with_no_parcel_in_the_tunnel_is_an_orphan() -> None:
+    core = SorterCore(CFG, Directory())
+    actions = core.on_barcode(100.0, "RMA-1")
+    assert actions == [OrphanRead("RMA-1", 100.0)]
+    assert core.counters["orphan_reads"] == 1
+
+
+def test_reads_go_to_the_parcel_over_the_scanner() -> None:
+    core = SorterCore(
+        CFG, Directory(RmaRecord("A", "authorized", 1), RmaRecord("B", "authorized", 2))
+    )
+    actions: list[object] = []
+    # parcel 1: 0..300 ms at the eye; parcel 2: 700..1000 ms.
+    actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
+    actions += core.on_barcode(550.0, "A")  # parcel 1 body 250..550 mm covers 400
+    actions += core.on_photo_eye(700.0, True) + core.on_photo_eye(1000.0, False)
+    actions += core.on_barcode(1250.0, "B")  # parcel 2 body 250..550 mm covers 400
+    for t in range(0, 7000, 5):
+        actions += core.advance(float(t))
+    decisions = {d.parcel_id: d for d in of(Decision, actions)}
+    assert decisions[1].rma_number == "A" and decisions[2].rma_number == "B"
+
+
+def test_decision_too_late_for_the_gate_is_quarantine() -> None:
+    core = SorterCore(CFG, Directory(RmaRecord("RMA-1", "authorized", 1)))
+    core.on_photo_eye(0.0, True)
+    core.on_photo_eye(300.0, False)
+    core.on_barcode(550.0, "RMA-1")
+    # the reactor stalls until after the latest open time (1500 - 100 ms)
+    actions = core.advance(1450.0)
+    [decision] = of(Decision, actions)
+    assert decision.reason == Reason.LATE_DECISION and decision.lane.name == "quarantine"
+    assert of(GateCommand, actions) == []
+
+
+def test_next_wakeup_is_the_decision_time() -> None:
+    core = SorterCore(CFG, Directory())
+    assert core.next_wakeup_ms() is None
+    core.on_photo_eye(0.0, True)
+    assert core.next_wakeup_ms() == 5.0  # debounce confirmation
+    core.advance(5.0)
+    core.on_photo_eye(300.0, False)
+    core.advance(305.0)
+    # trailing edge leaves the scan tunnel: (400 + 50 + 300) mm at 1 mm/ms
+    assert core.next_wakeup_ms() == pytest.approx(750.0)
+
+
+def test_belt_config_requires_one_end_of_line_quarantine() -> None:
+    with pytest.raises(ValueError, match="end-of-line"):
+        BeltConfig(speed_mm_s=1000.0, scan_pos_mm=400.0, lanes=LANES[:2])
+    with pytest.raises(ValueError, match="downstream of the scan tunnel"):
+        BeltConfig(speed_mm_s=1000.0, scan_pos_mm=1600.0, lanes=LANES)

@@ -1,0 +1,207 @@
+"""Gateway test fixtures: settings on a temp SQLite file, the app, and an MQTT probe."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.db import Database
+from gateway.main import create_app
+from gateway.settings import Settings
+from protocol import ParcelEvent
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout_s: float = 10.0, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class MqttProbe:
+    """A plain paho client for tests: subscribe, collect, publish, or die uncleanly."""
+
+    def __init__(
+        self, host: str, port: int, *, will: tuple[str, bytes] | None = None, name: str = "probe"
+    ) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._acked: set[int] = set()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}"
+        )
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        wait_until(self.client.is_connected, what="probe connected")
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(msg)
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        with self._lock:
+            self._acked.add(mid)
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribe at QoS 1 and wait for the broker's acknowledgement."""
+        _rc, mid = self.client.subscribe(topic, qos=1)
+        wait_until(lambda: mid in self._acked, what=f"suback for {topic}")
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1 and wait until the broker acknowledged it."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout=5)
+        assert info.is_published()
+
+    def payloads(self, topic: str) -> list[bytes]:
+        """Return the payloads received on ``topic`` so far, in order."""
+        with self._lock:
+            return [bytes(m.payload) for m in self.messages if m.topic == topic]
+
+    def drop(self) -> None:
+        """Vanish without DISCONNECT, so the broker publishes the last will."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        """Disconnect cleanly (no-op after :meth:`drop`)."""
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+
+@pytest.fixture
+def site() -> str:
+    """A fresh site id per test, so retained messages never leak between tests."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """An empty gateway database in a temporary SQLite file."""
+    database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
+    database.create_all()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, mqtt_broker: Any, site: str) -> Settings:
+    """Gateway settings pointing at the test broker and a temp SQLite file."""
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'gateway.db'}",
+        mqtt_host=mqtt_broker.host,
+        mqtt_port=mqtt_broker.port,
+        site=site,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The gateway app with its lifespan running and its bridge subscribed."""
+    app = create_app(settings)
+    with TestClient(app) as test_client:
+        assert app.state.bridge.wait_ready(10), "gateway bridge did not subscribe"
+        yield test_client
+
+
+@pytest.fixture
+def probe(mqtt_broker: Any) -> Iterator[MqttProbe]:
+    """A connected MQTT test client."""
+    p = MqttProbe(mqtt_broker.host, mqtt_broker.port)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def make_probe(mqtt_broker: Any) -> Iterator[Callable[..., MqttProbe]]:
+    """Factory for extra MQTT clients (last will, other ``port``); closed at teardown."""
+    made: list[MqttProbe] = []
+
+    def factory(*, port: int | None = None, **kwargs: Any) -> MqttProbe:
+        p = MqttProbe(mqtt_broker.host, port or mqtt_broker.port, **kwargs)
+        made.append(p)
+        return p
+
+    yield factory
+    for p in made:
+        p.close()
+
+
+@pytest.fixture
+def make_event() -> Callable[..., ParcelEvent]:
+    """Factory for valid parcel events; keyword arguments override fields."""
+    counter = iter(range(1, 1_000_000))
+
+    def factory(**overrides: Any) -> ParcelEvent:
+        parcel_id = next(counter)
+        fields: dict[str, Any] = {
+            "event_id": uuid.uuid4().hex,
+            "station": "st1",
+            "parcel_id": parcel_id,
+            "inducted_at": datetime(2024, 5, 1, 12, 0, parcel_id % 60, tzinfo=UTC),
+            "length_mm": 300.0,
+            "barcode": f"RMA{parcel_id:05d}",
+            "rma_number": f"RMA{parcel_id:05d}",
+            "lane": "restock",
+            "disposition": "restock",
+            "reason": "known_rma",
+            "diverted": True,
+        }
+        fields.update(overrides)
+        return ParcelEvent(**fields)
+
+    return factory
+
+
+@pytest.fixture
+def rma_body() -> Callable[..., dict[str, Any]]:
+    """Factory for a valid ``POST /api/v1/rmas`` body."""
+
+    def factory(number: str, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "number": number,
+            "order_ref": f"ORD-{number}",
+            "reason": "damaged",
+            "resolution": "refund",
+            "lines": [
+                {"sku": "SKU-1", "quantity": 1, "rfid_uid": "dd:17:38:0a"},
+                {"sku": "SKU-2", "quantity": 2, "gtin": "4006381333931", "serial": "SN42"},
+            ],
+        }
+        body.update(overrides)
+        return body
+
+    return factory
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    """The deadline poller: ``wait(predicate, timeout_s=10, what="...")``."""
+    return wait_until

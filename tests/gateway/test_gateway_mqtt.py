@@ -1,0 +1,120 @@
+"""The MQTT bridge through a real Mosquitto broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from gateway.models import DeadLetter
+from gateway.schemas import RmaDraft
+from gateway.services.rmas import create_rma
+from protocol import ParcelEvent, RmaAnnouncement, SyncBatch, SyncRequest, Topics, decode, encode
+
+pytestmark = pytest.mark.broker
+
+
+def bridge_status(client: TestClient) -> dict[str, Any]:
+    status: dict[str, Any] = client.app.state.bridge.status()  # type: ignore[attr-defined]
+    return status
+
+
+def test_created_rma_is_announced(
+    client: TestClient, probe: Any, site: str, rma_body: Callable[..., dict[str, Any]], wait: Any
+) -> None:
+    topic = Topics(site).rma
+    probe.subscribe(topic)
+    assert client.post("/api/v1/rmas", json=rma_body("RMA-7")).status_code == 201
+    [payload] = wait(lambda: probe.payloads(topic), what="announcement")
+    ann = decode(payload, RmaAnnouncement)
+    assert (ann.number, ann.revision, ann.order_ref) == ("RMA-7", 1, "ORD-RMA-7")
+    assert ann.lines[0].rfid_uid == "DD17380A"
+    [msg] = [m for m in probe.messages if m.topic == topic]
+    assert msg.qos == 1 and not msg.retain
+
+
+def test_event_published_three_times_is_recorded_once(
+    client: TestClient, probe: Any, site: str, make_event: Callable[..., ParcelEvent], wait: Any
+) -> None:
+    event = make_event(station="st1")
+    topic = Topics(site, "st1").event
+    for _ in range(3):
+        probe.publish(topic, encode(event))
+    wait(
+        lambda: (
+            bridge_status(client)["events_ingested"] + bridge_status(client)["events_duplicate"]
+            == 3
+        ),
+        what="three deliveries handled",
+    )
+    body = client.get("/api/v1/events", params={"station": "st1"}).json()
+    assert body["count"] == 1
+    assert body["events"][0]["event_id"] == event.event_id
+    assert bridge_status(client)["events_duplicate"] == 2
+
+
+def test_malformed_payload_is_dead_lettered_and_loop_survives(
+    client: TestClient, probe: Any, site: str, make_event: Callable[..., ParcelEvent], wait: Any
+) -> None:
+    topic = Topics(site, "st1").event
+    good = make_event(station="st1")
+    truncated = encode(make_event(station="st1"))[:25]
+    probe.publish(topic, truncated)
+    probe.publish(Topics(site, "st2").event, encode(good))  # station does not match topic
+    probe.publish(topic, encode(good))
+    wait(lambda: client.get("/api/v1/events").json()["count"] == 1, what="valid event ingested")
+    db = client.app.state.db  # type: ignore[attr-defined]
+    with db.session() as s:
+        letters = list(s.scalars(select(DeadLetter).order_by(DeadLetter.id)))
+    assert [(d.topic, d.payload) for d in letters] == [
+        (topic, truncated),
+        (Topics(site, "st2").event, encode(good)),
+    ]
+    assert "invalid ParcelEvent" in letters[0].error
+    assert "st1" in letters[1].error
+    status = bridge_status(client)
+    assert status["dead_letters"] == 2 and status["connected"]
+
+
+def test_sync_request_gets_batches_after_revision(
+    client: TestClient, probe: Any, site: str, wait: Any
+) -> None:
+    db = client.app.state.db  # type: ignore[attr-defined]
+    with db.session() as s:
+        for i in range(1, 206):
+            draft = RmaDraft(
+                number=f"R{i}",
+                order_ref="O",
+                reason="damaged",
+                resolution="refund",
+                lines=[{"sku": "A", "quantity": 1}],
+            )
+            create_rma(s, site, draft)
+    topics = Topics(site, "st1")
+    probe.subscribe(topics.sync_response)
+
+    def ask(after: int) -> list[SyncBatch]:
+        request_id = uuid.uuid4().hex
+        req = SyncRequest(station="st1", after_revision=after, request_id=request_id)
+        probe.publish(topics.sync_request, encode(req))
+
+        def batches() -> list[SyncBatch]:
+            got = [decode(p, SyncBatch) for p in probe.payloads(topics.sync_response)]
+            return [b for b in got if b.request_id == request_id]
+
+        wait(lambda: any(b.last for b in batches()), what=f"last batch after {after}")
+        return batches()
+
+    batches = ask(3)
+    assert [len(b.announcements) for b in batches] == [200, 2]
+    assert [b.last for b in batches] == [False, True]
+    assert {b.head_revision for b in batches} == {205}
+    revisions = [a.revision for b in batches for a in b.announcements]
+    assert revisions == list(range(4, 206))
+
+    [empty] = ask(205)
+    assert empty.announcements == () and empty.last and empty.head_revision == 205
