@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -65,7 +64,9 @@ class MqttBridge:
         port: broker TCP port.
         site: the site id whose topics (``rs/v1/{site}/...``) this gateway serves.
         sessions: database session factory used from the MQTT thread.
-        client_id: MQTT client id; default ``gateway-{site}-{random hex}``.
+        client_id: MQTT client id; default ``gateway-{site}``. The session is persistent
+            (clean_session=False), so station events published while the gateway is down
+            are queued by the broker and ingested when it is back.
         keepalive_s: MQTT keep-alive in seconds.
         sync_batch_size: announcements per catch-up batch (at most).
     """
@@ -86,7 +87,7 @@ class MqttBridge:
         self.host = host
         self.port = port
         self.site = site
-        self.client_id = client_id or f"gateway-{site}-{uuid.uuid4().hex[:8]}"
+        self.client_id = client_id or f"gateway-{site}"
         self._topics = Topics(site)
         self._sessions = sessions
         self._keepalive_s = keepalive_s
@@ -114,7 +115,7 @@ class MqttBridge:
         self._connected = False
         self._last_error: str | None = None
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
         )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect

@@ -1,0 +1,52 @@
+"""The daemon on mock pins: gates are de-energised on stop (C7), whatever was commanded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edge.config import StationConfig
+from edge.daemon import StationDaemon
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_config(tmp_path: Path, scanner_url: str) -> StationConfig:
+    return StationConfig.model_validate(
+        {
+            "station": {"id": "st1", "site": "s1", "data_dir": str(tmp_path)},
+            "mqtt": {"host": "127.0.0.1", "port": 1},  # nothing listens: link keeps retrying
+            "gpio": {"pin_factory": "mock"},
+            "photo_eye": {"pin": 4},
+            "scanner": {"url": scanner_url},
+            "belt": {"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000},
+            "lanes": [
+                {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17},
+                {
+                    "name": "recycle",
+                    "disposition": "recycle",
+                    "pos_mm": 2300,
+                    "gate_pin": 22,
+                    "active_high": False,
+                },
+            ],
+        }
+    )
+
+
+def test_stop_de_energises_every_gate_of_either_polarity(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    try:
+        daemon = StationDaemon(make_config(tmp_path, os.ttyname(slave)))
+        pins = {n: daemon.pin_factory.pin(p) for n, p in (("restock", 17), ("recycle", 22))}
+        # off at start: active-high pin low, active-low pin high
+        assert (pins["restock"].state, pins["recycle"].state) == (0, 1)
+        daemon.start()
+        daemon.gates["restock"].energise()
+        daemon.gates["recycle"].energise()
+        assert (pins["restock"].state, pins["recycle"].state) == (1, 0)
+        daemon.stop()
+        assert (pins["restock"].state, pins["recycle"].state) == (0, 1)
+    finally:
+        os.close(master)
+        os.close(slave)
