@@ -6,6 +6,15 @@ import this package; it imports neither.
 
 from protocol.messages import (
     SCHEMA_VERSION,
+    Command,
+    CommandName,
+    CommandReply,
+    CommandState,
+    RmaCancellation,
+    RmaChange,
+    RmaState,
+    Telemetry,
+    decode_rma_change,
     ParcelEvent,
     ProtocolError,
     RmaAnnouncement,
@@ -16,10 +25,21 @@ from protocol.messages import (
     decode,
     encode,
 )
-from protocol.topics import Topics
+from protocol.topics import SHARE_GROUP, Topics, shared
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SHARE_GROUP",
+    "Command",
+    "CommandName",
+    "CommandReply",
+    "CommandState",
+    "RmaCancellation",
+    "RmaChange",
+    "RmaState",
+    "Telemetry",
+    "decode_rma_change",
+    "shared",
     "ParcelEvent",
     "ProtocolError",
     "RmaAnnouncement",

@@ -12,7 +12,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -97,13 +104,37 @@ class RmaAnnouncement(_Message):
     lines: tuple[RmaLine, ...] = Field(min_length=1)
 
 
+class RmaCancellation(_Message):
+    """The gateway withdraws an RMA: the station must quarantine its parcel from now on.
+
+    Carries the same site-wide ``revision`` sequence as :class:`RmaAnnouncement`, so a
+    cancellation at revision 7 beats an announcement at revision 5 of the same RMA and an
+    announcement at revision 9 (a re-authorisation) beats the cancellation.
+    """
+
+    kind: Literal["rma_cancel"] = "rma_cancel"
+    number: str = Field(min_length=1, max_length=32)
+    revision: int = Field(ge=1)
+    reason: str = Field(default="cancelled", min_length=1, max_length=64)
+
+
+RmaChange = Annotated[RmaAnnouncement | RmaCancellation, Field(discriminator="kind")]
+"""What the RMA topic and a catch-up batch carry: an announcement or a cancellation."""
+
+
 class StationStatus(_Message):
-    """Station birth / last will, published retained on the status topic."""
+    """Station birth / last will, published retained on the status topic.
+
+    ``software_version`` and ``config_hash`` identify what the station runs (birth);
+    ``rma_revision`` is its highest applied site revision; ``details`` is the JSON-able
+    status of its components (link: ``sync_lag`` = head revision - applied revision).
+    """
 
     kind: Literal["status"] = "status"
     station: str
     state: Literal["online", "offline", "degraded"]
     software_version: str = ""
+    config_hash: str = ""
     rma_revision: int = 0
     details: dict[str, object] = Field(default_factory=dict)
 
@@ -143,17 +174,82 @@ class SyncBatch(_Message):
 
     kind: Literal["sync_batch"] = "sync_batch"
     request_id: str
-    announcements: tuple[RmaAnnouncement, ...] = ()
+    announcements: tuple[RmaChange, ...] = ()
     last: bool = True
     head_revision: int = Field(ge=0)
 
 
+class CommandName(enum.StrEnum):
+    """Commands a station understands."""
+
+    PING = "ping"
+    RESYNC = "resync"
+    GATE_TEST = "gate_test"
+    PUBLISH_STATUS = "publish_status"
+
+
+class Command(_Message):
+    """A command to one station, on its command topic; QoS 1 and never retained.
+
+    A station ignores (dead-letters) a command it finds retained, and one older than
+    ``expires_in_s`` seconds after ``issued_at`` (a command that waited in a queue while the
+    station was offline must not run late). ``args`` are command specific, e.g.
+    ``{"lane": "restock"}`` for ``gate_test``.
+    """
+
+    kind: Literal["command"] = "command"
+    request_id: str = Field(min_length=8, max_length=64)
+    command: CommandName
+    issued_at: datetime
+    expires_in_s: float = Field(default=60.0, gt=0, le=86_400)
+    args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class CommandState(enum.StrEnum):
+    """Life of a command: ``accepted`` first, then exactly one of ``done`` / ``failed``."""
+
+    ACCEPTED = "accepted"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class CommandReply(_Message):
+    """A station's reply to a :class:`Command`, matched by ``request_id``."""
+
+    kind: Literal["command_reply"] = "command_reply"
+    request_id: str = Field(min_length=8, max_length=64)
+    station: str
+    command: CommandName
+    state: CommandState
+    detail: str = ""
+    result: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class Telemetry(_Message):
+    """Periodic station counters and gauges (not retained; QoS 0 is enough)."""
+
+    kind: Literal["telemetry"] = "telemetry"
+    station: str
+    at: datetime
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
 Message = Annotated[
-    RmaAnnouncement | StationStatus | ParcelEvent | SyncRequest | SyncBatch,
+    RmaAnnouncement
+    | RmaCancellation
+    | StationStatus
+    | ParcelEvent
+    | SyncRequest
+    | SyncBatch
+    | Command
+    | CommandReply
+    | Telemetry,
     Field(discriminator="kind"),
 ]
 
 M = TypeVar("M", bound=_Message)
+
+_RMA_CHANGE: TypeAdapter[RmaAnnouncement | RmaCancellation] = TypeAdapter(RmaChange)
 
 
 def encode(message: _Message) -> bytes:
@@ -176,3 +272,19 @@ def decode(payload: bytes | str, model: type[M]) -> M:
         raise ProtocolError(f"invalid {model.__name__}: {where}: {first['msg']}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"invalid {model.__name__}: {exc}") from exc
+
+
+def decode_rma_change(payload: bytes | str) -> RmaAnnouncement | RmaCancellation:
+    """Parse a payload of the RMA topic: an announcement or a cancellation (by ``kind``).
+
+    Raises:
+        ProtocolError: as :func:`decode` does.
+    """
+    try:
+        return _RMA_CHANGE.validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+        raise ProtocolError(f"invalid RmaChange: {where}: {first['msg']}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"invalid RmaChange: {exc}") from exc

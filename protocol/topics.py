@@ -2,11 +2,19 @@
 
 Layout (``rs/v1`` is the contract's major version)::
 
-    rs/v1/{site}/rma                      gateway -> stations   RmaAnnouncement (QoS 1)
+    rs/v1/{site}/rma                      gateway -> stations   RmaAnnouncement | RmaCancellation
+    rs/v1/{site}/policy                   gateway -> stations   policies (retained; issue 3)
     rs/v1/{site}/{station}/status         station -> gateway    StationStatus (retained, LWT)
     rs/v1/{site}/{station}/event          station -> gateway    ParcelEvent (QoS 1)
+    rs/v1/{site}/{station}/telemetry      station -> gateway    Telemetry (QoS 0)
     rs/v1/{site}/{station}/sync/req       station -> gateway    SyncRequest (QoS 1)
     rs/v1/{site}/{station}/sync/resp      gateway -> station    SyncBatch (QoS 1)
+    rs/v1/{site}/{station}/cmd            gateway -> station    Command (QoS 1, never retained)
+    rs/v1/{site}/{station}/cmd/reply      station -> gateway    CommandReply (QoS 1)
+
+Everything a station may publish lies under ``rs/v1/{site}/{station}/`` and is not one of
+the gateway's topics (``sync/resp``, ``cmd``): the broker ACL (``hardware/mosquitto.acl``)
+enforces it. Several gateway replicas share the ingest through :func:`shared`.
 """
 
 from __future__ import annotations
@@ -14,6 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ROOT = "rs/v1"
+SHARE_GROUP = "gateways"
+
+
+def shared(topic_filter: str, group: str = SHARE_GROUP) -> str:
+    """Return the MQTT 5 shared-subscription form ``$share/{group}/{topic_filter}``.
+
+    Raises:
+        ValueError: when ``group`` is empty or holds ``/``, ``+`` or ``#``.
+    """
+    return f"$share/{_check_segment(group, 'share group')}/{topic_filter}"
 
 
 def _check_segment(value: str, what: str) -> str:
@@ -42,6 +60,26 @@ class Topics:
     def rma(self) -> str:
         """RMA announcements for every station of the site."""
         return f"{ROOT}/{self.site}/rma"
+
+    @property
+    def policy(self) -> str:
+        """Sorting policies for every station of the site (retained, versioned)."""
+        return f"{ROOT}/{self.site}/policy"
+
+    @property
+    def telemetry(self) -> str:
+        """Periodic station metrics."""
+        return f"{ROOT}/{self.site}/{self.station}/telemetry"
+
+    @property
+    def command(self) -> str:
+        """Commands to the station (never retained)."""
+        return f"{ROOT}/{self.site}/{self.station}/cmd"
+
+    @property
+    def command_reply(self) -> str:
+        """The station's command replies (``accepted``, then ``done`` or ``failed``)."""
+        return f"{ROOT}/{self.site}/{self.station}/cmd/reply"
 
     @property
     def status(self) -> str:
