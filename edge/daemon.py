@@ -85,6 +85,7 @@ class StationDaemon:
             store=self.store,
             status_provider=self.status,
             software_version=software_version(),
+            config_hash=config.config_hash,
             keepalive_s=config.mqtt.keepalive_s,
             status_interval_s=config.mqtt.status_interval_s,
             username=config.mqtt.username,

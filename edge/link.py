@@ -1,22 +1,31 @@
 """The station's MQTT link: the only edge module that touches paho-mqtt.
 
 - Persistent session (clean_session=False), QoS 1 everywhere, last will ``offline``
-  (retained) and a retained birth/status message.
-- RMA announcements are applied to the cache as they arrive; on every (re)connect the link
-  asks the gateway for everything after its highest applied revision (catch-up).
-- Events go into the store's outbox first and leave it only when the broker acknowledged
-  them (PUBACK); what is unacknowledged is sent again after a reconnect or a restart.
-- Every paho callback is guarded: a malformed payload is a dead letter, never a crash.
+  (retained) and a retained birth/status message with software version and config hash.
+- RMA announcements and cancellations are applied to the cache as they arrive
+  (idempotent by (RMA, revision)); on every (re)connect the link asks the gateway for
+  everything after its highest applied revision and reports itself in sync only when the
+  last catch-up batch is applied. An unanswered catch-up is asked again.
+- Events (and command replies) go into the store's outbox first and leave it only when the
+  broker acknowledged them (PUBACK); what is unacknowledged is sent again after a
+  reconnect or a restart of the station process.
+- Commands run in the link's own thread, never in paho's; a retained or expired command is
+  not executed (dead letter). Replies: ``accepted``, then ``done`` or ``failed``.
+- Every paho callback is guarded: a malformed payload is a dead letter, never a crash. The
+  link's thread supervises paho's network thread and restarts it should it die.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import ssl
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,19 +33,28 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.store import StationStore
 from protocol import (
+    Command,
+    CommandName,
+    CommandReply,
+    CommandState,
     ProtocolError,
-    RmaAnnouncement,
     StationStatus,
     SyncBatch,
     SyncRequest,
+    Telemetry,
     Topics,
     decode,
+    decode_rma_change,
     encode,
 )
 
 log = logging.getLogger(__name__)
 
 RESEND_AFTER_S = 10.0
+SYNC_RETRY_S = 15.0
+
+CommandHandler = Callable[[Command], Mapping[str, str | int | float | bool | None]]
+"""Runs a command in the link's thread; returns the reply's ``result``; raises to fail."""
 
 
 def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
@@ -60,9 +78,16 @@ class StationLink:
         store: the station store (RMA cache, outbox, dead letters).
         status_provider: returns the JSON-able ``details`` for the status message.
         software_version: reported in the birth message.
+        config_hash: hash of the station config, reported in the birth message.
         keepalive_s: MQTT keepalive, s.
         status_interval_s: how often the retained status is refreshed, s.
+        telemetry_interval_s: how often telemetry is published (QoS 0), s; 0 disables.
         username, password: broker credentials, optional.
+        tls_ca: CA certificate file; when given the link uses TLS (server verified).
+        tls_cert, tls_key: client certificate and key for mutual TLS, optional.
+        command_handlers: handlers by command name, besides the built-in ``ping``,
+            ``resync`` and ``publish_status``; a command without a handler fails.
+        sync_retry_s: ask for catch-up again when no last batch came within this time, s.
     """
 
     def __init__(
@@ -75,10 +100,17 @@ class StationLink:
         store: StationStore,
         status_provider: Callable[[], dict[str, object]] = dict,
         software_version: str = "",
+        config_hash: str = "",
         keepalive_s: int = 15,
         status_interval_s: float = 5.0,
+        telemetry_interval_s: float = 10.0,
         username: str | None = None,
         password: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        command_handlers: Mapping[CommandName, CommandHandler] | None = None,
+        sync_retry_s: float = SYNC_RETRY_S,
     ) -> None:
         self.topics = Topics(site, station)
         self.site_topics = Topics(site)
@@ -87,8 +119,17 @@ class StationLink:
         self.store = store
         self.status_provider = status_provider
         self.software_version = software_version
+        self.config_hash = config_hash
         self.keepalive_s = keepalive_s
         self.status_interval_s = status_interval_s
+        self.telemetry_interval_s = telemetry_interval_s
+        self.sync_retry_s = sync_retry_s
+        self._handlers: dict[CommandName, CommandHandler] = {
+            CommandName.PING: lambda cmd: {"pong": True},
+            CommandName.RESYNC: self._cmd_resync,
+            CommandName.PUBLISH_STATUS: self._cmd_publish_status,
+            **(command_handlers or {}),
+        }
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"station-{site}-{station}",
@@ -96,6 +137,14 @@ class StationLink:
         )
         if username:
             self._client.username_pw_set(username, password)
+        if tls_ca:
+            self._client.tls_set(
+                ca_certs=tls_ca,
+                certfile=tls_cert,
+                keyfile=tls_key,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         self._client.will_set(
             self.topics.status,
             encode(StationStatus(station=station, state="offline")),
@@ -109,15 +158,28 @@ class StationLink:
         self._client.on_publish = _guarded(self._on_publish)
         self._acked: deque[int] = deque()
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox id, sent at)
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         self._sync_wanted = False
         self._sync_request_id = ""
+        self._sync_sent_at = 0.0
+        self._status_now = False
         self.in_sync = False
         self.head_revision = 0
-        self.counters = {"announcements": 0, "dead_letters": 0, "published": 0, "acked": 0}
+        self.counters = {
+            "connects": 0,
+            "announcements": 0,
+            "announcements_applied": 0,
+            "dead_letters": 0,
+            "published": 0,
+            "acked": 0,
+            "sync_requests": 0,
+            "commands": 0,
+            "loop_restarts": 0,
+        }
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -128,7 +190,10 @@ class StationLink:
         self._thread.start()
 
     def stop(self, publish_offline: bool = True) -> None:
-        """Flush what can be flushed, publish ``offline`` (retained) and disconnect."""
+        """Stop the link thread, publish ``offline`` (retained) and disconnect.
+
+        Events still in the outbox stay there for the next start.
+        """
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -136,7 +201,15 @@ class StationLink:
         if publish_offline and self._connected.is_set():
             info = self._client.publish(
                 self.topics.status,
-                encode(StationStatus(station=self.station, state="offline")),
+                encode(
+                    StationStatus(
+                        station=self.station,
+                        state="offline",
+                        software_version=self.software_version,
+                        config_hash=self.config_hash,
+                        rma_revision=self.store.rma_revision(),
+                    )
+                ),
                 qos=1,
                 retain=True,
             )
@@ -159,12 +232,18 @@ class StationLink:
         return item_id
 
     def status(self) -> dict[str, object]:
-        """JSON-able link state."""
+        """JSON-able link state.
+
+        ``sync_lag`` is the number of site revisions known to exist (``head_revision``,
+        from the gateway) that the cache has not applied yet.
+        """
+        applied = self.store.rma_revision()
         return {
             "connected": self._connected.is_set(),
             "in_sync": self.in_sync,
-            "rma_revision": self.store.rma_revision(),
+            "rma_revision": applied,
             "head_revision": self.head_revision,
+            "sync_lag": max(0, self.head_revision - applied),
             "outbox_depth": self.store.outbox_depth(),
             "inflight": len(self._inflight),
             **self.counters,
@@ -178,8 +257,13 @@ class StationLink:
             log.error("broker refused connection: %s", reason_code)
             return
         log.info("connected to %s:%s", self.host, self.port)
+        self.counters["connects"] += 1
         client.subscribe(
-            [(self.site_topics.rma, 1), (self.topics.sync_response, 1)],
+            [
+                (self.site_topics.rma, 1),
+                (self.topics.sync_response, 1),
+                (self.topics.command, 1),
+            ],
         )
         self._connected.set()
         self.in_sync = False
@@ -190,6 +274,7 @@ class StationLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
     ) -> None:
         self._connected.clear()
+        self.in_sync = False
         if not self._stop.is_set():
             log.warning("disconnected from broker: %s (reconnecting)", reason_code)
 
@@ -201,51 +286,86 @@ class StationLink:
         self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        payload = bytes(msg.payload)
         try:
             if msg.topic == self.site_topics.rma:
-                self._apply(decode(bytes(msg.payload), RmaAnnouncement))
+                self._apply(decode_rma_change(payload))
             elif msg.topic == self.topics.sync_response:
-                self._apply_batch(decode(bytes(msg.payload), SyncBatch))
+                self._apply_batch(decode(payload, SyncBatch))
+            elif msg.topic == self.topics.command:
+                self._accept_command(payload, retained=bool(msg.retain))
             else:
                 raise ProtocolError(f"unexpected topic {msg.topic}")
         except ProtocolError as exc:
             self.counters["dead_letters"] += 1
-            self.store.dead_letter(msg.topic, bytes(msg.payload), str(exc))
+            self.store.dead_letter(msg.topic, payload, str(exc))
 
-    def _apply(self, ann: RmaAnnouncement) -> None:
+    def _apply(self, change: Any) -> None:
         self.counters["announcements"] += 1
-        self.store.apply_announcement(ann)
-        self.head_revision = max(self.head_revision, ann.revision)
+        if self.store.apply_announcement(change):
+            self.counters["announcements_applied"] += 1
+        self.head_revision = max(self.head_revision, change.revision)
 
     def _apply_batch(self, batch: SyncBatch) -> None:
-        for ann in batch.announcements:
-            self._apply(ann)
+        self.counters["announcements"] += len(batch.announcements)
+        self.counters["announcements_applied"] += self.store.apply_changes(batch.announcements)
         self.head_revision = max(self.head_revision, batch.head_revision)
         if batch.last and batch.request_id == self._sync_request_id:
             self.in_sync = self.store.rma_revision() >= batch.head_revision
             log.info("catch-up done at revision %d", self.store.rma_revision())
 
-    # -- outbox thread ----------------------------------------------------------------
+    def _accept_command(self, payload: bytes, *, retained: bool) -> None:
+        if retained:
+            # C6: a command left retained on the broker is stale by definition.
+            raise ProtocolError("retained command not executed")
+        cmd = decode(payload, Command)
+        age_s = (datetime.now(UTC) - cmd.issued_at).total_seconds()
+        if age_s > cmd.expires_in_s:
+            raise ProtocolError(f"command {cmd.request_id} expired {age_s:.0f} s after issue")
+        self._commands.put(cmd)
+        self._wake.set()
+
+    # -- link thread ------------------------------------------------------------------
     def _run(self) -> None:
         next_status = 0.0
+        next_telemetry = time.monotonic() + self.telemetry_interval_s
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
             try:
+                self._supervise()
                 self._reconcile_acks()
                 if not self._connected.is_set():
                     continue
-                if self._sync_wanted:
+                now = time.monotonic()
+                if self._sync_wanted or (
+                    not self.in_sync and now - self._sync_sent_at > self.sync_retry_s
+                ):
                     self._sync_wanted = False
                     self._request_sync()
                     next_status = 0.0
-                if time.monotonic() >= next_status:
+                if now >= next_status or self._status_now:
+                    self._status_now = False
                     self._publish_status()
-                    next_status = time.monotonic() + self.status_interval_s
+                    next_status = now + self.status_interval_s
+                if self.telemetry_interval_s > 0 and now >= next_telemetry:
+                    self._publish_telemetry()
+                    next_telemetry = now + self.telemetry_interval_s
+                self._run_commands()
                 self._flush()
             except Exception:
-                log.exception("link outbox loop error")
+                log.exception("link loop error")
                 time.sleep(0.5)
+
+    def _supervise(self) -> None:
+        thread = getattr(self._client, "_thread", None)
+        if thread is None or thread.is_alive() or self._stop.is_set():
+            return
+        log.error("paho network thread died: restarting it")
+        self.counters["loop_restarts"] += 1
+        self._connected.clear()
+        self._client._thread = None  # paho refuses loop_start while it holds a thread
+        self._client.loop_start()
 
     def _reconcile_acks(self) -> None:
         while self._acked:
@@ -272,6 +392,8 @@ class StationLink:
 
     def _request_sync(self) -> None:
         self._sync_request_id = uuid.uuid4().hex
+        self._sync_sent_at = time.monotonic()
+        self.counters["sync_requests"] += 1
         req = SyncRequest(
             station=self.station,
             after_revision=self.store.rma_revision(),
@@ -280,12 +402,67 @@ class StationLink:
         self._client.publish(self.topics.sync_request, encode(req), qos=1)
 
     def _publish_status(self) -> None:
-        details = self.status_provider()
+        details = {**self.status_provider(), "link": self.status()}
         status = StationStatus(
             station=self.station,
             state="degraded" if details.get("degraded") else "online",
             software_version=self.software_version,
+            config_hash=self.config_hash,
             rma_revision=self.store.rma_revision(),
             details=details,
         )
         self._client.publish(self.topics.status, encode(status), qos=1, retain=True)
+
+    def _publish_telemetry(self) -> None:
+        metrics = {
+            k: float(v) for k, v in self.status().items() if isinstance(v, int | float | bool)
+        }
+        msg = Telemetry(station=self.station, at=datetime.now(UTC), metrics=metrics)
+        self._client.publish(self.topics.telemetry, encode(msg), qos=0)
+
+    # -- commands (link thread) -------------------------------------------------------
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self.counters["commands"] += 1
+            self._reply(cmd, CommandState.ACCEPTED)
+            handler = self._handlers.get(cmd.command)
+            if handler is None:
+                self._reply(cmd, CommandState.FAILED, "not supported by this station")
+                continue
+            try:
+                result = dict(handler(cmd))
+            except Exception as exc:
+                log.warning("command %s %s failed: %s", cmd.command, cmd.request_id, exc)
+                self._reply(cmd, CommandState.FAILED, str(exc) or type(exc).__name__)
+            else:
+                self._reply(cmd, CommandState.DONE, result=result)
+
+    def _reply(
+        self,
+        cmd: Command,
+        state: CommandState,
+        detail: str = "",
+        result: dict[str, str | int | float | bool | None] | None = None,
+    ) -> None:
+        reply = CommandReply(
+            request_id=cmd.request_id,
+            station=self.station,
+            command=cmd.command,
+            state=state,
+            detail=detail,
+            result=result or {},
+        )
+        self.store.outbox_put(self.topics.command_reply, encode(reply))
+
+    def _cmd_resync(self, cmd: Command) -> dict[str, str | int | float | bool | None]:
+        self.in_sync = False
+        self._request_sync()
+        return {"after_revision": self.store.rma_revision()}
+
+    def _cmd_publish_status(self, cmd: Command) -> dict[str, str | int | float | bool | None]:
+        self._status_now = True
+        return {}

@@ -11,12 +11,13 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.clock import utc_now
 from edge.sorter.model import RmaLineRecord, RmaRecord
-from protocol import RmaAnnouncement
+from protocol import RmaAnnouncement, RmaCancellation
 
 log = logging.getLogger(__name__)
 
@@ -71,32 +72,55 @@ class StationStore:
             self._db.close()
 
     # -- RMA cache ------------------------------------------------------------------
-    def apply_announcement(self, ann: RmaAnnouncement) -> bool:
+    def apply_announcement(self, ann: RmaAnnouncement | RmaCancellation) -> bool:
         """Store ``ann`` unless the cache holds this RMA at the same or a newer revision.
 
         Returns True when applied. Idempotent by (RMA, revision): a duplicate or older
-        revision changes nothing (``../shared/cases`` C6). Also raises the applied
-        high-water mark used for catch-up.
+        revision changes nothing (``../shared/cases`` C6). A cancellation keeps the RMA's
+        lines and sets its state to ``cancelled`` (an unknown RMA is kept as a cancelled
+        tombstone, so an older announcement arriving late cannot resurrect it). Also raises
+        the applied high-water mark used for catch-up.
         """
+        return self.apply_changes([ann]) == 1
+
+    def apply_changes(self, changes: Sequence[RmaAnnouncement | RmaCancellation]) -> int:
+        """Apply announcements / cancellations in one transaction, in the given order.
+
+        Same rule per change as :meth:`apply_announcement`; returns how many were applied
+        (the others were duplicates or older than the cached revision).
+        """
+        if not changes:
+            return 0
+        applied = 0
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
-                "SELECT revision FROM rmas WHERE number = ?", (ann.number,)
-            ).fetchone()
-            applied = row is None or row[0] < ann.revision
-            if applied:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO rmas(number, revision, state, payload) "
-                    "VALUES (?, ?, ?, ?)",
-                    (ann.number, ann.revision, ann.state.value, ann.model_dump_json()),
-                )
+            for change in changes:
+                applied += self._apply_one(change)
+            top = max(c.revision for c in changes)
             self._db.execute(
                 "INSERT INTO meta(key, value) VALUES ('rma_revision', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = "
                 "CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
-                (str(ann.revision),),
+                (str(top),),
             )
         return applied
+
+    def _apply_one(self, change: RmaAnnouncement | RmaCancellation) -> int:
+        row = self._db.execute(
+            "SELECT revision, payload FROM rmas WHERE number = ?", (change.number,)
+        ).fetchone()
+        if row is not None and row[0] >= change.revision:
+            return 0
+        if isinstance(change, RmaAnnouncement):
+            state, payload = change.state.value, change.model_dump_json()
+        else:
+            state = "cancelled"
+            payload = row[1] if row is not None else '{"lines": []}'
+        self._db.execute(
+            "INSERT OR REPLACE INTO rmas(number, revision, state, payload) VALUES (?, ?, ?, ?)",
+            (change.number, change.revision, state, payload),
+        )
+        return 1
 
     def lookup_rma(self, number: str) -> RmaRecord | None:
         """The cached RMA with this number, or None (implements the core's RmaDirectory)."""
@@ -169,6 +193,11 @@ class StationStore:
                 "INSERT INTO dead_letters(topic, payload, error, received_at) VALUES (?,?,?,?)",
                 (topic, payload, error, utc_now().isoformat()),
             )
+
+    def dead_letter_count(self) -> int:
+        """Number of dead letters kept."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
 
     def dead_letters(self) -> list[tuple[str, bytes, str]]:
         """All dead letters as (topic, payload, error), oldest first."""
