@@ -1,21 +1,38 @@
 """The gateway's MQTT link: the only gateway module that imports paho.
 
-Subscribes to every station of the site (status, parcel events, catch-up requests),
-records what arrives, answers catch-up requests, and publishes RMA announcements. Runs
-paho's network loop in its own thread; every callback is guarded so that no exception can
-stop the loop. Payloads that are not valid protocol messages go to the dead-letter table.
+Subscribes to every station of the site (status, parcel events, catch-up requests,
+command replies, telemetry), records what arrives, answers catch-up requests, and publishes
+RMA announcements, cancellations and commands. Payloads that are not valid protocol
+messages go to the dead-letter table.
+
+Nothing is lost on a database failure: QoS 1 messages are acknowledged by hand
+(``manual_ack``), and only after their effect is committed. paho's network thread only
+queues what arrives; one ingest thread handles the queue in arrival order (so PUBACKs go
+out in order), retrying with backoff while the database fails. A message not yet
+acknowledged when the gateway stops is redelivered by the broker to the persistent session.
+
+Replicas: with ``shared_group`` set, the bridge speaks MQTT 5 and subscribes to events and
+catch-up requests as ``$share/{group}/...``, so several gateways share the ingest (each
+needs its own ``client_id``); statuses are subscribed by every replica (retained messages
+are not delivered to shared subscriptions, and a status upsert is idempotent).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import queue
 import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.services.dead_letters import record_dead_letter
@@ -24,21 +41,30 @@ from gateway.services.revisions import head_revision
 from gateway.services.rmas import list_announcements
 from gateway.services.stations import upsert_station
 from protocol import (
+    Command,
+    CommandName,
+    CommandReply,
     ParcelEvent,
     ProtocolError,
     RmaAnnouncement,
+    RmaCancellation,
     StationStatus,
     SyncBatch,
     SyncRequest,
+    Telemetry,
     Topics,
     decode,
     encode,
+    shared,
 )
 
 log = logging.getLogger(__name__)
 
 QOS = 1
 SYNC_BATCH_SIZE = 200
+SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5 persistent session lifetime
+RETRY_MAX_S = 5.0
+KEEP_REPLIES = 1000
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -69,6 +95,13 @@ class MqttBridge:
             are queued by the broker and ingested when it is back.
         keepalive_s: MQTT keep-alive in seconds.
         sync_batch_size: announcements per catch-up batch (at most).
+        shared_group: MQTT 5 shared-subscription group for events and catch-up requests
+            (e.g. ``"gateways"``); None: MQTT 3.1.1, plain subscriptions (one gateway).
+        username, password: broker credentials, optional.
+        tls_ca: CA certificate file; when given, the bridge connects with TLS.
+
+    Raises:
+        ValueError: when ``sync_batch_size`` < 1.
     """
 
     def __init__(
@@ -81,6 +114,10 @@ class MqttBridge:
         client_id: str | None = None,
         keepalive_s: int = 30,
         sync_batch_size: int = SYNC_BATCH_SIZE,
+        shared_group: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         if sync_batch_size < 1:
             raise ValueError("sync_batch_size must be >= 1")
@@ -109,14 +146,43 @@ class MqttBridge:
                 "rma_published",
                 "dead_letters",
                 "errors",
+                "retries",
+                "acks",
+                "acks_skipped",
+                "command_replies",
+                "telemetry",
+                "commands_sent",
             ),
             0,
         )
         self._connected = False
         self._last_error: str | None = None
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
-        )
+        self.shared_group = shared_group
+        self._generation = 0  # bumped on every connect: a mid is only valid in its session
+        self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage]] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.command_replies: OrderedDict[str, list[CommandReply]] = OrderedDict()
+        self.telemetry: dict[str, Telemetry] = {}
+        if shared_group is None:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                clean_session=False,
+                manual_ack=True,
+            )
+        else:
+            shared("x", shared_group)  # validates the group name
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=MQTTProtocolVersion.MQTTv5,
+                manual_ack=True,
+            )
+        if username:
+            client.username_pw_set(username, password)
+        if tls_ca:
+            client.tls_set(ca_certs=tls_ca)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -132,7 +198,21 @@ class MqttBridge:
             return
         self._started = True
         log.info("mqtt connecting broker=%s:%d client_id=%s", self.host, self.port, self.client_id)
-        self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
+        self._stopping.clear()
+        self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
+        self._worker.start()
+        if self.shared_group is None:
+            self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
+        else:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            self._client.connect_async(
+                self.host,
+                self.port,
+                keepalive=self._keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -140,6 +220,9 @@ class MqttBridge:
         if not self._started:
             return
         self._started = False
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
         self._client.disconnect()
         self._client.loop_stop()
         self._ready.clear()
@@ -166,14 +249,16 @@ class MqttBridge:
                 "broker": f"{self.host}:{self.port}",
                 "client_id": self.client_id,
                 "site": self.site,
+                "shared_group": self.shared_group,
+                "ingest_backlog": self._inbox.qsize(),
                 **self._counters,
                 "last_error": self._last_error,
             }
 
     # -- publishing ------------------------------------------------------------------------
 
-    def publish_rma(self, announcement: RmaAnnouncement) -> bool:
-        """Publish an announcement on ``rs/v1/{site}/rma`` (QoS 1, not retained).
+    def publish_rma(self, announcement: RmaAnnouncement | RmaCancellation) -> bool:
+        """Publish an announcement or cancellation on ``rs/v1/{site}/rma`` (QoS 1).
 
         While disconnected paho keeps the message and sends it once connected; stations
         that miss it catch up by revision anyway.
@@ -202,6 +287,34 @@ class MqttBridge:
         log.info("rma published number=%s revision=%d", announcement.number, announcement.revision)
         return True
 
+    def publish_command(
+        self,
+        station: str,
+        command: CommandName,
+        args: dict[str, str | int | float | bool] | None = None,
+        *,
+        request_id: str | None = None,
+        expires_in_s: float = 60.0,
+    ) -> str:
+        """Send a command to one station (QoS 1, never retained); return its request id.
+
+        Replies arrive in :attr:`command_replies` under that id (``accepted`` then
+        ``done`` or ``failed``).
+
+        Raises:
+            ValueError: when ``station`` is not a valid topic segment.
+        """
+        cmd = Command(
+            request_id=request_id or uuid.uuid4().hex,
+            command=command,
+            issued_at=datetime.now(UTC),
+            expires_in_s=expires_in_s,
+            args=args or {},
+        )
+        self._client.publish(Topics(self.site, station).command, encode(cmd), qos=QOS, retain=False)
+        self._count("commands_sent")
+        return cmd.request_id
+
     # -- paho callbacks (network thread) ---------------------------------------------------
 
     @_guarded
@@ -214,10 +327,15 @@ class MqttBridge:
         with self._lock:
             self._connected = True
             self._counters["connects"] += 1
+            self._generation += 1
+        group = self.shared_group
         subscriptions = [
             (self._topics.status, QOS),
-            (self._topics.event, QOS),
-            (self._topics.sync_request, QOS),
+            (self._topics.telemetry, 0),
+            (self._topics.command_reply, QOS),
+        ] + [
+            (t if group is None else shared(t, group), QOS)
+            for t in (self._topics.event, self._topics.sync_request)
         ]
         result, mid = client.subscribe(subscriptions)
         with self._lock:
@@ -255,6 +373,48 @@ class MqttBridge:
 
     @_guarded
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Only queue: the ingest thread handles it and acknowledges it once committed.
+        with self._lock:
+            generation = self._generation
+        self._inbox.put((generation, msg))
+
+    # -- ingest thread ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                generation, msg = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            delay = 0.05
+            while True:
+                try:
+                    self._handle(msg)
+                    break
+                except Exception as exc:  # the database (or anything) failed: keep it
+                    self._count("retries")
+                    self._note_error(f"ingest {msg.topic}: {exc!r}")
+                    log.warning(
+                        "ingest failed, retrying in %.2fs topic=%s: %r", delay, msg.topic, exc
+                    )
+                    if self._stopping.wait(delay):
+                        log.warning("stopping with an unacknowledged message topic=%s", msg.topic)
+                        return
+                    delay = min(delay * 2, RETRY_MAX_S)
+            self._ack(generation, msg)
+
+    def _ack(self, generation: int, msg: mqtt.MQTTMessage) -> None:
+        if msg.qos == 0:
+            return
+        with self._lock:
+            current = generation == self._generation and self._connected
+        if not current:  # the session changed: the broker redelivers it, dedup absorbs it
+            self._count("acks_skipped")
+            return
+        self._client.ack(msg.mid, msg.qos)
+        self._count("acks")
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
         self._count("messages_in")
         topic = msg.topic
         payload = bytes(msg.payload)
@@ -271,6 +431,10 @@ class MqttBridge:
                 self._handle_status(topic, station, payload, retained=bool(msg.retain))
             elif topic == topics.sync_request:
                 self._handle_sync_request(topic, station, payload)
+            elif topic == topics.command_reply:
+                self._handle_command_reply(station, payload)
+            elif topic == topics.telemetry:
+                self._handle_telemetry(station, payload)
             else:
                 self._dead_letter(topic, payload, "unexpected topic")
         except ProtocolError as exc:
@@ -332,6 +496,32 @@ class MqttBridge:
             head,
             sent,
         )
+
+    def _handle_command_reply(self, station: str, payload: bytes) -> None:
+        reply = decode(payload, CommandReply)
+        if reply.station != station:
+            raise ProtocolError(f"reply for station {reply.station!r} on {station!r}'s topic")
+        with self._lock:
+            self.command_replies.setdefault(reply.request_id, []).append(reply)
+            while len(self.command_replies) > KEEP_REPLIES:
+                self.command_replies.popitem(last=False)
+            self._counters["command_replies"] += 1
+        log.info(
+            "command reply station=%s request_id=%s command=%s state=%s detail=%s",
+            station,
+            reply.request_id,
+            reply.command,
+            reply.state,
+            reply.detail,
+        )
+
+    def _handle_telemetry(self, station: str, payload: bytes) -> None:
+        telemetry = decode(payload, Telemetry)
+        if telemetry.station != station:
+            raise ProtocolError(f"telemetry of {telemetry.station!r} on {station!r}'s topic")
+        with self._lock:
+            self.telemetry[station] = telemetry
+            self._counters["telemetry"] += 1
 
     # -- bookkeeping -----------------------------------------------------------------------
 
