@@ -1,0 +1,115 @@
+"""Link test fixtures: station links, gateway bridges and probes on real brokers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.link import StationLink
+from edge.store import StationStore
+from gateway.db import Database
+from gateway.mqtt_bridge import MqttBridge
+from gateway.services.revisions import ensure_site
+from protocol import RmaAnnouncement, RmaLine
+from tests.gateway.conftest import MqttProbe, wait_until
+
+
+def ann(number: str, revision: int, state: str = "authorized", lines: int = 1) -> RmaAnnouncement:
+    return RmaAnnouncement(
+        number=number,
+        revision=revision,
+        order_ref=f"O-{number}",
+        reason="size",
+        resolution="refund",
+        state=state,
+        lines=tuple(RmaLine(line_no=i, sku=f"SKU-{i}", quantity=1) for i in range(1, lines + 1)),
+    )
+
+
+@pytest.fixture
+def site() -> str:
+    return f"s{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    return wait_until
+
+
+@pytest.fixture
+def make_probe(mqtt_broker: Any) -> Iterator[Callable[..., MqttProbe]]:
+    made: list[MqttProbe] = []
+
+    def factory(*, port: int | None = None, **kwargs: Any) -> MqttProbe:
+        p = MqttProbe(mqtt_broker.host, port or mqtt_broker.port, **kwargs)
+        made.append(p)
+        return p
+
+    yield factory
+    for p in made:
+        p.close()
+
+
+@pytest.fixture
+def make_link(tmp_path: Path, site: str, mqtt_broker: Any) -> Iterator[Callable[..., StationLink]]:
+    """Factory: ``make_link(station="st1", port=None, store=None, **kwargs)``, not started."""
+    made: list[StationLink] = []
+
+    def factory(
+        station: str = "st1",
+        *,
+        port: int | None = None,
+        store: StationStore | None = None,
+        **kwargs: Any,
+    ) -> StationLink:
+        link = StationLink(
+            site=kwargs.pop("site", site),
+            station=station,
+            host="127.0.0.1",
+            port=port or mqtt_broker.port,
+            store=store or StationStore(tmp_path / f"{station}-{uuid.uuid4().hex[:6]}.db"),
+            **kwargs,
+        )
+        made.append(link)
+        return link
+
+    yield factory
+    for link in made:
+        link.stop(publish_offline=False)
+
+
+@pytest.fixture
+def gateway_db(tmp_path: Path, site: str) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
+    database.create_all()
+    with database.session() as s:
+        ensure_site(s, site)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def make_bridge(
+    site: str, mqtt_broker: Any, gateway_db: Database
+) -> Iterator[Callable[..., MqttBridge]]:
+    """Factory of started gateway bridges on the test broker; stopped at teardown."""
+    made: list[MqttBridge] = []
+
+    def factory(**kwargs: Any) -> MqttBridge:
+        kwargs.setdefault("host", "127.0.0.1")
+        kwargs.setdefault("port", mqtt_broker.port)
+        kwargs.setdefault("site", site)
+        kwargs.setdefault("sessions", gateway_db.sessions)
+        bridge = MqttBridge(**kwargs)
+        bridge.start()
+        made.append(bridge)
+        assert bridge.wait_ready(10), "bridge did not subscribe"
+        return bridge
+
+    yield factory
+    for bridge in made:
+        bridge.stop()

@@ -1,0 +1,123 @@
+"""The wire contract: AsyncAPI document current, topics, message rules."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+
+from protocol import (
+    Command,
+    CommandName,
+    ProtocolError,
+    RmaAnnouncement,
+    RmaCancellation,
+    SyncBatch,
+    Topics,
+    asyncapi,
+    decode,
+    decode_rma_change,
+    encode,
+    shared,
+)
+from tests.link.conftest import ann
+
+
+def test_asyncapi_document_is_current() -> None:
+    assert asyncapi.ASYNCAPI_PATH.read_text(encoding="utf-8") == asyncapi.render(), (
+        "protocol/asyncapi.yaml is stale: run python -m protocol.asyncapi --write"
+    )
+    assert asyncapi.main(["--check"]) == 0
+
+
+def test_asyncapi_lists_every_topic_with_its_messages() -> None:
+    doc = yaml.safe_load(asyncapi.render())
+    channels = doc["channels"]
+    assert sorted(channels) == sorted(
+        [
+            "rs/v1/{site}/rma",
+            "rs/v1/{site}/{station}/status",
+            "rs/v1/{site}/{station}/event",
+            "rs/v1/{site}/{station}/telemetry",
+            "rs/v1/{site}/{station}/sync/req",
+            "rs/v1/{site}/{station}/sync/resp",
+            "rs/v1/{site}/{station}/cmd",
+            "rs/v1/{site}/{station}/cmd/reply",
+        ]
+    )
+    cmd = channels["rs/v1/{site}/{station}/cmd"]["subscribe"]
+    assert cmd["bindings"]["mqtt"] == {"qos": 1, "retain": False}
+    rma = channels["rs/v1/{site}/rma"]["subscribe"]["message"]["oneOf"]
+    assert [m["$ref"].rsplit("/", 1)[1] for m in rma] == ["RmaAnnouncement", "RmaCancellation"]
+    schema = doc["components"]["schemas"]["StationStatus"]["properties"]
+    assert {"software_version", "config_hash", "schema_version"} <= set(schema)
+
+
+def test_topic_tree_per_site_and_station() -> None:
+    t = Topics("site1", "st7")
+    assert (t.rma, t.status, t.event, t.telemetry) == (
+        "rs/v1/site1/rma",
+        "rs/v1/site1/st7/status",
+        "rs/v1/site1/st7/event",
+        "rs/v1/site1/st7/telemetry",
+    )
+    assert (t.sync_request, t.sync_response, t.command, t.command_reply) == (
+        "rs/v1/site1/st7/sync/req",
+        "rs/v1/site1/st7/sync/resp",
+        "rs/v1/site1/st7/cmd",
+        "rs/v1/site1/st7/cmd/reply",
+    )
+    assert Topics("site1").event == "rs/v1/site1/+/event"
+    assert shared(Topics("site1").event) == "$share/gateways/rs/v1/site1/+/event"
+    assert Topics.station_of("rs/v1/site1/st7/cmd/reply") == ("site1", "st7")
+    for bad in ("", "a/b", "+", "#", " x"):
+        with pytest.raises(ValueError):
+            Topics(bad)
+    with pytest.raises(ValueError):
+        shared("rs/v1/x", "a/b")
+
+
+def test_rma_topic_carries_announcements_and_cancellations() -> None:
+    cancel = RmaCancellation(number="RMA-1", revision=4)
+    assert decode_rma_change(encode(cancel)) == cancel
+    assert decode_rma_change(encode(ann("RMA-1", 3))) == ann("RMA-1", 3)
+    batch = SyncBatch(request_id="r", announcements=(ann("A", 1), cancel), head_revision=4)
+    assert decode(encode(batch), SyncBatch).announcements[1] == cancel
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"rma":"RMA-1","lines":[', "invalid RmaChange"),
+        (b"\xff\xfe", "invalid RmaChange"),
+        (b"", "invalid RmaChange"),
+        (b'{"kind":"rma_cancel","number":"X","revision":0}', "revision"),
+        (b'{"kind":"rma_cancel","number":"X","revision":1,"schema_version":2}', "schema_version"),
+        (b'{"kind":"status","station":"a","state":"online"}', "kind"),
+    ],
+)
+def test_malformed_rma_payloads_raise_protocol_error_with_a_reason(
+    payload: bytes, reason: str
+) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        decode_rma_change(payload)
+
+
+def test_command_has_request_id_and_known_name() -> None:
+    cmd = Command(
+        request_id="abcdef0123",
+        command=CommandName.PING,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    raw = json.loads(encode(cmd))
+    assert raw["kind"] == "command" and raw["schema_version"] == 1
+    raw["command"] = "self_destruct"
+    with pytest.raises(ProtocolError, match="command"):
+        decode(json.dumps(raw), Command)
+
+
+def test_announcement_model_is_unchanged_for_its_users() -> None:
+    a = RmaAnnouncement.model_validate_json(encode(ann("R", 2, lines=2)))
+    assert (a.kind, a.number, a.revision, len(a.lines)) == ("rma", "R", 2, 2)
