@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from gateway.db import Database
 from gateway.mqtt_bridge import MqttBridge
 from gateway.services.revisions import ensure_site
 from protocol import RmaAnnouncement, RmaLine
+from simulator.procs import MosquittoBroker, mosquitto_binary
 from tests.gateway.conftest import MqttProbe, wait_until
 
 
@@ -113,3 +116,41 @@ def make_bridge(
     yield factory
     for bridge in made:
         bridge.stop()
+
+
+HARDWARE = Path(__file__).resolve().parents[2] / "hardware"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+class ConfiguredBroker(MosquittoBroker):
+    """A test Mosquitto running a given config text (ports and paths already rendered)."""
+
+    def __init__(self, workdir: Path, conf: str, port: int) -> None:
+        super().__init__(workdir, port=port)
+        self.conf = conf
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "mosquitto.conf"
+        path.write_text(self.conf, encoding="utf-8")
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(path)], stdout=log, stderr=subprocess.STDOUT
+        )
+        self._wait_port(self.port, 10)
+
+    def log_text(self) -> str:
+        return (self.workdir / "mosquitto.log").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="session")
+def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Certificates made by the shipped dev-CA script (broker for 127.0.0.1, station st1)."""
+    out = tmp_path_factory.mktemp("certs")
+    subprocess.run(
+        ["bash", str(SCRIPTS / "make-dev-certs.sh"), str(out)],
+        check=True,
+        env={**os.environ, "STATIONS": "st1"},
+        capture_output=True,
+    )
+    return out
