@@ -113,7 +113,10 @@ class MosquittoBroker(_Process):
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
-            "max_queued_messages 100000\n",
+            "max_queued_messages 100000\n"
+            # As root, mosquitto drops to user "mosquitto", which cannot write the
+            # persistence file here: sessions would be lost across a restart.
+            f"{'user root' if os.geteuid() == 0 else ''}\n",
             encoding="utf-8",
         )
         log = (self.workdir / "mosquitto.log").open("ab")
