@@ -121,9 +121,7 @@ def test_read_with_no_parcel_in_the_tunnel_is_an_orphan() -> None:
 
 
 def test_reads_go_to_the_parcel_over_the_scanner() -> None:
-    core = SorterCore(
-        CFG, Directory(rma("A", "authorized", 1), rma("B", "authorized", 2))
-    )
+    core = SorterCore(CFG, Directory(rma("A", "authorized", 1), rma("B", "authorized", 2)))
     actions: list[object] = []
     # parcel 1: 0..300 ms at the eye; parcel 2: 700..1000 ms.
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
