@@ -51,7 +51,7 @@ class VParcel:
             one entry per ``rfid_poll_ms``; default: seen on every poll.
         grade: the camera's grade, or None (no grade reported).
         confidence: the camera's confidence.
-        bounce: photo-eye bounce: extra raw edges 1, 2, 3 ms after each real edge.
+        bounce: photo-eye bounce: raw edges 1, 2, 3, 3.5 ms after each real edge (C7).
         confirm: whether a divert-confirm sensor sees it when diverted.
     """
 
@@ -121,8 +121,8 @@ def _inputs(
         events.append((t1, 0, "eye", (False,)))
         if p.bounce:
             for edge_t, level in ((t0, True), (t1, False)):
-                for k in (1, 2, 3):
-                    events.append((edge_t + k, 0, "eye", (level != (k % 2 == 1),)))
+                for k, dt_ms in enumerate((1.0, 2.0, 3.0, 3.5)):
+                    events.append((edge_t + dt_ms, 0, "eye", (level == (k % 2 == 1),)))
         centre_at_scan = t0 + (cfg.scan_pos_mm + p.length_mm / 2) / v
         if p.label is not None:
             for k in range(p.label_reads):
