@@ -8,8 +8,9 @@ commands the core issued (and withdrew):
 
 - diverted into a lane when its gate was energised from ``stroke`` before the parcel's
   leading edge arrived until its trailing edge had passed;
-- carried past a gate that was de-energised from ``stroke`` before the leading edge until
-  ``stroke`` after the trailing edge;
+- carried past a gate whose diverter was out of the belt while the parcel passed: the
+  trailing edge had passed before the gate was energised, or the leading edge arrived
+  ``stroke`` or more after it was released;
 - anything in between is a collision (a mis-sort: a diverter moving across a parcel).
 
 Used by the scenario tests, the property tests and ``benchmarks/bench_core.py``.
@@ -174,11 +175,16 @@ def run_virtual(
     horizon = (induct[-1] if induct else start_ms) + 10 * (
         cfg.end_lane.pos_mm * 1000.0 / cfg.speed_mm_s
     )
+    stuck, last_wake = 0, None
     while True:
         wake = core.next_wakeup_ms()
         te = queue[0][0] if queue else None
         if wake is not None and wake <= horizon and (te is None or wake <= te):
             t, out = wake, core.advance(wake)
+            stuck = stuck + 1 if not out and wake == last_wake else 0
+            last_wake = wake
+            if stuck > 3:
+                raise RuntimeError(f"core wake-up at {wake} ms makes no progress")
         elif te is not None:
             t, _, _, kind, args = heapq.heappop(queue)
             if kind == "eye":
@@ -250,7 +256,7 @@ def _physics(
             trail = lead + p.length_mm / v
             spans = intervals.get(lane.gate, [])
             diverted = any(a <= lead - stroke and b >= trail for a, b in spans)
-            clear = all(b <= lead - stroke or a >= trail + stroke for a, b in spans)
+            clear = all(trail <= a or lead >= b + stroke for a, b in spans)
             if diverted:
                 lane_reached = lane.name
                 break

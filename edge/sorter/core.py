@@ -54,6 +54,8 @@ from edge.sorter.odometer import Odometer
 from edge.sorter.policy import Facts, Policy, decide, default_policy
 from protocol.messages import canonical_uid
 
+_EPS_MM = 1e-6  # positions compared with this slack: a wake-up computed by time_at is due
+
 
 @dataclass
 class _Parcel:
@@ -275,7 +277,7 @@ class SorterCore:
             if (
                 parcel.decision is None
                 and parcel.length_mm is not None
-                and pos >= parcel.induct_pos_mm + self._due_pos + parcel.length_mm
+                and pos + _EPS_MM >= parcel.induct_pos_mm + self._due_pos + parcel.length_mm
             ):
                 actions.extend(self._decide(parcel, t_ms))
             if parcel.decision is not None and self._exit_due(parcel, t_ms, pos):
@@ -538,7 +540,7 @@ class SorterCore:
         if p.command is not None:
             exit_at = self._exit_time(p)
             return exit_at is not None and t_ms >= exit_at
-        return pos >= p.induct_pos_mm + p.lane.pos_mm + (p.length_mm or 0.0)
+        return pos + _EPS_MM >= p.induct_pos_mm + p.lane.pos_mm + (p.length_mm or 0.0)
 
     def _exit(self, p: _Parcel, t_ms: float) -> list[Action]:
         assert p.decision is not None and p.lane is not None
