@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from simulator.vbelt import COLLISION, VParcel, run_virtual
 from tests.sorter.support import Directory, belt, line, rma
 
-UIDS = ["04A2B3C4D5E6%02X" % i for i in range(8)]
+UIDS = [f"04A2B3C4D5E6{i:02X}" for i in range(8)]
 KNOWN = [f"RMA-{i:04d}" for i in range(8)]
 
 
