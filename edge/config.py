@@ -76,6 +76,13 @@ class BeltSection(_Section):
     length_mm: float = Field(gt=0, le=100_000)
     gate_stroke_ms: float = Field(default=60.0, ge=0, le=2000)
     gate_margin_ms: float = Field(default=40.0, ge=0, le=2000)
+    encoder_mm_per_count: float | None = Field(default=None, gt=0, le=1000)
+    rfid_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
+    rfid_tol_mm: float = Field(default=100.0, ge=0, le=1000)
+    camera_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
+    camera_tol_mm: float = Field(default=50.0, ge=0, le=1000)
+    jam_ms: float = Field(default=5000.0, gt=0, le=600_000)
+    confirm_timeout_ms: float = Field(default=500.0, ge=0, le=10_000)
 
 
 class LaneSection(_Section):
@@ -86,6 +93,8 @@ class LaneSection(_Section):
     pos_mm: float = Field(gt=0, le=100_000)
     gate_pin: int = Field(ge=0, le=53)
     active_high: bool = True
+    confirm_pin: int | None = Field(default=None, ge=0, le=53)
+    full_pin: int | None = Field(default=None, ge=0, le=53)
 
 
 class StationConfig(_Section):
@@ -106,6 +115,9 @@ class StationConfig(_Section):
         if len(set(names)) != len(names) or "quarantine" in names:
             raise ValueError("lane names must be unique; 'quarantine' is the end-of-line lane")
         pins = [lane.gate_pin for lane in self.lanes] + [self.photo_eye.pin]
+        pins += [
+            p for lane in self.lanes for p in (lane.confirm_pin, lane.full_pin) if p is not None
+        ]
         if len(set(pins)) != len(pins):
             raise ValueError("every gate and the photo-eye need their own GPIO pin")
         if any(lane.disposition is Disposition.QUARANTINE for lane in self.lanes):
@@ -116,7 +128,14 @@ class StationConfig(_Section):
     def belt_config(self) -> BeltConfig:
         """The core's view of the belt: diverting lanes plus the end-of-line quarantine."""
         lanes = [
-            LaneSpec(lane.name, lane.disposition, lane.pos_mm, lane.name) for lane in self.lanes
+            LaneSpec(
+                lane.name,
+                lane.disposition,
+                lane.pos_mm,
+                lane.name,
+                confirm=lane.confirm_pin is not None,
+            )
+            for lane in self.lanes
         ]
         lanes.append(LaneSpec("quarantine", Disposition.QUARANTINE, self.belt.length_mm, None))
         return BeltConfig(
@@ -127,6 +146,13 @@ class StationConfig(_Section):
             gate_margin_ms=self.belt.gate_margin_ms,
             debounce_ms=self.photo_eye.debounce_ms,
             lanes=tuple(lanes),
+            encoder_mm_per_count=self.belt.encoder_mm_per_count,
+            rfid_pos_mm=self.belt.rfid_pos_mm,
+            rfid_tol_mm=self.belt.rfid_tol_mm,
+            camera_pos_mm=self.belt.camera_pos_mm,
+            camera_tol_mm=self.belt.camera_tol_mm,
+            jam_ms=self.belt.jam_ms,
+            confirm_timeout_ms=self.belt.confirm_timeout_ms,
         )
 
 

@@ -29,7 +29,7 @@ from edge.drivers.pyserial_scanner import PySerialScanner
 from edge.link import StationLink
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
-from edge.sorter.model import OrphanRead
+from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
 from edge.store import StationStore
 from protocol import ParcelEvent, encode
 
@@ -98,6 +98,9 @@ class StationDaemon:
         self._mono0 = clock()
         self._utc0 = utc_now()
         self.decisions: list[Decision] = []
+        self.alarms: dict[str, dict[str, object]] = {}
+        self.belt_running = True
+        self._cancelled: set[int] = set()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -148,9 +151,47 @@ class StationDaemon:
             "photo_eye": self.photo_eye.status(),
             "gates": {name: gate.status() for name, gate in self.gates.items()},
             "scheduler": self.scheduler.status(),
+            "alarms": dict(self.alarms),
+            "belt_running": self.belt_running,
             "rma_revision": self.store.rma_revision(),
             "config_hash": self.config.config_hash,
         }
+
+    # -- inputs beyond photo-eye and scanner -----------------------------------------
+    def submit(self, kind: str, payload: object, t_ms: float | None = None) -> None:
+        """Queue an input for the core (thread-safe; driver callbacks and commands).
+
+        ``kind``: ``rfid`` (UID str), ``grade`` ((grade, confidence, parcel_id | None)),
+        ``confirm`` (lane name), ``lane_full`` ((lane name, bool)), ``encoder`` (count),
+        ``resume`` (None: the operator's resume command after a jam). The RFID reader,
+        camera, confirm / lane-full inputs and the belt-run output are wired by the driver
+        work; until then they are fed through this method.
+        """
+        self._inputs.put((kind, self.clock() if t_ms is None else t_ms, payload))
+
+    def _dispatch(self, kind: str, t_ms: float, payload: object) -> list[Action]:
+        core = self.core
+        if kind == "rfid" and isinstance(payload, str):
+            return core.on_rfid(t_ms, payload)
+        if kind == "grade" and isinstance(payload, tuple):
+            grade, confidence, parcel_id = payload
+            return core.on_grade(t_ms, str(grade), float(confidence), parcel_id)
+        if kind == "confirm" and isinstance(payload, str):
+            return core.on_divert_confirm(t_ms, payload)
+        if kind == "lane_full" and isinstance(payload, tuple):
+            return core.on_lane_full(t_ms, str(payload[0]), bool(payload[1]))
+        if kind == "encoder" and isinstance(payload, int):
+            return core.on_encoder(t_ms, payload)
+        if kind == "resume":
+            return core.on_resume(t_ms)
+        return core.advance(self.clock())
+
+    def _fire(self, command: GateCommand, energise: bool) -> None:
+        gate = self.gates[command.gate]
+        if not energise:
+            gate.release()
+        elif command.parcel_id not in self._cancelled:
+            gate.energise()
 
     # -- reactor --------------------------------------------------------------------
     def _run(self) -> None:
@@ -165,9 +206,9 @@ class StationDaemon:
                 if kind == "eye":
                     actions = self.core.on_photo_eye(t_ms, bool(payload))
                 elif kind == "scan" and isinstance(payload, ScanFrame):
-                    actions = self.core.on_barcode(t_ms, payload.code)
+                    actions = self.core.on_barcode(t_ms, payload.code, payload.symbology)
                 else:
-                    actions = self.core.advance(self.clock())
+                    actions = self._dispatch(kind, t_ms, payload)
                 for action in actions:
                     self._handle(action)
             except Exception:
@@ -175,16 +216,34 @@ class StationDaemon:
 
     def _handle(self, action: object) -> None:
         if isinstance(action, GateCommand):
-            gate = self.gates[action.gate]
-            self.scheduler.call_at(action.open_at_ms, gate.energise)
-            self.scheduler.call_at(action.close_at_ms, gate.release)
+            self.scheduler.call_at(action.open_at_ms, lambda: self._fire(action, True))
+            self.scheduler.call_at(action.close_at_ms, lambda: self._fire(action, False))
+        elif isinstance(action, GateCancel):
+            self._cancelled.add(action.parcel_id)
+            self.gates[action.gate].release()
+            log.warning("gate %s withdrawn for parcel %d", action.gate, action.parcel_id)
+        elif isinstance(action, BeltCommand):
+            # The belt-run output is a stub until the drivers work adds it.
+            self.belt_running = action.run
+            log.warning("belt %s (%s)", "run" if action.run else "STOP", action.reason)
+        elif isinstance(action, Alarm):
+            key = action.kind if action.lane is None else f"{action.kind}:{action.lane}"
+            if action.active:
+                self.alarms[key] = {"parcel_id": action.parcel_id, "lane": action.lane}
+                log.error("alarm %s raised (parcel %s)", key, action.parcel_id)
+            else:
+                self.alarms.pop(key, None)
+                log.info("alarm %s cleared", key)
+        elif isinstance(action, BadRead):
+            log.warning("bad %s read %r: %s", action.source, action.value, action.error)
         elif isinstance(action, Decision):
             self.decisions.append(action)
             log.info(
-                "parcel %d -> %s (%s)",
+                "parcel %d -> %s (%s) %s",
                 action.parcel_id,
                 action.lane.name,
                 action.reason,
+                action.explanation,
                 extra={"parcel_id": action.parcel_id, "rma": action.rma_number},
             )
         elif isinstance(action, ParcelExited):
@@ -203,10 +262,13 @@ class StationDaemon:
             length_mm=round(exited.length_mm, 1),
             barcode=d.reads[0] if d.reads else None,
             rma_number=d.rma_number,
-            lane=d.lane.name,
-            disposition=d.disposition.value,
+            lane=exited.final_lane.name,
+            disposition=exited.final_lane.disposition.value,
             reason=d.reason.value,
-            diverted=d.lane.gate is not None,
+            diverted=exited.final_lane.gate is not None,
+            marks=tuple(m.value for m in exited.marks),
+            policy_version=d.policy_version or None,
+            explanation=d.explanation[:1000] or None,
         )
 
 

@@ -29,6 +29,25 @@ CREATE TABLE IF NOT EXISTS rmas (
     payload  TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Item identifiers (tag UID, serial) of the cached RMA lines, so that a tag read can name
+-- its RMA; kept by triggers from the payload, whoever writes the rmas table.
+CREATE TABLE IF NOT EXISTS rma_identifiers (
+    kind   TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    number TEXT NOT NULL,
+    PRIMARY KEY (kind, value, number)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS rma_identifiers_ins AFTER INSERT ON rmas BEGIN
+    DELETE FROM rma_identifiers WHERE number = NEW.number;
+    INSERT OR IGNORE INTO rma_identifiers(kind, value, number)
+        SELECT 'rfid_uid', json_extract(l.value, '$.rfid_uid'), NEW.number
+        FROM json_each(NEW.payload, '$.lines') AS l
+        WHERE json_extract(l.value, '$.rfid_uid') IS NOT NULL;
+    INSERT OR IGNORE INTO rma_identifiers(kind, value, number)
+        SELECT 'serial', json_extract(l.value, '$.serial'), NEW.number
+        FROM json_each(NEW.payload, '$.lines') AS l
+        WHERE json_extract(l.value, '$.serial') IS NOT NULL;
+END;
 CREATE TABLE IF NOT EXISTS outbox (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     topic      TEXT NOT NULL,
@@ -142,7 +161,26 @@ class StationStore:
             )
             for line in payload["lines"]
         )
-        return RmaRecord(number=number, state=row[1], revision=row[0], lines=lines)
+        return RmaRecord(
+            number=number,
+            state=row[1],
+            revision=row[0],
+            lines=lines,
+            reason=payload.get("reason"),
+        )
+
+    def find_rmas(self, kind: str, value: str) -> tuple[str, ...]:
+        """RMA numbers whose lines declare identifier ``kind`` equal to ``value``.
+
+        ``kind`` is ``rfid_uid`` (canonical UID) or ``serial``; implements the core's
+        ``IdentifierDirectory``.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT number FROM rma_identifiers WHERE kind = ? AND value = ? ORDER BY number",
+                (kind, value),
+            ).fetchall()
+        return tuple(str(r[0]) for r in rows)
 
     def rma_revision(self) -> int:
         """Highest site revision applied (0 when the cache is empty)."""

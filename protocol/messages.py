@@ -144,6 +144,8 @@ class ParcelEvent(_Message):
 
     ``event_id`` is unique per event (UUID4 hex) so the gateway ingests it exactly once.
     ``lane`` is where the parcel went; ``reason`` is the decision's reason code.
+    ``marks`` are facts about the way out (``divert_unconfirmed``, ``gate_cancelled``);
+    ``policy_version`` / ``explanation``: which disposition policy decided, and why.
     """
 
     kind: Literal["parcel"] = "parcel"
@@ -158,6 +160,9 @@ class ParcelEvent(_Message):
     disposition: str
     reason: str
     diverted: bool
+    marks: tuple[str, ...] = ()
+    policy_version: str | None = None
+    explanation: str | None = Field(default=None, max_length=1000)
 
 
 class SyncRequest(_Message):

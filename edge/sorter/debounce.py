@@ -50,7 +50,8 @@ class Debouncer:
 
     def poll(self, t_ms: float) -> list[Edge]:
         """Return the transition that became stable by ``t_ms``, if any."""
-        if self._raw_since_ms is None or t_ms - self._raw_since_ms < self.stable_ms:
+        # Same expression as next_due_ms(), so a poll at that time always accepts.
+        if self._raw_since_ms is None or t_ms < self._raw_since_ms + self.stable_ms:
             return []
         start = self._burst_start_ms if self._burst_start_ms is not None else self._raw_since_ms
         self._raw_since_ms = None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 
 class Disposition(enum.StrEnum):
@@ -21,14 +21,46 @@ class Reason(enum.StrEnum):
     """Reason codes of a decision; every quarantine has one, shown on the status page."""
 
     MATCHED = "matched"
+    HYGIENE_OPENED = "hygiene_opened"
     NO_READ = "no_read"
     UNKNOWN_RMA = "unknown_rma"
     CONFLICTING_READS = "conflicting_reads"
+    WRONG_ITEM = "wrong_item"
+    RFID_TIMEOUT = "rfid_timeout"
     RMA_CANCELLED = "rma_cancelled"
     RMA_EXPIRED = "rma_expired"
     RMA_ALREADY_RECEIVED = "rma_already_received"
+    QUANTITY_EXCEEDED = "quantity_exceeded"
+    UNKNOWN_GRADE = "unknown_grade"
+    RECALLED = "recalled"
+    NO_RULE = "no_rule"
     NO_LANE = "no_lane"
+    LANE_FULL = "lane_full"
+    GAP_VIOLATION = "gap_violation"
     LATE_DECISION = "late_decision"
+    BELT_STOPPED = "belt_stopped"
+
+
+class Identity(enum.StrEnum):
+    """What the reads of one tracking window say about the item (see ``identify``).
+
+    ``matched``: one known RMA, and every item identifier read (tag UID, serial, GTIN)
+    agrees with one of its lines (a line that declares a tag UID needs that tag read).
+    """
+
+    MATCHED = "matched"
+    NO_READ = "no_read"
+    UNKNOWN_RMA = "unknown_rma"
+    CONFLICTING = "conflicting_reads"
+    WRONG_ITEM = "wrong_item"
+    RFID_TIMEOUT = "rfid_timeout"
+
+
+class Mark(enum.StrEnum):
+    """Facts about a parcel's way off the belt, reported with it."""
+
+    DIVERT_UNCONFIRMED = "divert_unconfirmed"
+    GATE_CANCELLED = "gate_cancelled"
 
 
 @dataclass(frozen=True)
@@ -40,12 +72,16 @@ class LaneSpec:
         disposition: what the lane is for.
         pos_mm: distance of the gate (or the belt end) downstream of the induct photo-eye, mm.
         gate: gate id of the diverter; ``None`` for the end-of-line lane where nothing fires.
+        confirm: True when a divert-confirm sensor watches the lane: a diverted parcel not
+            confirmed within ``BeltConfig.confirm_timeout_ms`` after its gate closed raises
+            an alarm and is marked ``divert_unconfirmed``.
     """
 
     name: str
     disposition: Disposition
     pos_mm: float
     gate: str | None
+    confirm: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +97,14 @@ class BeltConfig:
             trailing edge, ms.
         debounce_ms: photo-eye debounce (stable time), ms.
         lanes: diverting lanes plus exactly one end-of-line quarantine lane (gate ``None``).
+        encoder_mm_per_count: belt travel per encoder count, mm; when set, belt position
+            comes from ``on_encoder`` counts, else from ``speed_mm_s`` (and belt stops).
+        rfid_pos_mm / rfid_tol_mm: RFID antenna position and association tolerance, mm
+            (``None``: no reader; the antenna sits at the scan tunnel by default).
+        camera_pos_mm / camera_tol_mm: grading camera position and tolerance, mm (``None``:
+            no camera; the policy says what grade to assume).
+        jam_ms: photo-eye blocked longer than this (ms) is a jam: belt stop and alarm.
+        confirm_timeout_ms: how long after its gate closed a divert may be confirmed, ms.
 
     Raises:
         ValueError: on a non-positive speed, no or several end-of-line lanes, a gate lane
@@ -74,6 +118,13 @@ class BeltConfig:
     gate_stroke_ms: float = 60.0
     gate_margin_ms: float = 40.0
     debounce_ms: float = 5.0
+    encoder_mm_per_count: float | None = None
+    rfid_pos_mm: float | None = None
+    rfid_tol_mm: float = 100.0
+    camera_pos_mm: float | None = None
+    camera_tol_mm: float = 50.0
+    jam_ms: float = 5000.0
+    confirm_timeout_ms: float = 500.0
 
     def __post_init__(self) -> None:
         if self.speed_mm_s <= 0:
@@ -86,6 +137,23 @@ class BeltConfig:
                 raise ValueError(f"lane {lane.name!r} lies beyond the end of the belt")
             if lane.gate is not None and lane.pos_mm <= self.scan_pos_mm:
                 raise ValueError(f"lane {lane.name!r} must lie downstream of the scan tunnel")
+        if self.encoder_mm_per_count is not None and self.encoder_mm_per_count <= 0:
+            raise ValueError("encoder_mm_per_count must be > 0")
+        if self.jam_ms <= 0:
+            raise ValueError(f"jam_ms must be > 0, got {self.jam_ms}")
+
+    def zones(self) -> tuple[tuple[float, float], ...]:
+        """(position, tolerance) of every identifying / grading station on the belt, mm."""
+        zones = [(self.scan_pos_mm, self.scan_tol_mm)]
+        if self.rfid_pos_mm is not None:
+            zones.append((self.rfid_pos_mm, self.rfid_tol_mm))
+        if self.camera_pos_mm is not None:
+            zones.append((self.camera_pos_mm, self.camera_tol_mm))
+        return tuple(zones)
+
+    def lane_named(self, name: str) -> LaneSpec | None:
+        """The lane called ``name``, or None."""
+        return next((lane for lane in self.lanes if lane.name == name), None)
 
     @property
     def end_lane(self) -> LaneSpec:
@@ -125,6 +193,7 @@ class RmaRecord:
     state: str
     revision: int
     lines: tuple[RmaLineRecord, ...] = ()
+    reason: str | None = None
 
 
 class RmaDirectory(Protocol):
@@ -132,6 +201,15 @@ class RmaDirectory(Protocol):
 
     def lookup_rma(self, number: str) -> RmaRecord | None:
         """Return the RMA with this number, or None when the station does not know it."""
+        ...
+
+
+@runtime_checkable
+class IdentifierDirectory(Protocol):
+    """Optional: a directory that also finds RMAs by item identifier (tag UID, serial)."""
+
+    def find_rmas(self, kind: str, value: str) -> tuple[str, ...]:
+        """RMA numbers whose lines declare ``kind`` (``rfid_uid``, ``serial``) = ``value``."""
         ...
 
 
@@ -144,8 +222,12 @@ class Decision:
         lane: the lane it is sent to.
         reason: the reason code.
         rma_number: the RMA identified, if any.
-        reads: distinct codes read in the tracking window.
+        reads: distinct codes read in the tracking window (barcodes, then ``rfid:UID``).
         decided_at_ms: when the decision was made (monotonic ms).
+        policy_version: version of the disposition policy that decided.
+        inputs: the inputs the decision used, as (name, value) pairs: identity, RMA state,
+            grade and where it came from, SKU, category, customer's reason, rule.
+        explanation: one sentence a lead can read: why this lane.
     """
 
     parcel_id: int
@@ -154,6 +236,9 @@ class Decision:
     rma_number: str | None
     reads: tuple[str, ...]
     decided_at_ms: float
+    policy_version: str = ""
+    inputs: tuple[tuple[str, str], ...] = ()
+    explanation: str = ""
 
     @property
     def disposition(self) -> Disposition:
@@ -163,12 +248,55 @@ class Decision:
 
 @dataclass(frozen=True)
 class GateCommand:
-    """Energise ``gate`` from ``open_at_ms`` to ``close_at_ms`` (monotonic ms)."""
+    """Energise ``gate`` from ``open_at_ms`` to ``close_at_ms`` (monotonic ms).
+
+    ``open_at_pos_mm`` / ``close_at_pos_mm`` are the same instants as belt odometer
+    positions (mm), for shells that fire by encoder position.
+    """
 
     parcel_id: int
     gate: str
     open_at_ms: float
     close_at_ms: float
+    open_at_pos_mm: float | None = None
+    close_at_pos_mm: float | None = None
+
+
+@dataclass(frozen=True)
+class GateCancel:
+    """Withdraw the earlier command for ``parcel_id`` on ``gate``: release it, fire nothing."""
+
+    parcel_id: int
+    gate: str
+    t_ms: float
+
+
+@dataclass(frozen=True)
+class BeltCommand:
+    """Run (True) or stop (False) the belt drive output, with the reason (``jam``, ...)."""
+
+    run: bool
+    t_ms: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """Raise (``active``) or clear an alarm: beacon and status page.
+
+    Attributes:
+        kind: ``jam`` or ``divert_unconfirmed``.
+        active: True when raised, False when cleared.
+        t_ms: when, monotonic ms.
+        lane: the lane concerned, if any.
+        parcel_id: the parcel concerned, if any.
+    """
+
+    kind: str
+    active: bool
+    t_ms: float
+    lane: str | None = None
+    parcel_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -180,12 +308,22 @@ class ParcelExited:
         inducted_at_ms: leading edge at the photo-eye, monotonic ms.
         length_mm: measured length, mm.
         exited_at_ms: when the trailing edge left the belt (or passed the gate), ms.
+        marks: facts about the way out (``divert_unconfirmed``, ``gate_cancelled``).
+        lane: where it went when that differs from the decision (a cancelled gate lets it
+            run on to quarantine); ``None``: the decided lane.
     """
 
     decision: Decision
     inducted_at_ms: float
     length_mm: float
     exited_at_ms: float
+    marks: tuple[Mark, ...] = ()
+    lane: LaneSpec | None = None
+
+    @property
+    def final_lane(self) -> LaneSpec:
+        """The lane the parcel actually ended in (as far as the station knows)."""
+        return self.lane if self.lane is not None else self.decision.lane
 
 
 @dataclass(frozen=True)
@@ -196,32 +334,19 @@ class OrphanRead:
     t_ms: float
 
 
-Action = GateCommand | ParcelExited | Decision | OrphanRead
+@dataclass(frozen=True)
+class BadRead:
+    """A read that is not an identifier (RFID UID not 4/7/10 bytes, unparsable GS1)."""
+
+    source: str
+    value: str
+    t_ms: float
+    error: str
 
 
-@dataclass
-class TrackedParcel:
-    """A parcel on the belt, from induct to exit (mutable core state)."""
-
-    parcel_id: int
-    inducted_at_ms: float
-    cleared_at_ms: float | None = None
-    reads: list[str] = field(default_factory=list)
-    decision: Decision | None = None
-    exit_at_ms: float | None = None
-
-    def length_mm(self, cfg: BeltConfig) -> float | None:
-        """Measured length (mm), known once the photo-eye cleared."""
-        if self.cleared_at_ms is None:
-            return None
-        return (self.cleared_at_ms - self.inducted_at_ms) * cfg.speed_mm_s / 1000.0
-
-    def body_mm(self, cfg: BeltConfig, t_ms: float) -> tuple[float, float]:
-        """(trailing, leading) edge positions (mm downstream of the eye) at ``t_ms``."""
-        lead = (t_ms - self.inducted_at_ms) * cfg.speed_mm_s / 1000.0
-        length = self.length_mm(cfg)
-        trail = 0.0 if length is None else lead - length
-        return trail, lead
+Action = (
+    GateCommand | GateCancel | ParcelExited | Decision | OrphanRead | BadRead | BeltCommand | Alarm
+)
 
 
 def distinct(values: Sequence[str]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from edge.sorter import (
     RmaRecord,
     SorterCore,
 )
-from edge.sorter.model import OrphanRead
+from edge.sorter.model import OrphanRead, RmaLineRecord
 
 LANES = (
     LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
@@ -29,6 +29,10 @@ CFG = BeltConfig(
     gate_margin_ms=40.0,
     debounce_ms=5.0,
 )
+
+
+def rma(number: str, state: str, revision: int) -> RmaRecord:
+    return RmaRecord(number, state, revision, lines=(RmaLineRecord("SKU-1", 1),))
 
 
 class Directory:
@@ -56,7 +60,7 @@ def of(kind: type, actions: list[object]) -> list:
 
 
 def test_known_rma_is_restocked_with_gate_timed_on_the_parcel() -> None:
-    core = SorterCore(CFG, Directory(RmaRecord("RMA-1", "authorized", 1)))
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)))
     actions = drive(core, 1000.0, 300.0, ["RMA-1"])
     [decision] = of(Decision, actions)
     assert (decision.lane.name, decision.reason, decision.rma_number) == (
@@ -83,12 +87,12 @@ def test_known_rma_is_restocked_with_gate_timed_on_the_parcel() -> None:
         (["RMA-404"], (), Reason.UNKNOWN_RMA),
         (
             ["RMA-1", "RMA-2"],
-            (RmaRecord("RMA-1", "authorized", 1), RmaRecord("RMA-2", "authorized", 2)),
+            (rma("RMA-1", "authorized", 1), rma("RMA-2", "authorized", 2)),
             Reason.CONFLICTING_READS,
         ),
-        (["RMA-1"], (RmaRecord("RMA-1", "cancelled", 3),), Reason.RMA_CANCELLED),
-        (["RMA-1"], (RmaRecord("RMA-1", "expired", 3),), Reason.RMA_EXPIRED),
-        (["RMA-1"], (RmaRecord("RMA-1", "received", 3),), Reason.RMA_ALREADY_RECEIVED),
+        (["RMA-1"], (rma("RMA-1", "cancelled", 3),), Reason.RMA_CANCELLED),
+        (["RMA-1"], (rma("RMA-1", "expired", 3),), Reason.RMA_EXPIRED),
+        (["RMA-1"], (rma("RMA-1", "received", 3),), Reason.RMA_ALREADY_RECEIVED),
     ],
 )
 def test_undecidable_parcels_go_to_quarantine_without_a_gate(codes, rmas, reason) -> None:
@@ -103,7 +107,7 @@ def test_undecidable_parcels_go_to_quarantine_without_a_gate(codes, rmas, reason
 
 
 def test_same_code_read_twice_is_one_read() -> None:
-    core = SorterCore(CFG, Directory(RmaRecord("RMA-1", "authorized", 1)))
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)))
     [decision] = of(Decision, drive(core, 0.0, 300.0, ["RMA-1", "RMA-1"]))
     assert decision.reason == Reason.MATCHED
     assert decision.reads == ("RMA-1",)
@@ -117,9 +121,7 @@ def test_read_with_no_parcel_in_the_tunnel_is_an_orphan() -> None:
 
 
 def test_reads_go_to_the_parcel_over_the_scanner() -> None:
-    core = SorterCore(
-        CFG, Directory(RmaRecord("A", "authorized", 1), RmaRecord("B", "authorized", 2))
-    )
+    core = SorterCore(CFG, Directory(rma("A", "authorized", 1), rma("B", "authorized", 2)))
     actions: list[object] = []
     # parcel 1: 0..300 ms at the eye; parcel 2: 700..1000 ms.
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
@@ -133,7 +135,7 @@ def test_reads_go_to_the_parcel_over_the_scanner() -> None:
 
 
 def test_decision_too_late_for_the_gate_is_quarantine() -> None:
-    core = SorterCore(CFG, Directory(RmaRecord("RMA-1", "authorized", 1)))
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)))
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(300.0, False)
     core.on_barcode(550.0, "RMA-1")

@@ -41,3 +41,11 @@ def test_level_held_exactly_stable_ms_is_accepted_at_first_edge() -> None:
 def test_stable_ms_must_be_positive() -> None:
     with pytest.raises(ValueError, match="stable_ms"):
         Debouncer(0)
+
+
+def test_poll_at_next_due_accepts_even_with_float_rounding() -> None:
+    d = Debouncer(5.0)
+    d.feed(8189.035009917622, True)
+    due = d.next_due_ms()
+    assert due is not None
+    assert d.poll(due) == [Edge(8189.035009917622, True)]

@@ -1,0 +1,303 @@
+"""Disposition policy: a versioned table, as data, from the facts of a parcel to a lane.
+
+The facts are (condition grade, customer's RMA reason, SKU, SKU category, identity result,
+RMA state). Rules are tried in order; the first whose every given field matches decides
+the disposition and the reason code. Condition decides: the customer's reason may be
+matched on, but the shipped policy only looks at grade and category.
+
+Fail safe, whatever the table says:
+
+- identity other than ``matched``, or an RMA state other than ``authorized``: quarantine
+  (a rule may only choose the reason code for such facts; :class:`Policy` refuses a rule
+  that would send them anywhere else);
+- an unknown grade (not in ``Policy.grades``, or below ``min_grade_confidence``) is never
+  restocked, refurbished or recycled: quarantine ``unknown_grade``;
+- no rule matches: quarantine ``no_rule``.
+
+Without a camera, ``assume_grade_without_camera`` states the grade a parcel gets when its
+identity matched (the default policy assumes ``A``: a correctly identified return on a
+station without a camera is restocked; set it to ``None`` to quarantine such parcels).
+
+The gateway pushes policies as ``protocol.policy.DispositionPolicy``; its ``model_dump()``
+is what :func:`policy_from_mapping` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from edge.sorter.model import Disposition, Identity, Reason
+
+AUTHORIZED = "authorized"
+
+_STATE_REASONS = {
+    "cancelled": Reason.RMA_CANCELLED,
+    "expired": Reason.RMA_EXPIRED,
+    "received": Reason.RMA_ALREADY_RECEIVED,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the table; an empty tuple matches anything.
+
+    Attributes:
+        disposition: where a matching parcel goes.
+        reason: the reason code it is sent there with.
+        grades / categories / skus / rma_reasons: values matched (empty: any).
+        identity: identity result matched (default ``matched``).
+        rma_state: RMA state matched (default ``authorized``; ``""`` for no RMA).
+        note: a human label for the row (shown in explanations).
+    """
+
+    disposition: Disposition
+    reason: Reason
+    grades: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    skus: tuple[str, ...] = ()
+    rma_reasons: tuple[str, ...] = ()
+    identity: Identity = Identity.MATCHED
+    rma_state: str = AUTHORIZED
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A versioned disposition policy.
+
+    Attributes:
+        version: recorded with every decision it makes.
+        rules: the table, tried in order.
+        grades: the known condition grades, best first.
+        assume_grade_without_camera: grade given to an identified parcel on a station
+            without a camera; None: no grade (quarantine ``unknown_grade``).
+        min_grade_confidence: camera grades below this confidence (0..1) count as unknown.
+
+    Raises:
+        ValueError: a rule sends a failed identity or a non-authorized RMA anywhere but
+            quarantine, names an unknown grade, or the assumed grade is unknown.
+    """
+
+    version: str
+    rules: tuple[Rule, ...]
+    grades: tuple[str, ...] = ("A", "B", "C")
+    assume_grade_without_camera: str | None = "A"
+    min_grade_confidence: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            raise ValueError("a policy needs a version")
+        for i, rule in enumerate(self.rules):
+            failure = rule.identity is not Identity.MATCHED or rule.rma_state != AUTHORIZED
+            if failure and rule.disposition is not Disposition.QUARANTINE:
+                raise ValueError(f"rule {i}: failed identity / RMA state may only quarantine")
+            unknown = set(rule.grades) - set(self.grades)
+            if unknown:
+                raise ValueError(f"rule {i}: unknown grade(s) {sorted(unknown)}")
+        if (
+            self.assume_grade_without_camera is not None
+            and self.assume_grade_without_camera not in self.grades
+        ):
+            raise ValueError(f"assumed grade {self.assume_grade_without_camera!r} is unknown")
+        if not 0.0 <= self.min_grade_confidence <= 1.0:
+            raise ValueError("min_grade_confidence must be within 0..1")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known about a parcel when it is decided.
+
+    Attributes:
+        identity: identification verdict.
+        rma_state: the RMA's state, ``""`` when no RMA was identified.
+        grade: condition grade, or None when unknown.
+        grade_source: ``camera``, ``assumed`` (no camera), or ``none``.
+        sku / category / rma_reason: from the RMA line and the RMA, when known.
+        failure: a reason found before the table (e.g. ``quantity_exceeded``), or None.
+    """
+
+    identity: Identity
+    rma_state: str = ""
+    grade: str | None = None
+    grade_source: str = "none"
+    sku: str | None = None
+    category: str | None = None
+    rma_reason: str | None = None
+    failure: Reason | None = None
+
+    def as_inputs(self) -> tuple[tuple[str, str], ...]:
+        """The facts as (name, value) pairs for the decision record."""
+        pairs = {
+            "identity": self.identity.value,
+            "rma_state": self.rma_state or "-",
+            "grade": self.grade or "unknown",
+            "grade_source": self.grade_source,
+            "sku": self.sku or "-",
+            "category": self.category or "-",
+            "rma_reason": self.rma_reason or "-",
+        }
+        if self.failure is not None:
+            pairs["failure"] = self.failure.value
+        return tuple(pairs.items())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the policy decided, and why (``explanation`` is for a lead to read)."""
+
+    disposition: Disposition
+    reason: Reason
+    rule: int | None
+    explanation: str = field(default="")
+
+
+def _matches(rule: Rule, f: Facts) -> bool:
+    return (
+        rule.identity is f.identity
+        and rule.rma_state == f.rma_state
+        and (not rule.grades or f.grade in rule.grades)
+        and (not rule.categories or f.category in rule.categories)
+        and (not rule.skus or f.sku in rule.skus)
+        and (not rule.rma_reasons or f.rma_reason in rule.rma_reasons)
+    )
+
+
+def failure_reason(f: Facts) -> Reason | None:
+    """The reason a parcel cannot be sorted on condition, or None when it can."""
+    if f.identity is not Identity.MATCHED:
+        return Reason(f.identity.value)
+    if f.rma_state != AUTHORIZED:
+        return _STATE_REASONS.get(f.rma_state, Reason.UNKNOWN_RMA)
+    return f.failure
+
+
+def decide(policy: Policy, f: Facts) -> Outcome:
+    """Apply ``policy`` to the facts of one parcel (pure; same facts, same outcome)."""
+    failure = failure_reason(f)
+    q = Disposition.QUARANTINE
+    for i, rule in enumerate(policy.rules):
+        if not _matches(rule, f):
+            continue
+        if failure is not None:
+            # Only a failure rule (already validated as quarantine) can name the reason.
+            if rule.identity is not Identity.MATCHED or rule.rma_state != AUTHORIZED:
+                return Outcome(q, rule.reason, i, f"rule {i} ({rule.note}): {rule.reason}")
+            continue
+        if rule.disposition is not q and (f.grade is None or f.grade not in policy.grades):
+            return Outcome(q, Reason.UNKNOWN_GRADE, None, "condition grade unknown")
+        why = f"rule {i}" + (f" ({rule.note})" if rule.note else "")
+        return Outcome(rule.disposition, rule.reason, i, why)
+    if failure is not None:
+        return Outcome(q, failure, None, f"not sortable on condition: {failure}")
+    if f.grade is None or f.grade not in policy.grades:
+        return Outcome(q, Reason.UNKNOWN_GRADE, None, "condition grade unknown")
+    return Outcome(q, Reason.NO_RULE, None, "no rule matches")
+
+
+HYGIENE_CATEGORIES = ("hygiene", "cosmetics", "underwear", "swimwear")
+
+
+def default_policy(
+    recalled_skus: Sequence[str] = (),
+    hygiene_categories: Sequence[str] = HYGIENE_CATEGORIES,
+    version: str = "default-1",
+) -> Policy:
+    """The policy that ships with the product.
+
+    Recalled SKUs: quarantine (``recalled``). Hygiene categories opened (grade B or C;
+    grade A means sealed / as new): recycle (``hygiene_opened``). Otherwise grade A:
+    restock, B: refurbish, C: recycle (``matched``). No camera: grade A is assumed for
+    an identified item. Everything else: quarantine with its reason.
+    """
+    rules: list[Rule] = []
+    if recalled_skus:
+        rules.append(
+            Rule(Disposition.QUARANTINE, Reason.RECALLED, skus=tuple(recalled_skus), note="recall")
+        )
+    rules += [
+        Rule(
+            Disposition.RECYCLE,
+            Reason.HYGIENE_OPENED,
+            grades=("B", "C"),
+            categories=tuple(hygiene_categories),
+            note="hygiene opened",
+        ),
+        Rule(Disposition.RESTOCK, Reason.MATCHED, grades=("A",), note="grade A"),
+        Rule(Disposition.REFURBISH, Reason.MATCHED, grades=("B",), note="grade B"),
+        Rule(Disposition.RECYCLE, Reason.MATCHED, grades=("C",), note="grade C"),
+    ]
+    return Policy(version=version, rules=tuple(rules))
+
+
+# -- plain data form (what the wire model dumps) ------------------------------------------
+def _strs(value: object, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"{key} must be a list of strings")
+    out = tuple(str(v) for v in value)
+    return out
+
+
+def policy_from_mapping(data: Mapping[str, object]) -> Policy:
+    """Build a :class:`Policy` from plain data (``DispositionPolicy.model_dump()``).
+
+    Raises:
+        ValueError: on an unknown disposition, reason or identity, or an invalid policy.
+    """
+    raw_rules = data.get("rules", ())
+    if not isinstance(raw_rules, Sequence):
+        raise ValueError("rules must be a list")
+    rules = []
+    for raw in raw_rules:
+        if not isinstance(raw, Mapping):
+            raise ValueError("each rule must be a mapping")
+        rules.append(
+            Rule(
+                disposition=Disposition(str(raw["disposition"])),
+                reason=Reason(str(raw["reason"])),
+                grades=_strs(raw.get("grades"), "grades"),
+                categories=_strs(raw.get("categories"), "categories"),
+                skus=_strs(raw.get("skus"), "skus"),
+                rma_reasons=_strs(raw.get("rma_reasons"), "rma_reasons"),
+                identity=Identity(str(raw.get("identity", Identity.MATCHED.value))),
+                rma_state=str(raw.get("rma_state", AUTHORIZED)),
+                note=str(raw.get("note", "")),
+            )
+        )
+    assumed = data.get("assume_grade_without_camera", "A")
+    confidence = data.get("min_grade_confidence", 0.0)
+    if not isinstance(confidence, int | float):
+        raise ValueError("min_grade_confidence must be a number")
+    return Policy(
+        version=str(data["version"]),
+        rules=tuple(rules),
+        grades=_strs(data.get("grades", ("A", "B", "C")), "grades"),
+        assume_grade_without_camera=None if assumed is None else str(assumed),
+        min_grade_confidence=float(confidence),
+    )
+
+
+def policy_to_mapping(policy: Policy) -> dict[str, object]:
+    """Plain data form of ``policy`` (the inverse of :func:`policy_from_mapping`)."""
+    return {
+        "version": policy.version,
+        "grades": list(policy.grades),
+        "assume_grade_without_camera": policy.assume_grade_without_camera,
+        "min_grade_confidence": policy.min_grade_confidence,
+        "rules": [
+            {
+                "disposition": r.disposition.value,
+                "reason": r.reason.value,
+                "grades": list(r.grades),
+                "categories": list(r.categories),
+                "skus": list(r.skus),
+                "rma_reasons": list(r.rma_reasons),
+                "identity": r.identity.value,
+                "rma_state": r.rma_state,
+                "note": r.note,
+            }
+            for r in policy.rules
+        ],
+    }

@@ -1,0 +1,342 @@
+"""The core through its inputs: tracking windows, reads, grades, timing, faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.sorter import SorterCore
+from edge.sorter.model import (
+    Alarm,
+    BadRead,
+    BeltCommand,
+    Decision,
+    GateCancel,
+    GateCommand,
+    LaneSpec,
+    Mark,
+    ParcelExited,
+    Reason,
+)
+from edge.sorter.policy import Policy, default_policy
+from simulator.vbelt import VParcel, run_virtual
+from tests.cases import field_case
+from tests.sorter.support import LANES, Directory, belt, line, rma
+
+UID = "04A2B3C4D5E680"
+
+
+def of(kind: type, actions: list[object]) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def one(run, index: int = 0):
+    return run.results[index]
+
+
+def test_c2_flickering_tag_in_one_window_is_one_read_of_one_parcel() -> None:
+    case = field_case("C2_flicker")
+    polls = tuple(p is not None for p in case["polls"])
+    core = SorterCore(belt(), Directory(rma("RMA-1", line(rfid_uid=UID))))
+    actions: list[object] = []
+    actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
+    # body 250..550 mm over the antenna at 400 mm from 550 ms on; one poll per 20 ms
+    for k, seen in enumerate(polls):
+        if seen:
+            actions += core.on_rfid(550.0 + k * case["poll_ms"], UID.lower())
+    for t in range(600, 6000, 5):
+        actions += core.advance(float(t))
+    [decision] = of(Decision, actions)
+    assert core.counters["inducted"] == case["expect_parcels_same_window"] == 1
+    assert decision.reads == (f"rfid:{UID}",)
+    assert (decision.lane.name, decision.reason, decision.rma_number) == (
+        "restock",
+        Reason.MATCHED,
+        "RMA-1",
+    )
+
+
+def test_c7_bouncing_eye_is_one_parcel_of_its_true_length() -> None:
+    case = field_case("C7_gpio")[0]
+    core = SorterCore(belt(), Directory(rma("RMA-1")))
+    actions: list[object] = []
+    for t, state in case["photo_eye_edges_ms"]:
+        actions += core.on_photo_eye(float(t), state == "blocked")
+    actions += core.on_barcode(475.0, "RMA-1")
+    for t in range(160, 6000, 5):
+        actions += core.advance(float(t))
+    [exited] = of(ParcelExited, actions)
+    assert core.counters["inducted"] == case["expect_parcels"] == 1
+    assert exited.length_mm == pytest.approx(case["expect_length_ms_approx"] * 1.0)  # 1 mm/ms
+    assert exited.final_lane.name == "restock"
+
+
+def test_bouncing_eye_on_the_virtual_belt_keeps_every_parcel() -> None:
+    parcels = [
+        VParcel(150.0, 500.0, "RMA-1", bounce=True),
+        VParcel(200.0, 400.0, None, bounce=True),
+    ]
+    run = run_virtual(belt(), Directory(rma("RMA-1")), parcels)
+    assert run.core.counters["inducted"] == 2
+    assert [r.exited.length_mm for r in run.results if r.exited] == [150.0, 200.0]
+    assert run.lanes() == ["restock", "quarantine"]
+
+
+def test_duplicate_label_reads_are_one_read() -> None:
+    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1", 4)])
+    assert one(run).decision.reads == ("RMA-1",)
+    assert one(run).reason == "matched"
+
+
+@pytest.mark.parametrize(
+    ("parcel", "reason"),
+    [
+        (VParcel(300.0, 500.0, "RMA-1", uid="DEADBEEF"), "wrong_item"),
+        (VParcel(300.0, 500.0, "RMA-1"), "rfid_timeout"),
+        (VParcel(300.0, 500.0, "RMA-2", uid=UID), "conflicting_reads"),
+        (VParcel(300.0, 500.0, "RMA-1", uid=UID, rfid_polls=(False,) * 40), "rfid_timeout"),
+        (VParcel(300.0, 500.0, "RMA-1", uid=UID), "matched"),
+        (VParcel(300.0, 500.0, None, uid=UID), "matched"),
+        (VParcel(300.0, 500.0, None), "no_read"),
+    ],
+)
+def test_tag_and_label_together(parcel: VParcel, reason: str) -> None:
+    rmas = Directory(rma("RMA-1", line(rfid_uid=UID)), rma("RMA-2"))
+    run = run_virtual(belt(), rmas, [parcel])
+    r = one(run)
+    assert r.reason == reason
+    assert r.physical_lane == ("restock" if reason == "matched" else "quarantine")
+
+
+def test_gs1_item_barcode_checks_the_line() -> None:
+    rmas = Directory(rma("RMA-1", line(gtin="09501101020917", serial="SN0001")))
+    scan = "]C101095011010209171725123110ABC123\x1d21SN0001"
+    good = run_virtual(belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan)])
+    assert one(good).reason == "matched"
+    wrong = run_virtual(
+        belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan.replace("SN0001", "SN0002"))]
+    )
+    assert one(wrong).reason == "wrong_item"
+
+
+def test_invalid_uid_is_a_bad_read_not_an_identity() -> None:
+    core = SorterCore(belt(), Directory())
+    assert core.on_rfid(10.0, "DD17380AF8") == [
+        BadRead("rfid", "DD17380AF8", 10.0, "RFID UID 'DD17380AF8' is not 4, 7 or 10 bytes of hex")
+    ]
+    assert core.counters["bad_reads"] == 1
+
+
+def test_quantity_exceeded_on_the_second_parcel_of_a_one_item_line() -> None:
+    rmas = Directory(rma("RMA-1", line(quantity=1)), rma("RMA-2", line(quantity=2)))
+    parcels = [
+        VParcel(300.0, 500.0, "RMA-1"),
+        VParcel(300.0, 500.0, "RMA-1"),
+        VParcel(300.0, 500.0, "RMA-2"),
+        VParcel(300.0, 500.0, "RMA-2"),
+    ]
+    run = run_virtual(belt(), rmas, parcels)
+    assert [r.reason for r in run.results] == ["matched", "quantity_exceeded", "matched", "matched"]
+    assert run.lanes() == ["restock", "quarantine", "restock", "restock"]
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ("cancelled", "rma_cancelled"),
+        ("expired", "rma_expired"),
+        ("received", "rma_already_received"),
+    ],
+)
+def test_rma_state_failures(state: str, reason: str) -> None:
+    run = run_virtual(
+        belt(), Directory(rma("RMA-1", state=state)), [VParcel(300.0, 500.0, "RMA-1")]
+    )
+    assert (one(run).reason, one(run).physical_lane) == (reason, "quarantine")
+
+
+CAMERA = {"camera_pos_mm": 700.0, "camera_tol_mm": 50.0}
+
+
+@pytest.mark.parametrize(
+    ("grade", "confidence", "category", "lane", "reason"),
+    [
+        ("A", 0.9, None, "restock", "matched"),
+        ("B", 0.9, None, "refurbish", "matched"),
+        ("C", 0.9, None, "recycle", "matched"),
+        ("D", 0.9, None, "quarantine", "unknown_grade"),
+        (None, 1.0, None, "quarantine", "unknown_grade"),
+        ("A", 0.5, None, "quarantine", "unknown_grade"),
+        ("B", 0.9, "hygiene", "recycle", "hygiene_opened"),
+    ],
+)
+def test_camera_grade_decides_the_lane(
+    grade: str | None, confidence: float, category: str | None, lane: str, reason: str
+) -> None:
+    policy = Policy("conf-1", default_policy().rules, min_grade_confidence=0.8)
+    rmas = Directory(rma("RMA-1", line(category=category)))
+    parcel = VParcel(300.0, 500.0, "RMA-1", grade=grade, confidence=confidence)
+    run = run_virtual(belt(**CAMERA), rmas, [parcel], policy)
+    r = one(run)
+    assert (r.decided_lane, r.reason, r.physical_lane) == (lane, reason, lane)
+    inputs = dict(r.decision.inputs)
+    assert inputs["grade_source"] == ("camera" if grade else "none")
+    assert r.decision.policy_version == "conf-1"
+
+
+def test_without_camera_the_policy_assumes_grade_a_and_says_so() -> None:
+    run = run_virtual(
+        belt(), Directory(rma("RMA-1", reason="defective")), [VParcel(300.0, 500.0, "RMA-1")]
+    )
+    d = one(run).decision
+    assert d.lane.name == "restock"
+    assert dict(d.inputs) == {
+        "identity": "matched",
+        "rma_state": "authorized",
+        "grade": "A",
+        "grade_source": "assumed",
+        "sku": "SKU-1",
+        "category": "-",
+        "rma_reason": "defective",
+        "rule": "1",
+    }
+    assert d.policy_version == "default-1"
+    assert d.explanation == "restock: matched; item matches RMA-1; rule 1 (grade A)"
+
+
+def test_without_camera_and_no_assumed_grade_nothing_is_sorted() -> None:
+    policy = Policy("strict-1", default_policy().rules, assume_grade_without_camera=None)
+    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy)
+    assert (one(run).reason, one(run).physical_lane) == ("unknown_grade", "quarantine")
+
+
+def test_recalled_sku_is_quarantined() -> None:
+    policy = default_policy(recalled_skus=("SKU-1",))
+    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy)
+    assert (one(run).reason, one(run).physical_lane) == ("recalled", "quarantine")
+
+
+def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
+    run = run_virtual(
+        belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], lane_full=["restock"]
+    )
+    assert (one(run).reason, one(run).physical_lane) == ("lane_full", "quarantine")
+    assert one(run).commands == []
+
+
+@pytest.mark.parametrize(
+    ("gap_mm", "second", "reasons", "lanes"),
+    [
+        # 50 mm apart: the first gate would catch the second parcel; neither is diverted.
+        (50.0, "RMA-2", ["gap_violation", "gap_violation"], ["quarantine", "quarantine"]),
+        # 150 mm: enough to divert one and let the next run past (stroke + margin = 100 mm)...
+        (150.0, None, ["matched", "no_read"], ["restock", "quarantine"]),
+        # ...but not to open the same gate twice (needs 200 mm).
+        (150.0, "RMA-2", ["matched", "gap_violation"], ["restock", "quarantine"]),
+        (200.0, "RMA-2", ["matched", "matched"], ["restock", "restock"]),
+    ],
+)
+def test_gap_violation(
+    gap_mm: float, second: str | None, reasons: list[str], lanes: list[str]
+) -> None:
+    rmas = Directory(rma("RMA-1"), rma("RMA-2"))
+    run = run_virtual(
+        belt(), rmas, [VParcel(300.0, 500.0, "RMA-1"), VParcel(300.0, gap_mm, second)]
+    )
+    assert [r.reason for r in run.results] == reasons
+    assert run.lanes() == lanes
+
+
+def test_gate_times_from_lane_distance_length_and_stroke() -> None:
+    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 0.0, "RMA-1")], start_ms=0.0)
+    [cmd] = one(run).commands
+    # lead at the 1500 mm gate at 1500 ms; open stroke 60 + margin 40 before, close
+    # when the trailing edge has passed (1800 ms) plus margin.
+    assert cmd == GateCommand(1, "restock", 1400.0, 1840.0, 1400.0, 1840.0)
+
+
+def test_encoder_position_drives_length_and_gate_times() -> None:
+    cfg = belt(encoder_mm_per_count=0.5)
+    core = SorterCore(cfg, Directory(rma("RMA-1")))
+    actions: list[object] = []
+    # the belt really runs at 500 mm/s (1000 counts/s), not the nominal 1000 mm/s
+    for t in range(0, 8000, 10):
+        actions += core.on_encoder(float(t), t)
+        if t == 1000:
+            actions += core.on_photo_eye(1000.0, True)
+        if t == 1600:
+            actions += core.on_photo_eye(1600.0, False)  # 600 ms at 0.5 mm/ms: 300 mm
+        if t == 2400:
+            actions += core.on_barcode(2400.0, "RMA-1")  # centre at 400 mm
+    [exited] = of(ParcelExited, actions)
+    assert exited.length_mm == pytest.approx(300.0)
+    [cmd] = of(GateCommand, actions)
+    # lead reaches 1500 mm at 1000 + 3000 ms
+    assert cmd.open_at_ms == pytest.approx(4000.0 - 100.0)
+    assert cmd.close_at_ms == pytest.approx(4600.0 + 40.0)
+
+
+def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
+    cfg = belt(jam_ms=350.0)
+    core = SorterCore(cfg, Directory(rma("RMA-1")))
+    actions: list[object] = []
+    actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
+    actions += core.on_barcode(550.0, "RMA-1")
+    actions += core.advance(800.0)  # decided: restock, gate to open at 1400 ms
+    assert len(of(GateCommand, actions)) == 1
+    actions += core.on_photo_eye(1000.0, True)  # the next parcel sticks at the eye
+    actions += core.advance(1349.0)
+    assert of(BeltCommand, actions) == []
+    jam = core.advance(1352.0)
+    assert jam == [
+        BeltCommand(False, 1350.0, "jam"),
+        Alarm("jam", True, 1350.0),
+        GateCancel(1, "restock", 1350.0),
+    ]
+    assert core.status()["jammed"] is True
+    assert core.advance(9000.0) == []  # the belt stands: nothing moves, nothing exits
+    resumed = core.on_resume(10_000.0)
+    assert resumed == [BeltCommand(True, 10_000.0, "resume"), Alarm("jam", False, 10_000.0)]
+    rest = core.on_photo_eye(10_100.0, False)
+    for t in range(10_100, 20_000, 5):
+        rest += core.advance(float(t))
+    exits = {e.decision.parcel_id: e for e in of(ParcelExited, rest)}
+    first = exits[1]
+    assert first.final_lane.name == "quarantine" and first.marks == (Mark.GATE_CANCELLED,)
+    # the belt stood still 1350..10000 ms: the end (4000 + 300 mm) is reached 8650 ms late
+    assert first.exited_at_ms == pytest.approx(4300.0 + 8650.0)
+    # the stuck parcel: 350 mm before the stop, 100 mm after the resume
+    assert exits[2].length_mm == pytest.approx(450.0)
+
+
+CONFIRM_LANES = (
+    LaneSpec("restock", LANES[0].disposition, 1500.0, "restock", confirm=True),
+    *LANES[1:],
+)
+
+
+@pytest.mark.parametrize(
+    ("seen", "marks", "alarms"), [(True, (), 0), (False, (Mark.DIVERT_UNCONFIRMED,), 1)]
+)
+def test_divert_confirmation(seen: bool, marks: tuple[Mark, ...], alarms: int) -> None:
+    run = run_virtual(
+        belt(lanes=CONFIRM_LANES),
+        Directory(rma("RMA-1")),
+        [VParcel(300.0, 500.0, "RMA-1", confirm=seen)],
+    )
+    r = one(run)
+    assert r.exited is not None and r.exited.marks == marks
+    raised = [a for _, a in run.actions if isinstance(a, Alarm) and a.kind == "divert_unconfirmed"]
+    assert len(raised) == alarms
+    assert run.core.counters["divert_unconfirmed"] == alarms
+
+
+def test_decision_records_the_inputs_and_reads_for_a_failure() -> None:
+    run = run_virtual(
+        belt(),
+        Directory(rma("RMA-1", line(rfid_uid=UID))),
+        [VParcel(300.0, 500.0, "RMA-1", uid="DEADBEEF")],
+    )
+    d = one(run).decision
+    assert d.reads == ("rfid:DEADBEEF", "RMA-1")  # the tag enters its field first
+    assert dict(d.inputs)["identity"] == "wrong_item"
+    assert d.explanation.startswith("quarantine: wrong_item; item does not match RMA-1")
