@@ -1,0 +1,221 @@
+"""RFID: UID frames (C1), presence episodes (C2), the MFRC522 driver on the register emulator.
+
+The real ``mfrc522`` library runs against :mod:`simulator.hw.mfrc522_emu` through fake
+``spidev`` / ``RPi.GPIO`` modules; our cascade code runs on top of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from edge.drivers.mfrc522_reader import Mfrc522Reader
+from edge.drivers.rfid import (
+    PresenceTracker,
+    TagRead,
+    TagReader,
+    TagReadFailed,
+    UidError,
+    canonical_uid,
+    decode_cl_frame,
+)
+from edge.sorter.model import distinct
+from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
+from tests.cases import field_case
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.005)
+
+
+# -- C1: UID identity -------------------------------------------------------------------
+def test_c1_level1_frames_decode_to_exact_values() -> None:
+    cases = {c["anticoll_level1_hex"]: c for c in field_case("C1_rfid_uid")}
+    part, more = decode_cl_frame(bytes.fromhex("88047DB140"))
+    assert cases["88047DB140"]["expect"] == "cascade_required"
+    assert (part, more) == (bytes.fromhex("047DB1"), True)  # CT is never part of the UID
+    part, more = decode_cl_frame(bytes.fromhex("DD17380AF8"))
+    assert canonical_uid(part) == cases["DD17380AF8"]["expect_uid"] == "DD17380A"
+    assert more is False
+    with pytest.raises(UidError) as err:
+        decode_cl_frame(bytes.fromhex("DD17380AF9"))
+    assert err.value.reason == cases["DD17380AF9"]["expect"] == "bad_bcc"
+
+
+def test_canonical_uid_is_one_form() -> None:
+    assert canonical_uid("dd:17:38:0a") == canonical_uid(b"\xdd\x17\x38\x0a") == "DD17380A"
+    assert canonical_uid("04-7d-b1-a2-b3-c4-d5") == "047DB1A2B3C4D5"
+    with pytest.raises(ValueError):
+        canonical_uid("88047DB1"[:6])
+
+
+@pytest.fixture
+def reader(chip: MFRC522Emulator) -> Mfrc522Reader:
+    r = Mfrc522Reader(bus=0, device=0, rst_pin=25, poll_interval_ms=5, poll_deadline_ms=200)
+    assert r.self_test() == {"ok": True, "detail": "MFRC522 v2.0 (VersionReg 92h)"}
+    return r
+
+
+def test_reader_implements_the_interface(reader: Mfrc522Reader) -> None:
+    assert isinstance(reader, TagReader)
+
+
+def test_c1_cascade_reads_4_7_and_10_byte_uids_whole(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    assert reader.poll_once() == ([], [])
+    chip.place(VirtualTag(bytes.fromhex("DD17380A"), sak=0x08))
+    assert reader.poll_once() == ([("DD17380A", 0x08)], [])
+    chip.clear()
+    # level-1 answer of this tag is exactly the C1 input 88 04 7D B1 40
+    ntag = VirtualTag(bytes.fromhex("047DB1A2B3C4D5"), sak=0x00)
+    assert ntag.cl_frame(1) == bytes.fromhex("88047DB140")
+    chip.place(ntag)
+    assert reader.poll_once() == ([("047DB1A2B3C4D5", 0x00)], [])
+    chip.place(VirtualTag(bytes.fromhex("0102030405060708090A"), sak=0x20))
+    uids, errors = reader.poll_once()
+    assert sorted(uids) == [("0102030405060708090A", 0x20), ("047DB1A2B3C4D5", 0x00)]
+    assert errors == []
+
+
+def test_c1_cascade_tag_without_level_2_is_a_no_read_with_reason(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    chip.place(VirtualTag(bytes.fromhex("047DB1A2B3C4D5"), sak=0x00, mute_from_level=2))
+    uids, errors = reader.poll_once()
+    assert uids == []
+    assert [e.reason for e in errors] == ["cascade_required"]
+    assert errors[0].partial == bytes.fromhex("047DB1")  # never a key
+
+
+def test_c1_wrong_bcc_is_a_bad_read_not_another_tag(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    tag = VirtualTag(bytes.fromhex("DD17380A"), bad_bcc_level=1)
+    assert tag.cl_frame(1) == bytes.fromhex("DD17380AF9")
+    chip.place(tag)
+    uids, errors = reader.poll_once()
+    assert uids == [] and [e.reason for e in errors] == ["bad_bcc"]
+
+
+def test_colliding_tags_are_all_read_by_anticollision(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    for uid in ("11223344", "11223355", "11AA3344", "FF000001"):
+        chip.place(VirtualTag(bytes.fromhex(uid)))
+    uids, errors = reader.poll_once()
+    assert sorted(u for u, _ in uids) == ["11223344", "11223355", "11AA3344", "FF000001"]
+    assert errors == []
+
+
+# -- C2: flicker and blocking reads -------------------------------------------------------
+def test_c2_flicker_gives_two_episodes_of_one_tag() -> None:
+    case = field_case("C2_flicker")
+    tracker = PresenceTracker(absence_misses=case["absence_misses"])
+    starts, ends = [], []
+    for i, seen in enumerate(case["polls"]):
+        arrived, left = tracker.feed([seen] if seen else [])
+        starts += [(i * case["poll_ms"], uid, ep) for uid, ep in arrived]
+        ends += [(i * case["poll_ms"], uid) for uid in left]
+    assert starts == [(0, "A", 1), (180, "A", 2)]
+    assert ends == [(160, "A")]
+    assert len(starts) == case["expect_presence_episodes"] == 2
+    # both episodes carry the same UID: one tag for the parcel in that tracking window
+    assert len(distinct([uid for _, uid, _ in starts])) == case["expect_parcels_same_window"]
+
+
+def test_c2_polling_thread_reports_episodes_of_a_flickering_tag(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    events: list[TagRead | TagReadFailed] = []
+    tag = VirtualTag(bytes.fromhex("047DB1A2B3C4D5"), sak=0)
+    chip.place(tag)
+    reader.start(events.append)
+    try:
+        wait_for(lambda: reader.status()["present"] == ["047DB1A2B3C4D5"])
+        polls = reader.status()["polls"]
+        chip.remove(tag)  # one missed poll, then back: same episode
+        wait_for(lambda: reader.status()["polls"] >= polls + 1)  # type: ignore[operator]
+        chip.place(tag)
+        wait_for(lambda: reader.status()["polls"] >= polls + 3)  # type: ignore[operator]
+        assert [(e.uid, e.episode) for e in events if isinstance(e, TagRead)][:1] == [
+            ("047DB1A2B3C4D5", 1)
+        ]
+        chip.remove(tag)
+        wait_for(lambda: reader.status()["present"] == [])
+        chip.place(tag)
+        wait_for(lambda: len([e for e in events if isinstance(e, TagRead)]) == 2)
+    finally:
+        reader.stop()
+    reads = [e for e in events if isinstance(e, TagRead)]
+    assert [(e.uid, e.sak) for e in reads] == [("047DB1A2B3C4D5", 0), ("047DB1A2B3C4D5", 0)]
+    assert reads[1].episode == 2
+    assert reader.status()["state"] == "stopped"
+
+
+def test_c2_a_bus_call_that_never_returns_is_reported_not_waited_for(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    reader.poll_deadline_ms = 50
+    events: list[TagRead | TagReadFailed] = []
+    reader.start(events.append)
+    try:
+        wait_for(lambda: reader.status()["polls"] >= 2)  # type: ignore[operator]
+        chip.hang.set()  # the next SPI transfer blocks
+        wait_for(lambda: reader.status()["stalled"] is True)
+        st = reader.status()
+        assert st["state"] == "degraded" and st["last_error"] == "poll stuck in a bus call"
+        chip.hang.clear()
+        chip.release.set()
+        wait_for(lambda: reader.status()["stalled"] is False)
+    finally:
+        reader.stop()
+
+
+def test_poll_past_its_deadline_is_a_timeout_and_errors_reinit_the_chip(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    reader.reinit_after_errors = 3
+    events: list[TagRead | TagReadFailed] = []
+    chip.spi_errors = 3  # three failing polls in a row
+    reader.start(events.append)
+    try:
+        wait_for(lambda: reader.status()["reinits"] == 1)
+        wait_for(lambda: reader.status()["state"] == "ok")
+        st = reader.status()
+        # resets: the soft reset of the first init, then NRSTPD pulse + soft reset of re-init
+        assert (st["poll_errors"], st["reinits"], chip.resets) == (3, 1, 3)
+        chip.place(VirtualTag(bytes.fromhex("DD17380A")))
+        wait_for(lambda: any(isinstance(e, TagRead) for e in events))
+    finally:
+        reader.stop()
+    assert [e.uid for e in events if isinstance(e, TagRead)] == ["DD17380A"]
+
+
+def test_self_test_fails_on_a_missing_or_silent_chip(chip: MFRC522Emulator) -> None:
+    chip.unplugged = True
+    r = Mfrc522Reader(bus=0, device=0, rst_pin=25)
+    assert r.self_test() == {
+        "ok": False,
+        "detail": "VersionReg 00h is not an MFRC522 (chip missing or unwired?)",
+    }
+    assert r.status()["state"] == "failed"
+    absent = Mfrc522Reader(bus=1, device=0, rst_pin=25)
+    result = absent.self_test()
+    assert result["ok"] is False and "/dev/spidev1.0" in str(result["detail"])
+
+
+def test_timeout_when_the_chip_never_finishes(chip: MFRC522Emulator, reader: Mfrc522Reader) -> None:
+    chip.regs[0x2A] = 0  # TAuto off: no timer interrupt, the poll must end by its deadline
+    reader.poll_deadline_ms = 20
+    events: list[TagRead | TagReadFailed] = []
+    reader._on_read = events.append
+    reader._poll_cycle()  # one cycle of the poll thread, run inline
+    assert [(type(e).__name__, e.reason) for e in events] == [("TagReadFailed", "timeout")]
+    assert reader.status()["timeouts"] == 1
