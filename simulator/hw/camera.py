@@ -36,7 +36,7 @@ def write_video(path: Path, frames: Sequence[int | str], fps: float = 10.0) -> P
     Repeating an int repeats the identical frame (a frozen camera).
     """
     w, h = SIZE
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
     if not writer.isOpened():
         raise OSError(f"cannot write {path}")
     try:
