@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 SITE_DEFAULT_STATION = "station1"
 EYE_PIN = 4
 RFID_RST_PIN = 25
-CAMERA_FRAMES = 120
+CAMERA_FRAMES = 400  # 3 frames per parcel (flush 2 + 1): enough for the 60-parcel demo
 
 
 def attach_rfid_emulator() -> MFRC522Emulator:

@@ -284,8 +284,8 @@ class Mfrc522Reader:
             self.last_poll_ms = round(self.clock() - t_ms, 3)
             self._poll_started = None
         self._consecutive_errors = 0
-        if self._state == "degraded":
-            self._state = "ok"
+        if self._state in ("degraded", "failed"):
+            self._state = "ok"  # the chip answers again (e.g. after a re-init)
         with self._lock:
             self.counters["polls"] += 1
             arrived, left = self.presence.feed(uid for uid, _ in uids)

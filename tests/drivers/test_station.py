@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -227,7 +229,9 @@ def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_p
 
 
 # -- C7: SIGTERM and crash in a real process ------------------------------------------------
-def run_child(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], Path]:
+def run_child(
+    tmp_path: Path, mode: str, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Path]:
     log_path = tmp_path / "pins.log"
     cfg = tmp_path / "station.toml"
     data = config_data(tmp_path, str(tmp_path / "no-scanner"))
@@ -242,6 +246,7 @@ def run_child(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], Path]:
     ]
     cfg.write_text("\n".join(lines) + "\n")
     env = {**os.environ, "GPIOZERO_MOCK_PIN_CLASS": "recording", ENV_LOG: str(log_path)}
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "simulator.hw.station_child", str(cfg), mode],
         cwd=REPO,
@@ -258,8 +263,18 @@ def run_child(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], Path]:
 
 @pytest.mark.parametrize("mode", ["sigterm", "crash"])
 def test_c7_gates_are_de_energised_before_the_process_exits(tmp_path: Path, mode: str) -> None:
-    proc, log_path = run_child(tmp_path, "wait" if mode == "sigterm" else "crash")
+    sock_dir = Path(tempfile.mkdtemp(prefix="rs-"))  # short: AF_UNIX paths are limited
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_dir / "notify"))
+    notify.settimeout(20)
+    env = {"NOTIFY_SOCKET": str(sock_dir / "notify"), "WATCHDOG_USEC": "200000"}
+    env.pop("WATCHDOG_PID", None)
+    proc, log_path = run_child(tmp_path, "wait" if mode == "sigterm" else "crash", env)
+    messages = [notify.recv(4096).decode()]
+    assert messages[0].startswith("READY=1\nSTATUS=induct")
     if mode == "sigterm":
+        messages.append(notify.recv(4096).decode())  # the main loop's watchdog keep-alive
+        assert messages[1] == "WATCHDOG=1"
         assert last_states(log_path)["GPIO17"] == 1 and last_states(log_path)["GPIO22"] == 0
         proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -268,6 +283,11 @@ def test_c7_gates_are_de_energised_before_the_process_exits(tmp_path: Path, mode
     assert gates[-2:] in ([("GPIO17", 0), ("GPIO22", 1)], [("GPIO22", 1), ("GPIO17", 0)])
     assert ("GPIO17", 1) in gates and ("GPIO22", 0) in gates
     assert last_states(log_path)["GPIO17"] == 0 and last_states(log_path)["GPIO22"] == 1
+    messages.append(notify.recv(4096).decode())
+    while messages[-1] == "WATCHDOG=1":
+        messages.append(notify.recv(4096).decode())
+    notify.close()
+    assert messages[-1] == "STOPPING=1"
     if mode == "sigterm":
         assert proc.returncode == 0
     else:
