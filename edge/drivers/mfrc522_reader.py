@@ -62,6 +62,11 @@ logger = logging.getLogger(__name__)
 _COMMAND, _COMM_IRQ, _ERROR, _FIFO_DATA, _FIFO_LEVEL = 0x01, 0x04, 0x06, 0x09, 0x0A
 _CONTROL, _BIT_FRAMING, _COLL, _VERSION = 0x0C, 0x0D, 0x0E, 0x37
 _CMD_IDLE, _CMD_TRANSCEIVE = 0x00, 0x0C
+_T_RELOAD_H, _T_RELOAD_L = 0x2C, 0x2D
+_NO_ANSWER_TICKS = 10
+"""Timer reload after the library's init (TPrescaler D3Eh: 0.5 ms ticks, datasheet 8.5):
+5 ms until TimerIRq when no tag answers, instead of the library's 15 ms; ISO/IEC 14443-3
+answers (ATQA, UID CLn, SAK) come within about 0.1 ms at 106 kbit/s."""
 _IRQ_RX, _IRQ_IDLE, _IRQ_ERR, _IRQ_TIMER = 0x20, 0x10, 0x02, 0x01
 _ERR_COLL, _ERR_HARD = 0x08, 0x13  # CollErr; BufferOvfl | ParityErr | ProtocolErr
 _REQA, _WUPA, _HLTA = 0x26, 0x52, 0x50
@@ -336,6 +341,7 @@ class Mfrc522Reader:
                 GPIO.output(self.rst_pin, 1)
                 time.sleep(0.001)  # oscillator start-up
                 self._chip.MFRC522_Init()
+                self._tune_timer()
             version = self._chip.Read_MFRC522(_VERSION)
             if version not in KNOWN_VERSIONS:
                 raise OSError(f"VersionReg {version:02X}h after reset")
@@ -366,6 +372,11 @@ class Mfrc522Reader:
         # The library adds a stream handler to its logger per instance; ours logs instead.
         chip.logger.handlers.clear()
         self._chip = chip
+        self._tune_timer()
+
+    def _tune_timer(self) -> None:
+        self._chip.Write_MFRC522(_T_RELOAD_H, 0)
+        self._chip.Write_MFRC522(_T_RELOAD_L, _NO_ANSWER_TICKS)
 
     def _close(self) -> None:
         chip, self._chip = self._chip, None

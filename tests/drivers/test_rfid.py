@@ -62,8 +62,17 @@ def reader(chip: MFRC522Emulator) -> Mfrc522Reader:
     return r
 
 
-def test_reader_implements_the_interface(reader: Mfrc522Reader) -> None:
+def test_reader_implements_the_interface_and_sets_a_5_ms_no_answer_timer(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
     assert isinstance(reader, TagReader)
+    # the library's init, then TReload = 10 ticks of 0.5 ms (TAuto on, prescaler D3Eh)
+    assert (chip.regs[0x2A], chip.regs[0x2B], chip.regs[0x2C], chip.regs[0x2D]) == (
+        0x8D,
+        0x3E,
+        0,
+        10,
+    )
 
 
 def test_c1_cascade_reads_4_7_and_10_byte_uids_whole(
