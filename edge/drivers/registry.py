@@ -31,7 +31,7 @@ def _load(table: dict[str, tuple[str, str]], name: str) -> Any:
     module_name, class_name = table[name]
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, RuntimeError) as exc:  # RPi.GPIO raises RuntimeError off a Pi
         raise BackendUnavailable(f"backend {name!r} cannot load: {exc}") from exc
     return getattr(module, class_name)
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge.drivers.mfrc522_reader import Mfrc522Reader
 from edge.drivers.rfid import (
@@ -228,3 +230,29 @@ def test_timeout_when_the_chip_never_finishes(chip: MFRC522Emulator, reader: Mfr
     reader._poll_cycle()  # one cycle of the poll thread, run inline
     assert [(type(e).__name__, e.reason) for e in events] == [("TagReadFailed", "timeout")]
     assert reader.status()["timeouts"] == 1
+
+
+_uid = st.one_of(
+    *(
+        st.binary(min_size=n, max_size=n).filter(lambda b: b[0] != 0x88)  # ISO: no CT in uid0
+        for n in (4, 7, 10)
+    )
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(uids=st.lists(_uid, min_size=1, max_size=4, unique=True))
+def test_any_mix_of_uid_lengths_in_the_field_is_read_whole_in_one_poll(
+    chip: MFRC522Emulator, uids: list[bytes]
+) -> None:
+    chip.clear()
+    for uid in uids:
+        chip.place(VirtualTag(uid, sak=0x00 if len(uid) > 4 else 0x08))
+    reader = Mfrc522Reader(bus=0, device=0, rst_pin=25, max_tags=4, poll_deadline_ms=5000)
+    got, errors = reader.poll_once()
+    assert errors == []
+    assert sorted(u for u, _ in got) == sorted(uid.hex().upper() for uid in uids)
+    # each read tag was halted; the next poll's WUPA wakes them all and reads them again
+    assert sorted(u for u, _ in reader.poll_once()[0]) == sorted(u for u, _ in got)

@@ -328,3 +328,29 @@ def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path:
     data = config_data(tmp_path, pty_path, belt_run={"pin": 4})
     with pytest.raises(ValueError, match=r"GPIO4 is used twice: photo_eye\.pin and belt_run\.pin"):
         StationConfig.model_validate(data)
+
+
+def test_backend_is_never_replaced_when_its_library_is_missing(tmp_path: Path) -> None:
+    """Off a Pi, without the simulator's fakes, the mfrc522 backend cannot load: a failed
+    device with that reason, no other backend substituted, the station still starts."""
+    script = (
+        "import json, sys\n"
+        "from edge.config import StationConfig\n"
+        "from edge.daemon import StationDaemon\n"
+        "d = StationDaemon(StationConfig.model_validate(json.loads(sys.argv[1])))\n"
+        "print(json.dumps(d.status()['devices']['rfid'])); d.stop()\n"
+    )
+    data = config_data(tmp_path, str(tmp_path / "no-scanner"), rfid={"backend": "mfrc522"})
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    rfid = json.loads(out.strip().splitlines()[-1])
+    if rfid["state"] == "ok":  # pragma: no cover - a machine with the Pi libraries
+        pytest.skip("spidev and RPi.GPIO are installed here")
+    assert rfid["backend"] == "mfrc522" and rfid["state"] == "failed"
+    assert rfid["detail"].startswith("BackendUnavailable: backend 'mfrc522' cannot load: ")
