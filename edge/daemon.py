@@ -105,14 +105,18 @@ class StationDaemon:
             self._add_gate(lane.name, lane.gate_pin, lane.active_high)
         broken = frozenset(lane.name for lane in config.lanes if lane.name not in self.gates)
         self.core = SorterCore(config.belt_config(without_lanes=broken), self.store)
-        self.photo_eye = GpiozeroPhotoEye(
-            config.photo_eye.pin, config.photo_eye.blocked_level, self.pin_factory, clock
-        )
-        self.health["photo_eye"] = DeviceHealth(
-            "ok",
+        eye_cfg = config.photo_eye
+        # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
+        # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
+        self.photo_eye: GpiozeroPhotoEye | None = self._try(
+            "photo_eye",
             "gpiozero",
-            f"GPIO{config.photo_eye.pin}, blocked={config.photo_eye.blocked_level}",
+            lambda: GpiozeroPhotoEye(eye_cfg.pin, eye_cfg.blocked_level, self.pin_factory, clock),
         )
+        if self.photo_eye is not None:
+            self.health["photo_eye"] = DeviceHealth(
+                "ok", "gpiozero", f"GPIO{eye_cfg.pin}, blocked={eye_cfg.blocked_level}"
+            )
         self.lane_inputs: list[GpiozeroInput] = []
         for lane in config.lanes:
             for kind, pin in (("confirm", lane.confirm_pin), ("full", lane.full_pin)):
@@ -250,7 +254,8 @@ class StationDaemon:
         self.scheduler.start()
         self._reactor = threading.Thread(target=self._run, name="reactor", daemon=True)
         self._reactor.start()
-        self.photo_eye.start(self._on_eye_edge)
+        if self.photo_eye is not None:
+            self.photo_eye.start(self._on_eye_edge)
         self.scanner.start(lambda frame: self._inputs.put(("scan", frame.t_ms, frame)))
         if self.rfid is not None and self.health["rfid"].state == "ok":
             self.rfid.start(lambda ev: self._inputs.put(("rfid", ev.t_ms, ev)))
@@ -326,7 +331,8 @@ class StationDaemon:
             self.encoder.close()
         for out in self.outputs.values():
             out.close()
-        self.photo_eye.close()
+        if self.photo_eye is not None:
+            self.photo_eye.close()
         self.store.close()
         log.info("station %s stopped", self.config.station.id)
 
@@ -359,7 +365,7 @@ class StationDaemon:
             "encoder": self.encoder.status() if self.encoder is not None else None,
             "lane_inputs": {d.name: d.status() for d in self.lane_inputs},
             "outputs": {name: out.status() for name, out in self.outputs.items()},
-            "photo_eye": self.photo_eye.status(),
+            "photo_eye": self.photo_eye.status() if self.photo_eye is not None else None,
             "gates": {name: gate.status() for name, gate in self.gates.items()},
             "scheduler": self.scheduler.status(),
             "rma_revision": self.store.rma_revision(),

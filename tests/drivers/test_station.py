@@ -176,6 +176,7 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         camera={"backend": "opencv", "source": str(tmp_path / "no-camera.avi"), "api": "ffmpeg"},
     )
     data["lanes"][0]["gate_pin"] = 40  # not on the 40-pin header: the gate cannot be driven
+    data["photo_eye"]["pin"] = 41
     daemon = StationDaemon(StationConfig.model_validate(data))
     try:
         st = daemon.status()
@@ -187,7 +188,14 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         assert st["devices"]["rfid"]["state"] == "failed"
         assert "/dev/spidev1.0" in str(st["devices"]["rfid"]["detail"])
         assert st["devices"]["camera"]["state"] == "failed"
-        assert daemon.capabilities() == ["induct", "lane:recycle"]
+        assert st["devices"]["photo_eye"] == {
+            "state": "failed",
+            "backend": "gpiozero",
+            "detail": "PinInvalidPin: 41 is not a valid pin name",
+        }
+        assert st["photo_eye"] is None
+        assert daemon.capabilities() == ["lane:recycle"]  # no induct: nothing will divert
+        daemon.start()  # it still runs (status published, RMAs synced), visibly degraded
         assert list(daemon.gates) == ["recycle"]
         assert [lane.name for lane in daemon.core.config.lanes] == ["recycle", "quarantine"]
     finally:
