@@ -290,16 +290,22 @@ class StationDaemon:
             self._last_camera_trigger_ms = t_ms
             self.camera.trigger(t_ms + cam_cfg.trigger_delay_ms, tag=t_ms)
 
+    def alive(self) -> bool:
+        """True while the reactor and the gate scheduler threads run (the watchdog's test)."""
+        threads = (self._reactor, getattr(self.scheduler, "_thread", None))
+        return not self._stopped and all(t is not None and t.is_alive() for t in threads)
+
     def update_stack_light(self) -> None:
-        """Green when running healthy, amber when degraded, red when stopped."""
+        """Green: sorting, all devices ok. Amber: degraded. Red: cannot sort (no induct)."""
         lamps = {name: out for name, out in self.outputs.items() if name.startswith("stack_light")}
         if not lamps:
             return
         degraded = bool(self.status()["degraded"])
+        fatal = self._stopped or "induct" not in self.capabilities()
         wanted = {
-            "stack_light.green": not self._stopped and not degraded,
-            "stack_light.amber": not self._stopped and degraded,
-            "stack_light.red": self._stopped,
+            "stack_light.green": not fatal and not degraded,
+            "stack_light.amber": not fatal and degraded,
+            "stack_light.red": fatal,
         }
         for name, out in lamps.items():
             out.set(wanted.get(name, False))
@@ -581,8 +587,8 @@ def main(
             on_started(daemon)
         while not stop.wait(min(0.5, watchdog_s or 0.5)):
             daemon.update_stack_light()
-            if watchdog_s is not None:
-                sdnotify.notify("WATCHDOG=1")
+            if watchdog_s is not None and daemon.alive():
+                sdnotify.notify("WATCHDOG=1")  # a dead reactor or scheduler: systemd restarts
     finally:
         sdnotify.notify("STOPPING=1")
         daemon.stop()

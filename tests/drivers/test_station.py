@@ -174,6 +174,7 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         pty_path,
         rfid={"backend": "mfrc522", "spi_bus": 1, "rst_pin": 5},  # nothing on SPI1
         camera={"backend": "opencv", "source": str(tmp_path / "no-camera.avi"), "api": "ffmpeg"},
+        stack_light={"green_pin": 5, "amber_pin": 6, "red_pin": 13},
     )
     data["lanes"][0]["gate_pin"] = 40  # not on the 40-pin header: the gate cannot be driven
     data["photo_eye"]["pin"] = 41
@@ -196,6 +197,9 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         assert st["photo_eye"] is None
         assert daemon.capabilities() == ["lane:recycle"]  # no induct: nothing will divert
         daemon.start()  # it still runs (status published, RMAs synced), visibly degraded
+        assert daemon.alive() is True
+        pin = daemon.pin_factory.pin
+        assert [pin(n).state for n in (5, 6, 13)] == [0, 0, 1]  # red: cannot sort
         assert list(daemon.gates) == ["recycle"]
         assert [lane.name for lane in daemon.core.config.lanes] == ["recycle", "quarantine"]
     finally:
@@ -221,6 +225,7 @@ def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_p
         wait_for(lambda: daemon.scanner.status()["state"] == "ok")
         daemon.update_stack_light()  # the main loop does this every 0.5 s
         assert [pin(n).state for n in (5, 6, 13)] == [1, 0, 0]  # green: all devices ok
+        assert daemon.alive() is True
         pin(24).drive_high()
         pin(12).drive_high()
         wait_for(lambda: len(daemon.lane_input_events) == 2)
