@@ -174,7 +174,7 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         pty_path,
         rfid={"backend": "mfrc522", "spi_bus": 1, "rst_pin": 5},  # nothing on SPI1
         camera={"backend": "opencv", "source": str(tmp_path / "no-camera.avi"), "api": "ffmpeg"},
-        stack_light={"green_pin": 5, "amber_pin": 6, "red_pin": 13},
+        stack_light={"green_pin": 23, "amber_pin": 24, "red_pin": 12},
     )
     data["lanes"][0]["gate_pin"] = 40  # not on the 40-pin header: the gate cannot be driven
     data["photo_eye"]["pin"] = 41
@@ -199,7 +199,7 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         daemon.start()  # it still runs (status published, RMAs synced), visibly degraded
         assert daemon.alive() is True
         pin = daemon.pin_factory.pin
-        assert [pin(n).state for n in (5, 6, 13)] == [0, 0, 1]  # red: cannot sort
+        assert [pin(n).state for n in (23, 24, 12)] == [0, 0, 1]  # red: cannot sort
         assert list(daemon.gates) == ["recycle"]
         assert [lane.name for lane in daemon.core.config.lanes] == ["recycle", "quarantine"]
     finally:
