@@ -64,6 +64,7 @@ _CONTROL, _BIT_FRAMING, _COLL, _VERSION = 0x0C, 0x0D, 0x0E, 0x37
 _CMD_IDLE, _CMD_TRANSCEIVE = 0x00, 0x0C
 _T_RELOAD_H, _T_RELOAD_L = 0x2C, 0x2D
 _NO_ANSWER_TICKS = 10
+_REINIT_BACKOFF_CAP_S = 2.0
 """Timer reload after the library's init (TPrescaler D3Eh: 0.5 ms ticks, datasheet 8.5):
 5 ms until TimerIRq when no tag answers, instead of the library's 15 ms; ISO/IEC 14443-3
 answers (ATQA, UID CLn, SAK) come within about 0.1 ms at 106 kbit/s."""
@@ -150,6 +151,7 @@ class Mfrc522Reader:
         self._version: int | None = None
         self._poll_started: float | None = None
         self._consecutive_errors = 0
+        self._chip_ok = True  # False after a failed re-init: only re-inits until it answers
         self._last_failure: str | None = None
         self.counters: dict[str, int] = {
             "polls": 0,
@@ -266,7 +268,18 @@ class Mfrc522Reader:
 
     def _run(self) -> None:
         next_at = self.clock()
+        failed_reinits = 0
         while not self._stop.is_set():
+            if not self._chip_ok:
+                # The chip did not come back from a re-init (unplugged, unpowered): no busy
+                # polling against a dead bus, only re-init attempts with capped backoff.
+                failed_reinits += 1
+                if self._stop.wait(min(_REINIT_BACKOFF_CAP_S, 0.1 * 2**failed_reinits)):
+                    break
+                self._reinit()
+                next_at = self.clock()
+                continue
+            failed_reinits = 0
             self._poll_cycle()
             next_at += self.poll_interval_ms
             now = self.clock()
@@ -346,7 +359,9 @@ class Mfrc522Reader:
             if version not in KNOWN_VERSIONS:
                 raise OSError(f"VersionReg {version:02X}h after reset")
             self._version = version
+            self._chip_ok = True
         except Exception as exc:
+            self._chip_ok = False
             self.last_error = f"re-init failed: {exc}"
             logger.warning("rfid re-init failed: %s", exc)
 

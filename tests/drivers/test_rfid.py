@@ -256,3 +256,27 @@ def test_any_mix_of_uid_lengths_in_the_field_is_read_whole_in_one_poll(
     assert sorted(u for u, _ in got) == sorted(uid.hex().upper() for uid in uids)
     # each read tag was halted; the next poll's WUPA wakes them all and reads them again
     assert sorted(u for u, _ in reader.poll_once()[0]) == sorted(u for u, _ in got)
+
+
+def test_unplugged_reader_is_reported_and_read_again_once_back(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    reader.poll_deadline_ms = 10
+    reader.reinit_after_errors = 2
+    events: list[TagRead | TagReadFailed] = []
+    reader.start(events.append)
+    try:
+        chip.unplugged = True  # MISO reads 00h: no interrupt bit ever comes
+        wait_for(lambda: str(reader.status()["last_error"]).startswith("re-init failed"))
+        st = reader.status()
+        assert st["state"] == "degraded"
+        assert st["last_error"] == "re-init failed: VersionReg 00h after reset"
+        assert [(type(e).__name__, e.reason) for e in events][:1] == [("TagReadFailed", "timeout")]
+        chip.unplugged = False
+        chip.place(VirtualTag(bytes.fromhex("0102030405060708090A"), sak=0x20))
+        wait_for(lambda: any(isinstance(e, TagRead) for e in events))
+        assert reader.status()["state"] == "ok"
+    finally:
+        reader.stop()
+    reads = [(e.uid, e.episode) for e in events if isinstance(e, TagRead)]
+    assert reads == [("0102030405060708090A", 1)]
