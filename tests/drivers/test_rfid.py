@@ -232,16 +232,27 @@ def test_timeout_when_the_chip_never_finishes(chip: MFRC522Emulator, reader: Mfr
     assert reader.status()["timeouts"] == 1
 
 
-_uid = st.one_of(
-    *(
-        st.binary(min_size=n, max_size=n).filter(lambda b: b[0] != 0x88)  # ISO: no CT in uid0
-        for n in (4, 7, 10)
-    )
-)
+def _iso_uid(raw: bytes) -> bool:
+    """ISO/IEC 14443-3 6.5.4: the last level's first UID byte is never the cascade tag 88h."""
+    return raw[{4: 0, 7: 3, 10: 6}[len(raw)]] != 0x88
+
+
+_uid = st.one_of(*(st.binary(min_size=n, max_size=n) for n in (4, 7, 10))).filter(_iso_uid)
+
+
+def test_cascade_tag_in_the_last_level_is_a_protocol_error_never_a_key(
+    chip: MFRC522Emulator, reader: Mfrc522Reader
+) -> None:
+    chip.place(VirtualTag(bytes.fromhex("00000088000000"), sak=0x00))  # uid3 = 88h
+    uids, errors = reader.poll_once()
+    assert uids == []
+    assert [(e.reason, str(e)) for e in errors] == [
+        ("protocol", "protocol: CT and SAK 00h disagree at level 2")
+    ]
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(uids=st.lists(_uid, min_size=1, max_size=4, unique=True))
 def test_any_mix_of_uid_lengths_in_the_field_is_read_whole_in_one_poll(
