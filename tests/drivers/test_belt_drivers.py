@@ -24,7 +24,12 @@ def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:
             "name": "drivers",
             "station": {
                 "mqtt": {"port": 1},
-                "belt": {"speed_mm_s": 2000, "scan_pos_mm": 300, "length_mm": 1600},
+                "belt": {
+                    "speed_mm_s": 2000,
+                    "scan_pos_mm": 300,
+                    "scan_tol_mm": 150,  # 75 ms of slack for a loaded CI machine
+                    "length_mm": 1600,
+                },
                 "lanes": [
                     {"name": "restock", "disposition": "restock", "pos_mm": 900, "gate_pin": 17}
                 ],
@@ -50,6 +55,7 @@ def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:
             scanner_fd=master,
             gates=[GatePin("restock", 900, factory.pin(17), True)],
             rfid=chip,
+            rfid_range_mm=150,  # tag in the field for 150 ms: several 20 ms polls
         )
         parcels = [
             SimParcel(1, "unknown", "RMA-X1", 300, 100, "quarantine", tag_uid="047DB1A2B3C4D5"),

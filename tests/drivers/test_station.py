@@ -150,6 +150,7 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
         eye = daemon.pin_factory.pin(4)
         eye.drive_high()
         wait_for(lambda: len(daemon.photos) == 1)
+        wait_for(lambda: daemon.scanner.status()["state"] == "ok")
         eye.drive_low()
         assert daemon.capabilities() == [
             "induct",
