@@ -10,6 +10,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The real MFRC522 library for the register-level emulator; its spidev / RPi.GPIO
+	# dependencies are Pi-only (the simulator fakes them), hence --no-deps off the Pi.
+	$(BIN)/pip install --quiet --no-deps 'mfrc522==0.0.7'
 	touch $@
 
 venv: system-deps $(BIN)/.installed

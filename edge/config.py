@@ -67,6 +67,67 @@ class ScannerSection(_Section):
     inter_byte_timeout_ms: float = Field(default=300.0, gt=0, le=10_000)
 
 
+class RfidSection(_Section):
+    """``[rfid]``: the RFID reader in the scan tunnel (absent: no RFID on this station)."""
+
+    backend: Literal["mfrc522"]
+    spi_bus: int = Field(default=0, ge=0, le=6)
+    spi_device: int = Field(default=0, ge=0, le=2)
+    spi_speed_hz: int = Field(default=1_000_000, ge=100_000, le=10_000_000)
+    rst_pin: int = Field(default=25, ge=0, le=27)
+    poll_interval_ms: float = Field(default=20.0, ge=5, le=1000)
+    poll_deadline_ms: float = Field(default=50.0, ge=5, le=5000)
+    absence_misses: int = Field(default=3, ge=1, le=50)
+    reinit_after_errors: int = Field(default=5, ge=1, le=100)
+    max_tags: int = Field(default=4, ge=1, le=16)
+
+
+class CameraSection(_Section):
+    """``[camera]``: the grading camera, triggered by the induct photo-eye (absent: none)."""
+
+    backend: Literal["opencv"]
+    source: str = Field(min_length=1, description="device path, index or video file")
+    api: Literal["any", "v4l2", "ffmpeg", "images"] = "v4l2"
+    width: int | None = Field(default=None, ge=16, le=8192)
+    height: int | None = Field(default=None, ge=16, le=8192)
+    trigger_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
+    trigger_holdoff_ms: float = Field(default=300.0, ge=0, le=10_000)
+    flush_frames: int = Field(default=2, ge=0, le=16)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    timestamps: Literal["device", "read"] = "device"
+    black_level: float = Field(default=8.0, ge=0, le=255)
+    frozen_diff: float = Field(default=0.5, ge=0, le=255)
+    reopen_after_failures: int = Field(default=3, ge=1, le=100)
+
+
+class EncoderSection(_Section):
+    """``[encoder]``: optional belt encoder (pulses on ``pin_a``, quadrature with ``pin_b``)."""
+
+    pin_a: int = Field(ge=0, le=27)
+    pin_b: int | None = Field(default=None, ge=0, le=27)
+    mm_per_pulse: float = Field(gt=0, le=1000)
+
+
+class BeltRunSection(_Section):
+    """``[belt_run]``: the output that runs the belt motor contactor."""
+
+    pin: int = Field(ge=0, le=27)
+    active_high: bool = True
+
+
+class StackLightSection(_Section):
+    """``[stack_light]``: green (running), amber (degraded), red (stopped / fault) outputs."""
+
+    green_pin: int | None = Field(default=None, ge=0, le=27)
+    amber_pin: int | None = Field(default=None, ge=0, le=27)
+    red_pin: int | None = Field(default=None, ge=0, le=27)
+    active_high: bool = True
+
+
+SPI_PINS: dict[int, tuple[int, ...]] = {0: (7, 8, 9, 10, 11), 1: (16, 17, 18, 19, 20, 21)}
+"""BCM pins taken by each SPI bus (chip selects, MISO, MOSI, SCLK) when the reader uses it."""
+
+
 class BeltSection(_Section):
     """``[belt]``: geometry and timing (mm, mm/s, ms)."""
 
@@ -107,6 +168,11 @@ class StationConfig(_Section):
     scanner: ScannerSection
     belt: BeltSection
     lanes: tuple[LaneSection, ...] = Field(min_length=1)
+    rfid: RfidSection | None = None
+    camera: CameraSection | None = None
+    encoder: EncoderSection | None = None
+    belt_run: BeltRunSection | None = None
+    stack_light: StackLightSection | None = None
     config_hash: str = ""
 
     @model_validator(mode="after")
@@ -120,13 +186,53 @@ class StationConfig(_Section):
         ]
         if len(set(pins)) != len(pins):
             raise ValueError("every gate and the photo-eye need their own GPIO pin")
+        used = self.gpio_pins()
+        taken: dict[int, str] = {}
+        for name, pin in used.items():
+            if pin in taken:
+                raise ValueError(f"GPIO{pin} is used twice: {taken[pin]} and {name}")
+            taken[pin] = name
+        if self.rfid is not None:
+            spi = set(SPI_PINS.get(self.rfid.spi_bus, ()))
+            clash = sorted(f"{name} (GPIO{pin})" for name, pin in used.items() if pin in spi)
+            if clash:
+                raise ValueError(
+                    f"SPI{self.rfid.spi_bus} of the RFID reader needs pins used by: "
+                    + ", ".join(clash)
+                )
         if any(lane.disposition is Disposition.QUARANTINE for lane in self.lanes):
             raise ValueError("quarantine is the end of the belt; it has no diverting lane")
         self.belt_config()  # geometry checks
         return self
 
-    def belt_config(self) -> BeltConfig:
-        """The core's view of the belt: diverting lanes plus the end-of-line quarantine."""
+    def gpio_pins(self) -> dict[str, int]:
+        """Every GPIO (BCM) the config uses, by function (e.g. ``"lanes.restock.gate_pin"``)."""
+        pins: dict[str, int] = {"photo_eye.pin": self.photo_eye.pin}
+        for lane in self.lanes:
+            for key in ("gate_pin", "confirm_pin", "full_pin"):
+                value = getattr(lane, key)
+                if value is not None:
+                    pins[f"lanes.{lane.name}.{key}"] = value
+        if self.rfid is not None:
+            pins["rfid.rst_pin"] = self.rfid.rst_pin
+        for section in ("encoder", "belt_run", "stack_light"):
+            model = getattr(self, section)
+            if model is None:
+                continue
+            for key, value in model.model_dump().items():
+                if key.startswith("pin") or key.endswith("_pin"):
+                    if value is None:
+                        continue
+                    pins[f"{section}.{key}"] = value
+        return pins
+
+    def belt_config(self, without_lanes: frozenset[str] = frozenset()) -> BeltConfig:
+        """The core's view of the belt: diverting lanes plus the end-of-line quarantine.
+
+        Args:
+            without_lanes: lanes to leave out (e.g. a gate that failed its self-test), so
+                the core never decides for them; their parcels run on to quarantine.
+        """
         lanes = [
             LaneSpec(
                 lane.name,
@@ -136,6 +242,7 @@ class StationConfig(_Section):
                 confirm=lane.confirm_pin is not None,
             )
             for lane in self.lanes
+            if lane.name not in without_lanes
         ]
         lanes.append(LaneSpec("quarantine", Disposition.QUARANTINE, self.belt.length_mm, None))
         return BeltConfig(

@@ -2,6 +2,13 @@
 
 ``returns-edge --config station.toml`` runs it until SIGTERM / SIGINT. Gates are
 de-energised before the process exits, whatever the way out (signal, error, normal stop).
+``returns-edge check-config station.toml`` validates a config and prints a summary (exit 0)
+or the errors (exit 2).
+
+At start every configured device is self-tested. A device that fails leaves the station
+running degraded and visible in ``status()["devices"]`` (e.g. no RFID: barcode only); a
+gate that fails is never used: its lane is left out of the core's belt, so its parcels run
+on to quarantine.
 
 Threads: driver callbacks only stamp and enqueue; one reactor thread owns the core; the
 scheduler thread fires gates; the link owns the network.
@@ -10,22 +17,37 @@ scheduler thread fires gates; the link owns the network.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import queue
 import signal
 import sys
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
+from typing import Any
 
+from edge import sdnotify
 from edge.clock import monotonic_ms, utc_now
 from edge.config import ConfigError, StationConfig, load_config
+from edge.drivers.camera import Camera, Photo
 from edge.drivers.framing import ScanFrame
-from edge.drivers.gpiozero_io import GpiozeroDiverterGate, GpiozeroPhotoEye, make_pin_factory
+from edge.drivers.gpiozero_io import (
+    GpiozeroDiverterGate,
+    GpiozeroEncoder,
+    GpiozeroInput,
+    GpiozeroOutput,
+    GpiozeroPhotoEye,
+    make_pin_factory,
+)
 from edge.drivers.pyserial_scanner import PySerialScanner
+from edge.drivers.registry import make_camera, make_tag_reader
+from edge.drivers.rfid import TagRead, TagReader, TagReadFailed
 from edge.link import StationLink
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
@@ -44,6 +66,25 @@ def software_version() -> str:
         return "0+unknown"
 
 
+@dataclass(frozen=True)
+class DeviceHealth:
+    """Start-up self-test result of one device.
+
+    Attributes:
+        state: ``ok``, ``failed`` (not usable; the station runs without it).
+        backend: the configured backend name (``mfrc522``, ``gpiozero``, ...).
+        detail: what was checked, or why it failed.
+    """
+
+    state: str
+    backend: str
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-able form."""
+        return {"state": self.state, "backend": self.backend, "detail": self.detail}
+
+
 class StationDaemon:
     """One returns station.
 
@@ -55,20 +96,72 @@ class StationDaemon:
     def __init__(self, config: StationConfig, clock: Callable[[], float] = monotonic_ms) -> None:
         self.config = config
         self.clock = clock
+        self.health: dict[str, DeviceHealth] = {}
         data_dir = config.station.data_dir
         self.store = StationStore(data_dir / f"{config.station.id}.db")
-        self.core = SorterCore(config.belt_config(), self.store)
         self.scheduler = Scheduler(clock)
         self.pin_factory = make_pin_factory(config.gpio.pin_factory)
-        self.gates = {
-            lane.name: GpiozeroDiverterGate(
-                lane.name, lane.gate_pin, lane.active_high, self.pin_factory
-            )
-            for lane in config.lanes
-        }
-        self.photo_eye = GpiozeroPhotoEye(
-            config.photo_eye.pin, config.photo_eye.blocked_level, self.pin_factory, clock
+        self.gates: dict[str, GpiozeroDiverterGate] = {}
+        for lane in config.lanes:
+            self._add_gate(lane.name, lane.gate_pin, lane.active_high)
+        broken = frozenset(lane.name for lane in config.lanes if lane.name not in self.gates)
+        self.core = SorterCore(config.belt_config(without_lanes=broken), self.store)
+        eye_cfg = config.photo_eye
+        # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
+        # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
+        self.photo_eye: GpiozeroPhotoEye | None = self._try(
+            "photo_eye",
+            "gpiozero",
+            lambda: GpiozeroPhotoEye(eye_cfg.pin, eye_cfg.blocked_level, self.pin_factory, clock),
         )
+        if self.photo_eye is not None:
+            self.health["photo_eye"] = DeviceHealth(
+                "ok", "gpiozero", f"GPIO{eye_cfg.pin}, blocked={eye_cfg.blocked_level}"
+            )
+        self.lane_inputs: list[GpiozeroInput] = []
+        for lane in config.lanes:
+            for kind, pin in (("confirm", lane.confirm_pin), ("full", lane.full_pin)):
+                if pin is not None:
+                    self._add_input(f"{lane.name}.{kind}", pin)
+        self.encoder: GpiozeroEncoder | None = None
+        if config.encoder is not None:
+            enc = config.encoder
+            self.encoder = self._try(
+                "encoder",
+                "gpiozero",
+                lambda: GpiozeroEncoder(enc.pin_a, enc.pin_b, enc.mm_per_pulse, self.pin_factory),
+            )
+        self.outputs: dict[str, GpiozeroOutput] = {}
+        if config.belt_run is not None:
+            self._add_output("belt_run", config.belt_run.pin, config.belt_run.active_high)
+        if config.stack_light is not None:
+            sl = config.stack_light
+            for colour, pin in (
+                ("green", sl.green_pin),
+                ("amber", sl.amber_pin),
+                ("red", sl.red_pin),
+            ):
+                if pin is not None:
+                    self._add_output(f"stack_light.{colour}", pin, sl.active_high)
+        self.rfid: TagReader | None = None
+        if config.rfid is not None:
+            rfid_cfg = config.rfid
+            self.rfid = self._try(
+                "rfid", rfid_cfg.backend, lambda: make_tag_reader(rfid_cfg, clock)
+            )
+            if self.rfid is not None:
+                self._self_test("rfid", rfid_cfg.backend, self.rfid.self_test())
+        self.camera: Camera | None = None
+        if config.camera is not None:
+            cam_cfg = config.camera
+            self.camera = self._try("camera", cam_cfg.backend, lambda: make_camera(cam_cfg, clock))
+            if self.camera is not None:
+                self._self_test("camera", cam_cfg.backend, self.camera.self_test())
+        self._last_camera_trigger_ms = float("-inf")
+        # Recent history for status and tests; bounded, the station runs for months.
+        self.rfid_events: deque[TagRead | TagReadFailed] = deque(maxlen=1000)
+        self.photos: deque[Photo] = deque(maxlen=50)
+        self.lane_input_events: deque[tuple[str, float, bool]] = deque(maxlen=1000)
         sc = config.scanner
         self.scanner = PySerialScanner(
             sc.url,
@@ -97,10 +190,69 @@ class StationDaemon:
         self._stopped = False
         self._mono0 = clock()
         self._utc0 = utc_now()
-        self.decisions: list[Decision] = []
+        self.decisions: deque[Decision] = deque(maxlen=1000)
         self.alarms: dict[str, dict[str, object]] = {}
         self.belt_running = True
         self._cancelled: set[int] = set()
+
+    # -- devices and self-test --------------------------------------------------------
+    def _try(self, name: str, backend: str, build: Callable[[], object]) -> Any:
+        """Build a device; on any failure record it as failed and return None."""
+        try:
+            device = build()
+        except Exception as exc:
+            self.health[name] = DeviceHealth("failed", backend, f"{type(exc).__name__}: {exc}")
+            log.error("device %s (%s) failed to start: %s", name, backend, exc)
+            return None
+        self.health[name] = DeviceHealth("ok", backend, "started")
+        return device
+
+    def _self_test(self, name: str, backend: str, result: dict[str, object]) -> None:
+        state = "ok" if result.get("ok") else "failed"
+        self.health[name] = DeviceHealth(state, backend, str(result.get("detail", "")))
+        if state != "ok":
+            log.error("device %s (%s) failed its self-test: %s", name, backend, result)
+
+    def _add_gate(self, lane: str, pin: int, active_high: bool) -> None:
+        key = f"gate.{lane}"
+        gate = self._try(
+            key, "gpiozero", lambda: GpiozeroDiverterGate(lane, pin, active_high, self.pin_factory)
+        )
+        if gate is None:
+            return
+        result = gate.self_test()
+        self._self_test(key, "gpiozero", result)
+        if result["ok"]:
+            self.gates[lane] = gate
+        else:
+            gate.close()  # never divert on a broken gate
+
+    def _add_input(self, name: str, pin: int) -> None:
+        device = self._try(
+            name, "gpiozero", lambda: GpiozeroInput(name, pin, True, self.pin_factory, self.clock)
+        )
+        if device is not None:
+            self.lane_inputs.append(device)
+
+    def _add_output(self, name: str, pin: int, active_high: bool) -> None:
+        device = self._try(
+            name, "gpiozero", lambda: GpiozeroOutput(name, pin, active_high, self.pin_factory)
+        )
+        if device is not None:
+            self.outputs[name] = device
+
+    def capabilities(self) -> list[str]:
+        """What the station can do now: ``induct``, ``barcode``, ``rfid``, ``camera``, lanes."""
+        caps = []
+        if self.health["photo_eye"].state == "ok":
+            caps.append("induct")
+        if self.scanner.status().get("state") == "ok":
+            caps.append("barcode")
+        for name in ("rfid", "camera"):
+            if name in self.health and self.health[name].state == "ok":
+                caps.append(name)
+        caps += [f"lane:{name}" for name in self.gates]
+        return caps
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -108,10 +260,61 @@ class StationDaemon:
         self.scheduler.start()
         self._reactor = threading.Thread(target=self._run, name="reactor", daemon=True)
         self._reactor.start()
-        self.photo_eye.start(lambda t, blocked: self._inputs.put(("eye", t, blocked)))
+        if self.photo_eye is not None:
+            self.photo_eye.start(self._on_eye_edge)
         self.scanner.start(lambda frame: self._inputs.put(("scan", frame.t_ms, frame)))
+        if self.rfid is not None and self.health["rfid"].state == "ok":
+            self.rfid.start(lambda ev: self._inputs.put(("rfid", ev.t_ms, ev)))
+        if self.camera is not None and self.health["camera"].state == "ok":
+            self.camera.start(lambda photo: self._inputs.put(("photo", photo.t_trigger_ms, photo)))
+        for device in self.lane_inputs:
+            device.start(functools.partial(self._on_lane_input, device.name))
         self.link.start()
+        if "belt_run" in self.outputs:
+            self.outputs["belt_run"].set(True)
+        self.update_stack_light()
         log.info("station %s started", self.config.station.id)
+
+    def _on_lane_input(self, name: str, t_ms: float, active: bool) -> None:
+        self._inputs.put(("lane_input", t_ms, (name, active)))
+
+    def _on_eye_edge(self, t_ms: float, blocked: bool) -> None:
+        """Photo-eye raw edge (driver thread): enqueue; trigger the camera on a new parcel.
+
+        The camera trigger uses a hold-off (``camera.trigger_holdoff_ms``) against bounce;
+        when the core reports inductions (issue 3), trigger from those instead.
+        """
+        self._inputs.put(("eye", t_ms, blocked))
+        cam_cfg = self.config.camera
+        if (
+            blocked
+            and self.camera is not None
+            and cam_cfg is not None
+            and self.health["camera"].state == "ok"
+            and t_ms - self._last_camera_trigger_ms >= cam_cfg.trigger_holdoff_ms
+        ):
+            self._last_camera_trigger_ms = t_ms
+            self.camera.trigger(t_ms + cam_cfg.trigger_delay_ms, tag=t_ms)
+
+    def alive(self) -> bool:
+        """True while the reactor and the gate scheduler threads run (the watchdog's test)."""
+        threads = (self._reactor, getattr(self.scheduler, "_thread", None))
+        return not self._stopped and all(t is not None and t.is_alive() for t in threads)
+
+    def update_stack_light(self) -> None:
+        """Green: sorting, all devices ok. Amber: degraded. Red: cannot sort (no induct)."""
+        lamps = {name: out for name, out in self.outputs.items() if name.startswith("stack_light")}
+        if not lamps:
+            return
+        degraded = bool(self.status()["degraded"])
+        fatal = self._stopped or not self.belt_running or "induct" not in self.capabilities()
+        wanted = {
+            "stack_light.green": not fatal and not degraded,
+            "stack_light.amber": not fatal and degraded,
+            "stack_light.red": fatal,
+        }
+        for name, out in lamps.items():
+            out.set(wanted.get(name, False))
 
     def stop(self) -> None:
         """Stop safely: gates de-energised first, then drivers, threads and link."""
@@ -119,16 +322,29 @@ class StationDaemon:
             return
         self._stopped = True
         self.release_all_gates()
+        if "belt_run" in self.outputs:
+            self.outputs["belt_run"].set(False)
         self.scheduler.stop()
         self.release_all_gates()  # a close that raced the scheduler's last firing
         self._stop.set()
         if self._reactor is not None:
             self._reactor.join(timeout=2)
         self.scanner.stop()
+        if self.rfid is not None:
+            self.rfid.stop()
+        if self.camera is not None:
+            self.camera.stop()
         self.link.stop()
         for gate in self.gates.values():
             gate.close()
-        self.photo_eye.close()
+        for device in self.lane_inputs:
+            device.close()
+        if self.encoder is not None:
+            self.encoder.close()
+        for out in self.outputs.values():
+            out.close()
+        if self.photo_eye is not None:
+            self.photo_eye.close()
         self.store.close()
         log.info("station %s stopped", self.config.station.id)
 
@@ -144,11 +360,24 @@ class StationDaemon:
     def status(self) -> dict[str, object]:
         """JSON-able status of every component."""
         scanner = self.scanner.status()
+        rfid = self.rfid.status() if self.rfid is not None else None
+        camera = self.camera.status() if self.camera is not None else None
+        devices_ok = all(h.state == "ok" for h in self.health.values())
+        drivers_ok = all(
+            st is None or st.get("state") in ("ok", "stopped") for st in (rfid, camera)
+        )
         return {
-            "degraded": scanner.get("state") != "ok",
+            "degraded": scanner.get("state") != "ok" or not devices_ok or not drivers_ok,
+            "devices": {name: h.as_dict() for name, h in sorted(self.health.items())},
+            "capabilities": self.capabilities(),
             "core": self.core.status(),
             "scanner": scanner,
-            "photo_eye": self.photo_eye.status(),
+            "rfid": rfid,
+            "camera": camera,
+            "encoder": self.encoder.status() if self.encoder is not None else None,
+            "lane_inputs": {d.name: d.status() for d in self.lane_inputs},
+            "outputs": {name: out.status() for name, out in self.outputs.items()},
+            "photo_eye": self.photo_eye.status() if self.photo_eye is not None else None,
             "gates": {name: gate.status() for name, gate in self.gates.items()},
             "scheduler": self.scheduler.status(),
             "alarms": dict(self.alarms),
@@ -207,6 +436,12 @@ class StationDaemon:
                     actions = self.core.on_photo_eye(t_ms, bool(payload))
                 elif kind == "scan" and isinstance(payload, ScanFrame):
                     actions = self.core.on_barcode(t_ms, payload.code, payload.symbology)
+                elif kind == "rfid" and isinstance(payload, TagRead | TagReadFailed):
+                    actions = self._feed_rfid(t_ms, payload)
+                elif kind == "photo" and isinstance(payload, Photo):
+                    actions = self._feed_photo(payload)
+                elif kind == "lane_input" and isinstance(payload, tuple):
+                    actions = self._feed_lane_input(t_ms, payload[0], bool(payload[1]))
                 else:
                     actions = self._dispatch(kind, t_ms, payload)
                 for action in actions:
@@ -214,17 +449,54 @@ class StationDaemon:
             except Exception:
                 log.exception("reactor failed on %s input", kind)
 
+    # -- driver-side plumbing for core inputs that arrive with issue 3 ----------------
+    def _feed_rfid(self, t_ms: float, event: TagRead | TagReadFailed) -> list[Any]:
+        """An RFID read (canonical UID) or a failed read, on the reactor thread.
+
+        A failed read is kept for status only: the core decides by its own deadline
+        (``rfid_timeout`` when the tag was required).
+        """
+        self.rfid_events.append(event)
+        if isinstance(event, TagRead):
+            return list(self.core.on_rfid(t_ms, event.uid))
+        return list(self.core.advance(t_ms))
+
+    def _feed_photo(self, photo: Photo) -> list[Any]:
+        """A parcel photo (valid, or invalid with its reason), kept as evidence.
+
+        Grading from the photo comes with the vision pipeline; until then the policy's
+        assumed grade applies, and an invalid photo is never used.
+        """
+        self.photos.append(photo)
+        return list(self.core.advance(self.clock()))
+
+    def _feed_lane_input(self, t_ms: float, name: str, active: bool) -> list[Any]:
+        """Divert-confirm / lane-full raw edge (``"<lane>.confirm"``, ``"<lane>.full"``)."""
+        self.lane_input_events.append((name, t_ms, active))
+        lane, kind = name.rsplit(".", 1)
+        if kind == "confirm":
+            if active:
+                return list(self.core.on_divert_confirm(t_ms, lane))
+            return list(self.core.advance(t_ms))
+        return list(self.core.on_lane_full(t_ms, lane, active))
+
     def _handle(self, action: object) -> None:
         if isinstance(action, GateCommand):
+            if action.gate not in self.gates:  # never divert on a broken gate
+                log.error("gate %s is not usable; parcel %d runs on", action.gate, action.parcel_id)
+                return
             self.scheduler.call_at(action.open_at_ms, lambda: self._fire(action, True))
             self.scheduler.call_at(action.close_at_ms, lambda: self._fire(action, False))
         elif isinstance(action, GateCancel):
             self._cancelled.add(action.parcel_id)
-            self.gates[action.gate].release()
+            if action.gate in self.gates:
+                self.gates[action.gate].release()
             log.warning("gate %s withdrawn for parcel %d", action.gate, action.parcel_id)
         elif isinstance(action, BeltCommand):
-            # The belt-run output is a stub until the drivers work adds it.
             self.belt_running = action.run
+            if "belt_run" in self.outputs:
+                self.outputs["belt_run"].set(action.run)
+            self.update_stack_light()
             log.warning("belt %s (%s)", "run" if action.run else "STOP", action.reason)
         elif isinstance(action, Alarm):
             key = action.kind if action.lane is None else f"{action.kind}:{action.lane}"
@@ -272,8 +544,78 @@ class StationDaemon:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry ``returns-edge --config station.toml``; returns the exit status."""
+def config_summary(config: StationConfig) -> str:
+    """A human-readable summary of a valid station config (``check-config``)."""
+    lines = [
+        f"station {config.station.id} at site {config.station.site} (config {config.config_hash})",
+        f"  gpio: pin factory {config.gpio.pin_factory}",
+        f"  photo_eye: GPIO{config.photo_eye.pin}, blocked={config.photo_eye.blocked_level}, "
+        f"debounce {config.photo_eye.debounce_ms} ms",
+        f"  scanner: {config.scanner.backend} on {config.scanner.url}, "
+        f"{config.scanner.baudrate} bit/s, suffix {config.scanner.suffix}",
+    ]
+    if config.rfid is not None:
+        r = config.rfid
+        lines.append(
+            f"  rfid: {r.backend} on SPI{r.spi_bus}.{r.spi_device}, RST GPIO{r.rst_pin}, "
+            f"poll {r.poll_interval_ms} ms, deadline {r.poll_deadline_ms} ms"
+        )
+    else:
+        lines.append("  rfid: none (barcode only)")
+    if config.camera is not None:
+        c = config.camera
+        lines.append(f"  camera: {c.backend} {c.source} ({c.api}), delay {c.trigger_delay_ms} ms")
+    else:
+        lines.append("  camera: none (graded without photo)")
+    if config.encoder is not None:
+        e = config.encoder
+        lines.append(f"  encoder: GPIO{e.pin_a}/{e.pin_b}, {e.mm_per_pulse} mm/pulse")
+    b = config.belt
+    lines.append(
+        f"  belt: {b.speed_mm_s} mm/s, scan at {b.scan_pos_mm} mm, end at {b.length_mm} mm"
+    )
+    for lane in config.lanes:
+        extra = "".join(
+            f", {key} GPIO{getattr(lane, key)}"
+            for key in ("confirm_pin", "full_pin")
+            if getattr(lane, key) is not None
+        )
+        polarity = "active-high" if lane.active_high else "active-low"
+        lines.append(
+            f"  lane {lane.name}: {lane.disposition} at {lane.pos_mm} mm, "
+            f"gate GPIO{lane.gate_pin} {polarity}{extra}"
+        )
+    lines.append(f"  lane quarantine: end of belt at {b.length_mm} mm (no gate)")
+    lines.append(f"  pins: {len(config.gpio_pins())} GPIOs, none shared")
+    return "\n".join(lines)
+
+
+def check_config(path: str) -> int:
+    """``returns-edge check-config FILE``: print a summary (exit 0) or the errors (exit 2)."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"returns-edge: invalid config: {exc}", file=sys.stderr)
+        return 2
+    print(config_summary(config))
+    return 0
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    on_started: Callable[[StationDaemon], None] | None = None,
+) -> int:
+    """Console entry ``returns-edge --config station.toml``; returns the exit status.
+
+    ``returns-edge check-config FILE`` validates a config instead (exit 0 or 2).
+    ``on_started`` (tests) runs on the main thread once the daemon has started.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check-config"]:
+        check = argparse.ArgumentParser(prog="returns-edge check-config")
+        check.add_argument("file", help="station TOML file")
+        return check_config(check.parse_args(argv[1:]).file)
     parser = argparse.ArgumentParser(prog="returns-edge", description=__doc__)
     parser.add_argument("--config", required=True, help="station TOML file")
     parser.add_argument("--log-level", default="INFO")
@@ -296,11 +638,18 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    watchdog_s = sdnotify.watchdog_interval_s()
     try:
         daemon.start()
-        while not stop.wait(0.5):
-            pass
+        sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.capabilities()))
+        if on_started is not None:
+            on_started(daemon)
+        while not stop.wait(min(0.5, watchdog_s or 0.5)):
+            daemon.update_stack_light()
+            if watchdog_s is not None and daemon.alive():
+                sdnotify.notify("WATCHDOG=1")  # a dead reactor or scheduler: systemd restarts
     finally:
+        sdnotify.notify("STOPPING=1")
         daemon.stop()
     return 0
 

@@ -4,7 +4,10 @@ Each parcel blocks the induct photo-eye for its length, shows its label to the s
 writing the code to the scanner's serial line) as it passes the scan tunnel, and at every
 gate checks whether that gate's output pin is energised when its leading edge arrives: if
 so it is diverted into that lane, else it runs on, to quarantine at the end of the belt.
-Only the lowest layer is touched: gpiozero MockFactory pins and the pty master.
+A parcel with an RFID tag puts a virtual tag into the emulated MFRC522's field while its
+middle is within ``rfid_range_mm`` of the reader (at the scan tunnel).
+Only the lowest layer is touched: gpiozero MockFactory pins, the pty master and the
+MFRC522 emulator on the fake SPI bus.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import simpy
 import simpy.rt
 from gpiozero.pins.mock import MockPin
 
+from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
 from simulator.scenario import SimParcel
 
 
@@ -48,6 +52,8 @@ class Belt:
         scanner_fd: the pty master of the scanner's serial line.
         gates: the gate outputs.
         suffix: bytes ending each scan on the serial line.
+        rfid: the emulated RFID reader at the scan tunnel, or None.
+        rfid_range_mm: read range of the reader along the belt, mm.
     """
 
     def __init__(
@@ -61,6 +67,8 @@ class Belt:
         scanner_fd: int,
         gates: list[GatePin],
         suffix: bytes = b"\r",
+        rfid: MFRC522Emulator | None = None,
+        rfid_range_mm: float = 50.0,
     ) -> None:
         self.speed_mm_s = speed_mm_s
         self.length_mm = length_mm
@@ -70,6 +78,8 @@ class Belt:
         self.scanner_fd = scanner_fd
         self.gates = sorted(gates, key=lambda g: g.pos_mm)
         self.suffix = suffix
+        self.rfid = rfid
+        self.rfid_range_mm = rfid_range_mm
         self.outcomes: dict[int, str] = {}
         self._lock = threading.Lock()
 
@@ -87,6 +97,14 @@ class Belt:
         os.write(self.scanner_fd, code)
         return False
 
+    def _tag(self, tag: VirtualTag, present: bool) -> bool:
+        assert self.rfid is not None
+        if present:
+            self.rfid.place(tag)
+        else:
+            self.rfid.remove(tag)
+        return False
+
     def _parcel(self, env: simpy.Environment, p: SimParcel) -> simpy.events.ProcessGenerator:
         yield env.timeout(max(0.0, p.induct_at_ms - env.now))
         t0 = env.now
@@ -98,6 +116,12 @@ class Belt:
             code = p.barcode.encode() + self.suffix
             at = t0 + self._ms(self.scan_pos_mm + p.length_mm / 2)
             steps.append((at, 2, functools.partial(self._scan, code)))
+        if p.tag_uid is not None and self.rfid is not None:
+            tag = VirtualTag(bytes.fromhex(p.tag_uid), sak=0x00)
+            middle_at = t0 + self._ms(self.scan_pos_mm + p.length_mm / 2)
+            range_ms = self._ms(self.rfid_range_mm)
+            steps.append((middle_at - range_ms, 2, functools.partial(self._tag, tag, True)))
+            steps.append((middle_at + range_ms, 2, functools.partial(self._tag, tag, False)))
         for gate in self.gates:
             at = t0 + self._ms(gate.pos_mm)
             steps.append((at, 3, functools.partial(self._at_gate, p, gate)))

@@ -24,6 +24,9 @@ import httpx
 from edge.config import StationConfig
 from edge.daemon import StationDaemon
 from simulator.belt import Belt, GatePin
+from simulator.hw import fake_modules
+from simulator.hw.camera import write_video
+from simulator.hw.mfrc522_emu import MFRC522Emulator
 from simulator.procs import GatewayProcess, MosquittoBroker
 from simulator.scenario import Scenario, SimParcel, plan_parcels
 
@@ -31,6 +34,16 @@ log = logging.getLogger(__name__)
 
 SITE_DEFAULT_STATION = "station1"
 EYE_PIN = 4
+RFID_RST_PIN = 25
+CAMERA_FRAMES = 400  # 3 frames per parcel (flush 2 + 1): enough for the 60-parcel demo
+
+
+def attach_rfid_emulator() -> MFRC522Emulator:
+    """An MFRC522 emulator on SPI0.0 (NRSTPD on GPIO25) under the real ``mfrc522`` library."""
+    fake_modules.install()
+    chip = MFRC522Emulator()
+    fake_modules.attach_spi(0, 0, chip, rst_pin=RFID_RST_PIN)
+    return chip
 
 
 @dataclass
@@ -95,16 +108,32 @@ class _PtyScanner:
 
 
 def station_config(
-    scenario: Scenario, workdir: Path, mqtt_port: int, scanner_url: str
+    scenario: Scenario,
+    workdir: Path,
+    mqtt_port: int,
+    scanner_url: str,
+    camera_source: str | None = None,
 ) -> StationConfig:
-    """The station config for a run: the scenario's sections over simulation defaults."""
+    """The station config for a run: the scenario's sections over simulation defaults.
+
+    The defaults include the MFRC522 reader on SPI0.0 (the emulator the run attaches there)
+    and, with ``camera_source``, an OpenCV camera reading that generated video file.
+    """
     data: dict[str, Any] = {
         "station": {"id": SITE_DEFAULT_STATION, "site": scenario.site, "data_dir": str(workdir)},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "status_interval_s": 1.0},
         "gpio": {"pin_factory": "mock"},
         "photo_eye": {"pin": EYE_PIN, "blocked_level": "high"},
         "scanner": {"url": scanner_url},
+        "rfid": {"backend": "mfrc522", "spi_bus": 0, "spi_device": 0, "rst_pin": RFID_RST_PIN},
     }
+    if camera_source is not None:
+        data["camera"] = {
+            "backend": "opencv",
+            "source": camera_source,
+            "api": "ffmpeg",
+            "timestamps": "read",
+        }
     for section, values in scenario.station.items():
         if isinstance(values, dict) and isinstance(data.get(section), dict):
             data[section] = {**data[section], **values}
@@ -137,6 +166,7 @@ class Run:
         self.gateway: GatewayProcess | None = None
         self.daemon: StationDaemon | None = None
         self.scanner = _PtyScanner()
+        self.rfid = attach_rfid_emulator()
         self.http: httpx.Client | None = None
         self.run_tag = uuid.uuid4().hex[:6].upper()
 
@@ -159,8 +189,10 @@ class Run:
         )
         self.gateway.start()
         self.http = httpx.Client(base_url=self.gateway.url, timeout=10)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        video = write_video(self.workdir / "camera.avi", list(range(CAMERA_FRAMES)))
         cfg = station_config(
-            self.scenario, self.workdir / "station", self.broker.port, self.scanner.path
+            self.scenario, self.workdir / "station", self.broker.port, self.scanner.path, str(video)
         )
         self.daemon = StationDaemon(cfg)
         self.daemon.start()
@@ -177,6 +209,7 @@ class Run:
             self.gateway.stop()
         self.broker.stop()
         self.scanner.close()
+        fake_modules.detach_spi(0, 0)
 
     def _station_online(self) -> bool:
         assert self.http is not None
@@ -225,6 +258,7 @@ class Run:
             eye_blocked_high=cfg.photo_eye.blocked_level == "high",
             scanner_fd=self.scanner.master,
             gates=gates,
+            rfid=self.rfid,
         )
 
     def gateway_events(self) -> list[dict[str, Any]]:

@@ -89,6 +89,7 @@ class SimParcel:
         length_mm: its length along the belt, mm.
         induct_at_ms: when its leading edge reaches the photo-eye, ms from belt start.
         expected_lane: the lane it must end in.
+        tag_uid: UID (hex) of an RFID tag on the parcel, shown to the emulated reader, or None.
     """
 
     index: int
@@ -97,6 +98,7 @@ class SimParcel:
     length_mm: float
     induct_at_ms: float
     expected_lane: str
+    tag_uid: str | None = None
 
 
 def load_scenario(path: str | Path) -> Scenario:

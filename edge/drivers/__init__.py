@@ -1,1 +1,12 @@
-"""Device drivers: one interface module per device kind, one module per real backend."""
+"""Device drivers: one interface module per device kind, one module per real backend.
+
+Interfaces: :mod:`~edge.drivers.gpio` (photo-eye, gate, binary input, encoder),
+:mod:`~edge.drivers.scanner`, :mod:`~edge.drivers.rfid`, :mod:`~edge.drivers.camera`.
+Backends, named after their library and importing it at the top:
+:mod:`~edge.drivers.gpiozero_io`, :mod:`~edge.drivers.pyserial_scanner`,
+:mod:`~edge.drivers.mfrc522_reader`, :mod:`~edge.drivers.opencv_camera`.
+:mod:`~edge.drivers.registry` builds the RFID reader and camera named in the station config
+(never another one when that one cannot load). Pure logic lives apart from I/O:
+:mod:`~edge.drivers.framing` (serial codes), :class:`~edge.drivers.rfid.PresenceTracker`,
+:class:`~edge.drivers.camera.FrameJudge`.
+"""

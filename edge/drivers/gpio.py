@@ -45,3 +45,41 @@ class DiverterGate(Protocol):
     def status(self) -> dict[str, object]:
         """JSON-able state."""
         ...
+
+
+LevelCallback = Callable[[float, bool], None]
+"""Called with (t_ms monotonic, active) on every raw change of a binary input."""
+
+
+class BinaryInput(Protocol):
+    """A digital input such as a divert-confirm switch or a lane-full sensor (raw edges)."""
+
+    name: str
+
+    def start(self, on_change: LevelCallback) -> None:
+        """Begin reporting raw level changes to ``on_change``."""
+        ...
+
+    def close(self) -> None:
+        """Release the pin."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """JSON-able state."""
+        ...
+
+
+class BeltEncoder(Protocol):
+    """Belt travel from an encoder: pulses counted, millimetres derived."""
+
+    def position_mm(self) -> float:
+        """Belt travel since start, mm."""
+        ...
+
+    def close(self) -> None:
+        """Release the pins."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """JSON-able state: pulses, position, speed."""
+        ...
