@@ -158,7 +158,9 @@ class Run:
             self.workdir / "gateway", self.broker.port, self.scenario.site
         )
         self.gateway.start()
-        self.http = httpx.Client(base_url=self.gateway.url, timeout=10)
+        self.http = httpx.Client(
+            base_url=self.gateway.url, timeout=10, headers={"X-API-Key": self.gateway.api_key}
+        )
         cfg = station_config(
             self.scenario, self.workdir / "station", self.broker.port, self.scanner.path
         )

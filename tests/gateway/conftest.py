@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.db import Database
 from gateway.main import create_app
+from gateway.services.reasons import seed_reasons
 from gateway.settings import Settings
 from protocol import ParcelEvent
 
@@ -106,7 +107,9 @@ def site() -> str:
 def db(tmp_path: Path) -> Iterator[Database]:
     """An empty gateway database in a temporary SQLite file."""
     database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
-    database.create_all()
+    database.migrate()
+    with database.session() as session:
+        seed_reasons(session)
     yield database
     database.dispose()
 
@@ -119,14 +122,21 @@ def settings(tmp_path: Path, mqtt_broker: Any, site: str) -> Settings:
         mqtt_host=mqtt_broker.host,
         mqtt_port=mqtt_broker.port,
         site=site,
+        bootstrap_api_key=ADMIN_KEY,
     )
+
+
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
 
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """The gateway app with its lifespan running and its bridge subscribed."""
+    """The gateway app with its lifespan running and its bridge subscribed.
+
+    Requests carry the bootstrap admin key unless a test overrides the header.
+    """
     app = create_app(settings)
-    with TestClient(app) as test_client:
+    with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as test_client:
         assert app.state.bridge.wait_ready(10), "gateway bridge did not subscribe"
         yield test_client
 

@@ -93,7 +93,7 @@ def test_sync_request_gets_batches_after_revision(
                 resolution="refund",
                 lines=[{"sku": "A", "quantity": 1}],
             )
-            create_rma(s, site, draft)
+            create_rma(s, client.app.state.settings, draft)  # type: ignore[attr-defined]
     topics = Topics(site, "st1")
     probe.subscribe(topics.sync_response)
 
