@@ -208,7 +208,13 @@ def credit_payload(credit: Credit) -> dict[str, Any]:
 
 
 def apply_parcel(
-    session: Session, settings: Settings, rma: Rma, disposition: str, *, actor: str
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    disposition: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
 ) -> bool:
     """Receive the parcel's outstanding units, then settle by grade or await a lead.
 
@@ -218,9 +224,10 @@ def apply_parcel(
     if rma.state not in RECEIVABLE_STATES:
         log.info("parcel for rma %s in state %s: no accounting", rma.number, rma.state)
         return False
-    receive_units(rma, outstanding(rma), actor=actor, note=f"sorted to {disposition}")
+    now = now or utcnow()
+    receive_units(rma, outstanding(rma), actor=actor, note=f"sorted to {disposition}", at=now)
     if disposition in GRADES:
-        settle(session, settings, rma, disposition, actor=actor)
+        settle(session, settings, rma, disposition, actor=actor, now=now)
     else:
         rma.awaiting_decision = True
     bump(session, settings, rma)
