@@ -175,7 +175,7 @@ def settle(
         )
         session.add(movement)
         credits.append(credit)
-        webhooks.enqueue(session, settings, "credit.issued", credit_payload(credit))
+        webhooks.enqueue(session, settings, "credit.issued", credit_payload(credit), now=now)
         webhooks.enqueue(
             session,
             settings,
@@ -186,6 +186,7 @@ def settle(
                 "quantity": movement.quantity,
                 "rma_number": rma.number,
             },
+            now=now,
         )
     fire(rma, RESOLUTION_TRIGGER[rma.resolution], actor=actor, note="by credit policy", at=now)
     return credits

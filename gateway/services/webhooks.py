@@ -41,8 +41,18 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def enqueue(session: Session, settings: Settings, event_type: str, data: dict[str, Any]) -> None:
-    """Add an outbound event to the caller's transaction (no-op without a webhook URL)."""
+def enqueue(
+    session: Session,
+    settings: Settings,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Add an outbound event, due ``now``, to the caller's transaction.
+
+    A no-op without a webhook URL.
+    """
     if not settings.webhook_url:
         return
     session.add(
@@ -52,7 +62,8 @@ def enqueue(session: Session, settings: Settings, event_type: str, data: dict[st
             url=settings.webhook_url,
             status="pending",
             attempts=0,
-            next_attempt_at=utcnow(),
+            next_attempt_at=now or utcnow(),
+            created_at=now or utcnow(),
         )
     )
 

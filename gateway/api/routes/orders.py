@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, HTTPException, Response, status
 
 from gateway.api.deps import OrderWriter, Reader, SessionDep
@@ -44,7 +46,7 @@ def post_order(
     409 when the reference exists; 422 when a line has more delivered than ordered.
     """
     order = create_order(session, draft)
-    response.headers["Location"] = f"{router.prefix}/{order.order_ref}"
+    response.headers["Location"] = f"{router.prefix}/{quote(order.order_ref, safe='')}"
     return _out(session, order)
 
 

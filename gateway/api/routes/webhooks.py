@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from gateway.api.deps import Lead, Reader, SessionDep
 from gateway.api.schemas import DeliveryList, DeliveryOut, ProblemOut
@@ -33,7 +33,9 @@ def read_deliveries(
     response_model=DeliveryOut,
     responses={404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
 )
-def post_replay(delivery_id: int, session: SessionDep, _who: Lead) -> DeliveryOut:
+def post_replay(
+    delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, _who: Lead
+) -> DeliveryOut:
     """Queue a dead delivery again with a fresh attempt budget (409 if it is not dead)."""
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:
