@@ -220,7 +220,7 @@ def wait() -> Callable[..., Any]:
     return wait_until
 
 
-PG_ADMIN_URL = os.environ.get("RS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("RS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _pg_admin() -> Any:
