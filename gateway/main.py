@@ -26,6 +26,7 @@ from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
 from gateway.services import accounting as accounting_service
 from gateway.services.auth import ensure_bootstrap_key
+from gateway.services.expiry import ExpiryWorker
 from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from gateway.services.webhooks import WebhookWorker
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.bridge = bridge
         accounting_service.configure(settings, bridge.publish_rma)
+        expiry = ExpiryWorker(db.sessions, settings)
+        expiry.start()
         worker: WebhookWorker | None = None
         http = httpx.Client(timeout=10)
         if settings.webhook_url:
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             bridge.stop()
+            expiry.stop()
             if worker is not None:
                 worker.stop()
             http.close()

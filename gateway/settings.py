@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         },
         description="Stock location of each disposition",
     )
+    authorization_valid_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="An RMA requested or authorised but not shipped nor received within "
+        "this many days (shop calendar) expires",
+    )
+    expiry_check_s: float = Field(default=300.0, gt=0, description="How often to expire")
     return_shipping_cents: int = Field(
         default=495, ge=0, description="Return shipping cost per received RMA, minor units"
     )

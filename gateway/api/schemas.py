@@ -221,6 +221,16 @@ class UserCreate(BaseModel):
     role: Literal["viewer", "lead", "admin"]
 
 
+class AuditOut(_Out):
+    """One audited write."""
+
+    principal: str
+    method: str
+    path: str
+    status_code: int
+    at: datetime
+
+
 class UserOut(_Out):
     """A user account (never the password hash)."""
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from gateway.api.deps import BridgeDep, SessionDep, SettingsDep
+from gateway.api.deps import BridgeDep, Reader, SessionDep, SettingsDep
 from gateway.services.events import lane_counts, lanes_by_station
 from gateway.services.stations import list_stations
 
@@ -29,7 +29,11 @@ def _fmt_time(value: datetime | None) -> str:
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def status_page(
-    request: Request, session: SessionDep, bridge: BridgeDep, settings: SettingsDep
+    request: Request,
+    session: SessionDep,
+    bridge: BridgeDep,
+    settings: SettingsDep,
+    _who: Reader,
 ) -> HTMLResponse:
     """Render the status page: one table of stations, one of lane counts per station."""
     stations = [

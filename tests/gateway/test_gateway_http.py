@@ -200,3 +200,23 @@ def test_label_pdf_barcodes_decode_to_the_rma_number(
         zxingcpp.BarcodeFormat.QRCode: number,
     }
     assert client.get("/api/v1/rmas/NOPE/label.pdf").status_code == 404
+
+
+def test_prod_requires_credentials_even_to_read(settings: Any) -> None:
+    from gateway.main import create_app
+
+    prod = settings.model_copy(update={"env": "prod", "secret_key": "s" * 40})
+    key = prod.bootstrap_api_key
+    with TestClient(create_app(prod)) as c:
+        assert c.get("/").status_code == 401
+        assert c.get("/api/v1/stations").status_code == 401
+        assert c.get("/api/v1/stations", headers={"X-API-Key": key}).status_code == 200
+        lead = {"username": "lee", "password": "a long lead password", "role": "lead"}
+        assert c.post("/api/v1/users", json=lead, headers={"X-API-Key": key}).status_code == 201
+        page = c.get("/", auth=("lee", "a long lead password"))
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        audit = c.get("/api/v1/audit", headers={"X-API-Key": key}).json()
+        assert [(a["principal"], a["path"], a["status_code"]) for a in audit] == [
+            ("api-key:bootstrap", "/api/v1/users", 201)
+        ]
+        assert c.get("/api/v1/audit", auth=("lee", "a long lead password")).status_code == 403

@@ -379,3 +379,21 @@ def test_financial_report_by_day_and_category(s: Session) -> None:
     csv_text = to_csv(rows)
     assert csv_text.splitlines()[0].startswith("day,category,units,refunds_cents")
     assert csv_text.splitlines()[3] == "total,all,2,4849,0,0,750,0,4199,0,500,1150"
+
+
+def test_overdue_rmas_expire_and_are_announced(s: Session) -> None:
+    from gateway.services.expiry import expire_overdue
+
+    order(s)
+    authorized_at = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)  # 03-06 in Auckland
+    waiting = rma(s, "R1", [{"sku": "A", "quantity": 1}], now=authorized_at)
+    shipped = rma(s, "R2", [{"sku": "B", "quantity": 1}], now=authorized_at)
+    transition_rma(s, CFG, shipped, "ship", actor="api-key:shop", now=authorized_at)
+    day_30 = datetime(2025, 4, 5, 10, 0, tzinfo=UTC)  # 04-05 23:00 NZDT: 30 days later
+    assert expire_overdue(s, CFG, now=day_30) == []
+    day_31 = datetime(2025, 4, 5, 11, 0, tzinfo=UTC)  # 04-06 00:00 NZDT
+    assert expire_overdue(s, CFG, now=day_31) == ["R1"]
+    assert (waiting.state, shipped.state) == ("expired", "in_transit")
+    assert waiting.transitions[-1].actor == "system:expiry"
+    (ann,) = list_announcements(s, after_revision=shipped.revision)
+    assert (ann.number, ann.state) == ("R1", RmaState.EXPIRED)

@@ -20,6 +20,7 @@ from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
 from gateway.schemas import DecisionRequest, ReceiptRequest, RmaDraft, TransitionRequest
 from gateway.services import accounting, idempotency, numbers
+from gateway.services.expiry import expire_overdue
 from gateway.services.labels import render_label
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import (
@@ -42,6 +43,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 #: Triggers a shop back-end (``rmas:write``) may fire; the others need a lead.
 SHOP_TRIGGERS = frozenset({"cancel", "ship"})
+
+
+class _Twin(Exception):
+    """A concurrent request with the same Idempotency-Key committed first."""
+
+    def __init__(self, status_code: int, response: dict[str, Any]) -> None:
+        super().__init__("idempotent twin")
+        self.status_code = status_code
+        self.response = response
 
 
 def _load(session: SessionDep, number: str) -> Rma:
@@ -102,12 +112,29 @@ def post_rma(
     def remember(rma: Rma) -> None:
         accounting.state_changed(session, settings, rma, principal.name)
         if idempotency_key:
+            # checked again under the write lock: a concurrent twin may have just committed
+            twin = idempotency.lookup(session, principal.name, idempotency_key, digest)
+            if twin is not None:
+                raise _Twin(twin.status_code, twin.response)
             body = jsonable_encoder(RmaOut.model_validate(rma))
             idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
 
-    rma = create_rma(session, settings, draft, actor=principal.name, before_commit=remember)
+    try:
+        rma = create_rma(session, settings, draft, actor=principal.name, before_commit=remember)
+    except _Twin as twin:
+        return JSONResponse(
+            twin.response,
+            status_code=twin.status_code,
+            headers={"Location": f"{router.prefix}/{twin.response['number']}"},
+        )
     response.headers["Location"] = f"{router.prefix}/{rma.number}"
     return RmaOut.model_validate(rma)
+
+
+@router.post("/expire-overdue", response_model=list[str])
+def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Lead) -> list[str]:
+    """Expire overdue RMAs now (also done every ``RS_EXPIRY_CHECK_S``); returns numbers."""
+    return expire_overdue(session, settings)
 
 
 @router.get("/{number}", response_model=RmaOut, responses=_ERRORS)
