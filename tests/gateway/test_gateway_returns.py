@@ -397,3 +397,23 @@ def test_overdue_rmas_expire_and_are_announced(s: Session) -> None:
     assert waiting.transitions[-1].actor == "system:expiry"
     (ann,) = list_announcements(s, after_revision=shipped.revision)
     assert (ann.number, ann.state) == ("R1", RmaState.EXPIRED)
+
+
+def test_failing_accounting_never_loses_the_event(
+    s: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.models import StationEvent
+
+    order(s)
+    rma(s, "R1", [{"sku": "A", "quantity": 1}])
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("policy bug")
+
+    monkeypatch.setattr(accounting, "settle", boom)
+    assert ingest_event(s, _event("R1", "restock")) is True
+    s.expire_all()
+    r = get_rma(s, "R1")
+    assert r is not None and (r.state, r.lines[0].received_quantity) == ("authorized", 0)
+    assert s.scalar(select(func.count(StationEvent.id))) == 1
+    assert s.scalar(select(func.count(Credit.id))) == 0
