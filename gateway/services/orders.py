@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,8 +20,12 @@ class InvalidOrder(ValueError):
     """The order contradicts itself, e.g. more delivered than ordered (HTTP 422)."""
 
 
-def create_order(session: Session, draft: OrderDraft) -> Order:
+def create_order(
+    session: Session, draft: OrderDraft, *, before_commit: Callable[[Order], None] | None = None
+) -> Order:
     """Store an order with lines numbered 1..n and commit.
+
+    ``before_commit`` is called with the flushed order just before the commit.
 
     Raises:
         InvalidOrder: when a line has more units delivered than ordered.
@@ -52,6 +58,9 @@ def create_order(session: Session, draft: OrderDraft) -> Order:
     )
     session.add(order)
     try:
+        session.flush()
+        if before_commit is not None:
+            before_commit(order)
         session.commit()
     except IntegrityError as exc:
         session.rollback()

@@ -220,3 +220,14 @@ def test_prod_requires_credentials_even_to_read(settings: Any) -> None:
             ("api-key:bootstrap", "/api/v1/users", 201)
         ]
         assert c.get("/api/v1/audit", auth=("lee", "a long lead password")).status_code == 403
+
+
+def test_order_creation_is_idempotent_too(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "order-1"}
+    first = client.post("/api/v1/orders", json=ORDER, headers=headers)
+    again = client.post("/api/v1/orders", json=ORDER, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert client.post("/api/v1/orders", json=ORDER).status_code == 409
+    other = client.post("/api/v1/orders", json={**ORDER, "order_ref": "ORD-2"}, headers=headers)
+    assert other.status_code == 422

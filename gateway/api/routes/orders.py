@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Header, HTTPException, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from gateway.api.deps import OrderWriter, Reader, SessionDep
 from gateway.api.schemas import OrderLineOut, OrderOut, ProblemOut
 from gateway.models import Order
 from gateway.schemas import OrderDraft
+from gateway.services import idempotency
 from gateway.services.orders import create_order, get_order
 from gateway.services.policies import returnable_for
 
@@ -39,13 +43,30 @@ def _out(session: SessionDep, order: Order) -> OrderOut:
     responses={409: {"model": ProblemOut}, 422: {"model": ProblemOut}},
 )
 def post_order(
-    draft: OrderDraft, response: Response, session: SessionDep, _who: OrderWriter
-) -> OrderOut:
+    draft: OrderDraft,
+    response: Response,
+    session: SessionDep,
+    principal: OrderWriter,
+    idempotency_key: Annotated[str | None, Header(max_length=idempotency.MAX_KEY_LENGTH)] = None,
+) -> Any:
     """Store an order (lines numbered 1..n).
 
-    409 when the reference exists; 422 when a line has more delivered than ordered.
+    409 when the reference exists; 422 when a line has more delivered than ordered, or
+    when ``Idempotency-Key`` was used with another body (same key and body: the stored
+    first response again).
     """
-    order = create_order(session, draft)
+    digest = idempotency.request_hash("POST", router.prefix, draft.model_dump(mode="json"))
+    if idempotency_key:
+        stored = idempotency.lookup(session, principal.name, idempotency_key, digest)
+        if stored is not None:
+            return JSONResponse(stored.response, status_code=stored.status_code)
+
+    def remember(order: Order) -> None:
+        if idempotency_key:
+            body = jsonable_encoder(_out(session, order))
+            idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
+
+    order = create_order(session, draft, before_commit=remember)
     response.headers["Location"] = f"{router.prefix}/{quote(order.order_ref, safe='')}"
     return _out(session, order)
 
