@@ -7,6 +7,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -105,3 +106,61 @@ def test_no_url_no_outbox(s: Session) -> None:
     webhooks.enqueue(s, CFG.model_copy(update={"webhook_url": None}), "x", {})
     s.commit()
     assert s.query(WebhookDelivery).count() == 0
+
+
+@pytest.mark.broker
+def test_app_worker_posts_signed_events(settings: Settings, wait: Any) -> None:
+    """Wiring: the running app's worker delivers to a real local HTTP receiver."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from fastapi.testclient import TestClient
+
+    from gateway.main import create_app
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = settings.model_copy(
+            update={
+                "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
+                "webhook_poll_s": 0.05,
+                "secret_key": "hook-secret",
+            }
+        )
+        key = cfg.bootstrap_api_key
+        with TestClient(create_app(cfg), headers={"X-API-Key": key}) as c:
+            body = {
+                "number": "R1",
+                "order_ref": "O1",
+                "reason": "size",
+                "resolution": "refund",
+                "lines": [{"sku": "A", "quantity": 1}],
+            }
+            assert c.post("/api/v1/rmas", json=body).status_code == 201
+            wait(lambda: got, what="webhook delivered")
+    finally:
+        server.shutdown()
+    headers, raw = got[0]
+    assert json.loads(raw)["data"] == {
+        "number": "R1",
+        "state": "authorized",
+        "revision": 1,
+        "actor": "api-key:bootstrap",
+    }
+    assert headers["X-RS-Signature"] == webhooks.sign(
+        "hook-secret", int(headers["X-RS-Timestamp"]), raw
+    )
