@@ -126,9 +126,10 @@ class TransitionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trigger: Literal[
-        "authorize", "reject", "ship", "cancel", "expire", "close", "refund", "credit", "exchange"
-    ]
+    trigger: Literal["authorize", "reject", "ship", "cancel", "expire", "close"] = Field(
+        description="Resolution (refund / credit / exchange) follows grading automatically: "
+        "POST .../decision for a received return"
+    )
     note: str = Field(default="", max_length=2000)
 
 

@@ -113,7 +113,9 @@ def test_transitions_and_decision_over_http(client: TestClient, rma_body: Body) 
         "/api/v1/rmas/RMA-2/receipts",
         json={"lines": [{"line_no": 1, "quantity": 1}, {"line_no": 2, "quantity": 1}]},
     )
-    assert rest.json()["state"] == "received"
+    assert (rest.json()["state"], rest.json()["awaiting_decision"]) == ("received", True)
+    bypass = client.post("/api/v1/rmas/RMA-2/transitions", json={"trigger": "refund"})
+    assert bypass.status_code == 422  # resolution only through grading and the credit policy
     decided = client.post("/api/v1/rmas/RMA-2/decision", json={"grade": "restock"})
     assert decided.status_code == 200 and decided.json()["state"] == "refunded"
     credits = client.get("/api/v1/credits", params={"rma": "RMA-2"}).json()["credits"]

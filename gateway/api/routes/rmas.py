@@ -192,13 +192,17 @@ def post_transition(
 def post_receipt(
     number: str, body: ReceiptRequest, session: SessionDep, settings: SettingsDep, principal: Lead
 ) -> RmaOut:
-    """Record units received at the desk (partial receipt leaves ``partially_received``)."""
+    """Record units received at the desk (partial receipt leaves ``partially_received``).
+
+    Once every unit is in, the RMA is ``received`` and waits for a lead's decision.
+    """
     rma = _load(session, number)
     units: dict[int, int] = {}
     for line in body.lines:
         units[line.line_no] = units.get(line.line_no, 0) + line.quantity
     try:
         receive_units(rma, units, actor=principal.name, note=body.note)
+        rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
         bump(session, settings, rma)
         accounting.state_changed(session, settings, rma, principal.name)
         session.commit()
