@@ -5,9 +5,9 @@ Generated numbers look like ``RS7K2M9Q4XI``: the prefix ``RS``, eight random cha
 MOD 37,36 of ISO/IEC 7064: it catches every single-character substitution and about
 99.9 % of transpositions of adjacent characters (a hybrid system misses a few; the pure
 MOD 37-2 would catch them all but needs ``*`` as a 37th character). Any number of that
-shape (``RS`` + 9 of ``0-9A-Z``) must carry a valid check character, whether generated here or supplied by a
-shop, so a mistyped number is refused instead of looked up. Numbers of other shapes (a
-shop's own numbering) are accepted as they are.
+shape (``RS`` + 9 of ``0-9A-Z``) must carry a valid check character, whether generated
+here or supplied by a shop, so a mistyped number is refused instead of looked up. Numbers
+of other shapes (a shop's own numbering) are accepted as they are.
 """
 
 from __future__ import annotations
