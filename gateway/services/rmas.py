@@ -198,6 +198,7 @@ def create_rma(
     *,
     actor: str = "system",
     now: datetime | None = None,
+    after_lock: Callable[[], None] | None = None,
     before_commit: Callable[[Rma], None] | None = None,
 ) -> Rma:
     """Check the policies, store the RMA under the next site revision and commit.
@@ -208,6 +209,8 @@ def create_rma(
     the window and returnable quantity are enforced. Without one (and
     ``settings.require_order`` False) the shop's data is taken as given.
 
+    ``after_lock`` is called once the site's write lock is held, before any policy check
+    (e.g. to find a concurrent twin request that committed first: it may raise to stop).
     ``before_commit`` is called with the flushed RMA just before the commit (e.g. to
     store the idempotent response in the same transaction); ``actor`` is recorded on the
     transitions; ``now`` (UTC, default the clock) is when the policies are evaluated.
@@ -228,6 +231,8 @@ def create_rma(
         )
     try:
         revision = next_revision(session, settings.site)  # takes the write lock first
+        if after_lock is not None:
+            after_lock()
         if session.scalar(select(Rma.id).where(Rma.number == number)) is not None:
             raise DuplicateRma(number)
         lines = _build_lines(session, settings, draft, order, now)

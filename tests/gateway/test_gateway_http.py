@@ -233,3 +233,20 @@ def test_order_creation_is_idempotent_too(client: TestClient) -> None:
     assert client.post("/api/v1/orders", json=ORDER).status_code == 409
     other = client.post("/api/v1/orders", json={**ORDER, "order_ref": "ORD-2"}, headers=headers)
     assert other.status_code == 422
+
+
+def test_concurrent_twins_with_one_key_make_one_rma(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert client.post("/api/v1/orders", json=ORDER).status_code == 201
+    body = rma_for_order(None)  # generated number: only the key can tell twins apart
+
+    def post(_: int) -> tuple[int, Any]:
+        r = client.post("/api/v1/rmas", json=body, headers={"Idempotency-Key": "twin"})
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(post, range(6)))
+    assert {code for code, _ in results} == {201}
+    assert len({out["number"] for _, out in results}) == 1
+    assert len(client.get("/api/v1/rmas").json()["rmas"]) == 1

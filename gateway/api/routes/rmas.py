@@ -109,18 +109,28 @@ def post_rma(
                 headers={"Location": f"{router.prefix}/{stored.response['number']}"},
             )
 
-    def remember(rma: Rma) -> None:
-        accounting.state_changed(session, settings, rma, principal.name)
+    def find_twin() -> None:
+        # again under the write lock: a concurrent twin may have committed meanwhile
         if idempotency_key:
-            # checked again under the write lock: a concurrent twin may have just committed
             twin = idempotency.lookup(session, principal.name, idempotency_key, digest)
             if twin is not None:
                 raise _Twin(twin.status_code, twin.response)
+
+    def remember(rma: Rma) -> None:
+        accounting.state_changed(session, settings, rma, principal.name)
+        if idempotency_key:
             body = jsonable_encoder(RmaOut.model_validate(rma))
             idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
 
     try:
-        rma = create_rma(session, settings, draft, actor=principal.name, before_commit=remember)
+        rma = create_rma(
+            session,
+            settings,
+            draft,
+            actor=principal.name,
+            after_lock=find_twin,
+            before_commit=remember,
+        )
     except _Twin as twin:
         return JSONResponse(
             twin.response,
