@@ -106,6 +106,24 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")
     webhook_poll_s: float = Field(default=1.0, gt=0)
 
+    @model_validator(mode="after")
+    def _policies_in_range(self) -> Settings:
+        for name in (
+            "restocking_fee_percent",
+            "credit_percent_by_grade",
+            "recovery_percent_by_grade",
+        ):
+            table: dict[str, float] = getattr(self, name)
+            bad = {k: v for k, v in table.items() if not 0 <= v <= 100}
+            if bad:
+                raise ValueError(f"{name}: percentages must be within 0..100, got {bad}")
+        if any(v < 0 for v in self.return_window_days.values()):
+            raise ValueError("return_window_days: days must be >= 0")
+        missing = {"restock", "refurbish", "recycle"} - set(self.stock_locations)
+        if missing:
+            raise ValueError(f"stock_locations lacks {sorted(missing)}")
+        return self
+
     @field_validator("shop_timezone")
     @classmethod
     def _zone_exists(cls, v: str) -> str:
