@@ -71,10 +71,16 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = make_session_factory(self.engine)
 
-    def create_all(self) -> None:
-        """Create missing tables (Alembic migrations replace this in a later issue)."""
-        Base.metadata.create_all(self.engine)
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (what the app does at start)."""
+        from gateway.migrate import upgrade
+
+        upgrade(self.engine)
         log.info("database ready url=%s", self.engine.url.render_as_string(hide_password=True))
+
+    def create_all(self) -> None:
+        """Create missing tables straight from the models (tests and tools; the app migrates)."""
+        Base.metadata.create_all(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

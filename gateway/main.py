@@ -9,20 +9,31 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
+import httpx
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from gateway.api.routes import health, rmas, stations
+from gateway.api.errors import install_error_handlers
+from gateway.api.routes import access, accounting, health, orders, reasons, rmas, stations, webhooks
 from gateway.db import Database
+from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
+from gateway.services import accounting as accounting_service
+from gateway.services.auth import ensure_bootstrap_key
+from gateway.services.expiry import ExpiryWorker
+from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
+from gateway.services.webhooks import WebhookWorker
 from gateway.settings import Settings
 from gateway.web import pages
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +41,13 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway app.
 
-    The lifespan creates missing tables, makes sure the site's revision counter exists,
-    starts the MQTT bridge (which connects in the background and keeps reconnecting) and
-    stops it and the database on shutdown. ``app.state`` then holds ``settings``, ``db``
-    (:class:`gateway.db.Database`) and ``bridge`` (:class:`gateway.mqtt_bridge.MqttBridge`).
+    The lifespan migrates the database to the newest schema (Alembic), makes sure the
+    site's revision counter, the seeded reason list and the bootstrap API key (when set)
+    exist, wires automatic accounting to the bridge, starts the MQTT bridge (which connects
+    in the background and keeps reconnecting) and the webhook worker (when a webhook URL is
+    set), and stops them and the database on shutdown. ``app.state`` then holds
+    ``settings``, ``db`` (:class:`gateway.db.Database`) and ``bridge``
+    (:class:`gateway.mqtt_bridge.MqttBridge`). Every write request is audited.
 
     Args:
         settings: configuration; default: read from ``RS_*`` environment variables.
@@ -46,9 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url)
-        db.create_all()
+        db.migrate()
         with db.session() as session:
             ensure_site(session, settings.site)
+            seed_reasons(session)
+            if settings.bootstrap_api_key:
+                ensure_bootstrap_key(session, settings.bootstrap_api_key)
         bridge = MqttBridge(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
@@ -57,19 +74,49 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.db = db
         app.state.bridge = bridge
+        accounting_service.configure(settings, bridge.publish_rma)
+        expiry = ExpiryWorker(db.sessions, settings)
+        expiry.start()
+        worker: WebhookWorker | None = None
+        http = httpx.Client(timeout=10)
+        if settings.webhook_url:
+            worker = WebhookWorker(db.sessions, settings, http)
+            worker.start()
         bridge.start()
         log.info("gateway started site=%s env=%s", settings.site, settings.env)
         try:
             yield
         finally:
             bridge.stop()
+            expiry.stop()
+            if worker is not None:
+                worker.stop()
+            http.close()
+            accounting_service.configure(None)
             db.dispose()
             log.info("gateway stopped site=%s", settings.site)
 
     app = FastAPI(title="returns-sorter gateway", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(rmas.router)
-    app.include_router(stations.router)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def audit_writes(request: Request, call_next: Callable[..., Any]) -> Response:
+        response: Response = await call_next(request)
+        if request.method in WRITE_METHODS and hasattr(app.state, "db"):
+            entry = AuditEntry(
+                principal=getattr(request.state, "principal", "anonymous"),
+                method=request.method,
+                path=request.url.path[:500],
+                status_code=response.status_code,
+            )
+            with app.state.db.session() as session:
+                session.add(entry)
+                session.commit()
+        return response
+
+    for module in (rmas, orders, reasons, accounting, webhooks, access, stations):
+        app.include_router(module.router)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

@@ -5,12 +5,14 @@ All timestamps are timezone-aware UTC in Python; they are stored as UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -68,28 +70,50 @@ class SiteRevision(Base):
 
 
 class Rma(Base):
-    """A return merchandise authorisation; ``revision`` is the site revision of its last change."""
+    """A return merchandise authorisation; ``revision`` is the site revision of its last change.
+
+    ``state`` is driven only by :mod:`gateway.services.lifecycle` (an explicit state machine);
+    every change is recorded in :class:`RmaTransition`. Money is in integer minor units
+    (cents) of ``currency``.
+    """
 
     __tablename__ = "rmas"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
-    order_ref: Mapped[str] = mapped_column(String(64))
+    order_ref: Mapped[str] = mapped_column(String(64), index=True)
+    customer: Mapped[str] = mapped_column(String(128), default="")
+    delivered_on: Mapped[date | None] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(String(64))
     resolution: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(16))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    state: Mapped[str] = mapped_column(String(24))
+    grade: Mapped[str | None] = mapped_column(String(24))
+    awaiting_decision: Mapped[bool] = mapped_column(Boolean, default=False)
     revision: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     lines: Mapped[list[RmaLineRecord]] = relationship(
         back_populates="rma",
         cascade="all, delete-orphan",
         order_by="RmaLineRecord.line_no",
         lazy="selectin",
     )
+    transitions: Mapped[list[RmaTransition]] = relationship(
+        back_populates="rma",
+        cascade="all, delete-orphan",
+        order_by="RmaTransition.id",
+        lazy="selectin",
+    )
 
 
 class RmaLineRecord(Base):
-    """One line of an RMA; ``rfid_uid`` is canonical (upper-case hex, no separators)."""
+    """One line of an RMA; ``rfid_uid`` is canonical (upper-case hex, no separators).
+
+    ``unit_price_cents`` is what the customer actually paid per unit after discounts;
+    ``received_quantity`` counts units received so far (partial receipt).
+    """
 
     __tablename__ = "rma_lines"
     __table_args__ = (UniqueConstraint("rma_id", "line_no"),)
@@ -97,13 +121,208 @@ class RmaLineRecord(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     rma_id: Mapped[int] = mapped_column(ForeignKey("rmas.id", ondelete="CASCADE"), index=True)
     line_no: Mapped[int] = mapped_column(Integer)
+    order_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("order_lines.id", ondelete="SET NULL"), index=True
+    )
     sku: Mapped[str] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(Integer)
+    received_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    unit_price_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     gtin: Mapped[str | None] = mapped_column(String(14))
     serial: Mapped[str | None] = mapped_column(String(64))
     rfid_uid: Mapped[str | None] = mapped_column(String(20), index=True)
     category: Mapped[str | None] = mapped_column(String(64))
     rma: Mapped[Rma] = relationship(back_populates="lines")
+
+
+class RmaTransition(Base):
+    """One recorded state change of an RMA: from, to, trigger, who/what and when."""
+
+    __tablename__ = "rma_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_id: Mapped[int] = mapped_column(ForeignKey("rmas.id", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    rma: Mapped[Rma] = relationship(back_populates="transitions")
+
+
+class ReturnReason(Base):
+    """An entry of the editable list of return reasons (seeded with the usual ones)."""
+
+    __tablename__ = "return_reasons"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128))
+    merchant_fault: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Order(Base):
+    """A shop order, as much as return policies need (issue 10 builds the full import)."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    customer: Mapped[str] = mapped_column(String(128), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order",
+        cascade="all, delete-orphan",
+        order_by="OrderLine.line_no",
+        lazy="selectin",
+    )
+
+
+class OrderLine(Base):
+    """One order line: ordered and delivered units, and the unit price actually paid."""
+
+    __tablename__ = "order_lines"
+    __table_args__ = (UniqueConstraint("order_id", "line_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(64))
+    ordered_quantity: Mapped[int] = mapped_column(Integer)
+    delivered_quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class IdempotencyRecord(Base):
+    """The stored outcome of a creating request, keyed by ``Idempotency-Key`` and caller."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    principal: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Credit(Base):
+    """Money (or an exchange) granted for one RMA line: at most one per line.
+
+    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in cents.
+    """
+
+    __tablename__ = "credits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(
+        ForeignKey("rma_lines.id", ondelete="CASCADE"), unique=True
+    )
+    rma_number: Mapped[str] = mapped_column(String(32), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    grade: Mapped[str] = mapped_column(String(24))
+    quantity: Mapped[int] = mapped_column(Integer)
+    paid_cents: Mapped[int] = mapped_column(BigInteger)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    restocking_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
+    shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    source: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+class StockMovement(Base):
+    """One entry of the stock ledger: units of a SKU into a location (re-entry)."""
+
+    __tablename__ = "stock_movements"
+    __table_args__ = (
+        UniqueConstraint("rma_line_id", "kind"),
+        Index("ix_stock_movements_sku_location", "sku", "location"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    rma_line_id: Mapped[int | None] = mapped_column(ForeignKey("rma_lines.id", ondelete="SET NULL"))
+    rma_number: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """An outbound webhook message and its persisted retry schedule.
+
+    ``status``: ``pending`` (due at ``next_attempt_at``), ``delivered`` or ``dead`` (gave up
+    after the maximum attempts; a lead can replay it).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    url: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class ApiKey(Base):
+    """An API key for a shop back-end or a tool: only its SHA-256 is stored.
+
+    ``scopes`` is a space-separated list (e.g. ``"rmas:write read"``).
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(255))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class User(Base):
+    """A person (warehouse lead, viewer, admin); the password hash is Argon2 (pwdlib)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """One audited write: who, what (method and path), outcome status, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    principal: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(500))
+    status_code: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
 class StationEvent(Base):

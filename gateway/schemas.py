@@ -6,7 +6,10 @@ announcement.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from datetime import date
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from protocol.messages import canonical_uid
 
@@ -26,6 +29,18 @@ class RmaLineDraft(BaseModel):
         default=None, description="RFID UID, 4/7/10 bytes hex; stored canonical (e.g. DD17380A)"
     )
     category: str | None = Field(default=None, min_length=1, max_length=64)
+    order_line: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Line number on the order; default: the order line with this SKU",
+    )
+    unit_price_cents: int | None = Field(
+        default=None,
+        ge=0,
+        le=10**12,
+        description="Paid per unit after discounts, minor units; default: from the order",
+    )
 
     @field_validator("rfid_uid")
     @classmethod
@@ -38,13 +53,119 @@ class RmaDraft(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    number: str = Field(
+    number: str | None = Field(
+        default=None,
         min_length=1,
         max_length=32,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description="RMA number printed on the return label (letters, digits, . _ -)",
+        description="RMA number printed on the return label (letters, digits, . _ -); "
+        "default: a generated one with a check character (ISO 7064 MOD 37,36)",
     )
     order_ref: str = Field(min_length=1, max_length=64, description="Shop order reference")
-    reason: str = Field(min_length=1, max_length=64, description="Customer's return reason")
-    resolution: str = Field(min_length=1, max_length=32, description="refund, exchange, ...")
+    reason: str = Field(
+        min_length=1, max_length=64, description="A code of GET /api/v1/reasons (e.g. size)"
+    )
+    resolution: str = Field(
+        min_length=1,
+        max_length=32,
+        description="Requested resolution: refund, store_credit or exchange ('credit' is "
+        "taken as store_credit)",
+    )
     lines: list[RmaLineDraft] = Field(min_length=1, max_length=500)
+    customer: str | None = Field(default=None, max_length=128, description="default: order's")
+    delivered_on: date | None = Field(
+        default=None, description="Delivery date (shop's calendar); default: from the order"
+    )
+    notes: str = Field(default="", max_length=4000)
+    authorize: bool = Field(
+        default=True,
+        description="Authorize at once when every policy passes; False leaves it "
+        "'requested' for a lead to authorize or reject",
+    )
+
+    @field_validator("resolution")
+    @classmethod
+    def _known_resolution(cls, v: str) -> str:
+        v = {"credit": "store_credit", "store-credit": "store_credit"}.get(v.lower(), v.lower())
+        if v not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
+        return v
+
+
+RESOLUTIONS = ("refund", "store_credit", "exchange")
+
+
+class OrderLineDraft(BaseModel):
+    """One order line: units ordered and delivered, unit price paid after discounts."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    sku: str = Field(min_length=1, max_length=64)
+    category: str | None = Field(default=None, min_length=1, max_length=64)
+    ordered_quantity: int = Field(ge=1, le=10_000)
+    delivered_quantity: int = Field(ge=0, le=10_000)
+    unit_price_cents: int = Field(ge=0, le=10**12, description="Paid per unit, minor units")
+
+
+class OrderDraft(BaseModel):
+    """An order as the shop back-end submits it (lines numbered 1..n in order)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    order_ref: str = Field(min_length=1, max_length=64)
+    customer: str = Field(default="", max_length=128)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    delivered_at: AwareDatetime | None = Field(
+        default=None, description="When the parcel was delivered (with a UTC offset)"
+    )
+    lines: list[OrderLineDraft] = Field(min_length=1, max_length=500)
+
+
+class TransitionRequest(BaseModel):
+    """A lifecycle trigger fired by a person or a system."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: Literal["authorize", "reject", "ship", "cancel", "expire", "close"] = Field(
+        description="Resolution (refund / credit / exchange) follows grading automatically: "
+        "POST .../decision for a received return"
+    )
+    note: str = Field(default="", max_length=2000)
+
+
+class ReceiptLine(BaseModel):
+    """Units of one RMA line received at the desk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line_no: int = Field(ge=1, le=10_000)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class ReceiptRequest(BaseModel):
+    """A manual (possibly partial) receipt of an RMA's lines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[ReceiptLine] = Field(min_length=1, max_length=500)
+    note: str = Field(default="", max_length=2000)
+
+
+class DecisionRequest(BaseModel):
+    """A lead's decision on a quarantined return: the grade it gets, or refuse credit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grade: Literal["restock", "refurbish", "recycle", "refuse"]
+    note: str = Field(default="", max_length=2000)
+
+
+class ReasonDraft(BaseModel):
+    """An entry of the return-reason list."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    label: str = Field(min_length=1, max_length=128)
+    merchant_fault: bool = False
+    active: bool = True

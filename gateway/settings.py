@@ -6,8 +6,9 @@ Example: ``RS_ENV=prod RS_SECRET_KEY=... RS_DATABASE_URL=postgresql+psycopg://..
 from __future__ import annotations
 
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me"
@@ -34,6 +35,113 @@ class Settings(BaseSettings):
     secret_key: str = DEFAULT_SECRET_KEY
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+
+    # -- access ------------------------------------------------------------------------------
+    bootstrap_api_key: str | None = Field(
+        default=None,
+        min_length=24,
+        description="When set, an admin API key with this value is ensured at start "
+        "(stored hashed). The simulator uses it; in production create keys instead.",
+    )
+    anonymous_read: bool | None = Field(
+        default=None,
+        description="Allow unauthenticated GETs (status page, lists). Default: True in dev, "
+        "False in prod.",
+    )
+
+    # -- return policies -------------------------------------------------------------------
+    shop_timezone: str = Field(default="UTC", description="IANA zone of the shop's calendar")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    require_order: bool = Field(
+        default=False,
+        description="Refuse RMAs whose order is unknown. When False an RMA for an unknown "
+        "order is taken on the shop's word (no window or quantity check).",
+    )
+    return_window_days: dict[str, int] = Field(
+        default_factory=lambda: {"default": 30, "electronics": 14, "perishable": 0},
+        description="Return window in days from delivery, per category ('default' else)",
+    )
+    restocking_fee_percent: dict[str, float] = Field(
+        default_factory=lambda: {"default": 0.0, "electronics": 15.0},
+        description="Restocking fee in percent of the paid price, per category, charged "
+        "only when the reason is not the merchant's fault",
+    )
+    credit_percent_by_grade: dict[str, float] = Field(
+        default_factory=lambda: {"restock": 100.0, "refurbish": 80.0, "recycle": 50.0},
+        description="Share of the paid price credited by grade (disposition) when the "
+        "reason is not the merchant's fault; merchant-fault reasons always get 100",
+    )
+    recovery_percent_by_grade: dict[str, float] = Field(
+        default_factory=lambda: {"restock": 100.0, "refurbish": 60.0, "recycle": 5.0},
+        description="Value recovered by disposition, in percent of the paid price",
+    )
+    stock_locations: dict[str, str] = Field(
+        default_factory=lambda: {
+            "restock": "RESTOCK",
+            "refurbish": "REFURBISH",
+            "recycle": "RECYCLE",
+        },
+        description="Stock location of each disposition",
+    )
+    authorization_valid_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="An RMA requested or authorised but not shipped nor received within "
+        "this many days (shop calendar) expires",
+    )
+    expiry_check_s: float = Field(default=300.0, gt=0, description="How often to expire")
+    return_shipping_cents: int = Field(
+        default=495, ge=0, description="Return shipping cost per received RMA, minor units"
+    )
+    return_address: str = Field(
+        default="Returns Centre\nDock 4\n12345 Example City",
+        max_length=500,
+        description="Return address printed on labels (lines separated by \\n)",
+    )
+
+    # -- webhooks --------------------------------------------------------------------------
+    webhook_url: str | None = Field(default=None, description="Where events are POSTed")
+    webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _policies_in_range(self) -> Settings:
+        for name in (
+            "restocking_fee_percent",
+            "credit_percent_by_grade",
+            "recovery_percent_by_grade",
+        ):
+            table: dict[str, float] = getattr(self, name)
+            bad = {k: v for k, v in table.items() if not 0 <= v <= 100}
+            if bad:
+                raise ValueError(f"{name}: percentages must be within 0..100, got {bad}")
+        if any(v < 0 for v in self.return_window_days.values()):
+            raise ValueError("return_window_days: days must be >= 0")
+        missing = {"restock", "refurbish", "recycle"} - set(self.stock_locations)
+        if missing:
+            raise ValueError(f"stock_locations lacks {sorted(missing)}")
+        return self
+
+    @field_validator("shop_timezone")
+    @classmethod
+    def _zone_exists(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The shop's time zone."""
+        return ZoneInfo(self.shop_timezone)
+
+    @property
+    def allow_anonymous_read(self) -> bool:
+        """Whether unauthenticated GETs are allowed (see ``anonymous_read``)."""
+        return self.env == "dev" if self.anonymous_read is None else self.anonymous_read
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the project needs are present: python3-venv and the
 # Mosquitto broker (tests and the demo start their own broker on a free port; the
-# system service is not used). Installs them with apt-get when running as root;
+# system service is not used), and poppler-utils (pdftoppm, for the label test). Installs them with apt-get when running as root;
 # otherwise prints the exact command to run and fails.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   need+=(mosquitto)
 fi
+# pdftoppm renders return labels in the gateway's label test
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -188,7 +188,9 @@ class Run:
             self.workdir / "gateway", self.broker.port, self.scenario.site
         )
         self.gateway.start()
-        self.http = httpx.Client(base_url=self.gateway.url, timeout=10)
+        self.http = httpx.Client(
+            base_url=self.gateway.url, timeout=10, headers={"X-API-Key": self.gateway.api_key}
+        )
         self.workdir.mkdir(parents=True, exist_ok=True)
         video = write_video(self.workdir / "camera.avi", list(range(CAMERA_FRAMES)))
         cfg = station_config(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -144,6 +145,7 @@ class GatewayProcess(_Process):
         self.site = site
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = secrets.token_urlsafe(32)  # bootstrap admin key of this run
 
     def start(self) -> None:
         """Start the gateway and wait until ``/healthz`` answers."""
@@ -154,6 +156,7 @@ class GatewayProcess(_Process):
             RS_MQTT_HOST="127.0.0.1",
             RS_MQTT_PORT=str(self.mqtt_port),
             RS_SITE=self.site,
+            RS_BOOTSTRAP_API_KEY=self.api_key,
         )
         log = (self.workdir / "gateway.log").open("ab")
         self.proc = subprocess.Popen(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Out(BaseModel):
@@ -13,28 +13,230 @@ class _Out(BaseModel):
 
 
 class RmaLineOut(_Out):
-    """One RMA line as stored (``rfid_uid`` canonical)."""
+    """One RMA line as stored (``rfid_uid`` canonical; price in minor units)."""
 
     line_no: int
     sku: str
     quantity: int
+    received_quantity: int
+    unit_price_cents: int
     gtin: str | None
     serial: str | None
     rfid_uid: str | None
     category: str | None
 
 
+class TransitionOut(_Out):
+    """One recorded state change: trigger, from, to, who/what, when (UTC)."""
+
+    trigger: str
+    from_state: str
+    to_state: str
+    actor: str
+    note: str
+    at: datetime
+
+
 class RmaOut(_Out):
-    """An RMA; ``revision`` is the site revision of its last change."""
+    """An RMA; ``revision`` is the site revision of its last change.
+
+    ``state`` is one of the lifecycle states (see ``gateway.services.lifecycle``);
+    ``awaiting_decision`` is True while a quarantined return waits for a lead.
+    """
 
     number: str
     order_ref: str
+    customer: str
+    delivered_on: date | None
     reason: str
     resolution: str
+    notes: str
+    currency: str
     state: str
+    grade: str | None
+    awaiting_decision: bool
     revision: int
     created_at: datetime
+    updated_at: datetime
     lines: list[RmaLineOut]
+    transitions: list[TransitionOut]
+
+
+class ProblemOut(BaseModel):
+    """A refused request: ``detail`` says why (for policies: code, message and facts)."""
+
+    detail: Any
+
+
+class OrderLineOut(_Out):
+    """An order line with what may still be returned."""
+
+    line_no: int
+    sku: str
+    category: str | None
+    ordered_quantity: int
+    delivered_quantity: int
+    unit_price_cents: int
+    returnable: int = 0
+
+
+class OrderOut(_Out):
+    """An order as stored."""
+
+    order_ref: str
+    customer: str
+    currency: str
+    delivered_at: datetime | None
+    lines: list[OrderLineOut]
+
+
+class ReasonOut(_Out):
+    """An entry of the return-reason list."""
+
+    code: str
+    label: str
+    merchant_fault: bool
+    active: bool
+
+
+class ReasonList(BaseModel):
+    """Every return reason, ordered by code."""
+
+    reasons: list[ReasonOut]
+
+
+class CreditOut(_Out):
+    """A credit for one RMA line (amounts in minor units of ``currency``)."""
+
+    rma_number: str
+    sku: str
+    category: str
+    kind: str
+    grade: str
+    quantity: int
+    paid_cents: int
+    amount_cents: int
+    restocking_fee_cents: int
+    recovered_value_cents: int
+    shipping_cost_cents: int
+    currency: str
+    source: str
+    created_at: datetime
+
+
+class CreditList(BaseModel):
+    """Credits, newest first."""
+
+    credits: list[CreditOut]
+
+
+class StockLevelOut(_Out):
+    """Net units of a SKU at a location."""
+
+    sku: str
+    location: str
+    quantity: int
+
+
+class StockMovementOut(_Out):
+    """A ledger entry."""
+
+    sku: str
+    location: str
+    quantity: int
+    kind: str
+    rma_number: str | None
+    created_at: datetime
+
+
+class StockOut(BaseModel):
+    """Stock levels per SKU and location, and the latest ledger entries."""
+
+    levels: list[StockLevelOut]
+    movements: list[StockMovementOut]
+
+
+class ImpactRowOut(_Out):
+    """Financial impact of one (day, category); amounts in minor units."""
+
+    day: str
+    category: str
+    units: int
+    refunds_cents: int
+    store_credits_cents: int
+    exchanges_cents: int
+    restocking_fees_cents: int
+    recovered_restock_cents: int
+    recovered_refurbish_cents: int
+    recovered_recycle_cents: int
+    shipping_cents: int
+    net_loss_cents: int
+
+
+class ImpactReport(BaseModel):
+    """Rows by day and category, the last one the total (day ``total``)."""
+
+    currency: str
+    rows: list[ImpactRowOut]
+
+
+class DeliveryOut(_Out):
+    """An outbound webhook delivery and its retry state."""
+
+    id: int
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    payload: dict[str, Any]
+
+
+class DeliveryList(BaseModel):
+    """Webhook deliveries, newest first."""
+
+    deliveries: list[DeliveryOut]
+
+
+class ApiKeyCreate(BaseModel):
+    """A new API key's name and scopes."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    scopes: list[str] = Field(min_length=1, max_length=5)
+
+
+class ApiKeyOut(BaseModel):
+    """The new key: ``key`` is shown this once and never stored in the clear."""
+
+    name: str
+    scopes: list[str]
+    key: str
+
+
+class UserCreate(BaseModel):
+    """A new user account."""
+
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=12, max_length=256)
+    role: Literal["viewer", "lead", "admin"]
+
+
+class AuditOut(_Out):
+    """One audited write."""
+
+    principal: str
+    method: str
+    path: str
+    status_code: int
+    at: datetime
+
+
+class UserOut(_Out):
+    """A user account (never the password hash)."""
+
+    username: str
+    role: str
+    active: bool
 
 
 class RmaList(BaseModel):

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.models import Station, StationEvent, utcnow
+from gateway.services.accounting import after_ingest
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def ingest_event(
         )
     )
     session.execute(update(Station).where(Station.id == event.station).values(last_seen=now))
+    after_ingest(session, event)  # issue 6: credits and stock moves, in the same transaction
     try:
         session.commit()
     except IntegrityError:  # stored concurrently by another writer

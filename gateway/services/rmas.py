@@ -1,20 +1,47 @@
-"""RMA lifecycle: create, read, and list announcements for station catch-up."""
+"""RMAs: create under the return policies, move through the lifecycle, receive, list.
+
+Every change takes the next site revision (so stations catch up by revision) and is
+announced after commit; RMAs still ``requested`` are not announced (not yet authorised).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.models import Rma, RmaLineRecord
-from gateway.schemas import RmaDraft
+from gateway.models import Order, OrderLine, Rma, RmaLineRecord, utcnow
+from gateway.schemas import RmaDraft, RmaLineDraft
+from gateway.services import numbers
+from gateway.services.lifecycle import fire
+from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
+from gateway.services.reasons import require_reason
 from gateway.services.revisions import next_revision
+from gateway.settings import Settings
 from protocol import RmaAnnouncement, RmaLine
 from protocol.messages import RmaState
 
 log = logging.getLogger(__name__)
+
+#: How the lifecycle state is told to stations (they only care whether to accept a parcel).
+WIRE_STATE = {
+    "authorized": RmaState.AUTHORIZED,
+    "in_transit": RmaState.AUTHORIZED,
+    "partially_received": RmaState.AUTHORIZED,
+    "received": RmaState.RECEIVED,
+    "graded": RmaState.RECEIVED,
+    "refunded": RmaState.RECEIVED,
+    "credited": RmaState.RECEIVED,
+    "exchanged": RmaState.RECEIVED,
+    "closed": RmaState.RECEIVED,
+    "rejected": RmaState.CANCELLED,
+    "cancelled": RmaState.CANCELLED,
+    "expired": RmaState.EXPIRED,
+}
 
 
 class DuplicateRma(Exception):
@@ -25,17 +52,27 @@ class DuplicateRma(Exception):
         self.number = number
 
 
+class ReceiptError(ValueError):
+    """A receipt names an unknown line or more units than are outstanding (HTTP 422)."""
+
+
+def announceable(rma: Rma) -> bool:
+    """True when stations should know the RMA (it is past ``requested``)."""
+    return rma.state in WIRE_STATE
+
+
 def to_announcement(rma: Rma) -> RmaAnnouncement:
     """Build the wire announcement of a stored RMA.
 
     Raises:
+        KeyError: for an RMA still ``requested`` (never announced).
         pydantic.ValidationError: when the stored RMA breaks the protocol's limits.
     """
     return RmaAnnouncement(
         number=rma.number,
         revision=rma.revision,
         order_ref=rma.order_ref,
-        state=RmaState(rma.state),
+        state=WIRE_STATE[rma.state],
         reason=rma.reason,
         resolution=rma.resolution,
         lines=tuple(
@@ -53,53 +90,265 @@ def to_announcement(rma: Rma) -> RmaAnnouncement:
     )
 
 
-def create_rma(session: Session, site: str, draft: RmaDraft) -> RmaAnnouncement:
-    """Store a new authorised RMA under the next site revision and commit.
+def _order_line_for(order: Order, line: RmaLineDraft, line_no: int) -> OrderLine:
+    if line.order_line is not None:
+        match = [ol for ol in order.lines if ol.line_no == line.order_line]
+        if not match:
+            raise PolicyViolation(
+                "unknown_order_line",
+                f"line {line_no}: order {order.order_ref!r} has no line {line.order_line}",
+                line_no=line_no,
+            )
+        if match[0].sku != line.sku:
+            raise PolicyViolation(
+                "sku_mismatch",
+                f"line {line_no}: order line {line.order_line} is SKU {match[0].sku!r}, "
+                f"not {line.sku!r}",
+                line_no=line_no,
+            )
+        return match[0]
+    match = [ol for ol in order.lines if ol.sku == line.sku]
+    if not match:
+        raise PolicyViolation(
+            "sku_not_on_order",
+            f"line {line_no}: SKU {line.sku!r} is not on order {order.order_ref!r}",
+            line_no=line_no,
+        )
+    if len(match) > 1:
+        raise PolicyViolation(
+            "ambiguous_sku",
+            f"line {line_no}: SKU {line.sku!r} is on several lines of order "
+            f"{order.order_ref!r}; give order_line",
+            line_no=line_no,
+        )
+    return match[0]
 
-    Lines get ``line_no`` 1..n in the order given.
 
-    Returns:
-        The announcement to publish to the site's stations (after this commit).
-
-    Raises:
-        DuplicateRma: when ``draft.number`` is already taken (nothing is stored).
-    """
-    revision = next_revision(session, site)  # takes the write lock first
-    if session.scalar(select(Rma.id).where(Rma.number == draft.number)) is not None:
-        session.rollback()
-        raise DuplicateRma(draft.number)
-    rma = Rma(
-        number=draft.number,
-        order_ref=draft.order_ref,
-        reason=draft.reason,
-        resolution=draft.resolution,
-        state=RmaState.AUTHORIZED.value,
-        revision=revision,
-        lines=[
+def _build_lines(
+    session: Session, settings: Settings, draft: RmaDraft, order: Order | None, now: datetime
+) -> list[RmaLineRecord]:
+    """Apply the window and quantity policies; return the lines to store."""
+    zone = settings.zone
+    delivered_on = draft.delivered_on
+    if order is not None and order.delivered_at is not None:
+        delivered_on = local_date(order.delivered_at, zone)
+    claimed: dict[int, int] = {}  # order line id -> units already claimed by this draft
+    records: list[RmaLineRecord] = []
+    for i, line in enumerate(draft.lines, start=1):
+        order_line = _order_line_for(order, line, i) if order is not None else None
+        category = line.category or (order_line.category if order_line else None)
+        if delivered_on is not None:
+            check_window(
+                delivered_on=delivered_on,
+                category=category,
+                windows=settings.return_window_days,
+                now=now,
+                zone=zone,
+                line_no=i,
+            )
+        price = line.unit_price_cents or 0
+        if order_line is not None:
+            if order_line.delivered_quantity == 0:
+                raise PolicyViolation(
+                    "not_delivered",
+                    f"line {i}: order line {order_line.line_no} ({line.sku}) was not delivered",
+                    line_no=i,
+                )
+            avail = returnable_for(session, order_line)
+            already = claimed.get(order_line.id, 0)
+            if line.quantity + already > avail.returnable:
+                raise PolicyViolation(
+                    "quantity_exceeds_returnable",
+                    f"line {i} ({line.sku}): {line.quantity + already} unit(s) asked but only "
+                    f"{avail.returnable} returnable on order line {order_line.line_no} "
+                    f"(delivered {avail.delivered}, already returned {avail.returned}, "
+                    f"on open RMAs {avail.on_open})",
+                    line_no=i,
+                    order_line=order_line.line_no,
+                    requested=line.quantity + already,
+                    returnable=avail.returnable,
+                    delivered=avail.delivered,
+                    returned=avail.returned,
+                    on_open=avail.on_open,
+                    rmas=avail.rmas,
+                )
+            claimed[order_line.id] = already + line.quantity
+            price = order_line.unit_price_cents
+        records.append(
             RmaLineRecord(
                 line_no=i,
+                order_line_id=order_line.id if order_line else None,
                 sku=line.sku,
                 quantity=line.quantity,
+                received_quantity=0,
+                unit_price_cents=price,
                 gtin=line.gtin,
                 serial=line.serial,
                 rfid_uid=line.rfid_uid,
-                category=line.category,
+                category=category,
             )
-            for i, line in enumerate(draft.lines, start=1)
-        ],
-    )
-    session.add(rma)
+        )
+    return records
+
+
+def create_rma(
+    session: Session,
+    settings: Settings,
+    draft: RmaDraft,
+    *,
+    actor: str = "system",
+    now: datetime | None = None,
+    after_lock: Callable[[], None] | None = None,
+    before_commit: Callable[[Rma], None] | None = None,
+) -> Rma:
+    """Check the policies, store the RMA under the next site revision and commit.
+
+    The RMA starts ``requested`` and is authorised at once (a recorded transition) unless
+    ``draft.authorize`` is False. With a known order, lines are matched to order lines
+    (by ``order_line`` or SKU), the unit price paid and category come from the order, and
+    the window and returnable quantity are enforced. Without one (and
+    ``settings.require_order`` False) the shop's data is taken as given.
+
+    ``after_lock`` is called once the site's write lock is held, before any policy check
+    (e.g. to find a concurrent twin request that committed first: it may raise to stop).
+    ``before_commit`` is called with the flushed RMA just before the commit (e.g. to
+    store the idempotent response in the same transaction); ``actor`` is recorded on the
+    transitions; ``now`` (UTC, default the clock) is when the policies are evaluated.
+
+    Raises:
+        numbers.MistypedNumber: a number in the gateway's format with a wrong check char.
+        UnknownReason: the reason is not on the list.
+        PolicyViolation: window closed, quantity over returnable, unknown order, ...
+        DuplicateRma: the number is taken (nothing is stored).
+    """
+    now = now or utcnow()
+    number = numbers.check(draft.number) if draft.number else numbers.generate()
+    require_reason(session, draft.reason)
+    order = session.scalar(select(Order).where(Order.order_ref == draft.order_ref))
+    if order is None and settings.require_order:
+        raise PolicyViolation(
+            "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref
+        )
     try:
-        announcement = to_announcement(rma)
+        revision = next_revision(session, settings.site)  # takes the write lock first
+        if after_lock is not None:
+            after_lock()
+        if session.scalar(select(Rma.id).where(Rma.number == number)) is not None:
+            raise DuplicateRma(number)
+        lines = _build_lines(session, settings, draft, order, now)
+        delivered_on = draft.delivered_on
+        if order is not None and order.delivered_at is not None:
+            delivered_on = local_date(order.delivered_at, settings.zone)
+        rma = Rma(
+            number=number,
+            order_ref=draft.order_ref,
+            customer=draft.customer or (order.customer if order else ""),
+            delivered_on=delivered_on,
+            reason=draft.reason,
+            resolution=draft.resolution,
+            notes=draft.notes,
+            currency=order.currency if order else settings.currency,
+            state="requested",
+            awaiting_decision=False,
+            revision=revision,
+            created_at=now,
+            updated_at=now,
+            lines=lines,
+        )
+        session.add(rma)
+        if draft.authorize:
+            fire(rma, "authorize", actor=actor, note="policies passed", at=now)
+        session.flush()
+        if before_commit is not None:
+            before_commit(rma)
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise DuplicateRma(draft.number) from exc
+        raise DuplicateRma(number) from exc
     except BaseException:
         session.rollback()
         raise
-    log.info("rma created number=%s revision=%d site=%s", rma.number, revision, site)
-    return announcement
+    log.info(
+        "rma created number=%s state=%s revision=%d site=%s actor=%s",
+        number,
+        rma.state,
+        revision,
+        settings.site,
+        actor,
+    )
+    return rma
+
+
+def bump(session: Session, settings: Settings, rma: Rma) -> None:
+    """Give ``rma`` the next site revision (inside the caller's transaction)."""
+    rma.revision = next_revision(session, settings.site)
+
+
+def transition_rma(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    trigger: str,
+    *,
+    actor: str,
+    note: str = "",
+    now: datetime | None = None,
+    before_commit: Callable[[Rma], None] | None = None,
+) -> Rma:
+    """Fire ``trigger`` on ``rma``, give it a new revision and commit.
+
+    Raises:
+        IllegalTransition: the trigger is not allowed from the current state.
+    """
+    try:
+        fire(rma, trigger, actor=actor, note=note, at=now)
+        bump(session, settings, rma)
+        if before_commit is not None:
+            before_commit(rma)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    log.info("rma %s number=%s state=%s actor=%s", trigger, rma.number, rma.state, actor)
+    return rma
+
+
+def receive_units(
+    rma: Rma, units: dict[int, int], *, actor: str, note: str = "", at: datetime | None = None
+) -> None:
+    """Count received units per line number and fire ``receive`` or ``receive_part``.
+
+    Inside the caller's transaction (no revision change, no commit).
+
+    Raises:
+        ReceiptError: unknown line or more units than outstanding on it.
+        IllegalTransition: the RMA cannot receive goods in its state.
+    """
+    by_no = {line.line_no: line for line in rma.lines}
+    for line_no, qty in units.items():
+        line = by_no.get(line_no)
+        if line is None:
+            raise ReceiptError(f"RMA {rma.number!r} has no line {line_no}")
+        if qty > line.quantity - line.received_quantity:
+            raise ReceiptError(
+                f"RMA {rma.number!r} line {line_no}: {qty} received but only "
+                f"{line.quantity - line.received_quantity} outstanding"
+            )
+    complete = all(
+        line.received_quantity + units.get(line.line_no, 0) >= line.quantity for line in rma.lines
+    )
+    fire(rma, "receive" if complete else "receive_part", actor=actor, note=note, at=at)
+    for line_no, qty in units.items():
+        by_no[line_no].received_quantity += qty
+
+
+def outstanding(rma: Rma) -> dict[int, int]:
+    """Return units not yet received, per line number (lines with none are left out)."""
+    return {
+        line.line_no: line.quantity - line.received_quantity
+        for line in rma.lines
+        if line.quantity > line.received_quantity
+    }
 
 
 def get_rma(session: Session, number: str) -> Rma | None:
@@ -113,11 +362,14 @@ def list_rmas(
     after_revision: int = 0,
     up_to_revision: int | None = None,
     limit: int | None = None,
+    announced_only: bool = False,
 ) -> list[Rma]:
     """Return RMAs whose revision is in ``(after_revision, up_to_revision]``, oldest first."""
     stmt = select(Rma).where(Rma.revision > after_revision).order_by(Rma.revision)
     if up_to_revision is not None:
         stmt = stmt.where(Rma.revision <= up_to_revision)
+    if announced_only:
+        stmt = stmt.where(Rma.state != "requested")
     if limit is not None:
         stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
@@ -133,8 +385,13 @@ def list_announcements(
     """Return announcements with revision in ``(after_revision, up_to_revision]``, in order.
 
     This is what a station that holds everything up to ``after_revision`` must apply.
+    RMAs still ``requested`` are left out (they are announced once authorised).
     """
     rmas = list_rmas(
-        session, after_revision=after_revision, up_to_revision=up_to_revision, limit=limit
+        session,
+        after_revision=after_revision,
+        up_to_revision=up_to_revision,
+        limit=limit,
+        announced_only=True,
     )
     return [to_announcement(rma) for rma in rmas]

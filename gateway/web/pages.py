@@ -9,8 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
 
-from gateway.api.deps import BridgeDep, SessionDep, SettingsDep
+from gateway.api.deps import BridgeDep, Reader, SessionDep, SettingsDep
+from gateway.models import Rma
 from gateway.services.events import lane_counts, lanes_by_station
 from gateway.services.stations import list_stations
 
@@ -29,7 +31,11 @@ def _fmt_time(value: datetime | None) -> str:
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def status_page(
-    request: Request, session: SessionDep, bridge: BridgeDep, settings: SettingsDep
+    request: Request,
+    session: SessionDep,
+    bridge: BridgeDep,
+    settings: SettingsDep,
+    _who: Reader,
 ) -> HTMLResponse:
     """Render the status page: one table of stations, one of lane counts per station."""
     stations = [
@@ -54,7 +60,22 @@ def status_page(
         }
         for name, counts in grouped.items()
     ]
+    waiting = session.scalars(
+        select(Rma).where(Rma.awaiting_decision.is_(True)).order_by(Rma.updated_at).limit(200)
+    )
+    awaiting = [
+        {
+            "number": r.number,
+            "order_ref": r.order_ref,
+            "reason": r.reason,
+            "resolution": r.resolution,
+            "units": sum(line.received_quantity for line in r.lines),
+            "since": _fmt_time(r.updated_at),
+        }
+        for r in waiting
+    ]
     context = {
+        "awaiting": awaiting,
         "site": settings.site,
         "mqtt_connected": bridge.connected,
         "generated_at": _fmt_time(datetime.now(UTC)),

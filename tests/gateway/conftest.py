@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 import uuid
@@ -14,9 +16,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import make_url
 
 from gateway.db import Database
 from gateway.main import create_app
+from gateway.services.reasons import seed_reasons
 from gateway.settings import Settings
 from protocol import ParcelEvent
 
@@ -106,7 +110,9 @@ def site() -> str:
 def db(tmp_path: Path) -> Iterator[Database]:
     """An empty gateway database in a temporary SQLite file."""
     database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
-    database.create_all()
+    database.migrate()
+    with database.session() as session:
+        seed_reasons(session)
     yield database
     database.dispose()
 
@@ -119,14 +125,21 @@ def settings(tmp_path: Path, mqtt_broker: Any, site: str) -> Settings:
         mqtt_host=mqtt_broker.host,
         mqtt_port=mqtt_broker.port,
         site=site,
+        bootstrap_api_key=ADMIN_KEY,
     )
+
+
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
 
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """The gateway app with its lifespan running and its bridge subscribed."""
+    """The gateway app with its lifespan running and its bridge subscribed.
+
+    Requests carry the bootstrap admin key unless a test overrides the header.
+    """
     app = create_app(settings)
-    with TestClient(app) as test_client:
+    with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as test_client:
         assert app.state.bridge.wait_ready(10), "gateway bridge did not subscribe"
         yield test_client
 
@@ -205,3 +218,65 @@ def rma_body() -> Callable[..., dict[str, Any]]:
 def wait() -> Callable[..., Any]:
     """The deadline poller: ``wait(predicate, timeout_s=10, what="...")``."""
     return wait_until
+
+
+PG_ADMIN_URL = os.environ.get("RS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+
+
+def pg_available() -> bool:
+    """True when the test PostgreSQL server answers."""
+    try:
+        with _pg_admin():
+            return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """Create a uniquely named PostgreSQL database; yield its SQLAlchemy URL; drop it.
+
+    Skips the test when no server answers, except under CI (``CI`` set), where it fails:
+    ``.ci/run`` makes sure a server is there.
+    """
+    if not pg_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL not reachable at {PG_ADMIN_URL} (CI must provide it)")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    name = f"rs_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = make_url(PG_ADMIN_URL)
+    url = base.set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with _pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL on each backend: a temp SQLite file, a fresh PostgreSQL db."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}"
+    else:
+        with pg_database() as url:
+            yield url
+
+
+@pytest.fixture
+def anydb(database_url: str) -> Iterator[Database]:
+    """A migrated, seeded gateway database on each backend."""
+    database = Database(database_url)
+    database.migrate()
+    with database.session() as session:
+        seed_reasons(session)
+    yield database
+    database.dispose()

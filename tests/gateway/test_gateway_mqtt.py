@@ -93,7 +93,7 @@ def test_sync_request_gets_batches_after_revision(
                 resolution="refund",
                 lines=[{"sku": "A", "quantity": 1}],
             )
-            create_rma(s, site, draft)
+            create_rma(s, client.app.state.settings, draft)  # type: ignore[attr-defined]
     topics = Topics(site, "st1")
     probe.subscribe(topics.sync_response)
 
@@ -118,3 +118,43 @@ def test_sync_request_gets_batches_after_revision(
 
     [empty] = ask(205)
     assert empty.announcements == () and empty.last and empty.head_revision == 205
+
+
+def test_sorted_parcel_is_credited_and_cancel_is_announced(
+    client: TestClient,
+    probe: Any,
+    site: str,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+    wait: Any,
+) -> None:
+    rma_topic = Topics(site).rma
+    probe.subscribe(rma_topic)
+    client.post("/api/v1/rmas", json=rma_body("RMA-1"))
+    client.post("/api/v1/rmas", json=rma_body("RMA-2"))
+    client.post("/api/v1/rmas", json=rma_body("RMA-3"))
+    probe.publish(Topics(site, "st1").event, encode(make_event(rma_number="RMA-1")))
+    probe.publish(
+        Topics(site, "st1").event,
+        encode(make_event(rma_number="RMA-3", lane="quarantine", disposition="quarantine")),
+    )
+    wait(lambda: client.get("/api/v1/credits").json()["credits"], what="credits")
+    wait(
+        lambda: client.get("/api/v1/rmas/RMA-3").json()["awaiting_decision"],
+        what="RMA-3 waiting for a lead",
+    )
+    client.post("/api/v1/rmas/RMA-2/transitions", json={"trigger": "cancel"})
+    wait(lambda: len(probe.payloads(rma_topic)) >= 6, what="six announcements")
+    anns = [decode(p, RmaAnnouncement) for p in probe.payloads(rma_topic)]
+    later = sorted((a.revision, a.number, a.state.value) for a in anns if a.revision > 3)
+    assert [(n, st) for _r, n, st in later] == [
+        ("RMA-1", "received"),
+        ("RMA-3", "received"),
+        ("RMA-2", "cancelled"),
+    ]
+    credited = client.get("/api/v1/rmas/RMA-1").json()
+    assert (credited["state"], credited["grade"]) == ("refunded", "restock")
+    waiting = client.get("/api/v1/rmas/RMA-3").json()
+    assert (waiting["state"], waiting["awaiting_decision"]) == ("received", True)
+    page = client.get("/").text
+    assert "Waiting for a lead" in page and ">RMA-3</th>" in page

@@ -14,6 +14,8 @@ from gateway.main import create_app
 from gateway.settings import Settings
 from protocol import ParcelEvent, Topics, encode
 
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+
 pytestmark = pytest.mark.broker
 
 
@@ -33,9 +35,14 @@ def test_broker_down_at_start_then_restarted(
     wait: Any,
 ) -> None:
     port = free_port()
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'gw.db'}", mqtt_port=port, site=site)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'gw.db'}",
+        mqtt_port=port,
+        site=site,
+        bootstrap_api_key=ADMIN_KEY,
+    )
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as client:
         bridge = app.state.bridge
         # no broker: the API still works, health says so
         assert client.post("/api/v1/rmas", json=rma_body("R1")).status_code == 201

@@ -16,9 +16,11 @@ from gateway.services.events import ingest_event, lane_counts, list_events
 from gateway.services.revisions import ensure_site, head_revision
 from gateway.services.rmas import DuplicateRma, create_rma, get_rma, list_announcements
 from gateway.services.stations import list_stations, upsert_station
+from gateway.settings import Settings
 from protocol import ParcelEvent, StationStatus
 
 SITE = "site1"
+CFG = Settings(site=SITE)
 
 
 def draft(number: str) -> RmaDraft:
@@ -34,17 +36,17 @@ def draft(number: str) -> RmaDraft:
 def test_revisions_increase_and_duplicates_give_theirs_back(db: Database) -> None:
     with db.session() as s:
         ensure_site(s, SITE)
-        assert create_rma(s, SITE, draft("R1")).revision == 1
-        assert create_rma(s, SITE, draft("R2")).revision == 2
+        assert create_rma(s, CFG, draft("R1")).revision == 1
+        assert create_rma(s, CFG, draft("R2")).revision == 2
         with pytest.raises(DuplicateRma):
-            create_rma(s, SITE, draft("R1"))
+            create_rma(s, CFG, draft("R1"))
         assert head_revision(s, SITE) == 2
-        assert create_rma(s, SITE, draft("R3")).revision == 3
+        assert create_rma(s, CFG, draft("R3")).revision == 3
 
 
 def test_lines_numbered_and_uid_canonical(db: Database) -> None:
     with db.session() as s:
-        ann = create_rma(s, SITE, draft("R1"))
+        ann = create_rma(s, CFG, draft("R1"))
         assert [line.line_no for line in ann.lines] == [1, 2]
         assert ann.lines[0].rfid_uid == "DD17380A"
         stored = get_rma(s, "R1")
@@ -56,7 +58,7 @@ def test_lines_numbered_and_uid_canonical(db: Database) -> None:
 def test_list_announcements_after_revision(db: Database) -> None:
     with db.session() as s:
         for i in range(1, 6):
-            create_rma(s, SITE, draft(f"R{i}"))
+            create_rma(s, CFG, draft(f"R{i}"))
         anns = list_announcements(s, after_revision=2)
         assert [a.revision for a in anns] == [3, 4, 5]
         page = list_announcements(s, after_revision=0, up_to_revision=4, limit=2)
@@ -74,7 +76,7 @@ def test_concurrent_creates_get_distinct_revisions(db: Database) -> None:
         try:
             for i in range(5):
                 with db.session() as s:
-                    rev = create_rma(s, SITE, draft(f"T{k}-{i}")).revision
+                    rev = create_rma(s, CFG, draft(f"T{k}-{i}")).revision
                 with lock:
                     revisions.append(rev)
         except BaseException as exc:

@@ -51,3 +51,15 @@ def test_main_exits_2_on_placeholder_secret_in_prod(
     monkeypatch.delenv("RS_SECRET_KEY", raising=False)
     assert main(["--port", "0"]) == 2
     assert "RS_SECRET_KEY" in capsys.readouterr().err
+
+
+def test_policy_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    monkeypatch.setenv("RS_RETURN_WINDOW_DAYS", '{"default": 60, "shoes": 100}')
+    assert Settings().return_window_days == {"default": 60, "shoes": 100}
+    with pytest.raises(ValidationError, match=r"within 0\.\.100"):
+        Settings(credit_percent_by_grade={"restock": 120})
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        Settings(shop_timezone="Mars/Olympus")
+    with pytest.raises(ValidationError, match="lacks"):
+        Settings(stock_locations={"restock": "R"})

@@ -23,3 +23,9 @@ def healthz(response: Response, db: DatabaseDep, bridge: BridgeDep) -> Health:
         mqtt=mqtt_ok,
         mqtt_status=bridge.status(),
     )
+
+
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """Liveness only: the process answers (touches neither the database nor the broker)."""
+    return {"status": "alive"}

@@ -1,66 +1,163 @@
-"""``/api/v1/rmas``: create, read and list RMAs."""
+"""``/api/v1/rmas``: create (idempotent), read, list, lifecycle, receipts, decisions, label.
+
+Errors (body ``{"detail": ...}``): 401 / 403 access; 404 unknown RMA; 409 duplicate number
+or a trigger not allowed in the RMA's state; 422 invalid input, a policy refusal
+(``detail`` = ``{"code", "message", ...facts}``), a mistyped number (check character) or an
+``Idempotency-Key`` reused with another body.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
-from gateway.api.deps import BridgeDep, SessionDep, SettingsDep
-from gateway.api.schemas import RmaList, RmaOut
-from gateway.schemas import RmaDraft
+from gateway.api.deps import Lead, Reader, RmaWriter, SessionDep, SettingsDep
+from gateway.api.schemas import ProblemOut, RmaList, RmaOut
+from gateway.models import Rma
+from gateway.schemas import DecisionRequest, ReceiptRequest, RmaDraft, TransitionRequest
+from gateway.services import accounting, idempotency, numbers
+from gateway.services.expiry import expire_overdue
+from gateway.services.labels import render_label
 from gateway.services.revisions import head_revision
-from gateway.services.rmas import DuplicateRma, create_rma, get_rma, list_rmas
+from gateway.services.rmas import (
+    bump,
+    create_rma,
+    get_rma,
+    list_rmas,
+    receive_units,
+    transition_rma,
+)
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/rmas", tags=["rmas"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ProblemOut, "description": "Unknown RMA"},
+    409: {"model": ProblemOut, "description": "Not allowed in the RMA's state"},
+    422: {"model": ProblemOut, "description": "Invalid input or refused by a policy"},
+}
+#: Triggers a shop back-end (``rmas:write``) may fire; the others need a lead.
+SHOP_TRIGGERS = frozenset({"cancel", "ship"})
+
+
+class _Twin(Exception):
+    """A concurrent request with the same Idempotency-Key committed first."""
+
+    def __init__(self, status_code: int, response: dict[str, Any]) -> None:
+        super().__init__("idempotent twin")
+        self.status_code = status_code
+        self.response = response
+
+
+def _load(session: SessionDep, number: str) -> Rma:
+    try:
+        numbers.check(number)
+    except numbers.MistypedNumber as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    rma = get_rma(session, number)
+    if rma is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"RMA {number!r} not found")
+    return rma
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=RmaOut,
-    responses={409: {"description": "An RMA with this number already exists"}},
+    responses={
+        409: {"model": ProblemOut, "description": "An RMA with this number already exists"},
+        422: _ERRORS[422],
+    },
 )
 def post_rma(
     draft: RmaDraft,
     response: Response,
     session: SessionDep,
-    bridge: BridgeDep,
     settings: SettingsDep,
-) -> RmaOut:
-    """Create an RMA, then announce it to the site's stations over MQTT.
+    principal: RmaWriter,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=idempotency.MAX_KEY_LENGTH,
+            description="Same key and body: the first response again; other body: 422",
+        ),
+    ] = None,
+) -> Any:
+    """Create an RMA under the return policies, then announce it to the site's stations.
 
-    The RMA is committed before it is published; if the broker is unreachable the
-    announcement is queued and stations catch up by revision anyway.
+    The RMA is committed before it is published (RMAs left ``requested`` are not); if the
+    broker is unreachable the
+    announcement is queued and stations catch up by revision anyway. With
+    ``Idempotency-Key`` a repeat of the same request returns the stored first response
+    (status and body) and creates nothing.
     """
+    digest = idempotency.request_hash("POST", router.prefix, draft.model_dump(mode="json"))
+    if idempotency_key:
+        try:
+            stored = idempotency.lookup(session, principal.name, idempotency_key, digest)
+        except idempotency.KeyReused as exc:
+            raise HTTPException(422, detail=str(exc)) from exc
+        if stored is not None:
+            return JSONResponse(
+                stored.response,
+                status_code=stored.status_code,
+                headers={"Location": f"{router.prefix}/{stored.response['number']}"},
+            )
+
+    def find_twin() -> None:
+        # again under the write lock: a concurrent twin may have committed meanwhile
+        if idempotency_key:
+            twin = idempotency.lookup(session, principal.name, idempotency_key, digest)
+            if twin is not None:
+                raise _Twin(twin.status_code, twin.response)
+
+    def remember(rma: Rma) -> None:
+        accounting.state_changed(session, settings, rma, principal.name)
+        if idempotency_key:
+            body = jsonable_encoder(RmaOut.model_validate(rma))
+            idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
+
     try:
-        announcement = create_rma(session, settings.site, draft)
-    except DuplicateRma as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
-    bridge.publish_rma(announcement)
-    rma = get_rma(session, announcement.number)
-    if rma is None:  # pragma: no cover - just committed
-        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, "RMA vanished after commit")
+        rma = create_rma(
+            session,
+            settings,
+            draft,
+            actor=principal.name,
+            after_lock=find_twin,
+            before_commit=remember,
+        )
+    except _Twin as twin:
+        return JSONResponse(
+            twin.response,
+            status_code=twin.status_code,
+            headers={"Location": f"{router.prefix}/{twin.response['number']}"},
+        )
     response.headers["Location"] = f"{router.prefix}/{rma.number}"
     return RmaOut.model_validate(rma)
 
 
-@router.get("/{number}", response_model=RmaOut, responses={404: {"description": "Unknown RMA"}})
-def read_rma(number: str, session: SessionDep) -> RmaOut:
-    """Return one RMA by number."""
-    rma = get_rma(session, number)
-    if rma is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"RMA {number!r} not found")
-    return RmaOut.model_validate(rma)
+@router.post("/expire-overdue", response_model=list[str])
+def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Lead) -> list[str]:
+    """Expire overdue RMAs now (also done every ``RS_EXPIRY_CHECK_S``); returns numbers."""
+    return expire_overdue(session, settings)
+
+
+@router.get("/{number}", response_model=RmaOut, responses=_ERRORS)
+def read_rma(number: str, session: SessionDep, _who: Reader) -> RmaOut:
+    """Return one RMA by number, with its lines and recorded transitions."""
+    return RmaOut.model_validate(_load(session, number))
 
 
 @router.get("", response_model=RmaList)
 def read_rmas(
     session: SessionDep,
     settings: SettingsDep,
+    _who: Reader,
     after_revision: Annotated[int, Query(ge=0, description="Only RMAs changed after this")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> RmaList:
@@ -68,3 +165,98 @@ def read_rmas(
     head = head_revision(session, settings.site)
     rmas = list_rmas(session, after_revision=after_revision, limit=limit)
     return RmaList(head_revision=head, rmas=[RmaOut.model_validate(r) for r in rmas])
+
+
+@router.post("/{number}/transitions", response_model=RmaOut, responses=_ERRORS)
+def post_transition(
+    number: str,
+    body: TransitionRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: RmaWriter,
+) -> RmaOut:
+    """Fire a lifecycle trigger (``cancel`` and ``ship`` for shops; others need a lead).
+
+    The new state is announced to stations with a new revision (e.g. a cancelled or
+    expired RMA's parcel then goes to quarantine).
+    """
+    if body.trigger not in SHOP_TRIGGERS and not principal.can("lead"):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"{body.trigger!r} needs the 'lead' scope"
+        )
+    rma = _load(session, number)
+    accounting_hook = accounting.state_changed
+    transition_rma(
+        session,
+        settings,
+        rma,
+        body.trigger,
+        actor=principal.name,
+        note=body.note,
+        before_commit=lambda r: accounting_hook(session, settings, r, principal.name),
+    )
+    return RmaOut.model_validate(rma)
+
+
+@router.post("/{number}/receipts", response_model=RmaOut, responses=_ERRORS)
+def post_receipt(
+    number: str, body: ReceiptRequest, session: SessionDep, settings: SettingsDep, principal: Lead
+) -> RmaOut:
+    """Record units received at the desk (partial receipt leaves ``partially_received``).
+
+    Once every unit is in, the RMA is ``received`` and waits for a lead's decision.
+    """
+    rma = _load(session, number)
+    units: dict[int, int] = {}
+    for line in body.lines:
+        units[line.line_no] = units.get(line.line_no, 0) + line.quantity
+    try:
+        receive_units(rma, units, actor=principal.name, note=body.note)
+        rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
+        bump(session, settings, rma)
+        accounting.state_changed(session, settings, rma, principal.name)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return RmaOut.model_validate(rma)
+
+
+@router.post("/{number}/decision", response_model=RmaOut, responses=_ERRORS)
+def post_decision(
+    number: str,
+    body: DecisionRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Lead,
+) -> RmaOut:
+    """A lead grades a received (e.g. quarantined) return; credits follow by policy.
+
+    ``refuse`` closes the RMA without credit.
+    """
+    rma = _load(session, number)
+    try:
+        accounting.settle(session, settings, rma, body.grade, actor=principal.name)
+        bump(session, settings, rma)
+        accounting.state_changed(session, settings, rma, principal.name)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return RmaOut.model_validate(rma)
+
+
+@router.get(
+    "/{number}/label.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}, **_ERRORS},
+)
+def read_label(number: str, session: SessionDep, settings: SettingsDep, _who: Reader) -> Response:
+    """The printable return label (PDF, 100 x 150 mm): Code 128 and QR of the number."""
+    rma = _load(session, number)
+    pdf = render_label(rma, settings.return_address)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{rma.number}.pdf"'},
+    )

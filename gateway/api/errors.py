@@ -1,0 +1,51 @@
+"""Map service exceptions to HTTP errors with a clear ``detail``.
+
+409: duplicates and triggers not allowed in the current state. 422: policy refusals
+(``detail`` = ``{"code", "message", ...facts}``), mistyped numbers, unknown reasons, bad
+receipts, reused idempotency keys, invalid orders or scopes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from gateway.services.auth import DuplicateName, InvalidScope
+from gateway.services.idempotency import KeyReused
+from gateway.services.lifecycle import IllegalTransition
+from gateway.services.numbers import MistypedNumber
+from gateway.services.orders import DuplicateOrder, InvalidOrder
+from gateway.services.policies import PolicyViolation
+from gateway.services.reasons import UnknownReason
+from gateway.services.rmas import DuplicateRma, ReceiptError
+
+_STATUS: dict[type[Exception], int] = {
+    DuplicateRma: status.HTTP_409_CONFLICT,
+    DuplicateOrder: status.HTTP_409_CONFLICT,
+    DuplicateName: status.HTTP_409_CONFLICT,
+    IllegalTransition: status.HTTP_409_CONFLICT,
+    PolicyViolation: 422,
+    MistypedNumber: 422,
+    UnknownReason: 422,
+    ReceiptError: 422,
+    KeyReused: 422,
+    InvalidOrder: 422,
+    InvalidScope: 422,
+}
+
+
+def _handler(code: int) -> Callable[[Request, Exception], Any]:
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        detail: Any = exc.as_dict() if isinstance(exc, PolicyViolation) else str(exc)
+        return JSONResponse({"detail": detail}, status_code=code)
+
+    return handle
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping above on ``app``."""
+    for exc_type, code in _STATUS.items():
+        app.add_exception_handler(exc_type, _handler(code))

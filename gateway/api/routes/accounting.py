@@ -1,0 +1,78 @@
+"""``/api/v1/credits``, ``/api/v1/stock`` and ``/api/v1/reports/financial``."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+
+from gateway.api.deps import Reader, SessionDep, SettingsDep
+from gateway.api.schemas import (
+    CreditList,
+    CreditOut,
+    ImpactReport,
+    ImpactRowOut,
+    StockLevelOut,
+    StockMovementOut,
+    StockOut,
+)
+from gateway.models import Credit
+from gateway.services.reports import financial_impact, to_csv
+from gateway.services.stock import list_movements, stock_levels
+
+router = APIRouter(prefix="/api/v1", tags=["accounting"])
+
+
+@router.get("/credits", response_model=CreditList)
+def read_credits(
+    session: SessionDep,
+    _who: Reader,
+    rma: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> CreditList:
+    """Credits issued automatically (or on a lead's decision), newest first."""
+    stmt = select(Credit).order_by(Credit.id.desc()).limit(limit)
+    if rma is not None:
+        stmt = stmt.where(Credit.rma_number == rma)
+    return CreditList(credits=[CreditOut.model_validate(c) for c in session.scalars(stmt)])
+
+
+@router.get("/stock", response_model=StockOut)
+def read_stock(
+    session: SessionDep,
+    _who: Reader,
+    sku: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> StockOut:
+    """Net units per SKU and location, and the latest ledger entries."""
+    return StockOut(
+        levels=[StockLevelOut.model_validate(level) for level in stock_levels(session, sku=sku)],
+        movements=[
+            StockMovementOut.model_validate(m)
+            for m in list_movements(session, sku=sku, limit=limit)
+        ],
+    )
+
+
+@router.get(
+    "/reports/financial",
+    response_model=ImpactReport,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def read_financial_report(
+    session: SessionDep,
+    settings: SettingsDep,
+    _who: Reader,
+    start: Annotated[date | None, Query(description="First day (shop calendar)")] = None,
+    end: Annotated[date | None, Query(description="Last day, inclusive")] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> ImpactReport | Response:
+    """Financial impact by day and SKU category (minor units); ``format=csv`` for CSV."""
+    rows = financial_impact(session, settings.zone, start=start, end=end)
+    if format == "csv":
+        return Response(to_csv(rows), media_type="text/csv")
+    return ImpactReport(
+        currency=settings.currency, rows=[ImpactRowOut.model_validate(r) for r in rows]
+    )

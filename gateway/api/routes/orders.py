@@ -1,0 +1,80 @@
+"""``/api/v1/orders``: the orders return policies are checked against."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, HTTPException, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from gateway.api.deps import OrderWriter, Reader, SessionDep
+from gateway.api.schemas import OrderLineOut, OrderOut, ProblemOut
+from gateway.models import Order
+from gateway.schemas import OrderDraft
+from gateway.services import idempotency
+from gateway.services.orders import create_order, get_order
+from gateway.services.policies import returnable_for
+
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+
+
+def _out(session: SessionDep, order: Order) -> OrderOut:
+    lines = [
+        OrderLineOut.model_validate(line).model_copy(
+            update={"returnable": returnable_for(session, line).returnable}
+        )
+        for line in order.lines
+    ]
+    return OrderOut(
+        order_ref=order.order_ref,
+        customer=order.customer,
+        currency=order.currency,
+        delivered_at=order.delivered_at,
+        lines=lines,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses={409: {"model": ProblemOut}, 422: {"model": ProblemOut}},
+)
+def post_order(
+    draft: OrderDraft,
+    response: Response,
+    session: SessionDep,
+    principal: OrderWriter,
+    idempotency_key: Annotated[str | None, Header(max_length=idempotency.MAX_KEY_LENGTH)] = None,
+) -> Any:
+    """Store an order (lines numbered 1..n).
+
+    409 when the reference exists; 422 when a line has more delivered than ordered, or
+    when ``Idempotency-Key`` was used with another body (same key and body: the stored
+    first response again).
+    """
+    digest = idempotency.request_hash("POST", router.prefix, draft.model_dump(mode="json"))
+    if idempotency_key:
+        stored = idempotency.lookup(session, principal.name, idempotency_key, digest)
+        if stored is not None:
+            return JSONResponse(stored.response, status_code=stored.status_code)
+
+    def remember(order: Order) -> None:
+        if idempotency_key:
+            body = jsonable_encoder(_out(session, order))
+            idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
+
+    order = create_order(session, draft, before_commit=remember)
+    response.headers["Location"] = f"{router.prefix}/{quote(order.order_ref, safe='')}"
+    return _out(session, order)
+
+
+@router.get("/{order_ref}", response_model=OrderOut, responses={404: {"model": ProblemOut}})
+def read_order(order_ref: str, session: SessionDep, _who: Reader) -> OrderOut:
+    """Return an order with the units still returnable per line."""
+    order = get_order(session, order_ref)
+    if order is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"order {order_ref!r} not found")
+    return _out(session, order)

@@ -1,0 +1,78 @@
+"""Expiry of RMAs whose goods never came: a periodic job and its worker thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.models import Rma, utcnow
+from gateway.services.accounting import state_changed
+from gateway.services.lifecycle import fire
+from gateway.services.rmas import bump
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def expire_overdue(
+    session: Session, settings: Settings, *, now: datetime | None = None
+) -> list[str]:
+    """Expire RMAs ``requested`` / ``authorized`` for longer than the validity; commit.
+
+    An RMA last changed on shop-calendar day D expires once today is after
+    D + ``settings.authorization_valid_days``. Each is announced (stations then send its
+    parcel to quarantine) and reported by webhook.
+
+    Returns:
+        The numbers expired now, in revision order.
+    """
+    now = now or utcnow()
+    zone = settings.zone
+    today = now.astimezone(zone).date()
+    expired: list[str] = []
+    candidates = session.scalars(
+        select(Rma).where(Rma.state.in_(("requested", "authorized"))).order_by(Rma.revision)
+    ).all()
+    for rma in candidates:
+        since = rma.updated_at.astimezone(zone).date()
+        if (today - since).days <= settings.authorization_valid_days:
+            continue
+        fire(rma, "expire", actor="system:expiry", note=f"not received since {since}", at=now)
+        bump(session, settings, rma)
+        state_changed(session, settings, rma, "system:expiry")
+        expired.append(rma.number)
+    session.commit()
+    if expired:
+        log.info("rmas expired count=%d numbers=%s", len(expired), expired[:20])
+    return expired
+
+
+class ExpiryWorker:
+    """Background thread running :func:`expire_overdue` every ``settings.expiry_check_s``."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="expiry", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (at most 5 s)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._settings.expiry_check_s):
+            try:
+                with self._sessions() as session:
+                    expire_overdue(session, self._settings)
+            except Exception:
+                log.exception("expiry round failed")

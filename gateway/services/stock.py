@@ -1,0 +1,41 @@
+"""The stock-movement ledger: units of each SKU into (or out of) each location."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.models import StockMovement
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    """Net units of one SKU at one location (the sum of its ledger entries)."""
+
+    sku: str
+    location: str
+    quantity: int
+
+
+def stock_levels(session: Session, *, sku: str | None = None) -> list[StockLevel]:
+    """Return net quantities per SKU and location, ordered by SKU then location."""
+    stmt = (
+        select(StockMovement.sku, StockMovement.location, func.sum(StockMovement.quantity))
+        .group_by(StockMovement.sku, StockMovement.location)
+        .order_by(StockMovement.sku, StockMovement.location)
+    )
+    if sku is not None:
+        stmt = stmt.where(StockMovement.sku == sku)
+    return [StockLevel(s, loc, int(q or 0)) for s, loc, q in session.execute(stmt)]
+
+
+def list_movements(
+    session: Session, *, sku: str | None = None, limit: int = 100
+) -> list[StockMovement]:
+    """Return ledger entries, newest first."""
+    stmt = select(StockMovement).order_by(StockMovement.id.desc()).limit(limit)
+    if sku is not None:
+        stmt = stmt.where(StockMovement.sku == sku)
+    return list(session.scalars(stmt))

@@ -1,0 +1,186 @@
+"""Outbound webhooks: a persisted outbox, HMAC-signed POSTs, backoff, dead letters.
+
+Events (``rma.state_changed``, ``credit.issued``, ``stock.moved``) are added to the outbox
+in the same transaction as the change they describe, so none is lost or sent for a change
+that was rolled back. :func:`deliver_due` POSTs the due ones as JSON with the headers
+
+- ``X-RS-Event``: the event type; ``X-RS-Delivery``: the delivery id (receivers dedupe on it);
+- ``X-RS-Timestamp``: Unix seconds; ``X-RS-Signature``: ``sha256=`` + hex
+  HMAC-SHA256(secret, ``"{timestamp}.{body}"``), see :func:`sign`.
+
+A non-2xx answer or a network error schedules the next attempt after
+``backoff_s * 2**(attempts-1)`` seconds (capped at one hour); after ``max_attempts`` the
+delivery is ``dead`` and waits for a lead to replay it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.models import WebhookDelivery, utcnow
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 3600.0
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """Return ``sha256=<hex>`` of HMAC-SHA256(secret, ``b"{timestamp}." + body``)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def enqueue(
+    session: Session,
+    settings: Settings,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Add an outbound event, due ``now``, to the caller's transaction.
+
+    A no-op without a webhook URL.
+    """
+    if not settings.webhook_url:
+        return
+    session.add(
+        WebhookDelivery(
+            event_type=event_type,
+            payload={"type": event_type, "site": settings.site, "data": data},
+            url=settings.webhook_url,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now or utcnow(),
+            created_at=now or utcnow(),
+        )
+    )
+
+
+def backoff_s(settings: Settings, attempts: int) -> float:
+    """Delay before the next attempt after ``attempts`` failures (exponential, capped)."""
+    return float(min(MAX_BACKOFF_S, settings.webhook_backoff_s * 2 ** max(0, attempts - 1)))
+
+
+def deliver_due(
+    session: Session,
+    settings: Settings,
+    client: httpx.Client,
+    *,
+    now: datetime | None = None,
+    limit: int = 50,
+) -> int:
+    """Attempt every pending delivery due at ``now``; commit; return how many were sent."""
+    now = now or utcnow()
+    due = session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+    ).all()
+    sent = 0
+    for delivery in due:
+        body = json.dumps(
+            {**delivery.payload, "delivery_id": delivery.id}, separators=(",", ":")
+        ).encode()
+        ts = int(now.timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "X-RS-Event": delivery.event_type,
+            "X-RS-Delivery": str(delivery.id),
+            "X-RS-Timestamp": str(ts),
+            "X-RS-Signature": sign(settings.secret_key, ts, body),
+        }
+        delivery.attempts += 1
+        try:
+            response = client.post(delivery.url, content=body, headers=headers)
+            error = "" if response.is_success else f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if not error:
+            delivery.status = "delivered"
+            delivery.delivered_at = now
+            delivery.last_error = ""
+            sent += 1
+        else:
+            delivery.last_error = error[:2000]
+            if delivery.attempts >= settings.webhook_max_attempts:
+                delivery.status = "dead"
+                log.warning(
+                    "webhook dead id=%d type=%s error=%s", delivery.id, delivery.event_type, error
+                )
+            else:
+                delivery.next_attempt_at = now + timedelta(
+                    seconds=backoff_s(settings, delivery.attempts)
+                )
+    session.commit()
+    return sent
+
+
+def list_deliveries(
+    session: Session, *, status: str | None = None, limit: int = 100
+) -> list[WebhookDelivery]:
+    """Return deliveries (``status`` filter: pending, delivered, dead), newest first."""
+    stmt = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return list(session.scalars(stmt))
+
+
+class NotReplayable(ValueError):
+    """Only a dead delivery can be replayed (HTTP 409); unknown ids are 404 at the API."""
+
+
+def replay(session: Session, delivery: WebhookDelivery, *, now: datetime | None = None) -> None:
+    """Put a dead delivery back in the queue with a fresh attempt budget; commit.
+
+    Raises:
+        NotReplayable: when it is not dead.
+    """
+    if delivery.status != "dead":
+        raise NotReplayable(f"delivery {delivery.id} is {delivery.status!r}, not dead")
+    delivery.status = "pending"
+    delivery.attempts = 0
+    delivery.next_attempt_at = now or utcnow()
+    session.commit()
+
+
+class WebhookWorker:
+    """Background thread that delivers due webhooks every ``settings.webhook_poll_s``."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], settings: Settings, client: httpx.Client
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._client = client
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (at most 5 s)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._settings.webhook_poll_s):
+            try:
+                with self._sessions() as session:
+                    deliver_due(session, self._settings, self._client)
+            except Exception:
+                log.exception("webhook delivery round failed")

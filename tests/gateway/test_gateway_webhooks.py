@@ -1,0 +1,166 @@
+"""Outbound webhooks: outbox in the same transaction, HMAC signature, backoff, dead, replay."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session
+
+from gateway.db import Database
+from gateway.models import WebhookDelivery
+from gateway.services import webhooks
+from gateway.settings import Settings
+
+CFG = Settings(
+    site="s1",
+    webhook_url="http://hooks.test/rs",
+    secret_key="test-secret",
+    webhook_backoff_s=2.0,
+    webhook_max_attempts=3,
+)
+T0 = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def s(anydb: Database) -> Iterator[Session]:
+    with anydb.session() as session:
+        yield session
+
+
+def client_answering(codes: list[int], seen: list[httpx.Request]) -> httpx.Client:
+    answers = iter(codes)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(next(answers))
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def test_signed_delivery(s: Session) -> None:
+    webhooks.enqueue(s, CFG, "credit.issued", {"rma_number": "R1", "amount_cents": 1599}, now=T0)
+    s.commit()
+    seen: list[httpx.Request] = []
+    assert webhooks.deliver_due(s, CFG, client_answering([204], seen), now=T0) == 1
+    (req,) = seen
+    body = req.content
+    assert json.loads(body) == {
+        "type": "credit.issued",
+        "site": "s1",
+        "data": {"rma_number": "R1", "amount_cents": 1599},
+        "delivery_id": 1,
+    }
+    ts = req.headers["X-RS-Timestamp"]
+    assert ts == str(int(T0.timestamp()))
+    expected = hmac.new(b"test-secret", ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert req.headers["X-RS-Signature"] == f"sha256={expected}"
+    assert req.headers["X-RS-Event"] == "credit.issued"
+    assert webhooks.deliver_due(s, CFG, client_answering([], seen), now=T0) == 0
+
+
+def test_backoff_then_dead_then_replay(s: Session) -> None:
+    webhooks.enqueue(s, CFG, "stock.moved", {"sku": "A"}, now=T0)
+    s.commit()
+    seen: list[httpx.Request] = []
+    failing = client_answering([500, 503, 500], seen)
+    assert webhooks.deliver_due(s, CFG, failing, now=T0) == 0
+    (d,) = webhooks.list_deliveries(s)
+    assert (d.status, d.attempts, d.next_attempt_at) == ("pending", 1, T0 + timedelta(seconds=2))
+    assert d.last_error == "HTTP 500"
+    webhooks.deliver_due(s, CFG, failing, now=T0 + timedelta(seconds=1))  # not due yet
+    assert len(seen) == 1
+    webhooks.deliver_due(s, CFG, failing, now=T0 + timedelta(seconds=2))
+    assert (d.attempts, d.next_attempt_at) == (2, T0 + timedelta(seconds=6))
+    webhooks.deliver_due(s, CFG, failing, now=T0 + timedelta(seconds=6))
+    assert (d.status, d.attempts, len(seen)) == ("dead", 3, 3)
+    assert [x.id for x in webhooks.list_deliveries(s, status="dead")] == [d.id]
+    webhooks.replay(s, d, now=T0 + timedelta(seconds=10))
+    assert (d.status, d.attempts) == ("pending", 0)
+    with pytest.raises(webhooks.NotReplayable):
+        webhooks.replay(s, d)
+    ok = client_answering([200], seen)
+    assert webhooks.deliver_due(s, CFG, ok, now=T0 + timedelta(seconds=10)) == 1
+    assert (d.status, d.delivered_at) == ("delivered", T0 + timedelta(seconds=10))
+
+
+def test_network_error_is_retried(s: Session) -> None:
+    webhooks.enqueue(s, CFG, "rma.state_changed", {"number": "R1"}, now=T0)
+    s.commit()
+
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    webhooks.deliver_due(s, CFG, httpx.Client(transport=httpx.MockTransport(boom)), now=T0)
+    (d,) = webhooks.list_deliveries(s)
+    assert (d.status, d.attempts, d.last_error) == ("pending", 1, "ConnectError: refused")
+
+
+def test_no_url_no_outbox(s: Session) -> None:
+    webhooks.enqueue(s, CFG.model_copy(update={"webhook_url": None}), "x", {})
+    s.commit()
+    assert s.query(WebhookDelivery).count() == 0
+
+
+@pytest.mark.broker
+def test_app_worker_posts_signed_events(settings: Settings, wait: Any) -> None:
+    """Wiring: the running app's worker delivers to a real local HTTP receiver."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from fastapi.testclient import TestClient
+
+    from gateway.main import create_app
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = settings.model_copy(
+            update={
+                "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
+                "webhook_poll_s": 0.05,
+                "secret_key": "hook-secret",
+            }
+        )
+        key = cfg.bootstrap_api_key
+        with TestClient(create_app(cfg), headers={"X-API-Key": key}) as c:
+            body = {
+                "number": "R1",
+                "order_ref": "O1",
+                "reason": "size",
+                "resolution": "refund",
+                "lines": [{"sku": "A", "quantity": 1}],
+            }
+            assert c.post("/api/v1/rmas", json=body).status_code == 201
+            wait(lambda: got, what="webhook delivered")
+    finally:
+        server.shutdown()
+    headers, raw = got[0]
+    assert json.loads(raw)["data"] == {
+        "number": "R1",
+        "state": "authorized",
+        "revision": 1,
+        "actor": "api-key:bootstrap",
+    }
+    assert headers["X-RS-Signature"] == webhooks.sign(
+        "hook-secret", int(headers["X-RS-Timestamp"]), raw
+    )
