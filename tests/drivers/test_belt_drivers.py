@@ -76,8 +76,9 @@ def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:
     reads = [(e.uid, e.episode) for e in daemon.rfid_events if isinstance(e, TagRead)]
     assert reads == [("047DB1A2B3C4D5", 1), ("DD17380A", 1)]
     assert [(d.reason.value, d.reads) for d in daemon.decisions] == [
-        ("unknown_rma", ("RMA-X1",)),
-        ("unknown_rma", ("RMA-X2",)),
+        # the tag read by the real reader reaches the core with the label of its parcel
+        ("unknown_rma", ("rfid:047DB1A2B3C4D5", "RMA-X1")),
+        ("unknown_rma", ("rfid:DD17380A", "RMA-X2")),
         ("no_read", ()),
     ]
     assert [p.ok for p in daemon.photos] == [True, True, True]

@@ -15,6 +15,7 @@ from edge.link import StationLink
 from edge.store import StationStore
 from gateway.db import Database
 from gateway.mqtt_bridge import MqttBridge
+from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from protocol import RmaAnnouncement, RmaLine
 from simulator.procs import MosquittoBroker, mosquitto_binary
@@ -91,6 +92,8 @@ def gateway_db(tmp_path: Path, site: str) -> Iterator[Database]:
     database.create_all()
     with database.session() as s:
         ensure_site(s, site)
+        seed_reasons(s)
+        s.commit()
     yield database
     database.dispose()
 

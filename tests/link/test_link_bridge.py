@@ -17,8 +17,10 @@ from gateway.db import Database
 from gateway.models import StationEvent
 from gateway.mqtt_bridge import MqttBridge
 from gateway.schemas import RmaDraft
+from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from gateway.services.rmas import create_rma
+from gateway.settings import Settings
 from simulator.procs import free_port
 from tests.gateway.conftest import wait_until
 from tests.link.conftest import HARDWARE, ConfiguredBroker
@@ -87,10 +89,11 @@ def test_station_on_a_site_broker_talks_to_a_gateway_on_the_central_broker(
     db.create_all()
     with db.session() as s:
         ensure_site(s, SITE)
+        seed_reasons(s)
         for i in range(1, 31):
             create_rma(
                 s,
-                SITE,
+                Settings(site=SITE),
                 RmaDraft(
                     number=f"R{i}",
                     order_ref="O",

@@ -13,7 +13,8 @@ from edge.store import StationStore
 from gateway.db import Database
 from gateway.models import StationEvent
 from gateway.schemas import RmaDraft
-from gateway.services.rmas import create_rma
+from gateway.services.rmas import create_rma, to_announcement
+from gateway.settings import Settings
 from protocol import RmaAnnouncement, RmaCancellation
 from simulator.procs import free_port
 
@@ -42,6 +43,11 @@ def draft(number: str) -> RmaDraft:
     )
 
 
+def announce(s: Any, site: str, d: RmaDraft) -> RmaAnnouncement:
+    """Create the RMA through the gateway's service and return what stations are sent."""
+    return to_announcement(create_rma(s, Settings(site=site), d))
+
+
 def event_rows(db: Database) -> tuple[int, int]:
     with db.session() as s:
         total = s.scalar(select(func.count(StationEvent.id))) or 0
@@ -67,7 +73,7 @@ def test_station_offline_while_1000_rmas_are_announced_catches_up_in_order(
 
     with gateway_db.session() as s:
         for i in range(1, 1001):
-            assert bridge.publish_rma(create_rma(s, site, draft(f"R{i:04d}")))
+            assert bridge.publish_rma(announce(s, site, draft(f"R{i:04d}")))
 
     back = make_link(store=store)
     back.start()
@@ -88,7 +94,7 @@ def test_catch_up_comes_in_batches_and_reports_lag_until_done(
 ) -> None:
     with gateway_db.session() as s:
         for i in range(1, 451):
-            create_rma(s, site, draft(f"B{i}"))
+            create_rma(s, Settings(site=site), draft(f"B{i}"))
     bridge = make_bridge(sync_batch_size=100)
     link = make_link()
     link.start()
@@ -110,7 +116,7 @@ def test_broker_restart_mid_run_loses_and_doubles_no_event(
     broker = mosquitto(port=port)
     bridge = make_bridge(port=port)
     with gateway_db.session() as s:
-        bridge.publish_rma(create_rma(s, site, draft("KNOWN-1")))
+        bridge.publish_rma(announce(s, site, draft("KNOWN-1")))
     link = make_link(port=port)
     link.start()
     wait(lambda: link.in_sync and link.store.rma_count() == 1, what="station in sync")
