@@ -31,11 +31,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Item identifiers (tag UID, serial) of the cached RMA lines, so that a tag read can name
 -- its RMA; kept by triggers from the payload, whoever writes the rmas table.
 CREATE TABLE IF NOT EXISTS rma_identifiers (
+    number TEXT NOT NULL,
     kind   TEXT NOT NULL,
     value  TEXT NOT NULL,
-    number TEXT NOT NULL,
-    PRIMARY KEY (kind, value, number)
+    PRIMARY KEY (number, kind, value)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rma_identifiers_by_value ON rma_identifiers(kind, value);
 CREATE TRIGGER IF NOT EXISTS rma_identifiers_ins AFTER INSERT ON rmas BEGIN
     DELETE FROM rma_identifiers WHERE number = NEW.number;
     INSERT OR IGNORE INTO rma_identifiers(kind, value, number)
