@@ -100,6 +100,8 @@ class StationDaemon:
         self.alarms: dict[str, dict[str, object]] = {}
         self.belt_running = True
         self._cancelled: set[int] = set()
+        self._holds: dict[str, set[int]] = {}
+        self._holds_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -186,11 +188,17 @@ class StationDaemon:
         return core.advance(self.clock())
 
     def _fire(self, command: GateCommand, energise: bool) -> None:
+        """Hold / unhold ``command.gate`` for its parcel; energised while any hold is on."""
         gate = self.gates[command.gate]
-        if not energise:
-            gate.release()
-        elif command.parcel_id not in self._cancelled:
-            gate.energise()
+        with self._holds_lock:
+            holds = self._holds.setdefault(command.gate, set())
+            if energise and command.parcel_id not in self._cancelled:
+                holds.add(command.parcel_id)
+                gate.energise()
+            elif not energise:
+                holds.discard(command.parcel_id)
+                if not holds:
+                    gate.release()
 
     # -- reactor --------------------------------------------------------------------
     def _run(self) -> None:
@@ -218,8 +226,12 @@ class StationDaemon:
             self.scheduler.call_at(action.open_at_ms, lambda: self._fire(action, True))
             self.scheduler.call_at(action.close_at_ms, lambda: self._fire(action, False))
         elif isinstance(action, GateCancel):
-            self._cancelled.add(action.parcel_id)
-            self.gates[action.gate].release()
+            with self._holds_lock:
+                self._cancelled.add(action.parcel_id)
+                holds = self._holds.setdefault(action.gate, set())
+                holds.discard(action.parcel_id)
+                if not holds:
+                    self.gates[action.gate].release()
             log.warning("gate %s withdrawn for parcel %d", action.gate, action.parcel_id)
         elif isinstance(action, BeltCommand):
             # The belt-run output is a stub until the drivers work adds it.

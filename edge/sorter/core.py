@@ -503,10 +503,11 @@ class SorterCore:
         for q in self._parcels.values():
             if q is parcel:
                 continue
-            same_lane = q.lane is not None and q.lane.name == lane.name
-            if not (self._passes(q, lane.pos_mm) or same_lane):
+            if q.lane is not None and q.lane.name == lane.name and q.command is not None:
+                continue  # diverted by the same gate: the windows merge (see GateCommand)
+            if not self._passes(q, lane.pos_mm):
                 continue
-            o0, o1 = self._window(q, lane.pos_mm) if same_lane else self._occupancy(q, lane.pos_mm)
+            o0, o1 = self._occupancy(q, lane.pos_mm)
             if o0 < w1 and w0 < o1:
                 return True
         return False

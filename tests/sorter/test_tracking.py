@@ -230,9 +230,9 @@ def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
         (50.0, "RMA-2", ["gap_violation", "gap_violation"], ["quarantine", "quarantine"]),
         # 150 mm: enough to divert one and let the next run past (stroke + margin = 100 mm)...
         (150.0, None, ["matched", "no_read"], ["restock", "quarantine"]),
-        # ...but not to open the same gate twice (needs 200 mm).
-        (150.0, "RMA-2", ["matched", "gap_violation"], ["restock", "quarantine"]),
-        (200.0, "RMA-2", ["matched", "matched"], ["restock", "restock"]),
+        # ...and two parcels for one gate 150 mm apart share one energised stretch.
+        (150.0, "RMA-2", ["matched", "matched"], ["restock", "restock"]),
+        (90.0, None, ["gap_violation", "no_read"], ["quarantine", "quarantine"]),
     ],
 )
 def test_gap_violation(
