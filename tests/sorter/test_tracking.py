@@ -126,6 +126,22 @@ def test_invalid_uid_is_a_bad_read_not_an_identity() -> None:
     assert core.counters["bad_reads"] == 1
 
 
+def test_c1_cascade_level_1_answer_is_never_an_item_key() -> None:
+    case = field_case("C1_rfid_uid")[0]
+    level1 = case["anticoll_level1_hex"][:8]  # "88047DB1" without its check byte
+    core = SorterCore(belt(), Directory())
+    core.on_photo_eye(0.0, True)
+    core.on_photo_eye(300.0, False)
+    [bad] = core.on_rfid(550.0, level1)
+    assert isinstance(bad, BadRead) and "cascade" in bad.error
+    assert case["expect"] == "cascade_required"
+    actions: list[object] = []
+    for t in range(555, 3000, 5):
+        actions += core.advance(float(t))
+    [decision] = of(Decision, actions)
+    assert (decision.reads, decision.reason) == ((), Reason.NO_READ)
+
+
 def test_quantity_exceeded_on_the_second_parcel_of_a_one_item_line() -> None:
     rmas = Directory(rma("RMA-1", line(quantity=1)), rma("RMA-2", line(quantity=2)))
     parcels = [
