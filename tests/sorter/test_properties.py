@@ -61,12 +61,16 @@ def truly_matching(p: VParcel) -> bool:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stream=streams, with_camera=camera)
+@given(
+    stream=streams,
+    with_camera=camera,
+    full=st.sets(st.sampled_from(["restock", "refurbish", "recycle"])),
+)
 def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
-    stream: list[VParcel], with_camera: bool
+    stream: list[VParcel], with_camera: bool, full: set[str]
 ) -> None:
     cfg = belt(**CAMERA) if with_camera else belt()
-    run = run_virtual(cfg, directory(), stream)
+    run = run_virtual(cfg, directory(), stream, lane_full=sorted(full))
     assert run.core.counters["inducted"] == len(stream)
     for r in run.results:
         assert r.decision is not None and r.exited is not None
@@ -78,6 +82,7 @@ def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
         assert len(r.commands) <= 1
         if r.commands:
             assert r.commands[0].gate == r.decision.lane.gate
+            assert r.decision.lane.name not in full
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
