@@ -244,13 +244,25 @@ class SorterCore:
     def on_lane_full(self, t_ms: float, lane: str, full: bool) -> list[Action]:
         """The lane-full sensor of ``lane`` changed at ``t_ms`` (True = full).
 
-        Parcels decided for a full lane go on to quarantine with reason ``lane_full``.
+        Parcels decided for a full lane go on to quarantine with reason ``lane_full``;
+        those already sent there whose gate has not begun to open are withdrawn (marks
+        ``gate_cancelled``, ``lane_full``).
         """
         actions = self.advance(t_ms)
-        if full:
-            self._full.add(lane)
-        else:
+        if not full:
             self._full.discard(lane)
+            return actions
+        self._full.add(lane)
+        # Parcels already sent there whose gate has not begun to open run on instead.
+        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            if (
+                p.command is not None
+                and p.lane is not None
+                and p.lane.name == lane
+                and t_ms < p.command.open_at_ms
+            ):
+                actions += self._cancel(p, t_ms, self.config.end_lane)
+                p.marks.append(Mark.LANE_FULL)
         return actions
 
     def on_resume(self, t_ms: float) -> list[Action]:

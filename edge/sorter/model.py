@@ -61,6 +61,7 @@ class Mark(enum.StrEnum):
 
     DIVERT_UNCONFIRMED = "divert_unconfirmed"
     GATE_CANCELLED = "gate_cancelled"
+    LANE_FULL = "lane_full"
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,23 @@ def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
     assert one(run).commands == []
 
 
+def test_lane_full_after_the_decision_withdraws_a_gate_not_yet_opening() -> None:
+    core = SorterCore(belt(), Directory(rma("RMA-1")))
+    core.on_photo_eye(0.0, True)
+    core.on_photo_eye(300.0, False)
+    core.on_barcode(550.0, "RMA-1")
+    [decision, cmd] = core.advance(750.0)
+    assert isinstance(cmd, GateCommand) and cmd.open_at_ms == 1400.0
+    assert core.on_lane_full(1000.0, "restock", True) == [GateCancel(1, "restock", 1000.0)]
+    actions: list[object] = []
+    for t in range(1000, 6000, 5):
+        actions += core.advance(float(t))
+    [exited] = of(ParcelExited, actions)
+    assert exited.final_lane.name == "quarantine"
+    assert exited.marks == (Mark.GATE_CANCELLED, Mark.LANE_FULL)
+    assert decision.reason == Reason.MATCHED
+
+
 @pytest.mark.parametrize(
     ("gap_mm", "second", "reasons", "lanes"),
     [
