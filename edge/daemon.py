@@ -30,8 +30,10 @@ from edge.link import StationLink
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
 from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
+from edge.sorter.policy import Policy, policy_from_mapping
 from edge.store import StationStore
-from protocol import ParcelEvent, encode
+from protocol import ParcelEvent, ProtocolError, decode, encode
+from protocol.policy import DispositionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class StationDaemon:
         self.clock = clock
         data_dir = config.station.data_dir
         self.store = StationStore(data_dir / f"{config.station.id}.db")
-        self.core = SorterCore(config.belt_config(), self.store)
+        self.core = SorterCore(config.belt_config(), self.store, self._cached_policy())
         self.scheduler = Scheduler(clock)
         self.pin_factory = make_pin_factory(config.gpio.pin_factory)
         self.gates = {
@@ -185,7 +187,38 @@ class StationDaemon:
             return core.on_encoder(t_ms, payload)
         if kind == "resume":
             return core.on_resume(t_ms)
+        if kind == "policy" and isinstance(payload, Policy):
+            core.policy = payload
+            log.info("disposition policy %s applied", payload.version)
         return core.advance(self.clock())
+
+    def _cached_policy(self) -> Policy | None:
+        """The policy last pushed by the gateway, from the store; None: the default."""
+        payload = self.store.load_policy()
+        if payload is None:
+            return None
+        try:
+            return policy_from_mapping(decode(payload, DispositionPolicy).model_dump())
+        except (ProtocolError, ValueError):
+            log.exception("cached disposition policy is invalid; using the default")
+            return None
+
+    def apply_policy(self, payload: bytes | str) -> str:
+        """Validate, cache and apply a disposition policy pushed by the gateway.
+
+        Thread-safe: the core switches policy on the reactor thread, before its next
+        input; parcels already decided keep their decision. Returns the policy version.
+
+        Raises:
+            ProtocolError: when the payload is not a valid ``DispositionPolicy``.
+            ValueError: when the table breaks a fail-safe rule (see ``edge.sorter.policy``).
+        """
+        message = decode(payload, DispositionPolicy)
+        policy = policy_from_mapping(message.model_dump())
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+        self.store.save_policy(policy.version, text)
+        self._inputs.put(("policy", self.clock(), policy))
+        return policy.version
 
     def _fire(self, command: GateCommand, energise: bool) -> None:
         """Hold / unhold ``command.gate`` for its parcel; energised while any hold is on."""

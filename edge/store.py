@@ -170,6 +170,22 @@ class StationStore:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM rmas").fetchone()[0])
 
+    # -- disposition policy -----------------------------------------------------------
+    def save_policy(self, version: str, payload: str) -> None:
+        """Keep the disposition policy pushed by the gateway (JSON), replacing the last one."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('policy', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps({"version": version, "payload": payload}),),
+            )
+
+    def load_policy(self) -> str | None:
+        """The last saved policy's JSON payload, or None when none was ever pushed."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'policy'").fetchone()
+        return None if row is None else str(json.loads(row[0])["payload"])
+
     # -- outbox ---------------------------------------------------------------------
     def outbox_put(self, topic: str, payload: bytes) -> int:
         """Persist an event before it is sent; returns its outbox id."""

@@ -83,3 +83,35 @@ def test_parcel_event_reports_where_the_parcel_went_and_why(daemon: StationDaemo
         "default-1",
     )
     assert event.explanation == "restock: ok"
+
+
+def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
+    daemon: StationDaemon, tmp_path: Path
+) -> None:
+    from edge.sorter.policy import default_policy, policy_to_mapping
+    from protocol import ProtocolError
+    from protocol.policy import DispositionPolicy
+
+    wire = DispositionPolicy.model_validate(
+        policy_to_mapping(default_policy(recalled_skus=("SKU-9",), version="site1-2"))
+    )
+    assert daemon.apply_policy(wire.model_dump_json().encode()) == "site1-2"
+    kind, _, policy = daemon._inputs.get_nowait()
+    daemon._dispatch(kind, 0.0, policy)
+    assert daemon.core.policy.version == "site1-2"
+    assert daemon.core.policy.rules[0].skus == ("SKU-9",)
+    with pytest.raises(ProtocolError):
+        daemon.apply_policy(b'{"kind": "policy", "version": ')
+    unsafe = wire.model_dump()
+    unsafe["rules"] = [{"disposition": "restock", "reason": "matched", "identity": "wrong_item"}]
+    with pytest.raises(ValueError, match="may only quarantine"):
+        daemon.apply_policy(DispositionPolicy.model_validate(unsafe).model_dump_json())
+    daemon.stop()
+    master, slave = os.openpty()
+    try:
+        again = StationDaemon(make_config(tmp_path, os.ttyname(slave)))
+        assert again.core.policy.version == "site1-2"
+        again.stop()
+    finally:
+        os.close(master)
+        os.close(slave)
