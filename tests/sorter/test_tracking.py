@@ -373,3 +373,23 @@ def test_decision_records_the_inputs_and_reads_for_a_failure() -> None:
     assert d.reads == ("rfid:DEADBEEF", "RMA-1")  # the tag enters its field first
     assert dict(d.inputs)["identity"] == "wrong_item"
     assert d.explanation.startswith("quarantine: wrong_item; item does not match RMA-1")
+
+
+def test_a_tag_two_parcels_could_own_identifies_neither() -> None:
+    rmas = Directory(rma("RMA-1", line(rfid_uid=UID)))
+    core = SorterCore(belt(rfid_tol_mm=100.0), rmas)
+    core.on_photo_eye(0.0, True)
+    core.on_photo_eye(200.0, False)  # parcel 1: 200 mm
+    core.on_photo_eye(230.0, True)  # parcel 2: 30 mm behind it
+    core.on_photo_eye(430.0, False)
+    # at 640 ms parcel 1 spans 440..640 mm, parcel 2 210..410 mm: both within 100 mm of 400
+    assert core.on_rfid(640.0, UID) == []
+    assert core.counters["ambiguous_reads"] == 1
+    actions: list[object] = []
+    for t in range(655, 6000, 5):
+        actions += core.advance(float(t))
+    decisions = of(Decision, actions)
+    assert [(d.reason, d.reads) for d in decisions] == [
+        (Reason.CONFLICTING_READS, (f"ambiguous:rfid:{UID}",)),
+        (Reason.CONFLICTING_READS, (f"ambiguous:rfid:{UID}",)),
+    ]
