@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from gateway.api.deps import BridgeDep, SessionDep, SettingsDep
 from gateway.services.events import lane_counts, lanes_by_station
+from gateway.services.revisions import head_revision
 from gateway.services.stations import list_stations
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -32,6 +33,7 @@ def status_page(
     request: Request, session: SessionDep, bridge: BridgeDep, settings: SettingsDep
 ) -> HTMLResponse:
     """Render the status page: one table of stations, one of lane counts per station."""
+    head = head_revision(session, settings.site)
     stations = [
         {
             "id": s.id,
@@ -40,6 +42,7 @@ def status_page(
             "last_seen": _fmt_time(s.last_seen),
             "last_seen_iso": s.last_seen.isoformat() if s.last_seen else "",
             "rma_revision": s.rma_revision,
+            "sync_lag": max(0, head - s.rma_revision),
             "software_version": s.software_version or "unknown",
         }
         for s in list_stations(session)
