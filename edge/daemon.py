@@ -187,6 +187,9 @@ class StationDaemon:
             status_interval_s=config.mqtt.status_interval_s,
             username=config.mqtt.username,
             password=config.mqtt.password,
+            tls_ca=str(config.mqtt.tls_ca) if config.mqtt.tls_ca else None,
+            tls_cert=str(config.mqtt.tls_cert) if config.mqtt.tls_cert else None,
+            tls_key=str(config.mqtt.tls_key) if config.mqtt.tls_key else None,
         )
         self._inputs: queue.Queue[tuple[str, float, object]] = queue.Queue()
         self._stop = threading.Event()

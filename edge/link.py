@@ -358,12 +358,13 @@ class StationLink:
                 time.sleep(0.5)
 
     def _supervise(self) -> None:
+        # paho clears its private ``_thread`` when its loop thread ends; until stop() that
+        # only happens when an exception escaped into paho's loop.
         thread = getattr(self._client, "_thread", None)
-        if thread is None or thread.is_alive() or self._stop.is_set():
+        if self._stop.is_set() or (thread is not None and thread.is_alive()):
             return
         log.error("paho network thread died: restarting it")
         self.counters["loop_restarts"] += 1
-        self._connected.clear()
         self._client._thread = None  # paho refuses loop_start while it holds a thread
         self._client.loop_start()
 

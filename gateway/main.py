@@ -71,6 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             port=settings.mqtt_port,
             site=settings.site,
             sessions=db.sessions,
+            client_id=settings.mqtt_client_id,
+            shared_group=settings.mqtt_share_group,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            tls_ca=settings.mqtt_tls_ca,
         )
         app.state.db = db
         app.state.bridge = bridge

@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/gateway.db"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls_ca: str | None = None
+    mqtt_client_id: str | None = Field(
+        default=None, description="default gateway-{site}; unique per replica"
+    )
+    mqtt_share_group: str | None = Field(
+        default=None, description="MQTT 5 shared-subscription group, e.g. 'gateways'"
+    )
     site: str = Field(default="site1", min_length=1, max_length=64, pattern=r"^[^/+#\s]+$")
     secret_key: str = DEFAULT_SECRET_KEY
     http_host: str = "127.0.0.1"

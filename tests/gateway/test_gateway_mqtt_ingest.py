@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from gateway.db import Database
 from gateway.models import StationEvent
 from gateway.mqtt_bridge import MqttBridge
-from protocol import ParcelEvent, Topics, encode
+from protocol import ParcelEvent, StationStatus, Topics, encode
 
 pytestmark = pytest.mark.broker
 
@@ -70,7 +70,7 @@ def test_database_failure_is_retried_and_acknowledged_only_after_commit(
     wait(lambda: len(stored(db)) == 2, what="both events stored")
     assert stored(db) == [e.event_id for e in events]
     status = bridge.status()
-    assert (status["retries"], status["events_ingested"], status["acks"]) == (3, 2, 2)
+    assert (status["retries"], status["events_ingested"], status["acks"]) == (3, 2, 2), status
 
 
 def test_event_unacknowledged_when_the_gateway_stops_is_redelivered_to_its_session(
@@ -115,3 +115,20 @@ def test_two_replicas_share_the_ingest_with_nothing_lost_or_doubled(
     assert [r.status()["events_duplicate"] for r in replicas] == [0, 0]
     with db.session() as s:
         assert s.scalar(select(func.count(func.distinct(StationEvent.event_id)))) == 300
+
+
+def test_status_page_shows_sync_lag_and_birth_keeps_config_hash(
+    client: Any, probe: Any, site: str, rma_body: Callable[..., dict[str, Any]], wait: Any
+) -> None:
+    for n in ("R1", "R2", "R3"):
+        assert client.post("/api/v1/rmas", json=rma_body(n)).status_code == 201
+    birth = StationStatus(
+        station="st1", state="online", rma_revision=1, software_version="9.9", config_hash="cafe"
+    )
+    probe.publish(Topics(site, "st1").status, encode(birth))
+    wait(lambda: client.get("/api/v1/stations").json()["stations"], what="station recorded")
+    [station] = client.get("/api/v1/stations").json()["stations"]
+    assert station["details"] == {"config_hash": "cafe"}
+    page = client.get("/").text
+    assert '<th scope="col">Sync lag</th>' in page
+    assert '<td class="num">1</td>\n            <td class="num">2</td>' in page
