@@ -190,6 +190,7 @@ class StationDaemon:
             tls_ca=str(config.mqtt.tls_ca) if config.mqtt.tls_ca else None,
             tls_cert=str(config.mqtt.tls_cert) if config.mqtt.tls_cert else None,
             tls_key=str(config.mqtt.tls_key) if config.mqtt.tls_key else None,
+            on_policy=self.apply_policy,
         )
         self._inputs: queue.Queue[tuple[str, float, object]] = queue.Queue()
         self._stop = threading.Event()

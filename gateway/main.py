@@ -20,7 +20,17 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from gateway.api.errors import install_error_handlers
-from gateway.api.routes import access, accounting, health, orders, reasons, rmas, stations, webhooks
+from gateway.api.routes import (
+    access,
+    accounting,
+    health,
+    orders,
+    policy,
+    reasons,
+    rmas,
+    stations,
+    webhooks,
+)
 from gateway.db import Database
 from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
@@ -120,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 session.commit()
         return response
 
-    for module in (rmas, orders, reasons, accounting, webhooks, access, stations):
+    for module in (rmas, orders, reasons, accounting, webhooks, access, stations, policy):
         app.include_router(module.router)
     app.include_router(health.router)
     app.include_router(pages.router)
