@@ -53,7 +53,6 @@ parity). ``timeout``: the poll ran past its deadline.
 """
 
 
-
 class UidError(Exception):
     """A tag answered but no whole UID could be read.
 
