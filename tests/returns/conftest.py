@@ -13,7 +13,7 @@ import pytest
 from edge.link import StationLink
 from edge.store import StationStore
 from simulator.procs import GatewayProcess
-from tests.returns.support import CHROMIUM, CHROMIUM_ARGS, LiveGateway
+from tests.returns.support import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, LiveGateway
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,32 @@ def page(browser: Any, gateway: LiveGateway) -> Iterator[Any]:
         yield pg
     finally:
         context.close()
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, mqtt_broker: Any) -> Iterator[Any]:
+    """Factory of in-process gateways (TestClient) with settings overrides."""
+    from fastapi.testclient import TestClient
+
+    from gateway.main import create_app
+    from gateway.settings import Settings
+
+    opened: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / f'gw{len(opened)}.db'}",
+            mqtt_host=mqtt_broker.host,
+            mqtt_port=mqtt_broker.port,
+            site=f"f{uuid.uuid4().hex[:10]}",
+            bootstrap_api_key=ADMIN_KEY,
+            **overrides,
+        )
+        client = TestClient(create_app(settings))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)

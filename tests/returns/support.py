@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -86,3 +87,37 @@ def wait_for(predicate: Any, *, timeout_s: float = 15.0, what: str = "condition"
         if _time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         _time.sleep(0.05)
+
+
+ADMIN_KEY = "returns-test-admin-key-0123456789"
+ADMIN = {"X-API-Key": ADMIN_KEY}
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the form in ``html``."""
+    match = _CSRF.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def open_order(client: Any, ref: str, email: str, **headers: str) -> Any:
+    """Identify the order like a browser; return the response (303 when found)."""
+    token = csrf_of(client.get("/returns", headers=headers).text)
+    return client.post(
+        "/returns",
+        data={"csrf_token": token, "order_number": ref, "email": email},
+        headers=headers,
+        follow_redirects=False,
+    )
+
+
+def submit(client: Any, link: str, **fields: str) -> Any:
+    """Post the choice form at ``link`` (after loading it for its CSRF token)."""
+    token = csrf_of(client.get(link).text)
+    return client.post(link, data={"csrf_token": token, **fields}, follow_redirects=False)
+
+
+def text_of(html: str) -> str:
+    """The visible text of a page, whitespace collapsed (for exact assertions)."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())

@@ -83,6 +83,7 @@ def test_customer_returns_one_of_two_items_and_prints_the_label(
     _open_order(page, ref, "Ann@Example.com ")
     assert page.locator("h1").inner_text() == "Choose what to return"
     page.get_by_label("Quantity to return").first.select_option("1")
+    page.screenshot(path=str(tmp_path / "choose.png"), full_page=True)
     page.get_by_label("Reason", exact=True).select_option("size")
     page.get_by_label("Refund", exact=True).check()
     page.get_by_role("button", name="Request the return").click()
