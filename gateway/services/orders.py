@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -40,7 +41,7 @@ def create_order(
         customer=draft.customer,
         customer_email=draft.customer_email,
         currency=draft.currency,
-        delivered_at=draft.delivered_at,
+        delivered_at=_utc(draft.delivered_at),
         lines=[_set_line(OrderLine(line_no=i), line) for i, line in enumerate(draft.lines, 1)],
     )
     session.add(order)
@@ -58,6 +59,10 @@ def create_order(
 def get_order(session: Session, order_ref: str) -> Order | None:
     """Return the order with this reference, or None."""
     return session.scalar(select(Order).where(Order.order_ref == order_ref))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)
 
 
 def _check_lines(draft: OrderDraft) -> None:
@@ -144,7 +149,7 @@ def upsert_order(session: Session, draft: OrderDraft) -> tuple[Order, str]:
     order.customer = draft.customer
     order.customer_email = draft.customer_email
     order.currency = draft.currency
-    order.delivered_at = draft.delivered_at
+    order.delivered_at = _utc(draft.delivered_at)
     for line_no, line in list(by_no.items()):
         if line_no > len(draft.lines):
             order.lines.remove(line)
