@@ -148,6 +148,11 @@ def active_reasons(session: Session) -> list[tuple[str, str, bool]]:
     return [(r.code, r.label, r.merchant_fault) for r in list_reasons(session) if r.active]
 
 
+def _single(known: list[str], delivered: int) -> str | None:
+    """The one serial / UID of a line delivered as a single unit (else unknowable)."""
+    return known[0] if delivered == 1 and len(known) == 1 else None
+
+
 def submit(
     session: Session,
     settings: Settings,
@@ -204,10 +209,8 @@ def submit(
                 order_line=n,
                 gtin=by_no[n].gtin,
                 category=by_no[n].category,
-                serial=by_no[n].serials[0] if q == 1 and len(by_no[n].serials) == 1 else None,
-                rfid_uid=(
-                    by_no[n].rfid_uids[0] if q == 1 and len(by_no[n].rfid_uids) == 1 else None
-                ),
+                serial=_single(by_no[n].serials, by_no[n].delivered_quantity),
+                rfid_uid=_single(by_no[n].rfid_uids, by_no[n].delivered_quantity),
             )
             for n, q in sorted(chosen.items())
         ],

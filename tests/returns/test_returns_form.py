@@ -159,3 +159,20 @@ def test_forged_links_are_not_found(make_client: Any) -> None:
     assert c.get("/returns/order/ORD-1").status_code == 404
     assert c.get("/returns/rma/RS123").status_code == 404
     assert c.get("/returns/rma/RS123/label.pdf").status_code == 404
+
+
+def test_known_serial_and_rfid_uid_go_on_the_rma_for_the_station(make_client: Any) -> None:
+    c = make_client()
+    tagged = line("WATCH", 1, 9900, "accessories", serials=["W-1"], rfid_uids=["dd:17:38:0a"])
+    _order(c, lines=[tagged, line("BAND", 2, 1000, "accessories", rfid_uids=["04A1B2C3"])])
+    fields = {"qty-1": "1", "qty-2": "1", "reason": "size", "resolution": "exchange"}
+    r = submit(c, _link(c), **fields)
+    assert r.status_code == 303
+    (rma,) = c.get("/api/v1/rmas", headers=ADMIN).json()["rmas"]
+    assert [(ln["sku"], ln["serial"], ln["rfid_uid"]) for ln in rma["lines"]] == [
+        ("WATCH", "W-1", "DD17380A"),
+        ("BAND", None, None),  # which of the two tagged units comes back is unknown
+    ]
+    fr = text_of(c.get(r.headers["location"] + "?lang=fr").text)
+    assert "Votre retour est autorisé." in fr
+    assert "Total 109,00 € 0,00 € 109,00 €" in fr

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from gateway.api.deps import SessionDep, SettingsDep
 from gateway.models import Order, Rma
 from gateway.returns import policy
+from gateway.schemas import RESOLUTIONS
 from gateway.services.labels import render_label
 from gateway.services.orders import get_order
 from gateway.services.rmas import get_rma
@@ -28,7 +29,6 @@ from gateway.settings import Settings
 from gateway.web.returns.render import (
     ORDER_LINK_MAX_AGE_S,
     ReturnsCsrf,
-    configure_csrf,
     page,
     sign,
     unsign,
@@ -47,7 +47,6 @@ LABEL_STATES = frozenset({"authorized", "in_transit", "partially_received"})
 async def _form(request: Request, settings: Settings) -> dict[str, str]:
     """Parse the posted form and check its CSRF token (403 when it fails)."""
     form = await request.form()
-    configure_csrf(settings)
     try:
         await ReturnsCsrf().validate_csrf(request, secret_key=settings.secret_key)
     except CsrfProtectError as exc:
@@ -79,7 +78,6 @@ def _rma_for(session: Session, settings: Settings, ticket: str) -> Rma:
 @router.get("", response_class=HTMLResponse)
 def identify(request: Request, settings: SettingsDep) -> HTMLResponse:
     """The first step: order number and e-mail address."""
-    configure_csrf(settings)
     return page(request, settings, "identify.html", {"error": ""}, csrf=True)
 
 
@@ -124,7 +122,7 @@ def _choose(
         "lines": lines,
         "reasons": policy.active_reasons(session),
         "note_required": settings.note_required_reasons,
-        "resolutions": [r for r in ("refund", "store_credit", "exchange")],
+        "resolutions": RESOLUTIONS,
         "error": error,
         "values": values or {},
         "any_returnable": any(line.returnable > 0 for line in lines),
@@ -135,7 +133,6 @@ def _choose(
 @router.get("/order/{link}", response_class=HTMLResponse)
 def choose(link: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The second step: lines and quantities (only what is returnable), reason, resolution."""
-    configure_csrf(settings)
     return _choose(request, session, settings, _order_for(session, settings, link), link)
 
 
