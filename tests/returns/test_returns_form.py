@@ -66,11 +66,18 @@ def test_posts_without_a_valid_csrf_token_are_refused(make_client: Any) -> None:
     c = make_client()
     _order(c)
     data = {"order_number": "ORD-1", "email": "ann@example.com"}
-    assert c.post("/returns", data=data).status_code == 403
+    refused = c.post("/returns", data=data)
+    assert refused.status_code == 403
+    assert "This page had expired. Please try again." in text_of(refused.text)
     token = csrf_of(c.get("/returns").text)
     assert c.post("/returns", data={**data, "csrf_token": token + "x"}).status_code == 403
     c.cookies.clear()
     assert c.post("/returns", data={**data, "csrf_token": token}).status_code == 403
+    link = _link(c)
+    choice = {"qty-1": "1", "reason": "size", "resolution": "refund"}
+    forged = c.post(link, data={**choice, "csrf_token": "forged"}, follow_redirects=False)
+    assert forged.status_code == 403
+    assert c.get("/api/v1/rmas", headers=ADMIN).json()["rmas"] == []
 
 
 def test_a_reason_that_asks_for_a_note_needs_one(make_client: Any) -> None:

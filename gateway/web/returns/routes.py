@@ -44,14 +44,14 @@ RMA_SALT = "returns-rma"
 LABEL_STATES = frozenset({"authorized", "in_transit", "partially_received"})
 
 
-async def _form(request: Request, settings: Settings) -> dict[str, str]:
-    """Parse the posted form and check its CSRF token (403 when it fails)."""
+async def _form(request: Request, settings: Settings) -> dict[str, str] | None:
+    """Parse the posted form; None when its CSRF token does not check out."""
     form = await request.form()
     try:
         await ReturnsCsrf().validate_csrf(request, secret_key=settings.secret_key)
     except CsrfProtectError as exc:
         log.warning("return form: csrf refused from %s: %s", _ip(request), exc)
-        raise HTTPException(403, detail="CSRF check failed; reload the form") from exc
+        return None
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -89,6 +89,9 @@ async def find_order(request: Request, session: SessionDep, settings: SettingsDe
     rate-limited per client IP and per order.
     """
     form = await _form(request, settings)
+    if form is None:
+        ctx = {"error": "expired"}
+        return page(request, settings, "identify.html", ctx, status_code=403, csrf=True)
     ref = form.get("order_number", "").strip()[:64]
     email = form.get("email", "").strip().lower()[:254]
     values = {"order_number": ref, "email": email}
@@ -143,6 +146,8 @@ async def request_return(
     """Let the policy decide at once; refused answers say why, others go to the outcome."""
     form = await _form(request, settings)
     order = _order_for(session, settings, link)
+    if form is None:
+        return _choose(request, session, settings, order, link, error="expired", status_code=403)
     units: dict[int, int] = {}
     for key, value in form.items():
         if key.startswith("qty-") and key[4:].isdigit():
