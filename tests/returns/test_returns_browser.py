@@ -116,7 +116,9 @@ def test_customer_returns_one_of_two_items_and_prints_the_label(
     assert (cached.state, [ln.sku for ln in cached.lines]) == ("authorized", ["SHIRT-M"])
 
 
-def test_expired_window_is_refused_with_the_date_in_french(page: Any, gateway: LiveGateway) -> None:
+def test_expired_window_is_refused_with_the_date_in_french(
+    page: Any, gateway: LiveGateway, tmp_path: Path
+) -> None:
     ref = _ref()
     gateway.put_order(order_body(ref, "bob@example.com", 45, [line("SCARF", 1, 1500)]))
     last_day = today_utc() - timedelta(days=45) + timedelta(days=30)
@@ -124,6 +126,7 @@ def test_expired_window_is_refused_with_the_date_in_french(page: Any, gateway: L
     page.get_by_role("link", name="Français").click()
     page.wait_for_url("**/returns?lang=fr")
     assert page.locator("html").get_attribute("lang") == "fr"
+    page.screenshot(path=str(tmp_path / "identify-fr.png"), full_page=True)
     page.get_by_label("Numéro de commande").fill(ref)
     page.get_by_label("Adresse e-mail").fill("bob@example.com")
     page.get_by_role("button", name="Trouver ma commande").click()
@@ -132,6 +135,7 @@ def test_expired_window_is_refused_with_the_date_in_french(page: Any, gateway: L
     page.get_by_label("Motif", exact=True).select_option("changed_mind")
     page.get_by_role("button", name="Demander le retour").click()
     assert page.locator("h1").inner_text() == "Retour impossible"
+    page.screenshot(path=str(tmp_path / "refused-fr.png"), full_page=True)
     expected = f"{last_day.day} {FR_MONTHS[last_day.month - 1]} {last_day.year}"
     assert page.locator(".outcome").inner_text() == (
         f"Le délai de retour de SCARF a pris fin le {expected}."
