@@ -42,6 +42,7 @@ from gateway.services.revisions import ensure_site
 from gateway.services.webhooks import WebhookWorker
 from gateway.settings import Settings
 from gateway.web import pages
+from gateway.web import returns as returns_form
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(health.router)
     app.include_router(pages.router)
+    returns_form.install(app, settings)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
 
@@ -143,7 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
     the settings are invalid (e.g. the placeholder secret outside dev).
+    ``returns-gateway import-orders FILE.csv`` imports orders instead (see
+    :mod:`gateway.returns.order_csv`).
     """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["import-orders"]:
+        from gateway.returns import order_csv
+
+        return order_csv.main(args_list[1:])
     parser = argparse.ArgumentParser(
         prog="returns-gateway",
         description="Returns-sorter gateway: RMA API, MQTT bridge and status page. "
@@ -155,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
