@@ -21,6 +21,8 @@ from pydantic import ValidationError
 
 from gateway.api.errors import install_error_handlers
 from gateway.api.routes import access, accounting, health, orders, reasons, rmas, stations, webhooks
+from gateway.api.routes import alarms as alarm_routes
+from gateway.api.routes import metrics as metric_routes
 from gateway.db import Database
 from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
@@ -31,7 +33,8 @@ from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from gateway.services.webhooks import WebhookWorker
 from gateway.settings import Settings
-from gateway.web import pages
+from gateway.web import actions, pages
+from gateway.web.live import LiveWorker
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -83,10 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             worker = WebhookWorker(db.sessions, settings, http)
             worker.start()
         bridge.start()
+        live = LiveWorker(db.sessions)  # issue 7: alarms from events, live page updates
+        live.start()
+        app.state.live = live
         log.info("gateway started site=%s env=%s", settings.site, settings.env)
         try:
             yield
         finally:
+            live.stop()
             bridge.stop()
             expiry.stop()
             if worker is not None:
@@ -119,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(actions.router)
+    app.include_router(alarm_routes.router)
+    app.include_router(metric_routes.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
 

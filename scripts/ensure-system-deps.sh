@@ -12,6 +12,8 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 # pdftoppm renders return labels in the gateway's label test
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+# headless chromium drives the status page's browser tests (pytest -m browser)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
