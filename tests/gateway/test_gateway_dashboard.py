@@ -43,12 +43,20 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def quarantined(client: TestClient, rma_body: Callable[..., dict[str, Any]],
-                make_event: Callable[..., ParcelEvent], number: str) -> None:
+def quarantined(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+    number: str,
+) -> None:
     assert client.post("/api/v1/rmas", json=rma_body(number), headers=ADMIN).status_code == 201
     event = make_event(
-        rma_number=number, lane="quarantine", disposition="quarantine", reason="grade_required",
-        diverted=False, explanation="camera grade missing: a lead decides",
+        rma_number=number,
+        lane="quarantine",
+        disposition="quarantine",
+        reason="grade_required",
+        diverted=False,
+        explanation="camera grade missing: a lead decides",
     )
     with client.app.state.db.session() as session:  # type: ignore[attr-defined]
         assert ingest_event(session, event)
@@ -110,7 +118,11 @@ def test_lead_releases_quarantined_parcel_viewer_cannot(
     assert done.status_code == 303
     assert done.headers["location"] == "/?notice=RMA-Q1%20released%20as%20refurbish#quarantine"
     rma = client.get("/api/v1/rmas/RMA-Q1").json()
-    assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == ("refunded", "refurbish", False)
+    assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == (
+        "refunded",
+        "refurbish",
+        False,
+    )
     assert [c["rma_number"] for c in client.get("/api/v1/credits").json()["credits"]] == [
         "RMA-Q1",
         "RMA-Q1",
@@ -158,13 +170,18 @@ def test_rma_search_by_number_order_and_serial(
     client: TestClient, rma_body: Callable[..., dict[str, Any]]
 ) -> None:
     assert client.post("/api/v1/rmas", json=rma_body("RMA-S1"), headers=ADMIN).status_code == 201
-    assert client.post(
-        "/api/v1/rmas", json=rma_body("RMA-S2", lines=[{"sku": "X", "quantity": 1}]), headers=ADMIN
-    ).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/rmas",
+            json=rma_body("RMA-S2", lines=[{"sku": "X", "quantity": 1}]),
+            headers=ADMIN,
+        ).status_code
+        == 201
+    )
     for q in ("RMA-S1", "ORD-RMA-S1", "SN42"):
         html = client.get("/rmas", params={"q": q}).text
         assert re.findall(r'<h3 id="rma-([^"]+)"', html) == ["RMA-S1"], q
-        assert "<strong>create</strong>: " in html or "<strong>authorize</strong>" in html
+        assert "<strong>authorize</strong>: requested → authorized · api-key:bootstrap" in html
     assert re.findall(r'<h3 id="rma-([^"]+)"', client.get("/rmas?q=rma-s").text) == [
         "RMA-S1",
         "RMA-S2",
