@@ -26,7 +26,7 @@ from gateway.services.alarms import scan_events
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("stations", "lanes", "parcels", "quarantine", "alarms")
+SECTIONS = ("stations", "alarms", "quarantine", "lanes", "parcels")
 
 
 def fingerprints(session: Session, now: datetime) -> dict[str, str]:

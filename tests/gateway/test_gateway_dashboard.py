@@ -187,3 +187,33 @@ def test_rma_search_by_number_order_and_serial(
         "RMA-S2",
     ]
     assert "No RMA matches “nothing”" in client.get("/rmas?q=nothing").text
+
+
+def test_lead_acknowledges_an_alarm_viewer_cannot(client: TestClient) -> None:
+    from gateway.services.stations import upsert_station
+    from protocol import StationStatus
+
+    with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+        upsert_station(session, "site", StationStatus(station="st1", state="offline"))
+    add_user(client, "vera", "viewer")
+    add_user(client, "lee", "lead")
+    viewer, lead = browser(client.app, "vera"), browser(client.app, "lee")
+    [alarm] = client.get("/api/v1/alarms").json()["alarms"]
+    assert (alarm["kind"], alarm["station"], alarm["acknowledged_by"]) == (
+        "station_offline",
+        "st1",
+        None,
+    )
+    seen = viewer.get("/partials/alarms").text
+    assert "Station offline</strong> · st1" in seen and "Acknowledge</button>" not in seen
+    assert viewer.post(f"/alarms/{alarm['id']}/ack", data={"csrf": "x"}).status_code == 403
+    token = csrf_of(lead.get("/").text)
+    done = lead.post(f"/alarms/{alarm['id']}/ack", data={"csrf": token}, follow_redirects=False)
+    assert done.status_code == 303
+    [after] = client.get("/api/v1/alarms").json()["alarms"]  # still active: station offline
+    assert (after["id"], after["acknowledged_by"], after["cleared_at"]) == (
+        alarm["id"],
+        "user:lee",
+        None,
+    )
+    assert "acknowledged by user:lee" in lead.get("/partials/alarms").text

@@ -147,11 +147,11 @@ def test_live_worker_reports_changed_sections(
     db: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
     worker = LiveWorker(db.sessions, clock=lambda: NOW)
-    assert worker.poll() == ["stations", "lanes", "parcels", "quarantine", "alarms"]
+    assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "parcels"]
     assert worker.poll() == []
     with db.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",)))
-    assert worker.poll() == ["lanes", "parcels", "alarms"]  # the alarm is raised by the poll
+    assert worker.poll() == ["alarms", "lanes", "parcels"]  # the alarm is raised by the poll
     assert worker.poll() == []
     with db.session() as s:
         upsert_station(s, "site", status())
