@@ -162,7 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     host = args.host or settings.http_host
     port = args.port or settings.http_port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=args.log_level)
+    # Open status-page streams (SSE) never end by themselves: give them 3 s on shutdown.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=3,
+    )
     return 0
 
 

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from simulator.harness import Report, Run
+from tests.gateway.test_gateway_dashboard_metrics import samples
 from tests.web.conftest import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.broker]
@@ -77,6 +79,21 @@ def test_counters_and_recent_parcels_update_live_while_sorting(
     assert page.evaluate("window.__noReload") == "still here"  # updated without a reload
     assert "✔ Online" in page.locator("#stations").inner_text()
     shot(page, "status-page-wall-1080p")
+
+    # the station's and the gateway's Prometheus figures agree with the run
+    assert sim_run.daemon is not None and sim_run.http is not None
+    station = samples(generate_latest(sim_run.daemon.metrics.registry).decode())
+    gateway = samples(sim_run.http.get("/metrics").text)
+    for lane, reason, n in [
+        ("restock", "matched", 5),
+        ("quarantine", "unknown_rma", 2),
+        ("quarantine", "no_read", 1),
+    ]:
+        assert station[("rs_station_parcels_total", (("lane", lane), ("reason", reason)))] == n
+        key = (("lane", lane), ("reason", reason), ("station", "station1"))
+        assert gateway[("rs_parcels_total", key)] == n
+    assert station[("rs_station_decision_latency_seconds_count", ())] == 8
+    assert station[("rs_station_outbox_depth", ())] == 0
 
 
 def test_lead_releases_quarantined_parcel_and_it_leaves_the_queue(
