@@ -27,35 +27,35 @@ def open_keys(db: Database) -> list[tuple[str, bool]]:
         return sorted((a.key, a.cleared_at is None) for a in alarms.open_alarms(s))
 
 
-def test_alarms_follow_station_status_and_need_acknowledgement(db: Database) -> None:
+def test_alarms_follow_station_status_and_need_acknowledgement(anydb: Database) -> None:
     devices = {"rfid": {"state": "failed", "detail": "no answer"}, "scanner": {"state": "ok"}}
     core = {"lanes_full": ["refurbish"], "jammed": True, "policy_version": "p1"}
-    with db.session() as s:
+    with anydb.session() as s:
         upsert_station(s, "site", status("degraded", devices=devices, core=core))
-    assert open_keys(db) == [
+    assert open_keys(anydb) == [
         ("st1:device_down:rfid", True),
         ("st1:jam:", True),
         ("st1:lane_full:refurbish", True),
     ]
-    with db.session() as s:  # the same status again raises nothing new
+    with anydb.session() as s:  # the same status again raises nothing new
         upsert_station(s, "site", status("degraded", devices=devices, core=core))
         assert s.query(Alarm).count() == 3
         upsert_station(s, "site", status("offline"))  # others stay as they were
-    assert open_keys(db) == [
+    assert open_keys(anydb) == [
         ("st1:device_down:rfid", True),
         ("st1:jam:", True),
         ("st1:lane_full:refurbish", True),
         ("st1:station_offline:", True),
     ]
-    with db.session() as s:
+    with anydb.session() as s:
         upsert_station(s, "site", status("online", devices={"rfid": {"state": "ok"}}, core={}))
-    assert open_keys(db) == [
+    assert open_keys(anydb) == [
         ("st1:device_down:rfid", False),
         ("st1:jam:", False),
         ("st1:lane_full:refurbish", False),
         ("st1:station_offline:", False),
     ]
-    with db.session() as s:
+    with anydb.session() as s:
         ids = [a.id for a in alarms.open_alarms(s)]
         for alarm_id in ids:
             assert alarms.acknowledge(s, alarm_id, "user:lee") is not None
@@ -67,9 +67,9 @@ def test_alarms_follow_station_status_and_need_acknowledgement(db: Database) -> 
 
 
 def test_divert_not_confirmed_event_raises_a_one_off_alarm_once(
-    db: Database, make_event: Callable[..., ParcelEvent]
+    anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
-    with db.session() as s:
+    with anydb.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",), lane="restock", parcel_id=7))
         ingest_event(s, make_event())
         last = alarms.scan_events(s, 0)
@@ -85,10 +85,10 @@ def test_divert_not_confirmed_event_raises_a_one_off_alarm_once(
 
 
 def test_lane_figures_today_last_hour_rate_and_hourly_series(
-    db: Database, make_event: Callable[..., ParcelEvent]
+    anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
     ages_min = {"restock": [1, 2, 3, 50, 130], "quarantine": [5, 12 * 60 + 40]}
-    with db.session() as s:
+    with anydb.session() as s:
         for lane, ages in ages_min.items():
             for age in ages:
                 ingest_event(s, make_event(lane=lane), received_at=NOW - timedelta(minutes=age))
@@ -134,7 +134,7 @@ def test_lane_figures_today_last_hour_rate_and_hourly_series(
         },
     ]
     # the shop's calendar decides what "today" is
-    with db.session() as s:
+    with anydb.session() as s:
         tokyo = dashboard.lane_rows(s, NOW, ZoneInfo("Asia/Tokyo"))  # 21:30, day began 15:00 UTC
     assert [(r["lane"], r["today"]) for r in tokyo["rows"]] == [
         ("quarantine", 2),
@@ -144,16 +144,16 @@ def test_lane_figures_today_last_hour_rate_and_hourly_series(
 
 
 def test_live_worker_reports_changed_sections(
-    db: Database, make_event: Callable[..., ParcelEvent]
+    anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
-    worker = LiveWorker(db.sessions, clock=lambda: NOW)
+    worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
     assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "parcels"]
     assert worker.poll() == []
-    with db.session() as s:
+    with anydb.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",)))
     assert worker.poll() == ["alarms", "lanes", "parcels"]  # the alarm is raised by the poll
     assert worker.poll() == []
-    with db.session() as s:
+    with anydb.session() as s:
         upsert_station(s, "site", status())
     assert worker.poll() == ["stations"]
     assert worker.snapshot() == {
@@ -166,9 +166,9 @@ def test_live_worker_reports_changed_sections(
 
 
 def test_recent_parcels_newest_first_with_grade_and_reason(
-    db: Database, make_event: Callable[..., ParcelEvent]
+    anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
-    with db.session() as s:
+    with anydb.session() as s:
         ingest_event(s, make_event(parcel_id=1, lane="restock"), received_at=NOW)
         ingest_event(
             s,
