@@ -215,6 +215,26 @@ def quarantine_queue(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
+def unidentified_quarantine(
+    session: Session, now: datetime, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Parcels of the last 24 h that went to quarantine without an RMA, newest first.
+
+    They need a person at the quarantine lane (no-read, unknown label); nothing to credit.
+    """
+    events = session.scalars(
+        select(StationEvent)
+        .where(
+            StationEvent.lane == "quarantine",
+            StationEvent.rma_number.is_(None),
+            StationEvent.received_at >= now - timedelta(hours=24),
+        )
+        .order_by(StationEvent.received_at.desc(), StationEvent.id.desc())
+        .limit(limit)
+    )
+    return [parcel_view(e, {}) | {"barcode": e.barcode or ""} for e in events]
+
+
 def search_rmas(session: Session, query: str, limit: int = 20) -> list[Rma]:
     """RMAs whose number, order reference or a line's serial matches ``query`` (exact first).
 

@@ -55,7 +55,7 @@ def fingerprints(session: Session, now: datetime) -> dict[str, str]:
         "stations": [list(map(str, row)) for row in stations],
         "lanes": [str(events), full, now.strftime("%Y-%m-%d %H:%M")],
         "parcels": str(events),
-        "quarantine": [list(map(str, row)) for row in waiting],
+        "quarantine": [str(events), *(list(map(str, row)) for row in waiting)],
         "alarms": list(map(str, alarms)),
     }
     return {

@@ -57,7 +57,11 @@ def section_context(name: str, session: Session, settings: Settings) -> dict[str
     if name == "parcels":
         return {"parcels": dashboard.recent_parcels(session)}
     if name == "quarantine":
-        return {"queue": dashboard.quarantine_queue(session), "grades": GRADES}
+        return {
+            "queue": dashboard.quarantine_queue(session),
+            "unidentified": dashboard.unidentified_quarantine(session, now),
+            "grades": GRADES,
+        }
     if name == "alarms":
         return {"open": alarms.open_alarms(session), "history": alarms.history(session, 20)}
     raise HTTPException(404, detail=f"unknown section {name!r}")

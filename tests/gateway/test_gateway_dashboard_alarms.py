@@ -151,7 +151,7 @@ def test_live_worker_reports_changed_sections(
     assert worker.poll() == []
     with anydb.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",)))
-    assert worker.poll() == ["alarms", "lanes", "parcels"]  # the alarm is raised by the poll
+    assert worker.poll() == ["alarms", "quarantine", "lanes", "parcels"]  # alarm raised by poll
     assert worker.poll() == []
     with anydb.session() as s:
         upsert_station(s, "site", status())
@@ -160,7 +160,7 @@ def test_live_worker_reports_changed_sections(
         "stations": 2,
         "lanes": 2,
         "parcels": 2,
-        "quarantine": 1,
+        "quarantine": 2,
         "alarms": 2,
     }
 

@@ -76,6 +76,7 @@ def test_counters_and_recent_parcels_update_live_while_sorting(
     assert (restock, quarantine) == ("5", "3")
     reasons = page.locator("tr[data-event] code").all_inner_texts()
     assert sorted(reasons) == ["matched"] * 5 + ["no_read"] + ["unknown_rma"] * 2
+    assert page.locator("#quarantine tr[data-unidentified]").count() == 3
     assert page.evaluate("window.__noReload") == "still here"  # updated without a reload
     assert "✔ Online" in page.locator("#stations").inner_text()
     shot(page, "status-page-wall-1080p")
