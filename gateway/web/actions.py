@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.api.deps import SessionDep, SettingsDep
+from gateway.api.routes.alarms import AlarmId
 from gateway.services import accounting
 from gateway.services import alarms as alarm_service
 from gateway.services.auth import principal_for_user
@@ -120,7 +121,7 @@ async def decide(
 
 
 @router.post("/alarms/{alarm_id}/ack")
-async def acknowledge(alarm_id: int, request: Request, session: SessionDep) -> Response:
+async def acknowledge(alarm_id: AlarmId, request: Request, session: SessionDep) -> Response:
     """A lead acknowledges an alarm."""
     form = await form_data(request)
     user = _lead(request, session, form)

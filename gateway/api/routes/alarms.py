@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 
 from gateway.api.deps import Lead, Reader, SessionDep
 from gateway.models import Alarm
 from gateway.services import alarms
 
+AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 
 
@@ -35,7 +36,7 @@ def list_alarms(session: SessionDep, _who: Reader, history: bool = False) -> dic
 
 
 @router.post("/{alarm_id}/ack")
-def ack(alarm_id: int, session: SessionDep, principal: Lead) -> dict[str, Any]:
+def ack(alarm_id: AlarmId, session: SessionDep, principal: Lead) -> dict[str, Any]:
     """Acknowledge an alarm (the first acknowledgement is kept)."""
     alarm = alarms.acknowledge(session, alarm_id, principal.name)
     if alarm is None:
