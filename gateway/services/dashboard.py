@@ -146,10 +146,18 @@ def _skus(session: Session, numbers: set[str]) -> dict[str, str]:
     return {n: ", ".join(s) for n, s in found.items()}
 
 
+def _safe_link(value: object) -> bool:
+    """Only http(s) or same-site paths become links (never ``javascript:`` and the like)."""
+    return isinstance(value, str) and (
+        value.startswith(("http://", "https://"))
+        or (value.startswith("/") and not value.startswith("//"))
+    )
+
+
 def parcel_view(event: StationEvent, skus: dict[str, str]) -> dict[str, Any]:
     """One event as a table row (``photo`` from the event's ``photo_url`` / ``photo``)."""
     raw = event.raw or {}
-    photo = next((raw[f] for f in PHOTO_FIELDS if isinstance(raw.get(f), str) and raw[f]), None)
+    photo = next((raw[f] for f in PHOTO_FIELDS if _safe_link(raw.get(f))), None)
     return {
         "id": event.id,
         "time": fmt_time(event.received_at),

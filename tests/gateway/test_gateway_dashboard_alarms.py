@@ -191,3 +191,17 @@ def test_recent_parcels_newest_first_with_grade_and_reason(
         (2, "quarantine", "quarantine", "unknown_rma", "", "RMA not known"),
         (1, "restock", "restock", "known_rma", "RMA00001", ""),
     ]
+
+
+def test_photo_links_only_for_http_or_site_paths(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    with anydb.session() as s:
+        for photo in ("/photos/1.jpg", "https://cdn.example/2.jpg", "javascript:alert(1)", "//x/3"):
+            event = make_event()
+            ingest_event(s, event)
+            row = s.query(StationEvent).filter_by(event_id=event.event_id).one()
+            row.raw = {**row.raw, "photo_url": photo}
+        s.commit()
+        photos = [r["photo"] for r in dashboard.recent_parcels(s)]
+    assert photos == [None, None, "https://cdn.example/2.jpg", "/photos/1.jpg"]  # newest first
