@@ -49,6 +49,7 @@ from edge.drivers.pyserial_scanner import PySerialScanner
 from edge.drivers.registry import make_camera, make_tag_reader
 from edge.drivers.rfid import TagRead, TagReader, TagReadFailed
 from edge.link import StationLink
+from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
 from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
@@ -204,6 +205,9 @@ class StationDaemon:
         self._cancelled: set[int] = set()
         self._holds: dict[str, set[int]] = {}
         self._holds_lock = threading.Lock()
+        self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
+            config.station.id, lambda: {**self.status(), "link": self.link.status()}
+        )
 
     # -- devices and self-test --------------------------------------------------------
     def _try(self, name: str, backend: str, build: Callable[[], object]) -> Any:
@@ -570,6 +574,10 @@ class StationDaemon:
             )
         elif isinstance(action, ParcelExited):
             self.link.publish_event(encode(self._event(action)))
+            d = action.decision
+            self.metrics.parcel_exited(
+                action.final_lane.name, d.reason.value, d.decided_at_ms - action.inducted_at_ms
+            )
         elif isinstance(action, OrphanRead):
             log.warning("read %r matches no parcel in the scan tunnel", action.code)
 
@@ -669,6 +677,10 @@ def main(
     parser = argparse.ArgumentParser(prog="returns-edge", description=__doc__)
     parser.add_argument("--config", required=True, help="station TOML file")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus /metrics here (0: off)"
+    )
+    parser.add_argument("--metrics-addr", default="127.0.0.1", help="metrics listen address")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -691,6 +703,8 @@ def main(
     watchdog_s = sdnotify.watchdog_interval_s()
     try:
         daemon.start()
+        if args.metrics_port:
+            daemon.metrics.serve(args.metrics_port, args.metrics_addr)
         sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.capabilities()))
         if on_started is not None:
             on_started(daemon)
@@ -700,6 +714,7 @@ def main(
                 sdnotify.notify("WATCHDOG=1")  # a dead reactor or scheduler: systemd restarts
     finally:
         sdnotify.notify("STOPPING=1")
+        daemon.metrics.close()
         daemon.stop()
     return 0
 

@@ -31,6 +31,8 @@ from gateway.api.routes import (
     stations,
     webhooks,
 )
+from gateway.api.routes import alarms as alarm_routes
+from gateway.api.routes import metrics as metric_routes
 from gateway.db import Database
 from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
@@ -41,8 +43,9 @@ from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from gateway.services.webhooks import WebhookWorker
 from gateway.settings import Settings
-from gateway.web import pages
+from gateway.web import actions, pages
 from gateway.web import returns as returns_form
+from gateway.web.live import LiveWorker
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -99,10 +102,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             worker = WebhookWorker(db.sessions, settings, http)
             worker.start()
         bridge.start()
+        live = LiveWorker(db.sessions)  # issue 7: alarms from events, live page updates
+        live.start()
+        app.state.live = live
         log.info("gateway started site=%s env=%s", settings.site, settings.env)
         try:
             yield
         finally:
+            live.stop()
             bridge.stop()
             expiry.stop()
             if worker is not None:
@@ -136,6 +143,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(pages.router)
     returns_form.install(app, settings)
+    app.include_router(actions.router)
+    app.include_router(alarm_routes.router)
+    app.include_router(metric_routes.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
 
@@ -176,7 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     host = args.host or settings.http_host
     port = args.port or settings.http_port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=args.log_level)
+    # Open status-page streams (SSE) never end by themselves: give them 3 s on shutdown.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=3,
+    )
     return 0
 
 

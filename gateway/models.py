@@ -378,3 +378,30 @@ class DeadLetter(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Alarm(Base):
+    """A line alarm (issue 7): raised from a station's status or a parcel event.
+
+    ``kind``: ``jam``, ``lane_full``, ``divert_unconfirmed``, ``device_down`` or
+    ``station_offline``; ``subject`` names the lane, device or parcel concerned ("" for the
+    whole station). ``key`` identifies the condition so it is raised once while it lasts:
+    ``{station}:{kind}:{subject}`` for a condition, plus the event id for a one-off event.
+    A condition alarm is cleared (``cleared_at``) when the station no longer reports it; a
+    lead acknowledges it (``acknowledged_at`` / ``acknowledged_by``). Open = not yet
+    acknowledged or still active.
+    """
+
+    __tablename__ = "alarms"
+    __table_args__ = (Index("ix_alarms_open", "cleared_at", "acknowledged_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    station: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64), default="")
+    message: Mapped[str] = mapped_column(String(500), default="")
+    raised_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))

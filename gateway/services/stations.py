@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import Station, utcnow
+from gateway.services.alarms import sync_station
 from protocol import StationStatus
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def upsert_station(
     station.software_version = status.software_version
     station.rma_revision = status.rma_revision
     station.details = {**status.details, "config_hash": status.config_hash}
+    sync_station(session, station)  # alarms follow the reported conditions
     session.commit()
     if previous != status.state:
         log.info(

@@ -68,10 +68,10 @@ def test_status_page_lists_stations_and_lane_counts(
     html = page.text
     assert "<title>Returns line status</title>" in html
     assert '<th scope="row">st9</th>' in html
-    assert '<span class="badge badge-online">Online</span>' in html
-    assert '<th scope="col" class="num">quarantine</th>' in html
-    assert '<th scope="col" class="num">restock</th>' in html
-    assert '<td class="num">2</td>' in html and '<td class="num">3</td>' in html
+    assert "✔ Online</span>" in html
+    assert '<tr data-lane="quarantine">' in html and '<tr data-lane="restock">' in html
+    assert '<td class="num" data-count="today">2</td>' in html
+    assert '<td class="num" data-count="total_today">3</td>' in html
     assert "9.9" in html
     assert client.get("/static/status.css").status_code == 200
 

@@ -1,0 +1,44 @@
+"""``/api/v1/alarms``: open alarms and history (JSON), and acknowledgement by a lead."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path
+
+from gateway.api.deps import Lead, Reader, SessionDep
+from gateway.models import Alarm
+from gateway.services import alarms
+
+AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
+
+
+def _out(a: Alarm) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "station": a.station,
+        "kind": a.kind,
+        "subject": a.subject,
+        "message": a.message,
+        "raised_at": a.raised_at.isoformat(),
+        "cleared_at": a.cleared_at.isoformat() if a.cleared_at else None,
+        "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None,
+        "acknowledged_by": a.acknowledged_by,
+    }
+
+
+@router.get("")
+def list_alarms(session: SessionDep, _who: Reader, history: bool = False) -> dict[str, Any]:
+    """Open alarms (active or unacknowledged), or with ``history=true`` the last 50."""
+    rows = alarms.history(session) if history else alarms.open_alarms(session)
+    return {"alarms": [_out(a) for a in rows]}
+
+
+@router.post("/{alarm_id}/ack")
+def ack(alarm_id: AlarmId, session: SessionDep, principal: Lead) -> dict[str, Any]:
+    """Acknowledge an alarm (the first acknowledgement is kept)."""
+    alarm = alarms.acknowledge(session, alarm_id, principal.name)
+    if alarm is None:
+        raise HTTPException(404, detail=f"unknown alarm {alarm_id}")
+    return _out(alarm)

@@ -1,0 +1,171 @@
+"""Line alarms (issue 7): raised from station statuses and parcel events, acknowledged by a lead.
+
+Condition alarms (jam, lane full, device down, station offline) stay active while the
+station reports the condition and are cleared when it stops; a one-off alarm (a divert not
+confirmed, from a parcel event's marks) is raised already cleared. Either stays open until
+a lead acknowledges it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from gateway.models import Alarm, Station, StationEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+KINDS = ("jam", "lane_full", "divert_unconfirmed", "device_down", "station_offline")
+LABELS = {
+    "jam": "Jam",
+    "lane_full": "Lane full",
+    "divert_unconfirmed": "Divert not confirmed",
+    "device_down": "Device down",
+    "station_offline": "Station offline",
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One alarm condition a station status shows."""
+
+    kind: str
+    subject: str
+    message: str
+
+
+def conditions(station: Station) -> list[Condition]:
+    """Return the alarm conditions in a station's last status (state and ``details``)."""
+    if station.state == "offline":
+        return [Condition("station_offline", "", f"{station.id} is offline")]
+    details: Mapping[str, object] = station.details or {}
+    found: list[Condition] = []
+    devices = details.get("devices")
+    if isinstance(devices, dict):
+        for name, health in sorted(devices.items()):
+            if isinstance(health, dict) and health.get("state") not in (None, "ok"):
+                detail = str(health.get("detail", ""))[:200]
+                found.append(Condition("device_down", str(name), f"{name}: {detail}"))
+    core = details.get("core")
+    if isinstance(core, dict):
+        for lane in core.get("lanes_full") or []:
+            found.append(Condition("lane_full", str(lane), f"lane {lane} is full"))
+        if core.get("jammed"):
+            found.append(Condition("jam", "", "belt jammed: stopped until resumed"))
+    raised = details.get("alarms")
+    if isinstance(raised, dict):
+        for key in sorted(raised):
+            kind, _, lane = str(key).partition(":")
+            if kind == "jam" and not any(c.kind == "jam" for c in found):
+                found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
+    return found
+
+
+def sync_station(session: Session, station: Station) -> None:
+    """Raise the station's new conditions and clear the ones it no longer reports.
+
+    While a station is offline its other alarms are left as they were (its last status is
+    unknown). Does not commit.
+    """
+    wanted = {f"{station.id}:{c.kind}:{c.subject}": c for c in conditions(station)}
+    active = {
+        a.key: a
+        for a in session.scalars(
+            select(Alarm).where(Alarm.station == station.id, Alarm.cleared_at.is_(None))
+        )
+    }
+    now = utcnow()
+    for key, alarm in active.items():
+        if key not in wanted and (station.state != "offline" or alarm.kind == "station_offline"):
+            alarm.cleared_at = now
+            log.info("alarm cleared key=%s", key)
+    for key, c in wanted.items():
+        if key not in active:
+            session.add(
+                Alarm(
+                    key=key,
+                    station=station.id,
+                    kind=c.kind,
+                    subject=c.subject,
+                    message=c.message,
+                    raised_at=now,
+                )
+            )
+            log.warning("alarm raised key=%s message=%s", key, c.message)
+
+
+def scan_events(session: Session, after_id: int) -> int:
+    """Raise a one-off alarm for each event after ``after_id`` whose divert was not confirmed.
+
+    Idempotent (keyed by event id). Commits; returns the highest event id seen.
+    """
+    rows = session.execute(
+        select(
+            StationEvent.id,
+            StationEvent.event_id,
+            StationEvent.station,
+            StationEvent.lane,
+            StationEvent.parcel_id,
+            StationEvent.raw,
+        )
+        .where(StationEvent.id > after_id)
+        .order_by(StationEvent.id)
+        .limit(1000)
+    ).all()
+    last = after_id
+    for row_id, event_id, station, lane, parcel_id, raw in rows:
+        last = row_id
+        if "divert_unconfirmed" not in (raw or {}).get("marks", ()):
+            continue
+        key = f"{station}:divert_unconfirmed:{event_id}"
+        if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
+            continue
+        now = utcnow()
+        session.add(
+            Alarm(
+                key=key,
+                station=station,
+                kind="divert_unconfirmed",
+                subject=lane,
+                message=f"parcel {parcel_id}: divert into {lane} not confirmed",
+                raised_at=now,
+                cleared_at=now,
+            )
+        )
+        log.warning("alarm raised key=%s", key)
+    session.commit()
+    return last
+
+
+def open_alarms(session: Session) -> list[Alarm]:
+    """Alarms still active or not yet acknowledged, newest first."""
+    stmt = (
+        select(Alarm)
+        .where(or_(Alarm.cleared_at.is_(None), Alarm.acknowledged_at.is_(None)))
+        .order_by(Alarm.raised_at.desc(), Alarm.id.desc())
+        .limit(200)
+    )
+    return list(session.scalars(stmt))
+
+
+def history(session: Session, limit: int = 50) -> list[Alarm]:
+    """The most recent alarms whatever their state, newest first."""
+    stmt = select(Alarm).order_by(Alarm.raised_at.desc(), Alarm.id.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def acknowledge(session: Session, alarm_id: int, actor: str) -> Alarm | None:
+    """Acknowledge an alarm (once; later calls keep the first) and commit; None if unknown."""
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is None:
+        return None
+    if alarm.acknowledged_at is None:
+        alarm.acknowledged_at = utcnow()
+        alarm.acknowledged_by = actor
+        session.commit()
+        log.info("alarm acknowledged id=%d key=%s by=%s", alarm.id, alarm.key, actor)
+    return alarm

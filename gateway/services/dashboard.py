@@ -1,0 +1,279 @@
+"""Read models of the status page (issue 7): stations, lanes, recent parcels, quarantine, search.
+
+Every function returns plain dicts ready for the templates, computed at ``now`` (UTC).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from gateway.models import Rma, RmaLineRecord, Station, StationEvent
+from gateway.services.revisions import head_revision
+
+STATE_LABELS = {"online": "Online", "offline": "Offline", "degraded": "Degraded"}
+CHART_HOURS = 8
+RATE_WINDOW = timedelta(minutes=10)
+PHOTO_FIELDS = ("photo_url", "photo")
+
+
+def fmt_time(value: datetime | None) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC, or ``never``."""
+    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _dig(data: object, *path: str) -> object:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
+    """Each station: state (and which devices are down), belt, last seen, sync lag, versions.
+
+    The sync lag is the gateway's own view (the site's head revision minus the revision the
+    station last reported applied), so a station that stopped reporting still shows behind.
+    """
+    head = head_revision(session, site)
+    rows = []
+    for s in session.scalars(select(Station).order_by(Station.id)):
+        d = s.details or {}
+        devices = _dig(d, "devices")
+        down = sorted(
+            str(name)
+            for name, h in (devices.items() if isinstance(devices, dict) else [])
+            if isinstance(h, dict) and h.get("state") != "ok"
+        )
+        belt = d.get("belt_running")
+        rows.append(
+            {
+                "id": s.id,
+                "state": s.state,
+                "state_label": STATE_LABELS.get(s.state, s.state),
+                "devices_down": down,
+                "belt": "unknown"
+                if belt is None or s.state == "offline"
+                else ("running" if belt else "stopped"),
+                "last_seen": fmt_time(s.last_seen),
+                "last_seen_iso": s.last_seen.isoformat() if s.last_seen else "",
+                "sync_lag": max(0, head - s.rma_revision),
+                "rma_revision": s.rma_revision,
+                "policy_version": _dig(d, "core", "policy_version") or "unknown",
+                "software_version": s.software_version or "unknown",
+            }
+        )
+    return rows
+
+
+def _full_lanes(session: Session) -> set[str]:
+    full: set[str] = set()
+    for s in session.scalars(select(Station).where(Station.state != "offline")):
+        lanes = _dig(s.details or {}, "core", "lanes_full")
+        if isinstance(lanes, list):
+            full.update(str(x) for x in lanes)
+    return full
+
+
+def lane_rows(session: Session, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+    """Per lane: parcels today (shop calendar) and last hour, rate, lane full, hourly series.
+
+    ``rate_per_h`` extrapolates the last 10 minutes to an hour. ``series`` holds parcels per
+    hour for the last :data:`CHART_HOURS` hours (oldest first; the last bucket is the
+    current, partial hour); ``hours`` labels them (UTC hour).
+    """
+    local = now.astimezone(tz)
+    today = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    top = now.replace(minute=0, second=0, microsecond=0)
+    first = top - timedelta(hours=CHART_HOURS - 1)
+    since = min(today, first, now - timedelta(hours=1))
+    stamps = session.execute(
+        select(StationEvent.lane, StationEvent.received_at).where(StationEvent.received_at >= since)
+    ).all()
+    lanes = sorted({lane for lane, _ in stamps} | set(_all_lanes(session)))
+    full = _full_lanes(session)
+    today_n: Counter[str] = Counter()
+    hour_n: Counter[str] = Counter()
+    rate_n: Counter[str] = Counter()
+    series = {lane: [0] * CHART_HOURS for lane in lanes}
+    for lane, at in stamps:
+        if at >= today:
+            today_n[lane] += 1
+        if at > now - timedelta(hours=1):
+            hour_n[lane] += 1
+        if at > now - RATE_WINDOW:
+            rate_n[lane] += 1
+        index = int((at - first).total_seconds() // 3600)
+        if 0 <= index < CHART_HOURS:
+            series[lane][index] += 1
+    scale = timedelta(hours=1) / RATE_WINDOW
+    rows = [
+        {
+            "lane": lane,
+            "today": today_n[lane],
+            "last_hour": hour_n[lane],
+            "rate_per_h": round(rate_n[lane] * scale),
+            "full": lane in full,
+            "series": series[lane],
+        }
+        for lane in lanes
+    ]
+    hours = [(first + timedelta(hours=i)).strftime("%H:00") for i in range(CHART_HOURS)]
+    return {"rows": rows, "hours": hours, "total_today": sum(today_n.values())}
+
+
+def _all_lanes(session: Session) -> list[str]:
+    lanes: set[str] = set()
+    for details in session.scalars(select(Station.details)):
+        counted = _dig(details or {}, "core", "lanes")
+        if isinstance(counted, dict):
+            lanes.update(str(k) for k in counted)
+    return sorted(lanes)
+
+
+def _skus(session: Session, numbers: set[str]) -> dict[str, str]:
+    if not numbers:
+        return {}
+    rows = session.execute(
+        select(Rma.number, RmaLineRecord.sku)
+        .join(RmaLineRecord, RmaLineRecord.rma_id == Rma.id)
+        .where(Rma.number.in_(numbers))
+        .order_by(Rma.number, RmaLineRecord.line_no)
+    ).all()
+    found: dict[str, list[str]] = {}
+    for number, sku in rows:
+        found.setdefault(number, []).append(sku)
+    return {n: ", ".join(s) for n, s in found.items()}
+
+
+def _safe_link(value: object) -> bool:
+    """Only http(s) or same-site paths become links (never ``javascript:`` and the like)."""
+    return isinstance(value, str) and (
+        value.startswith(("http://", "https://"))
+        or (value.startswith("/") and not value.startswith("//"))
+    )
+
+
+def parcel_view(event: StationEvent, skus: dict[str, str]) -> dict[str, Any]:
+    """One event as a table row (``photo`` from the event's ``photo_url`` / ``photo``)."""
+    raw = event.raw or {}
+    photo = next((raw[f] for f in PHOTO_FIELDS if _safe_link(raw.get(f))), None)
+    return {
+        "id": event.id,
+        "time": fmt_time(event.received_at),
+        "time_iso": event.received_at.isoformat(),
+        "station": event.station,
+        "parcel_id": event.parcel_id,
+        "rma": event.rma_number or "",
+        "sku": skus.get(event.rma_number or "", ""),
+        "lane": event.lane,
+        "grade": raw.get("grade") or event.disposition,
+        "reason": event.reason,
+        "explanation": raw.get("explanation") or "",
+        "policy_version": raw.get("policy_version") or "",
+        "marks": list(raw.get("marks") or []),
+        "photo": photo,
+    }
+
+
+def recent_parcels(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest parcel events, newest first."""
+    events = list(
+        session.scalars(
+            select(StationEvent)
+            .order_by(StationEvent.received_at.desc(), StationEvent.id.desc())
+            .limit(limit)
+        )
+    )
+    skus = _skus(session, {e.rma_number for e in events if e.rma_number})
+    return [parcel_view(e, skus) for e in events]
+
+
+def quarantine_queue(session: Session) -> list[dict[str, Any]]:
+    """RMAs waiting for a lead's decision, oldest first, with the station's last reason."""
+    rmas = list(
+        session.scalars(
+            select(Rma).where(Rma.awaiting_decision.is_(True)).order_by(Rma.updated_at).limit(200)
+        )
+    )
+    last: dict[str, StationEvent] = {}
+    if rmas:
+        for e in session.scalars(
+            select(StationEvent)
+            .where(StationEvent.rma_number.in_([r.number for r in rmas]))
+            .order_by(StationEvent.id)
+        ):
+            last[e.rma_number or ""] = e
+    rows = []
+    for r in rmas:
+        event = last.get(r.number)
+        rows.append(
+            {
+                "number": r.number,
+                "order_ref": r.order_ref,
+                "customer_reason": r.reason,
+                "resolution": r.resolution,
+                "skus": ", ".join(line.sku for line in r.lines),
+                "units": sum(line.received_quantity for line in r.lines),
+                "station_reason": event.reason if event else "desk receipt",
+                "explanation": (event.raw or {}).get("explanation") or "" if event else "",
+                "since": fmt_time(r.updated_at),
+            }
+        )
+    return rows
+
+
+def unidentified_quarantine(
+    session: Session, now: datetime, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Parcels of the last 24 h that went to quarantine without an RMA, newest first.
+
+    They need a person at the quarantine lane (no-read, unknown label); nothing to credit.
+    """
+    events = session.scalars(
+        select(StationEvent)
+        .where(
+            StationEvent.lane == "quarantine",
+            StationEvent.rma_number.is_(None),
+            StationEvent.received_at >= now - timedelta(hours=24),
+        )
+        .order_by(StationEvent.received_at.desc(), StationEvent.id.desc())
+        .limit(limit)
+    )
+    return [parcel_view(e, {}) | {"barcode": e.barcode or ""} for e in events]
+
+
+def search_rmas(session: Session, query: str, limit: int = 20) -> list[Rma]:
+    """RMAs whose number, order reference or a line's serial matches ``query`` (exact first).
+
+    Case-insensitive on the number; a prefix of at least 3 characters matches too.
+    """
+    q = query.strip()
+    if not q:
+        return []
+    serial_hits = select(RmaLineRecord.rma_id).where(RmaLineRecord.serial == q)
+    conditions = [
+        Rma.number == q.upper(),
+        Rma.number == q,
+        Rma.order_ref == q,
+        Rma.id.in_(serial_hits),
+    ]
+    if len(q) >= 3:
+        conditions.append(Rma.number.like(f"{q.upper()}%"))
+    stmt = select(Rma).where(or_(*conditions)).order_by(Rma.number).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def rma_events(session: Session, number: str) -> list[dict[str, Any]]:
+    """The parcel events of one RMA, oldest first."""
+    events = session.scalars(
+        select(StationEvent).where(StationEvent.rma_number == number).order_by(StationEvent.id)
+    )
+    skus = _skus(session, {number})
+    return [parcel_view(e, skus) for e in events]

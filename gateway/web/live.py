@@ -1,0 +1,161 @@
+"""Live updates of the status page: a change watcher and the server-sent event stream.
+
+:class:`LiveWorker` (a thread started by the app) looks at the database every
+``interval_s`` (0.25 s): it raises alarms for new parcel events (:func:`scan_events`) and
+keeps a fingerprint per page section; when one changes, that section's version goes up.
+``GET /api/v1/stream`` (SSE) sends ``event: change`` with the changed section names; the
+page then fetches just those sections (``/partials/{section}``). Whatever wrote the change
+(the MQTT bridge, a lead's action, another replica), the page follows within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.models import Alarm, Rma, Station, StationEvent
+from gateway.services.alarms import scan_events
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("stations", "alarms", "quarantine", "lanes", "parcels")
+
+
+def fingerprints(session: Session, now: datetime) -> dict[str, str]:
+    """A short digest per page section; a section changed when its digest did."""
+    events = session.execute(select(func.max(StationEvent.id), func.count(StationEvent.id))).one()
+    stations = session.execute(
+        select(Station.id, Station.state, Station.last_seen, Station.rma_revision, Station.details)
+    ).all()
+    waiting = session.execute(
+        select(Rma.number, Rma.updated_at).where(Rma.awaiting_decision.is_(True))
+    ).all()
+    alarms = session.execute(
+        select(
+            func.count(Alarm.id),
+            func.max(Alarm.id),
+            func.max(Alarm.cleared_at),
+            func.max(Alarm.acknowledged_at),
+        )
+    ).one()
+    full = sorted(
+        str(lane)
+        for *_, details in stations
+        for lane in ((details or {}).get("core") or {}).get("lanes_full") or []
+    )
+    parts: dict[str, object] = {
+        "stations": [list(map(str, row)) for row in stations],
+        "lanes": [str(events), full, now.strftime("%Y-%m-%d %H:%M")],
+        "parcels": str(events),
+        "quarantine": [str(events), *(list(map(str, row)) for row in waiting)],
+        "alarms": list(map(str, alarms)),
+    }
+    return {
+        name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+        for name, value in parts.items()
+    }
+
+
+class LiveWorker:
+    """Background thread: alarm scan of new events and section change tracking.
+
+    Args:
+        sessions: database session factory.
+        interval_s: how often the database is looked at.
+        clock: returns the current UTC time (tests may pass their own).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        interval_s: float = 0.25,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._sessions = sessions
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._digests: dict[str, str] = {}
+        self._after_event_id = 0
+        self.versions: dict[str, int] = dict.fromkeys(SECTIONS, 0)
+
+    def start(self) -> None:
+        """Start the thread (idempotent)."""
+        if self._thread is not None:
+            return
+        with self._sessions() as session:
+            latest = session.scalar(select(func.max(StationEvent.id))) or 0
+        self._after_event_id = max(0, latest - 1000)  # rescan the recent past (idempotent)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="live-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def snapshot(self) -> dict[str, int]:
+        """The current version of every section."""
+        with self._lock:
+            return dict(self.versions)
+
+    def poll(self) -> list[str]:
+        """Look once: raise alarms for new events, bump changed sections; return their names."""
+        with self._sessions() as session:
+            self._after_event_id = scan_events(session, self._after_event_id)
+            digests = fingerprints(session, self._clock())
+        changed = [s for s in SECTIONS if digests[s] != self._digests.get(s)]
+        with self._lock:
+            self._digests = digests
+            for name in changed:
+                self.versions[name] += 1
+        return changed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:
+                log.exception("live worker poll failed")
+            self._stop.wait(self._interval_s)
+
+
+async def event_stream(
+    worker: LiveWorker,
+    is_disconnected: Callable[[], object],
+    *,
+    tick_s: float = 0.1,
+    keepalive_s: float = 15.0,
+) -> AsyncIterator[str]:
+    """Yield SSE messages: ``hello`` first, then ``change`` with the changed sections."""
+    seen = worker.snapshot()
+    yield "retry: 1000\nevent: hello\ndata: {}\n\n"
+    idle = 0.0
+    while True:
+        if await is_disconnected():  # type: ignore[misc]
+            return
+        await asyncio.sleep(tick_s)
+        now = worker.snapshot()
+        changed = [s for s in SECTIONS if now[s] != seen.get(s)]
+        seen = now
+        if changed:
+            idle = 0.0
+            yield f"event: change\ndata: {json.dumps({'sections': changed})}\n\n"
+        else:
+            idle += tick_s
+            if idle >= keepalive_s:
+                idle = 0.0
+                yield ": keep-alive\n\n"

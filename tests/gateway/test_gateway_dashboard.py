@@ -1,0 +1,219 @@
+"""Status page (issue 7): sign-in, roles and CSRF, quarantine decisions, alarms, search."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.main import create_app
+from gateway.services.events import ingest_event
+from gateway.settings import Settings
+from gateway.web.session import COOKIE, sign, unsign
+from protocol import ParcelEvent
+
+pytestmark = pytest.mark.broker
+ADMIN = {"X-API-Key": "test-admin-key-0123456789abcdef"}
+HTML = {"Accept": "text/html"}
+
+
+def add_user(client: TestClient, name: str, role: str) -> None:
+    body = {"username": name, "password": f"{name} long password", "role": role}
+    assert client.post("/api/v1/users", json=body, headers=ADMIN).status_code == 201
+
+
+def browser(app: Any, name: str) -> TestClient:
+    """A cookie-carrying client (no API key) signed in as ``name``."""
+    c = TestClient(app, headers=HTML)
+    r = c.post(
+        "/login",
+        data={"username": name, "password": f"{name} long password"},
+        follow_redirects=False,
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/")
+    return c
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def quarantined(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+    number: str,
+) -> None:
+    assert client.post("/api/v1/rmas", json=rma_body(number), headers=ADMIN).status_code == 201
+    event = make_event(
+        rma_number=number,
+        lane="quarantine",
+        disposition="quarantine",
+        reason="grade_required",
+        diverted=False,
+        explanation="camera grade missing: a lead decides",
+    )
+    with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+        assert ingest_event(session, event)
+
+
+def test_signed_cookie_round_trip_and_tampering() -> None:
+    token = sign("secret-1", {"u": "lee", "c": "x", "t": 4_000_000_000})
+    assert unsign("secret-1", token) == {"u": "lee", "c": "x", "t": 4_000_000_000}
+    assert unsign("secret-2", token) is None
+    body, mac = token.rsplit(".", 1)
+    assert unsign("secret-1", body + "A." + mac) is None
+    assert unsign("secret-1", sign("secret-1", {"u": "lee", "t": 1})) is None  # expired
+
+
+def test_prod_page_needs_sign_in_and_wrong_password_is_refused(settings: Settings) -> None:
+    prod = settings.model_copy(update={"env": "prod", "secret_key": "s" * 40})
+    with TestClient(create_app(prod)) as c:
+        r = c.get("/", headers=HTML, follow_redirects=False)
+        assert (r.status_code, r.headers["location"]) == (303, "/login")
+        assert c.get("/partials/parcels").status_code == 401
+        assert c.get("/api/v1/stream").status_code == 401
+        add_user(c, "vera", "viewer")
+        bad = c.post("/login", data={"username": "vera", "password": "nope"})
+        assert bad.status_code == 401 and "Wrong user name or password." in bad.text
+        v = browser(c.app, "vera")
+        page = v.get("/")
+        assert page.status_code == 200 and "user:vera · viewer" in page.text
+        forged = sign("another secret", {"u": "vera", "c": "x", "t": 4_000_000_000})
+        v.cookies.set(COOKIE, forged)
+        assert v.get("/", follow_redirects=False).status_code == 303
+
+
+def test_lead_releases_quarantined_parcel_viewer_cannot(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    quarantined(client, rma_body, make_event, "RMA-Q1")
+    add_user(client, "vera", "viewer")
+    add_user(client, "lee", "lead")
+    viewer, lead = browser(client.app, "vera"), browser(client.app, "lee")
+
+    seen = viewer.get("/partials/quarantine").text
+    assert '<th scope="row">RMA-Q1</th>' in seen and "grade_required" in seen
+    assert "camera grade missing: a lead decides" in seen
+    assert "Release</button>" not in seen and "Only a lead can decide." in seen
+    refused = viewer.post("/quarantine/RMA-Q1", data={"grade": "restock", "csrf": "x"})
+    assert refused.status_code == 403
+
+    page = lead.get("/").text
+    assert "Release</button>" in page
+    no_token = lead.post("/quarantine/RMA-Q1", data={"grade": "restock"}, follow_redirects=False)
+    assert no_token.status_code == 403
+    done = lead.post(
+        "/quarantine/RMA-Q1",
+        data={"grade": "refurbish", "csrf": csrf_of(page)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/?notice=RMA-Q1%20released%20as%20refurbish#quarantine"
+    rma = client.get("/api/v1/rmas/RMA-Q1").json()
+    assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == (
+        "refunded",
+        "refurbish",
+        False,
+    )
+    assert [c["rma_number"] for c in client.get("/api/v1/credits").json()["credits"]] == [
+        "RMA-Q1",
+        "RMA-Q1",
+    ]
+    assert "Nothing is waiting for a decision." in lead.get("/partials/quarantine").text
+
+
+def test_lead_closes_case_without_credit(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    quarantined(client, rma_body, make_event, "RMA-Q2")
+    add_user(client, "lee", "lead")
+    lead = browser(client.app, "lee")
+    token = csrf_of(lead.get("/").text)
+    lead.post("/quarantine/RMA-Q2", data={"grade": "refuse", "csrf": token})
+    rma = client.get("/api/v1/rmas/RMA-Q2").json()
+    assert (rma["state"], rma["grade"]) == ("closed", "refuse")
+    assert client.get("/api/v1/credits").json()["credits"] == []
+
+
+def test_recent_parcels_show_sku_explanation_and_photo(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    assert client.post("/api/v1/rmas", json=rma_body("RMA-P1"), headers=ADMIN).status_code == 201
+    event = make_event(rma_number="RMA-P1", explanation="grade A: restock", policy_version="p7")
+    raw_with_photo = event.model_dump(mode="json") | {"photo_url": "/photos/abc.jpg"}
+    with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+        assert ingest_event(session, event)
+        from gateway.models import StationEvent
+
+        row = session.query(StationEvent).one()
+        row.raw = raw_with_photo
+        session.commit()
+    html = client.get("/partials/parcels").text
+    assert "<td>SKU-1, SKU-2</td>" in html
+    assert "grade A: restock" in html and "policy p7" in html
+    assert '<a href="/photos/abc.jpg" target="_blank" rel="noopener">Photo</a>' in html
+
+
+def test_rma_search_by_number_order_and_serial(
+    client: TestClient, rma_body: Callable[..., dict[str, Any]]
+) -> None:
+    assert client.post("/api/v1/rmas", json=rma_body("RMA-S1"), headers=ADMIN).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/rmas",
+            json=rma_body("RMA-S2", lines=[{"sku": "X", "quantity": 1}]),
+            headers=ADMIN,
+        ).status_code
+        == 201
+    )
+    for q in ("RMA-S1", "ORD-RMA-S1", "SN42"):
+        html = client.get("/rmas", params={"q": q}).text
+        assert re.findall(r'<h3 id="rma-([^"]+)"', html) == ["RMA-S1"], q
+        assert "<strong>authorize</strong>: requested → authorized · api-key:bootstrap" in html
+    assert re.findall(r'<h3 id="rma-([^"]+)"', client.get("/rmas?q=rma-s").text) == [
+        "RMA-S1",
+        "RMA-S2",
+    ]
+    assert "No RMA matches “nothing”" in client.get("/rmas?q=nothing").text
+
+
+def test_lead_acknowledges_an_alarm_viewer_cannot(client: TestClient) -> None:
+    from gateway.services.stations import upsert_station
+    from protocol import StationStatus
+
+    with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+        upsert_station(session, "site", StationStatus(station="st1", state="offline"))
+    add_user(client, "vera", "viewer")
+    add_user(client, "lee", "lead")
+    viewer, lead = browser(client.app, "vera"), browser(client.app, "lee")
+    [alarm] = client.get("/api/v1/alarms").json()["alarms"]
+    assert (alarm["kind"], alarm["station"], alarm["acknowledged_by"]) == (
+        "station_offline",
+        "st1",
+        None,
+    )
+    seen = viewer.get("/partials/alarms").text
+    assert "Station offline</strong> · st1" in seen and "Acknowledge</button>" not in seen
+    assert viewer.post(f"/alarms/{alarm['id']}/ack", data={"csrf": "x"}).status_code == 403
+    token = csrf_of(lead.get("/").text)
+    done = lead.post(f"/alarms/{alarm['id']}/ack", data={"csrf": token}, follow_redirects=False)
+    assert done.status_code == 303
+    [after] = client.get("/api/v1/alarms").json()["alarms"]  # still active: station offline
+    assert (after["id"], after["acknowledged_by"], after["cleared_at"]) == (
+        alarm["id"],
+        "user:lee",
+        None,
+    )
+    assert "acknowledged by user:lee" in lead.get("/partials/alarms").text

@@ -1,0 +1,207 @@
+"""Alarms, lane figures, live change tracking and /metrics (issue 7), on the services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.db import Database
+from gateway.models import Alarm, StationEvent
+from gateway.services import alarms, dashboard
+from gateway.services.events import ingest_event
+from gateway.services.stations import upsert_station
+from gateway.web.live import LiveWorker
+from protocol import ParcelEvent, StationStatus
+
+NOW = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
+
+
+def status(state: str = "online", **details: Any) -> StationStatus:
+    return StationStatus(station="st1", state=state, software_version="1.2", details=details)
+
+
+def open_keys(db: Database) -> list[tuple[str, bool]]:
+    with db.session() as s:
+        return sorted((a.key, a.cleared_at is None) for a in alarms.open_alarms(s))
+
+
+def test_alarms_follow_station_status_and_need_acknowledgement(anydb: Database) -> None:
+    devices = {"rfid": {"state": "failed", "detail": "no answer"}, "scanner": {"state": "ok"}}
+    core = {"lanes_full": ["refurbish"], "jammed": True, "policy_version": "p1"}
+    with anydb.session() as s:
+        upsert_station(s, "site", status("degraded", devices=devices, core=core))
+    assert open_keys(anydb) == [
+        ("st1:device_down:rfid", True),
+        ("st1:jam:", True),
+        ("st1:lane_full:refurbish", True),
+    ]
+    with anydb.session() as s:  # the same status again raises nothing new
+        upsert_station(s, "site", status("degraded", devices=devices, core=core))
+        assert s.query(Alarm).count() == 3
+        upsert_station(s, "site", status("offline"))  # others stay as they were
+    assert open_keys(anydb) == [
+        ("st1:device_down:rfid", True),
+        ("st1:jam:", True),
+        ("st1:lane_full:refurbish", True),
+        ("st1:station_offline:", True),
+    ]
+    with anydb.session() as s:
+        upsert_station(s, "site", status("online", devices={"rfid": {"state": "ok"}}, core={}))
+    assert open_keys(anydb) == [
+        ("st1:device_down:rfid", False),
+        ("st1:jam:", False),
+        ("st1:lane_full:refurbish", False),
+        ("st1:station_offline:", False),
+    ]
+    with anydb.session() as s:
+        ids = [a.id for a in alarms.open_alarms(s)]
+        for alarm_id in ids:
+            assert alarms.acknowledge(s, alarm_id, "user:lee") is not None
+        assert alarms.open_alarms(s) == []
+        assert [(a.kind, a.acknowledged_by) for a in alarms.history(s)][:1] == [
+            ("station_offline", "user:lee")
+        ]
+        assert alarms.acknowledge(s, 999, "user:lee") is None
+
+
+def test_divert_not_confirmed_event_raises_a_one_off_alarm_once(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    with anydb.session() as s:
+        ingest_event(s, make_event(marks=("divert_unconfirmed",), lane="restock", parcel_id=7))
+        ingest_event(s, make_event())
+        last = alarms.scan_events(s, 0)
+        assert last == 2
+        assert alarms.scan_events(s, 0) == 2  # rescanning raises nothing twice
+        [a] = alarms.open_alarms(s)
+        assert (a.kind, a.subject, a.message) == (
+            "divert_unconfirmed",
+            "restock",
+            "parcel 7: divert into restock not confirmed",
+        )
+        assert a.cleared_at is not None and a.acknowledged_at is None
+
+
+def test_lane_figures_today_last_hour_rate_and_hourly_series(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    ages_min = {"restock": [1, 2, 3, 50, 130], "quarantine": [5, 12 * 60 + 40]}
+    with anydb.session() as s:
+        for lane, ages in ages_min.items():
+            for age in ages:
+                ingest_event(s, make_event(lane=lane), received_at=NOW - timedelta(minutes=age))
+        upsert_station(
+            s, "site", status(core={"lanes_full": ["quarantine"], "lanes": {"recycle": 0}})
+        )
+        figures = dashboard.lane_rows(s, NOW, ZoneInfo("UTC"))
+    assert figures["hours"] == [
+        "05:00",
+        "06:00",
+        "07:00",
+        "08:00",
+        "09:00",
+        "10:00",
+        "11:00",
+        "12:00",
+    ]
+    assert figures["total_today"] == 6
+    assert figures["rows"] == [
+        {
+            "lane": "quarantine",
+            "today": 1,
+            "last_hour": 1,
+            "rate_per_h": 6,
+            "full": True,
+            "series": [0, 0, 0, 0, 0, 0, 0, 1],
+        },
+        {
+            "lane": "recycle",
+            "today": 0,
+            "last_hour": 0,
+            "rate_per_h": 0,
+            "full": False,
+            "series": [0] * 8,
+        },
+        {
+            "lane": "restock",
+            "today": 5,
+            "last_hour": 4,
+            "rate_per_h": 18,
+            "full": False,
+            "series": [0, 0, 0, 0, 0, 1, 1, 3],
+        },
+    ]
+    # the shop's calendar decides what "today" is
+    with anydb.session() as s:
+        tokyo = dashboard.lane_rows(s, NOW, ZoneInfo("Asia/Tokyo"))  # 21:30, day began 15:00 UTC
+    assert [(r["lane"], r["today"]) for r in tokyo["rows"]] == [
+        ("quarantine", 2),
+        ("recycle", 0),
+        ("restock", 5),
+    ]
+
+
+def test_live_worker_reports_changed_sections(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
+    assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "parcels"]
+    assert worker.poll() == []
+    with anydb.session() as s:
+        ingest_event(s, make_event(marks=("divert_unconfirmed",)))
+    assert worker.poll() == ["alarms", "quarantine", "lanes", "parcels"]  # alarm raised by poll
+    assert worker.poll() == []
+    with anydb.session() as s:
+        upsert_station(s, "site", status())
+    assert worker.poll() == ["stations"]
+    assert worker.snapshot() == {
+        "stations": 2,
+        "lanes": 2,
+        "parcels": 2,
+        "quarantine": 2,
+        "alarms": 2,
+    }
+
+
+def test_recent_parcels_newest_first_with_grade_and_reason(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    with anydb.session() as s:
+        ingest_event(s, make_event(parcel_id=1, lane="restock"), received_at=NOW)
+        ingest_event(
+            s,
+            make_event(
+                parcel_id=2,
+                lane="quarantine",
+                disposition="quarantine",
+                reason="unknown_rma",
+                rma_number=None,
+                explanation="RMA not known",
+            ),
+            received_at=NOW + timedelta(seconds=1),
+        )
+        rows = dashboard.recent_parcels(s)
+        assert s.query(StationEvent).count() == 2
+    assert [
+        (r["parcel_id"], r["lane"], r["grade"], r["reason"], r["rma"], r["explanation"])
+        for r in rows
+    ] == [
+        (2, "quarantine", "quarantine", "unknown_rma", "", "RMA not known"),
+        (1, "restock", "restock", "known_rma", "RMA00001", ""),
+    ]
+
+
+def test_photo_links_only_for_http_or_site_paths(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    with anydb.session() as s:
+        for photo in ("/photos/1.jpg", "https://cdn.example/2.jpg", "javascript:alert(1)", "//x/3"):
+            event = make_event()
+            ingest_event(s, event)
+            row = s.query(StationEvent).filter_by(event_id=event.event_id).one()
+            row.raw = {**row.raw, "photo_url": photo}
+        s.commit()
+        photos = [r["photo"] for r in dashboard.recent_parcels(s)]
+    assert photos == [None, None, "https://cdn.example/2.jpg", "/photos/1.jpg"]  # newest first

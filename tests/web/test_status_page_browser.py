@@ -1,0 +1,139 @@
+"""The status page in real headless Chromium while the simulator sorts (issue 7)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from simulator.harness import Report, Run
+from tests.gateway.test_gateway_dashboard_metrics import samples
+from tests.web.conftest import sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.broker]
+WALL = {"width": 1920, "height": 1080}
+TABLET = {"width": 1280, "height": 800}
+
+
+def poll(predicate: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def awaiting(run: Run, suffix: str) -> str:
+    """An RMA received in full at the desk: it waits in the quarantine queue for a lead."""
+    assert run.http is not None
+    number = f"RMA-WEB{suffix}"
+    body = {
+        "number": number,
+        "order_ref": f"ORD-WEB{suffix}",
+        "reason": "damaged",
+        "resolution": "refund",
+        "lines": [{"sku": "SKU-WEB", "quantity": 1}],
+    }
+    assert run.http.post("/api/v1/rmas", json=body).status_code == 201
+    receipt = {"lines": [{"line_no": 1, "quantity": 1}], "note": "opened at the desk"}
+    r = run.http.post(f"/api/v1/rmas/{number}/receipts", json=receipt)
+    assert r.status_code == 200 and r.json()["awaiting_decision"] is True, r.text
+    return number
+
+
+def test_counters_and_recent_parcels_update_live_while_sorting(
+    sim_run: Run, chromium: Any, shot: Any
+) -> None:
+    assert sim_run.gateway is not None
+    page = sign_in(chromium, sim_run.gateway.url, "lee", WALL)
+    page.evaluate("window.__noReload = 'still here'")
+    assert page.locator('[data-count="total_today"]').inner_text() == "0"
+    assert page.locator("tr[data-event]").count() == 0
+
+    result: dict[str, Report] = {}
+    worker = threading.Thread(target=lambda: result.setdefault("r", sim_run.execute()))
+    worker.start()
+    try:
+        poll(lambda: page.locator("tr[data-event]").count() >= 1, "a first parcel row")
+        shot(page, "status-page-while-sorting")
+    finally:
+        worker.join(timeout=120)
+    report = result["r"]
+    assert report.ok, report.failures
+
+    total = page.locator('[data-count="total_today"]')
+    poll(lambda: total.inner_text() == "8", "total today = 8 on the page")
+    poll(lambda: page.locator("tr[data-event]").count() == 8, "8 recent parcel rows")
+    restock = page.locator('tr[data-lane="restock"] [data-count="today"]').inner_text()
+    quarantine = page.locator('tr[data-lane="quarantine"] [data-count="today"]').inner_text()
+    assert (restock, quarantine) == ("5", "3")
+    reasons = page.locator("tr[data-event] code").all_inner_texts()
+    assert sorted(reasons) == ["matched"] * 5 + ["no_read"] + ["unknown_rma"] * 2
+    assert page.locator("#quarantine tr[data-unidentified]").count() == 3
+    assert page.evaluate("window.__noReload") == "still here"  # updated without a reload
+    assert "✔ Online" in page.locator("#stations").inner_text()
+    shot(page, "status-page-wall-1080p")
+
+    # the station's and the gateway's Prometheus figures agree with the run
+    assert sim_run.daemon is not None and sim_run.http is not None
+    station = samples(generate_latest(sim_run.daemon.metrics.registry).decode())
+    gateway = samples(sim_run.http.get("/metrics").text)
+    for lane, reason, n in [
+        ("restock", "matched", 5),
+        ("quarantine", "unknown_rma", 2),
+        ("quarantine", "no_read", 1),
+    ]:
+        assert station[("rs_station_parcels_total", (("lane", lane), ("reason", reason)))] == n
+        key = (("lane", lane), ("reason", reason), ("station", "station1"))
+        assert gateway[("rs_parcels_total", key)] == n
+    assert station[("rs_station_decision_latency_seconds_count", ())] == 8
+    assert station[("rs_station_outbox_depth", ())] == 0
+
+
+def test_lead_releases_quarantined_parcel_and_it_leaves_the_queue(
+    sim_run: Run, chromium: Any, shot: Any
+) -> None:
+    assert sim_run.gateway is not None and sim_run.http is not None
+    page = sign_in(chromium, sim_run.gateway.url, "lee", TABLET)
+    number = awaiting(sim_run, "L1")
+    row = page.locator(f'#quarantine tr[data-rma="{number}"]')
+    poll(lambda: row.count() == 1, "the RMA in the queue (live)")
+    row.locator("select[name=grade]").select_option("refurbish")
+    shot(page, "quarantine-before-release-tablet")
+    row.locator("button", has_text="Release").click()
+    poll(lambda: page.locator(f'#quarantine tr[data-rma="{number}"]').count() == 0, "row gone")
+    assert f"{number} released as refurbish" in page.locator(".notice").inner_text()
+    rma = sim_run.http.get(f"/api/v1/rmas/{number}").json()
+    assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == (
+        "refunded",
+        "refurbish",
+        False,
+    )
+    shot(page, "quarantine-after-release-tablet")
+
+
+def test_viewer_sees_the_queue_but_cannot_act(sim_run: Run, chromium: Any, shot: Any) -> None:
+    assert sim_run.gateway is not None and sim_run.http is not None
+    page = sign_in(chromium, sim_run.gateway.url, "vera", TABLET)
+    number = awaiting(sim_run, "V1")
+    row = page.locator(f'#quarantine tr[data-rma="{number}"]')
+    poll(lambda: row.count() == 1, "the RMA in the viewer's queue (live)")
+    assert page.locator("#quarantine button").count() == 0
+    assert page.locator("#alarms button").count() == 0
+    assert "Only a lead can decide." in page.locator("#quarantine").inner_text()
+    status = page.evaluate(
+        """async (n) => (await fetch('/quarantine/' + n, {method: 'POST',
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+             body: 'grade=restock&csrf=guess'})).status""",
+        number,
+    )
+    assert status == 403
+    assert sim_run.http.get(f"/api/v1/rmas/{number}").json()["awaiting_decision"] is True
+    shot(page, "viewer-tablet")
