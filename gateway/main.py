@@ -20,13 +20,24 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from gateway.api.errors import install_error_handlers
-from gateway.api.routes import access, accounting, health, orders, reasons, rmas, stations, webhooks
+from gateway.api.routes import (
+    access,
+    accounting,
+    health,
+    orders,
+    photos,
+    reasons,
+    rmas,
+    stations,
+    webhooks,
+)
 from gateway.db import Database
 from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
 from gateway.services import accounting as accounting_service
 from gateway.services.auth import ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
+from gateway.services.photos import PhotoStore
 from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from gateway.services.webhooks import WebhookWorker
@@ -66,11 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             seed_reasons(session)
             if settings.bootstrap_api_key:
                 ensure_bootstrap_key(session, settings.bootstrap_api_key)
+        photo_store = PhotoStore(settings.photo_dir, settings.photo_retention_days)
+        app.state.photos = photo_store
         bridge = MqttBridge(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
             site=settings.site,
             sessions=db.sessions,
+            photos=photo_store,
         )
         app.state.db = db
         app.state.bridge = bridge
@@ -115,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 session.commit()
         return response
 
-    for module in (rmas, orders, reasons, accounting, webhooks, access, stations):
+    for module in (rmas, orders, reasons, accounting, webhooks, access, stations, photos):
         app.include_router(module.router)
     app.include_router(health.router)
     app.include_router(pages.router)

@@ -43,10 +43,10 @@ class GradingThresholds(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_rect_fill_a: float = Field(default=0.987, ge=0, le=1)
-    min_rect_fill_b: float = Field(default=0.95, ge=0, le=1)
-    min_solidity_a: float = Field(default=0.988, ge=0, le=1)
-    min_solidity_b: float = Field(default=0.975, ge=0, le=1)
+    min_rect_fill_a: float = Field(default=0.981, ge=0, le=1)
+    min_rect_fill_b: float = Field(default=0.945, ge=0, le=1)
+    min_solidity_a: float = Field(default=0.985, ge=0, le=1)
+    min_solidity_b: float = Field(default=0.962, ge=0, le=1)
     max_dark_fraction_a: float = Field(default=0.002, ge=0, le=1)
     max_dark_fraction_b: float = Field(default=0.015, ge=0, le=1)
     dark_ratio: float = Field(default=0.5, gt=0, lt=1)

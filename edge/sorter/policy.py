@@ -85,10 +85,10 @@ class GradingThresholds:
             counts as a label.
     """
 
-    min_rect_fill_a: float = 0.987
-    min_rect_fill_b: float = 0.95
-    min_solidity_a: float = 0.988
-    min_solidity_b: float = 0.975
+    min_rect_fill_a: float = 0.981
+    min_rect_fill_b: float = 0.945
+    min_solidity_a: float = 0.985
+    min_solidity_b: float = 0.962
     max_dark_fraction_a: float = 0.002
     max_dark_fraction_b: float = 0.015
     dark_ratio: float = 0.5

@@ -55,6 +55,8 @@ class ParcelSpec:
         label: Code 128 text on a white label, or None for no label.
         damage: kind of damage, or None; severity ``minor`` or ``major``.
         mm_per_px: the scene's scale. size: image (width, height) px. seed: texture noise.
+        jpeg_quality: when set, the image goes through JPEG at this quality (as a camera
+            or a stored photo would), else it is returned lossless.
     """
 
     length_mm: float = 360.0
@@ -72,6 +74,7 @@ class ParcelSpec:
     mm_per_px: float = 1.0
     size: tuple[int, int] = (640, 480)
     seed: int = 0
+    jpeg_quality: int | None = None
     extra: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
@@ -89,10 +92,10 @@ def _box_points(spec: ParcelSpec) -> Any:
     major = spec.severity == "major"
     pts: list[tuple[float, float]]
     if spec.damage == "crushed_corner":
-        leg = (110.0 if major else 50.0) / s
+        leg = (130.0 if major else 75.0) / s
         pts = [(-hl, -hw), (hl - leg, -hw), (hl, -hw + leg), (hl, hw), (-hl, hw)]
     elif spec.damage == "dent":
-        depth, half = (40.0 if major else 18.0) / s, (60.0 if major else 45.0) / s
+        depth, half = (50.0 if major else 25.0) / s, (70.0 if major else 55.0) / s
         pts = [(-hl, -hw), (-half, -hw), (0.0, -hw + depth), (half, -hw), (hl, -hw), (hl, hw)]
         pts.append((-hl, hw))
     else:
@@ -128,7 +131,6 @@ def render(spec: ParcelSpec) -> Any:
     """The BGR ``uint8`` image of ``spec`` (size ``spec.size``)."""
     rng = np.random.default_rng(spec.seed)
     w, h = spec.size
-    s = spec.mm_per_px
     img = np.empty((h, w, 3), np.float32)
     img[:] = BELT_BGR
     img += rng.normal(0, 4, (h, w, 1)).astype(np.float32)  # belt texture
@@ -144,7 +146,7 @@ def render(spec: ParcelSpec) -> Any:
     hl, hw = spec.length_mm / 2, spec.width_mm / 2
     major = spec.severity == "major"
     if spec.damage == "open_flap":
-        depth = 70.0 if major else 22.0
+        depth = 70.0 if major else 30.0
         flap = _place(spec, [(-hl + 40, hw), (hl - 40, hw), (hl - 60, hw + depth)])
         flap = np.vstack([flap, _place(spec, [(-hl + 60, hw + depth)])])
         fm = np.zeros((h, w), np.uint8)
@@ -183,8 +185,12 @@ def render(spec: ParcelSpec) -> Any:
     if spec.blur_px > 0:
         img = cv2.GaussianBlur(img, (0, 0), spec.blur_px)
     img += rng.normal(0, spec.noise, img.shape).astype(np.float32)
-    del s
-    return np.clip(img, 0, 255).astype(np.uint8)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if spec.jpeg_quality is not None:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
 
 
 def _paste_label(img: Any, spec: ParcelSpec) -> None:
@@ -236,6 +242,7 @@ def random_spec(rng: np.random.Generator, index: int = 0, label: str | None = No
         damage=damage,
         severity=severity,
         seed=int(rng.integers(2**31)),
+        jpeg_quality=int(rng.integers(70, 96)),
     )
 
 
