@@ -20,8 +20,8 @@ Pipeline (OpenCV, numpy; zxing-cpp for the barcode), for one BGR frame:
    ``dark_ratio`` x its median grey, label excluded (tears, holes, broken tape).
 5. **Label**: the largest bright (grey >= 190), unsaturated (HSV S <= 60) blob inside the
    parcel, at least ``min_label_area_mm2``; it is deskewed by its own minimum-area
-   rectangle and decoded with zxing-cpp (Code 128 and the other linear formats), the
-   whole frame being tried when the label crop gives nothing.
+   rectangle and decoded with zxing-cpp (Code 128 and the other linear formats), again
+   at twice the size when the crop gives nothing.
 6. **Grade** (:func:`grade_measures`): each measure against the policy's A and B limits;
    the worst measure decides. Confidence = 0.5 + 0.5 x (distance to the nearest limit /
    the measure's scale: the A limit's distance to a perfect value for an A measure, the
@@ -191,8 +191,10 @@ def _read_label(grey: Any, rect: Any) -> tuple[str, ...]:
     crop = cv2.warpAffine(
         grey, m, (int(w + 2 * pad), int(h + 2 * pad)), flags=cv2.INTER_CUBIC, borderValue=255
     )
-    codes = decode_barcodes(crop)
-    return codes or decode_barcodes(cv2.rotate(crop, cv2.ROTATE_180))
+    # Bars 2 px wide lose their width ratios in two resamplings; doubled, they decode.
+    return decode_barcodes(crop) or decode_barcodes(
+        cv2.resize(crop, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    )
 
 
 def measure(

@@ -118,7 +118,10 @@ def _place(spec: ParcelSpec, local: list[tuple[float, float]]) -> Any:
 
 def _label_patch(text: str, module_px: int) -> Any:
     """A white label (grey image) with the Code 128 of ``text``, ``module_px`` px per bar."""
-    bars: Any = np.asarray(zxingcpp.write_barcode(zxingcpp.BarcodeFormat.Code128, text))
+    barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.Code128)
+    bars: Any = np.asarray(
+        zxingcpp.write_barcode_to_image(barcode, scale=1, add_hrt=False, add_quiet_zones=False)
+    )
     row = bars[bars.shape[0] // 2]
     code = np.repeat(row, module_px)[None, :].repeat(40 * module_px // 3, axis=0)
     pad = 6 * module_px
