@@ -10,6 +10,7 @@ frames in the same run (the least any pipeline does with a frame).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import cv2
 import numpy as np
@@ -50,7 +51,7 @@ def run() -> list[Figure]:
     cal, thresholds = Calibration(1.0), GradingThresholds()
 
     def baseline(data: bytes) -> object:
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        frame: Any = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
     def ours(data: bytes) -> object:

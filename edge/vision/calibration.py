@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         px_per_mm = args.dpi / 25.4
         w = round((cols * args.marker_mm + (cols - 1) * args.separation_mm) * px_per_mm)
         h = round((rows * args.marker_mm + (rows - 1) * args.separation_mm) * px_per_mm)
+        margin = round(args.separation_mm * px_per_mm)
         art = _board((cols, rows), args.marker_mm, args.separation_mm).generateImage(
-            (w, h), marginSize=round(args.separation_mm * px_per_mm), borderBits=1
+            (w + 2 * margin, h + 2 * margin), marginSize=margin, borderBits=1
         )
         cv2.imwrite(str(args.image), art)
         print(f"board written to {args.image}: print at {args.dpi} dpi, 100 % scale")
