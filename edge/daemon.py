@@ -487,6 +487,8 @@ class StationDaemon:
                     actions = self._feed_photo(payload)
                 elif kind == "graded":
                     actions = self._feed_graded(payload)
+                elif kind == "grade_photo":
+                    actions = self._feed_grade(payload)
                 elif kind == "lane_input" and isinstance(payload, tuple):
                     actions = self._feed_lane_input(t_ms, payload[0], bool(payload[1]))
                 else:
@@ -543,6 +545,23 @@ class StationDaemon:
             self.link.publish_photo(encode(upload))
         if self.config.belt.camera_pos_mm is None:
             return list(self.core.advance(self.clock()))
+        # The core knows the parcel once its induct edge is debounced: a photo judged
+        # faster than that (an invalid one is) waits for it.
+        settled = (
+            float(photo.tag) + self.config.photo_eye.debounce_ms + 1.0
+            if isinstance(photo.tag, int | float)
+            else photo.t_trigger_ms
+        )
+        if self.clock() < settled:
+            self.scheduler.call_at(
+                settled, lambda: self._inputs.put(("grade_photo", photo.t_trigger_ms, result))
+            )
+            return list(self.core.advance(self.clock()))
+        return self._feed_grade(result)
+
+    def _feed_grade(self, result: Any) -> list[Any]:
+        """Feed a graded photo's grade (or the policy's grade without photo) to the core."""
+        photo = result.photo
         if result.grading is not None:
             grade, confidence = result.grading.grade, result.grading.confidence
         else:
