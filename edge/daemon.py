@@ -685,6 +685,14 @@ def config_summary(config: StationConfig) -> str:
     if config.camera is not None:
         c = config.camera
         lines.append(f"  camera: {c.backend} {c.source} ({c.api}), delay {c.trigger_delay_ms} ms")
+        v = config.vision
+        scale = f"calibration {v.calibration}" if v.calibration else f"{v.mm_per_px} mm/px"
+        where = (
+            f"graded at {config.belt.camera_pos_mm} mm"
+            if config.belt.camera_pos_mm is not None
+            else "evidence only (no belt.camera_pos_mm)"
+        )
+        lines.append(f"  vision: {scale}, {where}, photos kept {v.retention_days} days")
     else:
         lines.append("  camera: none (graded without photo)")
     if config.encoder is not None:
