@@ -10,7 +10,9 @@ from a callable at each photo, so a policy pushed later applies to the next parc
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -29,6 +31,7 @@ __all__ = ["NO_PHOTO", "GradedPhoto", "PhotoGrader"]
 log = logging.getLogger(__name__)
 NO_PHOTO = "no_photo"
 PURGE_EVERY_S = 3600.0
+NICE = 10
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,10 @@ class PhotoGrader:
         return GradedPhoto(photo, grading, file, jpeg, elapsed)
 
     def _run(self) -> None:
+        # Lower this thread's CPU priority (Linux: per-thread nice) so grading never
+        # competes with the reactor, scheduler and drivers on a busy Pi.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         while True:
             photo = self._queue.get()
             if photo is None:
