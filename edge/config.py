@@ -33,13 +33,20 @@ class StationSection(_Section):
 
 
 class MqttSection(_Section):
-    """``[mqtt]``: the site broker."""
+    """``[mqtt]``: the site broker.
+
+    ``username`` is the station id under the shipped ACL; ``tls_ca`` (CA file) turns TLS
+    on, ``tls_cert`` / ``tls_key`` add a client certificate.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     keepalive_s: int = Field(default=15, ge=5, le=600)
     username: str | None = None
     password: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     status_interval_s: float = Field(default=5.0, gt=0, le=3600)
 
 

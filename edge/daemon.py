@@ -56,8 +56,10 @@ from edge.link import StationLink
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
 from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
+from edge.sorter.policy import Policy, policy_from_mapping
 from edge.store import StationStore
-from protocol import ParcelEvent, PhotoRef, PhotoUpload, encode
+from protocol import ParcelEvent, PhotoRef, PhotoUpload, ProtocolError, decode, encode
+from protocol.policy import DispositionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,9 @@ class StationDaemon:
         for lane in config.lanes:
             self._add_gate(lane.name, lane.gate_pin, lane.active_high)
         broken = frozenset(lane.name for lane in config.lanes if lane.name not in self.gates)
-        self.core = SorterCore(config.belt_config(without_lanes=broken), self.store)
+        self.core = SorterCore(
+            config.belt_config(without_lanes=broken), self.store, self._cached_policy()
+        )
         eye_cfg = config.photo_eye
         # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
         # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
@@ -192,6 +196,10 @@ class StationDaemon:
             status_interval_s=config.mqtt.status_interval_s,
             username=config.mqtt.username,
             password=config.mqtt.password,
+            tls_ca=str(config.mqtt.tls_ca) if config.mqtt.tls_ca else None,
+            tls_cert=str(config.mqtt.tls_cert) if config.mqtt.tls_cert else None,
+            tls_key=str(config.mqtt.tls_key) if config.mqtt.tls_key else None,
+            on_policy=self.apply_policy,
         )
         self._inputs: queue.Queue[tuple[str, float, object]] = queue.Queue()
         self._stop = threading.Event()
@@ -203,6 +211,8 @@ class StationDaemon:
         self.alarms: dict[str, dict[str, object]] = {}
         self.belt_running = True
         self._cancelled: set[int] = set()
+        self._holds: dict[str, set[int]] = {}
+        self._holds_lock = threading.Lock()
 
     # -- devices and self-test --------------------------------------------------------
     def _make_grader(self) -> Any:
@@ -458,14 +468,51 @@ class StationDaemon:
             return core.on_encoder(t_ms, payload)
         if kind == "resume":
             return core.on_resume(t_ms)
+        if kind == "policy" and isinstance(payload, Policy):
+            core.policy = payload
+            log.info("disposition policy %s applied", payload.version)
         return core.advance(self.clock())
 
+    def _cached_policy(self) -> Policy | None:
+        """The policy last pushed by the gateway, from the store; None: the default."""
+        payload = self.store.load_policy()
+        if payload is None:
+            return None
+        try:
+            return policy_from_mapping(decode(payload, DispositionPolicy).model_dump())
+        except (ProtocolError, ValueError):
+            log.exception("cached disposition policy is invalid; using the default")
+            return None
+
+    def apply_policy(self, payload: bytes | str) -> str:
+        """Validate, cache and apply a disposition policy pushed by the gateway.
+
+        Thread-safe: the core switches policy on the reactor thread, before its next
+        input; parcels already decided keep their decision. Returns the policy version.
+
+        Raises:
+            ProtocolError: when the payload is not a valid ``DispositionPolicy``.
+            ValueError: when the table breaks a fail-safe rule (see ``edge.sorter.policy``).
+        """
+        message = decode(payload, DispositionPolicy)
+        policy = policy_from_mapping(message.model_dump())
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+        self.store.save_policy(policy.version, text)
+        self._inputs.put(("policy", self.clock(), policy))
+        return policy.version
+
     def _fire(self, command: GateCommand, energise: bool) -> None:
+        """Hold / unhold ``command.gate`` for its parcel; energised while any hold is on."""
         gate = self.gates[command.gate]
-        if not energise:
-            gate.release()
-        elif command.parcel_id not in self._cancelled:
-            gate.energise()
+        with self._holds_lock:
+            holds = self._holds.setdefault(command.gate, set())
+            if energise and command.parcel_id not in self._cancelled:
+                holds.add(command.parcel_id)
+                gate.energise()
+            elif not energise:
+                holds.discard(command.parcel_id)
+                if not holds:
+                    gate.release()
 
     # -- reactor --------------------------------------------------------------------
     def _run(self) -> None:
@@ -586,9 +633,12 @@ class StationDaemon:
             self.scheduler.call_at(action.open_at_ms, lambda: self._fire(action, True))
             self.scheduler.call_at(action.close_at_ms, lambda: self._fire(action, False))
         elif isinstance(action, GateCancel):
-            self._cancelled.add(action.parcel_id)
-            if action.gate in self.gates:
-                self.gates[action.gate].release()
+            with self._holds_lock:
+                self._cancelled.add(action.parcel_id)
+                holds = self._holds.setdefault(action.gate, set())
+                holds.discard(action.parcel_id)
+                if not holds and action.gate in self.gates:
+                    self.gates[action.gate].release()
             log.warning("gate %s withdrawn for parcel %d", action.gate, action.parcel_id)
         elif isinstance(action, BeltCommand):
             self.belt_running = action.run

@@ -87,6 +87,9 @@ class StationLink:
         tls_cert, tls_key: client certificate and key for mutual TLS, optional.
         command_handlers: handlers by command name, besides the built-in ``ping``,
             ``resync`` and ``publish_status``; a command without a handler fails.
+        on_policy: applies a disposition policy payload from ``rs/v1/{site}/policy``
+            (retained); a ValueError it raises puts the payload in the dead letters and the
+            current policy stays.
         sync_retry_s: ask for catch-up again when no last batch came within this time, s.
     """
 
@@ -110,6 +113,7 @@ class StationLink:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         command_handlers: Mapping[CommandName, CommandHandler] | None = None,
+        on_policy: Callable[[bytes], object] | None = None,
         sync_retry_s: float = SYNC_RETRY_S,
     ) -> None:
         self.topics = Topics(site, station)
@@ -130,6 +134,7 @@ class StationLink:
             CommandName.PUBLISH_STATUS: self._cmd_publish_status,
             **(command_handlers or {}),
         }
+        self._on_policy = on_policy
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"station-{site}-{station}",
@@ -269,6 +274,7 @@ class StationLink:
                 (self.site_topics.rma, 1),
                 (self.topics.sync_response, 1),
                 (self.topics.command, 1),
+                (self.site_topics.policy, 1),
             ],
         )
         self._connected.set()
@@ -300,11 +306,24 @@ class StationLink:
                 self._apply_batch(decode(payload, SyncBatch))
             elif msg.topic == self.topics.command:
                 self._accept_command(payload, retained=bool(msg.retain))
+            elif msg.topic == self.site_topics.policy:
+                self._apply_policy(payload)
             else:
                 raise ProtocolError(f"unexpected topic {msg.topic}")
         except ProtocolError as exc:
             self.counters["dead_letters"] += 1
             self.store.dead_letter(msg.topic, payload, str(exc))
+
+    def _apply_policy(self, payload: bytes) -> None:
+        if not payload:  # a retained policy being cleared: keep the cached one
+            return
+        if self._on_policy is None:
+            raise ProtocolError("this station takes no policies")
+        try:
+            self._on_policy(payload)
+        except ValueError as exc:  # ProtocolError included: refused, the old one stays
+            raise ProtocolError(f"policy refused: {exc}") from exc
+        self.counters["policies"] = self.counters.get("policies", 0) + 1
 
     def _apply(self, change: Any) -> None:
         self.counters["announcements"] += 1
@@ -364,12 +383,13 @@ class StationLink:
                 time.sleep(0.5)
 
     def _supervise(self) -> None:
+        # paho clears its private ``_thread`` when its loop thread ends; until stop() that
+        # only happens when an exception escaped into paho's loop.
         thread = getattr(self._client, "_thread", None)
-        if thread is None or thread.is_alive() or self._stop.is_set():
+        if self._stop.is_set() or (thread is not None and thread.is_alive()):
             return
         log.error("paho network thread died: restarting it")
         self.counters["loop_restarts"] += 1
-        self._connected.clear()
         self._client._thread = None  # paho refuses loop_start while it holds a thread
         self._client.loop_start()
 

@@ -32,11 +32,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Item identifiers (tag UID, serial) of the cached RMA lines, so that a tag read can name
 -- its RMA; kept by triggers from the payload, whoever writes the rmas table.
 CREATE TABLE IF NOT EXISTS rma_identifiers (
+    number TEXT NOT NULL,
     kind   TEXT NOT NULL,
     value  TEXT NOT NULL,
-    number TEXT NOT NULL,
-    PRIMARY KEY (kind, value, number)
+    PRIMARY KEY (number, kind, value)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rma_identifiers_by_value ON rma_identifiers(kind, value);
 CREATE TRIGGER IF NOT EXISTS rma_identifiers_ins AFTER INSERT ON rmas BEGIN
     DELETE FROM rma_identifiers WHERE number = NEW.number;
     INSERT OR IGNORE INTO rma_identifiers(kind, value, number)
@@ -192,6 +193,22 @@ class StationStore:
         """Number of RMAs cached."""
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM rmas").fetchone()[0])
+
+    # -- disposition policy -----------------------------------------------------------
+    def save_policy(self, version: str, payload: str) -> None:
+        """Keep the disposition policy pushed by the gateway (JSON), replacing the last one."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('policy', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps({"version": version, "payload": payload}),),
+            )
+
+    def load_policy(self) -> str | None:
+        """The last saved policy's JSON payload, or None when none was ever pushed."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'policy'").fetchone()
+        return None if row is None else str(json.loads(row[0])["payload"])
 
     # -- outbox ---------------------------------------------------------------------
     def outbox_put(self, topic: str, payload: bytes) -> int:

@@ -26,6 +26,7 @@ from gateway.api.routes import (
     health,
     orders,
     photos,
+    policy,
     reasons,
     rmas,
     stations,
@@ -43,6 +44,7 @@ from gateway.services.revisions import ensure_site
 from gateway.services.webhooks import WebhookWorker
 from gateway.settings import Settings
 from gateway.web import pages
+from gateway.web import returns as returns_form
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -84,6 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             port=settings.mqtt_port,
             site=settings.site,
             sessions=db.sessions,
+            client_id=settings.mqtt_client_id,
+            shared_group=settings.mqtt_share_group,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            tls_ca=settings.mqtt_tls_ca,
             photos=photo_store,
         )
         app.state.db = db
@@ -129,10 +136,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 session.commit()
         return response
 
-    for module in (rmas, orders, reasons, accounting, webhooks, access, stations, photos):
+    routers = (rmas, orders, reasons, accounting, webhooks, access, stations, policy, photos)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(health.router)
     app.include_router(pages.router)
+    returns_form.install(app, settings)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
 
@@ -142,7 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
     the settings are invalid (e.g. the placeholder secret outside dev).
+    ``returns-gateway import-orders FILE.csv`` imports orders instead (see
+    :mod:`gateway.returns.order_csv`).
     """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["import-orders"]:
+        from gateway.returns import order_csv
+
+        return order_csv.main(args_list[1:])
     parser = argparse.ArgumentParser(
         prog="returns-gateway",
         description="Returns-sorter gateway: RMA API, MQTT bridge and status page. "
@@ -154,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -163,13 +163,15 @@ class ReturnReason(Base):
 
 
 class Order(Base):
-    """A shop order, as much as return policies need (issue 10 builds the full import)."""
+    """A shop order: who may return what (the public return form and the policies)."""
 
     __tablename__ = "orders"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_ref: Mapped[str] = mapped_column(String(64), unique=True)
     customer: Mapped[str] = mapped_column(String(128), default="")
+    #: lower-cased; with ``order_ref`` it identifies the order on the public return form
+    customer_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
@@ -195,6 +197,11 @@ class OrderLine(Base):
     ordered_quantity: Mapped[int] = mapped_column(Integer)
     delivered_quantity: Mapped[int] = mapped_column(Integer)
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    gtin: Mapped[str | None] = mapped_column(String(14))
+    #: serial numbers and RFID UIDs (canonical hex) of the delivered units, when known
+    serials: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rfid_uids: Mapped[list[str]] = mapped_column(JSON, default=list)
     order: Mapped[Order] = relationship(back_populates="lines")
 
 

@@ -265,6 +265,15 @@ class MqttBridge:
 
     # -- publishing ------------------------------------------------------------------------
 
+    def publish_policy(self, payload: bytes) -> bool:
+        """Publish a disposition policy on ``rs/v1/{site}/policy`` (QoS 1, retained).
+
+        Retained, so a station that (re)connects later gets the site's current policy.
+        Returns False when paho refused the message (e.g. its queue is full).
+        """
+        info = self._client.publish(self._topics.policy, payload, qos=QOS, retain=True)
+        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
     def publish_rma(self, announcement: RmaAnnouncement | RmaCancellation) -> bool:
         """Publish an announcement or cancellation on ``rs/v1/{site}/rma`` (QoS 1).
 

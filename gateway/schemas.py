@@ -105,6 +105,29 @@ class OrderLineDraft(BaseModel):
     ordered_quantity: int = Field(ge=1, le=10_000)
     delivered_quantity: int = Field(ge=0, le=10_000)
     unit_price_cents: int = Field(ge=0, le=10**12, description="Paid per unit, minor units")
+    name: str = Field(default="", max_length=200, description="Product name shown to customers")
+    gtin: str | None = Field(default=None, pattern=r"^\d{8}$|^\d{12,14}$")
+    serials: list[str] = Field(
+        default_factory=list, max_length=10_000, description="Serial numbers, when known"
+    )
+    rfid_uids: list[str] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="RFID UIDs of the delivered units (4/7/10 bytes hex), when known",
+    )
+
+    @field_validator("serials")
+    @classmethod
+    def _serials(cls, v: list[str]) -> list[str]:
+        v = [s.strip() for s in v]
+        if any(not s or len(s) > 64 for s in v):
+            raise ValueError("serials must be 1..64 characters each")
+        return v
+
+    @field_validator("rfid_uids")
+    @classmethod
+    def _canonical_uids(cls, v: list[str]) -> list[str]:
+        return [canonical_uid(uid) for uid in v]
 
 
 class OrderDraft(BaseModel):
@@ -114,11 +137,23 @@ class OrderDraft(BaseModel):
 
     order_ref: str = Field(min_length=1, max_length=64)
     customer: str = Field(default="", max_length=128)
+    customer_email: str = Field(
+        default="",
+        max_length=254,
+        pattern=r"^$|^[^@\s]+@[^@\s]+$",
+        description="The customer's e-mail (stored lower-case): with the order number it "
+        "opens the public return form",
+    )
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     delivered_at: AwareDatetime | None = Field(
         default=None, description="When the parcel was delivered (with a UTC offset)"
     )
     lines: list[OrderLineDraft] = Field(min_length=1, max_length=500)
+
+    @field_validator("customer_email")
+    @classmethod
+    def _lower_email(cls, v: str) -> str:
+        return v.lower()
 
 
 class TransitionRequest(BaseModel):

@@ -13,6 +13,14 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me"
+Resolution = Literal["refund", "store_credit", "exchange"]
+
+
+def _default_resolutions() -> dict[str, list[Resolution]]:
+    return {
+        "default": ["refund", "store_credit", "exchange"],
+        "electronics": ["refund", "store_credit"],
+    }
 
 
 class Settings(BaseSettings):
@@ -32,6 +40,15 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/gateway.db"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls_ca: str | None = None
+    mqtt_client_id: str | None = Field(
+        default=None, description="default gateway-{site}; unique per replica"
+    )
+    mqtt_share_group: str | None = Field(
+        default=None, description="MQTT 5 shared-subscription group, e.g. 'gateways'"
+    )
     site: str = Field(default="site1", min_length=1, max_length=64, pattern=r"^[^/+#\s]+$")
     secret_key: str = DEFAULT_SECRET_KEY
     http_host: str = "127.0.0.1"
@@ -99,6 +116,44 @@ class Settings(BaseSettings):
         default="Returns Centre\nDock 4\n12345 Example City",
         max_length=500,
         description="Return address printed on labels (lines separated by \\n)",
+    )
+
+    # -- the public return form (/returns) --------------------------------------------------
+    shop_name: str = Field(default="Example Shop", min_length=1, max_length=100)
+    shop_address: str = Field(
+        default="1 Example Street\n12345 Example City",
+        max_length=500,
+        description="Shop address shown on the return form (lines separated by \\n)",
+    )
+    shop_logo_path: str | None = Field(
+        default=None, description="PNG, JPEG or SVG file shown as the shop's logo on the form"
+    )
+    default_language: Literal["en", "fr"] = Field(
+        default="en", description="Form language when the browser asks for none we have"
+    )
+    note_required_reasons: list[str] = Field(
+        default_factory=lambda: ["defective", "not_as_described", "other"],
+        description="Reason codes for which the customer must write a note",
+    )
+    resolutions_by_category: dict[str, list[Resolution]] = Field(
+        default_factory=_default_resolutions,
+        description="Resolutions a customer may ask for, per category ('default' else)",
+    )
+    approval_threshold_cents: int | None = Field(
+        default=50_000,
+        ge=0,
+        description="A form return worth more than this (paid, minor units) waits for a "
+        "lead's approval instead of being authorised at once; None: never",
+    )
+    form_rate_limit_ip: str = Field(
+        default="20/10 minutes", description="Order look-ups allowed per client IP"
+    )
+    form_rate_limit_order: str = Field(
+        default="10/hour", description="Order look-ups allowed per order number"
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Storage of the form's rate limits (a `limits` URI, e.g. redis://...)",
     )
 
     # -- webhooks --------------------------------------------------------------------------

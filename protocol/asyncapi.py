@@ -29,6 +29,7 @@ from protocol.messages import (
     SyncRequest,
     Telemetry,
 )
+from protocol.policy import DispositionPolicy
 from protocol.topics import ROOT, SHARE_GROUP
 
 ASYNCAPI_PATH = Path(__file__).with_name("asyncapi.yaml")
@@ -43,6 +44,15 @@ _CHANNELS: list[tuple[str, str, list[type[BaseModel]], bool, int, str]] = [
         1,
         "RMA announcements and cancellations for every station of the site, each with the "
         "site-wide revision. Applied idempotently by (RMA, revision).",
+    ),
+    (
+        "{site}/policy",
+        "subscribe",
+        [DispositionPolicy],
+        True,
+        1,
+        "The site's disposition policy (versioned, retained): the station validates it "
+        "against its fail-safe rules, caches it and records its version in every decision.",
     ),
     (
         "{site}/{station}/status",
@@ -123,6 +133,7 @@ _ALL_MODELS: list[type[BaseModel]] = [
     SyncBatch,
     Command,
     CommandReply,
+    DispositionPolicy,
 ]
 
 

@@ -12,13 +12,16 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 # pdftoppm renders return labels in the gateway's label test
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+# headless Chromium drives the browser tests (pytest -m browser) through pip's playwright
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
   echo "ensure-system-deps: installing ${need[*]} with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # wait for another apt-get (a parallel set-up) instead of failing on the dpkg lock
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}"
   # The Debian package enables a system broker on 1883; we never rely on it.
 else
   echo "ensure-system-deps: missing ${need[*]}. Run:" >&2

@@ -246,6 +246,14 @@ def _physics(
             end = min(cmd.close_at_ms, cancel_at.get(cmd.gate, cmd.close_at_ms))
             if end > cmd.open_at_ms:
                 intervals.setdefault(cmd.gate, []).append((cmd.open_at_ms, end))
+    for gate, spans in intervals.items():  # overlapping holds keep the gate energised
+        merged: list[tuple[float, float]] = []
+        for a, b in sorted(spans):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        intervals[gate] = merged
     v = cfg.speed_mm_s / 1000.0
     gates = sorted((ln for ln in cfg.lanes if ln.gate is not None), key=lambda ln: ln.pos_mm)
     for r, p, t0 in zip(results, parcels, induct, strict=True):

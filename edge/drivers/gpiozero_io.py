@@ -14,7 +14,7 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice, RotaryEncoder
 from gpiozero.pins import Factory
 
 from edge.clock import monotonic_ms
-from edge.drivers.gpio import EdgeCallback, LevelCallback
+from edge.drivers.gpio import LevelCallback
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,62 @@ def make_pin_factory(name: str) -> Factory:
     raise ValueError(f"unknown pin factory {name!r} (mock, rpigpio, lgpio)")
 
 
-class GpiozeroPhotoEye:
-    """Induct photo-eye on a GPIO input.
+class GpiozeroInput:
+    """A binary input (divert-confirm, lane-full) on a GPIO pin, raw edges timestamped.
+
+    Args:
+        name: what it is, e.g. ``"restock.confirm"``.
+        pin: BCM pin number.
+        active_high: True when the input reads high while active.
+        pin_factory: the gpiozero pin factory.
+        clock: monotonic ms time source.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pin: int,
+        active_high: bool,
+        pin_factory: Factory,
+        clock: Callable[[], float] = monotonic_ms,
+    ) -> None:
+        self.name = name
+        self.pin = pin
+        self.clock = clock
+        self._device = DigitalInputDevice(
+            pin, pull_up=None, active_state=active_high, pin_factory=pin_factory
+        )
+        self._on_change: LevelCallback | None = None
+        self.edges = 0
+
+    def start(self, on_change: LevelCallback) -> None:
+        """Report every raw change as (t_ms, active) to ``on_change``."""
+        self._on_change = on_change
+        self._device.when_activated = self._changed
+        self._device.when_deactivated = self._changed
+
+    def _changed(self, *args: Any) -> None:
+        t_ms = self.clock()
+        self.edges += 1
+        if self._on_change is not None:
+            self._on_change(t_ms, bool(self._device.value))
+
+    @property
+    def active(self) -> bool:
+        """Current raw level: True when active."""
+        return bool(self._device.value)
+
+    def close(self) -> None:
+        """Release the pin."""
+        self._device.close()
+
+    def status(self) -> dict[str, object]:
+        """JSON-able state."""
+        return {"state": "ok", "active": self.active, "edges": self.edges}
+
+
+class GpiozeroPhotoEye(GpiozeroInput):
+    """Induct photo-eye on a GPIO input: raw edges as (t_ms, blocked); debounce is the core's.
 
     Args:
         pin: BCM pin number.
@@ -58,33 +112,12 @@ class GpiozeroPhotoEye:
         pin_factory: Factory,
         clock: Callable[[], float] = monotonic_ms,
     ) -> None:
-        self.clock = clock
-        self._device = DigitalInputDevice(
-            pin, pull_up=None, active_state=(blocked_level == "high"), pin_factory=pin_factory
-        )
-        self._on_edge: EdgeCallback | None = None
-        self.edges = 0
-
-    def start(self, on_edge: EdgeCallback) -> None:
-        """Report every raw edge as (t_ms, blocked) to ``on_edge``."""
-        self._on_edge = on_edge
-        self._device.when_activated = self._changed
-        self._device.when_deactivated = self._changed
-
-    def _changed(self, *args: Any) -> None:
-        t_ms = self.clock()
-        self.edges += 1
-        if self._on_edge is not None:
-            self._on_edge(t_ms, bool(self._device.value))
+        super().__init__("photo_eye", pin, blocked_level == "high", pin_factory, clock)
 
     @property
     def blocked(self) -> bool:
         """Current (raw) level: True when the beam is blocked."""
-        return bool(self._device.value)
-
-    def close(self) -> None:
-        """Release the pin."""
-        self._device.close()
+        return self.active
 
     def status(self) -> dict[str, object]:
         """JSON-able state."""
@@ -158,60 +191,6 @@ class GpiozeroDiverterGate:
     def status(self) -> dict[str, object]:
         """JSON-able state."""
         return {"state": "ok", "energised": self.energised, "fired": self.fired}
-
-
-class GpiozeroInput:
-    """A binary input (divert-confirm, lane-full) on a GPIO pin, raw edges timestamped.
-
-    Args:
-        name: what it is, e.g. ``"restock.confirm"``.
-        pin: BCM pin number.
-        active_high: True when the input reads high while active.
-        pin_factory: the gpiozero pin factory.
-        clock: monotonic ms time source.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        pin: int,
-        active_high: bool,
-        pin_factory: Factory,
-        clock: Callable[[], float] = monotonic_ms,
-    ) -> None:
-        self.name = name
-        self.pin = pin
-        self.clock = clock
-        self._device = DigitalInputDevice(
-            pin, pull_up=None, active_state=active_high, pin_factory=pin_factory
-        )
-        self._on_change: LevelCallback | None = None
-        self.edges = 0
-
-    def start(self, on_change: LevelCallback) -> None:
-        """Report every raw change as (t_ms, active) to ``on_change``."""
-        self._on_change = on_change
-        self._device.when_activated = self._changed
-        self._device.when_deactivated = self._changed
-
-    def _changed(self, *args: Any) -> None:
-        t_ms = self.clock()
-        self.edges += 1
-        if self._on_change is not None:
-            self._on_change(t_ms, bool(self._device.value))
-
-    @property
-    def active(self) -> bool:
-        """Current raw level: True when active."""
-        return bool(self._device.value)
-
-    def close(self) -> None:
-        """Release the pin."""
-        self._device.close()
-
-    def status(self) -> dict[str, object]:
-        """JSON-able state."""
-        return {"state": "ok", "active": self.active, "edges": self.edges}
 
 
 class GpiozeroEncoder:

@@ -16,10 +16,11 @@ each episode start as a :class:`TagRead`, and each failed read as a :class:`TagR
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, runtime_checkable
+
+from protocol.messages import canonical_uid as protocol_canonical_uid
 
 __all__ = [
     "CASCADE_TAG",
@@ -51,8 +52,6 @@ anticollision loop could not resolve. ``protocol``: malformed answer (length, CR
 parity). ``timeout``: the poll ran past its deadline.
 """
 
-_HEX: Final = re.compile(r"[0-9A-Fa-f]+")
-
 
 class UidError(Exception):
     """A tag answered but no whole UID could be read.
@@ -71,21 +70,14 @@ class UidError(Exception):
 def canonical_uid(uid: bytes | str) -> str:
     """The canonical UID text: upper-case hex, no separators (``b"\\xdd\\x17"`` -> ``"DD17"``).
 
-    Text input may use ``:``, ``-`` or spaces between bytes.
+    Raw bytes from the reader, or text that may use ``:``, ``-`` or spaces between bytes;
+    the one form used everywhere is :func:`protocol.messages.canonical_uid`'s.
 
     Raises:
-        ValueError: when the text is not hex or not 4, 7 or 10 bytes.
+        ValueError: when it is not 4, 7 or 10 bytes of hex.
     """
-    if isinstance(uid, bytes | bytearray):
-        raw = bytes(uid)
-    else:
-        text = re.sub(r"[\s:\-]", "", uid)
-        if not _HEX.fullmatch(text) or len(text) % 2:
-            raise ValueError(f"not a hex UID: {uid!r}")
-        raw = bytes.fromhex(text)
-    if len(raw) not in (4, 7, 10):
-        raise ValueError(f"a UID has 4, 7 or 10 bytes, got {len(raw)}")
-    return raw.hex().upper()
+    text = bytes(uid).hex() if isinstance(uid, bytes | bytearray) else uid
+    return protocol_canonical_uid(text)
 
 
 def bcc(data: Iterable[int]) -> int:

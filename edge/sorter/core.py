@@ -11,7 +11,8 @@ speed (:class:`~edge.sorter.odometer.Odometer`). A parcel's window opens at indu
 blocked, debounced) at belt position ``p0``; its body at time ``t`` spans
 ``[pos(t) - p0 - length, pos(t) - p0]`` mm downstream of the eye. A read at a station
 (scan tunnel, RFID antenna, camera) at position ``s`` with tolerance ``tol`` belongs to the
-parcel whose body covers ``s ± tol`` (the nearest body centre if two do).
+parcel whose body covers ``s ± tol``; a read that two parcels could own is ambiguous, a
+conflict for both.
 
 Decision: once the trailing edge has left the last station (``s + tol``), with what is
 known (a reader that never answered simply contributed nothing): identity
@@ -75,6 +76,7 @@ class _Parcel:
     lane: LaneSpec | None = None  # where it physically goes (decision lane or end lane)
     confirmed: bool = False
     marks: list[Mark] = field(default_factory=list)
+    ambiguous: int = 0
 
     def body_mm(self, belt_pos_mm: float) -> tuple[float, float]:
         """(trailing, leading) edge, mm downstream of the eye, at belt travel ``belt_pos_mm``."""
@@ -115,6 +117,7 @@ class SorterCore:
         self.counters: dict[str, int] = {
             "inducted": 0,
             "orphan_reads": 0,
+            "ambiguous_reads": 0,
             "bad_reads": 0,
             "jams": 0,
             "gap_violations": 0,
@@ -155,10 +158,9 @@ class SorterCore:
             except ValueError as exc:
                 self.counters["bad_reads"] += 1
                 return [*actions, BadRead("barcode", code, t_ms, str(exc))]
-        owner = self._owner(t_ms, self.config.scan_pos_mm, self.config.scan_tol_mm)
+        owner = self._claim(t_ms, self.config.scan_pos_mm, self.config.scan_tol_mm, code, actions)
         if owner is None:
-            self.counters["orphan_reads"] += 1
-            actions.append(OrphanRead(code, t_ms))
+            pass
         elif item is not None:
             owner.items.append(item)
             owner.reads.append(f"gs1:{item.gtin or ''}/{item.serial or ''}")
@@ -171,21 +173,22 @@ class SorterCore:
         """An RFID tag UID read at ``t_ms`` (any separator / case; 4, 7 or 10 bytes).
 
         Repeated reads of one tag, and a tag flickering in and out of the field, are one
-        read of the parcel whose window it falls in. An invalid UID is a bad read.
+        read of the parcel whose window it falls in. An invalid UID, or a 4-byte one that
+        starts with the cascade tag ``88`` (an incomplete 7-byte UID), is a bad read.
         """
         actions = self.advance(t_ms)
         try:
             canon = canonical_uid(uid)
+            if len(canon) == 8 and canon.startswith("88"):
+                # 0x88 is the cascade tag: the first level of a 7-byte UID, never a key (C1)
+                raise ValueError(f"RFID UID {uid!r} starts with the cascade tag 88: incomplete")
         except ValueError as exc:
             self.counters["bad_reads"] += 1
             return [*actions, BadRead("rfid", uid, t_ms, str(exc))]
         cfg = self.config
         pos = cfg.rfid_pos_mm if cfg.rfid_pos_mm is not None else cfg.scan_pos_mm
-        owner = self._owner(t_ms, pos, cfg.rfid_tol_mm)
-        if owner is None:
-            self.counters["orphan_reads"] += 1
-            actions.append(OrphanRead(f"rfid:{canon}", t_ms))
-        elif canon not in owner.uids:
+        owner = self._claim(t_ms, pos, cfg.rfid_tol_mm, f"rfid:{canon}", actions)
+        if owner is not None and canon not in owner.uids:
             owner.uids.append(canon)
             owner.reads.append(f"rfid:{canon}")
         return actions
@@ -207,15 +210,14 @@ class SorterCore:
         cfg = self.config
         if parcel_id is not None:
             owner = self._parcels.get(parcel_id)
-            if owner is not None and owner.decision is not None:
+            if owner is None or owner.decision is not None:
+                self.counters["orphan_reads"] += 1
+                actions.append(OrphanRead(f"grade:{grade}", t_ms))
                 owner = None
         else:
             pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
-            owner = self._owner(t_ms, pos, cfg.camera_tol_mm)
-        if owner is None:
-            self.counters["orphan_reads"] += 1
-            actions.append(OrphanRead(f"grade:{grade}", t_ms))
-        else:
+            owner = self._claim(t_ms, pos, cfg.camera_tol_mm, f"grade:{grade}", actions)
+        if owner is not None:
             ok = grade in self.policy.grades and confidence >= self.policy.min_grade_confidence
             owner.grades.append(grade if ok else None)
         return actions
@@ -240,13 +242,25 @@ class SorterCore:
     def on_lane_full(self, t_ms: float, lane: str, full: bool) -> list[Action]:
         """The lane-full sensor of ``lane`` changed at ``t_ms`` (True = full).
 
-        Parcels decided for a full lane go on to quarantine with reason ``lane_full``.
+        Parcels decided for a full lane go on to quarantine with reason ``lane_full``;
+        those already sent there whose gate has not begun to open are withdrawn (marks
+        ``gate_cancelled``, ``lane_full``).
         """
         actions = self.advance(t_ms)
-        if full:
-            self._full.add(lane)
-        else:
+        if not full:
             self._full.discard(lane)
+            return actions
+        self._full.add(lane)
+        # Parcels already sent there whose gate has not begun to open run on instead.
+        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            if (
+                p.command is not None
+                and p.lane is not None
+                and p.lane.name == lane
+                and t_ms < p.command.open_at_ms
+            ):
+                actions += self._cancel(p, t_ms, self.config.end_lane)
+                p.marks.append(Mark.LANE_FULL)
         return actions
 
     def on_resume(self, t_ms: float) -> list[Action]:
@@ -328,19 +342,36 @@ class SorterCore:
                 self._open.length_mm = self.odometer.position_mm(t_ms) - self._open.induct_pos_mm
                 self._open = None
 
-    def _owner(self, t_ms: float, zone_mm: float, tol_mm: float) -> _Parcel | None:
+    def _claim(
+        self, t_ms: float, zone_mm: float, tol_mm: float, what: str, actions: list[Action]
+    ) -> _Parcel | None:
+        """The one undecided parcel whose body ± ``tol_mm`` covers the station at ``t_ms``.
+
+        None read: an orphan. Two or more: the read is ambiguous (the parcels are too
+        close for this station's tolerance): it is recorded on each of them and counts as
+        a conflict for each, never as an identity or grade of either.
+        """
         pos = self.odometer.position_mm(t_ms)
         candidates = []
-        for parcel in self._parcels.values():
+        for parcel in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
             if parcel.decision is not None:
                 continue
             trail, lead = parcel.body_mm(pos)
             if trail - tol_mm <= zone_mm <= lead + tol_mm:
                 candidates.append(parcel)
+        if len(candidates) == 1:
+            return candidates[0]
         if not candidates:
+            self.counters["orphan_reads"] += 1
+            actions.append(OrphanRead(what, t_ms))
             return None
-        # Nearest body centre to the station wins; ties go to the parcel inducted first.
-        return min(candidates, key=lambda p: (abs(sum(p.body_mm(pos)) / 2 - zone_mm), p.parcel_id))
+        self.counters["ambiguous_reads"] += 1
+        for parcel in candidates:
+            parcel.ambiguous += 1
+            parcel.reads.append(f"ambiguous:{what}")
+            if what.startswith("grade:"):
+                parcel.grades.append(None)
+        return None
 
     def _jam(self, t_ms: float) -> list[Action]:
         self.jammed = True
@@ -364,7 +395,10 @@ class SorterCore:
     # -- deciding -----------------------------------------------------------------------
     def _facts(self, parcel: _Parcel) -> tuple[IdentityResult, Facts, int | None]:
         reads = WindowReads(
-            labels=distinct(parcel.labels), uids=distinct(parcel.uids), items=tuple(parcel.items)
+            labels=distinct(parcel.labels),
+            uids=distinct(parcel.uids),
+            items=tuple(parcel.items),
+            ambiguous=parcel.ambiguous,
         )
         ident = identify(reads, self.rmas)
         rma = ident.rma
@@ -503,10 +537,11 @@ class SorterCore:
         for q in self._parcels.values():
             if q is parcel:
                 continue
-            same_lane = q.lane is not None and q.lane.name == lane.name
-            if not (self._passes(q, lane.pos_mm) or same_lane):
+            if q.lane is not None and q.lane.name == lane.name and q.command is not None:
+                continue  # diverted by the same gate: the windows merge (see GateCommand)
+            if not self._passes(q, lane.pos_mm):
                 continue
-            o0, o1 = self._window(q, lane.pos_mm) if same_lane else self._occupancy(q, lane.pos_mm)
+            o0, o1 = self._occupancy(q, lane.pos_mm)
             if o0 < w1 and w0 < o1:
                 return True
         return False

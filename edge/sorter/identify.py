@@ -108,11 +108,13 @@ class WindowReads:
         labels: RMA numbers from label barcodes, first seen first.
         uids: canonical RFID UIDs.
         items: GS1 item identifiers.
+        ambiguous: reads that another parcel could own as well (too close together).
     """
 
     labels: tuple[str, ...] = ()
     uids: tuple[str, ...] = ()
     items: tuple[Gs1Item, ...] = ()
+    ambiguous: int = 0
 
     @property
     def empty(self) -> bool:
@@ -165,12 +167,16 @@ def _by_identifier(rmas: RmaDirectory, kind: str, values: Sequence[str]) -> tupl
 def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
     """Identify the item of one tracking window against the station's RMA directory.
 
-    Rules, in order: nothing read is ``no_read``; two different labels, tags, GTINs or
+    Rules, in order: a read another parcel could own is ``conflicting_reads``; nothing
+    read is ``no_read``; two different labels, tags, GTINs or
     serials, or a tag / serial that names another RMA than the label, is
     ``conflicting_reads``; no RMA found is ``unknown_rma``; an item identifier that
     contradicts every line is ``wrong_item``; a line that declares a tag UID with no tag
     read is ``rfid_timeout``; otherwise ``matched``.
     """
+    if reads.ambiguous:
+        detail = f"{reads.ambiguous} read(s) could belong to a neighbouring parcel"
+        return IdentityResult(Identity.CONFLICTING, None, (), detail)
     if reads.empty:
         return IdentityResult(Identity.NO_READ, None, (), "nothing read")
     if len(reads.labels) > 1:

@@ -61,6 +61,7 @@ class Mark(enum.StrEnum):
 
     DIVERT_UNCONFIRMED = "divert_unconfirmed"
     GATE_CANCELLED = "gate_cancelled"
+    LANE_FULL = "lane_full"
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,9 @@ class Decision:
 class GateCommand:
     """Energise ``gate`` from ``open_at_ms`` to ``close_at_ms`` (monotonic ms).
 
+    Commands for one gate may overlap (two parcels for the same lane close together): the
+    shell keeps the gate energised while at least one of its commands is active, i.e. it
+    holds the gate per parcel and releases it when the last hold ends.
     ``open_at_pos_mm`` / ``close_at_pos_mm`` are the same instants as belt odometer
     positions (mm), for shells that fire by encoder position.
     """

@@ -33,7 +33,7 @@ class Odometer:
     """
 
     def __init__(
-        self, speed_mm_s: float, mm_per_count: float | None = None, history: int = 256
+        self, speed_mm_s: float, mm_per_count: float | None = None, history: int = 2048
     ) -> None:
         self.nominal_speed_mm_s = speed_mm_s
         self.mm_per_count = mm_per_count

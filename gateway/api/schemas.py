@@ -77,6 +77,10 @@ class OrderLineOut(_Out):
     ordered_quantity: int
     delivered_quantity: int
     unit_price_cents: int
+    name: str = ""
+    gtin: str | None = None
+    serials: list[str] = []
+    rfid_uids: list[str] = []
     returnable: int = 0
 
 
@@ -85,6 +89,7 @@ class OrderOut(_Out):
 
     order_ref: str
     customer: str
+    customer_email: str = ""
     currency: str
     delivered_at: datetime | None
     lines: list[OrderLineOut]

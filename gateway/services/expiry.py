@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime
 
 from sqlalchemy import select
@@ -13,6 +12,7 @@ from gateway.models import Rma, utcnow
 from gateway.services.accounting import state_changed
 from gateway.services.lifecycle import fire
 from gateway.services.rmas import bump
+from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,28 +51,12 @@ def expire_overdue(
     return expired
 
 
-class ExpiryWorker:
+class ExpiryWorker(PeriodicWorker):
     """Background thread running :func:`expire_overdue` every ``settings.expiry_check_s``."""
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
-        self._sessions = sessions
-        self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="expiry", daemon=True)
+        def job() -> None:
+            with sessions() as session:
+                expire_overdue(session, settings)
 
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread and wait for it (at most 5 s)."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._settings.expiry_check_s):
-            try:
-                with self._sessions() as session:
-                    expire_overdue(session, self._settings)
-            except Exception:
-                log.exception("expiry round failed")
+        super().__init__("expiry", settings.expiry_check_s, job)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.models import Order, OrderLine
-from gateway.schemas import OrderDraft
+from gateway.models import Order, OrderLine, RmaLineRecord
+from gateway.schemas import OrderDraft, OrderLineDraft
+from gateway.services.policies import returnable_for
 
 
 class DuplicateOrder(Exception):
@@ -31,30 +33,16 @@ def create_order(
         InvalidOrder: when a line has more units delivered than ordered.
         DuplicateOrder: when ``draft.order_ref`` is taken (nothing is stored).
     """
-    for i, line in enumerate(draft.lines, start=1):
-        if line.delivered_quantity > line.ordered_quantity:
-            raise InvalidOrder(
-                f"order line {i} ({line.sku}): delivered {line.delivered_quantity} > "
-                f"ordered {line.ordered_quantity}"
-            )
+    _check_lines(draft)
     if get_order(session, draft.order_ref) is not None:
         raise DuplicateOrder(f"order {draft.order_ref!r} already exists")
     order = Order(
         order_ref=draft.order_ref,
         customer=draft.customer,
+        customer_email=draft.customer_email,
         currency=draft.currency,
-        delivered_at=draft.delivered_at,
-        lines=[
-            OrderLine(
-                line_no=i,
-                sku=line.sku,
-                category=line.category,
-                ordered_quantity=line.ordered_quantity,
-                delivered_quantity=line.delivered_quantity,
-                unit_price_cents=line.unit_price_cents,
-            )
-            for i, line in enumerate(draft.lines, start=1)
-        ],
+        delivered_at=_utc(draft.delivered_at),
+        lines=[_set_line(OrderLine(line_no=i), line) for i, line in enumerate(draft.lines, 1)],
     )
     session.add(order)
     try:
@@ -71,3 +59,104 @@ def create_order(
 def get_order(session: Session, order_ref: str) -> Order | None:
     """Return the order with this reference, or None."""
     return session.scalar(select(Order).where(Order.order_ref == order_ref))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)
+
+
+def _check_lines(draft: OrderDraft) -> None:
+    for i, line in enumerate(draft.lines, start=1):
+        if line.delivered_quantity > line.ordered_quantity:
+            raise InvalidOrder(
+                f"order line {i} ({line.sku}): delivered {line.delivered_quantity} > "
+                f"ordered {line.ordered_quantity}"
+            )
+
+
+def _set_line(target: OrderLine, line: OrderLineDraft) -> OrderLine:
+    target.sku = line.sku
+    target.category = line.category
+    target.ordered_quantity = line.ordered_quantity
+    target.delivered_quantity = line.delivered_quantity
+    target.unit_price_cents = line.unit_price_cents
+    target.name = line.name
+    target.gtin = line.gtin
+    target.serials = list(line.serials)
+    target.rfid_uids = list(line.rfid_uids)
+    return target
+
+
+def _line_draft(line: OrderLine) -> OrderLineDraft:
+    return OrderLineDraft(
+        sku=line.sku,
+        category=line.category,
+        ordered_quantity=line.ordered_quantity,
+        delivered_quantity=line.delivered_quantity,
+        unit_price_cents=line.unit_price_cents,
+        name=line.name,
+        gtin=line.gtin,
+        serials=list(line.serials or []),
+        rfid_uids=list(line.rfid_uids or []),
+    )
+
+
+def as_draft(order: Order) -> OrderDraft:
+    """Return the stored order as the draft that would store it again unchanged."""
+    return OrderDraft(
+        order_ref=order.order_ref,
+        customer=order.customer,
+        customer_email=order.customer_email,
+        currency=order.currency,
+        delivered_at=order.delivered_at,
+        lines=[_line_draft(line) for line in order.lines],
+    )
+
+
+def upsert_order(session: Session, draft: OrderDraft) -> tuple[Order, str]:
+    """Create the order, or bring a stored one to ``draft`` (lines matched by position).
+
+    Idempotent: the same draft again changes nothing. Returns the order and what happened:
+    ``"created"``, ``"updated"`` or ``"unchanged"``; commits.
+
+    Raises:
+        InvalidOrder: more delivered than ordered, or the update would drop a line or
+            delivered units that RMAs already claim (returned or on open RMAs).
+    """
+    _check_lines(draft)
+    order = get_order(session, draft.order_ref)
+    if order is None:
+        return create_order(session, draft), "created"
+    if as_draft(order) == draft:
+        return order, "unchanged"
+    by_no = {line.line_no: line for line in order.lines}
+    for line_no, line in by_no.items():
+        claimed = returnable_for(session, line)
+        new = draft.lines[line_no - 1] if line_no <= len(draft.lines) else None
+        taken = claimed.returned + claimed.on_open
+        referenced = session.scalar(
+            select(RmaLineRecord.id).where(RmaLineRecord.order_line_id == line.id).limit(1)
+        )
+        if new is None and referenced is not None:
+            raise InvalidOrder(f"order line {line_no} ({line.sku}) is on RMAs; it cannot go")
+        if new is not None and referenced is not None and new.sku != line.sku:
+            raise InvalidOrder(f"order line {line_no} is on RMAs as SKU {line.sku!r}")
+        if new is not None and new.delivered_quantity < taken:
+            raise InvalidOrder(
+                f"order line {line_no} ({line.sku}): {taken} unit(s) already returned or on "
+                f"open RMAs, more than the {new.delivered_quantity} delivered"
+            )
+    order.customer = draft.customer
+    order.customer_email = draft.customer_email
+    order.currency = draft.currency
+    order.delivered_at = _utc(draft.delivered_at)
+    for line_no, line in list(by_no.items()):
+        if line_no > len(draft.lines):
+            order.lines.remove(line)
+    for i, new in enumerate(draft.lines, start=1):
+        if i in by_no:
+            _set_line(by_no[i], new)
+        else:
+            order.lines.append(_set_line(OrderLine(line_no=i), new))
+    session.commit()
+    return order, "updated"

@@ -25,7 +25,8 @@ def upsert_station(
     """Create or update the station named in ``status`` and commit.
 
     ``retained`` marks a status the broker replayed on subscription: it sets the state but
-    does not move ``last_seen`` of a known station, since the message may be old.
+    does not move ``last_seen`` of a known station, since the message may be old. The
+    birth's ``config_hash`` is kept in ``details["config_hash"]``.
     """
     now = seen_at or utcnow()
     station = session.get(Station, status.station)
@@ -39,7 +40,7 @@ def upsert_station(
     station.state = status.state
     station.software_version = status.software_version
     station.rma_revision = status.rma_revision
-    station.details = dict(status.details)
+    station.details = {**status.details, "config_hash": status.config_hash}
     session.commit()
     if previous != status.state:
         log.info(

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import WebhookDelivery, utcnow
+from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,31 +156,14 @@ def replay(session: Session, delivery: WebhookDelivery, *, now: datetime | None 
     session.commit()
 
 
-class WebhookWorker:
+class WebhookWorker(PeriodicWorker):
     """Background thread that delivers due webhooks every ``settings.webhook_poll_s``."""
 
     def __init__(
         self, sessions: sessionmaker[Session], settings: Settings, client: httpx.Client
     ) -> None:
-        self._sessions = sessions
-        self._settings = settings
-        self._client = client
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+        def job() -> None:
+            with sessions() as session:
+                deliver_due(session, settings, client)
 
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread and wait for it (at most 5 s)."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._settings.webhook_poll_s):
-            try:
-                with self._sessions() as session:
-                    deliver_due(session, self._settings, self._client)
-            except Exception:
-                log.exception("webhook delivery round failed")
+        super().__init__("webhooks", settings.webhook_poll_s, job)

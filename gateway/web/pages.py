@@ -14,6 +14,7 @@ from sqlalchemy import select
 from gateway.api.deps import BridgeDep, Reader, SessionDep, SettingsDep
 from gateway.models import Rma
 from gateway.services.events import lane_counts, lanes_by_station
+from gateway.services.revisions import head_revision
 from gateway.services.stations import list_stations
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -38,6 +39,7 @@ def status_page(
     _who: Reader,
 ) -> HTMLResponse:
     """Render the status page: one table of stations, one of lane counts per station."""
+    head = head_revision(session, settings.site)
     stations = [
         {
             "id": s.id,
@@ -46,6 +48,7 @@ def status_page(
             "last_seen": _fmt_time(s.last_seen),
             "last_seen_iso": s.last_seen.isoformat() if s.last_seen else "",
             "rma_revision": s.rma_revision,
+            "sync_lag": max(0, head - s.rma_revision),
             "software_version": s.software_version or "unknown",
         }
         for s in list_stations(session)

@@ -38,6 +38,7 @@ def test_asyncapi_lists_every_topic_with_its_messages() -> None:
     assert sorted(channels) == sorted(
         [
             "rs/v1/{site}/rma",
+            "rs/v1/{site}/policy",
             "rs/v1/{site}/{station}/status",
             "rs/v1/{site}/{station}/event",
             "rs/v1/{site}/{station}/photo",
@@ -52,6 +53,8 @@ def test_asyncapi_lists_every_topic_with_its_messages() -> None:
     assert cmd["bindings"]["mqtt"] == {"qos": 1, "retain": False}
     rma = channels["rs/v1/{site}/rma"]["subscribe"]["message"]["oneOf"]
     assert [m["$ref"].rsplit("/", 1)[1] for m in rma] == ["RmaAnnouncement", "RmaCancellation"]
+    policy = channels["rs/v1/{site}/policy"]["subscribe"]
+    assert policy["bindings"]["mqtt"] == {"qos": 1, "retain": True}
     schema = doc["components"]["schemas"]["StationStatus"]["properties"]
     assert {"software_version", "config_hash", "schema_version"} <= set(schema)
 

@@ -212,3 +212,26 @@ def test_unacknowledged_events_survive_a_station_restart(
     assert [json.loads(p)["n"] for p in gateway.payloads(event_topic)] == [0, 1, 2, 3, 4]
     assert ids == [1, 2, 3, 4, 5]
     assert second.counters["acked"] == 5
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_supervisor_restarts_a_dead_network_thread(
+    make_link: Callable[..., Any], make_probe: Callable[..., Any], site: str, wait: Any
+) -> None:
+    link = make_link()
+    link.start()
+    assert link.wait_connected(10)
+    wait(lambda: link.counters["sync_requests"] >= 1, what="subscribed")
+    guarded = link._client.on_message
+
+    def explode(*_args: Any) -> None:  # an unguarded failure inside paho's thread
+        link._client.on_message = guarded
+        raise RuntimeError("boom")
+
+    link._client.on_message = explode
+    gateway = make_probe(name="gw")
+    gateway.publish(Topics(site).rma, encode(ann("LOST-IN-CRASH", 1)))
+    wait(lambda: link.counters["loop_restarts"] == 1, what="network thread restarted")
+    gateway.publish(Topics(site).rma, encode(ann("AFTER", 2)))
+    wait(lambda: link.store.lookup_rma("AFTER") is not None, what="link applies again")
+    assert link.status()["connected"] is True

@@ -10,13 +10,32 @@ from tests.sorter.support import Directory, belt, line, rma
 
 UIDS = [f"04A2B3C4D5E6{i:02X}" for i in range(8)]
 KNOWN = [f"RMA-{i:04d}" for i in range(8)]
+GTINS = [f"0950110102{i:03d}" for i in range(8)]  # 13 digits; the check digit is not ours
+
+
+def gs1(gtin: str) -> str:
+    """A GS1-128 scan (AIM prefix, GS separator) of ``gtin`` (made valid) and a serial."""
+    body = gtin.zfill(13)
+    total = sum(int(d) * (3 if k % 2 == 0 else 1) for k, d in enumerate(reversed(body)))
+    return f"]C101{body}{(10 - total % 10) % 10}\x1d21SN1"
+
+
+def gtin_of(i: int) -> str:
+    return gs1(GTINS[i])[5:19]
 
 
 def directory() -> Directory:
     # even RMAs declare the item's tag; odd ones only the label
     return Directory(
         *(
-            rma(n, line(rfid_uid=UIDS[i] if i % 2 == 0 else None, quantity=2))
+            rma(
+                n,
+                line(
+                    rfid_uid=UIDS[i] if i % 2 == 0 else None,
+                    gtin=gtin_of(i) if i % 2 == 1 else None,
+                    quantity=2,
+                ),
+            )
             for i, n in enumerate(KNOWN)
         ),
         rma("RMA-CANC", state="cancelled"),
@@ -34,6 +53,7 @@ def parcels(draw: st.DrawFn) -> VParcel:
         label=label,
         label_reads=draw(st.integers(0, 3)),  # 0: the label is not read at all
         uid=uid,
+        gs1=draw(st.sampled_from([None, None, gs1(GTINS[i]), gs1(GTINS[(i + 2) % 8])])),
         rfid_polls=draw(st.none() | st.lists(st.booleans(), max_size=30).map(tuple)),
         grade=draw(st.sampled_from(["A", "B", "C", "X", None])),
         confidence=draw(st.sampled_from([0.3, 0.95])),
@@ -56,17 +76,23 @@ def truly_matching(p: VParcel) -> bool:
         if p.label not in KNOWN:
             return False
         i = KNOWN.index(p.label)
-        return i % 2 == 1 or p.uid == UIDS[i]
+        if i % 2 == 1:
+            return p.gs1 is None or p.gs1 == gs1(GTINS[i])
+        return p.uid == UIDS[i]
     return p.uid in UIDS and UIDS.index(p.uid) % 2 == 0
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stream=streams, with_camera=camera)
+@given(
+    stream=streams,
+    with_camera=camera,
+    full=st.sets(st.sampled_from(["restock", "refurbish", "recycle"])),
+)
 def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
-    stream: list[VParcel], with_camera: bool
+    stream: list[VParcel], with_camera: bool, full: set[str]
 ) -> None:
     cfg = belt(**CAMERA) if with_camera else belt()
-    run = run_virtual(cfg, directory(), stream)
+    run = run_virtual(cfg, directory(), stream, lane_full=sorted(full))
     assert run.core.counters["inducted"] == len(stream)
     for r in run.results:
         assert r.decision is not None and r.exited is not None
@@ -78,6 +104,7 @@ def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
         assert len(r.commands) <= 1
         if r.commands:
             assert r.commands[0].gate == r.decision.lane.gate
+            assert r.decision.lane.name not in full
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

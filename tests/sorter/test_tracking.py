@@ -126,6 +126,22 @@ def test_invalid_uid_is_a_bad_read_not_an_identity() -> None:
     assert core.counters["bad_reads"] == 1
 
 
+def test_c1_cascade_level_1_answer_is_never_an_item_key() -> None:
+    case = field_case("C1_rfid_uid")[0]
+    level1 = case["anticoll_level1_hex"][:8]  # "88047DB1" without its check byte
+    core = SorterCore(belt(), Directory())
+    core.on_photo_eye(0.0, True)
+    core.on_photo_eye(300.0, False)
+    [bad] = core.on_rfid(550.0, level1)
+    assert isinstance(bad, BadRead) and "cascade" in bad.error
+    assert case["expect"] == "cascade_required"
+    actions: list[object] = []
+    for t in range(555, 3000, 5):
+        actions += core.advance(float(t))
+    [decision] = of(Decision, actions)
+    assert (decision.reads, decision.reason) == ((), Reason.NO_READ)
+
+
 def test_quantity_exceeded_on_the_second_parcel_of_a_one_item_line() -> None:
     rmas = Directory(rma("RMA-1", line(quantity=1)), rma("RMA-2", line(quantity=2)))
     parcels = [
@@ -223,6 +239,23 @@ def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
     assert one(run).commands == []
 
 
+def test_lane_full_after_the_decision_withdraws_a_gate_not_yet_opening() -> None:
+    core = SorterCore(belt(), Directory(rma("RMA-1")))
+    core.on_photo_eye(0.0, True)
+    core.on_photo_eye(300.0, False)
+    core.on_barcode(550.0, "RMA-1")
+    [decision, cmd] = core.advance(750.0)
+    assert isinstance(cmd, GateCommand) and cmd.open_at_ms == 1400.0
+    assert core.on_lane_full(1000.0, "restock", True) == [GateCancel(1, "restock", 1000.0)]
+    actions: list[object] = []
+    for t in range(1000, 6000, 5):
+        actions += core.advance(float(t))
+    [exited] = of(ParcelExited, actions)
+    assert exited.final_lane.name == "quarantine"
+    assert exited.marks == (Mark.GATE_CANCELLED, Mark.LANE_FULL)
+    assert decision.reason == Reason.MATCHED
+
+
 @pytest.mark.parametrize(
     ("gap_mm", "second", "reasons", "lanes"),
     [
@@ -230,9 +263,9 @@ def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
         (50.0, "RMA-2", ["gap_violation", "gap_violation"], ["quarantine", "quarantine"]),
         # 150 mm: enough to divert one and let the next run past (stroke + margin = 100 mm)...
         (150.0, None, ["matched", "no_read"], ["restock", "quarantine"]),
-        # ...but not to open the same gate twice (needs 200 mm).
-        (150.0, "RMA-2", ["matched", "gap_violation"], ["restock", "quarantine"]),
-        (200.0, "RMA-2", ["matched", "matched"], ["restock", "restock"]),
+        # ...and two parcels for one gate 150 mm apart share one energised stretch.
+        (150.0, "RMA-2", ["matched", "matched"], ["restock", "restock"]),
+        (90.0, None, ["gap_violation", "no_read"], ["quarantine", "quarantine"]),
     ],
 )
 def test_gap_violation(
@@ -340,3 +373,23 @@ def test_decision_records_the_inputs_and_reads_for_a_failure() -> None:
     assert d.reads == ("rfid:DEADBEEF", "RMA-1")  # the tag enters its field first
     assert dict(d.inputs)["identity"] == "wrong_item"
     assert d.explanation.startswith("quarantine: wrong_item; item does not match RMA-1")
+
+
+def test_a_tag_two_parcels_could_own_identifies_neither() -> None:
+    rmas = Directory(rma("RMA-1", line(rfid_uid=UID)))
+    core = SorterCore(belt(rfid_tol_mm=100.0), rmas)
+    core.on_photo_eye(0.0, True)
+    core.on_photo_eye(200.0, False)  # parcel 1: 200 mm
+    core.on_photo_eye(230.0, True)  # parcel 2: 30 mm behind it
+    core.on_photo_eye(430.0, False)
+    # at 640 ms parcel 1 spans 440..640 mm, parcel 2 210..410 mm: both within 100 mm of 400
+    assert core.on_rfid(640.0, UID) == []
+    assert core.counters["ambiguous_reads"] == 1
+    actions: list[object] = []
+    for t in range(655, 6000, 5):
+        actions += core.advance(float(t))
+    decisions = of(Decision, actions)
+    assert [(d.reason, d.reads) for d in decisions] == [
+        (Reason.CONFLICTING_READS, (f"ambiguous:rfid:{UID}",)),
+        (Reason.CONFLICTING_READS, (f"ambiguous:rfid:{UID}",)),
+    ]

@@ -14,7 +14,7 @@ from gateway.api.schemas import OrderLineOut, OrderOut, ProblemOut
 from gateway.models import Order
 from gateway.schemas import OrderDraft
 from gateway.services import idempotency
-from gateway.services.orders import create_order, get_order
+from gateway.services.orders import create_order, get_order, upsert_order
 from gateway.services.policies import returnable_for
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
@@ -30,6 +30,7 @@ def _out(session: SessionDep, order: Order) -> OrderOut:
     return OrderOut(
         order_ref=order.order_ref,
         customer=order.customer,
+        customer_email=order.customer_email,
         currency=order.currency,
         delivered_at=order.delivered_at,
         lines=lines,
@@ -68,6 +69,27 @@ def post_order(
 
     order = create_order(session, draft, before_commit=remember)
     response.headers["Location"] = f"{router.prefix}/{quote(order.order_ref, safe='')}"
+    return _out(session, order)
+
+
+@router.put(
+    "/{order_ref}",
+    response_model=OrderOut,
+    responses={201: {"model": OrderOut}, 422: {"model": ProblemOut}},
+)
+def put_order(
+    order_ref: str, draft: OrderDraft, response: Response, session: SessionDep, _w: OrderWriter
+) -> OrderOut:
+    """Create (201) or update (200) an order; the same body again changes nothing.
+
+    Lines are matched by position. 422 when the path and body references differ, or when
+    the update would drop a line or delivered units that RMAs already claim.
+    """
+    if draft.order_ref != order_ref:
+        raise HTTPException(422, detail="path and body order references differ")
+    order, outcome = upsert_order(session, draft)
+    if outcome == "created":
+        response.status_code = status.HTTP_201_CREATED
     return _out(session, order)
 
 

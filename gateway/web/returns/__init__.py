@@ -1,0 +1,19 @@
+"""``/returns``: the public return form (no account), its pages, assets and set-up."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from gateway.returns.limits import FormLimiter
+from gateway.settings import Settings
+from gateway.web.returns.render import STATIC_DIR, configure_csrf
+from gateway.web.returns.routes import router
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Register the form's routes and assets on ``app`` with its own rate limiter."""
+    app.state.returns_limiter = FormLimiter(settings)
+    configure_csrf(settings)
+    app.include_router(router)
+    app.mount("/returns/static", StaticFiles(directory=STATIC_DIR), name="returns-static")

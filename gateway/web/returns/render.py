@@ -1,0 +1,125 @@
+"""Rendering of the return form: language, shop identity, CSRF tokens, signed links."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from fastapi_csrf_protect import CsrfProtect
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from gateway.returns import i18n
+from gateway.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+LANG_COOKIE = "rs_lang"
+CSRF_FIELD = "csrf_token"
+ORDER_LINK_MAX_AGE_S = 3600
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    extensions=["jinja2.ext.i18n"],
+)
+_env.install_null_translations(newstyle=False)  # type: ignore[attr-defined]
+templates = Jinja2Templates(env=_env)
+
+
+class ReturnsCsrf(CsrfProtect):
+    """Double-submit-cookie CSRF protection of the form posts (fastapi-csrf-protect).
+
+    A subclass, so its class-level configuration is the form's alone.
+    """
+
+
+def configure_csrf(settings: Settings) -> None:
+    """Load the form's CSRF configuration (token in the form body, cookie on /returns)."""
+    ReturnsCsrf.load_config(
+        lambda: [
+            ("secret_key", settings.secret_key),
+            ("token_location", "body"),
+            ("token_key", CSRF_FIELD),
+            ("cookie_key", "rs_csrf"),
+            ("cookie_path", "/returns"),
+            ("cookie_samesite", "lax"),
+            ("cookie_secure", settings.env == "prod"),
+            ("max_age", 2 * ORDER_LINK_MAX_AGE_S),
+        ]
+    )
+
+
+def language(request: Request, settings: Settings) -> str:
+    """The language of this request: ``?lang=``, the cookie, then ``Accept-Language``."""
+    return i18n.choose_language(
+        request.query_params.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+        request.headers.get("accept-language", ""),
+        settings.default_language,
+    )
+
+
+def _signer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key, salt=salt)
+
+
+def sign(settings: Settings, salt: str, value: str) -> str:
+    """A URL-safe signed token carrying ``value`` (an order or RMA number)."""
+    return str(_signer(settings, salt).dumps(value))
+
+
+def unsign(settings: Settings, salt: str, token: str, max_age_s: int | None) -> str | None:
+    """The value of a token signed by :func:`sign`, or None when forged or too old."""
+    try:
+        return str(_signer(settings, salt).loads(token, max_age=max_age_s))
+    except BadData:
+        return None
+
+
+def page(
+    request: Request,
+    settings: Settings,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    csrf: bool = False,
+) -> HTMLResponse:
+    """Render template ``name`` in the request's language, with the shop and helpers.
+
+    With ``csrf`` a fresh token goes into the context and its signed twin into a cookie.
+    """
+    lang = language(request, settings)
+    tr = i18n.translations(lang)
+    csrf_token = signed = ""
+    if csrf:
+        csrf_token, signed = ReturnsCsrf().generate_csrf_tokens(settings.secret_key)
+    full = {
+        "lang": lang,
+        "languages": i18n.LANGUAGE_NAMES,
+        "_": tr.gettext,
+        "gettext": tr.gettext,
+        "ngettext": tr.ngettext,
+        "money": lambda cents, currency: i18n.money(cents, currency, lang),
+        "long_date": lambda day: i18n.long_date(day, lang),
+        "shop_name": settings.shop_name,
+        "shop_address": settings.shop_address.replace("\\n", "\n").splitlines(),
+        "has_logo": bool(settings.shop_logo_path),
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": csrf_token,
+        "here": request.url.path,
+        **context,
+    }
+    response = templates.TemplateResponse(request, name, full, status_code=status_code)
+    if csrf:
+        ReturnsCsrf().set_csrf_cookie(signed, response)
+    asked = request.query_params.get("lang")
+    if asked in i18n.LANGUAGES:
+        response.set_cookie(LANG_COOKIE, str(asked), max_age=365 * 86400, samesite="lax")
+    response.headers["Content-Language"] = lang
+    response.headers["Cache-Control"] = "no-store"
+    return response

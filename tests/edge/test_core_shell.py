@@ -1,0 +1,117 @@
+"""The shell executes the core's actions: gate holds, withdrawn gates, alarms, events."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.daemon import StationDaemon
+from edge.sorter.model import (
+    Alarm,
+    BeltCommand,
+    Decision,
+    Disposition,
+    GateCancel,
+    GateCommand,
+    LaneSpec,
+    Mark,
+    ParcelExited,
+    Reason,
+)
+from tests.edge.test_daemon import make_config
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[StationDaemon]:
+    master, slave = os.openpty()
+    d = StationDaemon(make_config(tmp_path, os.ttyname(slave)))
+    try:
+        yield d
+    finally:
+        d.stop()
+        os.close(master)
+        os.close(slave)
+
+
+def test_overlapping_commands_hold_the_gate_until_the_last_parcel(daemon: StationDaemon) -> None:
+    pin = daemon.pin_factory.pin(17)
+    first = GateCommand(1, "restock", 100.0, 500.0)
+    second = GateCommand(2, "restock", 400.0, 800.0)
+    daemon._fire(first, True)
+    daemon._fire(second, True)
+    daemon._fire(first, False)
+    assert pin.state == 1  # the second parcel still needs the diverter
+    daemon._fire(second, False)
+    assert pin.state == 0
+
+
+def test_withdrawn_gate_is_released_and_never_fires(daemon: StationDaemon) -> None:
+    pin = daemon.pin_factory.pin(17)
+    cmd = GateCommand(3, "restock", 100.0, 500.0)
+    daemon._fire(cmd, True)
+    daemon._handle(GateCancel(3, "restock", 200.0))
+    assert pin.state == 0
+    daemon._fire(cmd, True)
+    assert pin.state == 0
+
+
+def test_jam_alarm_and_belt_stop_show_in_status(daemon: StationDaemon) -> None:
+    daemon._handle(BeltCommand(False, 10.0, "jam"))
+    daemon._handle(Alarm("jam", True, 10.0))
+    status = daemon.status()
+    assert status["belt_running"] is False
+    assert status["alarms"] == {"jam": {"parcel_id": None, "lane": None}}
+    daemon._handle(Alarm("jam", False, 20.0))
+    daemon._handle(BeltCommand(True, 20.0, "resume"))
+    assert daemon.status()["alarms"] == {} and daemon.status()["belt_running"] is True
+
+
+def test_parcel_event_reports_where_the_parcel_went_and_why(daemon: StationDaemon) -> None:
+    restock = LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock")
+    end = LaneSpec("quarantine", Disposition.QUARANTINE, 3000.0, None)
+    decision = Decision(
+        7, restock, Reason.MATCHED, "RMA-1", ("RMA-1",), 900.0, "default-1", (), "restock: ok"
+    )
+    event = daemon._event(ParcelExited(decision, 0.0, 300.0, 3300.0, (Mark.GATE_CANCELLED,), end))
+    assert (event.lane, event.disposition, event.diverted) == ("quarantine", "quarantine", False)
+    assert (event.reason, event.marks, event.policy_version) == (
+        "matched",
+        ("gate_cancelled",),
+        "default-1",
+    )
+    assert event.explanation == "restock: ok"
+
+
+def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
+    daemon: StationDaemon, tmp_path: Path
+) -> None:
+    from edge.sorter.policy import default_policy, policy_to_mapping
+    from protocol import ProtocolError
+    from protocol.policy import DispositionPolicy
+
+    wire = DispositionPolicy.model_validate(
+        policy_to_mapping(default_policy(recalled_skus=("SKU-9",), version="site1-2"))
+    )
+    assert daemon.apply_policy(wire.model_dump_json().encode()) == "site1-2"
+    kind, _, policy = daemon._inputs.get_nowait()
+    daemon._dispatch(kind, 0.0, policy)
+    assert daemon.core.policy.version == "site1-2"
+    assert daemon.core.policy.rules[0].skus == ("SKU-9",)
+    with pytest.raises(ProtocolError):
+        daemon.apply_policy(b'{"kind": "policy", "version": ')
+    unsafe = wire.model_dump()
+    unsafe["rules"] = [{"disposition": "restock", "reason": "matched", "identity": "wrong_item"}]
+    with pytest.raises(ValueError, match="may only quarantine"):
+        daemon.apply_policy(DispositionPolicy.model_validate(unsafe).model_dump_json())
+    daemon.stop()
+    master, slave = os.openpty()
+    try:
+        again = StationDaemon(make_config(tmp_path, os.ttyname(slave)))
+        assert again.core.policy.version == "site1-2"
+        again.stop()
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -1,0 +1,171 @@
+"""Order import: idempotent ``PUT /api/v1/orders/{ref}`` and the CSV import command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.db import Database
+from gateway.main import main
+from gateway.services.orders import get_order
+
+ORDER: dict[str, Any] = {
+    "order_ref": "ORD-77",
+    "customer": "Ann Example",
+    "customer_email": "Ann@Example.COM",
+    "delivered_at": "2026-11-20T10:00:00+01:00",
+    "lines": [
+        {
+            "sku": "SHIRT-M",
+            "name": "Linen shirt M",
+            "gtin": "4006381333931",
+            "category": "apparel",
+            "ordered_quantity": 2,
+            "delivered_quantity": 2,
+            "unit_price_cents": 2990,
+            "serials": ["S1", "S2"],
+            "rfid_uids": ["dd:17:38:0a", "04a1b2c3d4e5f6"],
+        },
+        {"sku": "MUG", "ordered_quantity": 1, "delivered_quantity": 1, "unit_price_cents": 1250},
+    ],
+}
+
+
+def test_put_creates_then_changes_nothing_then_updates(client: TestClient) -> None:
+    first = client.put("/api/v1/orders/ORD-77", json=ORDER)
+    assert first.status_code == 201
+    body = first.json()
+    assert body["customer_email"] == "ann@example.com"
+    assert body["lines"][0] | {} == {
+        "line_no": 1,
+        "sku": "SHIRT-M",
+        "name": "Linen shirt M",
+        "category": "apparel",
+        "ordered_quantity": 2,
+        "delivered_quantity": 2,
+        "unit_price_cents": 2990,
+        "gtin": "4006381333931",
+        "serials": ["S1", "S2"],
+        "rfid_uids": ["DD17380A", "04A1B2C3D4E5F6"],
+        "returnable": 2,
+    }
+    again = client.put("/api/v1/orders/ORD-77", json=ORDER)
+    assert (again.status_code, again.json()) == (200, body)
+    changed = {**ORDER, "lines": [ORDER["lines"][0]]}
+    updated = client.put("/api/v1/orders/ORD-77", json=changed)
+    assert updated.status_code == 200
+    assert [line["sku"] for line in updated.json()["lines"]] == ["SHIRT-M"]
+    assert client.put("/api/v1/orders/OTHER", json=ORDER).status_code == 422
+
+
+def test_update_cannot_drop_what_rmas_claim(client: TestClient) -> None:
+    assert client.put("/api/v1/orders/ORD-77", json=ORDER).status_code == 201
+    rma = {
+        "order_ref": "ORD-77",
+        "reason": "size",
+        "resolution": "refund",
+        "lines": [{"sku": "MUG", "quantity": 1}, {"sku": "SHIRT-M", "quantity": 2}],
+    }
+    assert client.post("/api/v1/rmas", json=rma).status_code == 201
+    dropped = client.put("/api/v1/orders/ORD-77", json={**ORDER, "lines": [ORDER["lines"][0]]})
+    assert dropped.status_code == 422
+    assert dropped.json()["detail"] == "order line 2 (MUG) is on RMAs; it cannot go"
+    fewer = {**ORDER["lines"][0], "delivered_quantity": 1}
+    shrunk = client.put(
+        "/api/v1/orders/ORD-77", json={**ORDER, "lines": [fewer, ORDER["lines"][1]]}
+    )
+    assert shrunk.status_code == 422
+    assert shrunk.json()["detail"] == (
+        "order line 1 (SHIRT-M): 2 unit(s) already returned or on open RMAs, "
+        "more than the 1 delivered"
+    )
+    renamed = {**ORDER, "customer": "Ann E."}
+    assert client.put("/api/v1/orders/ORD-77", json=renamed).json()["customer"] == "Ann E."
+
+
+CSV = (
+    "order_number,customer_email,customer,delivered_on,sku,name,gtin,category,"
+    "quantity_delivered,unit_price,serials,rfid_uids\n"
+    "A-1,ann@example.com,Ann,2026-11-20,SHIRT-M,Linen shirt,4006381333931,apparel,2,29.90,"
+    "S1|S2,dd:17:38:0a|04a1b2c3d4e5f6\n"
+    """B-2,bob@example.com,Bob,2026-11-21T15:30:00+01:00,PHONE,,,electronics,1,199,,
+A-1,ann@example.com,Ann,2026-11-20,MUG,Mug,,,1,"12,50",,
+"""
+)
+
+
+def _run(
+    monkeypatch: pytest.MonkeyPatch, url: str, path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    monkeypatch.setenv("RS_DATABASE_URL", url)
+    monkeypatch.setenv("RS_SHOP_TIMEZONE", "Europe/Paris")
+    code = main(["import-orders", str(path)])
+    return code, capsys.readouterr().out
+
+
+def test_csv_import_is_idempotent_on_both_backends(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(CSV, encoding="utf-8")
+    assert _run(monkeypatch, database_url, path, capsys) == (
+        0,
+        "2 created, 0 updated, 0 unchanged, 0 refused\n",
+    )
+    assert _run(monkeypatch, database_url, path, capsys) == (
+        0,
+        "0 created, 0 updated, 2 unchanged, 0 refused\n",
+    )
+    path.write_text(CSV.replace("PHONE,,,electronics,1,199", "PHONE,,,electronics,1,189"))
+    assert _run(monkeypatch, database_url, path, capsys)[1] == (
+        "0 created, 1 updated, 1 unchanged, 0 refused\n"
+    )
+    db = Database(database_url)
+    try:
+        with db.session() as s:
+            a1 = get_order(s, "A-1")
+            b2 = get_order(s, "B-2")
+            assert a1 is not None and b2 is not None
+            assert (a1.customer_email, a1.delivered_at and a1.delivered_at.isoformat()) == (
+                "ann@example.com",
+                "2026-11-20T11:00:00+00:00",
+            )
+            assert [
+                (ln.line_no, ln.sku, ln.name, ln.unit_price_cents, ln.serials, ln.rfid_uids)
+                for ln in a1.lines
+            ] == [
+                (1, "SHIRT-M", "Linen shirt", 2990, ["S1", "S2"], ["DD17380A", "04A1B2C3D4E5F6"]),
+                (2, "MUG", "Mug", 1250, [], []),
+            ]
+            assert [(ln.sku, ln.category, ln.unit_price_cents) for ln in b2.lines] == [
+                ("PHONE", "electronics", 18900)
+            ]
+    finally:
+        db.dispose()
+
+
+def test_csv_import_reports_bad_orders_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    path = tmp_path / "orders.csv"
+    path.write_text(CSV.replace("1,199", "1,lots"), encoding="utf-8")
+    code, out = _run(monkeypatch, url, path, capsys)
+    assert code == 1
+    assert out == (
+        "refused: order 'B-2' (row 3): unit_price 'lots' is not an amount\n"
+        "1 created, 0 updated, 0 unchanged, 1 refused\n"
+    )
+    path.write_text("order_number,sku\nA,B\n", encoding="utf-8")
+    code, out = _run(monkeypatch, url, path, capsys)
+    assert (code, out) == (
+        2,
+        f"import-orders: {path}: missing column(s) customer_email, delivered_on, "
+        "quantity_delivered, unit_price\n",
+    )
