@@ -107,6 +107,24 @@ class CameraSection(_Section):
     reopen_after_failures: int = Field(default=3, ge=1, le=100)
 
 
+class VisionSection(_Section):
+    """``[vision]``: condition grading from the camera's photos (``edge.vision``).
+
+    Grading thresholds are policy data (``grading`` in the disposition policy), not here.
+    """
+
+    grade: bool = Field(default=True, description="grade photos (False: keep them only)")
+    calibration: Path | None = Field(
+        default=None, description="JSON from `python -m edge.vision.calibration calibrate`"
+    )
+    mm_per_px: float = Field(default=1.0, gt=0, le=100, description="scale without a file")
+    background: Path | None = Field(default=None, description="photo of the empty belt")
+    photo_dir: Path | None = Field(default=None, description="default: <data_dir>/photos")
+    retention_days: float = Field(default=30.0, gt=0, le=3650)
+    jpeg_quality: int = Field(default=85, ge=30, le=100)
+    upload: bool = Field(default=True, description="send photos to the gateway")
+
+
 class EncoderSection(_Section):
     """``[encoder]``: optional belt encoder (pulses on ``pin_a``, quadrature with ``pin_b``)."""
 
@@ -177,6 +195,7 @@ class StationConfig(_Section):
     lanes: tuple[LaneSection, ...] = Field(min_length=1)
     rfid: RfidSection | None = None
     camera: CameraSection | None = None
+    vision: VisionSection = VisionSection()
     encoder: EncoderSection | None = None
     belt_run: BeltRunSection | None = None
     stack_light: StackLightSection | None = None

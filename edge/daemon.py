@@ -11,12 +11,16 @@ gate that fails is never used: its lane is left out of the core's belt, so its p
 on to quarantine.
 
 Threads: driver callbacks only stamp and enqueue; one reactor thread owns the core; the
-scheduler thread fires gates; the link owns the network.
+scheduler thread fires gates; the link owns the network; the grader thread stores and
+grades camera photos (``edge.vision``) off the sort path and hands the grade back to the
+reactor, which feeds the core (``on_grade``, when ``belt.camera_pos_mm`` places the camera)
+and attaches the photo evidence to the parcel's event.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import logging
 import queue
@@ -24,10 +28,10 @@ import signal
 import sys
 import threading
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import Any
@@ -55,7 +59,7 @@ from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
 from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
 from edge.sorter.policy import Policy, policy_from_mapping
 from edge.store import StationStore
-from protocol import ParcelEvent, ProtocolError, decode, encode
+from protocol import ParcelEvent, PhotoRef, PhotoUpload, ProtocolError, decode, encode
 from protocol.policy import DispositionPolicy
 
 log = logging.getLogger(__name__)
@@ -163,6 +167,11 @@ class StationDaemon:
             if self.camera is not None:
                 self._self_test("camera", cam_cfg.backend, self.camera.self_test())
         self._last_camera_trigger_ms = float("-inf")
+        self.grader: Any = None
+        if config.camera is not None and self.camera is not None:
+            self.grader = self._try("grader", "opencv", self._make_grader)
+        # Graded photos by camera tag (the raw eye edge time = the parcel's induct time).
+        self._graded: OrderedDict[float, Any] = OrderedDict()
         # Recent history for status and tests; bounded, the station runs for months.
         self.rfid_events: deque[TagRead | TagReadFailed] = deque(maxlen=1000)
         self.photos: deque[Photo] = deque(maxlen=50)
@@ -210,6 +219,37 @@ class StationDaemon:
         )
 
     # -- devices and self-test --------------------------------------------------------
+    def _make_grader(self) -> Any:
+        """The photo grader of ``[vision]`` (imports OpenCV only with a camera)."""
+        import cv2
+
+        from edge.vision.calibration import Calibration
+        from edge.vision.grading import BackgroundModel
+        from edge.vision.photos import PhotoStore
+        from edge.vision.worker import PhotoGrader
+
+        vis = self.config.vision
+        cal = (
+            Calibration.load(vis.calibration)
+            if vis.calibration is not None
+            else Calibration(vis.mm_per_px)
+        )
+        background = None
+        if vis.background is not None:
+            image = cv2.imread(str(vis.background))
+            if image is None:
+                raise OSError(f"cannot read background photo {vis.background}")
+            background = BackgroundModel([image])
+        folder = vis.photo_dir or self.config.station.data_dir / "photos"
+        store = PhotoStore(folder, vis.retention_days, vis.jpeg_quality)
+        return PhotoGrader(
+            store, cal, lambda: self.core.policy.grading, self._to_utc, background, vis.grade
+        )
+
+    def _to_utc(self, t_ms: float) -> datetime:
+        """UTC time of monotonic ``t_ms``."""
+        return self._utc0 + timedelta(milliseconds=t_ms - self._mono0)
+
     def _try(self, name: str, backend: str, build: Callable[[], object]) -> Any:
         """Build a device; on any failure record it as failed and return None."""
         try:
@@ -279,6 +319,8 @@ class StationDaemon:
         self.scanner.start(lambda frame: self._inputs.put(("scan", frame.t_ms, frame)))
         if self.rfid is not None and self.health["rfid"].state == "ok":
             self.rfid.start(lambda ev: self._inputs.put(("rfid", ev.t_ms, ev)))
+        if self.grader is not None:
+            self.grader.start(lambda r: self._inputs.put(("graded", r.photo.t_trigger_ms, r)))
         if self.camera is not None and self.health["camera"].state == "ok":
             self.camera.start(lambda photo: self._inputs.put(("photo", photo.t_trigger_ms, photo)))
         for device in self.lane_inputs:
@@ -348,6 +390,8 @@ class StationDaemon:
             self.rfid.stop()
         if self.camera is not None:
             self.camera.stop()
+        if self.grader is not None:
+            self.grader.stop()
         self.link.stop()
         for gate in self.gates.values():
             gate.close()
@@ -388,6 +432,7 @@ class StationDaemon:
             "scanner": scanner,
             "rfid": rfid,
             "camera": camera,
+            "grader": self.grader.status() if self.grader is not None else None,
             "encoder": self.encoder.status() if self.encoder is not None else None,
             "lane_inputs": {d.name: d.status() for d in self.lane_inputs},
             "outputs": {name: out.status() for name, out in self.outputs.items()},
@@ -491,6 +536,10 @@ class StationDaemon:
                     actions = self._feed_rfid(t_ms, payload)
                 elif kind == "photo" and isinstance(payload, Photo):
                     actions = self._feed_photo(payload)
+                elif kind == "graded":
+                    actions = self._feed_graded(payload)
+                elif kind == "grade_photo":
+                    actions = self._feed_grade(payload)
                 elif kind == "lane_input" and isinstance(payload, tuple):
                     actions = self._feed_lane_input(t_ms, payload[0], bool(payload[1]))
                 else:
@@ -513,13 +562,62 @@ class StationDaemon:
         return list(self.core.advance(t_ms))
 
     def _feed_photo(self, photo: Photo) -> list[Any]:
-        """A parcel photo (valid, or invalid with its reason), kept as evidence.
+        """A parcel photo (valid, or invalid with its reason): handed to the grader thread.
 
-        Grading from the photo comes with the vision pipeline; until then the policy's
-        assumed grade applies, and an invalid photo is never used.
+        An invalid photo is never graded (field case C9): the grader reports it without a
+        grade and the policy's ``grade_without_photo`` applies.
         """
         self.photos.append(photo)
+        if self.grader is not None:
+            self.grader.submit(photo)
         return list(self.core.advance(self.clock()))
+
+    def _feed_graded(self, result: Any) -> list[Any]:
+        """A graded photo (grader thread -> reactor): upload its JPEG, feed the grade.
+
+        The grade goes to the core at the trigger time, associated by position at the
+        camera (``belt.camera_pos_mm``); without that position the core does not grade by
+        camera (the policy's ``assume_grade_without_camera`` applies) and the grade is
+        evidence only. No valid photo: the policy's ``grade_without_photo`` (None:
+        ``unknown``, so quarantine ``unknown_grade``).
+        """
+        photo = result.photo
+        if isinstance(photo.tag, int | float):
+            self._graded[float(photo.tag)] = result
+            while len(self._graded) > 200:
+                self._graded.popitem(last=False)
+        if result.file is not None and result.jpeg is not None and self.config.vision.upload:
+            upload = PhotoUpload(
+                station=self.config.station.id,
+                sha256=result.file.sha256,
+                taken_at=result.file.taken_at,
+                jpeg_b64=base64.b64encode(result.jpeg).decode("ascii"),
+            )
+            self.link.publish_photo(encode(upload))
+        if self.config.belt.camera_pos_mm is None:
+            return list(self.core.advance(self.clock()))
+        # The core knows the parcel once its induct edge is debounced: a photo judged
+        # faster than that (an invalid one is) waits for it.
+        settled = (
+            float(photo.tag) + self.config.photo_eye.debounce_ms + 1.0
+            if isinstance(photo.tag, int | float)
+            else photo.t_trigger_ms
+        )
+        if self.clock() < settled:
+            self.scheduler.call_at(
+                settled, lambda: self._inputs.put(("grade_photo", photo.t_trigger_ms, result))
+            )
+            return list(self.core.advance(self.clock()))
+        return self._feed_grade(result)
+
+    def _feed_grade(self, result: Any) -> list[Any]:
+        """Feed a graded photo's grade (or the policy's grade without photo) to the core."""
+        photo = result.photo
+        if result.grading is not None:
+            grade, confidence = result.grading.grade, result.grading.confidence
+        else:
+            grade, confidence = self.core.policy.grade_without_photo or "unknown", 1.0
+        return list(self.core.on_grade(photo.t_trigger_ms, grade, confidence))
 
     def _feed_lane_input(self, t_ms: float, name: str, active: bool) -> list[Any]:
         """Divert-confirm / lane-full raw edge (``"<lane>.confirm"``, ``"<lane>.full"``)."""
@@ -583,7 +681,7 @@ class StationDaemon:
 
     def _event(self, exited: ParcelExited) -> ParcelEvent:
         d = exited.decision
-        inducted = self._utc0 + timedelta(milliseconds=exited.inducted_at_ms - self._mono0)
+        inducted = self._to_utc(exited.inducted_at_ms)
         return ParcelEvent(
             event_id=uuid.uuid4().hex,
             station=self.config.station.id,
@@ -599,7 +697,29 @@ class StationDaemon:
             marks=tuple(m.value for m in exited.marks),
             policy_version=d.policy_version or None,
             explanation=d.explanation[:1000] or None,
+            **self._photo_fields(exited.inducted_at_ms),
         )
+
+    def _photo_fields(self, inducted_at_ms: float) -> dict[str, Any]:
+        """The event's photo evidence and camera grade for the parcel inducted then."""
+        result = self._graded.pop(inducted_at_ms, None)
+        if result is None:
+            return {}
+        fields: dict[str, Any] = {}
+        if result.file is not None:
+            f = result.file
+            fields["photo"] = PhotoRef(sha256=f.sha256, taken_at=f.taken_at, size=f.size)
+        if result.grading is not None:
+            g = result.grading
+            fields.update(
+                grade=g.grade, grade_confidence=g.confidence, grade_explanation=g.explanation[:500]
+            )
+        elif not result.photo.ok:
+            fields.update(
+                grade="no_photo",
+                grade_explanation=f"no valid photo: {result.photo.reason}"[:500],
+            )
+        return fields
 
 
 def config_summary(config: StationConfig) -> str:
@@ -623,6 +743,14 @@ def config_summary(config: StationConfig) -> str:
     if config.camera is not None:
         c = config.camera
         lines.append(f"  camera: {c.backend} {c.source} ({c.api}), delay {c.trigger_delay_ms} ms")
+        v = config.vision
+        scale = f"calibration {v.calibration}" if v.calibration else f"{v.mm_per_px} mm/px"
+        where = (
+            f"graded at {config.belt.camera_pos_mm} mm"
+            if config.belt.camera_pos_mm is not None
+            else "evidence only (no belt.camera_pos_mm)"
+        )
+        lines.append(f"  vision: {scale}, {where}, photos kept {v.retention_days} days")
     else:
         lines.append("  camera: none (graded without photo)")
     if config.encoder is not None:

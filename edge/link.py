@@ -236,6 +236,12 @@ class StationLink:
         self._wake.set()
         return item_id
 
+    def publish_photo(self, payload: bytes) -> int:
+        """Queue a parcel photo (``PhotoUpload``) for the gateway, like an event; its id."""
+        item_id = self.store.outbox_put(self.topics.photo, payload)
+        self._wake.set()
+        return item_id
+
     def status(self) -> dict[str, object]:
         """JSON-able link state.
 

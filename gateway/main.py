@@ -25,6 +25,7 @@ from gateway.api.routes import (
     accounting,
     health,
     orders,
+    photos,
     policy,
     reasons,
     rmas,
@@ -39,6 +40,7 @@ from gateway.mqtt_bridge import MqttBridge
 from gateway.services import accounting as accounting_service
 from gateway.services.auth import ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
+from gateway.services.photos import PhotoStore
 from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from gateway.services.webhooks import WebhookWorker
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             seed_reasons(session)
             if settings.bootstrap_api_key:
                 ensure_bootstrap_key(session, settings.bootstrap_api_key)
+        photo_store = PhotoStore(settings.photo_dir, settings.photo_retention_days)
+        app.state.photos = photo_store
         bridge = MqttBridge(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
@@ -90,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             username=settings.mqtt_username,
             password=settings.mqtt_password,
             tls_ca=settings.mqtt_tls_ca,
+            photos=photo_store,
         )
         app.state.db = db
         app.state.bridge = bridge
@@ -138,7 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 session.commit()
         return response
 
-    for module in (rmas, orders, reasons, accounting, webhooks, access, stations, policy):
+    routers = (rmas, orders, reasons, accounting, webhooks, access, stations, policy, photos)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(health.router)
     app.include_router(pages.router)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.services.dead_letters import record_dead_letter
 from gateway.services.events import ingest_event
+from gateway.services.photos import PhotoStore
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import list_announcements
 from gateway.services.stations import upsert_station
@@ -45,6 +46,7 @@ from protocol import (
     CommandName,
     CommandReply,
     ParcelEvent,
+    PhotoUpload,
     ProtocolError,
     RmaAnnouncement,
     RmaCancellation,
@@ -99,6 +101,8 @@ class MqttBridge:
             (e.g. ``"gateways"``); None: MQTT 3.1.1, plain subscriptions (one gateway).
         username, password: broker credentials, optional.
         tls_ca: CA certificate file; when given, the bridge connects with TLS.
+        photos: where parcel photos from the stations' photo topics are stored (None:
+            photos are dead-lettered).
 
     Raises:
         ValueError: when ``sync_batch_size`` < 1.
@@ -118,6 +122,7 @@ class MqttBridge:
         username: str | None = None,
         password: str | None = None,
         tls_ca: str | None = None,
+        photos: PhotoStore | None = None,
     ) -> None:
         if sync_batch_size < 1:
             raise ValueError("sync_batch_size must be >= 1")
@@ -127,6 +132,7 @@ class MqttBridge:
         self.client_id = client_id or f"gateway-{site}"
         self._topics = Topics(site)
         self._sessions = sessions
+        self._photos = photos
         self._keepalive_s = keepalive_s
         self._batch = sync_batch_size
         self._lock = threading.Lock()
@@ -140,6 +146,8 @@ class MqttBridge:
                 "messages_in",
                 "events_ingested",
                 "events_duplicate",
+                "photos_stored",
+                "photos_duplicate",
                 "statuses",
                 "sync_requests",
                 "sync_batches",
@@ -344,7 +352,7 @@ class MqttBridge:
             (self._topics.command_reply, QOS),
         ] + [
             (t if group is None else shared(t, group), QOS)
-            for t in (self._topics.event, self._topics.sync_request)
+            for t in (self._topics.event, self._topics.sync_request, self._topics.photo)
         ]
         result, mid = client.subscribe(subscriptions)
         with self._lock:
@@ -436,6 +444,8 @@ class MqttBridge:
         try:
             if topic == topics.event:
                 self._handle_event(topic, station, payload)
+            elif topic == topics.photo:
+                self._handle_photo(station, payload)
             elif topic == topics.status:
                 self._handle_status(topic, station, payload, retained=bool(msg.retain))
             elif topic == topics.sync_request:
@@ -458,6 +468,15 @@ class MqttBridge:
         with self._sessions() as session:
             new = ingest_event(session, event)
         self._count("events_ingested" if new else "events_duplicate")
+
+    def _handle_photo(self, station: str, payload: bytes) -> None:
+        upload = decode(payload, PhotoUpload)
+        if upload.station != station:
+            raise ProtocolError(f"photo for station {upload.station!r} on {station!r}'s topic")
+        if self._photos is None:
+            raise ProtocolError("this gateway keeps no photos")
+        new = self._photos.store(upload)
+        self._count("photos_stored" if new else "photos_duplicate")
 
     def _handle_status(self, topic: str, station: str, payload: bytes, *, retained: bool) -> None:
         if not payload:  # a retained status being cleared

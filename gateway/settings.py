@@ -5,6 +5,7 @@ Example: ``RS_ENV=prod RS_SECRET_KEY=... RS_DATABASE_URL=postgresql+psycopg://..
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -156,6 +157,10 @@ class Settings(BaseSettings):
     )
 
     # -- webhooks --------------------------------------------------------------------------
+    photo_dir: Path = Field(default=Path("var/photos"), description="Parcel photo JPEGs")
+    photo_retention_days: float | None = Field(
+        default=365.0, gt=0, description="Photos older than this are deleted (None: kept)"
+    )
     webhook_url: str | None = Field(default=None, description="Where events are POSTed")
     webhook_max_attempts: int = Field(default=6, ge=1, le=50)
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")

@@ -21,6 +21,7 @@ from protocol.messages import (
     Command,
     CommandReply,
     ParcelEvent,
+    PhotoUpload,
     RmaAnnouncement,
     RmaCancellation,
     StationStatus,
@@ -71,6 +72,15 @@ _CHANNELS: list[tuple[str, str, list[type[BaseModel]], bool, int, str]] = [
         f"Gateway replicas subscribe as `$share/{SHARE_GROUP}/...`.",
     ),
     (
+        "{site}/{station}/photo",
+        "publish",
+        [PhotoUpload],
+        False,
+        1,
+        "Parcel photo JPEGs (base64) from the outbox, sent before the event naming them by "
+        "sha256; stored once by hash and served at `GET /api/v1/photos/{sha256}`.",
+    ),
+    (
         "{site}/{station}/telemetry",
         "publish",
         [Telemetry],
@@ -117,6 +127,7 @@ _ALL_MODELS: list[type[BaseModel]] = [
     RmaCancellation,
     StationStatus,
     ParcelEvent,
+    PhotoUpload,
     Telemetry,
     SyncRequest,
     SyncBatch,

@@ -139,6 +139,24 @@ class StationStatus(_Message):
     details: dict[str, object] = Field(default_factory=dict)
 
 
+MAX_PHOTO_BYTES = 2_000_000
+
+
+class PhotoRef(BaseModel):
+    """The photo evidence of a parcel: its JPEG is sent apart (:class:`PhotoUpload`).
+
+    ``sha256`` (lower-case hex of the JPEG bytes) names the photo; the gateway serves it
+    at ``GET /api/v1/photos/{sha256}``. ``taken_at``: capture time (UTC); ``size``: bytes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    taken_at: datetime
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    size: int = Field(ge=1, le=MAX_PHOTO_BYTES)
+
+
 class ParcelEvent(_Message):
     """What the station did with one parcel: the facts, not the accounting.
 
@@ -146,6 +164,9 @@ class ParcelEvent(_Message):
     ``lane`` is where the parcel went; ``reason`` is the decision's reason code.
     ``marks`` are facts about the way out (``divert_unconfirmed``, ``gate_cancelled``);
     ``policy_version`` / ``explanation``: which disposition policy decided, and why.
+    ``photo``: the camera's evidence, when a valid photo was taken (none on an invalid
+    frame, field case C9); ``grade`` / ``grade_confidence`` / ``grade_explanation``: what
+    the camera grading found (``unknown`` included), or ``no_photo`` when it had no photo.
     """
 
     kind: Literal["parcel"] = "parcel"
@@ -163,6 +184,24 @@ class ParcelEvent(_Message):
     marks: tuple[str, ...] = ()
     policy_version: str | None = None
     explanation: str | None = Field(default=None, max_length=1000)
+    photo: PhotoRef | None = None
+    grade: str | None = Field(default=None, max_length=16)
+    grade_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    grade_explanation: str | None = Field(default=None, max_length=500)
+
+
+class PhotoUpload(_Message):
+    """A parcel photo's JPEG (base64), from the station's outbox; stored once by hash.
+
+    Sent before the :class:`ParcelEvent` that names it in ``photo``.
+    """
+
+    kind: Literal["photo"] = "photo"
+    station: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    taken_at: datetime
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    jpeg_b64: str = Field(min_length=4, max_length=(MAX_PHOTO_BYTES + 2) // 3 * 4)
 
 
 class SyncRequest(_Message):
@@ -244,6 +283,7 @@ Message = Annotated[
     | RmaCancellation
     | StationStatus
     | ParcelEvent
+    | PhotoUpload
     | SyncRequest
     | SyncBatch
     | Command

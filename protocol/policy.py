@@ -34,6 +34,26 @@ class PolicyRule(BaseModel):
     note: str = Field(default="", max_length=200)
 
 
+class GradingThresholds(BaseModel):
+    """Camera grading thresholds (see ``edge.sorter.policy.GradingThresholds``).
+
+    Fill, solidity and dark-fraction limits are ratios (0..1); ``footprint_tol_mm`` in mm,
+    ``min_label_area_mm2`` in mm^2. Omitted fields take the station's defaults.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_rect_fill_a: float = Field(default=0.981, ge=0, le=1)
+    min_rect_fill_b: float = Field(default=0.945, ge=0, le=1)
+    min_solidity_a: float = Field(default=0.985, ge=0, le=1)
+    min_solidity_b: float = Field(default=0.962, ge=0, le=1)
+    max_dark_fraction_a: float = Field(default=0.002, ge=0, le=1)
+    max_dark_fraction_b: float = Field(default=0.015, ge=0, le=1)
+    dark_ratio: float = Field(default=0.5, gt=0, lt=1)
+    footprint_tol_mm: float = Field(default=20.0, ge=0, le=1000)
+    min_label_area_mm2: float = Field(default=1500.0, ge=0, le=1_000_000)
+
+
 class DispositionPolicy(_Message):
     """A disposition policy as pushed from the gateway (retained, per site)."""
 
@@ -43,3 +63,5 @@ class DispositionPolicy(_Message):
     grades: tuple[str, ...] = ("A", "B", "C")
     assume_grade_without_camera: str | None = "A"
     min_grade_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    grade_without_photo: str | None = None
+    grading: GradingThresholds = GradingThresholds()

@@ -6,6 +6,7 @@ Layout (``rs/v1`` is the contract's major version)::
     rs/v1/{site}/policy                   gateway -> stations   policies (retained; issue 3)
     rs/v1/{site}/{station}/status         station -> gateway    StationStatus (retained, LWT)
     rs/v1/{site}/{station}/event          station -> gateway    ParcelEvent (QoS 1)
+    rs/v1/{site}/{station}/photo          station -> gateway    PhotoUpload (QoS 1)
     rs/v1/{site}/{station}/telemetry      station -> gateway    Telemetry (QoS 0)
     rs/v1/{site}/{station}/sync/req       station -> gateway    SyncRequest (QoS 1)
     rs/v1/{site}/{station}/sync/resp      gateway -> station    SyncBatch (QoS 1)
@@ -90,6 +91,11 @@ class Topics:
     def event(self) -> str:
         """Parcel events from the station."""
         return f"{ROOT}/{self.site}/{self.station}/event"
+
+    @property
+    def photo(self) -> str:
+        """Parcel photos (JPEG evidence) from the station."""
+        return f"{ROOT}/{self.site}/{self.station}/photo"
 
     @property
     def sync_request(self) -> str:

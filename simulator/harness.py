@@ -25,10 +25,10 @@ from edge.config import StationConfig
 from edge.daemon import StationDaemon
 from simulator.belt import Belt, GatePin
 from simulator.hw import fake_modules
-from simulator.hw.camera import write_video
 from simulator.hw.mfrc522_emu import MFRC522Emulator
 from simulator.procs import GatewayProcess, MosquittoBroker
 from simulator.scenario import Scenario, SimParcel, plan_parcels
+from simulator.vision.video import write_parcel_video
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Run:
             base_url=self.gateway.url, timeout=10, headers={"X-API-Key": self.gateway.api_key}
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        video = write_video(self.workdir / "camera.avi", list(range(CAMERA_FRAMES)))
+        video = write_parcel_video(self.workdir / "camera.avi", CAMERA_FRAMES)  # grade-A parcels
         cfg = station_config(
             self.scenario, self.workdir / "station", self.broker.port, self.scanner.path, str(video)
         )

@@ -153,6 +153,7 @@ class GatewayProcess(_Process):
         env = dict(
             os.environ,
             RS_DATABASE_URL=f"sqlite:///{self.workdir / 'gateway.db'}",
+            RS_PHOTO_DIR=str(self.workdir / "photos"),
             RS_MQTT_HOST="127.0.0.1",
             RS_MQTT_PORT=str(self.mqtt_port),
             RS_SITE=self.site,

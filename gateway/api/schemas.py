@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Out(BaseModel):
@@ -269,6 +269,16 @@ class StationList(BaseModel):
     stations: list[StationOut]
 
 
+class EventPhoto(BaseModel):
+    """A parcel's photo evidence: the JPEG is at ``url`` (``GET /api/v1/photos/{sha256}``)."""
+
+    sha256: str
+    taken_at: datetime
+    content_type: str = "image/jpeg"
+    size: int
+    url: str
+
+
 class EventOut(_Out):
     """A recorded parcel event (times in UTC)."""
 
@@ -284,6 +294,25 @@ class EventOut(_Out):
     length_mm: float
     inducted_at: datetime
     received_at: datetime
+    photo: EventPhoto | None = None
+    grade: str | None = None
+    grade_confidence: float | None = None
+    grade_explanation: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_raw(cls, data: Any) -> Any:
+        """Photo and camera grade come from the stored event (``raw``), when present."""
+        raw = getattr(data, "raw", None)
+        if not isinstance(raw, dict):
+            return data
+        fields = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        for key in ("grade", "grade_confidence", "grade_explanation"):
+            fields[key] = raw.get(key)
+        photo = raw.get("photo")
+        if isinstance(photo, dict) and "sha256" in photo:
+            fields["photo"] = {**photo, "url": f"/api/v1/photos/{photo['sha256']}"}
+        return fields
 
 
 class EventList(BaseModel):

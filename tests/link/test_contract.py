@@ -41,6 +41,7 @@ def test_asyncapi_lists_every_topic_with_its_messages() -> None:
             "rs/v1/{site}/policy",
             "rs/v1/{site}/{station}/status",
             "rs/v1/{site}/{station}/event",
+            "rs/v1/{site}/{station}/photo",
             "rs/v1/{site}/{station}/telemetry",
             "rs/v1/{site}/{station}/sync/req",
             "rs/v1/{site}/{station}/sync/resp",

@@ -1,0 +1,1 @@
+"""Synthetic parcel images for the grading camera (:mod:`simulator.vision.generator`)."""

@@ -1,0 +1,73 @@
+"""The evaluation command: confusion matrix and accuracy, generated and labelled photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.sorter.policy import GradingThresholds
+from edge.vision.calibration import Calibration
+from edge.vision.evaluate import Confusion, evaluate, generated, labelled_photos, main
+from simulator.vision.generator import ParcelSpec, render
+
+
+def test_confusion_counts_and_accuracy() -> None:
+    c = Confusion()
+    for true, given in [("A", "A"), ("A", "B"), ("B", "B"), ("C", "unknown"), ("C", "weird")]:
+        c.add(true, given)
+    assert c.total == 5 and c.accuracy == pytest.approx(0.4)
+    assert c.as_dict()["matrix"]["C"] == {"A": 0, "B": 0, "C": 0, "unknown": 2}
+    assert "accuracy 0.400 (5 photos)" in c.table()
+
+
+def test_generated_set_is_graded_right() -> None:
+    c = evaluate(generated(24, seed=99), Calibration(1.0), GradingThresholds())
+    assert c.total == 24
+    assert c.accuracy >= 23 / 24, c.table()
+
+
+def _photos(folder: Path) -> None:
+    specs = {
+        "a.jpg": (ParcelSpec(seed=1), "A"),
+        "b.jpg": (ParcelSpec(seed=2, damage="dent"), "B"),
+        "c.jpg": (ParcelSpec(seed=3, damage="tear", severity="major"), "C"),
+    }
+    for name, (spec, grade) in specs.items():
+        sub = folder / "by-grade" / grade
+        sub.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(sub / name), render(spec), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(str(folder / name), render(spec), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    (folder / "labels.csv").write_text("file,grade\na.jpg,A\nb.jpg,b\nc.jpg,C\n")
+
+
+def test_labelled_folders_and_labels_csv(tmp_path: Path) -> None:
+    _photos(tmp_path)
+    for source in (tmp_path / "by-grade", tmp_path):
+        pairs = list(labelled_photos(source))
+        assert sorted(g for _, g in pairs) == ["A", "B", "C"]
+        c = evaluate(pairs, Calibration(1.0), GradingThresholds())
+        assert c.accuracy == 1.0, c.table()
+
+
+def test_command_prints_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _photos(tmp_path)
+    out = tmp_path / "eval.json"
+    assert main(["--count", "6", "--photos", str(tmp_path), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "generated set (seed 2026)" in text and "labelled photos" in text
+    data = json.loads(out.read_text())
+    assert data["photos"]["accuracy"] == 1.0 and data["generated"]["total"] == 6
+    (tmp_path / "labels.csv").write_text("file,grade\na.jpg,D\n")
+    assert main(["--count", "0", "--photos", str(tmp_path)]) == 2
+
+
+def test_unreadable_photo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A" / "x.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="cannot read"):
+        list(labelled_photos(tmp_path))
+    assert np.zeros(1).size == 1
