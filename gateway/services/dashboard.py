@@ -14,12 +14,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Rma, RmaLineRecord, Station, StationEvent
+from gateway.services.photos import is_photo_hash, photo_url
 from gateway.services.revisions import head_revision
 
 STATE_LABELS = {"online": "Online", "offline": "Offline", "degraded": "Degraded"}
 CHART_HOURS = 8
 RATE_WINDOW = timedelta(minutes=10)
-PHOTO_FIELDS = ("photo_url", "photo")
 
 
 def fmt_time(value: datetime | None) -> str:
@@ -152,18 +152,12 @@ def _skus(session: Session, numbers: set[str]) -> dict[str, str]:
     return {n: ", ".join(s) for n, s in found.items()}
 
 
-def _safe_link(value: object) -> bool:
-    """Only http(s) or same-site paths become links (never ``javascript:`` and the like)."""
-    return isinstance(value, str) and (
-        value.startswith(("http://", "https://"))
-        or (value.startswith("/") and not value.startswith("//"))
-    )
-
-
 def parcel_view(event: StationEvent, skus: dict[str, str]) -> dict[str, Any]:
-    """One event as a table row (``photo`` from the event's ``photo_url`` / ``photo``)."""
+    """One event as a table row; ``photo`` links the event's photo evidence when it has one."""
     raw = event.raw or {}
-    photo = next((raw[f] for f in PHOTO_FIELDS if _safe_link(raw.get(f))), None)
+    ref = raw.get("photo")
+    sha = ref.get("sha256") if isinstance(ref, dict) else None
+    photo = photo_url(sha) if isinstance(sha, str) and is_photo_hash(sha) else None
     return {
         "id": event.id,
         "time": fmt_time(event.received_at),

@@ -27,6 +27,11 @@ DAY_S = 86_400.0
 PURGE_EVERY_S = 3600.0
 
 
+def is_photo_hash(value: str) -> bool:
+    """True when ``value`` is a photo's SHA-256 as stored (64 lower-case hex digits)."""
+    return SHA256_RE.match(value) is not None
+
+
 def photo_url(sha256: str) -> str:
     """The API path of a photo."""
     return f"/api/v1/photos/{sha256}"

@@ -152,7 +152,10 @@ def test_recent_parcels_show_sku_explanation_and_photo(
 ) -> None:
     assert client.post("/api/v1/rmas", json=rma_body("RMA-P1"), headers=ADMIN).status_code == 201
     event = make_event(rma_number="RMA-P1", explanation="grade A: restock", policy_version="p7")
-    raw_with_photo = event.model_dump(mode="json") | {"photo_url": "/photos/abc.jpg"}
+    sha = "ab" * 32
+    raw_with_photo = event.model_dump(mode="json") | {
+        "photo": {"sha256": sha, "taken_at": "2026-11-29T10:00:00Z", "size": 1234}
+    }
     with client.app.state.db.session() as session:  # type: ignore[attr-defined]
         assert ingest_event(session, event)
         from gateway.models import StationEvent
@@ -163,7 +166,7 @@ def test_recent_parcels_show_sku_explanation_and_photo(
     html = client.get("/partials/parcels").text
     assert "<td>SKU-1, SKU-2</td>" in html
     assert "grade A: restock" in html and "policy p7" in html
-    assert '<a href="/photos/abc.jpg" target="_blank" rel="noopener">Photo</a>' in html
+    assert f'<a href="/api/v1/photos/{sha}" target="_blank" rel="noopener">Photo</a>' in html
 
 
 def test_rma_search_by_number_order_and_serial(

@@ -193,15 +193,21 @@ def test_recent_parcels_newest_first_with_grade_and_reason(
     ]
 
 
-def test_photo_links_only_for_http_or_site_paths(
+def test_photo_links_only_for_a_stored_photo_hash(
     anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
     with anydb.session() as s:
-        for photo in ("/photos/1.jpg", "https://cdn.example/2.jpg", "javascript:alert(1)", "//x/3"):
+        good = "0f" * 32
+        for photo in (
+            {"sha256": good},
+            {"sha256": "../../etc/passwd"},
+            {"sha256": good.upper()},
+            "javascript:alert(1)",
+        ):
             event = make_event()
             ingest_event(s, event)
             row = s.query(StationEvent).filter_by(event_id=event.event_id).one()
-            row.raw = {**row.raw, "photo_url": photo}
+            row.raw = {**row.raw, "photo": photo}
         s.commit()
         photos = [r["photo"] for r in dashboard.recent_parcels(s)]
-    assert photos == [None, None, "https://cdn.example/2.jpg", "/photos/1.jpg"]  # newest first
+    assert photos == [None, None, None, f"/api/v1/photos/{good}"]  # newest first
