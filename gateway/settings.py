@@ -13,6 +13,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me"
+MIN_SECRET_KEY_LENGTH = 32
+"""Shortest ``RS_SECRET_KEY`` accepted when ``RS_ENV`` is not ``"dev"``."""
 Resolution = Literal["refund", "store_credit", "exchange"]
 
 
@@ -31,7 +33,8 @@ class Settings(BaseSettings):
 
     Raises:
         pydantic.ValidationError: on an invalid value, or when ``secret_key`` is left at its
-            placeholder default while ``env`` is not ``"dev"``.
+            placeholder default, or shorter than :data:`MIN_SECRET_KEY_LENGTH`
+            characters, while ``env`` is not ``"dev"``.
     """
 
     model_config = SettingsConfigDict(env_prefix="RS_", extra="ignore")
@@ -205,10 +208,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
-        if self.env != "dev" and self.secret_key == DEFAULT_SECRET_KEY:
+        if self.env == "dev":
+            return self
+        hint = (
+            "set RS_SECRET_KEY to a long random value "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+        if self.secret_key == DEFAULT_SECRET_KEY:
             raise ValueError(
                 f"RS_SECRET_KEY is still the placeholder {DEFAULT_SECRET_KEY!r} with "
-                f"RS_ENV={self.env!r}; set RS_SECRET_KEY to a long random value "
-                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                f"RS_ENV={self.env!r}; {hint}"
+            )
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"RS_SECRET_KEY is too short ({len(self.secret_key)} characters) with "
+                f"RS_ENV={self.env!r}: at least {MIN_SECRET_KEY_LENGTH} are required "
+                f"outside dev; {hint}"
             )
         return self

@@ -32,6 +32,30 @@ def test_prod_accepts_real_secret() -> None:
     assert Settings(env="prod", secret_key="x" * 40).env == "prod"
 
 
+@pytest.mark.parametrize("secret", ["", "short", "x" * 31])
+def test_prod_refuses_short_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match=r"RS_SECRET_KEY is too short .* at least 32"):
+        Settings(env="prod", secret_key=secret)
+
+
+def test_prod_accepts_secret_of_exactly_32_characters() -> None:
+    assert Settings(env="prod", secret_key="x" * 32).secret_key == "x" * 32
+
+
+def test_dev_accepts_short_secret() -> None:
+    assert Settings(env="dev", secret_key="short").secret_key == "short"
+
+
+@pytest.mark.parametrize("secret", ["", "short"])
+def test_main_exits_2_on_short_secret_in_prod(
+    secret: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RS_ENV", "prod")
+    monkeypatch.setenv("RS_SECRET_KEY", secret)
+    assert main(["--port", "0"]) == 2
+    assert "RS_SECRET_KEY is too short" in capsys.readouterr().err
+
+
 def test_reads_rs_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RS_MQTT_PORT", "1999")
     monkeypatch.setenv("RS_SITE", "lyon")
