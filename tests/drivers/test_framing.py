@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,22 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.drivers.framing import Dropped, ScanFrame, ScanFramer, split_aim_prefix
-
-CASES_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "cases.json"
-
-
-def _cases() -> dict[str, Any]:
-    if not CASES_PATH.exists():
-        pytest.skip(f"field cases file not found at {CASES_PATH}")
-    data: dict[str, Any] = json.loads(CASES_PATH.read_text(encoding="utf-8"))
-    return data
+from tests.cases import field_case
 
 
 def _case_ids(key: str) -> list[int]:
-    # Collected at import time; when the file is absent, one id that skips.
-    if not CASES_PATH.exists():
-        return [0]
-    return list(range(len(json.loads(CASES_PATH.read_text(encoding="utf-8"))[key])))
+    return list(range(len(field_case(key))))
 
 
 def run_chunks(
@@ -52,7 +39,7 @@ def run_chunks(
 
 @pytest.mark.parametrize("index", _case_ids("C3_framing"))
 def test_c3_framing_cases(index: int) -> None:
-    case = _cases()["C3_framing"][index]
+    case = field_case("C3_framing")[index]
     frames, _ = run_chunks(ScanFramer(suffix=b"\r"), case["chunks_hex"])
     codes = [f.code for f in frames]
     assert codes == case["expect_codes"]
@@ -63,14 +50,14 @@ def test_c3_framing_cases(index: int) -> None:
 @pytest.mark.parametrize("index", _case_ids("C3_framing"))
 @pytest.mark.parametrize("suffix", [b"\r", b"\n", b"\r\n"])
 def test_c3_framing_cases_any_configured_suffix(index: int, suffix: bytes) -> None:
-    case = _cases()["C3_framing"][index]
+    case = field_case("C3_framing")[index]
     frames, _ = run_chunks(ScanFramer(suffix=suffix), case["chunks_hex"])
     assert [f.code for f in frames] == case["expect_codes"]
 
 
 @pytest.mark.parametrize("index", _case_ids("C5_noise"))
 def test_c5_noise_cases(index: int) -> None:
-    case = _cases()["C5_noise"][index]
+    case = field_case("C5_noise")[index]
     frames, dropped = run_chunks(ScanFramer(), case["chunks_hex"])
     assert [f.code for f in frames] == case["expect_codes"]
     assert all(f.symbology is None and not f.had_noise for f in frames)
@@ -164,14 +151,13 @@ def test_invalid_suffix_rejected() -> None:
 
 
 def test_c4_gs1_aim_split_and_gs_kept() -> None:
-    cases = _cases()
-    scan_hex = cases["C4_gs1"][0]["scan_hex"]
+    scan_hex = field_case("C4_gs1")[0]["scan_hex"]
     raw = bytes.fromhex(scan_hex)
     framer = ScanFramer()
     frames = framer.feed(raw[:7], 0.0) + framer.feed(raw[7:], 20.0)
     assert len(frames) == 1
     frame = frames[0]
-    assert frame.symbology == cases["C4_gs1"][0]["expect"]["symbology"] == "]C1"
+    assert frame.symbology == field_case("C4_gs1")[0]["expect"]["symbology"] == "]C1"
     assert frame.code == "0109501101020917" + "17251231" + "10ABC123" + "\x1d" + "21SN0001"
     assert "]" not in frame.code
     assert not frame.had_noise

@@ -16,15 +16,7 @@ import pytest
 from edge.drivers.framing import ScanFrame
 from edge.drivers.pyserial_scanner import PySerialScanner
 from edge.drivers.scanner import BarcodeScanner
-
-CASES_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "cases.json"
-
-
-def _cases() -> dict[str, Any]:
-    if not CASES_PATH.exists():
-        pytest.skip(f"field cases file not found at {CASES_PATH}")
-    data: dict[str, Any] = json.loads(CASES_PATH.read_text(encoding="utf-8"))
-    return data
+from tests.cases import field_case
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "") -> None:
@@ -147,10 +139,8 @@ def feed_case(pty: Pty, scanner: PySerialScanner, clock: FakeClock, chunks: list
 
 
 def _case_params() -> list[tuple[str, int]]:
-    if not CASES_PATH.exists():
-        return [("C3_framing", 0)]  # skipped in the test with the reason
-    cases = json.loads(CASES_PATH.read_text(encoding="utf-8"))
-    return [(key, i) for key in ("C3_framing", "C5_noise") for i in range(len(cases[key]))]
+    keys = ("C3_framing", "C5_noise")
+    return [(key, i) for key in keys for i in range(len(field_case(key)))]
 
 
 def test_implements_interface() -> None:
@@ -161,7 +151,7 @@ def test_implements_interface() -> None:
 def test_field_cases_over_pty(
     case_key: str, index: int, pty_factory: Callable[[], Pty], scanners: list[PySerialScanner]
 ) -> None:
-    case = _cases()[case_key][index]
+    case = field_case(case_key)[index]
     pty = pty_factory()
     clock = FakeClock()
     scanner, sink = start_scanner(scanners, pty.path, clock=clock)
@@ -206,7 +196,7 @@ def test_c5_counts_noise_and_probe(
 def test_gs1_scan_keeps_gs_and_splits_aim(
     pty_factory: Callable[[], Pty], scanners: list[PySerialScanner]
 ) -> None:
-    scan = bytes.fromhex(_cases()["C4_gs1"][0]["scan_hex"])
+    scan = bytes.fromhex(field_case("C4_gs1")[0]["scan_hex"])
     pty = pty_factory()
     _, sink = start_scanner(scanners, pty.path)
     pty.write(scan)
