@@ -12,9 +12,16 @@ Framing rules:
   LF-only scanners and blank lines all work); empty frames are never emitted.
 * A fragment that got no byte for longer than the inter-byte timeout is stale:
   it is dropped and reported, never glued to the next code.
-* Bytes outside printable ASCII (0x20-0x7E) are noise and stripped, except GS
-  (0x1D, the GS1 FNC1 separator), which is kept. A frame that had noise is
-  flagged; if it is also shorter than ``min_length`` it is dropped as noise.
+* Bytes outside printable ASCII (0x20-0x7E) are noise, except GS (0x1D, the
+  GS1 FNC1 separator), which is kept. Only *leading* noise, before the first
+  kept byte of a frame (port-open garbage, line glitches before a scan), is
+  stripped; the frame is flagged, and if it is also shorter than
+  ``min_length`` it is dropped as noise.
+* A noise byte after the first kept byte (inside or at the end of the code)
+  makes the frame a garbled read: it is dropped (reason ``garbled``), never
+  emitted with the byte removed, since stripping it could turn the read into
+  another valid code (``RMA-000\xb123`` is not ``RMA-00023``). The parcel is
+  then decided on its other reads, or as a no-read.
 * Frames in ``ignore_frames`` (default: the modem probe ``AT``) are dropped.
 * A frame longer than ``max_length`` raw bytes is dropped as overflow; memory
   stays bounded whatever the line carries.
@@ -40,12 +47,13 @@ _SUFFIXES: Final = (b"\r", b"\n", b"\r\n")
 _AIM_FLAG: Final = frozenset(string.ascii_letters)
 _AIM_MODIFIER: Final = frozenset(string.ascii_letters + string.digits)
 
-DropReason = Literal["stale", "overflow", "noise", "ignored", "empty", "reset"]
+DropReason = Literal["stale", "overflow", "noise", "garbled", "ignored", "empty", "reset"]
 """Why a frame was not emitted.
 
 ``stale``: no byte for longer than the inter-byte timeout before a terminator.
 ``overflow``: more than ``max_length`` raw bytes. ``noise``: only noise, or
-noise and shorter than ``min_length``. ``ignored``: listed in ``ignore_frames``.
+leading noise and shorter than ``min_length``. ``garbled``: a noise byte after the
+first kept byte (inside the code). ``ignored``: listed in ``ignore_frames``.
 ``empty``: only an AIM identifier, no code. ``reset``: partial frame discarded
 by :meth:`ScanFramer.reset` (e.g. the port was lost).
 """
@@ -57,11 +65,11 @@ class ScanFrame:
 
     Attributes:
         code: The scanned data as text: printable ASCII plus GS (``"\\x1d"``),
-            noise stripped, without terminator and without AIM identifier.
+            leading noise stripped, without terminator and without AIM identifier.
         symbology: The AIM symbology identifier (e.g. ``"]C1"``), or ``None``.
         t_ms: Time of the frame's first byte (when the scan began), in ms on
             the caller's clock.
-        had_noise: True if non-printable noise bytes were stripped from it.
+        had_noise: True if leading noise bytes were stripped from it.
     """
 
     code: str
@@ -115,9 +123,9 @@ class ScanFramer:
                 longer than this (ms) is stale and dropped.
             max_length: Longest accepted frame in raw bytes (AIM identifier
                 included, terminator excluded).
-            min_length: A frame that had noise and whose code is shorter than
-                this (characters) is dropped as noise.
-            ignore_frames: Exact frame texts (after noise stripping) that are
+            min_length: A frame that had leading noise and whose code is
+                shorter than this (characters) is dropped as noise.
+            ignore_frames: Exact frame texts (after leading-noise stripping) that are
                 never codes, such as modem probes sent at port open.
         """
         if suffix not in _SUFFIXES:
@@ -217,12 +225,15 @@ class ScanFramer:
         raw = bytes(self._buf)
         t_ms = self._first_t_ms
         self._buf.clear()
-        kept = _strip_noise(raw)
+        kept = _strip_leading_noise(raw)
         had_noise = len(kept) != len(raw)
-        text = kept.decode("ascii")
         reason: DropReason | None = None
         symbology: str | None = None
-        if not text:
+        text = kept.decode("ascii") if all(_is_kept(b) for b in kept) else ""
+        if kept and not text:
+            reason = "garbled"
+            had_noise = True
+        elif not text:
             reason = "noise"
         elif text in self.ignore_frames:
             reason = "ignored"
@@ -250,6 +261,19 @@ def split_aim_prefix(text: str) -> tuple[str | None, str]:
     return None, text
 
 
+def _is_kept(byte: int) -> bool:
+    """Printable ASCII (0x20-0x7E) or GS."""
+    return 0x20 <= byte <= 0x7E or byte == GS
+
+
+def _strip_leading_noise(raw: bytes) -> bytes:
+    """Drop the noise bytes before the first kept byte (all of ``raw`` if none)."""
+    for i, byte in enumerate(raw):
+        if _is_kept(byte):
+            return raw[i:]
+    return b""
+
+
 def _strip_noise(raw: bytes) -> bytes:
     """Keep printable ASCII (0x20-0x7E) and GS; drop every other byte."""
-    return bytes(b for b in raw if 0x20 <= b <= 0x7E or b == GS)
+    return bytes(b for b in raw if _is_kept(b))

@@ -98,6 +98,7 @@ class PySerialScanner:
         self._noise_frames = 0
         self._stale_drops = 0
         self._overflow_drops = 0
+        self._garbled_drops = 0
         self._ignored_frames = 0
         self._partial_drops = 0
         self._callback_errors = 0
@@ -142,7 +143,7 @@ class PySerialScanner:
         """Return a JSON-able health snapshot (see :class:`BarcodeScanner`).
 
         Besides the interface keys: ``device`` (resolved path of the open
-        port, or None), ``suffix``, ``overflow_drops``, ``ignored_frames``
+        port, or None), ``suffix``, ``overflow_drops``, ``garbled_drops``, ``ignored_frames``
         (modem probes etc.), ``partial_drops`` (fragments lost at a port
         failure), ``callback_errors``, ``open_failures`` and
         ``buffered_bytes`` (raw bytes of the frame being received).
@@ -157,6 +158,7 @@ class PySerialScanner:
                 "noise_frames": self._noise_frames,
                 "stale_drops": self._stale_drops,
                 "overflow_drops": self._overflow_drops,
+                "garbled_drops": self._garbled_drops,
                 "ignored_frames": self._ignored_frames,
                 "partial_drops": self._partial_drops,
                 "callback_errors": self._callback_errors,
@@ -295,13 +297,16 @@ class PySerialScanner:
                     self._stale_drops += 1
                 elif item.reason == "overflow":
                     self._overflow_drops += 1
+                elif item.reason == "garbled":
+                    self._garbled_drops += 1
                 elif item.reason == "ignored":
                     self._ignored_frames += 1
                 elif item.reason == "reset":
                     self._partial_drops += 1
                 if item.had_noise:
                     self._noise_frames += 1
-            level = logging.WARNING if item.reason in ("stale", "overflow") else logging.INFO
+            warn = item.reason in ("stale", "overflow", "garbled")
+            level = logging.WARNING if warn else logging.INFO
             logger.log(
                 level,
                 "scanner frame dropped",

@@ -197,16 +197,52 @@ def test_split_aim_prefix_helper() -> None:
 # -- noise (C5 neighbours) ----------------------------------------------------------
 
 
-def test_non_utf8_bytes_are_stripped_and_flagged() -> None:
+def test_noise_inside_code_is_garbled_not_stripped() -> None:
+    # Stripping \xb1 would turn the read into another valid code, RMA-00023.
     framer = ScanFramer()
-    frames = framer.feed(b"RMA-\xc3\x28\xff000123\x00\r", 0.0)
-    assert frames == [ScanFrame("RMA-(000123", None, 0.0, True)]
+    assert framer.feed(b"RMA-000\xb123\r", 0.0) == []
+    assert framer.take_dropped() == [Dropped("garbled", b"RMA-000\xb123", 0.0, True)]
 
 
-def test_control_bytes_stripped_but_gs_kept() -> None:
+def test_noise_after_first_printable_byte_is_garbled() -> None:
     framer = ScanFramer()
-    frames = framer.feed(b"\x0201\x1d21\x03X\r", 0.0)
-    assert frames == [ScanFrame("01\x1d21X", None, 0.0, True)]
+    assert framer.feed(b"RMA\xff-000123\r", 0.0) == []
+    assert framer.take_dropped() == [Dropped("garbled", b"RMA\xff-000123", 0.0, True)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"RMA-\xc3\x28\xff000123",  # invalid UTF-8 in the middle
+        b"RMA-000123\x00",  # trailing NUL before the terminator
+        b"\x00RMA-000\x02123",  # leading noise stripped, inner STX still garbles
+        b"01\x1d21\x03X",  # control byte among GS1 data
+    ],
+)
+def test_any_inner_noise_byte_garbles_the_frame(raw: bytes) -> None:
+    framer = ScanFramer()
+    assert framer.feed(raw + b"\r", 0.0) == []
+    assert framer.take_dropped() == [Dropped("garbled", raw, 0.0, True)]
+
+
+def test_garbled_read_does_not_affect_the_next_code() -> None:
+    framer = ScanFramer()
+    frames = framer.feed(b"RMA-000\xb123\rRMA-000123\r", 0.0)
+    assert frames == [ScanFrame("RMA-000123", None, 0.0, False)]
+    assert [d.reason for d in framer.take_dropped()] == ["garbled"]
+
+
+def test_leading_port_open_garbage_is_stripped() -> None:
+    framer = ScanFramer()
+    frames = framer.feed(b"\xff\x00AT\rRMA-000123\r", 0.0)
+    assert frames == [ScanFrame("RMA-000123", None, 0.0, False)]
+    assert framer.take_dropped() == [Dropped("ignored", b"\xff\x00AT", 0.0, True)]
+
+
+def test_leading_control_bytes_stripped_and_gs_kept() -> None:
+    framer = ScanFramer()
+    frames = framer.feed(b"\x02\x1d01\x1d21X\r", 0.0)
+    assert frames == [ScanFrame("\x1d01\x1d21X", None, 0.0, True)]
 
 
 def test_short_frame_with_noise_dropped_as_noise() -> None:

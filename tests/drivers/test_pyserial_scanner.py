@@ -193,6 +193,19 @@ def test_c5_counts_noise_and_probe(
     assert status["noise_frames"] == 2  # the probe's FF 00 and the NUL before the code
 
 
+def test_garbled_read_is_dropped_and_counted(
+    pty_factory: Callable[[], Pty], scanners: list[PySerialScanner]
+) -> None:
+    pty = pty_factory()
+    scanner, sink = start_scanner(scanners, pty.path)
+    pty.write(b"RMA-000\xb123\r")
+    pty.write(b"RMA-000125\r")
+    wait_for(lambda: sink.codes() == ["RMA-000125"], what="code")
+    wait_for(lambda: scanner.status()["garbled_drops"] == 1, what="garbled count")
+    assert sink.codes() == ["RMA-000125"]
+    assert scanner.status()["noise_frames"] == 1
+
+
 def test_gs1_scan_keeps_gs_and_splits_aim(
     pty_factory: Callable[[], Pty], scanners: list[PySerialScanner]
 ) -> None:
