@@ -32,7 +32,15 @@ import itertools
 from dataclasses import dataclass, field
 
 from edge.sorter.debounce import Debouncer
-from edge.sorter.identify import Gs1Item, IdentityResult, WindowReads, identify, is_gs1, parse_gs1
+from edge.sorter.identify import (
+    Gs1Item,
+    IdentityResult,
+    WindowReads,
+    identify,
+    is_gs1,
+    parse_gs1,
+    split_aim,
+)
 from edge.sorter.model import (
     Action,
     Alarm,
@@ -148,11 +156,14 @@ class SorterCore:
 
         ``code`` is the data (an AIM prefix such as ``]C1`` at its start is split off as
         metadata); ``symbology`` is the AIM identifier the scanner reported, if any. GS1
-        element strings give item identifiers; any other code is an RMA label.
+        element strings (by symbology, leading FNC1 or content, see
+        :func:`~edge.sorter.identify.is_gs1`) give item identifiers; any other code is an
+        RMA label, keyed without its AIM prefix.
         """
         actions = self.advance(t_ms)
         item: Gs1Item | None = None
-        if is_gs1(code, symbology):
+        _, data = split_aim(code, symbology)
+        if is_gs1(code, symbology, self.rmas):
             try:
                 item = parse_gs1(code, symbology)
             except ValueError as exc:
@@ -165,8 +176,8 @@ class SorterCore:
             owner.items.append(item)
             owner.reads.append(f"gs1:{item.gtin or ''}/{item.serial or ''}")
         else:
-            owner.labels.append(code)
-            owner.reads.append(code)
+            owner.labels.append(data)
+            owner.reads.append(data)
         return actions
 
     def on_rfid(self, t_ms: float, uid: str) -> list[Action]:

@@ -64,10 +64,53 @@ def split_aim(code: str, symbology: str | None = None) -> tuple[str | None, str]
     return symbology, code
 
 
-def is_gs1(code: str, symbology: str | None = None) -> bool:
-    """True when ``code`` is a GS1 element string: a GS1 symbology, or a leading FNC1 (GS)."""
+def gtin_check_digit_ok(gtin: str) -> bool:
+    """True when ``gtin`` is 8, 12, 13 or 14 digits with a valid GS1 mod-10 check digit."""
+    if len(gtin) not in (8, 12, 13, 14) or not gtin.isdigit():
+        return False
+    body = [int(c) for c in reversed(gtin[:-1])]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(body))
+    return (10 - total % 10) % 10 == int(gtin[-1])
+
+
+def looks_like_gs1(data: str) -> bool:
+    """True when ``data`` (no AIM prefix) is, by content alone, a GS1 element string.
+
+    Content rule, used when neither the symbology nor a leading FNC1 says GS1: the data
+    parses as a GS1 element string with ``biip`` *and* starts with AI 01, a GTIN whose
+    check digit is valid. An RMA number (``RMA-000123``, free text) never parses; a
+    purely numeric or AI-like one (``21SN0001``, ``10ABC``) is not taken as GS1 unless it
+    carries a valid GTIN, which makes an accidental match practically impossible.
+    """
+    data = data.strip(_GS).rstrip("\r\n")
+    if not data.startswith("01"):
+        return False
+    try:
+        message = GS1Message.parse(data)
+    except ParseError:
+        return False
+    gtin = message.element_strings.get(ai="01")
+    return gtin is not None and gtin_check_digit_ok(gtin.value)
+
+
+def is_gs1(code: str, symbology: str | None = None, rmas: RmaDirectory | None = None) -> bool:
+    """True when ``code`` is a GS1 element string rather than an RMA label.
+
+    The AIM prefix is metadata (field case C4): a scanner may send a GS1-128 scan without
+    ``]C1``, or a GS1 element string may be printed in plain Code 128 without FNC1
+    (``]C0``). So, in order:
+
+    1. a GS1 symbology (:data:`GS1_SYMBOLOGIES`) or a leading FNC1 (GS) is GS1;
+    2. otherwise a code that is a known RMA number in ``rmas`` is an RMA label (the
+       directory lookup wins: a label the station knows is never reinterpreted);
+    3. otherwise it is GS1 when its content is (:func:`looks_like_gs1`).
+    """
     sym, data = split_aim(code, symbology)
-    return sym in GS1_SYMBOLOGIES or data.startswith(_GS)
+    if sym in GS1_SYMBOLOGIES or data.startswith(_GS):
+        return True
+    if rmas is not None and rmas.lookup_rma(data) is not None:
+        return False
+    return looks_like_gs1(data)
 
 
 def parse_gs1(code: str, symbology: str | None = None) -> Gs1Item:

@@ -14,6 +14,9 @@ from edge.sorter import (
     SorterCore,
 )
 from edge.sorter.model import OrphanRead, RmaLineRecord
+from tests.sorter.support import Directory as SorterDirectory
+from tests.sorter.support import line as sorter_line
+from tests.sorter.support import rma as sorter_rma
 
 LANES = (
     LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
@@ -163,3 +166,35 @@ def test_belt_config_requires_one_end_of_line_quarantine() -> None:
         BeltConfig(speed_mm_s=1000.0, scan_pos_mm=400.0, lanes=LANES[:2])
     with pytest.raises(ValueError, match="downstream of the scan tunnel"):
         BeltConfig(speed_mm_s=1000.0, scan_pos_mm=1600.0, lanes=LANES)
+
+
+C4_DATA = "0109501101020917" + "17251231" + "10ABC123" + "\x1d" + "21SN0001"
+
+
+def _c4_directory() -> SorterDirectory:
+    return SorterDirectory(sorter_rma("RMA-1", sorter_line(gtin="09501101020917", serial="SN0001")))
+
+
+ITEM = "gs1:09501101020917/SN0001"
+
+
+@pytest.mark.parametrize(
+    ("codes", "reads"),
+    [
+        (["]C1" + C4_DATA], (ITEM,)),
+        ([C4_DATA], (ITEM,)),
+        (["]C0" + C4_DATA], (ITEM,)),
+        (["RMA-1", "]C1" + C4_DATA], ("RMA-1", ITEM)),
+        (["RMA-1", C4_DATA], ("RMA-1", ITEM)),
+        (["RMA-1", "]C0" + C4_DATA], ("RMA-1", ITEM)),
+        (["RMA-1", "0109501101020917" + "17251231" + "10ABC123"], ("RMA-1", "gs1:09501101020917/")),
+        (["]C0RMA-1", C4_DATA], ("RMA-1", ITEM)),
+    ],
+)
+def test_c4_gs1_scan_matches_with_or_without_aim_prefix(
+    codes: list[str], reads: tuple[str, ...]
+) -> None:
+    core = SorterCore(CFG, _c4_directory())
+    [decision] = of(Decision, drive(core, 0.0, 250.0, codes))
+    assert (decision.reason, decision.rma_number) == (Reason.MATCHED, "RMA-1")
+    assert decision.reads == reads

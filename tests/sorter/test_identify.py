@@ -49,6 +49,44 @@ def test_rma_labels_are_not_gs1(code: str) -> None:
     assert not is_gs1(code)
 
 
+C4_DATA = "0109501101020917" + "17251231" + "10ABC123" + "\x1d" + "21SN0001"
+
+
+def test_c4_is_gs1_with_and_without_aim_prefix() -> None:
+    assert c4_scan() == "]C1" + C4_DATA
+    assert is_gs1("]C1" + C4_DATA)
+    assert is_gs1(C4_DATA)  # no AIM prefix: recognised by content
+    assert is_gs1("]C0" + C4_DATA)  # GS1 data in plain Code 128, no FNC1
+    assert is_gs1("0109501101020917" + "17251231" + "10ABC123")  # no GS, no FNC1
+    assert parse_gs1(C4_DATA) == Gs1Item(
+        "09501101020917", "SN0001", "ABC123", dt.date(2025, 12, 31), None
+    )
+    assert parse_gs1("]C0" + C4_DATA) == Gs1Item(
+        "09501101020917", "SN0001", "ABC123", dt.date(2025, 12, 31), "]C0"
+    )
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "0109501101020918",  # GTIN with a wrong check digit
+        "21SN0001",  # serial alone: could be an RMA number
+        "10ABC123",  # lot alone
+        "17251231",  # expiry alone
+        "01095011010209",  # truncated GTIN
+    ],
+)
+def test_content_without_valid_gtin_is_not_gs1(code: str) -> None:
+    assert not is_gs1(code)
+
+
+def test_known_rma_number_wins_over_gs1_content() -> None:
+    number = "0109501101020917"  # parses as GS1 AI 01 with a valid GTIN
+    assert is_gs1(number)
+    assert not is_gs1(number, rmas=Directory(rma(number)))
+    assert is_gs1("]C1" + number, rmas=Directory(rma(number)))  # the symbology says GS1
+
+
 def test_broken_gs1_is_an_error_not_a_guess() -> None:
     with pytest.raises(ValueError, match="GS1"):
         parse_gs1("]C1" + "99")
