@@ -30,18 +30,31 @@ class ProtocolError(ValueError):
     """A payload that is not a valid message of the expected kind."""
 
 
+CASCADE_TAG = "88"
+"""The ISO/IEC 14443-3 cascade tag (``88h``), as canonical hex."""
+
+
 def canonical_uid(value: str) -> str:
     """Return an RFID UID in canonical form: upper-case hex, no separators.
 
+    The single UID rule of the station, the gateway and RMA lines (field case C1).
     Accepts ``"dd:17:38:0a"``, ``"DD-17-38-0A"``, ``"dd17380a"``. A UID is 4, 7 or 10 bytes
-    (ISO/IEC 14443-3 single, double, triple size).
+    (ISO/IEC 14443-3 single, double, triple size). A 4-byte value starting with the
+    cascade tag ``88`` is the first cascade level of a 7- or 10-byte UID read incompletely,
+    never a tag's UID (ISO/IEC 14443-3 forbids ``uid0 = 88h`` for single-size UIDs).
 
     Raises:
-        ValueError: when the value is not 4, 7 or 10 bytes of hex.
+        ValueError: when the value is not 4, 7 or 10 bytes of hex, or is 4 bytes starting
+            with the cascade tag ``88``.
     """
     cleaned = re.sub(r"[\s:\-]", "", value).upper()
     if not _UID_RE.match(cleaned):
         raise ValueError(f"RFID UID {value!r} is not 4, 7 or 10 bytes of hex")
+    if len(cleaned) == 8 and cleaned.startswith(CASCADE_TAG):
+        raise ValueError(
+            f"RFID UID {value!r} starts with the cascade tag 88: it is the first level of a "
+            "7- or 10-byte UID (incomplete read), not a UID; use the full UID"
+        )
     return cleaned
 
 

@@ -184,15 +184,14 @@ class SorterCore:
         """An RFID tag UID read at ``t_ms`` (any separator / case; 4, 7 or 10 bytes).
 
         Repeated reads of one tag, and a tag flickering in and out of the field, are one
-        read of the parcel whose window it falls in. An invalid UID, or a 4-byte one that
-        starts with the cascade tag ``88`` (an incomplete 7-byte UID), is a bad read.
+        read of the parcel whose window it falls in. A UID that
+        :func:`protocol.messages.canonical_uid` refuses (not 4, 7 or 10 bytes of hex, or a
+        4-byte one that starts with the cascade tag ``88``: an incomplete 7-byte UID) is a
+        bad read.
         """
         actions = self.advance(t_ms)
         try:
-            canon = canonical_uid(uid)
-            if len(canon) == 8 and canon.startswith("88"):
-                # 0x88 is the cascade tag: the first level of a 7-byte UID, never a key (C1)
-                raise ValueError(f"RFID UID {uid!r} starts with the cascade tag 88: incomplete")
+            canon = canonical_uid(uid)  # also refuses a cascade-tag-first 4-byte UID (C1)
         except ValueError as exc:
             self.counters["bad_reads"] += 1
             return [*actions, BadRead("rfid", uid, t_ms, str(exc))]

@@ -59,6 +59,28 @@ def test_bad_body_is_422_with_clear_message(
     assert text in error["msg"]
 
 
+@pytest.mark.parametrize("uid", ["88047DB1", "88:04:7d:b1"])
+def test_c1_cascade_level1_uid_on_rma_line_is_422(
+    client: TestClient, rma_body: Body, uid: str
+) -> None:
+    body = rma_body("RMA-CT")
+    body["lines"] = [{"sku": "A", "quantity": 1, "rfid_uid": uid}]
+    resp = client.post("/api/v1/rmas", json=body)
+    assert resp.status_code == 422
+    [error] = resp.json()["detail"]
+    assert [str(p) for p in error["loc"]][-1] == "rfid_uid"
+    assert "starts with the cascade tag 88" in error["msg"]
+    assert client.get("/api/v1/rmas/RMA-CT").status_code == 404
+
+
+def test_c1_full_7_byte_uid_on_rma_line_is_accepted(client: TestClient, rma_body: Body) -> None:
+    body = rma_body("RMA-NT")
+    body["lines"] = [{"sku": "A", "quantity": 1, "rfid_uid": "04:7d:b1:2a:3b:4c:80"}]
+    resp = client.post("/api/v1/rmas", json=body)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["lines"][0]["rfid_uid"] == "047DB12A3B4C80"
+
+
 def test_missing_field_is_422(client: TestClient) -> None:
     resp = client.post("/api/v1/rmas", json={"number": "R"})
     assert resp.status_code == 422

@@ -3,10 +3,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from pydantic import ValidationError
 
 from edge.sorter.identify import Gs1Item, WindowReads, identify, is_gs1, parse_gs1, split_aim
 from edge.sorter.model import Identity
-from protocol.messages import canonical_uid
+from protocol.messages import RmaLine, canonical_uid
 from tests.cases import field_case
 from tests.sorter.support import Directory, line, rma
 
@@ -90,6 +91,25 @@ def test_known_rma_number_wins_over_gs1_content() -> None:
 def test_broken_gs1_is_an_error_not_a_guess() -> None:
     with pytest.raises(ValueError, match="GS1"):
         parse_gs1("]C1" + "99")
+
+
+@pytest.mark.parametrize("uid", ["88047DB1", "88:04:7d:b1", "88-04-7D-B1"])
+def test_c1_cascade_level1_is_never_a_canonical_uid(uid: str) -> None:
+    case = field_case("C1_rfid_uid")[0]
+    assert case["anticoll_level1_hex"][:8] == "88047DB1"
+    with pytest.raises(ValueError, match="starts with the cascade tag 88"):
+        canonical_uid(uid)
+
+
+def test_c1_cascade_rule_is_on_rma_lines_too() -> None:
+    with pytest.raises(ValidationError, match="cascade tag 88"):
+        RmaLine(line_no=1, sku="A", quantity=1, rfid_uid="88047DB1")
+    assert RmaLine(line_no=1, sku="A", quantity=1, rfid_uid="dd:17:38:0a").rfid_uid == "DD17380A"
+
+
+def test_c1_7_and_10_byte_uids_are_canonical() -> None:
+    assert canonical_uid("04:7d:b1:2a:3b:4c:80") == "047DB12A3B4C80"
+    assert canonical_uid("04 7d b1 2a 3b 4c 80 11 22 33") == "047DB12A3B4C80112233"
 
 
 def test_c1_uid_has_one_canonical_form() -> None:
