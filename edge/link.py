@@ -313,6 +313,12 @@ class StationLink:
         except ProtocolError as exc:
             self.counters["dead_letters"] += 1
             self.store.dead_letter(msg.topic, payload, str(exc))
+        except Exception as exc:  # any failure to apply is a dead letter, with its error
+            # A message that passed decoding but could not be applied (e.g. a value the
+            # store cannot hold) is kept with the error, never lost in a log line only.
+            log.exception("applying a message from %s failed", msg.topic)
+            self.counters["dead_letters"] += 1
+            self.store.dead_letter(msg.topic, payload, f"{type(exc).__name__}: {exc}")
 
     def _apply_policy(self, payload: bytes) -> None:
         if not payload:  # a retained policy being cleared: keep the cached one

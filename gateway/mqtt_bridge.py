@@ -8,7 +8,9 @@ messages go to the dead-letter table.
 Nothing is lost on a database failure: QoS 1 messages are acknowledged by hand
 (``manual_ack``), and only after their effect is committed. paho's network thread only
 queues what arrives; one ingest thread handles the queue in arrival order (so PUBACKs go
-out in order), retrying with backoff while the database fails. A message not yet
+out in order), retrying with backoff while the database fails (transient errors only: a
+message whose handling fails for any other reason is poison, dead-lettered with its error,
+so it cannot block the messages behind it). A message not yet
 acknowledged when the gateway stops is redelivered by the broker to the persistent session.
 
 Replicas: with ``shared_group`` set, the bridge speaks MQTT 5 and subscribes to events and
@@ -33,6 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.services.dead_letters import record_dead_letter
@@ -66,6 +69,24 @@ QOS = 1
 SYNC_BATCH_SIZE = 200
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5 persistent session lifetime
 RETRY_MAX_S = 5.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a failure worth retrying: the database or the disk is unavailable.
+
+    SQLAlchemy ``OperationalError`` / ``InterfaceError`` / pool ``TimeoutError``, a DBAPI
+    error that invalidated the connection, and ``OSError`` (connection refused, disk full)
+    are transient. Anything else (``ValueError``, ``OverflowError``, a ``DataError`` or
+    ``IntegrityError`` from the values themselves...) fails the same way every time: the
+    message is poison and is dead-lettered instead of blocking the ordered ingest.
+    """
+    if isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError | OSError
+    ):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
 KEEP_REPLIES = 1000
 F = TypeVar("F", bound=Callable[..., None])
 
@@ -155,6 +176,8 @@ class MqttBridge:
                 "dead_letters",
                 "errors",
                 "retries",
+                "poison",
+                "dropped",
                 "acks",
                 "acks_skipped",
                 "command_replies",
@@ -406,9 +429,14 @@ class MqttBridge:
             delay = 0.05
             while True:
                 try:
-                    self._handle(msg)
+                    self._ingest(msg)
                     break
-                except Exception as exc:  # the database (or anything) failed: keep it
+                except Exception as exc:
+                    if not is_transient(exc):  # even dead-lettering failed for good
+                        self._count("dropped")
+                        self._note_error(f"ingest {msg.topic}: {exc!r}")
+                        log.exception("message dropped, cannot dead-letter it topic=%s", msg.topic)
+                        break
                     self._count("retries")
                     self._note_error(f"ingest {msg.topic}: {exc!r}")
                     log.warning(
@@ -430,6 +458,22 @@ class MqttBridge:
             return
         self._client.ack(msg.mid, msg.qos)
         self._count("acks")
+
+    def _ingest(self, msg: mqtt.MQTTMessage) -> None:
+        """Handle one message; a non-transient failure dead-letters it with its error.
+
+        A transient failure (:func:`is_transient`) propagates, and the ingest loop retries
+        the message with backoff; it stays unacknowledged meanwhile.
+        """
+        try:
+            self._handle(msg)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self._count("poison")
+            self._note_error(f"ingest {msg.topic}: {exc!r}")
+            log.exception("message dead-lettered, handling failed topic=%s", msg.topic)
+            self._dead_letter(msg.topic, bytes(msg.payload), f"{type(exc).__name__}: {exc}")
 
     def _handle(self, msg: mqtt.MQTTMessage) -> None:
         self._count("messages_in")

@@ -26,6 +26,12 @@ SCHEMA_VERSION = 1
 _UID_RE = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$")
 
 
+INT64_MAX = 2**63 - 1
+"""Largest integer a message may carry where no tighter bound applies: what SQLite (and
+PostgreSQL ``BIGINT``) can store. A larger value is a protocol error at decode time, never
+an ``OverflowError`` deep in a store."""
+
+
 class ProtocolError(ValueError):
     """A payload that is not a valid message of the expected kind."""
 
@@ -85,7 +91,7 @@ class RmaLine(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    line_no: int = Field(ge=1)
+    line_no: int = Field(ge=1, le=INT64_MAX)
     sku: str = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=1, le=10_000)
     gtin: str | None = Field(default=None, pattern=r"^\d{8}$|^\d{12,14}$")
@@ -109,7 +115,7 @@ class RmaAnnouncement(_Message):
 
     kind: Literal["rma"] = "rma"
     number: str = Field(min_length=1, max_length=32)
-    revision: int = Field(ge=1)
+    revision: int = Field(ge=1, le=INT64_MAX)
     order_ref: str = Field(min_length=1, max_length=64)
     state: RmaState = RmaState.AUTHORIZED
     reason: str = Field(min_length=1, max_length=64)
@@ -127,7 +133,7 @@ class RmaCancellation(_Message):
 
     kind: Literal["rma_cancel"] = "rma_cancel"
     number: str = Field(min_length=1, max_length=32)
-    revision: int = Field(ge=1)
+    revision: int = Field(ge=1, le=INT64_MAX)
     reason: str = Field(default="cancelled", min_length=1, max_length=64)
 
 
@@ -148,7 +154,7 @@ class StationStatus(_Message):
     state: Literal["online", "offline", "degraded"]
     software_version: str = ""
     config_hash: str = ""
-    rma_revision: int = 0
+    rma_revision: int = Field(default=0, ge=0, le=INT64_MAX)
     details: dict[str, object] = Field(default_factory=dict)
 
 
@@ -185,7 +191,7 @@ class ParcelEvent(_Message):
     kind: Literal["parcel"] = "parcel"
     event_id: str = Field(min_length=8, max_length=64)
     station: str
-    parcel_id: int = Field(ge=1)
+    parcel_id: int = Field(ge=1, le=INT64_MAX)
     inducted_at: datetime
     length_mm: float = Field(ge=0)
     barcode: str | None = None
@@ -222,7 +228,7 @@ class SyncRequest(_Message):
 
     kind: Literal["sync_req"] = "sync_req"
     station: str
-    after_revision: int = Field(ge=0)
+    after_revision: int = Field(ge=0, le=INT64_MAX)
     request_id: str
 
 
@@ -233,7 +239,7 @@ class SyncBatch(_Message):
     request_id: str
     announcements: tuple[RmaChange, ...] = ()
     last: bool = True
-    head_revision: int = Field(ge=0)
+    head_revision: int = Field(ge=0, le=INT64_MAX)
 
 
 class CommandName(enum.StrEnum):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
+from gateway import mqtt_bridge
 from gateway.db import Database
-from gateway.models import StationEvent
+from gateway.models import DeadLetter, StationEvent
 from gateway.mqtt_bridge import MqttBridge
 from protocol import ParcelEvent, StationStatus, Topics, encode
 
@@ -74,6 +76,83 @@ def test_database_failure_is_retried_and_acknowledged_only_after_commit(
     wait(lambda: bridge.status()["acks"] >= 2, what="both events acknowledged")
     status = bridge.status()
     assert (status["retries"], status["events_ingested"], status["acks"]) == (3, 2, 2), status
+
+
+def dead_letters(db: Database) -> list[tuple[str, bytes, str]]:
+    with db.session() as s:
+        rows = s.scalars(select(DeadLetter).order_by(DeadLetter.id))
+        return [(r.topic, bytes(r.payload), r.error) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (OverflowError("Python int too large to convert to SQLite INTEGER"), "OverflowError"),
+        (ValueError("bad value"), "ValueError"),
+    ],
+)
+def test_poison_message_is_dead_lettered_and_does_not_block_the_ingest(
+    db: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    make_event: Callable[..., ParcelEvent],
+    wait: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    text: str,
+) -> None:
+    poison, good = make_event(station="st1"), make_event(station="st1")
+    real_ingest = mqtt_bridge.ingest_event
+
+    def ingest(session: Any, event: ParcelEvent) -> bool:
+        if event.event_id == poison.event_id:
+            raise error
+        return bool(real_ingest(session, event))
+
+    monkeypatch.setattr(mqtt_bridge, "ingest_event", ingest)
+    bridge = make_bridge(db.sessions)
+    topic = Topics(site, "st1").event
+    probe.publish(topic, encode(poison))
+    probe.publish(topic, encode(good))
+    wait(lambda: stored(db) == [good.event_id], what="the event behind the poison stored")
+    assert dead_letters(db) == [(topic, encode(poison), f"{text}: {error}")]
+    wait(lambda: bridge.status()["acks"] >= 2, what="both acknowledged")
+    status = bridge.status()
+    assert (status["retries"], status["poison"], status["dead_letters"]) == (0, 1, 1), status
+    assert (status["events_ingested"], status["acks"]) == (1, 2), status
+
+
+def test_event_with_unbounded_parcel_id_is_dead_lettered_by_the_contract(
+    db: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    make_event: Callable[..., ParcelEvent],
+    wait: Any,
+) -> None:
+    bridge = make_bridge(db.sessions)
+    body = json.loads(encode(make_event(station="st1")))
+    body["parcel_id"] = 2**63
+    poison = json.dumps(body).encode()
+    good = make_event(station="st1")
+    topic = Topics(site, "st1").event
+    probe.publish(topic, poison)
+    probe.publish(topic, encode(good))
+    wait(lambda: stored(db) == [good.event_id], what="the next event stored")
+    [(dl_topic, payload, error)] = dead_letters(db)
+    assert (dl_topic, payload) == (topic, poison)
+    assert "parcel_id" in error and "less than or equal to 9223372036854775807" in error
+    assert bridge.status()["retries"] == 0
+
+
+def test_transient_errors_are_transient_and_value_errors_are_not() -> None:
+    locked = OperationalError("INSERT", {}, Exception("database is locked"))
+    assert mqtt_bridge.is_transient(locked)
+    assert mqtt_bridge.is_transient(ConnectionRefusedError())
+    assert not mqtt_bridge.is_transient(OverflowError("int too large"))
+    assert not mqtt_bridge.is_transient(ValueError("bad"))
+    assert not mqtt_bridge.is_transient(DataError("INSERT", {}, Exception("bigint out of range")))
 
 
 def test_event_unacknowledged_when_the_gateway_stops_is_redelivered_to_its_session(

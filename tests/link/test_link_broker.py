@@ -60,6 +60,73 @@ def test_c6_truncated_json_is_dead_lettered_and_the_next_message_applied(
     assert link.status()["connected"] is True and link.counters["dead_letters"] == 1
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("revision", 2**63), ("revision", 10**30), ("line_no", 2**63)],
+)
+def test_unbounded_integer_on_rma_topic_is_dead_lettered_and_the_next_applied(
+    make_link: Callable[..., Any],
+    make_probe: Callable[..., Any],
+    site: str,
+    wait: Any,
+    field: str,
+    value: int,
+) -> None:
+    link = make_link()
+    link.start()
+    assert link.wait_connected(10)
+    wait(lambda: link.counters["sync_requests"] >= 1, what="subscribed and sync asked")
+    body = json.loads(encode(ann("RMA-BIG", 1)))
+    if field == "line_no":
+        body["lines"][0]["line_no"] = value
+    else:
+        body[field] = value
+    poison = json.dumps(body).encode()
+    gateway = make_probe(name="gw")
+    rma_topic = Topics(site).rma
+    gateway.publish(rma_topic, poison)
+    gateway.publish(rma_topic, encode(ann("RMA-1", 1)))
+    wait(lambda: link.store.lookup_rma("RMA-1") is not None, what="valid RMA applied")
+    [(topic, payload, error)] = link.store.dead_letters()
+    assert (topic, payload) == (rma_topic, poison)
+    assert error.startswith("invalid RmaChange")
+    assert field in error and "less than or equal to 9223372036854775807" in error
+    assert link.store.lookup_rma("RMA-BIG") is None
+    assert link.counters["dead_letters"] == 1
+
+
+def test_any_error_while_applying_a_message_is_dead_lettered_with_its_text(
+    make_link: Callable[..., Any],
+    make_probe: Callable[..., Any],
+    site: str,
+    wait: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    link = make_link()
+    real_apply = link.store.apply_announcement
+
+    def apply(change: Any) -> bool:
+        if change.number == "RMA-POISON":
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return bool(real_apply(change))
+
+    monkeypatch.setattr(link.store, "apply_announcement", apply)
+    link.start()
+    assert link.wait_connected(10)
+    wait(lambda: link.counters["sync_requests"] >= 1, what="subscribed and sync asked")
+    gateway = make_probe(name="gw")
+    rma_topic = Topics(site).rma
+    poison = encode(ann("RMA-POISON", 1))
+    gateway.publish(rma_topic, poison)
+    gateway.publish(rma_topic, encode(ann("RMA-1", 2)))
+    wait(lambda: link.store.lookup_rma("RMA-1") is not None, what="valid RMA applied")
+    assert link.store.dead_letters() == [
+        (rma_topic, poison, "OverflowError: Python int too large to convert to SQLite INTEGER")
+    ]
+    assert link.counters["dead_letters"] == 1
+    assert link.status()["connected"] is True
+
+
 def test_c6_revision_two_twice_then_one_keeps_one_record_at_two(
     make_link: Callable[..., Any], make_probe: Callable[..., Any], site: str, wait: Any
 ) -> None:
