@@ -84,7 +84,8 @@ def print_report(report: Report) -> None:
     console.print(
         f"parcels {len(report.parcels)}, mis-sorts {report.mis_sorts}, "
         f"wrongly restocked {report.wrongly_restocked}, "
-        f"events lost {report.events_lost}, doubled {report.events_doubled} "
+        f"events lost {report.events_lost}, doubled {report.events_doubled}, "
+        f"unreported (station down) {report.unreported_station_down} "
         f"(station {report.station_events}, gateway {report.gateway_events}), "
         f"in sync {report.in_sync}"
     )

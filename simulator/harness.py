@@ -55,6 +55,8 @@ RFID_RST_PIN = 25
 CAMERA_FRAMES = 400  # 3 frames per parcel (flush 2 + 1): enough for the 60-parcel demo
 SYNC_TIMEOUT_S = 60.0  # real seconds a station may take to catch up after an outage
 LANE_AFFECTING = PHYSICAL | {"lane_full"}
+LATE_LEAD_MS = 3000.0  # late RMAs: parcels inducted up to this long before the announcement
+REPORT_GRACE_S = 1.0  # belt seconds from a parcel leaving the belt to its event at the latest
 
 
 def attach_rfid_emulator() -> MFRC522Emulator:
@@ -119,6 +121,7 @@ class Report:
     wrongly_restocked: int = 0
     events_lost: int = 0
     events_doubled: int = 0
+    unreported_station_down: int = 0
     station_events: int = 0
     gateway_events: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
@@ -575,6 +578,9 @@ class Run:
             result.end_s = self._belt_s()
             self._resync(result)
         elif kind == "station_kill":
+            with contextlib.suppress(StationDown):
+                depth = self.station_status()["outbox"]
+                result.detail = f"killed with {depth} event(s) in its outbox"
             self.station.kill()
             self._sleep_virtual(fault.duration_s)
             self.station.start()
@@ -645,7 +651,8 @@ class Run:
             k + 1: tag_uid_for(self.run_tag, k + 1) if r in ("rfid", "rfid_mismatch") else None
             for k, r in enumerate(read_plan)
         }
-        # late RMAs: the first known parcels inducted at or after each late_rma fault
+        # late RMAs: the first known parcels inducted from LATE_LEAD_MS before each late_rma
+        # fault: on the belt, some past the scanner, when their RMA is announced
         late: dict[int, list[tuple[int, str | None]]] = {}
         late_numbers: set[str] = set()
         for i, fault in enumerate(sc.faults):
@@ -655,7 +662,7 @@ class Run:
                 p
                 for p in parcels
                 if p.label == "known"
-                and p.induct_at_ms >= fault.at_s * 1000.0
+                and p.induct_at_ms >= fault.at_s * 1000.0 - LATE_LEAD_MS
                 and p.barcode not in late_numbers
             ][: fault.count]
             for p in picked:
@@ -825,10 +832,13 @@ class Run:
         def station_down(r: ParcelResult) -> bool:
             passage = passages.get(r.index, Passage(r.index))
             a = ((passage.induct_clock_ms or t0) - t0) / 1000.0
-            b = ((passage.exit_clock_ms or float("inf")) - t0) / 1000.0
+            # the station reports a parcel once its gate closed: a little after the belt
+            # saw it leave; killed in between, the event never existed (not lost)
+            b = ((passage.exit_clock_ms or float("inf")) - t0) / 1000.0 + REPORT_GRACE_S
             return any(s <= b and a <= e for _, _, s, e in down_windows)
 
         unreported = [r for r in rs if r.events == 0 and station_down(r)]
+        report.unreported_station_down = len(unreported)
         report.events_lost = len(lost_ids) + sum(r.events == 0 and not station_down(r) for r in rs)
         report.events_doubled = sum(max(0, r.events - 1) for r in rs) + (
             len(gw_ids) - len(set(gw_ids))

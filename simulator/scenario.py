@@ -299,8 +299,10 @@ def plan_reads(reads: ReadBehaviour, known: int, seed: int) -> list[Read]:
     plan = plan[:known]
     plan += ["ok"] * (known - len(plan))
     rng.shuffle(plan)
-    dup = set(rng.sample(range(known), round(reads.duplicate_rate * known)))
-    return ["duplicate" if i in dup and r == "ok" else r for i, r in enumerate(plan)]
+    ok = [i for i, r in enumerate(plan) if r == "ok"]
+    for i in rng.sample(ok, min(len(ok), round(reads.duplicate_rate * known))):
+        plan[i] = "duplicate"
+    return plan
 
 
 def _garble(code: str) -> str:
