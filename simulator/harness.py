@@ -88,6 +88,8 @@ class ParcelResult:
     expected_reason: str | None = None
     affected_by: list[str] = field(default_factory=list)
     decision_ms: float | None = None
+    induct_s: float | None = None
+    exit_s: float | None = None
 
     @property
     def mis_sorted(self) -> bool:
@@ -791,7 +793,9 @@ class Run:
             affected = [
                 kind
                 for kind, lane, s, e in lane_windows
-                if s <= b and a <= e and (lane is None or lane == p.expected_lane)
+                if s <= b + (REPORT_GRACE_S if kind == "station_kill" else 0.0)
+                and a <= e
+                and (lane is None or lane == p.expected_lane)
             ]
             if p.barcode in late_numbers:
                 affected += ["late_rma" for _, _, s, e in late_windows if a <= e]
@@ -816,6 +820,8 @@ class Run:
                     decision_ms=(
                         round(st["decided_at_ms"] - st["inducted_at_ms"], 2) if st else None
                     ),
+                    induct_s=round(a, 3) if passage.induct_clock_ms else None,
+                    exit_s=round(b, 3) if passage.exit_clock_ms else None,
                 )
             )
         rs = report.parcels
