@@ -46,6 +46,7 @@ from simulator.scenario import (
     plan_reads,
     tag_uid_for,
 )
+from simulator.station_proc import raise_priority
 
 log = logging.getLogger(__name__)
 
@@ -701,7 +702,13 @@ class Run:
             f"({sc.time.mode}, x{sc.rate:g})"
         )
         self._belt_t0_ms = self.clock()
-        belt.run(parcels, extra=lambda env: self._timeline(env, late))
+        before = raise_priority(thread_only=True)  # the belt thread: the "physics"
+        try:
+            belt.run(parcels, extra=lambda env: self._timeline(env, late))
+        finally:
+            if before is not None:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), before)
         for t in self._fault_threads:
             t.join(timeout=SYNC_TIMEOUT_S * 2)
         on_progress("waiting for the station to catch up and the gateway to record every event")

@@ -27,7 +27,8 @@ def run_scenario(name: str, tmp_path: Path) -> Report:
 
 def assert_safe(report: Report) -> None:
     """The properties every fault scenario must prove."""
-    assert report.failures == []
+    odd = [r for r in report.parcels if r.mis_sorted or r.reason != r.expected_reason]
+    assert report.failures == [], (report.failures, odd, report.gate_lateness_ms)
     assert report.events_lost == 0
     assert report.events_doubled == 0
     assert report.wrongly_restocked == 0
