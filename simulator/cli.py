@@ -2,6 +2,7 @@
 
     returns-sim run SCENARIO.yaml [--json report.json] [--workdir DIR]
     returns-sim list
+    returns-sim sweep SCENARIO.yaml [--length-mm 300]
     returns-sim demo [--exit] [--known 50] [--unknown 10]
 
 Exit status: 0 when every parcel reached its expected lane and every station event reached
@@ -24,8 +25,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from simulator.harness import Report, Run
+from simulator.harness import Report, Run, station_config
 from simulator.scenario import Scenario, ScenarioError, load_scenario
+from simulator.sweep import per_hour, sweep
 
 console = Console()
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -104,8 +106,8 @@ def print_report(report: Report) -> None:
 def _run(scenario: Scenario, workdir: Path | None, json_path: Path | None, stay: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="returns-sim-") as tmp:
         wd = workdir or Path(tmp)
+        run = Run(scenario, wd)
         try:
-            run = Run(scenario, wd)
             run.start()
         except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
             console.print(f"[red]set-up failed:[/red] {exc}")
@@ -141,6 +143,26 @@ def _run(scenario: Scenario, workdir: Path | None, json_path: Path | None, stay:
             run.stop()
 
 
+def _sweep(scenario: Scenario, length_mm: float | None) -> int:
+    cfg = station_config(scenario, Path("sweep"), 1883, "/dev/null").belt_config()
+    length = length_mm if length_mm is not None else sum(scenario.parcels.length_mm) / 2
+    result = sweep(cfg, length)
+    table = Table(title=f"{scenario.name}: sweep, parcels of {length:.0f} mm")
+    table.add_column("gap mm", justify="right")
+    table.add_column("parcels/h", justify="right")
+    table.add_column("mis-sorts", justify="right")
+    for gap, bad in result.steps:
+        table.add_row(f"{gap:.0f}", f"{per_hour(cfg, length, gap):.0f}", str(bad))
+    console.print(table)
+    console.print(
+        f"highest rate with 0 mis-sorts: {result.best_per_hour:.0f} parcels/h "
+        f"(gap {result.best_gap_mm:.0f} mm); mechanical limit "
+        f"{result.mechanical_limit_per_hour:.0f} parcels/h (min gap {result.min_gap_mm:.0f} mm); "
+        f"ratio {result.ratio:.2f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -155,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--json", type=Path, help="write the report as JSON here")
     p_run.add_argument("--workdir", type=Path, help="keep databases and logs here")
     sub.add_parser("list", help="list the shipped scenario library")
+    p_sweep = sub.add_parser(
+        "sweep", help="highest arrival rate with zero mis-sorts for a scenario's belt"
+    )
+    p_sweep.add_argument("scenario", type=Path)
+    p_sweep.add_argument("--length-mm", type=float, default=None)
     p_demo = sub.add_parser("demo", help="the whole station: 50 known and 10 unknown parcels")
     p_demo.add_argument("--exit", action="store_true", help="stop when the run is done")
     p_demo.add_argument("--known", type=int, default=50)
@@ -170,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
             first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
             console.print(f"{path.relative_to(SCENARIOS.parent.parent)}: {first}")
         return 0
+    if args.command == "sweep":
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            console.print(f"[red]bad scenario:[/red] {exc}")
+            return 2
+        return _sweep(scenario, args.length_mm)
     if args.command == "run":
         try:
             scenario = load_scenario(args.scenario)

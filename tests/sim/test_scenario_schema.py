@@ -82,3 +82,23 @@ def test_arrival_rate_spaces_parcels_evenly() -> None:
     parcels = plan_parcels(mix, 1000.0, [f"R{i}" for i in range(5)], "restock", "AB12")
     assert [p.induct_at_ms for p in parcels] == [500.0 + 1000.0 * i for i in range(8)]
     assert [p.expected_lane for p in parcels].count("restock") == 5
+
+
+def test_sweep_finds_the_highest_rate_below_the_mechanical_limit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from simulator.cli import main as sim_main
+    from simulator.harness import station_config
+    from simulator.sweep import mis_sorts_at, sweep
+
+    scenario = load_scenario(SCENARIOS / "demo.yaml")
+    cfg = station_config(scenario, Path("x"), 1883, "/dev/null").belt_config()
+    result = sweep(cfg, 300.0)
+    assert result.min_gap_mm == 140.0  # (60 ms stroke + 2 x 40 ms margin) at 1 m/s
+    assert result.mechanical_limit_per_hour == 8181.8
+    assert result.best_gap_mm == 200.0 and result.best_per_hour == 7200.0
+    assert result.steps[-1] == (195.0, mis_sorts_at(cfg, 300.0, 195.0))
+    assert result.steps[-1][1] > 0
+    assert all(bad == 0 for _, bad in result.steps[:-1])
+    assert sim_main(["sweep", str(SCENARIOS / "demo.yaml"), "--length-mm", "300"]) == 0
+    assert "7200 parcels/h (gap 200 mm)" in capsys.readouterr().out
