@@ -158,7 +158,9 @@ def read_rmas(
     session: SessionDep,
     settings: SettingsDep,
     _who: Reader,
-    after_revision: Annotated[int, Query(ge=0, description="Only RMAs changed after this")] = 0,
+    after_revision: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="Only RMAs changed after this")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> RmaList:
     """List RMAs changed after ``after_revision``, oldest first."""
