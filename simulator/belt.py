@@ -44,6 +44,9 @@ class StationIO(Protocol):
     def gate_energised(self, lane: str) -> bool:
         """True while that lane's gate output is energised (False: station down)."""
 
+    def belt_run(self) -> bool:
+        """True while the belt motor output runs the belt (always, without one)."""
+
 
 class PinIO:
     """:class:`StationIO` on MockFactory pins and an emulator in this process.
@@ -87,6 +90,10 @@ class PinIO:
         """The gate output's level against its polarity."""
         pin, active_high = self.gates[lane]
         return bool(pin.state) == active_high
+
+    def belt_run(self) -> bool:
+        """No motor output here: the belt always runs."""
+        return True
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,15 @@ class Belt:
         self.passages: dict[int, Passage] = {}
         self._lock = threading.Lock()
         self.env: simpy.rt.RealtimeEnvironment | None = None
+        self.follow_motor = False  # poll the station's belt-run output (jam stops the belt)
+        self.stuck: set[int] = set()  # parcels that jam at the photo-eye
+        self.removed: dict[int, simpy.Event] = {}  # stuck parcel -> "operator removed it"
+        self._bodies_at_eye = 0
+        self._jammed_by: simpy.Event | None = None  # removal of the parcel stuck at the eye
+        self._running = True
+        self._pos0_mm = 0.0
+        self._t0_ms = 0.0
+        self._changed: simpy.Event | None = None
 
     def _ms(self, mm: float) -> float:
         return mm * 1000.0 / self.speed_mm_s
@@ -164,8 +180,44 @@ class Belt:
     def _eye(self, p: SimParcel, blocked: bool) -> bool:
         if blocked:
             self.passages[p.index].induct_clock_ms = self.clock()
-        self.io.eye(blocked)
+        # one beam: blocked while any body is in it (touching parcels are one long block)
+        before = self._bodies_at_eye
+        self._bodies_at_eye += 1 if blocked else -1
+        if (before == 0) != (self._bodies_at_eye == 0):
+            self.io.eye(blocked)
         return False
+
+    # -- motion: belt position (mm) advances only while the motor runs ------------------
+    def _pos(self, now_ms: float) -> float:
+        run_ms = now_ms - self._t0_ms if self._running else 0.0
+        return self._pos0_mm + run_ms * self.speed_mm_s / 1000.0
+
+    def _set_running(self, env: simpy.Environment, running: bool) -> None:
+        if running == self._running:
+            return
+        self._pos0_mm, self._t0_ms = self._pos(env.now), env.now
+        self._running = running
+        if self._changed is not None:
+            self._changed.succeed()
+        self._changed = env.event()
+
+    def _until(self, env: simpy.Environment, target_mm: float) -> simpy.events.ProcessGenerator:
+        while True:
+            left = target_mm - self._pos(env.now)
+            if left <= 1e-9:
+                return
+            assert self._changed is not None
+            if self._running:
+                yield env.timeout(left * 1000.0 / self.speed_mm_s) | self._changed
+            else:
+                yield self._changed
+
+    def _motor(
+        self, env: simpy.Environment, poll_ms: float = 10.0
+    ) -> simpy.events.ProcessGenerator:
+        while True:
+            yield env.timeout(poll_ms)
+            self._set_running(env, self.io.belt_run())
 
     def _scan(self, code: bytes) -> bool:
         os.write(self.scanner_fd, code)
@@ -176,29 +228,48 @@ class Belt:
         return False
 
     def _parcel(self, env: simpy.Environment, p: SimParcel) -> simpy.events.ProcessGenerator:
-        yield env.timeout(max(0.0, p.induct_at_ms - env.now))
-        t0 = env.now
+        v = self.speed_mm_s / 1000.0  # mm per ms
+        start = p.induct_at_ms * v  # belt position at which it reaches the photo-eye
+        yield from self._until(env, start)
         self.passages[p.index] = Passage(p.index)
+        if self._jammed_by is not None:
+            # piled up behind the parcel stuck at the eye: cleared off with it, unseen
+            yield self._jammed_by
+            self._removed(p)
+            return
+        if p.index in self.stuck:  # it jams at the eye until the operator takes it off
+            self._jammed_by = self.removed[p.index]
+            self._eye(p, True)
+            yield self.removed[p.index]
+            self._eye(p, False)
+            self._jammed_by = None
+            self._removed(p)
+            return
         steps: list[tuple[float, int, Callable[[], bool]]] = [
-            (t0, 0, functools.partial(self._eye, p, True)),
-            (t0 + self._ms(p.length_mm), 1, functools.partial(self._eye, p, False)),
+            (start, 0, functools.partial(self._eye, p, True)),
+            (start + p.length_mm, 1, functools.partial(self._eye, p, False)),
         ]
-        scan_at = t0 + self._ms(self.scan_pos_mm + p.length_mm / 2)
+        scan_at = start + self.scan_pos_mm + p.length_mm / 2
         for k, code in enumerate(p.scan_codes):
             data = code.encode() + self.suffix
-            steps.append((scan_at + 20.0 * k, 2, functools.partial(self._scan, data)))
+            steps.append((scan_at + 20.0 * v * k, 2, functools.partial(self._scan, data)))
         if p.tag_uid is not None:
-            range_ms = self._ms(self.rfid_range_mm)
-            steps.append((scan_at - range_ms, 2, functools.partial(self._tag, p.tag_uid, True)))
-            steps.append((scan_at + range_ms, 2, functools.partial(self._tag, p.tag_uid, False)))
+            rng = self.rfid_range_mm
+            steps.append((scan_at - rng, 2, functools.partial(self._tag, p.tag_uid, True)))
+            steps.append((scan_at + rng, 2, functools.partial(self._tag, p.tag_uid, False)))
         for gate in self.gates:
-            at = t0 + self._ms(gate.pos_mm)
-            steps.append((at, 3, functools.partial(self._at_gate, p, gate)))
-        steps.append((t0 + self._ms(self.length_mm), 4, functools.partial(self._end, p)))
+            steps.append((start + gate.pos_mm, 3, functools.partial(self._at_gate, p, gate)))
+        steps.append((start + self.length_mm, 4, functools.partial(self._end, p)))
         for at, _, step in sorted(steps, key=lambda s: (s[0], s[1])):
-            yield env.timeout(max(0.0, at - env.now))
+            yield from self._until(env, at)
             if step():
                 return
+
+    def _removed(self, p: SimParcel) -> None:
+        with self._lock:
+            self.passages[p.index].lane = "removed"
+            self.passages[p.index].exit_clock_ms = self.clock()
+        self.on_exit(self.passages[p.index])
 
     def _at_gate(self, p: SimParcel, gate: GateSpot) -> bool:
         if self.gate_works(gate.lane) and self.io.gate_energised(gate.lane):
@@ -229,9 +300,16 @@ class Belt:
         """
         env = simpy.rt.RealtimeEnvironment(factor=0.001 / self.rate, strict=False)
         self.env = env
+        self._changed = env.event()
+        for index in self.stuck:
+            self.removed[index] = env.event()
         for p in parcels:
             env.process(self._parcel(env, p))
+        if self.follow_motor:
+            env.process(self._motor(env))
         extra(env)
         last = max((p.induct_at_ms for p in parcels), default=0.0)
-        env.run(until=last + self._ms(self.length_mm + 1000.0) + tail_ms)
+        until = env.process(self._until(env, last * self.speed_mm_s / 1000.0))
+        env.run(until=until)  # the last induct, in belt travel (stops delay it) ...
+        env.run(until=env.now + self._ms(self.length_mm + 1000.0) + tail_ms)  # ... then out
         return {i: p.lane for i, p in self.passages.items() if p.lane is not None}

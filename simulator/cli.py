@@ -87,7 +87,8 @@ def print_report(report: Report) -> None:
         f"parcels {len(report.parcels)}, mis-sorts {report.mis_sorts}, "
         f"wrongly restocked {report.wrongly_restocked}, "
         f"events lost {report.events_lost}, doubled {report.events_doubled}, "
-        f"unreported (station down) {report.unreported_station_down} "
+        f"unreported (station down) {report.unreported_station_down}, "
+        f"removed by hand {report.removed_by_hand} "
         f"(station {report.station_events}, gateway {report.gateway_events}), "
         f"in sync {report.in_sync}"
     )

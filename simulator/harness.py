@@ -97,6 +97,8 @@ class ParcelResult:
         """True when it ended elsewhere than its lane (quarantine is fine under a fault)."""
         if self.actual_lane == self.expected_lane:
             return False
+        if self.actual_lane == "removed":  # taken off the belt by hand after a jam
+            return "jam" not in self.affected_by
         return not (self.affected_by and self.actual_lane == "quarantine")
 
 
@@ -125,6 +127,7 @@ class Report:
     events_lost: int = 0
     events_doubled: int = 0
     unreported_station_down: int = 0
+    removed_by_hand: int = 0
     station_events: int = 0
     gateway_events: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
@@ -352,6 +355,13 @@ class StationProcess:
         except StationDown:
             return False
 
+    def belt_run(self) -> bool:
+        """The belt motor output; a dead station's contactor drops: the belt stops."""
+        try:
+            return bool(self.call("belt_run")["on"])
+        except StationDown:
+            return not self.config.get("belt_run")
+
     # -- lifecycle -------------------------------------------------------------------
     def _drop(self) -> None:
         with self._lock:
@@ -423,6 +433,9 @@ class Run:
         self._fault_results: list[FaultResult] = []
         self._fault_threads: list[threading.Thread] = []
         self._belt_t0_ms = 0.0
+        self._belt: Belt | None = None
+        self._jam_parcel: dict[int, int] = {}  # id(fault) -> parcel stuck at the eye
+        self._jam_cleared: dict[int, threading.Event] | None = None
 
     def __enter__(self) -> Run:
         try:
@@ -608,6 +621,14 @@ class Run:
             self.wait_station_synced(self.rmas_created)
             result.end_s = self._belt_s()
             result.detail = f"{len(late)} RMA(s) announced late"
+        elif kind == "jam":
+            # the parcel stuck at the eye is taken off at at_s + duration_s (a SimPy
+            # process of the timeline); then the operator presses resume
+            assert self._jam_cleared is not None
+            self._jam_cleared[id(fault)].wait(timeout=SYNC_TIMEOUT_S * 2)
+            self.station.call("resume")
+            result.end_s = self._belt_s()
+            result.detail = f"parcel {self._jam_parcel.get(id(fault))} stuck at the eye"
         elif kind == "camera_failure":
             self.station.call("camera_fail")
             result.end_s = result.start_s
@@ -627,8 +648,16 @@ class Run:
             t.start()
             self._fault_threads.append(t)
 
+        def clear(fault: Fault, index: int) -> simpy.events.ProcessGenerator:
+            yield env.timeout((fault.at_s + fault.duration_s) * 1000.0)
+            assert self._belt is not None and self._jam_cleared is not None
+            self._belt.removed[index].succeed()
+            self._jam_cleared[id(fault)].set()
+
         for i, fault in enumerate(self.scenario.faults):
             env.process(fire(i, fault))
+            if fault.kind == "jam":
+                env.process(clear(fault, self._jam_parcel[id(fault)]))
 
     # -- the run ------------------------------------------------------------------------
     def execute(
@@ -697,6 +726,15 @@ class Run:
             gate_works=lambda lane: self._gates_down.get(lane, 0) == 0,
             on_exit=exited,
         )
+        self._belt = belt
+        self._jam_cleared = {}
+        for fault in sc.faults:
+            if fault.kind == "jam":
+                stuck = next(p.index for p in parcels if p.induct_at_ms >= fault.at_s * 1000.0)
+                self._jam_parcel[id(fault)] = stuck
+                self._jam_cleared[id(fault)] = threading.Event()
+                belt.stuck.add(stuck)
+                belt.follow_motor = True
         on_progress(
             f"running {len(parcels)} parcels and {len(sc.faults)} fault(s) "
             f"({sc.time.mode}, x{sc.rate:g})"
@@ -852,7 +890,12 @@ class Run:
 
         unreported = [r for r in rs if r.events == 0 and station_down(r)]
         report.unreported_station_down = len(unreported)
-        report.events_lost = len(lost_ids) + sum(r.events == 0 and not station_down(r) for r in rs)
+        # taken off the belt after a jam without reaching the eye: the station never saw it
+        unseen = [r for r in rs if r.actual_lane == "removed" and r.events == 0]
+        report.removed_by_hand = sum(r.actual_lane == "removed" for r in rs)
+        report.events_lost = len(lost_ids) + sum(
+            r.events == 0 and not station_down(r) and r not in unseen for r in rs
+        )
         report.events_doubled = sum(max(0, r.events - 1) for r in rs) + (
             len(gw_ids) - len(set(gw_ids))
         )

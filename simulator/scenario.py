@@ -36,6 +36,9 @@ Schema (every key checked; unknown keys are errors; all but ``name``, ``station`
       - {kind: gate_power_cut, at_s: 5, duration_s: 1}  # gates do not move
       - {kind: gate_stuck, at_s: 5, duration_s: 1, lane: restock}
       - {kind: lane_full, at_s: 5, duration_s: 2, lane: restock}
+      - {kind: jam, at_s: 5, duration_s: 4}  # the next parcel sticks at the induct eye;
+                             # the station stops the belt after belt.jam_ms (needs a
+                             # belt_run output); taken off and resumed after duration_s
       - {kind: camera_failure, at_s: 1}      # the camera stops delivering frames
       - {kind: late_rma, at_s: 3, count: 2}  # 2 RMAs are announced only at 3 s
       - {kind: clock_skew, at_s: 2, skew_s: 3600}  # the station's UTC clock jumps
@@ -48,7 +51,7 @@ Schema (every key checked; unknown keys are errors; all but ``name``, ``station`
 Whatever ``expect`` says, a run also fails when any event the station committed did not
 reach the gateway exactly once, when a parcel was restocked that should not have been, or
 when a quarantined parcel has no reason. A parcel whose way down the belt overlaps a
-physical fault (power cut, stuck gate, full lane, station down) may end in quarantine instead
+physical fault (power cut, stuck gate, full lane, jam, station down) may end in quarantine instead
 of its lane (fail safe); anything else is a mis-sort.
 """
 
@@ -124,13 +127,21 @@ FaultKind = Literal[
     "gate_power_cut",
     "gate_stuck",
     "lane_full",
+    "jam",
     "camera_failure",
     "late_rma",
     "clock_skew",
 ]
-NEEDS_DURATION = {"broker_outage", "gateway_outage", "gate_power_cut", "gate_stuck", "lane_full"}
+NEEDS_DURATION = {
+    "broker_outage",
+    "gateway_outage",
+    "gate_power_cut",
+    "gate_stuck",
+    "lane_full",
+    "jam",
+}
 NEEDS_LANE = {"gate_stuck", "lane_full"}
-PHYSICAL = {"gate_power_cut", "gate_stuck", "station_kill"}
+PHYSICAL = {"gate_power_cut", "gate_stuck", "station_kill", "jam"}
 
 
 class Fault(_Strict):

@@ -13,6 +13,8 @@ through the command socket (one JSON object per line, one reply line each):
 * ``{"op": "lane_full", "lane": "restock", "full": true}``: the lane-full input;
 * ``{"op": "skew", "seconds": 3600}``: the station's UTC clock jumps (records only);
 * ``{"op": "camera_fail"}``: the camera stops delivering frames;
+* ``{"op": "belt_run"}`` -> ``{"on": bool}``: the belt motor output (True when none);
+* ``{"op": "resume"}``: the operator's resume after a jam;
 * ``{"op": "status"}`` -> RMA count, revision, outbox depth, scheduler lateness;
 * ``{"op": "stop"}``: a clean stop (gates released), then exit 0.
 
@@ -115,6 +117,11 @@ class _Station:
             d.submit("lane_full", (str(cmd["lane"]), bool(cmd["full"])))
         elif op == "skew":
             d._utc0 += timedelta(seconds=float(cmd["seconds"]))  # the UTC clock jumps
+        elif op == "belt_run":
+            out = d.outputs.get("belt_run")
+            return {"on": True if out is None else bool(out.on)}
+        elif op == "resume":
+            d.submit("resume", None)
         elif op == "camera_fail":
             if d.camera is not None:
                 d.camera.stop()

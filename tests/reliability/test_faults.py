@@ -37,7 +37,8 @@ def assert_safe(report: Report) -> None:
     assert report.station_events == report.gateway_events
     assert "none" not in report.quarantine_reasons
     for r in report.parcels:
-        assert r.actual_lane in (r.expected_lane, "quarantine"), r
+        allowed = (r.expected_lane, "quarantine", *(("removed",) if "jam" in r.affected_by else ()))
+        assert r.actual_lane in allowed, r
         if r.actual_lane != r.expected_lane:
             assert r.affected_by, r  # only a fault may send a parcel to quarantine
         if not r.affected_by:
@@ -136,3 +137,21 @@ def test_read_faults_sort_exactly(tmp_path: Path) -> None:
         ("garbled", "quarantine", "unknown_rma"),
         ("rfid_mismatch", "quarantine", "wrong_item"),
     }
+
+
+def test_jam_stops_the_belt_and_resumes_without_loss(tmp_path: Path) -> None:
+    report = run_scenario("jam", tmp_path)
+    assert_safe(report)
+    (jam,) = report.faults
+    stuck = int(jam.detail.split()[1])
+    by_index = {r.index: r for r in report.parcels}
+    r = by_index[stuck]
+    # the stuck parcel: seen by the station (one long block), quarantined, taken off by hand
+    assert (r.actual_lane, r.station_lane, r.events) == ("removed", "quarantine", 1), r
+    behind = [x for x in report.parcels if x.actual_lane == "removed" and x.index != stuck]
+    for x in behind:  # piled up behind it, cleared with it, never under the eye
+        assert (x.events, x.station_lane, x.affected_by) == (0, None, ["jam"]), x
+    assert report.removed_by_hand == 1 + len(behind)
+    assert report.station_events == report.gateway_events == len(report.parcels) - len(behind)
+    # the belt stopped with the station: parcels on it waited for their decision
+    assert report.decision_ms["max"] > 1500.0

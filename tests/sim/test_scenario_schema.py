@@ -40,6 +40,7 @@ def test_every_shipped_scenario_loads(path: Path) -> None:
         ),
         ("faults: [{kind: late_rma, at_s: 1, count: 5}]", "late_rma counts (5) exceed"),
         ("faults: [{kind: meteor, at_s: 1}]", "faults.0.kind"),
+        ("faults: [{kind: jam, at_s: 1}]", "jam needs duration_s > 0"),
         ("faults: [{kind: clock_skew, at_s: 1}]", "clock_skew needs skew_s != 0"),
         ("time: {mode: realtime, rate: 3}", "use mode: accelerated"),
         ("time: {mode: accelerated}", "accelerated needs rate > 1"),
