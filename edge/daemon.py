@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 
 from edge import sdnotify
-from edge.clock import monotonic_ms, utc_now
+from edge.clock import clock_rate, monotonic_ms, utc_now
 from edge.config import ConfigError, StationConfig, load_config
 from edge.drivers.camera import Camera, Photo
 from edge.drivers.framing import ScanFrame
@@ -97,16 +97,28 @@ class StationDaemon:
 
     Args:
         config: the validated station config.
-        clock: monotonic ms time source (shared by drivers, core and scheduler).
+        clock: monotonic ms time source (shared by drivers, core and scheduler); a
+            :class:`edge.clock.ScaledClock` runs the station in accelerated time.
+        scheduler: the gate scheduler (default: a :class:`Scheduler` on ``clock``).
+        on_event: called on the reactor thread with each parcel event right after it was
+            committed to the outbox (simulation and tests observe what the station reported).
     """
 
-    def __init__(self, config: StationConfig, clock: Callable[[], float] = monotonic_ms) -> None:
+    def __init__(
+        self,
+        config: StationConfig,
+        clock: Callable[[], float] = monotonic_ms,
+        *,
+        scheduler: Scheduler | None = None,
+        on_event: Callable[[ParcelEvent, ParcelExited], None] | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.on_event = on_event
         self.health: dict[str, DeviceHealth] = {}
         data_dir = config.station.data_dir
         self.store = StationStore(data_dir / f"{config.station.id}.db")
-        self.scheduler = Scheduler(clock)
+        self.scheduler = scheduler if scheduler is not None else Scheduler(clock)
         self.pin_factory = make_pin_factory(config.gpio.pin_factory)
         self.gates: dict[str, GpiozeroDiverterGate] = {}
         for lane in config.lanes:
@@ -522,7 +534,10 @@ class StationDaemon:
     def _run(self) -> None:
         while not self._stop.is_set():
             wake = self.core.next_wakeup_ms()
-            timeout = 0.05 if wake is None else max(0.0, min(0.05, (wake - self.clock()) / 1e3))
+            rate = clock_rate(self.clock)
+            timeout = (
+                0.05 if wake is None else max(0.0, min(0.05, (wake - self.clock()) / 1e3 / rate))
+            )
             try:
                 kind, t_ms, payload = self._inputs.get(timeout=timeout)
             except queue.Empty:
@@ -671,11 +686,14 @@ class StationDaemon:
                 extra={"parcel_id": action.parcel_id, "rma": action.rma_number},
             )
         elif isinstance(action, ParcelExited):
-            self.link.publish_event(encode(self._event(action)))
+            event = self._event(action)
+            self.link.publish_event(encode(event))
             d = action.decision
             self.metrics.parcel_exited(
                 action.final_lane.name, d.reason.value, d.decided_at_ms - action.inducted_at_ms
             )
+            if self.on_event is not None:
+                self.on_event(event, action)
         elif isinstance(action, OrphanRead):
             log.warning("read %r matches no parcel in the scan tunnel", action.code)
 

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from edge.clock import monotonic_ms
+from edge.clock import clock_rate, monotonic_ms
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,14 @@ class Scheduler:
     """Timer thread firing callbacks at monotonic-ms deadlines.
 
     Args:
-        clock: monotonic time source in ms (injectable for tests).
+        clock: monotonic time source in ms (injectable for tests and accelerated
+            simulation: a :class:`edge.clock.ScaledClock` makes waits real-time shorter by
+            its ``rate``).
     """
 
     def __init__(self, clock: Callable[[], float] = monotonic_ms) -> None:
         self.clock = clock
+        self.rate = clock_rate(clock)
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cv = threading.Condition()
@@ -82,7 +85,7 @@ class Scheduler:
                         wait_ms = self._heap[0][0] - self.clock()
                         if wait_ms <= SPIN_MS:
                             break
-                        self._cv.wait((wait_ms - SPIN_MS) / 1000.0)
+                        self._cv.wait((wait_ms - SPIN_MS) / 1000.0 / self.rate)
                     else:
                         self._cv.wait()
                 if self._stop:

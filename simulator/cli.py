@@ -1,6 +1,8 @@
 """``returns-sim``: run a scenario, or the demo, against the real edge code.
 
     returns-sim run SCENARIO.yaml [--json report.json] [--workdir DIR]
+    returns-sim list
+    returns-sim sweep SCENARIO.yaml [--length-mm 300]
     returns-sim demo [--exit] [--known 50] [--unknown 10]
 
 Exit status: 0 when every parcel reached its expected lane and every station event reached
@@ -20,18 +22,38 @@ import threading
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from simulator.harness import Report, Run
+from simulator.harness import Report, Run, station_config
 from simulator.scenario import Scenario, ScenarioError, load_scenario
+from simulator.sweep import per_hour, sweep
 
 console = Console()
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def print_report(report: Report) -> None:
-    """Print the per-lane summary and any failures as tables."""
-    table = Table(title=f"Scenario {report.scenario}: parcels per lane")
+    """Print per-parcel, per-lane, fault and timing tables, and any failures."""
+    parcels = Table(title=f"Scenario {report.scenario}: parcels")
+    for col in ("#", "label", "read", "expected", "actual", "station", "reason", "faults"):
+        parcels.add_column(col)
+    for r in report.parcels:
+        style = "red" if r.mis_sorted else None
+        parcels.add_row(
+            str(r.index),
+            r.label,
+            r.read,
+            r.expected_lane,
+            r.actual_lane or "-",
+            r.station_lane or "-",
+            r.reason or "-",
+            ",".join(r.affected_by),
+            style=style,
+        )
+    if len(report.parcels) <= 200:
+        console.print(parcels)
+    table = Table(title="parcels per lane")
     table.add_column("lane")
     table.add_column("expected", justify="right")
     table.add_column("actual", justify="right")
@@ -42,17 +64,38 @@ def print_report(report: Report) -> None:
             str(report.lane_counts.get(lane, 0)),
         )
     console.print(table)
-    reasons: dict[str, int] = {}
-    for r in report.parcels:
-        if r.actual_lane == "quarantine":
-            reasons[r.reason or "?"] = reasons.get(r.reason or "?", 0) + 1
-    if reasons:
+    if report.faults:
+        faults = Table(title="faults (belt seconds)")
+        for col in ("fault", "lane", "from", "to", "resync s", "detail"):
+            faults.add_column(col)
+        for f in report.faults:
+            faults.add_row(
+                f.kind,
+                f.lane or "",
+                f"{f.start_s:.2f}",
+                "-" if f.end_s is None else f"{f.end_s:.2f}",
+                "-" if f.resync_s is None else f"{f.resync_s:.2f}",
+                f.detail,
+            )
+        console.print(faults)
+    if report.quarantine_reasons:
         console.print(
-            "quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+            "quarantine reasons: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(report.quarantine_reasons.items()))
         )
     console.print(
         f"parcels {len(report.parcels)}, mis-sorts {report.mis_sorts}, "
+        f"wrongly restocked {report.wrongly_restocked}, "
         f"events lost {report.events_lost}, doubled {report.events_doubled}, "
+        f"unreported (station down) {report.unreported_station_down}, "
+        f"removed by hand {report.removed_by_hand} "
+        f"(station {report.station_events}, gateway {report.gateway_events}), "
+        f"in sync {report.in_sync}"
+    )
+    console.print(
+        f"{report.parcels_per_hour} parcels/h (mechanical limit "
+        f"{report.mechanical_limit_per_hour}); decision ms {report.decision_ms}; "
+        f"gate lateness ms {report.gate_lateness_ms}; {report.time_mode} x{report.rate:g}, "
         f"{report.duration_s} s"
     )
     for failure in report.failures:
@@ -64,14 +107,27 @@ def print_report(report: Report) -> None:
 def _run(scenario: Scenario, workdir: Path | None, json_path: Path | None, stay: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="returns-sim-") as tmp:
         wd = workdir or Path(tmp)
+        run = Run(scenario, wd)
         try:
-            run = Run(scenario, wd)
             run.start()
         except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
             console.print(f"[red]set-up failed:[/red] {exc}")
+            run.stop()
             return 2
         try:
-            report = run.execute(on_progress=lambda msg: console.print(f"… {msg}"))
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("parcels", total=scenario.parcels.total)
+                report = run.execute(
+                    on_progress=lambda msg: progress.console.print(f"… {msg}"),
+                    on_parcel=lambda done, total: progress.update(task, completed=done),
+                )
             print_report(report)
             if json_path is not None:
                 json_path.write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
@@ -88,6 +144,26 @@ def _run(scenario: Scenario, workdir: Path | None, json_path: Path | None, stay:
             run.stop()
 
 
+def _sweep(scenario: Scenario, length_mm: float | None) -> int:
+    cfg = station_config(scenario, Path("sweep"), 1883, "/dev/null").belt_config()
+    length = length_mm if length_mm is not None else sum(scenario.parcels.length_mm) / 2
+    result = sweep(cfg, length)
+    table = Table(title=f"{scenario.name}: sweep, parcels of {length:.0f} mm")
+    table.add_column("gap mm", justify="right")
+    table.add_column("parcels/h", justify="right")
+    table.add_column("mis-sorts", justify="right")
+    for gap, bad in result.steps:
+        table.add_row(f"{gap:.0f}", f"{per_hour(cfg, length, gap):.0f}", str(bad))
+    console.print(table)
+    console.print(
+        f"highest rate with 0 mis-sorts: {result.best_per_hour:.0f} parcels/h "
+        f"(gap {result.best_gap_mm:.0f} mm); mechanical limit "
+        f"{result.mechanical_limit_per_hour:.0f} parcels/h (min gap {result.min_gap_mm:.0f} mm); "
+        f"ratio {result.ratio:.2f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -101,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("scenario", type=Path)
     p_run.add_argument("--json", type=Path, help="write the report as JSON here")
     p_run.add_argument("--workdir", type=Path, help="keep databases and logs here")
+    sub.add_parser("list", help="list the shipped scenario library")
+    p_sweep = sub.add_parser(
+        "sweep", help="highest arrival rate with zero mis-sorts for a scenario's belt"
+    )
+    p_sweep.add_argument("scenario", type=Path)
+    p_sweep.add_argument("--length-mm", type=float, default=None)
     p_demo = sub.add_parser("demo", help="the whole station: 50 known and 10 unknown parcels")
     p_demo.add_argument("--exit", action="store_true", help="stop when the run is done")
     p_demo.add_argument("--known", type=int, default=50)
@@ -111,6 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "list":
+        for path in sorted(SCENARIOS.glob("*.yaml")):
+            first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+            console.print(f"{path.relative_to(SCENARIOS.parent.parent)}: {first}")
+        return 0
+    if args.command == "sweep":
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            console.print(f"[red]bad scenario:[/red] {exc}")
+            return 2
+        return _sweep(scenario, args.length_mm)
     if args.command == "run":
         try:
             scenario = load_scenario(args.scenario)

@@ -1,15 +1,23 @@
 """Runs a scenario against real processes and the real station daemon.
 
-Broker and gateway run as real processes, the station daemon on simulated hardware, parcels
-on a real-time belt; then what happened is compared with what should have, from the belt's
-view and from the gateway's records.
+Broker and gateway run as real processes, the station daemon as a real child process
+(:mod:`simulator.station_proc`) on simulated hardware, parcels on a SimPy belt in real or
+accelerated time, faults on the scenario's timeline; then what happened is compared with
+what should have, from the belt's view, the station's reports and the gateway's records.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
 import time
 import tty
 import uuid
@@ -20,14 +28,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import simpy
 
+from edge.clock import ScaledClock
 from edge.config import StationConfig
-from edge.daemon import StationDaemon
-from simulator.belt import Belt, GatePin
+from simulator.belt import Belt, GateSpot, Passage
 from simulator.hw import fake_modules
 from simulator.hw.mfrc522_emu import MFRC522Emulator
 from simulator.procs import GatewayProcess, MosquittoBroker
-from simulator.scenario import Scenario, SimParcel, plan_parcels
+from simulator.scenario import (
+    PHYSICAL,
+    Fault,
+    Scenario,
+    SimParcel,
+    plan_parcels,
+    plan_reads,
+    tag_uid_for,
+)
+from simulator.station_proc import raise_priority
 from simulator.vision.video import write_parcel_video
 
 log = logging.getLogger(__name__)
@@ -36,6 +54,10 @@ SITE_DEFAULT_STATION = "station1"
 EYE_PIN = 4
 RFID_RST_PIN = 25
 CAMERA_FRAMES = 400  # 3 frames per parcel (flush 2 + 1): enough for the 60-parcel demo
+SYNC_TIMEOUT_S = 60.0  # real seconds a station may take to catch up after an outage
+LANE_AFFECTING = PHYSICAL | {"lane_full"}
+LATE_LEAD_MS = 3000.0  # late RMAs: parcels inducted up to this long before the announcement
+REPORT_GRACE_S = 1.0  # belt seconds from a parcel leaving the belt to its event at the latest
 
 
 def attach_rfid_emulator() -> MFRC522Emulator:
@@ -48,7 +70,12 @@ def attach_rfid_emulator() -> MFRC522Emulator:
 
 @dataclass
 class ParcelResult:
-    """One parcel's fate."""
+    """One parcel's fate.
+
+    ``affected_by``: faults whose window overlapped its way down the belt (such a parcel
+    may end in quarantine instead of its lane); ``events``: events the gateway recorded
+    for it; ``decision_ms``: from induct to the station's decision (virtual ms).
+    """
 
     index: int
     label: str
@@ -58,11 +85,33 @@ class ParcelResult:
     station_lane: str | None
     reason: str | None
     events: int
+    read: str = "ok"
+    expected_reason: str | None = None
+    affected_by: list[str] = field(default_factory=list)
+    decision_ms: float | None = None
+    induct_s: float | None = None
+    exit_s: float | None = None
 
     @property
     def mis_sorted(self) -> bool:
-        """True when the parcel did not end in the lane it should have."""
-        return self.actual_lane != self.expected_lane
+        """True when it ended elsewhere than its lane (quarantine is fine under a fault)."""
+        if self.actual_lane == self.expected_lane:
+            return False
+        if self.actual_lane == "removed":  # taken off the belt by hand after a jam
+            return "jam" not in self.affected_by
+        return not (self.affected_by and self.actual_lane == "quarantine")
+
+
+@dataclass
+class FaultResult:
+    """One fault as it happened: its window (belt seconds) and how long resync took."""
+
+    kind: str
+    lane: str | None
+    start_s: float
+    end_s: float | None = None
+    resync_s: float | None = None
+    detail: str = ""
 
 
 @dataclass
@@ -74,8 +123,22 @@ class Report:
     lane_counts: dict[str, int] = field(default_factory=dict)
     expected_lane_counts: dict[str, int] = field(default_factory=dict)
     mis_sorts: int = 0
+    wrongly_restocked: int = 0
     events_lost: int = 0
     events_doubled: int = 0
+    unreported_station_down: int = 0
+    removed_by_hand: int = 0
+    station_events: int = 0
+    gateway_events: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    faults: list[FaultResult] = field(default_factory=list)
+    parcels_per_hour: float = 0.0
+    mechanical_limit_per_hour: float = 0.0
+    decision_ms: dict[str, float] = field(default_factory=dict)
+    gate_lateness_ms: dict[str, float] = field(default_factory=dict)
+    in_sync: bool = False
+    time_mode: str = "realtime"
+    rate: float = 1.0
     failures: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     status_url: str = ""
@@ -107,25 +170,29 @@ class _PtyScanner:
                 os.close(fd)
 
 
-def station_config(
+def station_config_data(
     scenario: Scenario,
     workdir: Path,
     mqtt_port: int,
     scanner_url: str,
     camera_source: str | None = None,
-) -> StationConfig:
-    """The station config for a run: the scenario's sections over simulation defaults.
-
-    The defaults include the MFRC522 reader on SPI0.0 (the emulator the run attaches there)
-    and, with ``camera_source``, an OpenCV camera reading that generated video file.
-    """
+) -> dict[str, Any]:
+    """The station config sections for a run: the scenario's over simulation defaults."""
+    rate = scenario.rate
     data: dict[str, Any] = {
         "station": {"id": SITE_DEFAULT_STATION, "site": scenario.site, "data_dir": str(workdir)},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "status_interval_s": 1.0},
         "gpio": {"pin_factory": "mock"},
         "photo_eye": {"pin": EYE_PIN, "blocked_level": "high"},
         "scanner": {"url": scanner_url},
-        "rfid": {"backend": "mfrc522", "spi_bus": 0, "spi_device": 0, "rst_pin": RFID_RST_PIN},
+        # The reader waits in real time between polls: keep its virtual poll period.
+        "rfid": {
+            "backend": "mfrc522",
+            "spi_bus": 0,
+            "spi_device": 0,
+            "rst_pin": RFID_RST_PIN,
+            "poll_interval_ms": max(5.0, 20.0 / rate),
+        },
     }
     if camera_source is not None:
         data["camera"] = {
@@ -139,7 +206,24 @@ def station_config(
             data[section] = {**data[section], **values}
         else:
             data[section] = values
-    return StationConfig.model_validate(data)
+    return data
+
+
+def station_config(
+    scenario: Scenario,
+    workdir: Path,
+    mqtt_port: int,
+    scanner_url: str,
+    camera_source: str | None = None,
+) -> StationConfig:
+    """The validated station config for a run (see :func:`station_config_data`).
+
+    The defaults include the MFRC522 reader on SPI0.0 (the emulator the run attaches there)
+    and, with ``camera_source``, an OpenCV camera reading that generated video file.
+    """
+    return StationConfig.model_validate(
+        station_config_data(scenario, workdir, mqtt_port, scanner_url, camera_source)
+    )
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -147,8 +231,183 @@ def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class StationDown(RuntimeError):
+    """The station process is not running."""
+
+
+class StationProcess:
+    """The real station daemon in a child process (:mod:`simulator.station_proc`).
+
+    Implements :class:`simulator.belt.StationIO` for the belt; ``kill()`` is SIGKILL.
+    Its data folder (SQLite RMA cache and outbox) outlives each process.
+
+    Args:
+        config: the station config sections (JSON-able).
+        workdir: where its config and log go.
+        clock: the shared virtual clock (rate and origin passed to the child).
+    """
+
+    def __init__(self, config: dict[str, Any], workdir: Path, clock: ScaledClock) -> None:
+        self.config = config
+        self.workdir = Path(workdir)
+        self.clock = clock
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.events: list[dict[str, Any]] = []
+        self.starts = 0
+        self._cmd: socket.socket | None = None
+        self._reader: Any = None
+        self._lock = threading.Lock()
+        self._events_lock = threading.Lock()
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start a station process and wait until it serves commands."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "station.json"
+        cfg.write_text(json.dumps(self.config), encoding="utf-8")
+        parent_cmd, child_cmd = socket.socketpair()
+        parent_evt, child_evt = socket.socketpair()
+        log_file = (self.workdir / "station.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "simulator.station_proc",
+                str(cfg),
+                repr(self.clock.rate),
+                str(self.clock.origin_ns),
+                str(child_cmd.fileno()),
+                str(child_evt.fileno()),
+            ],
+            pass_fds=(child_cmd.fileno(), child_evt.fileno()),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        child_cmd.close()
+        child_evt.close()
+        log_file.close()
+        self.starts += 1
+        threading.Thread(target=self._collect, args=(parent_evt,), daemon=True).start()
+        parent_cmd.settimeout(timeout_s)
+        reader = parent_cmd.makefile("rb")
+        line = reader.readline()
+        if not line or not json.loads(line).get("ready"):
+            raise RuntimeError(f"station did not start; see {self.workdir / 'station.log'}")
+        parent_cmd.settimeout(30.0)
+        with self._lock:
+            self._cmd, self._reader = parent_cmd, reader
+
+    def _collect(self, sock: socket.socket) -> None:
+        with sock, sock.makefile("rb") as lines:
+            for raw in lines:
+                with self._events_lock:
+                    self.events.append(json.loads(raw))
+
+    def reported_events(self) -> list[dict[str, Any]]:
+        """Every event any incarnation of the station reported as committed."""
+        with self._events_lock:
+            return list(self.events)
+
+    @property
+    def running(self) -> bool:
+        """True while a station process is up."""
+        return self.proc is not None and self.proc.poll() is None and self._cmd is not None
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send one command; returns the reply.
+
+        Raises:
+            StationDown: when no station process answers.
+        """
+        with self._lock:
+            if self._cmd is None:
+                raise StationDown("station is down")
+            try:
+                self._cmd.sendall((json.dumps({"op": op, **args}) + "\n").encode())
+                line = self._reader.readline()
+            except OSError as exc:
+                raise StationDown(str(exc)) from exc
+            if not line:
+                raise StationDown("station closed its command socket")
+            reply: dict[str, Any] = json.loads(line)
+            if "error" in reply:
+                raise RuntimeError(f"station: {reply['error']}")
+            return reply
+
+    # -- StationIO ---------------------------------------------------------------------
+    def eye(self, blocked: bool) -> None:
+        """Drive the photo-eye pin (nothing sees it while the station is down)."""
+        with contextlib.suppress(StationDown):
+            self.call("eye", blocked=blocked)
+
+    def tag(self, uid: str, present: bool) -> None:
+        """A tag in or out of the reader's field."""
+        with contextlib.suppress(StationDown):
+            self.call("tag", uid=uid, present=present)
+
+    def gate_energised(self, lane: str) -> bool:
+        """The gate output; a dead process energises nothing (gates are fail-safe)."""
+        try:
+            return bool(self.call("gate", lane=lane)["energised"])
+        except StationDown:
+            return False
+
+    def belt_run(self) -> bool:
+        """The belt motor output; a dead station's contactor drops: the belt stops."""
+        try:
+            return bool(self.call("belt_run")["on"])
+        except StationDown:
+            return not self.config.get("belt_run")
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _drop(self) -> None:
+        with self._lock:
+            if self._cmd is not None:
+                with contextlib.suppress(OSError):
+                    self._cmd.close()
+            self._cmd = self._reader = None
+
+    def kill(self) -> None:
+        """SIGKILL the station process (a crash: nothing runs its clean-up)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._drop()
+
+    def stop(self) -> None:
+        """A clean stop: gates released, link closed, then the process exits."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._drop()
+            return
+        with contextlib.suppress(StationDown, RuntimeError):
+            self.call("stop")
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self._drop()
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    s = sorted(values)
+
+    def at(p: float) -> float:
+        return round(s[min(len(s) - 1, int(p * len(s)))], 2)
+
+    return {
+        "n": len(s),
+        "mean": round(statistics.fmean(s), 2),
+        "p50": at(0.5),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "max": round(s[-1], 2),
+    }
 
 
 class Run:
@@ -162,13 +421,21 @@ class Run:
     def __init__(self, scenario: Scenario, workdir: Path) -> None:
         self.scenario = scenario
         self.workdir = Path(workdir)
+        self.clock = ScaledClock(scenario.rate)
         self.broker = MosquittoBroker(self.workdir / "broker")
         self.gateway: GatewayProcess | None = None
-        self.daemon: StationDaemon | None = None
+        self.station: StationProcess | None = None
         self.scanner = _PtyScanner()
-        self.rfid = attach_rfid_emulator()
         self.http: httpx.Client | None = None
         self.run_tag = uuid.uuid4().hex[:6].upper()
+        self.rmas_created = 0
+        self._gates_down: dict[str, int] = {}  # lane -> active power-cut / stuck faults
+        self._fault_results: list[FaultResult] = []
+        self._fault_threads: list[threading.Thread] = []
+        self._belt_t0_ms = 0.0
+        self._belt: Belt | None = None
+        self._jam_parcel: dict[int, int] = {}  # id(fault) -> parcel stuck at the eye
+        self._jam_cleared: dict[int, threading.Event] | None = None
 
     def __enter__(self) -> Run:
         try:
@@ -180,6 +447,11 @@ class Run:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def lanes(self) -> list[dict[str, Any]]:
+        """The scenario's lane sections."""
+        return list(self.scenario.station.get("lanes", []))
 
     def start(self) -> None:
         """Start broker, gateway and station; wait until the station is online."""
@@ -193,74 +465,92 @@ class Run:
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         video = write_parcel_video(self.workdir / "camera.avi", CAMERA_FRAMES)  # grade-A parcels
-        cfg = station_config(
+        data = station_config_data(
             self.scenario, self.workdir / "station", self.broker.port, self.scanner.path, str(video)
         )
-        self.daemon = StationDaemon(cfg)
-        self.daemon.start()
+        StationConfig.model_validate(data)  # fail here, not in the child
+        self.station = StationProcess(data, self.workdir / "station", self.clock)
+        self.station.start()
         _wait(self._station_online, 30, "the station to be online at the gateway")
 
     def stop(self) -> None:
         """Stop station, gateway and broker."""
-        if self.daemon is not None:
-            self.daemon.stop()
-            self.daemon = None
+        for t in self._fault_threads:
+            t.join(timeout=60)
+        if self.station is not None:
+            self.station.stop()
         if self.http is not None:
             self.http.close()
         if self.gateway is not None:
             self.gateway.stop()
         self.broker.stop()
         self.scanner.close()
-        fake_modules.detach_spi(0, 0)
 
     def _station_online(self) -> bool:
         assert self.http is not None
-        items = self.http.get("/api/v1/stations").json()["stations"]
+        try:
+            items = self.http.get("/api/v1/stations").json()["stations"]
+        except httpx.HTTPError:
+            return False
         return any(s["id"] == SITE_DEFAULT_STATION and s["state"] == "online" for s in items)
+
+    def rma_numbers(self, count: int) -> list[str]:
+        """The RMA numbers of this run (created or not yet)."""
+        return [f"RMA-{self.run_tag}{i:05d}" for i in range(1, count + 1)]
+
+    def create_rma(self, index: int, rfid_uid: str | None = None) -> str:
+        """Create RMA number ``index`` (1-based) through the gateway API; returns its number."""
+        assert self.http is not None
+        number = f"RMA-{self.run_tag}{index:05d}"
+        skus = self.scenario.parcels.skus
+        line: dict[str, Any] = {
+            "sku": skus[(index - 1) % len(skus)] if skus else f"SKU-{index % 7:03d}",
+            "quantity": 1,
+        }
+        if rfid_uid is not None:
+            line["rfid_uid"] = rfid_uid
+        body = {
+            "number": number,
+            "order_ref": f"ORD-{self.run_tag}-{index:05d}",
+            "reason": "changed_mind",
+            "resolution": "refund",
+            "lines": [line],
+        }
+        resp = self.http.post("/api/v1/rmas", json=body)
+        if resp.status_code != 201:
+            raise RuntimeError(f"creating {number} failed: {resp.status_code} {resp.text}")
+        self.rmas_created += 1
+        return number
 
     def create_rmas(self, count: int) -> list[str]:
         """Create ``count`` RMAs through the gateway API; returns their numbers."""
-        assert self.http is not None
-        numbers = []
-        for i in range(1, count + 1):
-            number = f"RMA-{self.run_tag}{i:05d}"
-            body = {
-                "number": number,
-                "order_ref": f"ORD-{self.run_tag}-{i:05d}",
-                "reason": "changed_mind",
-                "resolution": "refund",
-                "lines": [{"sku": f"SKU-{i % 7:03d}", "quantity": 1}],
-            }
-            resp = self.http.post("/api/v1/rmas", json=body)
-            if resp.status_code != 201:
-                raise RuntimeError(f"creating {number} failed: {resp.status_code} {resp.text}")
-            numbers.append(number)
-        return numbers
+        return [self.create_rma(i) for i in range(1, count + 1)]
 
-    def wait_station_synced(self, count: int, timeout_s: float = 30) -> None:
+    def station_status(self) -> dict[str, Any]:
+        """The station process's status (RMA cache, outbox, scheduler)."""
+        assert self.station is not None
+        return self.station.call("status")
+
+    def wait_station_synced(self, count: int, timeout_s: float = SYNC_TIMEOUT_S) -> None:
         """Wait until the station's cache holds ``count`` RMAs."""
-        assert self.daemon is not None
-        daemon = self.daemon
-        _wait(lambda: daemon.store.rma_count() >= count, timeout_s, f"{count} RMAs in the cache")
 
-    def belt(self) -> Belt:
-        """The belt model wired to the daemon's mock pins and the scanner pty."""
-        assert self.daemon is not None
-        cfg = self.daemon.config
-        factory = self.daemon.pin_factory
-        gates = [
-            GatePin(lane.name, lane.pos_mm, factory.pin(lane.gate_pin), lane.active_high)
-            for lane in cfg.lanes
-        ]
-        return Belt(
-            speed_mm_s=cfg.belt.speed_mm_s,
-            length_mm=cfg.belt.length_mm,
-            scan_pos_mm=cfg.belt.scan_pos_mm,
-            eye_pin=factory.pin(cfg.photo_eye.pin),
-            eye_blocked_high=cfg.photo_eye.blocked_level == "high",
-            scanner_fd=self.scanner.master,
-            gates=gates,
-            rfid=self.rfid,
+        def synced() -> bool:
+            try:
+                return int(self.station_status()["rma_count"]) >= count
+            except StationDown:
+                return False
+
+        _wait(synced, timeout_s, f"{count} RMAs in the station's cache")
+
+    def _in_sync(self) -> bool:
+        try:
+            st = self.station_status()
+        except StationDown:
+            return False
+        return (
+            int(st["rma_count"]) >= self.rmas_created
+            and int(st["outbox"]) == 0
+            and bool(st["link"].get("connected", False))
         )
 
     def gateway_events(self) -> list[dict[str, Any]]:
@@ -272,75 +562,408 @@ class Run:
         resp.raise_for_status()
         return list(resp.json()["events"])
 
-    def execute(self, on_progress: Callable[[str], None] = lambda _: None) -> Report:
-        """Create the RMAs, run the parcels, collect and check the results."""
-        assert self.daemon is not None and self.gateway is not None
+    # -- faults -------------------------------------------------------------------------
+    def _belt_s(self) -> float:
+        return round((self.clock() - self._belt_t0_ms) / 1000.0, 3)
+
+    def _sleep_virtual(self, seconds: float) -> None:
+        time.sleep(seconds / self.scenario.rate)
+
+    def _resync(self, result: FaultResult) -> None:
+        try:
+            _wait(self._in_sync, SYNC_TIMEOUT_S, "the station to catch up")
+            result.resync_s = round(self._belt_s() - (result.end_s or 0.0), 3)
+        except TimeoutError:
+            result.detail += " not back in sync"
+
+    def _fault_action(self, fault: Fault, late: list[tuple[int, str | None]]) -> None:
+        assert self.station is not None and self.gateway is not None
+        result = FaultResult(fault.kind, fault.lane, self._belt_s())
+        self._fault_results.append(result)
+        kind = fault.kind
+        if kind == "broker_outage":
+            self.broker.stop()
+            self._sleep_virtual(fault.duration_s)
+            self.broker.start()
+            result.end_s = self._belt_s()
+            self._resync(result)
+        elif kind == "gateway_outage":
+            self.gateway.stop()
+            self._sleep_virtual(fault.duration_s)
+            self.gateway.start()
+            result.end_s = self._belt_s()
+            self._resync(result)
+        elif kind == "station_kill":
+            with contextlib.suppress(StationDown):
+                depth = self.station_status()["outbox"]
+                result.detail = f"killed with {depth} event(s) in its outbox"
+            self.station.kill()
+            self._sleep_virtual(fault.duration_s)
+            self.station.start()
+            result.end_s = self._belt_s()  # sorting again from here
+            self._resync(result)
+        elif kind in ("gate_power_cut", "gate_stuck"):
+            lanes = [fault.lane] if fault.lane else [str(lane["name"]) for lane in self.lanes]
+            for lane in lanes:
+                self._gates_down[lane] = self._gates_down.get(lane, 0) + 1
+            self._sleep_virtual(fault.duration_s)
+            for lane in lanes:
+                self._gates_down[lane] -= 1
+            result.end_s = self._belt_s()
+        elif kind == "lane_full":
+            self.station.call("lane_full", lane=fault.lane, full=True)
+            self._sleep_virtual(fault.duration_s)
+            self.station.call("lane_full", lane=fault.lane, full=False)
+            result.end_s = self._belt_s()
+        elif kind == "late_rma":
+            for index, uid in late:
+                self.create_rma(index, uid)
+            self.wait_station_synced(self.rmas_created)
+            result.end_s = self._belt_s()
+            result.detail = f"{len(late)} RMA(s) announced late"
+        elif kind == "jam":
+            # the parcel stuck at the eye is taken off at at_s + duration_s (a SimPy
+            # process of the timeline); then the operator presses resume
+            assert self._jam_cleared is not None
+            self._jam_cleared[id(fault)].wait(timeout=SYNC_TIMEOUT_S * 2)
+            self.station.call("resume")
+            result.end_s = self._belt_s()
+            result.detail = f"parcel {self._jam_parcel.get(id(fault))} stuck at the eye"
+        elif kind == "camera_failure":
+            self.station.call("camera_fail")
+            result.end_s = result.start_s
+        elif kind == "clock_skew":
+            self.station.call("skew", seconds=fault.skew_s)
+            result.end_s = result.start_s
+            result.detail = f"UTC clock {fault.skew_s:+} s"
+
+    def _timeline(
+        self, env: simpy.Environment, late: dict[int, list[tuple[int, str | None]]]
+    ) -> None:
+        def fire(i: int, fault: Fault) -> simpy.events.ProcessGenerator:
+            yield env.timeout(fault.at_s * 1000.0)
+            t = threading.Thread(
+                target=self._fault_action, args=(fault, late.get(i, [])), daemon=True
+            )
+            t.start()
+            self._fault_threads.append(t)
+
+        def clear(fault: Fault, index: int) -> simpy.events.ProcessGenerator:
+            yield env.timeout((fault.at_s + fault.duration_s) * 1000.0)
+            assert self._belt is not None and self._jam_cleared is not None
+            self._belt.removed[index].succeed()
+            self._jam_cleared[id(fault)].set()
+
+        for i, fault in enumerate(self.scenario.faults):
+            env.process(fire(i, fault))
+            if fault.kind == "jam":
+                env.process(clear(fault, self._jam_parcel[id(fault)]))
+
+    # -- the run ------------------------------------------------------------------------
+    def execute(
+        self,
+        on_progress: Callable[[str], None] = lambda _: None,
+        on_parcel: Callable[[int, int], None] = lambda done, total: None,
+    ) -> Report:
+        """Create the RMAs, run the parcels and the faults, collect and check the results."""
+        assert self.station is not None and self.gateway is not None
         sc = self.scenario
         started = time.monotonic()
-        on_progress(f"creating {sc.parcels.known} RMAs through the gateway API")
-        codes = self.create_rmas(sc.parcels.known)
-        self.wait_station_synced(len(codes))
-        cfg = self.daemon.config
+        lanes = self.lanes
         restock = next(
-            (lane.name for lane in cfg.lanes if lane.disposition == "restock"), "quarantine"
+            (str(lane["name"]) for lane in lanes if lane.get("disposition") == "restock"),
+            "quarantine",
         )
-        parcels = plan_parcels(sc.parcels, cfg.belt.speed_mm_s, codes, restock, self.run_tag)
-        on_progress(f"running {len(parcels)} parcels on the belt")
-        outcomes = self.belt().run(parcels)
-        on_progress("waiting for the gateway to record every event")
+        belt_cfg = sc.station.get("belt", {})
+        speed = float(belt_cfg.get("speed_mm_s", 1000.0))
+        codes = self.rma_numbers(sc.parcels.known)
+        parcels = plan_parcels(sc.parcels, speed, codes, restock, self.run_tag, sc.reads)
+        read_plan = plan_reads(sc.reads, sc.parcels.known, sc.parcels.seed)
+        uids: dict[int, str | None] = {
+            k + 1: tag_uid_for(self.run_tag, k + 1) if r in ("rfid", "rfid_mismatch") else None
+            for k, r in enumerate(read_plan)
+        }
+        # late RMAs: the first known parcels inducted from LATE_LEAD_MS before each late_rma
+        # fault: on the belt, some past the scanner, when their RMA is announced
+        late: dict[int, list[tuple[int, str | None]]] = {}
+        late_numbers: set[str] = set()
+        for i, fault in enumerate(sc.faults):
+            if fault.kind != "late_rma":
+                continue
+            picked = [
+                p
+                for p in parcels
+                if p.label == "known"
+                and p.induct_at_ms >= fault.at_s * 1000.0 - LATE_LEAD_MS
+                and p.barcode not in late_numbers
+            ][: fault.count]
+            for p in picked:
+                assert p.barcode is not None
+                late_numbers.add(p.barcode)
+            late[i] = [(codes.index(str(p.barcode)) + 1, None) for p in picked]
+            late[i] = [(k, uids[k]) for k, _ in late[i]]
+        on_progress(f"creating {sc.parcels.known - len(late_numbers)} RMAs through the API")
+        for k, number in enumerate(codes, start=1):
+            if number not in late_numbers:
+                self.create_rma(k, uids[k])
+        self.wait_station_synced(self.rmas_created)
+        gates = [GateSpot(str(lane["name"]), float(lane["pos_mm"])) for lane in lanes]
+        done = [0]
+
+        def exited(_: Passage) -> None:
+            done[0] += 1
+            on_parcel(done[0], len(parcels))
+
+        belt = Belt(
+            speed_mm_s=speed,
+            length_mm=float(belt_cfg.get("length_mm", 3000.0)),
+            scan_pos_mm=float(belt_cfg.get("scan_pos_mm", 400.0)),
+            io=self.station,
+            scanner_fd=self.scanner.master,
+            gates=gates,
+            rate=sc.rate,
+            clock=self.clock,
+            gate_works=lambda lane: self._gates_down.get(lane, 0) == 0,
+            on_exit=exited,
+        )
+        self._belt = belt
+        self._jam_cleared = {}
+        for fault in sc.faults:
+            if fault.kind == "jam":
+                stuck = next(p.index for p in parcels if p.induct_at_ms >= fault.at_s * 1000.0)
+                self._jam_parcel[id(fault)] = stuck
+                self._jam_cleared[id(fault)] = threading.Event()
+                belt.stuck.add(stuck)
+                belt.follow_motor = True
+        on_progress(
+            f"running {len(parcels)} parcels and {len(sc.faults)} fault(s) "
+            f"({sc.time.mode}, x{sc.rate:g})"
+        )
+        self._belt_t0_ms = self.clock()
+        before = raise_priority(thread_only=True)  # the belt thread: the "physics"
+        try:
+            belt.run(parcels, extra=lambda env: self._timeline(env, late))
+        finally:
+            if before is not None:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), before)
+        for t in self._fault_threads:
+            t.join(timeout=SYNC_TIMEOUT_S * 2)
+        on_progress("waiting for the station to catch up and the gateway to record every event")
         with contextlib.suppress(TimeoutError):
-            _wait(lambda: len(self.gateway_events()) >= len(parcels), 20, "events at the gateway")
-        report = self._report(parcels, outcomes, self.gateway_events())
+            _wait(self._in_sync, SYNC_TIMEOUT_S, "the station in sync")
+        in_sync = self._in_sync()
+
+        def all_recorded() -> bool:
+            assert self.station is not None
+            ids = {e["event_id"] for e in self.gateway_events()}
+            return all(e["event_id"] in ids for e in self.station.reported_events())
+
+        with contextlib.suppress(TimeoutError, httpx.HTTPError):
+            _wait(all_recorded, 30, "events at the gateway")
+        status = self.station_status() if self.station.running else {}
+        report = self._report(
+            parcels,
+            belt.passages,
+            self.station.reported_events(),
+            self.gateway_events(),
+            status,
+            late_numbers,
+        )
+        report.in_sync = in_sync
+        if not in_sync:
+            report.failures.append("station not back in sync with the gateway at the end")
+        report.faults = list(self._fault_results)
+        for f in report.faults:
+            if "not back in sync" in f.detail:
+                report.failures.append(f"{f.kind} at {f.start_s} s: station not back in sync")
         report.duration_s = round(time.monotonic() - started, 1)
         report.status_url = self.gateway.url + "/"
         return report
 
+    def _windows(self, kinds: set[str]) -> list[tuple[str, str | None, float, float]]:
+        out = []
+        for f in self._fault_results:
+            if f.kind in kinds:
+                end = f.end_s if f.end_s is not None else float("inf")
+                out.append((f.kind, f.lane, f.start_s, end))
+        return out
+
     def _report(
-        self, parcels: list[SimParcel], outcomes: dict[int, str], events: list[dict[str, Any]]
+        self,
+        parcels: list[SimParcel],
+        passages: dict[int, Passage],
+        reported: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+        status: dict[str, Any],
+        late_numbers: set[str],
     ) -> Report:
-        by_parcel: dict[int, list[dict[str, Any]]] = {}
+        sc = self.scenario
+        report = Report(sc.name, time_mode=sc.time.mode, rate=sc.rate)
+        report.station_events = len(reported)
+        report.gateway_events = len(events)
+        t0 = self._belt_t0_ms
+        # station reports -> parcels, by induct time (one virtual clock for belt and station)
+        inducts = sorted(
+            (p.induct_clock_ms, i) for i, p in passages.items() if p.induct_clock_ms is not None
+        )
+        spacing = [b[0] - a[0] for a, b in itertools.pairwise(inducts)]
+        tol = max(20.0, min(spacing, default=1000.0) / 2)
+        owner: dict[str, int] = {}
+        station_by_parcel: dict[int, dict[str, Any]] = {}
+        for ev in reported:
+            best = min(inducts, key=lambda x: abs(x[0] - ev["inducted_at_ms"]), default=None)
+            if best is not None and abs(best[0] - ev["inducted_at_ms"]) <= tol:
+                owner[ev["event_id"]] = best[1]
+                station_by_parcel.setdefault(best[1], ev)
+        by_barcode = {p.barcode: p.index for p in parcels if p.barcode is not None}
+        gw_by_parcel: dict[int, list[dict[str, Any]]] = {}
+        unattributed = 0
         for ev in events:
-            by_parcel.setdefault(int(ev["parcel_id"]), []).append(ev)
-        report = Report(self.scenario.name)
+            idx = owner.get(ev["event_id"])
+            if idx is None:  # committed just before a crash, never reported to us
+                idx = by_barcode.get(str(ev.get("barcode")))
+            if idx is None:
+                unattributed += 1
+                continue
+            gw_by_parcel.setdefault(idx, []).append(ev)
+        lane_windows = self._windows(LANE_AFFECTING)
+        down_windows = self._windows({"station_kill"})
+        late_windows = self._windows({"late_rma"})
+        decision_ms: list[float] = []
         for p in parcels:
-            evs = by_parcel.get(p.index, [])
-            first = evs[0] if evs else {}
+            passage = passages.get(p.index, Passage(p.index))
+            a = ((passage.induct_clock_ms or t0) - t0) / 1000.0
+            b = ((passage.exit_clock_ms or float("inf")) - t0) / 1000.0
+            affected = [
+                kind
+                for kind, lane, s, e in lane_windows
+                if s <= b + (REPORT_GRACE_S if kind == "station_kill" else 0.0)
+                and a <= e
+                and (lane is None or lane == p.expected_lane)
+            ]
+            if p.barcode in late_numbers:
+                affected += ["late_rma" for _, _, s, e in late_windows if a <= e]
+            st = station_by_parcel.get(p.index)
+            gw = gw_by_parcel.get(p.index, [])
+            first = gw[0] if gw else (st or {})
+            if st is not None:
+                decision_ms.append(st["decided_at_ms"] - st["inducted_at_ms"])
             report.parcels.append(
                 ParcelResult(
                     index=p.index,
                     label=p.label,
                     barcode=p.barcode,
                     expected_lane=p.expected_lane,
-                    actual_lane=outcomes.get(p.index),
+                    actual_lane=passage.lane,
                     station_lane=first.get("lane"),
                     reason=first.get("reason"),
-                    events=len(evs),
+                    events=len(gw),
+                    read=p.read,
+                    expected_reason=p.expected_reason,
+                    affected_by=sorted(set(affected)),
+                    decision_ms=(
+                        round(st["decided_at_ms"] - st["inducted_at_ms"], 2) if st else None
+                    ),
+                    induct_s=round(a, 3) if passage.induct_clock_ms else None,
+                    exit_s=round(b, 3) if passage.exit_clock_ms else None,
                 )
             )
-        report.lane_counts = dict(Counter(r.actual_lane or "lost" for r in report.parcels))
+        rs = report.parcels
+        report.lane_counts = dict(Counter(r.actual_lane or "lost" for r in rs))
         report.expected_lane_counts = dict(Counter(p.expected_lane for p in parcels))
-        report.mis_sorts = sum(r.mis_sorted for r in report.parcels)
-        report.events_lost = sum(r.events == 0 for r in report.parcels)
-        report.events_doubled = sum(max(0, r.events - 1) for r in report.parcels)
-        extra = len(events) - sum(r.events for r in report.parcels)
-        if report.mis_sorts:
-            report.failures.append(f"{report.mis_sorts} parcel(s) mis-sorted")
+        report.mis_sorts = sum(r.mis_sorted for r in rs)
+        restock = {str(lane["name"]) for lane in self.lanes if lane.get("disposition") == "restock"}
+        report.wrongly_restocked = sum(
+            r.actual_lane in restock and r.expected_lane != r.actual_lane for r in rs
+        )
+        gw_ids = [e["event_id"] for e in events]
+        lost_ids = {e["event_id"] for e in reported} - set(gw_ids)
+
+        def station_down(r: ParcelResult) -> bool:
+            passage = passages.get(r.index, Passage(r.index))
+            a = ((passage.induct_clock_ms or t0) - t0) / 1000.0
+            # the station reports a parcel once its gate closed: a little after the belt
+            # saw it leave; killed in between, the event never existed (not lost)
+            b = ((passage.exit_clock_ms or float("inf")) - t0) / 1000.0 + REPORT_GRACE_S
+            return any(s <= b and a <= e for _, _, s, e in down_windows)
+
+        unreported = [r for r in rs if r.events == 0 and station_down(r)]
+        report.unreported_station_down = len(unreported)
+        # taken off the belt after a jam without reaching the eye: the station never saw it
+        unseen = [r for r in rs if r.actual_lane == "removed" and r.events == 0]
+        report.removed_by_hand = sum(r.actual_lane == "removed" for r in rs)
+        report.events_lost = len(lost_ids) + sum(
+            r.events == 0 and not station_down(r) and r not in unseen for r in rs
+        )
+        report.events_doubled = sum(max(0, r.events - 1) for r in rs) + (
+            len(gw_ids) - len(set(gw_ids))
+        )
+        reasons: Counter[str] = Counter()
+        for r in rs:
+            if r.actual_lane == "quarantine":
+                reasons[r.reason or ("station_down" if r in unreported else "none")] += 1
+        report.quarantine_reasons = dict(sorted(reasons.items()))
+        inducted = [p.induct_clock_ms for p in passages.values() if p.induct_clock_ms]
+        exits = [p.exit_clock_ms for p in passages.values() if p.exit_clock_ms]
+        if len(inducted) > 1:
+            span_ms = max(inducted) - min(inducted)
+            report.parcels_per_hour = round((len(inducted) - 1) * 3_600_000.0 / span_ms, 1)
+        belt = sc.station.get("belt", {})
+        lo_len = sc.parcels.length_mm[0]
+        lo_gap = sc.parcels.gap_mm[0]
+        report.mechanical_limit_per_hour = round(
+            float(belt.get("speed_mm_s", 1000.0)) * 3600.0 / (lo_len + lo_gap), 1
+        )
+        report.decision_ms = _pct(decision_ms)
+        report.gate_lateness_ms = _pct([float(x) for x in status.get("lateness_ms", [])])
+        f = report.failures
+        if report.mis_sorts > sc.expect.mis_sorts:
+            f.append(f"{report.mis_sorts} parcel(s) mis-sorted")
+        if report.wrongly_restocked:
+            f.append(f"{report.wrongly_restocked} parcel(s) restocked that should not have been")
         if report.events_lost:
-            report.failures.append(
-                f"{report.events_lost} parcel event(s) did not reach the gateway"
-            )
+            f.append(f"{report.events_lost} parcel event(s) did not reach the gateway")
         if report.events_doubled:
-            report.failures.append(f"{report.events_doubled} parcel event(s) recorded twice")
-        if extra:
-            report.failures.append(f"{extra} event(s) at the gateway for parcels never inducted")
+            f.append(f"{report.events_doubled} parcel event(s) recorded twice")
+        if unattributed:
+            f.append(f"{unattributed} event(s) at the gateway for parcels never inducted")
+        if len(exits) != len(parcels):
+            f.append(f"{len(parcels) - len(exits)} parcel(s) never left the belt")
+        if reasons.get("none"):
+            f.append(f"{reasons['none']} quarantined parcel(s) without a reason")
         disagree = [
-            r.index for r in report.parcels if r.station_lane and r.station_lane != r.actual_lane
+            r.index
+            for r in rs
+            if r.station_lane and r.station_lane != r.actual_lane and not r.affected_by
         ]
         if disagree:
-            report.failures.append(f"station reported another lane than the belt saw: {disagree}")
-        expect = self.scenario.expect
+            f.append(f"station reported another lane than the belt saw: {disagree}")
+        wrong_reason = [
+            r.index
+            for r in rs
+            if not r.affected_by and r.reason is not None and r.reason != r.expected_reason
+        ]
+        if wrong_reason:
+            f.append(f"reason differs from the expected one for parcels {wrong_reason}")
+        expect = sc.expect
         if expect.lanes is not None and expect.lanes != report.lane_counts:
-            report.failures.append(f"lane counts {report.lane_counts} != expected {expect.lanes}")
+            f.append(f"lane counts {report.lane_counts} != expected {expect.lanes}")
+        if (
+            expect.quarantine_reasons is not None
+            and expect.quarantine_reasons != report.quarantine_reasons
+        ):
+            f.append(
+                f"quarantine reasons {report.quarantine_reasons} != "
+                f"expected {expect.quarantine_reasons}"
+            )
+        if (
+            expect.min_parcels_per_hour is not None
+            and report.parcels_per_hour < expect.min_parcels_per_hour
+        ):
+            f.append(
+                f"{report.parcels_per_hour} parcels/h < expected {expect.min_parcels_per_hour}"
+            )
         return report
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge.daemon import StationDaemon
 from edge.drivers.rfid import TagRead
-from simulator.belt import Belt, GatePin
+from simulator.belt import Belt, GateSpot, PinIO
 from simulator.harness import attach_rfid_emulator, station_config
 from simulator.hw import fake_modules
 from simulator.hw.camera import write_video
@@ -50,11 +50,9 @@ def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:
             speed_mm_s=2000,
             length_mm=1600,
             scan_pos_mm=300,
-            eye_pin=factory.pin(4),
-            eye_blocked_high=True,
+            io=PinIO(factory.pin(4), True, {"restock": (factory.pin(17), True)}, chip),
             scanner_fd=master,
-            gates=[GatePin("restock", 900, factory.pin(17), True)],
-            rfid=chip,
+            gates=[GateSpot("restock", 900)],
             rfid_range_mm=150,  # tag in the field for 150 ms: several 20 ms polls
         )
         parcels = [

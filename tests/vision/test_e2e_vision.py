@@ -41,8 +41,8 @@ def test_grade_a_photos_restock_and_the_gateway_serves_the_evidence(tmp_path: Pa
     with Run(load_scenario(path), tmp_path / "wd") as run:
         report = run.execute()
         events = run.gateway_events()
-        assert run.http is not None and run.daemon is not None
-        grader = run.daemon.status()["grader"]
+        assert run.http is not None and run.station is not None
+        grader = run.station.call("status")["daemon"]["grader"]
         photos = {e["photo"]["sha256"]: run.http.get(e["photo"]["url"]) for e in events}
         missing = run.http.get("/api/v1/photos/" + "0" * 64)
     assert report.ok, report.failures

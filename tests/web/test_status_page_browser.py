@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from prometheus_client import generate_latest
 
 from simulator.harness import Report, Run
 from tests.gateway.test_gateway_dashboard_metrics import samples
@@ -82,8 +81,8 @@ def test_counters_and_recent_parcels_update_live_while_sorting(
     shot(page, "status-page-wall-1080p")
 
     # the station's and the gateway's Prometheus figures agree with the run
-    assert sim_run.daemon is not None and sim_run.http is not None
-    station = samples(generate_latest(sim_run.daemon.metrics.registry).decode())
+    assert sim_run.station is not None and sim_run.http is not None
+    station = samples(sim_run.station.call("metrics")["text"])
     gateway = samples(sim_run.http.get("/metrics").text)
     for lane, reason, n in [
         ("restock", "matched", 5),
