@@ -6,7 +6,8 @@ alternating lanes (known labels to restock, unknown to quarantine, so gates must
 run at a shrinking gap until a parcel misses its lane (a collision, or a fail-safe
 quarantine such as ``gap_violation``). The result is reported against the mechanical
 limit ``speed / (length + minimum gap)``, the minimum gap being the belt travel during one
-diverter cycle (stroke + a margin each side): no gate can switch between closer parcels.
+diverter switch (stroke + margin): a gate starts moving a margin after one parcel's
+trailing edge and must have finished its stroke before the next leading edge arrives.
 
 ``returns-sim sweep SCENARIO.yaml`` sweeps the scenario's geometry; ``make bench`` sweeps
 the demo's (``benchmarks/bench_core.py``).
@@ -57,8 +58,8 @@ def directory_for(parcels: list[VParcel]) -> _Directory:
 
 
 def min_gap_mm(cfg: BeltConfig) -> float:
-    """Belt travel during one diverter cycle: stroke plus a margin each side, mm."""
-    return (cfg.gate_stroke_ms + 2 * cfg.gate_margin_ms) * cfg.speed_mm_s / 1000.0
+    """Belt travel during one diverter switch: stroke plus margin, mm."""
+    return (cfg.gate_stroke_ms + cfg.gate_margin_ms) * cfg.speed_mm_s / 1000.0
 
 
 def per_hour(cfg: BeltConfig, length_mm: float, gap_mm: float) -> float:
