@@ -99,7 +99,7 @@ def test_sweep_finds_the_highest_rate_below_the_mechanical_limit(
     assert result.mechanical_limit_per_hour == 9000.0
     # same-lane neighbours share a gate opening, so the core sorts at the mechanical limit
     assert result.best_gap_mm == 100.0 and result.best_per_hour == 9000.0
-    assert result.steps[-1] == (195.0, mis_sorts_at(cfg, 300.0, 195.0))
+    assert result.steps[-1] == (95.0, mis_sorts_at(cfg, 300.0, 95.0))
     assert result.steps[-1][1] > 0
     assert all(bad == 0 for _, bad in result.steps[:-1])
     assert sim_main(["sweep", str(SCENARIOS / "demo.yaml"), "--length-mm", "300"]) == 0
