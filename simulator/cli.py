@@ -21,6 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -110,9 +111,16 @@ def _run(scenario: Scenario, workdir: Path | None, json_path: Path | None, stay:
         run = Run(scenario, wd)
         try:
             run.start()
-        except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
-            console.print(f"[red]set-up failed:[/red] {exc}")
+        except ValidationError as exc:
             run.stop()
+            problems = "; ".join(
+                f"station.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            console.print(f"[red]bad scenario:[/red] {problems}")
+            return 2
+        except Exception as exc:  # whatever failed, nothing is left running
+            run.stop()
+            console.print(f"[red]set-up failed:[/red] {exc}")
             return 2
         try:
             with Progress(

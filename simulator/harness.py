@@ -453,8 +453,25 @@ class Run:
         """The scenario's lane sections."""
         return list(self.scenario.station.get("lanes", []))
 
+    def check_station_config(self) -> StationConfig:
+        """The scenario's station config, validated before any process starts.
+
+        Raises:
+            pydantic.ValidationError: naming the station key that is wrong.
+        """
+        return StationConfig.model_validate(
+            station_config_data(self.scenario, self.workdir / "station", 1, self.scanner.path)
+        )
+
     def start(self) -> None:
-        """Start broker, gateway and station; wait until the station is online."""
+        """Start broker, gateway and station; wait until the station is online.
+
+        Raises:
+            pydantic.ValidationError: the scenario's station section is invalid (checked
+                before anything starts).
+            RuntimeError, TimeoutError: a process did not come up.
+        """
+        self.check_station_config()
         self.broker.start()
         self.gateway = GatewayProcess(
             self.workdir / "gateway", self.broker.port, self.scenario.site

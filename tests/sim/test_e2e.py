@@ -75,3 +75,24 @@ def test_cli_rejects_a_bad_scenario_with_status_2(
     bad.write_text("name: x\nstation: {}\nparcels: {known: -1}\n")
     assert sim_main(["run", str(bad)]) == 2
     assert "parcels.known" in capsys.readouterr().out
+
+
+def test_bad_station_section_is_a_clear_error_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (field trial): `speed_mm_s: fast` gave a traceback and left the broker
+    and gateway running; now it is a 'bad scenario' with the key, and nothing starts."""
+    import simulator.harness as harness
+
+    started: list[str] = []
+    monkeypatch.setattr(harness.MosquittoBroker, "start", lambda self: started.append("broker"))
+    bad = tmp_path / "bad-station.yaml"
+    bad.write_text(
+        (REPO / "simulator" / "scenarios" / "smoke.yaml")
+        .read_text()
+        .replace("speed_mm_s: 1000", "speed_mm_s: fast")
+    )
+    assert sim_main(["run", str(bad), "--workdir", str(tmp_path / "wd")]) == 2
+    out = capsys.readouterr().out
+    assert "bad scenario" in out and "station.belt.speed_mm_s" in out
+    assert started == []
