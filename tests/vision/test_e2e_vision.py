@@ -69,8 +69,11 @@ def test_c9_black_camera_grades_without_photo_by_policy(
     with Run(load_scenario(path), tmp_path / "wd") as run:
         report = run.execute()
         events = run.gateway_events()
-    # the planner expects known parcels in restock: both "mis-sorted", by policy
-    assert report.failures == ["2 parcel(s) mis-sorted"]
+    # the planner expects known parcels in restock (reason matched): both "mis-sorted", by policy
+    assert report.failures == [
+        "2 parcel(s) mis-sorted",
+        "reason differs from the expected one for parcels [1, 2]",
+    ]
     assert report.lane_counts == {"quarantine": 2}
     assert [(r.actual_lane, r.reason) for r in report.parcels] == [
         ("quarantine", "unknown_grade")
