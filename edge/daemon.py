@@ -665,6 +665,7 @@ class StationDaemon:
                 self.outputs["belt_run"].set(action.run)
             self.update_stack_light()
             log.warning("belt %s (%s)", "run" if action.run else "STOP", action.reason)
+            self.link.request_status()
         elif isinstance(action, Alarm):
             key = action.kind if action.lane is None else f"{action.kind}:{action.lane}"
             if action.active:
@@ -673,6 +674,7 @@ class StationDaemon:
             else:
                 self.alarms.pop(key, None)
                 log.info("alarm %s cleared", key)
+            self.link.request_status()  # the status page shows it now, not at the interval
         elif isinstance(action, BadRead):
             log.warning("bad %s read %r: %s", action.source, action.value, action.error)
         elif isinstance(action, Decision):

@@ -242,6 +242,14 @@ class StationLink:
         self._wake.set()
         return item_id
 
+    def request_status(self) -> None:
+        """Publish the retained status now rather than at the next interval (thread-safe).
+
+        For changes a lead must see at once: an alarm raised or cleared, the belt stopped.
+        """
+        self._status_now = True
+        self._wake.set()
+
     def status(self) -> dict[str, object]:
         """JSON-able link state.
 
@@ -496,5 +504,5 @@ class StationLink:
         return {"after_revision": self.store.rma_revision()}
 
     def _cmd_publish_status(self, cmd: Command) -> dict[str, str | int | float | bool | None]:
-        self._status_now = True
+        self.request_status()
         return {}

@@ -1,0 +1,36 @@
+"""An alarm or a belt stop reaches the gateway at once, not at the next status interval."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from edge.link import StationLink
+from protocol import StationStatus, Topics, decode
+
+pytestmark = pytest.mark.broker
+
+
+def test_request_status_publishes_now_whatever_the_interval(
+    site: str,
+    make_link: Callable[..., StationLink],
+    make_probe: Callable[..., Any],
+    wait: Callable[..., Any],
+) -> None:
+    details: dict[str, object] = {"alarms": {}}
+    probe = make_probe()
+    probe.subscribe(Topics(site, "st1").status)
+    # an hour between regular status messages: only the birth and our request can publish
+    link = make_link(status_provider=lambda: dict(details), status_interval_s=3600)
+    link.start()
+
+    def statuses() -> list[StationStatus]:
+        return [decode(p, StationStatus) for p in probe.payloads(Topics(site, "st1").status)]
+
+    wait(lambda: any(s.state == "online" for s in statuses()), what="birth")
+    details = {"alarms": {"jam": {"parcel_id": 7, "lane": None}}}
+    link.request_status()
+    wait(lambda: statuses()[-1].details.get("alarms"), what="status with the alarm")
+    assert statuses()[-1].details["alarms"] == {"jam": {"parcel_id": 7, "lane": None}}
