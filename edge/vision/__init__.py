@@ -5,5 +5,5 @@
   damage measures, label presence and barcode (zxing-cpp), grade with confidence and
   explanation; thresholds come from the policy (:class:`edge.sorter.policy.GradingThresholds`).
 * :mod:`edge.vision.photos`: JPEG evidence (hash, timestamp) and its retention on the station.
-* :mod:`edge.vision.evaluate`: confusion matrix and accuracy on generated or real photos.
+* evaluation (confusion matrix, accuracy): :mod:`simulator.vision.evaluate`, beside the generator.
 """

@@ -11,7 +11,7 @@ import pytest
 
 from edge.sorter.policy import GradingThresholds
 from edge.vision.calibration import Calibration
-from edge.vision.evaluate import Confusion, evaluate, generated, labelled_photos, main
+from simulator.vision.evaluate import Confusion, evaluate, generated, labelled_photos, main
 from simulator.vision.generator import ParcelSpec, render
 
 

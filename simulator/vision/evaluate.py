@@ -1,6 +1,6 @@
 """Evaluate the grading pipeline: confusion matrix and accuracy.
 
-``python -m edge.vision.evaluate`` grades a held-out generated set (``--count``, ``--seed``;
+``python -m simulator.vision.evaluate`` grades a held-out generated set (``--count``, ``--seed``;
 the tests use other seeds) and, with ``--photos DIR``, a folder of labelled real photos:
 either sub-folders named by the true grade (``DIR/A/*.jpg``, ``DIR/B/...``, ``DIR/C/...``)
 or a ``labels.csv`` with ``file,grade`` rows. Real photos are measured with
@@ -130,8 +130,10 @@ def labelled_photos(folder: Path) -> Iterator[tuple[Any, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edge.vision.evaluate``; prints the matrices, returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m edge.vision.evaluate", description=__doc__)
+    """``python -m simulator.vision.evaluate``; prints the matrices, returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator.vision.evaluate", description=__doc__
+    )
     parser.add_argument("--count", type=int, default=300, help="generated photos")
     parser.add_argument("--seed", type=int, default=2026, help="held-out generator seed")
     parser.add_argument("--photos", type=Path, help="folder of labelled real photos")
