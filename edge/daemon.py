@@ -59,10 +59,23 @@ from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
 from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
 from edge.sorter.policy import Policy, policy_from_mapping
 from edge.store import StationStore
-from protocol import ParcelEvent, PhotoRef, PhotoUpload, ProtocolError, decode, encode
+from protocol import (
+    Command,
+    CommandName,
+    ParcelEvent,
+    PhotoRef,
+    PhotoUpload,
+    ProtocolError,
+    decode,
+    encode,
+)
 from protocol.policy import DispositionPolicy
 
 log = logging.getLogger(__name__)
+
+
+GATE_TEST_HOLD = -1
+"""The hold a ``gate_test`` puts on its gate (parcel ids are positive)."""
 
 
 def software_version() -> str:
@@ -213,6 +226,7 @@ class StationDaemon:
             tls_cert=str(config.mqtt.tls_cert) if config.mqtt.tls_cert else None,
             tls_key=str(config.mqtt.tls_key) if config.mqtt.tls_key else None,
             on_policy=self.apply_policy,
+            command_handlers={CommandName.GATE_TEST: self.gate_test},
         )
         self._inputs: queue.Queue[tuple[str, float, object]] = queue.Queue()
         self._stop = threading.Event()
@@ -226,6 +240,8 @@ class StationDaemon:
         self._cancelled: set[int] = set()
         self._holds: dict[str, set[int]] = {}
         self._holds_lock = threading.Lock()
+        # gate_test waiting for a lane's divert-confirm: lane -> (event, edge time ms)
+        self._confirm_waits: dict[str, tuple[threading.Event, list[float]]] = {}
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
@@ -344,6 +360,13 @@ class StationDaemon:
         log.info("station %s started", self.config.station.id)
 
     def _on_lane_input(self, name: str, t_ms: float, active: bool) -> None:
+        lane, kind = name.rsplit(".", 1)
+        if kind == "confirm" and active:
+            with self._holds_lock:
+                waiting = self._confirm_waits.get(lane)
+            if waiting is not None and not waiting[0].is_set():
+                waiting[1].append(t_ms)
+                waiting[0].set()
         self._inputs.put(("lane_input", t_ms, (name, active)))
 
     def _on_eye_edge(self, t_ms: float, blocked: bool) -> None:
@@ -484,6 +507,8 @@ class StationDaemon:
             return core.on_encoder(t_ms, payload)
         if kind == "resume":
             return core.on_resume(t_ms)
+        if kind == "alarm" and isinstance(payload, Alarm):
+            return [payload, *core.advance(self.clock())]
         if kind == "policy" and isinstance(payload, Policy):
             core.policy = payload
             log.info("disposition policy %s applied", payload.version)
@@ -516,6 +541,81 @@ class StationDaemon:
         self.store.save_policy(policy.version, text)
         self._inputs.put(("policy", self.clock(), policy))
         return policy.version
+
+    def gate_test(self, cmd: Command) -> dict[str, str | int | float | bool | None]:
+        """The ``gate_test`` command (link's command thread): pulse a gate, await its confirm.
+
+        Args ``lane`` (required) and ``pulse_ms`` (default 300, 50..5000). The test is done
+        only when the lane's divert-confirm sensor goes active within ``pulse_ms`` +
+        ``belt.confirm_timeout_ms`` of the gate energising. Refused (ValueError: the reply
+        is ``failed`` with the reason) for an unknown or broken gate, a lane without
+        divert-confirm sensor, parcels on the belt (a test must never divert a real parcel)
+        or a gate hold already active. The gate is energised through the per-parcel hold
+        mechanism (it cannot fight a scheduled firing) and released whatever happens.
+
+        Raises:
+            ValueError: refused, with the reason.
+            RuntimeError: the divert was not confirmed in time (``divert_unconfirmed`` alarm).
+        """
+        lane = cmd.args.get("lane")
+        if not isinstance(lane, str) or not lane:
+            raise ValueError("gate_test needs a lane")
+        pulse = cmd.args.get("pulse_ms", 300)
+        if isinstance(pulse, bool) or not isinstance(pulse, int | float) or not 50 <= pulse <= 5000:
+            raise ValueError(f"pulse_ms must be 50..5000, not {pulse!r}")
+        if lane not in self.gates:
+            known = any(cfg.name == lane for cfg in self.config.lanes)
+            raise ValueError(
+                f"gate of lane {lane} failed its self-test" if known else f"unknown lane {lane}"
+            )
+        confirm = next((d for d in self.lane_inputs if d.name == f"{lane}.confirm"), None)
+        if confirm is None:
+            raise ValueError(f"lane {lane} has no divert-confirm sensor")
+        gate = self.gates[lane]
+        window_ms = float(pulse) + self.config.belt.confirm_timeout_ms
+        event, seen = threading.Event(), list[float]()
+        with self._holds_lock:
+            holds = self._holds.setdefault(lane, set())
+            if holds or lane in self._confirm_waits:
+                raise ValueError(f"gate {lane} is held (a divert or a gate test in progress)")
+            on_belt = self.core.status().get("on_belt", 0)
+            if on_belt:
+                raise ValueError(f"{on_belt} parcel(s) on the belt: a gate test could divert one")
+            holds.add(GATE_TEST_HOLD)
+            self._confirm_waits[lane] = (event, seen)
+            try:
+                t0 = self.clock()
+                gate.energise()
+            except BaseException:
+                holds.discard(GATE_TEST_HOLD)
+                self._confirm_waits.pop(lane, None)
+                gate.release()
+                raise
+        log.info("gate test of lane %s: %s ms pulse", lane, pulse)
+        try:
+            rate = clock_rate(self.clock)
+            event.wait(float(pulse) / 1e3 / rate)  # the pulse; ends early once confirmed
+            self._unhold_test(lane, gate)
+            remaining_ms = max(0.0, t0 + window_ms - self.clock())
+            confirmed = event.is_set() or event.wait(remaining_ms / 1e3 / rate)
+        finally:
+            self._unhold_test(lane, gate)
+            with self._holds_lock:
+                self._confirm_waits.pop(lane, None)
+        if not confirmed:
+            self._inputs.put(
+                ("alarm", self.clock(), Alarm("divert_unconfirmed", True, self.clock(), lane))
+            )
+            raise RuntimeError(f"divert not confirmed within {window_ms:g} ms")
+        return {"lane": lane, "confirmed_after_ms": round(seen[0] - t0, 1)}
+
+    def _unhold_test(self, lane: str, gate: GpiozeroDiverterGate) -> None:
+        """Drop the gate test's hold; release the gate when no parcel holds it."""
+        with self._holds_lock:
+            holds = self._holds.setdefault(lane, set())
+            holds.discard(GATE_TEST_HOLD)
+            if not holds:
+                gate.release()
 
     def _fire(self, command: GateCommand, energise: bool) -> None:
         """Hold / unhold ``command.gate`` for its parcel; energised while any hold is on."""
