@@ -492,6 +492,8 @@ class SorterCore:
         outcome = decide(self.policy, facts)
         reason = outcome.reason
         why = [ident.detail, outcome.explanation]
+        if "camera" in parcel.sources:
+            why.insert(0, "label read by " + " and ".join(sorted(parcel.sources)))
         lane: LaneSpec | None = cfg.lane_for(outcome.disposition)
         if lane is None:
             lane, reason = cfg.end_lane, Reason.NO_LANE

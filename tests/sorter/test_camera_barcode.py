@@ -31,6 +31,7 @@ def test_scanner_no_read_camera_read_identifies_and_records_the_source() -> None
     assert (d.lane.name, d.reason, d.rma_number) == ("restock", Reason.MATCHED, "RMA-1")
     assert d.reads == ("camera:RMA-1",)
     assert dict(d.inputs)["barcode_source"] == "camera"
+    assert "label read by camera;" in d.explanation
 
 
 def test_scanner_and_camera_agree_is_one_read() -> None:
