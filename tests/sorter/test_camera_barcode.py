@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge.sorter import SorterCore
 from edge.sorter.model import Decision, OrphanRead, Reason
 from tests.sorter.support import Directory, belt, rma
@@ -67,3 +70,35 @@ def test_scanner_only_decisions_carry_no_barcode_source() -> None:
     assert d.reason == Reason.MATCHED
     assert d.reads == ("RMA-1",)
     assert "barcode_source" not in dict(d.inputs)
+
+
+# before the decision (leading edge at 750 mm): the scanner while the parcel covers the
+# tunnel (400 mm +- 50), the camera any time (by parcel id)
+READ = st.one_of(
+    st.tuples(st.just("scanner"), st.sampled_from([350.0, 400.0, 500.0, 700.0])),
+    st.tuples(st.just("camera"), st.sampled_from([305.0, 310.0, 400.0, 700.0])),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scans=st.lists(READ, max_size=6),
+    other=st.one_of(st.none(), READ),
+)
+def test_any_mix_of_readers_one_code_matches_two_codes_conflict(
+    scans: list[tuple[str, float]], other: tuple[str, float] | None
+) -> None:
+    feed: dict[float, list[tuple[str, str]]] = {}
+    for source, t in scans:
+        feed.setdefault(t, []).append((source, "RMA-1"))
+    if other is not None:
+        feed.setdefault(other[1], []).append((other[0], "RMA-2"))
+    d = decision(run(SorterCore(belt(), Directory(rma("RMA-1"), rma("RMA-2"))), feed))
+    if other is not None and scans:
+        assert d.reason == Reason.CONFLICTING_READS and d.rma_number is None
+    elif scans:
+        assert (d.reason, d.rma_number) == (Reason.MATCHED, "RMA-1")
+    elif other is None:
+        assert d.reason == Reason.NO_READ
+    sources = {s for s, _ in scans} | ({other[0]} if other else set())
+    assert (dict(d.inputs).get("barcode_source") is not None) == ("camera" in sources)
