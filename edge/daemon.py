@@ -13,7 +13,8 @@ on to quarantine.
 Threads: driver callbacks only stamp and enqueue; one reactor thread owns the core; the
 scheduler thread fires gates; the link owns the network; the grader thread stores and
 grades camera photos (``edge.vision``) off the sort path and hands the grade back to the
-reactor, which feeds the core (``on_grade``, when ``belt.camera_pos_mm`` places the camera)
+reactor, which feeds the core (``on_grade``, and the label barcodes it decoded as camera
+reads, ``on_barcode(source="camera")``, when ``belt.camera_pos_mm`` places the camera)
 and attaches the photo evidence to the parcel's event.
 """
 
@@ -726,13 +727,21 @@ class StationDaemon:
         return self._feed_grade(result)
 
     def _feed_grade(self, result: Any) -> list[Any]:
-        """Feed a graded photo's grade (or the policy's grade without photo) to the core."""
+        """Feed a graded photo's grade (or the policy's grade without photo) to the core.
+
+        The label barcodes decoded from the photo go with it, as reads of the second
+        reader (``source="camera"``), associated like the grade; after the parcel's
+        decision they are orphans (the decision never waits for the grader).
+        """
         photo = result.photo
+        actions: list[Any] = []
         if result.grading is not None:
             grade, confidence = result.grading.grade, result.grading.confidence
+            for code in result.grading.measures.barcodes:
+                actions += self.core.on_barcode(photo.t_trigger_ms, code, source="camera")
         else:
             grade, confidence = self.core.policy.grade_without_photo or "unknown", 1.0
-        return list(self.core.on_grade(photo.t_trigger_ms, grade, confidence))
+        return actions + list(self.core.on_grade(photo.t_trigger_ms, grade, confidence))
 
     def _feed_lane_input(self, t_ms: float, name: str, active: bool) -> list[Any]:
         """Divert-confirm / lane-full raw edge (``"<lane>.confirm"``, ``"<lane>.full"``)."""

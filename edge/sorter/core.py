@@ -85,6 +85,7 @@ class _Parcel:
     confirmed: bool = False
     marks: list[Mark] = field(default_factory=list)
     ambiguous: int = 0
+    sources: set[str] = field(default_factory=set)  # barcode readers that read it
 
     def body_mm(self, belt_pos_mm: float) -> tuple[float, float]:
         """(trailing, leading) edge, mm downstream of the eye, at belt travel ``belt_pos_mm``."""
@@ -151,15 +152,33 @@ class SorterCore:
         self.odometer.on_count(t_ms, count)
         return self.advance(t_ms)
 
-    def on_barcode(self, t_ms: float, code: str, symbology: str | None = None) -> list[Action]:
-        """A barcode read by the scan tunnel at ``t_ms``.
+    def on_barcode(
+        self,
+        t_ms: float,
+        code: str,
+        symbology: str | None = None,
+        *,
+        parcel_id: int | None = None,
+        source: str = "scanner",
+    ) -> list[Action]:
+        """A barcode read at ``t_ms`` by the scan tunnel or, as a second reader, the camera.
 
         ``code`` is the data (an AIM prefix such as ``]C1`` at its start is split off as
         metadata); ``symbology`` is the AIM identifier the scanner reported, if any. GS1
         element strings (by symbology, leading FNC1 or content, see
         :func:`~edge.sorter.identify.is_gs1`) give item identifiers; any other code is an
         RMA label, keyed without its AIM prefix.
+
+        ``source`` is ``"scanner"`` (associated by position at the scan tunnel) or
+        ``"camera"`` (the label decoded from the parcel's photo: associated with
+        ``parcel_id`` when given, else by position at the camera, like
+        :meth:`on_grade`). A camera read is a read like the scanner's: the same code
+        twice is one read, a different one is a conflict. It counts only while the parcel
+        is undecided; later it is an orphan (a decision is never delayed for it). Camera
+        reads are recorded as ``camera:<read>`` in the decision's reads.
         """
+        if source not in ("scanner", "camera"):
+            raise ValueError(f"unknown barcode source {source!r}")
         actions = self.advance(t_ms)
         item: Gs1Item | None = None
         _, data = split_aim(code, symbology)
@@ -169,15 +188,27 @@ class SorterCore:
             except ValueError as exc:
                 self.counters["bad_reads"] += 1
                 return [*actions, BadRead("barcode", code, t_ms, str(exc))]
-        owner = self._claim(t_ms, self.config.scan_pos_mm, self.config.scan_tol_mm, code, actions)
+        what = code if source == "scanner" else f"camera:{code}"
+        cfg = self.config
+        owner: _Parcel | None
+        if source == "scanner":
+            owner = self._claim(t_ms, cfg.scan_pos_mm, cfg.scan_tol_mm, what, actions)
+        elif parcel_id is not None:
+            owner = self._undecided(parcel_id, t_ms, what, actions)
+        else:
+            pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
+            owner = self._claim(t_ms, pos, cfg.camera_tol_mm, what, actions)
+        prefix = "" if source == "scanner" else "camera:"
         if owner is None:
             pass
         elif item is not None:
             owner.items.append(item)
-            owner.reads.append(f"gs1:{item.gtin or ''}/{item.serial or ''}")
+            owner.reads.append(f"{prefix}gs1:{item.gtin or ''}/{item.serial or ''}")
         else:
             owner.labels.append(data)
-            owner.reads.append(data)
+            owner.reads.append(prefix + data)
+        if owner is not None:
+            owner.sources.add(source)
         return actions
 
     def on_rfid(self, t_ms: float, uid: str) -> list[Action]:
@@ -219,11 +250,7 @@ class SorterCore:
         actions = self.advance(t_ms)
         cfg = self.config
         if parcel_id is not None:
-            owner = self._parcels.get(parcel_id)
-            if owner is None or owner.decision is not None:
-                self.counters["orphan_reads"] += 1
-                actions.append(OrphanRead(f"grade:{grade}", t_ms))
-                owner = None
+            owner = self._undecided(parcel_id, t_ms, f"grade:{grade}", actions)
         else:
             pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
             owner = self._claim(t_ms, pos, cfg.camera_tol_mm, f"grade:{grade}", actions)
@@ -352,6 +379,17 @@ class SorterCore:
                 self._open.length_mm = self.odometer.position_mm(t_ms) - self._open.induct_pos_mm
                 self._open = None
 
+    def _undecided(
+        self, parcel_id: int, t_ms: float, what: str, actions: list[Action]
+    ) -> _Parcel | None:
+        """Parcel ``parcel_id`` if it is still undecided, else None and an orphan read."""
+        owner = self._parcels.get(parcel_id)
+        if owner is None or owner.decision is not None:
+            self.counters["orphan_reads"] += 1
+            actions.append(OrphanRead(what, t_ms))
+            return None
+        return owner
+
     def _claim(
         self, t_ms: float, zone_mm: float, tol_mm: float, what: str, actions: list[Action]
     ) -> _Parcel | None:
@@ -454,6 +492,8 @@ class SorterCore:
         outcome = decide(self.policy, facts)
         reason = outcome.reason
         why = [ident.detail, outcome.explanation]
+        if "camera" in parcel.sources:
+            why.insert(0, "label read by " + " and ".join(sorted(parcel.sources)))
         lane: LaneSpec | None = cfg.lane_for(outcome.disposition)
         if lane is None:
             lane, reason = cfg.end_lane, Reason.NO_LANE
@@ -515,7 +555,7 @@ class SorterCore:
             distinct(parcel.reads),
             t_ms,
             policy_version=self.policy.version,
-            inputs=(*facts.as_inputs(), ("rule", str(outcome.rule))),
+            inputs=(*facts.as_inputs(), ("rule", str(outcome.rule)), *self._source_input(parcel)),
             explanation=f"{lane.name}: {reason.value}; " + "; ".join(w for w in why if w),
         )
         parcel.decision = decision
@@ -525,6 +565,13 @@ class SorterCore:
         if command is not None:
             actions.append(command)
         return actions
+
+    @staticmethod
+    def _source_input(parcel: _Parcel) -> tuple[tuple[str, str], ...]:
+        """``barcode_source`` input when the camera read the label (scanner-only: none)."""
+        if "camera" not in parcel.sources:
+            return ()
+        return (("barcode_source", "+".join(sorted(parcel.sources))),)
 
     def _occupancy(self, p: _Parcel, gate_pos: float) -> tuple[float, float]:
         """Belt travel (mm) during which ``p`` is at the gate at ``gate_pos``."""
