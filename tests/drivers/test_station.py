@@ -26,6 +26,7 @@ from simulator.hw.camera import write_video
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
 from simulator.hw.pins import ENV_LOG, last_states, read_log
 from tests.cases import field_case
+from tests.stations import config_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,29 +47,6 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the deadline")
         time.sleep(0.01)
-
-
-def config_data(tmp_path: Path, scanner_url: str, **sections: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "station": {"id": "st1", "site": "s1", "data_dir": str(tmp_path / "data")},
-        "mqtt": {"host": "127.0.0.1", "port": 1},  # nothing listens: the outbox keeps events
-        "gpio": {"pin_factory": "mock"},
-        "photo_eye": {"pin": 4},
-        "scanner": {"url": scanner_url},
-        "belt": {"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000},
-        "lanes": [
-            {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17},
-            {
-                "name": "recycle",
-                "disposition": "recycle",
-                "pos_mm": 2300,
-                "gate_pin": 22,
-                "active_high": False,
-            },
-        ],
-    }
-    data.update(sections)
-    return data
 
 
 @pytest.fixture

@@ -7,31 +7,13 @@ from pathlib import Path
 
 from edge.config import StationConfig
 from edge.daemon import StationDaemon
+from tests.stations import config_data
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def make_config(tmp_path: Path, scanner_url: str) -> StationConfig:
-    return StationConfig.model_validate(
-        {
-            "station": {"id": "st1", "site": "s1", "data_dir": str(tmp_path)},
-            "mqtt": {"host": "127.0.0.1", "port": 1},  # nothing listens: link keeps retrying
-            "gpio": {"pin_factory": "mock"},
-            "photo_eye": {"pin": 4},
-            "scanner": {"url": scanner_url},
-            "belt": {"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000},
-            "lanes": [
-                {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17},
-                {
-                    "name": "recycle",
-                    "disposition": "recycle",
-                    "pos_mm": 2300,
-                    "gate_pin": 22,
-                    "active_high": False,
-                },
-            ],
-        }
-    )
+    return StationConfig.model_validate(config_data(tmp_path, scanner_url))
 
 
 def test_stop_de_energises_every_gate_of_either_polarity(tmp_path: Path) -> None:

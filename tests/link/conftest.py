@@ -19,7 +19,10 @@ from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from protocol import RmaAnnouncement, RmaLine
 from simulator.procs import MosquittoBroker, mosquitto_binary
-from tests.gateway.conftest import MqttProbe, wait_until
+from tests.gateway.conftest import (  # make_probe: the same fixture here
+    make_probe,  # noqa: F401
+    wait_until,
+)
 
 
 def ann(number: str, revision: int, state: str = "authorized", lines: int = 1) -> RmaAnnouncement:
@@ -42,20 +45,6 @@ def site() -> str:
 @pytest.fixture
 def wait() -> Callable[..., Any]:
     return wait_until
-
-
-@pytest.fixture
-def make_probe(mqtt_broker: Any) -> Iterator[Callable[..., MqttProbe]]:
-    made: list[MqttProbe] = []
-
-    def factory(*, port: int | None = None, **kwargs: Any) -> MqttProbe:
-        p = MqttProbe(mqtt_broker.host, port or mqtt_broker.port, **kwargs)
-        made.append(p)
-        return p
-
-    yield factory
-    for p in made:
-        p.close()
 
 
 @pytest.fixture
