@@ -5,11 +5,15 @@ import this package; it imports neither.
 """
 
 from protocol.messages import (
+    EVIDENCE_ORDER,
     SCHEMA_VERSION,
+    CodeClass,
+    CodeRead,
     Command,
     CommandName,
     CommandReply,
     CommandState,
+    Evidence,
     ParcelEvent,
     PhotoRef,
     PhotoUpload,
@@ -23,6 +27,7 @@ from protocol.messages import (
     SyncBatch,
     SyncRequest,
     Telemetry,
+    UnitReceipt,
     decode,
     decode_rma_change,
     encode,
@@ -30,12 +35,16 @@ from protocol.messages import (
 from protocol.topics import SHARE_GROUP, Topics, shared
 
 __all__ = [
+    "EVIDENCE_ORDER",
     "SCHEMA_VERSION",
     "SHARE_GROUP",
+    "CodeClass",
+    "CodeRead",
     "Command",
     "CommandName",
     "CommandReply",
     "CommandState",
+    "Evidence",
     "ParcelEvent",
     "PhotoRef",
     "PhotoUpload",
@@ -50,6 +59,7 @@ __all__ = [
     "SyncRequest",
     "Telemetry",
     "Topics",
+    "UnitReceipt",
     "decode",
     "decode_rma_change",
     "encode",

@@ -137,6 +137,12 @@ _ALL_MODELS: list[type[BaseModel]] = [
 ]
 
 
+def contract_version() -> int:
+    """The contract's version: the newest schema version any message is written at."""
+    versions = [getattr(m, "SCHEMA_VERSIONS", (SCHEMA_VERSION,))[-1] for m in _ALL_MODELS]
+    return max(versions)
+
+
 def build() -> dict[str, Any]:
     """Return the AsyncAPI document as a JSON-able dict (deterministic)."""
     _, defs = models_json_schema(
@@ -174,7 +180,7 @@ def build() -> dict[str, Any]:
         "asyncapi": "2.6.0",
         "info": {
             "title": "returns-sorter station link",
-            "version": f"{SCHEMA_VERSION}.0.0",
+            "version": f"{contract_version()}.0.0",
             "description": "MQTT contract between edge stations and the gateway. Operations "
             "are seen from the station: `publish` = the station sends. Generated from "
             "protocol/messages.py by `python -m protocol.asyncapi --write`; do not edit.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -19,9 +19,13 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 SCHEMA_VERSION = 1
+"""Schema version of the messages that have never changed shape. A message that did
+change carries its own newer version (:attr:`_Message.SCHEMA_VERSIONS`): ``ParcelEvent``
+is at 2."""
 
 _UID_RE = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$")
 
@@ -65,15 +69,26 @@ def canonical_uid(value: str) -> str:
 
 
 class _Message(BaseModel):
+    """Base of every message: frozen, unknown fields refused, a known ``schema_version``.
+
+    ``SCHEMA_VERSIONS`` lists the versions a receiver accepts, oldest first; the last one
+    is what a sender writes (the field's default). Accepting the previous version lets one
+    side be upgraded before the other during a rollout: the gateway first for messages the
+    stations send, the stations first for messages the gateway sends.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (SCHEMA_VERSION,)
 
     schema_version: int = SCHEMA_VERSION
 
     @field_validator("schema_version")
     @classmethod
     def _known_version(cls, v: int) -> int:
-        if v != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {v} is not supported (expected {SCHEMA_VERSION})")
+        if v not in cls.SCHEMA_VERSIONS:
+            accepted = ", ".join(str(x) for x in cls.SCHEMA_VERSIONS)
+            raise ValueError(f"schema_version {v} is not supported (accepted: {accepted})")
         return v
 
 
@@ -176,6 +191,105 @@ class PhotoRef(BaseModel):
     size: int = Field(ge=1, le=MAX_PHOTO_BYTES)
 
 
+class Evidence(enum.StrEnum):
+    """How a parcel proved one RMA unit, strongest first (:data:`EVIDENCE_ORDER`).
+
+    - ``serial``: the unit's serial number was read (GS1 AI 21 in an unambiguous element
+      string) and is the serial the RMA line declares;
+    - ``tag``: the RFID tag UID the RMA line declares was read;
+    - ``gtin``: a product barcode (GS1 AI 01 or a retail EAN / UPC / ITF-14, as GTIN-14)
+      equal to the line's GTIN was read: the right product, not a particular unit;
+    - ``label``: only the return label (RMA number, or the carrier's tracking number
+      bound to the RMA) names the RMA: nothing about what is inside the box.
+    """
+
+    SERIAL = "serial"
+    TAG = "tag"
+    GTIN = "gtin"
+    LABEL = "label"
+
+
+EVIDENCE_ORDER: tuple[Evidence, ...] = (
+    Evidence.SERIAL,
+    Evidence.TAG,
+    Evidence.GTIN,
+    Evidence.LABEL,
+)
+"""Evidence kinds, strongest first."""
+
+
+class UnitReceipt(BaseModel):
+    """One RMA unit a parcel claims, and the evidence for it.
+
+    ``line_no`` / ``sku``: the RMA line; ``unit``: which unit of that line (1 ..
+    quantity), counted per station store, so a second parcel with the same label claims
+    the next unit, never the same one twice. ``verified`` is True only when the evidence
+    is an item identifier that the line declares and that was read in this parcel's
+    window: a line that declares a serial or a tag is verified only by *that* identifier
+    (its absence leaves the unit unverified); a line with only a GTIN by the GTIN; label
+    evidence never verifies. ``identifier`` is the value that verified it (serial, tag
+    UID, GTIN-14); None for label evidence.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line_no: int = Field(ge=1, le=INT64_MAX)
+    sku: str = Field(min_length=1, max_length=64)
+    unit: int = Field(ge=1, le=10_000)
+    evidence: Evidence
+    verified: bool
+    identifier: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _evidence_backs_verified(self) -> UnitReceipt:
+        if self.evidence is Evidence.LABEL:
+            if self.verified or self.identifier is not None:
+                raise ValueError("label evidence never verifies a unit and names no identifier")
+        elif self.identifier is None:
+            raise ValueError(f"{self.evidence} evidence needs the identifier that was read")
+        return self
+
+
+class CodeClass(enum.StrEnum):
+    """What a read is (the station's code classifier; the source spec in its docstring).
+
+    ``rma_label``: our return label (RMA number with its check character); ``gs1``: a GS1
+    element string (GS1-128, GS1 DataMatrix / QR / DataBar) with GTIN, serial, lot,
+    expiry; ``retail``: a plain product code (EAN-13, UPC-A, UPC-E, EAN-8, ITF-14) as
+    GTIN-14; ``sscc``: a logistic unit (GS1 AI 00); ``tracking``: a carrier's tracking
+    number (UPU S10, UPS 1Z, ...); ``tag``: an RFID tag UID; ``unknown``: none of these.
+    """
+
+    RMA_LABEL = "rma_label"
+    GS1 = "gs1"
+    RETAIL = "retail"
+    SSCC = "sscc"
+    TRACKING = "tracking"
+    TAG = "tag"
+    UNKNOWN = "unknown"
+
+
+class CodeRead(BaseModel):
+    """One distinct read of a parcel's tracking window, classified.
+
+    ``value``: the normalised text (RMA number, GTIN-14 / element string, SSCC-18,
+    tracking number, canonical UID; an ``unknown`` read as received, cut to 128
+    characters); ``source``: which reader; ``detail``: what the classifier added (the
+    carrier of a tracking number, the symbology, why a GS1 parse was ambiguous).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code_class: CodeClass
+    value: str = Field(min_length=1, max_length=128)
+    source: Literal["scanner", "camera", "rfid"] = "scanner"
+    detail: str | None = Field(default=None, max_length=128)
+
+
+MAX_UNITS_PER_EVENT = 256
+MAX_READS_PER_EVENT = 64
+
+
 class ParcelEvent(_Message):
     """What the station did with one parcel: the facts, not the accounting.
 
@@ -186,8 +300,19 @@ class ParcelEvent(_Message):
     ``photo``: the camera's evidence, when a valid photo was taken (none on an invalid
     frame, field case C9); ``grade`` / ``grade_confidence`` / ``grade_explanation``: what
     the camera grading found (``unknown`` included), or ``no_photo`` when it had no photo.
+
+    Schema version 2 adds what the parcel *proved*: ``units``, the RMA units it claims
+    with their evidence (:class:`UnitReceipt`; empty when it named no RMA, or its item
+    contradicted every line); ``codes``, every distinct read classified
+    (:class:`CodeRead`); ``divert_confirmed``: True when the lane's divert-confirm sensor
+    saw the parcel arrive, False when the lane has one and it did not, None when the lane
+    has no sensor or the parcel was not diverted. A version 1 event (a station not yet
+    upgraded) is accepted and proves nothing: the gateway treats its units as unverified.
     """
 
+    SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
+
+    schema_version: int = 2
     kind: Literal["parcel"] = "parcel"
     event_id: str = Field(min_length=8, max_length=64)
     station: str
@@ -207,6 +332,27 @@ class ParcelEvent(_Message):
     grade: str | None = Field(default=None, max_length=16)
     grade_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     grade_explanation: str | None = Field(default=None, max_length=500)
+    units: tuple[UnitReceipt, ...] = Field(default=(), max_length=MAX_UNITS_PER_EVENT)
+    codes: tuple[CodeRead, ...] = Field(default=(), max_length=MAX_READS_PER_EVENT)
+    divert_confirmed: bool | None = None
+
+    @model_validator(mode="after")
+    def _proof_is_consistent(self) -> ParcelEvent:
+        if self.schema_version < 2 and (self.units or self.codes or self.divert_confirmed):
+            raise ValueError("units, codes and divert_confirmed need schema_version 2")
+        if self.units and self.rma_number is None:
+            raise ValueError("units claimed without an rma_number")
+        seen = {(u.line_no, u.unit) for u in self.units}
+        if len(seen) != len(self.units):
+            raise ValueError("a unit (line_no, unit) is claimed twice")
+        if self.divert_confirmed is not None and not self.diverted:
+            raise ValueError("divert_confirmed is only known for a diverted parcel")
+        return self
+
+    @property
+    def verified_units(self) -> tuple[UnitReceipt, ...]:
+        """The units this parcel proved by an item identifier."""
+        return tuple(u for u in self.units if u.verified)
 
 
 class PhotoUpload(_Message):
