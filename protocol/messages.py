@@ -102,7 +102,17 @@ class RmaState(enum.StrEnum):
 
 
 class RmaLine(BaseModel):
-    """One RMA line: what the customer sends back, and how the station may recognise it."""
+    """One RMA line: what the customer sends back, and how the station may recognise it.
+
+    Identifiers (``gtin``, ``serial``, ``rfid_uid``) say how a unit can be verified
+    (:class:`Evidence`). Since schema version 2 of :class:`RmaAnnouncement`, optionally:
+    ``received_quantity``, units the gateway has already received (from any station of
+    the site) at this revision, so a station never claims them again;
+    ``unit_value_cents``, what one unit is worth (paid price, minor currency units), for
+    the policy's value threshold; and the catalogue's expectation of one unit: ``weight_g``
+    (grams) and ``length_mm`` / ``width_mm`` / ``height_mm``, for the checkweigher and the
+    camera's footprint check.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -113,11 +123,41 @@ class RmaLine(BaseModel):
     serial: str | None = Field(default=None, max_length=64)
     rfid_uid: str | None = None
     category: str | None = Field(default=None, max_length=64)
+    received_quantity: int = Field(default=0, ge=0, le=10_000)
+    unit_value_cents: int | None = Field(default=None, ge=0, le=10**12)
+    weight_g: int | None = Field(default=None, ge=1, le=1_000_000)
+    length_mm: int | None = Field(default=None, ge=1, le=5_000)
+    width_mm: int | None = Field(default=None, ge=1, le=5_000)
+    height_mm: int | None = Field(default=None, ge=1, le=5_000)
 
     @field_validator("rfid_uid")
     @classmethod
     def _uid(cls, v: str | None) -> str | None:
         return None if v is None else canonical_uid(v)
+
+    @model_validator(mode="after")
+    def _received_within_quantity(self) -> RmaLine:
+        if self.received_quantity > self.quantity:
+            raise ValueError(
+                f"received_quantity {self.received_quantity} exceeds quantity {self.quantity}"
+            )
+        return self
+
+    def has_v2_fields(self) -> bool:
+        """True when a field of schema version 2 is set (not allowed in a version 1 message)."""
+        return bool(
+            self.received_quantity
+            or any(
+                v is not None
+                for v in (
+                    self.unit_value_cents,
+                    self.weight_g,
+                    self.length_mm,
+                    self.width_mm,
+                    self.height_mm,
+                )
+            )
+        )
 
 
 class RmaAnnouncement(_Message):
@@ -126,8 +166,14 @@ class RmaAnnouncement(_Message):
     ``revision`` is the site-wide revision number: strictly increasing per site, so a
     station applies an announcement only when it is newer than what it holds for that RMA
     and catches up by asking for everything after its highest applied revision.
+    Schema version 2 adds the optional line fields of :class:`RmaLine` (received
+    quantities, unit value, catalogue weight and dimensions); stations accept 1 and 2
+    (upgrade stations first).
     """
 
+    SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
+
+    schema_version: int = 2
     kind: Literal["rma"] = "rma"
     number: str = Field(min_length=1, max_length=32)
     revision: int = Field(ge=1, le=INT64_MAX)
@@ -135,7 +181,13 @@ class RmaAnnouncement(_Message):
     state: RmaState = RmaState.AUTHORIZED
     reason: str = Field(min_length=1, max_length=64)
     resolution: str = Field(min_length=1, max_length=32)
-    lines: tuple[RmaLine, ...] = Field(min_length=1)
+    lines: tuple[RmaLine, ...] = Field(min_length=1, max_length=1_000)
+
+    @model_validator(mode="after")
+    def _v1_has_no_v2_fields(self) -> RmaAnnouncement:
+        if self.schema_version < 2 and any(line.has_v2_fields() for line in self.lines):
+            raise ValueError("received, value and catalogue line fields need schema_version 2")
+        return self
 
 
 class RmaCancellation(_Message):

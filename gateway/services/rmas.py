@@ -84,6 +84,8 @@ def to_announcement(rma: Rma) -> RmaAnnouncement:
                 serial=line.serial,
                 rfid_uid=line.rfid_uid,
                 category=line.category,
+                received_quantity=min(line.received_quantity, line.quantity),
+                unit_value_cents=line.unit_price_cents,
             )
             for line in rma.lines
         ),

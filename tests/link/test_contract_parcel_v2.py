@@ -131,3 +131,50 @@ def test_event_bounds_units_and_reads() -> None:
 
 def test_evidence_order_is_strongest_first() -> None:
     assert [e.value for e in EVIDENCE_ORDER] == ["serial", "tag", "gtin", "label"]
+
+
+ANN = {
+    "kind": "rma",
+    "number": "RMA-000123",
+    "revision": 4,
+    "order_ref": "O-1",
+    "reason": "too_small",
+    "resolution": "refund",
+}
+
+
+def test_announcement_v2_carries_received_value_and_catalogue() -> None:
+    from protocol import RmaAnnouncement
+
+    line = {
+        "line_no": 1,
+        "sku": "SHOE-42",
+        "quantity": 2,
+        "received_quantity": 1,
+        "unit_value_cents": 4999,
+        "weight_g": 850,
+        "length_mm": 330,
+        "width_mm": 210,
+        "height_mm": 120,
+    }
+    ann = decode(json.dumps({**ANN, "lines": [line]}), RmaAnnouncement)
+    assert ann.schema_version == 2
+    assert (ann.lines[0].received_quantity, ann.lines[0].weight_g) == (1, 850)
+    with pytest.raises(ProtocolError, match="need schema_version 2"):
+        decode(json.dumps({**ANN, "schema_version": 1, "lines": [line]}), RmaAnnouncement)
+
+
+def test_announcement_v1_is_accepted_without_the_new_fields() -> None:
+    from protocol import RmaAnnouncement
+
+    line = {"line_no": 1, "sku": "SHOE-42", "quantity": 2}
+    ann = decode(json.dumps({**ANN, "schema_version": 1, "lines": [line]}), RmaAnnouncement)
+    assert ann.lines[0].received_quantity == 0
+
+
+def test_received_quantity_cannot_exceed_the_line() -> None:
+    from protocol import RmaAnnouncement
+
+    line = {"line_no": 1, "sku": "S", "quantity": 1, "received_quantity": 2}
+    with pytest.raises(ProtocolError, match="exceeds quantity"):
+        decode(json.dumps({**ANN, "lines": [line]}), RmaAnnouncement)
