@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.metrics import StationMetrics
 from gateway.models import utcnow
 from gateway.services.events import ingest_event
+from tests.gateway.conftest import PROD_SECRET
 from gateway.services.stations import upsert_station
 from protocol import ParcelEvent, StationStatus
 
@@ -80,7 +81,7 @@ def settings_prod_client(tmp_path: object) -> TestClient:
     from gateway.settings import Settings
 
     s = Settings(
-        database_url=f"sqlite:///{tmp_path}/g.db", env="prod", secret_key="s" * 40, mqtt_port=1
+        database_url=f"sqlite:///{tmp_path}/g.db", env="prod", secret_key=PROD_SECRET, mqtt_port=1
     )
     with TestClient(create_app(s)) as c:
         yield c  # type: ignore[misc]
