@@ -216,13 +216,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
     the settings are invalid (e.g. the placeholder secret outside dev).
     ``returns-gateway import-orders FILE.csv`` imports orders instead (see
-    :mod:`gateway.returns.order_csv`).
+    :mod:`gateway.returns.order_csv`); ``returns-gateway access ...`` lists and revokes keys
+    and users (:mod:`gateway.access_cli`).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["import-orders"]:
         from gateway.returns import order_csv
 
         return order_csv.main(args_list[1:])
+    if args_list[:1] == ["access"]:
+        from gateway import access_cli
+
+        return access_cli.main(args_list[1:])
     parser = argparse.ArgumentParser(
         prog="returns-gateway",
         description="Returns-sorter gateway: RMA API, MQTT bridge and status page. "

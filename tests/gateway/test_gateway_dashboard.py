@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.gateway.conftest import PROD_SECRET
 from gateway.main import create_app
 from gateway.services.events import ingest_event
 from gateway.settings import Settings
 from gateway.web.session import COOKIE
 from protocol import ParcelEvent
+from tests.gateway.conftest import PROD_SECRET
 
 pytestmark = pytest.mark.broker
 ADMIN = {"X-API-Key": "test-admin-key-0123456789abcdef"}

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.metrics import StationMetrics
 from gateway.models import utcnow
 from gateway.services.events import ingest_event
-from tests.gateway.conftest import PROD_SECRET
 from gateway.services.stations import upsert_station
 from protocol import ParcelEvent, StationStatus
+from tests.gateway.conftest import PROD_SECRET
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.gateway.conftest import PROD_SECRET
 from gateway.models import AuditEntry, RmaTransition
+from tests.gateway.conftest import PROD_SECRET
 
 pytestmark = pytest.mark.broker
 
