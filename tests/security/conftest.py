@@ -7,7 +7,6 @@ addresses with ``X-Forwarded-For``) and small credential budgets so throttling s
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -74,8 +73,8 @@ def site() -> str:
 def prod(
     tmp_path_factory: pytest.TempPathFactory, mqtt_broker: Any, site: str
 ) -> Iterator[ProdGateway]:
-    env = {**ENV, "RS_SECRET_KEY": secrets.token_urlsafe(32)}
-    proc = GatewayProcess(tmp_path_factory.mktemp("prod"), mqtt_broker.port, site, env=env)
+    # RS_SECRET_KEY: the process's own random one (proc.secret_key), which the tests forge with
+    proc = GatewayProcess(tmp_path_factory.mktemp("prod"), mqtt_broker.port, site, env=ENV)
     proc.start()
     gw = ProdGateway(proc)
     for name, role in (("lee", "lead"), ("vera", "viewer")):

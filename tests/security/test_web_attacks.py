@@ -186,6 +186,13 @@ def test_links_and_sessions_signed_with_the_raw_secret_are_refused(prod: ProdGat
     assert (r.status_code, r.headers["location"]) == (303, "/login")
 
 
+def first_delivery(got: list[tuple[dict[str, str], bytes]]) -> tuple[dict[str, str], bytes]:
+    deadline = time.monotonic() + 15
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return got[0]
+
+
 def test_each_webhook_endpoint_has_its_own_secret_shown_once(prod: ProdGateway) -> None:
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -212,10 +219,7 @@ def test_each_webhook_endpoint_has_its_own_secret_shown_once(prod: ProdGateway) 
         listed = prod.admin.get("/api/v1/webhooks/endpoints").json()
         assert [(e["name"], e["secret"]) for e in listed] == [("erp", None)]
         assert prod.admin.post("/api/v1/rmas", json=rma("R-HOOK")).status_code == 201
-        deadline = time.monotonic() + 15
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.1)
-        headers, body = got[0]
+        headers, body = first_delivery(got)
         from gateway.services.webhook_endpoints import sign
 
         ts = int(headers["X-RS-Timestamp"])
@@ -226,10 +230,7 @@ def test_each_webhook_endpoint_has_its_own_secret_shown_once(prod: ProdGateway) 
         assert new not in (secret, None) and rotated.json()["previous_until"]
         got.clear()
         assert prod.admin.post("/api/v1/rmas", json=rma("R-HOOK2")).status_code == 201
-        deadline = time.monotonic() + 15
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.1)
-        headers, body = got[0]
+        headers, body = first_delivery(got)
         ts = int(headers["X-RS-Timestamp"])
         assert headers["X-RS-Signature"] == sign(new, ts, body)
         assert headers["X-RS-Signature-Previous"] == sign(secret, ts, body)
