@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.api.errors import install_error_handlers
 from gateway.api.routes import (
@@ -37,12 +38,17 @@ from gateway.api.routes import metrics as metric_routes
 from gateway.db import Database
 from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
+from gateway.security import logs
+from gateway.security.access import AuthenticationMiddleware, Caller, authorize
+from gateway.security.headers import SecurityHeadersMiddleware, docs_page
+from gateway.security.throttle import CredentialThrottle
 from gateway.services import accounting as accounting_service
 from gateway.services.auth import ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
 from gateway.services.photos import PhotoStore
 from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
+from gateway.services.webhook_endpoints import ensure_configured
 from gateway.services.webhooks import WebhookWorker
 from gateway.settings import Settings
 from gateway.web import actions, pages
@@ -50,6 +56,15 @@ from gateway.web import returns as returns_form
 from gateway.web.live import LiveWorker
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+KIB = 1024
+API_MAX_BODY = 1024 * KIB
+"""Largest request body of the JSON API (an RMA of 500 lines is about 150 KiB)."""
+ORDERS_MAX_BODY = 4096 * KIB
+"""Largest body of ``/api/v1/orders`` (lines may list thousands of serials)."""
+RETURN_FORM_MAX_BODY = 32 * KIB
+"""Largest post of the customer return form (lines, reason, a note of 4000 characters)."""
+PAGE_FORM_MAX_BODY = 8 * KIB
+"""Largest sign-in or status-page action post."""
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     The lifespan migrates the database to the newest schema (Alembic), makes sure the
     site's revision counter, the seeded reason list and the bootstrap API key (when set)
     exist, wires automatic accounting to the bridge, starts the MQTT bridge (which connects
-    in the background and keeps reconnecting) and the webhook worker (when a webhook URL is
-    set), and stops them and the database on shutdown. ``app.state`` then holds
-    ``settings``, ``db`` (:class:`gateway.db.Database`) and ``bridge``
-    (:class:`gateway.mqtt_bridge.MqttBridge`). Every write request is audited.
+    in the background and keeps reconnecting), the webhook endpoint of ``RS_WEBHOOK_URL``
+    (when set) and the webhook worker, and stops them and the database on shutdown.
+    ``app.state`` then holds ``settings``, ``db`` (:class:`gateway.db.Database`) and ``bridge``
+    (:class:`gateway.mqtt_bridge.MqttBridge`). Every authenticated write is audited.
+
+    Every route is authorised from one table (:mod:`gateway.security.access`), callers are
+    identified before any body is read, bodies are capped per route (413: the
+    ``*_MAX_BODY`` constants here), responses carry the security headers of
+    :mod:`gateway.security.headers`, and ``X-Forwarded-*`` is believed only from
+    ``RS_TRUSTED_PROXIES``.
 
     Args:
         settings: configuration; default: read from ``RS_*`` environment variables.
@@ -82,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             seed_reasons(session)
             if settings.bootstrap_api_key:
                 ensure_bootstrap_key(session, settings.bootstrap_api_key)
+            ensure_configured(session, settings)
         photo_store = PhotoStore(settings.photo_dir, settings.photo_retention_days)
         app.state.photos = photo_store
         bridge = MqttBridge(
@@ -101,11 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         accounting_service.configure(settings, bridge.publish_rma)
         expiry = ExpiryWorker(db.sessions, settings)
         expiry.start()
-        worker: WebhookWorker | None = None
         http = httpx.Client(timeout=10)
-        if settings.webhook_url:
-            worker = WebhookWorker(db.sessions, settings, http)
-            worker.start()
+        worker = WebhookWorker(db.sessions, settings, http)  # endpoints come and go at run time
+        worker.start()
         bridge.start()
         live = LiveWorker(db.sessions)  # issue 7: alarms from events, live page updates
         live.start()
@@ -117,23 +137,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             live.stop()
             bridge.stop()
             expiry.stop()
-            if worker is not None:
-                worker.stop()
+            worker.stop()
             http.close()
             accounting_service.configure(None)
             db.dispose()
             log.info("gateway stopped site=%s", settings.site)
 
-    app = FastAPI(title="returns-sorter gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="returns-sorter gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(authorize)],
+        max_body_size=API_MAX_BODY,
+    )
     app.state.settings = settings
+    app.state.throttle = CredentialThrottle(settings)
     install_error_handlers(app)
+    app.add_middleware(AuthenticationMiddleware)
 
     @app.middleware("http")
     async def audit_writes(request: Request, call_next: Callable[..., Any]) -> Response:
         response: Response = await call_next(request)
-        if request.method in WRITE_METHODS and hasattr(app.state, "db"):
+        principal = getattr(request.state, "principal", None)
+        if request.method in WRITE_METHODS and principal and hasattr(app.state, "db"):
             entry = AuditEntry(
-                principal=getattr(request.state, "principal", "anonymous"),
+                principal=principal,
                 method=request.method,
                 path=request.url.path[:500],
                 status_code=response.status_code,
@@ -143,17 +174,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 session.commit()
         return response
 
-    routers = (rmas, orders, reasons, accounting, webhooks, access, stations, policy, photos)
+    app.add_middleware(SecurityHeadersMiddleware)
+    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    if proxies:  # outermost: everything after sees the client's address and scheme
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
+
+    routers = (rmas, reasons, accounting, webhooks, access, stations, policy, photos)
     for module in routers:
         app.include_router(module.router)
+    app.include_router(orders.router, max_body_size=ORDERS_MAX_BODY)
     app.include_router(health.router)
     app.include_router(pages.router)
-    returns_form.install(app, settings)
-    app.include_router(actions.router)
+    returns_form.install(app, settings, max_body_size=RETURN_FORM_MAX_BODY)
+    app.include_router(actions.router, max_body_size=PAGE_FORM_MAX_BODY)
     app.include_router(alarm_routes.router)
     app.include_router(metric_routes.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    _docs(app)
     return app
+
+
+def _docs(app: FastAPI) -> None:
+    """The OpenAPI schema and its two viewers, authorised like every route (``read``)."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_who: Caller) -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(_who: Caller) -> Response:
+        return docs_page("swagger", f"{app.title} - API")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(_who: Caller) -> Response:
+        return docs_page("redoc", f"{app.title} - API")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,13 +216,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
     the settings are invalid (e.g. the placeholder secret outside dev).
     ``returns-gateway import-orders FILE.csv`` imports orders instead (see
-    :mod:`gateway.returns.order_csv`).
+    :mod:`gateway.returns.order_csv`); ``returns-gateway access ...`` lists and revokes keys
+    and users (:mod:`gateway.access_cli`).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["import-orders"]:
         from gateway.returns import order_csv
 
         return order_csv.main(args_list[1:])
+    if args_list[:1] == ["access"]:
+        from gateway import access_cli
+
+        return access_cli.main(args_list[1:])
     parser = argparse.ArgumentParser(
         prog="returns-gateway",
         description="Returns-sorter gateway: RMA API, MQTT bridge and status page. "
@@ -181,10 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     args = parser.parse_args(args_list)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_level)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -193,11 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = args.host or settings.http_host
     port = args.port or settings.http_port
     # Open status-page streams (SSE) never end by themselves: give them 3 s on shutdown.
+    # Proxy headers are handled by the app itself (RS_TRUSTED_PROXIES), logging by ours.
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
         log_level=args.log_level,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=3,
     )
     return 0

@@ -281,12 +281,36 @@ class WebhookDelivery(Base):
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     url: Mapped[str] = mapped_column(String(500))
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class WebhookEndpoint(Base):
+    """A receiver of webhooks with its own signing secret (never shared with anything else).
+
+    The secret is stored as it is (the receiver needs the same value to check the HMAC); it
+    is shown once, when the endpoint is created or its secret rotated. After a rotation the
+    ``previous_secret`` still signs (a second signature header) until ``previous_until``.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class ApiKey(Base):
@@ -317,6 +341,24 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: only the SHA-256 of its random cookie value is stored.
+
+    Valid while not revoked (sign-out, user revoked), before ``expires_at`` and while the
+    user is active; ``csrf`` is the token its form posts must carry.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class AuditEntry(Base):

@@ -62,6 +62,7 @@ from protocol import (
     encode,
     shared,
 )
+from protocol.messages import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -554,7 +555,13 @@ class MqttBridge:
                     last=last,
                     head_revision=head,
                 )
-                self._client.publish(reply_topic, encode(batch), qos=QOS, retain=False)
+                data = encode(batch)
+                while len(data) > MAX_MESSAGE_BYTES and len(page) > 1:  # the broker's limit
+                    page, last = page[: len(page) // 2], False
+                    data = encode(
+                        batch.model_copy(update={"announcements": tuple(page), "last": False})
+                    )
+                self._client.publish(reply_topic, data, qos=QOS, retain=False)
                 self._count("sync_batches")
                 sent += len(page)
                 if last:

@@ -1,6 +1,8 @@
 """Gateway settings, read from ``RS_*`` environment variables.
 
-Example: ``RS_ENV=prod RS_SECRET_KEY=... RS_DATABASE_URL=postgresql+psycopg://...``.
+Production is the default: without ``RS_ENV`` the gateway runs as ``prod`` and refuses to
+start without a strong ``RS_SECRET_KEY``; the demo, the simulator and the tests say
+``RS_ENV=dev`` explicitly. Example: ``RS_SECRET_KEY=... RS_DATABASE_URL=postgresql+psycopg://...``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.security import keys
+
 DEFAULT_SECRET_KEY = "change-me"
-MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
 """Shortest ``RS_SECRET_KEY`` accepted when ``RS_ENV`` is not ``"dev"``."""
 Resolution = Literal["refund", "store_credit", "exchange"]
 
@@ -32,14 +36,17 @@ class Settings(BaseSettings):
     (``RS_MQTT_PORT=1884``) or passed as a keyword argument.
 
     Raises:
-        pydantic.ValidationError: on an invalid value, or when ``secret_key`` is left at its
-            placeholder default, or shorter than :data:`MIN_SECRET_KEY_LENGTH`
-            characters, while ``env`` is not ``"dev"``.
+        pydantic.ValidationError: on an invalid value, or, while ``env`` is not ``"dev"``,
+            when ``secret_key`` (or ``bootstrap_api_key``, ``webhook_secret``) is the
+            placeholder, shorter than :data:`MIN_SECRET_KEY_LENGTH` characters or too
+            predictable (:func:`gateway.security.keys.weakness`).
     """
 
     model_config = SettingsConfigDict(env_prefix="RS_", extra="ignore")
 
-    env: Literal["dev", "prod"] = "dev"
+    env: Literal["dev", "prod"] = Field(
+        default="prod", description="prod (the default) or dev (demo, simulator, tests)"
+    )
     database_url: str = "sqlite:///./var/gateway.db"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
@@ -68,6 +75,26 @@ class Settings(BaseSettings):
         default=None,
         description="Allow unauthenticated GETs (status page, lists). Default: True in dev, "
         "False in prod.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        max_length=2000,
+        description="Comma-separated addresses or networks of the TLS-terminating proxies "
+        "whose X-Forwarded-For / X-Forwarded-Proto are believed ('*': any); empty: none",
+    )
+    auth_rate_limit_ip: str = Field(
+        default="30/minute", description="Failed credential checks allowed per client address"
+    )
+    auth_rate_limit_user: str = Field(
+        default="10/5 minutes",
+        description="Failed credential checks allowed per user name, from addresses where "
+        "that user has not signed in successfully (so an attacker cannot lock the owner out)",
+    )
+    auth_hash_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Password hashes (Argon2) computed at once"
+    )
+    auth_hash_queue: int = Field(
+        default=32, ge=0, le=10_000, description="Password checks waiting beyond that: 503"
     )
 
     # -- return policies -------------------------------------------------------------------
@@ -164,7 +191,17 @@ class Settings(BaseSettings):
     photo_retention_days: float | None = Field(
         default=365.0, gt=0, description="Photos older than this are deleted (None: kept)"
     )
-    webhook_url: str | None = Field(default=None, description="Where events are POSTed")
+    webhook_url: str | None = Field(
+        default=None, description="An endpoint ensured at start (named 'default')"
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="The signing secret of RS_WEBHOOK_URL's endpoint (required with it); a "
+        "new value rotates it, the old one still signing during webhook_rotation_overlap_s",
+    )
+    webhook_rotation_overlap_s: float = Field(
+        default=86_400.0, ge=0, le=30 * 86_400, description="Old secret kept signing after rotation"
+    )
     webhook_max_attempts: int = Field(default=6, ge=1, le=50)
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")
     webhook_poll_s: float = Field(default=1.0, gt=0)
@@ -207,11 +244,13 @@ class Settings(BaseSettings):
         return self.env == "dev" if self.anonymous_read is None else self.anonymous_read
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secret(self) -> Settings:
+    def _refuse_weak_secrets(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("RS_WEBHOOK_URL needs RS_WEBHOOK_SECRET (the receiver checks it)")
         if self.env == "dev":
             return self
         hint = (
-            "set RS_SECRET_KEY to a long random value "
+            "set it to a long random value "
             "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
         )
         if self.secret_key == DEFAULT_SECRET_KEY:
@@ -219,10 +258,22 @@ class Settings(BaseSettings):
                 f"RS_SECRET_KEY is still the placeholder {DEFAULT_SECRET_KEY!r} with "
                 f"RS_ENV={self.env!r}; {hint}"
             )
-        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
-            raise ValueError(
-                f"RS_SECRET_KEY is too short ({len(self.secret_key)} characters) with "
-                f"RS_ENV={self.env!r}: at least {MIN_SECRET_KEY_LENGTH} are required "
-                f"outside dev; {hint}"
-            )
+        for name, value, min_length in (
+            ("RS_SECRET_KEY", self.secret_key, MIN_SECRET_KEY_LENGTH),
+            ("RS_BOOTSTRAP_API_KEY", self.bootstrap_api_key, 24),
+            ("RS_WEBHOOK_SECRET", self.webhook_secret, MIN_SECRET_KEY_LENGTH),
+        ):
+            why = keys.weakness(value, min_length=min_length) if value is not None else None
+            if why is not None:
+                raise ValueError(f"{name} is {why} with RS_ENV={self.env!r}; {hint}")
         return self
+
+    def key(self, purpose: str) -> str:
+        """The key of one purpose (hex), derived from ``secret_key``.
+
+        See :func:`gateway.security.keys.derive`.
+
+        Raises:
+            ValueError: for an unknown purpose.
+        """
+        return keys.derive_text(self.secret_key, purpose)

@@ -227,6 +227,14 @@ class StationStatus(_Message):
 
 MAX_PHOTO_BYTES = 2_000_000
 
+MAX_PACKET_BYTES = 3 * 1024 * 1024
+"""Largest MQTT packet the site broker takes (``max_packet_size`` in
+``hardware/mosquitto.conf``): a client sending a larger one is disconnected."""
+MAX_MESSAGE_BYTES = MAX_PACKET_BYTES - 4096
+"""Largest payload anyone may publish: the packet limit less room for the topic and
+header. The largest legitimate message, a :class:`PhotoUpload` of :data:`MAX_PHOTO_BYTES`
+(base64, about 2.67 MB), fits with about 15 % to spare; catch-up batches are split below it."""
+
 
 class PhotoRef(BaseModel):
     """The photo evidence of a parcel: its JPEG is sent apart (:class:`PhotoUpload`).

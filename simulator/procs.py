@@ -130,25 +130,39 @@ class MosquittoBroker(_Process):
 class GatewayProcess(_Process):
     """The gateway as a real process (uvicorn), on a free port.
 
+    It runs as ``RS_ENV=dev`` (the simulator's and the demo's mode; production is the
+    gateway's default) with a random secret key and bootstrap admin key per run, unless
+    ``env`` says otherwise (the security tests run it as production).
+
     Args:
         workdir: folder for its SQLite database and log.
         mqtt_port: the broker it talks to (on 127.0.0.1).
         site: site id.
         port: HTTP port; a free one when None.
+        env: extra ``RS_*`` variables, applied last (e.g. ``{"RS_ENV": "prod"}``).
     """
 
     name = "gateway"
 
-    def __init__(self, workdir: Path, mqtt_port: int, site: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        mqtt_port: int,
+        site: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.mqtt_port = mqtt_port
         self.site = site
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = secrets.token_urlsafe(32)  # bootstrap admin key of this run
+        self.secret_key = secrets.token_urlsafe(32)
+        self.extra_env = dict(env or {})
 
     def start(self) -> None:
-        """Start the gateway and wait until ``/healthz`` answers."""
+        """Start the gateway and wait until ``/healthz`` answers 200."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(
             os.environ,
@@ -159,6 +173,9 @@ class GatewayProcess(_Process):
             RS_SITE=self.site,
             RS_BOOTSTRAP_API_KEY=self.api_key,
         )
+        env.setdefault("RS_ENV", "dev")
+        env.setdefault("RS_SECRET_KEY", self.secret_key)
+        env.update(self.extra_env)
         log = (self.workdir / "gateway.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.main", "--host", "127.0.0.1", "--port", str(self.port)],

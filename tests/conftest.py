@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from simulator.procs import MosquittoBroker
+
+# Production is the gateway's default; the tests run it as dev unless they say otherwise
+# (tests/security runs it as production). Gateway processes started here inherit it.
+os.environ["RS_ENV"] = "dev"
 
 
 @pytest.fixture(scope="session")

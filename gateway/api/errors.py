@@ -1,6 +1,7 @@
 """Map service exceptions to HTTP errors with a clear ``detail``.
 
-409: duplicates and triggers not allowed in the current state. 422: policy refusals
+404: unknown keys, users and webhook endpoints. 409: duplicates and triggers not allowed
+in the current state. 422: policy refusals
 (``detail`` = ``{"code", "message", ...facts}``), mistyped numbers, unknown reasons, bad
 receipts, reused idempotency keys, invalid orders or scopes.
 """
@@ -13,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from gateway.services.auth import DuplicateName, InvalidScope
+from gateway.services.auth import DuplicateName, InvalidScope, UnknownName
 from gateway.services.idempotency import KeyReused
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.numbers import MistypedNumber
@@ -34,6 +35,7 @@ _STATUS: dict[type[Exception], int] = {
     KeyReused: 422,
     InvalidOrder: 422,
     InvalidScope: 422,
+    UnknownName: status.HTTP_404_NOT_FOUND,
 }
 
 

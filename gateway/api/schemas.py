@@ -218,6 +218,45 @@ class ApiKeyOut(BaseModel):
     key: str
 
 
+class ApiKeyInfo(_Out):
+    """A stored API key (never the key nor its hash): ``prefix`` is its first characters."""
+
+    name: str
+    prefix: str
+    scopes: str
+    revoked: bool
+    created_at: datetime
+
+
+class WebhookEndpointCreate(BaseModel):
+    """A new webhook receiver."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    url: str = Field(min_length=8, max_length=500, pattern=r"^https?://[^\s]+$")
+
+
+class WebhookRotate(BaseModel):
+    """A secret rotation.
+
+    ``overlap_s``: how long the old secret still signs (default
+    ``RS_WEBHOOK_ROTATION_OVERLAP_S``).
+    """
+
+    overlap_s: float | None = Field(default=None, ge=0, le=30 * 86_400)
+
+
+class WebhookEndpointOut(_Out):
+    """A webhook receiver; ``secret`` only in the answer that created or rotated it."""
+
+    name: str
+    url: str
+    active: bool
+    created_at: datetime
+    rotated_at: datetime | None = None
+    previous_until: datetime | None = None
+    secret: str | None = None
+
+
 class UserCreate(BaseModel):
     """A new user account."""
 
@@ -338,9 +377,12 @@ class LaneCounts(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness: database reachable and broker connected; ``mqtt_status`` is the bridge's."""
+    """Health: database reachable and broker connected; ``mqtt_status`` is the bridge's.
+
+    The details (``db``, ``mqtt``, ``mqtt_status``) are given to readers only.
+    """
 
     status: str
-    db: bool
-    mqtt: bool
-    mqtt_status: dict[str, Any]
+    db: bool | None = None
+    mqtt: bool | None = None
+    mqtt_status: dict[str, Any] | None = None

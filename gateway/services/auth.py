@@ -1,8 +1,13 @@
-"""Access: API keys with scopes (SHA-256 at rest), users with roles (Argon2 via pwdlib).
+"""Access: API keys, users, browser sessions, and the revocation of each.
 
-API keys are 32 random bytes (``rsk_`` + URL-safe base64): being high-entropy, a plain
-SHA-256 is a sound at-rest hash for them and allows lookup by hash. Passwords are low
-entropy, so they get Argon2id through ``pwdlib``.
+API keys carry scopes (SHA-256 at rest), users roles (Argon2 via pwdlib); browser
+sessions are stored server-side.
+
+API keys and session tokens are 32 random bytes: being high-entropy, a plain SHA-256 is a
+sound at-rest hash for them and allows lookup by hash. Passwords are low entropy, so they
+get Argon2id through ``pwdlib`` (slow on purpose: callers run :func:`principal_for_user`
+off the event loop, see :mod:`gateway.security.access`). Revoking a key, a user or a
+session takes effect on the next request: nothing is cached.
 """
 
 from __future__ import annotations
@@ -10,13 +15,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
 from pwdlib import PasswordHash
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.models import ApiKey, User
+from gateway.models import ApiKey, User, WebSession, utcnow
 
 #: Every scope; ``admin`` implies all of them.
 SCOPES = ("read", "rmas:write", "orders:write", "lead", "admin")
@@ -30,16 +37,35 @@ KEY_PREFIX = "rsk_"
 _hasher = PasswordHash.recommended()
 
 
+SESSION_MAX_AGE_S = 12 * 3600
+"""A browser session ends this long after sign-in (absolute, not sliding)."""
+Via = Literal["key", "user", "session", "anonymous"]
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: ``name`` (e.g. ``api-key:shop``, ``user:alice``) and scopes."""
+    """Who is calling: ``name`` (e.g. ``api-key:shop``, ``user:alice``) and scopes.
+
+    ``via`` says how the caller proved it (API key, HTTP Basic user, browser session,
+    nobody); a browser session also carries the ``csrf`` token its form posts must echo.
+    """
 
     name: str
     scopes: frozenset[str]
+    via: Via = "key"
+    csrf: str = ""
 
     def can(self, scope: str) -> bool:
         """True when the principal holds ``scope`` (or ``admin``)."""
         return scope in self.scopes or "admin" in self.scopes
+
+    @property
+    def can_act(self) -> bool:
+        """True for leads and admins (the status page shows their action buttons)."""
+        return self.can("lead")
+
+
+ANONYMOUS = Principal("anonymous", frozenset({"read"}), via="anonymous")
 
 
 class DuplicateName(Exception):
@@ -99,7 +125,7 @@ def principal_for_key(session: Session, plain: str) -> Principal | None:
     record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plain)))
     if record is None or record.revoked:
         return None
-    return Principal(f"api-key:{record.name}", frozenset(record.scopes.split()))
+    return Principal(f"api-key:{record.name}", frozenset(record.scopes.split()), via="key")
 
 
 def create_user(session: Session, username: str, password: str, role: str) -> User:
@@ -128,7 +154,92 @@ def principal_for_user(session: Session, username: str, password: str) -> Princi
         return None
     if not _hasher.verify(password, user.password_hash):
         return None
-    return Principal(f"user:{user.username}", ROLE_SCOPES.get(user.role, frozenset()))
+    return Principal(f"user:{user.username}", ROLE_SCOPES.get(user.role, frozenset()), via="user")
+
+
+def open_session(session: Session, username: str, *, now: datetime | None = None) -> str:
+    """Start a browser session for ``username`` (already authenticated); commit.
+
+    Returns the cookie value (shown to the browser only; the table holds its SHA-256).
+    Expired sessions are purged on the way.
+    """
+    now = now or utcnow()
+    session.query(WebSession).filter(WebSession.expires_at < now).delete()
+    token = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            token_hash=hash_key(token),
+            username=username,
+            csrf=secrets.token_urlsafe(24),
+            created_at=now,
+            expires_at=now + timedelta(seconds=SESSION_MAX_AGE_S),
+        )
+    )
+    session.commit()
+    return token
+
+
+def principal_for_session(
+    session: Session, token: str, *, now: datetime | None = None
+) -> Principal | None:
+    """The principal of a live browser session (not revoked nor expired, user active)."""
+    now = now or utcnow()
+    record = session.scalar(select(WebSession).where(WebSession.token_hash == hash_key(token)))
+    if record is None or record.revoked_at is not None or record.expires_at <= now:
+        return None
+    user = session.scalar(select(User).where(User.username == record.username))
+    if user is None or not user.active:
+        return None
+    scopes = ROLE_SCOPES.get(user.role, frozenset())
+    return Principal(f"user:{user.username}", scopes, via="session", csrf=record.csrf)
+
+
+def close_session(session: Session, token: str) -> bool:
+    """Revoke one browser session (sign-out); commit. False when it was not live."""
+    record = session.scalar(select(WebSession).where(WebSession.token_hash == hash_key(token)))
+    if record is None or record.revoked_at is not None:
+        return False
+    record.revoked_at = utcnow()
+    session.commit()
+    return True
+
+
+class UnknownName(LookupError):
+    """No key or user with this name (HTTP 404)."""
+
+
+def revoke_api_key(session: Session, name: str) -> ApiKey:
+    """Revoke the API key ``name`` (it stops working at once); commit. Idempotent.
+
+    Raises:
+        UnknownName: no key has this name.
+    """
+    record = session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if record is None:
+        raise UnknownName(f"no API key named {name!r}")
+    record.revoked = True
+    session.commit()
+    return record
+
+
+def revoke_user(session: Session, username: str) -> User:
+    """Deactivate ``username`` and end every session of theirs at once; commit. Idempotent.
+
+    Raises:
+        UnknownName: no user has this name.
+    """
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise UnknownName(f"no user named {username!r}")
+    user.active = False
+    now = utcnow()
+    live = select(WebSession).where(
+        WebSession.username == username, WebSession.revoked_at.is_(None)
+    )
+    for record in session.scalars(live):
+        record.revoked_at = now
+    session.commit()
+    return user
 
 
 _DUMMY_HASH = _hasher.hash("not-a-password")

@@ -243,10 +243,16 @@ def unidentified_quarantine(
     return [parcel_view(e, {}) | {"barcode": e.barcode or ""} for e in events]
 
 
+def like_literal(text: str) -> str:
+    """``text`` with the LIKE wildcards ``%`` and ``_`` (and the escape ``\\``) escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def search_rmas(session: Session, query: str, limit: int = 20) -> list[Rma]:
     """RMAs whose number, order reference or a line's serial matches ``query`` (exact first).
 
-    Case-insensitive on the number; a prefix of at least 3 characters matches too.
+    Case-insensitive on the number; a prefix of at least 3 characters matches too. The
+    text is matched literally: ``%``, ``_`` and ``\\`` in it are escaped, not wildcards.
     """
     q = query.strip()
     if not q:
@@ -259,7 +265,7 @@ def search_rmas(session: Session, query: str, limit: int = 20) -> list[Rma]:
         Rma.id.in_(serial_hits),
     ]
     if len(q) >= 3:
-        conditions.append(Rma.number.like(f"{q.upper()}%"))
+        conditions.append(Rma.number.like(f"{like_literal(q.upper())}%", escape="\\"))
     stmt = select(Rma).where(or_(*conditions)).order_by(Rma.number).limit(limit)
     return list(session.scalars(stmt))
 

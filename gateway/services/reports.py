@@ -7,8 +7,6 @@ cost, and net loss = refunds + store credits + exchanges + shipping - value reco
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -17,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import Credit
+from gateway.security import csv_cells
 
 COLUMNS = (
     "day",
@@ -97,10 +96,5 @@ def financial_impact(
 
 
 def to_csv(rows: list[ImpactRow]) -> str:
-    """Render rows as CSV with a header line (:data:`COLUMNS`)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(asdict(row))
-    return out.getvalue()
+    """Render rows as CSV with a header line (:data:`COLUMNS`), formula-safe cells."""
+    return csv_cells.to_csv(COLUMNS, (asdict(row) for row in rows))

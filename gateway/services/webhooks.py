@@ -6,7 +6,9 @@ that was rolled back. :func:`deliver_due` POSTs the due ones as JSON with the he
 
 - ``X-RS-Event``: the event type; ``X-RS-Delivery``: the delivery id (receivers dedupe on it);
 - ``X-RS-Timestamp``: Unix seconds; ``X-RS-Signature``: ``sha256=`` + hex
-  HMAC-SHA256(secret, ``"{timestamp}.{body}"``), see :func:`sign`.
+  HMAC-SHA256(the endpoint's own secret, ``"{timestamp}.{body}"``), see :func:`sign`; after
+  a rotation also ``X-RS-Signature-Previous`` with the old secret
+  (:mod:`gateway.services.webhook_endpoints`).
 
 A non-2xx answer or a network error schedules the next attempt after
 ``backoff_s * 2**(attempts-1)`` seconds (capped at one hour); after ``max_attempts`` the
@@ -15,8 +17,6 @@ delivery is ``dead`` and waits for a lead to replay it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from datetime import datetime, timedelta
@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import WebhookDelivery, utcnow
+from gateway.services.webhook_endpoints import active_endpoints, sign, signature_headers
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
 
@@ -35,10 +36,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 3600.0
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """Return ``sha256=<hex>`` of HMAC-SHA256(secret, ``b"{timestamp}." + body``)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+__all__ = ["backoff_s", "deliver_due", "enqueue", "list_deliveries", "replay", "sign"]
 
 
 def enqueue(
@@ -49,23 +47,23 @@ def enqueue(
     *,
     now: datetime | None = None,
 ) -> None:
-    """Add an outbound event, due ``now``, to the caller's transaction.
+    """Add an outbound event, due ``now``, for every active endpoint, to the transaction.
 
-    A no-op without a webhook URL.
+    A no-op without endpoints.
     """
-    if not settings.webhook_url:
-        return
-    session.add(
-        WebhookDelivery(
-            event_type=event_type,
-            payload={"type": event_type, "site": settings.site, "data": data},
-            url=settings.webhook_url,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now or utcnow(),
-            created_at=now or utcnow(),
+    for endpoint in active_endpoints(session):
+        session.add(
+            WebhookDelivery(
+                event_type=event_type,
+                payload={"type": event_type, "site": settings.site, "data": data},
+                url=endpoint.url,
+                endpoint_id=endpoint.id,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now or utcnow(),
+                created_at=now or utcnow(),
+            )
         )
-    )
 
 
 def backoff_s(settings: Settings, attempts: int) -> float:
@@ -95,15 +93,18 @@ def deliver_due(
             {**delivery.payload, "delivery_id": delivery.id}, separators=(",", ":")
         ).encode()
         ts = int(now.timestamp())
+        signatures = signature_headers(session, delivery, ts, body, now)
         headers = {
             "Content-Type": "application/json",
             "X-RS-Event": delivery.event_type,
             "X-RS-Delivery": str(delivery.id),
             "X-RS-Timestamp": str(ts),
-            "X-RS-Signature": sign(settings.secret_key, ts, body),
+            **(signatures or {}),
         }
         delivery.attempts += 1
         try:
+            if signatures is None:  # never sent unsigned
+                raise httpx.RequestError("its webhook endpoint no longer exists")
             response = client.post(delivery.url, content=body, headers=headers)
             error = "" if response.is_success else f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:

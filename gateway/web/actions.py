@@ -1,88 +1,88 @@
-"""Form posts of the status page: sign in / out, quarantine decisions, alarm acknowledgement.
+"""Form posts of the status page: sign in / out, quarantine decisions, approvals, alarms.
 
-Every action needs a signed-in lead (session cookie) and the session's CSRF token in the
-form; a viewer gets 403. A decision goes through the same accounting as
-``POST /api/v1/rmas/{number}/decision``, so credits and stock moves follow.
+Every action needs a lead (the ``lead`` scope) and, from a browser session, the session's
+CSRF token in the form: both are checked by :func:`gateway.security.access.authorize` from
+its table before the handler runs. A decision goes through the same accounting as
+``POST /api/v1/rmas/{number}/decision``, so credits and stock moves follow. Notices after an
+action are codes of :data:`gateway.web.session.NOTICES`, never text carried by the URL.
 """
 
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote
+from urllib.parse import urlencode
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.api.deps import SessionDep, SettingsDep
+from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.routes.alarms import AlarmId
+from gateway.security.access import AuthFailure, check_password, form_data
 from gateway.services import accounting
 from gateway.services import alarms as alarm_service
-from gateway.services.auth import principal_for_user
+from gateway.services.auth import close_session, open_session
 from gateway.services.lifecycle import IllegalTransition
-from gateway.services.rmas import bump, get_rma
+from gateway.services.rmas import bump, get_rma, transition_rma
 from gateway.web.pages import GRADES, templates
-from gateway.web.session import (
-    COOKIE,
-    MAX_AGE_S,
-    WebUser,
-    csrf_ok,
-    form_data,
-    new_session_cookie,
-    web_user,
-)
+from gateway.web.session import COOKIE, set_session_cookie
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["pages"], include_in_schema=False)
+LOGIN_ERRORS = {
+    401: "Wrong user name or password.",
+    429: "Too many failed attempts: wait a few minutes, then try again.",
+    503: "The gateway is busy signing others in: try again in a moment.",
+}
 
 
-def _back(notice: str, anchor: str) -> RedirectResponse:
-    return RedirectResponse(f"/?notice={quote(notice)}#{anchor}", status_code=303)
-
-
-def _lead(request: Request, session: SessionDep, form: dict[str, str]) -> WebUser | Response:
-    user = web_user(request, session)
-    if user is None:
-        return Response("sign in first", status_code=401)
-    if not user.can_act:
-        return Response("only a lead can do this", status_code=403)
-    if not csrf_ok(user, form):
-        return Response("missing or wrong CSRF token: reload the page", status_code=403)
-    return user
+def _back(notice: str, anchor: str, rma: str = "") -> RedirectResponse:
+    query = urlencode({"notice": notice, **({"rma": rma} if rma else {})})
+    return RedirectResponse(f"/?{query}#{anchor}", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, error: str = "") -> Response:
+def login_form(request: Request) -> Response:
     """The sign-in form."""
-    return templates.TemplateResponse(request, "login.html", {"error": error})
+    return templates.TemplateResponse(request, "login.html", {"error": ""})
 
 
 @router.post("/login")
-async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """Check the user's password; on success set the signed session cookie."""
+async def login(request: Request) -> Response:
+    """Check the user's password (throttled, hashed off the event loop); open a session."""
     form = await form_data(request)
     username = form.get("username", "").strip()
-    principal = principal_for_user(session, username, form.get("password", ""))
-    if principal is None:
-        log.warning("web sign-in refused username=%s", username[:64])
+    try:
+        principal = await check_password(request, username, form.get("password", ""))
+    except AuthFailure as failure:
+        log.warning("web sign-in refused username=%s status=%d", username[:64], failure.status_code)
         return templates.TemplateResponse(
-            request, "login.html", {"error": "Wrong user name or password."}, status_code=401
+            request,
+            "login.html",
+            {"error": LOGIN_ERRORS.get(failure.status_code, LOGIN_ERRORS[401])},
+            status_code=failure.status_code,
+            headers={k: v for k, v in failure.headers.items() if k == "Retry-After"},
         )
+    name = principal.name.removeprefix("user:")
+    db = request.app.state.db
+
+    def start() -> str:
+        with db.session() as session:
+            return open_session(session, name)
+
+    token = await anyio.to_thread.run_sync(start)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        COOKIE,
-        new_session_cookie(settings, username),
-        max_age=MAX_AGE_S,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
-    log.info("web sign-in username=%s", username)
+    set_session_cookie(request, response, token)
+    log.info("web sign-in username=%s", name)
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """Drop the session cookie."""
+def logout(request: Request, session: SessionDep) -> Response:
+    """End the session on the server (the cookie no longer works anywhere) and drop it."""
+    token = request.cookies.get(COOKIE)
+    if token and len(token) <= 128:
+        close_session(session, token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -90,45 +90,64 @@ def logout() -> Response:
 
 @router.post("/quarantine/{number}")
 async def decide(
-    number: str, request: Request, session: SessionDep, settings: SettingsDep
+    number: str, request: Request, session: SessionDep, settings: SettingsDep, user: Caller
 ) -> Response:
     """A lead releases a quarantined return with a grade, or closes it without credit."""
     form = await form_data(request)
-    user = _lead(request, session, form)
-    if isinstance(user, Response):
-        return user
     grade = form.get("grade", "")
     if grade not in (*GRADES, "refuse"):
-        return Response(f"unknown grade {grade!r}", status_code=422)
+        return Response("unknown grade", status_code=422)
     rma = get_rma(session, number)
     if rma is None:
-        return Response(f"unknown RMA {number}", status_code=404)
-    request.state.principal = user.name
+        return Response("unknown RMA", status_code=404)
     try:
         accounting.settle(session, settings, rma, grade, actor=user.name)
         bump(session, settings, rma)
         accounting.state_changed(session, settings, rma, user.name)
         session.commit()
-    except IllegalTransition as exc:
+    except IllegalTransition:
         session.rollback()
-        return _back(f"{number}: {exc}", "quarantine")
+        return _back("not-allowed", "quarantine", rma.number)
     except BaseException:
         session.rollback()
         raise
-    done = "closed without credit" if grade == "refuse" else f"released as {grade}"
     log.info("quarantine decision rma=%s grade=%s by=%s", number, grade, user.name)
-    return _back(f"{number} {done}", "quarantine")
+    return _back("closed" if grade == "refuse" else f"released-{grade}", "quarantine", rma.number)
+
+
+@router.post("/rmas/{number}/approval")
+async def approve(
+    number: str, request: Request, session: SessionDep, settings: SettingsDep, user: Caller
+) -> Response:
+    """A lead approves (``decision=authorize``) or rejects a return waiting for a lead."""
+    form = await form_data(request)
+    decision = form.get("decision", "")
+    if decision not in ("authorize", "reject"):
+        return Response("decision must be authorize or reject", status_code=422)
+    rma = get_rma(session, number)
+    if rma is None:
+        return Response("unknown RMA", status_code=404)
+    try:
+        transition_rma(
+            session,
+            settings,
+            rma,
+            decision,
+            actor=user.name,
+            note="status page",
+            before_commit=lambda r: accounting.state_changed(session, settings, r, user.name),
+        )
+    except IllegalTransition:
+        session.rollback()
+        return _back("not-allowed", "quarantine", rma.number)
+    log.info("approval rma=%s decision=%s by=%s", number, decision, user.name)
+    return _back("approved" if decision == "authorize" else "rejected", "quarantine", rma.number)
 
 
 @router.post("/alarms/{alarm_id}/ack")
-async def acknowledge(alarm_id: AlarmId, request: Request, session: SessionDep) -> Response:
+async def acknowledge(alarm_id: AlarmId, session: SessionDep, user: Caller) -> Response:
     """A lead acknowledges an alarm."""
-    form = await form_data(request)
-    user = _lead(request, session, form)
-    if isinstance(user, Response):
-        return user
-    request.state.principal = user.name
     alarm = alarm_service.acknowledge(session, alarm_id, user.name)
     if alarm is None:
-        return Response(f"unknown alarm {alarm_id}", status_code=404)
-    return _back(f"alarm {alarm_id} acknowledged", "alarms")
+        return Response("unknown alarm", status_code=404)
+    return _back("acknowledged", "alarms")

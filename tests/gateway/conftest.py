@@ -130,6 +130,8 @@ def settings(tmp_path: Path, mqtt_broker: Any, site: str) -> Settings:
 
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
+PROD_SECRET = "Tq8vK2mZ4xLr7NwB9cYe3HfJ6pUa5DsG1kQo"
+"""A secret key strong enough for production settings (fixed, for tests only)."""
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from gateway.models import utcnow
 from gateway.services.events import ingest_event
 from gateway.services.stations import upsert_station
 from protocol import ParcelEvent, StationStatus
+from tests.gateway.conftest import PROD_SECRET
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,7 +81,7 @@ def settings_prod_client(tmp_path: object) -> TestClient:
     from gateway.settings import Settings
 
     s = Settings(
-        database_url=f"sqlite:///{tmp_path}/g.db", env="prod", secret_key="s" * 40, mqtt_port=1
+        database_url=f"sqlite:///{tmp_path}/g.db", env="prod", secret_key=PROD_SECRET, mqtt_port=1
     )
     with TestClient(create_app(s)) as c:
         yield c  # type: ignore[misc]

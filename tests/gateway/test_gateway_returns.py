@@ -40,7 +40,7 @@ CFG = Settings(
     shop_timezone="Pacific/Auckland",
     return_shipping_cents=500,
     webhook_url="http://hooks.test/rs",
-    secret_key="test-secret",
+    webhook_secret="whsec_test-receiver-secret",
 )
 DELIVERED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)  # 2025-03-02 01:00 in Auckland (NZDT)
 NOW = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)  # 2025-03-06 01:00 in Auckland

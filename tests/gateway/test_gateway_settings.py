@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
 from gateway.main import main
+from gateway.security import keys
 from gateway.settings import Settings
+from tests.gateway.conftest import PROD_SECRET
 
 
 @pytest.fixture(autouse=True)
@@ -14,10 +18,21 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().startswith("RS_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("RS_ENV", "dev")  # what the tests say; production is the default
 
 
-def test_defaults_are_dev() -> None:
-    s = Settings()
+def test_production_is_the_default_and_refuses_the_placeholder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RS_ENV")
+    with pytest.raises(ValidationError, match="RS_SECRET_KEY is still the placeholder"):
+        Settings()
+    s = Settings(secret_key=PROD_SECRET)
+    assert (s.env, s.allow_anonymous_read) == ("prod", False)
+
+
+def test_defaults() -> None:
+    s = Settings(env="dev")
     assert s.env == "dev"
     assert s.database_url == "sqlite:///./var/gateway.db"
     assert (s.mqtt_host, s.mqtt_port, s.site, s.http_port) == ("127.0.0.1", 1883, "site1", 8000)
@@ -29,7 +44,7 @@ def test_prod_refuses_placeholder_secret() -> None:
 
 
 def test_prod_accepts_real_secret() -> None:
-    assert Settings(env="prod", secret_key="x" * 40).env == "prod"
+    assert Settings(env="prod", secret_key=PROD_SECRET).env == "prod"
 
 
 @pytest.mark.parametrize("secret", ["", "short", "x" * 31])
@@ -38,8 +53,49 @@ def test_prod_refuses_short_secret(secret: str) -> None:
         Settings(env="prod", secret_key=secret)
 
 
-def test_prod_accepts_secret_of_exactly_32_characters() -> None:
-    assert Settings(env="prod", secret_key="x" * 32).secret_key == "x" * 32
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("x" * 40, "too predictable (about 0 bits"),
+        ("abababababababababababababababababab", "too predictable (about 36 bits"),
+        ("0123012301230123012301230123012301230123", "too predictable (about 80 bits"),
+        ("please-change-me-before-going-live-2024", "a placeholder (contains 'changeme')"),
+    ],
+)
+def test_prod_refuses_predictable_or_placeholder_secrets(secret: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(f"RS_SECRET_KEY is {why}")):
+        Settings(env="prod", secret_key=secret)
+
+
+def test_prod_accepts_generated_secrets_of_exactly_32_characters() -> None:
+    import secrets
+
+    for _ in range(50):
+        value = secrets.token_hex(16)  # 128 random bits, 32 hex digits
+        assert Settings(env="prod", secret_key=value).secret_key == value
+
+
+def test_prod_refuses_a_weak_bootstrap_key_and_a_webhook_url_without_secret() -> None:
+    with pytest.raises(ValidationError, match="RS_BOOTSTRAP_API_KEY is too predictable"):
+        Settings(env="prod", secret_key=PROD_SECRET, bootstrap_api_key="a" * 30)
+    with pytest.raises(ValidationError, match="RS_WEBHOOK_URL needs RS_WEBHOOK_SECRET"):
+        Settings(env="dev", webhook_url="http://hooks.test/x")
+
+
+def test_one_key_per_purpose() -> None:
+    s = Settings(env="prod", secret_key=PROD_SECRET)
+    derived = {p: s.key(p) for p in keys.PURPOSES}
+    assert len(set(derived.values())) == len(keys.PURPOSES) == 3
+    assert all(len(k) == 64 and PROD_SECRET not in k for k in derived.values())
+    # RFC 5869 HKDF-SHA256 computed independently with hmac: no salt (zeros), info, L=32
+    import hashlib
+    import hmac
+
+    prk = hmac.new(b"\0" * 32, PROD_SECRET.encode(), hashlib.sha256).digest()
+    okm = hmac.new(prk, b"returns-sorter/v1/returns-csrf\x01", hashlib.sha256).hexdigest()
+    assert derived["returns-csrf"] == okm
+    with pytest.raises(ValueError, match="unknown key purpose"):
+        s.key("sessions")
 
 
 def test_dev_accepts_short_secret() -> None:

@@ -1,4 +1,5 @@
-"""Outbound webhooks: outbox in the same transaction, HMAC signature, backoff, dead, replay."""
+"""Outbound webhooks: outbox in the same transaction, HMAC signature with the endpoint's own
+secret and its rotation, backoff, dead, replay."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from gateway.db import Database
 from gateway.models import WebhookDelivery
-from gateway.services import webhooks
+from gateway.services import webhook_endpoints, webhooks
 from gateway.settings import Settings
 
 CFG = Settings(
     site="s1",
     webhook_url="http://hooks.test/rs",
-    secret_key="test-secret",
+    webhook_secret="test-secret",
     webhook_backoff_s=2.0,
     webhook_max_attempts=3,
 )
@@ -31,6 +32,7 @@ T0 = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def s(anydb: Database) -> Iterator[Session]:
     with anydb.session() as session:
+        webhook_endpoints.ensure_configured(session, CFG)  # what the app does at start
         yield session
 
 
@@ -102,10 +104,49 @@ def test_network_error_is_retried(s: Session) -> None:
     assert (d.status, d.attempts, d.last_error) == ("pending", 1, "ConnectError: refused")
 
 
-def test_no_url_no_outbox(s: Session) -> None:
-    webhooks.enqueue(s, CFG.model_copy(update={"webhook_url": None}), "x", {})
+def test_no_endpoint_no_outbox(s: Session) -> None:
+    webhook_endpoints.deactivate(s, "default")
+    webhooks.enqueue(s, CFG, "x", {})
     s.commit()
     assert s.query(WebhookDelivery).count() == 0
+
+
+def test_each_endpoint_signs_with_its_own_secret_and_rotation_overlaps(s: Session) -> None:
+    other_secret, _other = webhook_endpoints.create_endpoint(s, "erp", "http://erp.test/hook")
+    assert other_secret.startswith("whsec_") and len(other_secret) == 49
+    webhooks.enqueue(s, CFG, "stock.moved", {"sku": "A"}, now=T0)
+    s.commit()
+    seen: list[httpx.Request] = []
+    assert webhooks.deliver_due(s, CFG, client_answering([200, 200], seen), now=T0) == 2
+    by_url = {str(r.url): r for r in seen}
+    ts = int(T0.timestamp())
+    default, erp = by_url["http://hooks.test/rs"], by_url["http://erp.test/hook"]
+    assert default.headers["X-RS-Signature"] == webhooks.sign("test-secret", ts, default.content)
+    assert erp.headers["X-RS-Signature"] == webhooks.sign(other_secret, ts, erp.content)
+    assert "X-RS-Signature-Previous" not in erp.headers
+
+    new_secret, ep = webhook_endpoints.rotate(s, "erp", 3600, now=T0)
+    assert new_secret not in (other_secret, "test-secret")
+    assert ep.previous_until == T0 + timedelta(hours=1)
+    for at, both in ((T0 + timedelta(minutes=59), True), (T0 + timedelta(minutes=61), False)):
+        webhooks.enqueue(s, CFG, "stock.moved", {"sku": "B"}, now=at)
+        s.commit()
+        seen.clear()
+        webhooks.deliver_due(s, CFG, client_answering([200, 200], seen), now=at)
+        (req,) = [r for r in seen if str(r.url) == "http://erp.test/hook"]
+        t = int(at.timestamp())
+        assert req.headers["X-RS-Signature"] == webhooks.sign(new_secret, t, req.content)
+        previous = req.headers.get("X-RS-Signature-Previous")
+        assert previous == (webhooks.sign(other_secret, t, req.content) if both else None)
+
+
+def test_a_new_configured_secret_rotates_the_default_endpoint(s: Session) -> None:
+    rotated = CFG.model_copy(update={"webhook_secret": "test-secret-2"})
+    webhook_endpoints.ensure_configured(s, rotated)
+    ep = webhook_endpoints.get_endpoint(s, "default")
+    assert (ep.secret, ep.previous_secret) == ("test-secret-2", "test-secret")
+    webhook_endpoints.ensure_configured(s, rotated)  # same again: nothing changes
+    assert (ep.secret, ep.previous_secret) == ("test-secret-2", "test-secret")
 
 
 @pytest.mark.broker
@@ -138,7 +179,7 @@ def test_app_worker_posts_signed_events(settings: Settings, wait: Any) -> None:
             update={
                 "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
                 "webhook_poll_s": 0.05,
-                "secret_key": "hook-secret",
+                "webhook_secret": "hook-secret",
             }
         )
         key = cfg.bootstrap_api_key

@@ -24,19 +24,33 @@ from tests.link.conftest import HARDWARE, ConfiguredBroker, ann
 
 pytestmark = pytest.mark.broker
 
-PASSWORDS = {"gateway": "gw-secret", "st1": "st1-secret", "st2": "st2-secret"}
+PASSWORDS = {
+    "gateway": "gw-secret",
+    "bridge": "bridge-secret",
+    "st1": "st1-secret",
+    "st2": "st2-secret",
+}
 SITE = "site1"
 
 
-def render_site_conf(root: Path, certs: Path, port: int, tls_port: int) -> str:
-    """The shipped config with this test's paths and ports (nothing else changed)."""
+def render_site_conf(
+    root: Path,
+    certs: Path,
+    port: int,
+    tls_port: int,
+    site: str = SITE,
+    passwords: dict[str, str] | None = None,
+) -> str:
+    """The shipped config and ACL (for ``site``) with this test's paths and ports."""
     etc = root / "etc"
     (etc / "certs").mkdir(parents=True)
     for name in ("ca.crt", "broker.crt", "broker.key"):
         (etc / "certs" / name).write_bytes((certs / name).read_bytes())
-    (etc / "returns.acl").write_text((HARDWARE / "mosquitto.acl").read_text())
+    acl = (HARDWARE / "mosquitto.acl").read_text()
+    assert "SITE_ID" in acl, "the shipped ACL names its site as SITE_ID"
+    (etc / "returns.acl").write_text(acl.replace("SITE_ID", site))
     passwd = etc / "returns.passwd"
-    for i, (user, password) in enumerate(PASSWORDS.items()):
+    for i, (user, password) in enumerate((passwords or PASSWORDS).items()):
         flags = ["-c"] if i == 0 else []
         subprocess.run(
             ["mosquitto_passwd", *flags, "-b", str(passwd), user, password],
@@ -180,7 +194,9 @@ def test_mqtt5_station_gets_not_authorized_for_an_rma(clients: Any) -> None:
     st1 = clients("st1", PASSWORDS["st1"], v5=True)
     reason = st1.publish(Topics(SITE).rma, encode(ann("RMA-EVIL", 1)))
     assert (reason.value, str(reason)) == (0x87, "Not authorized")
-    ok = clients("gateway", PASSWORDS["gateway"], v5=True)
+    # a second connection as "gateway" would take the first one's id (and session): the
+    # central bridge's account writes the tree as well
+    ok = clients("bridge", PASSWORDS["bridge"], v5=True)
     assert ok.publish(Topics(SITE).rma, encode(ann("RMA-OK", 1))).value == 0
     wait_until(lambda: gateway.received, what="gateway's RMA")
     assert [json.loads(p)["number"] for _, p in gateway.received] == ["RMA-OK"]

@@ -108,7 +108,7 @@ def test_lead_releases_quarantined_parcel_and_it_leaves_the_queue(
     shot(page, "quarantine-before-release-tablet")
     row.locator("button", has_text="Release").click()
     poll(lambda: page.locator(f'#quarantine tr[data-rma="{number}"]').count() == 0, "row gone")
-    assert f"{number} released as refurbish" in page.locator(".notice").inner_text()
+    assert f"{number}: released as refurbish" in page.locator(".notice").inner_text()
     rma = sim_run.http.get(f"/api/v1/rmas/{number}").json()
     assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == (
         "refunded",

@@ -1,4 +1,8 @@
-"""``/api/v1/api-keys``, ``/api/v1/users`` and ``/api/v1/audit``: access (admin only)."""
+"""``/api/v1/api-keys``, ``/api/v1/users`` and ``/api/v1/audit``: access (admin only).
+
+Revoking a key or a user (``DELETE``) takes effect on the very next request; a revoked
+user's browser sessions end at once. The same from a shell: ``returns-gateway access``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
-from gateway.api.deps import Admin, SessionDep
+from gateway.api.deps import Caller, SessionDep
 from gateway.api.schemas import (
     ApiKeyCreate,
+    ApiKeyInfo,
     ApiKeyOut,
     AuditOut,
     ProblemOut,
     UserCreate,
     UserOut,
 )
-from gateway.models import AuditEntry
-from gateway.services.auth import create_api_key, create_user
+from gateway.models import ApiKey, AuditEntry, User
+from gateway.services.auth import create_api_key, create_user, revoke_api_key, revoke_user
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 
@@ -28,10 +33,39 @@ router = APIRouter(prefix="/api/v1", tags=["access"])
     response_model=ApiKeyOut,
     responses={409: {"model": ProblemOut}, 422: {"model": ProblemOut}},
 )
-def post_api_key(body: ApiKeyCreate, session: SessionDep, _who: Admin) -> ApiKeyOut:
+def post_api_key(body: ApiKeyCreate, session: SessionDep, _who: Caller) -> ApiKeyOut:
     """Create an API key; the plain key is in this response only (stored as SHA-256)."""
     plain, record = create_api_key(session, body.name, body.scopes)
     return ApiKeyOut(name=record.name, scopes=record.scopes.split(), key=plain)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyInfo])
+def read_api_keys(session: SessionDep, _who: Caller) -> list[ApiKeyInfo]:
+    """Every API key (name, prefix, scopes, revoked), by name."""
+    rows = session.scalars(select(ApiKey).order_by(ApiKey.name))
+    return [ApiKeyInfo.model_validate(r) for r in rows]
+
+
+@router.delete(
+    "/api-keys/{name}", response_model=ApiKeyInfo, responses={404: {"model": ProblemOut}}
+)
+def delete_api_key(name: str, session: SessionDep, who: Caller) -> ApiKeyInfo:
+    """Revoke a key: it is refused from the next request on (the record stays, revoked)."""
+    return ApiKeyInfo.model_validate(revoke_api_key(session, name))
+
+
+@router.get("/users", response_model=list[UserOut])
+def read_users(session: SessionDep, _who: Caller) -> list[UserOut]:
+    """Every user account, by name."""
+    return [
+        UserOut.model_validate(u) for u in session.scalars(select(User).order_by(User.username))
+    ]
+
+
+@router.delete("/users/{username}", response_model=UserOut, responses={404: {"model": ProblemOut}})
+def delete_user(username: str, session: SessionDep, _who: Caller) -> UserOut:
+    """Revoke a user: deactivated, and every browser session of theirs ends at once."""
+    return UserOut.model_validate(revoke_user(session, username))
 
 
 @router.post(
@@ -40,14 +74,14 @@ def post_api_key(body: ApiKeyCreate, session: SessionDep, _who: Admin) -> ApiKey
     response_model=UserOut,
     responses={409: {"model": ProblemOut}},
 )
-def post_user(body: UserCreate, session: SessionDep, _who: Admin) -> UserOut:
+def post_user(body: UserCreate, session: SessionDep, _who: Caller) -> UserOut:
     """Create a user (password hashed with Argon2id)."""
     return UserOut.model_validate(create_user(session, body.username, body.password, body.role))
 
 
 @router.get("/audit", response_model=list[AuditOut])
 def read_audit(
-    session: SessionDep, _who: Admin, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    session: SessionDep, _who: Caller, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> list[AuditOut]:
     """Audited writes (every POST / PUT / PATCH / DELETE with its outcome), newest first."""
     rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit))

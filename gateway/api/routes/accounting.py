@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
-from gateway.api.deps import Reader, SessionDep, SettingsDep
+from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.schemas import (
     CreditList,
     CreditOut,
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/v1", tags=["accounting"])
 @router.get("/credits", response_model=CreditList)
 def read_credits(
     session: SessionDep,
-    _who: Reader,
+    _who: Caller,
     rma: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> CreditList:
@@ -42,7 +42,7 @@ def read_credits(
 @router.get("/stock", response_model=StockOut)
 def read_stock(
     session: SessionDep,
-    _who: Reader,
+    _who: Caller,
     sku: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> StockOut:
@@ -64,7 +64,7 @@ def read_stock(
 def read_financial_report(
     session: SessionDep,
     settings: SettingsDep,
-    _who: Reader,
+    _who: Caller,
     start: Annotated[date | None, Query(description="First day (shop calendar)")] = None,
     end: Annotated[date | None, Query(description="Last day, inclusive")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",

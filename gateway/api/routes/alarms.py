@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 
-from gateway.api.deps import Lead, Reader, SessionDep
+from gateway.api.deps import Caller, SessionDep
 from gateway.models import Alarm
 from gateway.services import alarms
 
@@ -29,14 +29,14 @@ def _out(a: Alarm) -> dict[str, Any]:
 
 
 @router.get("")
-def list_alarms(session: SessionDep, _who: Reader, history: bool = False) -> dict[str, Any]:
+def list_alarms(session: SessionDep, _who: Caller, history: bool = False) -> dict[str, Any]:
     """Open alarms (active or unacknowledged), or with ``history=true`` the last 50."""
     rows = alarms.history(session) if history else alarms.open_alarms(session)
     return {"alarms": [_out(a) for a in rows]}
 
 
 @router.post("/{alarm_id}/ack")
-def ack(alarm_id: AlarmId, session: SessionDep, principal: Lead) -> dict[str, Any]:
+def ack(alarm_id: AlarmId, session: SessionDep, principal: Caller) -> dict[str, Any]:
     """Acknowledge an alarm (the first acknowledgement is kept)."""
     alarm = alarms.acknowledge(session, alarm_id, principal.name)
     if alarm is None:

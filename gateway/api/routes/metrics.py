@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import Reader
+from gateway.api.deps import Caller
 from gateway.models import Alarm, Rma, Station, StationEvent, utcnow
 
 router = APIRouter(tags=["metrics"])
@@ -120,7 +120,7 @@ class GatewayCollector(Collector):
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request, _who: Reader) -> Response:
+def metrics(request: Request, _who: Caller) -> Response:
     """Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
     with request.app.state.db.session() as session:

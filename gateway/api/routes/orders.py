@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from gateway.api.deps import OrderWriter, Reader, SessionDep
+from gateway.api.deps import Caller, SessionDep
 from gateway.api.schemas import OrderLineOut, OrderOut, ProblemOut
 from gateway.models import Order
 from gateway.schemas import OrderDraft
@@ -47,7 +47,7 @@ def post_order(
     draft: OrderDraft,
     response: Response,
     session: SessionDep,
-    principal: OrderWriter,
+    principal: Caller,
     idempotency_key: Annotated[str | None, Header(max_length=idempotency.MAX_KEY_LENGTH)] = None,
 ) -> Any:
     """Store an order (lines numbered 1..n).
@@ -78,7 +78,7 @@ def post_order(
     responses={201: {"model": OrderOut}, 422: {"model": ProblemOut}},
 )
 def put_order(
-    order_ref: str, draft: OrderDraft, response: Response, session: SessionDep, _w: OrderWriter
+    order_ref: str, draft: OrderDraft, response: Response, session: SessionDep, _w: Caller
 ) -> OrderOut:
     """Create (201) or update (200) an order; the same body again changes nothing.
 
@@ -94,7 +94,7 @@ def put_order(
 
 
 @router.get("/{order_ref}", response_model=OrderOut, responses={404: {"model": ProblemOut}})
-def read_order(order_ref: str, session: SessionDep, _who: Reader) -> OrderOut:
+def read_order(order_ref: str, session: SessionDep, _who: Caller) -> OrderOut:
     """Return an order with the units still returnable per line."""
     order = get_order(session, order_ref)
     if order is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from gateway.api.deps import Reader
+from gateway.api.deps import Caller
 
 router = APIRouter(prefix="/api/v1", tags=["photos"])
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1", tags=["photos"])
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no such photo"}},
 )
-def read_photo(sha256: str, request: Request, _who: Reader) -> FileResponse:
+def read_photo(sha256: str, request: Request, _who: Caller) -> FileResponse:
     """The JPEG named by ``sha256`` in a parcel event's ``photo`` (immutable: cached)."""
     store = getattr(request.app.state, "photos", None)
     path = store.path(sha256) if store is not None else None

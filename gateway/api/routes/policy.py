@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from gateway.api.deps import Admin, BridgeDep
+from gateway.api.deps import BridgeDep, Caller
 from protocol import ProtocolError
 from protocol.messages import encode
 from protocol.policy import DispositionPolicy
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1/policy", tags=["policy"])
 
 
 @router.put("", status_code=status.HTTP_202_ACCEPTED)
-def put_policy(body: dict[str, Any], bridge: BridgeDep, _who: Admin) -> dict[str, object]:
+def put_policy(body: dict[str, Any], bridge: BridgeDep, _who: Caller) -> dict[str, object]:
     """Publish a disposition policy (``protocol.policy.DispositionPolicy``), retained.
 
     Every station of the site validates it against its fail-safe rules, caches it and

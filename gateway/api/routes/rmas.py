@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from gateway.api.deps import Lead, Reader, RmaWriter, SessionDep, SettingsDep
+from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
 from gateway.schemas import DecisionRequest, ReceiptRequest, RmaDraft, TransitionRequest
@@ -79,7 +79,7 @@ def post_rma(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    principal: RmaWriter,
+    principal: Caller,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -142,13 +142,13 @@ def post_rma(
 
 
 @router.post("/expire-overdue", response_model=list[str])
-def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Lead) -> list[str]:
+def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Caller) -> list[str]:
     """Expire overdue RMAs now (also done every ``RS_EXPIRY_CHECK_S``); returns numbers."""
     return expire_overdue(session, settings)
 
 
 @router.get("/{number}", response_model=RmaOut, responses=_ERRORS)
-def read_rma(number: str, session: SessionDep, _who: Reader) -> RmaOut:
+def read_rma(number: str, session: SessionDep, _who: Caller) -> RmaOut:
     """Return one RMA by number, with its lines and recorded transitions."""
     return RmaOut.model_validate(_load(session, number))
 
@@ -157,7 +157,7 @@ def read_rma(number: str, session: SessionDep, _who: Reader) -> RmaOut:
 def read_rmas(
     session: SessionDep,
     settings: SettingsDep,
-    _who: Reader,
+    _who: Caller,
     after_revision: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="Only RMAs changed after this")
     ] = 0,
@@ -175,7 +175,7 @@ def post_transition(
     body: TransitionRequest,
     session: SessionDep,
     settings: SettingsDep,
-    principal: RmaWriter,
+    principal: Caller,
 ) -> RmaOut:
     """Fire a lifecycle trigger (``cancel`` and ``ship`` for shops; others need a lead).
 
@@ -202,7 +202,7 @@ def post_transition(
 
 @router.post("/{number}/receipts", response_model=RmaOut, responses=_ERRORS)
 def post_receipt(
-    number: str, body: ReceiptRequest, session: SessionDep, settings: SettingsDep, principal: Lead
+    number: str, body: ReceiptRequest, session: SessionDep, settings: SettingsDep, principal: Caller
 ) -> RmaOut:
     """Record units received at the desk (partial receipt leaves ``partially_received``).
 
@@ -230,7 +230,7 @@ def post_decision(
     body: DecisionRequest,
     session: SessionDep,
     settings: SettingsDep,
-    principal: Lead,
+    principal: Caller,
 ) -> RmaOut:
     """A lead grades a received (e.g. quarantined) return; credits follow by policy.
 
@@ -253,7 +253,7 @@ def post_decision(
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}}, **_ERRORS},
 )
-def read_label(number: str, session: SessionDep, settings: SettingsDep, _who: Reader) -> Response:
+def read_label(number: str, session: SessionDep, settings: SettingsDep, _who: Caller) -> Response:
     """The printable return label (PDF, 100 x 150 mm): Code 128 and QR of the number."""
     rma = _load(session, number)
     pdf = render_label(rma, settings.return_address)

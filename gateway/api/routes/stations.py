@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from gateway.api.deps import Reader, SessionDep
+from gateway.api.deps import Caller, SessionDep
 from gateway.api.schemas import (
     EventList,
     EventOut,
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1", tags=["stations"])
 
 
 @router.get("/stations", response_model=StationList)
-def read_stations(session: SessionDep, _who: Reader) -> StationList:
+def read_stations(session: SessionDep, _who: Caller) -> StationList:
     """List every known station with its state, last seen time and RMA revision."""
     return StationList(stations=[StationOut.model_validate(s) for s in list_stations(session)])
 
@@ -30,7 +30,7 @@ def read_stations(session: SessionDep, _who: Reader) -> StationList:
 @router.get("/events", response_model=EventList)
 def read_events(
     session: SessionDep,
-    _who: Reader,
+    _who: Caller,
     station: Annotated[str | None, Query(description="Only this station's events")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> EventList:
@@ -40,7 +40,7 @@ def read_events(
 
 
 @router.get("/lanes", response_model=LaneCounts)
-def read_lanes(session: SessionDep, _who: Reader) -> LaneCounts:
+def read_lanes(session: SessionDep, _who: Caller) -> LaneCounts:
     """Return parcel counts per station and lane."""
     stations = [
         StationLanes(station=name, lanes=lanes, total=sum(lanes.values()))

@@ -1,14 +1,23 @@
-"""``/api/v1/webhooks``: outbound deliveries, their dead letters and replay."""
+"""``/api/v1/webhooks``: endpoints and their secrets, outbound deliveries, dead letters, replay."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy import select
 
-from gateway.api.deps import Lead, Reader, SessionDep
-from gateway.api.schemas import DeliveryList, DeliveryOut, ProblemOut
-from gateway.models import WebhookDelivery
+from gateway.api.deps import Caller, SessionDep, SettingsDep
+from gateway.api.schemas import (
+    DeliveryList,
+    DeliveryOut,
+    ProblemOut,
+    WebhookEndpointCreate,
+    WebhookEndpointOut,
+    WebhookRotate,
+)
+from gateway.models import WebhookDelivery, WebhookEndpoint
+from gateway.services import webhook_endpoints as endpoints
 from gateway.services.webhooks import NotReplayable, list_deliveries, replay
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -17,7 +26,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 @router.get("/deliveries", response_model=DeliveryList)
 def read_deliveries(
     session: SessionDep,
-    _who: Reader,
+    _who: Caller,
     status_: Annotated[
         Literal["pending", "delivered", "dead"] | None, Query(alias="status")
     ] = None,
@@ -34,7 +43,7 @@ def read_deliveries(
     responses={404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
 )
 def post_replay(
-    delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, _who: Lead
+    delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, _who: Caller
 ) -> DeliveryOut:
     """Queue a dead delivery again with a fresh attempt budget (409 if it is not dead)."""
     delivery = session.get(WebhookDelivery, delivery_id)
@@ -45,3 +54,50 @@ def post_replay(
     except NotReplayable as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
     return DeliveryOut.model_validate(delivery)
+
+
+def _endpoint_out(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookEndpointOut:
+    return WebhookEndpointOut.model_validate(endpoint).model_copy(update={"secret": secret})
+
+
+@router.get("/endpoints", response_model=list[WebhookEndpointOut])
+def read_endpoints(session: SessionDep, _who: Caller) -> list[WebhookEndpointOut]:
+    """Every webhook endpoint (never its secret), by name."""
+    rows = session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.name))
+    return [_endpoint_out(e) for e in rows]
+
+
+@router.post(
+    "/endpoints",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookEndpointOut,
+    responses={409: {"model": ProblemOut}},
+)
+def post_endpoint(
+    body: WebhookEndpointCreate, session: SessionDep, _who: Caller
+) -> WebhookEndpointOut:
+    """Add a receiver with its own signing secret, returned in this answer only."""
+    secret, endpoint = endpoints.create_endpoint(session, body.name, body.url)
+    return _endpoint_out(endpoint, secret)
+
+
+@router.post(
+    "/endpoints/{name}/rotate",
+    response_model=WebhookEndpointOut,
+    responses={404: {"model": ProblemOut}},
+)
+def post_rotate(
+    name: str, body: WebhookRotate, session: SessionDep, settings: SettingsDep, _who: Caller
+) -> WebhookEndpointOut:
+    """A new secret (returned this once); the old one keeps signing until ``previous_until``."""
+    overlap = settings.webhook_rotation_overlap_s if body.overlap_s is None else body.overlap_s
+    secret, endpoint = endpoints.rotate(session, name, overlap)
+    return _endpoint_out(endpoint, secret)
+
+
+@router.delete(
+    "/endpoints/{name}", response_model=WebhookEndpointOut, responses={404: {"model": ProblemOut}}
+)
+def delete_endpoint(name: str, session: SessionDep, _who: Caller) -> WebhookEndpointOut:
+    """Stop queueing events for an endpoint (deliveries already queued still go out)."""
+    return _endpoint_out(endpoints.deactivate(session, name))

@@ -41,7 +41,7 @@ def configure_csrf(settings: Settings) -> None:
     """Load the form's CSRF configuration (token in the form body, cookie on /returns)."""
     ReturnsCsrf.load_config(
         lambda: [
-            ("secret_key", settings.secret_key),
+            ("secret_key", settings.key("returns-csrf")),
             ("token_location", "body"),
             ("token_key", CSRF_FIELD),
             ("cookie_key", "rs_csrf"),
@@ -64,7 +64,8 @@ def language(request: Request, settings: Settings) -> str:
 
 
 def _signer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=salt)
+    # one key per kind of link (returns-order-link, returns-rma-link), never the sessions'
+    return URLSafeTimedSerializer(settings.key(f"{salt}-link"), salt=salt)
 
 
 def sign(settings: Settings, salt: str, value: str) -> str:
@@ -97,7 +98,7 @@ def page(
     tr = i18n.translations(lang)
     csrf_token = signed = ""
     if csrf:
-        csrf_token, signed = ReturnsCsrf().generate_csrf_tokens(settings.secret_key)
+        csrf_token, signed = ReturnsCsrf().generate_csrf_tokens(settings.key("returns-csrf"))
     full = {
         "lang": lang,
         "languages": i18n.LANGUAGE_NAMES,

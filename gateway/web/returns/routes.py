@@ -48,7 +48,7 @@ async def _form(request: Request, settings: Settings) -> dict[str, str] | None:
     """Parse the posted form; None when its CSRF token does not check out."""
     form = await request.form()
     try:
-        await ReturnsCsrf().validate_csrf(request, secret_key=settings.secret_key)
+        await ReturnsCsrf().validate_csrf(request, secret_key=settings.key("returns-csrf"))
     except CsrfProtectError as exc:
         log.warning("return form: csrf refused from %s: %s", _ip(request), exc)
         return None
