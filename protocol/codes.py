@@ -303,7 +303,8 @@ def retail_gtin14(digits: str, symbology: str | None = None) -> tuple[str, str]:
     """(GTIN-14, what it was) of a retail code: EAN-13, UPC-A, UPC-E, EAN-8 or ITF-14.
 
     Eight digits are EAN-8, except under ``]E0`` (readers send UPC-E there, ISO/IEC 15424
-    and zxing-cpp): UPC-E is expanded to its UPC-A first (``biip``). ``]E3`` data is the
+    and zxing-cpp) or, without a symbology, when they fail as EAN-8 but hold as UPC-E:
+    UPC-E is expanded to its UPC-A first (``biip``). ``]E3`` data is the
     13-digit code followed by a 2- or 5-digit add-on (the add-on is dropped). The check
     digit is the GS1 mod-10 one (``python-stdnum`` ``ean``, GS1 General Specifications
     7.9.1).
@@ -319,15 +320,21 @@ def retail_gtin14(digits: str, symbology: str | None = None) -> tuple[str, str]:
     if kind is None:
         raise CodeError(f"retail code {digits!r} is not 8, 12, 13 or 14 digits")
     if len(digits) == 8 and symbology == "]E0":
-        try:
-            return Upc.parse(digits).as_gtin_14(), "UPC-E"
-        except ParseError as exc:
-            raise CodeError(f"UPC-E {digits!r}: {exc}") from exc
+        return _upc_e(digits)
     try:
         ean.validate(digits)
     except StdnumError as exc:
+        if len(digits) == 8 and symbology is None and digits[0] in "01":
+            return _upc_e(digits)  # not a valid EAN-8: perhaps a UPC-E
         raise CodeError(f"{kind} {digits!r} fails its check digit") from exc
     return digits.zfill(14), kind
+
+
+def _upc_e(digits: str) -> tuple[str, str]:
+    try:
+        return Upc.parse(digits).as_gtin_14(), "UPC-E"
+    except ParseError as exc:
+        raise CodeError(f"UPC-E {digits!r}: {exc}") from exc
 
 
 # -- carrier tracking numbers ----------------------------------------------------------------
@@ -384,7 +391,9 @@ class TrackingRule(BaseModel):
     ``pattern`` is a regular expression the whole read must match, with named groups
     ``body`` (the characters the check covers) and ``check`` (the check digit) unless
     ``check`` is ``none``. ``check``: ``s10`` (UPU S10 mod 11), ``ups_1z`` (UPS), ``gs1_mod10``
-    (weights 3-1 from the right), ``luhn``, ``mod7`` (body mod 7), ``none``.
+    (weights 3-1 from the right), ``luhn``, ``mod7`` (body mod 7), ``none``. A read that
+    matches the pattern but fails the check is ``garbled`` (a misread of that carrier's
+    number), so a site's pattern should be as tight as the carrier's format.
 
     Raises:
         ValueError: an invalid pattern, or one without the groups its check needs.
