@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from protocol.messages import _Message
 
@@ -86,6 +86,22 @@ class VerificationRule(BaseModel):
     min_unit_value_cents: int | None = Field(default=None, ge=0, le=10**12)
     max_unit_value_cents: int | None = Field(default=None, ge=0, le=10**12)
     note: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _fail_safe(self) -> VerificationRule:
+        lo, hi = self.min_unit_value_cents, self.max_unit_value_cents
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("min_unit_value_cents is above max_unit_value_cents")
+        scoped = self.categories or self.skus or hi is not None
+        if self.action == "trust_label" and not (scoped or self.lines == "without_identifiers"):
+            raise ValueError(
+                "a trust_label rule would trust every unverified unit of any category and "
+                "value: name categories or SKUs, a max_unit_value_cents, or lines: "
+                "without_identifiers"
+            )
+        if self.reason in ("matched", "hygiene_opened"):
+            raise ValueError(f"an inspected parcel cannot have reason {self.reason}")
+        return self
 
 
 DEFAULT_VERIFICATION = (
