@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from protocol import (
     SyncRequest,
     Telemetry,
     Topics,
+    UnitReceipt,
     decode,
     decode_rma_change,
     encode,
@@ -230,9 +231,18 @@ class StationLink:
         return self._connected.wait(timeout_s)
 
     # -- API ------------------------------------------------------------------------
-    def publish_event(self, payload: bytes) -> int:
-        """Queue an event for the gateway: persisted in the outbox first; returns its id."""
-        item_id = self.store.outbox_put(self.topics.event, payload)
+    def publish_event(
+        self,
+        payload: bytes,
+        rma_number: str | None = None,
+        receipts: Sequence[UnitReceipt] = (),
+    ) -> int:
+        """Queue an event for the gateway: persisted in the outbox first; returns its id.
+
+        ``receipts``: the RMA units the parcel claimed (``ParcelExited.units``), written
+        with the outbox row in one transaction (``StationStore.outbox_put``).
+        """
+        item_id = self.store.outbox_put(self.topics.event, payload, rma_number, receipts)
         self._wake.set()
         return item_id
 

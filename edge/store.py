@@ -1,8 +1,19 @@
-"""The station's local store (SQLite, WAL): RMA cache, event outbox, dead letters.
+"""The station's local store (SQLite, WAL): RMA cache, event outbox, receipts, dead letters.
 
 One database file per station, so a power cut leaves cache and outbox consistent with
 each other. Every method is thread-safe (one connection, one lock): the MQTT thread
 applies announcements while the reactor thread looks RMAs up.
+
+**Receipts** (the units this station claimed, per RMA line; the core's ``ReceiptBook``)
+are written only together with the parcel event that claims them, in the outbox row's
+transaction (:meth:`StationStore.outbox_put` with ``receipts``): after a power cut or a
+SIGKILL either both the event and its receipts are there or neither is, so "unit claimed"
+and "event queued" never disagree. A parcel still on the belt when the station died has
+neither (it is reported by nobody and claims nothing). Reconciliation with the gateway:
+announcements carry per line ``received_quantity`` (all stations, all sources) and
+``received_by_station``; :meth:`lookup_rma` gives the core both, with this station's own
+count, and the core takes as received the gateway's total plus those of its own receipts
+the gateway has not counted yet (``edge.sorter.core``).
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from pathlib import Path
 
 from edge.clock import utc_now
 from edge.sorter.model import RmaLineRecord, RmaRecord
-from protocol import RmaAnnouncement, RmaCancellation
+from protocol import Evidence, RmaAnnouncement, RmaCancellation, UnitReceipt
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +66,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload    BLOB NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS receipts (
+    rma_number TEXT NOT NULL,
+    line_no    INTEGER NOT NULL,
+    unit       INTEGER NOT NULL,
+    evidence   TEXT NOT NULL,
+    verified   INTEGER NOT NULL,
+    identifier TEXT,
+    outbox_id  INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (rma_number, line_no, unit)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     topic       TEXT NOT NULL,
@@ -75,10 +97,16 @@ class OutboxItem:
 
 
 class StationStore:
-    """SQLite store at ``path`` (created with its parent folder when missing)."""
+    """SQLite store at ``path`` (created with its parent folder when missing).
 
-    def __init__(self, path: str | Path) -> None:
+    ``station``: this station's id, to find its own count in an announcement's
+    ``received_by_station``; None: unknown, so none of its receipts is taken as counted
+    by the gateway (the safe side: a unit may be refused, never claimed twice).
+    """
+
+    def __init__(self, path: str | Path, station: str | None = None) -> None:
         self.path = Path(path)
+        self.station = station
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -159,6 +187,10 @@ class StationStore:
                 serial=line.get("serial"),
                 rfid_uid=line.get("rfid_uid"),
                 category=line.get("category"),
+                line_no=line.get("line_no"),
+                unit_value_cents=line.get("unit_value_cents"),
+                received_quantity=line.get("received_quantity", 0),
+                received_here=(line.get("received_by_station") or {}).get(self.station or "", 0),
             )
             for line in payload["lines"]
         )
@@ -210,15 +242,87 @@ class StationStore:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'policy'").fetchone()
         return None if row is None else str(json.loads(row[0])["payload"])
 
-    # -- outbox ---------------------------------------------------------------------
-    def outbox_put(self, topic: str, payload: bytes) -> int:
-        """Persist an event before it is sent; returns its outbox id."""
+    # -- receipts -------------------------------------------------------------------
+    def claimed_units(self, rma_number: str) -> dict[int, int]:
+        """Per line number, the highest unit this station claimed (the core's ReceiptBook)."""
         with self._lock:
+            rows = self._db.execute(
+                "SELECT line_no, MAX(unit) FROM receipts WHERE rma_number = ? GROUP BY line_no",
+                (rma_number,),
+            ).fetchall()
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def receipts(self, rma_number: str) -> list[UnitReceipt]:
+        """Every unit this station claimed on ``rma_number``, by line and unit."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT line_no, unit, evidence, verified, identifier FROM receipts "
+                "WHERE rma_number = ? ORDER BY line_no, unit",
+                (rma_number,),
+            ).fetchall()
+        record = self.lookup_rma(rma_number)
+        lines = record.lines if record is not None else ()
+        sku = {ln.number(i): ln.sku for i, ln in enumerate(lines)}
+        return [
+            UnitReceipt(
+                line_no=int(r[0]),
+                sku=sku.get(int(r[0]), "?"),
+                unit=int(r[1]),
+                evidence=Evidence(str(r[2])),
+                verified=bool(r[3]),
+                identifier=None if r[4] is None else str(r[4]),
+            )
+            for r in rows
+        ]
+
+    # -- outbox ---------------------------------------------------------------------
+    def outbox_put(
+        self,
+        topic: str,
+        payload: bytes,
+        rma_number: str | None = None,
+        receipts: Sequence[UnitReceipt] = (),
+    ) -> int:
+        """Persist an event before it is sent; returns its outbox id.
+
+        ``receipts`` (the units the event's parcel claims on ``rma_number``) are written
+        in the same transaction. A unit already recorded is kept as it was (the core
+        never claims one twice; the event is never lost for it) and logged.
+
+        Raises:
+            ValueError: receipts without an ``rma_number``.
+        """
+        if receipts and rma_number is None:
+            raise ValueError("receipts need the rma_number they claim units of")
+        now = utc_now().isoformat()
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
             cur = self._db.execute(
                 "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
-                (topic, payload, utc_now().isoformat()),
+                (topic, payload, now),
             )
-            return int(cur.lastrowid or 0)
+            item_id = int(cur.lastrowid or 0)
+            for u in receipts:
+                done = self._db.execute(
+                    "INSERT OR IGNORE INTO receipts(rma_number, line_no, unit, evidence, "
+                    "verified, identifier, outbox_id, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        rma_number,
+                        u.line_no,
+                        u.unit,
+                        u.evidence.value,
+                        int(u.verified),
+                        u.identifier,
+                        item_id,
+                        now,
+                    ),
+                )
+                if done.rowcount == 0:
+                    log.error(
+                        "unit claimed twice",
+                        extra={"rma": rma_number, "line_no": u.line_no, "unit": u.unit},
+                    )
+            return item_id
 
     def outbox_pending(self, limit: int = 100, after_id: int = 0) -> list[OutboxItem]:
         """Oldest unacknowledged events with id > ``after_id``."""

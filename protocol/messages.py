@@ -111,7 +111,11 @@ class RmaLine(BaseModel):
     ``unit_value_cents``, what one unit is worth (paid price, minor currency units), for
     the policy's value threshold; and the catalogue's expectation of one unit: ``weight_g``
     (grams) and ``length_mm`` / ``width_mm`` / ``height_mm``, for the checkweigher and the
-    camera's footprint check.
+    camera's footprint check. ``received_by_station``: how many of ``received_quantity``
+    came from each station's parcel events (station id -> units; the rest came from
+    elsewhere, e.g. a lead's manual receipt), so a station tells its own receipts the
+    gateway has counted from those it has not yet ingested; a station the map does not
+    name has none counted (the safe side: its own receipts are added to the total).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -129,6 +133,9 @@ class RmaLine(BaseModel):
     length_mm: int | None = Field(default=None, ge=1, le=5_000)
     width_mm: int | None = Field(default=None, ge=1, le=5_000)
     height_mm: int | None = Field(default=None, ge=1, le=5_000)
+    received_by_station: dict[
+        Annotated[str, Field(min_length=1, max_length=64)], Annotated[int, Field(ge=1, le=10_000)]
+    ] = Field(default_factory=dict, max_length=64)
 
     @field_validator("rfid_uid")
     @classmethod
@@ -141,12 +148,15 @@ class RmaLine(BaseModel):
             raise ValueError(
                 f"received_quantity {self.received_quantity} exceeds quantity {self.quantity}"
             )
+        if sum(self.received_by_station.values()) > self.received_quantity:
+            raise ValueError("received_by_station adds up to more than received_quantity")
         return self
 
     def has_v2_fields(self) -> bool:
         """True when a field of schema version 2 is set (not allowed in a version 1 message)."""
         return bool(
             self.received_quantity
+            or self.received_by_station
             or any(
                 v is not None
                 for v in (
@@ -317,7 +327,9 @@ class CodeClass(enum.StrEnum):
     element string (GS1-128, GS1 DataMatrix / QR / DataBar) with GTIN, serial, lot,
     expiry; ``retail``: a plain product code (EAN-13, UPC-A, UPC-E, EAN-8, ITF-14) as
     GTIN-14; ``sscc``: a logistic unit (GS1 AI 00); ``tracking``: a carrier's tracking
-    number (UPU S10, UPS 1Z, ...); ``tag``: an RFID tag UID; ``unknown``: none of these.
+    number (UPU S10, UPS 1Z, ...); ``tag``: an RFID tag UID; ``garbled``: a code of a known
+    kind whose check character or digit fails, or a GS1 symbol whose data does not parse (a
+    misread: never an identifier, never an unknown RMA); ``unknown``: none of these.
     """
 
     RMA_LABEL = "rma_label"
@@ -326,6 +338,7 @@ class CodeClass(enum.StrEnum):
     SSCC = "sscc"
     TRACKING = "tracking"
     TAG = "tag"
+    GARBLED = "garbled"
     UNKNOWN = "unknown"
 
 

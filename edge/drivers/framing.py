@@ -31,10 +31,11 @@ Framing rules:
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from protocol.codes import split_aim
 
 __all__ = ["GS", "DropReason", "Dropped", "ScanFrame", "ScanFramer", "split_aim_prefix"]
 
@@ -44,8 +45,6 @@ GS: Final = 0x1D
 _CR: Final = 0x0D
 _LF: Final = 0x0A
 _SUFFIXES: Final = (b"\r", b"\n", b"\r\n")
-_AIM_FLAG: Final = frozenset(string.ascii_letters)
-_AIM_MODIFIER: Final = frozenset(string.ascii_letters + string.digits)
 
 DropReason = Literal["stale", "overflow", "noise", "garbled", "ignored", "empty", "reset"]
 """Why a frame was not emitted.
@@ -256,9 +255,7 @@ def split_aim_prefix(text: str) -> tuple[str | None, str]:
     ``(None, text)`` when ``text`` does not start with ``]`` + letter +
     letter/digit.
     """
-    if len(text) >= 3 and text[0] == "]" and text[1] in _AIM_FLAG and text[2] in _AIM_MODIFIER:
-        return text[:3], text[3:]
-    return None, text
+    return split_aim(text)  # the code classifier's rule (protocol.codes)
 
 
 def _is_kept(byte: int) -> bool:

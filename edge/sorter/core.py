@@ -15,9 +15,34 @@ parcel whose body covers ``s ± tol``; a read that two parcels could own is ambi
 conflict for both.
 
 Decision: once the trailing edge has left the last station (``s + tol``), with what is
-known (a reader that never answered simply contributed nothing): identity
-(:mod:`~edge.sorter.identify`), RMA state and quantity, then the disposition policy
+known (a reader that never answered simply contributed nothing): every read classified
+(:mod:`protocol.codes`), identity and the evidence per RMA line
+(:mod:`~edge.sorter.identify`), RMA state, the units the parcel claims, the verification
+table for the units it did not verify, then the disposition policy
 (:mod:`~edge.sorter.policy`).
+
+Claim rule (which RMA units a parcel claims, ``Decision.units``): each line the parcel
+showed item evidence for (serial, tag, GTIN) claims one unit with that evidence: one read
+identifier proves one unit, never one of another line. When the RMA's label was read,
+the parcel also claims, as unverified ``label`` evidence, the next outstanding unit of
+every other line that has one: the label stands for the RMA, so a lead sees every line
+the box is said to hold (a box holding less is inspected by the verification table, and
+the gateway credits only verified units), but never more than one unit per line, so the
+claim errs on the side of claiming too little (a second box with the same label claims
+the next units; the lead receives anything else). A parcel named by its items alone (no
+label read) claims only the units it showed. An item read for a line with nothing
+outstanding is ``quantity_exceeded`` (the same unit a second time); so is a parcel with
+nothing left to claim. At most ``MAX_UNITS_PER_EVENT`` units per parcel.
+
+Outstanding units of a line = quantity - (units the gateway has received, from any
+station and any source, ``received_quantity``) - (this station's own claims the gateway
+has not counted yet: own claims - ``received_here``, all of them when the gateway does
+not say). Own claims are the highest unit this station recorded in its store
+(``ReceiptBook``) or, for claims not yet persisted, in the core's memory: a claim is
+visible to the next decision at once, also within one ``advance`` call, and a new core
+over the same store starts from the persisted receipts. Units are numbered per station:
+a claim takes the next number after both its own and the gateway's count of its
+receipts, so a restart never claims one unit twice.
 
 Timing (speed ``v``, gate at ``g`` mm, length ``L``): the gate opens at
 ``t(lead at g) - stroke - margin`` and closes at ``t(trail past g) + margin``. A decision
@@ -29,7 +54,7 @@ on to quarantine, the end of the belt.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge.sorter.debounce import Debouncer
 from edge.sorter.identify import (
@@ -37,9 +62,7 @@ from edge.sorter.identify import (
     IdentityResult,
     WindowReads,
     identify,
-    is_gs1,
-    parse_gs1,
-    split_aim,
+    item_of,
 )
 from edge.sorter.model import (
     Action,
@@ -48,6 +71,7 @@ from edge.sorter.model import (
     BeltCommand,
     BeltConfig,
     Decision,
+    Disposition,
     GateCancel,
     GateCommand,
     Identity,
@@ -56,12 +80,36 @@ from edge.sorter.model import (
     OrphanRead,
     ParcelExited,
     Reason,
+    ReceiptBook,
     RmaDirectory,
+    RmaRecord,
     distinct,
 )
 from edge.sorter.odometer import Odometer
-from edge.sorter.policy import Facts, Policy, decide, default_policy
-from protocol.messages import canonical_uid
+from edge.sorter.policy import (
+    Facts,
+    Outcome,
+    Policy,
+    UnitFacts,
+    Verification,
+    decide,
+    default_policy,
+    verify,
+)
+from protocol.codes import DEFAULT_CLASSIFIER, Classified, CodeClassifier
+from protocol.messages import (
+    EVIDENCE_ORDER,
+    MAX_READS_PER_EVENT,
+    MAX_UNITS_PER_EVENT,
+    CodeClass,
+    CodeRead,
+    Evidence,
+    UnitReceipt,
+    canonical_uid,
+)
+
+_LABELS = (CodeClass.RMA_LABEL,)
+_OTHERS = (CodeClass.SSCC, CodeClass.TRACKING)
 
 _EPS_MM = 1e-6  # positions compared with this slack: a wake-up computed by time_at is due
 
@@ -75,9 +123,13 @@ class _Parcel:
     induct_pos_mm: float
     length_mm: float | None = None
     labels: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    garbled: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
     uids: list[str] = field(default_factory=list)
     items: list[Gs1Item] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
+    codes: dict[tuple[str, str, str], CodeRead] = field(default_factory=dict)
     grades: list[str | None] = field(default_factory=list)
     decision: Decision | None = None
     command: GateCommand | None = None
@@ -86,6 +138,12 @@ class _Parcel:
     marks: list[Mark] = field(default_factory=list)
     ambiguous: int = 0
     sources: set[str] = field(default_factory=set)  # barcode readers that read it
+
+    def add_code(self, code: CodeRead) -> None:
+        """Record a classified read once (by class, value and reader)."""
+        key = (code.code_class.value, code.value, code.source)
+        if key not in self.codes and len(self.codes) < MAX_READS_PER_EVENT:
+            self.codes[key] = code
 
     def body_mm(self, belt_pos_mm: float) -> tuple[float, float]:
         """(trailing, leading) edge, mm downstream of the eye, at belt travel ``belt_pos_mm``."""
@@ -100,16 +158,24 @@ class SorterCore:
     Args:
         config: belt geometry and timing.
         rmas: the station's RMA directory (the cache), queried at decision time; when it
-            also implements ``IdentifierDirectory``, tags and serials can name the RMA.
+            also implements ``IdentifierDirectory``, tags and serials can name the RMA;
+            when it implements ``ReceiptBook``, claims start from its durable receipts.
         policy: the disposition policy (default: :func:`~edge.sorter.policy.default_policy`).
+        classifier: the code classifier (a site's tracking rules; default: the built-in
+            one, :data:`protocol.codes.DEFAULT_CLASSIFIER`).
     """
 
     def __init__(
-        self, config: BeltConfig, rmas: RmaDirectory, policy: Policy | None = None
+        self,
+        config: BeltConfig,
+        rmas: RmaDirectory,
+        policy: Policy | None = None,
+        classifier: CodeClassifier | None = None,
     ) -> None:
         self.config = config
         self.rmas = rmas
         self.policy = policy if policy is not None else default_policy()
+        self.classifier = classifier if classifier is not None else DEFAULT_CLASSIFIER
         self.odometer = Odometer(config.speed_mm_s, config.encoder_mm_per_count)
         self._eye = Debouncer(config.debounce_ms)
         self._ids = itertools.count(1)
@@ -118,7 +184,8 @@ class SorterCore:
         self._blocked_since_ms: float | None = None
         self.jammed = False
         self._full: set[str] = set()
-        self._received: dict[tuple[str, int], int] = {}
+        # Claims not (yet) in the receipt book: (RMA, line number) -> highest unit claimed.
+        self._claims: dict[tuple[str, int], int] = {}
         self._due_pos = max(pos + tol for pos, tol in config.zones())
         speed = config.speed_mm_s
         self._pre_mm = (config.gate_stroke_ms + config.gate_margin_ms) * speed / 1000.0
@@ -164,10 +231,12 @@ class SorterCore:
         """A barcode read at ``t_ms`` by the scan tunnel or, as a second reader, the camera.
 
         ``code`` is the data (an AIM prefix such as ``]C1`` at its start is split off as
-        metadata); ``symbology`` is the AIM identifier the scanner reported, if any. GS1
-        element strings (by symbology, leading FNC1 or content, see
-        :func:`~edge.sorter.identify.is_gs1`) give item identifiers; any other code is an
-        RMA label, keyed without its AIM prefix.
+        metadata); ``symbology`` is the AIM identifier the scanner reported, if any. The
+        code classifier (:mod:`protocol.codes`) names the read: an RMA label (a number the
+        directory knows, or ours with a valid check character), a product (GS1 element
+        string, retail EAN / UPC / ITF-14: item identifiers, never a second label), an
+        SSCC or tracking number (reported, no evidence), a garbled read (also a
+        :class:`BadRead`), or unknown (it may be the label of an RMA nobody announced).
 
         ``source`` is ``"scanner"`` (associated by position at the scan tunnel) or
         ``"camera"`` (the label decoded from the parcel's photo: associated with
@@ -180,15 +249,12 @@ class SorterCore:
         if source not in ("scanner", "camera"):
             raise ValueError(f"unknown barcode source {source!r}")
         actions = self.advance(t_ms)
-        item: Gs1Item | None = None
-        _, data = split_aim(code, symbology)
-        if is_gs1(code, symbology, self.rmas):
-            try:
-                item = parse_gs1(code, symbology)
-            except ValueError as exc:
-                self.counters["bad_reads"] += 1
-                return [*actions, BadRead("barcode", code, t_ms, str(exc))]
-        what = code if source == "scanner" else f"camera:{code}"
+        c = self.classifier.classify(code, symbology, self._known)
+        if c.code_class is CodeClass.GARBLED:
+            self.counters["bad_reads"] += 1
+            actions.append(BadRead("barcode", code, t_ms, c.detail or "garbled"))
+        prefix = "" if source == "scanner" else "camera:"
+        what = prefix + _read_key(c)
         cfg = self.config
         owner: _Parcel | None
         if source == "scanner":
@@ -198,18 +264,27 @@ class SorterCore:
         else:
             pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
             owner = self._claim(t_ms, pos, cfg.camera_tol_mm, what, actions)
-        prefix = "" if source == "scanner" else "camera:"
         if owner is None:
-            pass
-        elif item is not None:
-            owner.items.append(item)
-            owner.reads.append(f"{prefix}gs1:{item.gtin or ''}/{item.serial or ''}")
-        else:
-            owner.labels.append(data)
-            owner.reads.append(prefix + data)
-        if owner is not None:
+            return actions
+        cls = c.code_class
+        if cls in _LABELS:
+            owner.labels.append(c.value)
             owner.sources.add(source)
+        elif cls is CodeClass.UNKNOWN:
+            owner.texts.append(c.value)
+            owner.sources.add(source)
+        elif c.is_item:
+            owner.items.append(item_of(c))
+        elif cls is CodeClass.GARBLED:
+            owner.garbled.append(c.value)
+        elif cls in _OTHERS:
+            owner.others.append(c.value)
+        owner.reads.append(what)
+        owner.add_code(c.code_read("scanner" if source == "scanner" else "camera"))
         return actions
+
+    def _known(self, number: str) -> bool:
+        return self.rmas.lookup_rma(number) is not None
 
     def on_rfid(self, t_ms: float, uid: str) -> list[Action]:
         """An RFID tag UID read at ``t_ms`` (any separator / case; 4, 7 or 10 bytes).
@@ -232,6 +307,7 @@ class SorterCore:
         if owner is not None and canon not in owner.uids:
             owner.uids.append(canon)
             owner.reads.append(f"rfid:{canon}")
+            owner.add_code(CodeRead(code_class=CodeClass.TAG, value=canon, source="rfid"))
         return actions
 
     def on_grade(
@@ -361,9 +437,10 @@ class SorterCore:
             "policy_version": self.policy.version,
         }
 
-    def received_count(self, rma_number: str, line_index: int) -> int:
-        """Items of this RMA line identified on this station since start."""
-        return self._received.get((rma_number, line_index), 0)
+    def units_claimed(self, rma_number: str, line_no: int) -> int:
+        """Highest unit of this RMA line this station claimed (receipt book and memory)."""
+        book = self.rmas.claimed_units(rma_number) if isinstance(self.rmas, ReceiptBook) else {}
+        return max(book.get(line_no, 0), self._claims.get((rma_number, line_no), 0))
 
     # -- tracking -----------------------------------------------------------------------
     def _apply_eye_edge(self, t_ms: float, blocked: bool) -> None:
@@ -441,27 +518,108 @@ class SorterCore:
         return [cancel]
 
     # -- deciding -----------------------------------------------------------------------
-    def _facts(self, parcel: _Parcel) -> tuple[IdentityResult, Facts, int | None]:
+    def _claim_units(
+        self, ident: IdentityResult, rma: RmaRecord
+    ) -> tuple[tuple[UnitReceipt, ...], str | None]:
+        """(units the parcel claims, why it claims none / is a second receipt: or None).
+
+        The claim rule of the module doc; nothing is recorded here (see :meth:`_decide`).
+        """
+        book = self.rmas.claimed_units(rma.number) if isinstance(self.rmas, ReceiptBook) else {}
+        outstanding: list[int] = []
+        next_unit: list[int] = []
+        for i, line in enumerate(rma.lines):
+            key = (rma.number, line.number(i))
+            persisted = book.get(key[1], 0)
+            if key in self._claims and persisted >= self._claims[key]:
+                del self._claims[key]  # the book has every claim memory held
+            own = max(persisted, self._claims.get(key, 0))
+            here = line.received_here or 0
+            taken = line.received_quantity + max(0, own - here)
+            outstanding.append(max(0, line.quantity - taken))
+            next_unit.append(max(own, here) + 1)
+        units: list[UnitReceipt] = []
+
+        def take(i: int, evidence: Evidence, verified: bool, identifier: str | None) -> None:
+            line = rma.lines[i]
+            units.append(
+                UnitReceipt(
+                    line_no=line.number(i),
+                    sku=line.sku,
+                    unit=next_unit[i],
+                    evidence=evidence,
+                    verified=verified,
+                    identifier=identifier,
+                )
+            )
+            next_unit[i] += 1
+            outstanding[i] -= 1
+
+        for ev in ident.evidence:
+            if outstanding[ev.index] <= 0:
+                no = rma.lines[ev.index].number(ev.index)
+                return (), f"line {no} has nothing outstanding: its unit was received already"
+            take(ev.index, ev.evidence, ev.verified, ev.identifier)
+        if ident.by_label:
+            shown = {ev.index for ev in ident.evidence}
+            for i in range(len(rma.lines)):
+                if i not in shown and outstanding[i] > 0 and len(units) < MAX_UNITS_PER_EVENT:
+                    take(i, Evidence.LABEL, False, None)
+        if not units:
+            return (), f"nothing outstanding on {rma.number}"
+        rank = {e: k for k, e in enumerate(EVIDENCE_ORDER)}
+        units.sort(key=lambda u: (not u.verified, rank[u.evidence], u.line_no, u.unit))
+        return tuple(units), None
+
+    def _verification(self, rma: RmaRecord, units: tuple[UnitReceipt, ...]) -> Verification:
+        by_no = {line.number(i): line for i, line in enumerate(rma.lines)}
+        facts = []
+        for u in units:
+            line = by_no[u.line_no]
+            facts.append(
+                UnitFacts(
+                    line_no=u.line_no,
+                    sku=line.sku,
+                    category=line.category,
+                    unit_value_cents=line.unit_value_cents,
+                    declares_identifier=line.declares_identifier,
+                    declares_serial=line.serial is not None,
+                    declares_tag=line.rfid_uid is not None,
+                    verified=u.verified,
+                )
+            )
+        return verify(self.policy, facts)
+
+    def _facts(
+        self, parcel: _Parcel
+    ) -> tuple[IdentityResult, Facts, tuple[UnitReceipt, ...], Verification | None, str]:
         reads = WindowReads(
             labels=distinct(parcel.labels),
             uids=distinct(parcel.uids),
-            items=tuple(parcel.items),
+            items=tuple(dict.fromkeys(parcel.items)),
             ambiguous=parcel.ambiguous,
+            texts=distinct(parcel.texts),
+            garbled=distinct(parcel.garbled),
+            others=distinct(parcel.others),
         )
         ident = identify(reads, self.rmas)
         rma = ident.rma
-        line_index: int | None = None
         failure: Reason | None = None
-        if ident.identity is Identity.MATCHED and rma is not None:
-            free = [
-                i for i in ident.lines if self.received_count(rma.number, i) < rma.lines[i].quantity
-            ]
-            if free:
-                line_index = free[0]
+        units: tuple[UnitReceipt, ...] = ()
+        verification: Verification | None = None
+        claim_note = ""
+        if ident.identity is Identity.MATCHED and rma is not None and rma.state == "authorized":
+            units, why_none = self._claim_units(ident, rma)
+            if why_none is not None:
+                failure, claim_note = Reason.QUANTITY_EXCEEDED, why_none
             else:
-                failure = Reason.QUANTITY_EXCEEDED
-        shown = line_index if line_index is not None else (ident.lines[0] if ident.lines else None)
-        line = rma.lines[shown] if rma is not None and shown is not None else None
+                verification = self._verification(rma, units)
+                failure = verification.reason
+        line = None
+        if rma is not None and units:
+            line = next(ln for i, ln in enumerate(rma.lines) if ln.number(i) == units[0].line_no)
+        elif rma is not None and ident.lines:
+            line = rma.lines[ident.lines[0]]
         if self.config.camera_pos_mm is None and not parcel.grades:
             assumed = self.policy.assume_grade_without_camera
             grade = assumed if ident.identity is Identity.MATCHED else None
@@ -482,16 +640,20 @@ class SorterCore:
             category=line.category if line else None,
             rma_reason=rma.reason if rma is not None else None,
             failure=failure,
+            verification=verification.status if verification is not None else "",
         )
-        return ident, facts, line_index
+        return ident, facts, units, verification, claim_note
 
     def _decide(self, parcel: _Parcel, t_ms: float) -> list[Action]:
         cfg = self.config
         length = parcel.length_mm or 0.0
-        ident, facts, line_index = self._facts(parcel)
-        outcome = decide(self.policy, facts)
+        ident, facts, units, verification, claim_note = self._facts(parcel)
+        outcome = self._outcome(facts, ident.rma, units)
         reason = outcome.reason
-        why = [ident.detail, outcome.explanation]
+        why = [ident.detail, claim_note]
+        if verification is not None:
+            why.append(verification.explanation)
+        why.append(outcome.explanation)
         if "camera" in parcel.sources:
             why.insert(0, "label read by " + " and ".join(sorted(parcel.sources)))
         lane: LaneSpec | None = cfg.lane_for(outcome.disposition)
@@ -544,9 +706,14 @@ class SorterCore:
                     q.parcel_id: q for p in (parcel, *caught) for q in self._caught_by(p, lane)
                 }
                 caught = [again[k] for k in sorted(again)]
-        if rma_ok(facts) and line_index is not None and ident.rma is not None:
-            key = (ident.rma.number, line_index)
-            self._received[key] = self._received.get(key, 0) + 1
+        if units and ident.rma is not None:
+            number = ident.rma.number
+            for u in units:  # visible to the next decision at once
+                key = (number, u.line_no)
+                self._claims[key] = max(self._claims.get(key, 0), u.unit)
+        inputs = [*facts.as_inputs(), ("rule", str(outcome.rule))]
+        if verification is not None and verification.rule is not None:
+            inputs.append(("verification_rule", str(verification.rule)))
         decision = Decision(
             parcel.parcel_id,
             lane,
@@ -555,8 +722,10 @@ class SorterCore:
             distinct(parcel.reads),
             t_ms,
             policy_version=self.policy.version,
-            inputs=(*facts.as_inputs(), ("rule", str(outcome.rule)), *self._source_input(parcel)),
+            inputs=(*inputs, *self._source_input(parcel)),
             explanation=f"{lane.name}: {reason.value}; " + "; ".join(w for w in why if w),
+            units=units,
+            codes=tuple(parcel.codes.values()),
         )
         parcel.decision = decision
         parcel.command = command
@@ -565,6 +734,38 @@ class SorterCore:
         if command is not None:
             actions.append(command)
         return actions
+
+    def _outcome(
+        self, facts: Facts, rma: RmaRecord | None, units: tuple[UnitReceipt, ...]
+    ) -> Outcome:
+        """The policy's outcome for the parcel: one per line it claims units of.
+
+        A box holding units of several lines goes where every line's outcome agrees; the
+        first quarantining line wins; lines that would go to different lanes send the
+        box to quarantine ``mixed_dispositions`` (a lead splits it).
+        """
+        first = decide(self.policy, facts)
+        if rma is None or len({u.line_no for u in units}) < 2:
+            return first
+        outcomes = [first]
+        seen = {units[0].line_no}
+        for u in units[1:]:
+            if u.line_no in seen:
+                continue
+            seen.add(u.line_no)
+            line = next(ln for i, ln in enumerate(rma.lines) if ln.number(i) == u.line_no)
+            outcomes.append(
+                decide(self.policy, replace(facts, sku=line.sku, category=line.category))
+            )
+        q = Disposition.QUARANTINE
+        held = next((o for o in outcomes if o.disposition is q), None)
+        if held is not None:
+            return held
+        if len({o.disposition for o in outcomes}) > 1:
+            lanes = ", ".join(sorted({o.disposition.value for o in outcomes}))
+            why = f"its lines would go to {lanes}: one box, one lane"
+            return Outcome(q, Reason.MIXED_DISPOSITIONS, None, why)
+        return first
 
     @staticmethod
     def _source_input(parcel: _Parcel) -> tuple[tuple[str, str], ...]:
@@ -644,6 +845,7 @@ class SorterCore:
             actions.append(Alarm("divert_unconfirmed", True, t_ms, p.lane.name, p.parcel_id))
         self.lane_counts[p.lane.name] += 1
         exit_at = self._exit_time(p)
+        confirmed = p.confirmed if p.command is not None and p.lane.confirm else None
         actions.insert(
             0,
             ParcelExited(
@@ -653,11 +855,22 @@ class SorterCore:
                 exit_at if exit_at is not None else t_ms,
                 tuple(p.marks),
                 None if p.lane == p.decision.lane else p.lane,
+                confirmed,
             ),
         )
         return actions
 
 
 def rma_ok(facts: Facts) -> bool:
-    """True when the facts identify an item of an authorized RMA line (counts as received)."""
+    """True when the facts identify an item of an authorized RMA line (units are claimed)."""
     return facts.identity is Identity.MATCHED and facts.rma_state == "authorized"
+
+
+def _read_key(c: Classified) -> str:
+    """How a read is listed in ``Decision.reads`` (labels and unknown texts as read)."""
+    cls = c.code_class
+    if cls in (CodeClass.RMA_LABEL, CodeClass.UNKNOWN):
+        return c.value
+    if cls is CodeClass.GS1 or cls is CodeClass.RETAIL:
+        return f"gs1:{c.gtin or ''}/{c.serial or ''}"
+    return f"{cls.value}:{c.value}"

@@ -1,14 +1,33 @@
 """Identification: what the reads of one tracking window say about the item.
 
-Barcodes are either an RMA label (Code 128 carrying the RMA number) or a GS1 element
-string (GS1-128, GS1 DataMatrix / QR / DataBar) carrying GTIN, serial, lot and expiry,
-parsed with ``biip``. An AIM symbology identifier (``]C1``) is metadata, never part of
-the code. RFID UIDs are compared in canonical form (``protocol.messages.canonical_uid``).
+Every barcode read is named by the one code classifier (:mod:`protocol.codes`): our RMA
+label, a GS1 element string (GTIN, serial, lot, expiry), a retail product code (EAN /
+UPC / ITF-14 as GTIN-14), an SSCC or a carrier's tracking number, a garbled read, or
+unknown. An AIM symbology identifier (``]C1``) is metadata, never part of the code. RFID
+UIDs are compared in canonical form (``protocol.messages.canonical_uid``).
 
 :func:`identify` turns the distinct reads of a window into an :class:`IdentityResult`:
-which RMA, which of its lines, and whether the item agrees with the line (``matched``),
-contradicts it (``wrong_item``), lacks the tag the line requires (``rfid_timeout``), or
-whether the reads disagree with each other (``conflicting_reads``).
+which RMA, and for each of its lines the item evidence the parcel showed
+(:class:`LineEvidence`), or why it cannot say (``conflicting_reads``, ``no_read``,
+``garbled_read``, ``unknown_rma``, ``wrong_item``).
+
+Evidence rules (strongest first, ``protocol.messages.EVIDENCE_ORDER``):
+
+- **serial**: a serial (GS1 AI 21 of an unambiguous element string) equal to the line's;
+- **tag**: the tag UID the line declares;
+- **gtin**: a GTIN-14 (GS1 AI 01 or a retail code) equal to the line's: it *verifies* a
+  line that declares no serial and no tag; for one that does, it is evidence of the
+  right product but the unit stays unverified;
+- **label**: the RMA's label only (given by the core to the units it claims by label).
+
+A line that declares a serial or a tag is verified only by that identifier: its absence
+leaves the unit unverified (never "matched by absence"), a different one read for the
+line's product is ``wrong_item``. An identifier read that no line of the RMA declares,
+of a kind some line declares (a foreign tag, a product or serial not on the RMA), is
+``wrong_item`` too: the parcel holds something the RMA does not cover. A GTIN read
+verifies one line only, however many lines share the GTIN (the first one); one read
+identifier never verifies another line's unit. Retail codes, SSCCs and tracking numbers
+beside the label are never second labels.
 """
 
 from __future__ import annotations
@@ -17,34 +36,44 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from biip import ParseError
-from biip.gs1_messages import GS1Message
-
 from edge.sorter.model import (
     IdentifierDirectory,
     Identity,
     RmaDirectory,
-    RmaLineRecord,
     RmaRecord,
 )
+from protocol.codes import GS1_SYMBOLOGIES, Classified, classify
+from protocol.codes import split_aim as _split_aim
+from protocol.messages import EVIDENCE_ORDER, CodeClass, Evidence
 
-GS1_SYMBOLOGIES = frozenset({"]C1", "]d2", "]Q3", "]e0", "]J1"})
-"""AIM identifiers of symbols that carry GS1 element strings (GS1-128, GS1 DataMatrix,
-GS1 QR, GS1 DataBar, GS1 DotCode)."""
-
-_GS = "\x1d"
+__all__ = [
+    "GS1_SYMBOLOGIES",
+    "Gs1Item",
+    "IdentityResult",
+    "LineEvidence",
+    "WindowReads",
+    "gtin14",
+    "identify",
+    "is_gs1",
+    "item_of",
+    "parse_gs1",
+    "split_aim",
+]
 
 
 @dataclass(frozen=True)
 class Gs1Item:
-    """Item identifiers from a GS1 element string (``None`` where the AI is absent).
+    """Item identifiers of one product read (``None`` where absent).
+
+    From a GS1 element string or a retail code (:class:`protocol.codes.Classified`).
 
     Attributes:
-        gtin: AI 01, 14 digits.
-        serial: AI 21.
+        gtin: GTIN-14 (AI 01, or the retail code normalised).
+        serial: AI 21, only from an unambiguous element string.
         lot: AI 10.
         expiry: AI 17, the expiry date.
         symbology: the AIM identifier it was read with, or None.
+        ambiguous: why the element string was ambiguous (its serial withheld), or None.
     """
 
     gtin: str | None
@@ -52,90 +81,38 @@ class Gs1Item:
     lot: str | None
     expiry: dt.date | None
     symbology: str | None = None
+    ambiguous: str | None = None
 
 
 def split_aim(code: str, symbology: str | None = None) -> tuple[str | None, str]:
-    """Split an AIM symbology identifier (``]`` + 2 chars) off ``code``.
-
-    Returns ``(symbology, data)``; a ``symbology`` given by the scanner driver wins.
-    """
-    if len(code) >= 3 and code[0] == "]":
-        return symbology or code[:3], code[3:]
-    return symbology, code
+    """Split an AIM symbology identifier off ``code`` (see :func:`protocol.codes.split_aim`)."""
+    return _split_aim(code, symbology)
 
 
-def gtin_check_digit_ok(gtin: str) -> bool:
-    """True when ``gtin`` is 8, 12, 13 or 14 digits with a valid GS1 mod-10 check digit."""
-    if len(gtin) not in (8, 12, 13, 14) or not gtin.isdigit():
-        return False
-    body = [int(c) for c in reversed(gtin[:-1])]
-    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(body))
-    return (10 - total % 10) % 10 == int(gtin[-1])
-
-
-def looks_like_gs1(data: str) -> bool:
-    """True when ``data`` (no AIM prefix) is, by content alone, a GS1 element string.
-
-    Content rule, used when neither the symbology nor a leading FNC1 says GS1: the data
-    parses as a GS1 element string with ``biip`` *and* starts with AI 01, a GTIN whose
-    check digit is valid. An RMA number (``RMA-000123``, free text) never parses; a
-    purely numeric or AI-like one (``21SN0001``, ``10ABC``) is not taken as GS1 unless it
-    carries a valid GTIN, which makes an accidental match practically impossible.
-    """
-    data = data.strip(_GS).rstrip("\r\n")
-    if not data.startswith("01"):
-        return False
-    try:
-        message = GS1Message.parse(data)
-    except ParseError:
-        return False
-    gtin = message.element_strings.get(ai="01")
-    return gtin is not None and gtin_check_digit_ok(gtin.value)
+def item_of(c: Classified) -> Gs1Item:
+    """The item identifiers of a classified product read."""
+    return Gs1Item(c.gtin, c.serial, c.lot, c.expiry, c.symbology, c.ambiguous)
 
 
 def is_gs1(code: str, symbology: str | None = None, rmas: RmaDirectory | None = None) -> bool:
-    """True when ``code`` is a GS1 element string rather than an RMA label.
+    """True when the classifier names ``code`` a GS1 element string (class ``gs1``).
 
-    The AIM prefix is metadata (field case C4): a scanner may send a GS1-128 scan without
-    ``]C1``, or a GS1 element string may be printed in plain Code 128 without FNC1
-    (``]C0``). So, in order:
-
-    1. a GS1 symbology (:data:`GS1_SYMBOLOGIES`) or a leading FNC1 (GS) is GS1;
-    2. otherwise a code that is a known RMA number in ``rmas`` is an RMA label (the
-       directory lookup wins: a label the station knows is never reinterpreted);
-    3. otherwise it is GS1 when its content is (:func:`looks_like_gs1`).
+    A known RMA number in ``rmas`` is a label, unless the symbology says GS1.
     """
-    sym, data = split_aim(code, symbology)
-    if sym in GS1_SYMBOLOGIES or data.startswith(_GS):
-        return True
-    if rmas is not None and rmas.lookup_rma(data) is not None:
-        return False
-    return looks_like_gs1(data)
+    known = None if rmas is None else (lambda n: rmas.lookup_rma(n) is not None)
+    return classify(code, symbology, known).code_class is CodeClass.GS1
 
 
 def parse_gs1(code: str, symbology: str | None = None) -> Gs1Item:
-    """Parse a GS1 element string (with or without AIM prefix, GS as separator).
+    """The item identifiers of a GS1 element string (with or without AIM prefix).
 
     Raises:
-        ValueError: when the data is not a valid GS1 element string.
+        ValueError: when the classifier does not find a valid GS1 element string.
     """
-    sym, data = split_aim(code, symbology)
-    data = data.strip(_GS).rstrip("\r\n")
-    try:
-        message = GS1Message.parse(data)
-    except ParseError as exc:
-        raise ValueError(f"not a GS1 element string: {exc}") from exc
-    gtin = message.element_strings.get(ai="01")
-    serial = message.element_strings.get(ai="21")
-    lot = message.element_strings.get(ai="10")
-    expiry = message.element_strings.get(ai="17")
-    return Gs1Item(
-        gtin=gtin.value if gtin else None,
-        serial=serial.value if serial else None,
-        lot=lot.value if lot else None,
-        expiry=expiry.date if expiry else None,
-        symbology=sym,
-    )
+    c = classify(code, symbology)
+    if c.code_class is not CodeClass.GS1:
+        raise ValueError(f"not a GS1 element string: {c.detail or c.code_class.value}")
+    return item_of(c)
 
 
 def gtin14(gtin: str) -> str:
@@ -145,24 +122,50 @@ def gtin14(gtin: str) -> str:
 
 @dataclass(frozen=True)
 class WindowReads:
-    """The distinct reads of one parcel's tracking window.
+    """The distinct reads of one parcel's tracking window, by class.
 
     Attributes:
-        labels: RMA numbers from label barcodes, first seen first.
+        labels: RMA labels (class ``rma_label``: known here, or our number with a valid
+            check character), first seen first.
         uids: canonical RFID UIDs.
-        items: GS1 item identifiers.
+        items: product reads (GS1 element strings with a GTIN or serial, retail codes).
         ambiguous: reads that another parcel could own as well (too close together).
+        texts: reads of class ``unknown`` (could be the label of an RMA nobody announced).
+        garbled: garbled reads (a check character or digit failed).
+        others: SSCCs and carrier tracking numbers (reported, never evidence).
     """
 
     labels: tuple[str, ...] = ()
     uids: tuple[str, ...] = ()
     items: tuple[Gs1Item, ...] = ()
     ambiguous: int = 0
+    texts: tuple[str, ...] = ()
+    garbled: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        """True when nothing was read."""
-        return not (self.labels or self.uids or self.items)
+        """True when nothing at all was read."""
+        return not (
+            self.labels or self.uids or self.items or self.texts or self.garbled or self.others
+        )
+
+
+@dataclass(frozen=True)
+class LineEvidence:
+    """The item evidence a parcel showed for one RMA line.
+
+    Attributes:
+        index: the line's index in ``RmaRecord.lines``.
+        evidence: ``serial``, ``tag`` or ``gtin``.
+        verified: True when this evidence verifies a unit of the line (module doc).
+        identifier: the value read (serial, canonical UID, GTIN-14).
+    """
+
+    index: int
+    evidence: Evidence
+    verified: bool
+    identifier: str
 
 
 @dataclass(frozen=True)
@@ -171,31 +174,92 @@ class IdentityResult:
 
     Attributes:
         identity: the verdict.
-        rma: the RMA identified (also for ``wrong_item`` / ``rfid_timeout``), or None.
-        lines: indexes of the RMA lines the item matches (for ``matched``).
+        rma: the RMA identified (also for ``wrong_item``), or None.
+        lines: indexes of the RMA lines the parcel shows item evidence for; when only its
+            label named the RMA, every line (the label claims what is outstanding).
         detail: a short human explanation.
+        evidence: the item evidence per line (strongest read for each line), line order.
+        by_label: True when the RMA's label was read (it may claim outstanding units).
     """
 
     identity: Identity
     rma: RmaRecord | None
     lines: tuple[int, ...]
     detail: str
+    evidence: tuple[LineEvidence, ...] = ()
+    by_label: bool = False
 
 
-def _line_verdict(line: RmaLineRecord, reads: WindowReads) -> str:
-    """``ok``, ``contradicts`` or ``missing_tag`` for one line."""
-    uid = reads.uids[0] if reads.uids else None
-    item = reads.items[0] if reads.items else None
-    if line.rfid_uid is not None and uid is not None and uid != line.rfid_uid:
-        return "contradicts"
-    if item is not None:
-        if line.gtin and item.gtin and gtin14(item.gtin) != gtin14(line.gtin):
-            return "contradicts"
-        if line.serial and item.serial and item.serial != line.serial:
-            return "contradicts"
-    if line.rfid_uid is not None and uid is None:
-        return "missing_tag"
-    return "ok"
+def _rank(ev: LineEvidence) -> tuple[int, int]:
+    return (0 if ev.verified else 1, EVIDENCE_ORDER.index(ev.evidence))
+
+
+def _line_no(rma: RmaRecord, index: int) -> int:
+    return rma.lines[index].number(index)
+
+
+def line_evidence(
+    rma: RmaRecord, reads: WindowReads
+) -> tuple[tuple[LineEvidence, ...], str | None]:
+    """(evidence per line, in line order; the first contradiction, or None).
+
+    The rules are the module doc's. Pure; the RMA's lines as the station knows them.
+    """
+    lines = rma.lines
+    best: dict[int, LineEvidence] = {}
+
+    def offer(ev: LineEvidence) -> None:
+        old = best.get(ev.index)
+        if old is None or _rank(ev) < _rank(old):
+            best[ev.index] = ev
+
+    declares = {
+        "rfid_uid": any(ln.rfid_uid for ln in lines),
+        "serial": any(ln.serial for ln in lines),
+        "gtin": any(ln.gtin for ln in lines),
+    }
+    for uid in reads.uids:
+        hits = [i for i, ln in enumerate(lines) if ln.rfid_uid == uid]
+        if not hits and declares["rfid_uid"]:
+            return (), f"tag {uid} is not one {rma.number} declares"
+        for i in hits:
+            offer(LineEvidence(i, Evidence.TAG, True, uid))
+    used_gtins: set[str] = set()
+    for item in reads.items:
+        g = gtin14(item.gtin) if item.gtin else None
+        s = item.serial
+        if s is not None:
+            hits = [i for i, ln in enumerate(lines) if ln.serial == s]
+            for i in hits:
+                ln = lines[i]
+                if ln.gtin and g and gtin14(ln.gtin) != g:
+                    return (), f"serial {s} is line {_line_no(rma, i)}'s on another product"
+                offer(LineEvidence(i, Evidence.SERIAL, True, s))
+            if hits:
+                continue
+        if g is None:
+            if s is not None and declares["serial"]:
+                return (), f"serial {s} is not on {rma.number}"
+            continue
+        hits = [i for i, ln in enumerate(lines) if ln.gtin and gtin14(ln.gtin) == g]
+        if not hits:
+            if declares["gtin"]:
+                return (), f"product {g} is not on {rma.number}"
+            if s is not None and declares["serial"]:
+                return (), f"serial {s} is not on {rma.number}"
+            continue
+        if s is not None and all(lines[i].serial for i in hits):
+            return (), f"serial {s} is not the unit {rma.number} expects of product {g}"
+        if g in used_gtins:
+            continue
+        if s is not None:  # a serial no line declares: not the unit of a serialised line
+            hits = [i for i in hits if not lines[i].serial]
+        free = [i for i in hits if i not in best] or hits
+        i = free[0]
+        ln = lines[i]
+        used_gtins.add(g)
+        offer(LineEvidence(i, Evidence.GTIN, ln.serial is None and ln.rfid_uid is None, g))
+    return tuple(best[i] for i in sorted(best)), None
 
 
 def _by_identifier(rmas: RmaDirectory, kind: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -207,37 +271,38 @@ def _by_identifier(rmas: RmaDirectory, kind: str, values: Sequence[str]) -> tupl
     return tuple(found)
 
 
+def _describe(reads: WindowReads) -> str:
+    if reads.garbled:
+        return f"garbled read {reads.garbled[0]!r}"
+    if reads.others:
+        return f"no return label ({', '.join(reads.others[:2])} read)"
+    return "nothing read"
+
+
 def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
     """Identify the item of one tracking window against the station's RMA directory.
 
-    Rules, in order: a read another parcel could own is ``conflicting_reads``; nothing
-    read is ``no_read``; two different labels, tags, GTINs or
-    serials, or a tag / serial that names another RMA than the label, is
-    ``conflicting_reads``; no RMA found is ``unknown_rma``; an item identifier that
-    contradicts every line is ``wrong_item``; a line that declares a tag UID with no tag
-    read is ``rfid_timeout``; otherwise ``matched``.
+    Rules, in order: a read another parcel could own is ``conflicting_reads``; two
+    different RMA labels, or a tag / serial that names another RMA than the label, or
+    identifiers naming two RMAs, is ``conflicting_reads``; no label, no item and no
+    unknown text: ``garbled_read`` when a garbled read was all there was, else
+    ``no_read`` (a carrier tracking number or SSCC alone names no RMA); no RMA found is
+    ``unknown_rma``; an identifier that contradicts the RMA (module doc) is
+    ``wrong_item``; otherwise ``matched``, with the evidence per line (none: label only).
     """
     if reads.ambiguous:
         detail = f"{reads.ambiguous} read(s) could belong to a neighbouring parcel"
         return IdentityResult(Identity.CONFLICTING, None, (), detail)
-    if reads.empty:
-        return IdentityResult(Identity.NO_READ, None, (), "nothing read")
-    if len(reads.labels) > 1:
+    labels = tuple(dict.fromkeys(reads.labels))
+    if len(labels) > 1:
         return IdentityResult(
-            Identity.CONFLICTING, None, (), f"labels {', '.join(reads.labels)} in one window"
+            Identity.CONFLICTING, None, (), f"labels {', '.join(labels)} in one window"
         )
-    if len(reads.uids) > 1:
-        return IdentityResult(
-            Identity.CONFLICTING, None, (), f"tags {', '.join(reads.uids)} in one window"
-        )
-    gtins = {gtin14(i.gtin) for i in reads.items if i.gtin}
-    serials = {i.serial for i in reads.items if i.serial}
-    if len(gtins) > 1 or len(serials) > 1:
-        return IdentityResult(Identity.CONFLICTING, None, (), "two item barcodes in one window")
+    serials = sorted({i.serial for i in reads.items if i.serial})
     by_tag = _by_identifier(rmas, "rfid_uid", reads.uids)
-    by_serial = _by_identifier(rmas, "serial", sorted(serials))
-    if reads.labels:
-        number = reads.labels[0]
+    by_serial = _by_identifier(rmas, "serial", serials)
+    if labels:
+        number = labels[0]
         for source, named in (("tag", by_tag), ("serial", by_serial)):
             if named and number not in named:
                 return IdentityResult(
@@ -253,19 +318,38 @@ def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
                 Identity.CONFLICTING, None, (), f"identifiers name {', '.join(named)}"
             )
         if not named:
-            return IdentityResult(
-                Identity.UNKNOWN_RMA, None, (), "no RMA label, item not on any RMA"
-            )
+            if reads.texts:
+                return IdentityResult(
+                    Identity.UNKNOWN_RMA, None, (), f"{reads.texts[0]} is not known here"
+                )
+            if reads.items or reads.uids:
+                return IdentityResult(
+                    Identity.UNKNOWN_RMA, None, (), "no RMA label, item not on any RMA"
+                )
+            if reads.garbled and not reads.others:
+                return IdentityResult(Identity.GARBLED, None, (), _describe(reads))
+            return IdentityResult(Identity.NO_READ, None, (), _describe(reads))
         number = named[0]
     rma = rmas.lookup_rma(number)
     if rma is None:
         return IdentityResult(Identity.UNKNOWN_RMA, None, (), f"{number} is not known here")
-    verdicts = [_line_verdict(line, reads) for line in rma.lines]
-    ok = tuple(i for i, v in enumerate(verdicts) if v == "ok")
-    if ok:
-        return IdentityResult(Identity.MATCHED, rma, ok, f"item matches {number}")
-    if "missing_tag" in verdicts:
-        return IdentityResult(Identity.RFID_TIMEOUT, rma, (), f"{number} needs its tag read")
     if not rma.lines:
         return IdentityResult(Identity.WRONG_ITEM, rma, (), f"{number} has no lines")
-    return IdentityResult(Identity.WRONG_ITEM, rma, (), f"item does not match {number}")
+    evidence, contradiction = line_evidence(rma, reads)
+    if contradiction is not None:
+        return IdentityResult(
+            Identity.WRONG_ITEM, rma, (), f"item does not match {number}: {contradiction}"
+        )
+    by_label = bool(labels)
+    shown = tuple(e.index for e in evidence)
+    lines = tuple(range(len(rma.lines))) if by_label and not shown else shown
+    if not shown:
+        detail = f"label names {number}"
+    else:
+        what = ", ".join(
+            f"line {_line_no(rma, e.index)} {e.evidence.value}"
+            + ("" if e.verified else " (unit unverified)")
+            for e in evidence
+        )
+        detail = f"item matches {number}: {what}"
+    return IdentityResult(Identity.MATCHED, rma, lines, detail, evidence, by_label)

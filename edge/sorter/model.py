@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from protocol.messages import CodeRead, UnitReceipt
+
 
 class Disposition(enum.StrEnum):
     """Where a returned item goes next; decided by its condition, not the customer's reason."""
@@ -23,6 +25,7 @@ class Reason(enum.StrEnum):
     MATCHED = "matched"
     HYGIENE_OPENED = "hygiene_opened"
     NO_READ = "no_read"
+    GARBLED_READ = "garbled_read"
     UNKNOWN_RMA = "unknown_rma"
     CONFLICTING_READS = "conflicting_reads"
     WRONG_ITEM = "wrong_item"
@@ -31,6 +34,8 @@ class Reason(enum.StrEnum):
     RMA_EXPIRED = "rma_expired"
     RMA_ALREADY_RECEIVED = "rma_already_received"
     QUANTITY_EXCEEDED = "quantity_exceeded"
+    UNVERIFIED = "unverified"
+    MIXED_DISPOSITIONS = "mixed_dispositions"
     UNKNOWN_GRADE = "unknown_grade"
     RECALLED = "recalled"
     NO_RULE = "no_rule"
@@ -44,12 +49,17 @@ class Reason(enum.StrEnum):
 class Identity(enum.StrEnum):
     """What the reads of one tracking window say about the item (see ``identify``).
 
-    ``matched``: one known RMA, and every item identifier read (tag UID, serial, GTIN)
-    agrees with one of its lines (a line that declares a tag UID needs that tag read).
+    ``matched``: one known RMA, and no item identifier read (tag UID, serial, GTIN)
+    contradicts it; which of its units the parcel verified is the evidence per line
+    (``identify.LineEvidence``), judged by the policy's verification table.
+    ``garbled_read``: only garbled reads (a check character or digit failed).
+    ``rfid_timeout`` is no longer a verdict of ``identify`` (a line whose tag was not read
+    is an unverified unit, inspected with that reason); it stays a valid policy value.
     """
 
     MATCHED = "matched"
     NO_READ = "no_read"
+    GARBLED = "garbled_read"
     UNKNOWN_RMA = "unknown_rma"
     CONFLICTING = "conflicting_reads"
     WRONG_ITEM = "wrong_item"
@@ -176,7 +186,19 @@ class BeltConfig:
 
 @dataclass(frozen=True)
 class RmaLineRecord:
-    """An RMA line as the station knows it (identifiers canonical)."""
+    """An RMA line as the station knows it (identifiers canonical).
+
+    Attributes:
+        sku / quantity / gtin / serial / rfid_uid / category: as announced.
+        line_no: the line's number on the RMA (None: its position, 1-based).
+        unit_value_cents: what one unit is worth (minor currency units), None: unknown
+            (the verification table treats an unknown value as above every threshold).
+        received_quantity: units the gateway has received (any station, any source) at
+            the cached revision.
+        received_here: how many of those came from this station's events, when the
+            gateway says (None: unknown, so none of this station's receipts is assumed
+            to be in ``received_quantity``: the safe side).
+    """
 
     sku: str
     quantity: int
@@ -184,6 +206,19 @@ class RmaLineRecord:
     serial: str | None = None
     rfid_uid: str | None = None
     category: str | None = None
+    line_no: int | None = None
+    unit_value_cents: int | None = None
+    received_quantity: int = 0
+    received_here: int | None = None
+
+    def number(self, index: int) -> int:
+        """The line number: ``line_no``, or ``index + 1`` when the record has none."""
+        return self.line_no if self.line_no is not None else index + 1
+
+    @property
+    def declares_identifier(self) -> bool:
+        """True when the line declares any item identifier (GTIN, serial or tag)."""
+        return bool(self.gtin or self.serial or self.rfid_uid)
 
 
 @dataclass(frozen=True)
@@ -202,6 +237,23 @@ class RmaDirectory(Protocol):
 
     def lookup_rma(self, number: str) -> RmaRecord | None:
         """Return the RMA with this number, or None when the station does not know it."""
+        ...
+
+
+@runtime_checkable
+class ReceiptBook(Protocol):
+    """Optional: a directory that also keeps this station's durable receipts.
+
+    The core stays pure: it only reads the book. Claims it makes are kept in memory
+    (visible to the next decision at once, even within one ``advance`` call) and handed
+    to the shell on ``ParcelExited``; the shell writes them to the book in the same
+    transaction as the parcel's event (``StationStore.outbox_put(..., receipts=...)``),
+    so "unit claimed" and "event queued" never disagree after a power cut, and a core
+    started over the same store starts from the persisted receipts.
+    """
+
+    def claimed_units(self, rma_number: str) -> dict[int, int]:
+        """Per line number: the highest unit this station has recorded as claimed."""
         ...
 
 
@@ -227,8 +279,15 @@ class Decision:
         decided_at_ms: when the decision was made (monotonic ms).
         policy_version: version of the disposition policy that decided.
         inputs: the inputs the decision used, as (name, value) pairs: identity, RMA state,
-            grade and where it came from, SKU, category, customer's reason, rule.
+            grade and where it came from, SKU, category, customer's reason, verification,
+            rule.
         explanation: one sentence a lead can read: why this lane.
+        units: the RMA units the parcel claims, with their evidence, strongest first per
+            line (``protocol.messages.UnitReceipt``; the core's claim rule). Empty when no
+            RMA was identified, its item contradicted it, its state is not authorized or
+            nothing was outstanding.
+        codes: every distinct read of the window, classified (``CodeRead``), first seen
+            first, at most ``MAX_READS_PER_EVENT``.
     """
 
     parcel_id: int
@@ -240,6 +299,8 @@ class Decision:
     policy_version: str = ""
     inputs: tuple[tuple[str, str], ...] = ()
     explanation: str = ""
+    units: tuple[UnitReceipt, ...] = ()
+    codes: tuple[CodeRead, ...] = ()
 
     @property
     def disposition(self) -> Disposition:
@@ -315,6 +376,12 @@ class ParcelExited:
         marks: facts about the way out (``divert_unconfirmed``, ``gate_cancelled``).
         lane: where it went when that differs from the decision (a cancelled gate lets it
             run on to quarantine); ``None``: the decided lane.
+        divert_confirmed: True when the lane's divert-confirm sensor saw the diverted
+            parcel arrive, False when the lane has one and it did not, None when the lane
+            has no sensor or the parcel was not diverted (``ParcelEvent.divert_confirmed``).
+
+    The shell persists :attr:`units` (the receipts) atomically with the parcel's event,
+    before its next call into the core (``ReceiptBook``).
     """
 
     decision: Decision
@@ -323,11 +390,17 @@ class ParcelExited:
     exited_at_ms: float
     marks: tuple[Mark, ...] = ()
     lane: LaneSpec | None = None
+    divert_confirmed: bool | None = None
 
     @property
     def final_lane(self) -> LaneSpec:
         """The lane the parcel actually ended in (as far as the station knows)."""
         return self.lane if self.lane is not None else self.decision.lane
+
+    @property
+    def units(self) -> tuple[UnitReceipt, ...]:
+        """The RMA units the parcel claimed (its decision's), to persist with its event."""
+        return self.decision.units
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,26 @@ Fail safe, whatever the table says:
   restocked, refurbished or recycled: quarantine ``unknown_grade``;
 - no rule matches: quarantine ``no_rule``.
 
+Before the table, the **verification table** (:class:`VerificationRule`, ``verification``)
+judges the RMA units the parcel claims that it did not verify (label evidence only, or a
+GTIN for a line that declares a serial): each unverified unit is trusted (sorted on
+condition like a verified one) or inspected (quarantine, or a gated lane of disposition
+quarantine used for inspection, with a reason code, ``unverified`` by default). Fail
+safe, whatever the table says:
+
+- a unit whose line declares a serial or a tag is never trusted: only that identifier
+  verifies it (reason ``rfid_timeout`` when the tag was not read, else ``unverified``);
+- an unverified unit no rule matches is inspected (``unverified``);
+- an unknown unit value counts as above every value threshold;
+- a trust rule must say what it trusts: categories, SKUs, a ``max_unit_value_cents``, or
+  ``lines: without_identifiers`` (lines that declare no identifier, where the label is
+  all a parcel can show); a rule trusting every unverified unit is refused.
+
+The shipped table (:data:`DEFAULT_VERIFICATION`) trusts the label for lines that declare
+no identifier (what the station did before it knew about evidence; their units are still
+reported unverified, so the gateway does not credit them automatically) and inspects the
+rest. An empty table inspects every unverified unit.
+
 Without a camera, ``assume_grade_without_camera`` states the grade a parcel gets when its
 identity matched (the default policy assumes ``A``: a correctly identified return on a
 station without a camera is restocked; set it to ``None`` to quarantine such parcels).
@@ -60,6 +80,160 @@ class Rule:
     identity: Identity = Identity.MATCHED
     rma_state: str = AUTHORIZED
     note: str = ""
+
+
+TRUST_LABEL = "trust_label"
+INSPECT = "inspect"
+LINES_ANY = "any"
+LINES_WITHOUT_IDENTIFIERS = "without_identifiers"
+
+
+@dataclass(frozen=True)
+class VerificationRule:
+    """One row of the verification table: what an unverified unit of a line does.
+
+    Attributes:
+        action: ``trust_label`` (sorted on condition) or ``inspect`` (quarantine).
+        reason: the reason code of an inspected parcel (default ``unverified``).
+        categories / skus: the line's category / SKU matched (empty: any).
+        lines: ``any``, or ``without_identifiers`` (the line declares no GTIN, serial or
+            tag).
+        min_unit_value_cents / max_unit_value_cents: the unit value matched, inclusive
+            (minor currency units; None: no bound). An unknown value is above every
+            bound: it matches a minimum, never a maximum.
+        note: a human label for the row (shown in explanations).
+    """
+
+    action: str
+    reason: Reason = Reason.UNVERIFIED
+    categories: tuple[str, ...] = ()
+    skus: tuple[str, ...] = ()
+    lines: str = LINES_ANY
+    min_unit_value_cents: int | None = None
+    max_unit_value_cents: int | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.action not in (TRUST_LABEL, INSPECT):
+            raise ValueError(f"verification action {self.action!r} is not trust_label/inspect")
+        if self.lines not in (LINES_ANY, LINES_WITHOUT_IDENTIFIERS):
+            raise ValueError(f"verification lines {self.lines!r} is not any/without_identifiers")
+        lo, hi = self.min_unit_value_cents, self.max_unit_value_cents
+        if (lo is not None and lo < 0) or (hi is not None and hi < 0):
+            raise ValueError("unit value bounds must not be negative")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("min_unit_value_cents is above max_unit_value_cents")
+        if self.reason in (Reason.MATCHED, Reason.HYGIENE_OPENED):
+            raise ValueError(f"an inspected parcel cannot have reason {self.reason.value}")
+
+    @property
+    def explicit_trust(self) -> bool:
+        """True when a trust rule names its scope (categories, SKUs, value cap, lines)."""
+        return bool(
+            self.categories
+            or self.skus
+            or self.max_unit_value_cents is not None
+            or self.lines == LINES_WITHOUT_IDENTIFIERS
+        )
+
+    def matches(self, unit: UnitFacts) -> bool:
+        """True when this row applies to ``unit``."""
+        value = unit.unit_value_cents
+        lo, hi = self.min_unit_value_cents, self.max_unit_value_cents
+        return (
+            (not self.categories or unit.category in self.categories)
+            and (not self.skus or unit.sku in self.skus)
+            and (self.lines == LINES_ANY or not unit.declares_identifier)
+            and (lo is None or value is None or value >= lo)
+            and (hi is None or (value is not None and value <= hi))
+        )
+
+    def label(self, index: int) -> str:
+        """``verification rule N (note)`` for explanations."""
+        return f"verification rule {index}" + (f" ({self.note})" if self.note else "")
+
+
+DEFAULT_VERIFICATION: tuple[VerificationRule, ...] = (
+    VerificationRule(
+        TRUST_LABEL,
+        lines=LINES_WITHOUT_IDENTIFIERS,
+        note="line declares no identifier: the label is all a parcel can show",
+    ),
+)
+"""The shipped verification table (module doc)."""
+
+
+@dataclass(frozen=True)
+class UnitFacts:
+    """What the verification table looks at for one claimed unit.
+
+    Attributes:
+        line_no / sku / category: the RMA line.
+        unit_value_cents: the unit's value, None when unknown.
+        declares_identifier: the line declares a GTIN, serial or tag.
+        declares_serial / declares_tag: the line declares a serial / a tag UID.
+        verified: the parcel verified this unit (``UnitReceipt.verified``).
+    """
+
+    line_no: int
+    sku: str
+    category: str | None
+    unit_value_cents: int | None
+    declares_identifier: bool
+    declares_serial: bool
+    declares_tag: bool
+    verified: bool
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verification table's verdict on a parcel's claimed units.
+
+    Attributes:
+        status: ``verified`` (every unit), ``trusted`` (unverified units all trusted),
+            ``unverified`` (some inspected), or ``none`` (no unit claimed).
+        reason: the reason code when inspected, else None.
+        rule: index of the deciding verification rule (inspection: the first inspected
+            unit's; trust: the last trusting one), None for a fixed rule or no rule.
+        explanation: which rule decided, for a lead.
+    """
+
+    status: str
+    reason: Reason | None = None
+    rule: int | None = None
+    explanation: str = ""
+
+
+def verify(policy: Policy, units: Sequence[UnitFacts]) -> Verification:
+    """Judge the unverified units of a parcel with ``policy.verification`` (module doc)."""
+    if not units:
+        return Verification("none")
+    trusted: list[str] = []
+    rule_used: int | None = None
+    for unit in units:
+        if unit.verified:
+            continue
+        if unit.declares_serial or unit.declares_tag:
+            kind = "serial" if unit.declares_serial else "tag"
+            reason = Reason.RFID_TIMEOUT if not unit.declares_serial else Reason.UNVERIFIED
+            why = f"line {unit.line_no} unverified: only its {kind} verifies it"
+            return Verification("unverified", reason, None, why)
+        for i, rule in enumerate(policy.verification):
+            if rule.matches(unit):
+                if rule.action == INSPECT:
+                    why = f"line {unit.line_no} unverified: inspected by {rule.label(i)}"
+                    return Verification("unverified", rule.reason, i, why)
+                trusted.append(f"line {unit.line_no}")
+                rule_used = i
+                break
+        else:
+            why = f"line {unit.line_no} unverified: no verification rule trusts it"
+            return Verification("unverified", Reason.UNVERIFIED, None, why)
+    if not trusted:
+        return Verification("verified", explanation="every unit verified")
+    assert rule_used is not None
+    label = policy.verification[rule_used].label(rule_used)
+    return Verification("trusted", None, rule_used, f"{', '.join(trusted)} label trusted: {label}")
 
 
 @dataclass(frozen=True)
@@ -125,10 +299,13 @@ class Policy:
             parcel (field case C9: stale, black or repeated frames); None: unknown
             (quarantine ``unknown_grade``). A stale image is never graded.
         grading: the camera grading thresholds.
+        verification: the verification table (:class:`VerificationRule`), tried in order
+            for each unverified unit; default :data:`DEFAULT_VERIFICATION`.
 
     Raises:
         ValueError: a rule sends a failed identity or a non-authorized RMA anywhere but
-            quarantine, names an unknown grade, or the assumed grade is unknown.
+            quarantine, names an unknown grade, the assumed grade is unknown, or a
+            verification rule trusts every unverified unit without naming its scope.
     """
 
     version: str
@@ -138,10 +315,18 @@ class Policy:
     min_grade_confidence: float = 0.0
     grade_without_photo: str | None = None
     grading: GradingThresholds = field(default_factory=GradingThresholds)
+    verification: tuple[VerificationRule, ...] = DEFAULT_VERIFICATION
 
     def __post_init__(self) -> None:
         if not self.version:
             raise ValueError("a policy needs a version")
+        for i, vrule in enumerate(self.verification):
+            if vrule.action == TRUST_LABEL and not vrule.explicit_trust:
+                raise ValueError(
+                    f"verification rule {i} would trust every unverified unit of any "
+                    "category and value: name categories or SKUs, a max_unit_value_cents, "
+                    "or lines: without_identifiers"
+                )
         for i, rule in enumerate(self.rules):
             failure = rule.identity is not Identity.MATCHED or rule.rma_state != AUTHORIZED
             if failure and rule.disposition is not Disposition.QUARANTINE:
@@ -170,7 +355,9 @@ class Facts:
         grade: condition grade, or None when unknown.
         grade_source: ``camera``, ``assumed`` (no camera), or ``none``.
         sku / category / rma_reason: from the RMA line and the RMA, when known.
-        failure: a reason found before the table (e.g. ``quantity_exceeded``), or None.
+        failure: a reason found before the table (e.g. ``quantity_exceeded``,
+            ``unverified``), or None.
+        verification: the verification status (:class:`Verification`), ``""``: not judged.
     """
 
     identity: Identity
@@ -181,6 +368,7 @@ class Facts:
     category: str | None = None
     rma_reason: str | None = None
     failure: Reason | None = None
+    verification: str = ""
 
     def as_inputs(self) -> tuple[tuple[str, str], ...]:
         """The facts as (name, value) pairs for the decision record."""
@@ -193,6 +381,8 @@ class Facts:
             "category": self.category or "-",
             "rma_reason": self.rma_reason or "-",
         }
+        if self.verification:
+            pairs["verification"] = self.verification
         if self.failure is not None:
             pairs["failure"] = self.failure.value
         return tuple(pairs.items())
@@ -334,6 +524,12 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
     confidence = data.get("min_grade_confidence", 0.0)
     if not isinstance(confidence, int | float):
         raise ValueError("min_grade_confidence must be a number")
+    raw_verification = data.get("verification")
+    verification = DEFAULT_VERIFICATION
+    if raw_verification is not None:
+        if not isinstance(raw_verification, Sequence):
+            raise ValueError("verification must be a list")
+        verification = tuple(_verification_rule(raw) for raw in raw_verification)
     return Policy(
         version=str(data["version"]),
         rules=tuple(rules),
@@ -342,6 +538,30 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
         min_grade_confidence=float(confidence),
         grade_without_photo=None if without_photo is None else str(without_photo),
         grading=grading,
+        verification=verification,
+    )
+
+
+def _optional_int(value: object, key: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key} must be an integer")
+    return value
+
+
+def _verification_rule(raw: object) -> VerificationRule:
+    if not isinstance(raw, Mapping):
+        raise ValueError("each verification rule must be a mapping")
+    return VerificationRule(
+        action=str(raw["action"]),
+        reason=Reason(str(raw.get("reason", Reason.UNVERIFIED.value))),
+        categories=_strs(raw.get("categories"), "categories"),
+        skus=_strs(raw.get("skus"), "skus"),
+        lines=str(raw.get("lines", LINES_ANY)),
+        min_unit_value_cents=_optional_int(raw.get("min_unit_value_cents"), "min_unit_value_cents"),
+        max_unit_value_cents=_optional_int(raw.get("max_unit_value_cents"), "max_unit_value_cents"),
+        note=str(raw.get("note", "")),
     )
 
 
@@ -367,5 +587,18 @@ def policy_to_mapping(policy: Policy) -> dict[str, object]:
                 "note": r.note,
             }
             for r in policy.rules
+        ],
+        "verification": [
+            {
+                "action": v.action,
+                "reason": v.reason.value,
+                "categories": list(v.categories),
+                "skus": list(v.skus),
+                "lines": v.lines,
+                "min_unit_value_cents": v.min_unit_value_cents,
+                "max_unit_value_cents": v.max_unit_value_cents,
+                "note": v.note,
+            }
+            for v in policy.verification
         ],
     }

@@ -20,8 +20,14 @@ Pipeline (OpenCV, numpy; zxing-cpp for the barcode), for one BGR frame:
    ``dark_ratio`` x its median grey, label excluded (tears, holes, broken tape).
 5. **Label**: the largest bright (grey >= 190), unsaturated (HSV S <= 60) blob inside the
    parcel, at least ``min_label_area_mm2``; it is deskewed by its own minimum-area
-   rectangle and decoded with zxing-cpp (Code 128 and the other linear formats), again
-   at twice the size when the crop gives nothing.
+   rectangle and decoded with zxing-cpp, again at twice the size when the crop gives
+   nothing, and then the whole raw frame (any orientation) when neither did: a product
+   barcode off the label, a rotated 2-D code (:func:`read_codes`). Formats: the linear
+   ones (Code 128, Code 39, Code 93, Codabar, EAN-13, EAN-8, UPC-A, UPC-E, ITF), GS1
+   DataBar (omnidirectional, expanded), Data Matrix and QR Code. Each read is returned as
+   a scanner in AIM mode sends it: the symbology identifier (ISO/IEC 15424, ``]C0``,
+   ``]E0``, ``]d2``, ...) followed by the raw data (FNC1 as GS), so the code classifier
+   (``protocol.codes``) knows a GS1 DataBar or an EAN from a plain Code 128.
 6. **Grade** (:func:`grade_measures`): each measure against the policy's A and B limits;
    the worst measure decides. Confidence = 0.5 + 0.5 x (distance to the nearest limit /
    the measure's scale: the A limit's distance to a perfect value for an A measure, the
@@ -41,6 +47,7 @@ import zxingcpp
 
 from edge.sorter.policy import GradingThresholds
 from edge.vision.calibration import Calibration
+from protocol.codes import split_aim
 
 __all__ = [
     "BackgroundModel",
@@ -50,13 +57,17 @@ __all__ = [
     "grade_frame",
     "grade_measures",
     "measure",
+    "read_codes",
 ]
 
 UNKNOWN = "unknown"
 BORDER_PX = 6
 DIFF_MIN = 28.0
 DIFF_K = 6.0
-_LINEAR: Any = zxingcpp.barcode_formats_from_str("Code128,Code39,Code93,EAN13,EAN8,UPCA,ITF")
+_FORMATS: Any = zxingcpp.barcode_formats_from_str(
+    "Code128,Code39,Code93,Codabar,EAN13,EAN8,UPCA,UPCE,ITF,"
+    "DataBar,DataBarExpanded,DataMatrix,QRCode"
+)
 
 
 def _border(image: Any) -> Any:
@@ -102,7 +113,8 @@ class Measures:
         angle_deg: the rectangle's angle in the image.
         area_px: outline area. rect_fill / solidity / dark_fraction: see the module doc.
         label_present: a label-sized bright patch is on the parcel.
-        barcodes: decoded barcode texts (zxing-cpp), in reading order.
+        barcodes: decoded barcodes (zxing-cpp), in reading order, each as
+            ``<AIM identifier><raw data>`` (:func:`decode_barcodes`).
         box_px: the rectangle's corners (4 x 2, px) for drawing.
     """
 
@@ -156,10 +168,32 @@ def _segment(frame: Any, background: BackgroundModel | None) -> Any:
     return mask
 
 
-def decode_barcodes(grey: Any) -> tuple[str, ...]:
-    """Linear barcodes (Code 128 and others) zxing-cpp decodes in a grey image."""
-    found = zxingcpp.read_barcodes(grey, formats=_LINEAR, try_rotate=False)
-    return tuple(b.text for b in found if b.valid)
+def decode_barcodes(grey: Any, try_rotate: bool = False) -> tuple[str, ...]:
+    """Barcodes zxing-cpp decodes in a grey image, each as ``<AIM identifier><raw data>``.
+
+    ``try_rotate``: also look for linear codes at 90 / 180 / 270 degrees (2-D codes are
+    found in any orientation anyway). The text is zxing-cpp's plain text mode: the data
+    as encoded, FNC1 as GS (``0x1D``), never the bracketed HRI.
+    """
+    found = zxingcpp.read_barcodes(
+        grey, formats=_FORMATS, try_rotate=try_rotate, text_mode=zxingcpp.TextMode.Plain
+    )
+    return tuple(dict.fromkeys(b.symbology_identifier + b.text for b in found if b.valid))
+
+
+def read_codes(grey: Any, label_rect: Any = None) -> tuple[str, ...]:
+    """The label-reading path of the camera: what the grader decodes in a grey frame.
+
+    With the label's minimum-area rectangle (``cv2.minAreaRect`` form), the label is
+    straightened and decoded first (:func:`_read_label`); when that gives nothing, or
+    there is no label, the whole raw frame is decoded in any orientation. Reads as in
+    :func:`decode_barcodes`, first found first.
+    """
+    if label_rect is not None:
+        codes = _read_label(grey, label_rect)
+        if codes:
+            return codes
+    return decode_barcodes(grey, try_rotate=True)
 
 
 def _label(frame: Any, parcel: Any, min_area_px: float) -> tuple[Any, Any]:
@@ -240,8 +274,8 @@ def measure(
     if values.size:
         dark = float(np.mean(values < thresholds.dark_ratio * float(np.median(values))))
     codes: tuple[str, ...] = ()
-    if decode and label_rect is not None:
-        codes = _read_label(grey, label_rect)
+    if decode:
+        codes = read_codes(grey, label_rect)
     return Measures(
         found=True,
         touches_border=bool(touches),
@@ -315,7 +349,7 @@ def grade_measures(
         notes.append(f"{name} {value:.3f}{mark}")
     grade = "ABC"[worst]
     label = (
-        "label read " + ",".join(m.barcodes)
+        "label read " + ",".join(split_aim(code)[1] for code in m.barcodes)
         if m.barcodes
         else ("label unread" if m.label_present else "no label")
     )

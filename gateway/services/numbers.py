@@ -7,21 +7,27 @@ MOD 37,36 of ISO/IEC 7064: it catches every single-character substitution and ab
 MOD 37-2 would catch them all but needs ``*`` as a 37th character). Any number of that
 shape (``RS`` + 9 of ``0-9A-Z``) must carry a valid check character, whether generated
 here or supplied by a shop, so a mistyped number is refused instead of looked up. Numbers
-of other shapes (a shop's own numbering) are accepted as they are.
+of other shapes (a shop's own numbering) are accepted as they are. The shape and check
+rule live in ``protocol.codes`` (the station's code classifier applies the same rule: a
+label read with a wrong check character is a garbled read, not an unknown RMA).
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 
-from stdnum.iso7064 import mod_37_36
+from protocol.codes import (
+    RMA_BODY_LENGTH,
+    RMA_PREFIX,
+    is_rma_number_shape,
+    rma_check_character,
+    rma_number_ok,
+)
 
-PREFIX = "RS"
-BODY_LENGTH = 8
+PREFIX = RMA_PREFIX
+BODY_LENGTH = RMA_BODY_LENGTH
 _ALPHABET = string.digits + string.ascii_uppercase
-_OURS = re.compile(rf"^{PREFIX}[0-9A-Z]{{{BODY_LENGTH + 1}}}$")
 
 
 class MistypedNumber(ValueError):
@@ -31,12 +37,12 @@ class MistypedNumber(ValueError):
 def generate() -> str:
     """Return a fresh random RMA number with its check character (e.g. ``RS7K2M9Q4XI``)."""
     body = PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(BODY_LENGTH))
-    return body + str(mod_37_36.calc_check_digit(body))
+    return body + rma_check_character(body)
 
 
 def is_ours(number: str) -> bool:
     """True when ``number`` has the gateway's shape (so it must carry a valid check)."""
-    return bool(_OURS.match(number))
+    return is_rma_number_shape(number)
 
 
 def check(number: str) -> str:
@@ -45,7 +51,7 @@ def check(number: str) -> str:
     Raises:
         MistypedNumber: when it has the gateway's shape but a wrong check character.
     """
-    if is_ours(number) and not mod_37_36.is_valid(number):
+    if is_ours(number) and not rma_number_ok(number):
         raise MistypedNumber(
             f"RMA number {number!r} fails its check character (ISO 7064 MOD 37,36): "
             "probably mistyped"

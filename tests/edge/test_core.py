@@ -187,7 +187,6 @@ ITEM = "gs1:09501101020917/SN0001"
         (["RMA-1", "]C1" + C4_DATA], ("RMA-1", ITEM)),
         (["RMA-1", C4_DATA], ("RMA-1", ITEM)),
         (["RMA-1", "]C0" + C4_DATA], ("RMA-1", ITEM)),
-        (["RMA-1", "0109501101020917" + "17251231" + "10ABC123"], ("RMA-1", "gs1:09501101020917/")),
         (["]C0RMA-1", C4_DATA], ("RMA-1", ITEM)),
     ],
 )
@@ -198,3 +197,18 @@ def test_c4_gs1_scan_matches_with_or_without_aim_prefix(
     [decision] = of(Decision, drive(core, 0.0, 250.0, codes))
     assert (decision.reason, decision.rma_number) == (Reason.MATCHED, "RMA-1")
     assert decision.reads == reads
+    assert [(u.evidence.value, u.verified, u.identifier) for u in decision.units] == [
+        ("serial", True, "SN0001")
+    ]
+
+
+def test_c4_gtin_without_the_serial_leaves_a_serialised_unit_unverified() -> None:
+    core = SorterCore(CFG, _c4_directory())
+    codes = ["RMA-1", "0109501101020917" + "17251231" + "10ABC123"]
+    [decision] = of(Decision, drive(core, 0.0, 250.0, codes))
+    assert (decision.reason, decision.lane.name) == (Reason.UNVERIFIED, "quarantine")
+    assert decision.reads == ("RMA-1", "gs1:09501101020917/")
+    assert [(u.evidence.value, u.verified, u.identifier) for u in decision.units] == [
+        ("gtin", False, "09501101020917")
+    ]
+    assert "line 1 unverified: only its serial verifies it" in decision.explanation

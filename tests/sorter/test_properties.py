@@ -70,9 +70,10 @@ def truly_matching(p: VParcel) -> bool:
     """Ground truth: the item is the one its RMA line expects.
 
     With its label read: the label's RMA, and the tag where that line declares one. With
-    no label read: a tag that one RMA line declares (the tag names the RMA).
+    no label read, or a code that is no RMA label (``RMA-NOPE``: class unknown, never a
+    second label): a tag that one RMA line declares (the tag names the RMA).
     """
-    if p.label is not None and p.label_reads > 0:
+    if p.label is not None and p.label_reads > 0 and p.label != "RMA-NOPE":
         if p.label not in KNOWN:
             return False
         i = KNOWN.index(p.label)

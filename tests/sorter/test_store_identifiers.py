@@ -41,5 +41,7 @@ def test_tag_and_serial_name_their_rma_and_follow_revisions(tmp_path: Path) -> N
     record = store.lookup_rma("RMA-1")
     assert record is not None
     assert record.reason == "defective"
-    assert record.lines == (RmaLineRecord("SKU-1", 1, rfid_uid="DEADBEEF"),)
+    assert record.lines == (
+        RmaLineRecord("SKU-1", 1, rfid_uid="DEADBEEF", line_no=1, received_here=0),
+    )
     store.close()

@@ -213,10 +213,15 @@ def test_without_camera_the_policy_assumes_grade_a_and_says_so() -> None:
         "sku": "SKU-1",
         "category": "-",
         "rma_reason": "defective",
+        "verification": "trusted",
         "rule": "1",
+        "verification_rule": "0",
     }
     assert d.policy_version == "default-1"
-    assert d.explanation == "restock: matched; item matches RMA-1; rule 1 (grade A)"
+    assert d.explanation == (
+        "restock: matched; label names RMA-1; line 1 label trusted: verification rule 0 "
+        "(line declares no identifier: the label is all a parcel can show); rule 1 (grade A)"
+    )
 
 
 def test_without_camera_and_no_assumed_grade_nothing_is_sorted() -> None:

@@ -69,7 +69,7 @@ def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
         )
         result = graded_photo(tmp_path, "RMA-000123")
         assert result.grading is not None
-        assert result.grading.measures.barcodes == ("RMA-000123",)
+        assert result.grading.measures.barcodes == ("]C0RMA-000123",)
         core = daemon.core
         actions: list[Any] = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
         for t in range(305, 3000, 5):
