@@ -16,7 +16,11 @@ import pytest
 
 from simulator.procs import GatewayProcess
 
-PASSWORDS = {"lee": "lee's long password", "vera": "vera's long password"}
+PASSWORDS = {
+    "lee": "lee's long password",
+    "vera": "vera's long password",  # the throttling tests spray her name
+    "wes": "wes's long password",  # a viewer no test throttles
+}
 ENV = {
     "RS_ENV": "prod",
     "RS_TRUSTED_PROXIES": "127.0.0.1",
@@ -77,7 +81,7 @@ def prod(
     proc = GatewayProcess(tmp_path_factory.mktemp("prod"), mqtt_broker.port, site, env=ENV)
     proc.start()
     gw = ProdGateway(proc)
-    for name, role in (("lee", "lead"), ("vera", "viewer")):
+    for name, role in (("lee", "lead"), ("vera", "viewer"), ("wes", "viewer")):
         body = {"username": name, "password": PASSWORDS[name], "role": role}
         assert gw.admin.post("/api/v1/users", json=body).status_code == 201
     try:
