@@ -47,6 +47,9 @@ class RmaOut(_Out):
     number: str
     order_ref: str
     customer: str
+    customer_email: str = ""
+    customer_address: str = ""
+    customer_language: str = ""
     delivered_on: date | None
     reason: str
     resolution: str
@@ -90,6 +93,8 @@ class OrderOut(_Out):
     order_ref: str
     customer: str
     customer_email: str = ""
+    customer_address: str = ""
+    customer_language: str = ""
     currency: str
     delivered_at: datetime | None
     lines: list[OrderLineOut]

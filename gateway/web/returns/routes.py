@@ -29,6 +29,7 @@ from gateway.settings import Settings
 from gateway.web.returns.render import (
     ORDER_LINK_MAX_AGE_S,
     ReturnsCsrf,
+    language,
     page,
     sign,
     unsign,
@@ -167,6 +168,7 @@ async def request_return(
             reason=reason,
             note=note,
             resolution=resolution,
+            language=language(request, settings),
         )
     except policy.FormError as exc:
         values = {"units": units, "reason": reason, "note": note, "resolution": resolution}
