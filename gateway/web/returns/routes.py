@@ -217,7 +217,7 @@ def label(ticket: str, session: SessionDep, settings: SettingsDep) -> Response:
     if rma.state not in LABEL_STATES:
         raise HTTPException(404, detail="no label for a return in this state")
     return Response(
-        render_label(rma, settings.return_address),
+        render_label(rma, settings.return_address, lang=settings.default_language),
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="{rma.number}.pdf"'},
     )
