@@ -208,6 +208,30 @@ class DeliveryList(BaseModel):
     deliveries: list[DeliveryOut]
 
 
+class NotificationOut(_Out):
+    """A customer e-mail in the outbox and its delivery state."""
+
+    id: int
+    rma_number: str
+    kind: str
+    recipient: str
+    language: str
+    subject: str
+    message_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationList(BaseModel):
+    """Customer e-mails, newest first."""
+
+    notifications: list[NotificationOut]
+
+
 class ApiKeyCreate(BaseModel):
     """A new API key's name and scopes."""
 
