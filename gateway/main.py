@@ -25,6 +25,7 @@ from gateway.api.routes import (
     access,
     accounting,
     health,
+    notifications,
     orders,
     photos,
     policy,
@@ -45,6 +46,7 @@ from gateway.security.throttle import CredentialThrottle
 from gateway.services import accounting as accounting_service
 from gateway.services.auth import ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
+from gateway.services.notifications import NotificationWorker
 from gateway.services.photos import PhotoStore
 from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
@@ -76,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     site's revision counter, the seeded reason list and the bootstrap API key (when set)
     exist, wires automatic accounting to the bridge, starts the MQTT bridge (which connects
     in the background and keeps reconnecting), the webhook endpoint of ``RS_WEBHOOK_URL``
-    (when set) and the webhook worker, and stops them and the database on shutdown.
+    (when set), the webhook worker and the customer e-mail worker (when an SMTP host is
+    set), and stops them and the database on shutdown.
     ``app.state`` then holds ``settings``, ``db`` (:class:`gateway.db.Database`) and ``bridge``
     (:class:`gateway.mqtt_bridge.MqttBridge`). Every authenticated write is audited.
 
@@ -126,6 +129,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         http = httpx.Client(timeout=10)
         worker = WebhookWorker(db.sessions, settings, http)  # endpoints come and go at run time
         worker.start()
+        mailer: NotificationWorker | None = None
+        if settings.smtp_host:  # customer e-mails
+            mailer = NotificationWorker(db.sessions, settings)
+            mailer.start()
         bridge.start()
         live = LiveWorker(db.sessions)  # issue 7: alarms from events, live page updates
         live.start()
@@ -138,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bridge.stop()
             expiry.stop()
             worker.stop()
+            if mailer is not None:
+                mailer.stop()
             http.close()
             accounting_service.configure(None)
             db.dispose()
@@ -179,7 +188,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if proxies:  # outermost: everything after sees the client's address and scheme
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
 
-    routers = (rmas, reasons, accounting, webhooks, access, stations, policy, photos)
+    routers = (
+        rmas,
+        reasons,
+        accounting,
+        webhooks,
+        notifications,
+        access,
+        stations,
+        policy,
+        photos,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(orders.router, max_body_size=ORDERS_MAX_BODY)

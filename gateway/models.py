@@ -83,6 +83,12 @@ class Rma(Base):
     number: Mapped[str] = mapped_column(String(32), unique=True)
     order_ref: Mapped[str] = mapped_column(String(64), index=True)
     customer: Mapped[str] = mapped_column(String(128), default="")
+    #: the customer's contact when the RMA was created (the label's sender, the e-mails):
+    #: from the request, else from the order; "" when unknown. ``customer_language`` is a
+    #: BCP 47 tag (``fr``, ``fr-CA``); notifications fall back to the shop's language.
+    customer_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    customer_address: Mapped[str] = mapped_column(Text, default="", server_default="")
+    customer_language: Mapped[str] = mapped_column(String(16), default="", server_default="")
     delivered_on: Mapped[date | None] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(String(64))
     resolution: Mapped[str] = mapped_column(String(32))
@@ -172,6 +178,9 @@ class Order(Base):
     customer: Mapped[str] = mapped_column(String(128), default="")
     #: lower-cased; with ``order_ref`` it identifies the order on the public return form
     customer_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    #: postal address, lines separated by newlines; language: a BCP 47 tag ("" unknown)
+    customer_address: Mapped[str] = mapped_column(Text, default="", server_default="")
+    customer_language: Mapped[str] = mapped_column(String(16), default="", server_default="")
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
@@ -311,6 +320,43 @@ class WebhookEndpoint(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Notification(Base):
+    """A customer e-mail in the outbox (``gateway.services.notifications``), as it is sent.
+
+    ``kind``: ``return_authorised``, ``return_received`` or ``refund_issued``; one row per
+    RMA, kind and ``event_key`` (e.g. a second refund of a partly received return). The
+    subject and bodies are rendered when the row is written (in the customer's
+    ``language``); ``message_id`` is fixed then too, so a retry is the same message.
+    ``status``: ``pending`` (due at ``next_attempt_at``), ``sending`` (claimed by a worker
+    until ``claimed_until``), ``sent`` or ``dead`` (gave up; a lead can replay it).
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("rma_number", "kind", "event_key"),
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_number: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    event_key: Mapped[str] = mapped_column(String(64), default="")
+    recipient: Mapped[str] = mapped_column(String(254))
+    recipient_name: Mapped[str] = mapped_column(String(128), default="")
+    language: Mapped[str] = mapped_column(String(8))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class ApiKey(Base):

@@ -6,12 +6,53 @@ announcement.
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from protocol.messages import canonical_uid
+
+ADDRESS_MAX_LINES = 8
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _address(v: str) -> str:
+    lines = [line.strip() for line in v.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    if _CONTROL.search("".join(lines)):
+        raise ValueError("an address may not hold control characters")
+    lines = [line for line in lines if line]
+    if len(lines) > ADDRESS_MAX_LINES:
+        raise ValueError(f"an address has at most {ADDRESS_MAX_LINES} lines")
+    return "\n".join(lines)
+
+
+Email = Annotated[
+    str,
+    Field(max_length=254, pattern=r"^$|^[^@\s]+@[^@\s]+$"),
+    AfterValidator(str.lower),
+]
+"""An e-mail address ("" for none), stored lower-case."""
+PostalAddress = Annotated[
+    str,
+    Field(
+        max_length=500,
+        description="Postal address, lines separated by newlines (at most 8; blank lines dropped)",
+    ),
+    AfterValidator(_address),
+]
+"""A postal address: up to 8 non-blank lines, no control characters."""
+LanguageTag = Annotated[
+    str,
+    Field(
+        max_length=16,
+        pattern=r"^$|^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}$",
+        description="BCP 47 language tag of the customer (en, fr, fr-CA); e-mails use the "
+        "nearest catalogue language, else the shop's",
+    ),
+]
+"""A BCP 47 language tag ("" when unknown)."""
 
 
 class RmaLineDraft(BaseModel):
@@ -73,6 +114,11 @@ class RmaDraft(BaseModel):
     )
     lines: list[RmaLineDraft] = Field(min_length=1, max_length=500)
     customer: str | None = Field(default=None, max_length=128, description="default: order's")
+    customer_email: Email | None = Field(default=None, description="default: order's")
+    customer_address: PostalAddress | None = Field(
+        default=None, description="The label's sender; default: order's"
+    )
+    customer_language: LanguageTag | None = Field(default=None, description="default: order's")
     delivered_on: date | None = Field(
         default=None, description="Delivery date (shop's calendar); default: from the order"
     )
@@ -137,23 +183,18 @@ class OrderDraft(BaseModel):
 
     order_ref: str = Field(min_length=1, max_length=64)
     customer: str = Field(default="", max_length=128)
-    customer_email: str = Field(
+    customer_email: Email = Field(
         default="",
-        max_length=254,
-        pattern=r"^$|^[^@\s]+@[^@\s]+$",
         description="The customer's e-mail (stored lower-case): with the order number it "
         "opens the public return form",
     )
+    customer_address: PostalAddress = ""
+    customer_language: LanguageTag = ""
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     delivered_at: AwareDatetime | None = Field(
         default=None, description="When the parcel was delivered (with a UTC offset)"
     )
     lines: list[OrderLineDraft] = Field(min_length=1, max_length=500)
-
-    @field_validator("customer_email")
-    @classmethod
-    def _lower_email(cls, v: str) -> str:
-        return v.lower()
 
 
 class TransitionRequest(BaseModel):

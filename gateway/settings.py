@@ -7,11 +7,12 @@ start without a strong ``RS_SECRET_KEY``; the demo, the simulator and the tests 
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.security import keys
@@ -20,6 +21,12 @@ DEFAULT_SECRET_KEY = "change-me"
 MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
 """Shortest ``RS_SECRET_KEY`` accepted when ``RS_ENV`` is not ``"dev"``."""
 Resolution = Literal["refund", "store_credit", "exchange"]
+NotificationKind = Literal["return_authorised", "return_received", "refund_issued"]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = (
+    "return_authorised",
+    "return_received",
+    "refund_issued",
+)
 
 
 def _default_resolutions() -> dict[str, list[Resolution]]:
@@ -206,6 +213,41 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")
     webhook_poll_s: float = Field(default=1.0, gt=0)
 
+    # -- customer e-mails (gateway.services.notifications) ----------------------------------
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server of customer e-mails; unset: none are written"
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls",
+        description="starttls (submission, 587), ssl (implicit TLS, 465) or none (a local "
+        "relay only)",
+    )
+    smtp_username: str | None = Field(default=None, max_length=255)
+    smtp_password: SecretStr | None = Field(default=None, description="never logged")
+    smtp_from: str = Field(
+        default="Example Shop <returns@example.com>",
+        max_length=255,
+        description="From header of customer e-mails (name and address)",
+    )
+    smtp_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    notification_kinds: list[NotificationKind] = Field(
+        default_factory=lambda: list(NOTIFICATION_KINDS),
+        description="Which customer e-mails are sent (a shop whose own system already "
+        "mails refunds leaves refund_issued out)",
+    )
+    notification_max_attempts: int = Field(default=8, ge=1, le=50)
+    notification_backoff_s: float = Field(default=60.0, gt=0, description="First retry delay")
+    notification_poll_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _from_address(cls, v: str) -> str:
+        _name, address = parseaddr(v)
+        if "@" not in address or any(ch in v for ch in "\r\n"):
+            raise ValueError(f"smtp_from {v!r} is not an address such as 'Shop <a@b.example>'")
+        return v
+
     @model_validator(mode="after")
     def _policies_in_range(self) -> Settings:
         for name in (
@@ -242,6 +284,15 @@ class Settings(BaseSettings):
     def allow_anonymous_read(self) -> bool:
         """Whether unauthenticated GETs are allowed (see ``anonymous_read``)."""
         return self.env == "dev" if self.anonymous_read is None else self.anonymous_read
+
+    @model_validator(mode="after")
+    def _refuse_clear_text_smtp_login(self) -> Settings:
+        if self.env != "dev" and self.smtp_security == "none" and self.smtp_username:
+            raise ValueError(
+                "RS_SMTP_SECURITY=none would send the SMTP password in clear text outside "
+                "dev: use starttls or ssl"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

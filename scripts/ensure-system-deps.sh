@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the project needs are present: python3-venv and the
 # Mosquitto broker (tests and the demo start their own broker on a free port; the
-# system service is not used), and poppler-utils (pdftoppm, for the label test). Installs them with apt-get when running as root;
+# system service is not used), poppler-utils (pdftoppm / pdftotext, for the label test) and
+# the fonts embedded in return labels (DejaVu Sans: Latin, Greek, Cyrillic, Arabic; GNU
+# FreeFont: Indic scripts, Thai, Ethiopic; WenQuanYi Zen Hei: Chinese, Japanese, Korean). Installs them with apt-get when running as root;
 # otherwise prints the exact command to run and fails.
 set -euo pipefail
 
@@ -12,6 +14,14 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 # pdftoppm renders return labels in the gateway's label test
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+# fonts embedded in return labels (gateway/services/labels.py; each licence allows embedding:
+# Bitstream Vera, GPL-3 and GPL-2 with their font embedding exceptions)
+fonts=/usr/share/fonts/truetype
+[ -f $fonts/dejavu/DejaVuSans.ttf ] && [ -f $fonts/dejavu/DejaVuSans-Bold.ttf ] \
+  || need+=(fonts-dejavu-core)
+[ -f $fonts/freefont/FreeSans.ttf ] && [ -f $fonts/freefont/FreeSansBold.ttf ] \
+  && [ -f $fonts/freefont/FreeSerif.ttf ] || need+=(fonts-freefont-ttf)
+[ -f $fonts/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
 # headless Chromium drives the browser tests (pytest -m browser) through pip's playwright
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0

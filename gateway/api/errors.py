@@ -3,7 +3,8 @@
 404: unknown keys, users and webhook endpoints. 409: duplicates and triggers not allowed
 in the current state. 422: policy refusals
 (``detail`` = ``{"code", "message", ...facts}``), mistyped numbers, unknown reasons, bad
-receipts, reused idempotency keys, invalid orders or scopes.
+receipts, reused idempotency keys, invalid orders or scopes, labels that cannot be printed
+as asked. 503: a label font is not installed (the message names the package).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.services.auth import DuplicateName, InvalidScope, UnknownName
 from gateway.services.idempotency import KeyReused
+from gateway.services.labels import LabelError, LabelFontsMissing
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.numbers import MistypedNumber
 from gateway.services.orders import DuplicateOrder, InvalidOrder
@@ -36,6 +38,8 @@ _STATUS: dict[type[Exception], int] = {
     InvalidOrder: 422,
     InvalidScope: 422,
     UnknownName: status.HTTP_404_NOT_FOUND,
+    LabelError: 422,
+    LabelFontsMissing: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

@@ -47,6 +47,9 @@ class RmaOut(_Out):
     number: str
     order_ref: str
     customer: str
+    customer_email: str = ""
+    customer_address: str = ""
+    customer_language: str = ""
     delivered_on: date | None
     reason: str
     resolution: str
@@ -90,6 +93,8 @@ class OrderOut(_Out):
     order_ref: str
     customer: str
     customer_email: str = ""
+    customer_address: str = ""
+    customer_language: str = ""
     currency: str
     delivered_at: datetime | None
     lines: list[OrderLineOut]
@@ -201,6 +206,30 @@ class DeliveryList(BaseModel):
     """Webhook deliveries, newest first."""
 
     deliveries: list[DeliveryOut]
+
+
+class NotificationOut(_Out):
+    """A customer e-mail in the outbox and its delivery state."""
+
+    id: int
+    rma_number: str
+    kind: str
+    recipient: str
+    language: str
+    subject: str
+    message_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationList(BaseModel):
+    """Customer e-mails, newest first."""
+
+    notifications: list[NotificationOut]
 
 
 class ApiKeyCreate(BaseModel):

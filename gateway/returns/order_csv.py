@@ -4,12 +4,13 @@ One row per order line, rows of one order together or not (they are grouped by o
 number, lines keep the file's order). Columns (header row, names case-insensitive):
 
 ``order_number, customer_email, delivered_on, sku, quantity_delivered, unit_price``
-(required) and ``customer, currency, name, gtin, quantity_ordered, category, serials,
-rfid_uids`` (optional). ``delivered_on`` is a date (the shop's calendar) or an ISO
-date-time with offset; ``unit_price`` is a decimal amount paid per unit after discounts
-(``19.90``); ``serials`` / ``rfid_uids`` are separated by ``|``. Each order is stored with
-:func:`gateway.services.orders.upsert_order`, so importing the same file twice changes
-nothing.
+(required) and ``customer, customer_address, customer_language, currency, name, gtin,
+quantity_ordered, category, serials, rfid_uids`` (optional; the address's lines separated
+by ``|`` or newlines, the language a BCP 47 tag such as ``fr``). ``delivered_on`` is a
+date (the shop's calendar) or an ISO date-time with offset; ``unit_price`` is a decimal
+amount paid per unit after discounts (``19.90``); ``serials`` / ``rfid_uids`` are separated
+by ``|``. Each order is stored with :func:`gateway.services.orders.upsert_order`, so
+importing the same file twice changes nothing.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def drafts_from_rows(
                 "order_ref": ref,
                 "customer": head.get("customer", ""),
                 "customer_email": head["customer_email"],
+                "customer_address": "\n".join(_split(head.get("customer_address"))),
+                "customer_language": head.get("customer_language", ""),
                 "currency": head.get("currency") or "EUR",
                 "delivered_at": _delivered_at(head["delivered_on"], zone),
                 "lines": [

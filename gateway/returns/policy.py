@@ -162,12 +162,15 @@ def submit(
     reason: str,
     note: str,
     resolution: str,
+    language: str = "",
     now: datetime | None = None,
 ) -> Outcome:
     """Decide a customer's return at once and store the RMA unless it is refused.
 
     Authorised RMAs are announced to the stations after commit (the existing path);
     those above ``settings.approval_threshold_cents`` stay ``requested`` for a lead.
+    ``language`` is the form's language: the RMA's customer language (its e-mails), else
+    the order's.
 
     Raises:
         FormError: no unit chosen, unknown reason, missing note, resolution not allowed
@@ -202,6 +205,7 @@ def submit(
         resolution=resolution,
         notes=note.strip()[:4000],
         authorize=authorize,
+        customer_language=language or None,
         lines=[
             RmaLineDraft(
                 sku=by_no[n].sku,

@@ -118,6 +118,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/webhooks/endpoints"): ADMIN,
     ("POST", "/api/v1/webhooks/endpoints/{name}/rotate"): ADMIN,
     ("DELETE", "/api/v1/webhooks/endpoints/{name}"): ADMIN,
+    # customer e-mails: leads (the list holds customers' addresses)
+    ("GET", "/api/v1/notifications"): LEAD,
+    ("POST", "/api/v1/notifications/{notification_id}/replay"): LEAD,
     # -- access ----------------------------------------------------------------------------
     ("GET", "/api/v1/api-keys"): ADMIN,
     ("POST", "/api/v1/api-keys"): ADMIN,

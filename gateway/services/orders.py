@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.models import Order, OrderLine, RmaLineRecord
-from gateway.schemas import OrderDraft, OrderLineDraft
+from gateway.schemas import OrderDraft, OrderLineDraft, RmaDraft
 from gateway.services.policies import returnable_for
 
 
@@ -40,6 +40,8 @@ def create_order(
         order_ref=draft.order_ref,
         customer=draft.customer,
         customer_email=draft.customer_email,
+        customer_address=draft.customer_address,
+        customer_language=draft.customer_language,
         currency=draft.currency,
         delivered_at=_utc(draft.delivered_at),
         lines=[_set_line(OrderLine(line_no=i), line) for i, line in enumerate(draft.lines, 1)],
@@ -59,6 +61,19 @@ def create_order(
 def get_order(session: Session, order_ref: str) -> Order | None:
     """Return the order with this reference, or None."""
     return session.scalar(select(Order).where(Order.order_ref == order_ref))
+
+
+def rma_contact(draft: RmaDraft, order: Order | None) -> dict[str, str]:
+    """The customer fields of a new RMA: each one from the request, else from the order.
+
+    Returns the keyword arguments ``customer``, ``customer_email``, ``customer_address``
+    and ``customer_language`` of :class:`gateway.models.Rma` ("" when neither knows).
+    """
+    fields = ("customer", "customer_email", "customer_address", "customer_language")
+    return {
+        name: getattr(draft, name) or (getattr(order, name) if order is not None else "") or ""
+        for name in fields
+    }
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -107,6 +122,8 @@ def as_draft(order: Order) -> OrderDraft:
         order_ref=order.order_ref,
         customer=order.customer,
         customer_email=order.customer_email,
+        customer_address=order.customer_address,
+        customer_language=order.customer_language,
         currency=order.currency,
         delivered_at=order.delivered_at,
         lines=[_line_draft(line) for line in order.lines],
@@ -148,6 +165,8 @@ def upsert_order(session: Session, draft: OrderDraft) -> tuple[Order, str]:
             )
     order.customer = draft.customer
     order.customer_email = draft.customer_email
+    order.customer_address = draft.customer_address
+    order.customer_language = draft.customer_language
     order.currency = draft.currency
     order.delivered_at = _utc(draft.delivered_at)
     for line_no, line in list(by_no.items()):

@@ -18,6 +18,7 @@ from gateway.models import Order, OrderLine, Rma, RmaLineRecord, utcnow
 from gateway.schemas import RmaDraft, RmaLineDraft
 from gateway.services import numbers
 from gateway.services.lifecycle import fire
+from gateway.services.orders import rma_contact
 from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
 from gateway.services.reasons import require_reason
 from gateway.services.revisions import next_revision
@@ -244,7 +245,7 @@ def create_rma(
         rma = Rma(
             number=number,
             order_ref=draft.order_ref,
-            customer=draft.customer or (order.customer if order else ""),
+            **rma_contact(draft, order),
             delivered_on=delivered_on,
             reason=draft.reason,
             resolution=draft.resolution,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -27,16 +27,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import WebhookDelivery, utcnow
+from gateway.services import outbox
+from gateway.services.outbox import NotReplayable
 from gateway.services.webhook_endpoints import active_endpoints, sign, signature_headers
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 3600.0
 
-
-__all__ = ["backoff_s", "deliver_due", "enqueue", "list_deliveries", "replay", "sign"]
+__all__ = [
+    "NotReplayable",
+    "backoff_s",
+    "deliver_due",
+    "enqueue",
+    "list_deliveries",
+    "replay",
+    "sign",
+]
 
 
 def enqueue(
@@ -68,7 +76,7 @@ def enqueue(
 
 def backoff_s(settings: Settings, attempts: int) -> float:
     """Delay before the next attempt after ``attempts`` failures (exponential, capped)."""
-    return float(min(MAX_BACKOFF_S, settings.webhook_backoff_s * 2 ** max(0, attempts - 1)))
+    return outbox.backoff_s(settings.webhook_backoff_s, attempts)
 
 
 def deliver_due(
@@ -114,17 +122,16 @@ def deliver_due(
             delivery.delivered_at = now
             delivery.last_error = ""
             sent += 1
-        else:
-            delivery.last_error = error[:2000]
-            if delivery.attempts >= settings.webhook_max_attempts:
-                delivery.status = "dead"
-                log.warning(
-                    "webhook dead id=%d type=%s error=%s", delivery.id, delivery.event_type, error
-                )
-            else:
-                delivery.next_attempt_at = now + timedelta(
-                    seconds=backoff_s(settings, delivery.attempts)
-                )
+        elif outbox.record_failure(
+            delivery,
+            error,
+            now=now,
+            first_backoff_s=settings.webhook_backoff_s,
+            max_attempts=settings.webhook_max_attempts,
+        ):
+            log.warning(
+                "webhook dead id=%d type=%s error=%s", delivery.id, delivery.event_type, error
+            )
     session.commit()
     return sent
 
@@ -139,21 +146,13 @@ def list_deliveries(
     return list(session.scalars(stmt))
 
 
-class NotReplayable(ValueError):
-    """Only a dead delivery can be replayed (HTTP 409); unknown ids are 404 at the API."""
-
-
 def replay(session: Session, delivery: WebhookDelivery, *, now: datetime | None = None) -> None:
     """Put a dead delivery back in the queue with a fresh attempt budget; commit.
 
     Raises:
         NotReplayable: when it is not dead.
     """
-    if delivery.status != "dead":
-        raise NotReplayable(f"delivery {delivery.id} is {delivery.status!r}, not dead")
-    delivery.status = "pending"
-    delivery.attempts = 0
-    delivery.next_attempt_at = now or utcnow()
+    outbox.replay(delivery, what=f"delivery {delivery.id}", now=now or utcnow())
     session.commit()
 
 

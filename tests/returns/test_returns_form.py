@@ -146,6 +146,18 @@ def test_language_from_the_browser_the_switch_and_the_default(make_client: Any) 
     assert c2.get("/returns", headers={"Accept-Language": "de"}).headers["content-language"] == "fr"
 
 
+def test_the_form_language_is_the_customers_language_on_the_rma(make_client: Any) -> None:
+    c = make_client()
+    _order(c)
+    c.get("/returns?lang=fr")  # the customer switches the form to French
+    r = submit(c, _link(c), **{"qty-1": "1", "reason": "size", "resolution": "refund"})
+    assert r.status_code == 303
+    rmas = c.get("/api/v1/rmas", headers=ADMIN).json()["rmas"]
+    assert [(x["customer_email"], x["customer_language"]) for x in rmas] == [
+        ("ann@example.com", "fr")
+    ]
+
+
 def test_shop_name_address_and_logo_come_from_settings(make_client: Any, tmp_path: Path) -> None:
     logo = tmp_path / "logo.svg"
     logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')

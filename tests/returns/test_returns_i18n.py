@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from gateway.returns.i18n import LANGUAGES, LOCALE_DIR, choose_language, long_date, money
@@ -15,11 +16,9 @@ PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 
 
 def _extracted() -> set[str | tuple[str, ...]]:
-    method_map = [
-        ("gateway/returns/**.py", "python"),
-        ("gateway/web/returns/templates/**.html", "jinja2"),
-    ]
-    options = {"gateway/web/returns/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    with (ROOT / "gateway" / "babel.cfg").open(encoding="utf-8") as fh:
+        method_map, options = parse_mapping_cfg(fh)
+    assert ("gateway/services/labels.py", "python") in method_map
     found: set[str | tuple[str, ...]] = set()
     for _file, _line, message, _comments, _ctx in extract_from_dir(str(ROOT), method_map, options):
         found.add(message if isinstance(message, str) else tuple(message))

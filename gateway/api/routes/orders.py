@@ -31,6 +31,8 @@ def _out(session: SessionDep, order: Order) -> OrderOut:
         order_ref=order.order_ref,
         customer=order.customer,
         customer_email=order.customer_email,
+        customer_address=order.customer_address,
+        customer_language=order.customer_language,
         currency=order.currency,
         delivered_at=order.delivered_at,
         lines=lines,

@@ -9,7 +9,7 @@ or a trigger not allowed in the RMA's state; 422 invalid input, a policy refusal
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.encoders import jsonable_encoder
@@ -253,10 +253,20 @@ def post_decision(
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}}, **_ERRORS},
 )
-def read_label(number: str, session: SessionDep, settings: SettingsDep, _who: Caller) -> Response:
-    """The printable return label (PDF, 100 x 150 mm): Code 128 and QR of the number."""
+def read_label(
+    number: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    _who: Caller,
+    lang: Annotated[Literal["en", "fr"] | None, Query(description="default: the shop's")] = None,
+) -> Response:
+    """The printable return label (PDF, 100 x 150 mm): sender, return address, number.
+
+    Code 128 and QR of the number; captions in the shop's language (``RS_DEFAULT_LANGUAGE``)
+    unless ``lang`` asks for another.
+    """
     rma = _load(session, number)
-    pdf = render_label(rma, settings.return_address)
+    pdf = render_label(rma, settings.return_address, lang=lang or settings.default_language)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -29,6 +29,7 @@ from gateway.settings import Settings
 from gateway.web.returns.render import (
     ORDER_LINK_MAX_AGE_S,
     ReturnsCsrf,
+    language,
     page,
     sign,
     unsign,
@@ -167,6 +168,7 @@ async def request_return(
             reason=reason,
             note=note,
             resolution=resolution,
+            language=language(request, settings),
         )
     except policy.FormError as exc:
         values = {"units": units, "reason": reason, "note": note, "resolution": resolution}
@@ -215,7 +217,7 @@ def label(ticket: str, session: SessionDep, settings: SettingsDep) -> Response:
     if rma.state not in LABEL_STATES:
         raise HTTPException(404, detail="no label for a return in this state")
     return Response(
-        render_label(rma, settings.return_address),
+        render_label(rma, settings.return_address, lang=settings.default_language),
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="{rma.number}.pdf"'},
     )
