@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from edge.sorter.grading import GradingThresholds, grading_from_mapping, grading_to_mapping
 from edge.sorter.model import Disposition, Identity, Reason
 
 AUTHORIZED = "authorized"
@@ -234,54 +235,6 @@ def verify(policy: Policy, units: Sequence[UnitFacts]) -> Verification:
     assert rule_used is not None
     label = policy.verification[rule_used].label(rule_used)
     return Verification("trusted", None, rule_used, f"{', '.join(trusted)} label trusted: {label}")
-
-
-@dataclass(frozen=True)
-class GradingThresholds:
-    """Camera grading thresholds (``edge.vision.grading``): policy data, not code.
-
-    Measures are taken on the parcel's top-view outline and surface (``edge.vision``):
-    ``rect_fill`` = outline area / its minimum-area rectangle's area (crushed corners,
-    deformation: below 1), ``solidity`` = outline area / its convex hull's area (dents,
-    open or torn flaps: below 1), ``dark_fraction`` = share of the top surface much darker
-    than its median (tears, holes, broken tape). For each measure, a value on the good
-    side of its ``_a`` limit is grade A, between the ``_a`` and ``_b`` limits grade B,
-    beyond the ``_b`` limit grade C; the parcel gets its worst measure's grade.
-
-    Attributes:
-        min_rect_fill_a / min_rect_fill_b: rect_fill limits (0..1).
-        min_solidity_a / min_solidity_b: solidity limits (0..1).
-        max_dark_fraction_a / max_dark_fraction_b: dark_fraction limits (0..1).
-        dark_ratio: a surface pixel is dark below this share of the surface median grey.
-        footprint_tol_mm: allowed difference of each footprint side from the expected
-            SKU's catalogue dimensions, mm (beyond: grade unknown, wrong / empty item).
-        min_label_area_mm2: a bright, unsaturated patch this large (mm^2) on the parcel
-            counts as a label.
-    """
-
-    min_rect_fill_a: float = 0.981
-    min_rect_fill_b: float = 0.945
-    min_solidity_a: float = 0.985
-    min_solidity_b: float = 0.962
-    max_dark_fraction_a: float = 0.002
-    max_dark_fraction_b: float = 0.015
-    dark_ratio: float = 0.5
-    footprint_tol_mm: float = 20.0
-    min_label_area_mm2: float = 1500.0
-
-    def __post_init__(self) -> None:
-        pairs = (
-            (self.min_rect_fill_b, self.min_rect_fill_a),
-            (self.min_solidity_b, self.min_solidity_a),
-            (self.max_dark_fraction_a, self.max_dark_fraction_b),
-        )
-        for low, high in pairs:
-            if not 0.0 <= low <= high <= 1.0:
-                raise ValueError("grading limits must be within 0..1 and ordered A before B")
-        if not 0.0 < self.dark_ratio < 1.0:
-            raise ValueError("dark_ratio must be within 0..1")
-        if self.footprint_tol_mm < 0 or self.min_label_area_mm2 < 0:
-            raise ValueError("footprint_tol_mm and min_label_area_mm2 must not be negative")
 
 
 @dataclass(frozen=True)
@@ -514,13 +467,7 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
         )
     assumed = data.get("assume_grade_without_camera", "A")
     without_photo = data.get("grade_without_photo")
-    raw_grading = data.get("grading") or {}
-    if not isinstance(raw_grading, Mapping):
-        raise ValueError("grading must be a mapping")
-    try:
-        grading = GradingThresholds(**{str(k): float(v) for k, v in raw_grading.items()})
-    except TypeError as exc:
-        raise ValueError(f"grading: {exc}") from exc
+    grading = grading_from_mapping(data.get("grading"))
     confidence = data.get("min_grade_confidence", 0.0)
     if not isinstance(confidence, int | float):
         raise ValueError("min_grade_confidence must be a number")
@@ -573,7 +520,7 @@ def policy_to_mapping(policy: Policy) -> dict[str, object]:
         "assume_grade_without_camera": policy.assume_grade_without_camera,
         "min_grade_confidence": policy.min_grade_confidence,
         "grade_without_photo": policy.grade_without_photo,
-        "grading": dict(vars(policy.grading)),
+        "grading": grading_to_mapping(policy.grading),
         "rules": [
             {
                 "disposition": r.disposition.value,
