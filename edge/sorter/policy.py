@@ -47,10 +47,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge.sorter.grading import GradingThresholds, grading_from_mapping, grading_to_mapping
+from edge.sorter.grading import GradingThresholds as GradingThresholds
+from edge.sorter.grading import grading_from_mapping, grading_to_mapping
 from edge.sorter.model import Disposition, Identity, Reason
 
 AUTHORIZED = "authorized"
+UNSURE = "condition grade unknown or below the policy's confidence: manual grading"
+"""Explanation of a parcel the grader could not grade, or not surely enough: it goes to
+quarantine (``unknown_grade``) for a person to grade, never to a lane by guess."""
 
 _STATE_REASONS = {
     "cancelled": Reason.RMA_CANCELLED,
@@ -384,13 +388,13 @@ def decide(policy: Policy, f: Facts) -> Outcome:
                 return Outcome(q, rule.reason, i, f"rule {i} ({rule.note}): {rule.reason}")
             continue
         if rule.disposition is not q and (f.grade is None or f.grade not in policy.grades):
-            return Outcome(q, Reason.UNKNOWN_GRADE, None, "condition grade unknown")
+            return Outcome(q, Reason.UNKNOWN_GRADE, None, UNSURE)
         why = f"rule {i}" + (f" ({rule.note})" if rule.note else "")
         return Outcome(rule.disposition, rule.reason, i, why)
     if failure is not None:
         return Outcome(q, failure, None, f"not sortable on condition: {failure}")
     if f.grade is None or f.grade not in policy.grades:
-        return Outcome(q, Reason.UNKNOWN_GRADE, None, "condition grade unknown")
+        return Outcome(q, Reason.UNKNOWN_GRADE, None, UNSURE)
     return Outcome(q, Reason.NO_RULE, None, "no rule matches")
 
 
