@@ -290,11 +290,13 @@ class _Belt:
     def image(self, x0: float, y0: float, step: float, shape: tuple[int, int]) -> Any:
         """The belt surface (uint8 BGR) on a grid: pixel (i, j) at (x0 + j step, y0 + i step)."""
         h, w = shape
-        xs = x0 + step * np.arange(w, dtype=np.float64)
-        ys = y0 + step * np.arange(h, dtype=np.float64)
-        gx, gy = np.meshgrid(xs, ys)
-        xy = np.column_stack([gx.reshape(-1), gy.reshape(-1)])
-        img = (_design(xy, self.size) @ self.plane).reshape(h, w, 3)
+        hh, ww = self.size
+        x = ((x0 + step * np.arange(w, dtype=np.float32)) - ww / 2) / ww
+        y = ((y0 + step * np.arange(h, dtype=np.float32)) - hh / 2) / ww
+        p = self.plane.astype(np.float32)  # rows: 1, x, y, x^2, y^2, xy (see _design)
+        across = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]  # (w, 3)
+        down = y[:, None] * p[2] + (y * y)[:, None] * p[4]  # (h, 3)
+        img = across[None, :, :] + down[:, None, :] + (y[:, None, None] * x[None, :, None]) * p[5]
         return np.clip(img, 0, 255).astype(np.uint8)
 
     def at(self, xy: Any) -> Any:
@@ -670,6 +672,7 @@ def _surface(
     grey: Any,
     top: Any,
     label: Any,
+    label_square: bool,
     t: GradingThresholds,
     mm_per_px_work: float,
 ) -> tuple[float, float, float]:
@@ -683,7 +686,8 @@ def _surface(
     if n == 0:
         return 0.0, 0.0, 0.0
     lo = cv2.min(cv2.min(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
-    glare = float(np.count_nonzero(lo[surface > 0] >= 245)) / n
+    lit = surface if label_square or label is None else top
+    glare = float(np.count_nonzero(lo[lit > 0] >= 245)) / max(1, int(cv2.countNonZero(lit)))
     med = _hist_median(grey, surface)
     dark = ((grey < t.dark_ratio * med) & (surface > 0)).astype(np.uint8)
     if not np.any(dark):
@@ -734,10 +738,10 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
     return int(sum(int(stats[i, cv2.CC_STAT_AREA]) for i in keep if i > 0))
 
 
-def _label(roi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bool]:
-    """The label blob mask and min-area rectangle (work res, ROI) or Nones, and a flag.
+def _label(roi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bool, bool]:
+    """The label blob mask and min-area rectangle (work res, ROI) or Nones, and flags.
 
-    The flag says whether the board itself is white (a bright blob over 40 % of the top face: then
+    The first flag says whether the board itself is white (a bright blob over 40 % of the top face: then
     it is the board, not a label, and the label cannot be told from it by colour).
     """
     lo = cv2.min(cv2.min(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
@@ -756,8 +760,10 @@ def _label(roi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bool]:
             break
         mask = np.zeros_like(top)
         cv2.drawContours(mask, [best], -1, 255, cv2.FILLED)
-        return mask, rect, white
-    return None, None, white
+        # a label is a rectangle; a bright blob that is not may be a label run into glare
+        square = cv2.contourArea(best) >= 0.8 * rect[1][0] * rect[1][1]
+        return mask, rect, white, square
+    return None, None, white, False
 
 
 def _smooth_outline(c: Any) -> Any:
@@ -904,7 +910,7 @@ def measure(
     roi = small
     grey_roi = grey_small
     label_min = t.min_label_area_mm2 / mmpp**2
-    label_mask, label_rect, white_board = _label(roi, top, label_min)
+    label_mask, label_rect, white_board, label_square = _label(roi, top, label_min)
     codes: tuple[str, ...] = ()
     label_present = False
     if label_rect is not None:
@@ -931,7 +937,7 @@ def measure(
         codes = decode_barcodes(cv2.cvtColor(frame[ys, xs], cv2.COLOR_BGR2GRAY), _LINEAR)
     if label_mask is not None:
         label_mask = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
-    dark, marks, glare = _surface(roi, grey_roi, top, label_mask, t, mmpp)
+    dark, marks, glare = _surface(roi, grey_roi, top, label_mask, label_square, t, mmpp)
     contrast, coverage, blur_mm = _profiles(frame, contour_px, model, belt, calibration)
     if touches:
         checks.append(("partial_view", f"parcel not fully in view ({size})"))

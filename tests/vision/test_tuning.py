@@ -42,7 +42,8 @@ def test_calibration_is_monotone_and_capped() -> None:
     curves = fit_calibration(items, GradingThresholds())
     [a] = [c for c in curves if c.grade == "A" and c.backend == "measures"]
     ys = [y for _, y in a.points]
-    assert ys == sorted(ys) and ys[-1] <= 41 / 42
+    assert ys == sorted(ys)
+    assert ys[-1] <= 41 / 42 + 1e-4
     assert a(0.5) < a(1.0)
 
 
