@@ -61,6 +61,7 @@ import zxingcpp
 
 from edge.sorter.grading import GradingThresholds
 from edge.vision.calibration import Calibration
+from protocol.codes import split_aim
 
 __all__ = [
     "CHECKS",
@@ -74,6 +75,7 @@ __all__ = [
     "grade_frame",
     "grade_measures",
     "measure",
+    "read_codes",
 ]
 
 UNKNOWN = "unknown"
@@ -192,8 +194,8 @@ class Measures:
         area_px: outline area, px (work resolution scaled to full). rect_fill / solidity /
             dark_fraction: see the module doc.
         label_present: a label (bright patch with bars) is on the parcel.
-        barcodes: decoded codes (zxing-cpp), in reading order; a GS1 code carries its
-            AIM symbology identifier (``]C1``, ``]d2``, ``]e0``, ...).
+        barcodes: decoded codes (zxing-cpp), in reading order, each as
+            ``<AIM identifier><raw data>`` (:func:`decode_barcodes`).
         box_px: the top face's corners (4 x 2, px), for drawing and learned backends.
         parallax: fitted top-face magnification - 1 (0: a flat box or one under the
             camera).
@@ -619,24 +621,39 @@ def _profiles(
 
 
 # -- label and surface ---------------------------------------------------------------
-def decode_barcodes(grey: Any, formats: Any = _FORMATS) -> tuple[str, ...]:
-    """Codes zxing-cpp decodes in a grey (or BGR) image: the camera's label reader.
+def decode_barcodes(
+    grey: Any, formats: Any = _FORMATS, try_rotate: bool = False
+) -> tuple[str, ...]:
+    """Barcodes zxing-cpp decodes in a grey (or BGR) image, as ``<AIM identifier><data>``.
 
-    Formats (default): Code 128 (GS1-128), Code 39/93, EAN/UPC, ITF, GS1 DataBar
-    (Expanded), Data Matrix and QR. Text as encoded (``TextMode.Plain``: GS separators
-    kept); a GS1 code (zxing's content type GS1) is prefixed with its AIM symbology
-    identifier (``]C1``, ``]e0``, ``]d2``, ``]Q3``) so the sorter core parses it as GS1.
+    As a scanner in AIM mode sends them (ISO/IEC 15424: ``]C0``, ``]C1``, ``]E0``,
+    ``]e0``, ``]d2``, ``]Q1``, ...), so the code classifier (``protocol.codes``) knows a
+    GS1 DataBar or an EAN from a plain Code 128. Formats (default): Code 128, Code 39/93,
+    Codabar, EAN/UPC, ITF, GS1 DataBar (Expanded), Data Matrix, QR. Text in zxing-cpp's
+    plain mode: the data as encoded, FNC1 as GS (``0x1D``), never the bracketed HRI.
+    ``try_rotate``: linear codes at 90 / 180 / 270 degrees too. Repeats are one read.
     """
     found = zxingcpp.read_barcodes(
-        grey, formats=formats, try_rotate=False, text_mode=zxingcpp.TextMode.Plain
+        grey, formats=formats, try_rotate=try_rotate, text_mode=zxingcpp.TextMode.Plain
     )
-    out = []
-    for b in found:
-        if not b.valid or not b.text:
-            continue
-        gs1 = b.content_type == zxingcpp.ContentType.GS1
-        out.append(b.symbology_identifier + b.text if gs1 else b.text)
-    return tuple(out)
+    return tuple(
+        dict.fromkeys(b.symbology_identifier + b.text for b in found if b.valid and b.text)
+    )
+
+
+def read_codes(grey: Any, label_rect: Any = None) -> tuple[str, ...]:
+    """The camera's label-reading path on a grey frame (what the grader decodes).
+
+    With the label's minimum-area rectangle (``cv2.minAreaRect`` form, full-resolution
+    px), the label is straightened and decoded first (:func:`_decode_crop`); when that
+    gives nothing, or there is no label, the whole frame in any orientation.
+    """
+    if label_rect is not None:
+        bgr = grey if grey.ndim == 3 else cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+        codes = _decode_crop(_read_label(bgr, label_rect)[0])
+        if codes:
+            return codes
+    return decode_barcodes(grey, try_rotate=True)
 
 
 def _read_label(frame: Any, rect: Any) -> tuple[Any, float]:
@@ -733,7 +750,7 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
     if not np.any(thick):
         return 0
     # the whole of each dark area that has a thick part
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     keep = np.unique(labels[thick > 0])
     return int(sum(int(stats[i, cv2.CC_STAT_AREA]) for i in keep if i > 0))
 
@@ -741,7 +758,8 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
 def _label(roi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bool, bool]:
     """The label blob mask and min-area rectangle (work res, ROI) or Nones, and flags.
 
-    The first flag says whether the board itself is white (a bright blob over 40 % of the top face: then
+    The first flag says whether the board itself is white (a bright blob over 40 % of the
+    top face: then
     it is the board, not a label, and the label cannot be told from it by colour).
     """
     lo = cv2.min(cv2.min(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
@@ -910,7 +928,7 @@ def measure(
     roi = small
     grey_roi = grey_small
     label_min = t.min_label_area_mm2 / mmpp**2
-    label_mask, label_rect, white_board, label_square = _label(roi, top, label_min)
+    label_mask, label_rect, _white_board, label_square = _label(roi, top, label_min)
     codes: tuple[str, ...] = ()
     label_present = False
     if label_rect is not None:
@@ -923,18 +941,14 @@ def measure(
             if not codes:  # the blob may be only part of the label: its surroundings
                 (fx, fy), (fw, fh), _ = rect_full
                 r = 0.75 * max(fw, fh)
-                ys, xs = (
-                    slice(max(0, int(fy - r)), int(fy + r)),
-                    slice(max(0, int(fx - r)), int(fx + r)),
-                )
+                ys = slice(max(0, int(fy - r)), int(fy + r))
+                xs = slice(max(0, int(fx - r)), int(fx + r))
                 codes = decode_barcodes(cv2.cvtColor(frame[ys, xs], cv2.COLOR_BGR2GRAY))
         if not label_present:
             label_mask = None  # a bright patch without bars: glare or white print
-    if decode and not codes and white_board:
-        # a white board: the label is not told from it by colour; read the whole top
-        tx, ty, tw, th = cv2.boundingRect(np.round(top_px).astype(np.int32))
-        ys, xs = slice(max(0, ty), ty + th), slice(max(0, tx), tx + tw)
-        codes = decode_barcodes(cv2.cvtColor(frame[ys, xs], cv2.COLOR_BGR2GRAY), _LINEAR)
+    if decode and not codes:
+        # no label read: a product code off the label, a rotated 2-D code, a white board
+        codes = decode_barcodes(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), try_rotate=True)
     if label_mask is not None:
         label_mask = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
     dark, marks, glare = _surface(roi, grey_roi, top, label_mask, label_square, t, mmpp)
@@ -1080,7 +1094,7 @@ def grade_measures(
             why = f"footprint {size} vs expected {exp[0]:.0f}x{exp[1]:.0f} mm: wrong item?"
             checks.append(("footprint", why))
     label = (
-        "label read " + ",".join(m.barcodes)
+        "label read " + ",".join(split_aim(code)[1] for code in m.barcodes)
         if m.barcodes
         else ("label unread" if m.label_present else "no label")
     )

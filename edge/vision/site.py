@@ -202,15 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "capture-belt":
-            from edge.drivers.opencv_camera import OpencvCamera  # noqa: PLC0415
+            from edge.drivers.opencv_camera import OpencvCamera
 
             cam = OpencvCamera(args.device, api=args.api, flush_frames=1)
             try:
                 files = capture_belt(cam, args.count, args.out, args.interval_s)
             finally:
                 cam.stop()
-            print(f"{len(files)} empty-belt frames in {args.out}: [vision] background = "
-                  f'"{args.out}"')
+            print(
+                f'{len(files)} empty-belt frames in {args.out}: [vision] background = "{args.out}"'
+            )
             return 0
         cal, pol, bg = _load(args)
         if args.cmd == "collect":
@@ -219,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "report":
             items = _measure_folder(args.photos, cal, pol.grading, bg)
-            print(f"{args.photos} with policy {pol.version}:\n"
-                  f"{evaluate_measured(items, pol.grading).table()}")
+            print(
+                f"{args.photos} with policy {pol.version}:\n"
+                f"{evaluate_measured(items, pol.grading).table()}"
+            )
             return 0
         tuned, before, after, n = tune(args.photos, cal, pol, bg, args.held_out)
     except (OSError, ValueError) as exc:
@@ -231,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"with the tuned policy {tuned.version}:\n{after.table()}\n")
     Path(args.out).write_text(json.dumps(policy_to_mapping(tuned), indent=2) + "\n")
     if after.safety():
-        print(f"NOT SAFE: do not push {args.out}: on the held-out part an intact parcel was "
-              "graded C or a damaged one A; label more photos and tune again")
+        print(
+            f"NOT SAFE: do not push {args.out}: on the held-out part an intact parcel was "
+            "graded C or a damaged one A; label more photos and tune again"
+        )
         return 1
     print(f"written {args.out}: push it with PUT /api/v1/policy (hardware/INSTALL.md)")
     return 0
