@@ -107,8 +107,9 @@ DEFAULT_CURVES: tuple[ConfidenceCurve, ...] = tuple(
         ),
     )
 )
-"""The station's shipped calibration (``edge.sorter.grading.DEFAULT_CURVES``; a test
-keeps the two equal)."""
+"""The shipped calibration of the ``measures`` grading backend, fitted on the generated
+tuning set (``python -m simulator.vision.evaluate --calibrate``); the station's
+``edge.sorter.grading.DEFAULT_CURVES`` is this."""
 
 
 class GradingThresholds(BaseModel):

@@ -30,6 +30,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
+from protocol.policy import DEFAULT_CURVES as _WIRE_CURVES
+
 __all__ = [
     "DEFAULT_CURVES",
     "ConfidenceCurve",
@@ -87,39 +89,8 @@ class ConfidenceCurve:
         return pts[-1][1]
 
 
-def _curves(
-    backend: str, table: Mapping[str, Sequence[tuple[float, float]]]
-) -> tuple[ConfidenceCurve, ...]:
-    return tuple(ConfidenceCurve(backend, g, tuple(p)) for g, p in table.items())
-
-
-DEFAULT_CURVES: tuple[ConfidenceCurve, ...] = _curves(
-    "measures",
-    {
-        "A": ((0.5, 0.9444), (0.5697, 0.9444), (0.5788, 0.9844), (0.8182, 0.9844)),
-        "B": (
-            (0.5011, 0.0),
-            (0.5033, 0.0),
-            (0.5043, 0.25),
-            (0.5066, 0.25),
-            (0.5088, 0.3333),
-            (0.513, 0.3333),
-            (0.5152, 0.6),
-            (0.521, 0.6),
-            (0.5283, 0.9286),
-            (0.5642, 0.9286),
-            (0.5731, 0.9844),
-            (0.7434, 0.9844),
-        ),
-        "C": (
-            (0.5061, 0.8333),
-            (0.5354, 0.8333),
-            (0.5365, 0.9474),
-            (0.6043, 0.9474),
-            (0.6061, 0.975),
-            (1.0, 0.975),
-        ),
-    },
+DEFAULT_CURVES: tuple[ConfidenceCurve, ...] = tuple(
+    ConfidenceCurve(c.backend, c.grade, tuple(c.points)) for c in _WIRE_CURVES
 )
 """Shipped calibration of the ``measures`` backend (fitted on the generated tuning set)."""
 

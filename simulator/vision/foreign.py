@@ -230,54 +230,46 @@ class _Camera:
         return (self.r @ (np.asarray(pts, float) - self.c).T)[2]
 
 
+def _bbox_homography(img: Any, src: Any, dst: Any) -> tuple[int, int, Any, Any] | None:
+    """(x0, y0, size, homography) painting ``src`` onto ``dst`` within its bounding box."""
+    h, w = img.shape[:2]
+    d: Any = np.asarray(dst, np.float32)
+    x0, y0 = (max(0, math.floor(v)) for v in d.min(axis=0))
+    x1, y1 = min(w, math.ceil(d[:, 0].max()) + 1), min(h, math.ceil(d[:, 1].max()) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    shift = np.asarray([x0, y0], np.float32)
+    hmat = cv2.getPerspectiveTransform(np.asarray(src, np.float32), d - shift)
+    return x0, y0, (x1 - x0, y1 - y0), hmat
+
+
 def _warp(img: Any, tex: Any, src: Any, dst: Any, mask_poly: Any | None = None) -> Any:
     """Paint texture ``tex`` (corners ``src``) onto ``img`` at image quad ``dst``.
 
     Only inside ``mask_poly`` when given; the work is done on the quad's bounding box.
     """
-    h, w = img.shape[:2]
-    d: Any = np.asarray(dst, np.float32)
-    x0, y0 = (max(0, math.floor(v)) for v in d.min(axis=0))
-    x1, y1 = min(w, math.ceil(d[:, 0].max()) + 1), min(h, math.ceil(d[:, 1].max()) + 1)
-    if x1 <= x0 or y1 <= y0:
+    alpha = np.ones(tex.shape[:2], np.float32)
+    return _warp_alpha(img, np.dstack([tex, alpha]), src, dst, mask_poly)
+
+
+def _warp_alpha(img: Any, layer: Any, src: Any, dst: Any, mask_poly: Any | None) -> Any:
+    """:func:`_warp` of a BGRA float layer (alpha 0..1 in the 4th channel)."""
+    box = _bbox_homography(img, src, dst)
+    if box is None:
         return img
-    hmat = cv2.getPerspectiveTransform(
-        np.asarray(src, np.float32), d - np.asarray([x0, y0], np.float32)
-    )
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpPerspective(tex, hmat, size, flags=cv2.INTER_LINEAR)
-    cover = cv2.warpPerspective(
-        np.ones(tex.shape[:2], np.float32), hmat, size, flags=cv2.INTER_LINEAR
-    )
+    x0, y0, size, hmat = box
+    colour = np.ascontiguousarray(layer[:, :, :3])
+    alpha = np.ascontiguousarray(layer[:, :, 3])
+    warped = cv2.warpPerspective(colour, hmat, size, flags=cv2.INTER_LINEAR)
+    a = cv2.warpPerspective(alpha, hmat, size, flags=cv2.INTER_LINEAR)
     if mask_poly is not None:
         m = np.zeros((size[1], size[0]), np.uint8)
         poly = (np.asarray(mask_poly) - [x0, y0]) * 8
         cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 255, cv2.LINE_AA, shift=3)
-        cover = cover * (m.astype(np.float32) / 255)
-    a = cover[:, :, None]
-    roi = img[y0:y1, x0:x1]
-    img[y0:y1, x0:x1] = roi * (1 - a) + warped * a
-    return img
-
-
-def _warp_alpha(img: Any, layer: Any, src: Any, dst: Any, mask_poly: Any) -> Any:
-    """:func:`_warp` of a BGRA float layer (alpha 0..1 in the 4th channel)."""
-    colour = np.ascontiguousarray(layer[:, :, :3])
-    alpha = np.ascontiguousarray(layer[:, :, 3])
-    h, w = img.shape[:2]
-    d: Any = np.asarray(dst, np.float32)
-    x0, y0 = (max(0, math.floor(v)) for v in d.min(axis=0))
-    x1, y1 = min(w, math.ceil(d[:, 0].max()) + 1), min(h, math.ceil(d[:, 1].max()) + 1)
-    if x1 <= x0 or y1 <= y0:
-        return img
-    hmat = cv2.getPerspectiveTransform(
-        np.asarray(src, np.float32), d - np.asarray([x0, y0], np.float32)
-    )
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpPerspective(colour, hmat, size, flags=cv2.INTER_LINEAR)
-    a = cv2.warpPerspective(alpha, hmat, size, flags=cv2.INTER_LINEAR)[:, :, None]
-    roi = img[y0:y1, x0:x1]
-    img[y0:y1, x0:x1] = roi * (1 - a) + warped * a
+        a = a * (m.astype(np.float32) / 255)
+    a3 = a[:, :, None]
+    roi = img[y0 : y0 + size[1], x0 : x0 + size[0]]
+    img[y0 : y0 + size[1], x0 : x0 + size[0]] = roi * (1 - a3) + warped * a3
     return img
 
 
