@@ -1,10 +1,12 @@
 """Grading pipeline: ms per 640x480 frame, beside JPEG-decoding + grey-converting them.
 
 The frames are generated parcels (``simulator.vision.generator``, mixed grades, labels with
-Code 128) stored as JPEG, as the camera and the photo store deliver them. Ours: decode +
-the whole :func:`edge.vision.grading.grade_frame` (segmentation, footprint, damage, label,
-zxing-cpp decode, grade). Baseline: ``cv2.imdecode`` + ``cv2.cvtColor`` to grey of the same
-frames in the same run (the least any pipeline does with a frame).
+Code 128, the conditions real photos have) stored as JPEG, as the camera and the photo
+store deliver them. Ours: decode + the whole :func:`edge.vision.grading.grade_frame`
+(belt checks, segmentation, box fit, outline profiles, damage, label, zxing-cpp decode,
+abstention, calibrated grade). Baseline: ``cv2.imdecode`` + ``cv2.cvtColor`` to grey of
+the same frames in the same run (the least any pipeline does with a frame). Both run with
+OpenCV single-threaded, as the station's grader thread does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import cv2
 import numpy as np
 
 from benchmarks import Figure
-from edge.sorter.policy import GradingThresholds
+from edge.sorter.grading import GradingThresholds
 from edge.vision.calibration import Calibration
 from edge.vision.grading import grade_frame
 from simulator.vision.generator import random_spec, render
@@ -47,6 +49,7 @@ def _best_ms_per_frame(fn: object, jpegs: list[bytes]) -> float:
 
 def run() -> list[Figure]:
     """Both figures, ms per frame (best of 3 rounds over 40 frames)."""
+    cv2.setNumThreads(1)
     jpegs = _jpegs()
     cal, thresholds = Calibration(1.0), GradingThresholds()
 

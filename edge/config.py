@@ -123,6 +123,16 @@ class VisionSection(_Section):
     retention_days: float = Field(default=30.0, gt=0, le=3650)
     jpeg_quality: int = Field(default=85, ge=30, le=100)
     upload: bool = Field(default=True, description="send photos to the gateway")
+    backend: Literal["measures", "onnx"] = Field(
+        default="measures", description="grading backend (onnx: a learned classifier)"
+    )
+    model: Path | None = Field(default=None, description="the .onnx file of backend onnx")
+
+    @model_validator(mode="after")
+    def _model_for_onnx(self) -> VisionSection:
+        if self.backend == "onnx" and self.model is None:
+            raise ValueError("backend 'onnx' needs model = <file.onnx>")
+        return self
 
 
 class EncoderSection(_Section):

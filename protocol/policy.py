@@ -48,17 +48,83 @@ class PolicyRule(BaseModel):
     note: str = Field(default="", max_length=200)
 
 
-class GradingThresholds(BaseModel):
-    """Camera grading thresholds (see ``edge.sorter.policy.GradingThresholds``).
+class ConfidenceCurve(BaseModel):
+    """Raw score -> calibrated confidence for one grading backend and one grade given.
 
-    Fill, solidity and dark-fraction limits are ratios (0..1); ``footprint_tol_mm`` in mm,
-    ``min_label_area_mm2`` in mm^2. Omitted fields take the station's defaults.
+    See ``edge.sorter.grading.ConfidenceCurve``): (score, confidence) points, scores
+    increasing, confidences not falling, all within 0..1.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_rect_fill_a: float = Field(default=0.981, ge=0, le=1)
-    min_rect_fill_b: float = Field(default=0.945, ge=0, le=1)
+    backend: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
+    grade: Literal["A", "B", "C"]
+    points: tuple[tuple[float, float], ...] = Field(min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _monotone(self) -> ConfidenceCurve:
+        prev_x, prev_y = -1.0, -1.0
+        for x, y in self.points:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError("confidence curve points must be within 0..1")
+            if x <= prev_x or y < prev_y:
+                raise ValueError("confidence curve: scores increasing, confidences not falling")
+            prev_x, prev_y = x, y
+        return self
+
+
+DEFAULT_CURVES: tuple[ConfidenceCurve, ...] = tuple(
+    ConfidenceCurve(backend="measures", grade=g, points=p)  # type: ignore[arg-type]
+    for g, p in (
+        ("A", ((0.5, 0.9444), (0.5697, 0.9444), (0.5788, 0.9844), (0.8182, 0.9844))),
+        (
+            "B",
+            (
+                (0.5011, 0.0),
+                (0.5033, 0.0),
+                (0.5043, 0.25),
+                (0.5066, 0.25),
+                (0.5088, 0.3333),
+                (0.513, 0.3333),
+                (0.5152, 0.6),
+                (0.521, 0.6),
+                (0.5283, 0.9286),
+                (0.5642, 0.9286),
+                (0.5731, 0.9844),
+                (0.7434, 0.9844),
+            ),
+        ),
+        (
+            "C",
+            (
+                (0.5061, 0.8333),
+                (0.5354, 0.8333),
+                (0.5365, 0.9474),
+                (0.6043, 0.9474),
+                (0.6061, 0.975),
+                (1.0, 0.975),
+            ),
+        ),
+    )
+)
+"""The shipped calibration of the ``measures`` grading backend, fitted on the generated
+tuning set (``python -m simulator.vision.evaluate --calibrate``); the station's
+``edge.sorter.grading.DEFAULT_CURVES`` is this."""
+
+
+class GradingThresholds(BaseModel):
+    """Camera grading limits (see ``edge.sorter.grading.GradingThresholds``).
+
+    Fill, solidity, dark-fraction, coverage, glare, mark and confidence limits are
+    ratios (0..1); ``_mm`` in mm, ``_mm2`` in mm^2, ``_deg`` in degrees; belt mismatch,
+    noise and edge contrast in grey levels; ``max_parallax`` a magnification - 1.
+    Omitted fields take the station's defaults.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_rect_fill_a: float = Field(default=0.9835, ge=0, le=1)
+    min_rect_fill_b: float = Field(default=0.9383, ge=0, le=1)
     min_solidity_a: float = Field(default=0.985, ge=0, le=1)
     min_solidity_b: float = Field(default=0.962, ge=0, le=1)
     max_dark_fraction_a: float = Field(default=0.002, ge=0, le=1)
@@ -66,6 +132,23 @@ class GradingThresholds(BaseModel):
     dark_ratio: float = Field(default=0.5, gt=0, lt=1)
     footprint_tol_mm: float = Field(default=20.0, ge=0, le=1000)
     min_label_area_mm2: float = Field(default=1500.0, ge=0, le=1_000_000)
+    max_belt_mismatch: float = Field(default=12.0, ge=0, le=255)
+    max_belt_noise: float = Field(default=6.0, ge=0, le=255)
+    min_side_mm: float = Field(default=60.0, gt=0, le=5000)
+    max_side_mm: float = Field(default=1200.0, gt=0, le=5000)
+    max_parallax: float = Field(default=0.5, ge=0, le=5)
+    min_edge_contrast: float = Field(default=24.0, ge=0, le=255)
+    min_outline_coverage: float = Field(default=0.85, ge=0, le=1)
+    max_edge_blur_mm: float = Field(default=2.5, ge=0, le=100)
+    max_glare_fraction: float = Field(default=0.01, ge=0, le=1)
+    max_skew_deg: float = Field(default=3.0, ge=0, le=45)
+    max_mark_fraction: float = Field(default=0.004, ge=0, le=1)
+    stroke_max_mm: float = Field(default=8.0, ge=0, le=100)
+    max_clutter_mm2: float = Field(default=2000.0, ge=0, le=10_000_000)
+    min_confidence_a: float = Field(default=0.9, ge=0, le=1)
+    min_confidence_b: float = Field(default=0.75, ge=0, le=1)
+    min_confidence_c: float = Field(default=0.95, ge=0, le=1)
+    calibration: tuple[ConfidenceCurve, ...] = Field(default=DEFAULT_CURVES, max_length=16)
 
 
 class VerificationRule(BaseModel):

@@ -47,9 +47,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from edge.sorter.grading import GradingThresholds as GradingThresholds
+from edge.sorter.grading import grading_from_mapping, grading_to_mapping
 from edge.sorter.model import Disposition, Identity, Reason
 
 AUTHORIZED = "authorized"
+UNSURE = "condition grade unknown or below the policy's confidence: manual grading"
+"""Explanation of a parcel the grader could not grade, or not surely enough: it goes to
+quarantine (``unknown_grade``) for a person to grade, never to a lane by guess."""
 
 _STATE_REASONS = {
     "cancelled": Reason.RMA_CANCELLED,
@@ -237,54 +242,6 @@ def verify(policy: Policy, units: Sequence[UnitFacts]) -> Verification:
 
 
 @dataclass(frozen=True)
-class GradingThresholds:
-    """Camera grading thresholds (``edge.vision.grading``): policy data, not code.
-
-    Measures are taken on the parcel's top-view outline and surface (``edge.vision``):
-    ``rect_fill`` = outline area / its minimum-area rectangle's area (crushed corners,
-    deformation: below 1), ``solidity`` = outline area / its convex hull's area (dents,
-    open or torn flaps: below 1), ``dark_fraction`` = share of the top surface much darker
-    than its median (tears, holes, broken tape). For each measure, a value on the good
-    side of its ``_a`` limit is grade A, between the ``_a`` and ``_b`` limits grade B,
-    beyond the ``_b`` limit grade C; the parcel gets its worst measure's grade.
-
-    Attributes:
-        min_rect_fill_a / min_rect_fill_b: rect_fill limits (0..1).
-        min_solidity_a / min_solidity_b: solidity limits (0..1).
-        max_dark_fraction_a / max_dark_fraction_b: dark_fraction limits (0..1).
-        dark_ratio: a surface pixel is dark below this share of the surface median grey.
-        footprint_tol_mm: allowed difference of each footprint side from the expected
-            SKU's catalogue dimensions, mm (beyond: grade unknown, wrong / empty item).
-        min_label_area_mm2: a bright, unsaturated patch this large (mm^2) on the parcel
-            counts as a label.
-    """
-
-    min_rect_fill_a: float = 0.981
-    min_rect_fill_b: float = 0.945
-    min_solidity_a: float = 0.985
-    min_solidity_b: float = 0.962
-    max_dark_fraction_a: float = 0.002
-    max_dark_fraction_b: float = 0.015
-    dark_ratio: float = 0.5
-    footprint_tol_mm: float = 20.0
-    min_label_area_mm2: float = 1500.0
-
-    def __post_init__(self) -> None:
-        pairs = (
-            (self.min_rect_fill_b, self.min_rect_fill_a),
-            (self.min_solidity_b, self.min_solidity_a),
-            (self.max_dark_fraction_a, self.max_dark_fraction_b),
-        )
-        for low, high in pairs:
-            if not 0.0 <= low <= high <= 1.0:
-                raise ValueError("grading limits must be within 0..1 and ordered A before B")
-        if not 0.0 < self.dark_ratio < 1.0:
-            raise ValueError("dark_ratio must be within 0..1")
-        if self.footprint_tol_mm < 0 or self.min_label_area_mm2 < 0:
-            raise ValueError("footprint_tol_mm and min_label_area_mm2 must not be negative")
-
-
-@dataclass(frozen=True)
 class Policy:
     """A versioned disposition policy.
 
@@ -431,13 +388,13 @@ def decide(policy: Policy, f: Facts) -> Outcome:
                 return Outcome(q, rule.reason, i, f"rule {i} ({rule.note}): {rule.reason}")
             continue
         if rule.disposition is not q and (f.grade is None or f.grade not in policy.grades):
-            return Outcome(q, Reason.UNKNOWN_GRADE, None, "condition grade unknown")
+            return Outcome(q, Reason.UNKNOWN_GRADE, None, UNSURE)
         why = f"rule {i}" + (f" ({rule.note})" if rule.note else "")
         return Outcome(rule.disposition, rule.reason, i, why)
     if failure is not None:
         return Outcome(q, failure, None, f"not sortable on condition: {failure}")
     if f.grade is None or f.grade not in policy.grades:
-        return Outcome(q, Reason.UNKNOWN_GRADE, None, "condition grade unknown")
+        return Outcome(q, Reason.UNKNOWN_GRADE, None, UNSURE)
     return Outcome(q, Reason.NO_RULE, None, "no rule matches")
 
 
@@ -514,13 +471,7 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
         )
     assumed = data.get("assume_grade_without_camera", "A")
     without_photo = data.get("grade_without_photo")
-    raw_grading = data.get("grading") or {}
-    if not isinstance(raw_grading, Mapping):
-        raise ValueError("grading must be a mapping")
-    try:
-        grading = GradingThresholds(**{str(k): float(v) for k, v in raw_grading.items()})
-    except TypeError as exc:
-        raise ValueError(f"grading: {exc}") from exc
+    grading = grading_from_mapping(data.get("grading"))
     confidence = data.get("min_grade_confidence", 0.0)
     if not isinstance(confidence, int | float):
         raise ValueError("min_grade_confidence must be a number")
@@ -573,7 +524,7 @@ def policy_to_mapping(policy: Policy) -> dict[str, object]:
         "assume_grade_without_camera": policy.assume_grade_without_camera,
         "min_grade_confidence": policy.min_grade_confidence,
         "grade_without_photo": policy.grade_without_photo,
-        "grading": dict(vars(policy.grading)),
+        "grading": grading_to_mapping(policy.grading),
         "rules": [
             {
                 "disposition": r.disposition.value,

@@ -40,6 +40,8 @@ class Calibration:
         method: how it was obtained (``aruco``, ``manual``).
         markers: markers used (0 for ``manual``).
         rms_mm: RMS residual of the marker corners after the fit, mm.
+        nadir_px: the image point straight below the camera (where a box's vertical
+            edges converge), px; None: the image centre (a camera looking straight down).
     """
 
     mm_per_px: float
@@ -47,6 +49,7 @@ class Calibration:
     method: str = "manual"
     markers: int = 0
     rms_mm: float = 0.0
+    nadir_px: tuple[float, float] | None = None
 
     def to_mm(self, points_px: Any) -> Any:
         """Belt positions (N x 2, mm) of image points (N x 2, px)."""
@@ -55,6 +58,20 @@ class Calibration:
             return pts * self.mm_per_px
         h = np.asarray(self.homography, np.float64).reshape(3, 3)
         return cv2.perspectiveTransform(pts.reshape(-1, 1, 2), h).reshape(-1, 2)
+
+    def to_px(self, points_mm: Any) -> Any:
+        """Image points (N x 2, px) of belt positions (N x 2, mm): the inverse of :meth:`to_mm`."""
+        pts = np.asarray(points_mm, np.float64).reshape(-1, 2)
+        if self.homography is None:
+            return pts / self.mm_per_px
+        h = np.linalg.inv(np.asarray(self.homography, np.float64).reshape(3, 3))
+        return cv2.perspectiveTransform(pts.reshape(-1, 1, 2), h).reshape(-1, 2)
+
+    def nadir_mm(self, size: tuple[int, int]) -> Any:
+        """The belt point below the camera (2, mm) for an image of ``size`` (w, h) px."""
+        w, h = size
+        px = self.nadir_px if self.nadir_px is not None else ((w - 1) / 2.0, (h - 1) / 2.0)
+        return self.to_mm([px])[0]
 
     def area_mm2(self, area_px: float) -> float:
         """An image area (px^2) as belt area (mm^2), at the mean scale."""
@@ -74,14 +91,16 @@ class Calibration:
         data = json.loads(Path(path).read_text())
         try:
             h = data.get("homography")
+            nadir = data.get("nadir_px")
             return cls(
                 mm_per_px=float(data["mm_per_px"]),
                 homography=None if h is None else tuple(float(v) for v in h),
                 method=str(data.get("method", "manual")),
                 markers=int(data.get("markers", 0)),
                 rms_mm=float(data.get("rms_mm", 0.0)),
+                nadir_px=None if nadir is None else (float(nadir[0]), float(nadir[1])),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"{path}: not a calibration file ({exc})") from exc
 
 

@@ -1,58 +1,76 @@
-"""Grade a parcel from its top-view photo: pure functions over images.
+"""Grade a parcel from its top-view photo, or say ``unknown`` when it cannot tell.
 
-Pipeline (OpenCV, numpy; zxing-cpp for the barcode), for one BGR frame:
+Pure functions over images (OpenCV, numpy; zxing-cpp reads the label); ``unknown``
+whenever the photo is not one the grader was built for.
+
+Pipeline for one BGR frame (the per-pixel work at a reduced *work* resolution, about
+320 px wide; edge profiles at full resolution):
 
 1. **Belt background** (:class:`BackgroundModel`): the per-pixel median of empty-belt
    frames, scaled by the ratio of the frame's border median to the model's (lighting
-   drift); without a model, the frame's own border median colour (the parcel is assumed
-   not to touch the border).
-2. **Segmentation**: per-pixel maximum channel difference to the background above
-   ``max(diff_min, diff_k * noise)`` (noise: MAD of the border difference; the difference
-   is first smoothed by a Gaussian of sigma 1.5 px against sensor and JPEG noise), then
-   again at half the parcel's median contrast (the edge at 50 %), cleaned by a
-   morphological opening and closing; the parcel is the largest outer contour, holes
-   filled (``cv2.findContours``, ``RETR_EXTERNAL``).
-3. **Footprint** (mm): the contour's minimum-area rectangle (``cv2.minAreaRect``) with its
-   corners mapped to the belt plane by the calibration (:mod:`edge.vision.calibration`).
-4. **Damage measures**: ``rect_fill`` = contour area / rectangle area (crushed corners,
-   deformation), ``solidity`` = contour area / convex-hull area (dents; a flap standing out
-   lowers it too), ``dark_fraction`` = share of the eroded top surface darker than
-   ``dark_ratio`` x its median grey, label excluded (tears, holes, broken tape).
-5. **Label**: the largest bright (grey >= 190), unsaturated (HSV S <= 60) blob inside the
-   parcel, at least ``min_label_area_mm2``; it is deskewed by its own minimum-area
-   rectangle and decoded with zxing-cpp, again at twice the size when the crop gives
-   nothing, and then the whole raw frame (any orientation) when neither did: a product
-   barcode off the label, a rotated 2-D code (:func:`read_codes`). Formats: the linear
-   ones (Code 128, Code 39, Code 93, Codabar, EAN-13, EAN-8, UPC-A, UPC-E, ITF), GS1
-   DataBar (omnidirectional, expanded), Data Matrix and QR Code. Each read is returned as
-   a scanner in AIM mode sends it: the symbology identifier (ISO/IEC 15424, ``]C0``,
-   ``]E0``, ``]d2``, ...) followed by the raw data (FNC1 as GS), so the code classifier
-   (``protocol.codes``) knows a GS1 DataBar or an EAN from a plain Code 128.
-6. **Grade** (:func:`grade_measures`): each measure against the policy's A and B limits;
-   the worst measure decides. Confidence = 0.5 + 0.5 x (distance to the nearest limit /
-   the measure's scale: the A limit's distance to a perfect value for an A measure, the
-   A-B gap otherwise), capped at 1, the lowest of the measures; 0.5 on a limit.
-   No parcel, a parcel cut by the image border, or a footprint off the expected SKU's
-   catalogue dimensions by more than ``footprint_tol_mm``: grade ``unknown``.
+   drift). The border must match the model (``max_belt_mismatch``), or without a model be
+   plain (``max_belt_noise``): a cluttered or textured background is not the belt.
+2. **Segmentation**: per-pixel largest channel difference to the background, shadows
+   removed (a pixel darker than the belt in every channel by the same factor, 0.25..0.95,
+   is the belt in shadow: the chromaticity test of Cucchiara et al., *Detecting moving
+   objects, ghosts and shadows in video streams*, IEEE PAMI 25(10), 2003), smoothed,
+   thresholded at ``max(diff_min, diff_k * noise)`` and again at half the parcel's own
+   contrast (the edge at 50 %), opened and closed; the parcel is the largest connected
+   component (holes filled); any other object above ``max_clutter_mm2`` is clutter.
+3. **Box fit** (belt plane, mm, through the calibration): the camera sees a box's top face
+   magnified about the nadir (the belt point under the camera) by ``k = H / (H - h)``
+   (camera height H, box height h), so an intact box's outline is the convex hull of its
+   footprint and its magnified top. The fit finds the box axis and the largest ``k`` (up
+   to ``1 + max_parallax``) whose model still contains the outline's hull, then the
+   smallest ``k`` that gives the same model; ``k = 1`` is a plain rectangle. The footprint
+   (mm) is the fitted bottom face; long outline edges off square by more than
+   ``max_skew_deg`` that do not point at the nadir mean a tilted view or a wrong
+   calibration.
+4. **Outline profiles**: ~96 profiles across the outline at full resolution give the
+   edge contrast, the share of the outline where the edge is present, and the edge width
+   (20-80 % rise, as a Gaussian sigma = width / 1.683; the sharper quartile of the edges
+   along and of those across the belt, the worse of the two): motion blur and focus.
+5. **Damage measures**: ``rect_fill`` = outline area / fitted model area (crushed
+   corners, deformation), ``solidity`` = outline area / convex-hull area (dents, flaps);
+   on the top face (label excluded): ``dark_fraction`` = share of compact marks darker
+   than ``dark_ratio`` x the surface median *in the board's own chromaticity* (a tear or
+   hole shows the same board in shadow); thin dark strokes (print, the flap seam) are not
+   damage; compact dark marks in another colour (a filled logo? a hole?) are
+   ``mark_fraction``; white-clipped pixels are ``glare_fraction``.
+6. **Label**: the largest bright, unsaturated blob on the top face with dark bars in it,
+   at least ``min_label_area_mm2``; deskewed by its minimum-area rectangle and decoded by
+   zxing-cpp (:func:`decode_barcodes`), again at twice the size when the crop gives
+   nothing.
+7. **Grade**: a backend (:class:`MeasuresBackend`: each measure against the policy's A
+   and B limits, the worst decides; or a learned one, :mod:`edge.vision.learned`) gives a
+   grade and a raw score, which the policy's calibration curve turns into a confidence
+   (:class:`edge.sorter.grading.ConfidenceCurve`). Any abstention check that fired, or a
+   confidence below the grade's ``min_confidence_*``, makes the grade ``unknown``; the
+   explanation names what fired and what was measured.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 import zxingcpp
 
-from edge.sorter.policy import GradingThresholds
+from edge.sorter.grading import GradingThresholds
 from edge.vision.calibration import Calibration
 from protocol.codes import split_aim
 
 __all__ = [
+    "CHECKS",
+    "UNKNOWN",
     "BackgroundModel",
+    "GradeBackend",
     "Grading",
     "Measures",
+    "MeasuresBackend",
     "decode_barcodes",
     "grade_frame",
     "grade_measures",
@@ -64,42 +82,104 @@ UNKNOWN = "unknown"
 BORDER_PX = 6
 DIFF_MIN = 28.0
 DIFF_K = 6.0
-_FORMATS: Any = zxingcpp.barcode_formats_from_str(
-    "Code128,Code39,Code93,Codabar,EAN13,EAN8,UPCA,UPCE,ITF,"
-    "DataBar,DataBarExpanded,DataMatrix,QRCode"
+WORK_WIDTH = 320
+PROFILES = 96
+PROFILE_HALF_PX = 10
+RADIAL_TOL_DEG = 8.0
+CHECKS = (
+    "no_parcel",
+    "background",
+    "partial_view",
+    "clutter",
+    "scale",
+    "footprint",
+    "weak_outline",
+    "broken_outline",
+    "not_square",
+    "glare",
+    "blur",
+    "dark_marks",
+    "low_confidence",
 )
+"""Abstention checks, by the code named in :attr:`Grading.checks`."""
+
+_LINEAR_NAMES = "Code128,Code39,Code93,EAN13,EAN8,UPCA,UPCE,ITF,DataBar,DataBarExpanded"
+_LINEAR: Any = zxingcpp.barcode_formats_from_str(_LINEAR_NAMES)
+_MATRIX: Any = zxingcpp.barcode_formats_from_str("DataMatrix,QRCode")
+_FORMATS: Any = zxingcpp.barcode_formats_from_str(_LINEAR_NAMES + ",DataMatrix,QRCode")
 
 
-def _border(image: Any) -> Any:
-    b = BORDER_PX
+def _border(image: Any, b: int = BORDER_PX) -> Any:
+    c = image.shape[-1] if image.ndim == 3 else 1
+    img = image.reshape(image.shape[0], image.shape[1], c)
     return np.concatenate(
         [
-            image[:b].reshape(-1, image.shape[-1]),
-            image[-b:].reshape(-1, image.shape[-1]),
-            image[:, :b].reshape(-1, image.shape[-1]),
-            image[:, -b:].reshape(-1, image.shape[-1]),
+            img[:b].reshape(-1, c),
+            img[-b:].reshape(-1, c),
+            img[b:-b, :b].reshape(-1, c),
+            img[b:-b, -b:].reshape(-1, c),
         ]
     )
 
 
+def _work_scale(frame: Any) -> int:
+    return max(1, int(frame.shape[1]) // WORK_WIDTH)
+
+
+def _shrink(image: Any, s: int) -> Any:
+    if s == 1:
+        return image
+    h, w = image.shape[:2]
+    interp = cv2.INTER_LINEAR if s == 2 else cv2.INTER_AREA  # at 1/2 both are a 2x2 mean
+    return cv2.resize(image, (w // s, h // s), interpolation=interp)
+
+
 class BackgroundModel:
-    """The empty belt: per-pixel median of empty frames (BGR, ``uint8``).
+    """The empty belt: per-pixel median of empty frames (BGR, ``uint8``, one size).
 
     Args:
-        frames: photos of the empty belt, same size.
+        frames: photos of the empty belt (``python -m edge.vision.site capture-belt``).
+
+    Raises:
+        ValueError: no frames, or frames of different sizes.
     """
 
     def __init__(self, frames: list[Any]) -> None:
         if not frames:
             raise ValueError("a background model needs at least one frame")
+        if len({np.asarray(f).shape for f in frames}) != 1:
+            raise ValueError("background frames must all have the same size")
         stack = np.stack([np.asarray(f, np.float32) for f in frames])
-        self.median = np.median(stack, axis=0)
+        self.median = np.median(stack, axis=0) if len(frames) > 1 else stack[0]
         self.border = np.median(_border(self.median), axis=0)
+        self._small: dict[int, Any] = {}
 
     def for_frame(self, frame: Any) -> Any:
         """The background expected in ``frame``: the median scaled to its border level."""
         gain = np.median(_border(frame.astype(np.float32)), axis=0) / np.maximum(self.border, 1)
         return self.median * gain
+
+    def small(self, s: int) -> Any:
+        """The median at 1/``s`` resolution (float32, cached)."""
+        if s not in self._small:
+            self._small[s] = _shrink(self.median, s).astype(np.float32)
+        return self._small[s]
+
+    def coarse(self, c: int) -> Any:
+        """The median at 1/``c`` resolution (uint8), as :func:`measure` samples frames."""
+        key = -c
+        if key not in self._small:
+            h, w = self.median.shape[:2]
+            small = cv2.resize(self.median, (w // c, h // c), interpolation=cv2.INTER_LINEAR)
+            self._small[key] = np.clip(small, 0, 255).astype(np.uint8)
+        return self._small[key]
+
+    def ring(self, c: int) -> Any:
+        """C x c block means along the border of the median (as :func:`measure` takes)."""
+        key = 1000 + c
+        if key not in self._small:
+            self._small[key] = _ring(self.median, c)[0]
+        return self._small[key]
 
 
 @dataclass(frozen=True)
@@ -109,13 +189,25 @@ class Measures:
     Attributes:
         found: a parcel was segmented.
         touches_border: the parcel outline reaches the image border (not fully in view).
-        length_mm / width_mm: footprint, long and short side of the minimum-area rectangle.
-        angle_deg: the rectangle's angle in the image.
-        area_px: outline area. rect_fill / solidity / dark_fraction: see the module doc.
-        label_present: a label-sized bright patch is on the parcel.
-        barcodes: decoded barcodes (zxing-cpp), in reading order, each as
+        length_mm / width_mm: footprint (fitted bottom face), long and short side.
+        angle_deg: the box axis in the belt plane, degrees.
+        area_px: outline area, px (work resolution scaled to full). rect_fill / solidity /
+            dark_fraction: see the module doc.
+        label_present: a label (bright patch with bars) is on the parcel.
+        barcodes: decoded codes (zxing-cpp), in reading order, each as
             ``<AIM identifier><raw data>`` (:func:`decode_barcodes`).
-        box_px: the rectangle's corners (4 x 2, px) for drawing.
+        box_px: the top face's corners (4 x 2, px), for drawing and learned backends.
+        parallax: fitted top-face magnification - 1 (0: a flat box or one under the
+            camera).
+        belt_mismatch: border vs captured empty belt, grey levels (None without model).
+        belt_noise: border robust sigma without a model, grey levels (None with one).
+        clutter_mm2: the largest other object in view, mm^2 (0: none).
+        edge_contrast: median outline contrast, grey levels; outline_coverage: share of
+            the outline where the edge is present; edge_blur_mm: edge sigma, mm.
+        skew_deg: the largest off-square angle of a long outline edge not explained by
+            parallax, degrees.
+        glare_fraction / mark_fraction: see the module doc.
+        checks: abstention checks that fired, as (code, text) pairs (codes: :data:`CHECKS`).
     """
 
     found: bool
@@ -130,95 +222,442 @@ class Measures:
     label_present: bool = False
     barcodes: tuple[str, ...] = ()
     box_px: tuple[tuple[float, float], ...] = field(default=(), repr=False)
+    parallax: float = 0.0
+    belt_mismatch: float | None = None
+    belt_noise: float | None = None
+    clutter_mm2: float = 0.0
+    edge_contrast: float = 0.0
+    outline_coverage: float = 0.0
+    edge_blur_mm: float = 0.0
+    skew_deg: float = 0.0
+    glare_fraction: float = 0.0
+    mark_fraction: float = 0.0
+    checks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Grading:
-    """A grade with its confidence (0..1) and a short explanation of the measures."""
+    """A grade with its confidence (0..1) and a short explanation.
+
+    Attributes:
+        grade: A, B, C or ``unknown``.
+        confidence: calibrated confidence of ``grade`` (for a low-confidence ``unknown``,
+            that of the grade measured; 0 when a check fired).
+        explanation: what fired, what was measured, the label.
+        measures: the measures.
+        measured_grade: the backend's grade before abstention (None: none measured).
+        raw_confidence: the backend's raw score (0..1).
+        checks: codes of the abstention checks that fired (:data:`CHECKS`).
+        backend: the backend that graded.
+    """
 
     grade: str
     confidence: float
     explanation: str
     measures: Measures
+    measured_grade: str | None = None
+    raw_confidence: float = 0.0
+    checks: tuple[str, ...] = ()
+    backend: str = "measures"
 
 
-def _segment(frame: Any, background: BackgroundModel | None) -> Any:
-    frame = np.ascontiguousarray(frame, np.uint8)
-    if background is not None and background.median.shape == frame.shape:
-        bg = np.clip(background.for_frame(frame), 0, 255).astype(np.uint8)
-        d = cv2.absdiff(frame, bg)
+class GradeBackend(Protocol):
+    """A grader's last step: from the photo and its measures to a grade and a raw score.
+
+    ``name`` keys the policy's confidence curves. ``classify`` returns (grade A/B/C, raw
+    score 0..1, a short note for the explanation); it is called only for a parcel found
+    and fully in view (the abstention checks do not depend on the backend).
+    """
+
+    name: str
+
+    def classify(
+        self, frame: Any, m: Measures, thresholds: GradingThresholds
+    ) -> tuple[str, float, str]:
+        """Grade, raw score and note for ``frame`` measured as ``m``."""
+        ...
+
+
+# -- segmentation --------------------------------------------------------------------
+@dataclass
+class _Belt:
+    level: Any  # border median colour (3,)
+    gain: Any  # frame / model lighting gain per channel (3,), ones without a model
+    mismatch: float | None  # border vs model, grey levels (None without a model)
+    noise: float  # robust sigma of the border blocks (against the model or the plane)
+    plain_noise: float | None  # the same without a model (the belt must be plain)
+    plane: Any = None  # without a model: 6 x 3 quadratic surface coefficients (_design)
+    size: tuple[int, int] = (1, 1)  # image (h, w) the surface is fitted on
+
+    def image(self, x0: float, y0: float, step: float, shape: tuple[int, int]) -> Any:
+        """The belt surface (uint8 BGR) on a grid: pixel (i, j) at (x0 + j step, y0 + i step)."""
+        h, w = shape
+        hh, ww = self.size
+        x = ((x0 + step * np.arange(w, dtype=np.float32)) - ww / 2) / ww
+        y = ((y0 + step * np.arange(h, dtype=np.float32)) - hh / 2) / ww
+        p = self.plane.astype(np.float32)  # rows: 1, x, y, x^2, y^2, xy (see _design)
+        across = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]  # (w, 3)
+        down = y[:, None] * p[2] + (y * y)[:, None] * p[4]  # (h, 3)
+        img = across[None, :, :] + down[:, None, :] + (y[:, None, None] * x[None, :, None]) * p[5]
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+    def at(self, xy: Any) -> Any:
+        """The belt surface colour (n, 3) at image points ``xy`` (n, 2)."""
+        return (_design(xy, self.size) @ self.plane).astype(np.float32)
+
+
+def _design(xy: Any, size: Any) -> Any:
+    """Quadratic surface terms (1, x, y, x^2, y^2, xy) of image points, normalised."""
+    h, w = size[0], size[1]
+    x = (np.asarray(xy[:, 0], np.float64) - w / 2) / w
+    y = (np.asarray(xy[:, 1], np.float64) - h / 2) / w
+    return np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y])
+
+
+_GREY = np.array([0.114, 0.587, 0.299], np.float32)
+
+
+def _robust_sigma(v: Any) -> float:
+    return float(np.median(np.abs(v - np.median(v)))) * 1.4826
+
+
+def _ring(image: Any, c: int) -> tuple[Any, Any]:
+    """Block means along the border: c x c means ((n, 3) float32), centres ((n, 2) px)."""
+    h, w = image.shape[:2]
+    nh, nw = h // c, w // c
+    img = image[: nh * c, : nw * c]
+    top = img[:c].reshape(c, nw, c, 3).mean(axis=(0, 2))
+    bottom = img[-c:].reshape(c, nw, c, 3).mean(axis=(0, 2))
+    left = img[c:-c, :c].reshape(nh - 2, c, c, 3).mean(axis=(1, 2))
+    right = img[c:-c, -c:].reshape(nh - 2, c, c, 3).mean(axis=(1, 2))
+    xs = (np.arange(nw) + 0.5) * c - 0.5
+    ys = (np.arange(1, nh - 1) + 0.5) * c - 0.5
+    centres = np.concatenate(
+        [
+            np.column_stack([xs, np.full(nw, c / 2 - 0.5)]),
+            np.column_stack([xs, np.full(nw, (nh - 0.5) * c - 0.5)]),
+            np.column_stack([np.full(nh - 2, c / 2 - 0.5), ys]),
+            np.column_stack([np.full(nh - 2, (nw - 0.5) * c - 0.5), ys]),
+        ]
+    )
+    return np.concatenate([top, bottom, left, right]).astype(np.float32), centres
+
+
+def _belt(frame: Any, c: int, model: BackgroundModel | None) -> _Belt:
+    """Belt statistics from c x c block means along the image border.
+
+    With a model: the lighting gain, the mismatch and the noise against it. Without: a
+    plane per channel fitted to the border (lighting falls off smoothly across a belt),
+    robustly (a second fit without the blocks off by more than 3 sigma), and the noise
+    about it: a plain belt has little.
+    """
+    fb, xy = _ring(frame, c)
+    level = np.median(fb, axis=0)
+    if model is not None:
+        bb = model.ring(c)
+        gain = level / np.maximum(np.median(bb, axis=0), 1.0)
+        res = fb - bb * gain
+        mismatch = float(np.median(np.max(np.abs(res), axis=1)))
+        if not (float(np.min(gain)) >= 0.5 and float(np.max(gain)) <= 2.0):
+            mismatch = max(mismatch, 255.0)
+        return _Belt(level, gain, mismatch, _robust_sigma(res @ _GREY), None)
+    a = _design(xy, frame.shape)
+    coef = np.linalg.lstsq(a, fb, rcond=None)[0]  # 6 x 3: terms x channels
+    res = (fb - a @ coef) @ _GREY
+    sigma = _robust_sigma(res)
+    keep = np.abs(res - np.median(res)) <= 3.0 * max(sigma, 0.5)
+    if 3 <= int(np.count_nonzero(keep)) < len(res):
+        coef = np.linalg.lstsq(a[keep], fb[keep], rcond=None)[0]
+        res = (fb - a @ coef) @ _GREY
+        sigma = _robust_sigma(res)
+    return _Belt(level, np.ones(3, np.float32), None, sigma, sigma, coef, frame.shape[:2])
+
+
+def _shadow(f: Any, bg: Any) -> Any:
+    """Which rows of ``f`` ((n, 3) float) are the belt ``bg`` in shadow.
+
+    Darker in every channel by about the same factor, 0.25..0.95.
+    """
+    ratio = (f + 1.0) / (bg + 1.0)
+    lo, hi = ratio.min(axis=1), ratio.max(axis=1)
+    return (hi <= 0.95) & (lo >= 0.25) & (hi - lo <= 0.08 + 0.1 * lo)
+
+
+def _difference(img: Any, grey: Any, bg: Any) -> Any:
+    """Largest channel difference to the belt ``bg`` (uint8 image or colour).
+
+    The belt in shadow is zeroed (:func:`_shadow`).
+    """
+    if bg.ndim == 1:
+        scalar: Any = (*(float(v) for v in bg), 0.0)
+        d = cv2.absdiff(img, scalar)
+        bg_grey: Any = float(bg.astype(np.float32) @ _GREY)
     else:
-        level = np.median(_border(frame), axis=0).round()
-        scalar: Any = (*(float(v) for v in level), 0.0)
-        d = cv2.absdiff(frame, scalar)
+        d = cv2.absdiff(img, bg)
+        bg_grey = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY).astype(np.float32)
     b, g, r = cv2.split(d)
-    diff = cv2.GaussianBlur(cv2.max(cv2.max(b, g), r).astype(np.float32), (0, 0), 1.5)
-    border = _border(diff[:, :, None])[:, 0]
-    noise = float(np.median(np.abs(border - np.median(border)))) * 1.4826
-    thr = max(DIFF_MIN, DIFF_K * noise)
-    mask: Any = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)[1].astype(np.uint8)
-    # Second pass: the edge at half the parcel's own contrast (unbiased under blur).
-    inner = cv2.erode(mask, np.ones((15, 15), np.uint8))
+    diff = cv2.max(cv2.max(b, g), r)
+    darker = grey.astype(np.float32) < bg_grey * 0.95
+    cand = np.flatnonzero(darker.reshape(-1) & (diff.reshape(-1) > DIFF_MIN / 2))
+    if cand.size:
+        f = cv2.blur(img, (3, 3)).reshape(-1, 3)[cand].astype(np.float32)
+        if bg.ndim == 1:
+            bgv = bg.astype(np.float32)[None, :]
+        else:
+            bgv = bg.reshape(-1, 3)[cand].astype(np.float32)
+        diff.reshape(-1)[cand[_shadow(f, bgv)]] = 0
+    return diff
+
+
+def _hist_median(image: Any, mask: Any) -> float:
+    hist = cv2.calcHist([image], [0], mask, [256], [0, 256]).reshape(-1)
+    total = float(hist.sum())
+    return float(np.searchsorted(np.cumsum(hist), total / 2.0)) if total else 0.0
+
+
+def _segment(small: Any, grey: Any, bg: Any, thr: float) -> Any:
+    """Parcel mask (uint8 0/255) of a work-resolution region."""
+    diff = cv2.blur(_difference(small, grey, bg), (3, 3))
+    mask = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)[1]
+    inner = cv2.erode(mask, np.ones((7, 7), np.uint8))
     if cv2.countNonZero(inner):
-        contrast = float(np.median(diff[inner > 0][::4]))  # every 4th pixel is plenty
-        thr = max(thr, 0.5 * contrast)
-        mask = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)[1].astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    return mask
+        contrast = _hist_median(diff, inner)
+        if 0.5 * contrast > thr:  # the edge at half the parcel's own contrast
+            mask = cv2.threshold(diff, 0.5 * contrast, 255, cv2.THRESH_BINARY)[1]
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
 
 
-def decode_barcodes(grey: Any, try_rotate: bool = False) -> tuple[str, ...]:
-    """Barcodes zxing-cpp decodes in a grey image, each as ``<AIM identifier><raw data>``.
+# -- box fit in the belt plane ---------------------------------------------------------
+def _rot(theta: float) -> Any:
+    c, s = math.cos(theta), math.sin(theta)
+    return np.array([[c, -s], [s, c]])
 
-    ``try_rotate``: also look for linear codes at 90 / 180 / 270 degrees (2-D codes are
-    found in any orientation anyway). The text is zxing-cpp's plain text mode: the data
-    as encoded, FNC1 as GS (``0x1D``), never the bracketed HRI.
+
+def _model(ext: tuple[float, float, float, float], k: float) -> tuple[Any, Any, Any]:
+    """Footprint, top face and their hull (box frame, relative to the nadir) for ``k``."""
+    xmin, xmax, ymin, ymax = ext
+    bx0 = xmin / k if xmin < 0 else xmin
+    bx1 = xmax / k if xmax > 0 else xmax
+    by0 = ymin / k if ymin < 0 else ymin
+    by1 = ymax / k if ymax > 0 else ymax
+    bottom = np.array([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
+    top = bottom * k
+    hull = cv2.convexHull(np.vstack([bottom, top]).astype(np.float32)).reshape(-1, 2)
+    return bottom, top, hull.astype(np.float64)
+
+
+def _shift(p: Any, n: int) -> Any:
+    """``p`` cyclically shifted: row i of the result is row i + n of ``p``."""
+    n %= len(p)
+    return np.concatenate([p[n:], p[:n]])
+
+
+def _next(p: Any) -> Any:
+    return _shift(p, 1)
+
+
+def _poly_area(p: Any) -> float:
+    q = _next(p)
+    return 0.5 * abs(float(np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1])))
+
+
+def _contains(poly: Any, pts: Any, tol: float) -> bool:
+    """All ``pts`` inside convex ``poly`` (either orientation), ``tol`` mm of slack."""
+    e = _next(poly) - poly
+    rel = pts[None, :, :] - poly[:, None, :]
+    cross = e[:, None, 0] * rel[:, :, 1] - e[:, None, 1] * rel[:, :, 0]
+    q = _next(poly)
+    sign = 1.0 if float(np.sum(poly[:, 0] * q[:, 1] - q[:, 0] * poly[:, 1])) >= 0 else -1.0
+    lengths = np.sqrt(e[:, 0] ** 2 + e[:, 1] ** 2)[:, None]
+    return bool(np.all(sign * cross >= -tol * lengths))
+
+
+@dataclass
+class _Fit:
+    theta: float
+    k: float
+    bottom: Any  # 4 x 2 mm, belt frame
+    top: Any  # 4 x 2 mm, belt frame
+    area: float
+
+
+def _fit_k(
+    q: Any, ext: tuple[float, float, float, float], max_parallax: float, tol: float
+) -> float:
+    xmin, xmax, ymin, ymax = ext
+    if (xmin < 0 < xmax and ymin < 0 < ymax) or max_parallax <= 0:
+        return 1.0  # the nadir is over the box: the model does not depend on k
+    lo, hi = 1.0, 1.0 + max_parallax
+    if not _contains(_model(ext, hi)[2], q, tol):
+        for _ in range(7):
+            mid = (lo + hi) / 2
+            if _contains(_model(ext, mid)[2], q, tol):
+                lo = mid
+            else:
+                hi = mid
+        hi = lo
+    # the smallest k with (about) the same model: k is not determined otherwise
+    target = _poly_area(_model(ext, hi)[2]) * 1.002
+    lo = 1.0
+    for _ in range(5):
+        mid = (lo + hi) / 2
+        if _poly_area(_model(ext, mid)[2]) <= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _fit_box(hull: Any, nadir: Any, max_parallax: float) -> _Fit:
+    """Best intact-box model for a convex outline (mm): see the module doc, step 3."""
+    (_, _, rect_angle) = cv2.minAreaRect(hull.astype(np.float32))
+    edges = _next(hull) - hull
+    longest = edges[int(np.argmax(edges[:, 0] ** 2 + edges[:, 1] ** 2))]
+    thetas = [math.radians(rect_angle)]
+    alt = math.atan2(longest[1], longest[0])
+    diff = math.degrees(alt - thetas[0]) % 90.0
+    if min(diff, 90.0 - diff) > 1.0:
+        thetas.append(alt)
+    tol = max(1.5, 0.01 * math.sqrt(_poly_area(hull)))
+    best: _Fit | None = None
+    for theta in thetas:
+        q = (hull - nadir) @ _rot(-theta).T
+        ext = (
+            float(q[:, 0].min()),
+            float(q[:, 0].max()),
+            float(q[:, 1].min()),
+            float(q[:, 1].max()),
+        )
+        k = _fit_k(q, ext, max_parallax, tol)
+        bottom, top, model = _model(ext, k)
+        area = _poly_area(model)
+        if best is None or area < best.area:
+            back = _rot(theta)
+            best = _Fit(theta, k, bottom @ back.T + nadir, top @ back.T + nadir, area)
+    assert best is not None
+    return best
+
+
+def _skew(hull: Any, fit: _Fit, nadir: Any, min_len: float) -> float:
+    """The largest off-square angle (deg) of a long hull edge that is not radial."""
+    poly = cv2.approxPolyDP(
+        hull.astype(np.float32), max(2.0, 0.01 * cv2.arcLength(hull.astype(np.float32), True)), True
+    )
+    p = poly.reshape(-1, 2).astype(np.float64)
+    worst = 0.0
+    for a, b in zip(p, _next(p), strict=True):
+        e = b - a
+        length = float(np.hypot(*e))
+        if length < min_len:
+            continue
+        ang = math.degrees(math.atan2(e[1], e[0]) - fit.theta) % 90.0
+        dev = min(ang, 90.0 - ang)
+        if dev > 30.0:
+            continue
+        ray = (a + b) / 2 - nadir
+        if float(np.hypot(*ray)) > 1e-6:
+            rad = abs(math.degrees(math.atan2(e[1], e[0]) - math.atan2(ray[1], ray[0]))) % 180.0
+            if min(rad, 180.0 - rad) < RADIAL_TOL_DEG and fit.k > 1.0:
+                continue
+        worst = max(worst, dev)
+    return worst
+
+
+# -- outline profiles ----------------------------------------------------------------
+def _profiles(
+    frame: Any, contour_px: Any, model: BackgroundModel | None, belt: _Belt, cal: Calibration
+) -> tuple[float, float, float]:
+    """(median edge contrast, share of the outline with an edge, edge sigma in mm)."""
+    c = contour_px
+    closed = np.vstack([c, c[:1]])
+    seg = np.sqrt(np.sum(np.diff(closed, axis=0) ** 2, axis=1))
+    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    total = float(arc[-1])
+    if total <= 0:
+        return 0.0, 0.0, 0.0
+    at = np.linspace(0, total, PROFILES, endpoint=False)
+    pts = np.column_stack([np.interp(at, arc, closed[:, 0]), np.interp(at, arc, closed[:, 1])])
+    tangent = _shift(pts, 1) - _shift(pts, -1)
+    normal = np.column_stack([tangent[:, 1], -tangent[:, 0]])
+    normal /= np.maximum(np.sqrt(np.sum(normal**2, axis=1, keepdims=True)), 1e-9)
+    if float(np.sum(normal * (pts - pts.mean(axis=0)))) < 0:
+        normal = -normal
+    t = np.arange(-PROFILE_HALF_PX, PROFILE_HALF_PX + 1, dtype=np.float32)
+    mx = (pts[:, 0:1] + normal[:, 0:1] * t).astype(np.float32)
+    my = (pts[:, 1:2] + normal[:, 1:2] * t).astype(np.float32)
+    v = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    vf = v.astype(np.float32).reshape(-1, 3)
+    if model is not None:
+        bgv = cv2.remap(model.median, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        bgv = bgv.reshape(-1, 3) * belt.gain
+    else:
+        xy = np.column_stack([mx.reshape(-1), my.reshape(-1)]).astype(np.float32)
+        bgv = belt.at(xy)
+    d = np.max(np.abs(vf - bgv), axis=1)
+    d[_shadow(vf, bgv)] = 0.0  # the box's shadow on the belt is belt
+    d = d.reshape(mx.shape)
+    inner = d[:, :4].mean(axis=1)
+    outer = d[:, -4:].mean(axis=1)
+    step = inner - outer
+    contrast = float(np.median(step))
+    present = step >= max(DIFF_MIN, 0.35 * contrast)
+    coverage = float(np.mean(present))
+    if not np.any(present):
+        return contrast, coverage, 0.0
+    p = (d[present] - outer[present, None]) / step[present, None]
+    # 20-80 % rise, interpolated: soft counts of the samples above each level
+    width = np.sum(np.clip((p - 0.2) / 0.1 + 0.5, 0, 1), axis=1) - np.sum(
+        np.clip((p - 0.8) / 0.1 + 0.5, 0, 1), axis=1
+    )
+    n = np.abs(normal[present])
+    blur_px = 0.0
+    # Motion blur or defocus widens every edge of an orientation; damage, flaps and
+    # print widen some: the sharper quartile of each orientation says which.
+    for group in (n[:, 0] >= 0.7, n[:, 1] >= 0.7):
+        if int(np.count_nonzero(group)) >= 6:
+            blur_px = max(blur_px, float(np.percentile(width[group], 25)) / 1.683)
+    return contrast, coverage, blur_px * cal.mm_per_px
+
+
+# -- label and surface ---------------------------------------------------------------
+def decode_barcodes(
+    grey: Any, formats: Any = _FORMATS, try_rotate: bool = False
+) -> tuple[str, ...]:
+    """Barcodes zxing-cpp decodes in a grey (or BGR) image, as ``<AIM identifier><data>``.
+
+    As a scanner in AIM mode sends them (ISO/IEC 15424: ``]C0``, ``]C1``, ``]E0``,
+    ``]e0``, ``]d2``, ``]Q1``, ...), so the code classifier (``protocol.codes``) knows a
+    GS1 DataBar or an EAN from a plain Code 128. Formats (default): Code 128, Code 39/93,
+    Codabar, EAN/UPC, ITF, GS1 DataBar (Expanded), Data Matrix, QR. Text in zxing-cpp's
+    plain mode: the data as encoded, FNC1 as GS (``0x1D``), never the bracketed HRI.
+    ``try_rotate``: linear codes at 90 / 180 / 270 degrees too. Repeats are one read.
     """
     found = zxingcpp.read_barcodes(
-        grey, formats=_FORMATS, try_rotate=try_rotate, text_mode=zxingcpp.TextMode.Plain
+        grey, formats=formats, try_rotate=try_rotate, text_mode=zxingcpp.TextMode.Plain
     )
-    return tuple(dict.fromkeys(b.symbology_identifier + b.text for b in found if b.valid))
+    return tuple(
+        dict.fromkeys(b.symbology_identifier + b.text for b in found if b.valid and b.text)
+    )
 
 
 def read_codes(grey: Any, label_rect: Any = None) -> tuple[str, ...]:
-    """The label-reading path of the camera: what the grader decodes in a grey frame.
+    """The camera's label-reading path on a grey frame (what the grader decodes).
 
-    With the label's minimum-area rectangle (``cv2.minAreaRect`` form), the label is
-    straightened and decoded first (:func:`_read_label`); when that gives nothing, or
-    there is no label, the whole raw frame is decoded in any orientation. Reads as in
-    :func:`decode_barcodes`, first found first.
+    With the label's minimum-area rectangle (``cv2.minAreaRect`` form, full-resolution
+    px), the label is straightened and decoded first (:func:`_decode_crop`); when that
+    gives nothing, or there is no label, the whole frame in any orientation.
     """
     if label_rect is not None:
-        codes = _read_label(grey, label_rect)
+        bgr = grey if grey.ndim == 3 else cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+        codes = _decode_crop(_read_label(bgr, label_rect)[0])
         if codes:
             return codes
     return decode_barcodes(grey, try_rotate=True)
 
 
-def _label(frame: Any, parcel: Any, min_area_px: float) -> tuple[Any, Any]:
-    """The label blob mask and its minimum-area rectangle, or (None, None)."""
-    hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
-    bright = ((hsv[:, :, 2] >= 190) & (hsv[:, :, 1] <= 60)).astype(np.uint8) * 255
-    bright = cv2.bitwise_and(bright, parcel)
-    bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
-    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return None, None
-    best = max(contours, key=cv2.contourArea)
-    rect = cv2.minAreaRect(best)
-    if rect[1][0] * rect[1][1] < min_area_px:
-        return None, None
-    mask = np.zeros_like(parcel)
-    cv2.drawContours(mask, [best], -1, 255, cv2.FILLED)
-    return mask, rect
-
-
-def _read_label(grey: Any, rect: Any) -> tuple[str, ...]:
-    """Decode the label after rotating its rectangle upright.
-
-    zxing-cpp reads 1-D codes along image rows, within a few degrees of skew.
-    """
+def _read_label(frame: Any, rect: Any) -> tuple[Any, float]:
+    """The label crop (grey), rotated upright, and the share of dark (bar) pixels in it."""
     (cx, cy), (w, h), angle = rect
     if w < h:
         w, h, angle = h, w, angle + 90.0
@@ -226,15 +665,145 @@ def _read_label(grey: Any, rect: Any) -> tuple[str, ...]:
     m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
     m[0, 2] += w / 2 + pad - cx
     m[1, 2] += h / 2 + pad - cy
-    crop = cv2.warpAffine(
-        grey, m, (int(w + 2 * pad), int(h + 2 * pad)), flags=cv2.INTER_CUBIC, borderValue=255
-    )
+    size = (int(w + 2 * pad), int(h + 2 * pad))
+    crop = cv2.warpAffine(frame, m, size, flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    inside = grey[pad:-pad, pad:-pad]
+    return grey, float(np.count_nonzero(inside < 128)) / max(inside.size, 1)
+
+
+def _decode_crop(crop: Any) -> tuple[str, ...]:
+    """A label crop: linear codes, again at twice the size, then 2-D codes."""
     # Bars 2 px wide lose their width ratios in two resamplings; doubled, they decode.
-    return decode_barcodes(crop) or decode_barcodes(
-        cv2.resize(crop, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    return (
+        decode_barcodes(crop, _LINEAR)
+        or decode_barcodes(
+            cv2.resize(crop, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC), _LINEAR
+        )
+        or decode_barcodes(crop, _MATRIX)
     )
 
 
+def _surface(
+    roi: Any,
+    grey: Any,
+    top: Any,
+    label: Any,
+    label_square: bool,
+    t: GradingThresholds,
+    mm_per_px_work: float,
+) -> tuple[float, float, float]:
+    """(dark_fraction, mark_fraction, glare_fraction) of the top surface (work res)."""
+    surface = top.copy()
+    label_marks = 0
+    if label is not None:
+        surface[label > 0] = 0
+        label_marks = _label_holes(grey, label, t, mm_per_px_work)
+    n = int(cv2.countNonZero(surface))
+    if n == 0:
+        return 0.0, 0.0, 0.0
+    lo = cv2.min(cv2.min(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
+    lit = surface if label_square or label is None else top
+    glare = float(np.count_nonzero(lo[lit > 0] >= 245)) / max(1, int(cv2.countNonZero(lit)))
+    med = _hist_median(grey, surface)
+    dark = ((grey < t.dark_ratio * med) & (surface > 0)).astype(np.uint8)
+    if not np.any(dark):
+        return 0.0, label_marks / n, glare
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    dist = cv2.distanceTransform(dark, cv2.DIST_L2, 3)
+    board = np.median(roi[surface > 0].reshape(-1, 3)[::7].astype(np.float32), axis=0)
+    board_chroma = board / max(float(board.sum()), 1.0)
+    tear = mark = 0
+    for i in range(1, count):
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        if area * mm_per_px_work**2 < 20.0:
+            continue  # specks: noise, dust
+        sel = labels == i
+        width_mm = (2.0 * float(dist[sel].max()) - 1.0) * mm_per_px_work
+        if width_mm < t.stroke_max_mm:
+            continue  # a stroke: print, the flap seam, a crease
+        colour = roi[sel].reshape(-1, 3).astype(np.float32).mean(axis=0)
+        top_c, low_c = float(colour.max()), float(colour.min())
+        if top_c >= 80.0 and (top_c - low_c) / top_c >= 0.6:
+            continue  # vivid ink (a coloured tape, a logo): print, never the board
+        if float(colour.sum()) / 3.0 >= 12.0:
+            chroma = colour / float(colour.sum())
+            if float(np.abs(chroma - board_chroma).sum()) <= 0.08:
+                tear += area
+                continue
+        mark += area
+    return tear / n, (mark + label_marks) / n, glare
+
+
+def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: float) -> int:
+    """Compact dark areas inside the label (px): a tear through it, or a label damaged.
+
+    Bars and text are thin strokes (narrower than ``stroke_max_mm``) and do not count.
+    """
+    inside = cv2.erode(label, np.ones((3, 3), np.uint8))
+    med = _hist_median(grey, inside)
+    dark = ((grey < 0.5 * med) & (inside > 0)).astype(np.uint8)
+    if not np.any(dark):
+        return 0
+    width = 2.0 * cv2.distanceTransform(dark, cv2.DIST_L2, 3) - 1.0
+    thick = (width * mm_per_px_work >= t.stroke_max_mm).astype(np.uint8)
+    if not np.any(thick):
+        return 0
+    # the whole of each dark area that has a thick part
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    keep = np.unique(labels[thick > 0])
+    return int(sum(int(stats[i, cv2.CC_STAT_AREA]) for i in keep if i > 0))
+
+
+def _label(roi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bool, bool]:
+    """The label blob mask and min-area rectangle (work res, ROI) or Nones, and flags.
+
+    The first flag says whether the board itself is white (a bright blob over 40 % of the
+    top face: then
+    it is the board, not a label, and the label cannot be told from it by colour).
+    """
+    lo = cv2.min(cv2.min(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
+    hi = cv2.max(cv2.max(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
+    bright = ((lo >= 150) & (hi.astype(np.int16) - lo <= 60) & (top > 0)).astype(np.uint8) * 255
+    bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    top_area = max(1.0, float(cv2.countNonZero(top)))
+    white = False
+    for best in sorted(contours, key=cv2.contourArea, reverse=True)[:3]:
+        if cv2.contourArea(best) > 0.4 * top_area:
+            white = True
+            continue
+        rect = cv2.minAreaRect(best)
+        if rect[1][0] * rect[1][1] < min_area_px:
+            break
+        mask = np.zeros_like(top)
+        cv2.drawContours(mask, [best], -1, 255, cv2.FILLED)
+        # a label is a rectangle; a bright blob that is not may be a label run into glare
+        square = cv2.contourArea(best) >= 0.8 * rect[1][0] * rect[1][1]
+        return mask, rect, white, square
+    return None, None, white, False
+
+
+def _smooth_outline(c: Any) -> Any:
+    """A traced outline (work px, through boundary pixel centres) as the edge itself.
+
+    The 3-point circular mean removes the pixel staircase; pushing every point half a
+    pixel outwards (along its normal) puts it on the edge rather than on the centres of
+    the boundary pixels (otherwise the area is short by half a pixel times the perimeter).
+    """
+    if len(c) < 8:
+        return c
+    m = (_shift(c, -1) + c + _shift(c, 1)) / 3.0
+    tangent = _shift(m, 2) - _shift(m, -2)
+    normal = np.column_stack([tangent[:, 1], -tangent[:, 0]])
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
+    # orientation: outwards is away from the centroid on average
+    if float(np.sum(normal * (m - m.mean(axis=0)))) < 0:
+        normal = -normal
+    return m + 0.5 * normal
+
+
+# -- measure ---------------------------------------------------------------------------
 def measure(
     frame: Any,
     calibration: Calibration,
@@ -242,119 +811,316 @@ def measure(
     background: BackgroundModel | None = None,
     decode: bool = True,
 ) -> Measures:
-    """Measure the parcel in a BGR ``uint8`` frame (see the module doc)."""
-    frame = np.asarray(frame)
+    """Measure the parcel in a BGR ``uint8`` frame (see the module doc).
+
+    Every measure is taken even when a check fires (the evaluation and the site tuning
+    read them); :func:`grade_measures` decides.
+    """
+    t = thresholds
+    frame = np.ascontiguousarray(frame, np.uint8)
     h_img, w_img = frame.shape[:2]
-    mask = _segment(frame, background)
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    min_area_px = 2000.0 / calibration.mm_per_px**2  # ignore blobs under 20 cm^2
-    contours = [c for c in contours if cv2.contourArea(c) >= min_area_px]
-    if not contours:
-        return Measures(found=False)
-    contour = max(contours, key=cv2.contourArea)
-    area = float(cv2.contourArea(contour))
-    parcel = np.zeros((h_img, w_img), np.uint8)
-    cv2.drawContours(parcel, [contour], -1, 255, cv2.FILLED)
-    x, y, bw, bh = cv2.boundingRect(contour)
-    touches = x <= 1 or y <= 1 or x + bw >= w_img - 1 or y + bh >= h_img - 1
-    rect = cv2.minAreaRect(contour)
-    box = cv2.boxPoints(rect)
-    box_mm = calibration.to_mm(box)
-    sides = [float(np.linalg.norm(box_mm[i] - box_mm[(i + 1) % 4])) for i in range(2)]
-    rect_area = float(rect[1][0] * rect[1][1]) or 1.0
-    hull_area = float(cv2.contourArea(cv2.convexHull(contour))) or 1.0
-    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    label_min_px = thresholds.min_label_area_mm2 / calibration.mm_per_px**2
-    label_mask, label_rect = _label(frame, parcel, label_min_px)
-    surface = cv2.erode(parcel, np.ones((9, 9), np.uint8))
-    if label_mask is not None:
-        surface[cv2.dilate(label_mask, np.ones((9, 9), np.uint8)) > 0] = 0
-    values = grey[surface > 0]
-    dark = 0.0
-    if values.size:
-        dark = float(np.mean(values < thresholds.dark_ratio * float(np.median(values))))
+    s = _work_scale(frame)
+    c = 4 * s
+    mmpp = calibration.mm_per_px * s  # mm per work px (mean)
+    model = (
+        background if background is not None and background.median.shape == frame.shape else None
+    )
+    # Coarse pass (every c-th pixel): belt statistics, where the parcel is, other objects.
+    coarse = cv2.resize(frame, (w_img // c, h_img // c), interpolation=cv2.INTER_LINEAR)
+    model_c = model.coarse(c) if model is not None else None
+    belt = _belt(frame, c, model)
+    checks: list[tuple[str, str]] = []
+    if belt.mismatch is not None and belt.mismatch > t.max_belt_mismatch:
+        checks.append(
+            (
+                "background",
+                f"belt background does not match the captured empty belt "
+                f"(border differs by {belt.mismatch:.0f} grey levels)",
+            )
+        )
+    if belt.plain_noise is not None and belt.plain_noise > t.max_belt_noise:
+        checks.append(
+            (
+                "background",
+                f"belt not plain (border noise {belt.plain_noise:.0f} grey levels) "
+                "and no empty-belt capture",
+            )
+        )
+    if model_c is not None:
+        bg_c: Any = np.clip(model_c * belt.gain, 0, 255).astype(np.uint8)
+    else:
+        bg_c = belt.image((c - 1) / 2.0, (c - 1) / 2.0, float(c), coarse.shape[:2])
+    grey_c = cv2.cvtColor(coarse, cv2.COLOR_BGR2GRAY)
+    diff_c = _difference(coarse, grey_c, bg_c)
+    # threshold: DIFF_K robust sigmas of the difference along the border (at least DIFF_MIN)
+    edge_c = _border(diff_c, 1)[:, 0].astype(np.float32)
+    thr = max(DIFF_MIN, float(np.median(edge_c)) + DIFF_K * _robust_sigma(edge_c))
+    mask_c = cv2.threshold(diff_c, thr, 255, cv2.THRESH_BINARY)[1]
+    mask_c = cv2.morphologyEx(mask_c, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    blobs_c, _ = cv2.findContours(mask_c, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    mm2_c = (calibration.mm_per_px * c) ** 2
+    ranked = sorted((cv2.contourArea(b) * mm2_c, i) for i, b in enumerate(blobs_c))
+    if not ranked or ranked[-1][0] < 2000.0:  # nothing of 20 cm^2
+        return Measures(
+            False,
+            belt_mismatch=belt.mismatch,
+            belt_noise=belt.plain_noise,
+            checks=(*checks, ("no_parcel", "no parcel found in the photo")),
+        )
+    clutter = ranked[-2][0] if len(ranked) > 1 else 0.0
+    bx, by, bw, bh = cv2.boundingRect(blobs_c[ranked[-1][1]])
+    rx0 = max(0, (bx - 2) * c) // s * s
+    ry0 = max(0, (by - 2) * c) // s * s
+    rx1 = min(w_img, (bx + bw + 2) * c) // s * s
+    ry1 = min(h_img, (by + bh + 2) * c) // s * s
+    # Work resolution over the parcel's region.
+    small = _shrink(frame[ry0:ry1, rx0:rx1], s)
+    hs, ws = small.shape[:2]
+    ox, oy = rx0 // s, ry0 // s
+    if model is not None:
+        bg_s: Any = np.clip(model.small(s)[oy : oy + hs, ox : ox + ws] * belt.gain, 0, 255)
+        bg_s = bg_s.astype(np.uint8)
+    else:
+        bg_s = belt.image(rx0 + (s - 1) / 2.0, ry0 + (s - 1) / 2.0, float(s), (hs, ws))
+    grey_small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    mask = _segment(small, grey_small, bg_s, thr)
+    found, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    found = [f for f in found if cv2.contourArea(f) * mmpp**2 >= 2000.0]
+    if not found:
+        return Measures(
+            False,
+            belt_mismatch=belt.mismatch,
+            belt_noise=belt.plain_noise,
+            checks=(*checks, ("no_parcel", "no parcel found in the photo")),
+        )
+    contour_i = max(found, key=cv2.contourArea)
+    x, y, bw2, bh2 = cv2.boundingRect(contour_i)
+    touches = (
+        (rx0 == 0 and x <= 1)
+        or (ry0 == 0 and y <= 1)
+        or (rx1 >= w_img - s and x + bw2 >= ws - 1)
+        or (ry1 >= h_img - s and y + bh2 >= hs - 1)
+    )
+    parcel = np.zeros((hs, ws), np.uint8)
+    cv2.drawContours(parcel, [contour_i], -1, 255, cv2.FILLED)
+    contour = _smooth_outline(contour_i.reshape(-1, 2).astype(np.float64))
+    contour_px = (contour + [ox, oy] + 0.5) * s - 0.5
+    c_mm = calibration.to_mm(contour_px)
+    c32 = c_mm.astype(np.float32)
+    area_mm2 = float(cv2.contourArea(c32))
+    hull = cv2.convexHull(c32).reshape(-1, 2).astype(np.float64)
+    hull_area = max(_poly_area(hull), 1e-9)
+    nadir = calibration.nadir_mm((w_img, h_img))
+    fit = _fit_box(hull, nadir, t.max_parallax)
+    sides = [
+        float(np.linalg.norm(fit.bottom[1] - fit.bottom[0])),
+        float(np.linalg.norm(fit.bottom[2] - fit.bottom[1])),
+    ]
+    length, width = max(sides), min(sides)
+    size = f"{length:.0f}x{width:.0f} mm"
+    skew = _skew(hull, fit, nadir, 0.5 * width)
+    top_px = calibration.to_px(fit.top)
+    # Top surface (work res, ROI): the fitted top face inside the parcel, eroded.
+    top = np.zeros_like(parcel)
+    poly = np.round(((top_px + 0.5) / s - 0.5 - [ox, oy]) * 4).astype(np.int32)
+    cv2.fillPoly(top, [poly.reshape(-1, 1, 2)], 255, cv2.LINE_8, shift=2)
+    top = cv2.erode(cv2.bitwise_and(top, parcel), np.ones((5, 5), np.uint8))
+    roi = small
+    grey_roi = grey_small
+    label_min = t.min_label_area_mm2 / mmpp**2
+    label_mask, label_rect, _white_board, label_square = _label(roi, top, label_min)
     codes: tuple[str, ...] = ()
-    if decode:
-        codes = read_codes(grey, label_rect)
+    label_present = False
+    if label_rect is not None:
+        (lcx, lcy), (lw, lh), la = label_rect
+        rect_full = (((lcx + ox + 0.5) * s - 0.5, (lcy + oy + 0.5) * s - 0.5), (lw * s, lh * s), la)
+        crop, bars = _read_label(frame, rect_full)
+        label_present = 0.05 <= bars <= 0.75
+        if label_present and decode:
+            codes = _decode_crop(crop)
+            if not codes:  # the blob may be only part of the label: its surroundings
+                (fx, fy), (fw, fh), _ = rect_full
+                r = 0.75 * max(fw, fh)
+                ys = slice(max(0, int(fy - r)), int(fy + r))
+                xs = slice(max(0, int(fx - r)), int(fx + r))
+                codes = decode_barcodes(cv2.cvtColor(frame[ys, xs], cv2.COLOR_BGR2GRAY))
+        if not label_present:
+            label_mask = None  # a bright patch without bars: glare or white print
+    if decode and not codes:
+        # no label read: a product code off the label, a rotated 2-D code, a white board
+        codes = decode_barcodes(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), try_rotate=True)
+    if label_mask is not None:
+        label_mask = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
+    dark, marks, glare = _surface(roi, grey_roi, top, label_mask, label_square, t, mmpp)
+    contrast, coverage, blur_mm = _profiles(frame, contour_px, model, belt, calibration)
+    if touches:
+        checks.append(("partial_view", f"parcel not fully in view ({size})"))
+    if clutter > t.max_clutter_mm2:
+        checks.append(("clutter", f"another object in view ({clutter:.0f} mm^2)"))
+    if not (t.min_side_mm <= width and length <= t.max_side_mm):
+        checks.append(
+            (
+                "scale",
+                f"footprint {size} outside {t.min_side_mm:.0f}..{t.max_side_mm:.0f} mm: "
+                "scale or calibration wrong, or not a parcel",
+            )
+        )
+    if contrast < t.min_edge_contrast:
+        checks.append(("weak_outline", f"weak outline (contrast {contrast:.0f} grey levels)"))
+    elif coverage < t.min_outline_coverage:
+        checks.append(("broken_outline", f"outline present on {coverage:.0%} of its length"))
+    if skew > t.max_skew_deg:
+        checks.append(
+            (
+                "not_square",
+                f"outline {skew:.0f} deg off square: tilted view, wrong calibration "
+                "or a deformed box",
+            )
+        )
+    if glare > t.max_glare_fraction:
+        checks.append(("glare", f"glare: {glare:.1%} of the top clipped white"))
+    if blur_mm > t.max_edge_blur_mm:
+        checks.append(("blur", f"motion blur or focus: edges {blur_mm:.1f} mm wide"))
+    if marks > t.max_mark_fraction:
+        checks.append(("dark_marks", f"dark marks on {marks:.1%} of the top: print or damage?"))
     return Measures(
         found=True,
         touches_border=bool(touches),
-        length_mm=round(max(sides), 1),
-        width_mm=round(min(sides), 1),
-        angle_deg=round(float(rect[2]), 1),
-        area_px=area,
-        rect_fill=round(area / rect_area, 4),
-        solidity=round(area / hull_area, 4),
+        length_mm=round(length, 1),
+        width_mm=round(width, 1),
+        angle_deg=round(math.degrees(fit.theta) % 180.0, 1),
+        area_px=float(cv2.contourArea(contour_px.astype(np.float32))),
+        rect_fill=round(min(1.0, area_mm2 / max(fit.area, 1e-9)), 4),
+        solidity=round(min(1.0, area_mm2 / hull_area), 4),
         dark_fraction=round(dark, 4),
-        label_present=label_rect is not None,
+        label_present=label_present,
         barcodes=codes,
-        box_px=tuple((float(px), float(py)) for px, py in box),
+        box_px=tuple((float(px), float(py)) for px, py in top_px),
+        parallax=round(fit.k - 1.0, 3),
+        belt_mismatch=None if belt.mismatch is None else round(belt.mismatch, 1),
+        belt_noise=None if belt.plain_noise is None else round(belt.plain_noise, 1),
+        clutter_mm2=round(clutter, 0),
+        edge_contrast=round(contrast, 1),
+        outline_coverage=round(coverage, 3),
+        edge_blur_mm=round(blur_mm, 2),
+        skew_deg=round(skew, 1),
+        glare_fraction=round(glare, 4),
+        mark_fraction=round(marks, 4),
+        checks=tuple(checks),
     )
 
 
+# -- grade -----------------------------------------------------------------------------
 def _level(value: float, a: float, b: float, higher_is_better: bool) -> int:
     if higher_is_better:
         return 0 if value >= a else 1 if value >= b else 2
     return 0 if value <= a else 1 if value <= b else 2
 
 
+class MeasuresBackend:
+    """The shipped backend: the damage measures against the policy's A and B limits.
+
+    Raw score = 0.5 + 0.5 x (distance to the nearest limit / the measure's scale: the A
+    limit's distance to a perfect value for an A measure, the A-B gap otherwise), capped
+    at 1, the lowest of the measures; 0.5 on a limit.
+    """
+
+    name = "measures"
+
+    def classify(
+        self, frame: Any, m: Measures, thresholds: GradingThresholds
+    ) -> tuple[str, float, str]:
+        """Grade, raw score and the measures as text."""
+        t = thresholds
+        checks = (
+            ("rect_fill", m.rect_fill, t.min_rect_fill_a, t.min_rect_fill_b, True, "corner/shape"),
+            ("solidity", m.solidity, t.min_solidity_a, t.min_solidity_b, True, "dent/flap"),
+            (
+                "dark",
+                m.dark_fraction,
+                t.max_dark_fraction_a,
+                t.max_dark_fraction_b,
+                False,
+                "tear/tape",
+            ),
+        )
+        worst = 0
+        raw = 1.0
+        notes = []
+        for name, value, a, b, higher, what in checks:
+            level = _level(value, a, b, higher)
+            worst = max(worst, level)
+            perfect = 1.0 if higher else 0.0
+            margin = min(abs(value - a), abs(value - b))
+            scale = abs(perfect - a) if level == 0 else abs(a - b)
+            raw = min(raw, 0.5 + 0.5 * min(1.0, margin / max(scale, 1e-9)))
+            mark = "" if level == 0 else f" ({what}: {'B' if level == 1 else 'C'})"
+            notes.append(f"{name} {value:.3f}{mark}")
+        return "ABC"[worst], raw, "; ".join(notes)
+
+
+MEASURES = MeasuresBackend()
+
+
 def grade_measures(
     m: Measures,
     thresholds: GradingThresholds,
     expected_mm: tuple[float, float] | None = None,
+    backend: GradeBackend | None = None,
+    frame: Any = None,
 ) -> Grading:
-    """The grade of measured parcel ``m`` by the policy's thresholds.
+    """The grade of measured parcel ``m`` by the policy's thresholds and calibration.
 
     Args:
         m: the measures of :func:`measure`.
-        thresholds: the policy's grading thresholds.
+        thresholds: the policy's grading thresholds and confidence curves.
         expected_mm: the expected SKU's catalogue footprint (two sides, mm, any order),
             or None when unknown.
+        backend: the grading backend (default :class:`MeasuresBackend`).
+        frame: the photo (needed by image backends).
     """
     t = thresholds
+    be = backend or MEASURES
     if not m.found:
-        return Grading(UNKNOWN, 0.0, "no parcel found in the photo", m)
+        return Grading(
+            UNKNOWN, 0.0, "no parcel found in the photo", m, None, 0.0, ("no_parcel",), be.name
+        )
     size = f"{m.length_mm:.0f}x{m.width_mm:.0f} mm"
-    if m.touches_border:
-        return Grading(UNKNOWN, 0.0, f"parcel not fully in view ({size})", m)
+    checks = list(m.checks)
     if expected_mm is not None:
         exp = sorted(expected_mm, reverse=True)
         off = max(abs(m.length_mm - exp[0]), abs(m.width_mm - exp[1]))
         if off > t.footprint_tol_mm:
             why = f"footprint {size} vs expected {exp[0]:.0f}x{exp[1]:.0f} mm: wrong item?"
-            return Grading(UNKNOWN, 0.0, why, m)
-    checks = (
-        ("rect_fill", m.rect_fill, t.min_rect_fill_a, t.min_rect_fill_b, True, "corner/shape"),
-        ("solidity", m.solidity, t.min_solidity_a, t.min_solidity_b, True, "dent/flap"),
-        (
-            "dark",
-            m.dark_fraction,
-            t.max_dark_fraction_a,
-            t.max_dark_fraction_b,
-            False,
-            "tear/tape",
-        ),
-    )
-    worst = 0
-    confidence = 1.0
-    notes = []
-    for name, value, a, b, higher, what in checks:
-        level = _level(value, a, b, higher)
-        worst = max(worst, level)
-        perfect = 1.0 if higher else 0.0
-        margin = min(abs(value - a), abs(value - b))
-        scale = abs(perfect - a) if level == 0 else abs(a - b)
-        confidence = min(confidence, 0.5 + 0.5 * min(1.0, margin / max(scale, 1e-9)))
-        mark = "" if level == 0 else f" ({what}: {'B' if level == 1 else 'C'})"
-        notes.append(f"{name} {value:.3f}{mark}")
-    grade = "ABC"[worst]
+            checks.append(("footprint", why))
     label = (
         "label read " + ",".join(split_aim(code)[1] for code in m.barcodes)
         if m.barcodes
         else ("label unread" if m.label_present else "no label")
     )
-    text = f"grade {grade}: {'; '.join(notes)}; {size}; {label}"
-    return Grading(grade, round(confidence, 3), text, m)
+    if m.touches_border:
+        # Not fully in view: the damage measures mean nothing.
+        texts = "; ".join(text for _, text in checks)
+        return Grading(
+            UNKNOWN, 0.0, f"unknown: {texts}", m, None, 0.0, tuple(c for c, _ in checks), be.name
+        )
+    grade, raw, notes = be.classify(frame, m, t)
+    curve = t.curve(be.name, grade)
+    confidence = round(curve(raw) if curve is not None else raw, 3)
+    measured = f"{grade} {confidence:.2f}: {notes}; {size}; {label}"
+    codes = tuple(c for c, _ in checks)
+    if checks:
+        texts = "; ".join(text for _, text in checks)
+        return Grading(
+            UNKNOWN, 0.0, f"unknown: {texts} | measured {measured}", m, grade, raw, codes, be.name
+        )
+    need = t.min_confidence(grade)
+    if confidence < need:
+        why = f"unknown: grade {grade} at confidence {confidence:.2f} below {need:.2f}"
+        why += f" | measured {measured}"
+        return Grading(UNKNOWN, confidence, why, m, grade, raw, ("low_confidence",), be.name)
+    text = f"grade {grade}: {notes}; {size}; {label}; confidence {confidence:.2f}"
+    return Grading(grade, confidence, text, m, grade, raw, (), be.name)
 
 
 def grade_frame(
@@ -364,8 +1130,8 @@ def grade_frame(
     background: BackgroundModel | None = None,
     expected_mm: tuple[float, float] | None = None,
     decode: bool = True,
+    backend: GradeBackend | None = None,
 ) -> Grading:
     """The whole pipeline on one BGR frame: :func:`measure`, then :func:`grade_measures`."""
-    return grade_measures(
-        measure(frame, calibration, thresholds, background, decode), thresholds, expected_mm
-    )
+    m = measure(frame, calibration, thresholds, background, decode)
+    return grade_measures(m, thresholds, expected_mm, backend, frame)

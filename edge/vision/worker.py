@@ -19,14 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
 
 from edge.drivers.camera import Photo
-from edge.sorter.policy import GradingThresholds
+from edge.sorter.grading import GradingThresholds
 from edge.vision.calibration import Calibration
-from edge.vision.grading import BackgroundModel, Grading, grade_frame
+from edge.vision.grading import BackgroundModel, GradeBackend, Grading, grade_frame
 from edge.vision.photos import PhotoFile, PhotoStore
 
-__all__ = ["NO_PHOTO", "GradedPhoto", "PhotoGrader"]
+__all__ = ["NO_PHOTO", "GradedPhoto", "PhotoGrader", "grader_from_config"]
 
 log = logging.getLogger(__name__)
 NO_PHOTO = "no_photo"
@@ -62,6 +66,7 @@ class PhotoGrader:
         to_utc: maps a monotonic ms time to UTC (the photo's ``taken_at``).
         background: empty-belt model, or None (the frame border is used).
         grade: False to keep photos without grading.
+        backend: the grading backend (None: the measures against the policy's limits).
     """
 
     def __init__(
@@ -72,8 +77,10 @@ class PhotoGrader:
         to_utc: Callable[[float], datetime],
         background: BackgroundModel | None = None,
         grade: bool = True,
+        backend: GradeBackend | None = None,
     ) -> None:
         self.store = store
+        self.backend = backend
         self.calibration = calibration
         self.thresholds = thresholds
         self.to_utc = to_utc
@@ -114,7 +121,13 @@ class PhotoGrader:
         grading = None
         started = time.perf_counter()
         if self.grade:
-            grading = grade_frame(photo.frame, self.calibration, self.thresholds(), self.background)
+            grading = grade_frame(
+                photo.frame,
+                self.calibration,
+                self.thresholds(),
+                self.background,
+                backend=self.backend,
+            )
             self.counters["graded"] += 1
         elapsed = (time.perf_counter() - started) * 1000.0
         self.last_grade_ms = round(elapsed, 1)
@@ -125,6 +138,9 @@ class PhotoGrader:
         # competes with the reactor, scheduler and drivers on a busy Pi.
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        # One thread: on 320 px work images OpenCV's pool costs more than it gains, and
+        # its workers would not carry this thread's nice value.
+        cv2.setNumThreads(1)
         while True:
             photo = self._queue.get()
             if photo is None:
@@ -155,3 +171,57 @@ class PhotoGrader:
             "last_grade_ms": self.last_grade_ms,
             "last_error": self.last_error,
         }
+
+
+def grader_from_config(
+    vision: Any,
+    data_dir: Path,
+    thresholds: Callable[[], GradingThresholds],
+    to_utc: Callable[[float], datetime],
+) -> PhotoGrader:
+    """The photo grader of a station's ``[vision]`` section (``edge.config.VisionSection``).
+
+    Calibration from ``calibration`` (else ``mm_per_px``), the empty belt from
+    ``background`` (a photo, or a folder of them: their per-pixel median), the backend by
+    name (``measures`` or ``onnx`` with ``model``), photos under ``photo_dir`` (default
+    ``<data_dir>/photos``).
+
+    Raises:
+        OSError: a background photo that cannot be read.
+        ValueError: a bad calibration file or model.
+    """
+    from edge.vision.learned import load_backend
+
+    cal = (
+        Calibration.load(vision.calibration)
+        if vision.calibration is not None
+        else Calibration(vision.mm_per_px)
+    )
+    background = None
+    if vision.background is not None:
+        background = load_background(Path(vision.background))
+    folder = vision.photo_dir or Path(data_dir) / "photos"
+    store = PhotoStore(folder, vision.retention_days, vision.jpeg_quality)
+    backend = load_backend(vision.backend, vision.model)
+    return PhotoGrader(store, cal, thresholds, to_utc, background, vision.grade, backend)
+
+
+def load_background(path: Path) -> BackgroundModel:
+    """The empty belt from one photo or a folder of photos (``*.png``, ``*.jpg``).
+
+    Raises:
+        OSError: no photo, or one that cannot be read.
+    """
+    files = sorted(path.glob("*.png")) + sorted(path.glob("*.jpg")) if path.is_dir() else [path]
+    if not files:
+        raise OSError(f"no empty-belt photos in {path}")
+    frames = []
+    for f in files:
+        image = cv2.imread(str(f))
+        if image is None:
+            raise OSError(f"cannot read background photo {f}")
+        frames.append(image)
+    try:
+        return BackgroundModel(frames)
+    except ValueError as exc:
+        raise OSError(f"{path}: {exc}") from exc

@@ -1,102 +1,99 @@
-"""Evaluate the grading pipeline: confusion matrix and accuracy.
+"""Evaluate the grading pipeline on generated, foreign and real photos, each on its own.
 
-``python -m simulator.vision.evaluate`` grades a held-out generated set (``--count``, ``--seed``;
-the tests use other seeds) and, with ``--photos DIR``, a folder of labelled real photos:
-either sub-folders named by the true grade (``DIR/A/*.jpg``, ``DIR/B/...``, ``DIR/C/...``)
-or a ``labels.csv`` with ``file,grade`` rows. Real photos are measured with
-``--calibration`` (JSON from :mod:`edge.vision.calibration`; default 1 mm/px).
-Thresholds are the shipped policy's (``edge.sorter.policy.GradingThresholds``) or a
-policy JSON given with ``--policy`` (``DispositionPolicy`` form).
+Confusion matrices, per-grade precision and reliability, abstention.
+
+``python -m simulator.vision.evaluate`` grades:
+
+* a held-out **generated** set (``--count``, ``--seed``; :mod:`simulator.vision.generator`
+  with the conditions real photos have; the tests and the tuning use other seeds);
+* with ``--foreign N``, a **foreign** set (:mod:`simulator.vision.foreign`: another
+  renderer, its own seed, never tuned on);
+* with ``--photos DIR``, a folder of **labelled real photos**: grade sub-folders
+  (``DIR/A/*.jpg``, ``DIR/B/...``, ``DIR/C/...``) or a ``labels.csv`` with ``file,grade``
+  rows, measured with ``--calibration`` (JSON from :mod:`edge.vision.calibration`;
+  default 1 mm/px) and ``--background`` (the empty belt).
+
+Thresholds are the shipped policy's or a policy JSON given with ``--policy``
+(``DispositionPolicy`` form, e.g. written by ``python -m edge.vision.site tune``).
+``--calibrate`` fits the shipped defaults instead: thresholds and confidence curves on
+the generated *tuning* set (seed 1), printed as the policy's ``grading`` JSON.
 
 Rows are the true grade, columns the grade given (``unknown`` included); accuracy counts
-an ``unknown`` as wrong.
+an ``unknown`` as wrong. Exit status 0, or 2 when the photos cannot be read.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from edge.sorter.policy import GradingThresholds, policy_from_mapping
+from edge.sorter.grading import GradingThresholds, grading_to_mapping
+from edge.sorter.policy import policy_from_mapping
 from edge.vision.calibration import Calibration
-from edge.vision.grading import grade_frame
+from edge.vision.grading import BackgroundModel, GradeBackend, grade_frame, measure
+from edge.vision.tuning import (
+    Confusion,
+    Labelled,
+    fit_calibration,
+    labelled_files,
+    read_photo,
+    tune_thresholds,
+)
 
-__all__ = ["Confusion", "evaluate", "labelled_photos", "main"]
+__all__ = ["Confusion", "evaluate", "generated", "labelled_photos", "main"]
 
-TRUE = ("A", "B", "C")
-GIVEN = ("A", "B", "C", "unknown")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
-
-
-@dataclass
-class Confusion:
-    """Counts of (true grade, given grade)."""
-
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def add(self, true: str, given: str) -> None:
-        """Count one photo."""
-        key = (true, given if given in GIVEN else "unknown")
-        self.counts[key] = self.counts.get(key, 0) + 1
-
-    @property
-    def total(self) -> int:
-        """Photos counted."""
-        return sum(self.counts.values())
-
-    @property
-    def accuracy(self) -> float:
-        """Share graded right (0..1; 0 when empty)."""
-        right = sum(n for (t, g), n in self.counts.items() if t == g)
-        return right / self.total if self.total else 0.0
-
-    def table(self) -> str:
-        """The matrix as text, rows true grade, columns given grade."""
-        head = "true\\given " + " ".join(f"{g:>8}" for g in GIVEN)
-        rows = [head]
-        for t in TRUE:
-            rows.append(f"{t:>10} " + " ".join(f"{self.counts.get((t, g), 0):>8}" for g in GIVEN))
-        rows.append(f"accuracy {self.accuracy:.3f} ({self.total} photos)")
-        return "\n".join(rows)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "matrix": {t: {g: self.counts.get((t, g), 0) for g in GIVEN} for t in TRUE},
-            "accuracy": round(self.accuracy, 4),
-            "total": self.total,
-        }
+Sample = tuple[Any, str] | tuple[Any, str, Any]
 
 
 def evaluate(
-    samples: Iterable[tuple[Any, str]],
+    samples: Iterable[Sample],
     calibration: Calibration,
     thresholds: GradingThresholds,
+    background: BackgroundModel | None = None,
+    backend: GradeBackend | None = None,
 ) -> Confusion:
-    """Grade every (BGR image, true grade) pair; the confusion matrix."""
+    """Grade every (BGR image, true grade[, background or calibration]) sample.
+
+    A third item (one, or a tuple of them) overrides ``background`` (a
+    :class:`BackgroundModel`) or ``calibration`` (a :class:`Calibration`) for that photo;
+    a None in it means no background model.
+    """
     out = Confusion()
-    for image, true in samples:
-        out.add(true, grade_frame(image, calibration, thresholds).grade)
+    for sample in samples:
+        image, true = sample[0], sample[1]
+        bg, cal = background, calibration
+        extra = sample[2] if len(sample) > 2 else None
+        for item in extra if isinstance(extra, tuple) else (extra,):
+            if isinstance(item, BackgroundModel):
+                bg = item
+            elif isinstance(item, Calibration):
+                cal = item
+        out.add(true, grade_frame(image, cal, thresholds, bg, backend=backend))
     return out
 
 
-def generated(count: int, seed: int) -> Iterator[tuple[Any, str]]:
-    """``count`` generated photos (``simulator.vision.generator.random_spec``, ``seed``)."""
-    from simulator.vision.generator import random_spec, render
+def generated(count: int, seed: int, conditions: bool = True) -> Iterator[tuple[Any, str, Any]]:
+    """``count`` generated photos (``random_spec``, ``seed``) with their background.
+
+    A background model of the empty belt for a roller belt (a site with one must capture it) and
+    every other photo, none for the rest.
+    """
+    from simulator.vision.generator import random_spec, render, render_empty
 
     rng = np.random.default_rng(seed)
     for i in range(count):
-        spec = random_spec(rng, i)
-        yield render(spec), spec.grade
+        spec = random_spec(rng, i, conditions=conditions)
+        bg = None
+        if spec.belt == "rollers" or i % 2:
+            bg = BackgroundModel([render_empty(spec, seed=spec.seed + 1)])
+        yield render(spec), spec.grade, bg
 
 
 def labelled_photos(folder: Path) -> Iterator[tuple[Any, str]]:
@@ -105,28 +102,25 @@ def labelled_photos(folder: Path) -> Iterator[tuple[Any, str]]:
     Raises:
         ValueError: a photo that cannot be read, or a grade not in A/B/C.
     """
-    folder = Path(folder)
-    pairs: list[tuple[Path, str]] = []
-    labels = folder / "labels.csv"
-    if labels.exists():
-        with labels.open(newline="") as fh:
-            for row in csv.reader(fh):
-                if row and row[0] != "file":
-                    pairs.append((folder / row[0], row[1].strip().upper()))
-    else:
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-            pairs += [
-                (f, sub.name.upper())
-                for f in sorted(sub.iterdir())
-                if f.suffix.lower() in IMAGE_SUFFIXES
-            ]
-    for path, grade in pairs:
-        if grade not in TRUE:
-            raise ValueError(f"{path}: grade {grade!r} is not one of {TRUE}")
-        image = cv2.imread(str(path))
-        if image is None:
-            raise ValueError(f"{path}: cannot read the image")
-        yield image, grade
+    for path, grade in labelled_files(folder):
+        yield read_photo(path), grade
+
+
+def calibrate_defaults(count: int = 600, seed: int = 1) -> GradingThresholds:
+    """Thresholds and confidence curves fitted on the generated tuning set."""
+    base = GradingThresholds()
+    cal = Calibration(1.0)
+    items = []
+    for i, (image, grade, bg) in enumerate(generated(count, seed)):
+        items.append(Labelled(f"gen-{i}", grade, measure(image, cal, base, bg)))
+    half = len(items) // 2
+    tuned = tune_thresholds(items[:half], base)
+    return replace(tuned, calibration=fit_calibration(items[half:], tuned))
+
+
+def _report(name: str, c: Confusion, results: dict[str, Any], key: str) -> None:
+    print(f"{name}:\n{c.table()}\n")
+    results[key] = c.as_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,28 +130,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--count", type=int, default=300, help="generated photos")
     parser.add_argument("--seed", type=int, default=2026, help="held-out generator seed")
+    parser.add_argument("--foreign", type=int, default=0, help="foreign photos (other renderer)")
     parser.add_argument("--photos", type=Path, help="folder of labelled real photos")
     parser.add_argument("--calibration", type=Path, help="calibration JSON for --photos")
+    parser.add_argument("--background", type=Path, help="empty-belt photo for --photos")
     parser.add_argument("--policy", type=Path, help="policy JSON with grading thresholds")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--calibrate", action="store_true", help="fit the shipped defaults; print them"
+    )
     args = parser.parse_args(argv)
+    if args.calibrate:
+        tuned = calibrate_defaults(max(args.count, 100))
+        print(json.dumps(grading_to_mapping(tuned), indent=2))
+        return 0
     thresholds = GradingThresholds()
     if args.policy is not None:
         thresholds = policy_from_mapping(json.loads(args.policy.read_text())).grading
     results: dict[str, Any] = {}
     if args.count > 0:
         gen = evaluate(generated(args.count, args.seed), Calibration(1.0), thresholds)
-        print(f"generated set (seed {args.seed}):\n{gen.table()}\n")
-        results["generated"] = gen.as_dict()
+        _report(f"generated set (seed {args.seed})", gen, results, "generated")
+    if args.foreign > 0:
+        from simulator.vision.foreign import foreign_set
+
+        foreign = evaluate(foreign_set(args.foreign), Calibration(1.0), thresholds)
+        _report("foreign set (other renderer, never tuned on)", foreign, results, "foreign")
     if args.photos is not None:
         cal = Calibration.load(args.calibration) if args.calibration else Calibration(1.0)
         try:
-            real = evaluate(labelled_photos(args.photos), cal, thresholds)
+            bg = BackgroundModel([read_photo(args.background)]) if args.background else None
+            real = evaluate(labelled_photos(args.photos), cal, thresholds, bg)
         except (OSError, ValueError) as exc:
             print(f"cannot evaluate {args.photos}: {exc}", file=sys.stderr)
             return 2
-        print(f"labelled photos in {args.photos}:\n{real.table()}\n")
-        results["photos"] = real.as_dict()
+        _report(f"labelled photos in {args.photos}", real, results, "photos")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

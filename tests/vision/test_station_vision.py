@@ -16,6 +16,7 @@ import pytest
 from edge.config import ConfigError, StationConfig, VisionSection
 from edge.drivers.camera import Photo
 from edge.drivers.opencv_camera import OpencvCamera
+from edge.sorter.grading import grading_to_mapping
 from edge.sorter.policy import (
     GradingThresholds,
     Policy,
@@ -51,7 +52,8 @@ def test_valid_photo_is_stored_with_its_hash_and_graded(tmp_path: Path) -> None:
     g = grader(tmp_path)
     frame = render(ParcelSpec(damage="dent", seed=4))
     result = g.process(Photo(True, 100.0, 120.0, frame, tag=100.0))
-    assert result.grading is not None and result.grading.grade == "B"
+    assert result.grading is not None and result.grading.measured_grade == "B"
+    assert result.grading.grade in ("B", "unknown")
     assert result.file is not None and result.jpeg is not None
     assert result.file.sha256 == hashlib.sha256(result.jpeg).hexdigest()
     assert result.file.path.read_bytes() == result.jpeg
@@ -151,8 +153,28 @@ def test_grading_thresholds_and_grade_without_photo_are_policy_data() -> None:
     assert policy.grade_without_photo == "C"
     assert policy.grading == GradingThresholds(min_rect_fill_a=0.99, max_dark_fraction_b=0.02)
     assert policy_from_mapping(policy_to_mapping(policy)) == policy
-    # the wire defaults are the station's defaults
-    assert WireThresholds().model_dump() == vars(GradingThresholds())
+    # the wire defaults are the station's defaults, curves included, both ways
+    assert (
+        policy_from_mapping({**wire.model_dump(), "grading": WireThresholds().model_dump()}).grading
+        == GradingThresholds()
+    )
+    assert (
+        WireThresholds.model_validate(grading_to_mapping(GradingThresholds())) == WireThresholds()
+    )
+    # a pushed policy's grading is bounded and checked at the boundary
+    with pytest.raises(ValueError, match="unknown key"):
+        policy_from_mapping({**policy_to_mapping(policy), "grading": {"min_rect_fill": 0.9}})
+    with pytest.raises(ValueError, match="increasing"):
+        policy_from_mapping(
+            {
+                **policy_to_mapping(policy),
+                "grading": {
+                    "calibration": [
+                        {"backend": "measures", "grade": "A", "points": [[0.9, 0.5], [0.5, 0.6]]}
+                    ]
+                },
+            }
+        )
     assert default_policy().grade_without_photo is None  # no photo: unknown -> quarantine
     with pytest.raises(ValueError, match="grade without photo"):
         Policy("x", default_policy().rules, grade_without_photo="Z")
