@@ -205,8 +205,9 @@ class PhysicalCheck(BaseModel):
     allowance (``packaging_max_g`` + ``packaging_max_pct`` % of the units' weight), each
     side widened by the tolerance: ``weight_tol_g`` for the parcel plus the root sum of
     squares of the units' tolerances, each the RMA line's ``weight_tol_g`` (catalogue
-    override) or ``unit_weight_tol_pct`` % of the unit's weight. ``weight_check`` False turns the weight check off. ``size_check``:
-    ``fit`` (the parcel's footprint can hold the largest claimed unit in some orientation),
+    override) or ``unit_weight_tol_pct`` % of the unit's weight. ``weight_check`` False
+    turns the weight check off. ``size_check``: ``fit`` (the parcel's footprint can hold
+    every claimed unit in some orientation),
     ``match`` (the parcel is the product's own box: its footprint equals the unit's two
     largest dimensions) or ``off``; the camera's footprint tolerance is
     ``grading.footprint_tol_mm`` plus the line's ``size_tol_mm``.

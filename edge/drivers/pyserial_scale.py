@@ -159,20 +159,12 @@ class ToledoFramer:
         """Drop a fragment (or report garbage) when no byte came for longer than the timeout."""
         if self._last_t_ms is None or t_ms - self._last_t_ms <= self.inter_byte_timeout_ms:
             return []
-        dropped = self._take_garbage()
-        if self._frame:
-            dropped.append(BadFrame("stale", bytes(self._frame), self._first_t_ms))
-            self._clear()
-        return dropped
+        return self._drop_pending("stale")
 
     def reset(self) -> list[BadFrame]:
         """Discard a partial frame (reason ``reset``), e.g. when the port was lost."""
         self._last_t_ms = None
-        dropped = self._take_garbage()
-        if self._frame:
-            dropped.append(BadFrame("reset", bytes(self._frame), self._first_t_ms))
-            self._clear()
-        return dropped
+        return self._drop_pending("reset")
 
     def take_bad(self) -> list[BadFrame]:
         """Return and forget the drops collected by :meth:`feed` since the last call."""
@@ -180,6 +172,14 @@ class ToledoFramer:
         return bad
 
     # -- internals ----------------------------------------------------------------------
+    def _drop_pending(self, reason: BadReason) -> list[BadFrame]:
+        """Report pending garbage, and drop the partial frame with ``reason``."""
+        dropped = self._take_garbage()
+        if self._frame:
+            dropped.append(BadFrame(reason, bytes(self._frame), self._first_t_ms))
+            self._clear()
+        return dropped
+
     def _flush_garbage(self) -> None:
         self._bad.extend(self._take_garbage())
 

@@ -222,18 +222,24 @@ def test_announcements_carry_the_catalogue_and_a_change_reannounces_open_rmas(
     assert (last.revision, last.lines[0].gtin, last.lines[0].weight_g) == (5, None, 850)
 
 
+def draft(number: str, *quantities: int) -> RmaDraft:
+    """An RMA with one MUG line per quantity given."""
+    return RmaDraft.model_validate(
+        {
+            "number": number,
+            "order_ref": "O-1",
+            "reason": "damaged",
+            "resolution": "refund",
+            "lines": [{"sku": "MUG", "quantity": q} for q in quantities],
+        }
+    )
+
+
 def test_catch_up_carries_the_catalogue_values(anydb: Database, site: str) -> None:
     settings = Settings(site=site)
     with anydb.session() as s:
         put_item(s, settings, "MUG", CatalogueItemBody(weight_g=400, weight_tol_g=15))
-        draft = RmaDraft(
-            number="R-9",
-            order_ref="O-9",
-            reason="damaged",
-            resolution="refund",
-            lines=[{"sku": "MUG", "quantity": 3}],  # type: ignore[list-item]
-        )
-        create_rma(s, settings, draft)
+        create_rma(s, settings, draft("R-9", 3))
     with anydb.session() as s:
         [ann] = list_announcements(s)
     assert (ann.lines[0].weight_g, ann.lines[0].weight_tol_g, ann.lines[0].quantity) == (400, 15, 3)
@@ -243,19 +249,9 @@ def test_only_open_rmas_are_reannounced_each_with_its_own_revision(
     anydb: Database, site: str
 ) -> None:
     settings = Settings(site=site)
-
-    def rma(number: str) -> RmaDraft:
-        return RmaDraft(
-            number=number,
-            order_ref="O-1",
-            reason="damaged",
-            resolution="refund",
-            lines=[{"sku": "MUG", "quantity": 1}, {"sku": "MUG", "quantity": 2}],  # type: ignore[list-item]
-        )
-
     with anydb.session() as s:
         for number in ("R-1", "R-2", "R-3"):
-            create_rma(s, settings, rma(number))
+            create_rma(s, settings, draft(number, 1, 2))
         r3 = get_rma(s, "R-3")
         assert r3 is not None
         transition_rma(s, settings, r3, "cancel", actor="test")
@@ -437,14 +433,7 @@ def test_csv_import_reannounces_open_rmas_of_a_changed_sku(
             from gateway.services.reasons import seed_reasons
 
             seed_reasons(s)
-            draft = RmaDraft(
-                number="R-1",
-                order_ref="O-1",
-                reason="damaged",
-                resolution="refund",
-                lines=[{"sku": "MUG", "quantity": 1}],  # type: ignore[list-item]
-            )
-            create_rma(s, settings, draft)
+            create_rma(s, settings, draft("R-1", 1))
     finally:
         db.dispose()
     monkeypatch.setenv("RS_SITE", site)
