@@ -14,7 +14,8 @@ import pytest
 from edge.config import ScaleSection
 from edge.drivers.pyserial_scale import PySerialScale
 from edge.drivers.registry import make_scale
-from edge.drivers.scale import Checkweigher, WeightReading
+from edge.drivers.scale import Checkweigher, Weighing, WeighingDetector, WeightReading
+from simulator.hw.indicator import ToledoIndicator, toledo_frame
 from tests.drivers.serial_fakes import FakeClock, Pty, wait_for
 from tests.drivers.test_toledo_format import A_KG3, KG, MOTION, OUT, B, C, frame
 
@@ -288,3 +289,40 @@ def test_registry_builds_the_configured_backend(ptys: Callable[[], Pty]) -> None
     assert isinstance(scale, PySerialScale)
     status = scale.status()
     assert (status["state"], status["port"], status["checksum"]) == ("stopped", pty.path, False)
+
+
+def test_the_simulator_indicator_drives_the_real_driver_and_detector() -> None:
+    indicator = ToledoIndicator(period_s=0.01)
+    detector = WeighingDetector(empty_g=20, settle_readings=3)
+    weighings: list[Weighing] = []
+    lock = threading.Lock()
+
+    def on_reading(reading: WeightReading) -> None:
+        with lock:
+            weighings.extend(detector.feed(reading))
+
+    scale = PySerialScale(indicator.path)
+    scale.start(on_reading)
+    try:
+        indicator.start()
+        wait_for(lambda: scale.status()["readings"] >= 3, what="empty platform readings")
+        indicator.set_load(600.0, stable=False)  # riding on
+        wait_for(lambda: detector.loaded, what="load seen")
+        indicator.set_load(850.0)
+        wait_for(lambda: len(weighings) == 1, what="a weighing")
+        indicator.set_load(0.0)
+        wait_for(lambda: not detector.loaded, what="platform empty")
+    finally:
+        scale.stop()
+        indicator.close()
+    [weighing] = weighings
+    assert (weighing.weight_g, weighing.readings, weighing.problem) == (850.0, 3, None)
+    assert weighing.t_on_ms <= weighing.t_ms < weighing.t_end_ms
+    assert scale.status()["bad_frames"] in (0, 1)  # at most the frame cut at open
+
+
+def test_indicator_frames_follow_the_format() -> None:
+    assert toledo_frame(1234.0) == frame(A_KG3, B | KG, C, "001234")
+    assert toledo_frame(-5.0, stable=False) == frame(A_KG3, B | KG | 0x02 | MOTION, C, "000005")
+    assert toledo_frame(2_000_000.0) == frame(A_KG3, B | KG | OUT, C, "999999")
+    assert toledo_frame(10.0, checksum=False) == frame(A_KG3, B | KG, C, "000010", checksum=False)
