@@ -107,6 +107,35 @@ class CameraSection(_Section):
     reopen_after_failures: int = Field(default=3, ge=1, le=100)
 
 
+class ScaleSection(_Section):
+    """``[scale]``: the checkweigher (absent: none).
+
+    A weigh platform in the belt whose indicator streams its weight on a serial line
+    (``edge.drivers.pyserial_scale``, Toledo continuous output).
+    ``pos_mm`` is the platform's centre downstream of the induct photo-eye, ``platform_mm``
+    its length along the belt and ``tol_mm`` the association tolerance: a weighing belongs
+    to the one parcel whose body lay on the platform (within ``tol_mm``) while it settled.
+    ``empty_g``: at or below this the platform is empty; ``settle_readings``: stable
+    readings that make a weighing. The line settings must match the indicator's.
+    """
+
+    backend: Literal["pyserial"] = "pyserial"
+    url: str = Field(min_length=1)
+    format: Literal["toledo"] = "toledo"
+    baudrate: int = Field(default=9600, ge=1200, le=115_200)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    checksum: bool = True
+    inter_byte_timeout_ms: float = Field(default=200.0, gt=0, le=10_000)
+    stale_after_ms: float = Field(default=1000.0, ge=100, le=60_000)
+    pos_mm: float = Field(ge=0, le=20_000)
+    platform_mm: float = Field(default=500.0, gt=0, le=5_000)
+    tol_mm: float = Field(default=50.0, ge=0, le=1_000)
+    empty_g: float = Field(default=20.0, ge=0, le=10_000)
+    settle_readings: int = Field(default=3, ge=1, le=50)
+
+
 class VisionSection(_Section):
     """``[vision]``: condition grading from the camera's photos (``edge.vision``).
 
@@ -205,6 +234,7 @@ class StationConfig(_Section):
     lanes: tuple[LaneSection, ...] = Field(min_length=1)
     rfid: RfidSection | None = None
     camera: CameraSection | None = None
+    scale: ScaleSection | None = None
     vision: VisionSection = VisionSection()
     encoder: EncoderSection | None = None
     belt_run: BeltRunSection | None = None
@@ -238,8 +268,23 @@ class StationConfig(_Section):
                 )
         if any(lane.disposition is Disposition.QUARANTINE for lane in self.lanes):
             raise ValueError("quarantine is the end of the belt; it has no diverting lane")
+        if self.scale is not None:
+            self._check_scale(self.scale)
         self.belt_config()  # geometry checks
         return self
+
+    def _check_scale(self, scale: ScaleSection) -> None:
+        """The platform lies on the belt, wholly before the first diverting gate."""
+        start = scale.pos_mm - scale.platform_mm / 2
+        end = scale.pos_mm + scale.platform_mm / 2 + scale.tol_mm
+        if start < 0:
+            raise ValueError("scale: the platform starts before the induct photo-eye")
+        first_gate = min(lane.pos_mm for lane in self.lanes)
+        if end >= first_gate:
+            raise ValueError(
+                f"scale: the platform (to {end:g} mm with tol_mm) must end before the first "
+                f"diverting lane at {first_gate:g} mm, so the weight is known in time"
+            )
 
     def gpio_pins(self) -> dict[str, int]:
         """Every GPIO (BCM) the config uses, by function (e.g. ``"lanes.restock.gate_pin"``)."""

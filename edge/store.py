@@ -87,6 +87,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+_CATALOGUE_FIELDS = (
+    "weight_g",
+    "length_mm",
+    "width_mm",
+    "height_mm",
+    "weight_tol_g",
+    "size_tol_mm",
+)
+"""Catalogue values of an announced line (``protocol.RmaLine``), kept on the cached line."""
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     """An event waiting for the broker's acknowledgement."""
@@ -191,6 +202,7 @@ class StationStore:
                 unit_value_cents=line.get("unit_value_cents"),
                 received_quantity=line.get("received_quantity", 0),
                 received_here=(line.get("received_by_station") or {}).get(self.station or "", 0),
+                **{key: line.get(key) for key in _CATALOGUE_FIELDS},
             )
             for line in payload["lines"]
         )

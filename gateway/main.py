@@ -24,6 +24,7 @@ from gateway.api.errors import install_error_handlers
 from gateway.api.routes import (
     access,
     accounting,
+    catalogue,
     health,
     notifications,
     orders,
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     routers = (
         rmas,
+        catalogue,
         reasons,
         accounting,
         webhooks,
@@ -235,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
     the settings are invalid (e.g. the placeholder secret outside dev).
     ``returns-gateway import-orders FILE.csv`` imports orders instead (see
-    :mod:`gateway.returns.order_csv`); ``returns-gateway access ...`` lists and revokes keys
-    and users (:mod:`gateway.access_cli`).
+    :mod:`gateway.returns.order_csv`), ``returns-gateway import-catalogue FILE.csv`` the
+    product catalogue (:mod:`gateway.catalogue_csv`); ``returns-gateway access ...`` lists
+    and revokes keys and users (:mod:`gateway.access_cli`).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["import-orders"]:
@@ -247,6 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import access_cli
 
         return access_cli.main(args_list[1:])
+    if args_list[:1] == ["import-catalogue"]:
+        from gateway import catalogue_csv
+
+        return catalogue_csv.main(args_list[1:])
     parser = argparse.ArgumentParser(
         prog="returns-gateway",
         description="Returns-sorter gateway: RMA API, MQTT bridge and status page. "

@@ -130,7 +130,7 @@ class RmaLineRecord(Base):
     order_line_id: Mapped[int | None] = mapped_column(
         ForeignKey("order_lines.id", ondelete="SET NULL"), index=True
     )
-    sku: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     received_quantity: Mapped[int] = mapped_column(Integer, default=0)
     unit_price_cents: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -139,6 +139,37 @@ class RmaLineRecord(Base):
     rfid_uid: Mapped[str | None] = mapped_column(String(20), index=True)
     category: Mapped[str | None] = mapped_column(String(64))
     rma: Mapped[Rma] = relationship(back_populates="lines")
+    #: the catalogue's entry for ``sku`` (None while the catalogue does not know it): read
+    #: at announcement time, never copied, so a later catalogue entry reaches old RMAs
+    catalogue: Mapped[CatalogueItem | None] = relationship(
+        primaryjoin="foreign(RmaLineRecord.sku) == CatalogueItem.sku",
+        viewonly=True,
+        lazy="selectin",
+    )
+
+
+class CatalogueItem(Base):
+    """What one unit of a SKU weighs and measures: the product catalogue.
+
+    ``weight_g`` (grams) and ``length_mm`` / ``width_mm`` / ``height_mm`` describe one unit
+    as it is shipped back (in its own packaging); ``gtins`` are its product codes as
+    GTIN-14 (check digit verified). ``weight_tol_g`` / ``size_tol_mm`` override the
+    policy's tolerance for this SKU (None: the policy's). Announced to stations with the
+    RMA lines of the SKU (``gateway.services.rmas.to_announcement``).
+    """
+
+    __tablename__ = "catalogue_items"
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    weight_g: Mapped[int | None] = mapped_column(Integer)
+    length_mm: Mapped[int | None] = mapped_column(Integer)
+    width_mm: Mapped[int | None] = mapped_column(Integer)
+    height_mm: Mapped[int | None] = mapped_column(Integer)
+    gtins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    weight_tol_g: Mapped[int | None] = mapped_column(Integer)
+    size_tol_mm: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class RmaTransition(Base):

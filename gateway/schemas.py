@@ -7,10 +7,13 @@ announcement.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from stdnum import ean
+from stdnum.exceptions import ValidationError
 
 from protocol.messages import canonical_uid
 
@@ -245,3 +248,85 @@ class ReasonDraft(BaseModel):
     label: str = Field(min_length=1, max_length=128)
     merchant_fault: bool = False
     active: bool = True
+
+
+MAX_GTINS_PER_SKU = 16
+MAX_CATALOGUE_BATCH = 1000
+
+
+def normalise_gtin(value: str) -> str:
+    """A GTIN-8 / -12 (UPC-A) / -13 / -14 as GTIN-14 (zero-padded), check digit verified.
+
+    GS1 General Specifications, section 7.9 (check digit calculation); validated with
+    ``python-stdnum`` (``stdnum.ean``), which also drops spaces and hyphens.
+
+    Raises:
+        ValueError: when it is not 8, 12, 13 or 14 digits or its check digit is wrong.
+    """
+    try:
+        return ean.validate(value).zfill(14)
+    except ValidationError as exc:
+        raise ValueError(f"GTIN {value!r}: {exc}") from exc
+
+
+class CatalogueItemBody(BaseModel):
+    """What one unit of a SKU weighs and measures (the body of ``PUT .../catalogue/{sku}``).
+
+    Limits mirror :class:`protocol.RmaLine`, so every entry can be announced. Omitted
+    values are unknown (the stations skip that check); tolerances omitted: the policy's.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(default="", max_length=200, description="Product name")
+    weight_g: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="One unit as shipped back, grams"
+    )
+    length_mm: int | None = Field(default=None, ge=1, le=5_000, description="mm")
+    width_mm: int | None = Field(default=None, ge=1, le=5_000, description="mm")
+    height_mm: int | None = Field(default=None, ge=1, le=5_000, description="mm")
+    gtins: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_GTINS_PER_SKU,
+        description="Product codes (GTIN-8/12/13/14, check digit verified); stored as GTIN-14",
+    )
+    weight_tol_g: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Weight tolerance per unit, grams, instead of the policy's percentage",
+    )
+    size_tol_mm: int | None = Field(
+        default=None,
+        ge=0,
+        le=5_000,
+        description="Added to the camera's footprint tolerance for this SKU, mm",
+    )
+
+    @field_validator("gtins")
+    @classmethod
+    def _gtins(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(normalise_gtin(g) for g in v))
+
+
+class CatalogueItemDraft(CatalogueItemBody):
+    """A catalogue entry with its SKU (bulk import, CSV rows)."""
+
+    sku: str = Field(min_length=1, max_length=64, description="Stock keeping unit")
+
+
+class CatalogueImport(BaseModel):
+    """A bulk catalogue import: every entry is stored, or none (one transaction)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CatalogueItemDraft] = Field(min_length=1, max_length=MAX_CATALOGUE_BATCH)
+
+    @field_validator("items")
+    @classmethod
+    def _unique_skus(cls, v: list[CatalogueItemDraft]) -> list[CatalogueItemDraft]:
+        counts = Counter(i.sku for i in v)
+        twice = sorted(sku for sku, n in counts.items() if n > 1)
+        if twice:
+            raise ValueError(f"SKU(s) given more than once: {', '.join(twice)}")
+        return v

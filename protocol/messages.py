@@ -111,11 +111,14 @@ class RmaLine(BaseModel):
     ``unit_value_cents``, what one unit is worth (paid price, minor currency units), for
     the policy's value threshold; and the catalogue's expectation of one unit: ``weight_g``
     (grams) and ``length_mm`` / ``width_mm`` / ``height_mm``, for the checkweigher and the
-    camera's footprint check. ``received_by_station``: how many of ``received_quantity``
-    came from each station's parcel events (station id -> units; the rest came from
-    elsewhere, e.g. a lead's manual receipt), so a station tells its own receipts the
-    gateway has counted from those it has not yet ingested; a station the map does not
-    name has none counted (the safe side: its own receipts are added to the total).
+    camera's footprint check, with the catalogue's tolerance overrides for this SKU:
+    ``weight_tol_g`` (grams per unit, instead of the policy's percentage) and
+    ``size_tol_mm`` (added to the camera's footprint tolerance). ``received_by_station``:
+    how many of ``received_quantity`` came from each station's parcel events (station id ->
+    units; the rest came from elsewhere, e.g. a lead's manual receipt), so a station tells
+    its own receipts the gateway has counted from those it has not yet ingested; a station
+    the map does not name has none counted (the safe side: its own receipts are added to
+    the total).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -133,6 +136,8 @@ class RmaLine(BaseModel):
     length_mm: int | None = Field(default=None, ge=1, le=5_000)
     width_mm: int | None = Field(default=None, ge=1, le=5_000)
     height_mm: int | None = Field(default=None, ge=1, le=5_000)
+    weight_tol_g: int | None = Field(default=None, ge=0, le=1_000_000)
+    size_tol_mm: int | None = Field(default=None, ge=0, le=5_000)
     received_by_station: dict[
         Annotated[str, Field(min_length=1, max_length=64)], Annotated[int, Field(ge=1, le=10_000)]
     ] = Field(default_factory=dict, max_length=64)
@@ -165,6 +170,8 @@ class RmaLine(BaseModel):
                     self.length_mm,
                     self.width_mm,
                     self.height_mm,
+                    self.weight_tol_g,
+                    self.size_tol_mm,
                 )
             )
         )

@@ -17,7 +17,7 @@ for lines that declare no identifier; an empty list inspects every unverified un
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -197,9 +197,49 @@ DEFAULT_VERIFICATION = (
 """The shipped verification table (the station's ``DEFAULT_VERIFICATION``)."""
 
 
-class DispositionPolicy(_Message):
-    """A disposition policy as pushed from the gateway (retained, per site)."""
+class PhysicalCheck(BaseModel):
+    """Checkweigher and footprint limits (see ``edge.sorter.physical``): empty box, short shipment.
 
+    A parcel claiming units of known catalogue weight must weigh, in grams, between the
+    units' weight plus ``packaging_min_g`` and the units' weight plus the packaging
+    allowance (``packaging_max_g`` + ``packaging_max_pct`` % of the units' weight), each
+    side widened by the tolerance: ``weight_tol_g`` for the parcel plus the root sum of
+    squares of the units' tolerances, each the RMA line's ``weight_tol_g`` (catalogue
+    override) or ``unit_weight_tol_pct`` % of the unit's weight. ``weight_check`` False
+    turns the weight check off. ``size_check``: ``fit`` (the parcel's footprint can hold
+    every claimed unit in some orientation),
+    ``match`` (the parcel is the product's own box: its footprint equals the unit's two
+    largest dimensions) or ``off``; the camera's footprint tolerance is
+    ``grading.footprint_tol_mm`` plus the line's ``size_tol_mm``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight_check: bool = True
+    weight_tol_g: float = Field(default=30.0, ge=0, le=100_000)
+    unit_weight_tol_pct: float = Field(default=5.0, ge=0, le=100)
+    packaging_min_g: float = Field(default=0.0, ge=0, le=100_000)
+    packaging_max_g: float = Field(default=600.0, ge=0, le=100_000)
+    packaging_max_pct: float = Field(default=20.0, ge=0, le=1_000)
+    size_check: Literal["off", "fit", "match"] = "fit"
+
+    @model_validator(mode="after")
+    def _packaging_range(self) -> PhysicalCheck:
+        if self.packaging_min_g > self.packaging_max_g:
+            raise ValueError("packaging_min_g must not exceed packaging_max_g")
+        return self
+
+
+class DispositionPolicy(_Message):
+    """A disposition policy as pushed from the gateway (retained, per site).
+
+    Schema version 2 adds ``physical`` (:class:`PhysicalCheck`); stations accept 1 and 2
+    (upgrade stations first). A version 1 policy carries the default physical check.
+    """
+
+    SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
+
+    schema_version: int = 2
     kind: Literal["policy"] = "policy"
     version: str = Field(min_length=1, max_length=64)
     rules: tuple[PolicyRule, ...] = Field(min_length=1)
@@ -209,3 +249,10 @@ class DispositionPolicy(_Message):
     grade_without_photo: str | None = None
     grading: GradingThresholds = GradingThresholds()
     verification: tuple[VerificationRule, ...] = Field(default=DEFAULT_VERIFICATION, max_length=200)
+    physical: PhysicalCheck = PhysicalCheck()
+
+    @model_validator(mode="after")
+    def _v1_has_no_physical(self) -> DispositionPolicy:
+        if self.schema_version < 2 and self.physical != PhysicalCheck():
+            raise ValueError("physical needs schema_version 2")
+        return self

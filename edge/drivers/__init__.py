@@ -1,12 +1,16 @@
 """Device drivers: one interface module per device kind, one module per real backend.
 
 Interfaces: :mod:`~edge.drivers.gpio` (photo-eye, gate, binary input, encoder),
-:mod:`~edge.drivers.scanner`, :mod:`~edge.drivers.rfid`, :mod:`~edge.drivers.camera`.
+:mod:`~edge.drivers.scanner`, :mod:`~edge.drivers.rfid`, :mod:`~edge.drivers.camera`,
+:mod:`~edge.drivers.scale` (checkweigher).
 Backends, named after their library and importing it at the top:
 :mod:`~edge.drivers.gpiozero_io`, :mod:`~edge.drivers.pyserial_scanner`,
-:mod:`~edge.drivers.mfrc522_reader`, :mod:`~edge.drivers.opencv_camera`.
-:mod:`~edge.drivers.registry` builds the RFID reader and camera named in the station config
-(never another one when that one cannot load). Pure logic lives apart from I/O:
-:mod:`~edge.drivers.framing` (serial codes), :class:`~edge.drivers.rfid.PresenceTracker`,
-:class:`~edge.drivers.camera.FrameJudge`.
+:mod:`~edge.drivers.pyserial_scale`, :mod:`~edge.drivers.mfrc522_reader`,
+:mod:`~edge.drivers.opencv_camera`; serial backends share
+:mod:`~edge.drivers.serial_port` (reader thread, reopen after an unplug).
+:mod:`~edge.drivers.registry` builds the RFID reader, camera and checkweigher named in the
+station config (never another one when that one cannot load). Pure logic lives apart from
+I/O: :mod:`~edge.drivers.framing` (serial codes), :class:`~edge.drivers.rfid.PresenceTracker`,
+:class:`~edge.drivers.camera.FrameJudge`, :class:`~edge.drivers.pyserial_scale.ToledoFramer`
+and :class:`~edge.drivers.scale.WeighingDetector`.
 """

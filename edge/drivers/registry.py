@@ -1,9 +1,10 @@
 """Backends chosen by name from the station config, never by silent fallback.
 
-Each factory imports the backend module named in the config (``mfrc522``, ``opencv``) only
-when that backend is configured, so a station without RFID or camera does not need their
-libraries. A backend whose library cannot be imported is a failed device with that reason
-(the station runs degraded without it); another backend is never substituted.
+Each factory imports the backend module named in the config (``mfrc522``, ``opencv``,
+``pyserial`` for the checkweigher) only when that backend is configured, so a station
+without RFID or camera does not need their libraries. A backend whose library cannot be
+imported is a failed device with that reason (the station runs degraded without it);
+another backend is never substituted.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.clock import monotonic_ms
-from edge.config import CameraSection, RfidSection
+from edge.config import CameraSection, RfidSection, ScaleSection
 from edge.drivers.camera import Camera
 from edge.drivers.rfid import TagReader
+from edge.drivers.scale import Checkweigher
 
-__all__ = ["BackendUnavailable", "make_camera", "make_tag_reader"]
+__all__ = ["BackendUnavailable", "make_camera", "make_scale", "make_tag_reader"]
 
 _RFID_BACKENDS = {"mfrc522": ("edge.drivers.mfrc522_reader", "Mfrc522Reader")}
 _CAMERA_BACKENDS = {"opencv": ("edge.drivers.opencv_camera", "OpencvCamera")}
+_SCALE_BACKENDS = {"pyserial": ("edge.drivers.pyserial_scale", "PySerialScale")}
 
 
 class BackendUnavailable(RuntimeError):
@@ -79,3 +82,24 @@ def make_camera(section: CameraSection, clock: Callable[[], float] = monotonic_m
         clock=clock,
     )
     return camera
+
+
+def make_scale(section: ScaleSection, clock: Callable[[], float] = monotonic_ms) -> Checkweigher:
+    """The checkweigher of ``[scale]``.
+
+    Raises:
+        BackendUnavailable: when the backend's library (``serial``) cannot load.
+    """
+    cls = _load(_SCALE_BACKENDS, section.backend)
+    scale: Checkweigher = cls(
+        section.url,
+        baudrate=section.baudrate,
+        bytesize=section.bytesize,
+        parity=section.parity,
+        stopbits=section.stopbits,
+        checksum=section.checksum,
+        inter_byte_timeout_ms=section.inter_byte_timeout_ms,
+        stale_after_ms=section.stale_after_ms,
+        clock=clock,
+    )
+    return scale

@@ -44,6 +44,8 @@ class Reason(enum.StrEnum):
     GAP_VIOLATION = "gap_violation"
     LATE_DECISION = "late_decision"
     BELT_STOPPED = "belt_stopped"
+    WEIGHT_MISMATCH = "weight_mismatch"
+    SIZE_MISMATCH = "size_mismatch"
 
 
 class Identity(enum.StrEnum):
@@ -198,6 +200,9 @@ class RmaLineRecord:
         received_here: how many of those came from this station's events, when the
             gateway says (None: unknown, so none of this station's receipts is assumed
             to be in ``received_quantity``: the safe side).
+        weight_g / length_mm / width_mm / height_mm: the catalogue's expectation of one
+            unit, grams and mm (None: unknown); weight_tol_g / size_tol_mm: its tolerance
+            overrides (None: the policy's); see ``edge.sorter.physical``.
     """
 
     sku: str
@@ -210,6 +215,12 @@ class RmaLineRecord:
     unit_value_cents: int | None = None
     received_quantity: int = 0
     received_here: int | None = None
+    weight_g: int | None = None
+    length_mm: int | None = None
+    width_mm: int | None = None
+    height_mm: int | None = None
+    weight_tol_g: int | None = None
+    size_tol_mm: int | None = None
 
     def number(self, index: int) -> int:
         """The line number: ``line_no``, or ``index + 1`` when the record has none."""

@@ -50,6 +50,11 @@ from dataclasses import dataclass, field
 from edge.sorter.grading import GradingThresholds as GradingThresholds
 from edge.sorter.grading import grading_from_mapping, grading_to_mapping
 from edge.sorter.model import Disposition, Identity, Reason
+from edge.sorter.physical import (
+    PhysicalCheck,
+    physical_check_from_mapping,
+    physical_check_to_mapping,
+)
 
 AUTHORIZED = "authorized"
 UNSURE = "condition grade unknown or below the policy's confidence: manual grading"
@@ -258,6 +263,7 @@ class Policy:
         grading: the camera grading thresholds.
         verification: the verification table (:class:`VerificationRule`), tried in order
             for each unverified unit; default :data:`DEFAULT_VERIFICATION`.
+        physical: the checkweigher and footprint limits (``edge.sorter.physical``).
 
     Raises:
         ValueError: a rule sends a failed identity or a non-authorized RMA anywhere but
@@ -273,6 +279,7 @@ class Policy:
     grade_without_photo: str | None = None
     grading: GradingThresholds = field(default_factory=GradingThresholds)
     verification: tuple[VerificationRule, ...] = DEFAULT_VERIFICATION
+    physical: PhysicalCheck = field(default_factory=PhysicalCheck)
 
     def __post_init__(self) -> None:
         if not self.version:
@@ -472,6 +479,10 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
     assumed = data.get("assume_grade_without_camera", "A")
     without_photo = data.get("grade_without_photo")
     grading = grading_from_mapping(data.get("grading"))
+    raw_physical = data.get("physical")
+    if raw_physical is not None and not isinstance(raw_physical, Mapping):
+        raise ValueError("physical must be a mapping")
+    physical = physical_check_from_mapping(raw_physical)
     confidence = data.get("min_grade_confidence", 0.0)
     if not isinstance(confidence, int | float):
         raise ValueError("min_grade_confidence must be a number")
@@ -490,6 +501,7 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
         grade_without_photo=None if without_photo is None else str(without_photo),
         grading=grading,
         verification=verification,
+        physical=physical,
     )
 
 
@@ -525,6 +537,7 @@ def policy_to_mapping(policy: Policy) -> dict[str, object]:
         "min_grade_confidence": policy.min_grade_confidence,
         "grade_without_photo": policy.grade_without_photo,
         "grading": grading_to_mapping(policy.grading),
+        "physical": physical_check_to_mapping(policy.physical),
         "rules": [
             {
                 "disposition": r.disposition.value,

@@ -52,6 +52,7 @@ Pipeline for one BGR frame (the per-pixel work at a reduced *work* resolution, a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,6 +61,7 @@ import numpy as np
 import zxingcpp
 
 from edge.sorter.grading import GradingThresholds
+from edge.sorter.physical import Claim, expected_footprint_mm, footprint_matches
 from edge.vision.calibration import Calibration
 from protocol.codes import split_aim
 
@@ -1068,16 +1070,20 @@ def grade_measures(
     expected_mm: tuple[float, float] | None = None,
     backend: GradeBackend | None = None,
     frame: Any = None,
+    claims: Sequence[Claim] = (),
 ) -> Grading:
     """The grade of measured parcel ``m`` by the policy's thresholds and calibration.
 
     Args:
         m: the measures of :func:`measure`.
         thresholds: the policy's grading thresholds and confidence curves.
-        expected_mm: the expected SKU's catalogue footprint (two sides, mm, any order),
-            or None when unknown.
+        expected_mm: the expected footprint (two sides, mm, any order), or None.
         backend: the grading backend (default :class:`MeasuresBackend`).
         frame: the photo (needed by image backends).
+        claims: the RMA units the parcel claims, when known at grading time: a single
+            unit whose RMA line carries catalogue dimensions gives ``expected_mm`` (the
+            product's own box: :func:`edge.sorter.physical.expected_footprint_mm`), and
+            its line's ``size_tol_mm`` widens ``footprint_tol_mm``.
     """
     t = thresholds
     be = backend or MEASURES
@@ -1087,12 +1093,16 @@ def grade_measures(
         )
     size = f"{m.length_mm:.0f}x{m.width_mm:.0f} mm"
     checks = list(m.checks)
-    if expected_mm is not None:
+    tol = t.footprint_tol_mm
+    if expected_mm is None and claims:
+        expected_mm = expected_footprint_mm(claims)
+        tol += float(claims[0].line.size_tol_mm or 0)
+    if expected_mm is not None and not footprint_matches(
+        (m.length_mm, m.width_mm), expected_mm, tol
+    ):
         exp = sorted(expected_mm, reverse=True)
-        off = max(abs(m.length_mm - exp[0]), abs(m.width_mm - exp[1]))
-        if off > t.footprint_tol_mm:
-            why = f"footprint {size} vs expected {exp[0]:.0f}x{exp[1]:.0f} mm: wrong item?"
-            checks.append(("footprint", why))
+        why = f"footprint {size} vs expected {exp[0]:.0f}x{exp[1]:.0f} mm: wrong item?"
+        checks.append(("footprint", why))
     label = (
         "label read " + ",".join(split_aim(code)[1] for code in m.barcodes)
         if m.barcodes
@@ -1131,7 +1141,12 @@ def grade_frame(
     expected_mm: tuple[float, float] | None = None,
     decode: bool = True,
     backend: GradeBackend | None = None,
+    claims: Sequence[Claim] = (),
 ) -> Grading:
-    """The whole pipeline on one BGR frame: :func:`measure`, then :func:`grade_measures`."""
+    """The whole pipeline on one BGR frame: :func:`measure`, then :func:`grade_measures`.
+
+    ``claims``: the RMA units the parcel claims (their lines' catalogue dimensions give
+    the expected footprint), as :func:`grade_measures` takes them.
+    """
     m = measure(frame, calibration, thresholds, background, decode)
-    return grade_measures(m, thresholds, expected_mm, backend, frame)
+    return grade_measures(m, thresholds, expected_mm, backend, frame, claims)

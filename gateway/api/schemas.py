@@ -415,3 +415,43 @@ class Health(BaseModel):
     db: bool | None = None
     mqtt: bool | None = None
     mqtt_status: dict[str, Any] | None = None
+
+
+class CatalogueItemOut(_Out):
+    """A catalogue entry: one unit's weight (g), dimensions (mm), GTIN-14s, tolerances."""
+
+    sku: str
+    name: str
+    weight_g: int | None
+    length_mm: int | None
+    width_mm: int | None
+    height_mm: int | None
+    gtins: list[str]
+    weight_tol_g: int | None
+    size_tol_mm: int | None
+    updated_at: datetime
+
+
+class CatalogueList(BaseModel):
+    """A page of entries by SKU; ``next_after``: pass as ``after`` for the next page."""
+
+    items: list[CatalogueItemOut]
+    next_after: str | None
+
+
+class CataloguePutOut(BaseModel):
+    """What storing an entry did, and how many open RMAs were re-announced for it."""
+
+    item: CatalogueItemOut
+    outcome: Literal["created", "updated", "unchanged"]
+    reannounced: int
+
+
+class CatalogueImportOut(BaseModel):
+    """What a bulk import did: counts by outcome, then one result per entry in order."""
+
+    created: int
+    updated: int
+    unchanged: int
+    reannounced: int
+    results: list[CataloguePutOut]

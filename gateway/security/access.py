@@ -106,6 +106,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/orders"): need("orders:write"),
     ("PUT", "/api/v1/orders/{order_ref}"): need("orders:write"),
     ("GET", "/api/v1/orders/{order_ref}"): READ,
+    ("PUT", "/api/v1/catalogue/{sku}"): need("catalogue:write"),
+    ("POST", "/api/v1/catalogue/import"): need("catalogue:write"),
+    ("GET", "/api/v1/catalogue/{sku}"): READ,
+    ("GET", "/api/v1/catalogue"): READ,
     ("GET", "/api/v1/reasons"): READ,
     ("PUT", "/api/v1/reasons/{code}"): LEAD,
     # -- accounting, webhooks --------------------------------------------------------------

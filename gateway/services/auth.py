@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from gateway.models import ApiKey, User, WebSession, utcnow
 
 #: Every scope; ``admin`` implies all of them.
-SCOPES = ("read", "rmas:write", "orders:write", "lead", "admin")
+SCOPES = ("read", "rmas:write", "orders:write", "catalogue:write", "lead", "admin")
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
     "lead": frozenset({"read", "lead"}),

@@ -6,6 +6,8 @@
   modules, put into ``sys.modules`` before the real ``mfrc522`` library is imported, so its
   register read/write code runs unchanged against the emulator.
 * :mod:`simulator.hw.camera`: synthetic frames written to a real video file for OpenCV.
+* :mod:`simulator.hw.indicator`: a checkweigher's indicator streaming Toledo continuous
+  frames of the load the simulation sets into a pty, for the real pyserial backend.
 * :mod:`simulator.hw.pins`: a gpiozero ``MockFactory`` whose pins record every state change
   to a file (so a test sees what a killed or crashed process left on its outputs).
 

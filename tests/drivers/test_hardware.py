@@ -69,10 +69,12 @@ def test_udev_rule_gives_a_stable_name_and_keeps_modem_manager_off() -> None:
         for line in (HW / "99-returns-scanner.rules").read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    assert len(rules) == 1
-    assert 'SYMLINK+="returns-scanner"' in rules[0]
-    assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in rules[0]
-    assert 'SUBSYSTEM=="tty"' in rules[0]
+    assert len(rules) == 2
+    assert ['SYMLINK+="returns-scanner"' in r for r in rules] == [True, False]
+    assert ['SYMLINK+="returns-scale"' in r for r in rules] == [False, True]
+    for rule in rules:
+        assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in rule
+        assert 'SUBSYSTEM=="tty"' in rule
 
 
 def test_install_guide_bom_and_wiring_are_shipped() -> None:

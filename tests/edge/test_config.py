@@ -60,3 +60,60 @@ def test_missing_file_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
     bad.write_text("[station\n")
     with pytest.raises(ConfigError):
         load_config(bad)
+
+
+SCALE = '\n[scale]\nurl = "/dev/returns-scale"\npos_mm = {pos}\nplatform_mm = {platform}\n'
+
+
+def without_scale(tmp_path: Path, extra: str) -> Path:
+    src = (REPO / "hardware" / "station.example.toml").read_text()
+    start = src.index("[scale]")
+    end = src.index("[vision]")
+    p = tmp_path / "s.toml"
+    p.write_text(src[:start] + src[end:] + extra)
+    return p
+
+
+def test_scale_section_is_typed_with_defaults(tmp_path: Path) -> None:
+    cfg = load_config(without_scale(tmp_path, SCALE.format(pos=900, platform=600)))
+    assert cfg.scale is not None
+    s = cfg.scale
+    assert (s.backend, s.format, s.baudrate, s.bytesize, s.parity, s.stopbits) == (
+        "pyserial",
+        "toledo",
+        9600,
+        8,
+        "N",
+        1,
+    )
+    assert (s.pos_mm, s.platform_mm, s.tol_mm, s.empty_g, s.settle_readings) == (
+        900.0,
+        600.0,
+        50.0,
+        20.0,
+        3,
+    )
+    assert (s.checksum, s.inter_byte_timeout_ms, s.stale_after_ms) == (True, 200.0, 1000.0)
+    assert load_config(without_scale(tmp_path, "")).scale is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (SCALE.format(pos=900, platform=600) + "baud = 9600\n", r"scale\.baud: Extra inputs"),
+        (SCALE.format(pos=900, platform=600) + "parity = 'M'\n", r"scale\.parity"),
+        (SCALE.format(pos=900, platform=600) + "bytesize = 6\n", r"scale\.bytesize"),
+        (SCALE.format(pos=900, platform=600) + "format = 'sics'\n", r"scale\.format"),
+        (SCALE.format(pos=900, platform=0), r"scale\.platform_mm"),
+        (SCALE.format(pos=100, platform=600), "starts before the induct photo-eye"),
+        (
+            SCALE.format(pos=1200, platform=600),
+            "the platform \\(to 1550 mm with tol_mm\\) must end before the first diverting "
+            "lane at 1500 mm",
+        ),
+        ('\n[scale]\nurl = "/dev/returns-scale"\n', r"scale\.pos_mm: Field required"),
+    ],
+)
+def test_scale_section_is_bounded(tmp_path: Path, extra: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(without_scale(tmp_path, extra))

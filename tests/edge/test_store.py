@@ -55,3 +55,41 @@ def test_dead_letters_are_kept_with_their_reason(tmp_path: Path) -> None:
     store = StationStore(tmp_path / "s.db")
     store.dead_letter("rs/v1/site1/rma", b'{"rma":', "truncated")
     assert store.dead_letters() == [("rs/v1/site1/rma", b'{"rma":', "truncated")]
+
+
+def test_catalogue_values_of_a_line_survive_the_cache_and_a_reopen(tmp_path: Path) -> None:
+    line = RmaLine(
+        line_no=1,
+        sku="SHOE-42",
+        quantity=2,
+        weight_g=850,
+        length_mm=330,
+        width_mm=210,
+        height_mm=120,
+        weight_tol_g=25,
+        size_tol_mm=10,
+    )
+    plain = RmaLine(line_no=2, sku="SOCKS", quantity=1)
+    store = StationStore(tmp_path / "s.db")
+    store.apply_announcement(ann("RMA-1", 1).model_copy(update={"lines": (line, plain)}))
+    store.close()
+    record = StationStore(tmp_path / "s.db").lookup_rma("RMA-1")
+    assert record is not None
+    shoe, socks = record.lines
+    assert (shoe.sku, shoe.quantity) == ("SHOE-42", 2)
+    assert (shoe.weight_g, shoe.length_mm, shoe.width_mm, shoe.height_mm) == (850, 330, 210, 120)
+    assert (shoe.weight_tol_g, shoe.size_tol_mm) == (25, 10)
+    assert (socks.weight_g, socks.length_mm, socks.weight_tol_g, socks.size_tol_mm) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_version_1_announcement_leaves_the_catalogue_values_unknown(tmp_path: Path) -> None:
+    store = StationStore(tmp_path / "s.db")
+    store.apply_announcement(ann("RMA-1", 1).model_copy(update={"schema_version": 1}))
+    record = store.lookup_rma("RMA-1")
+    assert record is not None
+    assert (record.lines[0].weight_g, record.lines[0].height_mm) == (None, None)

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from edge.sorter.grading import ConfidenceCurve, GradingThresholds
+from edge.sorter.model import RmaLineRecord
+from edge.sorter.physical import Claim
 from edge.vision.calibration import Calibration
-from edge.vision.grading import BackgroundModel, grade_frame, measure
+from edge.vision.grading import BackgroundModel, Measures, grade_frame, grade_measures, measure
 from simulator.vision.generator import BELT_BGR, ParcelSpec, render, render_empty
 
 CAL = Calibration(1.0)
@@ -110,6 +112,19 @@ def test_footprint_against_the_expected_catalogue_dimensions() -> None:
     assert grade_frame(frame, CAL, TH0, expected_mm=(220, 360)).grade == "A"
     wrong = grade_frame(frame, CAL, TH, expected_mm=(300, 150))
     assert wrong.grade == "unknown" and "wrong item" in wrong.explanation
+
+
+def test_expected_footprint_comes_from_the_claimed_rma_line() -> None:
+    seen = Measures(found=True, length_mm=382.0, width_mm=219.0, rect_fill=1.0, solidity=1.0)
+    shoe = RmaLineRecord("SHOE-42", 1, length_mm=360, width_mm=220, height_mm=120)
+    wrong = grade_measures(seen, TH0, claims=[Claim(shoe)])
+    assert (wrong.grade, wrong.checks) == ("unknown", ("footprint",))
+    assert "footprint 382x219 mm vs expected 360x220 mm: wrong item?" in wrong.explanation
+    soft = replace(shoe, size_tol_mm=5)  # 20 + 5 mm: 22 mm off is within
+    assert grade_measures(seen, TH0, claims=[Claim(soft)]).checks == ()
+    assert grade_measures(seen, TH0, claims=[Claim(shoe, 2)]).checks == ()  # no box to match
+    no_dims = RmaLineRecord("SHOE-42", 1)
+    assert grade_measures(seen, TH0, claims=[Claim(no_dims)]).checks == ()
 
 
 def test_thresholds_come_from_the_policy() -> None:
