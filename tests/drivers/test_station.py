@@ -11,8 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +24,10 @@ from edge.sorter.model import Reason
 from simulator.hw.camera import write_video
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
 from simulator.hw.pins import ENV_LOG, last_states, read_log
+from simulator.testing import ManualClock, station_config_data, wait_until
 from tests.cases import field_case
-from tests.stations import config_data
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class VirtualClock:
-    """Monotonic ms the test sets: edges get exact timestamps whatever the machine load."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -68,9 +49,9 @@ def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
     tmp_path: Path, pty_path: str, chip: MFRC522Emulator
 ) -> None:
     case = field_case("C7_gpio")[0]
-    clock = VirtualClock()
+    clock = ManualClock()
     cfg = StationConfig.model_validate(
-        config_data(tmp_path, pty_path, rfid={"backend": "mfrc522", "poll_deadline_ms": 50})
+        station_config_data(tmp_path, pty_path, rfid={"backend": "mfrc522", "poll_deadline_ms": 50})
     )
     daemon = StationDaemon(cfg, clock=clock)
     eye = daemon.pin_factory.pin(4)
@@ -79,10 +60,10 @@ def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
         # C2: a reader whose bus call never returns must not hold up the decision.
         chip.hang.set()
         for t_ms, level in case["photo_eye_edges_ms"]:
-            clock.t = float(t_ms)
+            clock.set(float(t_ms))
             eye.drive_high() if level == "blocked" else eye.drive_low()
-        clock.t = 10_000.0
-        wait_for(lambda: len(events_in_outbox(daemon)) == 1)
+        clock.set(10_000.0)
+        wait_until(lambda: len(events_in_outbox(daemon)) == 1, timeout_s=20.0)
         assert daemon.core.counters["inducted"] == case["expect_parcels"] == 1
         (event,) = events_in_outbox(daemon)
         assert case["expect_length_ms_approx"] == 150
@@ -100,7 +81,7 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
 ) -> None:
     video = write_video(tmp_path / "cam.avi", list(range(1, 40)))
     cfg = StationConfig.model_validate(
-        config_data(
+        station_config_data(
             tmp_path,
             pty_path,
             rfid={"backend": "mfrc522", "poll_interval_ms": 5},
@@ -124,11 +105,11 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
     daemon.start()
     try:
         chip.place(VirtualTag(bytes.fromhex("047DB1A2B3C4D5"), sak=0x00))
-        wait_for(lambda: any(isinstance(e, TagRead) for e in daemon.rfid_events))
+        wait_until(lambda: any(isinstance(e, TagRead) for e in daemon.rfid_events), timeout_s=20.0)
         eye = daemon.pin_factory.pin(4)
         eye.drive_high()
-        wait_for(lambda: len(daemon.photos) == 1)
-        wait_for(lambda: daemon.scanner.status()["state"] == "ok")
+        wait_until(lambda: len(daemon.photos) == 1, timeout_s=20.0)
+        wait_until(lambda: daemon.scanner.status()["state"] == "ok", timeout_s=20.0)
         eye.drive_low()
         assert daemon.capabilities() == [
             "induct",
@@ -148,7 +129,7 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
 def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_gate(
     tmp_path: Path, pty_path: str
 ) -> None:
-    data = config_data(
+    data = station_config_data(
         tmp_path,
         pty_path,
         rfid={"backend": "mfrc522", "spi_bus": 1, "rst_pin": 5},  # nothing on SPI1
@@ -186,7 +167,7 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
 
 
 def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_path: str) -> None:
-    data = config_data(
+    data = station_config_data(
         tmp_path,
         pty_path,
         belt_run={"pin": 23},
@@ -201,13 +182,13 @@ def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_p
     daemon.start()
     try:
         assert pin(23).state == 1  # belt runs
-        wait_for(lambda: daemon.scanner.status()["state"] == "ok")
+        wait_until(lambda: daemon.scanner.status()["state"] == "ok", timeout_s=20.0)
         daemon.update_stack_light()  # the main loop does this every 0.5 s
         assert [pin(n).state for n in (5, 6, 13)] == [1, 0, 0]  # green: all devices ok
         assert daemon.alive() is True
         pin(24).drive_high()
         pin(12).drive_high()
-        wait_for(lambda: len(daemon.lane_input_events) == 2)
+        wait_until(lambda: len(daemon.lane_input_events) == 2, timeout_s=20.0)
         assert [(n, a) for n, _, a in daemon.lane_input_events] == [
             ("restock.confirm", True),
             ("restock.full", True),
@@ -226,7 +207,7 @@ def run_child(
 ) -> tuple[subprocess.Popen[str], Path]:
     log_path = tmp_path / "pins.log"
     cfg = tmp_path / "station.toml"
-    data = config_data(tmp_path, str(tmp_path / "no-scanner"))
+    data = station_config_data(tmp_path, str(tmp_path / "no-scanner"))
     lines = [
         f'[station]\nid = "st1"\nsite = "s1"\ndata_dir = "{tmp_path / "data"}"',
         '[mqtt]\nport = 1\n[gpio]\npin_factory = "mock"\n[photo_eye]\npin = 4',
@@ -309,7 +290,7 @@ def test_check_config_prints_a_summary_or_the_errors(
 
 
 def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path: str) -> None:
-    data = config_data(tmp_path, pty_path, rfid={"backend": "mfrc522"})
+    data = station_config_data(tmp_path, pty_path, rfid={"backend": "mfrc522"})
     data["lanes"][0]["gate_pin"] = 10  # SPI0 MOSI
     with pytest.raises(
         ValueError,
@@ -317,7 +298,7 @@ def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path:
         r"lanes\.restock\.gate_pin \(GPIO10\)",
     ):
         StationConfig.model_validate(data)
-    data = config_data(tmp_path, pty_path, belt_run={"pin": 4})
+    data = station_config_data(tmp_path, pty_path, belt_run={"pin": 4})
     with pytest.raises(ValueError, match=r"GPIO4 is used twice: photo_eye\.pin and belt_run\.pin"):
         StationConfig.model_validate(data)
 
@@ -332,7 +313,7 @@ def test_backend_is_never_replaced_when_its_library_is_missing(tmp_path: Path) -
         "d = StationDaemon(StationConfig.model_validate(json.loads(sys.argv[1])))\n"
         "print(json.dumps(d.status()['devices']['rfid'])); d.stop()\n"
     )
-    data = config_data(tmp_path, str(tmp_path / "no-scanner"), rfid={"backend": "mfrc522"})
+    data = station_config_data(tmp_path, str(tmp_path / "no-scanner"), rfid={"backend": "mfrc522"})
     out = subprocess.run(
         [sys.executable, "-c", script, json.dumps(data)],
         cwd=REPO,

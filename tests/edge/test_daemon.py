@@ -7,13 +7,13 @@ from pathlib import Path
 
 from edge.config import StationConfig
 from edge.daemon import StationDaemon
-from tests.stations import config_data
+from simulator.testing import station_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def make_config(tmp_path: Path, scanner_url: str) -> StationConfig:
-    return StationConfig.model_validate(config_data(tmp_path, scanner_url))
+    return station_config(tmp_path, scanner_url)
 
 
 def test_stop_de_energises_every_gate_of_either_polarity(tmp_path: Path) -> None:

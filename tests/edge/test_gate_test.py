@@ -13,39 +13,31 @@ from typing import Any
 
 import pytest
 
-from edge.config import StationConfig
 from edge.daemon import StationDaemon
 from protocol import Command, CommandName, CommandReply, Topics, decode, encode
-from tests.gateway.conftest import MqttProbe, wait_until
+from simulator.testing import station_config, wait_until
+from tests.gateway.conftest import MqttProbe
 
 GATE_PIN, CONFIRM_PIN = 17, 23
 
 
 def make_config(tmp_path: Path, scanner_url: str, *, site: str = "s1", port: int = 1) -> Any:
-    return StationConfig.model_validate(
-        {
-            "station": {"id": "st1", "site": site, "data_dir": str(tmp_path)},
-            "mqtt": {"host": "127.0.0.1", "port": port},  # port 1: the link keeps retrying
-            "gpio": {"pin_factory": "mock"},
-            "photo_eye": {"pin": 4},
-            "scanner": {"url": scanner_url},
-            "belt": {
-                "speed_mm_s": 1000,
-                "scan_pos_mm": 400,
-                "length_mm": 3000,
-                "confirm_timeout_ms": 150,
+    return station_config(
+        tmp_path,
+        scanner_url,
+        station={"id": "st1", "site": site, "data_dir": str(tmp_path)},
+        mqtt={"host": "127.0.0.1", "port": port},  # port 1: the link keeps retrying
+        belt={"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000, "confirm_timeout_ms": 150},
+        lanes=[
+            {
+                "name": "restock",
+                "disposition": "restock",
+                "pos_mm": 1500,
+                "gate_pin": GATE_PIN,
+                "confirm_pin": CONFIRM_PIN,
             },
-            "lanes": [
-                {
-                    "name": "restock",
-                    "disposition": "restock",
-                    "pos_mm": 1500,
-                    "gate_pin": GATE_PIN,
-                    "confirm_pin": CONFIRM_PIN,
-                },
-                {"name": "recycle", "disposition": "recycle", "pos_mm": 2300, "gate_pin": 22},
-            ],
-        }
+            {"name": "recycle", "disposition": "recycle", "pos_mm": 2300, "gate_pin": 22},
+        ],
     )
 
 

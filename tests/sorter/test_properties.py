@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from simulator.testing import Directory, demo_belt, line, rma
 from simulator.vbelt import COLLISION, VParcel, run_virtual
-from tests.sorter.support import Directory, belt, line, rma
 
 UIDS = [f"04A2B3C4D5E6{i:02X}" for i in range(8)]
 KNOWN = [f"RMA-{i:04d}" for i in range(8)]
@@ -92,7 +92,7 @@ def truly_matching(p: VParcel) -> bool:
 def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
     stream: list[VParcel], with_camera: bool, full: set[str]
 ) -> None:
-    cfg = belt(**CAMERA) if with_camera else belt()
+    cfg = demo_belt(**CAMERA) if with_camera else demo_belt()
     run = run_virtual(cfg, directory(), stream, lane_full=sorted(full))
     assert run.core.counters["inducted"] == len(stream)
     for r in run.results:
@@ -113,7 +113,7 @@ def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
 def test_no_parcel_is_restocked_without_a_matching_identity(
     stream: list[VParcel], with_camera: bool
 ) -> None:
-    cfg = belt(**CAMERA) if with_camera else belt()
+    cfg = demo_belt(**CAMERA) if with_camera else demo_belt()
     run = run_virtual(cfg, directory(), stream)
     for r, p in zip(run.results, stream, strict=True):
         if r.physical_lane in ("restock", "refurbish", "recycle"):
@@ -127,7 +127,7 @@ def test_no_parcel_is_restocked_without_a_matching_identity(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams, with_camera=camera)
 def test_same_inputs_same_decisions(stream: list[VParcel], with_camera: bool) -> None:
-    cfg = belt(**CAMERA) if with_camera else belt()
+    cfg = demo_belt(**CAMERA) if with_camera else demo_belt()
     first = run_virtual(cfg, directory(), stream)
     second = run_virtual(cfg, directory(), stream)
     assert [a for _, a in first.actions] == [a for _, a in second.actions]

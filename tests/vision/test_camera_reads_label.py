@@ -20,23 +20,18 @@ from edge.vision.calibration import Calibration
 from edge.vision.photos import PhotoStore
 from edge.vision.worker import PhotoGrader
 from protocol import RmaAnnouncement, RmaLine
+from simulator.testing import ManualClock, station_config
 from simulator.vision.generator import ParcelSpec, render
 from tests.vision.test_station_vision import T0
 
 
 def config(tmp_path: Path, scanner_url: str) -> StationConfig:
-    return StationConfig.model_validate(
-        {
-            "station": {"id": "st1", "site": "s1", "data_dir": str(tmp_path)},
-            "mqtt": {"host": "127.0.0.1", "port": 1},
-            "gpio": {"pin_factory": "mock"},
-            "photo_eye": {"pin": 4},
-            "scanner": {"url": scanner_url},
-            "belt": {"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000, "camera_pos_mm": 0},
-            "lanes": [
-                {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17},
-            ],
-        }
+    return station_config(
+        tmp_path,
+        scanner_url,
+        station={"id": "st1", "site": "s1", "data_dir": str(tmp_path)},
+        belt={"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000, "camera_pos_mm": 0},
+        lanes=[{"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17}],
     )
 
 
@@ -53,9 +48,9 @@ def graded_photo(tmp_path: Path, label: str) -> Any:
 
 def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
     master, slave = os.openpty()
-    now = [0.0]
+    now = ManualClock()
     try:
-        daemon = StationDaemon(config(tmp_path, os.ttyname(slave)), lambda: now[0])
+        daemon = StationDaemon(config(tmp_path, os.ttyname(slave)), now)
         daemon.store.apply_announcement(
             RmaAnnouncement(
                 number="RMA-000123",
@@ -74,7 +69,7 @@ def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
         actions: list[Any] = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
         for t in range(305, 3000, 5):
             if t == photo_at_ms:
-                now[0] = float(t)
+                now.set(float(t))
                 actions += daemon._feed_graded(result)
             actions += core.advance(float(t))
         daemon.store.close()
