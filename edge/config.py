@@ -1,6 +1,8 @@
 """Station configuration (TOML): one section per component, typed and bounded.
 
 Unknown keys are rejected, so a misspelt setting is an error at start, not a silent default.
+Every device section names its ``backend``, built by that name through
+:mod:`edge.drivers.registry` (GPIO devices: ``gpiozero`` on the ``[gpio]`` pin factory).
 Example: ``hardware/station.example.toml``.
 """
 
@@ -59,6 +61,7 @@ class GpioSection(_Section):
 class PhotoEyeSection(_Section):
     """``[photo_eye]``: the induct photo-eye."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     pin: int = Field(ge=0, le=53)
     blocked_level: Literal["high", "low"] = "high"
     debounce_ms: float = Field(default=5.0, gt=0, le=200)
@@ -138,6 +141,7 @@ class VisionSection(_Section):
 class EncoderSection(_Section):
     """``[encoder]``: optional belt encoder (pulses on ``pin_a``, quadrature with ``pin_b``)."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     pin_a: int = Field(ge=0, le=27)
     pin_b: int | None = Field(default=None, ge=0, le=27)
     mm_per_pulse: float = Field(gt=0, le=1000)
@@ -146,6 +150,7 @@ class EncoderSection(_Section):
 class BeltRunSection(_Section):
     """``[belt_run]``: the output that runs the belt motor contactor."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     pin: int = Field(ge=0, le=27)
     active_high: bool = True
 
@@ -153,6 +158,7 @@ class BeltRunSection(_Section):
 class StackLightSection(_Section):
     """``[stack_light]``: green (running), amber (degraded), red (stopped / fault) outputs."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     green_pin: int | None = Field(default=None, ge=0, le=27)
     amber_pin: int | None = Field(default=None, ge=0, le=27)
     red_pin: int | None = Field(default=None, ge=0, le=27)
@@ -182,8 +188,9 @@ class BeltSection(_Section):
 
 
 class LaneSection(_Section):
-    """``[[lanes]]``: a diverting lane with its gate output."""
+    """``[[lanes]]``: a diverting lane with its gate output (and its confirm / full inputs)."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     name: str = Field(min_length=1, max_length=32)
     disposition: Disposition
     pos_mm: float = Field(gt=0, le=100_000)

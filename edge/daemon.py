@@ -31,7 +31,6 @@ import threading
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
@@ -40,25 +39,18 @@ from typing import Any
 from edge import sdnotify
 from edge.clock import clock_rate, monotonic_ms, utc_now
 from edge.config import ConfigError, StationConfig, load_config
-from edge.drivers.camera import Camera, Photo
+from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
-from edge.drivers.gpiozero_io import (
-    GpiozeroDiverterGate,
-    GpiozeroEncoder,
-    GpiozeroInput,
-    GpiozeroOutput,
-    GpiozeroPhotoEye,
-    make_pin_factory,
-)
-from edge.drivers.pyserial_scanner import PySerialScanner
-from edge.drivers.registry import make_camera, make_tag_reader
-from edge.drivers.rfid import TagRead, TagReader, TagReadFailed
+from edge.drivers.gpio import DiverterGate
+from edge.drivers.rfid import TagRead, TagReadFailed
 from edge.link import StationLink
 from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
 from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
 from edge.sorter.policy import Policy, policy_from_mapping
+from edge.station.devices import DeviceBank
+from edge.station.status import station_status
 from edge.store import StationStore
 from protocol import (
     Command,
@@ -87,25 +79,6 @@ def software_version() -> str:
         return "0+unknown"
 
 
-@dataclass(frozen=True)
-class DeviceHealth:
-    """Start-up self-test result of one device.
-
-    Attributes:
-        state: ``ok``, ``failed`` (not usable; the station runs without it).
-        backend: the configured backend name (``mfrc522``, ``gpiozero``, ...).
-        detail: what was checked, or why it failed.
-    """
-
-    state: str
-    backend: str
-    detail: str
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-able form."""
-        return {"state": self.state, "backend": self.backend, "detail": self.detail}
-
-
 class StationDaemon:
     """One returns station.
 
@@ -129,87 +102,25 @@ class StationDaemon:
         self.config = config
         self.clock = clock
         self.on_event = on_event
-        self.health: dict[str, DeviceHealth] = {}
         data_dir = config.station.data_dir
         self.store = StationStore(data_dir / f"{config.station.id}.db")
         self.scheduler = scheduler if scheduler is not None else Scheduler(clock)
-        self.pin_factory = make_pin_factory(config.gpio.pin_factory)
-        self.gates: dict[str, GpiozeroDiverterGate] = {}
-        for lane in config.lanes:
-            self._add_gate(lane.name, lane.gate_pin, lane.active_high)
-        broken = frozenset(lane.name for lane in config.lanes if lane.name not in self.gates)
+        self.devices = DeviceBank(config, clock)
         self.core = SorterCore(
-            config.belt_config(without_lanes=broken), self.store, self._cached_policy()
+            config.belt_config(without_lanes=self.devices.broken_lanes()),
+            self.store,
+            self._cached_policy(),
         )
-        eye_cfg = config.photo_eye
-        # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
-        # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
-        self.photo_eye: GpiozeroPhotoEye | None = self._try(
-            "photo_eye",
-            "gpiozero",
-            lambda: GpiozeroPhotoEye(eye_cfg.pin, eye_cfg.blocked_level, self.pin_factory, clock),
-        )
-        if self.photo_eye is not None:
-            self.health["photo_eye"] = DeviceHealth(
-                "ok", "gpiozero", f"GPIO{eye_cfg.pin}, blocked={eye_cfg.blocked_level}"
-            )
-        self.lane_inputs: list[GpiozeroInput] = []
-        for lane in config.lanes:
-            for kind, pin in (("confirm", lane.confirm_pin), ("full", lane.full_pin)):
-                if pin is not None:
-                    self._add_input(f"{lane.name}.{kind}", pin)
-        self.encoder: GpiozeroEncoder | None = None
-        if config.encoder is not None:
-            enc = config.encoder
-            self.encoder = self._try(
-                "encoder",
-                "gpiozero",
-                lambda: GpiozeroEncoder(enc.pin_a, enc.pin_b, enc.mm_per_pulse, self.pin_factory),
-            )
-        self.outputs: dict[str, GpiozeroOutput] = {}
-        if config.belt_run is not None:
-            self._add_output("belt_run", config.belt_run.pin, config.belt_run.active_high)
-        if config.stack_light is not None:
-            sl = config.stack_light
-            for colour, pin in (
-                ("green", sl.green_pin),
-                ("amber", sl.amber_pin),
-                ("red", sl.red_pin),
-            ):
-                if pin is not None:
-                    self._add_output(f"stack_light.{colour}", pin, sl.active_high)
-        self.rfid: TagReader | None = None
-        if config.rfid is not None:
-            rfid_cfg = config.rfid
-            self.rfid = self._try(
-                "rfid", rfid_cfg.backend, lambda: make_tag_reader(rfid_cfg, clock)
-            )
-            if self.rfid is not None:
-                self._self_test("rfid", rfid_cfg.backend, self.rfid.self_test())
-        self.camera: Camera | None = None
-        if config.camera is not None:
-            cam_cfg = config.camera
-            self.camera = self._try("camera", cam_cfg.backend, lambda: make_camera(cam_cfg, clock))
-            if self.camera is not None:
-                self._self_test("camera", cam_cfg.backend, self.camera.self_test())
         self._last_camera_trigger_ms = float("-inf")
         self.grader: Any = None
-        if config.camera is not None and self.camera is not None:
-            self.grader = self._try("grader", "opencv", self._make_grader)
+        if config.camera is not None and self.devices.camera is not None:
+            self.grader = self.devices.try_build("grader", "opencv", self._make_grader)
         # Graded photos by camera tag (the raw eye edge time = the parcel's induct time).
         self._graded: OrderedDict[float, Any] = OrderedDict()
         # Recent history for status and tests; bounded, the station runs for months.
         self.rfid_events: deque[TagRead | TagReadFailed] = deque(maxlen=1000)
         self.photos: deque[Photo] = deque(maxlen=50)
         self.lane_input_events: deque[tuple[str, float, bool]] = deque(maxlen=1000)
-        sc = config.scanner
-        self.scanner = PySerialScanner(
-            sc.url,
-            baudrate=sc.baudrate,
-            suffix=sc.suffix,
-            inter_byte_timeout_ms=sc.inter_byte_timeout_ms,
-            clock=clock,
-        )
         self.link = StationLink(
             site=config.station.site,
             station=config.station.id,
@@ -279,63 +190,9 @@ class StationDaemon:
         """UTC time of monotonic ``t_ms``."""
         return self._utc0 + timedelta(milliseconds=t_ms - self._mono0)
 
-    def _try(self, name: str, backend: str, build: Callable[[], object]) -> Any:
-        """Build a device; on any failure record it as failed and return None."""
-        try:
-            device = build()
-        except Exception as exc:
-            self.health[name] = DeviceHealth("failed", backend, f"{type(exc).__name__}: {exc}")
-            log.error("device %s (%s) failed to start: %s", name, backend, exc)
-            return None
-        self.health[name] = DeviceHealth("ok", backend, "started")
-        return device
-
-    def _self_test(self, name: str, backend: str, result: dict[str, object]) -> None:
-        state = "ok" if result.get("ok") else "failed"
-        self.health[name] = DeviceHealth(state, backend, str(result.get("detail", "")))
-        if state != "ok":
-            log.error("device %s (%s) failed its self-test: %s", name, backend, result)
-
-    def _add_gate(self, lane: str, pin: int, active_high: bool) -> None:
-        key = f"gate.{lane}"
-        gate = self._try(
-            key, "gpiozero", lambda: GpiozeroDiverterGate(lane, pin, active_high, self.pin_factory)
-        )
-        if gate is None:
-            return
-        result = gate.self_test()
-        self._self_test(key, "gpiozero", result)
-        if result["ok"]:
-            self.gates[lane] = gate
-        else:
-            gate.close()  # never divert on a broken gate
-
-    def _add_input(self, name: str, pin: int) -> None:
-        device = self._try(
-            name, "gpiozero", lambda: GpiozeroInput(name, pin, True, self.pin_factory, self.clock)
-        )
-        if device is not None:
-            self.lane_inputs.append(device)
-
-    def _add_output(self, name: str, pin: int, active_high: bool) -> None:
-        device = self._try(
-            name, "gpiozero", lambda: GpiozeroOutput(name, pin, active_high, self.pin_factory)
-        )
-        if device is not None:
-            self.outputs[name] = device
-
     def capabilities(self) -> list[str]:
-        """What the station can do now: ``induct``, ``barcode``, ``rfid``, ``camera``, lanes."""
-        caps = []
-        if self.health["photo_eye"].state == "ok":
-            caps.append("induct")
-        if self.scanner.status().get("state") == "ok":
-            caps.append("barcode")
-        for name in ("rfid", "camera"):
-            if name in self.health and self.health[name].state == "ok":
-                caps.append(name)
-        caps += [f"lane:{name}" for name in self.gates]
-        return caps
+        """What the station can do now (see :meth:`DeviceBank.capabilities`)."""
+        return self.devices.capabilities()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -343,20 +200,22 @@ class StationDaemon:
         self.scheduler.start()
         self._reactor = threading.Thread(target=self._run, name="reactor", daemon=True)
         self._reactor.start()
-        if self.photo_eye is not None:
-            self.photo_eye.start(self._on_eye_edge)
-        self.scanner.start(lambda frame: self._inputs.put(("scan", frame.t_ms, frame)))
-        if self.rfid is not None and self.health["rfid"].state == "ok":
-            self.rfid.start(lambda ev: self._inputs.put(("rfid", ev.t_ms, ev)))
+        if self.devices.photo_eye is not None:
+            self.devices.photo_eye.start(self._on_eye_edge)
+        self.devices.scanner.start(lambda frame: self._inputs.put(("scan", frame.t_ms, frame)))
+        if self.devices.rfid is not None and self.devices.usable("rfid"):
+            self.devices.rfid.start(lambda ev: self._inputs.put(("rfid", ev.t_ms, ev)))
         if self.grader is not None:
             self.grader.start(lambda r: self._inputs.put(("graded", r.photo.t_trigger_ms, r)))
-        if self.camera is not None and self.health["camera"].state == "ok":
-            self.camera.start(lambda photo: self._inputs.put(("photo", photo.t_trigger_ms, photo)))
-        for device in self.lane_inputs:
-            device.start(functools.partial(self._on_lane_input, device.name))
+        if self.devices.camera is not None and self.devices.usable("camera"):
+            self.devices.camera.start(
+                lambda photo: self._inputs.put(("photo", photo.t_trigger_ms, photo))
+            )
+        for name, device in self.devices.lane_inputs.items():
+            device.start(functools.partial(self._on_lane_input, name))
         self.link.start()
-        if "belt_run" in self.outputs:
-            self.outputs["belt_run"].set(True)
+        if "belt_run" in self.devices.outputs:
+            self.devices.outputs["belt_run"].set(True)
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
 
@@ -380,13 +239,13 @@ class StationDaemon:
         cam_cfg = self.config.camera
         if (
             blocked
-            and self.camera is not None
+            and self.devices.camera is not None
             and cam_cfg is not None
-            and self.health["camera"].state == "ok"
+            and self.devices.usable("camera")
             and t_ms - self._last_camera_trigger_ms >= cam_cfg.trigger_holdoff_ms
         ):
             self._last_camera_trigger_ms = t_ms
-            self.camera.trigger(t_ms + cam_cfg.trigger_delay_ms, tag=t_ms)
+            self.devices.camera.trigger(t_ms + cam_cfg.trigger_delay_ms, tag=t_ms)
 
     def alive(self) -> bool:
         """True while the reactor and the gate scheduler threads run (the watchdog's test)."""
@@ -395,7 +254,11 @@ class StationDaemon:
 
     def update_stack_light(self) -> None:
         """Green: sorting, all devices ok. Amber: degraded. Red: cannot sort (no induct)."""
-        lamps = {name: out for name, out in self.outputs.items() if name.startswith("stack_light")}
+        lamps = {
+            name: out
+            for name, out in self.devices.outputs.items()
+            if name.startswith("stack_light")
+        }
         if not lamps:
             return
         degraded = bool(self.status()["degraded"])
@@ -414,37 +277,24 @@ class StationDaemon:
             return
         self._stopped = True
         self.release_all_gates()
-        if "belt_run" in self.outputs:
-            self.outputs["belt_run"].set(False)
+        if "belt_run" in self.devices.outputs:
+            self.devices.outputs["belt_run"].set(False)
         self.scheduler.stop()
         self.release_all_gates()  # a close that raced the scheduler's last firing
         self._stop.set()
         if self._reactor is not None:
             self._reactor.join(timeout=2)
-        self.scanner.stop()
-        if self.rfid is not None:
-            self.rfid.stop()
-        if self.camera is not None:
-            self.camera.stop()
+        self.devices.stop_readers()
         if self.grader is not None:
             self.grader.stop()
         self.link.stop()
-        for gate in self.gates.values():
-            gate.close()
-        for device in self.lane_inputs:
-            device.close()
-        if self.encoder is not None:
-            self.encoder.close()
-        for out in self.outputs.values():
-            out.close()
-        if self.photo_eye is not None:
-            self.photo_eye.close()
+        self.devices.close()
         self.store.close()
         log.info("station %s stopped", self.config.station.id)
 
     def release_all_gates(self) -> None:
         """De-energise every gate (fail safe: parcels run on to quarantine)."""
-        for gate in self.gates.values():
+        for gate in self.devices.gates.values():
             try:
                 gate.release()
             except Exception:
@@ -452,34 +302,16 @@ class StationDaemon:
 
     # -- status ---------------------------------------------------------------------
     def status(self) -> dict[str, object]:
-        """JSON-able status of every component."""
-        scanner = self.scanner.status()
-        rfid = self.rfid.status() if self.rfid is not None else None
-        camera = self.camera.status() if self.camera is not None else None
-        devices_ok = all(h.state == "ok" for h in self.health.values())
-        drivers_ok = all(
-            st is None or st.get("state") in ("ok", "stopped") for st in (rfid, camera)
+        """JSON-able status of every component (:func:`edge.station.status.station_status`)."""
+        return station_status(
+            self.devices,
+            self.core,
+            self.scheduler,
+            self.store,
+            grader=self.grader,
+            alarms=self.alarms,
+            belt_running=self.belt_running,
         )
-        return {
-            "degraded": scanner.get("state") != "ok" or not devices_ok or not drivers_ok,
-            "devices": {name: h.as_dict() for name, h in sorted(self.health.items())},
-            "capabilities": self.capabilities(),
-            "core": self.core.status(),
-            "scanner": scanner,
-            "rfid": rfid,
-            "camera": camera,
-            "grader": self.grader.status() if self.grader is not None else None,
-            "encoder": self.encoder.status() if self.encoder is not None else None,
-            "lane_inputs": {d.name: d.status() for d in self.lane_inputs},
-            "outputs": {name: out.status() for name, out in self.outputs.items()},
-            "photo_eye": self.photo_eye.status() if self.photo_eye is not None else None,
-            "gates": {name: gate.status() for name, gate in self.gates.items()},
-            "scheduler": self.scheduler.status(),
-            "alarms": dict(self.alarms),
-            "belt_running": self.belt_running,
-            "rma_revision": self.store.rma_revision(),
-            "config_hash": self.config.config_hash,
-        }
 
     # -- inputs beyond photo-eye and scanner -----------------------------------------
     def submit(self, kind: str, payload: object, t_ms: float | None = None) -> None:
@@ -564,15 +396,14 @@ class StationDaemon:
         pulse = cmd.args.get("pulse_ms", 300)
         if isinstance(pulse, bool) or not isinstance(pulse, int | float) or not 50 <= pulse <= 5000:
             raise ValueError(f"pulse_ms must be 50..5000, not {pulse!r}")
-        if lane not in self.gates:
+        if lane not in self.devices.gates:
             known = any(cfg.name == lane for cfg in self.config.lanes)
             raise ValueError(
                 f"gate of lane {lane} failed its self-test" if known else f"unknown lane {lane}"
             )
-        confirm = next((d for d in self.lane_inputs if d.name == f"{lane}.confirm"), None)
-        if confirm is None:
+        if f"{lane}.confirm" not in self.devices.lane_inputs:
             raise ValueError(f"lane {lane} has no divert-confirm sensor")
-        gate = self.gates[lane]
+        gate = self.devices.gates[lane]
         window_ms = float(pulse) + self.config.belt.confirm_timeout_ms
         event, seen = threading.Event(), list[float]()
         with self._holds_lock:
@@ -610,7 +441,7 @@ class StationDaemon:
             raise RuntimeError(f"divert not confirmed within {window_ms:g} ms")
         return {"lane": lane, "confirmed_after_ms": round(seen[0] - t0, 1)}
 
-    def _unhold_test(self, lane: str, gate: GpiozeroDiverterGate) -> None:
+    def _unhold_test(self, lane: str, gate: DiverterGate) -> None:
         """Drop the gate test's hold; release the gate when no parcel holds it."""
         with self._holds_lock:
             holds = self._holds.setdefault(lane, set())
@@ -620,7 +451,7 @@ class StationDaemon:
 
     def _fire(self, command: GateCommand, energise: bool) -> None:
         """Hold / unhold ``command.gate`` for its parcel; energised while any hold is on."""
-        gate = self.gates[command.gate]
+        gate = self.devices.gates[command.gate]
         with self._holds_lock:
             holds = self._holds.setdefault(command.gate, set())
             if energise and command.parcel_id not in self._cancelled:
@@ -755,7 +586,7 @@ class StationDaemon:
 
     def _handle(self, action: object) -> None:
         if isinstance(action, GateCommand):
-            if action.gate not in self.gates:  # never divert on a broken gate
+            if action.gate not in self.devices.gates:  # never divert on a broken gate
                 log.error("gate %s is not usable; parcel %d runs on", action.gate, action.parcel_id)
                 return
             self.scheduler.call_at(action.open_at_ms, lambda: self._fire(action, True))
@@ -765,13 +596,13 @@ class StationDaemon:
                 self._cancelled.add(action.parcel_id)
                 holds = self._holds.setdefault(action.gate, set())
                 holds.discard(action.parcel_id)
-                if not holds and action.gate in self.gates:
-                    self.gates[action.gate].release()
+                if not holds and action.gate in self.devices.gates:
+                    self.devices.gates[action.gate].release()
             log.warning("gate %s withdrawn for parcel %d", action.gate, action.parcel_id)
         elif isinstance(action, BeltCommand):
             self.belt_running = action.run
-            if "belt_run" in self.outputs:
-                self.outputs["belt_run"].set(action.run)
+            if "belt_run" in self.devices.outputs:
+                self.devices.outputs["belt_run"].set(action.run)
             self.update_stack_light()
             log.warning("belt %s (%s)", "run" if action.run else "STOP", action.reason)
             self.link.request_status()

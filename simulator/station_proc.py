@@ -79,11 +79,11 @@ class _Station:
         self._lock = threading.Lock()
         self.daemon = StationDaemon(config, clock, on_event=self._on_event)
         self.pins = {
-            lane.name: (self.daemon.pin_factory.pin(lane.gate_pin), lane.active_high)
+            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_pin), lane.active_high)
             for lane in config.lanes
         }
         eye = config.photo_eye
-        self.eye = self.daemon.pin_factory.pin(eye.pin)
+        self.eye = self.daemon.devices.pin_factory.pin(eye.pin)
         self.eye_high = eye.blocked_level == "high"
 
     def _on_event(self, event: ParcelEvent, exited: ParcelExited) -> None:
@@ -120,13 +120,13 @@ class _Station:
         elif op == "skew":
             d._utc0 += timedelta(seconds=float(cmd["seconds"]))  # the UTC clock jumps
         elif op == "belt_run":
-            out = d.outputs.get("belt_run")
+            out = d.devices.outputs.get("belt_run")
             return {"on": True if out is None else bool(out.on)}
         elif op == "resume":
             d.submit("resume", None)
         elif op == "camera_fail":
-            if d.camera is not None:
-                d.camera.stop()
+            if d.devices.camera is not None:
+                d.devices.camera.stop()
         elif op == "status":
             return {
                 "rma_count": d.store.rma_count(),

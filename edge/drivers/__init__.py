@@ -5,8 +5,10 @@ Interfaces: :mod:`~edge.drivers.gpio` (photo-eye, gate, binary input, encoder),
 Backends, named after their library and importing it at the top:
 :mod:`~edge.drivers.gpiozero_io`, :mod:`~edge.drivers.pyserial_scanner`,
 :mod:`~edge.drivers.mfrc522_reader`, :mod:`~edge.drivers.opencv_camera`.
-:mod:`~edge.drivers.registry` builds the RFID reader and camera named in the station config
-(never another one when that one cannot load). Pure logic lives apart from I/O:
+:mod:`~edge.drivers.registry` builds every device (photo-eye, gates, lane inputs, outputs,
+encoder, scanner, RFID reader, camera) by the backend its config section names (never
+another one when that one cannot load); a new backend is added by registering it there.
+Pure logic lives apart from I/O:
 :mod:`~edge.drivers.framing` (serial codes), :class:`~edge.drivers.rfid.PresenceTracker`,
 :class:`~edge.drivers.camera.FrameJudge`.
 """

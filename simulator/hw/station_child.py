@@ -22,7 +22,7 @@ from edge.daemon import StationDaemon, main
 
 def _energise_all(mode: str) -> Callable[[StationDaemon], None]:
     def hook(daemon: StationDaemon) -> None:
-        for gate in daemon.gates.values():
+        for gate in daemon.devices.gates.values():
             gate.energise()
         print("ENERGISED", flush=True)
         if mode == "crash":

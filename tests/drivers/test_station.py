@@ -54,7 +54,7 @@ def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
         station_config_data(tmp_path, pty_path, rfid={"backend": "mfrc522", "poll_deadline_ms": 50})
     )
     daemon = StationDaemon(cfg, clock=clock)
-    eye = daemon.pin_factory.pin(4)
+    eye = daemon.devices.pin_factory.pin(4)
     daemon.start()
     try:
         # C2: a reader whose bus call never returns must not hold up the decision.
@@ -106,10 +106,10 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
     try:
         chip.place(VirtualTag(bytes.fromhex("047DB1A2B3C4D5"), sak=0x00))
         wait_until(lambda: any(isinstance(e, TagRead) for e in daemon.rfid_events), timeout_s=20.0)
-        eye = daemon.pin_factory.pin(4)
+        eye = daemon.devices.pin_factory.pin(4)
         eye.drive_high()
         wait_until(lambda: len(daemon.photos) == 1, timeout_s=20.0)
-        wait_until(lambda: daemon.scanner.status()["state"] == "ok", timeout_s=20.0)
+        wait_until(lambda: daemon.devices.scanner.status()["state"] == "ok", timeout_s=20.0)
         eye.drive_low()
         assert daemon.capabilities() == [
             "induct",
@@ -158,9 +158,9 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         assert daemon.capabilities() == ["lane:recycle"]  # no induct: nothing will divert
         daemon.start()  # it still runs (status published, RMAs synced), visibly degraded
         assert daemon.alive() is True
-        pin = daemon.pin_factory.pin
+        pin = daemon.devices.pin_factory.pin
         assert [pin(n).state for n in (23, 24, 12)] == [0, 0, 1]  # red: cannot sort
-        assert list(daemon.gates) == ["recycle"]
+        assert list(daemon.devices.gates) == ["recycle"]
         assert [lane.name for lane in daemon.core.config.lanes] == ["recycle", "quarantine"]
     finally:
         daemon.stop()
@@ -177,12 +177,12 @@ def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_p
     data["lanes"][0]["confirm_pin"] = 24
     data["lanes"][0]["full_pin"] = 12
     daemon = StationDaemon(StationConfig.model_validate(data))
-    pin = daemon.pin_factory.pin
+    pin = daemon.devices.pin_factory.pin
     assert [pin(n).state for n in (23, 5, 6, 13)] == [0, 0, 0, 0]
     daemon.start()
     try:
         assert pin(23).state == 1  # belt runs
-        wait_until(lambda: daemon.scanner.status()["state"] == "ok", timeout_s=20.0)
+        wait_until(lambda: daemon.devices.scanner.status()["state"] == "ok", timeout_s=20.0)
         daemon.update_stack_light()  # the main loop does this every 0.5 s
         assert [pin(n).state for n in (5, 6, 13)] == [1, 0, 0]  # green: all devices ok
         assert daemon.alive() is True

@@ -37,7 +37,7 @@ def daemon(tmp_path: Path) -> Iterator[StationDaemon]:
 
 
 def test_overlapping_commands_hold_the_gate_until_the_last_parcel(daemon: StationDaemon) -> None:
-    pin = daemon.pin_factory.pin(17)
+    pin = daemon.devices.pin_factory.pin(17)
     first = GateCommand(1, "restock", 100.0, 500.0)
     second = GateCommand(2, "restock", 400.0, 800.0)
     daemon._fire(first, True)
@@ -49,7 +49,7 @@ def test_overlapping_commands_hold_the_gate_until_the_last_parcel(daemon: Statio
 
 
 def test_withdrawn_gate_is_released_and_never_fires(daemon: StationDaemon) -> None:
-    pin = daemon.pin_factory.pin(17)
+    pin = daemon.devices.pin_factory.pin(17)
     cmd = GateCommand(3, "restock", 100.0, 500.0)
     daemon._fire(cmd, True)
     daemon._handle(GateCancel(3, "restock", 200.0))

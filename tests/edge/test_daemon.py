@@ -20,12 +20,12 @@ def test_stop_de_energises_every_gate_of_either_polarity(tmp_path: Path) -> None
     master, slave = os.openpty()
     try:
         daemon = StationDaemon(make_config(tmp_path, os.ttyname(slave)))
-        pins = {n: daemon.pin_factory.pin(p) for n, p in (("restock", 17), ("recycle", 22))}
+        pins = {n: daemon.devices.pin_factory.pin(p) for n, p in (("restock", 17), ("recycle", 22))}
         # off at start: active-high pin low, active-low pin high
         assert (pins["restock"].state, pins["recycle"].state) == (0, 1)
         daemon.start()
-        daemon.gates["restock"].energise()
-        daemon.gates["recycle"].energise()
+        daemon.devices.gates["restock"].energise()
+        daemon.devices.gates["recycle"].energise()
         assert (pins["restock"].state, pins["recycle"].state) == (1, 0)
         daemon.stop()
         assert (pins["restock"].state, pins["recycle"].state) == (0, 1)

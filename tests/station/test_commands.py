@@ -75,8 +75,8 @@ class Diverter:
     """A parcel-less divert: the confirm pin follows the gate pin after ``delay_s``."""
 
     def __init__(self, daemon: StationDaemon, delay_s: float = 0.03) -> None:
-        self.gate = daemon.pin_factory.pin(GATE_PIN)
-        self.confirm = daemon.pin_factory.pin(CONFIRM_PIN)
+        self.gate = daemon.devices.pin_factory.pin(GATE_PIN)
+        self.confirm = daemon.devices.pin_factory.pin(CONFIRM_PIN)
         self.delay_s = delay_s
         self.gate_was_high = False
         self._stop = threading.Event()
@@ -112,7 +112,7 @@ def test_confirmed_divert_is_done_and_the_gate_released(
     assert result["lane"] == "restock"
     confirmed_after = result["confirmed_after_ms"]
     assert isinstance(confirmed_after, float) and 0 <= confirmed_after < 350
-    assert daemon.pin_factory.pin(GATE_PIN).state == 0
+    assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
     assert daemon._holds["restock"] == set()
     assert "divert_unconfirmed:restock" not in daemon.alarms
 
@@ -121,7 +121,7 @@ def test_unconfirmed_divert_fails_with_the_reason_and_the_gate_released(
     station: Callable[..., StationDaemon],
 ) -> None:
     daemon = station()
-    gate_pin = daemon.pin_factory.pin(GATE_PIN)
+    gate_pin = daemon.devices.pin_factory.pin(GATE_PIN)
     seen_high = threading.Event()
     watcher = threading.Thread(
         target=lambda: (
@@ -157,13 +157,13 @@ def test_refused_commands_never_energise_a_gate(
     with pytest.raises(ValueError) as refused:
         daemon.gate_test(command(**args))
     assert str(refused.value) == reason
-    assert daemon.pin_factory.pin(GATE_PIN).state == 0
-    assert daemon.pin_factory.pin(22).state == 0
+    assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
+    assert daemon.devices.pin_factory.pin(22).state == 0
 
 
 def test_refused_while_parcels_are_on_the_belt(station: Callable[..., StationDaemon]) -> None:
     daemon = station()
-    daemon.pin_factory.pin(4).drive_high()  # a parcel breaks the induct photo-eye
+    daemon.devices.pin_factory.pin(4).drive_high()  # a parcel breaks the induct photo-eye
     wait_until(lambda: daemon.core.status()["on_belt"] == 1, what="parcel inducted")
     with (
         Diverter(daemon) as diverter,
@@ -202,6 +202,6 @@ def test_gate_test_through_the_broker_replies_accepted_then_done(
         assert (done.request_id, done.state.value, done.detail) == (cmd.request_id, "done", "")
         assert done.result["lane"] == "restock"
         assert isinstance(done.result["confirmed_after_ms"], float)
-        assert daemon.pin_factory.pin(GATE_PIN).state == 0
+        assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
     finally:
         gateway.close()
