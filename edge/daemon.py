@@ -41,7 +41,6 @@ from edge.clock import clock_rate, monotonic_ms, utc_now
 from edge.config import ConfigError, StationConfig, load_config
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
-from edge.drivers.gpio import DiverterGate
 from edge.drivers.rfid import TagRead, TagReadFailed
 from edge.link import StationLink
 from edge.metrics import StationMetrics
@@ -49,12 +48,12 @@ from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
 from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
 from edge.sorter.policy import Policy, policy_from_mapping
+from edge.station.commands import StationCommands
 from edge.station.devices import DeviceBank
+from edge.station.gates import GateBank
 from edge.station.status import station_status
 from edge.store import StationStore
 from protocol import (
-    Command,
-    CommandName,
     ParcelEvent,
     PhotoRef,
     PhotoUpload,
@@ -65,10 +64,6 @@ from protocol import (
 from protocol.policy import DispositionPolicy
 
 log = logging.getLogger(__name__)
-
-
-GATE_TEST_HOLD = -1
-"""The hold a ``gate_test`` puts on its gate (parcel ids are positive)."""
 
 
 def software_version() -> str:
@@ -106,6 +101,7 @@ class StationDaemon:
         self.store = StationStore(data_dir / f"{config.station.id}.db")
         self.scheduler = scheduler if scheduler is not None else Scheduler(clock)
         self.devices = DeviceBank(config, clock)
+        self.gates = GateBank(self.devices.gates, self.scheduler, clock)
         self.core = SorterCore(
             config.belt_config(without_lanes=self.devices.broken_lanes()),
             self.store,
@@ -121,6 +117,14 @@ class StationDaemon:
         self.rfid_events: deque[TagRead | TagReadFailed] = deque(maxlen=1000)
         self.photos: deque[Photo] = deque(maxlen=50)
         self.lane_input_events: deque[tuple[str, float, bool]] = deque(maxlen=1000)
+        self.commands = StationCommands(
+            config,
+            self.gates,
+            has_input=self.devices.lane_inputs.__contains__,
+            parcels_on_belt=lambda: int(str(self.core.status()["on_belt"])),
+            raise_alarm=lambda alarm: self._inputs.put(("alarm", self.clock(), alarm)),
+            clock=clock,
+        )
         self.link = StationLink(
             site=config.station.site,
             station=config.station.id,
@@ -138,7 +142,7 @@ class StationDaemon:
             tls_cert=str(config.mqtt.tls_cert) if config.mqtt.tls_cert else None,
             tls_key=str(config.mqtt.tls_key) if config.mqtt.tls_key else None,
             on_policy=self.apply_policy,
-            command_handlers={CommandName.GATE_TEST: self.gate_test},
+            command_handlers=self.commands.handlers(),
         )
         self._inputs: queue.Queue[tuple[str, float, object]] = queue.Queue()
         self._stop = threading.Event()
@@ -149,11 +153,6 @@ class StationDaemon:
         self.decisions: deque[Decision] = deque(maxlen=1000)
         self.alarms: dict[str, dict[str, object]] = {}
         self.belt_running = True
-        self._cancelled: set[int] = set()
-        self._holds: dict[str, set[int]] = {}
-        self._holds_lock = threading.Lock()
-        # gate_test waiting for a lane's divert-confirm: lane -> (event, edge time ms)
-        self._confirm_waits: dict[str, tuple[threading.Event, list[float]]] = {}
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
@@ -222,11 +221,7 @@ class StationDaemon:
     def _on_lane_input(self, name: str, t_ms: float, active: bool) -> None:
         lane, kind = name.rsplit(".", 1)
         if kind == "confirm" and active:
-            with self._holds_lock:
-                waiting = self._confirm_waits.get(lane)
-            if waiting is not None and not waiting[0].is_set():
-                waiting[1].append(t_ms)
-                waiting[0].set()
+            self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
         self._inputs.put(("lane_input", t_ms, (name, active)))
 
     def _on_eye_edge(self, t_ms: float, blocked: bool) -> None:
@@ -276,11 +271,11 @@ class StationDaemon:
         if self._stopped:
             return
         self._stopped = True
-        self.release_all_gates()
+        self.gates.release_all()
         if "belt_run" in self.devices.outputs:
             self.devices.outputs["belt_run"].set(False)
         self.scheduler.stop()
-        self.release_all_gates()  # a close that raced the scheduler's last firing
+        self.gates.release_all()  # a close that raced the scheduler's last firing
         self._stop.set()
         if self._reactor is not None:
             self._reactor.join(timeout=2)
@@ -291,14 +286,6 @@ class StationDaemon:
         self.devices.close()
         self.store.close()
         log.info("station %s stopped", self.config.station.id)
-
-    def release_all_gates(self) -> None:
-        """De-energise every gate (fail safe: parcels run on to quarantine)."""
-        for gate in self.devices.gates.values():
-            try:
-                gate.release()
-            except Exception:
-                log.exception("could not release gate %s", gate.name)
 
     # -- status ---------------------------------------------------------------------
     def status(self) -> dict[str, object]:
@@ -374,93 +361,6 @@ class StationDaemon:
         self.store.save_policy(policy.version, text)
         self._inputs.put(("policy", self.clock(), policy))
         return policy.version
-
-    def gate_test(self, cmd: Command) -> dict[str, str | int | float | bool | None]:
-        """The ``gate_test`` command (link's command thread): pulse a gate, await its confirm.
-
-        Args ``lane`` (required) and ``pulse_ms`` (default 300, 50..5000). The test is done
-        only when the lane's divert-confirm sensor goes active within ``pulse_ms`` +
-        ``belt.confirm_timeout_ms`` of the gate energising. Refused (ValueError: the reply
-        is ``failed`` with the reason) for an unknown or broken gate, a lane without
-        divert-confirm sensor, parcels on the belt (a test must never divert a real parcel)
-        or a gate hold already active. The gate is energised through the per-parcel hold
-        mechanism (it cannot fight a scheduled firing) and released whatever happens.
-
-        Raises:
-            ValueError: refused, with the reason.
-            RuntimeError: the divert was not confirmed in time (``divert_unconfirmed`` alarm).
-        """
-        lane = cmd.args.get("lane")
-        if not isinstance(lane, str) or not lane:
-            raise ValueError("gate_test needs a lane")
-        pulse = cmd.args.get("pulse_ms", 300)
-        if isinstance(pulse, bool) or not isinstance(pulse, int | float) or not 50 <= pulse <= 5000:
-            raise ValueError(f"pulse_ms must be 50..5000, not {pulse!r}")
-        if lane not in self.devices.gates:
-            known = any(cfg.name == lane for cfg in self.config.lanes)
-            raise ValueError(
-                f"gate of lane {lane} failed its self-test" if known else f"unknown lane {lane}"
-            )
-        if f"{lane}.confirm" not in self.devices.lane_inputs:
-            raise ValueError(f"lane {lane} has no divert-confirm sensor")
-        gate = self.devices.gates[lane]
-        window_ms = float(pulse) + self.config.belt.confirm_timeout_ms
-        event, seen = threading.Event(), list[float]()
-        with self._holds_lock:
-            holds = self._holds.setdefault(lane, set())
-            if holds or lane in self._confirm_waits:
-                raise ValueError(f"gate {lane} is held (a divert or a gate test in progress)")
-            on_belt = self.core.status().get("on_belt", 0)
-            if on_belt:
-                raise ValueError(f"{on_belt} parcel(s) on the belt: a gate test could divert one")
-            holds.add(GATE_TEST_HOLD)
-            self._confirm_waits[lane] = (event, seen)
-            try:
-                t0 = self.clock()
-                gate.energise()
-            except BaseException:
-                holds.discard(GATE_TEST_HOLD)
-                self._confirm_waits.pop(lane, None)
-                gate.release()
-                raise
-        log.info("gate test of lane %s: %s ms pulse", lane, pulse)
-        try:
-            rate = clock_rate(self.clock)
-            event.wait(float(pulse) / 1e3 / rate)  # the pulse; ends early once confirmed
-            self._unhold_test(lane, gate)
-            remaining_ms = max(0.0, t0 + window_ms - self.clock())
-            confirmed = event.is_set() or event.wait(remaining_ms / 1e3 / rate)
-        finally:
-            self._unhold_test(lane, gate)
-            with self._holds_lock:
-                self._confirm_waits.pop(lane, None)
-        if not confirmed:
-            self._inputs.put(
-                ("alarm", self.clock(), Alarm("divert_unconfirmed", True, self.clock(), lane))
-            )
-            raise RuntimeError(f"divert not confirmed within {window_ms:g} ms")
-        return {"lane": lane, "confirmed_after_ms": round(seen[0] - t0, 1)}
-
-    def _unhold_test(self, lane: str, gate: DiverterGate) -> None:
-        """Drop the gate test's hold; release the gate when no parcel holds it."""
-        with self._holds_lock:
-            holds = self._holds.setdefault(lane, set())
-            holds.discard(GATE_TEST_HOLD)
-            if not holds:
-                gate.release()
-
-    def _fire(self, command: GateCommand, energise: bool) -> None:
-        """Hold / unhold ``command.gate`` for its parcel; energised while any hold is on."""
-        gate = self.devices.gates[command.gate]
-        with self._holds_lock:
-            holds = self._holds.setdefault(command.gate, set())
-            if energise and command.parcel_id not in self._cancelled:
-                holds.add(command.parcel_id)
-                gate.energise()
-            elif not energise:
-                holds.discard(command.parcel_id)
-                if not holds:
-                    gate.release()
 
     # -- reactor --------------------------------------------------------------------
     def _run(self) -> None:
@@ -586,19 +486,9 @@ class StationDaemon:
 
     def _handle(self, action: object) -> None:
         if isinstance(action, GateCommand):
-            if action.gate not in self.devices.gates:  # never divert on a broken gate
-                log.error("gate %s is not usable; parcel %d runs on", action.gate, action.parcel_id)
-                return
-            self.scheduler.call_at(action.open_at_ms, lambda: self._fire(action, True))
-            self.scheduler.call_at(action.close_at_ms, lambda: self._fire(action, False))
+            self.gates.schedule(action)
         elif isinstance(action, GateCancel):
-            with self._holds_lock:
-                self._cancelled.add(action.parcel_id)
-                holds = self._holds.setdefault(action.gate, set())
-                holds.discard(action.parcel_id)
-                if not holds and action.gate in self.devices.gates:
-                    self.devices.gates[action.gate].release()
-            log.warning("gate %s withdrawn for parcel %d", action.gate, action.parcel_id)
+            self.gates.cancel(action.parcel_id, action.gate)
         elif isinstance(action, BeltCommand):
             self.belt_running = action.run
             if "belt_run" in self.devices.outputs:
@@ -783,7 +673,7 @@ def main(
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        daemon.release_all_gates()
+        daemon.gates.release_all()
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
-        station.daemon.release_all_gates()
+        station.daemon.gates.release_all()
         stop.set()
         cmd.shutdown(socket.SHUT_RDWR)
 

@@ -14,8 +14,6 @@ from edge.sorter.model import (
     BeltCommand,
     Decision,
     Disposition,
-    GateCancel,
-    GateCommand,
     LaneSpec,
     Mark,
     ParcelExited,
@@ -34,28 +32,6 @@ def daemon(tmp_path: Path) -> Iterator[StationDaemon]:
         d.stop()
         os.close(master)
         os.close(slave)
-
-
-def test_overlapping_commands_hold_the_gate_until_the_last_parcel(daemon: StationDaemon) -> None:
-    pin = daemon.devices.pin_factory.pin(17)
-    first = GateCommand(1, "restock", 100.0, 500.0)
-    second = GateCommand(2, "restock", 400.0, 800.0)
-    daemon._fire(first, True)
-    daemon._fire(second, True)
-    daemon._fire(first, False)
-    assert pin.state == 1  # the second parcel still needs the diverter
-    daemon._fire(second, False)
-    assert pin.state == 0
-
-
-def test_withdrawn_gate_is_released_and_never_fires(daemon: StationDaemon) -> None:
-    pin = daemon.devices.pin_factory.pin(17)
-    cmd = GateCommand(3, "restock", 100.0, 500.0)
-    daemon._fire(cmd, True)
-    daemon._handle(GateCancel(3, "restock", 200.0))
-    assert pin.state == 0
-    daemon._fire(cmd, True)
-    assert pin.state == 0
 
 
 def test_jam_alarm_and_belt_stop_show_in_status(daemon: StationDaemon) -> None:

@@ -107,13 +107,13 @@ def test_confirmed_divert_is_done_and_the_gate_released(
 ) -> None:
     daemon = station()
     with Diverter(daemon) as diverter:
-        result = daemon.gate_test(command(lane="restock", pulse_ms=200))
+        result = daemon.commands.gate_test(command(lane="restock", pulse_ms=200))
     assert diverter.gate_was_high
     assert result["lane"] == "restock"
     confirmed_after = result["confirmed_after_ms"]
     assert isinstance(confirmed_after, float) and 0 <= confirmed_after < 350
     assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
-    assert daemon._holds["restock"] == set()
+    assert daemon.gates.holds("restock") == frozenset()
     assert "divert_unconfirmed:restock" not in daemon.alarms
 
 
@@ -132,12 +132,12 @@ def test_unconfirmed_divert_fails_with_the_reason_and_the_gate_released(
     watcher.start()
     started = time.monotonic()
     with pytest.raises(RuntimeError, match=r"^divert not confirmed within 250 ms$"):
-        daemon.gate_test(command(lane="restock", pulse_ms=100))
+        daemon.commands.gate_test(command(lane="restock", pulse_ms=100))
     assert time.monotonic() - started >= 0.24
     watcher.join(2)
     assert seen_high.is_set()
     assert gate_pin.state == 0
-    assert daemon._holds["restock"] == set()
+    assert daemon.gates.holds("restock") == frozenset()
     wait_until(lambda: "divert_unconfirmed:restock" in daemon.alarms, what="alarm raised")
 
 
@@ -155,7 +155,7 @@ def test_refused_commands_never_energise_a_gate(
 ) -> None:
     daemon = station()
     with pytest.raises(ValueError) as refused:
-        daemon.gate_test(command(**args))
+        daemon.commands.gate_test(command(**args))
     assert str(refused.value) == reason
     assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
     assert daemon.devices.pin_factory.pin(22).state == 0
@@ -169,17 +169,17 @@ def test_refused_while_parcels_are_on_the_belt(station: Callable[..., StationDae
         Diverter(daemon) as diverter,
         pytest.raises(ValueError, match="1 parcel\\(s\\) on the belt"),
     ):
-        daemon.gate_test(command(lane="restock"))
+        daemon.commands.gate_test(command(lane="restock"))
     assert not diverter.gate_was_high
 
 
 def test_refused_while_a_gate_hold_is_active(station: Callable[..., StationDaemon]) -> None:
     daemon = station()
-    with daemon._holds_lock:
-        daemon._holds["restock"] = {7}
+    daemon.gates.open(7, "restock")  # parcel 7 is being diverted
     with pytest.raises(ValueError, match="gate restock is held"):
-        daemon.gate_test(command(lane="restock"))
-    assert daemon._holds["restock"] == {7}
+        daemon.commands.gate_test(command(lane="restock"))
+    assert daemon.gates.holds("restock") == frozenset({7})
+    assert daemon.devices.pin_factory.pin(GATE_PIN).state == 1  # the divert goes on
 
 
 def test_gate_test_through_the_broker_replies_accepted_then_done(
