@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from edge.config import StationConfig
-from edge.daemon import StationDaemon, check_config, main
+from edge.daemon import StationDaemon
 from edge.drivers.rfid import TagRead
 from edge.sorter.model import Reason
 from simulator.hw.camera import write_video
@@ -266,27 +266,6 @@ def test_c7_gates_are_de_energised_before_the_process_exits(tmp_path: Path, mode
     else:
         assert proc.returncode == 1
         assert "RuntimeError: injected crash with gates energised" in stderr
-
-
-# -- check-config -----------------------------------------------------------------------------
-def test_check_config_prints_a_summary_or_the_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert check_config(str(REPO / "hardware" / "station.example.toml")) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("station station1 at site site1")
-    assert "lane quarantine: end of belt at 4000.0 mm (no gate)" in out
-    bad = tmp_path / "bad.toml"
-    bad.write_text(
-        (REPO / "hardware" / "station.example.toml")
-        .read_text()
-        .replace("[belt]", "[belt]\nspeed = 3")
-        .replace("pin = 4\n", "pin = 4\nblocked_levl = 1\n")
-    )
-    assert main(["check-config", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert "belt.speed: Extra inputs are not permitted" in err
-    assert "photo_eye.blocked_levl: Extra inputs are not permitted" in err
 
 
 def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path: str) -> None:

@@ -12,12 +12,6 @@ from edge.daemon import StationDaemon
 from edge.sorter.model import (
     Alarm,
     BeltCommand,
-    Decision,
-    Disposition,
-    LaneSpec,
-    Mark,
-    ParcelExited,
-    Reason,
 )
 from tests.edge.test_daemon import make_config
 
@@ -43,22 +37,6 @@ def test_jam_alarm_and_belt_stop_show_in_status(daemon: StationDaemon) -> None:
     daemon._handle(Alarm("jam", False, 20.0))
     daemon._handle(BeltCommand(True, 20.0, "resume"))
     assert daemon.status()["alarms"] == {} and daemon.status()["belt_running"] is True
-
-
-def test_parcel_event_reports_where_the_parcel_went_and_why(daemon: StationDaemon) -> None:
-    restock = LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock")
-    end = LaneSpec("quarantine", Disposition.QUARANTINE, 3000.0, None)
-    decision = Decision(
-        7, restock, Reason.MATCHED, "RMA-1", ("RMA-1",), 900.0, "default-1", (), "restock: ok"
-    )
-    event = daemon._event(ParcelExited(decision, 0.0, 300.0, 3300.0, (Mark.GATE_CANCELLED,), end))
-    assert (event.lane, event.disposition, event.diverted) == ("quarantine", "quarantine", False)
-    assert (event.reason, event.marks, event.policy_version) == (
-        "matched",
-        ("gate_cancelled",),
-        "default-1",
-    )
-    assert event.explanation == "restock: ok"
 
 
 def test_pushed_policy_is_validated_cached_and_used_after_a_restart(

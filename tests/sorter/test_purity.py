@@ -13,6 +13,7 @@ FORBIDDEN = {
     "edge.store",
     "edge.link",
     "edge.daemon",
+    "edge.station",
     "paho",
     "sqlite3",
     "threading",
