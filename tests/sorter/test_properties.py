@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge.sorter.model import Decision, Inducted
 from simulator.testing import Directory, demo_belt, line, rma
 from simulator.vbelt import COLLISION, VParcel, run_virtual
 
@@ -95,8 +96,16 @@ def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
     cfg = demo_belt(**CAMERA) if with_camera else demo_belt()
     run = run_virtual(cfg, directory(), stream, lane_full=sorted(full))
     assert run.core.counters["inducted"] == len(stream)
+    inducted = [a for _, a in run.actions if isinstance(a, Inducted)]
+    # one Inducted per parcel, in belt order, at the leading edge's true time (bounce or not)
+    assert [(a.parcel_id, a.t_ms) for a in inducted] == [
+        (i + 1, t0) for i, t0 in enumerate(run.induct_ms)
+    ]
+    order = [a for _, a in run.actions if isinstance(a, Inducted | Decision)]
     for r in run.results:
-        assert r.decision is not None and r.exited is not None
+        assert r.inducted is not None and r.decision is not None and r.exited is not None
+        assert order.index(r.inducted) < order.index(r.decision)
+        assert r.exited.inducted_at_ms == r.inducted.t_ms
         assert r.physical_lane != COLLISION
         assert r.physical_lane in (r.decided_lane, "quarantine")
         # the station reports where the parcel really went

@@ -12,8 +12,10 @@ from edge.sorter.model import (
     Decision,
     GateCancel,
     GateCommand,
+    Inducted,
     LaneSpec,
     Mark,
+    OrphanRead,
     ParcelExited,
     Reason,
 )
@@ -68,6 +70,28 @@ def test_c7_bouncing_eye_is_one_parcel_of_its_true_length() -> None:
     assert core.counters["inducted"] == case["expect_parcels"] == 1
     assert exited.length_mm == pytest.approx(case["expect_length_ms_approx"] * 1.0)  # 1 mm/ms
     assert exited.final_lane.name == "restock"
+
+
+def test_induct_is_reported_once_when_the_edge_is_accepted_with_the_bursts_start() -> None:
+    core = SorterCore(demo_belt(debounce_ms=5.0), Directory())
+    # C7-style bounce at the leading edge: 100 blocked, 101 clear, 102 blocked (stays)
+    assert core.on_photo_eye(100.0, True) == []
+    assert core.on_photo_eye(101.0, False) == []
+    assert core.on_photo_eye(102.0, True) == []
+    assert core.next_wakeup_ms() == 107.0  # 5 ms after the last raw edge
+    assert core.advance(106.9) == []
+    assert core.advance(107.0) == [Inducted(1, 100.0)]
+    assert core.advance(108.0) == []
+    # the trailing edge is no induct; the next parcel is number 2
+    assert core.on_photo_eye(400.0, False) + core.advance(405.0) == []
+    later = core.on_photo_eye(900.0, True) + core.advance(905.0)
+    assert of(Inducted, later) == [Inducted(2, 900.0)]  # (and parcel 1's decision, at 850)
+
+
+def test_induct_comes_from_the_next_input_when_it_arrives_after_the_debounce() -> None:
+    core = SorterCore(demo_belt(), Directory())
+    core.on_photo_eye(0.0, True)
+    assert core.on_barcode(50.0, "RMA-1") == [Inducted(1, 0.0), OrphanRead("RMA-1", 50.0)]
 
 
 def test_bouncing_eye_on_the_virtual_belt_keeps_every_parcel() -> None:
