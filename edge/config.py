@@ -93,15 +93,19 @@ class RfidSection(_Section):
 
 
 class CameraSection(_Section):
-    """``[camera]``: the grading camera, triggered by the induct photo-eye (absent: none)."""
+    """``[camera]``: the grading camera, one photo per parcel the core inducts (absent: none)."""
 
     backend: Literal["opencv"]
     source: str = Field(min_length=1, description="device path, index or video file")
     api: Literal["any", "v4l2", "ffmpeg", "images"] = "v4l2"
     width: int | None = Field(default=None, ge=16, le=8192)
     height: int | None = Field(default=None, ge=16, le=8192)
-    trigger_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
-    trigger_holdoff_ms: float = Field(default=300.0, ge=0, le=10_000)
+    trigger_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="from the parcel's leading edge at the photo-eye to the photo, ms",
+    )
     flush_frames: int = Field(default=2, ge=0, le=16)
     max_attempts: int = Field(default=5, ge=1, le=50)
     timestamps: Literal["device", "read"] = "device"

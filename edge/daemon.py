@@ -20,17 +20,16 @@ and attaches the photo evidence to the parcel's event.
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import queue
 import threading
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from edge.clock import clock_rate, monotonic_ms, utc_now
 from edge.config import StationConfig
@@ -41,8 +40,9 @@ from edge.link import StationLink
 from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
-from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
+from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, Inducted, OrphanRead
 from edge.sorter.policy import Policy, policy_from_mapping
+from edge.station.camera import CameraStation, make_grader
 from edge.station.commands import StationCommands
 from edge.station.devices import DeviceBank
 from edge.station.events import build_parcel_event
@@ -51,12 +51,14 @@ from edge.station.status import station_status
 from edge.store import StationStore
 from protocol import (
     ParcelEvent,
-    PhotoUpload,
     ProtocolError,
     decode,
     encode,
 )
 from protocol.policy import DispositionPolicy
+
+if TYPE_CHECKING:
+    from edge.vision.worker import GradedPhoto
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +104,23 @@ class StationDaemon:
             self.store,
             self._cached_policy(),
         )
-        self._last_camera_trigger_ms = float("-inf")
-        self.grader: Any = None
+        grader = None
         if config.camera is not None and self.devices.camera is not None:
-            self.grader = self.devices.try_build("grader", "opencv", self._make_grader)
-        # Graded photos by camera tag (the raw eye edge time = the parcel's induct time).
-        self._graded: OrderedDict[float, Any] = OrderedDict()
+            grader = self.devices.try_build(
+                "grader",
+                "opencv",
+                lambda: make_grader(config, lambda: self.core.policy.grading, self._to_utc),
+            )
+        self.camera = CameraStation(
+            config,
+            self.core,
+            self.devices.camera if self.devices.usable("camera") else None,
+            grader,
+            lambda payload: self.link.publish_photo(payload),
+            clock,
+        )
         # Recent history for status and tests; bounded, the station runs for months.
         self.rfid_events: deque[TagRead | TagReadFailed] = deque(maxlen=1000)
-        self.photos: deque[Photo] = deque(maxlen=50)
         self.lane_input_events: deque[tuple[str, float, bool]] = deque(maxlen=1000)
         self.commands = StationCommands(
             config,
@@ -153,33 +163,6 @@ class StationDaemon:
         )
 
     # -- devices and self-test --------------------------------------------------------
-    def _make_grader(self) -> Any:
-        """The photo grader of ``[vision]`` (imports OpenCV only with a camera)."""
-        import cv2
-
-        from edge.vision.calibration import Calibration
-        from edge.vision.grading import BackgroundModel
-        from edge.vision.photos import PhotoStore
-        from edge.vision.worker import PhotoGrader
-
-        vis = self.config.vision
-        cal = (
-            Calibration.load(vis.calibration)
-            if vis.calibration is not None
-            else Calibration(vis.mm_per_px)
-        )
-        background = None
-        if vis.background is not None:
-            image = cv2.imread(str(vis.background))
-            if image is None:
-                raise OSError(f"cannot read background photo {vis.background}")
-            background = BackgroundModel([image])
-        folder = vis.photo_dir or self.config.station.data_dir / "photos"
-        store = PhotoStore(folder, vis.retention_days, vis.jpeg_quality)
-        return PhotoGrader(
-            store, cal, lambda: self.core.policy.grading, self._to_utc, background, vis.grade
-        )
-
     def _to_utc(self, t_ms: float) -> datetime:
         """UTC time of monotonic ``t_ms``."""
         return self._utc0 + timedelta(milliseconds=t_ms - self._mono0)
@@ -199,12 +182,10 @@ class StationDaemon:
         self.devices.scanner.start(lambda frame: self._inputs.put(("scan", frame.t_ms, frame)))
         if self.devices.rfid is not None and self.devices.usable("rfid"):
             self.devices.rfid.start(lambda ev: self._inputs.put(("rfid", ev.t_ms, ev)))
-        if self.grader is not None:
-            self.grader.start(lambda r: self._inputs.put(("graded", r.photo.t_trigger_ms, r)))
-        if self.devices.camera is not None and self.devices.usable("camera"):
-            self.devices.camera.start(
-                lambda photo: self._inputs.put(("photo", photo.t_trigger_ms, photo))
-            )
+        self.camera.start(
+            lambda p: self._inputs.put(("photo", p.t_trigger_ms, p)),
+            lambda r: self._inputs.put(("graded", r.photo.t_trigger_ms, r)),
+        )
         for name, device in self.devices.lane_inputs.items():
             device.start(functools.partial(self._on_lane_input, name))
         self.link.start()
@@ -220,22 +201,8 @@ class StationDaemon:
         self._inputs.put(("lane_input", t_ms, (name, active)))
 
     def _on_eye_edge(self, t_ms: float, blocked: bool) -> None:
-        """Photo-eye raw edge (driver thread): enqueue; trigger the camera on a new parcel.
-
-        The camera trigger uses a hold-off (``camera.trigger_holdoff_ms``) against bounce;
-        when the core reports inductions (issue 3), trigger from those instead.
-        """
+        """Photo-eye raw edge (driver thread): enqueue for the core, which debounces it."""
         self._inputs.put(("eye", t_ms, blocked))
-        cam_cfg = self.config.camera
-        if (
-            blocked
-            and self.devices.camera is not None
-            and cam_cfg is not None
-            and self.devices.usable("camera")
-            and t_ms - self._last_camera_trigger_ms >= cam_cfg.trigger_holdoff_ms
-        ):
-            self._last_camera_trigger_ms = t_ms
-            self.devices.camera.trigger(t_ms + cam_cfg.trigger_delay_ms, tag=t_ms)
 
     def alive(self) -> bool:
         """True while the reactor and the gate scheduler threads run (the watchdog's test)."""
@@ -275,8 +242,7 @@ class StationDaemon:
         if self._reactor is not None:
             self._reactor.join(timeout=2)
         self.devices.stop_readers()
-        if self.grader is not None:
-            self.grader.stop()
+        self.camera.stop()
         self.link.stop()
         self.devices.close()
         self.store.close()
@@ -290,7 +256,7 @@ class StationDaemon:
             self.core,
             self.scheduler,
             self.store,
-            grader=self.grader,
+            grader=self.camera.grader,
             alarms=self.alarms,
             belt_running=self.belt_running,
         )
@@ -377,11 +343,10 @@ class StationDaemon:
                 elif kind == "rfid" and isinstance(payload, TagRead | TagReadFailed):
                     actions = self._feed_rfid(t_ms, payload)
                 elif kind == "photo" and isinstance(payload, Photo):
-                    actions = self._feed_photo(payload)
+                    self.camera.photo(payload)
+                    actions = self.core.advance(self.clock())
                 elif kind == "graded":
-                    actions = self._feed_graded(payload)
-                elif kind == "grade_photo":
-                    actions = self._feed_grade(payload)
+                    actions = self.camera.graded(cast("GradedPhoto", payload))
                 elif kind == "lane_input" and isinstance(payload, tuple):
                     actions = self._feed_lane_input(t_ms, payload[0], bool(payload[1]))
                 else:
@@ -403,72 +368,6 @@ class StationDaemon:
             return list(self.core.on_rfid(t_ms, event.uid))
         return list(self.core.advance(t_ms))
 
-    def _feed_photo(self, photo: Photo) -> list[Any]:
-        """A parcel photo (valid, or invalid with its reason): handed to the grader thread.
-
-        An invalid photo is never graded (field case C9): the grader reports it without a
-        grade and the policy's ``grade_without_photo`` applies.
-        """
-        self.photos.append(photo)
-        if self.grader is not None:
-            self.grader.submit(photo)
-        return list(self.core.advance(self.clock()))
-
-    def _feed_graded(self, result: Any) -> list[Any]:
-        """A graded photo (grader thread -> reactor): upload its JPEG, feed the grade.
-
-        The grade goes to the core at the trigger time, associated by position at the
-        camera (``belt.camera_pos_mm``); without that position the core does not grade by
-        camera (the policy's ``assume_grade_without_camera`` applies) and the grade is
-        evidence only. No valid photo: the policy's ``grade_without_photo`` (None:
-        ``unknown``, so quarantine ``unknown_grade``).
-        """
-        photo = result.photo
-        if isinstance(photo.tag, int | float):
-            self._graded[float(photo.tag)] = result
-            while len(self._graded) > 200:
-                self._graded.popitem(last=False)
-        if result.file is not None and result.jpeg is not None and self.config.vision.upload:
-            upload = PhotoUpload(
-                station=self.config.station.id,
-                sha256=result.file.sha256,
-                taken_at=result.file.taken_at,
-                jpeg_b64=base64.b64encode(result.jpeg).decode("ascii"),
-            )
-            self.link.publish_photo(encode(upload))
-        if self.config.belt.camera_pos_mm is None:
-            return list(self.core.advance(self.clock()))
-        # The core knows the parcel once its induct edge is debounced: a photo judged
-        # faster than that (an invalid one is) waits for it.
-        settled = (
-            float(photo.tag) + self.config.photo_eye.debounce_ms + 1.0
-            if isinstance(photo.tag, int | float)
-            else photo.t_trigger_ms
-        )
-        if self.clock() < settled:
-            self.scheduler.call_at(
-                settled, lambda: self._inputs.put(("grade_photo", photo.t_trigger_ms, result))
-            )
-            return list(self.core.advance(self.clock()))
-        return self._feed_grade(result)
-
-    def _feed_grade(self, result: Any) -> list[Any]:
-        """Feed a graded photo's grade (or the policy's grade without photo) to the core.
-
-        The label barcodes decoded from the photo go with it, as reads of the second
-        reader (``source="camera"``), associated like the grade; after the parcel's
-        decision they are orphans (the decision never waits for the grader).
-        """
-        photo = result.photo
-        actions: list[Any] = []
-        if result.grading is not None:
-            grade, confidence = result.grading.grade, result.grading.confidence
-            for code in result.grading.measures.barcodes:
-                actions += self.core.on_barcode(photo.t_trigger_ms, code, source="camera")
-        else:
-            grade, confidence = self.core.policy.grade_without_photo or "unknown", 1.0
-        return actions + list(self.core.on_grade(photo.t_trigger_ms, grade, confidence))
-
     def _feed_lane_input(self, t_ms: float, name: str, active: bool) -> list[Any]:
         """Divert-confirm / lane-full raw edge (``"<lane>.confirm"``, ``"<lane>.full"``)."""
         self.lane_input_events.append((name, t_ms, active))
@@ -480,7 +379,9 @@ class StationDaemon:
         return list(self.core.on_lane_full(t_ms, lane, active))
 
     def _handle(self, action: object) -> None:
-        if isinstance(action, GateCommand):
+        if isinstance(action, Inducted):
+            self.camera.inducted(action.parcel_id, action.t_ms)
+        elif isinstance(action, GateCommand):
             self.gates.schedule(action)
         elif isinstance(action, GateCancel):
             self.gates.cancel(action.parcel_id, action.gate)
@@ -513,7 +414,7 @@ class StationDaemon:
                 extra={"parcel_id": action.parcel_id, "rma": action.rma_number},
             )
         elif isinstance(action, ParcelExited):
-            graded = self._graded.pop(action.inducted_at_ms, None)
+            graded = self.camera.take(action.decision.parcel_id)
             event = build_parcel_event(
                 action, self.config.station.id, self._to_utc, graded, event_id=uuid.uuid4().hex
             )

@@ -5,6 +5,8 @@
 * :mod:`~edge.station.gates`: ``GateBank``, the only code that energises a gate (per-parcel
   holds, withdrawals, gate-test pulse, release all).
 * :mod:`~edge.station.commands`: the command handlers the link runs (``gate_test``).
+* :mod:`~edge.station.camera`: ``CameraStation``, a photo per inducted parcel (tag: its id),
+  graded off the sort path, grades and camera reads back to the core by parcel id.
 * :mod:`~edge.station.events`: ``build_parcel_event``, the parcel event (pure).
 * :mod:`~edge.station.status`: the station status dict.
 * :mod:`~edge.station.cli`: ``returns-edge`` (run, ``check-config``).

@@ -108,7 +108,7 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
         wait_until(lambda: any(isinstance(e, TagRead) for e in daemon.rfid_events), timeout_s=20.0)
         eye = daemon.devices.pin_factory.pin(4)
         eye.drive_high()
-        wait_until(lambda: len(daemon.photos) == 1, timeout_s=20.0)
+        wait_until(lambda: len(daemon.camera.photos) == 1, timeout_s=20.0)
         wait_until(lambda: daemon.devices.scanner.status()["state"] == "ok", timeout_s=20.0)
         eye.drive_low()
         assert daemon.capabilities() == [
@@ -123,7 +123,7 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
         daemon.stop()
     reads = [e for e in daemon.rfid_events if isinstance(e, TagRead)]
     assert [(r.uid, r.episode) for r in reads] == [("047DB1A2B3C4D5", 1)]
-    assert (daemon.photos[0].ok, daemon.photos[0].rejected) == (True, ())
+    assert (daemon.camera.photos[0].ok, daemon.camera.photos[0].rejected) == (True, ())
 
 
 def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_gate(

@@ -1,8 +1,8 @@
 """The label decoded from the parcel photo identifies the parcel when the scanner misses it.
 
 Daemon on mock pins, not started: the photo of a generated parcel (simulator.vision) goes
-through the real grader (zxing-cpp decodes the label) and the daemon's graded-photo path;
-the scan tunnel reads nothing.
+through the real grader (zxing-cpp decodes the label) and the station's graded-photo path
+(:class:`edge.station.camera.CameraStation`), by parcel id; the scan tunnel reads nothing.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def graded_photo(tmp_path: Path, label: str) -> Any:
         lambda t: T0,
     )
     frame = render(ParcelSpec(label=label, seed=1))
-    return grader.process(Photo(True, 10.0, 20.0, frame, tag=0.0))
+    return grader.process(Photo(True, 10.0, 20.0, frame, tag=1))  # parcel 1
 
 
 def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
@@ -70,7 +70,7 @@ def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
         for t in range(305, 3000, 5):
             if t == photo_at_ms:
                 now.set(float(t))
-                actions += daemon._feed_graded(result)
+                actions += daemon.camera.graded(result)
             actions += core.advance(float(t))
         daemon.store.close()
         return actions, daemon
