@@ -31,12 +31,13 @@ from edge.drivers.camera import Camera, Photo
 from edge.sorter import SorterCore
 from edge.sorter.model import Action
 from edge.sorter.policy import GradingThresholds
+from edge.station.devices import DeviceBank
 from protocol import PhotoUpload, encode
 
 if TYPE_CHECKING:
     from edge.vision.worker import GradedPhoto, PhotoGrader
 
-__all__ = ["GRADED_KEPT", "PHOTOS_KEPT", "CameraStation", "make_grader"]
+__all__ = ["GRADED_KEPT", "PHOTOS_KEPT", "CameraStation", "camera_station", "make_grader"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,24 @@ def make_grader(
     folder = vis.photo_dir or config.station.data_dir / "photos"
     store = PhotoStore(folder, vis.retention_days, vis.jpeg_quality)
     return PhotoGrader(store, cal, thresholds, to_utc, background, vis.grade)
+
+
+def camera_station(
+    config: StationConfig,
+    core: SorterCore,
+    devices: DeviceBank,
+    to_utc: Callable[[float], datetime],
+    publish_photo: Callable[[bytes], object],
+    clock: Callable[[], float],
+) -> CameraStation:
+    """The station's camera glue: its camera when usable, its grader (health ``grader``)."""
+    grader = None
+    if config.camera is not None and devices.camera is not None:
+        grader = devices.try_build(
+            "grader", "opencv", lambda: make_grader(config, lambda: core.policy.grading, to_utc)
+        )
+    camera = devices.camera if devices.usable("camera") else None
+    return CameraStation(config, core, camera, grader, publish_photo, clock)
 
 
 class CameraStation:

@@ -203,6 +203,19 @@ class DeviceBank:
         caps += [f"lane:{name}" for name in self.gates]
         return caps
 
+    # -- outputs ------------------------------------------------------------------------------
+    def set_output(self, name: str, on: bool) -> None:
+        """Switch output ``name`` (``belt_run``, ``stack_light.red``) when the station has it."""
+        out = self.outputs.get(name)
+        if out is not None:
+            out.set(on)
+
+    def set_stack_light(self, *, fatal: bool, degraded: bool) -> None:
+        """Red: cannot sort (``fatal``). Amber: sorting, degraded. Green: sorting, all ok."""
+        self.set_output("stack_light.green", not fatal and not degraded)
+        self.set_output("stack_light.amber", not fatal and degraded)
+        self.set_output("stack_light.red", fatal)
+
     # -- shutting down ------------------------------------------------------------------------
     def stop_readers(self) -> None:
         """Stop the reader threads (scanner, RFID, camera) and release their devices."""

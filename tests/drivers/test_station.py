@@ -189,7 +189,7 @@ def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_p
         pin(24).drive_high()
         pin(12).drive_high()
         wait_until(lambda: len(daemon.lane_input_events) == 2, timeout_s=20.0)
-        assert [(n, a) for n, _, a in daemon.lane_input_events] == [
+        assert [(e.name, e.active) for e in daemon.lane_input_events] == [
             ("restock.confirm", True),
             ("restock.full", True),
         ]
