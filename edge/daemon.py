@@ -218,8 +218,8 @@ class StationDaemon:
 
     def alive(self) -> bool:
         """True while the reactor and the gate scheduler threads run (the watchdog's test)."""
-        threads = (self._reactor, getattr(self.scheduler, "_thread", None))
-        return not self._stopped and all(t is not None and t.is_alive() for t in threads)
+        reactor = self._reactor is not None and self._reactor.is_alive()
+        return not self._stopped and reactor and self.scheduler.alive()
 
     # -- state ----------------------------------------------------------------------------
     def capabilities(self) -> list[str]:

@@ -81,11 +81,13 @@ def test_withdrawal_of_one_parcel_keeps_the_other_parcels_hold(
     assert (factory.pin(17).state, bank.holds("restock")) == (1, frozenset({5}))
 
 
-def test_withdrawn_parcels_are_remembered_boundedly(bank: GateBank) -> None:
-    for pid in range(1, MAX_CANCELLED + 2):
+def test_withdrawn_parcels_are_remembered_boundedly(bank: GateBank, factory: MockFactory) -> None:
+    for pid in range(1, MAX_CANCELLED + 2):  # withdrawals whose close never came
         bank.cancel(pid, "restock")
-    assert len(bank._cancelled) == MAX_CANCELLED
-    assert 1 not in bank._cancelled and MAX_CANCELLED + 1 in bank._cancelled
+    bank.open(MAX_CANCELLED + 1, "restock")  # the newest is still withdrawn
+    assert factory.pin(17).state == 0
+    bank.open(1, "restock")  # the oldest was forgotten: a station runs for months
+    assert factory.pin(17).state == 1
 
 
 def test_scheduled_command_fires_at_its_times_and_a_broken_gate_never(
