@@ -1,12 +1,13 @@
 """One test kit for tests, benchmarks and the simulator: the fakes nobody writes twice.
 
 * RMA directory: :class:`Directory` (in-memory ``RmaDirectory`` and
-  ``IdentifierDirectory``), built from :func:`rma` and :func:`line` records.
+  ``IdentifierDirectory``), built from :func:`rma` and :func:`line` records; an RMA as the
+  gateway announces it: :func:`announcement`.
 * Time: :class:`ManualClock`, a monotonic-ms clock the test sets (thread-safe).
 * Belts: :data:`DEMO_LANES` and :func:`demo_belt`, the demo geometry the core computes with.
 * Waiting: :func:`wait_until`, polling a predicate with a deadline.
 * Stations: :func:`station_config_data` / :func:`station_config`, a small station on
-  gpiozero mock pins with no broker.
+  gpiozero mock pins with no broker; :func:`video_camera`, its camera on a video file.
 * Gateway: :func:`start_bridge`, a started gateway MQTT bridge on a test broker.
 
 Only the lowest layer is faked here (a directory, a clock); everything else is the real code.
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge.config import StationConfig
 from edge.sorter.model import BeltConfig, Disposition, LaneSpec, RmaLineRecord, RmaRecord
+from protocol import RmaAnnouncement, RmaLine
+from protocol.messages import RmaState
 
 if TYPE_CHECKING:
     from gateway.mqtt_bridge import MqttBridge
@@ -31,12 +34,14 @@ __all__ = [
     "Directory",
     "ManualClock",
     "WaitTimeout",
+    "announcement",
     "demo_belt",
     "line",
     "rma",
     "start_bridge",
     "station_config",
     "station_config_data",
+    "video_camera",
     "wait_until",
 ]
 
@@ -67,6 +72,25 @@ def rma(
 ) -> RmaRecord:
     """An RMA record; without ``lines`` one line of one ``SKU-1``."""
     return RmaRecord(number, state, revision, lines or (line(),), reason)
+
+
+def announcement(
+    number: str,
+    *lines: RmaLine,
+    revision: int = 1,
+    state: str = "authorized",
+    reason: str = "size",
+) -> RmaAnnouncement:
+    """An RMA announcement as the gateway sends it; without ``lines`` one line of ``SKU-1``."""
+    return RmaAnnouncement(
+        number=number,
+        revision=revision,
+        order_ref=f"O-{number}",
+        reason=reason,
+        resolution="refund",
+        state=RmaState(state),
+        lines=lines or (RmaLine(line_no=1, sku="SKU-1", quantity=1),),
+    )
 
 
 class Directory:
@@ -224,6 +248,22 @@ def station_config_data(data_dir: Path, scanner_url: str, **sections: Any) -> di
     }
     data.update(sections)
     return data
+
+
+def video_camera(source: Path, **keys: Any) -> dict[str, Any]:
+    """A ``[camera]`` section reading a video file (OpenCV, ffmpeg), fresh frames by read time.
+
+    One frame flushed per trigger; ``keys`` add or replace keys (``trigger_delay_ms=150``).
+    """
+    section: dict[str, Any] = {
+        "backend": "opencv",
+        "source": str(source),
+        "api": "ffmpeg",
+        "timestamps": "read",
+        "flush_frames": 1,
+    }
+    section.update(keys)
+    return section
 
 
 def station_config(data_dir: Path, scanner_url: str, **sections: Any) -> StationConfig:

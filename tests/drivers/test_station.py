@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,10 @@ from edge.sorter.model import Reason
 from simulator.hw.camera import write_video
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
 from simulator.hw.pins import ENV_LOG, last_states, read_log
-from simulator.testing import ManualClock, station_config_data, wait_until
+from simulator.testing import ManualClock, station_config_data, video_camera, wait_until
 from tests.cases import field_case
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def pty_path() -> Iterator[str]:
-    master, slave = os.openpty()
-    try:
-        yield os.ttyname(slave)
-    finally:
-        os.close(master)
-        os.close(slave)
 
 
 def events_in_outbox(daemon: StationDaemon) -> list[dict[str, Any]]:
@@ -46,12 +35,14 @@ def events_in_outbox(daemon: StationDaemon) -> list[dict[str, Any]]:
 
 # -- C7: photo-eye bounce through the daemon --------------------------------------------------
 def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
-    tmp_path: Path, pty_path: str, chip: MFRC522Emulator
+    tmp_path: Path, scanner_pty: str, chip: MFRC522Emulator
 ) -> None:
     case = field_case("C7_gpio")[0]
     clock = ManualClock()
     cfg = StationConfig.model_validate(
-        station_config_data(tmp_path, pty_path, rfid={"backend": "mfrc522", "poll_deadline_ms": 50})
+        station_config_data(
+            tmp_path, scanner_pty, rfid={"backend": "mfrc522", "poll_deadline_ms": 50}
+        )
     )
     daemon = StationDaemon(cfg, clock=clock)
     eye = daemon.devices.pin_factory.pin(4)
@@ -77,21 +68,15 @@ def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
 
 # -- devices, self-test and degraded running ------------------------------------------------
 def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
-    tmp_path: Path, pty_path: str, chip: MFRC522Emulator
+    tmp_path: Path, scanner_pty: str, chip: MFRC522Emulator
 ) -> None:
     video = write_video(tmp_path / "cam.avi", list(range(1, 40)))
     cfg = StationConfig.model_validate(
         station_config_data(
             tmp_path,
-            pty_path,
+            scanner_pty,
             rfid={"backend": "mfrc522", "poll_interval_ms": 5},
-            camera={
-                "backend": "opencv",
-                "source": str(video),
-                "api": "ffmpeg",
-                "timestamps": "read",
-                "flush_frames": 1,
-            },
+            camera=video_camera(video),
         )
     )
     daemon = StationDaemon(cfg)
@@ -127,11 +112,11 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
 
 
 def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_gate(
-    tmp_path: Path, pty_path: str
+    tmp_path: Path, scanner_pty: str
 ) -> None:
     data = station_config_data(
         tmp_path,
-        pty_path,
+        scanner_pty,
         rfid={"backend": "mfrc522", "spi_bus": 1, "rst_pin": 5},  # nothing on SPI1
         camera={"backend": "opencv", "source": str(tmp_path / "no-camera.avi"), "api": "ffmpeg"},
         stack_light={"green_pin": 23, "amber_pin": 24, "red_pin": 12},
@@ -166,10 +151,12 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         daemon.stop()
 
 
-def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_path: str) -> None:
+def test_outputs_off_at_start_on_while_running_off_at_stop(
+    tmp_path: Path, scanner_pty: str
+) -> None:
     data = station_config_data(
         tmp_path,
-        pty_path,
+        scanner_pty,
         belt_run={"pin": 23},
         stack_light={"green_pin": 5, "amber_pin": 6, "red_pin": 13},
         encoder={"pin_a": 20, "pin_b": 21, "mm_per_pulse": 2.5},
@@ -268,8 +255,8 @@ def test_c7_gates_are_de_energised_before_the_process_exits(tmp_path: Path, mode
         assert "RuntimeError: injected crash with gates energised" in stderr
 
 
-def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path: str) -> None:
-    data = station_config_data(tmp_path, pty_path, rfid={"backend": "mfrc522"})
+def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, scanner_pty: str) -> None:
+    data = station_config_data(tmp_path, scanner_pty, rfid={"backend": "mfrc522"})
     data["lanes"][0]["gate_pin"] = 10  # SPI0 MOSI
     with pytest.raises(
         ValueError,
@@ -277,7 +264,7 @@ def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path:
         r"lanes\.restock\.gate_pin \(GPIO10\)",
     ):
         StationConfig.model_validate(data)
-    data = station_config_data(tmp_path, pty_path, belt_run={"pin": 4})
+    data = station_config_data(tmp_path, scanner_pty, belt_run={"pin": 4})
     with pytest.raises(ValueError, match=r"GPIO4 is used twice: photo_eye\.pin and belt_run\.pin"):
         StationConfig.model_validate(data)
 

@@ -3,7 +3,6 @@ de-energised on stop (C7), pushed policies survive a restart."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,29 +13,18 @@ from edge.daemon import StationDaemon
 from edge.drivers.framing import ScanFrame
 from edge.sorter.model import Alarm, BeltCommand, Decision, Inducted, OrphanRead, Reason
 from edge.station.inputs import EncoderCount, EyeEdge, Grade, LaneInput, Resume, Tick
-from protocol import RmaAnnouncement, RmaLine
-from simulator.testing import ManualClock, station_config, wait_until
+from simulator.testing import ManualClock, announcement, station_config, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_config(tmp_path: Path, scanner_url: str) -> StationConfig:
-    return station_config(tmp_path, scanner_url)
+def make_config(tmp_path: Path, scanner_pty: str) -> StationConfig:
+    return station_config(tmp_path, scanner_pty)
 
 
 @pytest.fixture
-def scanner_url() -> Iterator[str]:
-    master, slave = os.openpty()
-    try:
-        yield os.ttyname(slave)
-    finally:
-        os.close(master)
-        os.close(slave)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, scanner_url: str) -> Iterator[StationDaemon]:
-    d = StationDaemon(make_config(tmp_path, scanner_url))
+def daemon(tmp_path: Path, scanner_pty: str) -> Iterator[StationDaemon]:
+    d = StationDaemon(make_config(tmp_path, scanner_pty))
     try:
         yield d
     finally:
@@ -56,21 +44,11 @@ def test_stop_de_energises_every_gate_of_either_polarity(daemon: StationDaemon) 
 
 
 def test_typed_inputs_drive_the_core_and_its_actions_reach_the_station(
-    tmp_path: Path, scanner_url: str
+    tmp_path: Path, scanner_pty: str
 ) -> None:
     clock = ManualClock(0.0)
-    daemon = StationDaemon(make_config(tmp_path, scanner_url), clock)
-    daemon.store.apply_announcement(
-        RmaAnnouncement(
-            number="RMA-000123",
-            revision=1,
-            order_ref="O-1",
-            reason="size",
-            resolution="refund",
-            state="authorized",
-            lines=(RmaLine(line_no=1, sku="SKU-1", quantity=1),),
-        )
-    )
+    daemon = StationDaemon(make_config(tmp_path, scanner_pty), clock)
+    daemon.store.apply_announcement(announcement("RMA-000123"))
     try:
         actions = daemon.feed(EyeEdge(0.0, True)) + daemon.feed(EyeEdge(300.0, False))
         assert actions == [Inducted(1, 0.0)]  # accepted at the second edge, 300 ms later
@@ -116,7 +94,7 @@ def test_jam_alarm_and_belt_stop_show_in_status(daemon: StationDaemon) -> None:
 
 
 def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
-    daemon: StationDaemon, tmp_path: Path, scanner_url: str
+    daemon: StationDaemon, tmp_path: Path, scanner_pty: str
 ) -> None:
     from edge.sorter.policy import default_policy, policy_to_mapping
     from protocol import ProtocolError
@@ -136,7 +114,7 @@ def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
     with pytest.raises(ValueError, match="may only quarantine"):
         daemon.apply_policy(DispositionPolicy.model_validate(unsafe).model_dump_json())
     daemon.stop()
-    again = StationDaemon(make_config(tmp_path, scanner_url))
+    again = StationDaemon(make_config(tmp_path, scanner_pty))
     try:
         assert again.core.policy.version == "site1-2"
     finally:

@@ -7,7 +7,6 @@ daemon on mock pins with the OpenCV camera reading a generated video.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from edge.vision.photos import PhotoFile
 from edge.vision.worker import GradedPhoto
 from protocol import PhotoUpload, decode
 from simulator.hw.camera import write_video
-from simulator.testing import Directory, ManualClock, rma, station_config, wait_until
+from simulator.testing import Directory, ManualClock, rma, station_config, video_camera, wait_until
 
 DELAY_MS = 150.0
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -156,21 +155,15 @@ def test_stored_photos_are_uploaded_and_kept_boundedly_by_parcel(tmp_path: Path)
     assert quiet == []
 
 
-def test_the_daemon_photographs_each_parcel_it_inducts_with_its_id(tmp_path: Path) -> None:
+def test_the_daemon_photographs_each_parcel_it_inducts_with_its_id(
+    tmp_path: Path, scanner_pty: str
+) -> None:
     video = write_video(tmp_path / "cam.avi", list(range(1, 40)))
-    master, slave = os.openpty()
     clock = ManualClock(0.0)
     cfg = station_config(
         tmp_path,
-        os.ttyname(slave),
-        camera={
-            "backend": "opencv",
-            "source": str(video),
-            "api": "ffmpeg",
-            "timestamps": "read",
-            "flush_frames": 1,
-            "trigger_delay_ms": DELAY_MS,
-        },
+        scanner_pty,
+        camera=video_camera(video, trigger_delay_ms=DELAY_MS),
     )
     daemon = StationDaemon(cfg, clock)
     eye = daemon.devices.pin_factory.pin(4)
@@ -191,8 +184,6 @@ def test_the_daemon_photographs_each_parcel_it_inducts_with_its_id(tmp_path: Pat
         wait_until(lambda: len(daemon.camera.photos) == 2, timeout_s=20, what="two photos")
     finally:
         daemon.stop()
-        os.close(master)
-        os.close(slave)
     assert [(p.tag, p.t_trigger_ms, p.ok) for p in daemon.camera.photos] == [
         (1, 0.0 + DELAY_MS, True),
         (2, 120.0 + DELAY_MS, True),

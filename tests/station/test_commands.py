@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -42,13 +41,12 @@ def make_config(tmp_path: Path, scanner_url: str, *, site: str = "s1", port: int
 
 
 @pytest.fixture
-def station(tmp_path: Path) -> Iterator[Callable[..., StationDaemon]]:
+def station(tmp_path: Path, scanner_pty: str) -> Iterator[Callable[..., StationDaemon]]:
     """Build (and at the end stop) daemons on mock pins with a pty for the scanner."""
-    master, slave = os.openpty()
     made: list[StationDaemon] = []
 
     def build(**kwargs: Any) -> StationDaemon:
-        daemon = StationDaemon(make_config(tmp_path, os.ttyname(slave), **kwargs))
+        daemon = StationDaemon(make_config(tmp_path, scanner_pty, **kwargs))
         made.append(daemon)
         daemon.start()
         return daemon
@@ -58,8 +56,6 @@ def station(tmp_path: Path) -> Iterator[Callable[..., StationDaemon]]:
     finally:
         for daemon in made:
             daemon.stop()
-        os.close(master)
-        os.close(slave)
 
 
 def command(**args: Any) -> Command:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,6 @@ from edge.drivers import registry
 from edge.drivers.registry import BackendContext, IoSpec, UnknownBackend
 from edge.station.devices import DeviceBank, DeviceHealth
 from simulator.testing import station_config
-
-
-@pytest.fixture
-def pty_path() -> Iterator[str]:
-    master, slave = os.openpty()
-    try:
-        yield os.ttyname(slave)
-    finally:
-        os.close(master)
-        os.close(slave)
 
 
 def full_config(tmp_path: Path, scanner_url: str) -> object:
@@ -46,8 +34,8 @@ def full_config(tmp_path: Path, scanner_url: str) -> object:
     )
 
 
-def test_every_configured_device_is_built_and_self_tested(tmp_path: Path, pty_path: str) -> None:
-    bank = DeviceBank(full_config(tmp_path, pty_path))  # type: ignore[arg-type]
+def test_every_configured_device_is_built_and_self_tested(tmp_path: Path, scanner_pty: str) -> None:
+    bank = DeviceBank(full_config(tmp_path, scanner_pty))  # type: ignore[arg-type]
     try:
         assert {name: h.as_dict() for name, h in bank.health.items()} == {
             "gate.restock": {
@@ -86,9 +74,9 @@ def test_every_configured_device_is_built_and_self_tested(tmp_path: Path, pty_pa
 
 
 def test_a_gate_that_cannot_be_driven_is_never_used_and_its_lane_is_broken(
-    tmp_path: Path, pty_path: str
+    tmp_path: Path, scanner_pty: str
 ) -> None:
-    config = station_config(tmp_path, pty_path, photo_eye={"pin": 41})
+    config = station_config(tmp_path, scanner_pty, photo_eye={"pin": 41})
     lanes = [
         lane.model_copy(update={"gate_pin": 40}) if lane.name == "restock" else lane
         for lane in config.lanes
@@ -108,8 +96,10 @@ def test_a_gate_that_cannot_be_driven_is_never_used_and_its_lane_is_broken(
         bank.close()
 
 
-def test_close_de_energises_the_gates_and_releases_every_pin(tmp_path: Path, pty_path: str) -> None:
-    bank = DeviceBank(full_config(tmp_path, pty_path))  # type: ignore[arg-type]
+def test_close_de_energises_the_gates_and_releases_every_pin(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    bank = DeviceBank(full_config(tmp_path, scanner_pty))  # type: ignore[arg-type]
     pin = bank.pin_factory.pin
     bank.gates["restock"].energise()
     bank.outputs["belt_run"].set(True)
@@ -131,12 +121,12 @@ class Relay:
 
 
 def test_a_new_backend_is_added_by_registering_it(
-    tmp_path: Path, pty_path: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scanner_pty: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry, "_BACKENDS", dict(registry._BACKENDS))
     registry.register_backend("output", "relay-board", lambda spec, ctx: Relay(spec))
     assert registry.backends("output") == ("gpiozero", "relay-board")
-    ctx = BackendContext(station_config(tmp_path, pty_path))
+    ctx = BackendContext(station_config(tmp_path, scanner_pty))
     out = registry.make_output(IoSpec("belt_run", "relay-board", 3), ctx)
     assert isinstance(out, Relay) and out.name == "belt_run"
     with pytest.raises(
@@ -145,8 +135,8 @@ def test_a_new_backend_is_added_by_registering_it(
         registry.make_output(IoSpec("belt_run", "modbus", 3), ctx)
 
 
-def test_a_shared_resource_is_made_once_per_station(tmp_path: Path, pty_path: str) -> None:
-    ctx = BackendContext(station_config(tmp_path, pty_path))
+def test_a_shared_resource_is_made_once_per_station(tmp_path: Path, scanner_pty: str) -> None:
+    ctx = BackendContext(station_config(tmp_path, scanner_pty))
     made: list[int] = []
     first = ctx.shared("modbus:10.0.0.5", lambda: made.append(1) or object())
     assert ctx.shared("modbus:10.0.0.5", lambda: made.append(2) or object()) is first

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import typing
 from pathlib import Path
 
@@ -50,9 +49,8 @@ def test_one_of_each_kind_covers_the_union() -> None:
     assert {type(i) for i in ONE_OF_EACH} == set(typing.get_args(StationInput))
 
 
-def test_every_kind_of_input_reaches_the_core(tmp_path: Path) -> None:
-    master, slave = os.openpty()
-    daemon = StationDaemon(station_config(tmp_path, os.ttyname(slave)))
+def test_every_kind_of_input_reaches_the_core(tmp_path: Path, scanner_pty: str) -> None:
+    daemon = StationDaemon(station_config(tmp_path, scanner_pty))
     try:
         for item in ONE_OF_EACH:
             if isinstance(item, EncoderCount):
@@ -67,8 +65,6 @@ def test_every_kind_of_input_reaches_the_core(tmp_path: Path) -> None:
         assert len(daemon.camera.photos) == 1
     finally:
         daemon.stop()
-        os.close(master)
-        os.close(slave)
 
 
 def test_a_lane_input_names_its_device() -> None:

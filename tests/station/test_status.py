@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from edge.daemon import StationDaemon
@@ -10,10 +9,9 @@ from simulator.testing import station_config
 
 
 def test_status_has_every_component_and_says_degraded_until_the_scanner_reads(
-    tmp_path: Path,
+    tmp_path: Path, scanner_pty: str
 ) -> None:
-    master, slave = os.openpty()
-    daemon = StationDaemon(station_config(tmp_path, os.ttyname(slave), belt_run={"pin": 23}))
+    daemon = StationDaemon(station_config(tmp_path, scanner_pty, belt_run={"pin": 23}))
     try:
         status = daemon.status()
         assert list(status) == [
@@ -59,5 +57,3 @@ def test_status_has_every_component_and_says_degraded_until_the_scanner_reads(
         assert status["capabilities"] == ["induct", "lane:restock", "lane:recycle"]
     finally:
         daemon.stop()
-        os.close(master)
-        os.close(slave)

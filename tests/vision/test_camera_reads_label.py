@@ -19,8 +19,7 @@ from edge.sorter.policy import GradingThresholds
 from edge.vision.calibration import Calibration
 from edge.vision.photos import PhotoStore
 from edge.vision.worker import PhotoGrader
-from protocol import RmaAnnouncement, RmaLine
-from simulator.testing import ManualClock, station_config
+from simulator.testing import ManualClock, announcement, station_config
 from simulator.vision.generator import ParcelSpec, render
 from tests.vision.test_station_vision import T0
 
@@ -51,17 +50,7 @@ def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
     now = ManualClock()
     try:
         daemon = StationDaemon(config(tmp_path, os.ttyname(slave)), now)
-        daemon.store.apply_announcement(
-            RmaAnnouncement(
-                number="RMA-000123",
-                revision=1,
-                order_ref="O-1",
-                reason="size",
-                resolution="refund",
-                state="authorized",
-                lines=(RmaLine(line_no=1, sku="SKU-1", quantity=1),),
-            )
-        )
+        daemon.store.apply_announcement(announcement("RMA-000123"))
         result = graded_photo(tmp_path, "RMA-000123")
         assert result.grading is not None
         assert result.grading.measures.barcodes == ("]C0RMA-000123",)
