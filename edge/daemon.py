@@ -7,7 +7,7 @@ builds, self-tests and closes every device through the driver registry;
 grade back by parcel id; :func:`~edge.station.events.build_parcel_event` makes the parcel
 event; :class:`~edge.station.commands.StationCommands` runs the gateway's commands;
 :func:`~edge.station.status.station_status` assembles the status. The command line is
-:mod:`edge.station.cli` (``returns-edge``).
+:mod:`edge.cli` (``returns-edge``).
 
 A device that fails its self-test leaves the station running degraded and visible in
 ``status()["devices"]`` (e.g. no RFID: barcode only); a gate that fails is never used: its

@@ -1,4 +1,4 @@
-"""The station shell: the homes the daemon wires together.
+"""The station shell: the homes the daemon (:mod:`edge.daemon`) wires together.
 
 * :mod:`~edge.station.inputs`: the reactor's typed inputs (eye edge, scan, tag, photo,
   grade, lane input, encoder count, resume, policy, alarm), one ``match`` in the daemon.
@@ -12,5 +12,4 @@
 * :mod:`~edge.station.events`: ``build_parcel_event``, the parcel event (pure).
 * :mod:`~edge.station.policy`: the pushed disposition policy, parsed, checked and cached.
 * :mod:`~edge.station.status`: the station status dict.
-* :mod:`~edge.station.cli`: ``returns-edge`` (run, ``check-config``).
 """

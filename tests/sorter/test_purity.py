@@ -12,6 +12,7 @@ FORBIDDEN = {
     "edge.drivers",
     "edge.store",
     "edge.link",
+    "edge.cli",
     "edge.daemon",
     "edge.station",
     "paho",

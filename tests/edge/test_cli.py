@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.cli import check_config, config_summary, main
 from edge.config import load_config
-from edge.station.cli import check_config, config_summary, main
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "hardware" / "station.example.toml"
