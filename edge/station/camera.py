@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 from edge.config import StationConfig
 from edge.drivers.camera import Camera, Photo
 from edge.sorter import SorterCore
+from edge.sorter.grading import GradingThresholds
 from edge.sorter.model import Action
-from edge.sorter.policy import GradingThresholds
 from edge.station.devices import DeviceBank
 from protocol import PhotoUpload, encode
 
@@ -53,34 +53,18 @@ def make_grader(
     thresholds: Callable[[], GradingThresholds],
     to_utc: Callable[[float], datetime],
 ) -> PhotoGrader:
-    """The photo grader of ``[vision]`` (imports OpenCV: only for a station with a camera).
+    """The photo grader of ``[vision]`` (:func:`edge.vision.worker.grader_from_config`).
+
+    Imports OpenCV: only a station with a camera builds one.
 
     Raises:
-        OSError: the background photo cannot be read.
-        ImportError: OpenCV or zxing-cpp is not installed (the ``camera`` extra).
+        OSError: a background photo cannot be read.
+        ValueError: a bad calibration file or model.
+        ImportError: OpenCV, zxing-cpp or the configured backend is not installed.
     """
-    import cv2
+    from edge.vision.worker import grader_from_config
 
-    from edge.vision.calibration import Calibration
-    from edge.vision.grading import BackgroundModel
-    from edge.vision.photos import PhotoStore
-    from edge.vision.worker import PhotoGrader
-
-    vis = config.vision
-    cal = (
-        Calibration.load(vis.calibration)
-        if vis.calibration is not None
-        else Calibration(vis.mm_per_px)
-    )
-    background = None
-    if vis.background is not None:
-        image = cv2.imread(str(vis.background))
-        if image is None:
-            raise OSError(f"cannot read background photo {vis.background}")
-        background = BackgroundModel([image])
-    folder = vis.photo_dir or config.station.data_dir / "photos"
-    store = PhotoStore(folder, vis.retention_days, vis.jpeg_quality)
-    return PhotoGrader(store, cal, thresholds, to_utc, background, vis.grade)
+    return grader_from_config(config.vision, config.station.data_dir, thresholds, to_utc)
 
 
 def camera_station(
