@@ -25,27 +25,15 @@ from pathlib import Path
 
 from benchmarks import Figure
 from edge.sorter import SorterCore
-from edge.sorter.model import BeltConfig, Decision, Disposition, LaneSpec
+from edge.sorter.model import Decision
 from edge.store import StationStore
+from simulator.testing import demo_belt
 
 LINES = 1_000_000
 PARCELS = 5_000
 SEED = 11
 
-DEMO_LANES = (
-    LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
-    LaneSpec("refurbish", Disposition.REFURBISH, 2300.0, "refurbish"),
-    LaneSpec("recycle", Disposition.RECYCLE, 3100.0, "recycle"),
-    LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
-)
-DEMO = BeltConfig(
-    speed_mm_s=1000.0,
-    scan_pos_mm=400.0,
-    scan_tol_mm=50.0,
-    lanes=DEMO_LANES,
-    gate_stroke_ms=60.0,
-    gate_margin_ms=40.0,
-)
+DEMO = demo_belt()
 
 
 def _pct(values: list[float], p: float) -> float:

@@ -33,6 +33,7 @@ from gateway.mqtt_bridge import MqttBridge
 from gateway.services.revisions import ensure_site
 from protocol import RmaAnnouncement, RmaLine, encode
 from simulator.procs import MosquittoBroker
+from simulator.testing import wait_until
 
 N_ANNOUNCEMENTS = 100_000
 N_RMAS = 250_000
@@ -54,14 +55,6 @@ def _announcement(i: int) -> RmaAnnouncement:
             for n in range(1, LINES_PER_RMA + 1)
         ),
     )
-
-
-def _wait(predicate: object, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise RuntimeError("benchmark timed out")
-        time.sleep(0.005)
 
 
 def _rss_mb() -> float:
@@ -86,17 +79,23 @@ def _raw_paho_s(port: int, payloads: list[bytes]) -> float:
     sub.loop_start()
     subacked = threading.Event()
     sub.on_subscribe = lambda *_a: subacked.set()
-    _wait(lambda: sub.is_connected(), 10)
+    wait_until(lambda: sub.is_connected(), timeout_s=10, what="the broker", poll_s=0.005)
     sub.subscribe("raw/rma", qos=1)
     subacked.wait(10)
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-pub-{uuid.uuid4().hex[:6]}")
     pub.connect("127.0.0.1", port)
     pub.loop_start()
-    _wait(lambda: pub.is_connected(), 10)
+    wait_until(lambda: pub.is_connected(), timeout_s=10, what="the broker", poll_s=0.005)
     t0 = time.perf_counter()
     for i, p in enumerate(payloads):
         if i % 1000 == 0:
-            _wait(lambda i=i: received >= i - WINDOW, 120)
+            floor = i - WINDOW
+            wait_until(
+                lambda: received >= floor,  # noqa: B023 (called at once)
+                timeout_s=120,
+                what="the broker",
+                poll_s=0.005,
+            )
         pub.publish("raw/rma", p, qos=1)
     done.wait(300)
     elapsed = time.perf_counter() - t0
@@ -117,13 +116,24 @@ def _link_s(port: int, workdir: Path, anns: list[RmaAnnouncement]) -> float:
     store = StationStore(workdir / "station.db")
     link = StationLink(site=SITE, station="st1", host="127.0.0.1", port=port, store=store)
     link.start()
-    _wait(lambda: link.in_sync, 30)
+    wait_until(lambda: link.in_sync, timeout_s=30, what="the broker", poll_s=0.005)
     t0 = time.perf_counter()
     for i, a in enumerate(anns):
         if i % 1000 == 0:
-            _wait(lambda i=i: store.rma_revision() >= i - WINDOW, 120)
+            floor = i - WINDOW
+            wait_until(
+                lambda: store.rma_revision() >= floor,  # noqa: B023 (called at once)
+                timeout_s=120,
+                what="the broker",
+                poll_s=0.005,
+            )
         bridge.publish_rma(a)
-    _wait(lambda: store.rma_revision() >= anns[-1].revision, 300)
+    wait_until(
+        lambda: store.rma_revision() >= anns[-1].revision,
+        timeout_s=300,
+        what="the broker",
+        poll_s=0.005,
+    )
     elapsed = time.perf_counter() - t0
     assert store.rma_count() == len(anns)
     link.stop()

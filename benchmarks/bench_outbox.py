@@ -20,18 +20,10 @@ from benchmarks import Figure
 from edge.link import StationLink
 from edge.store import StationStore
 from simulator.procs import MosquittoBroker
+from simulator.testing import wait_until
 
 N = 2000
 PAYLOAD = b'{"event_id": "0123456789abcdef0123456789abcdef", "lane": "restock"}' * 4
-
-
-def _wait(predicate: object, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.002)
-    raise TimeoutError("benchmark did not finish")
 
 
 def _link_rate(port: int, workdir: Path) -> float:
@@ -52,7 +44,9 @@ def _link_rate(port: int, workdir: Path) -> float:
         t0 = time.perf_counter()
         for _ in range(N):
             link.publish_event(PAYLOAD)
-        _wait(lambda: store.outbox_depth() == 0, 120)
+        wait_until(
+            lambda: store.outbox_depth() == 0, timeout_s=120, what="an empty outbox", poll_s=0.002
+        )
         return N / (time.perf_counter() - t0)
     finally:
         link.stop()

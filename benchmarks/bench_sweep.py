@@ -14,29 +14,13 @@ from __future__ import annotations
 import time
 
 from benchmarks import Figure
-from edge.sorter.model import BeltConfig, Disposition, LaneSpec
+from edge.sorter.model import BeltConfig
 from simulator.sweep import directory_for, min_gap_mm, per_hour, stream, sweep
+from simulator.testing import demo_belt
 from simulator.vbelt import run_virtual
 
 N_SPEED = 2000
 LENGTH_MM = 300.0
-
-
-def demo_belt() -> BeltConfig:
-    """The demo geometry: 1 m/s, scan at 400 mm, gates at 1500 / 2300 / 3100 mm."""
-    return BeltConfig(
-        speed_mm_s=1000.0,
-        scan_pos_mm=400.0,
-        scan_tol_mm=50.0,
-        gate_stroke_ms=60.0,
-        gate_margin_ms=40.0,
-        lanes=(
-            LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
-            LaneSpec("refurbish", Disposition.REFURBISH, 2300.0, "refurbish"),
-            LaneSpec("recycle", Disposition.RECYCLE, 3100.0, "recycle"),
-            LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
-        ),
-    )
 
 
 def _core_rate(cfg: BeltConfig) -> float:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 
 def monotonic_ms() -> float:
@@ -38,6 +39,29 @@ class ScaledClock:
     def real_s(self, virtual_ms: float) -> float:
         """Real seconds a virtual duration of ``virtual_ms`` takes."""
         return virtual_ms / 1000.0 / self.rate
+
+
+class UtcClock:
+    """UTC times of monotonic times: the UTC reading at start plus the monotonic time since.
+
+    Args:
+        clock: the station's monotonic ms clock.
+        utc: reads the UTC wall clock (once, at construction).
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = monotonic_ms, utc: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._mono0 = clock()
+        self._utc0 = utc()
+
+    def to_utc(self, t_ms: float) -> datetime:
+        """UTC time of monotonic ``t_ms``."""
+        return self._utc0 + timedelta(milliseconds=t_ms - self._mono0)
+
+    def step(self, seconds: float) -> None:
+        """The UTC clock stepped by ``seconds`` (records only; timing is monotonic)."""
+        self._utc0 += timedelta(seconds=seconds)
 
 
 def clock_rate(clock: object) -> float:

@@ -1,6 +1,8 @@
 """Station configuration (TOML): one section per component, typed and bounded.
 
 Unknown keys are rejected, so a misspelt setting is an error at start, not a silent default.
+Every device section names its ``backend``, built by that name through
+:mod:`edge.drivers.registry` (GPIO devices: ``gpiozero`` on the ``[gpio]`` pin factory).
 Example: ``hardware/station.example.toml``.
 """
 
@@ -59,6 +61,7 @@ class GpioSection(_Section):
 class PhotoEyeSection(_Section):
     """``[photo_eye]``: the induct photo-eye."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     pin: int = Field(ge=0, le=53)
     blocked_level: Literal["high", "low"] = "high"
     debounce_ms: float = Field(default=5.0, gt=0, le=200)
@@ -90,15 +93,19 @@ class RfidSection(_Section):
 
 
 class CameraSection(_Section):
-    """``[camera]``: the grading camera, triggered by the induct photo-eye (absent: none)."""
+    """``[camera]``: the grading camera, one photo per parcel the core inducts (absent: none)."""
 
     backend: Literal["opencv"]
     source: str = Field(min_length=1, description="device path, index or video file")
     api: Literal["any", "v4l2", "ffmpeg", "images"] = "v4l2"
     width: int | None = Field(default=None, ge=16, le=8192)
     height: int | None = Field(default=None, ge=16, le=8192)
-    trigger_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
-    trigger_holdoff_ms: float = Field(default=300.0, ge=0, le=10_000)
+    trigger_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="from the parcel's leading edge at the photo-eye to the photo, ms",
+    )
     flush_frames: int = Field(default=2, ge=0, le=16)
     max_attempts: int = Field(default=5, ge=1, le=50)
     timestamps: Literal["device", "read"] = "device"
@@ -167,6 +174,7 @@ class VisionSection(_Section):
 class EncoderSection(_Section):
     """``[encoder]``: optional belt encoder (pulses on ``pin_a``, quadrature with ``pin_b``)."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     pin_a: int = Field(ge=0, le=27)
     pin_b: int | None = Field(default=None, ge=0, le=27)
     mm_per_pulse: float = Field(gt=0, le=1000)
@@ -175,6 +183,7 @@ class EncoderSection(_Section):
 class BeltRunSection(_Section):
     """``[belt_run]``: the output that runs the belt motor contactor."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     pin: int = Field(ge=0, le=27)
     active_high: bool = True
 
@@ -182,6 +191,7 @@ class BeltRunSection(_Section):
 class StackLightSection(_Section):
     """``[stack_light]``: green (running), amber (degraded), red (stopped / fault) outputs."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     green_pin: int | None = Field(default=None, ge=0, le=27)
     amber_pin: int | None = Field(default=None, ge=0, le=27)
     red_pin: int | None = Field(default=None, ge=0, le=27)
@@ -211,8 +221,9 @@ class BeltSection(_Section):
 
 
 class LaneSection(_Section):
-    """``[[lanes]]``: a diverting lane with its gate output."""
+    """``[[lanes]]``: a diverting lane with its gate output (and its confirm / full inputs)."""
 
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     name: str = Field(min_length=1, max_length=32)
     disposition: Disposition
     pos_mm: float = Field(gt=0, le=100_000)

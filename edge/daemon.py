@@ -1,82 +1,83 @@
-"""The station daemon: wires drivers, the sorter core, the scheduler and the MQTT link.
+"""The station daemon: wires the devices, the sorter core, the gates and the MQTT link.
 
-``returns-edge --config station.toml`` runs it until SIGTERM / SIGINT. Gates are
-de-energised before the process exits, whatever the way out (signal, error, normal stop).
-``returns-edge check-config station.toml`` validates a config and prints a summary (exit 0)
-or the errors (exit 2).
+The homes it wires (:mod:`edge.station`): :class:`~edge.station.devices.DeviceBank`
+builds, self-tests and closes every device through the driver registry;
+:class:`~edge.station.gates.GateBank` is the only code that energises a gate;
+:class:`~edge.station.camera.CameraStation` photographs each inducted parcel and brings its
+grade back by parcel id; :func:`~edge.station.events.build_parcel_event` makes the parcel
+event; :class:`~edge.station.commands.StationCommands` runs the gateway's commands;
+:func:`~edge.station.status.station_status` assembles the status. The command line is
+:mod:`edge.cli` (``returns-edge``).
 
-At start every configured device is self-tested. A device that fails leaves the station
-running degraded and visible in ``status()["devices"]`` (e.g. no RFID: barcode only); a
-gate that fails is never used: its lane is left out of the core's belt, so its parcels run
-on to quarantine.
+A device that fails its self-test leaves the station running degraded and visible in
+``status()["devices"]`` (e.g. no RFID: barcode only); a gate that fails is never used: its
+lane is left out of the core's belt, so its parcels run on to quarantine.
 
-Threads: driver callbacks only stamp and enqueue; one reactor thread owns the core; the
-scheduler thread fires gates; the link owns the network; the grader thread stores and
-grades camera photos (``edge.vision``) off the sort path and hands the grade back to the
-reactor, which feeds the core (``on_grade``, and the label barcodes it decoded as camera
-reads, ``on_barcode(source="camera")``, when ``belt.camera_pos_mm`` places the camera)
-and attaches the photo evidence to the parcel's event.
+Threads: driver callbacks only stamp and :meth:`StationDaemon.submit` typed inputs
+(:mod:`edge.station.inputs`); one reactor thread owns the core, feeds it each input with
+one ``match`` and carries out the actions it returns; the scheduler thread fires gates
+(through the GateBank); the link owns the network and runs commands; the grader thread
+grades photos off the sort path.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
 import functools
 import logging
 import queue
-import signal
-import sys
 import threading
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
-from types import FrameType
-from typing import Any
+from typing import assert_never
 
-from edge import sdnotify
-from edge.clock import clock_rate, monotonic_ms, utc_now
-from edge.config import ConfigError, StationConfig, load_config
-from edge.drivers.camera import Camera, Photo
+from edge.clock import UtcClock, clock_rate, monotonic_ms
+from edge.config import StationConfig
+from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
-from edge.drivers.gpiozero_io import (
-    GpiozeroDiverterGate,
-    GpiozeroEncoder,
-    GpiozeroInput,
-    GpiozeroOutput,
-    GpiozeroPhotoEye,
-    make_pin_factory,
-)
-from edge.drivers.pyserial_scanner import PySerialScanner
-from edge.drivers.registry import make_camera, make_tag_reader
-from edge.drivers.rfid import TagRead, TagReader, TagReadFailed
+from edge.drivers.rfid import TagRead, TagReadFailed
 from edge.link import StationLink
 from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
-from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, OrphanRead
-from edge.sorter.policy import Policy, policy_from_mapping
-from edge.store import StationStore
-from protocol import (
-    Command,
-    CommandName,
-    ParcelEvent,
-    PhotoRef,
-    PhotoUpload,
-    ProtocolError,
-    decode,
-    encode,
+from edge.sorter.model import (
+    Action,
+    Alarm,
+    BadRead,
+    BeltCommand,
+    GateCancel,
+    Inducted,
+    OrphanRead,
 )
-from protocol.policy import DispositionPolicy
+from edge.station.camera import camera_station
+from edge.station.commands import StationCommands
+from edge.station.devices import DeviceBank
+from edge.station.events import build_parcel_event
+from edge.station.gates import GateBank
+from edge.station.inputs import (
+    ApplyPolicy,
+    EncoderCount,
+    EyeEdge,
+    Grade,
+    LaneInput,
+    PhotoGraded,
+    RaiseAlarm,
+    Resume,
+    StationInput,
+    Tick,
+)
+from edge.station.policy import cached_policy, parse_policy
+from edge.station.status import station_status
+from edge.store import StationStore
+from protocol import ParcelEvent, encode
+
+__all__ = ["StationDaemon", "software_version"]
 
 log = logging.getLogger(__name__)
 
-
-GATE_TEST_HOLD = -1
-"""The hold a ``gate_test`` puts on its gate (parcel ids are positive)."""
+HISTORY = 1000
+"""Recent decisions, RFID events and lane inputs kept for status and tests."""
 
 
 def software_version() -> str:
@@ -85,25 +86,6 @@ def software_version() -> str:
         return version("returns-sorter")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-@dataclass(frozen=True)
-class DeviceHealth:
-    """Start-up self-test result of one device.
-
-    Attributes:
-        state: ``ok``, ``failed`` (not usable; the station runs without it).
-        backend: the configured backend name (``mfrc522``, ``gpiozero``, ...).
-        detail: what was checked, or why it failed.
-    """
-
-    state: str
-    backend: str
-    detail: str
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-able form."""
-        return {"state": self.state, "backend": self.backend, "detail": self.detail}
 
 
 class StationDaemon:
@@ -116,6 +98,12 @@ class StationDaemon:
         scheduler: the gate scheduler (default: a :class:`Scheduler` on ``clock``).
         on_event: called on the reactor thread with each parcel event right after it was
             committed to the outbox (simulation and tests observe what the station reported).
+
+    Attributes:
+        devices, gates, camera, commands, core, link, store, scheduler, metrics: the
+            station's parts. ``utc``: the UTC time of monotonic times (for records).
+        decisions / rfid_events / lane_input_events: recent history (bounded).
+        alarms: raised alarms by ``kind`` or ``kind:lane``. belt_running: the belt's state.
     """
 
     def __init__(
@@ -129,402 +117,144 @@ class StationDaemon:
         self.config = config
         self.clock = clock
         self.on_event = on_event
-        self.health: dict[str, DeviceHealth] = {}
-        data_dir = config.station.data_dir
-        self.store = StationStore(data_dir / f"{config.station.id}.db")
+        self.utc = UtcClock(clock)
+        self.decisions: deque[Decision] = deque(maxlen=HISTORY)
+        self.rfid_events: deque[TagRead | TagReadFailed] = deque(maxlen=HISTORY)
+        self.lane_input_events: deque[LaneInput] = deque(maxlen=HISTORY)
+        self.alarms: dict[str, dict[str, object]] = {}
+        self.belt_running = True
+        self._inputs: queue.Queue[StationInput] = queue.Queue()
+        self._stop = threading.Event()
+        self._reactor: threading.Thread | None = None
+        self._stopped = False
+        self.store = StationStore(config.station.data_dir / f"{config.station.id}.db")
         self.scheduler = scheduler if scheduler is not None else Scheduler(clock)
-        self.pin_factory = make_pin_factory(config.gpio.pin_factory)
-        self.gates: dict[str, GpiozeroDiverterGate] = {}
-        for lane in config.lanes:
-            self._add_gate(lane.name, lane.gate_pin, lane.active_high)
-        broken = frozenset(lane.name for lane in config.lanes if lane.name not in self.gates)
+        self.devices = DeviceBank(config, clock)
+        self.gates = GateBank(self.devices.gates, self.scheduler, clock)
         self.core = SorterCore(
-            config.belt_config(without_lanes=broken), self.store, self._cached_policy()
+            config.belt_config(without_lanes=self.devices.broken_lanes()),
+            self.store,
+            cached_policy(self.store),
         )
-        eye_cfg = config.photo_eye
-        # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
-        # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
-        self.photo_eye: GpiozeroPhotoEye | None = self._try(
-            "photo_eye",
-            "gpiozero",
-            lambda: GpiozeroPhotoEye(eye_cfg.pin, eye_cfg.blocked_level, self.pin_factory, clock),
+        self.camera = camera_station(
+            config,
+            self.core,
+            self.devices,
+            self.utc.to_utc,
+            lambda payload: self.link.publish_photo(payload),
+            clock,
         )
-        if self.photo_eye is not None:
-            self.health["photo_eye"] = DeviceHealth(
-                "ok", "gpiozero", f"GPIO{eye_cfg.pin}, blocked={eye_cfg.blocked_level}"
-            )
-        self.lane_inputs: list[GpiozeroInput] = []
-        for lane in config.lanes:
-            for kind, pin in (("confirm", lane.confirm_pin), ("full", lane.full_pin)):
-                if pin is not None:
-                    self._add_input(f"{lane.name}.{kind}", pin)
-        self.encoder: GpiozeroEncoder | None = None
-        if config.encoder is not None:
-            enc = config.encoder
-            self.encoder = self._try(
-                "encoder",
-                "gpiozero",
-                lambda: GpiozeroEncoder(enc.pin_a, enc.pin_b, enc.mm_per_pulse, self.pin_factory),
-            )
-        self.outputs: dict[str, GpiozeroOutput] = {}
-        if config.belt_run is not None:
-            self._add_output("belt_run", config.belt_run.pin, config.belt_run.active_high)
-        if config.stack_light is not None:
-            sl = config.stack_light
-            for colour, pin in (
-                ("green", sl.green_pin),
-                ("amber", sl.amber_pin),
-                ("red", sl.red_pin),
-            ):
-                if pin is not None:
-                    self._add_output(f"stack_light.{colour}", pin, sl.active_high)
-        self.rfid: TagReader | None = None
-        if config.rfid is not None:
-            rfid_cfg = config.rfid
-            self.rfid = self._try(
-                "rfid", rfid_cfg.backend, lambda: make_tag_reader(rfid_cfg, clock)
-            )
-            if self.rfid is not None:
-                self._self_test("rfid", rfid_cfg.backend, self.rfid.self_test())
-        self.camera: Camera | None = None
-        if config.camera is not None:
-            cam_cfg = config.camera
-            self.camera = self._try("camera", cam_cfg.backend, lambda: make_camera(cam_cfg, clock))
-            if self.camera is not None:
-                self._self_test("camera", cam_cfg.backend, self.camera.self_test())
-        self._last_camera_trigger_ms = float("-inf")
-        self.grader: Any = None
-        if config.camera is not None and self.camera is not None:
-            self.grader = self._try("grader", "opencv", self._make_grader)
-        # Graded photos by camera tag (the raw eye edge time = the parcel's induct time).
-        self._graded: OrderedDict[float, Any] = OrderedDict()
-        # Recent history for status and tests; bounded, the station runs for months.
-        self.rfid_events: deque[TagRead | TagReadFailed] = deque(maxlen=1000)
-        self.photos: deque[Photo] = deque(maxlen=50)
-        self.lane_input_events: deque[tuple[str, float, bool]] = deque(maxlen=1000)
-        sc = config.scanner
-        self.scanner = PySerialScanner(
-            sc.url,
-            baudrate=sc.baudrate,
-            suffix=sc.suffix,
-            inter_byte_timeout_ms=sc.inter_byte_timeout_ms,
+        self.commands = StationCommands(
+            config,
+            self.gates,
+            has_input=self.devices.lane_inputs.__contains__,
+            parcels_on_belt=lambda: int(str(self.core.status()["on_belt"])),
+            raise_alarm=lambda alarm: self.submit(RaiseAlarm(alarm)),
             clock=clock,
         )
+        mqtt = config.mqtt
         self.link = StationLink(
             site=config.station.site,
             station=config.station.id,
-            host=config.mqtt.host,
-            port=config.mqtt.port,
+            host=mqtt.host,
+            port=mqtt.port,
             store=self.store,
             status_provider=self.status,
             software_version=software_version(),
             config_hash=config.config_hash,
-            keepalive_s=config.mqtt.keepalive_s,
-            status_interval_s=config.mqtt.status_interval_s,
-            username=config.mqtt.username,
-            password=config.mqtt.password,
-            tls_ca=str(config.mqtt.tls_ca) if config.mqtt.tls_ca else None,
-            tls_cert=str(config.mqtt.tls_cert) if config.mqtt.tls_cert else None,
-            tls_key=str(config.mqtt.tls_key) if config.mqtt.tls_key else None,
+            keepalive_s=mqtt.keepalive_s,
+            status_interval_s=mqtt.status_interval_s,
+            username=mqtt.username,
+            password=mqtt.password,
+            tls_ca=str(mqtt.tls_ca) if mqtt.tls_ca else None,
+            tls_cert=str(mqtt.tls_cert) if mqtt.tls_cert else None,
+            tls_key=str(mqtt.tls_key) if mqtt.tls_key else None,
             on_policy=self.apply_policy,
-            command_handlers={CommandName.GATE_TEST: self.gate_test},
+            command_handlers=self.commands.handlers(),
         )
-        self._inputs: queue.Queue[tuple[str, float, object]] = queue.Queue()
-        self._stop = threading.Event()
-        self._reactor: threading.Thread | None = None
-        self._stopped = False
-        self._mono0 = clock()
-        self._utc0 = utc_now()
-        self.decisions: deque[Decision] = deque(maxlen=1000)
-        self.alarms: dict[str, dict[str, object]] = {}
-        self.belt_running = True
-        self._cancelled: set[int] = set()
-        self._holds: dict[str, set[int]] = {}
-        self._holds_lock = threading.Lock()
-        # gate_test waiting for a lane's divert-confirm: lane -> (event, edge time ms)
-        self._confirm_waits: dict[str, tuple[threading.Event, list[float]]] = {}
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
 
-    # -- devices and self-test --------------------------------------------------------
-    def _make_grader(self) -> Any:
-        """The photo grader of ``[vision]`` (imports OpenCV only with a camera)."""
-        import cv2
-
-        from edge.vision.calibration import Calibration
-        from edge.vision.grading import BackgroundModel
-        from edge.vision.photos import PhotoStore
-        from edge.vision.worker import PhotoGrader
-
-        vis = self.config.vision
-        cal = (
-            Calibration.load(vis.calibration)
-            if vis.calibration is not None
-            else Calibration(vis.mm_per_px)
-        )
-        background = None
-        if vis.background is not None:
-            image = cv2.imread(str(vis.background))
-            if image is None:
-                raise OSError(f"cannot read background photo {vis.background}")
-            background = BackgroundModel([image])
-        folder = vis.photo_dir or self.config.station.data_dir / "photos"
-        store = PhotoStore(folder, vis.retention_days, vis.jpeg_quality)
-        return PhotoGrader(
-            store, cal, lambda: self.core.policy.grading, self._to_utc, background, vis.grade
-        )
-
-    def _to_utc(self, t_ms: float) -> datetime:
-        """UTC time of monotonic ``t_ms``."""
-        return self._utc0 + timedelta(milliseconds=t_ms - self._mono0)
-
-    def _try(self, name: str, backend: str, build: Callable[[], object]) -> Any:
-        """Build a device; on any failure record it as failed and return None."""
-        try:
-            device = build()
-        except Exception as exc:
-            self.health[name] = DeviceHealth("failed", backend, f"{type(exc).__name__}: {exc}")
-            log.error("device %s (%s) failed to start: %s", name, backend, exc)
-            return None
-        self.health[name] = DeviceHealth("ok", backend, "started")
-        return device
-
-    def _self_test(self, name: str, backend: str, result: dict[str, object]) -> None:
-        state = "ok" if result.get("ok") else "failed"
-        self.health[name] = DeviceHealth(state, backend, str(result.get("detail", "")))
-        if state != "ok":
-            log.error("device %s (%s) failed its self-test: %s", name, backend, result)
-
-    def _add_gate(self, lane: str, pin: int, active_high: bool) -> None:
-        key = f"gate.{lane}"
-        gate = self._try(
-            key, "gpiozero", lambda: GpiozeroDiverterGate(lane, pin, active_high, self.pin_factory)
-        )
-        if gate is None:
-            return
-        result = gate.self_test()
-        self._self_test(key, "gpiozero", result)
-        if result["ok"]:
-            self.gates[lane] = gate
-        else:
-            gate.close()  # never divert on a broken gate
-
-    def _add_input(self, name: str, pin: int) -> None:
-        device = self._try(
-            name, "gpiozero", lambda: GpiozeroInput(name, pin, True, self.pin_factory, self.clock)
-        )
-        if device is not None:
-            self.lane_inputs.append(device)
-
-    def _add_output(self, name: str, pin: int, active_high: bool) -> None:
-        device = self._try(
-            name, "gpiozero", lambda: GpiozeroOutput(name, pin, active_high, self.pin_factory)
-        )
-        if device is not None:
-            self.outputs[name] = device
-
-    def capabilities(self) -> list[str]:
-        """What the station can do now: ``induct``, ``barcode``, ``rfid``, ``camera``, lanes."""
-        caps = []
-        if self.health["photo_eye"].state == "ok":
-            caps.append("induct")
-        if self.scanner.status().get("state") == "ok":
-            caps.append("barcode")
-        for name in ("rfid", "camera"):
-            if name in self.health and self.health[name].state == "ok":
-                caps.append(name)
-        caps += [f"lane:{name}" for name in self.gates]
-        return caps
-
-    # -- lifecycle ------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Start scheduler, reactor, drivers and link."""
+        """Start scheduler, reactor, drivers and link; the belt runs."""
         self.scheduler.start()
         self._reactor = threading.Thread(target=self._run, name="reactor", daemon=True)
         self._reactor.start()
-        if self.photo_eye is not None:
-            self.photo_eye.start(self._on_eye_edge)
-        self.scanner.start(lambda frame: self._inputs.put(("scan", frame.t_ms, frame)))
-        if self.rfid is not None and self.health["rfid"].state == "ok":
-            self.rfid.start(lambda ev: self._inputs.put(("rfid", ev.t_ms, ev)))
-        if self.grader is not None:
-            self.grader.start(lambda r: self._inputs.put(("graded", r.photo.t_trigger_ms, r)))
-        if self.camera is not None and self.health["camera"].state == "ok":
-            self.camera.start(lambda photo: self._inputs.put(("photo", photo.t_trigger_ms, photo)))
-        for device in self.lane_inputs:
-            device.start(functools.partial(self._on_lane_input, device.name))
+        devices, submit = self.devices, self.submit
+        if devices.photo_eye is not None:
+            devices.photo_eye.start(lambda t_ms, blocked: submit(EyeEdge(t_ms, blocked)))
+        devices.scanner.start(submit)
+        if devices.rfid is not None and devices.usable("rfid"):
+            devices.rfid.start(submit)
+        self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
+        for name, device in devices.lane_inputs.items():
+            lane, kind = name.rsplit(".", 1)
+            device.start(functools.partial(self._on_lane_input, lane, kind))
         self.link.start()
-        if "belt_run" in self.outputs:
-            self.outputs["belt_run"].set(True)
+        self.devices.set_output("belt_run", True)
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
-
-    def _on_lane_input(self, name: str, t_ms: float, active: bool) -> None:
-        lane, kind = name.rsplit(".", 1)
-        if kind == "confirm" and active:
-            with self._holds_lock:
-                waiting = self._confirm_waits.get(lane)
-            if waiting is not None and not waiting[0].is_set():
-                waiting[1].append(t_ms)
-                waiting[0].set()
-        self._inputs.put(("lane_input", t_ms, (name, active)))
-
-    def _on_eye_edge(self, t_ms: float, blocked: bool) -> None:
-        """Photo-eye raw edge (driver thread): enqueue; trigger the camera on a new parcel.
-
-        The camera trigger uses a hold-off (``camera.trigger_holdoff_ms``) against bounce;
-        when the core reports inductions (issue 3), trigger from those instead.
-        """
-        self._inputs.put(("eye", t_ms, blocked))
-        cam_cfg = self.config.camera
-        if (
-            blocked
-            and self.camera is not None
-            and cam_cfg is not None
-            and self.health["camera"].state == "ok"
-            and t_ms - self._last_camera_trigger_ms >= cam_cfg.trigger_holdoff_ms
-        ):
-            self._last_camera_trigger_ms = t_ms
-            self.camera.trigger(t_ms + cam_cfg.trigger_delay_ms, tag=t_ms)
-
-    def alive(self) -> bool:
-        """True while the reactor and the gate scheduler threads run (the watchdog's test)."""
-        threads = (self._reactor, getattr(self.scheduler, "_thread", None))
-        return not self._stopped and all(t is not None and t.is_alive() for t in threads)
-
-    def update_stack_light(self) -> None:
-        """Green: sorting, all devices ok. Amber: degraded. Red: cannot sort (no induct)."""
-        lamps = {name: out for name, out in self.outputs.items() if name.startswith("stack_light")}
-        if not lamps:
-            return
-        degraded = bool(self.status()["degraded"])
-        fatal = self._stopped or not self.belt_running or "induct" not in self.capabilities()
-        wanted = {
-            "stack_light.green": not fatal and not degraded,
-            "stack_light.amber": not fatal and degraded,
-            "stack_light.red": fatal,
-        }
-        for name, out in lamps.items():
-            out.set(wanted.get(name, False))
 
     def stop(self) -> None:
         """Stop safely: gates de-energised first, then drivers, threads and link."""
         if self._stopped:
             return
         self._stopped = True
-        self.release_all_gates()
-        if "belt_run" in self.outputs:
-            self.outputs["belt_run"].set(False)
+        self.gates.release_all()
+        self.devices.set_output("belt_run", False)
         self.scheduler.stop()
-        self.release_all_gates()  # a close that raced the scheduler's last firing
+        self.gates.release_all()  # a close that raced the scheduler's last firing
         self._stop.set()
         if self._reactor is not None:
             self._reactor.join(timeout=2)
-        self.scanner.stop()
-        if self.rfid is not None:
-            self.rfid.stop()
-        if self.camera is not None:
-            self.camera.stop()
-        if self.grader is not None:
-            self.grader.stop()
+        self.devices.stop_readers()
+        self.camera.stop()
         self.link.stop()
-        for gate in self.gates.values():
-            gate.close()
-        for device in self.lane_inputs:
-            device.close()
-        if self.encoder is not None:
-            self.encoder.close()
-        for out in self.outputs.values():
-            out.close()
-        if self.photo_eye is not None:
-            self.photo_eye.close()
+        self.devices.close()
         self.store.close()
         log.info("station %s stopped", self.config.station.id)
 
-    def release_all_gates(self) -> None:
-        """De-energise every gate (fail safe: parcels run on to quarantine)."""
-        for gate in self.gates.values():
-            try:
-                gate.release()
-            except Exception:
-                log.exception("could not release gate %s", gate.name)
+    def alive(self) -> bool:
+        """True while the reactor and the gate scheduler threads run (the watchdog's test)."""
+        reactor = self._reactor is not None and self._reactor.is_alive()
+        return not self._stopped and reactor and self.scheduler.alive()
 
-    # -- status ---------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------
+    def capabilities(self) -> list[str]:
+        """What the station can do now (see :meth:`DeviceBank.capabilities`)."""
+        return self.devices.capabilities()
+
     def status(self) -> dict[str, object]:
-        """JSON-able status of every component."""
-        scanner = self.scanner.status()
-        rfid = self.rfid.status() if self.rfid is not None else None
-        camera = self.camera.status() if self.camera is not None else None
-        devices_ok = all(h.state == "ok" for h in self.health.values())
-        drivers_ok = all(
-            st is None or st.get("state") in ("ok", "stopped") for st in (rfid, camera)
+        """JSON-able status of every component (:func:`edge.station.status.station_status`)."""
+        return station_status(
+            self.devices,
+            self.core,
+            self.scheduler,
+            self.store,
+            grader=self.camera.grader,
+            alarms=self.alarms,
+            belt_running=self.belt_running,
         )
-        return {
-            "degraded": scanner.get("state") != "ok" or not devices_ok or not drivers_ok,
-            "devices": {name: h.as_dict() for name, h in sorted(self.health.items())},
-            "capabilities": self.capabilities(),
-            "core": self.core.status(),
-            "scanner": scanner,
-            "rfid": rfid,
-            "camera": camera,
-            "grader": self.grader.status() if self.grader is not None else None,
-            "encoder": self.encoder.status() if self.encoder is not None else None,
-            "lane_inputs": {d.name: d.status() for d in self.lane_inputs},
-            "outputs": {name: out.status() for name, out in self.outputs.items()},
-            "photo_eye": self.photo_eye.status() if self.photo_eye is not None else None,
-            "gates": {name: gate.status() for name, gate in self.gates.items()},
-            "scheduler": self.scheduler.status(),
-            "alarms": dict(self.alarms),
-            "belt_running": self.belt_running,
-            "rma_revision": self.store.rma_revision(),
-            "config_hash": self.config.config_hash,
-        }
 
-    # -- inputs beyond photo-eye and scanner -----------------------------------------
-    def submit(self, kind: str, payload: object, t_ms: float | None = None) -> None:
-        """Queue an input for the core (thread-safe; driver callbacks and commands).
+    def update_stack_light(self) -> None:
+        """Green: sorting, all devices ok. Amber: degraded. Red: cannot sort (no induct)."""
+        if not any(name.startswith("stack_light.") for name in self.devices.outputs):
+            return
+        fatal = self._stopped or not self.belt_running or "induct" not in self.capabilities()
+        self.devices.set_stack_light(fatal=fatal, degraded=bool(self.status()["degraded"]))
 
-        ``kind``: ``rfid`` (UID str), ``grade`` ((grade, confidence, parcel_id | None)),
-        ``confirm`` (lane name), ``lane_full`` ((lane name, bool)), ``encoder`` (count),
-        ``resume`` (None: the operator's resume command after a jam). The RFID reader,
-        camera, confirm / lane-full inputs and the belt-run output are wired by the driver
-        work; until then they are fed through this method.
-        """
-        self._inputs.put((kind, self.clock() if t_ms is None else t_ms, payload))
+    # -- inputs ---------------------------------------------------------------------------
+    def submit(self, item: StationInput) -> None:
+        """Queue an input for the core (thread-safe: drivers, commands, simulator, tests)."""
+        self._inputs.put(item)
 
-    def _dispatch(self, kind: str, t_ms: float, payload: object) -> list[Action]:
-        core = self.core
-        if kind == "rfid" and isinstance(payload, str):
-            return core.on_rfid(t_ms, payload)
-        if kind == "grade" and isinstance(payload, tuple):
-            grade, confidence, parcel_id = payload
-            return core.on_grade(t_ms, str(grade), float(confidence), parcel_id)
-        if kind == "confirm" and isinstance(payload, str):
-            return core.on_divert_confirm(t_ms, payload)
-        if kind == "lane_full" and isinstance(payload, tuple):
-            return core.on_lane_full(t_ms, str(payload[0]), bool(payload[1]))
-        if kind == "encoder" and isinstance(payload, int):
-            return core.on_encoder(t_ms, payload)
-        if kind == "resume":
-            return core.on_resume(t_ms)
-        if kind == "alarm" and isinstance(payload, Alarm):
-            return [payload, *core.advance(self.clock())]
-        if kind == "policy" and isinstance(payload, Policy):
-            core.policy = payload
-            log.info("disposition policy %s applied", payload.version)
-        return core.advance(self.clock())
-
-    def _cached_policy(self) -> Policy | None:
-        """The policy last pushed by the gateway, from the store; None: the default."""
-        payload = self.store.load_policy()
-        if payload is None:
-            return None
-        try:
-            return policy_from_mapping(decode(payload, DispositionPolicy).model_dump())
-        except (ProtocolError, ValueError):
-            log.exception("cached disposition policy is invalid; using the default")
-            return None
+    def _on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
+        """A confirm / lane-full input changed (driver thread)."""
+        if kind == "confirm" and active:
+            self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
+        self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
 
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.
@@ -536,102 +266,12 @@ class StationDaemon:
             ProtocolError: when the payload is not a valid ``DispositionPolicy``.
             ValueError: when the table breaks a fail-safe rule (see ``edge.sorter.policy``).
         """
-        message = decode(payload, DispositionPolicy)
-        policy = policy_from_mapping(message.model_dump())
-        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+        policy, text = parse_policy(payload)
         self.store.save_policy(policy.version, text)
-        self._inputs.put(("policy", self.clock(), policy))
+        self.submit(ApplyPolicy(policy))
         return policy.version
 
-    def gate_test(self, cmd: Command) -> dict[str, str | int | float | bool | None]:
-        """The ``gate_test`` command (link's command thread): pulse a gate, await its confirm.
-
-        Args ``lane`` (required) and ``pulse_ms`` (default 300, 50..5000). The test is done
-        only when the lane's divert-confirm sensor goes active within ``pulse_ms`` +
-        ``belt.confirm_timeout_ms`` of the gate energising. Refused (ValueError: the reply
-        is ``failed`` with the reason) for an unknown or broken gate, a lane without
-        divert-confirm sensor, parcels on the belt (a test must never divert a real parcel)
-        or a gate hold already active. The gate is energised through the per-parcel hold
-        mechanism (it cannot fight a scheduled firing) and released whatever happens.
-
-        Raises:
-            ValueError: refused, with the reason.
-            RuntimeError: the divert was not confirmed in time (``divert_unconfirmed`` alarm).
-        """
-        lane = cmd.args.get("lane")
-        if not isinstance(lane, str) or not lane:
-            raise ValueError("gate_test needs a lane")
-        pulse = cmd.args.get("pulse_ms", 300)
-        if isinstance(pulse, bool) or not isinstance(pulse, int | float) or not 50 <= pulse <= 5000:
-            raise ValueError(f"pulse_ms must be 50..5000, not {pulse!r}")
-        if lane not in self.gates:
-            known = any(cfg.name == lane for cfg in self.config.lanes)
-            raise ValueError(
-                f"gate of lane {lane} failed its self-test" if known else f"unknown lane {lane}"
-            )
-        confirm = next((d for d in self.lane_inputs if d.name == f"{lane}.confirm"), None)
-        if confirm is None:
-            raise ValueError(f"lane {lane} has no divert-confirm sensor")
-        gate = self.gates[lane]
-        window_ms = float(pulse) + self.config.belt.confirm_timeout_ms
-        event, seen = threading.Event(), list[float]()
-        with self._holds_lock:
-            holds = self._holds.setdefault(lane, set())
-            if holds or lane in self._confirm_waits:
-                raise ValueError(f"gate {lane} is held (a divert or a gate test in progress)")
-            on_belt = self.core.status().get("on_belt", 0)
-            if on_belt:
-                raise ValueError(f"{on_belt} parcel(s) on the belt: a gate test could divert one")
-            holds.add(GATE_TEST_HOLD)
-            self._confirm_waits[lane] = (event, seen)
-            try:
-                t0 = self.clock()
-                gate.energise()
-            except BaseException:
-                holds.discard(GATE_TEST_HOLD)
-                self._confirm_waits.pop(lane, None)
-                gate.release()
-                raise
-        log.info("gate test of lane %s: %s ms pulse", lane, pulse)
-        try:
-            rate = clock_rate(self.clock)
-            event.wait(float(pulse) / 1e3 / rate)  # the pulse; ends early once confirmed
-            self._unhold_test(lane, gate)
-            remaining_ms = max(0.0, t0 + window_ms - self.clock())
-            confirmed = event.is_set() or event.wait(remaining_ms / 1e3 / rate)
-        finally:
-            self._unhold_test(lane, gate)
-            with self._holds_lock:
-                self._confirm_waits.pop(lane, None)
-        if not confirmed:
-            self._inputs.put(
-                ("alarm", self.clock(), Alarm("divert_unconfirmed", True, self.clock(), lane))
-            )
-            raise RuntimeError(f"divert not confirmed within {window_ms:g} ms")
-        return {"lane": lane, "confirmed_after_ms": round(seen[0] - t0, 1)}
-
-    def _unhold_test(self, lane: str, gate: GpiozeroDiverterGate) -> None:
-        """Drop the gate test's hold; release the gate when no parcel holds it."""
-        with self._holds_lock:
-            holds = self._holds.setdefault(lane, set())
-            holds.discard(GATE_TEST_HOLD)
-            if not holds:
-                gate.release()
-
-    def _fire(self, command: GateCommand, energise: bool) -> None:
-        """Hold / unhold ``command.gate`` for its parcel; energised while any hold is on."""
-        gate = self.gates[command.gate]
-        with self._holds_lock:
-            holds = self._holds.setdefault(command.gate, set())
-            if energise and command.parcel_id not in self._cancelled:
-                holds.add(command.parcel_id)
-                gate.energise()
-            elif not energise:
-                holds.discard(command.parcel_id)
-                if not holds:
-                    gate.release()
-
-    # -- reactor --------------------------------------------------------------------
+    # -- reactor --------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
             wake = self.core.next_wakeup_ms()
@@ -640,341 +280,115 @@ class StationDaemon:
                 0.05 if wake is None else max(0.0, min(0.05, (wake - self.clock()) / 1e3 / rate))
             )
             try:
-                kind, t_ms, payload = self._inputs.get(timeout=timeout)
+                item: StationInput = self._inputs.get(timeout=timeout)
             except queue.Empty:
-                kind, t_ms, payload = "tick", self.clock(), None
+                item = Tick()
             try:
-                if kind == "eye":
-                    actions = self.core.on_photo_eye(t_ms, bool(payload))
-                elif kind == "scan" and isinstance(payload, ScanFrame):
-                    actions = self.core.on_barcode(t_ms, payload.code, payload.symbology)
-                elif kind == "rfid" and isinstance(payload, TagRead | TagReadFailed):
-                    actions = self._feed_rfid(t_ms, payload)
-                elif kind == "photo" and isinstance(payload, Photo):
-                    actions = self._feed_photo(payload)
-                elif kind == "graded":
-                    actions = self._feed_graded(payload)
-                elif kind == "grade_photo":
-                    actions = self._feed_grade(payload)
-                elif kind == "lane_input" and isinstance(payload, tuple):
-                    actions = self._feed_lane_input(t_ms, payload[0], bool(payload[1]))
-                else:
-                    actions = self._dispatch(kind, t_ms, payload)
-                for action in actions:
-                    self._handle(action)
+                for action in self.feed(item):
+                    self.execute(action)
             except Exception:
-                log.exception("reactor failed on %s input", kind)
+                log.exception("reactor failed on %s", type(item).__name__)
 
-    # -- driver-side plumbing for core inputs that arrive with issue 3 ----------------
-    def _feed_rfid(self, t_ms: float, event: TagRead | TagReadFailed) -> list[Any]:
-        """An RFID read (canonical UID) or a failed read, on the reactor thread.
+    def feed(self, item: StationInput) -> list[Action]:
+        """Hand one input to the core (reactor thread); returns the core's actions."""
+        core = self.core
+        match item:
+            case EyeEdge(t_ms, blocked):
+                return core.on_photo_eye(t_ms, blocked)
+            case ScanFrame(code=code, symbology=symbology, t_ms=t_ms):
+                return core.on_barcode(t_ms, code, symbology)
+            case TagRead(uid=uid, t_ms=t_ms):
+                self.rfid_events.append(item)
+                return core.on_rfid(t_ms, uid)
+            case TagReadFailed(t_ms=t_ms):  # kept for status; the core decides by its deadline
+                self.rfid_events.append(item)
+                return core.advance(t_ms)
+            case Photo():
+                self.camera.photo(item)
+                return core.advance(self.clock())
+            case PhotoGraded(result):
+                return self.camera.graded(result)
+            case Grade(t_ms, grade, confidence, parcel_id):
+                return core.on_grade(t_ms, grade, confidence, parcel_id)
+            case LaneInput(t_ms, lane, kind, active):
+                self.lane_input_events.append(item)
+                if kind == "full":
+                    return core.on_lane_full(t_ms, lane, active)
+                return core.on_divert_confirm(t_ms, lane) if active else core.advance(t_ms)
+            case EncoderCount(t_ms, count):
+                return core.on_encoder(t_ms, count)
+            case Resume(t_ms):
+                return core.on_resume(t_ms)
+            case ApplyPolicy(policy):
+                core.policy = policy
+                log.info("disposition policy %s applied", policy.version)
+                return core.advance(self.clock())
+            case RaiseAlarm(alarm):
+                return [alarm, *core.advance(self.clock())]
+            case Tick():
+                return core.advance(self.clock())
+            case _:
+                assert_never(item)
 
-        A failed read is kept for status only: the core decides by its own deadline
-        (``rfid_timeout`` when the tag was required).
-        """
-        self.rfid_events.append(event)
-        if isinstance(event, TagRead):
-            return list(self.core.on_rfid(t_ms, event.uid))
-        return list(self.core.advance(t_ms))
+    def execute(self, action: Action) -> None:
+        """Carry out one of the core's actions (reactor thread)."""
+        match action:
+            case Inducted(parcel_id, t_ms):
+                self.camera.inducted(parcel_id, t_ms)
+            case GateCommand():
+                self.gates.schedule(action)
+            case GateCancel(parcel_id, gate):
+                self.gates.cancel(parcel_id, gate)
+            case BeltCommand(run, _, reason):
+                self.belt_running = run
+                self.devices.set_output("belt_run", run)
+                self.update_stack_light()
+                log.warning("belt %s (%s)", "run" if run else "STOP", reason)
+                self.link.request_status()
+            case Alarm():
+                self._alarm(action)
+            case BadRead(source, value, _, error):
+                log.warning("bad %s read %r: %s", source, value, error)
+            case Decision():
+                self.decisions.append(action)
+                log.info(
+                    "parcel %d -> %s (%s) %s",
+                    action.parcel_id,
+                    action.lane.name,
+                    action.reason,
+                    action.explanation,
+                    extra={"parcel_id": action.parcel_id, "rma": action.rma_number},
+                )
+            case ParcelExited():
+                self._report(action)
+            case OrphanRead(code):
+                log.warning("read %r matches no parcel in the scan tunnel", code)
+            case _:
+                assert_never(action)
 
-    def _feed_photo(self, photo: Photo) -> list[Any]:
-        """A parcel photo (valid, or invalid with its reason): handed to the grader thread.
-
-        An invalid photo is never graded (field case C9): the grader reports it without a
-        grade and the policy's ``grade_without_photo`` applies.
-        """
-        self.photos.append(photo)
-        if self.grader is not None:
-            self.grader.submit(photo)
-        return list(self.core.advance(self.clock()))
-
-    def _feed_graded(self, result: Any) -> list[Any]:
-        """A graded photo (grader thread -> reactor): upload its JPEG, feed the grade.
-
-        The grade goes to the core at the trigger time, associated by position at the
-        camera (``belt.camera_pos_mm``); without that position the core does not grade by
-        camera (the policy's ``assume_grade_without_camera`` applies) and the grade is
-        evidence only. No valid photo: the policy's ``grade_without_photo`` (None:
-        ``unknown``, so quarantine ``unknown_grade``).
-        """
-        photo = result.photo
-        if isinstance(photo.tag, int | float):
-            self._graded[float(photo.tag)] = result
-            while len(self._graded) > 200:
-                self._graded.popitem(last=False)
-        if result.file is not None and result.jpeg is not None and self.config.vision.upload:
-            upload = PhotoUpload(
-                station=self.config.station.id,
-                sha256=result.file.sha256,
-                taken_at=result.file.taken_at,
-                jpeg_b64=base64.b64encode(result.jpeg).decode("ascii"),
-            )
-            self.link.publish_photo(encode(upload))
-        if self.config.belt.camera_pos_mm is None:
-            return list(self.core.advance(self.clock()))
-        # The core knows the parcel once its induct edge is debounced: a photo judged
-        # faster than that (an invalid one is) waits for it.
-        settled = (
-            float(photo.tag) + self.config.photo_eye.debounce_ms + 1.0
-            if isinstance(photo.tag, int | float)
-            else photo.t_trigger_ms
-        )
-        if self.clock() < settled:
-            self.scheduler.call_at(
-                settled, lambda: self._inputs.put(("grade_photo", photo.t_trigger_ms, result))
-            )
-            return list(self.core.advance(self.clock()))
-        return self._feed_grade(result)
-
-    def _feed_grade(self, result: Any) -> list[Any]:
-        """Feed a graded photo's grade (or the policy's grade without photo) to the core.
-
-        The label barcodes decoded from the photo go with it, as reads of the second
-        reader (``source="camera"``), associated like the grade; after the parcel's
-        decision they are orphans (the decision never waits for the grader).
-        """
-        photo = result.photo
-        actions: list[Any] = []
-        if result.grading is not None:
-            grade, confidence = result.grading.grade, result.grading.confidence
-            for code in result.grading.measures.barcodes:
-                actions += self.core.on_barcode(photo.t_trigger_ms, code, source="camera")
+    def _alarm(self, alarm: Alarm) -> None:
+        key = alarm.kind if alarm.lane is None else f"{alarm.kind}:{alarm.lane}"
+        if alarm.active:
+            self.alarms[key] = {"parcel_id": alarm.parcel_id, "lane": alarm.lane}
+            log.error("alarm %s raised (parcel %s)", key, alarm.parcel_id)
         else:
-            grade, confidence = self.core.policy.grade_without_photo or "unknown", 1.0
-        return actions + list(self.core.on_grade(photo.t_trigger_ms, grade, confidence))
+            self.alarms.pop(key, None)
+            log.info("alarm %s cleared", key)
+        self.link.request_status()  # the status page shows it now, not at the interval
 
-    def _feed_lane_input(self, t_ms: float, name: str, active: bool) -> list[Any]:
-        """Divert-confirm / lane-full raw edge (``"<lane>.confirm"``, ``"<lane>.full"``)."""
-        self.lane_input_events.append((name, t_ms, active))
-        lane, kind = name.rsplit(".", 1)
-        if kind == "confirm":
-            if active:
-                return list(self.core.on_divert_confirm(t_ms, lane))
-            return list(self.core.advance(t_ms))
-        return list(self.core.on_lane_full(t_ms, lane, active))
-
-    def _handle(self, action: object) -> None:
-        if isinstance(action, GateCommand):
-            if action.gate not in self.gates:  # never divert on a broken gate
-                log.error("gate %s is not usable; parcel %d runs on", action.gate, action.parcel_id)
-                return
-            self.scheduler.call_at(action.open_at_ms, lambda: self._fire(action, True))
-            self.scheduler.call_at(action.close_at_ms, lambda: self._fire(action, False))
-        elif isinstance(action, GateCancel):
-            with self._holds_lock:
-                self._cancelled.add(action.parcel_id)
-                holds = self._holds.setdefault(action.gate, set())
-                holds.discard(action.parcel_id)
-                if not holds and action.gate in self.gates:
-                    self.gates[action.gate].release()
-            log.warning("gate %s withdrawn for parcel %d", action.gate, action.parcel_id)
-        elif isinstance(action, BeltCommand):
-            self.belt_running = action.run
-            if "belt_run" in self.outputs:
-                self.outputs["belt_run"].set(action.run)
-            self.update_stack_light()
-            log.warning("belt %s (%s)", "run" if action.run else "STOP", action.reason)
-            self.link.request_status()
-        elif isinstance(action, Alarm):
-            key = action.kind if action.lane is None else f"{action.kind}:{action.lane}"
-            if action.active:
-                self.alarms[key] = {"parcel_id": action.parcel_id, "lane": action.lane}
-                log.error("alarm %s raised (parcel %s)", key, action.parcel_id)
-            else:
-                self.alarms.pop(key, None)
-                log.info("alarm %s cleared", key)
-            self.link.request_status()  # the status page shows it now, not at the interval
-        elif isinstance(action, BadRead):
-            log.warning("bad %s read %r: %s", action.source, action.value, action.error)
-        elif isinstance(action, Decision):
-            self.decisions.append(action)
-            log.info(
-                "parcel %d -> %s (%s) %s",
-                action.parcel_id,
-                action.lane.name,
-                action.reason,
-                action.explanation,
-                extra={"parcel_id": action.parcel_id, "rma": action.rma_number},
-            )
-        elif isinstance(action, ParcelExited):
-            event = self._event(action)
-            self.link.publish_event(encode(event))
-            d = action.decision
-            self.metrics.parcel_exited(
-                action.final_lane.name, d.reason.value, d.decided_at_ms - action.inducted_at_ms
-            )
-            if self.on_event is not None:
-                self.on_event(event, action)
-        elif isinstance(action, OrphanRead):
-            log.warning("read %r matches no parcel in the scan tunnel", action.code)
-
-    def _event(self, exited: ParcelExited) -> ParcelEvent:
+    def _report(self, exited: ParcelExited) -> None:
+        """The parcel left the belt: its event into the outbox, metrics, the observer."""
         d = exited.decision
-        inducted = self._to_utc(exited.inducted_at_ms)
-        return ParcelEvent(
+        event = build_parcel_event(
+            exited,
+            self.config.station.id,
+            self.utc.to_utc,
+            self.camera.take(d.parcel_id),
             event_id=uuid.uuid4().hex,
-            station=self.config.station.id,
-            parcel_id=d.parcel_id,
-            inducted_at=inducted,
-            length_mm=round(exited.length_mm, 1),
-            barcode=d.reads[0] if d.reads else None,
-            rma_number=d.rma_number,
-            lane=exited.final_lane.name,
-            disposition=exited.final_lane.disposition.value,
-            reason=d.reason.value,
-            diverted=exited.final_lane.gate is not None,
-            marks=tuple(m.value for m in exited.marks),
-            policy_version=d.policy_version or None,
-            explanation=d.explanation[:1000] or None,
-            **self._photo_fields(exited.inducted_at_ms),
         )
-
-    def _photo_fields(self, inducted_at_ms: float) -> dict[str, Any]:
-        """The event's photo evidence and camera grade for the parcel inducted then."""
-        result = self._graded.pop(inducted_at_ms, None)
-        if result is None:
-            return {}
-        fields: dict[str, Any] = {}
-        if result.file is not None:
-            f = result.file
-            fields["photo"] = PhotoRef(sha256=f.sha256, taken_at=f.taken_at, size=f.size)
-        if result.grading is not None:
-            g = result.grading
-            fields.update(
-                grade=g.grade, grade_confidence=g.confidence, grade_explanation=g.explanation[:500]
-            )
-        elif not result.photo.ok:
-            fields.update(
-                grade="no_photo",
-                grade_explanation=f"no valid photo: {result.photo.reason}"[:500],
-            )
-        return fields
-
-
-def config_summary(config: StationConfig) -> str:
-    """A human-readable summary of a valid station config (``check-config``)."""
-    lines = [
-        f"station {config.station.id} at site {config.station.site} (config {config.config_hash})",
-        f"  gpio: pin factory {config.gpio.pin_factory}",
-        f"  photo_eye: GPIO{config.photo_eye.pin}, blocked={config.photo_eye.blocked_level}, "
-        f"debounce {config.photo_eye.debounce_ms} ms",
-        f"  scanner: {config.scanner.backend} on {config.scanner.url}, "
-        f"{config.scanner.baudrate} bit/s, suffix {config.scanner.suffix}",
-    ]
-    if config.rfid is not None:
-        r = config.rfid
-        lines.append(
-            f"  rfid: {r.backend} on SPI{r.spi_bus}.{r.spi_device}, RST GPIO{r.rst_pin}, "
-            f"poll {r.poll_interval_ms} ms, deadline {r.poll_deadline_ms} ms"
+        self.link.publish_event(encode(event))
+        self.metrics.parcel_exited(
+            exited.final_lane.name, d.reason.value, d.decided_at_ms - exited.inducted_at_ms
         )
-    else:
-        lines.append("  rfid: none (barcode only)")
-    if config.camera is not None:
-        c = config.camera
-        lines.append(f"  camera: {c.backend} {c.source} ({c.api}), delay {c.trigger_delay_ms} ms")
-        v = config.vision
-        scale = f"calibration {v.calibration}" if v.calibration else f"{v.mm_per_px} mm/px"
-        where = (
-            f"graded at {config.belt.camera_pos_mm} mm"
-            if config.belt.camera_pos_mm is not None
-            else "evidence only (no belt.camera_pos_mm)"
-        )
-        lines.append(f"  vision: {scale}, {where}, photos kept {v.retention_days} days")
-    else:
-        lines.append("  camera: none (graded without photo)")
-    if config.encoder is not None:
-        e = config.encoder
-        lines.append(f"  encoder: GPIO{e.pin_a}/{e.pin_b}, {e.mm_per_pulse} mm/pulse")
-    b = config.belt
-    lines.append(
-        f"  belt: {b.speed_mm_s} mm/s, scan at {b.scan_pos_mm} mm, end at {b.length_mm} mm"
-    )
-    for lane in config.lanes:
-        extra = "".join(
-            f", {key} GPIO{getattr(lane, key)}"
-            for key in ("confirm_pin", "full_pin")
-            if getattr(lane, key) is not None
-        )
-        polarity = "active-high" if lane.active_high else "active-low"
-        lines.append(
-            f"  lane {lane.name}: {lane.disposition} at {lane.pos_mm} mm, "
-            f"gate GPIO{lane.gate_pin} {polarity}{extra}"
-        )
-    lines.append(f"  lane quarantine: end of belt at {b.length_mm} mm (no gate)")
-    lines.append(f"  pins: {len(config.gpio_pins())} GPIOs, none shared")
-    return "\n".join(lines)
-
-
-def check_config(path: str) -> int:
-    """``returns-edge check-config FILE``: print a summary (exit 0) or the errors (exit 2)."""
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"returns-edge: invalid config: {exc}", file=sys.stderr)
-        return 2
-    print(config_summary(config))
-    return 0
-
-
-def main(
-    argv: list[str] | None = None,
-    *,
-    on_started: Callable[[StationDaemon], None] | None = None,
-) -> int:
-    """Console entry ``returns-edge --config station.toml``; returns the exit status.
-
-    ``returns-edge check-config FILE`` validates a config instead (exit 0 or 2).
-    ``on_started`` (tests) runs on the main thread once the daemon has started.
-    """
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["check-config"]:
-        check = argparse.ArgumentParser(prog="returns-edge check-config")
-        check.add_argument("file", help="station TOML file")
-        return check_config(check.parse_args(argv[1:]).file)
-    parser = argparse.ArgumentParser(prog="returns-edge", description=__doc__)
-    parser.add_argument("--config", required=True, help="station TOML file")
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument(
-        "--metrics-port", type=int, default=0, help="serve Prometheus /metrics here (0: off)"
-    )
-    parser.add_argument("--metrics-addr", default="127.0.0.1", help="metrics listen address")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"returns-edge: {exc}", file=sys.stderr)
-        return 2
-    daemon = StationDaemon(config)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        daemon.release_all_gates()
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    watchdog_s = sdnotify.watchdog_interval_s()
-    try:
-        daemon.start()
-        if args.metrics_port:
-            daemon.metrics.serve(args.metrics_port, args.metrics_addr)
-        sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.capabilities()))
-        if on_started is not None:
-            on_started(daemon)
-        while not stop.wait(min(0.5, watchdog_s or 0.5)):
-            daemon.update_stack_light()
-            if watchdog_s is not None and daemon.alive():
-                sdnotify.notify("WATCHDOG=1")  # a dead reactor or scheduler: systemd restarts
-    finally:
-        sdnotify.notify("STOPPING=1")
-        daemon.metrics.close()
-        daemon.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if self.on_event is not None:
+            self.on_event(event, exited)

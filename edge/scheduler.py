@@ -52,6 +52,10 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(timeout=2)
 
+    def alive(self) -> bool:
+        """True while the timer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def call_at(self, t_ms: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` at monotonic time ``t_ms`` (immediately when already past)."""
         with self._cv:

@@ -46,6 +46,7 @@ from simulator.scenario import (
     tag_uid_for,
 )
 from simulator.station_proc import raise_priority
+from simulator.testing import wait_until
 from simulator.vision.video import write_parcel_video
 
 log = logging.getLogger(__name__)
@@ -224,15 +225,6 @@ def station_config(
     return StationConfig.model_validate(
         station_config_data(scenario, workdir, mqtt_port, scanner_url, camera_source)
     )
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class StationDown(RuntimeError):
@@ -488,7 +480,12 @@ class Run:
         StationConfig.model_validate(data)  # fail here, not in the child
         self.station = StationProcess(data, self.workdir / "station", self.clock)
         self.station.start()
-        _wait(self._station_online, 30, "the station to be online at the gateway")
+        wait_until(
+            self._station_online,
+            timeout_s=30,
+            what="the station to be online at the gateway",
+            poll_s=0.05,
+        )
 
     def stop(self) -> None:
         """Stop station, gateway and broker."""
@@ -557,7 +554,9 @@ class Run:
             except StationDown:
                 return False
 
-        _wait(synced, timeout_s, f"{count} RMAs in the station's cache")
+        wait_until(
+            synced, timeout_s=timeout_s, what=f"{count} RMAs in the station's cache", poll_s=0.05
+        )
 
     def _in_sync(self) -> bool:
         try:
@@ -588,7 +587,9 @@ class Run:
 
     def _resync(self, result: FaultResult) -> None:
         try:
-            _wait(self._in_sync, SYNC_TIMEOUT_S, "the station to catch up")
+            wait_until(
+                self._in_sync, timeout_s=SYNC_TIMEOUT_S, what="the station to catch up", poll_s=0.05
+            )
             result.resync_s = round(self._belt_s() - (result.end_s or 0.0), 3)
         except TimeoutError:
             result.detail += " not back in sync"
@@ -768,7 +769,9 @@ class Run:
             t.join(timeout=SYNC_TIMEOUT_S * 2)
         on_progress("waiting for the station to catch up and the gateway to record every event")
         with contextlib.suppress(TimeoutError):
-            _wait(self._in_sync, SYNC_TIMEOUT_S, "the station in sync")
+            wait_until(
+                self._in_sync, timeout_s=SYNC_TIMEOUT_S, what="the station in sync", poll_s=0.05
+            )
         in_sync = self._in_sync()
 
         def all_recorded() -> bool:
@@ -777,7 +780,7 @@ class Run:
             return all(e["event_id"] in ids for e in self.station.reported_events())
 
         with contextlib.suppress(TimeoutError, httpx.HTTPError):
-            _wait(all_recorded, 30, "events at the gateway")
+            wait_until(all_recorded, timeout_s=30, what="events at the gateway", poll_s=0.05)
         status = self.station_status() if self.station.running else {}
         report = self._report(
             parcels,

@@ -33,7 +33,6 @@ import signal
 import socket
 import sys
 import threading
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from edge.clock import ScaledClock
 from edge.config import StationConfig
 from edge.daemon import StationDaemon
 from edge.sorter import ParcelExited
+from edge.station.inputs import LaneInput, Resume
 from protocol import ParcelEvent
 from simulator.hw import fake_modules
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
@@ -79,11 +79,11 @@ class _Station:
         self._lock = threading.Lock()
         self.daemon = StationDaemon(config, clock, on_event=self._on_event)
         self.pins = {
-            lane.name: (self.daemon.pin_factory.pin(lane.gate_pin), lane.active_high)
+            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_pin), lane.active_high)
             for lane in config.lanes
         }
         eye = config.photo_eye
-        self.eye = self.daemon.pin_factory.pin(eye.pin)
+        self.eye = self.daemon.devices.pin_factory.pin(eye.pin)
         self.eye_high = eye.blocked_level == "high"
 
     def _on_event(self, event: ParcelEvent, exited: ParcelExited) -> None:
@@ -116,17 +116,17 @@ class _Station:
             elif uid in self.tags:
                 self.chip.remove(self.tags.pop(uid))
         elif op == "lane_full":
-            d.submit("lane_full", (str(cmd["lane"]), bool(cmd["full"])))
+            d.submit(LaneInput(d.clock(), str(cmd["lane"]), "full", bool(cmd["full"])))
         elif op == "skew":
-            d._utc0 += timedelta(seconds=float(cmd["seconds"]))  # the UTC clock jumps
+            d.utc.step(float(cmd["seconds"]))  # the UTC clock jumps
         elif op == "belt_run":
-            out = d.outputs.get("belt_run")
+            out = d.devices.outputs.get("belt_run")
             return {"on": True if out is None else bool(out.on)}
         elif op == "resume":
-            d.submit("resume", None)
+            d.submit(Resume(d.clock()))
         elif op == "camera_fail":
-            if d.camera is not None:
-                d.camera.stop()
+            if d.devices.camera is not None:
+                d.devices.camera.stop()
         elif op == "status":
             return {
                 "rma_count": d.store.rma_count(),
@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
-        station.daemon.release_all_gates()
+        station.daemon.gates.release_all()
         stop.set()
         cmd.shutdown(socket.SHUT_RDWR)
 

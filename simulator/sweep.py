@@ -18,24 +18,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from edge.sorter.model import BeltConfig, RmaLineRecord, RmaRecord
+from edge.sorter.model import BeltConfig
+from simulator.testing import Directory
 from simulator.vbelt import VParcel, run_virtual
 
 N_PARCELS = 120
-
-
-class _Directory:
-    def __init__(self, numbers: list[str]) -> None:
-        self.rmas = {
-            n: RmaRecord(n, "authorized", 1, (RmaLineRecord("SKU-1", 1),), "changed_mind")
-            for n in numbers
-        }
-
-    def lookup_rma(self, number: str) -> RmaRecord | None:
-        return self.rmas.get(number)
-
-    def find_rmas(self, kind: str, value: str) -> tuple[str, ...]:
-        return ()
 
 
 def stream(
@@ -52,9 +39,9 @@ def stream(
     return parcels, expected
 
 
-def directory_for(parcels: list[VParcel]) -> _Directory:
+def directory_for(parcels: list[VParcel]) -> Directory:
     """An RMA directory knowing every ``RMA-<n>`` label of ``parcels``."""
-    return _Directory([p.label for p in parcels if p.label and "X" not in p.label])
+    return Directory.of_numbers([p.label for p in parcels if p.label and "X" not in p.label])
 
 
 def min_gap_mm(cfg: BeltConfig) -> float:

@@ -29,6 +29,7 @@ from edge.sorter.model import (
     Decision,
     GateCancel,
     GateCommand,
+    Inducted,
     ParcelExited,
     RmaDirectory,
 )
@@ -74,6 +75,7 @@ class VResult:
     """What happened to one parcel."""
 
     index: int
+    inducted: Inducted | None = None
     decision: Decision | None = None
     exited: ParcelExited | None = None
     commands: list[GateCommand] = field(default_factory=list)
@@ -222,7 +224,9 @@ def run_virtual(
         r = by_id.get(pid) if isinstance(pid, int) else None
         if r is None:
             continue
-        if isinstance(a, Decision):
+        if isinstance(a, Inducted):
+            r.inducted = a
+        elif isinstance(a, Decision):
             r.decision = a
         elif isinstance(a, GateCommand):
             r.commands.append(a)

@@ -1,4 +1,5 @@
-"""Shared fixtures: real Mosquitto brokers on free local ports (the simulator's launcher)."""
+"""Shared fixtures: real Mosquitto brokers on free local ports (the simulator's launcher), and
+a pseudo-terminal standing in for the label scanner's serial port."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def mosquitto(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]]:
     yield start
     for broker in started:
         broker.stop()
+
+
+@pytest.fixture
+def scanner_pty() -> Iterator[str]:
+    """The slave path of a fresh pseudo-terminal: the scanner port a station opens."""
+    master, slave = os.openpty()
+    try:
+        yield os.ttyname(slave)
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -1,4 +1,8 @@
-"""Interfaces of the GPIO devices: induct photo-eye and diverter gate."""
+"""Interfaces of the binary devices: photo-eye, diverter gate, inputs, outputs, encoder.
+
+Backends (e.g. :mod:`edge.drivers.gpiozero_io`) implement them; the station shell only
+sees these interfaces (:class:`edge.station.devices.DeviceBank`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ EdgeCallback = Callable[[float, bool], None]
 
 class PhotoEye(Protocol):
     """A through-beam or retro-reflective photo-eye; reports raw edges (debounced later)."""
+
+    def self_test(self) -> dict[str, object]:
+        """``{"ok": bool, "detail": str}``: what was checked; never raises."""
+        ...
 
     def start(self, on_edge: EdgeCallback) -> None:
         """Begin reporting raw level changes to ``on_edge``."""
@@ -29,6 +37,10 @@ class DiverterGate(Protocol):
     """A diverter (pusher / swing arm) driven by one output; de-energised unless commanded."""
 
     name: str
+
+    def self_test(self) -> dict[str, object]:
+        """Check the output without moving the diverter: ``{"ok": bool, "detail": str}``."""
+        ...
 
     def energise(self) -> None:
         """Move the diverter into the belt (divert)."""
@@ -62,6 +74,29 @@ class BinaryInput(Protocol):
 
     def close(self) -> None:
         """Release the pin."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """JSON-able state."""
+        ...
+
+
+class BinaryOutput(Protocol):
+    """An on/off output such as the belt-run contactor or a stack-light lamp; off at start."""
+
+    name: str
+
+    def set(self, on: bool) -> None:
+        """Switch the output on or off."""
+        ...
+
+    @property
+    def on(self) -> bool:
+        """True while switched on."""
+        ...
+
+    def close(self) -> None:
+        """Switch off and release the output."""
         ...
 
     def status(self) -> dict[str, object]:

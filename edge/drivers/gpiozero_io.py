@@ -113,6 +113,11 @@ class GpiozeroPhotoEye(GpiozeroInput):
         clock: Callable[[], float] = monotonic_ms,
     ) -> None:
         super().__init__("photo_eye", pin, blocked_level == "high", pin_factory, clock)
+        self.blocked_level = blocked_level
+
+    def self_test(self) -> dict[str, object]:
+        """The input was claimed (the pin exists and is free): ``{"ok": True, "detail"}``."""
+        return {"ok": True, "detail": f"GPIO{self.pin}, blocked={self.blocked_level}"}
 
     @property
     def blocked(self) -> bool:

@@ -2,7 +2,9 @@
 
 Inputs are timestamped calls (``on_photo_eye``, ``on_barcode``, ``on_rfid``, ``on_grade``,
 ``on_encoder``, ``on_divert_confirm``, ``on_lane_full``, ``on_resume``); each returns the
-actions that became due, and ``advance(t_ms)`` returns those due by ``t_ms``. The shell
+actions that became due (``Inducted``, ``Decision``, ``GateCommand``, ``GateCancel``,
+``ParcelExited``, ``BeltCommand``, ``Alarm``, ``OrphanRead``, ``BadRead``), and
+``advance(t_ms)`` returns those due by ``t_ms``. The shell
 calls ``advance`` after every input and again at ``next_wakeup_ms()``. Everything is
 deterministic in its inputs: no clock, no I/O, no randomness.
 
@@ -75,6 +77,7 @@ from edge.sorter.model import (
     GateCancel,
     GateCommand,
     Identity,
+    Inducted,
     LaneSpec,
     Mark,
     OrphanRead,
@@ -204,10 +207,15 @@ class SorterCore:
 
     # -- inputs -------------------------------------------------------------------------
     def on_photo_eye(self, t_ms: float, blocked: bool) -> list[Action]:
-        """Raw induct photo-eye level change at ``t_ms`` (True = beam blocked)."""
+        """Raw induct photo-eye level change at ``t_ms`` (True = beam blocked).
+
+        A parcel is inducted when the blocked level is accepted (debounced): an
+        :class:`~edge.sorter.model.Inducted` action with its id, from this call or from
+        the ``advance`` at the debounce's due time.
+        """
         actions = self.advance(t_ms)
         for edge in self._eye.feed(t_ms, blocked):
-            self._apply_eye_edge(edge.t_ms, edge.level)
+            actions += self._apply_eye_edge(edge.t_ms, edge.level)
         return actions + self.advance(t_ms)
 
     def on_encoder(self, t_ms: float, count: int) -> list[Action]:
@@ -392,7 +400,7 @@ class SorterCore:
         """Return every action due by ``t_ms`` (decisions, gate commands, exits, alarms)."""
         actions: list[Action] = []
         for edge in self._eye.poll(t_ms):
-            self._apply_eye_edge(edge.t_ms, edge.level)
+            actions += self._apply_eye_edge(edge.t_ms, edge.level)
         if (
             not self.jammed
             and self._blocked_since_ms is not None
@@ -443,18 +451,20 @@ class SorterCore:
         return max(book.get(line_no, 0), self._claims.get((rma_number, line_no), 0))
 
     # -- tracking -----------------------------------------------------------------------
-    def _apply_eye_edge(self, t_ms: float, blocked: bool) -> None:
+    def _apply_eye_edge(self, t_ms: float, blocked: bool) -> list[Action]:
+        """An accepted eye edge at ``t_ms``: a new parcel (``Inducted``) or its length."""
         if blocked:
             parcel = _Parcel(next(self._ids), t_ms, self.odometer.position_mm(t_ms))
             self._parcels[parcel.parcel_id] = parcel
             self._open = parcel
             self._blocked_since_ms = t_ms
             self.counters["inducted"] += 1
-        else:
-            self._blocked_since_ms = None
-            if self._open is not None:
-                self._open.length_mm = self.odometer.position_mm(t_ms) - self._open.induct_pos_mm
-                self._open = None
+            return [Inducted(parcel.parcel_id, t_ms)]
+        self._blocked_since_ms = None
+        if self._open is not None:
+            self._open.length_mm = self.odometer.position_mm(t_ms) - self._open.induct_pos_mm
+            self._open = None
+        return []
 
     def _undecided(
         self, parcel_id: int, t_ms: float, what: str, actions: list[Action]

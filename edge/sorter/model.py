@@ -320,6 +320,24 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Inducted:
+    """A parcel entered the belt: its induct photo-eye edge was accepted (debounced).
+
+    Emitted once per parcel, when the debouncer accepts the blocked level (``debounce_ms``
+    after the burst's last raw edge); ``t_ms`` is the accepted edge's time, the first raw
+    edge of the burst (when the leading edge broke the beam). The shell triggers the
+    camera from it, with ``parcel_id`` as the photo's tag, so the grade comes back by id.
+
+    Attributes:
+        parcel_id: the tracking id the parcel has from now on (1, 2, ...).
+        t_ms: when the leading edge reached the photo-eye, monotonic ms.
+    """
+
+    parcel_id: int
+    t_ms: float
+
+
+@dataclass(frozen=True)
 class GateCommand:
     """Energise ``gate`` from ``open_at_ms`` to ``close_at_ms`` (monotonic ms).
 
@@ -433,7 +451,15 @@ class BadRead:
 
 
 Action = (
-    GateCommand | GateCancel | ParcelExited | Decision | OrphanRead | BadRead | BeltCommand | Alarm
+    Inducted
+    | GateCommand
+    | GateCancel
+    | ParcelExited
+    | Decision
+    | OrphanRead
+    | BadRead
+    | BeltCommand
+    | Alarm
 )
 
 

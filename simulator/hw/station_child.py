@@ -1,6 +1,6 @@
 """A station process for fail-safe tests: ``python -m simulator.hw.station_child CONFIG MODE``.
 
-Runs the real daemon entry point (:func:`edge.daemon.main`) on the config's pins. Once the
+Runs the real daemon entry point (:func:`edge.cli.main`) on the config's pins. Once the
 station has started it energises every gate (as a divert in progress would), prints
 ``ENERGISED`` and then, by ``MODE``:
 
@@ -17,12 +17,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from edge.daemon import StationDaemon, main
+from edge.cli import main
+from edge.daemon import StationDaemon
 
 
 def _energise_all(mode: str) -> Callable[[StationDaemon], None]:
     def hook(daemon: StationDaemon) -> None:
-        for gate in daemon.gates.values():
+        for gate in daemon.devices.gates.values():
             gate.energise()
         print("ENERGISED", flush=True)
         if mode == "crash":

@@ -43,9 +43,9 @@ def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:
     daemon.start()
     try:
         deadline = time.monotonic() + 10
-        while daemon.scanner.status()["state"] != "ok" and time.monotonic() < deadline:
+        while daemon.devices.scanner.status()["state"] != "ok" and time.monotonic() < deadline:
             time.sleep(0.01)
-        factory = daemon.pin_factory
+        factory = daemon.devices.pin_factory
         belt = Belt(
             speed_mm_s=2000,
             length_mm=1600,
@@ -62,7 +62,7 @@ def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:
         ]
         outcomes = belt.run(parcels)
         deadline = time.monotonic() + 10
-        while len(daemon.photos) < 3 and time.monotonic() < deadline:
+        while len(daemon.camera.photos) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         daemon.stop()
@@ -79,4 +79,4 @@ def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:
         ("unknown_rma", ("rfid:DD17380A", "RMA-X2")),
         ("no_read", ()),
     ]
-    assert [p.ok for p in daemon.photos] == [True, True, True]
+    assert [p.ok for p in daemon.camera.photos] == [True, True, True]

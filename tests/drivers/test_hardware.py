@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.cli import main
 from edge.config import SPI_PINS, load_config
-from edge.daemon import main
 
 HW = Path(__file__).resolve().parents[2] / "hardware"
 PINMAPS = sorted(HW.glob("pinmap-*.toml"))

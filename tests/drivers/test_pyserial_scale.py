@@ -13,10 +13,11 @@ import pytest
 
 from edge.config import ScaleSection
 from edge.drivers.pyserial_scale import PySerialScale
-from edge.drivers.registry import make_scale
+from edge.drivers.registry import BackendContext, make_scale
 from edge.drivers.scale import Checkweigher, Weighing, WeighingDetector, WeightReading
 from simulator.hw.indicator import ToledoIndicator, toledo_frame
-from tests.drivers.serial_fakes import FakeClock, Pty, wait_for
+from simulator.testing import ManualClock, station_config, wait_until
+from tests.drivers.serial_fakes import Pty
 from tests.drivers.test_toledo_format import A_KG3, KG, MOTION, OUT, B, C, frame
 
 STABLE_1234 = frame(A_KG3, B | KG, C, "001234")
@@ -87,7 +88,7 @@ def start_scale(scales: list[PySerialScale], url: str, **kwargs: Any) -> tuple[P
     scales.append(scale)
     scale.start(sink)
     # pyserial flushes the input buffer on open: write only once the port is open.
-    wait_for(lambda: scale.status()["state"] == "ok", what="port open")
+    wait_until(lambda: scale.status()["state"] == "ok", what="port open")
     return scale, sink
 
 
@@ -97,13 +98,13 @@ def test_implements_interface() -> None:
 
 def test_every_frame_kind_over_a_pty(ptys: Callable[[], Pty], scales: list[PySerialScale]) -> None:
     pty = ptys()
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     scale, sink = start_scale(scales, pty.path, clock=clock)
     pty.write(STABLE_1234)
     pty.write(frame(A_KG3, B | KG | MOTION, C, "000990"))
     pty.write(frame(A_KG3, B | KG | OUT, C, "999999"))
     pty.write(frame(0x20 | 0x08 | 4, B, C, "000250", tare=None))  # 2.50 lb, short form
-    wait_for(lambda: len(sink.grams()) == 4, what="four readings")
+    wait_until(lambda: len(sink.grams()) == 4, what="four readings")
     first, moving, over, pounds = sink.readings
     assert (first.weight_g, first.stable, first.load, first.t_ms) == (1234.0, True, "ok", 1000.0)
     assert (moving.weight_g, moving.stable) == (990.0, False)
@@ -130,8 +131,8 @@ def test_garbage_and_bad_frames_are_counted_and_never_delivered(
     bad_sum = STABLE_1234[:-1] + b"\x00"
     pty.write(b"\xffAT\r\n" + bad_sum + frame(A_KG3, B | KG, C, "00A234") + STABLE_1234[:9])
     pty.write(frame(A_KG3, B | KG, C | 5, "001234") + STABLE_1234)
-    wait_for(lambda: sink.grams() == [1234.0], what="the one good frame")
-    wait_for(lambda: scale.status()["bad_frames"] == 5, what="five bad frames")
+    wait_until(lambda: sink.grams() == [1234.0], what="the one good frame")
+    wait_until(lambda: scale.status()["bad_frames"] == 5, what="five bad frames")
     status = scale.status()
     counts = {k: status[k] for k in (
         "garbage_frames", "checksum_errors", "malformed_frames", "truncated_frames",
@@ -154,16 +155,16 @@ def test_silence_makes_the_scale_degraded_until_frames_come_back(
     ptys: Callable[[], Pty], scales: list[PySerialScale]
 ) -> None:
     pty = ptys()
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     scale, sink = start_scale(scales, pty.path, clock=clock, stale_after_ms=1000)
     pty.write(STABLE_1234)
-    wait_for(lambda: sink.grams() == [1234.0])
+    wait_until(lambda: sink.grams() == [1234.0])
     clock.advance(1001)
     status = scale.status()
     assert status["state"] == "degraded"
     assert status["last_error"] == "no valid weight frame for over 1000 ms"
     pty.write(STABLE_1234)
-    wait_for(lambda: len(sink.grams()) == 2)
+    wait_until(lambda: len(sink.grams()) == 2)
     assert scale.status()["state"] == "ok"
 
 
@@ -172,10 +173,10 @@ def test_a_checksum_mismatch_stream_says_why_it_is_silent(
 ) -> None:
     # The indicator sends no checksum but the station expects one: every frame is bad.
     pty = ptys()
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     scale, sink = start_scale(scales, pty.path, clock=clock)
     pty.write(frame(A_KG3, B | KG, C, "001234", checksum=False) * 3)
-    wait_for(lambda: scale.status()["bad_frames"] >= 2, what="bad frames")
+    wait_until(lambda: scale.status()["bad_frames"] >= 2, what="bad frames")
     clock.advance(1001)
     status = scale.status()
     assert sink.grams() == []
@@ -194,10 +195,10 @@ def test_unplug_and_replug_under_another_tty(
     link.symlink_to(pty1.path)
     scale, sink = start_scale(scales, str(link), reopen_backoff_s=(0.02, 0.2))
     pty1.write(STABLE_1234 + STABLE_1234[:12])
-    wait_for(lambda: sink.grams() == [1234.0], what="first reading")
-    wait_for(lambda: scale.status()["buffered_bytes"] == 12, what="partial frame buffered")
+    wait_until(lambda: sink.grams() == [1234.0], what="first reading")
+    wait_until(lambda: scale.status()["buffered_bytes"] == 12, what="partial frame buffered")
     pty1.close_master()  # unplug
-    wait_for(lambda: scale.status()["state"] == "degraded", what="degraded")
+    wait_until(lambda: scale.status()["state"] == "degraded", what="degraded")
     status = scale.status()
     assert "port lost" in str(status["last_error"])
     assert (status["partial_drops"], status["buffered_bytes"]) == (1, 0)
@@ -207,9 +208,9 @@ def test_unplug_and_replug_under_another_tty(
     tmp = link.with_name(link.name + ".new")
     tmp.symlink_to(pty2.path)
     os.replace(tmp, link)
-    wait_for(lambda: scale.status()["reopen_count"] == 1, what="reopened")
+    wait_until(lambda: scale.status()["reopen_count"] == 1, what="reopened")
     pty2.write(STABLE_1234[12:] + frame(A_KG3, B | KG, C, "000500"))
-    wait_for(lambda: len(sink.grams()) == 2, what="reading after replug")
+    wait_until(lambda: len(sink.grams()) == 2, what="reading after replug")
     assert sink.grams() == [1234.0, 500.0]  # the cut frame was never completed
     status = scale.status()
     assert (status["state"], status["device"], status["garbage_frames"]) == ("ok", pty2.path, 1)
@@ -251,14 +252,14 @@ def test_self_test_of_a_running_scale_uses_its_readings(
     ptys: Callable[[], Pty], scales: list[PySerialScale]
 ) -> None:
     pty = ptys()
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     scale, sink = start_scale(scales, pty.path, clock=clock)
     assert scale.self_test() == {
         "ok": False,
         "detail": "no valid weight frame for over 1000 ms",
     }
     pty.write(STABLE_1234)
-    wait_for(lambda: sink.grams() == [1234.0])
+    wait_until(lambda: sink.grams() == [1234.0])
     assert scale.self_test() == {"ok": True, "detail": "Toledo continuous: 1.234 kg gross, stable"}
 
 
@@ -276,16 +277,17 @@ def test_callback_errors_do_not_stop_the_reader(
     scale = PySerialScale(pty.path)
     scales.append(scale)
     scale.start(flaky)
-    wait_for(lambda: scale.status()["state"] == "ok")
+    wait_until(lambda: scale.status()["state"] == "ok")
     pty.write(STABLE_1234 * 2)
-    wait_for(lambda: got == [1234.0, 1234.0])
+    wait_until(lambda: got == [1234.0, 1234.0])
     assert scale.status()["callback_errors"] == 1
 
 
-def test_registry_builds_the_configured_backend(ptys: Callable[[], Pty]) -> None:
+def test_registry_builds_the_configured_backend(ptys: Callable[[], Pty], tmp_path: Path) -> None:
     pty = ptys()
     section = ScaleSection(url=pty.path, pos_mm=900, parity="E", bytesize=7, checksum=False)
-    scale = make_scale(section)
+    context = BackendContext(station_config(tmp_path, "loop://"))
+    scale = make_scale(section, context)
     assert isinstance(scale, PySerialScale)
     status = scale.status()
     assert (status["state"], status["port"], status["checksum"]) == ("stopped", pty.path, False)
@@ -305,13 +307,13 @@ def test_the_simulator_indicator_drives_the_real_driver_and_detector() -> None:
     scale.start(on_reading)
     try:
         indicator.start()
-        wait_for(lambda: scale.status()["readings"] >= 3, what="empty platform readings")
+        wait_until(lambda: scale.status()["readings"] >= 3, what="empty platform readings")
         indicator.set_load(600.0, stable=False)  # riding on
-        wait_for(lambda: detector.loaded, what="load seen")
+        wait_until(lambda: detector.loaded, what="load seen")
         indicator.set_load(850.0)
-        wait_for(lambda: len(weighings) == 1, what="a weighing")
+        wait_until(lambda: len(weighings) == 1, what="a weighing")
         indicator.set_load(0.0)
-        wait_for(lambda: not detector.loaded, what="platform empty")
+        wait_until(lambda: not detector.loaded, what="platform empty")
     finally:
         scale.stop()
         indicator.close()

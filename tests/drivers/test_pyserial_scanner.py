@@ -15,8 +15,9 @@ import pytest
 from edge.drivers.framing import ScanFrame
 from edge.drivers.pyserial_scanner import PySerialScanner
 from edge.drivers.scanner import BarcodeScanner
+from simulator.testing import ManualClock, wait_until
 from tests.cases import field_case
-from tests.drivers.serial_fakes import FakeClock, Pty, wait_for
+from tests.drivers.serial_fakes import Pty
 
 
 class Collector:
@@ -66,19 +67,19 @@ def start_scanner(
     scanners.append(scanner)
     scanner.start(sink)
     # pyserial flushes the input buffer on open: write only once the port is open.
-    wait_for(lambda: scanner.status()["state"] == "ok", what="port open")
+    wait_until(lambda: scanner.status()["state"] == "ok", what="port open")
     return scanner, sink
 
 
-def let_silence_pass(scanner: PySerialScanner, clock: FakeClock, silence_ms: float) -> None:
+def let_silence_pass(scanner: PySerialScanner, clock: ManualClock, silence_ms: float) -> None:
     """Wait until the reader buffered the fragment, then advance the clock past it."""
-    wait_for(lambda: scanner.status()["buffered_bytes"] != 0, what="fragment buffered")
+    wait_until(lambda: scanner.status()["buffered_bytes"] != 0, what="fragment buffered")
     before = scanner.status()["stale_drops"]
     clock.advance(silence_ms)
-    wait_for(lambda: scanner.status()["stale_drops"] != before, what="stale drop")
+    wait_until(lambda: scanner.status()["stale_drops"] != before, what="stale drop")
 
 
-def feed_case(pty: Pty, scanner: PySerialScanner, clock: FakeClock, chunks: list[Any]) -> None:
+def feed_case(pty: Pty, scanner: PySerialScanner, clock: ManualClock, chunks: list[Any]) -> None:
     for chunk in chunks:
         if isinstance(chunk, dict):
             let_silence_pass(scanner, clock, float(chunk["silence_ms"]))
@@ -102,12 +103,12 @@ def test_field_cases_over_pty(
 ) -> None:
     case = field_case(case_key)[index]
     pty = pty_factory()
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     scanner, sink = start_scanner(scanners, pty.path, clock=clock)
     feed_case(pty, scanner, clock, case["chunks_hex"])
     pty.write(b"END\r")  # sentinel: everything before it has been framed
     expected = [*case["expect_codes"], "END"]
-    wait_for(lambda: sink.codes() == expected, what=f"codes {expected}")
+    wait_until(lambda: sink.codes() == expected, what=f"codes {expected}")
     for never in case.get("never_emit", []):
         assert never not in sink.codes()
     status = scanner.status()
@@ -122,9 +123,9 @@ def test_c3_stale_fragment_with_real_clock(
     pty = pty_factory()
     scanner, sink = start_scanner(scanners, pty.path, inter_byte_timeout_ms=40)
     pty.write(b"ABC")
-    wait_for(lambda: scanner.status()["stale_drops"] == 1, what="stale drop")
+    wait_until(lambda: scanner.status()["stale_drops"] == 1, what="stale drop")
     pty.write(b"DEF\r")
-    wait_for(lambda: sink.codes() == ["DEF"], what="DEF")
+    wait_until(lambda: sink.codes() == ["DEF"], what="DEF")
     assert scanner.status()["buffered_bytes"] == 0
 
 
@@ -135,7 +136,7 @@ def test_c5_counts_noise_and_probe(
     scanner, sink = start_scanner(scanners, pty.path)
     pty.write(bytes.fromhex("FF0041540D"))
     pty.write(b"\x00RMA-000124\r")
-    wait_for(lambda: sink.codes() == ["RMA-000124"], what="code")
+    wait_until(lambda: sink.codes() == ["RMA-000124"], what="code")
     assert sink.frames[0].had_noise
     status = scanner.status()
     assert status["ignored_frames"] == 1
@@ -149,8 +150,8 @@ def test_garbled_read_is_dropped_and_counted(
     scanner, sink = start_scanner(scanners, pty.path)
     pty.write(b"RMA-000\xb123\r")
     pty.write(b"RMA-000125\r")
-    wait_for(lambda: sink.codes() == ["RMA-000125"], what="code")
-    wait_for(lambda: scanner.status()["garbled_drops"] == 1, what="garbled count")
+    wait_until(lambda: sink.codes() == ["RMA-000125"], what="code")
+    wait_until(lambda: scanner.status()["garbled_drops"] == 1, what="garbled count")
     assert sink.codes() == ["RMA-000125"]
     assert scanner.status()["noise_frames"] == 1
 
@@ -162,7 +163,7 @@ def test_gs1_scan_keeps_gs_and_splits_aim(
     pty = pty_factory()
     _, sink = start_scanner(scanners, pty.path)
     pty.write(scan)
-    wait_for(lambda: len(sink.codes()) == 1, what="GS1 scan")
+    wait_until(lambda: len(sink.codes()) == 1, what="GS1 scan")
     assert sink.frames[0].symbology == "]C1"
     assert sink.frames[0].code == "01095011010209171725123110ABC123\x1d21SN0001"
 
@@ -181,9 +182,9 @@ def test_callback_exception_does_not_kill_reader(
     scanner = PySerialScanner(pty.path)
     scanners.append(scanner)
     scanner.start(flaky)
-    wait_for(lambda: scanner.status()["state"] == "ok", what="port open")
+    wait_until(lambda: scanner.status()["state"] == "ok", what="port open")
     pty.write(b"BOOM\rRMA-000125\r")
-    wait_for(lambda: got == ["BOOM", "RMA-000125"], what="both codes")
+    wait_until(lambda: got == ["BOOM", "RMA-000125"], what="both codes")
     assert scanner.status()["callback_errors"] == 1
     assert scanner.status()["state"] == "ok"
 
@@ -212,7 +213,7 @@ def test_loop_url_opens() -> None:
     scanner = PySerialScanner("loop://")
     scanner.start(lambda frame: None)
     try:
-        wait_for(lambda: scanner.status()["state"] == "ok", what="loop:// open")
+        wait_until(lambda: scanner.status()["state"] == "ok", what="loop:// open")
         assert scanner.status()["device"] is None
     finally:
         scanner.stop()
@@ -226,16 +227,16 @@ def test_missing_device_degraded_until_it_appears(
     scanners.append(scanner)
     sink = Collector()
     scanner.start(sink)
-    wait_for(lambda: scanner.status()["open_failures"] not in (0, 1), what="open retries")
+    wait_until(lambda: scanner.status()["open_failures"] not in (0, 1), what="open retries")
     status = scanner.status()
     assert status["state"] == "degraded"
     assert "open failed" in str(status["last_error"])
     pty = pty_factory()
     link.symlink_to(pty.path)
-    wait_for(lambda: scanner.status()["state"] == "ok", what="port open")
+    wait_until(lambda: scanner.status()["state"] == "ok", what="port open")
     assert scanner.status()["reopen_count"] == 0  # first successful open
     pty.write(b"RMA-000126\r")
-    wait_for(lambda: sink.codes() == ["RMA-000126"], what="code")
+    wait_until(lambda: sink.codes() == ["RMA-000126"], what="code")
 
 
 def _repoint(link: Path, target: str) -> None:
@@ -254,11 +255,11 @@ def test_unplug_and_replug_under_another_tty(
     assert scanner.status()["device"] == pty1.path
 
     pty1.write(b"RMA-000001\rRMA-PART")
-    wait_for(lambda: sink.codes() == ["RMA-000001"], what="first code")
-    wait_for(lambda: scanner.status()["buffered_bytes"] == 8, what="partial buffered")
+    wait_until(lambda: sink.codes() == ["RMA-000001"], what="first code")
+    wait_until(lambda: scanner.status()["buffered_bytes"] == 8, what="partial buffered")
 
     pty1.close_master()  # unplug
-    wait_for(lambda: scanner.status()["state"] == "degraded", what="degraded")
+    wait_until(lambda: scanner.status()["state"] == "degraded", what="degraded")
     status = scanner.status()
     assert "port lost" in str(status["last_error"])
     assert status["partial_drops"] == 1
@@ -267,13 +268,13 @@ def test_unplug_and_replug_under_another_tty(
 
     pty2 = pty_factory()  # replug: may get another /dev/pts number
     _repoint(link, pty2.path)
-    wait_for(lambda: scanner.status()["state"] == "ok", what="reopened")
+    wait_until(lambda: scanner.status()["state"] == "ok", what="reopened")
     status = scanner.status()
     assert status["reopen_count"] == 1
     assert status["device"] == pty2.path
 
     pty2.write(b"TIAL\rRMA-000002\r")
-    wait_for(lambda: len(sink.codes()) == 3, what="codes after replug")
+    wait_until(lambda: len(sink.codes()) == 3, what="codes after replug")
     assert sink.codes() == ["RMA-000001", "TIAL", "RMA-000002"]
     assert "RMA-PARTTIAL" not in sink.codes()
     status = scanner.status()

@@ -6,9 +6,6 @@ The real ``mfrc522`` library runs against :mod:`simulator.hw.mfrc522_emu` throug
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,15 +22,8 @@ from edge.drivers.rfid import (
 )
 from edge.sorter.model import distinct
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
+from simulator.testing import wait_until
 from tests.cases import field_case
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.005)
 
 
 # -- C1: UID identity -------------------------------------------------------------------
@@ -149,14 +139,14 @@ def test_c2_polling_thread_reports_one_read_per_presence_episode(
     chip.place(tag)
     reader.start(events.append)
     try:
-        wait_for(lambda: reader.status()["present"] == ["047DB1A2B3C4D5"])
+        wait_until(lambda: reader.status()["present"] == ["047DB1A2B3C4D5"])
         polls = int(reader.status()["polls"])
-        wait_for(lambda: int(reader.status()["polls"]) >= polls + 5)
+        wait_until(lambda: int(reader.status()["polls"]) >= polls + 5)
         assert len([e for e in events if isinstance(e, TagRead)]) == 1  # resting tag: one read
         chip.remove(tag)
-        wait_for(lambda: reader.status()["present"] == [])  # 3 missed polls end the episode
+        wait_until(lambda: reader.status()["present"] == [])  # 3 missed polls end the episode
         chip.place(tag)
-        wait_for(lambda: len([e for e in events if isinstance(e, TagRead)]) == 2)
+        wait_until(lambda: len([e for e in events if isinstance(e, TagRead)]) == 2)
     finally:
         reader.stop()
     reads = [e for e in events if isinstance(e, TagRead)]
@@ -174,14 +164,14 @@ def test_c2_a_bus_call_that_never_returns_is_reported_not_waited_for(
     events: list[TagRead | TagReadFailed] = []
     reader.start(events.append)
     try:
-        wait_for(lambda: reader.status()["polls"] >= 2)  # type: ignore[operator]
+        wait_until(lambda: reader.status()["polls"] >= 2)  # type: ignore[operator]
         chip.hang.set()  # the next SPI transfer blocks
-        wait_for(lambda: reader.status()["stalled"] is True)
+        wait_until(lambda: reader.status()["stalled"] is True)
         st = reader.status()
         assert st["state"] == "degraded" and st["last_error"] == "poll stuck in a bus call"
         chip.hang.clear()
         chip.release.set()
-        wait_for(lambda: reader.status()["stalled"] is False)
+        wait_until(lambda: reader.status()["stalled"] is False)
     finally:
         reader.stop()
 
@@ -194,13 +184,13 @@ def test_poll_past_its_deadline_is_a_timeout_and_errors_reinit_the_chip(
     chip.spi_errors = 3  # three failing polls in a row
     reader.start(events.append)
     try:
-        wait_for(lambda: reader.status()["reinits"] == 1)
-        wait_for(lambda: reader.status()["state"] == "ok")
+        wait_until(lambda: reader.status()["reinits"] == 1)
+        wait_until(lambda: reader.status()["state"] == "ok")
         st = reader.status()
         # resets: the soft reset of the first init, then NRSTPD pulse + soft reset of re-init
         assert (st["poll_errors"], st["reinits"], chip.resets) == (3, 1, 3)
         chip.place(VirtualTag(bytes.fromhex("DD17380A")))
-        wait_for(lambda: any(isinstance(e, TagRead) for e in events))
+        wait_until(lambda: any(isinstance(e, TagRead) for e in events))
     finally:
         reader.stop()
     assert [e.uid for e in events if isinstance(e, TagRead)] == ["DD17380A"]
@@ -275,14 +265,14 @@ def test_unplugged_reader_is_reported_and_read_again_once_back(
     reader.start(events.append)
     try:
         chip.unplugged = True  # MISO reads 00h: no interrupt bit ever comes
-        wait_for(lambda: str(reader.status()["last_error"]).startswith("re-init failed"))
+        wait_until(lambda: str(reader.status()["last_error"]).startswith("re-init failed"))
         st = reader.status()
         assert st["state"] == "degraded"
         assert st["last_error"] == "re-init failed: VersionReg 00h after reset"
         assert [(type(e).__name__, e.reason) for e in events][:1] == [("TagReadFailed", "timeout")]
         chip.unplugged = False
         chip.place(VirtualTag(bytes.fromhex("0102030405060708090A"), sak=0x20))
-        wait_for(lambda: any(isinstance(e, TagRead) for e in events))
+        wait_until(lambda: any(isinstance(e, TagRead) for e in events))
         assert reader.status()["state"] == "ok"
     finally:
         reader.stop()

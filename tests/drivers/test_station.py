@@ -11,52 +11,22 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge.config import StationConfig
-from edge.daemon import StationDaemon, check_config, main
+from edge.daemon import StationDaemon
 from edge.drivers.rfid import TagRead
 from edge.sorter.model import Reason
 from simulator.hw.camera import write_video
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
 from simulator.hw.pins import ENV_LOG, last_states, read_log
+from simulator.testing import ManualClock, station_config_data, video_camera, wait_until
 from tests.cases import field_case
-from tests.stations import config_data
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class VirtualClock:
-    """Monotonic ms the test sets: edges get exact timestamps whatever the machine load."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def pty_path() -> Iterator[str]:
-    master, slave = os.openpty()
-    try:
-        yield os.ttyname(slave)
-    finally:
-        os.close(master)
-        os.close(slave)
 
 
 def events_in_outbox(daemon: StationDaemon) -> list[dict[str, Any]]:
@@ -65,24 +35,26 @@ def events_in_outbox(daemon: StationDaemon) -> list[dict[str, Any]]:
 
 # -- C7: photo-eye bounce through the daemon --------------------------------------------------
 def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
-    tmp_path: Path, pty_path: str, chip: MFRC522Emulator
+    tmp_path: Path, scanner_pty: str, chip: MFRC522Emulator
 ) -> None:
     case = field_case("C7_gpio")[0]
-    clock = VirtualClock()
+    clock = ManualClock()
     cfg = StationConfig.model_validate(
-        config_data(tmp_path, pty_path, rfid={"backend": "mfrc522", "poll_deadline_ms": 50})
+        station_config_data(
+            tmp_path, scanner_pty, rfid={"backend": "mfrc522", "poll_deadline_ms": 50}
+        )
     )
     daemon = StationDaemon(cfg, clock=clock)
-    eye = daemon.pin_factory.pin(4)
+    eye = daemon.devices.pin_factory.pin(4)
     daemon.start()
     try:
         # C2: a reader whose bus call never returns must not hold up the decision.
         chip.hang.set()
         for t_ms, level in case["photo_eye_edges_ms"]:
-            clock.t = float(t_ms)
+            clock.set(float(t_ms))
             eye.drive_high() if level == "blocked" else eye.drive_low()
-        clock.t = 10_000.0
-        wait_for(lambda: len(events_in_outbox(daemon)) == 1)
+        clock.set(10_000.0)
+        wait_until(lambda: len(events_in_outbox(daemon)) == 1, timeout_s=20.0)
         assert daemon.core.counters["inducted"] == case["expect_parcels"] == 1
         (event,) = events_in_outbox(daemon)
         assert case["expect_length_ms_approx"] == 150
@@ -96,21 +68,15 @@ def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
 
 # -- devices, self-test and degraded running ------------------------------------------------
 def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
-    tmp_path: Path, pty_path: str, chip: MFRC522Emulator
+    tmp_path: Path, scanner_pty: str, chip: MFRC522Emulator
 ) -> None:
     video = write_video(tmp_path / "cam.avi", list(range(1, 40)))
     cfg = StationConfig.model_validate(
-        config_data(
+        station_config_data(
             tmp_path,
-            pty_path,
+            scanner_pty,
             rfid={"backend": "mfrc522", "poll_interval_ms": 5},
-            camera={
-                "backend": "opencv",
-                "source": str(video),
-                "api": "ffmpeg",
-                "timestamps": "read",
-                "flush_frames": 1,
-            },
+            camera=video_camera(video),
         )
     )
     daemon = StationDaemon(cfg)
@@ -124,11 +90,11 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
     daemon.start()
     try:
         chip.place(VirtualTag(bytes.fromhex("047DB1A2B3C4D5"), sak=0x00))
-        wait_for(lambda: any(isinstance(e, TagRead) for e in daemon.rfid_events))
-        eye = daemon.pin_factory.pin(4)
+        wait_until(lambda: any(isinstance(e, TagRead) for e in daemon.rfid_events), timeout_s=20.0)
+        eye = daemon.devices.pin_factory.pin(4)
         eye.drive_high()
-        wait_for(lambda: len(daemon.photos) == 1)
-        wait_for(lambda: daemon.scanner.status()["state"] == "ok")
+        wait_until(lambda: len(daemon.camera.photos) == 1, timeout_s=20.0)
+        wait_until(lambda: daemon.devices.scanner.status()["state"] == "ok", timeout_s=20.0)
         eye.drive_low()
         assert daemon.capabilities() == [
             "induct",
@@ -142,15 +108,15 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
         daemon.stop()
     reads = [e for e in daemon.rfid_events if isinstance(e, TagRead)]
     assert [(r.uid, r.episode) for r in reads] == [("047DB1A2B3C4D5", 1)]
-    assert (daemon.photos[0].ok, daemon.photos[0].rejected) == (True, ())
+    assert (daemon.camera.photos[0].ok, daemon.camera.photos[0].rejected) == (True, ())
 
 
 def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_gate(
-    tmp_path: Path, pty_path: str
+    tmp_path: Path, scanner_pty: str
 ) -> None:
-    data = config_data(
+    data = station_config_data(
         tmp_path,
-        pty_path,
+        scanner_pty,
         rfid={"backend": "mfrc522", "spi_bus": 1, "rst_pin": 5},  # nothing on SPI1
         camera={"backend": "opencv", "source": str(tmp_path / "no-camera.avi"), "api": "ffmpeg"},
         stack_light={"green_pin": 23, "amber_pin": 24, "red_pin": 12},
@@ -177,18 +143,20 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
         assert daemon.capabilities() == ["lane:recycle"]  # no induct: nothing will divert
         daemon.start()  # it still runs (status published, RMAs synced), visibly degraded
         assert daemon.alive() is True
-        pin = daemon.pin_factory.pin
+        pin = daemon.devices.pin_factory.pin
         assert [pin(n).state for n in (23, 24, 12)] == [0, 0, 1]  # red: cannot sort
-        assert list(daemon.gates) == ["recycle"]
+        assert list(daemon.devices.gates) == ["recycle"]
         assert [lane.name for lane in daemon.core.config.lanes] == ["recycle", "quarantine"]
     finally:
         daemon.stop()
 
 
-def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_path: str) -> None:
-    data = config_data(
+def test_outputs_off_at_start_on_while_running_off_at_stop(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    data = station_config_data(
         tmp_path,
-        pty_path,
+        scanner_pty,
         belt_run={"pin": 23},
         stack_light={"green_pin": 5, "amber_pin": 6, "red_pin": 13},
         encoder={"pin_a": 20, "pin_b": 21, "mm_per_pulse": 2.5},
@@ -196,19 +164,19 @@ def test_outputs_off_at_start_on_while_running_off_at_stop(tmp_path: Path, pty_p
     data["lanes"][0]["confirm_pin"] = 24
     data["lanes"][0]["full_pin"] = 12
     daemon = StationDaemon(StationConfig.model_validate(data))
-    pin = daemon.pin_factory.pin
+    pin = daemon.devices.pin_factory.pin
     assert [pin(n).state for n in (23, 5, 6, 13)] == [0, 0, 0, 0]
     daemon.start()
     try:
         assert pin(23).state == 1  # belt runs
-        wait_for(lambda: daemon.scanner.status()["state"] == "ok")
+        wait_until(lambda: daemon.devices.scanner.status()["state"] == "ok", timeout_s=20.0)
         daemon.update_stack_light()  # the main loop does this every 0.5 s
         assert [pin(n).state for n in (5, 6, 13)] == [1, 0, 0]  # green: all devices ok
         assert daemon.alive() is True
         pin(24).drive_high()
         pin(12).drive_high()
-        wait_for(lambda: len(daemon.lane_input_events) == 2)
-        assert [(n, a) for n, _, a in daemon.lane_input_events] == [
+        wait_until(lambda: len(daemon.lane_input_events) == 2, timeout_s=20.0)
+        assert [(e.name, e.active) for e in daemon.lane_input_events] == [
             ("restock.confirm", True),
             ("restock.full", True),
         ]
@@ -226,7 +194,7 @@ def run_child(
 ) -> tuple[subprocess.Popen[str], Path]:
     log_path = tmp_path / "pins.log"
     cfg = tmp_path / "station.toml"
-    data = config_data(tmp_path, str(tmp_path / "no-scanner"))
+    data = station_config_data(tmp_path, str(tmp_path / "no-scanner"))
     lines = [
         f'[station]\nid = "st1"\nsite = "s1"\ndata_dir = "{tmp_path / "data"}"',
         '[mqtt]\nport = 1\n[gpio]\npin_factory = "mock"\n[photo_eye]\npin = 4',
@@ -287,29 +255,8 @@ def test_c7_gates_are_de_energised_before_the_process_exits(tmp_path: Path, mode
         assert "RuntimeError: injected crash with gates energised" in stderr
 
 
-# -- check-config -----------------------------------------------------------------------------
-def test_check_config_prints_a_summary_or_the_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert check_config(str(REPO / "hardware" / "station.example.toml")) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("station station1 at site site1")
-    assert "lane quarantine: end of belt at 4000.0 mm (no gate)" in out
-    bad = tmp_path / "bad.toml"
-    bad.write_text(
-        (REPO / "hardware" / "station.example.toml")
-        .read_text()
-        .replace("[belt]", "[belt]\nspeed = 3")
-        .replace("pin = 4\n", "pin = 4\nblocked_levl = 1\n")
-    )
-    assert main(["check-config", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert "belt.speed: Extra inputs are not permitted" in err
-    assert "photo_eye.blocked_levl: Extra inputs are not permitted" in err
-
-
-def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path: str) -> None:
-    data = config_data(tmp_path, pty_path, rfid={"backend": "mfrc522"})
+def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, scanner_pty: str) -> None:
+    data = station_config_data(tmp_path, scanner_pty, rfid={"backend": "mfrc522"})
     data["lanes"][0]["gate_pin"] = 10  # SPI0 MOSI
     with pytest.raises(
         ValueError,
@@ -317,7 +264,7 @@ def test_spi_pins_and_shared_pins_are_rejected_by_name(tmp_path: Path, pty_path:
         r"lanes\.restock\.gate_pin \(GPIO10\)",
     ):
         StationConfig.model_validate(data)
-    data = config_data(tmp_path, pty_path, belt_run={"pin": 4})
+    data = station_config_data(tmp_path, scanner_pty, belt_run={"pin": 4})
     with pytest.raises(ValueError, match=r"GPIO4 is used twice: photo_eye\.pin and belt_run\.pin"):
         StationConfig.model_validate(data)
 
@@ -332,7 +279,7 @@ def test_backend_is_never_replaced_when_its_library_is_missing(tmp_path: Path) -
         "d = StationDaemon(StationConfig.model_validate(json.loads(sys.argv[1])))\n"
         "print(json.dumps(d.status()['devices']['rfid'])); d.stop()\n"
     )
-    data = config_data(tmp_path, str(tmp_path / "no-scanner"), rfid={"backend": "mfrc522"})
+    data = station_config_data(tmp_path, str(tmp_path / "no-scanner"), rfid={"backend": "mfrc522"})
     out = subprocess.run(
         [sys.executable, "-c", script, json.dumps(data)],
         cwd=REPO,

@@ -13,37 +13,20 @@ from edge.sorter import (
     RmaRecord,
     SorterCore,
 )
-from edge.sorter.model import OrphanRead, RmaLineRecord
-from tests.sorter.support import Directory as SorterDirectory
-from tests.sorter.support import line as sorter_line
-from tests.sorter.support import rma as sorter_rma
+from edge.sorter.model import OrphanRead
+from simulator.testing import Directory, demo_belt, line
+from simulator.testing import rma as kit_rma
 
 LANES = (
     LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
     LaneSpec("recycle", Disposition.RECYCLE, 2300.0, "recycle"),
     LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
 )
-CFG = BeltConfig(
-    speed_mm_s=1000.0,
-    scan_pos_mm=400.0,
-    scan_tol_mm=50.0,
-    lanes=LANES,
-    gate_stroke_ms=60.0,
-    gate_margin_ms=40.0,
-    debounce_ms=5.0,
-)
+CFG = demo_belt(lanes=LANES)
 
 
 def rma(number: str, state: str, revision: int) -> RmaRecord:
-    return RmaRecord(number, state, revision, lines=(RmaLineRecord("SKU-1", 1),))
-
-
-class Directory:
-    def __init__(self, *rmas: RmaRecord) -> None:
-        self.rmas = {r.number: r for r in rmas}
-
-    def lookup_rma(self, number: str) -> RmaRecord | None:
-        return self.rmas.get(number)
+    return kit_rma(number, state=state, revision=revision, reason=None)
 
 
 def drive(core: SorterCore, t0: float, length_mm: float, codes: list[str]) -> list[object]:
@@ -171,8 +154,8 @@ def test_belt_config_requires_one_end_of_line_quarantine() -> None:
 C4_DATA = "0109501101020917" + "17251231" + "10ABC123" + "\x1d" + "21SN0001"
 
 
-def _c4_directory() -> SorterDirectory:
-    return SorterDirectory(sorter_rma("RMA-1", sorter_line(gtin="09501101020917", serial="SN0001")))
+def _c4_directory() -> Directory:
+    return Directory(kit_rma("RMA-1", line(gtin="09501101020917", serial="SN0001")))
 
 
 ITEM = "gs1:09501101020917/SN0001"

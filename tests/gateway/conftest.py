@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -23,22 +22,7 @@ from gateway.main import create_app
 from gateway.services.reasons import seed_reasons
 from gateway.settings import Settings
 from protocol import ParcelEvent
-
-T = TypeVar("T")
-
-
-def wait_until(
-    predicate: Callable[[], T], *, timeout_s: float = 10.0, what: str = "condition"
-) -> T:
-    """Poll ``predicate`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
+from simulator.testing import wait_until
 
 
 class MqttProbe:

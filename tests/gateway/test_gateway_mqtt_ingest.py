@@ -16,6 +16,7 @@ from gateway.db import Database
 from gateway.models import DeadLetter, StationEvent
 from gateway.mqtt_bridge import MqttBridge
 from protocol import ParcelEvent, StationStatus, Topics, encode
+from simulator.testing import start_bridge
 
 pytestmark = pytest.mark.broker
 
@@ -40,12 +41,8 @@ def make_bridge(mqtt_broker: Any, site: str) -> Iterator[Callable[..., MqttBridg
     made: list[MqttBridge] = []
 
     def factory(sessions: Any, **kwargs: Any) -> MqttBridge:
-        bridge = MqttBridge(
-            host=mqtt_broker.host, port=mqtt_broker.port, site=site, sessions=sessions, **kwargs
-        )
-        bridge.start()
+        bridge = start_bridge(mqtt_broker.host, mqtt_broker.port, site, sessions, **kwargs)
         made.append(bridge)
-        assert bridge.wait_ready(10), "bridge did not subscribe"
         return bridge
 
     yield factory

@@ -19,10 +19,8 @@ from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from protocol import RmaAnnouncement, RmaLine
 from simulator.procs import MosquittoBroker, mosquitto_binary
-from tests.gateway.conftest import (  # make_probe: the same fixture here
-    make_probe,  # noqa: F401
-    wait_until,
-)
+from simulator.testing import start_bridge, wait_until
+from tests.gateway.conftest import make_probe  # noqa: F401  (the same fixture here)
 
 
 def ann(number: str, revision: int, state: str = "authorized", lines: int = 1) -> RmaAnnouncement:
@@ -99,10 +97,8 @@ def make_bridge(
         kwargs.setdefault("port", mqtt_broker.port)
         kwargs.setdefault("site", site)
         kwargs.setdefault("sessions", gateway_db.sessions)
-        bridge = MqttBridge(**kwargs)
-        bridge.start()
+        bridge = start_bridge(**kwargs)
         made.append(bridge)
-        assert bridge.wait_ready(10), "bridge did not subscribe"
         return bridge
 
     yield factory

@@ -22,7 +22,7 @@ from gateway.services.revisions import ensure_site
 from gateway.services.rmas import create_rma
 from gateway.settings import Settings
 from simulator.procs import free_port
-from tests.gateway.conftest import wait_until
+from simulator.testing import wait_until
 from tests.link.conftest import HARDWARE, ConfiguredBroker
 
 pytestmark = pytest.mark.broker

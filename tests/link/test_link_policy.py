@@ -13,7 +13,7 @@ from edge.sorter.policy import Policy, default_policy, policy_from_mapping, poli
 from gateway.main import create_app
 from gateway.settings import Settings
 from protocol.policy import DispositionPolicy
-from tests.gateway.conftest import wait_until
+from simulator.testing import wait_until
 
 pytestmark = pytest.mark.broker
 KEY = "policy-test-admin-key-0123456789"

@@ -19,7 +19,7 @@ from edge.link import StationLink
 from edge.store import StationStore
 from protocol import StationStatus, Topics, decode, encode
 from simulator.procs import free_port
-from tests.gateway.conftest import wait_until
+from simulator.testing import wait_until
 from tests.link.conftest import HARDWARE, ConfiguredBroker, ann
 
 pytestmark = pytest.mark.broker

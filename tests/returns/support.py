@@ -75,20 +75,6 @@ def need_pdftoppm() -> None:
         pytest.skip("needs pdftoppm (poppler-utils)")
 
 
-def wait_for(predicate: Any, *, timeout_s: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy, or fail at the deadline."""
-    import time as _time
-
-    deadline = _time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if _time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        _time.sleep(0.05)
-
-
 ADMIN_KEY = "returns-test-admin-key-0123456789"
 ADMIN = {"X-API-Key": ADMIN_KEY}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from simulator.testing import wait_until
 from tests.returns.support import (
     LiveGateway,
     line,
     need_pdftoppm,
     order_body,
     today_utc,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
@@ -112,7 +112,7 @@ def test_customer_returns_one_of_two_items_and_prints_the_label(
     order = gateway.api.get(f"/api/v1/orders/{ref}").json()
     assert [ln["returnable"] for ln in order["lines"]] == [0, 1]
 
-    cached = wait_for(lambda: station.store.lookup_rma(number), what="RMA in the station cache")
+    cached = wait_until(lambda: station.store.lookup_rma(number), what="RMA in the station cache")
     assert (cached.state, [ln.sku for ln in cached.lines]) == ("authorized", ["SHIRT-M"])
 
 

@@ -11,8 +11,8 @@ import yaml
 
 from edge.sorter.model import BeltConfig, Disposition, LaneSpec
 from edge.sorter.policy import Policy, default_policy
+from simulator.testing import Directory, line, rma
 from simulator.vbelt import VParcel, run_virtual
-from tests.sorter.support import Directory, line, rma
 
 HERE = Path(__file__).parent
 FILES = sorted(HERE.glob("*.yaml"))

@@ -29,7 +29,7 @@ from protocol.messages import (
     encode,
 )
 from simulator.procs import free_port
-from tests.gateway.conftest import wait_until
+from simulator.testing import wait_until
 from tests.link.conftest import (
     HARDWARE,
     ConfiguredBroker,

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from edge.sorter import SorterCore
 from edge.sorter.model import Decision, OrphanRead, Reason
-from tests.sorter.support import Directory, belt, rma
+from simulator.testing import Directory, demo_belt, rma
 
 
 def run(core: SorterCore, feed: dict[float, list[tuple[str, str]]]) -> list[object]:
@@ -30,7 +30,9 @@ def decision(actions: list[object]) -> Decision:
 
 
 def test_scanner_no_read_camera_read_identifies_and_records_the_source() -> None:
-    d = decision(run(SorterCore(belt(), Directory(rma("RMA-1"))), {310.0: [("camera", "RMA-1")]}))
+    d = decision(
+        run(SorterCore(demo_belt(), Directory(rma("RMA-1"))), {310.0: [("camera", "RMA-1")]})
+    )
     assert (d.lane.name, d.reason, d.rma_number) == ("restock", Reason.MATCHED, "RMA-1")
     assert d.reads == ("camera:RMA-1",)
     assert dict(d.inputs)["barcode_source"] == "camera"
@@ -39,7 +41,7 @@ def test_scanner_no_read_camera_read_identifies_and_records_the_source() -> None
 
 def test_scanner_and_camera_agree_is_one_read() -> None:
     feed = {310.0: [("camera", "RMA-1")], 500.0: [("scanner", "RMA-1")]}
-    d = decision(run(SorterCore(belt(), Directory(rma("RMA-1"))), feed))
+    d = decision(run(SorterCore(demo_belt(), Directory(rma("RMA-1"))), feed))
     assert d.reason == Reason.MATCHED
     assert dict(d.inputs)["barcode_source"] == "camera+scanner"
     assert set(d.reads) == {"RMA-1", "camera:RMA-1"}
@@ -47,7 +49,7 @@ def test_scanner_and_camera_agree_is_one_read() -> None:
 
 def test_camera_disagreeing_with_the_scanner_is_a_conflict() -> None:
     feed = {310.0: [("camera", "RMA-2")], 500.0: [("scanner", "RMA-1")]}
-    core = SorterCore(belt(), Directory(rma("RMA-1"), rma("RMA-2")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1"), rma("RMA-2")))
     d = decision(run(core, feed))
     assert d.reason == Reason.CONFLICTING_READS
     assert d.rma_number is None
@@ -55,7 +57,7 @@ def test_camera_disagreeing_with_the_scanner_is_a_conflict() -> None:
 
 
 def test_camera_read_after_the_decision_is_an_orphan() -> None:
-    core = SorterCore(belt(), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
     actions = run(core, {5000.0: [("camera", "RMA-1")]})
     d = decision(actions)
     assert d.reason == Reason.NO_READ
@@ -66,7 +68,9 @@ def test_camera_read_after_the_decision_is_an_orphan() -> None:
 
 
 def test_scanner_only_decisions_carry_no_barcode_source() -> None:
-    d = decision(run(SorterCore(belt(), Directory(rma("RMA-1"))), {500.0: [("scanner", "RMA-1")]}))
+    d = decision(
+        run(SorterCore(demo_belt(), Directory(rma("RMA-1"))), {500.0: [("scanner", "RMA-1")]})
+    )
     assert d.reason == Reason.MATCHED
     assert d.reads == ("RMA-1",)
     assert "barcode_source" not in dict(d.inputs)
@@ -93,7 +97,7 @@ def test_any_mix_of_readers_one_code_matches_two_codes_conflict(
         feed.setdefault(t, []).append((source, "RMA-1"))
     if other is not None:
         feed.setdefault(other[1], []).append((other[0], "RMA-2"))
-    d = decision(run(SorterCore(belt(), Directory(rma("RMA-1"), rma("RMA-2"))), feed))
+    d = decision(run(SorterCore(demo_belt(), Directory(rma("RMA-1"), rma("RMA-2"))), feed))
     if other is not None and scans:
         assert d.reason == Reason.CONFLICTING_READS and d.rma_number is None
     elif scans:

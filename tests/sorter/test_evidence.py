@@ -17,7 +17,7 @@ from edge.sorter.policy import (
     policy_to_mapping,
 )
 from protocol.messages import Evidence
-from tests.sorter.support import Directory, belt, line, rma
+from simulator.testing import Directory, demo_belt, line, rma
 
 EAN_SHOE = "4006381333931"  # a real EAN-13
 EAN_SOCK = "9780201310054"
@@ -56,7 +56,7 @@ TWO_LINES = rma(
 
 
 def test_a_retail_code_beside_the_label_is_the_product_not_a_second_label() -> None:
-    core = SorterCore(belt(), Directory(TWO_LINES))
+    core = SorterCore(demo_belt(), Directory(TWO_LINES))
     d = decision(drive(core, 0.0, ["RMA-1", "]E0" + EAN_SHOE]))
     assert d.reason is Reason.UNVERIFIED  # the socks line shows nothing: inspected
     assert units(d) == [
@@ -70,7 +70,7 @@ def test_a_retail_code_beside_the_label_is_the_product_not_a_second_label() -> N
 
 
 def test_both_lines_shown_verify_both_units_and_the_parcel_is_sorted() -> None:
-    core = SorterCore(belt(), Directory(TWO_LINES))
+    core = SorterCore(demo_belt(), Directory(TWO_LINES))
     d = decision(drive(core, 0.0, ["RMA-1", EAN_SOCK, "]E0" + EAN_SHOE]))
     assert (d.reason, d.lane.name) == (Reason.MATCHED, "restock")
     assert units(d) == [(1, 1, "gtin", True, "0" + EAN_SHOE), (2, 1, "gtin", True, "0" + EAN_SOCK)]
@@ -78,7 +78,7 @@ def test_both_lines_shown_verify_both_units_and_the_parcel_is_sorted() -> None:
 
 
 def test_label_only_on_a_two_line_rma_claims_one_unit_of_each_line_unverified() -> None:
-    core = SorterCore(belt(), Directory(TWO_LINES))
+    core = SorterCore(demo_belt(), Directory(TWO_LINES))
     d = decision(drive(core, 0.0, ["RMA-1"]))
     assert units(d) == [(1, 1, "label", False, None), (2, 1, "label", False, None)]
     assert (d.reason, d.lane.name) == (Reason.UNVERIFIED, "quarantine")
@@ -86,7 +86,7 @@ def test_label_only_on_a_two_line_rma_claims_one_unit_of_each_line_unverified() 
 
 
 def test_a_product_not_on_the_rma_is_the_wrong_item_and_claims_nothing() -> None:
-    core = SorterCore(belt(), Directory(TWO_LINES))
+    core = SorterCore(demo_belt(), Directory(TWO_LINES))
     d = decision(drive(core, 0.0, ["RMA-1", "]E09780596008574"]))
     assert (d.reason, d.units) == (Reason.WRONG_ITEM, ())
     assert "product 09780596008574 is not on RMA-1" in d.explanation
@@ -94,13 +94,13 @@ def test_a_product_not_on_the_rma_is_the_wrong_item_and_claims_nothing() -> None
 
 def test_a_serialised_line_is_verified_only_by_its_serial() -> None:
     rmas = Directory(rma("RMA-1", line("CAM", gtin="09501101020917", serial="SN0001")))
-    shown = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1", SERIAL_GS1]))
+    shown = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1", SERIAL_GS1]))
     assert (shown.reason, units(shown)) == (Reason.MATCHED, [(1, 1, "serial", True, "SN0001")])
     rmas = Directory(rma("RMA-1", line("CAM", gtin="09501101020917", serial="SN0001")))
-    absent = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1"]))
+    absent = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1"]))
     assert (absent.reason, units(absent)) == (Reason.UNVERIFIED, [(1, 1, "label", False, None)])
     rmas = Directory(rma("RMA-1", line("CAM", gtin="09501101020917", serial="SN0001")))
-    other = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1", SERIAL_GS1[:-1] + "2"]))
+    other = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1", SERIAL_GS1[:-1] + "2"]))
     assert (other.reason, other.units) == (Reason.WRONG_ITEM, ())
 
 
@@ -108,7 +108,7 @@ def test_an_ambiguous_serial_never_verifies_and_never_contradicts() -> None:
     # no GS after the lot: the lot may have swallowed the serial
     code = "0109501101020917" + "10ABC" + "21SN0001"
     rmas = Directory(rma("RMA-1", line("CAM", gtin="09501101020917", serial="SN0001")))
-    d = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1", code]))
+    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1", code]))
     assert units(d) == [(1, 1, "gtin", False, "09501101020917")]
     assert d.reason is Reason.UNVERIFIED
     assert [c.detail for c in d.codes if c.code_class.value == "gs1"] == [
@@ -119,22 +119,22 @@ def test_an_ambiguous_serial_never_verifies_and_never_contradicts() -> None:
 def test_a_tag_line_without_its_tag_is_inspected_rfid_timeout() -> None:
     uid = "04A2B3C4D5E680"
     rmas = Directory(rma("RMA-1", line(rfid_uid=uid)))
-    d = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1"]))
+    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1"]))
     assert (d.reason, units(d)) == (Reason.RFID_TIMEOUT, [(1, 1, "label", False, None)])
     rmas = Directory(rma("RMA-1", line(rfid_uid=uid)))
-    d = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1"], uids=(uid,)))
+    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1"], uids=(uid,)))
     assert (d.reason, units(d)) == (Reason.MATCHED, [(1, 1, "tag", True, uid)])
 
 
 def test_items_alone_claim_only_what_they_show() -> None:
     uid = "04A2B3C4D5E680"
     rmas = Directory(rma("RMA-1", line("A", rfid_uid=uid), line("B")))
-    d = decision(drive(SorterCore(belt(), rmas), 0.0, [], uids=(uid,)))
+    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, [], uids=(uid,)))
     assert (d.rma_number, units(d)) == ("RMA-1", [(1, 1, "tag", True, uid)])
 
 
 def test_a_garbled_label_is_garbled_not_an_unknown_rma() -> None:
-    core = SorterCore(belt(), Directory(rma("RS7K2M9Q4XI")))
+    core = SorterCore(demo_belt(), Directory(rma("RS7K2M9Q4XI")))
     d = decision(drive(core, 0.0, ["RS7K2M9Q4XJ"]))
     assert (d.reason, d.rma_number) == (Reason.GARBLED_READ, None)
     assert [c.code_class.value for c in d.codes] == ["garbled"]
@@ -142,20 +142,20 @@ def test_a_garbled_label_is_garbled_not_an_unknown_rma() -> None:
 
 
 def test_a_tracking_number_alone_is_no_read() -> None:
-    d = decision(drive(SorterCore(belt(), Directory()), 0.0, ["1Z879E930346834440"]))
+    d = decision(drive(SorterCore(demo_belt(), Directory()), 0.0, ["1Z879E930346834440"]))
     assert d.reason is Reason.NO_READ
     assert [(c.code_class.value, c.detail) for c in d.codes] == [("tracking", "carrier UPS")]
 
 
 def test_one_read_identifier_verifies_one_line_however_many_share_it() -> None:
     rmas = Directory(rma("RMA-1", line("A", gtin=EAN_SHOE), line("B", gtin=EAN_SHOE)))
-    d = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1", EAN_SHOE]))
+    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1", EAN_SHOE]))
     assert units(d) == [(1, 1, "gtin", True, "0" + EAN_SHOE), (2, 1, "label", False, None)]
 
 
 def test_a_unit_is_never_claimed_twice_by_label_or_item() -> None:
     rmas = Directory(rma("RMA-1", line("A", quantity=2, gtin=EAN_SHOE)))
-    core = SorterCore(belt(), rmas)
+    core = SorterCore(demo_belt(), rmas)
     first = decision(drive(core, 0.0, ["RMA-1", EAN_SHOE]))
     second = decision(drive(core, 6000.0, ["RMA-1", EAN_SHOE]))
     third = decision(drive(core, 12000.0, ["RMA-1", EAN_SHOE]))
@@ -171,14 +171,14 @@ def test_gateway_receipts_from_other_stations_are_not_claimed_again() -> None:
     from dataclasses import replace
 
     ln = replace(line("A", quantity=2), received_quantity=1, received_here=0)
-    core = SorterCore(belt(), Directory(rma("RMA-1", ln)))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1", ln)))
     assert units(decision(drive(core, 0.0, ["RMA-1"]))) == [(1, 1, "label", False, None)]
     assert decision(drive(core, 6000.0, ["RMA-1"])).reason is Reason.QUANTITY_EXCEEDED
 
 
 def test_a_unit_of_a_line_already_received_is_quantity_exceeded() -> None:
     rmas = Directory(rma("RMA-1", line("CAM", gtin="09501101020917", serial="SN0001"), line("B")))
-    core = SorterCore(belt(), rmas)
+    core = SorterCore(demo_belt(), rmas)
     assert units(decision(drive(core, 0.0, [SERIAL_GS1]))) == [(1, 1, "serial", True, "SN0001")]
     again = decision(drive(core, 6000.0, ["RMA-1", SERIAL_GS1]))
     assert (again.reason, again.units) == (Reason.QUANTITY_EXCEEDED, ())
@@ -189,7 +189,7 @@ def test_mixed_dispositions_in_one_box_go_to_quarantine() -> None:
     rmas = Directory(
         rma("RMA-1", line("LIP", category="cosmetics"), line("SHIRT", category="apparel"))
     )
-    camera = belt(camera_pos_mm=700.0)
+    camera = demo_belt(camera_pos_mm=700.0)
     core = SorterCore(camera, rmas)
     actions = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
     actions += core.on_barcode(550.0, "RMA-1") + core.on_grade(850.0, "B")
@@ -222,7 +222,9 @@ def test_verification_table_by_category_and_value(
 
     policy = Policy("v-1", default_policy().rules, verification=(VALUABLE, CHEAP))
     ln = replace(line("X", category=category), unit_value_cents=value)
-    d = decision(drive(SorterCore(belt(), Directory(rma("RMA-1", ln)), policy), 0.0, ["RMA-1"]))
+    d = decision(
+        drive(SorterCore(demo_belt(), Directory(rma("RMA-1", ln)), policy), 0.0, ["RMA-1"])
+    )
     assert d.reason is reason
     assert dict(d.inputs).get("verification_rule") == rule
     if rule == "0":
@@ -235,7 +237,7 @@ def test_trust_never_applies_to_a_serialised_line() -> None:
     trust_all_cheap = VerificationRule(TRUST_LABEL, max_unit_value_cents=10**9)
     policy = Policy("v-1", default_policy().rules, verification=(trust_all_cheap,))
     rmas = Directory(rma("RMA-1", line("CAM", serial="SN0001")))
-    d = decision(drive(SorterCore(belt(), rmas, policy), 0.0, ["RMA-1"]))
+    d = decision(drive(SorterCore(demo_belt(), rmas, policy), 0.0, ["RMA-1"]))
     assert d.reason is Reason.UNVERIFIED
 
 
@@ -259,7 +261,7 @@ def test_divert_confirmed_on_the_exit() -> None:
         LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
     )
     for confirm, expected in ((True, True), (False, False)):
-        core = SorterCore(belt(lanes=lanes), Directory(rma("RMA-1")))
+        core = SorterCore(demo_belt(lanes=lanes), Directory(rma("RMA-1")))
         actions = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
         actions += core.on_barcode(550.0, "RMA-1")
         for t in range(0, 6000, 5):
@@ -269,7 +271,7 @@ def test_divert_confirmed_on_the_exit() -> None:
         [exited] = [a for a in actions if isinstance(a, ParcelExited)]
         assert exited.divert_confirmed is expected
         assert exited.units == exited.decision.units
-    core = SorterCore(belt(lanes=lanes), Directory())
+    core = SorterCore(demo_belt(lanes=lanes), Directory())
     [exited] = [a for a in drive(core, 0.0, ["RMA-404"]) if isinstance(a, ParcelExited)]
     assert exited.divert_confirmed is None  # not diverted
 
@@ -285,7 +287,7 @@ def test_evidence_order_of_claimed_units_is_strongest_first() -> None:
             line("D", gtin="09501101020917", serial="SN0001"),
         )
     )
-    d = decision(drive(SorterCore(belt(), rmas), 0.0, ["RMA-1", EAN_SOCK, SERIAL_GS1], (uid,)))
+    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1", EAN_SOCK, SERIAL_GS1], (uid,)))
     assert [u.evidence for u in d.units] == [
         Evidence.SERIAL,
         Evidence.TAG,

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from edge.sorter.identify import Gs1Item, WindowReads, identify, is_gs1, parse_gs1, split_aim
 from edge.sorter.model import Identity
 from protocol.messages import RmaLine, canonical_uid
+from simulator.testing import Directory, line, rma
 from tests.cases import field_case
-from tests.sorter.support import Directory, line, rma
 
 
 def c4_scan() -> str:

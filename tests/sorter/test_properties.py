@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge.sorter.model import Decision, Inducted
+from simulator.testing import Directory, demo_belt, line, rma
 from simulator.vbelt import COLLISION, VParcel, run_virtual
-from tests.sorter.support import Directory, belt, line, rma
 
 UIDS = [f"04A2B3C4D5E6{i:02X}" for i in range(8)]
 KNOWN = [f"RMA-{i:04d}" for i in range(8)]
@@ -92,11 +93,19 @@ def truly_matching(p: VParcel) -> bool:
 def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
     stream: list[VParcel], with_camera: bool, full: set[str]
 ) -> None:
-    cfg = belt(**CAMERA) if with_camera else belt()
+    cfg = demo_belt(**CAMERA) if with_camera else demo_belt()
     run = run_virtual(cfg, directory(), stream, lane_full=sorted(full))
     assert run.core.counters["inducted"] == len(stream)
+    inducted = [a for _, a in run.actions if isinstance(a, Inducted)]
+    # one Inducted per parcel, in belt order, at the leading edge's true time (bounce or not)
+    assert [(a.parcel_id, a.t_ms) for a in inducted] == [
+        (i + 1, t0) for i, t0 in enumerate(run.induct_ms)
+    ]
+    order = [a for _, a in run.actions if isinstance(a, Inducted | Decision)]
     for r in run.results:
-        assert r.decision is not None and r.exited is not None
+        assert r.inducted is not None and r.decision is not None and r.exited is not None
+        assert order.index(r.inducted) < order.index(r.decision)
+        assert r.exited.inducted_at_ms == r.inducted.t_ms
         assert r.physical_lane != COLLISION
         assert r.physical_lane in (r.decided_lane, "quarantine")
         # the station reports where the parcel really went
@@ -113,7 +122,7 @@ def test_every_parcel_ends_in_its_decided_lane_or_quarantine(
 def test_no_parcel_is_restocked_without_a_matching_identity(
     stream: list[VParcel], with_camera: bool
 ) -> None:
-    cfg = belt(**CAMERA) if with_camera else belt()
+    cfg = demo_belt(**CAMERA) if with_camera else demo_belt()
     run = run_virtual(cfg, directory(), stream)
     for r, p in zip(run.results, stream, strict=True):
         if r.physical_lane in ("restock", "refurbish", "recycle"):
@@ -127,7 +136,7 @@ def test_no_parcel_is_restocked_without_a_matching_identity(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams, with_camera=camera)
 def test_same_inputs_same_decisions(stream: list[VParcel], with_camera: bool) -> None:
-    cfg = belt(**CAMERA) if with_camera else belt()
+    cfg = demo_belt(**CAMERA) if with_camera else demo_belt()
     first = run_virtual(cfg, directory(), stream)
     second = run_virtual(cfg, directory(), stream)
     assert [a for _, a in first.actions] == [a for _, a in second.actions]

@@ -22,7 +22,7 @@ from edge.sorter.model import RmaLineRecord
 from edge.store import StationStore
 from protocol import RmaAnnouncement, RmaLine
 from protocol.codes import classify
-from tests.sorter.support import Directory, belt, rma
+from simulator.testing import Directory, demo_belt, rma
 
 GTINS = [b + ean.calc_check_digit(b) for b in (f"950110102{i:04d}" for i in range(6))]
 SERIALS = [f"SN{i:04d}" for i in range(1, 7)]
@@ -125,7 +125,7 @@ def evidence_read(kind: str, value: str, reads: list[tuple[str, int, int]]) -> b
 def test_no_unit_is_verified_without_its_own_lines_evidence(
     lines: tuple[RmaLineRecord, ...], label: bool, reads: list[tuple[str, int, int]]
 ) -> None:
-    core = SorterCore(belt(), Directory(rma("RMA-1", *lines)))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1", *lines)))
     d, _ = run_parcel(core, 0.0, label, reads)
     claimed = [(u.line_no, u.unit) for u in d.units]
     assert len(claimed) == len(set(claimed))
@@ -192,20 +192,20 @@ def test_a_restart_between_parcels_never_claims_a_unit_twice(
         path = Path(tmp) / "st1.db"
         store = StationStore(path, station="st1")
         store.apply_announcement(announce("RMA-1", (line,)))
-        core = SorterCore(belt(), store)
+        core = SorterCore(demo_belt(), store)
         reported: list[tuple[int, int, bool]] = []
         for k, (shows, label) in enumerate(parcels):
             if k in restarts:
                 store.close()
                 store = StationStore(path, station="st1")
-                core = SorterCore(belt(), store)
+                core = SorterCore(demo_belt(), store)
             t0 = 6000.0 * k  # one core's clock only moves forward
             _, exits = run_parcel(core, t0, label or not shows, show if shows else [])
             for exited in exits:
                 if k in lost:  # SIGKILL before the event's transaction: nothing written
                     store.close()
                     store = StationStore(path, station="st1")
-                    core = SorterCore(belt(), store)
+                    core = SorterCore(demo_belt(), store)
                     continue
                 store.outbox_put("rs/v1/s/st1/event", b"{}", "RMA-1", exited.units)
                 reported += [(u.line_no, u.unit, u.verified) for u in exited.units]

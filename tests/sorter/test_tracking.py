@@ -12,15 +12,17 @@ from edge.sorter.model import (
     Decision,
     GateCancel,
     GateCommand,
+    Inducted,
     LaneSpec,
     Mark,
+    OrphanRead,
     ParcelExited,
     Reason,
 )
 from edge.sorter.policy import Policy, default_policy
+from simulator.testing import DEMO_LANES, Directory, demo_belt, line, rma
 from simulator.vbelt import VParcel, run_virtual
 from tests.cases import field_case
-from tests.sorter.support import LANES, Directory, belt, line, rma
 
 UID = "04A2B3C4D5E680"
 
@@ -36,7 +38,7 @@ def one(run, index: int = 0):
 def test_c2_flickering_tag_in_one_window_is_one_read_of_one_parcel() -> None:
     case = field_case("C2_flicker")
     polls = tuple(p is not None for p in case["polls"])
-    core = SorterCore(belt(), Directory(rma("RMA-1", line(rfid_uid=UID))))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1", line(rfid_uid=UID))))
     actions: list[object] = []
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
     # body 250..550 mm over the antenna at 400 mm from 550 ms on; one poll per 20 ms
@@ -57,7 +59,7 @@ def test_c2_flickering_tag_in_one_window_is_one_read_of_one_parcel() -> None:
 
 def test_c7_bouncing_eye_is_one_parcel_of_its_true_length() -> None:
     case = field_case("C7_gpio")[0]
-    core = SorterCore(belt(), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
     actions: list[object] = []
     for t, state in case["photo_eye_edges_ms"]:
         actions += core.on_photo_eye(float(t), state == "blocked")
@@ -70,19 +72,41 @@ def test_c7_bouncing_eye_is_one_parcel_of_its_true_length() -> None:
     assert exited.final_lane.name == "restock"
 
 
+def test_induct_is_reported_once_when_the_edge_is_accepted_with_the_bursts_start() -> None:
+    core = SorterCore(demo_belt(debounce_ms=5.0), Directory())
+    # C7-style bounce at the leading edge: 100 blocked, 101 clear, 102 blocked (stays)
+    assert core.on_photo_eye(100.0, True) == []
+    assert core.on_photo_eye(101.0, False) == []
+    assert core.on_photo_eye(102.0, True) == []
+    assert core.next_wakeup_ms() == 107.0  # 5 ms after the last raw edge
+    assert core.advance(106.9) == []
+    assert core.advance(107.0) == [Inducted(1, 100.0)]
+    assert core.advance(108.0) == []
+    # the trailing edge is no induct; the next parcel is number 2
+    assert core.on_photo_eye(400.0, False) + core.advance(405.0) == []
+    later = core.on_photo_eye(900.0, True) + core.advance(905.0)
+    assert of(Inducted, later) == [Inducted(2, 900.0)]  # (and parcel 1's decision, at 850)
+
+
+def test_induct_comes_from_the_next_input_when_it_arrives_after_the_debounce() -> None:
+    core = SorterCore(demo_belt(), Directory())
+    core.on_photo_eye(0.0, True)
+    assert core.on_barcode(50.0, "RMA-1") == [Inducted(1, 0.0), OrphanRead("RMA-1", 50.0)]
+
+
 def test_bouncing_eye_on_the_virtual_belt_keeps_every_parcel() -> None:
     parcels = [
         VParcel(150.0, 500.0, "RMA-1", bounce=True),
         VParcel(200.0, 400.0, None, bounce=True),
     ]
-    run = run_virtual(belt(), Directory(rma("RMA-1")), parcels)
+    run = run_virtual(demo_belt(), Directory(rma("RMA-1")), parcels)
     assert run.core.counters["inducted"] == 2
     assert [r.exited.length_mm for r in run.results if r.exited] == [150.0, 200.0]
     assert run.lanes() == ["restock", "quarantine"]
 
 
 def test_duplicate_label_reads_are_one_read() -> None:
-    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1", 4)])
+    run = run_virtual(demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1", 4)])
     assert one(run).decision.reads == ("RMA-1",)
     assert one(run).reason == "matched"
 
@@ -101,7 +125,7 @@ def test_duplicate_label_reads_are_one_read() -> None:
 )
 def test_tag_and_label_together(parcel: VParcel, reason: str) -> None:
     rmas = Directory(rma("RMA-1", line(rfid_uid=UID)), rma("RMA-2"))
-    run = run_virtual(belt(), rmas, [parcel])
+    run = run_virtual(demo_belt(), rmas, [parcel])
     r = one(run)
     assert r.reason == reason
     assert r.physical_lane == ("restock" if reason == "matched" else "quarantine")
@@ -110,16 +134,16 @@ def test_tag_and_label_together(parcel: VParcel, reason: str) -> None:
 def test_gs1_item_barcode_checks_the_line() -> None:
     rmas = Directory(rma("RMA-1", line(gtin="09501101020917", serial="SN0001")))
     scan = "]C101095011010209171725123110ABC123\x1d21SN0001"
-    good = run_virtual(belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan)])
+    good = run_virtual(demo_belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan)])
     assert one(good).reason == "matched"
     wrong = run_virtual(
-        belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan.replace("SN0001", "SN0002"))]
+        demo_belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan.replace("SN0001", "SN0002"))]
     )
     assert one(wrong).reason == "wrong_item"
 
 
 def test_invalid_uid_is_a_bad_read_not_an_identity() -> None:
-    core = SorterCore(belt(), Directory())
+    core = SorterCore(demo_belt(), Directory())
     assert core.on_rfid(10.0, "DD17380AF8") == [
         BadRead("rfid", "DD17380AF8", 10.0, "RFID UID 'DD17380AF8' is not 4, 7 or 10 bytes of hex")
     ]
@@ -129,7 +153,7 @@ def test_invalid_uid_is_a_bad_read_not_an_identity() -> None:
 def test_c1_cascade_level_1_answer_is_never_an_item_key() -> None:
     case = field_case("C1_rfid_uid")[0]
     level1 = case["anticoll_level1_hex"][:8]  # "88047DB1" without its check byte
-    core = SorterCore(belt(), Directory())
+    core = SorterCore(demo_belt(), Directory())
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(300.0, False)
     [bad] = core.on_rfid(550.0, level1)
@@ -150,7 +174,7 @@ def test_quantity_exceeded_on_the_second_parcel_of_a_one_item_line() -> None:
         VParcel(300.0, 500.0, "RMA-2"),
         VParcel(300.0, 500.0, "RMA-2"),
     ]
-    run = run_virtual(belt(), rmas, parcels)
+    run = run_virtual(demo_belt(), rmas, parcels)
     assert [r.reason for r in run.results] == ["matched", "quantity_exceeded", "matched", "matched"]
     assert run.lanes() == ["restock", "quarantine", "restock", "restock"]
 
@@ -165,7 +189,7 @@ def test_quantity_exceeded_on_the_second_parcel_of_a_one_item_line() -> None:
 )
 def test_rma_state_failures(state: str, reason: str) -> None:
     run = run_virtual(
-        belt(), Directory(rma("RMA-1", state=state)), [VParcel(300.0, 500.0, "RMA-1")]
+        demo_belt(), Directory(rma("RMA-1", state=state)), [VParcel(300.0, 500.0, "RMA-1")]
     )
     assert (one(run).reason, one(run).physical_lane) == (reason, "quarantine")
 
@@ -191,7 +215,7 @@ def test_camera_grade_decides_the_lane(
     policy = Policy("conf-1", default_policy().rules, min_grade_confidence=0.8)
     rmas = Directory(rma("RMA-1", line(category=category)))
     parcel = VParcel(300.0, 500.0, "RMA-1", grade=grade, confidence=confidence)
-    run = run_virtual(belt(**CAMERA), rmas, [parcel], policy)
+    run = run_virtual(demo_belt(**CAMERA), rmas, [parcel], policy)
     r = one(run)
     assert (r.decided_lane, r.reason, r.physical_lane) == (lane, reason, lane)
     inputs = dict(r.decision.inputs)
@@ -201,7 +225,7 @@ def test_camera_grade_decides_the_lane(
 
 def test_without_camera_the_policy_assumes_grade_a_and_says_so() -> None:
     run = run_virtual(
-        belt(), Directory(rma("RMA-1", reason="defective")), [VParcel(300.0, 500.0, "RMA-1")]
+        demo_belt(), Directory(rma("RMA-1", reason="defective")), [VParcel(300.0, 500.0, "RMA-1")]
     )
     d = one(run).decision
     assert d.lane.name == "restock"
@@ -226,26 +250,33 @@ def test_without_camera_the_policy_assumes_grade_a_and_says_so() -> None:
 
 def test_without_camera_and_no_assumed_grade_nothing_is_sorted() -> None:
     policy = Policy("strict-1", default_policy().rules, assume_grade_without_camera=None)
-    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy)
+    run = run_virtual(
+        demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy
+    )
     assert (one(run).reason, one(run).physical_lane) == ("unknown_grade", "quarantine")
 
 
 def test_recalled_sku_is_quarantined() -> None:
     policy = default_policy(recalled_skus=("SKU-1",))
-    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy)
+    run = run_virtual(
+        demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy
+    )
     assert (one(run).reason, one(run).physical_lane) == ("recalled", "quarantine")
 
 
 def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
     run = run_virtual(
-        belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], lane_full=["restock"]
+        demo_belt(),
+        Directory(rma("RMA-1")),
+        [VParcel(300.0, 500.0, "RMA-1")],
+        lane_full=["restock"],
     )
     assert (one(run).reason, one(run).physical_lane) == ("lane_full", "quarantine")
     assert one(run).commands == []
 
 
 def test_lane_full_after_the_decision_withdraws_a_gate_not_yet_opening() -> None:
-    core = SorterCore(belt(), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(300.0, False)
     core.on_barcode(550.0, "RMA-1")
@@ -278,14 +309,16 @@ def test_gap_violation(
 ) -> None:
     rmas = Directory(rma("RMA-1"), rma("RMA-2"))
     run = run_virtual(
-        belt(), rmas, [VParcel(300.0, 500.0, "RMA-1"), VParcel(300.0, gap_mm, second)]
+        demo_belt(), rmas, [VParcel(300.0, 500.0, "RMA-1"), VParcel(300.0, gap_mm, second)]
     )
     assert [r.reason for r in run.results] == reasons
     assert run.lanes() == lanes
 
 
 def test_gate_times_from_lane_distance_length_and_stroke() -> None:
-    run = run_virtual(belt(), Directory(rma("RMA-1")), [VParcel(300.0, 0.0, "RMA-1")], start_ms=0.0)
+    run = run_virtual(
+        demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 0.0, "RMA-1")], start_ms=0.0
+    )
     [cmd] = one(run).commands
     # lead at the 1500 mm gate at 1500 ms; open stroke 60 + margin 40 before, close
     # when the trailing edge has passed (1800 ms) plus margin.
@@ -293,7 +326,7 @@ def test_gate_times_from_lane_distance_length_and_stroke() -> None:
 
 
 def test_encoder_position_drives_length_and_gate_times() -> None:
-    cfg = belt(encoder_mm_per_count=0.5)
+    cfg = demo_belt(encoder_mm_per_count=0.5)
     core = SorterCore(cfg, Directory(rma("RMA-1")))
     actions: list[object] = []
     # the belt really runs at 500 mm/s (1000 counts/s), not the nominal 1000 mm/s
@@ -314,7 +347,7 @@ def test_encoder_position_drives_length_and_gate_times() -> None:
 
 
 def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
-    cfg = belt(jam_ms=350.0)
+    cfg = demo_belt(jam_ms=350.0)
     core = SorterCore(cfg, Directory(rma("RMA-1")))
     actions: list[object] = []
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
@@ -347,8 +380,8 @@ def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
 
 
 CONFIRM_LANES = (
-    LaneSpec("restock", LANES[0].disposition, 1500.0, "restock", confirm=True),
-    *LANES[1:],
+    LaneSpec("restock", DEMO_LANES[0].disposition, 1500.0, "restock", confirm=True),
+    *DEMO_LANES[1:],
 )
 
 
@@ -357,7 +390,7 @@ CONFIRM_LANES = (
 )
 def test_divert_confirmation(seen: bool, marks: tuple[Mark, ...], alarms: int) -> None:
     run = run_virtual(
-        belt(lanes=CONFIRM_LANES),
+        demo_belt(lanes=CONFIRM_LANES),
         Directory(rma("RMA-1")),
         [VParcel(300.0, 500.0, "RMA-1", confirm=seen)],
     )
@@ -370,7 +403,7 @@ def test_divert_confirmation(seen: bool, marks: tuple[Mark, ...], alarms: int) -
 
 def test_decision_records_the_inputs_and_reads_for_a_failure() -> None:
     run = run_virtual(
-        belt(),
+        demo_belt(),
         Directory(rma("RMA-1", line(rfid_uid=UID))),
         [VParcel(300.0, 500.0, "RMA-1", uid="DEADBEEF")],
     )
@@ -382,7 +415,7 @@ def test_decision_records_the_inputs_and_reads_for_a_failure() -> None:
 
 def test_a_tag_two_parcels_could_own_identifies_neither() -> None:
     rmas = Directory(rma("RMA-1", line(rfid_uid=UID)))
-    core = SorterCore(belt(rfid_tol_mm=100.0), rmas)
+    core = SorterCore(demo_belt(rfid_tol_mm=100.0), rmas)
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(200.0, False)  # parcel 1: 200 mm
     core.on_photo_eye(230.0, True)  # parcel 2: 30 mm behind it

@@ -1,8 +1,8 @@
 """The label decoded from the parcel photo identifies the parcel when the scanner misses it.
 
 Daemon on mock pins, not started: the photo of a generated parcel (simulator.vision) goes
-through the real grader (zxing-cpp decodes the label) and the daemon's graded-photo path;
-the scan tunnel reads nothing.
+through the real grader (zxing-cpp decodes the label) and the station's graded-photo path
+(:class:`edge.station.camera.CameraStation`), by parcel id; the scan tunnel reads nothing.
 """
 
 from __future__ import annotations
@@ -19,24 +19,18 @@ from edge.sorter.policy import GradingThresholds
 from edge.vision.calibration import Calibration
 from edge.vision.photos import PhotoStore
 from edge.vision.worker import PhotoGrader
-from protocol import RmaAnnouncement, RmaLine
+from simulator.testing import ManualClock, announcement, station_config
 from simulator.vision.generator import ParcelSpec, render
 from tests.vision.test_station_vision import T0
 
 
 def config(tmp_path: Path, scanner_url: str) -> StationConfig:
-    return StationConfig.model_validate(
-        {
-            "station": {"id": "st1", "site": "s1", "data_dir": str(tmp_path)},
-            "mqtt": {"host": "127.0.0.1", "port": 1},
-            "gpio": {"pin_factory": "mock"},
-            "photo_eye": {"pin": 4},
-            "scanner": {"url": scanner_url},
-            "belt": {"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000, "camera_pos_mm": 0},
-            "lanes": [
-                {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17},
-            ],
-        }
+    return station_config(
+        tmp_path,
+        scanner_url,
+        station={"id": "st1", "site": "s1", "data_dir": str(tmp_path)},
+        belt={"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000, "camera_pos_mm": 0},
+        lanes=[{"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17}],
     )
 
 
@@ -48,25 +42,15 @@ def graded_photo(tmp_path: Path, label: str) -> Any:
         lambda t: T0,
     )
     frame = render(ParcelSpec(label=label, seed=1))
-    return grader.process(Photo(True, 10.0, 20.0, frame, tag=0.0))
+    return grader.process(Photo(True, 10.0, 20.0, frame, tag=1))  # parcel 1
 
 
 def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
     master, slave = os.openpty()
-    now = [0.0]
+    now = ManualClock()
     try:
-        daemon = StationDaemon(config(tmp_path, os.ttyname(slave)), lambda: now[0])
-        daemon.store.apply_announcement(
-            RmaAnnouncement(
-                number="RMA-000123",
-                revision=1,
-                order_ref="O-1",
-                reason="size",
-                resolution="refund",
-                state="authorized",
-                lines=(RmaLine(line_no=1, sku="SKU-1", quantity=1),),
-            )
-        )
+        daemon = StationDaemon(config(tmp_path, os.ttyname(slave)), now)
+        daemon.store.apply_announcement(announcement("RMA-000123"))
         result = graded_photo(tmp_path, "RMA-000123")
         assert result.grading is not None
         assert result.grading.measures.barcodes == ("]C0RMA-000123",)
@@ -74,8 +58,8 @@ def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
         actions: list[Any] = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
         for t in range(305, 3000, 5):
             if t == photo_at_ms:
-                now[0] = float(t)
-                actions += daemon._feed_graded(result)
+                now.set(float(t))
+                actions += daemon.camera.graded(result)
             actions += core.advance(float(t))
         daemon.store.close()
         return actions, daemon

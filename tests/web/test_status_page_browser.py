@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from simulator.harness import Report, Run
+from simulator.testing import wait_until
 from tests.gateway.test_gateway_dashboard_metrics import samples
 from tests.web.conftest import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.broker]
 WALL = {"width": 1920, "height": 1080}
 TABLET = {"width": 1280, "height": 800}
-
-
-def poll(predicate: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def awaiting(run: Run, suffix: str) -> str:
@@ -60,7 +48,12 @@ def test_counters_and_recent_parcels_update_live_while_sorting(
     worker = threading.Thread(target=lambda: result.setdefault("r", sim_run.execute()))
     worker.start()
     try:
-        poll(lambda: page.locator("tr[data-event]").count() >= 1, "a first parcel row")
+        wait_until(
+            lambda: page.locator("tr[data-event]").count() >= 1,
+            what="a first parcel row",
+            timeout_s=30,
+            poll_s=0.05,
+        )
         shot(page, "status-page-while-sorting")
     finally:
         worker.join(timeout=120)
@@ -68,8 +61,18 @@ def test_counters_and_recent_parcels_update_live_while_sorting(
     assert report.ok, report.failures
 
     total = page.locator('[data-count="total_today"]')
-    poll(lambda: total.inner_text() == "8", "total today = 8 on the page")
-    poll(lambda: page.locator("tr[data-event]").count() == 8, "8 recent parcel rows")
+    wait_until(
+        lambda: total.inner_text() == "8",
+        what="total today = 8 on the page",
+        timeout_s=30,
+        poll_s=0.05,
+    )
+    wait_until(
+        lambda: page.locator("tr[data-event]").count() == 8,
+        what="8 recent parcel rows",
+        timeout_s=30,
+        poll_s=0.05,
+    )
     restock = page.locator('tr[data-lane="restock"] [data-count="today"]').inner_text()
     quarantine = page.locator('tr[data-lane="quarantine"] [data-count="today"]').inner_text()
     assert (restock, quarantine) == ("5", "3")
@@ -103,11 +106,18 @@ def test_lead_releases_quarantined_parcel_and_it_leaves_the_queue(
     page = sign_in(chromium, sim_run.gateway.url, "lee", TABLET)
     number = awaiting(sim_run, "L1")
     row = page.locator(f'#quarantine tr[data-rma="{number}"]')
-    poll(lambda: row.count() == 1, "the RMA in the queue (live)")
+    wait_until(
+        lambda: row.count() == 1, what="the RMA in the queue (live)", timeout_s=30, poll_s=0.05
+    )
     row.locator("select[name=grade]").select_option("refurbish")
     shot(page, "quarantine-before-release-tablet")
     row.locator("button", has_text="Release").click()
-    poll(lambda: page.locator(f'#quarantine tr[data-rma="{number}"]').count() == 0, "row gone")
+    wait_until(
+        lambda: page.locator(f'#quarantine tr[data-rma="{number}"]').count() == 0,
+        what="row gone",
+        timeout_s=30,
+        poll_s=0.05,
+    )
     assert f"{number}: released as refurbish" in page.locator(".notice").inner_text()
     rma = sim_run.http.get(f"/api/v1/rmas/{number}").json()
     assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == (
@@ -123,7 +133,12 @@ def test_viewer_sees_the_queue_but_cannot_act(sim_run: Run, chromium: Any, shot:
     page = sign_in(chromium, sim_run.gateway.url, "vera", TABLET)
     number = awaiting(sim_run, "V1")
     row = page.locator(f'#quarantine tr[data-rma="{number}"]')
-    poll(lambda: row.count() == 1, "the RMA in the viewer's queue (live)")
+    wait_until(
+        lambda: row.count() == 1,
+        what="the RMA in the viewer's queue (live)",
+        timeout_s=30,
+        poll_s=0.05,
+    )
     assert page.locator("#quarantine button").count() == 0
     assert page.locator("#alarms button").count() == 0
     assert "Only a lead can decide." in page.locator("#quarantine").inner_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -13,50 +12,41 @@ from typing import Any
 
 import pytest
 
-from edge.config import StationConfig
 from edge.daemon import StationDaemon
 from protocol import Command, CommandName, CommandReply, Topics, decode, encode
-from tests.gateway.conftest import MqttProbe, wait_until
+from simulator.testing import station_config, wait_until
+from tests.gateway.conftest import MqttProbe
 
 GATE_PIN, CONFIRM_PIN = 17, 23
 
 
 def make_config(tmp_path: Path, scanner_url: str, *, site: str = "s1", port: int = 1) -> Any:
-    return StationConfig.model_validate(
-        {
-            "station": {"id": "st1", "site": site, "data_dir": str(tmp_path)},
-            "mqtt": {"host": "127.0.0.1", "port": port},  # port 1: the link keeps retrying
-            "gpio": {"pin_factory": "mock"},
-            "photo_eye": {"pin": 4},
-            "scanner": {"url": scanner_url},
-            "belt": {
-                "speed_mm_s": 1000,
-                "scan_pos_mm": 400,
-                "length_mm": 3000,
-                "confirm_timeout_ms": 150,
+    return station_config(
+        tmp_path,
+        scanner_url,
+        station={"id": "st1", "site": site, "data_dir": str(tmp_path)},
+        mqtt={"host": "127.0.0.1", "port": port},  # port 1: the link keeps retrying
+        belt={"speed_mm_s": 1000, "scan_pos_mm": 400, "length_mm": 3000, "confirm_timeout_ms": 150},
+        lanes=[
+            {
+                "name": "restock",
+                "disposition": "restock",
+                "pos_mm": 1500,
+                "gate_pin": GATE_PIN,
+                "confirm_pin": CONFIRM_PIN,
             },
-            "lanes": [
-                {
-                    "name": "restock",
-                    "disposition": "restock",
-                    "pos_mm": 1500,
-                    "gate_pin": GATE_PIN,
-                    "confirm_pin": CONFIRM_PIN,
-                },
-                {"name": "recycle", "disposition": "recycle", "pos_mm": 2300, "gate_pin": 22},
-            ],
-        }
+            {"name": "recycle", "disposition": "recycle", "pos_mm": 2300, "gate_pin": 22},
+        ],
     )
 
 
 @pytest.fixture
-def station(tmp_path: Path) -> Iterator[Callable[..., StationDaemon]]:
+def station(tmp_path: Path, scanner_pty: str) -> Iterator[Callable[..., StationDaemon]]:
     """Build (and at the end stop) daemons on mock pins with a pty for the scanner."""
-    master, slave = os.openpty()
     made: list[StationDaemon] = []
 
     def build(**kwargs: Any) -> StationDaemon:
-        daemon = StationDaemon(make_config(tmp_path, os.ttyname(slave), **kwargs))
+        daemon = StationDaemon(make_config(tmp_path, scanner_pty, **kwargs))
         made.append(daemon)
         daemon.start()
         return daemon
@@ -66,8 +56,6 @@ def station(tmp_path: Path) -> Iterator[Callable[..., StationDaemon]]:
     finally:
         for daemon in made:
             daemon.stop()
-        os.close(master)
-        os.close(slave)
 
 
 def command(**args: Any) -> Command:
@@ -83,8 +71,8 @@ class Diverter:
     """A parcel-less divert: the confirm pin follows the gate pin after ``delay_s``."""
 
     def __init__(self, daemon: StationDaemon, delay_s: float = 0.03) -> None:
-        self.gate = daemon.pin_factory.pin(GATE_PIN)
-        self.confirm = daemon.pin_factory.pin(CONFIRM_PIN)
+        self.gate = daemon.devices.pin_factory.pin(GATE_PIN)
+        self.confirm = daemon.devices.pin_factory.pin(CONFIRM_PIN)
         self.delay_s = delay_s
         self.gate_was_high = False
         self._stop = threading.Event()
@@ -115,13 +103,13 @@ def test_confirmed_divert_is_done_and_the_gate_released(
 ) -> None:
     daemon = station()
     with Diverter(daemon) as diverter:
-        result = daemon.gate_test(command(lane="restock", pulse_ms=200))
+        result = daemon.commands.gate_test(command(lane="restock", pulse_ms=200))
     assert diverter.gate_was_high
     assert result["lane"] == "restock"
     confirmed_after = result["confirmed_after_ms"]
     assert isinstance(confirmed_after, float) and 0 <= confirmed_after < 350
-    assert daemon.pin_factory.pin(GATE_PIN).state == 0
-    assert daemon._holds["restock"] == set()
+    assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
+    assert daemon.gates.holds("restock") == frozenset()
     assert "divert_unconfirmed:restock" not in daemon.alarms
 
 
@@ -129,7 +117,7 @@ def test_unconfirmed_divert_fails_with_the_reason_and_the_gate_released(
     station: Callable[..., StationDaemon],
 ) -> None:
     daemon = station()
-    gate_pin = daemon.pin_factory.pin(GATE_PIN)
+    gate_pin = daemon.devices.pin_factory.pin(GATE_PIN)
     seen_high = threading.Event()
     watcher = threading.Thread(
         target=lambda: (
@@ -140,12 +128,12 @@ def test_unconfirmed_divert_fails_with_the_reason_and_the_gate_released(
     watcher.start()
     started = time.monotonic()
     with pytest.raises(RuntimeError, match=r"^divert not confirmed within 250 ms$"):
-        daemon.gate_test(command(lane="restock", pulse_ms=100))
+        daemon.commands.gate_test(command(lane="restock", pulse_ms=100))
     assert time.monotonic() - started >= 0.24
     watcher.join(2)
     assert seen_high.is_set()
     assert gate_pin.state == 0
-    assert daemon._holds["restock"] == set()
+    assert daemon.gates.holds("restock") == frozenset()
     wait_until(lambda: "divert_unconfirmed:restock" in daemon.alarms, what="alarm raised")
 
 
@@ -163,31 +151,31 @@ def test_refused_commands_never_energise_a_gate(
 ) -> None:
     daemon = station()
     with pytest.raises(ValueError) as refused:
-        daemon.gate_test(command(**args))
+        daemon.commands.gate_test(command(**args))
     assert str(refused.value) == reason
-    assert daemon.pin_factory.pin(GATE_PIN).state == 0
-    assert daemon.pin_factory.pin(22).state == 0
+    assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
+    assert daemon.devices.pin_factory.pin(22).state == 0
 
 
 def test_refused_while_parcels_are_on_the_belt(station: Callable[..., StationDaemon]) -> None:
     daemon = station()
-    daemon.pin_factory.pin(4).drive_high()  # a parcel breaks the induct photo-eye
+    daemon.devices.pin_factory.pin(4).drive_high()  # a parcel breaks the induct photo-eye
     wait_until(lambda: daemon.core.status()["on_belt"] == 1, what="parcel inducted")
     with (
         Diverter(daemon) as diverter,
         pytest.raises(ValueError, match="1 parcel\\(s\\) on the belt"),
     ):
-        daemon.gate_test(command(lane="restock"))
+        daemon.commands.gate_test(command(lane="restock"))
     assert not diverter.gate_was_high
 
 
 def test_refused_while_a_gate_hold_is_active(station: Callable[..., StationDaemon]) -> None:
     daemon = station()
-    with daemon._holds_lock:
-        daemon._holds["restock"] = {7}
+    daemon.gates.open(7, "restock")  # parcel 7 is being diverted
     with pytest.raises(ValueError, match="gate restock is held"):
-        daemon.gate_test(command(lane="restock"))
-    assert daemon._holds["restock"] == {7}
+        daemon.commands.gate_test(command(lane="restock"))
+    assert daemon.gates.holds("restock") == frozenset({7})
+    assert daemon.devices.pin_factory.pin(GATE_PIN).state == 1  # the divert goes on
 
 
 def test_gate_test_through_the_broker_replies_accepted_then_done(
@@ -210,6 +198,6 @@ def test_gate_test_through_the_broker_replies_accepted_then_done(
         assert (done.request_id, done.state.value, done.detail) == (cmd.request_id, "done", "")
         assert done.result["lane"] == "restock"
         assert isinstance(done.result["confirmed_after_ms"], float)
-        assert daemon.pin_factory.pin(GATE_PIN).state == 0
+        assert daemon.devices.pin_factory.pin(GATE_PIN).state == 0
     finally:
         gateway.close()
