@@ -68,7 +68,7 @@ from edge.station.inputs import (
     Tick,
 )
 from edge.station.policy import cached_policy, parse_policy
-from edge.station.status import station_status
+from edge.station.status import station_health, station_status
 from edge.store import StationStore
 from protocol import ParcelEvent, encode
 
@@ -159,7 +159,7 @@ class StationDaemon:
             host=mqtt.host,
             port=mqtt.port,
             store=self.store,
-            status_provider=self.status,
+            status_provider=lambda: station_health(self.status()),
             software_version=software_version(),
             config_hash=config.config_hash,
             keepalive_s=mqtt.keepalive_s,

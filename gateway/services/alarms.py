@@ -9,7 +9,6 @@ a lead acknowledges it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
@@ -39,29 +38,23 @@ class Condition:
 
 
 def conditions(station: Station) -> list[Condition]:
-    """Return the alarm conditions in a station's last status (state and ``details``)."""
+    """Return the alarm conditions in a station's last status (state and health)."""
     if station.state == "offline":
         return [Condition("station_offline", "", f"{station.id} is offline")]
-    details: Mapping[str, object] = station.details or {}
+    health = station.health
     found: list[Condition] = []
-    devices = details.get("devices")
-    if isinstance(devices, dict):
-        for name, health in sorted(devices.items()):
-            if isinstance(health, dict) and health.get("state") not in (None, "ok"):
-                detail = str(health.get("detail", ""))[:200]
-                found.append(Condition("device_down", str(name), f"{name}: {detail}"))
-    core = details.get("core")
-    if isinstance(core, dict):
-        for lane in core.get("lanes_full") or []:
-            found.append(Condition("lane_full", str(lane), f"lane {lane} is full"))
-        if core.get("jammed"):
+    for name, device in sorted(health.devices.items()):
+        if device.state != "ok":
+            found.append(Condition("device_down", name, f"{name}: {device.detail[:200]}"))
+    if health.core is not None:
+        for lane in health.core.lanes_full:
+            found.append(Condition("lane_full", lane, f"lane {lane} is full"))
+        if health.core.jammed:
             found.append(Condition("jam", "", "belt jammed: stopped until resumed"))
-    raised = details.get("alarms")
-    if isinstance(raised, dict):
-        for key in sorted(raised):
-            kind, _, lane = str(key).partition(":")
-            if kind == "jam" and not any(c.kind == "jam" for c in found):
-                found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
+    for key in sorted(health.alarms):
+        alarm = health.alarms[key]
+        if alarm.kind == "jam" and not any(c.kind == "jam" for c in found):
+            found.append(Condition("jam", alarm.lane or "", "belt jammed: stopped until resumed"))
     return found
 
 

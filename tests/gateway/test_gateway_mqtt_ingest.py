@@ -213,7 +213,8 @@ def test_status_page_shows_sync_lag_and_birth_keeps_config_hash(
     probe.publish(Topics(site, "st1").status, encode(birth))
     wait(lambda: client.get("/api/v1/stations").json()["stations"], what="station recorded")
     [station] = client.get("/api/v1/stations").json()["stations"]
-    assert station["details"] == {"config_hash": "cafe"}
+    assert station["config_hash"] == "cafe"
+    assert station["health"]["devices"] == {} and station["health"]["core"] is None
     page = client.get("/").text
     assert '<th scope="col" class="num">Sync lag</th>' in page
     # head revision 3, station applied 1: two behind

@@ -65,12 +65,9 @@ class GatewayCollector(Collector):
         for st in s.scalars(select(Station)):
             for state in ("online", "degraded", "offline"):
                 up.add_metric([st.id, state], 1.0 if st.state == state else 0.0)
-            link = (st.details or {}).get("link")
-            if isinstance(link, dict):
-                if isinstance(link.get("sync_lag"), int | float):
-                    lag.add_metric([st.id], float(link["sync_lag"]))
-                if isinstance(link.get("outbox_depth"), int | float):
-                    outbox.add_metric([st.id], float(link["outbox_depth"]))
+            if (link := st.health.link) is not None:
+                lag.add_metric([st.id], float(link.sync_lag))
+                outbox.add_metric([st.id], float(link.outbox_depth))
         yield up
         yield lag
         yield outbox
