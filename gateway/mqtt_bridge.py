@@ -38,8 +38,9 @@ from paho.mqtt.properties import Properties
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.services.alarms import raise_refused_event
 from gateway.services.dead_letters import record_dead_letter
-from gateway.services.events import ingest_event
+from gateway.services.events import ingest_event, screen_event
 from gateway.services.photos import PhotoStore
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import list_announcements
@@ -168,6 +169,7 @@ class MqttBridge:
                 "messages_in",
                 "events_ingested",
                 "events_duplicate",
+                "events_refused",
                 "photos_stored",
                 "photos_duplicate",
                 "statuses",
@@ -511,6 +513,12 @@ class MqttBridge:
         if event.station != station:
             raise ProtocolError(f"event for station {event.station!r} on {station!r}'s topic")
         with self._sessions() as session:
+            refusal = screen_event(session, event)
+            if refusal is not None:  # nothing of it is stored or credited
+                self._count("events_refused")
+                record_dead_letter(session, topic, payload, str(refusal))
+                raise_refused_event(session, station, event.event_id, str(refusal))
+                return
             new = ingest_event(session, event)
         self._count("events_ingested" if new else "events_duplicate")
 

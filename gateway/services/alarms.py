@@ -18,13 +18,21 @@ from gateway.models import Alarm, Station, StationEvent, utcnow
 
 log = logging.getLogger(__name__)
 
-KINDS = ("jam", "lane_full", "divert_unconfirmed", "device_down", "station_offline")
+KINDS = (
+    "jam",
+    "lane_full",
+    "divert_unconfirmed",
+    "device_down",
+    "station_offline",
+    "untrusted_event",
+)
 LABELS = {
     "jam": "Jam",
     "lane_full": "Lane full",
     "divert_unconfirmed": "Divert not confirmed",
     "device_down": "Device down",
     "station_offline": "Station offline",
+    "untrusted_event": "Event refused",
 }
 
 
@@ -132,6 +140,31 @@ def scan_events(session: Session, after_id: int) -> int:
         log.warning("alarm raised key=%s", key)
     session.commit()
     return last
+
+
+def raise_refused_event(session: Session, station: str, event_id: str, message: str) -> None:
+    """Raise a one-off ``untrusted_event`` alarm for a refused parcel event; commit.
+
+    Idempotent (keyed by station and event id: a redelivery raises nothing twice). The
+    alarm is raised already cleared and stays open until a lead acknowledges it.
+    """
+    key = f"{station}:untrusted_event:{event_id}"
+    if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
+        return
+    now = utcnow()
+    session.add(
+        Alarm(
+            key=key,
+            station=station,
+            kind="untrusted_event",
+            subject=event_id,
+            message=message[:500],
+            raised_at=now,
+            cleared_at=now,
+        )
+    )
+    session.commit()
+    log.warning("alarm raised key=%s message=%s", key, message)
 
 
 def open_alarms(session: Session) -> list[Alarm]:

@@ -11,7 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.models import Station, StationEvent, utcnow
+from gateway.security.event_checks import Refusal, check_event
 from gateway.services.accounting import after_ingest
+from gateway.services.rmas import announceable, get_rma, to_announcement
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,18 @@ def ingest_event(
         event.reason,
     )
     return True
+
+
+def screen_event(session: Session, event: ParcelEvent) -> Refusal | None:
+    """Check an event from a station against what that station could know; None if sound.
+
+    Looks up the RMA the event names as the gateway announces it to the site now (none
+    when it was never announced) and applies :func:`gateway.security.event_checks.check_event`.
+    Reads only.
+    """
+    rma = get_rma(session, event.rma_number) if event.rma_number else None
+    announced = to_announcement(rma) if rma is not None and announceable(rma) else None
+    return check_event(event, announced)
 
 
 def list_events(

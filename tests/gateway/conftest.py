@@ -153,6 +153,16 @@ def make_probe(mqtt_broker: Any) -> Iterator[Callable[..., MqttProbe]]:
         p.close()
 
 
+UNKNOWN_RMA: dict[str, Any] = {
+    "lane": "quarantine",
+    "disposition": "quarantine",
+    "reason": "unknown_rma",
+    "diverted": False,
+}
+"""Overrides of :func:`make_event` for a parcel whose RMA the gateway never announced: what
+a station may report of it over MQTT (the gateway refuses anything else, issue 15)."""
+
+
 @pytest.fixture
 def make_event() -> Callable[..., ParcelEvent]:
     """Factory for valid parcel events; keyword arguments override fields."""

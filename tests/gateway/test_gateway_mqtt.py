@@ -13,7 +13,17 @@ from sqlalchemy import select
 from gateway.models import DeadLetter
 from gateway.schemas import RmaDraft
 from gateway.services.rmas import create_rma
-from protocol import ParcelEvent, RmaAnnouncement, SyncBatch, SyncRequest, Topics, decode, encode
+from protocol import (
+    ParcelEvent,
+    RmaAnnouncement,
+    SyncBatch,
+    SyncRequest,
+    Topics,
+    UnitReceipt,
+    decode,
+    encode,
+)
+from tests.gateway.conftest import UNKNOWN_RMA
 
 pytestmark = pytest.mark.broker
 
@@ -40,7 +50,7 @@ def test_created_rma_is_announced(
 def test_event_published_three_times_is_recorded_once(
     client: TestClient, probe: Any, site: str, make_event: Callable[..., ParcelEvent], wait: Any
 ) -> None:
-    event = make_event(station="st1")
+    event = make_event(station="st1", **UNKNOWN_RMA)
     topic = Topics(site, "st1").event
     for _ in range(3):
         probe.publish(topic, encode(event))
@@ -61,8 +71,8 @@ def test_malformed_payload_is_dead_lettered_and_loop_survives(
     client: TestClient, probe: Any, site: str, make_event: Callable[..., ParcelEvent], wait: Any
 ) -> None:
     topic = Topics(site, "st1").event
-    good = make_event(station="st1")
-    truncated = encode(make_event(station="st1"))[:25]
+    good = make_event(station="st1", **UNKNOWN_RMA)
+    truncated = encode(make_event(station="st1", **UNKNOWN_RMA))[:25]
     probe.publish(topic, truncated)
     probe.publish(Topics(site, "st2").event, encode(good))  # station does not match topic
     probe.publish(topic, encode(good))
@@ -133,7 +143,26 @@ def test_sorted_parcel_is_credited_and_cancel_is_announced(
     client.post("/api/v1/rmas", json=rma_body("RMA-1"))
     client.post("/api/v1/rmas", json=rma_body("RMA-2"))
     client.post("/api/v1/rmas", json=rma_body("RMA-3"))
-    probe.publish(Topics(site, "st1").event, encode(make_event(rma_number="RMA-1")))
+    proof = (  # the units of rma_body's lines, verified by what each line declares
+        UnitReceipt(
+            line_no=1, sku="SKU-1", unit=1, evidence="tag", verified=True, identifier="DD17380A"
+        ),
+        UnitReceipt(
+            line_no=2, sku="SKU-2", unit=1, evidence="serial", verified=True, identifier="SN42"
+        ),
+        UnitReceipt(
+            line_no=2,
+            sku="SKU-2",
+            unit=2,
+            evidence="gtin",
+            verified=True,
+            identifier="04006381333931",
+        ),
+    )
+    probe.publish(
+        Topics(site, "st1").event,
+        encode(make_event(rma_number="RMA-1", reason="matched", units=proof)),
+    )
     probe.publish(
         Topics(site, "st1").event,
         encode(make_event(rma_number="RMA-3", lane="quarantine", disposition="quarantine")),

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import inspect
 import json
-import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel
 
 import protocol.codes
@@ -138,21 +135,6 @@ def test_a_station_status_is_typed_and_v1_details_are_dropped_unread() -> None:
             decode(payload, StationStatus)
 
 
-@pytest.fixture
-def publisher(mqtt_broker: Any) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="st1-test")
-    client.connect("127.0.0.1", mqtt_broker.port)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
-
-
-def _rows(prod: ProdGateway, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(prod.proc.workdir / "gateway.db") as db:
-        return db.execute(sql).fetchall()
-
-
 def test_a_malformed_retained_status_is_dead_lettered_and_the_page_stays_live(
     prod: ProdGateway, site: str, publisher: mqtt.Client
 ) -> None:
@@ -165,24 +147,22 @@ def test_a_malformed_retained_status_is_dead_lettered_and_the_page_stays_live(
     )
     publisher.publish(topic, encode(good), qos=1, retain=True).wait_for_publish(5)
     wait_until(
-        lambda: _rows(prod, "select state from stations where id = 'st7'") == [("degraded",)],
+        lambda: prod.rows("select state from stations where id = 'st7'") == [("degraded",)],
         what="the good status stored",
     )
     bad = json.loads(encode(good))
     bad["health"]["core"] = {"lanes_full": {"restock": [1] * 10_000}}
     publisher.publish(topic, json.dumps(bad), qos=1, retain=True).wait_for_publish(5)
     wait_until(
-        lambda: _rows(prod, f"select error from dead_letters where topic = '{topic}'"),
+        lambda: prod.rows(f"select error from dead_letters where topic = '{topic}'"),
         what="the malformed status dead-lettered",
     )
-    [(error,)] = _rows(prod, f"select error from dead_letters where topic = '{topic}'")
+    [(error,)] = prod.rows(f"select error from dead_letters where topic = '{topic}'")
     assert error.startswith("invalid StationStatus: health.core.lanes_full")
     # the station keeps its last valid status; its alarm stands; the page renders
-    [(details,)] = _rows(prod, "select details from stations where id = 'st7'")
+    [(details,)] = prod.rows("select details from stations where id = 'st7'")
     assert json.loads(details)["health"]["devices"] == {"rfid": {"state": "failed"}}
-    assert _rows(prod, "select key from alarms where station = 'st7'") == [
-        ("st7:device_down:rfid",)
-    ]
+    assert prod.rows("select key from alarms where station = 'st7'") == [("st7:device_down:rfid",)]
     lee = prod.sign_in("lee", address="10.7.0.1")
     page = lee.get("/")
     assert page.status_code == 200 and 'data-station="st7"' in page.text
