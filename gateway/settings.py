@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.security import keys
 
-DEFAULT_SECRET_KEY = "change-me"
+DEFAULT_SECRET_KEY = "change-me"  # the placeholder production refuses  # nosec B105
 MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
 """Shortest ``RS_SECRET_KEY`` accepted when ``RS_ENV`` is not ``"dev"``."""
 Resolution = Literal["refund", "store_credit", "exchange"]
