@@ -518,6 +518,12 @@ class DeadLetter(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    station: Mapped[str | None] = mapped_column(String(64))
+    """The station whose topic it came on (None: not a station topic); its quota's key."""
+    size: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bytes of the stored payload (at most 64 KiB: longer payloads are cut)."""
+
+    __table_args__ = (Index("ix_dead_letters_station", "station", "id"),)
 
 
 class Alarm(Base):

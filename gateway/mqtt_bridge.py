@@ -42,6 +42,7 @@ from gateway.services.alarms import raise_refused_event
 from gateway.services.dead_letters import record_dead_letter
 from gateway.services.events import ingest_event, screen_event
 from gateway.services.photos import PhotoStore
+from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, StationQuotas
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import list_announcements
 from gateway.services.stations import upsert_station
@@ -126,6 +127,8 @@ class MqttBridge:
         tls_ca: CA certificate file; when given, the bridge connects with TLS.
         photos: where parcel photos from the stations' photo topics are stored (None:
             photos are dead-lettered).
+        quotas: the per-station bounds of what the bridge keeps of untrusted input
+            (dead letters, one-off alarms; :mod:`gateway.services.quotas`).
 
     Raises:
         ValueError: when ``sync_batch_size`` < 1.
@@ -146,6 +149,7 @@ class MqttBridge:
         password: str | None = None,
         tls_ca: str | None = None,
         photos: PhotoStore | None = None,
+        quotas: StationQuotas | None = None,
     ) -> None:
         if sync_batch_size < 1:
             raise ValueError("sync_batch_size must be >= 1")
@@ -156,6 +160,7 @@ class MqttBridge:
         self._topics = Topics(site)
         self._sessions = sessions
         self._photos = photos
+        self._quotas = quotas or StationQuotas()
         self._keepalive_s = keepalive_s
         self._batch = sync_batch_size
         self._lock = threading.Lock()
@@ -516,10 +521,17 @@ class MqttBridge:
             refusal = screen_event(session, event)
             if refusal is not None:  # nothing of it is stored or credited
                 self._count("events_refused")
-                record_dead_letter(session, topic, payload, str(refusal))
-                raise_refused_event(session, station, event.event_id, str(refusal))
+                session.rollback()  # end the read before the writes
+                record_dead_letter(
+                    session, topic, payload, str(refusal), quota=self._quotas.dead_letters
+                )
+                raise_refused_event(
+                    session, station, event.event_id, str(refusal), self._quotas.alarms
+                )
                 return
             new = ingest_event(session, event)
+        if new and event.photo is not None and self._photos is not None:
+            self._photos.claim(event.photo.sha256)
         self._count("events_ingested" if new else "events_duplicate")
 
     def _handle_photo(self, station: str, payload: bytes) -> None:
@@ -589,7 +601,11 @@ class MqttBridge:
         if reply.station != station:
             raise ProtocolError(f"reply for station {reply.station!r} on {station!r}'s topic")
         with self._lock:
-            self.command_replies.setdefault(reply.request_id, []).append(reply)
+            replies = self.command_replies.setdefault(reply.request_id, [])
+            if len(replies) >= MAX_REPLIES_PER_REQUEST:  # a station repeating itself
+                DROPPED["command_replies"] += 1
+                return
+            replies.append(reply)
             while len(self.command_replies) > KEEP_REPLIES:
                 self.command_replies.popitem(last=False)
             self._counters["command_replies"] += 1
@@ -615,7 +631,7 @@ class MqttBridge:
     def _dead_letter(self, topic: str, payload: bytes, error: str) -> None:
         self._count("dead_letters")
         with self._sessions() as session:
-            record_dead_letter(session, topic, payload, error)
+            record_dead_letter(session, topic, payload, error, quota=self._quotas.dead_letters)
 
     def _count(self, name: str) -> None:
         with self._lock:

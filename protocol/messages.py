@@ -63,6 +63,24 @@ Scalar = (
 )
 """A bounded JSON scalar (the value of a command argument or result)."""
 
+MAX_PACKET_BYTES = 3 * 1024 * 1024
+"""Largest MQTT packet the site broker takes (``max_packet_size`` in
+``hardware/mosquitto.conf``): a client sending a larger one is disconnected."""
+MAX_MESSAGE_BYTES = MAX_PACKET_BYTES - 4096
+"""Largest payload anyone may publish: the packet limit less room for the topic and
+header. The largest legitimate message, a :class:`PhotoUpload` of :data:`MAX_PHOTO_BYTES`
+(base64, about 2.67 MB), fits with about 15 % to spare; catch-up batches are split below it."""
+
+
+MAX_EVENT_BYTES = 384 * 1024
+"""Largest :class:`ParcelEvent` payload (bytes): the largest valid event (every field at its
+bound) fits; anything larger is refused before parsing and never stored."""
+MAX_STATUS_BYTES = 64 * 1024
+"""Largest :class:`StationStatus` payload (bytes), so the stored status of every station,
+and the status page built from them, stay small."""
+MAX_REPLY_BYTES = 64 * 1024
+"""Largest :class:`CommandReply` payload (bytes)."""
+
 WIRE_CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 """The config of every model on the wire: frozen, unknown fields refused, finite floats."""
 
@@ -115,6 +133,9 @@ class _Message(BaseModel):
     model_config = WIRE_CONFIG
 
     SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (SCHEMA_VERSION,)
+    MAX_BYTES: ClassVar[int] = MAX_MESSAGE_BYTES
+    """Largest payload of this kind :func:`decode` parses (bytes); a larger one is a
+    :class:`ProtocolError` before any parsing. Kinds with small bounded fields set less."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
 
@@ -376,6 +397,7 @@ class StationStatus(_Message):
     SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
     schema_version: SchemaVersion = 2
+    MAX_BYTES: ClassVar[int] = MAX_STATUS_BYTES
     kind: Literal["status"] = "status"
     station: StationId
     state: Literal["online", "offline", "degraded"]
@@ -393,14 +415,6 @@ class StationStatus(_Message):
 
 
 MAX_PHOTO_BYTES = 2_000_000
-
-MAX_PACKET_BYTES = 3 * 1024 * 1024
-"""Largest MQTT packet the site broker takes (``max_packet_size`` in
-``hardware/mosquitto.conf``): a client sending a larger one is disconnected."""
-MAX_MESSAGE_BYTES = MAX_PACKET_BYTES - 4096
-"""Largest payload anyone may publish: the packet limit less room for the topic and
-header. The largest legitimate message, a :class:`PhotoUpload` of :data:`MAX_PHOTO_BYTES`
-(base64, about 2.67 MB), fits with about 15 % to spare; catch-up batches are split below it."""
 
 
 class PhotoRef(BaseModel):
@@ -542,6 +556,7 @@ class ParcelEvent(_Message):
 
     SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
+    MAX_BYTES: ClassVar[int] = MAX_EVENT_BYTES
     schema_version: SchemaVersion = 2
     kind: Literal["parcel"] = "parcel"
     event_id: str = Field(min_length=8, max_length=64)
@@ -602,6 +617,7 @@ class PhotoUpload(_Message):
 class SyncRequest(_Message):
     """Station asks for every RMA announcement after ``after_revision``."""
 
+    MAX_BYTES: ClassVar[int] = 4096
     kind: Literal["sync_req"] = "sync_req"
     station: StationId
     after_revision: int = Field(ge=0, le=INT64_MAX)
@@ -655,6 +671,7 @@ class CommandState(enum.StrEnum):
 class CommandReply(_Message):
     """A station's reply to a :class:`Command`, matched by ``request_id``."""
 
+    MAX_BYTES: ClassVar[int] = MAX_REPLY_BYTES
     kind: Literal["command_reply"] = "command_reply"
     request_id: str = Field(min_length=8, max_length=64)
     station: StationId
@@ -667,6 +684,7 @@ class CommandReply(_Message):
 class Telemetry(_Message):
     """Periodic station counters and gauges (not retained; QoS 0 is enough)."""
 
+    MAX_BYTES: ClassVar[int] = 16 * 1024
     kind: Literal["telemetry"] = "telemetry"
     station: StationId
     at: datetime
@@ -701,9 +719,13 @@ def decode(payload: bytes | str, model: type[M]) -> M:
     """Parse ``payload`` as a message of type ``model``.
 
     Raises:
-        ProtocolError: on non-UTF-8 bytes, malformed or truncated JSON, a wrong ``kind``,
-            an unsupported ``schema_version`` or any invalid field; the message says which.
+        ProtocolError: on a payload larger than ``model.MAX_BYTES``, non-UTF-8 bytes,
+            malformed or truncated JSON, a wrong ``kind``, an unsupported
+            ``schema_version`` or any invalid field; the message says which.
     """
+    size = len(payload.encode("utf-8") if isinstance(payload, str) else payload)
+    if size > model.MAX_BYTES:
+        raise ProtocolError(f"invalid {model.__name__}: {size} bytes, over {model.MAX_BYTES}")
     try:
         return model.model_validate_json(payload)
     except ValidationError as exc:

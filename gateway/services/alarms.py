@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Alarm, Station, StationEvent, utcnow
+from gateway.services.quotas import Quota, StationQuotas, may_raise_one_off
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,12 @@ def sync_station(session: Session, station: Station) -> None:
             log.warning("alarm raised key=%s message=%s", key, c.message)
 
 
-def scan_events(session: Session, after_id: int) -> int:
+def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.alarms) -> int:
     """Raise a one-off alarm for each event after ``after_id`` whose divert was not confirmed.
 
-    Idempotent (keyed by event id). Commits; returns the highest event id seen.
+    Idempotent (keyed by event id); within the station's ``quota`` of unacknowledged
+    one-off alarms (:func:`~gateway.services.quotas.may_raise_one_off`). Commits; returns
+    the highest event id seen.
     """
     rows = session.execute(
         select(
@@ -125,6 +128,8 @@ def scan_events(session: Session, after_id: int) -> int:
         key = f"{station}:divert_unconfirmed:{event_id}"
         if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
             continue
+        if not may_raise_one_off(session, station, quota):
+            continue
         now = utcnow()
         session.add(
             Alarm(
@@ -142,14 +147,23 @@ def scan_events(session: Session, after_id: int) -> int:
     return last
 
 
-def raise_refused_event(session: Session, station: str, event_id: str, message: str) -> None:
+def raise_refused_event(
+    session: Session,
+    station: str,
+    event_id: str,
+    message: str,
+    quota: Quota = StationQuotas.alarms,
+) -> None:
     """Raise a one-off ``untrusted_event`` alarm for a refused parcel event; commit.
 
-    Idempotent (keyed by station and event id: a redelivery raises nothing twice). The
-    alarm is raised already cleared and stays open until a lead acknowledges it.
+    Idempotent (keyed by station and event id: a redelivery raises nothing twice), within
+    the station's ``quota`` of unacknowledged one-off alarms. The alarm is raised already
+    cleared and stays open until a lead acknowledges it.
     """
     key = f"{station}:untrusted_event:{event_id}"
     if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
+        return
+    if not may_raise_one_off(session, station, quota):
         return
     now = utcnow()
     session.add(
