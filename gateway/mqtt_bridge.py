@@ -39,12 +39,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.services.alarms import raise_refused_event
+from gateway.services.catch_up import SYNC_RATE, CatchUpServer
 from gateway.services.dead_letters import record_dead_letter
 from gateway.services.events import ingest_event, screen_event
 from gateway.services.photos import PhotoStore
 from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, StationQuotas
-from gateway.services.revisions import head_revision
-from gateway.services.rmas import list_announcements
 from gateway.services.stations import upsert_station
 from protocol import (
     Command,
@@ -56,7 +55,6 @@ from protocol import (
     RmaAnnouncement,
     RmaCancellation,
     StationStatus,
-    SyncBatch,
     SyncRequest,
     Telemetry,
     Topics,
@@ -64,7 +62,6 @@ from protocol import (
     encode,
     shared,
 )
-from protocol.messages import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +124,8 @@ class MqttBridge:
         tls_ca: CA certificate file; when given, the bridge connects with TLS.
         photos: where parcel photos from the stations' photo topics are stored (None:
             photos are dead-lettered).
+        sync_rate: catch-up requests served per station, a ``limits`` rate string; they
+            are answered off the ingest thread (:mod:`gateway.services.catch_up`).
         quotas: the per-station bounds of what the bridge keeps of untrusted input
             (dead letters, one-off alarms; :mod:`gateway.services.quotas`).
 
@@ -150,6 +149,7 @@ class MqttBridge:
         tls_ca: str | None = None,
         photos: PhotoStore | None = None,
         quotas: StationQuotas | None = None,
+        sync_rate: str = SYNC_RATE,
     ) -> None:
         if sync_batch_size < 1:
             raise ValueError("sync_batch_size must be >= 1")
@@ -163,6 +163,9 @@ class MqttBridge:
         self._quotas = quotas or StationQuotas()
         self._keepalive_s = keepalive_s
         self._batch = sync_batch_size
+        self.catch_up = CatchUpServer(
+            site, sessions, self._publish_sync, batch_size=sync_batch_size, rate=sync_rate
+        )
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._subscribe_mid: int | None = None
@@ -240,6 +243,7 @@ class MqttBridge:
         self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self._worker.start()
+        self.catch_up.start()
         if self.shared_group is None:
             self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
         else:
@@ -262,6 +266,7 @@ class MqttBridge:
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout=10)
+        self.catch_up.stop()
         self._client.disconnect()
         self._client.loop_stop()
         self._ready.clear()
@@ -291,6 +296,7 @@ class MqttBridge:
                 "shared_group": self.shared_group,
                 "ingest_backlog": self._inbox.qsize(),
                 **self._counters,
+                "catch_up": dict(self.catch_up.counters),
                 "last_error": self._last_error,
             }
 
@@ -559,42 +565,11 @@ class MqttBridge:
         if request.station != station:
             raise ProtocolError(f"sync request for {request.station!r} on {station!r}'s topic")
         self._count("sync_requests")
-        reply_topic = Topics(self.site, station).sync_response
-        after = request.after_revision
-        sent = 0
-        with self._sessions() as session:
-            head = head_revision(session, self.site)
-            while True:
-                page = list_announcements(
-                    session, after_revision=after, up_to_revision=head, limit=self._batch
-                )
-                last = len(page) < self._batch or page[-1].revision >= head
-                batch = SyncBatch(
-                    request_id=request.request_id,
-                    announcements=tuple(page),
-                    last=last,
-                    head_revision=head,
-                )
-                data = encode(batch)
-                while len(data) > MAX_MESSAGE_BYTES and len(page) > 1:  # the broker's limit
-                    page, last = page[: len(page) // 2], False
-                    data = encode(
-                        batch.model_copy(update={"announcements": tuple(page), "last": False})
-                    )
-                self._client.publish(reply_topic, data, qos=QOS, retain=False)
-                self._count("sync_batches")
-                sent += len(page)
-                if last:
-                    break
-                after = page[-1].revision
-        log.info(
-            "sync answered station=%s request_id=%s after=%d head=%d announcements=%d",
-            station,
-            request.request_id,
-            request.after_revision,
-            head,
-            sent,
-        )
+        self.catch_up.submit(station, request)  # answered on its own thread, never here
+
+    def _publish_sync(self, station: str, data: bytes) -> None:
+        self._client.publish(Topics(self.site, station).sync_response, data, qos=QOS, retain=False)
+        self._count("sync_batches")
 
     def _handle_command_reply(self, station: str, payload: bytes) -> None:
         reply = decode(payload, CommandReply)
