@@ -25,9 +25,10 @@ Rules (in order; each a function ``(event, announcement) -> message | None``):
 - ``unit_beyond_quantity``: a claimed unit numbered above its line's quantity;
 - ``identifier_not_declared``: a unit verified by an identifier that its line does not
   declare (serial, RFID UID or GTIN, compared as GTIN-14);
-- ``restock_unverified``: a restock with no units, or with an unverified unit of a line
-  that declares an identifier (a line without any identifier can only be shown by the
-  label: the site's verification table decides those, on the station).
+- ``restock_unverified``: a restock with an unverified unit of a line that declares an
+  identifier, or with no units at all of an RMA that has such a line (a line without any
+  identifier can only be shown by the label: the site's verification table decides
+  those on the station, which then may name no unit).
 """
 
 from __future__ import annotations
@@ -156,9 +157,9 @@ def _identifier_not_declared(event: ParcelEvent, rma: RmaAnnouncement | None) ->
 def _restock_unverified(event: ParcelEvent, rma: RmaAnnouncement | None) -> str | None:
     if event.disposition != "restock":
         return None
-    if not event.units:
-        return "restock without units"
     lines = _lines(rma)
+    if not event.units and any(_declared(line) for line in lines.values()):
+        return "restock without units of an RMA whose lines declare identifiers"
     for u in event.units:
         if not u.verified and _declared(lines[u.line_no]):
             return f"restock of unit {u.unit} of line {u.line_no} without verifying it"

@@ -125,26 +125,41 @@ def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.al
         last = row_id
         if "divert_unconfirmed" not in (raw or {}).get("marks", ()):
             continue
-        key = f"{station}:divert_unconfirmed:{event_id}"
-        if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
-            continue
-        if not may_raise_one_off(session, station, quota):
-            continue
-        now = utcnow()
-        session.add(
-            Alarm(
-                key=key,
-                station=station,
-                kind="divert_unconfirmed",
-                subject=lane,
-                message=f"parcel {parcel_id}: divert into {lane} not confirmed",
-                raised_at=now,
-                cleared_at=now,
-            )
-        )
-        log.warning("alarm raised key=%s", key)
+        message = f"parcel {parcel_id}: divert into {lane} not confirmed"
+        _one_off(session, station, "divert_unconfirmed", event_id, lane, message, quota)
     session.commit()
     return last
+
+
+def _one_off(
+    session: Session,
+    station: str,
+    kind: str,
+    event_id: str,
+    subject: str,
+    message: str,
+    quota: Quota,
+) -> None:
+    """Add a one-off alarm (raised already cleared) keyed by the event, once, within quota."""
+    key = f"{station}:{kind}:{event_id}"
+    if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
+        return
+    if not may_raise_one_off(session, station, quota):
+        return
+    now = utcnow()
+    session.add(
+        Alarm(
+            key=key,
+            station=station,
+            kind=kind,
+            subject=subject[:64],
+            message=message[:500],
+            raised_at=now,
+            cleared_at=now,
+        )
+    )
+    session.flush()  # the next quota check counts it
+    log.warning("alarm raised key=%s message=%s", key, message)
 
 
 def raise_refused_event(
@@ -160,25 +175,8 @@ def raise_refused_event(
     the station's ``quota`` of unacknowledged one-off alarms. The alarm is raised already
     cleared and stays open until a lead acknowledges it.
     """
-    key = f"{station}:untrusted_event:{event_id}"
-    if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
-        return
-    if not may_raise_one_off(session, station, quota):
-        return
-    now = utcnow()
-    session.add(
-        Alarm(
-            key=key,
-            station=station,
-            kind="untrusted_event",
-            subject=event_id,
-            message=message[:500],
-            raised_at=now,
-            cleared_at=now,
-        )
-    )
+    _one_off(session, station, "untrusted_event", event_id, event_id, message, quota)
     session.commit()
-    log.warning("alarm raised key=%s message=%s", key, message)
 
 
 def open_alarms(session: Session) -> list[Alarm]:

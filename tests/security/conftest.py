@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.db import Database
 from simulator.procs import GatewayProcess
 
 PASSWORDS = {
@@ -108,3 +110,12 @@ def publisher(mqtt_broker: Any) -> Iterator[mqtt.Client]:
     yield client
     client.loop_stop()
     client.disconnect()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated gateway database in a temporary SQLite file."""
+    database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
+    database.migrate()
+    yield database
+    database.dispose()

@@ -34,6 +34,10 @@ RMA = RmaAnnouncement(
 )
 
 
+LABEL_ONLY = RMA.model_copy(update={"lines": RMA.lines[2:]})
+"""The RMA with only its line that declares no identifier."""
+
+
 def unit(line_no: int, n: int = 1, **kw: Any) -> UnitReceipt:
     fields: dict[str, Any] = {
         "sku": {1: "SKU-1", 2: "SKU-2", 3: "SKU-3"}.get(line_no, "SKU-9"),
@@ -105,6 +109,7 @@ CASES: list[tuple[str, dict[str, Any], RmaAnnouncement | None, str | None]] = [
     ("more units than the line has", {"units": (unit(1, 2, **TAG),)}, RMA, "unit_beyond_quantity"),
     ("verified by another tag", {"units": (unit(1, **OTHER_TAG),)}, RMA, "identifier_not_declared"),
     ("restock without units", {"units": ()}, RMA, "restock_unverified"),
+    ("label-only RMA restocked without units", {"units": ()}, LABEL_ONLY, None),
     ("restock of an unverified tagged unit", {"units": (unit(1),)}, RMA, "restock_unverified"),
 ]
 

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,6 @@ from simulator.testing import start_bridge, wait_until
 from tests.security.conftest import ProdGateway
 
 SITE = "quota"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def huge_event(size: int) -> bytes:
