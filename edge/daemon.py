@@ -386,7 +386,7 @@ class StationDaemon:
             self.camera.take(d.parcel_id),
             event_id=uuid.uuid4().hex,
         )
-        self.link.publish_event(encode(event))
+        self.link.publish_event(encode(event), d.rma_number, exited.units)
         self.metrics.parcel_exited(
             exited.final_lane.name, d.reason.value, d.decided_at_ms - exited.inducted_at_ms
         )

@@ -13,6 +13,13 @@ message whose handling fails for any other reason is poison, dead-lettered with 
 so it cannot block the messages behind it). A message not yet
 acknowledged when the gateway stops is redelivered by the broker to the persistent session.
 
+Stations are not trusted because their credential is valid (issue 15): every parcel event
+is screened against what its station could know before it is ingested
+(:mod:`gateway.security.event_checks`; a refused one is dead-lettered with an alarm),
+what is kept of untrusted input is bounded per station (:mod:`gateway.services.quotas`),
+and catch-up requests are answered by their own thread at a rate per station
+(:mod:`gateway.services.catch_up`), never on the ingest thread.
+
 Replicas: with ``shared_group`` set, the bridge speaks MQTT 5 and subscribes to events and
 catch-up requests as ``$share/{group}/...``, so several gateways share the ingest (each
 needs its own ``client_id``); statuses are subscribed by every replica (retained messages

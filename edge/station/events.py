@@ -44,7 +44,10 @@ def build_parcel_event(
     Returns:
         The event: the lane it ended in (``diverted`` when that lane has a gate), the
         decision's reason, reads, RMA, policy version and explanation (at most 1000
-        characters), marks, and the photo evidence and grade (:func:`photo_fields`).
+        characters), marks, the photo evidence and grade (:func:`photo_fields`), and
+        what the parcel proved: the RMA units it claims with their evidence, its reads
+        classified, and whether its divert was confirmed (the gateway checks and credits
+        by these: ``gateway.security.event_checks``).
     """
     d = exited.decision
     lane = exited.final_lane
@@ -63,6 +66,9 @@ def build_parcel_event(
         marks=tuple(m.value for m in exited.marks),
         policy_version=d.policy_version or None,
         explanation=d.explanation[:EXPLANATION_MAX] or None,
+        units=d.units,
+        codes=d.codes,
+        divert_confirmed=exited.divert_confirmed if lane.gate is not None else None,
         **photo_fields(graded),
     )
 

@@ -11,7 +11,7 @@ from edge.station.events import build_parcel_event, photo_fields
 from edge.vision.grading import Grading, Measures
 from edge.vision.photos import PhotoFile
 from edge.vision.worker import GradedPhoto
-from protocol import PhotoRef
+from protocol import CodeRead, PhotoRef, UnitReceipt
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 RESTOCK = LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock")
@@ -59,6 +59,27 @@ def test_diverted_parcel_event_says_where_it_went_and_why() -> None:
         "restock: matched",
     )
     assert (event.photo, event.grade) == (None, None)
+
+
+def test_the_event_carries_what_the_parcel_proved() -> None:
+    units = (
+        UnitReceipt(
+            line_no=1, sku="S1", unit=1, evidence="tag", verified=True, identifier="DD17380A"
+        ),
+    )
+    codes = (
+        CodeRead(code_class="rma_label", value="RMA-1"),
+        CodeRead(code_class="tag", value="DD17380A", source="rfid"),
+    )
+    exited = ParcelExited(
+        decision(units=units, codes=codes), 0.0, 300.0, 2100.0, divert_confirmed=True
+    )
+    event = build_parcel_event(exited, "st1", to_utc, None, event_id="e" * 32)
+    assert (event.units, event.codes, event.divert_confirmed) == (units, codes, True)
+    assert event.verified_units == units
+    cancelled = ParcelExited(exited.decision, 0.0, 300.0, 3300.0, (Mark.GATE_CANCELLED,), END, True)
+    event = build_parcel_event(cancelled, "st1", to_utc, None, event_id="e" * 32)
+    assert (event.diverted, event.divert_confirmed, event.units) == (False, None, units)
 
 
 def test_withdrawn_gate_reports_the_lane_it_ran_on_to() -> None:
