@@ -157,8 +157,9 @@ def test_contradicting_events_are_dead_lettered_with_an_alarm_and_nothing_credit
     errors = [e for (e,) in prod.rows(f"select error from dead_letters where topic = '{topic}'")]
     assert [e.split(":")[1].strip() for e in errors] == list(refused)
     assert all(e.startswith("untrusted event: ") for e in errors)
-    alarms = prod.rows("select kind, subject from alarms where station = 'st1' order by id")
-    assert alarms == [("untrusted_event", e.event_id) for e in refused.values()]
+    wanted = [("untrusted_event", e.event_id) for e in refused.values()]
+    query = "select kind, subject from alarms where station = 'st1' order by id"
+    wait_until(lambda: prod.rows(query) == wanted, what="an alarm per refused event")
     assert prod.rows("select count(*) from station_events") == [(0,)]
     assert prod.admin.get("/api/v1/credits").json()["credits"] == []
     # the sound event of the same RMA is stored and credited
