@@ -100,6 +100,11 @@ class Rma(Base):
     revision: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: compare-and-set on the revision: every UPDATE of the row carries
+    #: ``WHERE revision = <the revision read>``, so a writer that read a revision another
+    #: writer has since replaced changes nothing (``StaleDataError``: HTTP 409). The
+    #: revision itself is set by :func:`gateway.services.rma_writer.apply_change`.
+    __mapper_args__ = {"version_id_col": revision, "version_id_generator": False}
     lines: Mapped[list[RmaLineRecord]] = relationship(
         back_populates="rma",
         cascade="all, delete-orphan",
@@ -305,6 +310,27 @@ class StockMovement(Base):
     rma_line_id: Mapped[int | None] = mapped_column(ForeignKey("rma_lines.id", ondelete="SET NULL"))
     rma_number: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AnnouncementRow(Base):
+    """One RMA announcement in the announcement outbox, until the broker acknowledges it.
+
+    Written in the transaction of the RMA change it announces
+    (:func:`gateway.services.rma_writer.apply_change`); the MQTT bridge publishes pending
+    rows (QoS 1) and sets ``sent_at`` on the PUBACK, so a gateway restart between the
+    commit and the publish loses nothing. ``payload`` is the encoded
+    :class:`protocol.RmaAnnouncement` (JSON text, at most the protocol's message size).
+    """
+
+    __tablename__ = "announcement_outbox"
+    __table_args__ = (Index("ix_announcement_outbox_pending", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_number: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class WebhookDelivery(Base):

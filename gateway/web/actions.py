@@ -19,11 +19,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.routes.alarms import AlarmId
 from gateway.security.access import AuthFailure, check_password, form_data
-from gateway.services import accounting
 from gateway.services import alarms as alarm_service
+from gateway.services import credits
 from gateway.services.auth import close_session, open_session
 from gateway.services.lifecycle import IllegalTransition
-from gateway.services.rmas import bump, get_rma, transition_rma
+from gateway.services.rma_writer import StaleDataError, StaleRma, load_for_change
+from gateway.services.rmas import transition_rma
 from gateway.web.pages import GRADES, templates
 from gateway.web.session import COOKIE, set_session_cookie
 
@@ -97,15 +98,13 @@ async def decide(
     grade = form.get("grade", "")
     if grade not in (*GRADES, "refuse"):
         return Response("unknown grade", status_code=422)
-    rma = get_rma(session, number)
+    rma = load_for_change(session, number)
     if rma is None:
         return Response("unknown RMA", status_code=404)
     try:
-        accounting.settle(session, settings, rma, grade, actor=user.name)
-        bump(session, settings, rma)
-        accounting.state_changed(session, settings, rma, user.name)
+        credits.decide(session, settings, rma, grade, actor=user.name)
         session.commit()
-    except IllegalTransition:
+    except (IllegalTransition, StaleRma, StaleDataError):
         session.rollback()
         return _back("not-allowed", "quarantine", rma.number)
     except BaseException:
@@ -124,20 +123,12 @@ async def approve(
     decision = form.get("decision", "")
     if decision not in ("authorize", "reject"):
         return Response("decision must be authorize or reject", status_code=422)
-    rma = get_rma(session, number)
+    rma = load_for_change(session, number)
     if rma is None:
         return Response("unknown RMA", status_code=404)
     try:
-        transition_rma(
-            session,
-            settings,
-            rma,
-            decision,
-            actor=user.name,
-            note="status page",
-            before_commit=lambda r: accounting.state_changed(session, settings, r, user.name),
-        )
-    except IllegalTransition:
+        transition_rma(session, settings, rma, decision, actor=user.name, note="status page")
+    except (IllegalTransition, StaleRma, StaleDataError):
         session.rollback()
         return _back("not-allowed", "quarantine", rma.number)
     log.info("approval rma=%s decision=%s by=%s", number, decision, user.name)

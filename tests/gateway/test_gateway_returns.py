@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.db import Database
 from gateway.models import Credit, RmaTransition, StockMovement
 from gateway.schemas import OrderDraft, RmaDraft
-from gateway.services import accounting
+from gateway.services import credits
 from gateway.services.events import ingest_event
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.numbers import MistypedNumber
@@ -53,11 +53,10 @@ def s(anydb: Database) -> Iterator[Session]:
 
 
 @pytest.fixture(autouse=True)
-def _accounting() -> Iterator[None]:
-    published: list[Any] = []
-    accounting.configure(CFG, published.append)
+def _credits() -> Iterator[None]:
+    credits.configure(CFG)
     yield
-    accounting.configure(None)
+    credits.configure(None)
 
 
 def order(s: Session, ref: str = "ORD-1", **over: Any) -> None:
@@ -123,7 +122,7 @@ def test_c8_more_than_delivered_is_refused_with_the_numbers(s: Session) -> None:
 def test_c8_second_rma_for_a_fully_returned_line_is_refused(s: Session) -> None:
     order(s)
     first = rma(s, "R1", [{"sku": "B", "quantity": 1}])
-    assert accounting.apply_parcel(s, CFG, first, "restock", actor="station:st1", now=NOW)
+    assert credits.apply_parcel(s, CFG, first, "restock", actor="station:st1", now=NOW)
     s.commit()
     assert first.state == "refunded"
     with pytest.raises(PolicyViolation) as err:
@@ -318,7 +317,7 @@ def test_sorted_parcel_credits_each_line_exactly_once(s: Session) -> None:
 def test_merchant_fault_gets_full_credit_as_store_credit(s: Session) -> None:
     order(s)
     r = rma(s, "R1", [{"sku": "B", "quantity": 1}], reason="defective", resolution="credit")
-    accounting.apply_parcel(s, CFG, r, "recycle", actor="station:st1", now=NOW)
+    credits.apply_parcel(s, CFG, r, "recycle", actor="station:st1", now=NOW)
     s.commit()
     c = s.scalars(select(Credit)).one()
     assert (c.kind, c.amount_cents, c.restocking_fee_cents, c.recovered_value_cents) == (
@@ -342,8 +341,8 @@ def test_quarantine_waits_for_a_lead(s: Session) -> None:
     assert r is not None and r2 is not None
     assert (r.state, r.awaiting_decision) == ("received", True)
     assert s.scalar(select(func.count(Credit.id))) == 0
-    accounting.settle(s, CFG, r, "restock", actor="user:lead", now=NOW)
-    accounting.settle(s, CFG, r2, "refuse", actor="user:lead", now=NOW)
+    credits.settle(s, CFG, r, "restock", actor="user:lead", now=NOW)
+    credits.settle(s, CFG, r2, "refuse", actor="user:lead", now=NOW)
     s.commit()
     assert (r.state, r.awaiting_decision) == ("refunded", False)
     assert r2.state == "closed"
@@ -354,7 +353,7 @@ def test_quarantine_waits_for_a_lead(s: Session) -> None:
 def test_financial_report_by_day_and_category(s: Session) -> None:
     order(s)
     r = rma(s, "R1", [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}])
-    accounting.apply_parcel(s, CFG, r, "refurbish", actor="station:st1", now=NOW)
+    credits.apply_parcel(s, CFG, r, "refurbish", actor="station:st1", now=NOW)
     s.commit()
     rows = financial_impact(s, CFG.zone)
     got = [
@@ -410,7 +409,7 @@ def test_failing_accounting_never_loses_the_event(
     def boom(*_a: Any, **_k: Any) -> None:
         raise RuntimeError("policy bug")
 
-    monkeypatch.setattr(accounting, "settle", boom)
+    monkeypatch.setattr(credits, "settle", boom)
     assert ingest_event(s, _event("R1", "restock")) is True
     s.expire_all()
     r = get_rma(s, "R1")

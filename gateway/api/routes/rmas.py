@@ -1,7 +1,9 @@
 """``/api/v1/rmas``: create (idempotent), read, list, lifecycle, receipts, decisions, label.
 
-Errors (body ``{"detail": ...}``): 401 / 403 access; 404 unknown RMA; 409 duplicate number
-or a trigger not allowed in the RMA's state; 422 invalid input, a policy refusal
+Errors (body ``{"detail": ...}``): 401 / 403 access; 404 unknown RMA; 409 duplicate number,
+a trigger not allowed in the RMA's state, or a change that lost the race against another
+writer of the same RMA (then the body also carries ``rma``, its current state, and nothing
+of the request was written); 422 invalid input, a policy refusal
 (``detail`` = ``{"code", "message", ...facts}``), a mistyped number (check character) or an
 ``Idempotency-Key`` reused with another body.
 """
@@ -19,12 +21,13 @@ from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
 from gateway.schemas import DecisionRequest, ReceiptRequest, RmaDraft, TransitionRequest
-from gateway.services import accounting, idempotency, numbers
+from gateway.services import credits, idempotency, numbers
 from gateway.services.expiry import expire_overdue
 from gateway.services.labels import render_label
+from gateway.services.lifecycle import IllegalTransition
 from gateway.services.revisions import head_revision
+from gateway.services.rma_writer import StaleDataError, StaleRma, apply_change, load_for_change
 from gateway.services.rmas import (
-    bump,
     create_rma,
     get_rma,
     list_rmas,
@@ -54,15 +57,28 @@ class _Twin(Exception):
         self.response = response
 
 
-def _load(session: SessionDep, number: str) -> Rma:
+def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
+    """The RMA to change (row-locked on PostgreSQL until the request commits) or read."""
     try:
         numbers.check(number)
     except numbers.MistypedNumber as exc:
         raise HTTPException(422, detail=str(exc)) from exc
-    rma = get_rma(session, number)
+    rma = load_for_change(session, number) if change else get_rma(session, number)
     if rma is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"RMA {number!r} not found")
     return rma
+
+
+_CONFLICTS = (IllegalTransition, StaleRma, StaleDataError)
+
+
+def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
+    """409 after a lost race or an illegal trigger: nothing written, the current state."""
+    session.rollback()
+    current = load_for_change(session, number)
+    detail = str(StaleRma(number)) if isinstance(exc, StaleDataError) else str(exc)
+    rma = jsonable_encoder(RmaOut.model_validate(current)) if current is not None else None
+    return JSONResponse({"detail": detail, "rma": rma}, status_code=status.HTTP_409_CONFLICT)
 
 
 @router.post(
@@ -117,7 +133,6 @@ def post_rma(
                 raise _Twin(twin.status_code, twin.response)
 
     def remember(rma: Rma) -> None:
-        accounting.state_changed(session, settings, rma, principal.name)
         if idempotency_key:
             body = jsonable_encoder(RmaOut.model_validate(rma))
             idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
@@ -150,7 +165,7 @@ def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Caller
 @router.get("/{number}", response_model=RmaOut, responses=_ERRORS)
 def read_rma(number: str, session: SessionDep, _who: Caller) -> RmaOut:
     """Return one RMA by number, with its lines and recorded transitions."""
-    return RmaOut.model_validate(_load(session, number))
+    return RmaOut.model_validate(_load(session, number, change=False))
 
 
 @router.get("", response_model=RmaList)
@@ -176,7 +191,7 @@ def post_transition(
     session: SessionDep,
     settings: SettingsDep,
     principal: Caller,
-) -> RmaOut:
+) -> Any:
     """Fire a lifecycle trigger (``cancel`` and ``ship`` for shops; others need a lead).
 
     The new state is announced to stations with a new revision (e.g. a cancelled or
@@ -187,23 +202,17 @@ def post_transition(
             status.HTTP_403_FORBIDDEN, detail=f"{body.trigger!r} needs the 'lead' scope"
         )
     rma = _load(session, number)
-    accounting_hook = accounting.state_changed
-    transition_rma(
-        session,
-        settings,
-        rma,
-        body.trigger,
-        actor=principal.name,
-        note=body.note,
-        before_commit=lambda r: accounting_hook(session, settings, r, principal.name),
-    )
+    try:
+        transition_rma(session, settings, rma, body.trigger, actor=principal.name, note=body.note)
+    except _CONFLICTS as exc:
+        return _conflict(session, number, exc)
     return RmaOut.model_validate(rma)
 
 
 @router.post("/{number}/receipts", response_model=RmaOut, responses=_ERRORS)
 def post_receipt(
     number: str, body: ReceiptRequest, session: SessionDep, settings: SettingsDep, principal: Caller
-) -> RmaOut:
+) -> Any:
     """Record units received at the desk (partial receipt leaves ``partially_received``).
 
     Once every unit is in, the RMA is ``received`` and waits for a lead's decision.
@@ -215,9 +224,10 @@ def post_receipt(
     try:
         receive_units(rma, units, actor=principal.name, note=body.note)
         rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
-        bump(session, settings, rma)
-        accounting.state_changed(session, settings, rma, principal.name)
+        apply_change(session, settings, rma, actor=principal.name)
         session.commit()
+    except _CONFLICTS as exc:
+        return _conflict(session, number, exc)
     except BaseException:
         session.rollback()
         raise
@@ -231,17 +241,18 @@ def post_decision(
     session: SessionDep,
     settings: SettingsDep,
     principal: Caller,
-) -> RmaOut:
+) -> Any:
     """A lead grades a received (e.g. quarantined) return; credits follow by policy.
 
-    ``refuse`` closes the RMA without credit.
+    ``refuse`` closes the RMA without credit. Decisions on one RMA are serialised: of
+    simultaneous decisions one wins, the others get 409 with the winner's result.
     """
     rma = _load(session, number)
     try:
-        accounting.settle(session, settings, rma, body.grade, actor=principal.name)
-        bump(session, settings, rma)
-        accounting.state_changed(session, settings, rma, principal.name)
+        credits.decide(session, settings, rma, body.grade, actor=principal.name)
         session.commit()
+    except _CONFLICTS as exc:
+        return _conflict(session, number, exc)
     except BaseException:
         session.rollback()
         raise
@@ -265,7 +276,7 @@ def read_label(
     Code 128 and QR of the number; captions in the shop's language (``RS_DEFAULT_LANGUAGE``)
     unless ``lang`` asks for another.
     """
-    rma = _load(session, number)
+    rma = _load(session, number, change=False)
     pdf = render_label(rma, settings.return_address, lang=lang or settings.default_language)
     return Response(
         pdf,

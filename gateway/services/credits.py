@@ -1,4 +1,4 @@
-"""Accounting kept apart from the physical side: facts in, credits and stock moves out.
+"""Credits kept apart from the physical side: facts in, credits and stock moves out.
 
 A station reports what it did with a parcel (a :class:`gateway.models.StationEvent`). For a
 parcel of a known RMA that can still receive goods, :func:`after_ingest` (called by the
@@ -21,84 +21,58 @@ price minus the category's restocking fee (``restocking_fee_percent``), never be
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import Credit, ReturnReason, Rma, StockMovement, utcnow
 from gateway.services import webhooks
 from gateway.services.lifecycle import RESOLUTION_TRIGGER, fire
 from gateway.services.policies import by_category, percent_of
-from gateway.services.rmas import (
-    announceable,
-    bump,
-    get_rma,
-    outstanding,
-    receive_units,
-    to_announcement,
-)
+from gateway.services.rma_writer import StaleRma, apply_change, load_for_change
+from gateway.services.rmas import outstanding, receive_units
 from gateway.settings import Settings
-from protocol import ParcelEvent, RmaAnnouncement
+from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
 
 GRADES = ("restock", "refurbish", "recycle")
 RECEIVABLE_STATES = ("authorized", "in_transit", "partially_received")
-_ANNOUNCE_KEY = "rs_announce"
-
-Publisher = Callable[[RmaAnnouncement], object]
 
 
 class _Config:
     settings: Settings | None = None
-    publish: Publisher | None = None
 
 
-def configure(settings: Settings | None, publish: Publisher | None = None) -> None:
-    """Set the policy and the announcement publisher used by :func:`after_ingest`.
+def configure(settings: Settings | None) -> None:
+    """Set the policy used by :func:`after_ingest` (the app's lifespan does).
 
-    The app's lifespan calls this; ``configure(None)`` switches automatic accounting off.
+    ``configure(None)`` switches automatic crediting off.
     """
     _Config.settings = settings
-    _Config.publish = publish
 
 
-def announce_after_commit(session: Session, rma: Rma) -> None:
-    """Publish ``rma``'s announcement once the session's transaction commits."""
-    if announceable(rma):
-        session.info.setdefault(_ANNOUNCE_KEY, []).append(to_announcement(rma))
+def decide(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    grade: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> list[Credit]:
+    """A lead's decision on a received RMA: :func:`settle`, then record it; no commit.
 
-
-@event.listens_for(Session, "after_commit")
-def _publish_pending(session: Session) -> None:
-    pending: list[RmaAnnouncement] = session.info.pop(_ANNOUNCE_KEY, [])
-    publish = _Config.publish
-    if publish is None:
-        return
-    for announcement in pending:
-        try:
-            publish(announcement)
-        except Exception:
-            log.exception("publishing rma %s failed", announcement.number)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_ANNOUNCE_KEY, None)
-
-
-def state_changed(session: Session, settings: Settings, rma: Rma, actor: str) -> None:
-    """Queue the ``rma.state_changed`` webhook and the station announcement."""
-    webhooks.enqueue(
-        session,
-        settings,
-        "rma.state_changed",
-        {"number": rma.number, "state": rma.state, "revision": rma.revision, "actor": actor},
-    )
-    announce_after_commit(session, rma)
+    Raises:
+        IllegalTransition: when the RMA is not ``received``.
+        StaleRma: another writer changed the RMA since it was read.
+    """
+    credits = settle(session, settings, rma, grade, actor=actor, now=now)
+    apply_change(session, settings, rma, actor=actor, now=now)
+    return credits
 
 
 def settle(
@@ -223,7 +197,7 @@ def apply_parcel(
     receive goods in its state (already received, cancelled, expired, ...).
     """
     if rma.state not in RECEIVABLE_STATES:
-        log.info("parcel for rma %s in state %s: no accounting", rma.number, rma.state)
+        log.info("parcel for rma %s in state %s: no credit", rma.number, rma.state)
         return False
     now = now or utcnow()
     receive_units(rma, outstanding(rma), actor=actor, note=f"sorted to {disposition}", at=now)
@@ -231,26 +205,31 @@ def apply_parcel(
         settle(session, settings, rma, disposition, actor=actor, now=now)
     else:
         rma.awaiting_decision = True
-    bump(session, settings, rma)
-    state_changed(session, settings, rma, actor)
+    apply_change(session, settings, rma, actor=actor, now=now)
     return True
 
 
 def after_ingest(session: Session, stored: ParcelEvent) -> None:
-    """Hook of the event ingestion: apply accounting for a newly stored parcel event.
+    """Hook of the event ingestion: credit a newly stored parcel event.
 
-    Runs in a savepoint of the ingesting transaction, so the event and its accounting
+    Runs in a savepoint of the ingesting transaction, so the event and its credits
     commit together, and a failure here is logged without losing the event.
+
+    Raises:
+        StaleRma: another writer changed the RMA meanwhile (the caller retries the whole
+            ingestion, so the event is decided on the RMA's current state).
     """
     settings = _Config.settings
     if settings is None or not stored.rma_number:
         return
     try:
         with session.begin_nested():
-            rma = get_rma(session, stored.rma_number)
+            rma = load_for_change(session, stored.rma_number)
             if rma is not None:
                 apply_parcel(
                     session, settings, rma, stored.disposition, actor=f"station:{stored.station}"
                 )
+    except (StaleRma, StaleDataError):
+        raise
     except Exception:
-        log.exception("accounting failed for event %s", stored.event_id)
+        log.exception("crediting failed for event %s", stored.event_id)
