@@ -144,6 +144,13 @@ class RmaLineRecord(Base):
     rfid_uid: Mapped[str | None] = mapped_column(String(20), index=True)
     category: Mapped[str | None] = mapped_column(String(64))
     rma: Mapped[Rma] = relationship(back_populates="lines")
+    #: the units received so far, with their evidence and decision (unit 1 .. quantity)
+    units: Mapped[list[RmaUnit]] = relationship(
+        back_populates="line",
+        cascade="all, delete-orphan",
+        order_by="RmaUnit.unit_no",
+        lazy="selectin",
+    )
     #: the catalogue's entry for ``sku`` (None while the catalogue does not know it): read
     #: at announcement time, never copied, so a later catalogue entry reaches old RMAs
     catalogue: Mapped[CatalogueItem | None] = relationship(
@@ -151,6 +158,46 @@ class RmaLineRecord(Base):
         viewonly=True,
         lazy="selectin",
     )
+
+
+class RmaUnit(Base):
+    """One received unit of an RMA line: what proved it, where it is, what was decided.
+
+    ``unit_no`` is the unit of the line (1 .. quantity), unique per line, so a unit is
+    received, booked and credited once whatever is redelivered. ``state``: ``awaiting``
+    (a lead decides; ``reason`` says why: ``unverified``, ``divert_unconfirmed``,
+    ``quarantine``, ``unproved_event`` for a version 1 event, ``desk_receipt``),
+    ``credited`` or ``refused``. ``evidence`` / ``identifier`` / ``verified`` come from
+    the station's :class:`protocol.UnitReceipt` (or a lead's verification);
+    ``divert_confirmed`` from the event (None: no sensor). ``location`` is the stock
+    location the unit is booked at (``UNCONFIRMED`` until a lead confirms an unconfirmed
+    divert; None while not booked). ``station_reason`` is the station's decision reason
+    code and ``photo_sha256`` the parcel photo, shown to the lead.
+    """
+
+    __tablename__ = "rma_units"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_rma_units_line_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(
+        ForeignKey("rma_lines.id", ondelete="CASCADE"), index=True
+    )
+    unit_no: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    evidence: Mapped[str | None] = mapped_column(String(16))
+    identifier: Mapped[str | None] = mapped_column(String(64))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    divert_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    grade: Mapped[str | None] = mapped_column(String(24))
+    location: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    station_reason: Mapped[str] = mapped_column(String(64), default="")
+    photo_sha256: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str] = mapped_column(String(128), default="")
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    line: Mapped[RmaLineRecord] = relationship(back_populates="units")
 
 
 class CatalogueItem(Base):
@@ -266,17 +313,18 @@ class IdempotencyRecord(Base):
 
 
 class Credit(Base):
-    """Money (or an exchange) granted for one RMA line: at most one per line.
+    """Money (or an exchange) granted for one unit of an RMA line: at most one per unit.
 
-    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in cents.
+    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in cents;
+    ``unit_no`` the unit of the line (1 .. quantity; ``quantity`` is 1).
     """
 
     __tablename__ = "credits"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_credits_line_unit"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rma_line_id: Mapped[int] = mapped_column(
-        ForeignKey("rma_lines.id", ondelete="CASCADE"), unique=True
-    )
+    rma_line_id: Mapped[int] = mapped_column(ForeignKey("rma_lines.id", ondelete="CASCADE"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     rma_number: Mapped[str] = mapped_column(String(32), index=True)
     sku: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(64))
@@ -294,11 +342,16 @@ class Credit(Base):
 
 
 class StockMovement(Base):
-    """One entry of the stock ledger: units of a SKU into a location (re-entry)."""
+    """One entry of the stock ledger: units of a SKU into (or, negative, out of) a location.
+
+    Per RMA unit (``rma_line_id``, ``unit_no``) each ``kind`` happens once: ``return_in``
+    (the unit arrives at its lane's location, or ``UNCONFIRMED``), ``confirm_out`` /
+    ``confirm_in`` (a lead moved an unconfirmed divert to where it really is).
+    """
 
     __tablename__ = "stock_movements"
     __table_args__ = (
-        UniqueConstraint("rma_line_id", "kind"),
+        UniqueConstraint("rma_line_id", "unit_no", "kind", name="uq_stock_movements_unit_kind"),
         Index("ix_stock_movements_sku_location", "sku", "location"),
     )
 
@@ -308,6 +361,7 @@ class StockMovement(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(24))
     rma_line_id: Mapped[int | None] = mapped_column(ForeignKey("rma_lines.id", ondelete="SET NULL"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     rma_number: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 

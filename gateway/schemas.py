@@ -237,6 +237,29 @@ class DecisionRequest(BaseModel):
 
     grade: Literal["restock", "refurbish", "recycle", "refuse"]
     note: str = Field(default="", max_length=2000)
+    revision: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="The RMA revision the lead decided on: when the RMA has changed since, "
+        "409 with its current state and nothing is done",
+    )
+
+
+class UnitDecisionRequest(BaseModel):
+    """A lead's decision on one received unit waiting for a lead.
+
+    ``verify``: checked, credited at its station grade or ``grade``; ``regrade``: credited
+    at ``grade``; ``confirm_location``: an unconfirmed divert found at ``grade``'s
+    location (credited when the station verified it); ``refuse``: no credit.
+    ``revision`` as in :class:`DecisionRequest`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["verify", "regrade", "refuse", "confirm_location"]
+    grade: Literal["restock", "refurbish", "recycle"] | None = None
+    revision: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
 class ReasonDraft(BaseModel):

@@ -1,46 +1,67 @@
-"""Credits kept apart from the physical side: facts in, credits and stock moves out.
+"""Credits from proof, per unit, kept apart from the physical side (issue 14).
 
-A station reports what it did with a parcel (a :class:`gateway.models.StationEvent`). For a
-parcel of a known RMA that can still receive goods, :func:`after_ingest` (called by the
-event ingestion, in the same transaction) receives the outstanding units and then:
+A station reports what a parcel proved (a :class:`protocol.ParcelEvent`, schema 2: the RMA
+units it claims, each with its evidence and ``verified``, and ``divert_confirmed``). For
+a parcel of a known RMA that can still receive goods, :func:`after_ingest` (called by the
+event ingestion, in the same transaction) receives the claimed units, one
+:class:`gateway.models.RmaUnit` each (unique per RMA line and unit), and for each:
 
-- disposition ``restock`` / ``refurbish`` / ``recycle``: that is the grade; :func:`settle`
-  applies the credit policy by grade and requested resolution, writes one
-  :class:`Credit` and one :class:`StockMovement` per line (unique per line, so it happens
-  exactly once whatever is redelivered), and moves the RMA to refunded / credited /
-  exchanged;
-- anything else (quarantine): the RMA waits, ``awaiting_decision``, for a lead's decision
-  (:func:`settle` with the lead's grade, or ``refuse``).
+- divert not confirmed (``divert_confirmed`` False): the unit is booked to the
+  ``UNCONFIRMED`` stock location and credits nothing; it waits for a lead to confirm
+  where it is (``divert_unconfirmed``);
+- sorted to quarantine (disposition not a grade): it waits for a lead (``quarantine``);
+- not verified (label only, or an identifier the line does not declare): it waits for a
+  lead (``unverified``);
+- verified, sorted to ``restock`` / ``refurbish`` / ``recycle`` (the grade): one
+  :class:`Credit` and one ``return_in`` :class:`StockMovement` at the grade's location
+  (``RS_STOCK_LOCATIONS``), unique per unit, so exactly once whatever is redelivered.
 
-Credit policy (amounts in cents, from what was actually paid: unit price after discounts x
-units received): a reason that is the merchant's fault (defective, wrong item, ...) gets
-100 % and no restocking fee; otherwise ``credit_percent_by_grade[grade]`` % of the paid
-price minus the category's restocking fee (``restocking_fee_percent``), never below 0.
+A version 1 event proves nothing: the RMA's outstanding units are received as
+``unproved_event`` and wait for a lead. A lead decides per unit (:func:`decide_unit`:
+verify, regrade, refuse, confirm an unconfirmed divert's location) or for every waiting
+unit at once (:func:`decide`). Once every unit of a received RMA is decided, the RMA is
+graded and moves to refunded / credited / exchanged (closed when nothing was credited).
+
+The amount of one unit is :func:`unit_amount` (the one place the refund arithmetic is
+called): a reason that is the merchant's fault (defective, wrong item, ...) gets 100 % of
+the unit price paid and no restocking fee; otherwise ``credit_percent_by_grade[grade]`` %
+minus the category's restocking fee (``restocking_fee_percent``), never below 0 (cents,
+rounded half up). The return shipping (``RS_RETURN_SHIPPING_CENTS`` per RMA) is spread
+over the RMA's units, the remainder on its first unit.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from gateway.models import Credit, ReturnReason, Rma, StockMovement, utcnow
+from gateway.models import Credit, ReturnReason, Rma, RmaLineRecord, RmaUnit, StockMovement, utcnow
 from gateway.services import webhooks
-from gateway.services.lifecycle import RESOLUTION_TRIGGER, fire
+from gateway.services.lifecycle import RESOLUTION_TRIGGER, IllegalTransition, fire
 from gateway.services.policies import by_category, percent_of
 from gateway.services.rma_writer import StaleRma, apply_change, load_for_change
-from gateway.services.rmas import outstanding, receive_units
+from gateway.services.rmas import receive_units
 from gateway.settings import Settings
-from protocol import ParcelEvent
+from protocol import ParcelEvent, UnitReceipt
 
 log = logging.getLogger(__name__)
 
 GRADES = ("restock", "refurbish", "recycle")
 RECEIVABLE_STATES = ("authorized", "in_transit", "partially_received")
+UNCONFIRMED = "unconfirmed"  # the stock_locations key of units whose divert was not seen
+AWAITING, CREDITED, REFUSED = "awaiting", "credited", "refused"
+UnitAction = Literal["verify", "regrade", "refuse", "confirm_location"]
+UNIT_ACTIONS: tuple[UnitAction, ...] = ("verify", "regrade", "refuse", "confirm_location")
+
+
+class UnitDecisionError(ValueError):
+    """A unit decision that cannot apply: unknown unit, already decided, no grade (422)."""
 
 
 class _Config:
@@ -55,121 +76,158 @@ def configure(settings: Settings | None) -> None:
     _Config.settings = settings
 
 
-def decide(
+@dataclass(frozen=True)
+class UnitAmount:
+    """What one unit is worth, in minor units of the RMA's currency.
+
+    ``paid_cents``: the unit price paid; ``amount_cents``: what is credited;
+    ``restocking_fee_cents``: what was kept; ``recovered_value_cents``: what the item is
+    worth back in stock at its grade.
+    """
+
+    paid_cents: int
+    amount_cents: int
+    restocking_fee_cents: int
+    recovered_value_cents: int
+
+
+def unit_amount(
+    settings: Settings, line: RmaLineRecord, grade: str, *, merchant_fault: bool
+) -> UnitAmount:
+    """The credit of one unit of ``line`` at ``grade`` (the credit policy; pure).
+
+    ``grade`` is ``restock``, ``refurbish`` or ``recycle``; ``merchant_fault`` when the
+    return reason is the merchant's (100 %, no fee). Amounts in cents, rounded half up.
+    """
+    paid = line.unit_price_cents
+    if merchant_fault:
+        gross, fee = paid, 0
+    else:
+        gross = percent_of(paid, float(settings.credit_percent_by_grade.get(grade, 0.0)))
+        fee = percent_of(paid, float(by_category(settings.restocking_fee_percent, line.category)))
+    return UnitAmount(
+        paid_cents=paid,
+        amount_cents=max(0, gross - fee),
+        restocking_fee_cents=min(fee, gross),
+        recovered_value_cents=percent_of(
+            paid, float(settings.recovery_percent_by_grade.get(grade, 0.0))
+        ),
+    )
+
+
+def _shipping_share(settings: Settings, rma: Rma, line: RmaLineRecord, unit_no: int) -> int:
+    """Return the unit's part of the RMA's return shipping (the remainder on its first unit)."""
+    total_units = sum(ln.quantity for ln in rma.lines) or 1
+    share, rest = divmod(settings.return_shipping_cents, total_units)
+    first = rma.lines[0].line_no == line.line_no and unit_no == 1
+    return share + (rest if first else 0)
+
+
+def _location(settings: Settings, key: str) -> str:
+    return settings.stock_locations.get(key, key.upper())
+
+
+def _book(
     session: Session,
     settings: Settings,
     rma: Rma,
-    grade: str,
+    line: RmaLineRecord,
+    unit: RmaUnit,
+    location: str,
     *,
-    actor: str,
-    now: datetime | None = None,
-) -> list[Credit]:
-    """A lead's decision on a received RMA: :func:`settle`, then record it; no commit.
+    kind: str,
+    quantity: int = 1,
+    now: datetime,
+) -> None:
+    """One stock-ledger entry for ``unit`` (unique per unit and kind) and its webhook."""
+    session.add(
+        StockMovement(
+            sku=line.sku,
+            location=location,
+            quantity=quantity,
+            kind=kind,
+            rma_line_id=line.id,
+            unit_no=unit.unit_no,
+            rma_number=rma.number,
+            created_at=now,
+        )
+    )
+    if quantity > 0:
+        unit.location = location
+    webhooks.enqueue(
+        session,
+        settings,
+        "stock.moved",
+        {
+            "sku": line.sku,
+            "location": location,
+            "quantity": quantity,
+            "kind": kind,
+            "rma_number": rma.number,
+            "line_no": line.line_no,
+            "unit": unit.unit_no,
+        },
+        now=now,
+    )
 
-    Raises:
-        IllegalTransition: when the RMA is not ``received``.
-        StaleRma: another writer changed the RMA since it was read.
-    """
-    credits = settle(session, settings, rma, grade, actor=actor, now=now)
-    apply_change(session, settings, rma, actor=actor, now=now)
-    return credits
 
-
-def settle(
+def _credit(
     session: Session,
     settings: Settings,
     rma: Rma,
+    line: RmaLineRecord,
+    unit: RmaUnit,
     grade: str,
     *,
     actor: str,
-    now: datetime | None = None,
-) -> list[Credit]:
-    """Grade a received RMA and apply the credit policy; inside the caller's transaction.
-
-    ``grade`` is ``restock``, ``refurbish``, ``recycle``, or ``refuse`` (no credit, the
-    RMA is closed). ``actor`` is recorded on the transitions and credits.
-
-    Returns:
-        The credits created now (lines already credited are skipped: exactly once).
-
-    Raises:
-        IllegalTransition: when the RMA is not ``received``.
-    """
-    now = now or utcnow()
-    fire(rma, "grade", actor=actor, note=f"grade {grade}", at=now)
-    rma.grade = grade
-    rma.awaiting_decision = False
-    if grade == "refuse":
-        fire(rma, "close", actor=actor, note="credit refused", at=now)
-        return []
+    now: datetime,
+) -> Credit:
+    """Credit ``unit`` at ``grade`` and book it at the grade's location (once)."""
     reason = session.get(ReturnReason, rma.reason)
-    merchant_fault = bool(reason and reason.merchant_fault)
-    received = [line for line in rma.lines if line.received_quantity > 0]
-    shipping = settings.return_shipping_cents
-    share, rest = divmod(shipping, max(1, len(received)))
-    credits: list[Credit] = []
-    for i, line in enumerate(received):
-        if session.scalar(select(Credit.id).where(Credit.rma_line_id == line.id)) is not None:
-            continue
-        category = line.category or "default"
-        paid = line.unit_price_cents * line.received_quantity
-        if merchant_fault:
-            gross, fee = paid, 0
-        else:
-            gross = percent_of(paid, float(settings.credit_percent_by_grade.get(grade, 0.0)))
-            fee = percent_of(paid, float(by_category(settings.restocking_fee_percent, category)))
-        credit = Credit(
-            rma_line_id=line.id,
-            rma_number=rma.number,
-            sku=line.sku,
-            category=category,
-            kind=rma.resolution,
-            grade=grade,
-            quantity=line.received_quantity,
-            paid_cents=paid,
-            amount_cents=max(0, gross - fee),
-            restocking_fee_cents=min(fee, gross),
-            recovered_value_cents=percent_of(
-                paid, float(settings.recovery_percent_by_grade.get(grade, 0.0))
-            ),
-            shipping_cost_cents=share + (rest if i == 0 else 0),
-            currency=rma.currency,
-            source=actor,
-            created_at=now,
-        )
-        session.add(credit)
-        movement = StockMovement(
-            sku=line.sku,
-            location=settings.stock_locations.get(grade, grade.upper()),
-            quantity=line.received_quantity,
-            kind="return_in",
-            rma_line_id=line.id,
-            rma_number=rma.number,
-            created_at=now,
-        )
-        session.add(movement)
-        credits.append(credit)
-        webhooks.enqueue(session, settings, "credit.issued", credit_payload(credit), now=now)
-        webhooks.enqueue(
+    amount = unit_amount(
+        settings, line, grade, merchant_fault=bool(reason and reason.merchant_fault)
+    )
+    credit = Credit(
+        rma_line_id=line.id,
+        unit_no=unit.unit_no,
+        rma_number=rma.number,
+        sku=line.sku,
+        category=line.category or "default",
+        kind=rma.resolution,
+        grade=grade,
+        quantity=1,
+        paid_cents=amount.paid_cents,
+        amount_cents=amount.amount_cents,
+        restocking_fee_cents=amount.restocking_fee_cents,
+        recovered_value_cents=amount.recovered_value_cents,
+        shipping_cost_cents=_shipping_share(settings, rma, line, unit.unit_no),
+        currency=rma.currency,
+        source=actor,
+        created_at=now,
+    )
+    session.add(credit)
+    unit.state, unit.reason, unit.grade = CREDITED, "", grade
+    if unit.location is None:
+        _book(
             session,
             settings,
-            "stock.moved",
-            {
-                "sku": movement.sku,
-                "location": movement.location,
-                "quantity": movement.quantity,
-                "rma_number": rma.number,
-            },
+            rma,
+            line,
+            unit,
+            _location(settings, grade),
+            kind="return_in",
             now=now,
         )
-    fire(rma, RESOLUTION_TRIGGER[rma.resolution], actor=actor, note="by credit policy", at=now)
-    return credits
+    webhooks.enqueue(session, settings, "credit.issued", credit_payload(credit, line), now=now)
+    return credit
 
 
-def credit_payload(credit: Credit) -> dict[str, Any]:
+def credit_payload(credit: Credit, line: RmaLineRecord | None = None) -> dict[str, Any]:
     """JSON-able view of a credit (webhooks and API)."""
     return {
         "rma_number": credit.rma_number,
+        **({"line_no": line.line_no} if line is not None else {}),
+        "unit": credit.unit_no,
         "sku": credit.sku,
         "category": credit.category,
         "kind": credit.kind,
@@ -182,35 +240,295 @@ def credit_payload(credit: Credit) -> dict[str, Any]:
     }
 
 
+def _new_unit(
+    line: RmaLineRecord, unit_no: int, event: ParcelEvent | None, now: datetime
+) -> RmaUnit:
+    unit = RmaUnit(
+        unit_no=unit_no,
+        state=AWAITING,
+        reason="",
+        verified=False,
+        event_id=event.event_id if event else None,
+        station_reason=event.reason[:64] if event else "",
+        photo_sha256=event.photo.sha256 if event and event.photo else None,
+        divert_confirmed=event.divert_confirmed if event else None,
+        grade=event.disposition if event and event.disposition in GRADES else None,
+        decided_by="",
+        received_at=now,
+    )
+    line.units.append(unit)
+    return unit
+
+
+def _claims(rma: Rma, event: ParcelEvent) -> list[tuple[RmaLineRecord, int, UnitReceipt | None]]:
+    """The units this parcel receives: new ones only, on known lines, within quantity."""
+    by_no = {line.line_no: line for line in rma.lines}
+    if event.schema_version < 2:  # proves nothing: what is outstanding, unproved
+        return [
+            (line, n, None)
+            for line in rma.lines
+            for n in range(line.received_quantity + 1, line.quantity + 1)
+            if n not in {u.unit_no for u in line.units}
+        ]
+    claims: list[tuple[RmaLineRecord, int, UnitReceipt | None]] = []
+    left = {line.line_no: line.quantity - line.received_quantity for line in rma.lines}
+    for receipt in event.units:
+        line = by_no.get(receipt.line_no)
+        if line is None or receipt.sku != line.sku:
+            log.warning("event %s claims unknown line %d", event.event_id, receipt.line_no)
+            continue
+        if left[line.line_no] <= 0:
+            log.warning("event %s: line %d already fully received", event.event_id, line.line_no)
+            continue
+        left[line.line_no] -= 1
+        taken = {u.unit_no for u in line.units} | {n for ln, n, _r in claims if ln is line}
+        unit_no = receipt.unit
+        if unit_no > line.quantity or unit_no in taken:  # the station's count is behind ours
+            free = [n for n in range(1, line.quantity + 1) if n not in taken]
+            if not free:
+                log.warning(
+                    "event %s: line %d already fully received", event.event_id, line.line_no
+                )
+                continue
+            unit_no = free[0]
+        claims.append((line, unit_no, receipt))
+    return claims
+
+
 def apply_parcel(
     session: Session,
     settings: Settings,
     rma: Rma,
-    disposition: str,
+    event: ParcelEvent,
     *,
     actor: str,
     now: datetime | None = None,
-) -> bool:
-    """Receive the parcel's outstanding units, then settle by grade or await a lead.
+) -> list[RmaUnit]:
+    """Receive the units the parcel claims and credit those it proved; no commit.
 
-    Inside the caller's transaction. Returns False (nothing done) when the RMA cannot
-    receive goods in its state (already received, cancelled, expired, ...).
+    Inside the caller's transaction; the change is recorded on the writer path. Returns
+    the units received now (empty, nothing done, when the RMA cannot receive goods in
+    its state or the parcel claims none of its outstanding units).
     """
     if rma.state not in RECEIVABLE_STATES:
         log.info("parcel for rma %s in state %s: no credit", rma.number, rma.state)
-        return False
+        return []
+    claims = _claims(rma, event)
+    if not claims:
+        log.info("parcel %s for rma %s claims no outstanding unit", event.event_id, rma.number)
+        return []
     now = now or utcnow()
-    receive_units(rma, outstanding(rma), actor=actor, note=f"sorted to {disposition}", at=now)
-    if disposition in GRADES:
-        settle(session, settings, rma, disposition, actor=actor, now=now)
-    else:
-        rma.awaiting_decision = True
+    counts: dict[int, int] = {}
+    for line, _n, _r in claims:
+        counts[line.line_no] = counts.get(line.line_no, 0) + 1
+    receive_units(rma, counts, actor=actor, note=f"sorted to {event.disposition}", at=now)
+    units: list[RmaUnit] = []
+    for line, unit_no, receipt in claims:
+        unit = _new_unit(line, unit_no, event, now)
+        if receipt is not None:
+            unit.evidence, unit.identifier = receipt.evidence.value, receipt.identifier
+            unit.verified = receipt.verified
+        if receipt is None:
+            unit.reason = "unproved_event"
+        elif event.divert_confirmed is False:
+            unit.reason = "divert_unconfirmed"
+            _book(
+                session,
+                settings,
+                rma,
+                line,
+                unit,
+                _location(settings, UNCONFIRMED),
+                kind="return_in",
+                now=now,
+            )
+        elif event.disposition not in GRADES:
+            unit.reason = "quarantine"
+        elif not unit.verified:
+            unit.reason = "unverified"
+        else:
+            _credit(session, settings, rma, line, unit, event.disposition, actor=actor, now=now)
+        units.append(unit)
+    _resolve(rma, actor=actor, now=now)
     apply_change(session, settings, rma, actor=actor, now=now)
-    return True
+    return units
+
+
+def _all_units(rma: Rma) -> Iterable[tuple[RmaLineRecord, RmaUnit]]:
+    return ((line, unit) for line in rma.lines for unit in line.units)
+
+
+def _resolve(rma: Rma, *, actor: str, now: datetime) -> None:
+    """Grade and resolve a received RMA once every unit is decided; else flag the lead."""
+    waiting = any(u.state == AWAITING for _l, u in _all_units(rma))
+    rma.awaiting_decision = waiting
+    if rma.state != "received" or waiting:
+        return
+    credited = sorted({u.grade or "" for _l, u in _all_units(rma) if u.state == CREDITED})
+    grade = "refuse" if not credited else credited[0] if len(credited) == 1 else "mixed"
+    rma.grade = grade
+    fire(rma, "grade", actor=actor, note=f"grade {grade}", at=now)
+    if credited:
+        fire(rma, RESOLUTION_TRIGGER[rma.resolution], actor=actor, note="by credit policy", at=now)
+    else:
+        fire(rma, "close", actor=actor, note="credit refused", at=now)
+
+
+def _desk_units(rma: Rma, now: datetime) -> None:
+    """Units received at the desk (no parcel event) get their unit rows, unproved."""
+    for line in rma.lines:
+        taken = {u.unit_no for u in line.units}
+        for n in range(1, line.received_quantity + 1):
+            if n not in taken:
+                _new_unit(line, n, None, now).reason = "desk_receipt"
+
+
+def _decide_one(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    line: RmaLineRecord,
+    unit: RmaUnit,
+    action: UnitAction,
+    *,
+    grade: str | None,
+    actor: str,
+    now: datetime,
+) -> Credit | None:
+    if unit.state != AWAITING:
+        raise UnitDecisionError(
+            f"RMA {rma.number!r} line {line.line_no} unit {unit.unit_no} is already {unit.state}"
+        )
+    unit.decided_by, unit.decided_at = actor, now
+    if action == "refuse":
+        unit.state, unit.reason = REFUSED, ""
+        return None
+    chosen = grade or unit.grade
+    if chosen not in GRADES:
+        raise UnitDecisionError(f"{action} needs a grade (one of {', '.join(GRADES)})")
+    unconfirmed = _location(settings, UNCONFIRMED)
+    if unit.location == unconfirmed:  # the lead says where it is: move it there
+        _book(
+            session,
+            settings,
+            rma,
+            line,
+            unit,
+            unconfirmed,
+            kind="confirm_out",
+            quantity=-1,
+            now=now,
+        )
+        _book(
+            session,
+            settings,
+            rma,
+            line,
+            unit,
+            _location(settings, chosen),
+            kind="confirm_in",
+            now=now,
+        )
+    unit.grade = chosen
+    if action == "confirm_location" and not unit.verified:
+        unit.reason = "unverified"  # where it is is known now; what it is is not
+        return None
+    if action != "confirm_location":
+        unit.verified, unit.evidence = True, unit.evidence or "lead"
+    return _credit(session, settings, rma, line, unit, chosen, actor=actor, now=now)
+
+
+def decide_unit(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    line_no: int,
+    unit_no: int,
+    action: UnitAction,
+    *,
+    grade: str | None = None,
+    actor: str,
+    now: datetime | None = None,
+) -> Credit | None:
+    """A lead's decision on one waiting unit; recorded on the writer path; no commit.
+
+    ``verify``: the lead checked the item (at its station grade, or ``grade``) and it is
+    credited; ``regrade``: the same with another ``grade``; ``confirm_location``: an
+    unconfirmed divert was found at the location of ``grade`` (the stock moves there; a
+    verified unit is then credited, an unverified one still waits); ``refuse``: no credit.
+
+    Returns:
+        The credit issued now, or None.
+
+    Raises:
+        UnitDecisionError: unknown line or unit, unit already decided, no grade to use.
+        IllegalTransition: a completed RMA cannot be graded (e.g. closed meanwhile).
+        StaleRma: another writer changed the RMA since it was read.
+    """
+    now = now or utcnow()
+    _desk_units(rma, now)
+    line = next((ln for ln in rma.lines if ln.line_no == line_no), None)
+    unit = next((u for u in line.units if u.unit_no == unit_no), None) if line else None
+    if line is None or unit is None:
+        raise UnitDecisionError(
+            f"RMA {rma.number!r} has no received unit {unit_no} on line {line_no}"
+        )
+    credit = _decide_one(
+        session, settings, rma, line, unit, action, grade=grade, actor=actor, now=now
+    )
+    _resolve(rma, actor=actor, now=now)
+    apply_change(session, settings, rma, actor=actor, now=now)
+    return credit
+
+
+def decide(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    grade: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> list[Credit]:
+    """A lead's decision on every waiting unit of a received RMA; no commit.
+
+    ``grade`` is ``restock``, ``refurbish``, ``recycle`` (every waiting unit is verified
+    at that grade and credited) or ``refuse`` (none is). Recorded on the writer path.
+
+    Returns:
+        The credits issued now.
+
+    Raises:
+        IllegalTransition: when the RMA is not ``received`` (nothing to decide).
+        StaleRma: another writer changed the RMA since it was read.
+    """
+    if rma.state != "received":
+        raise IllegalTransition(rma.number, "grade", rma.state)
+    now = now or utcnow()
+    _desk_units(rma, now)
+    action: UnitAction = "refuse" if grade == "refuse" else "regrade"
+    issued = [
+        _decide_one(
+            session,
+            settings,
+            rma,
+            line,
+            unit,
+            action,
+            grade=None if grade == "refuse" else grade,
+            actor=actor,
+            now=now,
+        )
+        for line, unit in list(_all_units(rma))
+        if unit.state == AWAITING
+    ]
+    _resolve(rma, actor=actor, now=now)
+    apply_change(session, settings, rma, actor=actor, now=now)
+    return [c for c in issued if c is not None]
 
 
 def after_ingest(session: Session, stored: ParcelEvent) -> None:
-    """Hook of the event ingestion: credit a newly stored parcel event.
+    """Hook of the event ingestion: receive and credit a newly stored parcel event.
 
     Runs in a savepoint of the ingesting transaction, so the event and its credits
     commit together, and a failure here is logged without losing the event.
@@ -226,9 +544,7 @@ def after_ingest(session: Session, stored: ParcelEvent) -> None:
         with session.begin_nested():
             rma = load_for_change(session, stored.rma_number)
             if rma is not None:
-                apply_parcel(
-                    session, settings, rma, stored.disposition, actor=f"station:{stored.station}"
-                )
+                apply_parcel(session, settings, rma, stored, actor=f"station:{stored.station}")
     except (StaleRma, StaleDataError):
         raise
     except Exception:

@@ -14,7 +14,7 @@ from gateway.services.events import ingest_event
 from gateway.settings import Settings
 from gateway.web.session import COOKIE
 from protocol import ParcelEvent
-from tests.gateway.conftest import PROD_SECRET
+from tests.gateway.conftest import PROD_SECRET, claimed_units
 
 pytestmark = pytest.mark.broker
 ADMIN = {"X-API-Key": "test-admin-key-0123456789abcdef"}
@@ -50,9 +50,11 @@ def quarantined(
     make_event: Callable[..., ParcelEvent],
     number: str,
 ) -> None:
-    assert client.post("/api/v1/rmas", json=rma_body(number), headers=ADMIN).status_code == 201
+    body = rma_body(number)
+    assert client.post("/api/v1/rmas", json=body, headers=ADMIN).status_code == 201
     event = make_event(
         rma_number=number,
+        units=claimed_units(body),
         lane="quarantine",
         disposition="quarantine",
         reason="grade_required",
@@ -115,9 +117,11 @@ def test_lead_releases_quarantined_parcel_viewer_cannot(
         "refurbish",
         False,
     )
-    assert [c["rma_number"] for c in client.get("/api/v1/credits").json()["credits"]] == [
-        "RMA-Q1",
-        "RMA-Q1",
+    credited = client.get("/api/v1/credits").json()["credits"]
+    assert [(c["rma_number"], c["sku"]) for c in credited] == [  # one per unit, newest first
+        ("RMA-Q1", "SKU-2"),
+        ("RMA-Q1", "SKU-2"),
+        ("RMA-Q1", "SKU-1"),
     ]
     assert "Nothing is waiting for a decision." in lead.get("/partials/quarantine").text
 

@@ -14,6 +14,7 @@ from gateway.models import DeadLetter
 from gateway.schemas import RmaDraft
 from gateway.services.rmas import create_rma
 from protocol import ParcelEvent, RmaAnnouncement, SyncBatch, SyncRequest, Topics, decode, encode
+from tests.gateway.conftest import claimed_units
 
 pytestmark = pytest.mark.broker
 
@@ -133,11 +134,15 @@ def test_sorted_parcel_is_credited_and_cancel_is_announced(
     client.post("/api/v1/rmas", json=rma_body("RMA-1"))
     client.post("/api/v1/rmas", json=rma_body("RMA-2"))
     client.post("/api/v1/rmas", json=rma_body("RMA-3"))
-    probe.publish(Topics(site, "st1").event, encode(make_event(rma_number="RMA-1")))
-    probe.publish(
-        Topics(site, "st1").event,
-        encode(make_event(rma_number="RMA-3", lane="quarantine", disposition="quarantine")),
+    proved = make_event(rma_number="RMA-1", units=claimed_units(rma_body("RMA-1"), "tag"))
+    probe.publish(Topics(site, "st1").event, encode(proved))
+    quarantined = make_event(
+        rma_number="RMA-3",
+        lane="quarantine",
+        disposition="quarantine",
+        units=claimed_units(rma_body("RMA-3")),
     )
+    probe.publish(Topics(site, "st1").event, encode(quarantined))
     wait(lambda: client.get("/api/v1/credits").json()["credits"], what="credits")
     wait(
         lambda: client.get("/api/v1/rmas/RMA-3").json()["awaiting_decision"],

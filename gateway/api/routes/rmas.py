@@ -13,14 +13,20 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
-from gateway.schemas import DecisionRequest, ReceiptRequest, RmaDraft, TransitionRequest
+from gateway.schemas import (
+    DecisionRequest,
+    ReceiptRequest,
+    RmaDraft,
+    TransitionRequest,
+    UnitDecisionRequest,
+)
 from gateway.services import credits, idempotency, numbers
 from gateway.services.expiry import expire_overdue
 from gateway.services.labels import render_label
@@ -70,6 +76,12 @@ def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
 
 
 _CONFLICTS = (IllegalTransition, StaleRma, StaleDataError)
+
+
+def _check_revision(number: str, rma: Rma, revision: int | None) -> None:
+    """Compare-and-set of the caller: the decision was made on ``revision``."""
+    if revision is not None and revision != rma.revision:
+        raise StaleRma(number)
 
 
 def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
@@ -249,6 +261,7 @@ def post_decision(
     """
     rma = _load(session, number)
     try:
+        _check_revision(number, rma, body.revision)
         credits.decide(session, settings, rma, body.grade, actor=principal.name)
         session.commit()
     except _CONFLICTS as exc:
@@ -256,6 +269,58 @@ def post_decision(
     except BaseException:
         session.rollback()
         raise
+    log.info("decision rma=%s grade=%s by=%s", number, body.grade, principal.name)
+    return RmaOut.model_validate(rma)
+
+
+@router.post(
+    "/{number}/lines/{line_no}/units/{unit_no}/decision", response_model=RmaOut, responses=_ERRORS
+)
+def post_unit_decision(
+    number: str,
+    line_no: Annotated[int, Path(ge=1, le=10_000)],
+    unit_no: Annotated[int, Path(ge=1, le=10_000)],
+    body: UnitDecisionRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Caller,
+) -> Any:
+    """A lead decides one waiting unit: verify, regrade, refuse, confirm its location.
+
+    Credits and stock moves follow by policy; once every unit is decided the RMA is
+    resolved. 409 (with the current state) when another decision came first; 422 for
+    a unit that is not waiting or a decision without a grade.
+    """
+    rma = _load(session, number)
+    try:
+        _check_revision(number, rma, body.revision)
+        credits.decide_unit(
+            session,
+            settings,
+            rma,
+            line_no,
+            unit_no,
+            body.action,
+            grade=body.grade,
+            actor=principal.name,
+        )
+        session.commit()
+    except _CONFLICTS as exc:
+        return _conflict(session, number, exc)
+    except credits.UnitDecisionError as exc:
+        session.rollback()
+        raise HTTPException(422, detail=str(exc)) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    log.info(
+        "unit decision rma=%s line=%d unit=%d action=%s by=%s",
+        number,
+        line_no,
+        unit_no,
+        body.action,
+        principal.name,
+    )
     return RmaOut.model_validate(rma)
 
 
