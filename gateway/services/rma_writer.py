@@ -27,7 +27,7 @@ import logging
 from datetime import datetime
 
 import pydantic
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -60,14 +60,31 @@ def load_for_change(session: Session, number: str) -> Rma | None:
     """Load the RMA ``number`` to change it in this transaction (None when unknown).
 
     On PostgreSQL the row is locked (``SELECT ... FOR UPDATE``) until the caller commits
-    or rolls back, so a concurrent decision waits and then sees this one's result; on
-    SQLite the read is plain and the revision compare-and-set at flush serialises.
-    The row is re-read even when the session already holds it.
+    or rolls back, so a concurrent decision waits and then sees this one's result. On
+    SQLite (no row locks) the read is followed at once by a compare-and-set of the
+    revision read (``UPDATE rmas SET revision = revision WHERE id = ? AND revision =
+    <read>``), which takes the database's write lock until the caller ends the
+    transaction: a writer that committed in between makes it fail. The row is re-read
+    even when the session already holds it.
+
+    Raises:
+        StaleRma: (SQLite) the RMA changed between the read and the compare-and-set.
     """
     stmt = select(Rma).where(Rma.number == number).execution_options(populate_existing=True)
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         stmt = stmt.with_for_update(of=Rma)
-    return session.scalar(stmt)
+    rma = session.scalar(stmt)
+    if rma is not None and not postgres:
+        claimed = session.execute(
+            update(Rma)
+            .where(Rma.id == rma.id, Rma.revision == rma.revision)
+            .values(revision=rma.revision)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise StaleRma(number)
+    return rma
 
 
 def apply_change(

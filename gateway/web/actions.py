@@ -98,15 +98,15 @@ async def decide(
     grade = form.get("grade", "")
     if grade not in (*GRADES, "refuse"):
         return Response("unknown grade", status_code=422)
-    rma = load_for_change(session, number)
-    if rma is None:
-        return Response("unknown RMA", status_code=404)
     try:
+        rma = load_for_change(session, number)
+        if rma is None:
+            return Response("unknown RMA", status_code=404)
         credits.decide(session, settings, rma, grade, actor=user.name)
         session.commit()
     except (IllegalTransition, StaleRma, StaleDataError):
         session.rollback()
-        return _back("not-allowed", "quarantine", rma.number)
+        return _back("not-allowed", "quarantine", number)
     except BaseException:
         session.rollback()
         raise
@@ -123,14 +123,14 @@ async def approve(
     decision = form.get("decision", "")
     if decision not in ("authorize", "reject"):
         return Response("decision must be authorize or reject", status_code=422)
-    rma = load_for_change(session, number)
-    if rma is None:
-        return Response("unknown RMA", status_code=404)
     try:
+        rma = load_for_change(session, number)
+        if rma is None:
+            return Response("unknown RMA", status_code=404)
         transition_rma(session, settings, rma, decision, actor=user.name, note="status page")
     except (IllegalTransition, StaleRma, StaleDataError):
         session.rollback()
-        return _back("not-allowed", "quarantine", rma.number)
+        return _back("not-allowed", "quarantine", number)
     log.info("approval rma=%s decision=%s by=%s", number, decision, user.name)
     return _back("approved" if decision == "authorize" else "rejected", "quarantine", rma.number)
 

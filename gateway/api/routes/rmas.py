@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 
 from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
@@ -75,7 +76,9 @@ def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
     return rma
 
 
-_CONFLICTS = (IllegalTransition, StaleRma, StaleDataError)
+#: a lost race (or an illegal trigger): 409, nothing written. IntegrityError: a unique
+#: constraint (one credit, one stock move per unit) stopped a writer the checks missed.
+_CONFLICTS = (IllegalTransition, StaleRma, StaleDataError, IntegrityError)
 
 
 def _check_revision(number: str, rma: Rma, revision: int | None) -> None:
@@ -87,8 +90,9 @@ def _check_revision(number: str, rma: Rma, revision: int | None) -> None:
 def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
     """409 after a lost race or an illegal trigger: nothing written, the current state."""
     session.rollback()
-    current = load_for_change(session, number)
-    detail = str(StaleRma(number)) if isinstance(exc, StaleDataError) else str(exc)
+    current = get_rma(session, number)  # a plain read: no lock is left behind
+    lost = isinstance(exc, StaleDataError | IntegrityError)
+    detail = str(StaleRma(number)) if lost else str(exc)
     rma = jsonable_encoder(RmaOut.model_validate(current)) if current is not None else None
     return JSONResponse({"detail": detail, "rma": rma}, status_code=status.HTTP_409_CONFLICT)
 
@@ -213,8 +217,8 @@ def post_transition(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail=f"{body.trigger!r} needs the 'lead' scope"
         )
-    rma = _load(session, number)
     try:
+        rma = _load(session, number)
         transition_rma(session, settings, rma, body.trigger, actor=principal.name, note=body.note)
     except _CONFLICTS as exc:
         return _conflict(session, number, exc)
@@ -229,11 +233,11 @@ def post_receipt(
 
     Once every unit is in, the RMA is ``received`` and waits for a lead's decision.
     """
-    rma = _load(session, number)
     units: dict[int, int] = {}
     for line in body.lines:
         units[line.line_no] = units.get(line.line_no, 0) + line.quantity
     try:
+        rma = _load(session, number)
         receive_units(rma, units, actor=principal.name, note=body.note)
         rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
         apply_change(session, settings, rma, actor=principal.name)
@@ -259,8 +263,8 @@ def post_decision(
     ``refuse`` closes the RMA without credit. Decisions on one RMA are serialised: of
     simultaneous decisions one wins, the others get 409 with the winner's result.
     """
-    rma = _load(session, number)
     try:
+        rma = _load(session, number)
         _check_revision(number, rma, body.revision)
         credits.decide(session, settings, rma, body.grade, actor=principal.name)
         session.commit()
@@ -291,8 +295,8 @@ def post_unit_decision(
     resolved. 409 (with the current state) when another decision came first; 422 for
     a unit that is not waiting or a decision without a grade.
     """
-    rma = _load(session, number)
     try:
+        rma = _load(session, number)
         _check_revision(number, rma, body.revision)
         credits.decide_unit(
             session,
