@@ -158,6 +158,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
     ("POST", "/quarantine/{number}"): need("lead", form=True),
+    ("POST", "/quarantine/{number}/units/{line_no}/{unit_no}"): need("lead", form=True),
     ("POST", "/rmas/{number}/approval"): need("lead", form=True),
     ("POST", "/alarms/{alarm_id}/ack"): need("lead", form=True),
     # -- the customer return form (public; its own CSRF and rate limits) -------------------

@@ -10,10 +10,11 @@ action are codes of :data:`gateway.web.session.NOTICES`, never text carried by t
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 from urllib.parse import urlencode
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.api.deps import Caller, SessionDep, SettingsDep
@@ -112,6 +113,64 @@ async def decide(
         raise
     log.info("quarantine decision rma=%s grade=%s by=%s", number, grade, user.name)
     return _back("closed" if grade == "refuse" else f"released-{grade}", "quarantine", rma.number)
+
+
+@router.post("/quarantine/{number}/units/{line_no}/{unit_no}")
+async def decide_unit(
+    number: str,
+    line_no: Annotated[int, Path(ge=1, le=10_000)],
+    unit_no: Annotated[int, Path(ge=1, le=10_000)],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: Caller,
+) -> Response:
+    """A lead decides one waiting unit (verify, regrade, refuse, confirm its location).
+
+    The form carries the RMA revision the page showed: when the RMA changed since (another
+    lead, a parcel), nothing is done and the page says so.
+    """
+    form = await form_data(request)
+    action = form.get("action", "")
+    grade = form.get("grade", "") or None
+    if action not in credits.UNIT_ACTIONS or (grade is not None and grade not in GRADES):
+        return Response("unknown action or grade", status_code=422)
+    try:
+        revision = int(form.get("revision", ""))
+    except ValueError:
+        return Response("revision missing", status_code=422)
+    try:
+        rma = load_for_change(session, number)
+        if rma is None:
+            return Response("unknown RMA", status_code=404)
+        if rma.revision != revision:
+            raise StaleRma(number)
+        credits.decide_unit(
+            session,
+            settings,
+            rma,
+            line_no,
+            unit_no,
+            action,
+            grade=grade,
+            actor=user.name,
+        )
+        session.commit()
+    except (StaleRma, StaleDataError):
+        session.rollback()
+        return _back("stale", "quarantine", number)
+    except (IllegalTransition, credits.UnitDecisionError):
+        session.rollback()
+        return _back("not-allowed", "quarantine", number)
+    log.info(
+        "unit decision rma=%s line=%d unit=%d action=%s by=%s",
+        number,
+        line_no,
+        unit_no,
+        action,
+        user.name,
+    )
+    return _back("unit-decided", "quarantine", number)
 
 
 @router.post("/rmas/{number}/approval")

@@ -216,3 +216,45 @@ def test_lead_acknowledges_an_alarm_viewer_cannot(client: TestClient) -> None:
         None,
     )
     assert "acknowledged by user:lee" in lead.get("/partials/alarms").text
+
+
+def test_lead_decides_unit_by_unit_and_a_stale_page_changes_nothing(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    quarantined(client, rma_body, make_event, "RMA-Q3")  # 3 units, label only, photo-less
+    add_user(client, "lee", "lead")
+    lead = browser(client.app, "lee")
+    page = lead.get("/partials/quarantine").text
+    for unit in ("RMA-Q3/1/1", "RMA-Q3/2/1", "RMA-Q3/2/2"):
+        assert f'data-unit="{unit}"' in page
+    assert "<code>quarantine</code>" in page and "<code>label</code>" in page
+    token = csrf_of(lead.get("/").text)
+    revision = client.get("/api/v1/rmas/RMA-Q3").json()["revision"]
+
+    def post(unit: str, action: str, grade: str, rev: int) -> str:
+        done = lead.post(
+            f"/quarantine/RMA-Q3/units/{unit}",
+            data={"csrf": token, "action": action, "grade": grade, "revision": str(rev)},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        return str(done.headers["location"])
+
+    assert post("2/1", "verify", "refurbish", revision).startswith("/?notice=unit-decided")
+    # a second lead's page still shows the old revision: refused, nothing written
+    assert post("1/1", "verify", "restock", revision).startswith("/?notice=stale")
+    assert "changed by someone else meanwhile" in lead.get("/?notice=stale&rma=RMA-Q3").text
+    assert post("2/2", "refuse", "", revision + 1).startswith("/?notice=unit-decided")
+    assert post("1/1", "verify", "restock", revision + 2).startswith("/?notice=unit-decided")
+    rma = client.get("/api/v1/rmas/RMA-Q3").json()
+    assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == ("refunded", "mixed", False)
+    credited = client.get("/api/v1/credits").json()["credits"]
+    assert sorted((c["sku"], c["unit_no"], c["grade"]) for c in credited) == [
+        ("SKU-1", 1, "restock"),
+        ("SKU-2", 1, "refurbish"),
+    ]
+    decided = [(u["unit_no"], u["state"], u["decided_by"]) for u in rma["lines"][1]["units"]]
+    assert decided == [(1, "credited", "user:lee"), (2, "refused", "user:lee")]
+    assert "Nothing is waiting for a decision." in lead.get("/partials/quarantine").text
