@@ -11,6 +11,7 @@ of the request was written); 422 invalid input, a policy refusal
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
@@ -81,10 +82,26 @@ def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
 _CONFLICTS = (IllegalTransition, StaleRma, StaleDataError, IntegrityError)
 
 
-def _check_revision(number: str, rma: Rma, revision: int | None) -> None:
-    """Compare-and-set of the caller: the decision was made on ``revision``."""
-    if revision is not None and revision != rma.revision:
-        raise StaleRma(number)
+def _change(
+    session: SessionDep, number: str, change: Callable[[Rma], object], revision: int | None = None
+) -> Any:
+    """Load RMA ``number`` for a change, apply ``change`` to it, commit; the RMA's view.
+
+    ``revision``: the one the caller decided on (compare-and-set). A lost race or an
+    illegal trigger rolls everything back: 409 with the current state.
+    """
+    try:
+        rma = _load(session, number)
+        if revision is not None and revision != rma.revision:
+            raise StaleRma(number)
+        change(rma)
+        session.commit()
+    except _CONFLICTS as exc:
+        return _conflict(session, number, exc)
+    except BaseException:
+        session.rollback()
+        raise
+    return RmaOut.model_validate(rma)
 
 
 def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
@@ -217,12 +234,13 @@ def post_transition(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail=f"{body.trigger!r} needs the 'lead' scope"
         )
-    try:
-        rma = _load(session, number)
-        transition_rma(session, settings, rma, body.trigger, actor=principal.name, note=body.note)
-    except _CONFLICTS as exc:
-        return _conflict(session, number, exc)
-    return RmaOut.model_validate(rma)
+    return _change(
+        session,
+        number,
+        lambda rma: transition_rma(
+            session, settings, rma, body.trigger, actor=principal.name, note=body.note
+        ),
+    )
 
 
 @router.post("/{number}/receipts", response_model=RmaOut, responses=_ERRORS)
@@ -236,18 +254,13 @@ def post_receipt(
     units: dict[int, int] = {}
     for line in body.lines:
         units[line.line_no] = units.get(line.line_no, 0) + line.quantity
-    try:
-        rma = _load(session, number)
+
+    def receive(rma: Rma) -> None:
         receive_units(rma, units, actor=principal.name, note=body.note)
         rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
         apply_change(session, settings, rma, actor=principal.name)
-        session.commit()
-    except _CONFLICTS as exc:
-        return _conflict(session, number, exc)
-    except BaseException:
-        session.rollback()
-        raise
-    return RmaOut.model_validate(rma)
+
+    return _change(session, number, receive)
 
 
 @router.post("/{number}/decision", response_model=RmaOut, responses=_ERRORS)
@@ -263,18 +276,13 @@ def post_decision(
     ``refuse`` closes the RMA without credit. Decisions on one RMA are serialised: of
     simultaneous decisions one wins, the others get 409 with the winner's result.
     """
-    try:
-        rma = _load(session, number)
-        _check_revision(number, rma, body.revision)
-        credits.decide(session, settings, rma, body.grade, actor=principal.name)
-        session.commit()
-    except _CONFLICTS as exc:
-        return _conflict(session, number, exc)
-    except BaseException:
-        session.rollback()
-        raise
-    log.info("decision rma=%s grade=%s by=%s", number, body.grade, principal.name)
-    return RmaOut.model_validate(rma)
+    log.info("decision asked rma=%s grade=%s by=%s", number, body.grade, principal.name)
+    return _change(
+        session,
+        number,
+        lambda rma: credits.decide(session, settings, rma, body.grade, actor=principal.name),
+        body.revision,
+    )
 
 
 @router.post(
@@ -295,37 +303,31 @@ def post_unit_decision(
     resolved. 409 (with the current state) when another decision came first; 422 for
     a unit that is not waiting or a decision without a grade.
     """
-    try:
-        rma = _load(session, number)
-        _check_revision(number, rma, body.revision)
-        credits.decide_unit(
-            session,
-            settings,
-            rma,
-            line_no,
-            unit_no,
-            body.action,
-            grade=body.grade,
-            actor=principal.name,
-        )
-        session.commit()
-    except _CONFLICTS as exc:
-        return _conflict(session, number, exc)
-    except credits.UnitDecisionError as exc:
-        session.rollback()
-        raise HTTPException(422, detail=str(exc)) from exc
-    except BaseException:
-        session.rollback()
-        raise
     log.info(
-        "unit decision rma=%s line=%d unit=%d action=%s by=%s",
+        "unit decision asked rma=%s line=%d unit=%d action=%s by=%s",
         number,
         line_no,
         unit_no,
         body.action,
         principal.name,
     )
-    return RmaOut.model_validate(rma)
+
+    def decide(rma: Rma) -> None:
+        try:
+            credits.decide_unit(
+                session,
+                settings,
+                rma,
+                line_no,
+                unit_no,
+                body.action,
+                grade=body.grade,
+                actor=principal.name,
+            )
+        except credits.UnitDecisionError as exc:
+            raise HTTPException(422, detail=str(exc)) from exc
+
+    return _change(session, number, decide, body.revision)
 
 
 @router.get(
