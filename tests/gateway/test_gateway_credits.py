@@ -124,3 +124,26 @@ def test_the_same_unit_claimed_by_two_parcels_is_received_once(s: Session) -> No
     assert ingest_event(s, first) and ingest_event(s, second)
     assert units(s) == [("A", 1, "credited", "", "RESTOCK")]
     assert amounts(s) == [("A", 1, 1999, 500)]
+
+
+def test_an_event_that_loses_the_race_to_a_lead_is_ingested_again_on_the_new_state(
+    s: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.models import StationEvent
+    from gateway.services.rma_writer import StaleRma, load_for_change
+
+    order(s)
+    rma(s, "R1", [{"sku": "A", "quantity": 1}])
+    lost: list[str] = []
+
+    def first_loses(session: Session, number: str) -> object:
+        if not lost:
+            lost.append(number)
+            raise StaleRma(number)  # another writer changed R1 between read and write
+        return load_for_change(session, number)
+
+    monkeypatch.setattr(credits, "load_for_change", first_loses)
+    assert ingest_event(s, _event("R1", "restock", units=[(1, "A", 1, "gtin")])) is True
+    assert lost == ["R1"]
+    assert len(s.scalars(select(StationEvent)).all()) == 1  # stored once, by the second try
+    assert amounts(s) == [("A", 1, 1999, 500)]
