@@ -94,18 +94,28 @@ def logout(request: Request, session: SessionDep) -> Response:
 async def decide(
     number: str, request: Request, session: SessionDep, settings: SettingsDep, user: Caller
 ) -> Response:
-    """A lead releases a quarantined return with a grade, or closes it without credit."""
+    """A lead releases a quarantined return with a grade, or closes it without credit.
+
+    Every waiting unit gets the decision. When the form carries the RMA revision its page
+    showed and the RMA changed since, nothing is done and the page says so.
+    """
     form = await form_data(request)
     grade = form.get("grade", "")
     if grade not in (*GRADES, "refuse"):
         return Response("unknown grade", status_code=422)
+    revision = form.get("revision", "")
     try:
         rma = load_for_change(session, number)
         if rma is None:
             return Response("unknown RMA", status_code=404)
+        if revision and revision != str(rma.revision):
+            raise StaleRma(number)
         credits.decide(session, settings, rma, grade, actor=user.name)
         session.commit()
-    except (IllegalTransition, StaleRma, StaleDataError):
+    except (StaleRma, StaleDataError):
+        session.rollback()
+        return _back("stale", "quarantine", number)
+    except IllegalTransition:
         session.rollback()
         return _back("not-allowed", "quarantine", number)
     except BaseException:

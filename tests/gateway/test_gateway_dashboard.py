@@ -258,3 +258,26 @@ def test_lead_decides_unit_by_unit_and_a_stale_page_changes_nothing(
     decided = [(u["unit_no"], u["state"], u["decided_by"]) for u in rma["lines"][1]["units"]]
     assert decided == [(1, "credited", "user:lee"), (2, "refused", "user:lee")]
     assert "Nothing is waiting for a decision." in lead.get("/partials/quarantine").text
+
+
+def test_a_release_from_a_stale_page_changes_nothing(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    quarantined(client, rma_body, make_event, "RMA-Q4")
+    add_user(client, "lee", "lead")
+    lead = browser(client.app, "lee")
+    page = lead.get("/partials/quarantine").text
+    revision = client.get("/api/v1/rmas/RMA-Q4").json()["revision"]
+    assert f'name="revision" value="{revision}"' in page
+    token = csrf_of(lead.get("/").text)
+    stale = lead.post(
+        "/quarantine/RMA-Q4",
+        data={"grade": "restock", "csrf": token, "revision": str(revision - 1)},
+        follow_redirects=False,
+    )
+    assert stale.headers["location"] == "/?notice=stale&rma=RMA-Q4#quarantine"
+    rma = client.get("/api/v1/rmas/RMA-Q4").json()
+    assert (rma["state"], rma["revision"], rma["awaiting_decision"]) == ("received", revision, True)
+    assert client.get("/api/v1/credits").json()["credits"] == []
