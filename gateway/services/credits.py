@@ -433,8 +433,8 @@ def _decide_one(
     if action == "confirm_location" and not unit.verified:
         unit.reason = "unverified"  # where it is is known now; what it is is not
         return None
-    if action != "confirm_location":
-        unit.verified, unit.evidence = True, unit.evidence or "lead"
+    if action != "confirm_location" and not unit.verified:
+        unit.verified, unit.evidence = True, "lead"  # a person checked what it is
     return _credit(session, settings, rma, line, unit, chosen, actor=actor, now=now)
 
 
@@ -490,7 +490,7 @@ def decide(
     actor: str,
     now: datetime | None = None,
 ) -> list[Credit]:
-    """A lead's decision on every waiting unit of a received RMA; no commit.
+    """A lead's decision on every unit of an RMA waiting for one; no commit.
 
     ``grade`` is ``restock``, ``refurbish``, ``recycle`` (every waiting unit is verified
     at that grade and credited) or ``refuse`` (none is). Recorded on the writer path.
@@ -499,13 +499,13 @@ def decide(
         The credits issued now.
 
     Raises:
-        IllegalTransition: when the RMA is not ``received`` (nothing to decide).
+        IllegalTransition: when no unit waits (nothing to decide: e.g. decided already).
         StaleRma: another writer changed the RMA since it was read.
     """
-    if rma.state != "received":
-        raise IllegalTransition(rma.number, "grade", rma.state)
     now = now or utcnow()
     _desk_units(rma, now)
+    if not any(u.state == AWAITING for _l, u in _all_units(rma)):
+        raise IllegalTransition(rma.number, "grade", rma.state)
     action: UnitAction = "refuse" if grade == "refuse" else "regrade"
     issued = [
         _decide_one(
