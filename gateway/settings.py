@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         "this many days (shop calendar) expires",
     )
     expiry_check_s: float = Field(default=300.0, gt=0, description="How often to expire")
+    shipping_refund: Literal["never", "merchant_fault", "always"] = Field(
+        default="merchant_fault",
+        description="When the returned units' share of the shipping the customer paid is "
+        "refunded: never, only for merchant-fault reasons, or always",
+    )
     return_shipping_cents: int = Field(
         default=495, ge=0, description="Return shipping cost per received RMA, minor units"
     )

@@ -80,6 +80,8 @@ class OrderLineOut(_Out):
     ordered_quantity: int
     delivered_quantity: int
     unit_price_cents: int
+    line_discount_cents: int = 0
+    tax_rate_bp: int = 0
     name: str = ""
     gtin: str | None = None
     serials: list[str] = []
@@ -96,6 +98,10 @@ class OrderOut(_Out):
     customer_address: str = ""
     customer_language: str = ""
     currency: str
+    discount_cents: int = 0
+    voucher_cents: int = 0
+    shipping_paid_cents: int = 0
+    tax_inclusive: bool = True
     delivered_at: datetime | None
     lines: list[OrderLineOut]
 

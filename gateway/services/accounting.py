@@ -12,10 +12,11 @@ event ingestion, in the same transaction) receives the outstanding units and the
 - anything else (quarantine): the RMA waits, ``awaiting_decision``, for a lead's decision
   (:func:`settle` with the lead's grade, or ``refuse``).
 
-Credit policy (amounts in cents, from what was actually paid: unit price after discounts x
-units received): a reason that is the merchant's fault (defective, wrong item, ...) gets
-100 % and no restocking fee; otherwise ``credit_percent_by_grade[grade]`` % of the paid
-price minus the category's restocking fee (``restocking_fee_percent``), never below 0.
+Credit policy (minor units, from what was actually paid for the units received, by the
+rules of :mod:`gateway.returns.refunds`: discounts, voucher, tax, shipping): a reason that
+is the merchant's fault (defective, wrong item, ...) gets 100 % and no restocking fee;
+otherwise ``credit_percent_by_grade[grade]`` % of the paid price minus the category's
+restocking fee (``restocking_fee_percent``), never below 0.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from sqlalchemy.orm import Session
 from gateway.models import Credit, ReturnReason, Rma, StockMovement, utcnow
 from gateway.services import webhooks
 from gateway.services.lifecycle import RESOLUTION_TRIGGER, fire
-from gateway.services.policies import by_category, percent_of
+from gateway.services.policies import percent_of
+from gateway.services.refund_terms import line_refund
 from gateway.services.rmas import (
     announceable,
     bump,
@@ -138,12 +140,16 @@ def settle(
         if session.scalar(select(Credit.id).where(Credit.rma_line_id == line.id)) is not None:
             continue
         category = line.category or "default"
-        paid = line.unit_price_cents * line.received_quantity
-        if merchant_fault:
-            gross, fee = paid, 0
-        else:
-            gross = percent_of(paid, float(settings.credit_percent_by_grade.get(grade, 0.0)))
-            fee = percent_of(paid, float(by_category(settings.restocking_fee_percent, category)))
+        part = line_refund(
+            session,
+            settings,
+            rma,
+            line,
+            line.received_quantity,
+            grade=grade,
+            merchant_fault=merchant_fault,
+        )
+        paid = part.paid_cents
         credit = Credit(
             rma_line_id=line.id,
             rma_number=rma.number,
@@ -153,8 +159,10 @@ def settle(
             grade=grade,
             quantity=line.received_quantity,
             paid_cents=paid,
-            amount_cents=max(0, gross - fee),
-            restocking_fee_cents=min(fee, gross),
+            amount_cents=part.amount_cents,
+            restocking_fee_cents=part.restocking_fee_cents,
+            tax_refund_cents=part.tax_refund_cents,
+            shipping_refund_cents=part.shipping_refund_cents,
             recovered_value_cents=percent_of(
                 paid, float(settings.recovery_percent_by_grade.get(grade, 0.0))
             ),

@@ -47,6 +47,8 @@ def test_put_creates_then_changes_nothing_then_updates(client: TestClient) -> No
         "ordered_quantity": 2,
         "delivered_quantity": 2,
         "unit_price_cents": 2990,
+        "line_discount_cents": 0,
+        "tax_rate_bp": 0,
         "gtin": "4006381333931",
         "serials": ["S1", "S2"],
         "rfid_uids": ["DD17380A", "04A1B2C3D4E5F6"],

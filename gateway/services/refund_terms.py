@@ -1,0 +1,101 @@
+"""The database side of refunds: an RMA line's order terms, earlier credits, the policy.
+
+:func:`line_refund` is what the credit code calls for the refund of some units of one RMA
+line; the arithmetic itself is :func:`gateway.returns.refunds.refund_units` (pure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.models import Credit, Order, OrderLine, Rma, RmaLineRecord
+from gateway.returns.refunds import (
+    LineRefund,
+    LineTerms,
+    OrderTerms,
+    RefundPolicy,
+    paid_lines,
+    refund_units,
+)
+from gateway.schemas import order_terms
+from gateway.settings import Settings
+
+
+def refund_policy(settings: Settings, grade: str, merchant_fault: bool) -> RefundPolicy:
+    """The refund policy of ``grade`` from the settings (credit %, restocking fees, shipping).
+
+    Shipping paid is refunded per ``settings.shipping_refund``: ``never``,
+    ``merchant_fault`` (only when the reason is the merchant's fault) or ``always``.
+    """
+    mode = settings.shipping_refund
+    return RefundPolicy(
+        merchant_fault=merchant_fault,
+        credit_percent=float(settings.credit_percent_by_grade.get(grade, 0.0)),
+        fee_percent=dict(settings.restocking_fee_percent),
+        refund_shipping=mode == "always" or (mode == "merchant_fault" and merchant_fault),
+    )
+
+
+def _terms(session: Session, rma: Rma, line: RmaLineRecord) -> tuple[OrderTerms, int, int]:
+    """``(terms, line number in them, units of that line credited before)``."""
+    order_line = session.get(OrderLine, line.order_line_id) if line.order_line_id else None
+    if order_line is None:
+        # an RMA taken on the shop's word: the line stands alone at its unit price
+        alone = LineTerms(1, line.quantity, line.unit_price_cents, category=line.category)
+        before = session.scalar(
+            select(func.coalesce(func.sum(Credit.quantity), 0)).where(Credit.rma_line_id == line.id)
+        )
+        return OrderTerms(rma.currency, (alone,)), 1, int(before or 0)
+    order = order_line.order
+    number = next(i for i, ol in enumerate(order.lines, start=1) if ol.id == order_line.id)
+    before = session.scalar(
+        select(func.coalesce(func.sum(Credit.quantity), 0))
+        .join(RmaLineRecord, RmaLineRecord.id == Credit.rma_line_id)
+        .where(RmaLineRecord.order_line_id == order_line.id)
+    )
+    terms = order_terms(order)
+    # the fee follows the RMA line's category (the shop may have set it on the RMA)
+    lines = tuple(
+        replace(lt, category=line.category) if lt.line_no == number else lt for lt in terms.lines
+    )
+    return replace(terms, lines=lines), number, int(before or 0)
+
+
+def line_refund(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    line: RmaLineRecord,
+    units: int,
+    *,
+    grade: str,
+    merchant_fault: bool,
+) -> LineRefund:
+    """The refund of ``units`` units of ``line`` graded ``grade`` (minor units of the order).
+
+    The units take the next shares of their order line after every unit credited before
+    on any RMA of the order (so a line returned over several RMAs is refunded exactly
+    what was paid); a line without an order line stands alone at its unit price.
+
+    Raises:
+        gateway.returns.refunds.RefundError: more units than the order line has left, or
+            stored terms that cannot be paid.
+    """
+    terms, number, before = _terms(session, rma, line)
+    policy = refund_policy(settings, grade, merchant_fault)
+    refund = refund_units(terms, {number: units}, policy, already={number: before})
+    return refund.lines[0]
+
+
+def unit_paid_cents(order: Order, order_line: OrderLine) -> int:
+    """What one unit of ``order_line`` cost on average (floor), minor units of the order.
+
+    An RMA line's ``unit_price_cents`` (paid per unit after discounts, tax included): the
+    value stations weigh a parcel by.
+    """
+    number = next(i for i, ol in enumerate(order.lines, start=1) if ol.id == order_line.id)
+    paid = paid_lines(order_terms(order))[number - 1]
+    return paid.paid_cents // paid.quantity
