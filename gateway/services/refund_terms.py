@@ -6,6 +6,7 @@ line; the arithmetic itself is :func:`gateway.returns.refunds.refund_units` (pur
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from sqlalchemy import func, select
@@ -21,6 +22,7 @@ from gateway.returns.refunds import (
     refund_units,
 )
 from gateway.schemas import order_terms
+from gateway.services.lifecycle import OPEN_STATES
 from gateway.settings import Settings
 
 
@@ -88,6 +90,39 @@ def line_refund(
     policy = refund_policy(settings, grade, merchant_fault)
     refund = refund_units(terms, {number: units}, policy, already={number: before})
     return refund.lines[0]
+
+
+def open_value_cents(session: Session, order: Order, new_units: Mapping[int, int]) -> int:
+    """What the customer paid for everything open on ``order`` plus ``new_units``.
+
+    ``new_units`` is ``{order line_no: units}`` of a request not stored yet; open are the
+    lines of the order's RMAs in an open state (requested, authorised, in transit,
+    partially received). Value = paid share (discounts, voucher, tax; no shipping) of
+    those units, per :func:`gateway.returns.refunds.refund_units`, units capped at what
+    the line had. The approval threshold is compared with it, so splitting a return into
+    smaller requests does not skip the lead.
+    """
+    number_of = {ol.id: i for i, ol in enumerate(order.lines, start=1)}
+    line_no_to_number = {ol.line_no: i for i, ol in enumerate(order.lines, start=1)}
+    units: dict[int, int] = {}
+    for n, q in new_units.items():
+        if n in line_no_to_number:
+            units[line_no_to_number[n]] = units.get(line_no_to_number[n], 0) + q
+    rows = session.execute(
+        select(RmaLineRecord.order_line_id, func.sum(RmaLineRecord.quantity))
+        .join(RmaLineRecord.rma)
+        .where(Rma.order_ref == order.order_ref, Rma.state.in_(OPEN_STATES))
+        .group_by(RmaLineRecord.order_line_id)
+    )
+    for order_line_id, quantity in rows:
+        if order_line_id in number_of:
+            number = number_of[order_line_id]
+            units[number] = units.get(number, 0) + int(quantity or 0)
+    terms = order_terms(order)
+    capped = {
+        ln.line_no: min(units[ln.line_no], ln.quantity) for ln in terms.lines if ln.line_no in units
+    }
+    return refund_units(terms, capped, RefundPolicy(merchant_fault=True)).paid_cents
 
 
 def unit_paid_cents(order: Order, order_line: OrderLine) -> int:
