@@ -309,6 +309,35 @@ class Credit(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
+class WriteOff(Base):
+    """Goods of one RMA line received but refused credit: where they went, what it cost.
+
+    ``destination`` is the lead's choice (``return_to_vendor``, ``scrap``,
+    ``return_to_customer``); amounts in minor units of ``currency``: ``paid_cents`` what
+    the customer paid for the units, ``recovered_value_cents`` what the shop gets back
+    (by destination and category, from settings), ``shipping_cost_cents`` the return
+    shipping spent. At most one per line.
+    """
+
+    __tablename__ = "write_offs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(
+        ForeignKey("rma_lines.id", ondelete="CASCADE"), unique=True
+    )
+    rma_number: Mapped[str] = mapped_column(String(32), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(24))
+    quantity: Mapped[int] = mapped_column(Integer)
+    paid_cents: Mapped[int] = mapped_column(BigInteger)
+    recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
+    shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    source: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
 class StockMovement(Base):
     """One entry of the stock ledger: units of a SKU into a location (re-entry)."""
 

@@ -346,6 +346,11 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grade: Literal["restock", "refurbish", "recycle", "refuse"]
+    destination: Literal["return_to_vendor", "scrap", "return_to_customer"] | None = Field(
+        default=None,
+        description="Where refused goods go (grade refuse only); default: the shop's "
+        "refusal_default setting",
+    )
     note: str = Field(default="", max_length=2000)
 
 

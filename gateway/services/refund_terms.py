@@ -18,6 +18,7 @@ from gateway.returns.refunds import (
     LineTerms,
     OrderTerms,
     RefundPolicy,
+    largest_remainder,
     paid_lines,
     refund_units,
 )
@@ -39,6 +40,27 @@ def refund_policy(settings: Settings, grade: str, merchant_fault: bool) -> Refun
         fee_percent=dict(settings.restocking_fee_percent),
         refund_shipping=mode == "always" or (mode == "merchant_fault" and merchant_fault),
     )
+
+
+def recovery_percent(settings: Settings, disposition: str, category: str | None) -> float:
+    """Percent of the paid price recovered by ``disposition`` for goods of ``category``.
+
+    ``settings.recovery_percent_by_category[category][disposition]`` when set, else
+    ``settings.recovery_percent_by_grade[disposition]`` (0 when neither knows it).
+    """
+    special = settings.recovery_percent_by_category.get(category or "default", {})
+    if disposition in special:
+        return float(special[disposition])
+    return float(settings.recovery_percent_by_grade.get(disposition, 0.0))
+
+
+def return_shipping_shares(settings: Settings, lines: int) -> list[int]:
+    """The return shipping an RMA cost (``settings.return_shipping_cents``) over its lines.
+
+    Largest remainder over equal lines: the parts sum to the cost, the first lines carry
+    the extra minor units.
+    """
+    return largest_remainder(settings.return_shipping_cents, [1] * lines) if lines else []
 
 
 def _terms(session: Session, rma: Rma, line: RmaLineRecord) -> tuple[OrderTerms, int, int]:

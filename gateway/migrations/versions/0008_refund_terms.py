@@ -1,4 +1,4 @@
-"""Refund terms (issue 14): order discount, voucher, shipping paid, tax per line; credit parts.
+"""Refund terms (issue 14): order discount, voucher, shipping paid, tax per line; write-offs.
 
 Revision ID: 0008
 Revises: 0006
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import gateway.models
 
 revision: str = "0008"
 down_revision: str | None = "0006"
@@ -39,10 +41,33 @@ def upgrade() -> None:
     with op.batch_alter_table("credits", schema=None) as batch_op:
         batch_op.add_column(_money("tax_refund_cents"))
         batch_op.add_column(_money("shipping_refund_cents"))
+    op.create_table(
+        "write_offs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("rma_line_id", sa.Integer(), nullable=False),
+        sa.Column("rma_number", sa.String(length=32), nullable=False),
+        sa.Column("sku", sa.String(length=64), nullable=False),
+        sa.Column("category", sa.String(length=64), nullable=False),
+        sa.Column("destination", sa.String(length=24), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("paid_cents", sa.BigInteger(), nullable=False),
+        sa.Column("recovered_value_cents", sa.BigInteger(), nullable=False),
+        sa.Column("shipping_cost_cents", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("source", sa.String(length=128), nullable=False),
+        sa.Column("created_at", gateway.models.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["rma_line_id"], ["rma_lines.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("rma_line_id"),
+    )
+    with op.batch_alter_table("write_offs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_write_offs_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_write_offs_rma_number"), ["rma_number"], unique=False)
 
 
 def downgrade() -> None:
     """Revert this migration."""
+    op.drop_table("write_offs")
     with op.batch_alter_table("credits", schema=None) as batch_op:
         batch_op.drop_column("shipping_refund_cents")
         batch_op.drop_column("tax_refund_cents")
