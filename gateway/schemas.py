@@ -353,6 +353,12 @@ class DecisionRequest(BaseModel):
     )
     note: str = Field(default="", max_length=2000)
 
+    @model_validator(mode="after")
+    def _destination_with_refuse(self) -> DecisionRequest:
+        if self.destination is not None and self.grade != "refuse":
+            raise ValueError("destination is only for grade 'refuse'")
+        return self
+
 
 class ReasonDraft(BaseModel):
     """An entry of the return-reason list."""

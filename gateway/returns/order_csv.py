@@ -72,6 +72,11 @@ class CellContext:
 Parser = Callable[[str, CellContext], Any]
 
 
+def _shown(text: str) -> str:
+    """``text`` printable whatever bytes it came from (undecodable ones as ``\\udcXX``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _text(text: str, _ctx: CellContext) -> str:
     return text
 
@@ -172,13 +177,13 @@ class Layout:
         """
         known = {c.header: c for c in self.columns}
         names = [h.strip().lower() for h in header]
-        unknown = [n for n in names if n not in known and n not in self.ignored]
+        unknown = [_shown(n) for n in names if n not in known and n not in self.ignored]
         if unknown:
             raise CsvError(
                 f"unknown column(s) {', '.join(repr(n) for n in unknown)} for the {self.name} "
                 "layout (ignore them with --ignore-column NAME)"
             )
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = sorted({_shown(n) for n in names if names.count(n) > 1})
         if twice:
             raise CsvError(f"column(s) {', '.join(twice)} appear more than once")
         missing = [c.header for c in self.columns if c.required and c.header not in names]
@@ -441,8 +446,7 @@ def import_orders(
             else:
                 grouped.setdefault(item.cells.get(ref_col.header, ""), []).append(item)
     for ref, order_rows in grouped.items():
-        shown = ref.encode("utf-8", "backslashreplace").decode("utf-8")
-        result = OrderResult(shown or "(no order number)", order_rows[0].line, "refused")
+        result = OrderResult(_shown(ref) or "(no order number)", order_rows[0].line, "refused")
         report.results.append(result)
         try:
             draft = draft_from_rows(layout, order_rows, settings)

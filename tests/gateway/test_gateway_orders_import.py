@@ -247,3 +247,6 @@ def test_an_unknown_column_refuses_the_file_unless_ignored(db: Database, tmp_pat
     )
     report = import_orders(db, path, settings, NATIVE.ignoring(["Coupon"]))
     assert [r.describe() for r in report.results] == ["A: created"]
+    path.write_bytes(b"order_number,sku,r\xe9f\n")
+    with pytest.raises(CsvError, match=r"unknown column\(s\) 'r\\\\udce9f'"):
+        import_orders(db, path, settings)

@@ -141,6 +141,10 @@ def test_the_decision_api_takes_the_destination(client: TestClient, rma_body: An
     assert client.post("/api/v1/rmas/R1/receipts", json=receipt).status_code == 200
     odd = client.post("/api/v1/rmas/R1/decision", json={"grade": "refuse", "destination": "moon"})
     assert odd.status_code == 422
+    mixed = {"grade": "restock", "destination": "scrap"}
+    refused = client.post("/api/v1/rmas/R1/decision", json=mixed)
+    assert refused.status_code == 422
+    assert "destination is only for grade 'refuse'" in refused.text
     body = {"grade": "refuse", "destination": "scrap"}
     assert client.post("/api/v1/rmas/R1/decision", json=body).status_code == 200
     levels = client.get("/api/v1/stock").json()["levels"]
