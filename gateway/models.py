@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -213,6 +214,13 @@ class Order(Base):
     customer_address: Mapped[str] = mapped_column(Text, default="", server_default="")
     customer_language: Mapped[str] = mapped_column(String(16), default="", server_default="")
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    #: what the customer paid beyond the lines (minor units of ``currency``; see
+    #: :mod:`gateway.returns.refunds`): order-level discount and voucher spread over the
+    #: lines, shipping paid; ``tax_inclusive``: prices and reductions include tax
+    discount_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    voucher_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    shipping_paid_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_inclusive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     lines: Mapped[list[OrderLine]] = relationship(
@@ -224,7 +232,13 @@ class Order(Base):
 
 
 class OrderLine(Base):
-    """One order line: ordered and delivered units, and the unit price actually paid."""
+    """One order line: ordered and delivered units, unit price, line discount, tax rate.
+
+    ``unit_price_cents`` is the unit price before the line's discount
+    (``line_discount_cents``, off the whole line) and the order's discount and voucher;
+    ``tax_rate_bp`` in basis points (2000 = 20 %). What was paid follows
+    :mod:`gateway.returns.refunds`.
+    """
 
     __tablename__ = "order_lines"
     __table_args__ = (UniqueConstraint("order_id", "line_no"),)
@@ -237,6 +251,8 @@ class OrderLine(Base):
     ordered_quantity: Mapped[int] = mapped_column(Integer)
     delivered_quantity: Mapped[int] = mapped_column(Integer)
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    line_discount_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     gtin: Mapped[str | None] = mapped_column(String(14))
     #: serial numbers and RFID UIDs (canonical hex) of the delivered units, when known
@@ -263,7 +279,10 @@ class IdempotencyRecord(Base):
 class Credit(Base):
     """Money (or an exchange) granted for one RMA line: at most one per line.
 
-    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in cents.
+    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in minor units of
+    ``currency``: ``amount_cents`` is what is granted (goods and, by policy, shipping),
+    of which ``tax_refund_cents`` tax and ``shipping_refund_cents`` the shipping paid;
+    ``shipping_cost_cents`` is the return shipping the shop spent.
     """
 
     __tablename__ = "credits"
@@ -281,6 +300,37 @@ class Credit(Base):
     paid_cents: Mapped[int] = mapped_column(BigInteger)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     restocking_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
+    shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
+    tax_refund_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    shipping_refund_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    currency: Mapped[str] = mapped_column(String(3))
+    source: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+class WriteOff(Base):
+    """Goods of one RMA line received but refused credit: where they went, what it cost.
+
+    ``destination`` is the lead's choice (``return_to_vendor``, ``scrap``,
+    ``return_to_customer``); amounts in minor units of ``currency``: ``paid_cents`` what
+    the customer paid for the units, ``recovered_value_cents`` what the shop gets back
+    (by destination and category, from settings), ``shipping_cost_cents`` the return
+    shipping spent. At most one per line.
+    """
+
+    __tablename__ = "write_offs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(
+        ForeignKey("rma_lines.id", ondelete="CASCADE"), unique=True
+    )
+    rma_number: Mapped[str] = mapped_column(String(32), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(24))
+    quantity: Mapped[int] = mapped_column(Integer)
+    paid_cents: Mapped[int] = mapped_column(BigInteger)
     recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
     shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))

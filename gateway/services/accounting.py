@@ -12,10 +12,11 @@ event ingestion, in the same transaction) receives the outstanding units and the
 - anything else (quarantine): the RMA waits, ``awaiting_decision``, for a lead's decision
   (:func:`settle` with the lead's grade, or ``refuse``).
 
-Credit policy (amounts in cents, from what was actually paid: unit price after discounts x
-units received): a reason that is the merchant's fault (defective, wrong item, ...) gets
-100 % and no restocking fee; otherwise ``credit_percent_by_grade[grade]`` % of the paid
-price minus the category's restocking fee (``restocking_fee_percent``), never below 0.
+Credit policy (minor units, from what was actually paid for the units received, by the
+rules of :mod:`gateway.returns.refunds`: discounts, voucher, tax, shipping): a reason that
+is the merchant's fault (defective, wrong item, ...) gets 100 % and no restocking fee;
+otherwise ``credit_percent_by_grade[grade]`` % of the paid price minus the category's
+restocking fee (``restocking_fee_percent``), never below 0.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from gateway.models import Credit, ReturnReason, Rma, StockMovement, utcnow
+from gateway.models import Credit, ReturnReason, Rma, utcnow
 from gateway.services import webhooks
 from gateway.services.lifecycle import RESOLUTION_TRIGGER, fire
-from gateway.services.policies import by_category, percent_of
+from gateway.services.policies import percent_of
+from gateway.services.refund_terms import line_refund, recovery_percent, return_shipping_shares
 from gateway.services.rmas import (
     announceable,
     bump,
@@ -40,6 +42,8 @@ from gateway.services.rmas import (
     receive_units,
     to_announcement,
 )
+from gateway.services.stock import move_line
+from gateway.services.write_offs import write_off
 from gateway.settings import Settings
 from protocol import ParcelEvent, RmaAnnouncement
 
@@ -109,11 +113,15 @@ def settle(
     *,
     actor: str,
     now: datetime | None = None,
+    destination: str | None = None,
 ) -> list[Credit]:
     """Grade a received RMA and apply the credit policy; inside the caller's transaction.
 
     ``grade`` is ``restock``, ``refurbish``, ``recycle``, or ``refuse`` (no credit, the
-    RMA is closed). ``actor`` is recorded on the transitions and credits.
+    RMA is closed, the received goods go to ``destination``: ``return_to_vendor``,
+    ``scrap`` or ``return_to_customer``, default ``settings.refusal_default``; see
+    :func:`gateway.services.write_offs.write_off`). ``actor`` is recorded on the
+    transitions and credits.
 
     Returns:
         The credits created now (lines already credited are skipped: exactly once).
@@ -127,23 +135,27 @@ def settle(
     rma.awaiting_decision = False
     if grade == "refuse":
         fire(rma, "close", actor=actor, note="credit refused", at=now)
+        write_off(session, settings, rma, destination or settings.refusal_default, actor, now)
         return []
     reason = session.get(ReturnReason, rma.reason)
     merchant_fault = bool(reason and reason.merchant_fault)
     received = [line for line in rma.lines if line.received_quantity > 0]
-    shipping = settings.return_shipping_cents
-    share, rest = divmod(shipping, max(1, len(received)))
+    shipping = return_shipping_shares(settings, len(received))
     credits: list[Credit] = []
     for i, line in enumerate(received):
         if session.scalar(select(Credit.id).where(Credit.rma_line_id == line.id)) is not None:
             continue
         category = line.category or "default"
-        paid = line.unit_price_cents * line.received_quantity
-        if merchant_fault:
-            gross, fee = paid, 0
-        else:
-            gross = percent_of(paid, float(settings.credit_percent_by_grade.get(grade, 0.0)))
-            fee = percent_of(paid, float(by_category(settings.restocking_fee_percent, category)))
+        part = line_refund(
+            session,
+            settings,
+            rma,
+            line,
+            line.received_quantity,
+            grade=grade,
+            merchant_fault=merchant_fault,
+        )
+        paid = part.paid_cents
         credit = Credit(
             rma_line_id=line.id,
             rma_number=rma.number,
@@ -153,41 +165,21 @@ def settle(
             grade=grade,
             quantity=line.received_quantity,
             paid_cents=paid,
-            amount_cents=max(0, gross - fee),
-            restocking_fee_cents=min(fee, gross),
-            recovered_value_cents=percent_of(
-                paid, float(settings.recovery_percent_by_grade.get(grade, 0.0))
-            ),
-            shipping_cost_cents=share + (rest if i == 0 else 0),
+            amount_cents=part.amount_cents,
+            restocking_fee_cents=part.restocking_fee_cents,
+            tax_refund_cents=part.tax_refund_cents,
+            shipping_refund_cents=part.shipping_refund_cents,
+            recovered_value_cents=percent_of(paid, recovery_percent(settings, grade, category)),
+            shipping_cost_cents=shipping[i],
             currency=rma.currency,
             source=actor,
             created_at=now,
         )
         session.add(credit)
-        movement = StockMovement(
-            sku=line.sku,
-            location=settings.stock_locations.get(grade, grade.upper()),
-            quantity=line.received_quantity,
-            kind="return_in",
-            rma_line_id=line.id,
-            rma_number=rma.number,
-            created_at=now,
-        )
-        session.add(movement)
+        location = settings.stock_locations.get(grade, grade.upper())
+        move_line(session, settings, line, location=location, kind="return_in", now=now)
         credits.append(credit)
         webhooks.enqueue(session, settings, "credit.issued", credit_payload(credit), now=now)
-        webhooks.enqueue(
-            session,
-            settings,
-            "stock.moved",
-            {
-                "sku": movement.sku,
-                "location": movement.location,
-                "quantity": movement.quantity,
-                "rma_number": rma.number,
-            },
-            now=now,
-        )
     fire(rma, RESOLUTION_TRIGGER[rma.resolution], actor=actor, note="by credit policy", at=now)
     return credits
 

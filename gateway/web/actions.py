@@ -24,6 +24,7 @@ from gateway.services import alarms as alarm_service
 from gateway.services.auth import close_session, open_session
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.rmas import bump, get_rma, transition_rma
+from gateway.settings import REFUSAL_DESTINATIONS
 from gateway.web.pages import GRADES, templates
 from gateway.web.session import COOKIE, set_session_cookie
 
@@ -97,11 +98,14 @@ async def decide(
     grade = form.get("grade", "")
     if grade not in (*GRADES, "refuse"):
         return Response("unknown grade", status_code=422)
+    destination = form.get("destination") or None
+    if destination is not None and destination not in REFUSAL_DESTINATIONS:
+        return Response("unknown destination", status_code=422)
     rma = get_rma(session, number)
     if rma is None:
         return Response("unknown RMA", status_code=404)
     try:
-        accounting.settle(session, settings, rma, grade, actor=user.name)
+        accounting.settle(session, settings, rma, grade, actor=user.name, destination=destination)
         bump(session, settings, rma)
         accounting.state_changed(session, settings, rma, user.name)
         session.commit()

@@ -234,11 +234,19 @@ def post_decision(
 ) -> RmaOut:
     """A lead grades a received (e.g. quarantined) return; credits follow by policy.
 
-    ``refuse`` closes the RMA without credit.
+    ``refuse`` closes the RMA without credit; its received goods go to ``destination``
+    (return to vendor, scrap, back to the customer) in the stock ledger.
     """
     rma = _load(session, number)
     try:
-        accounting.settle(session, settings, rma, body.grade, actor=principal.name)
+        accounting.settle(
+            session,
+            settings,
+            rma,
+            body.grade,
+            actor=principal.name,
+            destination=body.destination,
+        )
         bump(session, settings, rma)
         accounting.state_changed(session, settings, rma, principal.name)
         session.commit()
