@@ -43,6 +43,7 @@ from simulator.scenario import (
     SimParcel,
     plan_parcels,
     plan_reads,
+    product_gtin_for,
     tag_uid_for,
 )
 from simulator.station_proc import raise_priority
@@ -520,6 +521,7 @@ class Run:
         line: dict[str, Any] = {
             "sku": skus[(index - 1) % len(skus)] if skus else f"SKU-{index % 7:03d}",
             "quantity": 1,
+            "gtin": product_gtin_for(index),  # what its parcel shows beside the label
         }
         if rfid_uid is not None:
             line["rfid_uid"] = rfid_uid

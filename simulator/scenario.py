@@ -29,6 +29,11 @@ Schema (every key checked; unknown keys are errors; all but ``name``, ``station`
       garbled_rate: 0.0      # a character of the scan is wrong: quarantine (unknown_rma)
       rfid_rate: 0.0         # the item carries an RFID tag its RMA line declares: sorted
       rfid_mismatch_rate: 0.0  # the tag is another RMA's: quarantine (wrong item / conflict)
+                             # every RMA line declares its product's GTIN
+                             # (:func:`product_gtin_for`); a parcel that reads ``ok`` or
+                             # ``duplicate`` shows that retail EAN-13 beside its label:
+                             # the GTIN verifies its unit, so the shipped (strict)
+                             # verification table sorts it on condition
     faults:                  # the timeline; at_s / duration_s in (virtual) belt seconds
       - {kind: broker_outage, at_s: 2, duration_s: 3}
       - {kind: gateway_outage, at_s: 6, duration_s: 3}
@@ -64,6 +69,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from stdnum import ean
 
 
 class ScenarioError(ValueError):
@@ -294,6 +300,16 @@ def tag_uid_for(run_tag: str, index: int) -> str:
     return "04" + bytes(0x87 if b == 0x88 else b for b in raw).hex().upper()
 
 
+def product_gtin_for(index: int) -> str:
+    """The EAN-13 of known RMA ``index``'s product (1-based), check digit computed.
+
+    Prefix ``20``: a GS1 restricted-circulation number (GS1 General Specifications
+    1.4.5), never a real product's. The RMA line declares it; the parcel shows it.
+    """
+    body = f"20{index % 10**10:010d}"
+    return body + ean.calc_check_digit(body)
+
+
 def plan_reads(reads: ReadBehaviour, known: int, seed: int) -> list[Read]:
     """How each known parcel (in RMA order) reads: seeded, exact counts (rounded)."""
     rng = random.Random(seed * 7919 + 1)
@@ -332,7 +348,9 @@ def plan_parcels(
     unknown labels are numbers that were never issued (tagged with ``run_tag``). With
     ``reads``, known parcels read as :func:`plan_reads` says; the RMA of 1-based index
     ``n`` read ``rfid`` or ``rfid_mismatch`` declares tag :func:`tag_uid_for` ``(run_tag, n)``;
-    an ``rfid`` parcel carries that tag, an ``rfid_mismatch`` parcel another one.
+    an ``rfid`` parcel carries that tag, an ``rfid_mismatch`` parcel another one. An
+    ``ok`` or ``duplicate`` parcel of RMA ``n`` also shows its product's EAN-13
+    (:func:`product_gtin_for` ``(n)``) after the label.
     """
     if len(known_codes) < mix.known:
         raise ValueError(f"{mix.known} known parcels need as many RMAs, got {len(known_codes)}")
@@ -355,10 +373,13 @@ def plan_parcels(
             code: str | None = code_
             read = read_plan[k]
             lane, reason = restock_lane, "matched"
-            if read == "no_read":
+            product = product_gtin_for(k + 1)
+            if read == "ok":
+                scans = (code_, product)
+            elif read == "no_read":
                 scans, lane, reason = (), "quarantine", "no_read"
             elif read == "duplicate":
-                scans = (code_, code_)
+                scans = (code_, code_, product)
             elif read == "garbled":
                 scans, lane, reason = (_garble(code_),), "quarantine", "unknown_rma"
             elif read == "rfid":

@@ -13,7 +13,10 @@ from edge.daemon import StationDaemon
 from edge.drivers.framing import ScanFrame
 from edge.sorter.model import Alarm, BeltCommand, Decision, Inducted, OrphanRead, Reason
 from edge.station.inputs import EncoderCount, EyeEdge, Grade, LaneInput, Resume, Tick
+from protocol import RmaLine
 from simulator.testing import ManualClock, announcement, station_config, wait_until
+
+EAN = "4006381333931"  # the product's retail EAN-13: it verifies the RMA line's unit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,19 +51,22 @@ def test_typed_inputs_drive_the_core_and_its_actions_reach_the_station(
 ) -> None:
     clock = ManualClock(0.0)
     daemon = StationDaemon(make_config(tmp_path, scanner_pty), clock)
-    daemon.store.apply_announcement(announcement("RMA-000123"))
+    line = RmaLine(line_no=1, sku="SKU-1", quantity=1, gtin=EAN)
+    daemon.store.apply_announcement(announcement("RMA-000123", line))
     try:
         actions = daemon.feed(EyeEdge(0.0, True)) + daemon.feed(EyeEdge(300.0, False))
         assert actions == [Inducted(1, 0.0)]  # accepted at the second edge, 300 ms later
         actions = daemon.feed(ScanFrame("RMA-000123", None, 550.0, False))
+        actions += daemon.feed(ScanFrame(EAN, None, 551.0, False))
         clock.set(900.0)
         actions += daemon.feed(Tick())
         [decision] = [a for a in actions if isinstance(a, Decision)]
         assert (decision.lane.name, decision.reason, decision.reads) == (
             "restock",
             Reason.MATCHED,
-            ("RMA-000123",),
+            ("RMA-000123", "gs1:04006381333931/"),
         )
+        assert [(u.evidence.value, u.verified) for u in decision.units] == [("gtin", True)]
         assert daemon.feed(LaneInput(950.0, "recycle", "full", True)) == []
         assert daemon.core.status()["lanes_full"] == ["recycle"]
         assert [(e.name, e.active) for e in daemon.lane_input_events] == [("recycle.full", True)]

@@ -16,13 +16,20 @@ from edge.sorter import Decision, SorterCore
 from edge.sorter.model import Reason
 from edge.store import StationStore
 from protocol import Evidence, RmaAnnouncement, RmaLine, UnitReceipt
-from simulator.testing import demo_belt
+from simulator.testing import CHEAP_UNIT_CENTS, demo_belt, label_trusting_policy
 
 TOPIC = "rs/v1/site1/st1/event"
+TRUSTING = label_trusting_policy()  # the parcels show only their (cheap) label
 
 
 def ann(revision: int = 1, **line: object) -> RmaAnnouncement:
-    fields: dict[str, object] = {"line_no": 1, "sku": "SKU-1", "quantity": 3, **line}
+    fields: dict[str, object] = {
+        "line_no": 1,
+        "sku": "SKU-1",
+        "quantity": 3,
+        "unit_value_cents": CHEAP_UNIT_CENTS,
+        **line,
+    }
     return RmaAnnouncement(
         number="RMA-1",
         revision=revision,
@@ -102,9 +109,11 @@ def test_receipts_survive_sigkill_and_a_new_core_claims_the_next_unit(tmp_path: 
     assert done.returncode == -signal.SIGKILL
     store = StationStore(path, station="st1")
     assert store.claimed_units("RMA-1") == {1: 2} and store.outbox_depth() == 2
-    d = label_parcel(SorterCore(demo_belt(), store), 0.0)
+    d = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
     assert [(u.unit, u.evidence) for u in d.units] == [(3, Evidence.LABEL)]
-    again = label_parcel(SorterCore(demo_belt(), store), 0.0)  # memory only: never persisted
+    again = label_parcel(
+        SorterCore(demo_belt(), store, TRUSTING), 0.0
+    )  # memory only: never persisted
     assert [u.unit for u in again.units] == [3]
     store.close()
     assert os.path.exists(path)
@@ -138,7 +147,7 @@ def test_claims_reconcile_with_the_gateways_received_state(
     store.apply_announcement(ann(received_quantity=received, received_by_station=by_station))
     for n in range(1, own + 1):
         store.outbox_put(TOPIC, b"e", "RMA-1", (unit(n),))
-    d = label_parcel(SorterCore(demo_belt(), store), 0.0)
+    d = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
     assert ([u.unit for u in d.units], d.reason) == (next_units, reason)
     store.close()
 

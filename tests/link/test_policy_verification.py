@@ -22,8 +22,10 @@ def test_the_default_table_is_the_stations_shipped_one() -> None:
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ({"action": "trust_label"}, "would trust every unverified unit"),
-        ({"action": "trust_label", "min_unit_value_cents": 100}, "would trust every"),
+        ({"action": "trust_label"}, "would trust the label of unverified units of any value"),
+        ({"action": "trust_label", "min_unit_value_cents": 100}, "needs a max_unit_value_cents"),
+        ({"action": "trust_label", "categories": ["apparel"]}, "needs a max_unit_value_cents"),
+        ({"action": "trust_label", "lines": "without_identifiers"}, "needs a max_unit"),
         ({"action": "inspect", "reason": "matched"}, "cannot have reason matched"),
         (
             {"action": "inspect", "min_unit_value_cents": 10, "max_unit_value_cents": 5},

@@ -17,7 +17,9 @@ from edge.sorter.policy import (
     policy_to_mapping,
 )
 from protocol.messages import Evidence
-from simulator.testing import Directory, demo_belt, line, rma
+from simulator.testing import Directory, demo_belt, label_trusting_policy, line, rma
+
+TRUSTING = label_trusting_policy()
 
 EAN_SHOE = "4006381333931"  # a real EAN-13
 EAN_SOCK = "9780201310054"
@@ -190,7 +192,7 @@ def test_mixed_dispositions_in_one_box_go_to_quarantine() -> None:
         rma("RMA-1", line("LIP", category="cosmetics"), line("SHIRT", category="apparel"))
     )
     camera = demo_belt(camera_pos_mm=700.0)
-    core = SorterCore(camera, rmas)
+    core = SorterCore(camera, rmas, TRUSTING)
     actions = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
     actions += core.on_barcode(550.0, "RMA-1") + core.on_grade(850.0, "B")
     for t in range(0, 6000, 5):
@@ -241,16 +243,21 @@ def test_trust_never_applies_to_a_serialised_line() -> None:
     assert d.reason is Reason.UNVERIFIED
 
 
-def test_a_trust_rule_without_scope_is_refused_and_the_table_round_trips() -> None:
-    with pytest.raises(ValueError, match="would trust every unverified unit"):
-        Policy("v-1", default_policy().rules, verification=(VerificationRule(TRUST_LABEL),))
+def test_a_trust_rule_without_a_value_cap_is_refused_and_the_table_round_trips() -> None:
+    for uncapped in (
+        VerificationRule(TRUST_LABEL),
+        VerificationRule(TRUST_LABEL, categories=("apparel",)),
+        VerificationRule(TRUST_LABEL, lines=LINES_WITHOUT_IDENTIFIERS),
+    ):
+        with pytest.raises(ValueError, match="would trust the label of unverified units of any"):
+            Policy("v-1", default_policy().rules, verification=(uncapped,))
     with pytest.raises(ValueError, match="reason matched"):
         VerificationRule(INSPECT, reason=Reason.MATCHED)
     policy = Policy("v-2", default_policy().rules, verification=(VALUABLE, CHEAP))
     assert policy_from_mapping(policy_to_mapping(policy)) == policy
     strict = policy_from_mapping({**policy_to_mapping(policy), "verification": []})
     assert strict.verification == ()
-    assert default_policy().verification[0].lines == LINES_WITHOUT_IDENTIFIERS
+    assert default_policy().verification == ()  # shipped: every unverified unit inspected
 
 
 def test_divert_confirmed_on_the_exit() -> None:
@@ -261,7 +268,7 @@ def test_divert_confirmed_on_the_exit() -> None:
         LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
     )
     for confirm, expected in ((True, True), (False, False)):
-        core = SorterCore(demo_belt(lanes=lanes), Directory(rma("RMA-1")))
+        core = SorterCore(demo_belt(lanes=lanes), Directory(rma("RMA-1")), TRUSTING)
         actions = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
         actions += core.on_barcode(550.0, "RMA-1")
         for t in range(0, 6000, 5):
@@ -287,7 +294,8 @@ def test_evidence_order_of_claimed_units_is_strongest_first() -> None:
             line("D", gtin="09501101020917", serial="SN0001"),
         )
     )
-    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1", EAN_SOCK, SERIAL_GS1], (uid,)))
+    core = SorterCore(demo_belt(), rmas, TRUSTING)
+    d = decision(drive(core, 0.0, ["RMA-1", EAN_SOCK, SERIAL_GS1], (uid,)))
     assert [u.evidence for u in d.units] == [
         Evidence.SERIAL,
         Evidence.TAG,

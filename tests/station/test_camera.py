@@ -22,7 +22,15 @@ from edge.vision.photos import PhotoFile
 from edge.vision.worker import GradedPhoto
 from protocol import PhotoUpload, decode
 from simulator.hw.camera import write_video
-from simulator.testing import Directory, ManualClock, rma, station_config, video_camera, wait_until
+from simulator.testing import (
+    Directory,
+    ManualClock,
+    label_trusting_policy,
+    rma,
+    station_config,
+    video_camera,
+    wait_until,
+)
 
 DELAY_MS = 150.0
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -52,7 +60,7 @@ def config(tmp_path: Path, *, camera_pos_mm: float | None = 0.0, upload: bool = 
 
 
 def station(cfg: StationConfig, *rmas: Any) -> tuple[CameraStation, RecordingCamera, list[bytes]]:
-    core = SorterCore(cfg.belt_config(), Directory(*rmas))
+    core = SorterCore(cfg.belt_config(), Directory(*rmas), label_trusting_policy())
     camera, sent = RecordingCamera(), list[bytes]()
     return CameraStation(cfg, core, camera, None, sent.append, lambda: 0.0), camera, sent  # type: ignore[arg-type]
 
