@@ -352,7 +352,18 @@ class StationConfig(_Section):
             camera_tol_mm=self.belt.camera_tol_mm,
             jam_ms=self.belt.jam_ms,
             confirm_timeout_ms=self.belt.confirm_timeout_ms,
+            **self._scale_geometry(),
         )
+
+    def _scale_geometry(self) -> dict[str, float]:
+        """The checkweigher platform for the core's belt (none without ``[scale]``)."""
+        if self.scale is None:
+            return {}
+        return {
+            "scale_pos_mm": self.scale.pos_mm,
+            "scale_platform_mm": self.scale.platform_mm,
+            "scale_tol_mm": self.scale.tol_mm,
+        }
 
 
 def load_config(path: str | Path) -> StationConfig:
