@@ -155,3 +155,29 @@ def test_claims_reconcile_with_the_gateways_received_state(
 def test_received_by_station_cannot_exceed_the_received_total() -> None:
     with pytest.raises(ValueError, match="adds up to more"):
         RmaLine(line_no=1, sku="A", quantity=3, received_quantity=1, received_by_station={"st1": 2})
+
+
+def test_catch_up_batches_reconcile_without_ever_lowering_an_unacknowledged_receipt(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "st1.db"
+    store = StationStore(path, station="st1")
+    store.apply_announcement(ann(revision=1))
+    for n in (1, 2):  # two units claimed here; the broker acknowledged neither
+        store.outbox_put(TOPIC, b"e", "RMA-1", (unit(n),))
+    store.close()
+    store = StationStore(path, station="st1")  # a restart: the receipts are durable
+    # a catch-up batch out of order: revision 3 counts one of our units, the stale
+    # revision 2 (nothing received) is ignored
+    batch = [ann(3, received_quantity=1, received_by_station={"st1": 1}), ann(2)]
+    assert store.apply_changes(batch) == 1
+    [line] = store.lookup_rma("RMA-1").lines  # type: ignore[union-attr]
+    assert (line.received_quantity, line.received_here) == (1, 1)
+    assert store.claimed_units("RMA-1") == {1: 2}  # never lowered to the gateway's 1
+    d = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
+    assert [u.unit for u in d.units] == [3]  # 3 - 1 received - 1 of ours not counted yet
+    # the gateway has counted our three units: nothing is left, whatever this station knew
+    store.apply_changes([ann(4, received_quantity=3, received_by_station={"st1": 3})])
+    again = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
+    assert (again.units, again.reason) == ((), Reason.QUANTITY_EXCEEDED)
+    store.close()
