@@ -396,7 +396,12 @@ class StationDaemon:
         self.link.request_status()  # the status page shows it now, not at the interval
 
     def _report(self, exited: ParcelExited) -> None:
-        """The parcel left the belt: its event into the outbox, metrics, the observer."""
+        """The parcel left the belt: its event into the outbox, metrics, the observer.
+
+        The RMA units the parcel claimed are written as receipts in the outbox row's
+        transaction (``StationLink.publish_event``), so a restart, SIGKILL included, never
+        claims them again.
+        """
         d = exited.decision
         event = build_parcel_event(
             exited,
@@ -405,7 +410,7 @@ class StationDaemon:
             self.camera.take(d.parcel_id),
             event_id=uuid.uuid4().hex,
         )
-        self.link.publish_event(encode(event))
+        self.link.publish_event(encode(event), d.rma_number, exited.units)
         self.metrics.parcel_exited(
             exited.final_lane.name, d.reason.value, d.decided_at_ms - exited.inducted_at_ms
         )

@@ -3,6 +3,7 @@ de-energised on stop (C7), pushed policies survive a restart."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,44 @@ def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
         assert again.core.policy.version == "site1-2"
     finally:
         again.stop()
+
+
+def test_claimed_units_go_out_with_the_event_and_survive_a_restart(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    line = RmaLine(line_no=1, sku="SKU-1", quantity=1, gtin=EAN)
+
+    def one_parcel(daemon: StationDaemon, clock: ManualClock) -> Decision:
+        actions = daemon.feed(EyeEdge(0.0, True)) + daemon.feed(EyeEdge(300.0, False))
+        actions += daemon.feed(ScanFrame("RMA-000123", None, 550.0, False))
+        actions += daemon.feed(ScanFrame(EAN, None, 551.0, False))
+        for t in range(600, 4000, 50):
+            clock.set(float(t))
+            actions += daemon.feed(Tick())
+        for action in actions:
+            daemon.execute(action)  # the exit writes the event and its receipts
+        [decision] = [a for a in actions if isinstance(a, Decision)]
+        return decision
+
+    clock = ManualClock(0.0)
+    daemon = StationDaemon(make_config(tmp_path, scanner_pty), clock)
+    daemon.store.apply_announcement(announcement("RMA-000123", line))
+    try:
+        first = one_parcel(daemon, clock)
+        [item] = daemon.store.outbox_pending()
+        event = json.loads(item.payload)
+        assert [(u["unit"], u["evidence"], u["verified"]) for u in event["units"]] == [
+            (1, "gtin", True)
+        ]
+        assert [c["code_class"] for c in event["codes"]] == ["rma_label", "retail"]
+        assert daemon.store.claimed_units("RMA-000123") == {1: 1}
+    finally:
+        daemon.stop()
+    assert first.reason is Reason.MATCHED
+    clock = ManualClock(0.0)
+    again = StationDaemon(make_config(tmp_path, scanner_pty), clock)  # a restart
+    try:
+        second = one_parcel(again, clock)
+    finally:
+        again.stop()
+    assert (second.reason, second.units) == (Reason.QUANTITY_EXCEEDED, ())
