@@ -8,6 +8,7 @@ from dataclasses import replace
 from edge.sorter import Decision, SorterCore
 from edge.sorter.model import OrphanRead, Reason, RmaLineRecord
 from simulator.testing import Directory, demo_belt, label_trusting_policy, line, rma
+from tests.sorter.test_evidence import decision
 
 EAN_SHOE = "4006381333931"
 EAN_SOCK = "9780201310054"
@@ -43,11 +44,6 @@ def run(
     for t in range(int(t0), int(t0) + 6000, 5):
         actions += core.advance(float(t))
     return actions
-
-
-def decision(actions: list[object]) -> Decision:
-    [d] = [a for a in actions if isinstance(a, Decision)]
-    return d
 
 
 def test_a_weight_within_the_catalogue_range_sorts_on_condition() -> None:
