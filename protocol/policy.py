@@ -13,6 +13,8 @@ fail-safe rules are the station's (``edge.sorter.policy``): a trust rule without
 ``max_unit_value_cents`` is refused, serialised / tagged lines are never trusted, an
 unknown unit value is above every threshold. Omitted, it is the shipped table, which is
 empty: every unverified unit is inspected (quarantine, reason ``unverified``).
+``inspection_lane`` names the station lane (disposition quarantine, gated) inspected
+parcels are diverted to; omitted: the end of the belt.
 """
 
 from __future__ import annotations
@@ -244,6 +246,9 @@ class DispositionPolicy(_Message):
     grading: GradingThresholds = GradingThresholds()
     verification: tuple[VerificationRule, ...] = Field(default=DEFAULT_VERIFICATION, max_length=200)
     physical: PhysicalCheck = PhysicalCheck()
+    inspection_lane: str | None = Field(
+        default=None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
 
     @model_validator(mode="after")
     def _v1_has_no_physical(self) -> DispositionPolicy:

@@ -27,6 +27,10 @@ checkweigher's weighing and the camera's footprint; out of tolerance: quarantine
 of proof), the verification table for the units it did not verify, then the disposition
 policy (:mod:`~edge.sorter.policy`).
 
+Inspection lane: a parcel the verification table inspects goes to the policy's
+``inspection_lane`` when the belt has that lane (gated, disposition quarantine), timed like
+any divert; else, like every other quarantined parcel, to the end of the belt.
+
 Physical check: on a station with a checkweigher (``BeltConfig.scale_pos_mm``) or for a
 parcel the camera measured, the claimed units (grouped per RMA line) are checked with the
 policy's :class:`~edge.sorter.physical.PhysicalCheck`; the verdict goes into the
@@ -793,6 +797,16 @@ class SorterCore:
         if "camera" in parcel.sources:
             why.insert(0, "label read by " + " and ".join(sorted(parcel.sources)))
         lane: LaneSpec | None = cfg.lane_for(outcome.disposition)
+        inspected = (
+            verification is not None
+            and verification.reason is not None
+            and facts.failure is verification.reason
+            and outcome.disposition is Disposition.QUARANTINE
+        )
+        bench = self._inspection_lane() if inspected else None
+        if bench is not None:
+            lane = bench
+            why.append(f"to the inspection lane {bench.name}")
         if lane is None:
             lane, reason = cfg.end_lane, Reason.NO_LANE
             why.append(f"no {outcome.disposition} lane")
@@ -872,6 +886,14 @@ class SorterCore:
         if command is not None:
             actions.append(command)
         return actions
+
+    def _inspection_lane(self) -> LaneSpec | None:
+        """The policy's inspection lane when this belt has it (gated, quarantine), else None."""
+        name = self.policy.inspection_lane
+        lane = self.config.lane_named(name) if name is not None else None
+        if lane is None or lane.gate is None or lane.disposition is not Disposition.QUARANTINE:
+            return None
+        return lane
 
     def _outcome(
         self, facts: Facts, rma: RmaRecord | None, units: tuple[UnitReceipt, ...]

@@ -194,7 +194,14 @@ class BeltConfig:
         return next(lane for lane in self.lanes if lane.gate is None)
 
     def lane_for(self, disposition: Disposition) -> LaneSpec | None:
-        """The first lane (nearest the induct) serving ``disposition``, or None."""
+        """The first lane (nearest the induct) serving ``disposition``, or None.
+
+        Quarantine is always the end of the belt (:attr:`end_lane`): a gated lane of
+        disposition quarantine is an inspection lane, chosen by name only
+        (``Policy.inspection_lane``).
+        """
+        if disposition is Disposition.QUARANTINE:
+            return self.end_lane
         lanes = sorted(
             (lane for lane in self.lanes if lane.disposition is disposition),
             key=lambda lane: lane.pos_mm,

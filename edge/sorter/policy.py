@@ -30,6 +30,12 @@ safe, whatever the table says:
   declare no identifier, where the label is all a parcel can show); a trust rule without
   a value cap is refused, so no table trusts a label alone for goods of any value.
 
+``inspection_lane`` names a gated lane of disposition quarantine at the station (an
+inspection bench): inspected parcels (reason ``unverified`` or the rule's, also
+``rfid_timeout``) are diverted there instead of running on to the end of the belt; a
+station without that lane uses the end of the belt. Every other quarantined parcel runs to
+the end of the belt.
+
 The shipped table (:data:`DEFAULT_VERIFICATION`) is empty: a parcel whose claimed units
 are not all verified goes to quarantine with reason ``unverified``, and the explanation
 says which unit and that no verification rule trusts it. Trusting the label is a site's
@@ -255,6 +261,9 @@ class Policy:
             for each unverified unit; default :data:`DEFAULT_VERIFICATION` (empty: every
             unverified unit is inspected).
         physical: the checkweigher and footprint limits (``edge.sorter.physical``).
+        inspection_lane: the station lane (disposition quarantine, with a gate) that
+            parcels inspected by the verification table are diverted to; None: the end
+            of the belt.
 
     Raises:
         ValueError: a rule sends a failed identity or a non-authorized RMA anywhere but
@@ -271,8 +280,11 @@ class Policy:
     grading: GradingThresholds = field(default_factory=GradingThresholds)
     verification: tuple[VerificationRule, ...] = DEFAULT_VERIFICATION
     physical: PhysicalCheck = field(default_factory=PhysicalCheck)
+    inspection_lane: str | None = None
 
     def __post_init__(self) -> None:
+        if self.inspection_lane is not None and not self.inspection_lane:
+            raise ValueError("inspection_lane must name a lane (or be None)")
         if not self.version:
             raise ValueError("a policy needs a version")
         for i, vrule in enumerate(self.verification):
@@ -499,7 +511,16 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
         grading=grading,
         verification=verification,
         physical=physical,
+        inspection_lane=_optional_str(data.get("inspection_lane"), "inspection_lane"),
     )
+
+
+def _optional_str(value: object, key: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
 
 
 def _optional_int(value: object, key: str) -> int | None:
@@ -535,6 +556,7 @@ def policy_to_mapping(policy: Policy) -> dict[str, object]:
         "grade_without_photo": policy.grade_without_photo,
         "grading": grading_to_mapping(policy.grading),
         "physical": physical_check_to_mapping(policy.physical),
+        "inspection_lane": policy.inspection_lane,
         "rules": [
             {
                 "disposition": r.disposition.value,

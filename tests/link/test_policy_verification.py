@@ -57,3 +57,13 @@ def test_scoped_trust_and_an_empty_table_are_accepted() -> None:
     ]
     strict = DispositionPolicy.model_validate({"version": "v", "rules": RULES, "verification": []})
     assert policy_from_mapping(strict.model_dump()).verification == ()
+
+
+def test_the_inspection_lane_travels_with_the_policy() -> None:
+    wire = DispositionPolicy.model_validate(
+        {"version": "v", "rules": RULES, "inspection_lane": "inspect"}
+    )
+    assert policy_from_mapping(wire.model_dump()).inspection_lane == "inspect"
+    assert DispositionPolicy(version="v", rules=RULES).inspection_lane is None  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="inspection_lane"):
+        DispositionPolicy.model_validate({"version": "v", "rules": RULES, "inspection_lane": ""})

@@ -303,3 +303,32 @@ def test_evidence_order_of_claimed_units_is_strongest_first() -> None:
         Evidence.LABEL,
     ]
     assert (d.reason, d.lane.name) == (Reason.MATCHED, "restock")  # line A: label trusted
+
+
+def test_inspected_parcels_go_to_the_policys_inspection_lane_others_to_the_end() -> None:
+    from dataclasses import replace
+
+    from edge.sorter.model import Disposition, GateCommand, LaneSpec
+
+    lanes = (
+        LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
+        LaneSpec("inspect", Disposition.QUARANTINE, 2300.0, "inspect"),
+        LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
+    )
+    policy = replace(default_policy(), inspection_lane="inspect")
+    rmas = Directory(rma("RMA-1", line("SHOE", gtin=EAN_SHOE)))
+    label_only = drive(SorterCore(demo_belt(lanes=lanes), rmas, policy), 0.0, ["RMA-1"])
+    d = decision(label_only)
+    assert (d.lane.name, d.reason) == ("inspect", Reason.UNVERIFIED)
+    assert "to the inspection lane inspect" in d.explanation
+    assert [c.gate for c in label_only if isinstance(c, GateCommand)] == ["inspect"]
+    unknown = decision(drive(SorterCore(demo_belt(lanes=lanes), rmas, policy), 0.0, ["RMA-9"]))
+    assert (unknown.lane.name, unknown.reason) == ("quarantine", Reason.UNKNOWN_RMA)
+    shown = decision(
+        drive(SorterCore(demo_belt(lanes=lanes), rmas, policy), 0.0, ["RMA-1", EAN_SHOE])
+    )
+    assert (shown.lane.name, shown.reason) == ("restock", Reason.MATCHED)
+    # a station without that lane: the end of the belt
+    elsewhere = decision(drive(SorterCore(demo_belt(), rmas, policy), 0.0, ["RMA-1"]))
+    assert (elsewhere.lane.name, elsewhere.reason) == ("quarantine", Reason.UNVERIFIED)
+    assert policy_from_mapping(policy_to_mapping(policy)) == policy
