@@ -221,7 +221,12 @@ class BeltSection(_Section):
 
 
 class LaneSection(_Section):
-    """``[[lanes]]``: a diverting lane with its gate output (and its confirm / full inputs)."""
+    """``[[lanes]]``: a diverting lane with its gate output (and its confirm / full inputs).
+
+    A lane of disposition ``quarantine`` is an **inspection lane**: only the parcels the
+    policy's verification table inspects go there, when the policy names it
+    (``inspection_lane``); every other quarantined parcel runs on to the end of the belt.
+    """
 
     backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
     name: str = Field(min_length=1, max_length=32)
@@ -277,8 +282,6 @@ class StationConfig(_Section):
                     f"SPI{self.rfid.spi_bus} of the RFID reader needs pins used by: "
                     + ", ".join(clash)
                 )
-        if any(lane.disposition is Disposition.QUARANTINE for lane in self.lanes):
-            raise ValueError("quarantine is the end of the belt; it has no diverting lane")
         if self.scale is not None:
             self._check_scale(self.scale)
         self.belt_config()  # geometry checks
@@ -352,7 +355,18 @@ class StationConfig(_Section):
             camera_tol_mm=self.belt.camera_tol_mm,
             jam_ms=self.belt.jam_ms,
             confirm_timeout_ms=self.belt.confirm_timeout_ms,
+            **self._scale_geometry(),
         )
+
+    def _scale_geometry(self) -> dict[str, float]:
+        """The checkweigher platform for the core's belt (none without ``[scale]``)."""
+        if self.scale is None:
+            return {}
+        return {
+            "scale_pos_mm": self.scale.pos_mm,
+            "scale_platform_mm": self.scale.platform_mm,
+            "scale_tol_mm": self.scale.tol_mm,
+        }
 
 
 def load_config(path: str | Path) -> StationConfig:

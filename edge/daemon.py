@@ -14,7 +14,9 @@ A device that fails its self-test leaves the station running degraded and visibl
 lane is left out of the core's belt, so its parcels run on to quarantine.
 
 Threads: driver callbacks only stamp and :meth:`StationDaemon.submit` typed inputs
-(:mod:`edge.station.inputs`); one reactor thread owns the core, feeds it each input with
+(:mod:`edge.station.inputs`); the checkweigher's readings go through a
+:class:`~edge.drivers.scale.WeighingDetector` on its reader thread, and each weighing is
+an input like a scan; one reactor thread owns the core, feeds it each input with
 one ``match`` and carries out the actions it returns; the scheduler thread fires gates
 (through the GateBank); the link owns the network and runs commands; the grader thread
 grades photos off the sort path.
@@ -37,6 +39,7 @@ from edge.config import StationConfig
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
 from edge.drivers.rfid import TagRead, TagReadFailed
+from edge.drivers.scale import Weighing, WeighingDetector, WeightReading
 from edge.link import StationLink
 from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
@@ -189,6 +192,7 @@ class StationDaemon:
         if devices.rfid is not None and devices.usable("rfid"):
             devices.rfid.start(submit)
         self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
+        devices.start_scale(self._weigher(submit))
         for name, device in devices.lane_inputs.items():
             lane, kind = name.rsplit(".", 1)
             device.start(functools.partial(self._on_lane_input, lane, kind))
@@ -256,6 +260,19 @@ class StationDaemon:
             self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
         self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
 
+    def _weigher(self, submit: Callable[[StationInput], None]) -> Callable[[WeightReading], None]:
+        """The scale's callback: readings into a weighing detector, weighings to the core."""
+        scale = self.config.scale
+        if scale is None:
+            return lambda _reading: None
+        detector = WeighingDetector(scale.empty_g, scale.settle_readings)
+
+        def on_reading(reading: WeightReading) -> None:  # the scale's reader thread only
+            for weighing in detector.feed(reading):
+                submit(weighing)
+
+        return on_reading
+
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.
 
@@ -306,6 +323,8 @@ class StationDaemon:
             case Photo():
                 self.camera.photo(item)
                 return core.advance(self.clock())
+            case Weighing(t_ms=t_ms, t_end_ms=t_end_ms, weight_g=grams, problem=problem):
+                return core.on_weighing(t_ms, t_end_ms, grams, problem)
             case PhotoGraded(result):
                 return self.camera.graded(result)
             case Grade(t_ms, grade, confidence, parcel_id):
@@ -377,7 +396,12 @@ class StationDaemon:
         self.link.request_status()  # the status page shows it now, not at the interval
 
     def _report(self, exited: ParcelExited) -> None:
-        """The parcel left the belt: its event into the outbox, metrics, the observer."""
+        """The parcel left the belt: its event into the outbox, metrics, the observer.
+
+        The RMA units the parcel claimed are written as receipts in the outbox row's
+        transaction (``StationLink.publish_event``), so a restart, SIGKILL included, never
+        claims them again.
+        """
         d = exited.decision
         event = build_parcel_event(
             exited,
@@ -386,7 +410,7 @@ class StationDaemon:
             self.camera.take(d.parcel_id),
             event_id=uuid.uuid4().hex,
         )
-        self.link.publish_event(encode(event))
+        self.link.publish_event(encode(event), d.rma_number, exited.units)
         self.metrics.parcel_exited(
             exited.final_lane.name, d.reason.value, d.decided_at_ms - exited.inducted_at_ms
         )

@@ -94,6 +94,8 @@ class _Station:
             "decided_at_ms": exited.decision.decided_at_ms,
             "lane": event.lane,
             "reason": event.reason,
+            "rma_number": event.rma_number,
+            "units": [u.model_dump(mode="json") for u in event.units],
         }
         with self._lock:
             self._events.sendall((json.dumps(line) + "\n").encode())

@@ -4,7 +4,9 @@ Every input is a frozen dataclass; the reactor (:class:`edge.daemon.StationDaemo
 them off one queue and hands each to the core with one ``match``. Driver events are inputs
 as the drivers deliver them (:class:`~edge.drivers.framing.ScanFrame`,
 :class:`~edge.drivers.rfid.TagRead`, :class:`~edge.drivers.rfid.TagReadFailed`,
-:class:`~edge.drivers.camera.Photo`); the others are defined here. Times are the station's
+:class:`~edge.drivers.camera.Photo`, and the checkweigher's
+:class:`~edge.drivers.scale.Weighing` from its
+:class:`~edge.drivers.scale.WeighingDetector`); the others are defined here. Times are the station's
 monotonic ms (``t_ms``): when the thing happened, not when the reactor got to it.
 
 Submitting (``StationDaemon.submit(input)``) is thread-safe: driver callbacks, the link's
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
 from edge.drivers.rfid import TagRead, TagReadFailed
+from edge.drivers.scale import Weighing
 from edge.sorter.model import Alarm
 from edge.sorter.policy import Policy
 
@@ -138,6 +141,7 @@ StationInput = (
     | TagRead
     | TagReadFailed
     | Photo
+    | Weighing
     | PhotoGraded
     | Grade
     | LaneInput
