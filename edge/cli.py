@@ -63,15 +63,20 @@ def config_summary(config: StationConfig) -> str:
         f"  belt: {b.speed_mm_s} mm/s, scan at {b.scan_pos_mm} mm, end at {b.length_mm} mm"
     )
     for lane in config.lanes:
+        keys = (
+            ("confirm_pin", "full_pin")
+            if lane.backend == "gpiozero"
+            else ("confirm_input", "full_input")
+        )
+        where = "GPIO" if lane.backend == "gpiozero" else "discrete input "
         extra = "".join(
-            f", {key} GPIO{getattr(lane, key)}"
-            for key in ("confirm_pin", "full_pin")
-            if getattr(lane, key) is not None
+            f", {key} {where}{getattr(lane, key)}" for key in keys if getattr(lane, key) is not None
         )
         polarity = "active-high" if lane.active_high else "active-low"
+        gate = f"GPIO{lane.gate_pin}" if lane.backend == "gpiozero" else f"coil {lane.gate_coil}"
         lines.append(
             f"  lane {lane.name}: {lane.disposition} at {lane.pos_mm} mm, "
-            f"gate GPIO{lane.gate_pin} {polarity}{extra}"
+            f"gate {gate} {polarity}{extra}"
         )
     lines.append(f"  lane quarantine: end of belt at {b.length_mm} mm (no gate)")
     lines.append(f"  pins: {len(config.gpio_pins())} GPIOs, none shared")

@@ -30,12 +30,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import assert_never
+from typing import Literal, assert_never
 
 from edge.clock import UtcClock, clock_rate, monotonic_ms
 from edge.config import StationConfig
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
+from edge.drivers.gpio import FaultReporting
 from edge.drivers.rfid import TagRead, TagReadFailed
 from edge.link import StationLink
 from edge.metrics import StationMetrics
@@ -191,7 +192,11 @@ class StationDaemon:
         self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
         for name, device in devices.lane_inputs.items():
             lane, kind = name.rsplit(".", 1)
-            device.start(functools.partial(self._on_lane_input, lane, kind))
+            which: Literal["confirm", "full"] = "confirm" if kind == "confirm" else "full"
+            device.start(functools.partial(self._on_lane_input, lane, which))
+        for lane, gate in devices.gates.items():  # a gate on a PLC: its link can fail
+            if isinstance(gate, FaultReporting):
+                gate.watch_faults(functools.partial(self._on_lane_input, lane, "fault"))
         self.link.start()
         self.devices.set_output("belt_run", True)
         self.update_stack_light()
@@ -250,11 +255,13 @@ class StationDaemon:
         """Queue an input for the core (thread-safe: drivers, commands, simulator, tests)."""
         self._inputs.put(item)
 
-    def _on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
-        """A confirm / lane-full input changed (driver thread)."""
+    def _on_lane_input(
+        self, lane: str, kind: Literal["confirm", "full", "fault"], t_ms: float, active: bool
+    ) -> None:
+        """A confirm / lane-full input or a gate's link changed (driver thread)."""
         if kind == "confirm" and active:
             self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
-        self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
+        self.submit(LaneInput(t_ms, lane, kind, active))
 
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.
@@ -314,6 +321,8 @@ class StationDaemon:
                 self.lane_input_events.append(item)
                 if kind == "full":
                     return core.on_lane_full(t_ms, lane, active)
+                if kind == "fault":
+                    return core.on_gate_fault(t_ms, lane, active)
                 return core.on_divert_confirm(t_ms, lane) if active else core.advance(t_ms)
             case EncoderCount(t_ms, count):
                 return core.on_encoder(t_ms, count)

@@ -79,8 +79,9 @@ class _Station:
         self._lock = threading.Lock()
         self.daemon = StationDaemon(config, clock, on_event=self._on_event)
         self.pins = {
-            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_pin), lane.active_high)
+            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_address), lane.active_high)
             for lane in config.lanes
+            if lane.backend == "gpiozero"
         }
         eye = config.photo_eye
         self.eye = self.daemon.devices.pin_factory.pin(eye.pin)

@@ -1,7 +1,8 @@
 """The sorter core: parcels tracked by belt position, reads associated, lanes decided.
 
 Inputs are timestamped calls (``on_photo_eye``, ``on_barcode``, ``on_rfid``, ``on_grade``,
-``on_encoder``, ``on_divert_confirm``, ``on_lane_full``, ``on_resume``); each returns the
+``on_encoder``, ``on_divert_confirm``, ``on_lane_full``, ``on_gate_fault``, ``on_resume``);
+each returns the
 actions that became due (``Inducted``, ``Decision``, ``GateCommand``, ``GateCancel``,
 ``ParcelExited``, ``BeltCommand``, ``Alarm``, ``OrphanRead``, ``BadRead``), and
 ``advance(t_ms)`` returns those due by ``t_ms``. The shell
@@ -187,6 +188,7 @@ class SorterCore:
         self._blocked_since_ms: float | None = None
         self.jammed = False
         self._full: set[str] = set()
+        self._faulted: set[str] = set()  # lanes whose gate cannot be driven now
         # Claims not (yet) in the receipt book: (RMA, line number) -> highest unit claimed.
         self._claims: dict[tuple[str, int], int] = {}
         self._due_pos = max(pos + tol for pos, tol in config.zones())
@@ -384,6 +386,36 @@ class SorterCore:
                 p.marks.append(Mark.LANE_FULL)
         return actions
 
+    def on_gate_fault(self, t_ms: float, lane: str, fault: bool) -> list[Action]:
+        """``lane``'s gate could not be driven from ``t_ms`` (True) or can again (False).
+
+        A gate behind a link that failed (a PLC or remote I/O coupler off the network)
+        cannot be trusted to divert or to release. While faulted, parcels decided for the
+        lane go on to quarantine with reason ``gate_fault``, and every parcel already sent
+        there whose gate has not closed yet is withdrawn (marks ``gate_cancelled``,
+        ``gate_fault``): the coupler's watchdog drops its outputs, so it runs on. Raises
+        (and on recovery clears) the ``gate_fault`` alarm of the lane.
+        """
+        actions = self.advance(t_ms)
+        if not fault:
+            if lane not in self._faulted:
+                return actions
+            self._faulted.discard(lane)
+            return [*actions, Alarm("gate_fault", False, t_ms, lane=lane)]
+        if lane in self._faulted:
+            return actions
+        self._faulted.add(lane)
+        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            if (
+                p.command is not None
+                and p.lane is not None
+                and p.lane.name == lane
+                and t_ms < p.command.close_at_ms
+            ):
+                actions += self._cancel(p, t_ms, self.config.end_lane)
+                p.marks.append(Mark.GATE_FAULT)
+        return [*actions, Alarm("gate_fault", True, t_ms, lane=lane)]
+
     def on_resume(self, t_ms: float) -> list[Action]:
         """The operator resumed the station after a jam: belt runs, jam alarm cleared."""
         actions = self.advance(t_ms)
@@ -442,6 +474,7 @@ class SorterCore:
             "lanes": dict(self.lane_counts),
             "jammed": self.jammed,
             "lanes_full": sorted(self._full),
+            "lanes_faulted": sorted(self._faulted),
             "policy_version": self.policy.version,
         }
 
@@ -670,6 +703,9 @@ class SorterCore:
         if lane is None:
             lane, reason = cfg.end_lane, Reason.NO_LANE
             why.append(f"no {outcome.disposition} lane")
+        elif lane.name in self._faulted:
+            lane, reason = cfg.end_lane, Reason.GATE_FAULT
+            why.append("gate cannot be driven (device fault)")
         elif lane.name in self._full:
             lane, reason = cfg.end_lane, Reason.LANE_FULL
             why.append("lane full")
