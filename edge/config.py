@@ -83,6 +83,29 @@ class ModbusSection(_Section):
         return self
 
 
+class OpcuaSection(_Section):
+    """``[opcua]``: the station's OPC UA server for the plant's SCADA (absent: none).
+
+    ``endpoint``: where it listens (``opc.tcp://host:port/path``). Security policy
+    Basic256Sha256 with SignAndEncrypt only, with the server's ``certificate`` (DER or PEM)
+    and ``private_key`` (PEM). Clients authenticate with an X.509 user certificate listed
+    in ``trusted_clients`` (DER or PEM files); ``allow_anonymous`` (off by default) also
+    lets unauthenticated sessions in (still over the encrypted channel). ``update_ms``: how
+    often the variables are refreshed from the station's status.
+    """
+
+    endpoint: str = Field(
+        default="opc.tcp://0.0.0.0:4840/returns-sorter/",
+        pattern=r"^opc\.tcp://[^\s/]+(:\d{1,5})?(/\S*)?$",
+        max_length=256,
+    )
+    certificate: Path
+    private_key: Path
+    trusted_clients: tuple[Path, ...] = Field(default=(), max_length=64)
+    allow_anonymous: bool = False
+    update_ms: float = Field(default=250.0, ge=20, le=60_000)
+
+
 MODBUS_MAX_ADDRESS = 65_535
 """Highest coil / discrete-input address (Modbus Application Protocol V1.1b3, §4.3)."""
 
@@ -314,6 +337,7 @@ class StationConfig(_Section):
     mqtt: MqttSection = MqttSection()
     gpio: GpioSection = GpioSection()
     modbus: ModbusSection | None = None
+    opcua: OpcuaSection | None = None
     photo_eye: PhotoEyeSection
     scanner: ScannerSection
     belt: BeltSection

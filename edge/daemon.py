@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal, assert_never
+from typing import Any, Literal, assert_never
 
 from edge.clock import UtcClock, clock_rate, monotonic_ms
 from edge.config import StationConfig
@@ -176,6 +176,7 @@ class StationDaemon:
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
+        self.opcua: Any = None  # edge.opcua.StationOpcuaServer while [opcua] is configured
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,6 +199,11 @@ class StationDaemon:
             if isinstance(gate, FaultReporting):
                 gate.watch_faults(functools.partial(self._on_lane_input, lane, "fault"))
         self.link.start()
+        if self.config.opcua is not None:  # the plant's SCADA (asyncua: the opcua extra)
+            from edge.opcua import StationOpcuaServer
+
+            self.opcua = StationOpcuaServer(self, self.config.opcua)
+            self.opcua.start()
         self.devices.set_output("belt_run", True)
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
@@ -216,6 +222,8 @@ class StationDaemon:
             self._reactor.join(timeout=2)
         self.devices.stop_readers()
         self.camera.stop()
+        if self.opcua is not None:
+            self.opcua.stop()
         self.link.stop()
         self.devices.close()
         self.store.close()
