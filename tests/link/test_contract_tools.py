@@ -8,11 +8,14 @@
   (Debian package ``prometheus``), or, where promtool is absent, ``prometheus_client``'s
   text-format parser.
 - The shipped systemd unit: ``systemd-analyze verify``.
+- The Grafana dashboard (``hardware/grafana/returns-sorter.json``): every metric and label its
+  expressions name is in the exposition of the job it selects.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "asyncapi"
 MAIN_DOC = ROOT / "tests" / "fixtures" / "contracts" / "asyncapi-2.6-main.yaml"
 UNIT = ROOT / "hardware" / "returns-edge.service"
+DASHBOARD = ROOT / "hardware" / "grafana" / "returns-sorter.json"
 
 
 def asyncapi_parse(*files: Path) -> list[dict[str, Any]]:
@@ -142,7 +146,8 @@ def test_promtool_finds_problems_in_a_bad_exposition() -> None:
     assert "_total" in promtool_problems("# HELP foo a\n# TYPE foo counter\nfoo 1\n")
 
 
-def test_gateway_exposition_passes_promtool(tmp_path: Path) -> None:
+def gateway_exposition(tmp_path: Path) -> str:
+    """The gateway's /metrics (dev settings, SQLite): one parcel event, one degraded station."""
     from gateway.main import create_app
     from gateway.settings import Settings
 
@@ -153,17 +158,20 @@ def test_gateway_exposition_passes_promtool(tmp_path: Path) -> None:
             ((_, _, event),) = EXAMPLES[ParcelEvent]
             assert isinstance(event, ParcelEvent)
             ingest_event(s, event, received_at=event.inducted_at)
-            details = {"link": {"sync_lag": 2, "outbox_depth": 5}}
+            details = {
+                "link": {"sync_lag": 2, "outbox_depth": 5},
+                "devices": {"rfid": {"state": "failed"}},  # opens a device_down alarm
+            }
             upsert_station(
                 s, "site", StationStatus(station="st-1", state="degraded", details=details)
             )
         r = client.get("/metrics")
     assert r.status_code == 200
-    assert 'rs_parcels_total{lane="restock",reason="restock_grade_a",station="st-1"} 1.0' in r.text
-    assert promtool_problems(r.text) == ""
+    return r.text
 
 
-def test_station_exposition_passes_promtool() -> None:
+def station_exposition() -> str:
+    """A station's /metrics with one parcel out, one device failed and one alarm."""
     status = {
         "link": {"sync_lag": 1, "outbox_depth": 3},
         "devices": {"rfid": {"state": "ok"}, "scanner": {"state": "failed"}},
@@ -172,9 +180,71 @@ def test_station_exposition_passes_promtool() -> None:
     }
     metrics = StationMetrics("st-1", lambda: status)
     metrics.parcel_exited("restock", "matched", 20.0)
-    text = generate_latest(metrics.registry).decode()
+    return generate_latest(metrics.registry).decode()
+
+
+def test_gateway_exposition_passes_promtool(tmp_path: Path) -> None:
+    text = gateway_exposition(tmp_path)
+    assert 'rs_parcels_total{lane="restock",reason="restock_grade_a",station="st-1"} 1.0' in text
+    assert promtool_problems(text) == ""
+
+
+def test_station_exposition_passes_promtool() -> None:
+    text = station_exposition()
     assert 'rs_station_device_up{device="scanner"} 0.0' in text
     assert promtool_problems(text) == ""
+
+
+def exposed(text: str) -> dict[str, set[str]]:
+    """Sample name -> its label names, from an exposition."""
+    out: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, set()).update(sample.labels)
+    return out
+
+
+METRIC = re.compile(r"\b(rs_[a-z0-9_]+)\b")
+MATCHER = re.compile(r"([a-z_]+)\s*(?:=~|!~|!=|=)\s*\"")
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+ADDED_BY_PROMETHEUS = {"job", "instance"}
+
+
+def test_every_dashboard_expression_names_exposed_metrics_and_labels(tmp_path: Path) -> None:
+    """hardware/grafana/returns-sorter.json against the real expositions, job by job."""
+    by_job = {
+        "$gateway_job": exposed(gateway_exposition(tmp_path)),
+        "$station_job": exposed(station_exposition()),
+    }
+    assert "rs_parcels" not in by_job["$gateway_job"]  # a counter is queried as rs_parcels_total
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert dashboard["uid"] == "returns-sorter"
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) == 19
+    seen: set[str] = set()
+    for expr in exprs:
+        job = re.search(r'job="(\$[a-z_]+)"', expr)
+        assert job is not None, f"no job selector: {expr}"
+        exposition = by_job[job.group(1)]
+        names = METRIC.findall(expr)
+        assert names, expr
+        for name in names:
+            assert name in exposition, f"{name} is not exposed by {job.group(1)}: {expr}"
+        labels = set(MATCHER.findall(expr)) | {
+            label.strip() for group in GROUPING.findall(expr) for label in group.split(",")
+        }
+        known = set().union(*(exposition[n] for n in names)) | ADDED_BY_PROMETHEUS
+        assert labels <= known, f"{sorted(labels - known)} not labels of {names}: {expr}"
+        seen.update(names)
+    # every family of either exposition is on the dashboard (its _created gauges aside)
+    families = {
+        n.removesuffix("_bucket").removesuffix("_total")
+        for e in by_job.values()
+        for n in e
+        if not n.endswith(("_created", "_count", "_sum"))
+    }
+    on_dashboard = {n.removesuffix("_bucket").removesuffix("_total") for n in seen}
+    assert families == on_dashboard
 
 
 def systemd_verify(unit_text: str, tmp_path: Path) -> str:
