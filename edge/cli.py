@@ -26,10 +26,12 @@ __all__ = ["check_config", "config_summary", "main"]
 
 def config_summary(config: StationConfig) -> str:
     """A human-readable summary of a valid station config (``check-config``)."""
+    eye = config.photo_eye
+    eye_at = f"GPIO{eye.pin}" if eye.backend == "gpiozero" else f"discrete input {eye.address}"
     lines = [
         f"station {config.station.id} at site {config.station.site} (config {config.config_hash})",
         f"  gpio: pin factory {config.gpio.pin_factory}",
-        f"  photo_eye: GPIO{config.photo_eye.pin}, blocked={config.photo_eye.blocked_level}, "
+        f"  photo_eye: {eye_at}, blocked={config.photo_eye.blocked_level}, "
         f"debounce {config.photo_eye.debounce_ms} ms",
         f"  scanner: {config.scanner.backend} on {config.scanner.url}, "
         f"{config.scanner.baudrate} bit/s, suffix {config.scanner.suffix}",
@@ -80,6 +82,13 @@ def config_summary(config: StationConfig) -> str:
         )
     lines.append(f"  lane quarantine: end of belt at {b.length_mm} mm (no gate)")
     lines.append(f"  pins: {len(config.gpio_pins())} GPIOs, none shared")
+    if config.modbus is not None:
+        m = config.modbus
+        lines.append(
+            f"  modbus: {m.host}:{m.port} unit {m.unit_id}, inputs polled every {m.poll_ms} ms"
+        )
+    if config.opcua is not None:
+        lines.append(f"  opcua: {config.opcua.endpoint} (Basic256Sha256 SignAndEncrypt)")
     return "\n".join(lines)
 
 

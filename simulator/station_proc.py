@@ -84,7 +84,7 @@ class _Station:
             if lane.backend == "gpiozero"
         }
         eye = config.photo_eye
-        self.eye = self.daemon.devices.pin_factory.pin(eye.pin)
+        self.eye = self.daemon.devices.pin_factory.pin(eye.address)  # GPIO eyes only here
         self.eye_high = eye.blocked_level == "high"
 
     def _on_event(self, event: ParcelEvent, exited: ParcelExited) -> None:

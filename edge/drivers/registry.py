@@ -3,10 +3,10 @@
 A backend is a factory registered for a device kind under a name: ``(kind, name) ->
 factory(spec, context)``. The built-in ones: ``gpiozero`` for the photo-eye, gates, lane
 inputs, outputs and encoder (on the ``[gpio]`` pin factory), ``pyserial`` for the
-scanner, ``mfrc522`` for RFID, ``opencv`` for the camera, ``modbus`` for gates and lane
-inputs on a PLC or remote I/O coupler (coils and discrete inputs over Modbus TCP, one
-shared ``[modbus]`` connection). A new backend is added by :func:`register_backend` and
-named in the config; nothing in the station shell changes.
+scanner, ``mfrc522`` for RFID, ``opencv`` for the camera, ``modbus`` for the photo-eye,
+gates and lane inputs on a PLC or remote I/O coupler (coils and discrete inputs over
+Modbus TCP, one shared ``[modbus]`` connection). A new backend is added by
+:func:`register_backend` and named in the config; nothing in the station shell changes.
 
 ``pyserial`` also drives the checkweigher (``[scale]``).
 
@@ -332,6 +332,11 @@ def _modbus_gate(spec: IoSpec, ctx: BackendContext) -> object:
     return module.ModbusDiverterGate(spec.name, spec.pin, spec.active_high, _modbus_link(ctx))
 
 
+def _modbus_photo_eye(spec: IoSpec, ctx: BackendContext) -> object:
+    module = _import("edge.drivers.pymodbus_io", "modbus")
+    return module.ModbusPhotoEye(spec.pin, spec.active_high, _modbus_link(ctx))
+
+
 def _modbus_input(spec: IoSpec, ctx: BackendContext) -> object:
     module = _import("edge.drivers.pymodbus_io", "modbus")
     return module.ModbusInput(spec.name, spec.pin, spec.active_high, _modbus_link(ctx))
@@ -346,5 +351,6 @@ register_backend("scanner", "pyserial", _pyserial_scanner)
 register_backend("rfid", "mfrc522", _mfrc522_reader)
 register_backend("camera", "opencv", _opencv_camera)
 register_backend("scale", "pyserial", _pyserial_scale)
+register_backend("photo_eye", "modbus", _modbus_photo_eye)
 register_backend("gate", "modbus", _modbus_gate)
 register_backend("lane_input", "modbus", _modbus_input)

@@ -88,7 +88,7 @@ class DeviceBank:
                 IoSpec(lane.name, lane.backend, lane.gate_address, lane.active_high, lane)
             )
         eye = config.photo_eye
-        eye_spec = IoSpec("photo_eye", eye.backend, eye.pin, eye.blocked_level == "high", eye)
+        eye_spec = IoSpec("photo_eye", eye.backend, eye.address, eye.blocked_level == "high", eye)
         # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
         # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
         self.photo_eye: PhotoEye | None = self._tested(

@@ -190,3 +190,42 @@ def test_reads_are_split_at_the_protocols_limit(plc: ModbusPlc) -> None:
         assert link.level(40) is True and link.level(1) is False
     finally:
         link.close()
+
+
+def test_photo_eye_on_a_discrete_input(tmp_path: Path, scanner_pty: str, plc: ModbusPlc) -> None:
+    data = station_config_data(
+        tmp_path,
+        scanner_pty,
+        photo_eye={"backend": "modbus", "discrete_input": 0},
+        lanes=modbus_lanes(),
+        modbus={"host": "127.0.0.1", "port": plc.port, "unit_id": 7, "poll_ms": 5},
+    )
+    cfg = StationConfig.model_validate(data)
+    assert "photo_eye.pin" not in cfg.gpio_pins()
+    devices = DeviceBank(cfg)
+    try:
+        assert devices.health["photo_eye"].as_dict() == {
+            "state": "ok",
+            "backend": "modbus",
+            "detail": "discrete input 0",
+        }
+        edges: list[bool] = []
+        assert devices.photo_eye is not None
+        devices.photo_eye.start(lambda t_ms, blocked: edges.append(blocked))
+        plc.set_input(0, True)
+        wait_until(lambda: edges == [True], what="blocked")
+        plc.set_input(0, False)
+        wait_until(lambda: edges == [True, False], what="clear")
+        assert devices.photo_eye.status() == {"state": "ok", "blocked": False, "edges": 2}
+    finally:
+        devices.close()
+    with pytest.raises(
+        ValueError, match="photo_eye: backend 'modbus' takes discrete_input, not pin"
+    ):
+        StationConfig.model_validate(
+            {**data, "photo_eye": {"backend": "modbus", "discrete_input": 0, "pin": 4}}
+        )
+    with pytest.raises(ValueError, match="needs its own discrete input"):
+        StationConfig.model_validate(
+            {**data, "photo_eye": {"backend": "modbus", "discrete_input": 8}}
+        )
