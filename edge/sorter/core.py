@@ -375,16 +375,7 @@ class SorterCore:
             return actions
         self._full.add(lane)
         # Parcels already sent there whose gate has not begun to open run on instead.
-        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
-            if (
-                p.command is not None
-                and p.lane is not None
-                and p.lane.name == lane
-                and t_ms < p.command.open_at_ms
-            ):
-                actions += self._cancel(p, t_ms, self.config.end_lane)
-                p.marks.append(Mark.LANE_FULL)
-        return actions
+        return actions + self._withdraw(lane, t_ms, Mark.LANE_FULL, before_close=False)
 
     def on_gate_fault(self, t_ms: float, lane: str, fault: bool) -> list[Action]:
         """``lane``'s gate could not be driven from ``t_ms`` (True) or can again (False).
@@ -405,16 +396,24 @@ class SorterCore:
         if lane in self._faulted:
             return actions
         self._faulted.add(lane)
-        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
-            if (
-                p.command is not None
-                and p.lane is not None
-                and p.lane.name == lane
-                and t_ms < p.command.close_at_ms
-            ):
-                actions += self._cancel(p, t_ms, self.config.end_lane)
-                p.marks.append(Mark.GATE_FAULT)
+        actions += self._withdraw(lane, t_ms, Mark.GATE_FAULT, before_close=True)
         return [*actions, Alarm("gate_fault", True, t_ms, lane=lane)]
+
+    def _withdraw(self, lane: str, t_ms: float, mark: Mark, *, before_close: bool) -> list[Action]:
+        """Withdraw to quarantine, marked ``mark``, the parcels sent to ``lane``.
+
+        Those whose gate has not begun to open by ``t_ms``, or (``before_close``) has not
+        closed yet.
+        """
+        actions: list[Action] = []
+        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            cmd = p.command
+            if cmd is None or p.lane is None or p.lane.name != lane:
+                continue
+            if t_ms < (cmd.close_at_ms if before_close else cmd.open_at_ms):
+                actions += self._cancel(p, t_ms, self.config.end_lane)
+                p.marks.append(mark)
+        return actions
 
     def on_resume(self, t_ms: float) -> list[Action]:
         """The operator resumed the station after a jam: belt runs, jam alarm cleared."""

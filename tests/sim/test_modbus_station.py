@@ -5,7 +5,6 @@ reason, raises the alarm, and the station sorts again once the PLC is back."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import simpy
@@ -79,9 +78,7 @@ def test_station_with_modbus_gates_sorts_and_rides_out_an_outage(tmp_path: Path)
         plc.restore()
 
     try:
-        deadline = time.monotonic() + 10
-        while daemon.devices.scanner.status()["state"] != "ok" and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: daemon.devices.scanner.status()["state"] == "ok", what="scanner")
         pins = daemon.devices.pin_factory
         belt = Belt(
             speed_mm_s=SPEED_MM_S,
