@@ -53,7 +53,7 @@ from edge.sorter.model import (
 )
 from edge.station.camera import camera_station
 from edge.station.commands import StationCommands
-from edge.station.devices import DeviceBank
+from edge.station.devices import DeviceBank, DeviceHealth
 from edge.station.events import build_parcel_event
 from edge.station.gates import GateBank
 from edge.station.inputs import (
@@ -203,7 +203,12 @@ class StationDaemon:
             from edge.opcua import StationOpcuaServer
 
             self.opcua = StationOpcuaServer(self, self.config.opcua)
-            self.opcua.start()
+            try:
+                self.opcua.start()
+                self.devices.health["opcua"] = DeviceHealth("ok", "asyncua", "serving")
+            except RuntimeError as exc:  # the station sorts without it, visibly degraded
+                log.error("OPC UA server not started: %s", exc)
+                self.devices.health["opcua"] = DeviceHealth("failed", "asyncua", str(exc))
         self.devices.set_output("belt_run", True)
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)

@@ -123,7 +123,7 @@ class ModbusLink:
                     raise ModbusFault(f"cannot connect to {self.section.host}:{self.section.port}")
                 for address in sorted(self._coils):
                     self._write(address, False)
-                self._read_inputs()
+                changes = self._read_inputs()
             except (ModbusException, ModbusFault, OSError) as exc:
                 self._client.close()
                 self.last_error = str(exc)
@@ -134,6 +134,7 @@ class ModbusLink:
         if was_faulted:
             self.reconnects += 1
             self._notify(False)
+        self._report(changes)  # what changed while it was away (a lane emptied, ...)
         return True
 
     def start(self) -> None:

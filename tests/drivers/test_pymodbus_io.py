@@ -229,3 +229,31 @@ def test_photo_eye_on_a_discrete_input(tmp_path: Path, scanner_pty: str, plc: Mo
         StationConfig.model_validate(
             {**data, "photo_eye": {"backend": "modbus", "discrete_input": 8}}
         )
+
+
+def test_an_input_that_changed_during_an_outage_is_reported_on_reconnect(plc: ModbusPlc) -> None:
+    from edge.config import ModbusSection
+
+    section = ModbusSection(
+        host="127.0.0.1",
+        port=plc.port,
+        unit_id=7,
+        poll_ms=5,
+        reconnect_min_ms=20,
+        reconnect_max_ms=40,
+    )
+    link = ModbusLink(section)
+    seen: list[bool] = []
+    faults: list[bool] = []
+    link.watch(lambda t, faulted: faults.append(faulted))
+    link.subscribe(5, lambda t, level: seen.append(level))
+    try:
+        wait_until(lambda: link.connected, what="connected")
+        plc.outage()
+        wait_until(lambda: faults == [True], what="lost")
+        plc.set_input(5, True)  # e.g. a lane filled while the station could not see it
+        plc.restore()
+        wait_until(lambda: faults == [True, False], timeout_s=10, what="back")
+        wait_until(lambda: seen == [True], what="the change reported")
+    finally:
+        link.close()

@@ -174,3 +174,27 @@ def test_anonymous_and_untrusted_clients_are_refused(
 
     # no endpoint without security; an encrypted channel but an unknown user certificate
     assert asyncio.run(attempts()) == ["UaError", "BadUserAccessDenied"]
+
+
+def test_a_server_that_cannot_start_leaves_the_station_sorting_degraded(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    missing = tmp_path / "missing.der"
+    cfg = station_config(
+        tmp_path,
+        scanner_pty,
+        opcua={
+            "endpoint": f"opc.tcp://127.0.0.1:{free_port()}/rs/",
+            "certificate": str(missing),
+            "private_key": str(tmp_path / "missing.pem"),
+        },
+    )
+    daemon = StationDaemon(cfg)
+    daemon.start()
+    try:
+        health = daemon.devices.health["opcua"]
+        assert (health.state, health.backend) == ("failed", "asyncua")
+        assert daemon.status()["degraded"] is True
+        assert daemon.alive()
+    finally:
+        daemon.stop()
