@@ -126,6 +126,7 @@ FaultKind = Literal[
     "station_kill",
     "gate_power_cut",
     "gate_stuck",
+    "modbus_outage",
     "lane_full",
     "jam",
     "camera_failure",
@@ -136,12 +137,13 @@ NEEDS_DURATION = {
     "broker_outage",
     "gateway_outage",
     "gate_power_cut",
+    "modbus_outage",
     "gate_stuck",
     "lane_full",
     "jam",
 }
 NEEDS_LANE = {"gate_stuck", "lane_full"}
-PHYSICAL = {"gate_power_cut", "gate_stuck", "station_kill", "jam"}
+PHYSICAL = {"gate_power_cut", "gate_stuck", "modbus_outage", "station_kill", "jam"}
 
 
 class Fault(_Strict):

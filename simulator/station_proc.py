@@ -95,6 +95,7 @@ class _Station:
             "decided_at_ms": exited.decision.decided_at_ms,
             "lane": event.lane,
             "reason": event.reason,
+            "marks": list(event.marks),
         }
         with self._lock:
             self._events.sendall((json.dumps(line) + "\n").encode())

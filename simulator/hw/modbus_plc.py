@@ -180,12 +180,13 @@ class ModbusPlc:
 
 
 class PlcIO:
-    """The belt's :class:`~simulator.belt.StationIO` with the gates on a PLC's coils.
+    """The belt's :class:`~simulator.belt.StationIO` with some gates on a PLC's coils.
 
     Args:
-        pins: the station's other I/O (photo-eye pin, RFID emulator), as for GPIO gates.
+        pins: the station's other I/O (photo-eye, RFID, GPIO gates, belt motor): a
+            :class:`~simulator.belt.PinIO` or the harness's station process.
         plc: the PLC the station's Modbus gates write.
-        coils: ``{lane: (coil address, active_high)}``.
+        coils: ``{lane: (coil address, active_high)}`` of the lanes on the PLC.
     """
 
     def __init__(self, pins: Any, plc: ModbusPlc, coils: dict[str, tuple[int, bool]]) -> None:
@@ -203,9 +204,11 @@ class PlcIO:
 
     def gate_energised(self, lane: str) -> bool:
         """The lane's coil against its polarity, as the PLC's output terminal drives it."""
+        if lane not in self.coils:
+            return bool(self.pins.gate_energised(lane))
         coil, active_high = self.coils[lane]
         return self.plc.coil(coil) == active_high
 
     def belt_run(self) -> bool:
-        """No motor output here: the belt always runs."""
-        return True
+        """The belt motor output, as the other I/O has it."""
+        return bool(self.pins.belt_run())

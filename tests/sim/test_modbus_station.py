@@ -7,16 +7,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import simpy
 
 from edge.config import StationConfig
 from edge.daemon import StationDaemon
 from protocol import ParcelEvent
 from simulator.belt import Belt, GateSpot, PinIO
+from simulator.harness import Run
 from simulator.hw.modbus_plc import ModbusPlc, PlcIO
-from simulator.scenario import SimParcel
+from simulator.scenario import SimParcel, load_scenario
 from simulator.testing import announcement, station_config_data, wait_until
 
+REPO = Path(__file__).resolve().parents[2]
 SPEED_MM_S, LENGTH_MM, SCAN_MM, GATE_MM, COIL = 2000, 2500, 400, 1500, 3
 OUTAGE_MS, RESTORE_MS = 2000.0, 3000.0
 
@@ -113,3 +116,28 @@ def test_station_with_modbus_gates_sorts_and_rides_out_an_outage(tmp_path: Path)
         ("quarantine", "unknown_rma", ()),
     ]
     assert daemon.devices.gates["restock"].status()["fired"] == 3  # parcels 1, 3 and 6
+
+
+@pytest.mark.e2e
+@pytest.mark.broker
+def test_modbus_scenario_end_to_end(tmp_path: Path) -> None:
+    """simulator/scenarios/modbus.yaml: broker, gateway and station processes, the PLC here."""
+    scenario = load_scenario(REPO / "simulator" / "scenarios" / "modbus.yaml")
+    with Run(scenario, tmp_path) as run:
+        report = run.execute()
+        events = run.gateway_events()
+        assert run.station is not None
+        marks = {e["event_id"]: e["marks"] for e in run.station.reported_events()}
+    assert report.ok, report.failures
+    assert (report.mis_sorts, report.wrongly_restocked, report.events_lost) == (0, 0, 0)
+    assert [(f.kind, f.end_s is not None) for f in report.faults] == [("modbus_outage", True)]
+    quarantined = [r for r in report.parcels if r.label == "known" and r.actual_lane != "restock"]
+    assert quarantined, "the outage caught no parcel in flight"
+    for r in quarantined:
+        assert (r.actual_lane, r.affected_by) == ("quarantine", ["modbus_outage"]), r
+    by_barcode = {e["barcode"]: e for e in events}
+    for r in quarantined:  # decided during the outage, or withdrawn in flight
+        e = by_barcode[r.barcode]
+        assert e["reason"] == "gate_fault" or "gate_fault" in marks[e["event_id"]], e
+    restocked = [r for r in report.parcels if r.actual_lane == "restock"]
+    assert max(r.induct_s or 0 for r in restocked) > 8.0  # sorting again after the outage
