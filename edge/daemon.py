@@ -32,12 +32,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import assert_never
+from typing import Any, Literal, assert_never
 
 from edge.clock import UtcClock, clock_rate, monotonic_ms
 from edge.config import StationConfig
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
+from edge.drivers.gpio import FaultReporting
 from edge.drivers.rfid import TagRead, TagReadFailed
 from edge.drivers.scale import Weighing, WeighingDetector, WeightReading
 from edge.link import StationLink
@@ -55,7 +56,7 @@ from edge.sorter.model import (
 )
 from edge.station.camera import camera_station
 from edge.station.commands import StationCommands
-from edge.station.devices import DeviceBank
+from edge.station.devices import DeviceBank, DeviceHealth
 from edge.station.events import build_parcel_event
 from edge.station.gates import GateBank
 from edge.station.inputs import (
@@ -178,6 +179,7 @@ class StationDaemon:
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
+        self.opcua: Any = None  # edge.opcua.StationOpcuaServer while [opcua] is configured
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -195,8 +197,22 @@ class StationDaemon:
         devices.start_scale(self._weigher(submit))
         for name, device in devices.lane_inputs.items():
             lane, kind = name.rsplit(".", 1)
-            device.start(functools.partial(self._on_lane_input, lane, kind))
+            which: Literal["confirm", "full"] = "confirm" if kind == "confirm" else "full"
+            device.start(functools.partial(self._on_lane_input, lane, which))
+        for lane, gate in devices.gates.items():  # a gate on a PLC: its link can fail
+            if isinstance(gate, FaultReporting):
+                gate.watch_faults(functools.partial(self._on_lane_input, lane, "fault"))
         self.link.start()
+        if self.config.opcua is not None:  # the plant's SCADA (asyncua: the opcua extra)
+            from edge.opcua import StationOpcuaServer
+
+            self.opcua = StationOpcuaServer(self, self.config.opcua)
+            try:
+                self.opcua.start()
+                self.devices.health["opcua"] = DeviceHealth("ok", "asyncua", "serving")
+            except RuntimeError as exc:  # the station sorts without it, visibly degraded
+                log.error("OPC UA server not started: %s", exc)
+                self.devices.health["opcua"] = DeviceHealth("failed", "asyncua", str(exc))
         self.devices.set_output("belt_run", True)
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
@@ -215,6 +231,8 @@ class StationDaemon:
             self._reactor.join(timeout=2)
         self.devices.stop_readers()
         self.camera.stop()
+        if self.opcua is not None:
+            self.opcua.stop()
         self.link.stop()
         self.devices.close()
         self.store.close()
@@ -254,11 +272,13 @@ class StationDaemon:
         """Queue an input for the core (thread-safe: drivers, commands, simulator, tests)."""
         self._inputs.put(item)
 
-    def _on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
-        """A confirm / lane-full input changed (driver thread)."""
+    def _on_lane_input(
+        self, lane: str, kind: Literal["confirm", "full", "fault"], t_ms: float, active: bool
+    ) -> None:
+        """A confirm / lane-full input or a gate's link changed (driver thread)."""
         if kind == "confirm" and active:
             self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
-        self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
+        self.submit(LaneInput(t_ms, lane, kind, active))
 
     def _weigher(self, submit: Callable[[StationInput], None]) -> Callable[[WeightReading], None]:
         """The scale's callback: readings into a weighing detector, weighings to the core."""
@@ -333,6 +353,8 @@ class StationDaemon:
                 self.lane_input_events.append(item)
                 if kind == "full":
                     return core.on_lane_full(t_ms, lane, active)
+                if kind == "fault":
+                    return core.on_gate_fault(t_ms, lane, active)
                 return core.on_divert_confirm(t_ms, lane) if active else core.advance(t_ms)
             case EncoderCount(t_ms, count):
                 return core.on_encoder(t_ms, count)

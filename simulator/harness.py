@@ -36,6 +36,7 @@ from simulator.belt import Belt, GateSpot, Passage
 from simulator.hw import fake_modules
 from simulator.hw.indicator import ToledoIndicator
 from simulator.hw.mfrc522_emu import MFRC522Emulator
+from simulator.hw.modbus_plc import ModbusPlc, PlcIO
 from simulator.procs import GatewayProcess, MosquittoBroker
 from simulator.scenario import (
     PHYSICAL,
@@ -446,6 +447,8 @@ class Run:
         self._belt: Belt | None = None
         self._jam_parcel: dict[int, int] = {}  # id(fault) -> parcel stuck at the eye
         self._jam_cleared: dict[int, threading.Event] | None = None
+        # lanes with backend "modbus": their gates are coils of a PLC this process serves
+        self.plc: ModbusPlc | None = None
 
     def __enter__(self) -> Run:
         try:
@@ -504,6 +507,11 @@ class Run:
             str(video),
             scale_url,
         )
+        if "modbus" in data:  # the scenario's PLC, on a free port of this process
+            modbus = dict(data["modbus"])
+            self.plc = ModbusPlc(unit_id=int(modbus.get("unit_id", 1)))
+            self.plc.start()
+            data["modbus"] = {**modbus, "host": "127.0.0.1", "port": self.plc.port}
         StationConfig.model_validate(data)  # fail here, not in the child
         self.station = StationProcess(data, self.workdir / "station", self.clock)
         self.station.start()
@@ -520,6 +528,8 @@ class Run:
             t.join(timeout=60)
         if self.station is not None:
             self.station.stop()
+        if self.plc is not None:
+            self.plc.stop()
         if self.http is not None:
             self.http.close()
         if self.gateway is not None:
@@ -680,6 +690,12 @@ class Run:
             for lane in lanes:
                 self._gates_down[lane] -= 1
             result.end_s = self._belt_s()
+        elif kind == "modbus_outage":  # the plant network drops; the PLC's watchdog acts
+            assert self.plc is not None, "modbus_outage needs lanes with backend modbus"
+            self.plc.outage()
+            self._sleep_virtual(fault.duration_s)
+            self.plc.restore()
+            result.end_s = self._belt_s()
         elif kind == "lane_full":
             self.station.call("lane_full", lane=fault.lane, full=True)
             self._sleep_virtual(fault.duration_s)
@@ -797,7 +813,7 @@ class Run:
             speed_mm_s=speed,
             length_mm=float(belt_cfg.get("length_mm", 3000.0)),
             scan_pos_mm=float(belt_cfg.get("scan_pos_mm", 400.0)),
-            io=self.station,
+            io=self._io(),
             scanner_fd=self.scanner.master,
             gates=gates,
             rate=sc.rate,
@@ -876,6 +892,18 @@ class Run:
             indicator.set_load(grams, stable=stable)
 
         return {"platform_mm": (pos - half, pos + half), "weigh": weigh}
+
+    def _io(self) -> Any:
+        """What the belt touches: the station process, and the PLC's coils for Modbus gates."""
+        assert self.station is not None
+        if self.plc is None:
+            return self.station
+        coils = {
+            str(lane["name"]): (int(lane["gate_coil"]), bool(lane.get("active_high", True)))
+            for lane in self.lanes
+            if lane.get("backend") == "modbus"
+        }
+        return PlcIO(self.station, self.plc, coils)
 
     def _windows(self, kinds: set[str]) -> list[tuple[str, str | None, float, float]]:
         out = []

@@ -39,6 +39,7 @@ Schema (every key checked; unknown keys are errors; all but ``name``, ``station`
       - {kind: gateway_outage, at_s: 6, duration_s: 3}
       - {kind: station_kill, at_s: 4, duration_s: 1}   # SIGKILL, restart after duration
       - {kind: gate_power_cut, at_s: 5, duration_s: 1}  # gates do not move
+      - {kind: modbus_outage, at_s: 8, duration_s: 2}   # PLC of modbus lanes unreachable
       - {kind: gate_stuck, at_s: 5, duration_s: 1, lane: restock}
       - {kind: lane_full, at_s: 5, duration_s: 2, lane: restock}
       - {kind: jam, at_s: 5, duration_s: 4}  # the next parcel sticks at the induct eye;
@@ -155,6 +156,7 @@ FaultKind = Literal[
     "station_kill",
     "gate_power_cut",
     "gate_stuck",
+    "modbus_outage",
     "lane_full",
     "jam",
     "camera_failure",
@@ -165,12 +167,13 @@ NEEDS_DURATION = {
     "broker_outage",
     "gateway_outage",
     "gate_power_cut",
+    "modbus_outage",
     "gate_stuck",
     "lane_full",
     "jam",
 }
 NEEDS_LANE = {"gate_stuck", "lane_full"}
-PHYSICAL = {"gate_power_cut", "gate_stuck", "station_kill", "jam"}
+PHYSICAL = {"gate_power_cut", "gate_stuck", "modbus_outage", "station_kill", "jam"}
 
 
 class Fault(_Strict):

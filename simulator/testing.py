@@ -49,6 +49,7 @@ __all__ = [
     "announcement",
     "demo_belt",
     "label_trusting_policy",
+    "label_trusting_policy_payload",
     "line",
     "rma",
     "start_bridge",
@@ -81,6 +82,21 @@ def label_trusting_policy(
 ) -> Policy:
     """The shipped policy with the :data:`CHEAP_GOODS` verification rule."""
     return default_policy(recalled_skus, version=version, verification=(CHEAP_GOODS,))
+
+
+def label_trusting_policy_payload(version: str = "trusting-1") -> str:
+    """:func:`label_trusting_policy` as the gateway pushes it (``DispositionPolicy`` JSON).
+
+    For daemon tests: ``daemon.apply_policy(label_trusting_policy_payload())`` before
+    ``start()`` caches it, so the station starts with it.
+    """
+    from edge.sorter.policy import policy_to_mapping
+    from protocol.policy import DispositionPolicy
+
+    wire = DispositionPolicy.model_validate(
+        policy_to_mapping(label_trusting_policy(version=version))
+    )
+    return wire.model_dump_json()
 
 
 def line(
@@ -117,7 +133,10 @@ def announcement(
     state: str = "authorized",
     reason: str = "size",
 ) -> RmaAnnouncement:
-    """An RMA announcement as the gateway sends it; without ``lines`` one line of ``SKU-1``."""
+    """An RMA announcement as the gateway sends it.
+
+    Without ``lines``: one line of ``SKU-1`` worth :data:`CHEAP_UNIT_CENTS` (as :func:`line`).
+    """
     return RmaAnnouncement(
         number=number,
         revision=revision,
@@ -125,7 +144,8 @@ def announcement(
         reason=reason,
         resolution="refund",
         state=RmaState(state),
-        lines=lines or (RmaLine(line_no=1, sku="SKU-1", quantity=1),),
+        lines=lines
+        or (RmaLine(line_no=1, sku="SKU-1", quantity=1, unit_value_cents=CHEAP_UNIT_CENTS),),
     )
 
 

@@ -2,7 +2,7 @@
 
 Inputs are timestamped calls (``on_photo_eye``, ``on_barcode``, ``on_rfid``, ``on_grade``,
 ``on_weighing``, ``on_footprint``, ``on_encoder``, ``on_divert_confirm``,
-``on_lane_full``, ``on_resume``); each returns the
+``on_lane_full``, ``on_gate_fault``, ``on_resume``); each returns the
 actions that became due (``Inducted``, ``Decision``, ``GateCommand``, ``GateCancel``,
 ``ParcelExited``, ``BeltCommand``, ``Alarm``, ``OrphanRead``, ``BadRead``), and
 ``advance(t_ms)`` returns those due by ``t_ms``. The shell
@@ -206,6 +206,7 @@ class SorterCore:
         self._blocked_since_ms: float | None = None
         self.jammed = False
         self._full: set[str] = set()
+        self._faulted: set[str] = set()  # lanes whose gate cannot be driven now
         # Claims not (yet) in the receipt book: (RMA, line number) -> highest unit claimed.
         self._claims: dict[tuple[str, int], int] = {}
         self._due_pos = max(pos + tol for pos, tol in config.zones())
@@ -471,15 +472,44 @@ class SorterCore:
             return actions
         self._full.add(lane)
         # Parcels already sent there whose gate has not begun to open run on instead.
+        return actions + self._withdraw(lane, t_ms, Mark.LANE_FULL, before_close=False)
+
+    def on_gate_fault(self, t_ms: float, lane: str, fault: bool) -> list[Action]:
+        """``lane``'s gate could not be driven from ``t_ms`` (True) or can again (False).
+
+        A gate behind a link that failed (a PLC or remote I/O coupler off the network)
+        cannot be trusted to divert or to release. While faulted, parcels decided for the
+        lane go on to quarantine with reason ``gate_fault``, and every parcel already sent
+        there whose gate has not closed yet is withdrawn (marks ``gate_cancelled``,
+        ``gate_fault``): the coupler's watchdog drops its outputs, so it runs on. Raises
+        (and on recovery clears) the ``gate_fault`` alarm of the lane.
+        """
+        actions = self.advance(t_ms)
+        if not fault:
+            if lane not in self._faulted:
+                return actions
+            self._faulted.discard(lane)
+            return [*actions, Alarm("gate_fault", False, t_ms, lane=lane)]
+        if lane in self._faulted:
+            return actions
+        self._faulted.add(lane)
+        actions += self._withdraw(lane, t_ms, Mark.GATE_FAULT, before_close=True)
+        return [*actions, Alarm("gate_fault", True, t_ms, lane=lane)]
+
+    def _withdraw(self, lane: str, t_ms: float, mark: Mark, *, before_close: bool) -> list[Action]:
+        """Withdraw to quarantine, marked ``mark``, the parcels sent to ``lane``.
+
+        Those whose gate has not begun to open by ``t_ms``, or (``before_close``) has not
+        closed yet.
+        """
+        actions: list[Action] = []
         for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
-            if (
-                p.command is not None
-                and p.lane is not None
-                and p.lane.name == lane
-                and t_ms < p.command.open_at_ms
-            ):
+            cmd = p.command
+            if cmd is None or p.lane is None or p.lane.name != lane:
+                continue
+            if t_ms < (cmd.close_at_ms if before_close else cmd.open_at_ms):
                 actions += self._cancel(p, t_ms, self.config.end_lane)
-                p.marks.append(Mark.LANE_FULL)
+                p.marks.append(mark)
         return actions
 
     def on_resume(self, t_ms: float) -> list[Action]:
@@ -540,6 +570,7 @@ class SorterCore:
             "lanes": dict(self.lane_counts),
             "jammed": self.jammed,
             "lanes_full": sorted(self._full),
+            "lanes_faulted": sorted(self._faulted),
             "policy_version": self.policy.version,
         }
 
@@ -810,6 +841,9 @@ class SorterCore:
         if lane is None:
             lane, reason = cfg.end_lane, Reason.NO_LANE
             why.append(f"no {outcome.disposition} lane")
+        elif lane.name in self._faulted:
+            lane, reason = cfg.end_lane, Reason.GATE_FAULT
+            why.append("gate cannot be driven (device fault)")
         elif lane.name in self._full:
             lane, reason = cfg.end_lane, Reason.LANE_FULL
             why.append("lane full")

@@ -41,6 +41,7 @@ class Reason(enum.StrEnum):
     NO_RULE = "no_rule"
     NO_LANE = "no_lane"
     LANE_FULL = "lane_full"
+    GATE_FAULT = "gate_fault"
     GAP_VIOLATION = "gap_violation"
     LATE_DECISION = "late_decision"
     BELT_STOPPED = "belt_stopped"
@@ -74,6 +75,7 @@ class Mark(enum.StrEnum):
     DIVERT_UNCONFIRMED = "divert_unconfirmed"
     GATE_CANCELLED = "gate_cancelled"
     LANE_FULL = "lane_full"
+    GATE_FAULT = "gate_fault"
 
 
 @dataclass(frozen=True)
@@ -406,7 +408,7 @@ class Alarm:
     """Raise (``active``) or clear an alarm: beacon and status page.
 
     Attributes:
-        kind: ``jam`` or ``divert_unconfirmed``.
+        kind: ``jam``, ``divert_unconfirmed`` or ``gate_fault`` (per lane).
         active: True when raised, False when cleared.
         t_ms: when, monotonic ms.
         lane: the lane concerned, if any.

@@ -88,9 +88,11 @@ class DeviceBank:
         ctx = self.context
         self.gates: dict[str, DiverterGate] = {}
         for lane in config.lanes:
-            self._add_gate(IoSpec(lane.name, lane.backend, lane.gate_pin, lane.active_high, lane))
+            self._add_gate(
+                IoSpec(lane.name, lane.backend, lane.gate_address, lane.active_high, lane)
+            )
         eye = config.photo_eye
-        eye_spec = IoSpec("photo_eye", eye.backend, eye.pin, eye.blocked_level == "high", eye)
+        eye_spec = IoSpec("photo_eye", eye.backend, eye.address, eye.blocked_level == "high", eye)
         # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
         # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
         self.photo_eye: PhotoEye | None = self._tested(
@@ -98,7 +100,7 @@ class DeviceBank:
         )
         self.lane_inputs: dict[str, BinaryInput] = {}
         for lane in config.lanes:
-            for kind, pin in (("confirm", lane.confirm_pin), ("full", lane.full_pin)):
+            for kind, pin in (("confirm", lane.confirm_address), ("full", lane.full_address)):
                 if pin is not None:
                     spec = IoSpec(f"{lane.name}.{kind}", lane.backend, pin, True, lane)
                     self._add(self.lane_inputs, spec, registry.make_input)

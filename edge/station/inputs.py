@@ -57,18 +57,19 @@ class EyeEdge:
 
 @dataclass(frozen=True, slots=True)
 class LaneInput:
-    """A raw level change of a lane's divert-confirm or lane-full input.
+    """A raw level change of a lane's divert-confirm or lane-full input, or of its gate's link.
 
     Attributes:
         t_ms: when the level changed.
         lane: the lane (``restock``).
-        kind: ``confirm`` (a diverted parcel arrived) or ``full`` (the lane is full).
-        active: True when the input is now active.
+        kind: ``confirm`` (a diverted parcel arrived), ``full`` (the lane is full) or
+            ``fault`` (the gate cannot be driven: its PLC is lost).
+        active: True when the input (or the fault) is now active.
     """
 
     t_ms: float
     lane: str
-    kind: Literal["confirm", "full"]
+    kind: Literal["confirm", "full", "fault"]
     active: bool
 
     @property
