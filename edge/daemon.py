@@ -14,7 +14,9 @@ A device that fails its self-test leaves the station running degraded and visibl
 lane is left out of the core's belt, so its parcels run on to quarantine.
 
 Threads: driver callbacks only stamp and :meth:`StationDaemon.submit` typed inputs
-(:mod:`edge.station.inputs`); one reactor thread owns the core, feeds it each input with
+(:mod:`edge.station.inputs`); the checkweigher's readings go through a
+:class:`~edge.drivers.scale.WeighingDetector` on its reader thread, and each weighing is
+an input like a scan; one reactor thread owns the core, feeds it each input with
 one ``match`` and carries out the actions it returns; the scheduler thread fires gates
 (through the GateBank); the link owns the network and runs commands; the grader thread
 grades photos off the sort path.
@@ -30,13 +32,15 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import assert_never
+from typing import Any, Literal, assert_never
 
 from edge.clock import UtcClock, clock_rate, monotonic_ms
 from edge.config import StationConfig
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
+from edge.drivers.gpio import FaultReporting
 from edge.drivers.rfid import TagRead, TagReadFailed
+from edge.drivers.scale import Weighing, WeighingDetector, WeightReading
 from edge.link import StationLink
 from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
@@ -52,7 +56,7 @@ from edge.sorter.model import (
 )
 from edge.station.camera import camera_station
 from edge.station.commands import StationCommands
-from edge.station.devices import DeviceBank
+from edge.station.devices import DeviceBank, DeviceHealth
 from edge.station.events import build_parcel_event
 from edge.station.gates import GateBank
 from edge.station.inputs import (
@@ -175,6 +179,7 @@ class StationDaemon:
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
+        self.opcua: Any = None  # edge.opcua.StationOpcuaServer while [opcua] is configured
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -189,10 +194,25 @@ class StationDaemon:
         if devices.rfid is not None and devices.usable("rfid"):
             devices.rfid.start(submit)
         self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
+        devices.start_scale(self._weigher(submit))
         for name, device in devices.lane_inputs.items():
             lane, kind = name.rsplit(".", 1)
-            device.start(functools.partial(self._on_lane_input, lane, kind))
+            which: Literal["confirm", "full"] = "confirm" if kind == "confirm" else "full"
+            device.start(functools.partial(self._on_lane_input, lane, which))
+        for lane, gate in devices.gates.items():  # a gate on a PLC: its link can fail
+            if isinstance(gate, FaultReporting):
+                gate.watch_faults(functools.partial(self._on_lane_input, lane, "fault"))
         self.link.start()
+        if self.config.opcua is not None:  # the plant's SCADA (asyncua: the opcua extra)
+            from edge.opcua import StationOpcuaServer
+
+            self.opcua = StationOpcuaServer(self, self.config.opcua)
+            try:
+                self.opcua.start()
+                self.devices.health["opcua"] = DeviceHealth("ok", "asyncua", "serving")
+            except RuntimeError as exc:  # the station sorts without it, visibly degraded
+                log.error("OPC UA server not started: %s", exc)
+                self.devices.health["opcua"] = DeviceHealth("failed", "asyncua", str(exc))
         self.devices.set_output("belt_run", True)
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
@@ -211,6 +231,8 @@ class StationDaemon:
             self._reactor.join(timeout=2)
         self.devices.stop_readers()
         self.camera.stop()
+        if self.opcua is not None:
+            self.opcua.stop()
         self.link.stop()
         self.devices.close()
         self.store.close()
@@ -250,11 +272,26 @@ class StationDaemon:
         """Queue an input for the core (thread-safe: drivers, commands, simulator, tests)."""
         self._inputs.put(item)
 
-    def _on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
-        """A confirm / lane-full input changed (driver thread)."""
+    def _on_lane_input(
+        self, lane: str, kind: Literal["confirm", "full", "fault"], t_ms: float, active: bool
+    ) -> None:
+        """A confirm / lane-full input or a gate's link changed (driver thread)."""
         if kind == "confirm" and active:
             self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
-        self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
+        self.submit(LaneInput(t_ms, lane, kind, active))
+
+    def _weigher(self, submit: Callable[[StationInput], None]) -> Callable[[WeightReading], None]:
+        """The scale's callback: readings into a weighing detector, weighings to the core."""
+        scale = self.config.scale
+        if scale is None:
+            return lambda _reading: None
+        detector = WeighingDetector(scale.empty_g, scale.settle_readings)
+
+        def on_reading(reading: WeightReading) -> None:  # the scale's reader thread only
+            for weighing in detector.feed(reading):
+                submit(weighing)
+
+        return on_reading
 
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.
@@ -306,6 +343,8 @@ class StationDaemon:
             case Photo():
                 self.camera.photo(item)
                 return core.advance(self.clock())
+            case Weighing(t_ms=t_ms, t_end_ms=t_end_ms, weight_g=grams, problem=problem):
+                return core.on_weighing(t_ms, t_end_ms, grams, problem)
             case PhotoGraded(result):
                 return self.camera.graded(result)
             case Grade(t_ms, grade, confidence, parcel_id):
@@ -314,6 +353,8 @@ class StationDaemon:
                 self.lane_input_events.append(item)
                 if kind == "full":
                     return core.on_lane_full(t_ms, lane, active)
+                if kind == "fault":
+                    return core.on_gate_fault(t_ms, lane, active)
                 return core.on_divert_confirm(t_ms, lane) if active else core.advance(t_ms)
             case EncoderCount(t_ms, count):
                 return core.on_encoder(t_ms, count)
@@ -377,7 +418,12 @@ class StationDaemon:
         self.link.request_status()  # the status page shows it now, not at the interval
 
     def _report(self, exited: ParcelExited) -> None:
-        """The parcel left the belt: its event into the outbox, metrics, the observer."""
+        """The parcel left the belt: its event into the outbox, metrics, the observer.
+
+        The RMA units the parcel claimed are written as receipts in the outbox row's
+        transaction (``StationLink.publish_event``), so a restart, SIGKILL included, never
+        claims them again.
+        """
         d = exited.decision
         event = build_parcel_event(
             exited,
@@ -386,7 +432,7 @@ class StationDaemon:
             self.camera.take(d.parcel_id),
             event_id=uuid.uuid4().hex,
         )
-        self.link.publish_event(encode(event))
+        self.link.publish_event(encode(event), d.rma_number, exited.units)
         self.metrics.parcel_exited(
             exited.final_lane.name, d.reason.value, d.decided_at_ms - exited.inducted_at_ms
         )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -265,6 +266,13 @@ class Order(Base):
     customer_address: Mapped[str] = mapped_column(Text, default="", server_default="")
     customer_language: Mapped[str] = mapped_column(String(16), default="", server_default="")
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    #: what the customer paid beyond the lines (minor units of ``currency``; see
+    #: :mod:`gateway.returns.refunds`): order-level discount and voucher spread over the
+    #: lines, shipping paid; ``tax_inclusive``: prices and reductions include tax
+    discount_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    voucher_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    shipping_paid_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_inclusive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     lines: Mapped[list[OrderLine]] = relationship(
@@ -276,7 +284,13 @@ class Order(Base):
 
 
 class OrderLine(Base):
-    """One order line: ordered and delivered units, and the unit price actually paid."""
+    """One order line: ordered and delivered units, unit price, line discount, tax rate.
+
+    ``unit_price_cents`` is the unit price before the line's discount
+    (``line_discount_cents``, off the whole line) and the order's discount and voucher;
+    ``tax_rate_bp`` in basis points (2000 = 20 %). What was paid follows
+    :mod:`gateway.returns.refunds`.
+    """
 
     __tablename__ = "order_lines"
     __table_args__ = (UniqueConstraint("order_id", "line_no"),)
@@ -289,6 +303,8 @@ class OrderLine(Base):
     ordered_quantity: Mapped[int] = mapped_column(Integer)
     delivered_quantity: Mapped[int] = mapped_column(Integer)
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    line_discount_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     gtin: Mapped[str | None] = mapped_column(String(14))
     #: serial numbers and RFID UIDs (canonical hex) of the delivered units, when known
@@ -315,8 +331,11 @@ class IdempotencyRecord(Base):
 class Credit(Base):
     """Money (or an exchange) granted for one unit of an RMA line: at most one per unit.
 
-    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in cents;
-    ``unit_no`` the unit of the line (1 .. quantity; ``quantity`` is 1).
+    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in minor units of
+    ``currency``: ``amount_cents`` is what is granted (goods and, by policy, shipping),
+    of which ``tax_refund_cents`` tax and ``shipping_refund_cents`` the shipping paid;
+    ``shipping_cost_cents`` is the return shipping the shop spent.
+    ``unit_no`` is the unit of the line (1 .. quantity; ``quantity`` is 1).
     """
 
     __tablename__ = "credits"
@@ -334,6 +353,37 @@ class Credit(Base):
     paid_cents: Mapped[int] = mapped_column(BigInteger)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     restocking_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
+    shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
+    tax_refund_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    shipping_refund_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    currency: Mapped[str] = mapped_column(String(3))
+    source: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+class WriteOff(Base):
+    """A unit of an RMA line received but refused credit: where it went, what it cost.
+
+    ``destination`` is the lead's choice (``return_to_vendor``, ``scrap``,
+    ``return_to_customer``); amounts in minor units of ``currency``: ``paid_cents`` what
+    the customer paid for the units, ``recovered_value_cents`` what the shop gets back
+    (by destination and category, from settings), ``shipping_cost_cents`` the return
+    shipping spent. One per unit (``unit_no``, ``quantity`` 1), at most once.
+    """
+
+    __tablename__ = "write_offs"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_write_offs_line_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(ForeignKey("rma_lines.id", ondelete="CASCADE"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    rma_number: Mapped[str] = mapped_column(String(32), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(24))
+    quantity: Mapped[int] = mapped_column(Integer)
+    paid_cents: Mapped[int] = mapped_column(BigInteger)
     recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
     shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -582,7 +632,7 @@ class DeadLetter(Base):
 class Alarm(Base):
     """A line alarm (issue 7): raised from a station's status or a parcel event.
 
-    ``kind``: ``jam``, ``lane_full``, ``divert_unconfirmed``, ``device_down`` or
+    ``kind``: ``jam``, ``lane_full``, ``gate_fault``, ``divert_unconfirmed``, ``device_down`` or
     ``station_offline``; ``subject`` names the lane, device or parcel concerned ("" for the
     whole station). ``key`` identifies the condition so it is raised once while it lasts:
     ``{station}:{kind}:{subject}`` for a condition, plus the event id for a one-off event.

@@ -34,15 +34,20 @@ from edge.clock import ScaledClock
 from edge.config import StationConfig
 from simulator.belt import Belt, GateSpot, Passage
 from simulator.hw import fake_modules
+from simulator.hw.indicator import ToledoIndicator
 from simulator.hw.mfrc522_emu import MFRC522Emulator
+from simulator.hw.modbus_plc import ModbusPlc, PlcIO
 from simulator.procs import GatewayProcess, MosquittoBroker
 from simulator.scenario import (
     PHYSICAL,
     Fault,
+    PlannedReturn,
     Scenario,
     SimParcel,
     plan_parcels,
     plan_reads,
+    plan_returns,
+    product_gtin_for,
     tag_uid_for,
 )
 from simulator.station_proc import raise_priority
@@ -92,6 +97,9 @@ class ParcelResult:
     decision_ms: float | None = None
     induct_s: float | None = None
     exit_s: float | None = None
+    case: str | None = None
+    verified_units: int = 0
+    wrongly_verified_units: int = 0
 
     @property
     def mis_sorted(self) -> bool:
@@ -132,6 +140,8 @@ class Report:
     station_events: int = 0
     gateway_events: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    verified_units: int = 0
+    wrongly_verified_units: int = 0
     faults: list[FaultResult] = field(default_factory=list)
     parcels_per_hour: float = 0.0
     mechanical_limit_per_hour: float = 0.0
@@ -177,8 +187,13 @@ def station_config_data(
     mqtt_port: int,
     scanner_url: str,
     camera_source: str | None = None,
+    scale_url: str | None = None,
 ) -> dict[str, Any]:
-    """The station config sections for a run: the scenario's over simulation defaults."""
+    """The station config sections for a run: the scenario's over simulation defaults.
+
+    A scenario ``station.scale`` section gets the simulated indicator's pty as its ``url``
+    (``scale_url``; a placeholder when only validating).
+    """
     rate = scenario.rate
     data: dict[str, Any] = {
         "station": {"id": SITE_DEFAULT_STATION, "site": scenario.site, "data_dir": str(workdir)},
@@ -202,6 +217,8 @@ def station_config_data(
             "api": "ffmpeg",
             "timestamps": "read",
         }
+    if "scale" in scenario.station:
+        data["scale"] = {"url": scale_url or "/dev/null"}
     for section, values in scenario.station.items():
         if isinstance(values, dict) and isinstance(data.get(section), dict):
             data[section] = {**data[section], **values}
@@ -418,6 +435,8 @@ class Run:
         self.gateway: GatewayProcess | None = None
         self.station: StationProcess | None = None
         self.scanner = _PtyScanner()
+        # the checkweigher's indicator, when the scenario's station has a [scale]
+        self.indicator = ToledoIndicator(period_s=0.01) if "scale" in scenario.station else None
         self.http: httpx.Client | None = None
         self.run_tag = uuid.uuid4().hex[:6].upper()
         self.rmas_created = 0
@@ -428,6 +447,8 @@ class Run:
         self._belt: Belt | None = None
         self._jam_parcel: dict[int, int] = {}  # id(fault) -> parcel stuck at the eye
         self._jam_cleared: dict[int, threading.Event] | None = None
+        # lanes with backend "modbus": their gates are coils of a PLC this process serves
+        self.plc: ModbusPlc | None = None
 
     def __enter__(self) -> Run:
         try:
@@ -474,9 +495,23 @@ class Run:
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         video = write_parcel_video(self.workdir / "camera.avi", CAMERA_FRAMES)  # grade-A parcels
+        scale_url = None
+        if self.indicator is not None:
+            self.indicator.start()
+            scale_url = self.indicator.path
         data = station_config_data(
-            self.scenario, self.workdir / "station", self.broker.port, self.scanner.path, str(video)
+            self.scenario,
+            self.workdir / "station",
+            self.broker.port,
+            self.scanner.path,
+            str(video),
+            scale_url,
         )
+        if "modbus" in data:  # the scenario's PLC, on a free port of this process
+            modbus = dict(data["modbus"])
+            self.plc = ModbusPlc(unit_id=int(modbus.get("unit_id", 1)))
+            self.plc.start()
+            data["modbus"] = {**modbus, "host": "127.0.0.1", "port": self.plc.port}
         StationConfig.model_validate(data)  # fail here, not in the child
         self.station = StationProcess(data, self.workdir / "station", self.clock)
         self.station.start()
@@ -493,12 +528,16 @@ class Run:
             t.join(timeout=60)
         if self.station is not None:
             self.station.stop()
+        if self.plc is not None:
+            self.plc.stop()
         if self.http is not None:
             self.http.close()
         if self.gateway is not None:
             self.gateway.stop()
         self.broker.stop()
         self.scanner.close()
+        if self.indicator is not None:
+            self.indicator.close()
 
     def _station_online(self) -> bool:
         assert self.http is not None
@@ -520,6 +559,7 @@ class Run:
         line: dict[str, Any] = {
             "sku": skus[(index - 1) % len(skus)] if skus else f"SKU-{index % 7:03d}",
             "quantity": 1,
+            "gtin": product_gtin_for(index),  # what its parcel shows beside the label
         }
         if rfid_uid is not None:
             line["rfid_uid"] = rfid_uid
@@ -535,6 +575,28 @@ class Run:
             raise RuntimeError(f"creating {number} failed: {resp.status_code} {resp.text}")
         self.rmas_created += 1
         return number
+
+    def create_returns(self, planned: list[PlannedReturn]) -> None:
+        """The catalogue weights of the return cases' SKUs, then their RMAs (gateway API)."""
+        assert self.http is not None
+        weights = {ln.sku: ln.weight_g for r in planned for ln in r.case.lines if ln.weight_g}
+        for sku, grams in sorted(weights.items()):
+            resp = self.http.put(f"/api/v1/catalogue/{sku}", json={"weight_g": grams})
+            if resp.status_code not in (200, 201):
+                raise RuntimeError(f"catalogue {sku} failed: {resp.status_code} {resp.text}")
+        for k, r in enumerate(planned, start=1):
+            lines = [{key: v for key, v in ln.items() if v is not None} for ln in r.lines]
+            body = {
+                "number": r.number,
+                "order_ref": f"ORD-R{self.run_tag}-{k:04d}",
+                "reason": "changed_mind",
+                "resolution": "refund",
+                "lines": lines,
+            }
+            resp = self.http.post("/api/v1/rmas", json=body)
+            if resp.status_code != 201:
+                raise RuntimeError(f"creating {r.number} failed: {resp.status_code} {resp.text}")
+            self.rmas_created += 1
 
     def create_rmas(self, count: int) -> list[str]:
         """Create ``count`` RMAs through the gateway API; returns their numbers."""
@@ -627,6 +689,12 @@ class Run:
             self._sleep_virtual(fault.duration_s)
             for lane in lanes:
                 self._gates_down[lane] -= 1
+            result.end_s = self._belt_s()
+        elif kind == "modbus_outage":  # the plant network drops; the PLC's watchdog acts
+            assert self.plc is not None, "modbus_outage needs lanes with backend modbus"
+            self.plc.outage()
+            self._sleep_virtual(fault.duration_s)
+            self.plc.restore()
             result.end_s = self._belt_s()
         elif kind == "lane_full":
             self.station.call("lane_full", lane=fault.lane, full=True)
@@ -724,6 +792,15 @@ class Run:
         for k, number in enumerate(codes, start=1):
             if number not in late_numbers:
                 self.create_rma(k, uids[k])
+        if sc.returns is not None:
+            after = max((p.induct_at_ms for p in parcels), default=None)
+            start_ms = sc.parcels.start_ms if after is None else after + 2000.0
+            returned, planned = plan_returns(
+                sc.returns, sc.parcels, speed, self.run_tag, len(parcels) + 1, start_ms
+            )
+            parcels += returned
+            on_progress(f"creating {len(planned)} return RMAs and their catalogue")
+            self.create_returns(planned)
         self.wait_station_synced(self.rmas_created)
         gates = [GateSpot(str(lane["name"]), float(lane["pos_mm"])) for lane in lanes]
         done = [0]
@@ -736,13 +813,14 @@ class Run:
             speed_mm_s=speed,
             length_mm=float(belt_cfg.get("length_mm", 3000.0)),
             scan_pos_mm=float(belt_cfg.get("scan_pos_mm", 400.0)),
-            io=self.station,
+            io=self._io(),
             scanner_fd=self.scanner.master,
             gates=gates,
             rate=sc.rate,
             clock=self.clock,
             gate_works=lambda lane: self._gates_down.get(lane, 0) == 0,
             on_exit=exited,
+            **self._checkweigher(),
         )
         self._belt = belt
         self._jam_cleared = {}
@@ -800,6 +878,32 @@ class Run:
         report.duration_s = round(time.monotonic() - started, 1)
         report.status_url = self.gateway.url + "/"
         return report
+
+    def _checkweigher(self) -> dict[str, Any]:
+        """The belt's checkweigher: platform (start, end) mm and the indicator's load."""
+        scale = self.scenario.station.get("scale")
+        if self.indicator is None or not isinstance(scale, dict):
+            return {}
+        indicator = self.indicator
+        half = float(scale.get("platform_mm", 500.0)) / 2
+        pos = float(scale["pos_mm"])
+
+        def weigh(grams: float, stable: bool) -> None:
+            indicator.set_load(grams, stable=stable)
+
+        return {"platform_mm": (pos - half, pos + half), "weigh": weigh}
+
+    def _io(self) -> Any:
+        """What the belt touches: the station process, and the PLC's coils for Modbus gates."""
+        assert self.station is not None
+        if self.plc is None:
+            return self.station
+        coils = {
+            str(lane["name"]): (int(lane["gate_coil"]), bool(lane.get("active_high", True)))
+            for lane in self.lanes
+            if lane.get("backend") == "modbus"
+        }
+        return PlcIO(self.station, self.plc, coils)
 
     def _windows(self, kinds: set[str]) -> list[tuple[str, str | None, float, float]]:
         out = []
@@ -867,6 +971,7 @@ class Run:
             st = station_by_parcel.get(p.index)
             gw = gw_by_parcel.get(p.index, [])
             first = gw[0] if gw else (st or {})
+            verified, wrong = _verified_units(p, st)
             if st is not None:
                 decision_ms.append(st["decided_at_ms"] - st["inducted_at_ms"])
             report.parcels.append(
@@ -887,12 +992,17 @@ class Run:
                     ),
                     induct_s=round(a, 3) if passage.induct_clock_ms else None,
                     exit_s=round(b, 3) if passage.exit_clock_ms else None,
+                    case=p.case,
+                    verified_units=verified,
+                    wrongly_verified_units=wrong,
                 )
             )
         rs = report.parcels
         report.lane_counts = dict(Counter(r.actual_lane or "lost" for r in rs))
         report.expected_lane_counts = dict(Counter(p.expected_lane for p in parcels))
         report.mis_sorts = sum(r.mis_sorted for r in rs)
+        report.verified_units = sum(r.verified_units for r in rs)
+        report.wrongly_verified_units = sum(r.wrongly_verified_units for r in rs)
         restock = {str(lane["name"]) for lane in self.lanes if lane.get("disposition") == "restock"}
         report.wrongly_restocked = sum(
             r.actual_lane in restock and r.expected_lane != r.actual_lane for r in rs
@@ -942,6 +1052,15 @@ class Run:
             f.append(f"{report.mis_sorts} parcel(s) mis-sorted")
         if report.wrongly_restocked:
             f.append(f"{report.wrongly_restocked} parcel(s) restocked that should not have been")
+        if report.wrongly_verified_units:
+            wrong_at = [r.index for r in rs if r.wrongly_verified_units]
+            f.append(
+                f"{report.wrongly_verified_units} unit(s) reported verified that the box does "
+                f"not hold (parcels {wrong_at})"
+            )
+        want = sc.expect.verified_units
+        if want is not None and report.verified_units != want:
+            f.append(f"{report.verified_units} verified unit(s) != expected {want}")
         if report.events_lost:
             f.append(f"{report.events_lost} parcel event(s) did not reach the gateway")
         if report.events_doubled:
@@ -985,6 +1104,21 @@ class Run:
                 f"{report.parcels_per_hour} parcels/h < expected {expect.min_parcels_per_hour}"
             )
         return report
+
+
+def _verified_units(p: SimParcel, event: dict[str, Any] | None) -> tuple[int, int]:
+    """(units the station reported verified for parcel ``p``, those the box does not hold).
+
+    A verified unit is wrong when it is another RMA's than the goods in the box, or of a
+    line the box does not carry (``SimParcel.carries``).
+    """
+    if event is None:
+        return 0, 0
+    units = [u for u in event.get("units", ()) if u.get("verified")]
+    wrong = [
+        u for u in units if event.get("rma_number") != p.rma or u.get("line_no") not in p.carries
+    ]
+    return len(units), len(wrong)
 
 
 @contextlib.contextmanager

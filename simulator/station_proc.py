@@ -79,11 +79,12 @@ class _Station:
         self._lock = threading.Lock()
         self.daemon = StationDaemon(config, clock, on_event=self._on_event)
         self.pins = {
-            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_pin), lane.active_high)
+            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_address), lane.active_high)
             for lane in config.lanes
+            if lane.backend == "gpiozero"
         }
         eye = config.photo_eye
-        self.eye = self.daemon.devices.pin_factory.pin(eye.pin)
+        self.eye = self.daemon.devices.pin_factory.pin(eye.address)  # GPIO eyes only here
         self.eye_high = eye.blocked_level == "high"
 
     def _on_event(self, event: ParcelEvent, exited: ParcelExited) -> None:
@@ -94,6 +95,9 @@ class _Station:
             "decided_at_ms": exited.decision.decided_at_ms,
             "lane": event.lane,
             "reason": event.reason,
+            "rma_number": event.rma_number,
+            "units": [u.model_dump(mode="json") for u in event.units],
+            "marks": list(event.marks),
         }
         with self._lock:
             self._events.sendall((json.dumps(line) + "\n").encode())

@@ -8,6 +8,9 @@ quarantine such as ``gap_violation``). The result is reported against the mechan
 limit ``speed / (length + minimum gap)``, the minimum gap being the belt travel during one
 diverter switch (stroke + margin): a gate starts moving a margin after one parcel's
 trailing edge and must have finished its stroke before the next leading edge arrives.
+The parcels show only their label, so the sweep runs with the explicit cheap-goods
+verification rule (:func:`simulator.testing.label_trusting_policy`): it measures the belt,
+not the evidence.
 
 ``returns-sim sweep SCENARIO.yaml`` sweeps the scenario's geometry; ``make bench`` sweeps
 the demo's (``benchmarks/bench_core.py``).
@@ -19,7 +22,7 @@ import random
 from dataclasses import dataclass
 
 from edge.sorter.model import BeltConfig
-from simulator.testing import Directory
+from simulator.testing import Directory, label_trusting_policy
 from simulator.vbelt import VParcel, run_virtual
 
 N_PARCELS = 120
@@ -57,7 +60,7 @@ def per_hour(cfg: BeltConfig, length_mm: float, gap_mm: float) -> float:
 def mis_sorts_at(cfg: BeltConfig, length_mm: float, gap_mm: float, n: int = N_PARCELS) -> int:
     """Parcels not in their lane at this gap (collisions and quarantines both count)."""
     parcels, expected = stream(n, length_mm, gap_mm)
-    run = run_virtual(cfg, directory_for(parcels), parcels)
+    run = run_virtual(cfg, directory_for(parcels), parcels, label_trusting_policy())
     return sum(lane != want for lane, want in zip(run.lanes(), expected, strict=True))
 
 

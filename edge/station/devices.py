@@ -22,6 +22,7 @@ from edge.drivers.camera import Camera
 from edge.drivers.gpio import BeltEncoder, BinaryInput, BinaryOutput, DiverterGate, PhotoEye
 from edge.drivers.registry import BackendContext, IoSpec
 from edge.drivers.rfid import TagReader
+from edge.drivers.scale import Checkweigher, ScaleCallback
 from edge.drivers.scanner import BarcodeScanner
 
 __all__ = ["DeviceBank", "DeviceHealth"]
@@ -59,7 +60,8 @@ class DeviceBank:
     Attributes:
         health: self-test result by device name (``photo_eye``, ``gate.<lane>``,
             ``<lane>.confirm``, ``<lane>.full``, ``encoder``, ``belt_run``,
-            ``stack_light.<colour>``, ``rfid``, ``camera``, and ``grader`` when built).
+            ``stack_light.<colour>``, ``rfid``, ``camera``, ``scale``, and ``grader`` when
+            built).
         context: what the backends were built with (the gpiozero pin factory of
             ``[gpio]``: ``context.pin_factory``, also :attr:`pin_factory`).
         photo_eye: the induct photo-eye, or None when it failed (nothing is inducted).
@@ -71,6 +73,8 @@ class DeviceBank:
             scanner's own ``degraded`` state).
         rfid: the RFID reader, or None; usable only while ``health["rfid"]`` is ok.
         camera: the camera, or None; usable only while ``health["camera"]`` is ok.
+        scale: the checkweigher of ``[scale]``, or None; kept when its self-test failed
+            (it reopens its port by itself: an indicator switched on later is used).
 
     Raises:
         ValueError, ImportError: when the ``[gpio]`` pin factory cannot be made.
@@ -84,9 +88,11 @@ class DeviceBank:
         ctx = self.context
         self.gates: dict[str, DiverterGate] = {}
         for lane in config.lanes:
-            self._add_gate(IoSpec(lane.name, lane.backend, lane.gate_pin, lane.active_high, lane))
+            self._add_gate(
+                IoSpec(lane.name, lane.backend, lane.gate_address, lane.active_high, lane)
+            )
         eye = config.photo_eye
-        eye_spec = IoSpec("photo_eye", eye.backend, eye.pin, eye.blocked_level == "high", eye)
+        eye_spec = IoSpec("photo_eye", eye.backend, eye.address, eye.blocked_level == "high", eye)
         # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
         # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
         self.photo_eye: PhotoEye | None = self._tested(
@@ -94,7 +100,7 @@ class DeviceBank:
         )
         self.lane_inputs: dict[str, BinaryInput] = {}
         for lane in config.lanes:
-            for kind, pin in (("confirm", lane.confirm_pin), ("full", lane.full_pin)):
+            for kind, pin in (("confirm", lane.confirm_address), ("full", lane.full_address)):
                 if pin is not None:
                     spec = IoSpec(f"{lane.name}.{kind}", lane.backend, pin, True, lane)
                     self._add(self.lane_inputs, spec, registry.make_input)
@@ -131,6 +137,10 @@ class DeviceBank:
             self.camera = self._tested(
                 "camera", cam.backend, lambda: registry.make_camera(cam, ctx)
             )
+        self.scale: Checkweigher | None = None
+        if config.scale is not None:
+            sc = config.scale
+            self.scale = self._tested("scale", sc.backend, lambda: registry.make_scale(sc, ctx))
         self.scanner: BarcodeScanner = registry.make_scanner(config.scanner, ctx)
 
     # -- building -----------------------------------------------------------------------------
@@ -199,7 +209,7 @@ class DeviceBank:
             caps.append("induct")
         if self.scanner.status().get("state") == "ok":
             caps.append("barcode")
-        caps += [name for name in ("rfid", "camera") if self.usable(name)]
+        caps += [name for name in ("rfid", "camera", "scale") if self.usable(name)]
         caps += [f"lane:{name}" for name in self.gates]
         return caps
 
@@ -217,9 +227,16 @@ class DeviceBank:
         self.set_output("stack_light.red", fatal)
 
     # -- shutting down ------------------------------------------------------------------------
+    def start_scale(self, on_reading: ScaleCallback) -> None:
+        """Start the checkweigher's reader, when there is one (even after a failed test)."""
+        if self.scale is not None:
+            self.scale.start(on_reading)
+
     def stop_readers(self) -> None:
-        """Stop the reader threads (scanner, RFID, camera) and release their devices."""
+        """Stop the reader threads (scanner, RFID, camera, scale) and release their devices."""
         self.scanner.stop()
+        if self.scale is not None:
+            self.scale.stop()
         if self.rfid is not None:
             self.rfid.stop()
         if self.camera is not None:

@@ -99,6 +99,8 @@ class OrderLineOut(_Out):
     ordered_quantity: int
     delivered_quantity: int
     unit_price_cents: int
+    line_discount_cents: int = 0
+    tax_rate_bp: int = 0
     name: str = ""
     gtin: str | None = None
     serials: list[str] = []
@@ -115,6 +117,10 @@ class OrderOut(_Out):
     customer_address: str = ""
     customer_language: str = ""
     currency: str
+    discount_cents: int = 0
+    voucher_cents: int = 0
+    shipping_paid_cents: int = 0
+    tax_inclusive: bool = True
     delivered_at: datetime | None
     lines: list[OrderLineOut]
 
@@ -187,26 +193,35 @@ class StockOut(BaseModel):
 
 
 class ImpactRowOut(_Out):
-    """Financial impact of one (day, category); amounts in minor units."""
+    """Financial impact of one (currency, day, category); amounts in its minor units."""
 
+    currency: str
     day: str
     category: str
     units: int
+    refused_units: int
     refunds_cents: int
     store_credits_cents: int
     exchanges_cents: int
+    shipping_refunded_cents: int
     restocking_fees_cents: int
     recovered_restock_cents: int
     recovered_refurbish_cents: int
     recovered_recycle_cents: int
+    recovered_return_to_vendor_cents: int
+    recovered_scrap_cents: int
+    recovered_return_to_customer_cents: int
     shipping_cents: int
     net_loss_cents: int
 
 
 class ImpactReport(BaseModel):
-    """Rows by day and category, the last one the total (day ``total``)."""
+    """Rows per currency by day and category, each currency ending with its total.
 
-    currency: str
+    ``currencies`` lists the currencies present; amounts are never summed across them.
+    """
+
+    currencies: list[str]
     rows: list[ImpactRowOut]
 
 

@@ -1,6 +1,6 @@
 """Line alarms (issue 7): raised from station statuses and parcel events, acknowledged by a lead.
 
-Condition alarms (jam, lane full, device down, station offline) stay active while the
+Condition alarms (jam, lane full, gate fault, device down, station offline) stay active while the
 station reports the condition and are cleared when it stops; a one-off alarm (a divert not
 confirmed, from a parcel event's marks) is raised already cleared. Either stays open until
 a lead acknowledges it.
@@ -19,10 +19,18 @@ from gateway.models import Alarm, Station, StationEvent, utcnow
 
 log = logging.getLogger(__name__)
 
-KINDS = ("jam", "lane_full", "divert_unconfirmed", "device_down", "station_offline")
+KINDS = (
+    "jam",
+    "lane_full",
+    "gate_fault",
+    "divert_unconfirmed",
+    "device_down",
+    "station_offline",
+)
 LABELS = {
     "jam": "Jam",
     "lane_full": "Lane full",
+    "gate_fault": "Gate cannot be driven",
     "divert_unconfirmed": "Divert not confirmed",
     "device_down": "Device down",
     "station_offline": "Station offline",
@@ -54,6 +62,10 @@ def conditions(station: Station) -> list[Condition]:
     if isinstance(core, dict):
         for lane in core.get("lanes_full") or []:
             found.append(Condition("lane_full", str(lane), f"lane {lane} is full"))
+        for lane in core.get("lanes_faulted") or []:  # its PLC is off the network
+            found.append(
+                Condition("gate_fault", str(lane), f"gate of lane {lane} cannot be driven")
+            )
         if core.get("jammed"):
             found.append(Condition("jam", "", "belt jammed: stopped until resumed"))
     raised = details.get("alarms")

@@ -23,11 +23,16 @@ unit at once (:func:`decide`). Once every unit of a received RMA is decided, the
 graded and moves to refunded / credited / exchanged (closed when nothing was credited).
 
 The amount of one unit is :func:`unit_amount` (the one place the refund arithmetic is
-called): a reason that is the merchant's fault (defective, wrong item, ...) gets 100 % of
-the unit price paid and no restocking fee; otherwise ``credit_percent_by_grade[grade]`` %
-minus the category's restocking fee (``restocking_fee_percent``), never below 0 (cents,
-rounded half up). The return shipping (``RS_RETURN_SHIPPING_CENTS`` per RMA) is spread
-over the RMA's units, the remainder on its first unit.
+called: :func:`gateway.services.refund_terms.line_refund`, by the rules of
+:mod:`gateway.returns.refunds`, in minor units of the order's currency: what was paid for
+the unit after order discount, voucher and line discount, tax in proportion, shipping
+paid by policy): a reason that is the merchant's fault (defective, wrong item, ...) gets
+100 % and no restocking fee; otherwise ``credit_percent_by_grade[grade]`` % minus the
+category's restocking fee (``restocking_fee_percent``), never below 0. The return shipping
+the shop spent (``RS_RETURN_SHIPPING_CENTS`` per RMA) is spread over the RMA's units, the
+remainder on its first unit. A refused unit goes to the stock location of the lead's
+destination (return to vendor, scrap, back to the customer) with a write-off
+(:mod:`gateway.services.write_offs`).
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import Credit, ReturnReason, Rma, RmaLineRecord, RmaUnit, StockMovement, utcnow
+from gateway.returns.refunds import percent_of
 from gateway.services import webhooks
 from gateway.services.lifecycle import RESOLUTION_TRIGGER, IllegalTransition, fire
-from gateway.services.policies import by_category, percent_of
+from gateway.services.refund_terms import line_refund, recovery_percent
 from gateway.services.rma_writer import StaleRma, apply_change, load_for_change
 from gateway.services.rmas import receive_units
+from gateway.services.write_offs import refusal_location, write_off_unit
 from gateway.settings import Settings
 from protocol import ParcelEvent, UnitReceipt
 
@@ -80,38 +87,50 @@ def configure(settings: Settings | None) -> None:
 class UnitAmount:
     """What one unit is worth, in minor units of the RMA's currency.
 
-    ``paid_cents``: the unit price paid; ``amount_cents``: what is credited;
+    ``paid_cents``: what was paid for the unit (after discounts, tax included);
+    ``amount_cents``: what is credited (goods and, by policy, shipping paid), of which
+    ``tax_refund_cents`` tax and ``shipping_refund_cents`` shipping;
     ``restocking_fee_cents``: what was kept; ``recovered_value_cents``: what the item is
-    worth back in stock at its grade.
+    worth back in stock at its grade (by category, from settings).
     """
 
     paid_cents: int
     amount_cents: int
     restocking_fee_cents: int
     recovered_value_cents: int
+    tax_refund_cents: int = 0
+    shipping_refund_cents: int = 0
 
 
 def unit_amount(
-    settings: Settings, line: RmaLineRecord, grade: str, *, merchant_fault: bool
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    line: RmaLineRecord,
+    grade: str,
+    *,
+    merchant_fault: bool,
 ) -> UnitAmount:
-    """The credit of one unit of ``line`` at ``grade`` (the credit policy; pure).
+    """The credit of the next unit of ``line`` at ``grade`` (the credit policy).
 
     ``grade`` is ``restock``, ``refurbish`` or ``recycle``; ``merchant_fault`` when the
-    return reason is the merchant's (100 %, no fee). Amounts in cents, rounded half up.
+    return reason is the merchant's (100 %, no fee). The unit takes the next share of its
+    order line after the units credited before (so the shares sum exactly to what was
+    paid); see :func:`gateway.services.refund_terms.line_refund`.
+
+    Raises:
+        gateway.returns.refunds.RefundError: more units than the order line has left.
     """
-    paid = line.unit_price_cents
-    if merchant_fault:
-        gross, fee = paid, 0
-    else:
-        gross = percent_of(paid, float(settings.credit_percent_by_grade.get(grade, 0.0)))
-        fee = percent_of(paid, float(by_category(settings.restocking_fee_percent, line.category)))
+    part = line_refund(session, settings, rma, line, 1, grade=grade, merchant_fault=merchant_fault)
     return UnitAmount(
-        paid_cents=paid,
-        amount_cents=max(0, gross - fee),
-        restocking_fee_cents=min(fee, gross),
+        paid_cents=part.paid_cents,
+        amount_cents=part.amount_cents,
+        restocking_fee_cents=part.restocking_fee_cents,
         recovered_value_cents=percent_of(
-            paid, float(settings.recovery_percent_by_grade.get(grade, 0.0))
+            part.paid_cents, recovery_percent(settings, grade, line.category)
         ),
+        tax_refund_cents=part.tax_refund_cents,
+        shipping_refund_cents=part.shipping_refund_cents,
     )
 
 
@@ -185,7 +204,7 @@ def _credit(
     """Credit ``unit`` at ``grade`` and book it at the grade's location (once)."""
     reason = session.get(ReturnReason, rma.reason)
     amount = unit_amount(
-        settings, line, grade, merchant_fault=bool(reason and reason.merchant_fault)
+        session, settings, rma, line, grade, merchant_fault=bool(reason and reason.merchant_fault)
     )
     credit = Credit(
         rma_line_id=line.id,
@@ -200,6 +219,8 @@ def _credit(
         amount_cents=amount.amount_cents,
         restocking_fee_cents=amount.restocking_fee_cents,
         recovered_value_cents=amount.recovered_value_cents,
+        tax_refund_cents=amount.tax_refund_cents,
+        shipping_refund_cents=amount.shipping_refund_cents,
         shipping_cost_cents=_shipping_share(settings, rma, line, unit.unit_no),
         currency=rma.currency,
         source=actor,
@@ -392,6 +413,7 @@ def _decide_one(
     action: UnitAction,
     *,
     grade: str | None,
+    destination: str | None = None,
     actor: str,
     now: datetime,
 ) -> Credit | None:
@@ -400,13 +422,22 @@ def _decide_one(
             f"RMA {rma.number!r} line {line.line_no} unit {unit.unit_no} is already {unit.state}"
         )
     unit.decided_by, unit.decided_at = actor, now
+    unconfirmed = _location(settings, UNCONFIRMED)
     if action == "refuse":
-        unit.state, unit.reason = REFUSED, ""
+        _refuse(
+            session,
+            settings,
+            rma,
+            line,
+            unit,
+            destination or settings.refusal_default,
+            actor=actor,
+            now=now,
+        )
         return None
     chosen = grade or unit.grade
     if chosen not in GRADES:
         raise UnitDecisionError(f"{action} needs a grade (one of {', '.join(GRADES)})")
-    unconfirmed = _location(settings, UNCONFIRMED)
     if unit.location == unconfirmed:  # the lead says where it is: move it there
         _book(
             session,
@@ -438,6 +469,46 @@ def _decide_one(
     return _credit(session, settings, rma, line, unit, chosen, actor=actor, now=now)
 
 
+def _refuse(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    line: RmaLineRecord,
+    unit: RmaUnit,
+    destination: str,
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    """No credit for ``unit``: it goes to ``destination``'s location, written off (once)."""
+    location = refusal_location(settings, destination)
+    if unit.location is not None:  # booked somewhere already (unconfirmed, or found): out
+        _book(
+            session,
+            settings,
+            rma,
+            line,
+            unit,
+            unit.location,
+            kind="refused_out",
+            quantity=-1,
+            now=now,
+        )
+    _book(session, settings, rma, line, unit, location, kind="refused", now=now)
+    write_off_unit(
+        session,
+        settings,
+        rma,
+        line,
+        unit.unit_no,
+        destination,
+        shipping_cost_cents=_shipping_share(settings, rma, line, unit.unit_no),
+        actor=actor,
+        now=now,
+    )
+    unit.state, unit.reason = REFUSED, ""
+
+
 def decide_unit(
     session: Session,
     settings: Settings,
@@ -447,6 +518,7 @@ def decide_unit(
     action: UnitAction,
     *,
     grade: str | None = None,
+    destination: str | None = None,
     actor: str,
     now: datetime | None = None,
 ) -> Credit | None:
@@ -455,13 +527,16 @@ def decide_unit(
     ``verify``: the lead checked the item (at its station grade, or ``grade``) and it is
     credited; ``regrade``: the same with another ``grade``; ``confirm_location``: an
     unconfirmed divert was found at the location of ``grade`` (the stock moves there; a
-    verified unit is then credited, an unverified one still waits); ``refuse``: no credit.
+    verified unit is then credited, an unverified one still waits); ``refuse``: no credit,
+    the unit goes to ``destination`` (``return_to_vendor``, ``scrap``,
+    ``return_to_customer``; default ``settings.refusal_default``) and is written off.
 
     Returns:
         The credit issued now, or None.
 
     Raises:
         UnitDecisionError: unknown line or unit, unit already decided, no grade to use.
+        UnknownDestination: ``destination`` is not a refusal destination.
         IllegalTransition: a completed RMA cannot be graded (e.g. closed meanwhile).
         StaleRma: another writer changed the RMA since it was read.
     """
@@ -474,7 +549,16 @@ def decide_unit(
             f"RMA {rma.number!r} has no received unit {unit_no} on line {line_no}"
         )
     credit = _decide_one(
-        session, settings, rma, line, unit, action, grade=grade, actor=actor, now=now
+        session,
+        settings,
+        rma,
+        line,
+        unit,
+        action,
+        grade=grade,
+        destination=destination,
+        actor=actor,
+        now=now,
     )
     _resolve(rma, actor=actor, now=now)
     apply_change(session, settings, rma, actor=actor, now=now)
@@ -487,13 +571,15 @@ def decide(
     rma: Rma,
     grade: str,
     *,
+    destination: str | None = None,
     actor: str,
     now: datetime | None = None,
 ) -> list[Credit]:
     """A lead's decision on every unit of an RMA waiting for one; no commit.
 
     ``grade`` is ``restock``, ``refurbish``, ``recycle`` (every waiting unit is verified
-    at that grade and credited) or ``refuse`` (none is). Recorded on the writer path.
+    at that grade and credited) or ``refuse`` (none is; the units go to ``destination``,
+    default ``settings.refusal_default``, and are written off). Recorded on the writer path.
 
     Returns:
         The credits issued now.
@@ -516,6 +602,7 @@ def decide(
             unit,
             action,
             grade=None if grade == "refuse" else grade,
+            destination=destination,
             actor=actor,
             now=now,
         )

@@ -23,6 +23,7 @@ from gateway.services.lifecycle import fire
 from gateway.services.orders import rma_contact
 from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
 from gateway.services.reasons import require_reason
+from gateway.services.refund_terms import unit_paid_cents
 from gateway.services.revisions import next_revision
 from gateway.services.rma_writer import apply_change
 from gateway.settings import Settings
@@ -126,7 +127,7 @@ def _build_lines(
                     rmas=avail.rmas,
                 )
             claimed[order_line.id] = already + line.quantity
-            price = order_line.unit_price_cents
+            price = unit_paid_cents(order_line.order, order_line)
         records.append(
             RmaLineRecord(
                 line_no=i,

@@ -26,6 +26,7 @@ from gateway.services.auth import close_session, open_session
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.rma_writer import StaleDataError, StaleRma, load_for_change
 from gateway.services.rmas import transition_rma
+from gateway.settings import REFUSAL_DESTINATIONS
 from gateway.web.pages import GRADES, templates
 from gateway.web.session import COOKIE, set_session_cookie
 
@@ -103,6 +104,9 @@ async def decide(
     grade = form.get("grade", "")
     if grade not in (*GRADES, "refuse"):
         return Response("unknown grade", status_code=422)
+    destination = form.get("destination") or None
+    if destination is not None and destination not in REFUSAL_DESTINATIONS:
+        return Response("unknown destination", status_code=422)
     revision = form.get("revision", "")
     try:
         rma = load_for_change(session, number)
@@ -110,7 +114,7 @@ async def decide(
             return Response("unknown RMA", status_code=404)
         if revision and revision != str(rma.revision):
             raise StaleRma(number)
-        credits.decide(session, settings, rma, grade, actor=user.name)
+        credits.decide(session, settings, rma, grade, destination=destination, actor=user.name)
         session.commit()
     except (StaleRma, StaleDataError):
         session.rollback()
@@ -145,6 +149,9 @@ async def decide_unit(
     grade = form.get("grade", "") or None
     if action not in credits.UNIT_ACTIONS or (grade is not None and grade not in GRADES):
         return Response("unknown action or grade", status_code=422)
+    destination = form.get("destination") or None
+    if destination is not None and destination not in REFUSAL_DESTINATIONS:
+        return Response("unknown destination", status_code=422)
     try:
         revision = int(form.get("revision", ""))
     except ValueError:
@@ -163,6 +170,7 @@ async def decide_unit(
             unit_no,
             action,
             grade=grade,
+            destination=destination,
             actor=user.name,
         )
         session.commit()

@@ -117,3 +117,17 @@ def test_scale_section_is_typed_with_defaults(tmp_path: Path) -> None:
 def test_scale_section_is_bounded(tmp_path: Path, extra: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config(without_scale(tmp_path, extra))
+
+
+def test_a_quarantine_lane_with_a_gate_is_an_inspection_lane(tmp_path: Path) -> None:
+    from edge.sorter.model import Disposition
+    from simulator.testing import station_config
+
+    lanes = [
+        {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17},
+        {"name": "inspect", "disposition": "quarantine", "pos_mm": 2300, "gate_pin": 22},
+    ]
+    belt = station_config(tmp_path, "/dev/null", lanes=lanes).belt_config()
+    assert belt.lane_named("inspect") is not None
+    end = belt.lane_for(Disposition.QUARANTINE)
+    assert end is not None and (end.name, end.gate) == ("quarantine", None)

@@ -3,6 +3,7 @@ de-energised on stop (C7), pushed policies survive a restart."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from edge.daemon import StationDaemon
 from edge.drivers.framing import ScanFrame
 from edge.sorter.model import Alarm, BeltCommand, Decision, Inducted, OrphanRead, Reason
 from edge.station.inputs import EncoderCount, EyeEdge, Grade, LaneInput, Resume, Tick
+from protocol import RmaLine
 from simulator.testing import ManualClock, announcement, station_config, wait_until
+
+EAN = "4006381333931"  # the product's retail EAN-13: it verifies the RMA line's unit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,19 +52,22 @@ def test_typed_inputs_drive_the_core_and_its_actions_reach_the_station(
 ) -> None:
     clock = ManualClock(0.0)
     daemon = StationDaemon(make_config(tmp_path, scanner_pty), clock)
-    daemon.store.apply_announcement(announcement("RMA-000123"))
+    line = RmaLine(line_no=1, sku="SKU-1", quantity=1, gtin=EAN)
+    daemon.store.apply_announcement(announcement("RMA-000123", line))
     try:
         actions = daemon.feed(EyeEdge(0.0, True)) + daemon.feed(EyeEdge(300.0, False))
         assert actions == [Inducted(1, 0.0)]  # accepted at the second edge, 300 ms later
         actions = daemon.feed(ScanFrame("RMA-000123", None, 550.0, False))
+        actions += daemon.feed(ScanFrame(EAN, None, 551.0, False))
         clock.set(900.0)
         actions += daemon.feed(Tick())
         [decision] = [a for a in actions if isinstance(a, Decision)]
         assert (decision.lane.name, decision.reason, decision.reads) == (
             "restock",
             Reason.MATCHED,
-            ("RMA-000123",),
+            ("RMA-000123", "gs1:04006381333931/"),
         )
+        assert [(u.evidence.value, u.verified) for u in decision.units] == [("gtin", True)]
         assert daemon.feed(LaneInput(950.0, "recycle", "full", True)) == []
         assert daemon.core.status()["lanes_full"] == ["recycle"]
         assert [(e.name, e.active) for e in daemon.lane_input_events] == [("recycle.full", True)]
@@ -119,3 +126,44 @@ def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
         assert again.core.policy.version == "site1-2"
     finally:
         again.stop()
+
+
+def test_claimed_units_go_out_with_the_event_and_survive_a_restart(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    line = RmaLine(line_no=1, sku="SKU-1", quantity=1, gtin=EAN)
+
+    def one_parcel(daemon: StationDaemon, clock: ManualClock) -> Decision:
+        actions = daemon.feed(EyeEdge(0.0, True)) + daemon.feed(EyeEdge(300.0, False))
+        actions += daemon.feed(ScanFrame("RMA-000123", None, 550.0, False))
+        actions += daemon.feed(ScanFrame(EAN, None, 551.0, False))
+        for t in range(600, 4000, 50):
+            clock.set(float(t))
+            actions += daemon.feed(Tick())
+        for action in actions:
+            daemon.execute(action)  # the exit writes the event and its receipts
+        [decision] = [a for a in actions if isinstance(a, Decision)]
+        return decision
+
+    clock = ManualClock(0.0)
+    daemon = StationDaemon(make_config(tmp_path, scanner_pty), clock)
+    daemon.store.apply_announcement(announcement("RMA-000123", line))
+    try:
+        first = one_parcel(daemon, clock)
+        [item] = daemon.store.outbox_pending()
+        event = json.loads(item.payload)
+        assert [(u["unit"], u["evidence"], u["verified"]) for u in event["units"]] == [
+            (1, "gtin", True)
+        ]
+        assert [c["code_class"] for c in event["codes"]] == ["rma_label", "retail"]
+        assert daemon.store.claimed_units("RMA-000123") == {1: 1}
+    finally:
+        daemon.stop()
+    assert first.reason is Reason.MATCHED
+    clock = ManualClock(0.0)
+    again = StationDaemon(make_config(tmp_path, scanner_pty), clock)  # a restart
+    try:
+        second = one_parcel(again, clock)
+    finally:
+        again.stop()
+    assert (second.reason, second.units) == (Reason.QUANTITY_EXCEEDED, ())

@@ -108,9 +108,11 @@ def test_confirming_where_an_unverified_unit_is_still_leaves_it_waiting(s: Sessi
     s.commit()
     assert units(s) == [("A", 1, "awaiting", "unverified", "RESTOCK")]
     assert amounts(s) == []
-    credits.decide_unit(s, CFG, r, 1, 1, "refuse", actor="user:lead")
+    credits.decide_unit(s, CFG, r, 1, 1, "refuse", destination="return_to_vendor", actor="lead")
     s.commit()
-    assert units(s) == [("A", 1, "refused", "", "RESTOCK")]
+    # refused: out of where it was found, into the lead's destination, written off
+    assert units(s) == [("A", 1, "refused", "", "RTV")]
+    assert levels(s) == [("A", "RESTOCK", 0), ("A", "RTV", 1), ("A", "UNCONFIRMED", 0)]
     assert (r.state, r.grade, amounts(s)) == ("closed", "refuse", [])
     with pytest.raises(credits.UnitDecisionError, match="already refused"):
         credits.decide_unit(s, CFG, r, 1, 1, "verify", grade="restock", actor="user:lead")

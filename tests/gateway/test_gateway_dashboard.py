@@ -135,10 +135,24 @@ def test_lead_closes_case_without_credit(
     add_user(client, "lee", "lead")
     lead = browser(client.app, "lee")
     token = csrf_of(lead.get("/").text)
-    lead.post("/quarantine/RMA-Q2", data={"grade": "refuse", "csrf": token})
+    page = lead.get("/partials/quarantine").text
+    assert '<option value="return_to_vendor">return to vendor</option>' in page
+    odd = {"grade": "refuse", "destination": "moon", "csrf": token}
+    assert lead.post("/quarantine/RMA-Q2", data=odd).status_code == 422
+    lead.post(
+        "/quarantine/RMA-Q2",
+        data={"grade": "refuse", "destination": "return_to_vendor", "csrf": token},
+    )
     rma = client.get("/api/v1/rmas/RMA-Q2").json()
     assert (rma["state"], rma["grade"]) == ("closed", "refuse")
     assert client.get("/api/v1/credits").json()["credits"] == []
+    moved = client.get("/api/v1/stock").json()["movements"]
+    # one movement per refused unit (line 1: one unit, line 2: two)
+    assert sorted((m["rma_number"], m["sku"], m["location"], m["kind"]) for m in moved) == [
+        ("RMA-Q2", "SKU-1", "RTV", "refused"),
+        ("RMA-Q2", "SKU-2", "RTV", "refused"),
+        ("RMA-Q2", "SKU-2", "RTV", "refused"),
+    ]
 
 
 def test_recent_parcels_show_sku_explanation_and_photo(

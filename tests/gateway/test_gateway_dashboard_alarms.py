@@ -211,3 +211,14 @@ def test_photo_links_only_for_a_stored_photo_hash(
         s.commit()
         photos = [r["photo"] for r in dashboard.recent_parcels(s)]
     assert photos == [None, None, None, f"/api/v1/photos/{good}"]  # newest first
+
+
+def test_a_gate_fault_is_an_alarm_while_the_station_reports_it(anydb: Database) -> None:
+    """A lane whose gate's PLC is off the network (issue 21): raised, then cleared."""
+    with anydb.session() as s:
+        upsert_station(s, "site", status("degraded", core={"lanes_faulted": ["restock"]}))
+    assert open_keys(anydb) == [("st1:gate_fault:restock", True)]
+    with anydb.session() as s:
+        upsert_station(s, "site", status("online", core={"lanes_faulted": []}))
+    assert open_keys(anydb) == [("st1:gate_fault:restock", False)]
+    assert alarms.LABELS["gate_fault"] == "Gate cannot be driven"

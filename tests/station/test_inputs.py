@@ -11,7 +11,8 @@ from edge.daemon import StationDaemon
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
 from edge.drivers.rfid import TagRead, TagReadFailed
-from edge.sorter.model import Alarm
+from edge.drivers.scale import Weighing
+from edge.sorter.model import Alarm, OrphanRead
 from edge.sorter.policy import default_policy
 from edge.station.inputs import (
     ApplyPolicy,
@@ -34,6 +35,7 @@ ONE_OF_EACH: list[object] = [
     TagRead("DD17380A", 2.0, 1, 0x08),
     TagReadFailed("bad_bcc", 3.0),
     Photo(False, 4.0, reason="all_black", tag=1),
+    Weighing(4.5, 4.6, 4.4, None, 0, "not_settled"),  # no [scale] here: an orphan read
     PhotoGraded(GradedPhoto(Photo(False, 4.0, reason="all_black", tag=1), None, None)),
     Grade(5.0, "A"),
     LaneInput(6.0, "restock", "confirm", True),
@@ -63,6 +65,8 @@ def test_every_kind_of_input_reaches_the_core(tmp_path: Path, scanner_pty: str) 
         assert [type(e) for e in daemon.rfid_events] == [TagRead, TagReadFailed]
         assert [(e.name, e.active) for e in daemon.lane_input_events] == [("restock.confirm", True)]
         assert len(daemon.camera.photos) == 1
+        weighing = Weighing(4.5, 4.6, 4.4, None, 0, "not_settled")
+        assert OrphanRead("weight:not_settled", 4.6) in daemon.feed(weighing)
     finally:
         daemon.stop()
 

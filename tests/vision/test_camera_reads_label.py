@@ -19,7 +19,14 @@ from edge.sorter.policy import GradingThresholds
 from edge.vision.calibration import Calibration
 from edge.vision.photos import PhotoStore
 from edge.vision.worker import PhotoGrader
-from simulator.testing import ManualClock, announcement, station_config
+from protocol import RmaLine
+from simulator.testing import (
+    CHEAP_UNIT_CENTS,
+    ManualClock,
+    announcement,
+    label_trusting_policy,
+    station_config,
+)
 from simulator.vision.generator import ParcelSpec, render
 from tests.vision.test_station_vision import T0
 
@@ -50,7 +57,10 @@ def run(tmp_path: Path, photo_at_ms: float) -> tuple[list[Any], StationDaemon]:
     now = ManualClock()
     try:
         daemon = StationDaemon(config(tmp_path, os.ttyname(slave)), now)
-        daemon.store.apply_announcement(announcement("RMA-000123"))
+        # a cheap line without identifiers: its label is trusted by an explicit rule
+        cheap = RmaLine(line_no=1, sku="SKU-1", quantity=1, unit_value_cents=CHEAP_UNIT_CENTS)
+        daemon.store.apply_announcement(announcement("RMA-000123", cheap))
+        daemon.core.policy = label_trusting_policy()
         result = graded_photo(tmp_path, "RMA-000123")
         assert result.grading is not None
         assert result.grading.measures.barcodes == ("]C0RMA-000123",)

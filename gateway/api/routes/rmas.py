@@ -273,14 +273,23 @@ def post_decision(
 ) -> Any:
     """A lead grades a received (e.g. quarantined) return; credits follow by policy.
 
-    ``refuse`` closes the RMA without credit. Decisions on one RMA are serialised: of
-    simultaneous decisions one wins, the others get 409 with the winner's result.
+    ``refuse`` closes the RMA without credit; its received goods go to ``destination``
+    (return to vendor, scrap, back to the customer) in the stock ledger. Decisions on one
+    RMA are serialised: of simultaneous decisions one wins, the others get 409 with the
+    winner's result.
     """
     log.info("decision asked rma=%s grade=%s by=%s", number, body.grade, principal.name)
     return _change(
         session,
         number,
-        lambda rma: credits.decide(session, settings, rma, body.grade, actor=principal.name),
+        lambda rma: credits.decide(
+            session,
+            settings,
+            rma,
+            body.grade,
+            destination=body.destination,
+            actor=principal.name,
+        ),
         body.revision,
     )
 
@@ -322,6 +331,7 @@ def post_unit_decision(
                 unit_no,
                 body.action,
                 grade=body.grade,
+                destination=body.destination,
                 actor=principal.name,
             )
         except credits.UnitDecisionError as exc:
