@@ -101,6 +101,11 @@ class Rma(Base):
     revision: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: compare-and-set on the revision: every UPDATE of the row carries
+    #: ``WHERE revision = <the revision read>``, so a writer that read a revision another
+    #: writer has since replaced changes nothing (``StaleDataError``: HTTP 409). The
+    #: revision itself is set by :func:`gateway.services.rma_writer.apply_change`.
+    __mapper_args__ = {"version_id_col": revision, "version_id_generator": False}
     lines: Mapped[list[RmaLineRecord]] = relationship(
         back_populates="rma",
         cascade="all, delete-orphan",
@@ -140,6 +145,13 @@ class RmaLineRecord(Base):
     rfid_uid: Mapped[str | None] = mapped_column(String(20), index=True)
     category: Mapped[str | None] = mapped_column(String(64))
     rma: Mapped[Rma] = relationship(back_populates="lines")
+    #: the units received so far, with their evidence and decision (unit 1 .. quantity)
+    units: Mapped[list[RmaUnit]] = relationship(
+        back_populates="line",
+        cascade="all, delete-orphan",
+        order_by="RmaUnit.unit_no",
+        lazy="selectin",
+    )
     #: the catalogue's entry for ``sku`` (None while the catalogue does not know it): read
     #: at announcement time, never copied, so a later catalogue entry reaches old RMAs
     catalogue: Mapped[CatalogueItem | None] = relationship(
@@ -147,6 +159,46 @@ class RmaLineRecord(Base):
         viewonly=True,
         lazy="selectin",
     )
+
+
+class RmaUnit(Base):
+    """One received unit of an RMA line: what proved it, where it is, what was decided.
+
+    ``unit_no`` is the unit of the line (1 .. quantity), unique per line, so a unit is
+    received, booked and credited once whatever is redelivered. ``state``: ``awaiting``
+    (a lead decides; ``reason`` says why: ``unverified``, ``divert_unconfirmed``,
+    ``quarantine``, ``unproved_event`` for a version 1 event, ``desk_receipt``),
+    ``credited`` or ``refused``. ``evidence`` / ``identifier`` / ``verified`` come from
+    the station's :class:`protocol.UnitReceipt` (or a lead's verification);
+    ``divert_confirmed`` from the event (None: no sensor). ``location`` is the stock
+    location the unit is booked at (``UNCONFIRMED`` until a lead confirms an unconfirmed
+    divert; None while not booked). ``station_reason`` is the station's decision reason
+    code and ``photo_sha256`` the parcel photo, shown to the lead.
+    """
+
+    __tablename__ = "rma_units"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_rma_units_line_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(
+        ForeignKey("rma_lines.id", ondelete="CASCADE"), index=True
+    )
+    unit_no: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    evidence: Mapped[str | None] = mapped_column(String(16))
+    identifier: Mapped[str | None] = mapped_column(String(64))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    divert_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    grade: Mapped[str | None] = mapped_column(String(24))
+    location: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    station_reason: Mapped[str] = mapped_column(String(64), default="")
+    photo_sha256: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str] = mapped_column(String(128), default="")
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    line: Mapped[RmaLineRecord] = relationship(back_populates="units")
 
 
 class CatalogueItem(Base):
@@ -277,20 +329,21 @@ class IdempotencyRecord(Base):
 
 
 class Credit(Base):
-    """Money (or an exchange) granted for one RMA line: at most one per line.
+    """Money (or an exchange) granted for one unit of an RMA line: at most one per unit.
 
     ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in minor units of
     ``currency``: ``amount_cents`` is what is granted (goods and, by policy, shipping),
     of which ``tax_refund_cents`` tax and ``shipping_refund_cents`` the shipping paid;
     ``shipping_cost_cents`` is the return shipping the shop spent.
+    ``unit_no`` is the unit of the line (1 .. quantity; ``quantity`` is 1).
     """
 
     __tablename__ = "credits"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_credits_line_unit"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rma_line_id: Mapped[int] = mapped_column(
-        ForeignKey("rma_lines.id", ondelete="CASCADE"), unique=True
-    )
+    rma_line_id: Mapped[int] = mapped_column(ForeignKey("rma_lines.id", ondelete="CASCADE"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     rma_number: Mapped[str] = mapped_column(String(32), index=True)
     sku: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(64))
@@ -310,21 +363,21 @@ class Credit(Base):
 
 
 class WriteOff(Base):
-    """Goods of one RMA line received but refused credit: where they went, what it cost.
+    """A unit of an RMA line received but refused credit: where it went, what it cost.
 
     ``destination`` is the lead's choice (``return_to_vendor``, ``scrap``,
     ``return_to_customer``); amounts in minor units of ``currency``: ``paid_cents`` what
     the customer paid for the units, ``recovered_value_cents`` what the shop gets back
     (by destination and category, from settings), ``shipping_cost_cents`` the return
-    shipping spent. At most one per line.
+    shipping spent. One per unit (``unit_no``, ``quantity`` 1), at most once.
     """
 
     __tablename__ = "write_offs"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_write_offs_line_unit"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rma_line_id: Mapped[int] = mapped_column(
-        ForeignKey("rma_lines.id", ondelete="CASCADE"), unique=True
-    )
+    rma_line_id: Mapped[int] = mapped_column(ForeignKey("rma_lines.id", ondelete="CASCADE"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     rma_number: Mapped[str] = mapped_column(String(32), index=True)
     sku: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(64))
@@ -339,11 +392,16 @@ class WriteOff(Base):
 
 
 class StockMovement(Base):
-    """One entry of the stock ledger: units of a SKU into a location (re-entry)."""
+    """One entry of the stock ledger: units of a SKU into (or, negative, out of) a location.
+
+    Per RMA unit (``rma_line_id``, ``unit_no``) each ``kind`` happens once: ``return_in``
+    (the unit arrives at its lane's location, or ``UNCONFIRMED``), ``confirm_out`` /
+    ``confirm_in`` (a lead moved an unconfirmed divert to where it really is).
+    """
 
     __tablename__ = "stock_movements"
     __table_args__ = (
-        UniqueConstraint("rma_line_id", "kind"),
+        UniqueConstraint("rma_line_id", "unit_no", "kind", name="uq_stock_movements_unit_kind"),
         Index("ix_stock_movements_sku_location", "sku", "location"),
     )
 
@@ -353,8 +411,30 @@ class StockMovement(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(24))
     rma_line_id: Mapped[int | None] = mapped_column(ForeignKey("rma_lines.id", ondelete="SET NULL"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     rma_number: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AnnouncementRow(Base):
+    """One RMA announcement in the announcement outbox, until the broker acknowledges it.
+
+    Written in the transaction of the RMA change it announces
+    (:func:`gateway.services.rma_writer.apply_change`); the MQTT bridge publishes pending
+    rows (QoS 1) and sets ``sent_at`` on the PUBACK, so a gateway restart between the
+    commit and the publish loses nothing. ``payload`` is the encoded
+    :class:`protocol.RmaAnnouncement` (JSON text, at most the protocol's message size).
+    """
+
+    __tablename__ = "announcement_outbox"
+    __table_args__ = (Index("ix_announcement_outbox_pending", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_number: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class WebhookDelivery(Base):

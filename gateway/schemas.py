@@ -352,11 +352,42 @@ class DecisionRequest(BaseModel):
         "refusal_default setting",
     )
     note: str = Field(default="", max_length=2000)
+    revision: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="The RMA revision the lead decided on: when the RMA has changed since, "
+        "409 with its current state and nothing is done",
+    )
 
     @model_validator(mode="after")
     def _destination_with_refuse(self) -> DecisionRequest:
         if self.destination is not None and self.grade != "refuse":
             raise ValueError("destination is only for grade 'refuse'")
+        return self
+
+
+class UnitDecisionRequest(BaseModel):
+    """A lead's decision on one received unit waiting for a lead.
+
+    ``verify``: checked, credited at its station grade or ``grade``; ``regrade``: credited
+    at ``grade``; ``confirm_location``: an unconfirmed divert found at ``grade``'s
+    location (credited when the station verified it); ``refuse``: no credit, the unit goes
+    to ``destination`` (default: the shop's ``refusal_default``). ``revision`` as in
+    :class:`DecisionRequest`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["verify", "regrade", "refuse", "confirm_location"]
+    grade: Literal["restock", "refurbish", "recycle"] | None = None
+    destination: Literal["return_to_vendor", "scrap", "return_to_customer"] | None = None
+    revision: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _destination_with_refuse(self) -> UnitDecisionRequest:
+        if self.destination is not None and self.action != "refuse":
+            raise ValueError("destination is only for action 'refuse'")
         return self
 
 

@@ -12,6 +12,24 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class RmaUnitOut(_Out):
+    """One received unit: its evidence, where it is, what was decided (or why it waits)."""
+
+    unit_no: int
+    state: str
+    reason: str
+    evidence: str | None
+    identifier: str | None
+    verified: bool
+    divert_confirmed: bool | None
+    grade: str | None
+    location: str | None
+    event_id: str | None
+    station_reason: str
+    photo_sha256: str | None
+    decided_by: str
+
+
 class RmaLineOut(_Out):
     """One RMA line as stored (``rfid_uid`` canonical; price in minor units)."""
 
@@ -24,6 +42,7 @@ class RmaLineOut(_Out):
     serial: str | None
     rfid_uid: str | None
     category: str | None
+    units: list[RmaUnitOut] = []
 
 
 class TransitionOut(_Out):
@@ -130,6 +149,7 @@ class CreditOut(_Out):
     kind: str
     grade: str
     quantity: int
+    unit_no: int = 1
     paid_cents: int
     amount_cents: int
     restocking_fee_cents: int

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from gateway.models import Order, ReturnReason, Rma, utcnow
 from gateway.schemas import RESOLUTIONS, RmaDraft, RmaLineDraft
-from gateway.services import accounting
 from gateway.services.policies import (
     PolicyViolation,
     by_category,
@@ -224,7 +223,6 @@ def submit(
             draft,
             actor=FORM_ACTOR,
             now=now,
-            before_commit=lambda r: accounting.state_changed(session, settings, r, FORM_ACTOR),
         )
     except PolicyViolation as exc:
         facts = dict(exc.details)

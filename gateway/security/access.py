@@ -102,6 +102,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/rmas/{number}/transitions"): need("rmas:write", "lead"),
     ("POST", "/api/v1/rmas/{number}/receipts"): LEAD,
     ("POST", "/api/v1/rmas/{number}/decision"): LEAD,
+    ("POST", "/api/v1/rmas/{number}/lines/{line_no}/units/{unit_no}/decision"): LEAD,
     ("GET", "/api/v1/rmas/{number}/label.pdf"): READ,
     ("POST", "/api/v1/orders"): need("orders:write"),
     ("PUT", "/api/v1/orders/{order_ref}"): need("orders:write"),
@@ -157,6 +158,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
     ("POST", "/quarantine/{number}"): need("lead", form=True),
+    ("POST", "/quarantine/{number}/units/{line_no}/{unit_no}"): need("lead", form=True),
     ("POST", "/rmas/{number}/approval"): need("lead", form=True),
     ("POST", "/alarms/{alarm_id}/ack"): need("lead", form=True),
     # -- the customer return form (public; its own CSRF and rate limits) -------------------

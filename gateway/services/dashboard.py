@@ -190,7 +190,13 @@ def recent_parcels(session: Session, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def quarantine_queue(session: Session) -> list[dict[str, Any]]:
-    """RMAs waiting for a lead's decision, oldest first, with the station's last reason."""
+    """RMAs waiting for a lead's decision, oldest first, with the station's last reason.
+
+    Each row also lists, per RMA line, its units waiting for a lead (``waiting``): unit
+    number, the station's grade, the evidence, why it waits, where it is booked, and the
+    parcel photo's URL; and the RMA's ``revision`` (the forms send it back, so a decision
+    made on a page older than the RMA's last change is refused).
+    """
     rmas = list(
         session.scalars(
             select(Rma).where(Rma.awaiting_decision.is_(True)).order_by(Rma.updated_at).limit(200)
@@ -218,6 +224,23 @@ def quarantine_queue(session: Session) -> list[dict[str, Any]]:
                 "station_reason": event.reason if event else "desk receipt",
                 "explanation": (event.raw or {}).get("explanation") or "" if event else "",
                 "since": fmt_time(r.updated_at),
+                "revision": r.revision,
+                "waiting": [
+                    {
+                        "line_no": line.line_no,
+                        "sku": line.sku,
+                        "unit_no": u.unit_no,
+                        "grade": u.grade or "",
+                        "evidence": u.evidence or "none",
+                        "identifier": u.identifier or "",
+                        "reason": u.reason,
+                        "location": u.location or "",
+                        "photo": f"/api/v1/photos/{u.photo_sha256}" if u.photo_sha256 else "",
+                    }
+                    for line in r.lines
+                    for u in line.units
+                    if u.state == "awaiting"
+                ],
             }
         )
     return rows

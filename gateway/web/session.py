@@ -27,6 +27,8 @@ NOTICES: dict[str, str] = {
     "approved": "{rma}: approved and announced to the stations",
     "rejected": "{rma}: rejected",
     "not-allowed": "{rma}: not possible in its current state",
+    "unit-decided": "{rma}: unit decided",
+    "stale": "{rma}: changed by someone else meanwhile, nothing done: look again",
     "acknowledged": "Alarm acknowledged",
 }
 """Every notice the status page shows after an action, by code: never text from the URL."""

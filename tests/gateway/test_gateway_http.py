@@ -120,7 +120,7 @@ def test_transitions_and_decision_over_http(client: TestClient, rma_body: Body) 
     decided = client.post("/api/v1/rmas/RMA-2/decision", json={"grade": "restock"})
     assert decided.status_code == 200 and decided.json()["state"] == "refunded"
     credits = client.get("/api/v1/credits", params={"rma": "RMA-2"}).json()["credits"]
-    assert sorted(c["sku"] for c in credits) == ["SKU-1", "SKU-2"]
+    assert sorted(c["sku"] for c in credits) == ["SKU-1", "SKU-2", "SKU-2"]  # one per unit
     stock = client.get("/api/v1/stock").json()["levels"]
     assert [(x["sku"], x["location"], x["quantity"]) for x in stock] == [
         ("SKU-1", "RESTOCK", 1),

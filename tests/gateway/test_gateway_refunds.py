@@ -10,11 +10,12 @@ from sqlalchemy import select
 from gateway.db import Database
 from gateway.models import Credit
 from gateway.schemas import OrderDraft, RmaDraft
-from gateway.services.accounting import apply_parcel
+from gateway.services.credits import apply_parcel
 from gateway.services.orders import create_order
 from gateway.services.reasons import seed_reasons
 from gateway.services.rmas import create_rma, get_rma
 from gateway.settings import Settings
+from tests.gateway.conftest import parcel_for
 
 CFG = Settings(site="site1", restocking_fee_percent={"default": 0.0})
 
@@ -53,7 +54,7 @@ def _return(db: Database, number: str, reason: str, lines: list[dict[str, Any]])
         create_rma(s, CFG, draft)
         rma = get_rma(s, number)
         assert rma is not None
-        assert apply_parcel(s, CFG, rma, "restock", actor="station:st1")
+        assert apply_parcel(s, CFG, rma, parcel_for(rma, "restock"), actor="station:st1")
         s.commit()
         credits = s.scalars(
             select(Credit).where(Credit.rma_number == number).order_by(Credit.id)
@@ -63,18 +64,19 @@ def _return(db: Database, number: str, reason: str, lines: list[dict[str, Any]])
 
 
 def _parts(credits: list[Credit]) -> list[tuple[str, int, int, int, int, int]]:
-    """``(sku, quantity, paid, amount, tax refunded, shipping refunded)`` per credit."""
-    return [
-        (
-            c.sku,
-            c.quantity,
-            c.paid_cents,
-            c.amount_cents,
-            c.tax_refund_cents,
-            c.shipping_refund_cents,
-        )
-        for c in credits
-    ]
+    """``(sku, quantity, paid, amount, tax refunded, shipping refunded)`` per SKU.
+
+    Credits are per unit; the units of one line take consecutive shares, so their sums
+    are the line's refund.
+    """
+    out: dict[str, list[int]] = {}
+    for c in credits:
+        row = out.setdefault(c.sku, [0, 0, 0, 0, 0])
+        for i, v in enumerate(
+            (c.quantity, c.paid_cents, c.amount_cents, c.tax_refund_cents, c.shipping_refund_cents)
+        ):
+            row[i] += v
+    return [(sku, *row) for sku, row in out.items()]  # type: ignore[misc]
 
 
 def test_a_discounted_order_returned_in_two_rmas_refunds_exactly_what_was_paid(

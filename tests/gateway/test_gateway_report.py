@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from gateway.api.schemas import ImpactReport, ImpactRowOut
 from gateway.db import Database
 from gateway.schemas import OrderDraft, RmaDraft
-from gateway.services import accounting
+from gateway.services import credits
 from gateway.services.orders import create_order
 from gateway.services.reasons import seed_reasons
 from gateway.services.reports import financial_impact, to_csv
@@ -19,6 +19,7 @@ from gateway.services.rmas import create_rma, get_rma
 from gateway.services.stock import stock_levels
 from gateway.services.write_offs import UnknownDestination
 from gateway.settings import Settings
+from tests.gateway.conftest import parcel_for
 
 CFG = Settings(
     site="site1",
@@ -62,9 +63,9 @@ def _parcel(
         create_rma(s, CFG, draft)
         rma = get_rma(s, number)
         assert rma is not None
-        accounting.apply_parcel(s, CFG, rma, sorted_to, actor="station:st1", now=NOW)
+        credits.apply_parcel(s, CFG, rma, parcel_for(rma, sorted_to), actor="station:st1", now=NOW)
         if decide:
-            accounting.settle(s, CFG, rma, "refuse", actor="user:lead", now=NOW, **decide)
+            credits.decide(s, CFG, rma, "refuse", actor="user:lead", now=NOW, **decide)
         s.commit()
 
 

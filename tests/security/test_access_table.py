@@ -38,6 +38,7 @@ def test_what_each_kind_of_route_needs() -> None:
     writes = {k: r for k, r in RULES.items() if k[0] != "GET"}
     assert {k for k, r in writes.items() if r.form} == {
         ("POST", "/quarantine/{number}"),
+        ("POST", "/quarantine/{number}/units/{line_no}/{unit_no}"),
         ("POST", "/rmas/{number}/approval"),
         ("POST", "/alarms/{alarm_id}/ack"),
     }

@@ -1,7 +1,7 @@
 """Refund terms (issue 14): order discount, voucher, shipping paid, tax per line; write-offs.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02 02:30:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import gateway.models
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -45,6 +45,7 @@ def upgrade() -> None:
         "write_offs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("rma_line_id", sa.Integer(), nullable=False),
+        sa.Column("unit_no", sa.Integer(), server_default="1", nullable=False),
         sa.Column("rma_number", sa.String(length=32), nullable=False),
         sa.Column("sku", sa.String(length=64), nullable=False),
         sa.Column("category", sa.String(length=64), nullable=False),
@@ -58,7 +59,7 @@ def upgrade() -> None:
         sa.Column("created_at", gateway.models.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["rma_line_id"], ["rma_lines.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("rma_line_id"),
+        sa.UniqueConstraint("rma_line_id", "unit_no", name="uq_write_offs_line_unit"),
     )
     with op.batch_alter_table("write_offs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_write_offs_created_at"), ["created_at"], unique=False)
