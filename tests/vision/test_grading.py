@@ -184,10 +184,31 @@ def test_background_model_follows_a_lighting_change() -> None:
     ids=["glare", "motion-blur", "clutter", "partial", "textured-belt", "weak-outline"],
 )
 def test_the_grader_abstains_and_says_why(spec: ParcelSpec, check: str) -> None:
-    g = grade_frame(render(spec), CAL, TH)
+    g = grade_frame(render(spec), CAL, TH, early_exit=False)
     assert g.grade == "unknown", g.explanation
     assert set(check.split("|")) & set(g.checks), g.explanation
     assert g.confidence == 0.0
+    quick = grade_frame(render(spec), CAL, TH)  # the station's way: stops at shape checks
+    assert (quick.grade, quick.confidence, quick.measures.barcodes) == (
+        "unknown",
+        0.0,
+        g.measures.barcodes,
+    )
+    assert set(quick.checks) <= set(g.checks) and quick.checks, quick.explanation
+
+
+def test_early_exit_stops_after_a_shape_check_and_names_only_what_it_measured() -> None:
+    # a dark red box on a dark belt at a fifth of the light: only the label strip segments
+    frame = render(ParcelSpec(colour="red", belt="dark", gain=0.2, seed=26))
+    full = grade_frame(frame, CAL, TH, early_exit=False)
+    quick = grade_frame(frame, CAL, TH)
+    assert full.checks == ("scale", "weak_outline", "not_square")
+    assert full.measures.complete and full.measured_grade == "A"
+    assert quick.checks == ("scale", "not_square")
+    assert not quick.measures.complete and quick.measured_grade is None
+    assert (quick.measures.edge_contrast, quick.measures.dark_fraction) == (0.0, 0.0)
+    assert quick.measures.barcodes == full.measures.barcodes == ("]C0RMA-000123",)
+    assert "weak outline" not in quick.explanation and "measured" not in quick.explanation
 
 
 def test_a_tilted_view_is_not_square() -> None:
