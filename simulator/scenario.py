@@ -29,6 +29,12 @@ Schema (every key checked; unknown keys are errors; all but ``name``, ``station`
       garbled_rate: 0.0      # a character of the scan is wrong: quarantine (unknown_rma)
       rfid_rate: 0.0         # the item carries an RFID tag its RMA line declares: sorted
       rfid_mismatch_rate: 0.0  # the tag is another RMA's: quarantine (wrong item / conflict)
+    photos:                  # what the camera's photos of the known parcels show (needs
+                             # station.belt.camera_pos_mm and a lane for each grade);
+                             # fractions, the rest grade A: restock
+      grade_b_rate: 0.2      # minor damage: refurbish
+      grade_c_rate: 0.2      # major damage: recycle
+      unreadable_rate: 0.1   # a photo the grader abstains on: quarantine (unknown_grade)
     faults:                  # the timeline; at_s / duration_s in (virtual) belt seconds
       - {kind: broker_outage, at_s: 2, duration_s: 3}
       - {kind: gateway_outage, at_s: 6, duration_s: 3}
@@ -120,6 +126,29 @@ class ReadBehaviour(_Strict):
         return self
 
 
+PhotoGrade = Literal["A", "B", "C", "unreadable"]
+GRADE_DISPOSITION: dict[str, str] = {"A": "restock", "B": "refurbish", "C": "recycle"}
+"""The shipped policy's disposition of each grade a photo shows."""
+
+
+class PhotoMix(_Strict):
+    """What the camera's photos of the known parcels show (fractions, 0..1, seeded).
+
+    The rest are grade A (intact). Every parcel's photo carries its label (the RMA
+    number as Code 128), which the camera reads too.
+    """
+
+    grade_b_rate: float = Field(default=0.0, ge=0, le=1)
+    grade_c_rate: float = Field(default=0.0, ge=0, le=1)
+    unreadable_rate: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> PhotoMix:
+        if self.grade_b_rate + self.grade_c_rate + self.unreadable_rate > 1.0 + 1e-9:
+            raise ValueError("grade_b_rate + grade_c_rate + unreadable_rate must be <= 1")
+        return self
+
+
 FaultKind = Literal[
     "broker_outage",
     "gateway_outage",
@@ -207,6 +236,7 @@ class Scenario(_Strict):
     time: TimeMode = TimeMode()
     parcels: ParcelMix
     reads: ReadBehaviour = ReadBehaviour()
+    photos: PhotoMix | None = None
     faults: list[Fault] = Field(default_factory=list, max_length=1000)
     expect: Expectations = Expectations()
 
@@ -217,6 +247,18 @@ class Scenario(_Strict):
         for i, f in enumerate(self.faults):
             if f.lane is not None and f.lane not in names:
                 raise ValueError(f"faults.{i}.lane: no lane {f.lane!r} in station.lanes")
+        if self.photos is not None:
+            belt = self.station.get("belt", {})
+            if not isinstance(belt, dict) or belt.get("camera_pos_mm") is None:
+                raise ValueError("photos: the core sorts on them only with belt.camera_pos_mm")
+            have = {lane.get("disposition") for lane in lanes if isinstance(lane, dict)}
+            rates = {"B": self.photos.grade_b_rate, "C": self.photos.grade_c_rate, "A": 1.0}
+            for grade, rate in rates.items():
+                if rate > 0 and GRADE_DISPOSITION[grade] not in have:
+                    raise ValueError(
+                        f"photos: grade {grade} parcels need a lane of disposition "
+                        f"{GRADE_DISPOSITION[grade]!r}"
+                    )
         late = sum(f.count for f in self.faults if f.kind == "late_rma")
         if late > self.parcels.known:
             raise ValueError(f"late_rma counts ({late}) exceed parcels.known")
@@ -247,6 +289,8 @@ class SimParcel:
         read: how its label / tag reads (``ReadBehaviour``).
         scans: what the scanner reports for it, in order (empty: a no-read).
         expected_reason: the reason code the station should give.
+        photo: what the camera's photo of it shows (grade A, B, C or unreadable).
+        gtin: the GTIN-14 its RMA line declares and its label shows (GS1-128), or None.
     """
 
     index: int
@@ -259,6 +303,8 @@ class SimParcel:
     read: Read = "ok"
     scans: tuple[str, ...] | None = None
     expected_reason: str | None = None
+    photo: PhotoGrade = "A"
+    gtin: str | None = None
 
     @property
     def scan_codes(self) -> tuple[str, ...]:
@@ -285,6 +331,17 @@ def load_scenario(path: str | Path) -> Scenario:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ScenarioError(f"{path}: {problems}") from exc
+
+
+def gtin_for(index: int) -> str:
+    """A GTIN-14 for known parcel ``index``'s product (GS1 check digit; prefix 0950600).
+
+    The GS1 example company prefix of the GS1 General Specifications, one item reference
+    per index (mod 100 000).
+    """
+    body = f"0950600{index % 100_000:05d}0"[:13]
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return body + str((10 - total % 10) % 10)
 
 
 def tag_uid_for(run_tag: str, index: int) -> str:
@@ -314,6 +371,25 @@ def plan_reads(reads: ReadBehaviour, known: int, seed: int) -> list[Read]:
     return plan
 
 
+def plan_photos(photos: PhotoMix | None, known: int, seed: int) -> list[PhotoGrade]:
+    """What each known parcel's photo shows (in RMA order): seeded, exact counts (rounded).
+
+    Without ``photos``: grade A for every parcel.
+    """
+    plan: list[PhotoGrade] = []
+    if photos is not None:
+        for grade, rate in (
+            ("B", photos.grade_b_rate),
+            ("C", photos.grade_c_rate),
+            ("unreadable", photos.unreadable_rate),
+        ):
+            plan += [grade] * round(rate * known)  # type: ignore[list-item]
+    plan = plan[:known]
+    plan += ["A"] * (known - len(plan))
+    random.Random(seed * 104729 + 3).shuffle(plan)
+    return plan
+
+
 def _garble(code: str) -> str:
     return code[:-1] + ("Z" if code[-1] != "Z" else "Y")
 
@@ -325,6 +401,8 @@ def plan_parcels(
     restock_lane: str,
     run_tag: str,
     reads: ReadBehaviour | None = None,
+    photos: PhotoMix | None = None,
+    grade_lanes: dict[str, str] | None = None,
 ) -> list[SimParcel]:
     """Lay out the parcels on the belt in a seeded random order.
 
@@ -332,7 +410,12 @@ def plan_parcels(
     unknown labels are numbers that were never issued (tagged with ``run_tag``). With
     ``reads``, known parcels read as :func:`plan_reads` says; the RMA of 1-based index
     ``n`` read ``rfid`` or ``rfid_mismatch`` declares tag :func:`tag_uid_for` ``(run_tag, n)``;
-    an ``rfid`` parcel carries that tag, an ``rfid_mismatch`` parcel another one.
+    an ``rfid`` parcel carries that tag, an ``rfid_mismatch`` parcel another one. With
+    ``photos``, known parcels' photos show what :func:`plan_photos` says, their RMA lines
+    declare the product's GTIN (:func:`gtin_for`, shown on the label), and one that
+    reads and matches ends in ``grade_lanes[grade]`` (grade A, B, C: the lane of the
+    grade's disposition, :data:`GRADE_DISPOSITION`), or quarantine ``unknown_grade`` for
+    an unreadable photo (or a grade without a lane).
     """
     if len(known_codes) < mix.known:
         raise ValueError(f"{mix.known} known parcels need as many RMAs, got {len(known_codes)}")
@@ -342,6 +425,7 @@ def plan_parcels(
     labels += ["no_read" for _ in range(mix.no_read)]
     rng.shuffle(labels)
     read_plan = plan_reads(reads or ReadBehaviour(), mix.known, mix.seed)
+    photo_plan = plan_photos(photos, mix.known, mix.seed)
     known = iter(enumerate(known_codes[: mix.known]))
     parcels: list[SimParcel] = []
     t_ms = mix.start_ms
@@ -350,11 +434,17 @@ def plan_parcels(
         tag: str | None = None
         read: Read = "ok"
         scans: tuple[str, ...] | None = None
+        photo: PhotoGrade = "A"
+        gtin: str | None = None
         if label == "known":
             k, code_ = next(known)
             code: str | None = code_
             read = read_plan[k]
             lane, reason = restock_lane, "matched"
+            if photos is not None:
+                photo, gtin = photo_plan[k], gtin_for(k + 1)
+                graded = (grade_lanes or {}).get(photo)
+                lane, reason = (graded, "matched") if graded else ("quarantine", "unknown_grade")
             if read == "no_read":
                 scans, lane, reason = (), "quarantine", "no_read"
             elif read == "duplicate":
@@ -370,7 +460,9 @@ def plan_parcels(
             code, lane, reason = f"RMA-X{run_tag}{i:05d}", "quarantine", "unknown_rma"
         else:
             code, lane, reason = None, "quarantine", "no_read"
-        parcels.append(SimParcel(i, label, code, length, t_ms, lane, tag, read, scans, reason))
+        parcels.append(
+            SimParcel(i, label, code, length, t_ms, lane, tag, read, scans, reason, photo, gtin)
+        )
         if mix.rate_per_h is not None:
             t_ms += 3_600_000.0 / mix.rate_per_h
         else:
