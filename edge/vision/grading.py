@@ -754,6 +754,7 @@ def _surface(
     roi: Any,
     grey: Any,
     lo: Any,
+    hi: Any,
     top: Any,
     label: Any,
     label_square: bool,
@@ -762,7 +763,8 @@ def _surface(
 ) -> tuple[float, float, float]:
     """(dark_fraction, mark_fraction, glare_fraction) of the top surface (work res).
 
-    ``lo``: the ROI's smallest channel per pixel (uint8), as :func:`_label` takes it.
+    ``lo`` / ``hi``: the ROI's smallest / largest channel per pixel (uint8), as
+    :func:`_label` takes them.
     """
     surface = top.copy()
     label_marks = 0
@@ -775,7 +777,11 @@ def _surface(
     lit = surface if label_square or label is None else top
     glare = float(np.count_nonzero(lo[lit > 0] >= 245)) / max(1, int(cv2.countNonZero(lit)))
     med = _hist_median(grey, surface)
-    dark = ((grey < t.dark_ratio * med) & (surface > 0)).astype(np.uint8)
+    # vivid ink (a red tape, a logo) is print whatever its grey level: left out pixel by
+    # pixel, so a tear running under a tape is not taken for the tape's colour
+    hi16 = hi.astype(np.int16)
+    vivid = (hi16 >= 80) & (10 * (hi16 - lo) >= 6 * hi16)
+    dark = ((grey < t.dark_ratio * med) & (surface > 0) & ~vivid).astype(np.uint8)
     if not np.any(dark):
         return 0.0, label_marks / n, glare
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
@@ -1061,7 +1067,7 @@ def measure(
     if complete:  # the surface and the outline profiles: only when they can still matter
         if label_mask is not None:
             label_mask = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
-        dark, marks, glare = _surface(roi, grey_roi, lo, top, label_mask, label_square, t, mmpp)
+        dark, marks, glare = _surface(roi, grey_roi, lo, hi, top, label_mask, label_square, t, mmpp)
         contrast, coverage, blur_mm = _profiles(frame, contour_px, model, belt, calibration)
         checks.extend(_late_checks(contrast, coverage, glare, blur_mm, marks, t))
         checks.sort(key=lambda check: CHECKS.index(check[0]))
