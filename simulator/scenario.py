@@ -64,6 +64,7 @@ of its lane (fail safe); anything else is a mis-sort.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -351,19 +352,25 @@ def tag_uid_for(run_tag: str, index: int) -> str:
     return "04" + bytes(0x87 if b == 0x88 else b for b in raw).hex().upper()
 
 
+def _exact_mix(rates: Sequence[tuple[str, float]], n: int, rest: str) -> list[str]:
+    """``round(rate * n)`` of each name in turn (at most ``n`` in all), then ``rest``."""
+    plan: list[str] = []
+    for name, rate in rates:
+        plan += [name] * round(rate * n)
+    plan = plan[:n]
+    return plan + [rest] * (n - len(plan))
+
+
 def plan_reads(reads: ReadBehaviour, known: int, seed: int) -> list[Read]:
     """How each known parcel (in RMA order) reads: seeded, exact counts (rounded)."""
     rng = random.Random(seed * 7919 + 1)
-    plan: list[Read] = []
-    for name, rate in (
+    rates = (
         ("no_read", reads.no_read_rate),
         ("garbled", reads.garbled_rate),
         ("rfid", reads.rfid_rate),
         ("rfid_mismatch", reads.rfid_mismatch_rate),
-    ):
-        plan += [name] * round(rate * known)  # type: ignore[list-item]
-    plan = plan[:known]
-    plan += ["ok"] * (known - len(plan))
+    )
+    plan: list[Read] = _exact_mix(rates, known, "ok")  # type: ignore[assignment]
     rng.shuffle(plan)
     ok = [i for i, r in enumerate(plan) if r == "ok"]
     for i in rng.sample(ok, min(len(ok), round(reads.duplicate_rate * known))):
@@ -376,16 +383,16 @@ def plan_photos(photos: PhotoMix | None, known: int, seed: int) -> list[PhotoGra
 
     Without ``photos``: grade A for every parcel.
     """
-    plan: list[PhotoGrade] = []
-    if photos is not None:
-        for grade, rate in (
+    rates = (
+        ()
+        if photos is None
+        else (
             ("B", photos.grade_b_rate),
             ("C", photos.grade_c_rate),
             ("unreadable", photos.unreadable_rate),
-        ):
-            plan += [grade] * round(rate * known)  # type: ignore[list-item]
-    plan = plan[:known]
-    plan += ["A"] * (known - len(plan))
+        )
+    )
+    plan: list[PhotoGrade] = _exact_mix(rates, known, "A")  # type: ignore[assignment]
     random.Random(seed * 104729 + 3).shuffle(plan)
     return plan
 
