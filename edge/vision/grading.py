@@ -298,24 +298,25 @@ class _Belt:
     def image(self, x0: float, y0: float, step: float, shape: tuple[int, int]) -> Any:
         """The belt surface (uint8 BGR) on a grid: pixel (i, j) at (x0 + j step, y0 + i step).
 
-        The quadratic surface is rank 3 in (row, column): (1, down_c, y) (h x 3) times
-        (across_c, 1, x xy_c) (3 x w) per channel, one matrix product for all channels.
+        The quadratic surface per channel c is across_c(x) + down_c(y) + xy_c x y: one
+        matrix product (1, y, down_b, down_g, down_r) (h x 5) by (across, x xy, one-hot
+        channel) (5 x 3w), already in pixel order.
         """
         h, w = shape
         hh, ww = self.size
         x = ((x0 + step * np.arange(w, dtype=np.float32)) - ww / 2) / ww
         y = ((y0 + step * np.arange(h, dtype=np.float32)) - hh / 2) / ww
         p = self.plane.astype(np.float32)  # rows: 1, x, y, x^2, y^2, xy (see _design)
-        left = np.empty((3, h, 3), np.float32)  # (channel, row, term)
-        left[:, :, 0] = 1.0
-        left[:, :, 1] = (y[:, None] * p[2] + (y * y)[:, None] * p[4]).T
-        left[:, :, 2] = y
-        right = np.empty((3, 3, w), np.float32)  # (channel, term, column)
-        right[:, 0, :] = (p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]).T
-        right[:, 1, :] = 1.0
-        right[:, 2, :] = p[5][:, None] * x
-        planes = np.matmul(left, right)  # (channel, row, column)
-        img = cv2.merge([planes[0], planes[1], planes[2]])
+        left = np.empty((h, 5), np.float32)  # (row, term): 1, y, down per channel
+        left[:, 0] = 1.0
+        left[:, 1] = y
+        left[:, 2:] = y[:, None] * p[2] + (y * y)[:, None] * p[4]
+        right = np.zeros((5, w, 3), np.float32)  # (term, column, channel)
+        right[0] = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]
+        right[1] = x[:, None] * p[5]
+        for ch in range(3):
+            right[2 + ch, :, ch] = 1.0
+        img = (left @ right.reshape(5, -1)).reshape(h, w, 3)
         return np.clip(img, 0, 255, out=img).astype(np.uint8)
 
     def at(self, xy: Any) -> Any:
@@ -715,25 +716,35 @@ def read_codes(grey: Any, label_rect: Any = None) -> tuple[str, ...]:
     gives nothing, or there is no label, the whole frame in any orientation.
     """
     if label_rect is not None:
-        bgr = grey if grey.ndim == 3 else cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-        codes = _decode_crop(_read_label(bgr, label_rect)[0])
+        codes = _decode_crop(_read_label(grey, label_rect)[0])
         if codes:
             return codes
     return decode_barcodes(grey, try_rotate=True)
 
 
 def _read_label(frame: Any, rect: Any) -> tuple[Any, float]:
-    """The label crop (grey), rotated upright, and the share of dark (bar) pixels in it."""
+    """The label crop (grey), rotated upright, and the share of dark (bar) pixels in it.
+
+    ``frame``: BGR or grey; ``rect``: the label's minimum-area rectangle (full-res px).
+    """
     (cx, cy), (w, h), angle = rect
     if w < h:
         w, h, angle = h, w, angle + 90.0
     pad = 12
-    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
-    m[0, 2] += w / 2 + pad - cx
-    m[1, 2] += h / 2 + pad - cy
+    # grey first, over the frame region the crop samples only (a pixel of margin)
+    box = cv2.boxPoints(((cx, cy), (w + 2 * pad, h + 2 * pad), angle))
+    fh, fw = frame.shape[:2]
+    x0, y0 = max(0, int(box[:, 0].min()) - 2), max(0, int(box[:, 1].min()) - 2)
+    x1, y1 = min(fw, int(box[:, 0].max()) + 3), min(fh, int(box[:, 1].max()) + 3)
+    region = frame[y0:y1, x0:x1]
+    if region.size == 0:  # the rectangle lies outside the frame: a blank crop
+        return np.full((int(h + 2 * pad), int(w + 2 * pad)), 255, np.uint8), 0.0
+    src = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY) if region.ndim == 3 else region
+    m = cv2.getRotationMatrix2D((cx - x0, cy - y0), angle, 1.0)
+    m[0, 2] += w / 2 + pad - (cx - x0)
+    m[1, 2] += h / 2 + pad - (cy - y0)
     size = (int(w + 2 * pad), int(h + 2 * pad))
-    crop = cv2.warpAffine(frame, m, size, flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
-    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    grey = cv2.warpAffine(src, m, size, flags=cv2.INTER_LINEAR, borderValue=255)
     inside = grey[pad:-pad, pad:-pad]
     return grey, float(np.count_nonzero(inside < 128)) / max(inside.size, 1)
 
