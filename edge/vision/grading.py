@@ -461,11 +461,16 @@ def _difference(img: Any, grey: Any, bg: Any) -> Any:
         bg_grey: Any = float(bg.astype(np.float32) @ _GREY)
     else:
         d = cv2.absdiff(img, bg)
-        bg_grey = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        bg_grey = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)
     b, g, r = cv2.split(d)
     diff = cv2.max(cv2.max(b, g), r)
-    darker = grey.astype(np.float32) < bg_grey * 0.95
-    cand = np.flatnonzero(darker.reshape(-1) & (diff.reshape(-1) > DIFF_MIN / 2))
+    # candidates: different enough (uint8, every pixel), then darker (those pixels only)
+    cand = np.flatnonzero(diff.reshape(-1) > DIFF_MIN / 2)
+    grey_c = grey.reshape(-1)[cand].astype(np.float32)
+    if bg.ndim == 1:
+        cand = cand[grey_c < bg_grey * 0.95]
+    else:
+        cand = cand[grey_c < bg_grey.reshape(-1)[cand].astype(np.float32) * 0.95]
     if cand.size:
         f = cv2.blur(img, (3, 3)).reshape(-1, 3)[cand].astype(np.float32)
         if bg.ndim == 1:
@@ -790,9 +795,10 @@ def _surface(
     med = _hist_median(grey, surface)
     # vivid ink (a red tape, a logo) is print whatever its grey level: left out pixel by
     # pixel, so a tear running under a tape is not taken for the tape's colour
-    hi16 = hi.astype(np.int16)
-    vivid = (hi16 >= 80) & (10 * (hi16 - lo) >= 6 * hi16)
-    dark = ((grey < t.dark_ratio * med) & (surface > 0) & ~vivid).astype(np.uint8)
+    dark = ((grey < t.dark_ratio * med) & (surface > 0)).astype(np.uint8)
+    cand = np.flatnonzero(dark)
+    hi_c, lo_c = hi.reshape(-1)[cand].astype(np.int16), lo.reshape(-1)[cand].astype(np.int16)
+    dark.reshape(-1)[cand[(hi_c >= 80) & (10 * (hi_c - lo_c) >= 6 * hi_c)]] = 0
     if not np.any(dark):
         return 0.0, label_marks / n, glare
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
@@ -861,7 +867,10 @@ def _label(lo: Any, hi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bo
     top face: then
     it is the board, not a label, and the label cannot be told from it by colour).
     """
-    bright = ((lo >= 150) & (hi.astype(np.int16) - lo <= 60) & (top > 0)).astype(np.uint8) * 255
+    # lo >= 150 and hi - lo <= 60 (uint8 thresholds: > 149, not > 60), on the top (0 / 255)
+    light = cv2.threshold(lo, 149, 255, cv2.THRESH_BINARY)[1]
+    grey_ish = cv2.threshold(cv2.subtract(hi, lo), 60, 255, cv2.THRESH_BINARY_INV)[1]
+    bright = cv2.bitwise_and(cv2.bitwise_and(light, grey_ish), top)
     bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     top_area = max(1.0, float(cv2.countNonZero(top)))
