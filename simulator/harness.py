@@ -39,11 +39,13 @@ from simulator.hw.mfrc522_emu import MFRC522Emulator
 from simulator.hw.modbus_plc import ModbusPlc, PlcIO
 from simulator.procs import GatewayProcess, MosquittoBroker
 from simulator.scenario import (
+    GRADE_DISPOSITION,
     PHYSICAL,
     Fault,
     PlannedReturn,
     Scenario,
     SimParcel,
+    gtin_for,
     plan_parcels,
     plan_reads,
     plan_returns,
@@ -52,7 +54,7 @@ from simulator.scenario import (
 )
 from simulator.station_proc import raise_priority
 from simulator.testing import wait_until
-from simulator.vision.video import write_parcel_video
+from simulator.vision.video import PhotoPlan, write_parcel_video, write_photo_video
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,9 @@ class ParcelResult:
 
     ``affected_by``: faults whose window overlapped its way down the belt (such a parcel
     may end in quarantine instead of its lane); ``events``: events the gateway recorded
-    for it; ``decision_ms``: from induct to the station's decision (virtual ms).
+    for it; ``decision_ms``: from induct to the station's decision (virtual ms);
+    ``photo``: what its camera photo showed (A, B, C or unreadable); ``grade``: the grade
+    the gateway recorded for it (None: no event).
     """
 
     index: int
@@ -94,6 +98,8 @@ class ParcelResult:
     read: str = "ok"
     expected_reason: str | None = None
     affected_by: list[str] = field(default_factory=list)
+    photo: str = "A"
+    grade: str | None = None
     decision_ms: float | None = None
     induct_s: float | None = None
     exit_s: float | None = None
@@ -494,7 +500,14 @@ class Run:
             base_url=self.gateway.url, timeout=10, headers={"X-API-Key": self.gateway.api_key}
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        video = write_parcel_video(self.workdir / "camera.avi", CAMERA_FRAMES)  # grade-A parcels
+        if self.scenario.photos is None:  # grade-A parcels without labels
+            video = write_parcel_video(self.workdir / "camera.avi", CAMERA_FRAMES)
+        else:  # each parcel's own photo, its label the run's RMA number
+            video = write_photo_video(
+                self.workdir / "camera.avi",
+                [_photo_plan(p) for p in self.plan()],
+                seed=self.scenario.parcels.seed,
+            )
         scale_url = None
         if self.indicator is not None:
             self.indicator.start()
@@ -547,9 +560,17 @@ class Run:
             return False
         return any(s["id"] == SITE_DEFAULT_STATION and s["state"] == "online" for s in items)
 
+    def plan(self) -> list[SimParcel]:
+        """The run's parcels (:func:`simulator.scenario.plan_parcels`), in induct order.
+
+        Known parcels end in the restock lane; with the scenario's ``photos``, in the lane
+        of their photo's grade. Deterministic in the scenario and the run's RMA numbers.
+        """
+        return plan_run(self.scenario, self.run_tag)
+
     def rma_numbers(self, count: int) -> list[str]:
         """The RMA numbers of this run (created or not yet)."""
-        return [f"RMA-{self.run_tag}{i:05d}" for i in range(1, count + 1)]
+        return rma_numbers(self.run_tag, count)
 
     def create_rma(self, index: int, rfid_uid: str | None = None) -> str:
         """Create RMA number ``index`` (1-based) through the gateway API; returns its number."""
@@ -563,6 +584,8 @@ class Run:
         }
         if rfid_uid is not None:
             line["rfid_uid"] = rfid_uid
+        if self.scenario.photos is not None:  # the product's GTIN, on the photo's label
+            line["gtin"] = gtin_for(index)
         body = {
             "number": number,
             "order_ref": f"ORD-{self.run_tag}-{index:05d}",
@@ -756,14 +779,10 @@ class Run:
         sc = self.scenario
         started = time.monotonic()
         lanes = self.lanes
-        restock = next(
-            (str(lane["name"]) for lane in lanes if lane.get("disposition") == "restock"),
-            "quarantine",
-        )
         belt_cfg = sc.station.get("belt", {})
         speed = float(belt_cfg.get("speed_mm_s", 1000.0))
         codes = self.rma_numbers(sc.parcels.known)
-        parcels = plan_parcels(sc.parcels, speed, codes, restock, self.run_tag, sc.reads)
+        parcels = self.plan()
         read_plan = plan_reads(sc.reads, sc.parcels.known, sc.parcels.seed)
         uids: dict[int, str | None] = {
             k + 1: tag_uid_for(self.run_tag, k + 1) if r in ("rfid", "rfid_mismatch") else None
@@ -986,6 +1005,8 @@ class Run:
                     events=len(gw),
                     read=p.read,
                     expected_reason=p.expected_reason,
+                    photo=p.photo,
+                    grade=gw[0].get("grade") if gw else None,
                     affected_by=sorted(set(affected)),
                     decision_ms=(
                         round(st["decided_at_ms"] - st["inducted_at_ms"], 2) if st else None
@@ -1119,6 +1140,49 @@ def _verified_units(p: SimParcel, event: dict[str, Any] | None) -> tuple[int, in
         u for u in units if event.get("rma_number") != p.rma or u.get("line_no") not in p.carries
     ]
     return len(units), len(wrong)
+
+
+def rma_numbers(run_tag: str, count: int) -> list[str]:
+    """The RMA numbers 1..``count`` of a run: ``RMA-<run_tag><n:05d>``."""
+    return [f"RMA-{run_tag}{i:05d}" for i in range(1, count + 1)]
+
+
+def plan_run(scenario: Scenario, run_tag: str) -> list[SimParcel]:
+    """The parcels of a run of ``scenario`` whose RMA numbers carry ``run_tag``.
+
+    See :meth:`Run.plan`; the RMA numbers are :func:`rma_numbers`.
+    """
+    by_disposition: dict[str, str] = {}
+    for lane in scenario.station.get("lanes", []):
+        by_disposition.setdefault(str(lane.get("disposition")), str(lane["name"]))
+    restock = by_disposition.get("restock", "quarantine")
+    grade_lanes = {
+        g: by_disposition[d] for g, d in GRADE_DISPOSITION.items() if d in by_disposition
+    }
+    speed = float(scenario.station.get("belt", {}).get("speed_mm_s", 1000.0))
+    codes = rma_numbers(run_tag, scenario.parcels.known)
+    return plan_parcels(
+        scenario.parcels,
+        speed,
+        codes,
+        restock,
+        run_tag,
+        scenario.reads,
+        scenario.photos,
+        grade_lanes,
+    )
+
+
+def planned_lanes(scenario: Scenario) -> dict[str, int]:
+    """How many parcels of ``scenario`` must end in each lane (no fault counted)."""
+    return dict(Counter(p.expected_lane for p in plan_run(scenario, "PLAN")))
+
+
+def _photo_plan(parcel: SimParcel) -> PhotoPlan:
+    """What a parcel's photo shows: its grade, and its label unless the label does not read."""
+    if parcel.barcode is None or parcel.read in ("no_read", "garbled"):
+        return parcel.photo, None, None
+    return parcel.photo, parcel.barcode, parcel.gtin
 
 
 @contextlib.contextmanager

@@ -30,10 +30,17 @@ Schema (every key checked; unknown keys are errors; all but ``name``, ``station`
       rfid_rate: 0.0         # the item carries an RFID tag its RMA line declares: sorted
       rfid_mismatch_rate: 0.0  # the tag is another RMA's: quarantine (wrong item / conflict)
                              # every RMA line declares its product's GTIN
-                             # (:func:`product_gtin_for`); a parcel that reads ``ok`` or
-                             # ``duplicate`` shows that retail EAN-13 beside its label:
-                             # the GTIN verifies its unit, so the shipped (strict)
-                             # verification table sorts it on condition
+                             # (:func:`product_gtin_for`); without ``photos`` a parcel
+                             # that reads ``ok`` or ``duplicate`` shows that retail EAN-13
+                             # beside its label (with ``photos`` the label the camera reads
+                             # carries it): the GTIN verifies its unit, so the shipped
+                             # (strict) verification table sorts it on condition
+    photos:                  # what the camera's photos of the known parcels show (needs
+                             # station.belt.camera_pos_mm and a lane for each grade);
+                             # fractions, the rest grade A: restock
+      grade_b_rate: 0.2      # minor damage: refurbish
+      grade_c_rate: 0.2      # major damage: recycle
+      unreadable_rate: 0.1   # a photo the grader abstains on: quarantine (unknown_grade)
     faults:                  # the timeline; at_s / duration_s in (virtual) belt seconds
       - {kind: broker_outage, at_s: 2, duration_s: 3}
       - {kind: gateway_outage, at_s: 6, duration_s: 3}
@@ -87,6 +94,7 @@ of its lane (fail safe); anything else is a mis-sort.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -147,6 +155,29 @@ class ReadBehaviour(_Strict):
             raise ValueError(
                 "no_read_rate + garbled_rate + rfid_rate + rfid_mismatch_rate must be <= 1"
             )
+        return self
+
+
+PhotoGrade = Literal["A", "B", "C", "unreadable"]
+GRADE_DISPOSITION: dict[str, str] = {"A": "restock", "B": "refurbish", "C": "recycle"}
+"""The shipped policy's disposition of each grade a photo shows."""
+
+
+class PhotoMix(_Strict):
+    """What the camera's photos of the known parcels show (fractions, 0..1, seeded).
+
+    The rest are grade A (intact). Every parcel's photo carries its label (the RMA
+    number as Code 128), which the camera reads too.
+    """
+
+    grade_b_rate: float = Field(default=0.0, ge=0, le=1)
+    grade_c_rate: float = Field(default=0.0, ge=0, le=1)
+    unreadable_rate: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> PhotoMix:
+        if self.grade_b_rate + self.grade_c_rate + self.unreadable_rate > 1.0 + 1e-9:
+            raise ValueError("grade_b_rate + grade_c_rate + unreadable_rate must be <= 1")
         return self
 
 
@@ -304,6 +335,7 @@ class Scenario(_Strict):
     time: TimeMode = TimeMode()
     parcels: ParcelMix
     reads: ReadBehaviour = ReadBehaviour()
+    photos: PhotoMix | None = None
     faults: list[Fault] = Field(default_factory=list, max_length=1000)
     returns: ReturnsPlan | None = None
     expect: Expectations = Expectations()
@@ -315,6 +347,18 @@ class Scenario(_Strict):
         for i, f in enumerate(self.faults):
             if f.lane is not None and f.lane not in names:
                 raise ValueError(f"faults.{i}.lane: no lane {f.lane!r} in station.lanes")
+        if self.photos is not None:
+            belt = self.station.get("belt", {})
+            if not isinstance(belt, dict) or belt.get("camera_pos_mm") is None:
+                raise ValueError("photos: the core sorts on them only with belt.camera_pos_mm")
+            have = {lane.get("disposition") for lane in lanes if isinstance(lane, dict)}
+            rates = {"B": self.photos.grade_b_rate, "C": self.photos.grade_c_rate, "A": 1.0}
+            for grade, rate in rates.items():
+                if rate > 0 and GRADE_DISPOSITION[grade] not in have:
+                    raise ValueError(
+                        f"photos: grade {grade} parcels need a lane of disposition "
+                        f"{GRADE_DISPOSITION[grade]!r}"
+                    )
         late = sum(f.count for f in self.faults if f.kind == "late_rma")
         if late > self.parcels.known:
             raise ValueError(f"late_rma counts ({late}) exceed parcels.known")
@@ -355,6 +399,8 @@ class SimParcel:
             is checked against; a serialised line's unit only when it is that unit).
         weight_g: what it weighs on the checkweigher, g (None: not weighed).
         case: the return case it comes from (``returns``), else None.
+        photo: what the camera's photo of it shows (grade A, B, C or unreadable).
+        gtin: the GTIN-14 its RMA line declares and its label shows (GS1-128), or None.
     """
 
     index: int
@@ -371,6 +417,8 @@ class SimParcel:
     carries: tuple[int, ...] = ()
     weight_g: float | None = None
     case: str | None = None
+    photo: PhotoGrade = "A"
+    gtin: str | None = None
 
     @property
     def scan_codes(self) -> tuple[str, ...]:
@@ -399,6 +447,17 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: {problems}") from exc
 
 
+def gtin_for(index: int) -> str:
+    """A GTIN-14 for known parcel ``index``'s product (GS1 check digit; prefix 0950600).
+
+    The GS1 example company prefix of the GS1 General Specifications, one item reference
+    per index (mod 100 000).
+    """
+    body = f"0950600{index % 100_000:05d}0"[:13]
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return body + str((10 - total % 10) % 10)
+
+
 def tag_uid_for(run_tag: str, index: int) -> str:
     """A 7-byte ISO 14443 UID (hex) for a known parcel's tag, unique within a run."""
     seed = int(run_tag, 16) if all(c in "0123456789ABCDEF" for c in run_tag) else 0
@@ -416,23 +475,48 @@ def product_gtin_for(index: int) -> str:
     return body + ean.calc_check_digit(body)
 
 
+def _exact_mix(rates: Sequence[tuple[str, float]], n: int, rest: str) -> list[str]:
+    """``round(rate * n)`` of each name in turn (at most ``n`` in all), then ``rest``."""
+    plan: list[str] = []
+    for name, rate in rates:
+        plan += [name] * round(rate * n)
+    plan = plan[:n]
+    return plan + [rest] * (n - len(plan))
+
+
 def plan_reads(reads: ReadBehaviour, known: int, seed: int) -> list[Read]:
     """How each known parcel (in RMA order) reads: seeded, exact counts (rounded)."""
     rng = random.Random(seed * 7919 + 1)
-    plan: list[Read] = []
-    for name, rate in (
+    rates = (
         ("no_read", reads.no_read_rate),
         ("garbled", reads.garbled_rate),
         ("rfid", reads.rfid_rate),
         ("rfid_mismatch", reads.rfid_mismatch_rate),
-    ):
-        plan += [name] * round(rate * known)  # type: ignore[list-item]
-    plan = plan[:known]
-    plan += ["ok"] * (known - len(plan))
+    )
+    plan: list[Read] = _exact_mix(rates, known, "ok")  # type: ignore[assignment]
     rng.shuffle(plan)
     ok = [i for i, r in enumerate(plan) if r == "ok"]
     for i in rng.sample(ok, min(len(ok), round(reads.duplicate_rate * known))):
         plan[i] = "duplicate"
+    return plan
+
+
+def plan_photos(photos: PhotoMix | None, known: int, seed: int) -> list[PhotoGrade]:
+    """What each known parcel's photo shows (in RMA order): seeded, exact counts (rounded).
+
+    Without ``photos``: grade A for every parcel.
+    """
+    rates = (
+        ()
+        if photos is None
+        else (
+            ("B", photos.grade_b_rate),
+            ("C", photos.grade_c_rate),
+            ("unreadable", photos.unreadable_rate),
+        )
+    )
+    plan: list[PhotoGrade] = _exact_mix(rates, known, "A")  # type: ignore[assignment]
+    random.Random(seed * 104729 + 3).shuffle(plan)
     return plan
 
 
@@ -447,6 +531,8 @@ def plan_parcels(
     restock_lane: str,
     run_tag: str,
     reads: ReadBehaviour | None = None,
+    photos: PhotoMix | None = None,
+    grade_lanes: dict[str, str] | None = None,
 ) -> list[SimParcel]:
     """Lay out the parcels on the belt in a seeded random order.
 
@@ -454,9 +540,14 @@ def plan_parcels(
     unknown labels are numbers that were never issued (tagged with ``run_tag``). With
     ``reads``, known parcels read as :func:`plan_reads` says; the RMA of 1-based index
     ``n`` read ``rfid`` or ``rfid_mismatch`` declares tag :func:`tag_uid_for` ``(run_tag, n)``;
-    an ``rfid`` parcel carries that tag, an ``rfid_mismatch`` parcel another one. An
-    ``ok`` or ``duplicate`` parcel of RMA ``n`` also shows its product's EAN-13
-    (:func:`product_gtin_for` ``(n)``) after the label.
+    an ``rfid`` parcel carries that tag, an ``rfid_mismatch`` parcel another one. Without
+    ``photos``, an ``ok`` or ``duplicate`` parcel of RMA ``n`` also shows its product's
+    EAN-13 (:func:`product_gtin_for` ``(n)``) to the scanner after the label. With
+    ``photos``, known parcels' photos show what :func:`plan_photos` says, their RMA lines
+    declare the product's GTIN (:func:`gtin_for`, shown on the label the camera reads), and
+    one that reads and matches ends in ``grade_lanes[grade]`` (grade A, B, C: the lane of the
+    grade's disposition, :data:`GRADE_DISPOSITION`), or quarantine ``unknown_grade`` for
+    an unreadable photo (or a grade without a lane).
     """
     if len(known_codes) < mix.known:
         raise ValueError(f"{mix.known} known parcels need as many RMAs, got {len(known_codes)}")
@@ -466,6 +557,7 @@ def plan_parcels(
     labels += ["no_read" for _ in range(mix.no_read)]
     rng.shuffle(labels)
     read_plan = plan_reads(reads or ReadBehaviour(), mix.known, mix.seed)
+    photo_plan = plan_photos(photos, mix.known, mix.seed)
     known = iter(enumerate(known_codes[: mix.known]))
     parcels: list[SimParcel] = []
     t_ms = mix.start_ms
@@ -474,18 +566,25 @@ def plan_parcels(
         tag: str | None = None
         read: Read = "ok"
         scans: tuple[str, ...] | None = None
+        photo: PhotoGrade = "A"
+        gtin: str | None = None
         if label == "known":
             k, code_ = next(known)
             code: str | None = code_
             read = read_plan[k]
             lane, reason = restock_lane, "matched"
-            product = product_gtin_for(k + 1)
+            product: tuple[str, ...] = (product_gtin_for(k + 1),)
+            if photos is not None:  # the GTIN is on the photo's label: the camera reads it
+                photo, gtin = photo_plan[k], gtin_for(k + 1)
+                graded = (grade_lanes or {}).get(photo)
+                lane, reason = (graded, "matched") if graded else ("quarantine", "unknown_grade")
+                product = ()
             if read == "ok":
-                scans = (code_, product)
+                scans = (code_, *product) if product else None
             elif read == "no_read":
                 scans, lane, reason = (), "quarantine", "no_read"
             elif read == "duplicate":
-                scans = (code_, code_, product)
+                scans = (code_, code_, *product)
             elif read == "garbled":
                 scans, lane, reason = (_garble(code_),), "quarantine", "unknown_rma"
             elif read == "rfid":
@@ -512,6 +611,8 @@ def plan_parcels(
                 reason,
                 rma=code if label == "known" else None,
                 carries=(1,) if holds else (),
+                photo=photo,
+                gtin=gtin,
             )
         )
         if mix.rate_per_h is not None:

@@ -29,15 +29,18 @@ N_PARCELS = 120
 
 
 def stream(
-    n: int, length_mm: float, gap_mm: float, seed: int = 1
+    n: int, length_mm: float, gap_mm: float, seed: int = 1, graded: bool = False
 ) -> tuple[list[VParcel], list[str]]:
-    """Known (restock) and unknown (quarantine) parcels, alternating at least every other."""
+    """Known (restock) and unknown (quarantine) parcels, alternating at least every other.
+
+    ``graded``: the camera grades every parcel A (a belt with ``camera_pos_mm``).
+    """
     rng = random.Random(seed)
     parcels, expected = [], []
     for i in range(n):
         known = i % 2 == 0 or rng.random() < 0.3
         label = f"RMA-{i:06d}" if known else f"RMA-X{i:06d}"
-        parcels.append(VParcel(length_mm, gap_mm, label=label))
+        parcels.append(VParcel(length_mm, gap_mm, label=label, grade="A" if graded else None))
         expected.append("restock" if known else "quarantine")
     return parcels, expected
 
@@ -59,7 +62,7 @@ def per_hour(cfg: BeltConfig, length_mm: float, gap_mm: float) -> float:
 
 def mis_sorts_at(cfg: BeltConfig, length_mm: float, gap_mm: float, n: int = N_PARCELS) -> int:
     """Parcels not in their lane at this gap (collisions and quarantines both count)."""
-    parcels, expected = stream(n, length_mm, gap_mm)
+    parcels, expected = stream(n, length_mm, gap_mm, graded=cfg.camera_pos_mm is not None)
     run = run_virtual(cfg, directory_for(parcels), parcels, label_trusting_policy())
     return sum(lane != want for lane, want in zip(run.lanes(), expected, strict=True))
 

@@ -189,3 +189,25 @@ def test_mixed_returns_verify_exactly_what_each_box_holds(tmp_path: Path) -> Non
         "wrong-unit": [0],
         "empty-box": [0, 0],
     }
+
+
+def test_four_lanes_fill_on_the_camera_grade_and_the_camera_reads_the_labels(
+    tmp_path: Path,
+) -> None:
+    report = run_scenario("four-lanes", tmp_path)
+    assert_safe(report)
+    assert report.lane_counts == {"restock": 4, "refurbish": 3, "recycle": 3, "quarantine": 4}
+    assert report.quarantine_reasons == {"no_read": 1, "unknown_grade": 2, "unknown_rma": 1}
+    lanes = {"A": "restock", "B": "refurbish", "C": "recycle", "unreadable": "quarantine"}
+    for r in report.parcels:
+        if r.label == "known":
+            assert (r.actual_lane, r.grade) == (
+                lanes[r.photo],
+                "unknown" if r.photo == "unreadable" else r.photo,
+            ), r
+    assert sorted(r.photo for r in report.parcels if r.label == "known") == [
+        *["A"] * 4,
+        *["B"] * 3,
+        *["C"] * 3,
+        *["unreadable"] * 2,
+    ]
