@@ -198,6 +198,21 @@ class StackLightSection(_Section):
     active_high: bool = True
 
 
+class ControlsSection(_Section):
+    """``[controls]``: the operator's physical controls (inputs through the driver registry).
+
+    ``reset_pin``: the reset / resume push button (active when pressed). ``estop_pin``: the
+    emergency-stop loop, by default a normally-closed contact (``estop_active_high = false``:
+    engaged while the input reads low, so a cut wire is an engaged E-stop).
+    """
+
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
+    reset_pin: int | None = Field(default=None, ge=0, le=27)
+    reset_active_high: bool = True
+    estop_pin: int | None = Field(default=None, ge=0, le=27)
+    estop_active_high: bool = False
+
+
 SPI_PINS: dict[int, tuple[int, ...]] = {0: (7, 8, 9, 10, 11), 1: (16, 17, 18, 19, 20, 21)}
 """BCM pins taken by each SPI bus (chip selects, MISO, MOSI, SCLK) when the reader uses it."""
 
@@ -250,6 +265,7 @@ class StationConfig(_Section):
     encoder: EncoderSection | None = None
     belt_run: BeltRunSection | None = None
     stack_light: StackLightSection | None = None
+    controls: ControlsSection | None = None
     config_hash: str = ""
 
     @model_validator(mode="after")
@@ -307,7 +323,7 @@ class StationConfig(_Section):
                     pins[f"lanes.{lane.name}.{key}"] = value
         if self.rfid is not None:
             pins["rfid.rst_pin"] = self.rfid.rst_pin
-        for section in ("encoder", "belt_run", "stack_light"):
+        for section in ("encoder", "belt_run", "stack_light", "controls"):
             model = getattr(self, section)
             if model is None:
                 continue

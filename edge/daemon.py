@@ -14,10 +14,9 @@ A device that fails its self-test leaves the station running degraded and visibl
 lane is left out of the core's belt, so its parcels run on to quarantine.
 
 Threads: driver callbacks only stamp and :meth:`StationDaemon.submit` typed inputs
-(:mod:`edge.station.inputs`); one reactor thread owns the core, feeds it each input with
-one ``match`` and carries out the actions it returns; the scheduler thread fires gates
-(through the GateBank); the link owns the network and runs commands; the grader thread
-grades photos off the sort path.
+(:mod:`edge.station.inputs`) (the E-stop also stops gates and belt at once:
+:mod:`edge.station.controls`); one reactor thread owns the core and carries out its actions;
+the scheduler thread fires gates; the link runs commands; the grader thread grades photos.
 """
 
 from __future__ import annotations
@@ -52,11 +51,13 @@ from edge.sorter.model import (
 )
 from edge.station.camera import camera_station
 from edge.station.commands import StationCommands
+from edge.station.controls import PhysicalControls
 from edge.station.devices import DeviceBank
 from edge.station.events import build_parcel_event
 from edge.station.gates import GateBank
 from edge.station.inputs import (
     ApplyPolicy,
+    BeltHold,
     EncoderCount,
     EyeEdge,
     Grade,
@@ -76,8 +77,7 @@ __all__ = ["StationDaemon", "software_version"]
 
 log = logging.getLogger(__name__)
 
-HISTORY = 1000
-"""Recent decisions, RFID events and lane inputs kept for status and tests."""
+HISTORY = 1000  # recent decisions, RFID events and lane inputs kept for status and tests
 
 
 def software_version() -> str:
@@ -100,8 +100,8 @@ class StationDaemon:
             committed to the outbox (simulation and tests observe what the station reported).
 
     Attributes:
-        devices, gates, camera, commands, core, link, store, scheduler, metrics: the
-            station's parts. ``utc``: the UTC time of monotonic times (for records).
+        devices, gates, controls, camera, commands, core, link, store, scheduler, metrics:
+            the station's parts. ``utc``: the UTC time of monotonic times (for records).
         decisions / rfid_events / lane_input_events: recent history (bounded).
         alarms: raised alarms by ``kind`` or ``kind:lane``. belt_running: the belt's state.
     """
@@ -128,9 +128,10 @@ class StationDaemon:
         self._reactor: threading.Thread | None = None
         self._stopped = False
         self.store = StationStore(config.station.data_dir / f"{config.station.id}.db")
-        self.scheduler = scheduler if scheduler is not None else Scheduler(clock)
+        self.scheduler = scheduler or Scheduler(clock)
         self.devices = DeviceBank(config, clock)
         self.gates = GateBank(self.devices.gates, self.scheduler, clock)
+        self.controls = PhysicalControls(self.devices, self.gates, self.submit, clock)
         self.core = SorterCore(
             config.belt_config(without_lanes=self.devices.broken_lanes()),
             self.store,
@@ -151,6 +152,9 @@ class StationDaemon:
             parcels_on_belt=lambda: int(str(self.core.status()["on_belt"])),
             raise_alarm=lambda alarm: self.submit(RaiseAlarm(alarm)),
             clock=clock,
+            submit=self.submit,
+            estop_engaged=lambda: self.controls.estop_engaged,
+            load_policy=lambda: cached_policy(self.store),
         )
         mqtt = config.mqtt
         self.link = StationLink(
@@ -178,7 +182,7 @@ class StationDaemon:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Start scheduler, reactor, drivers and link; the belt runs."""
+        """Start scheduler, reactor, drivers and link; the belt runs (unless E-stopped)."""
         self.scheduler.start()
         self._reactor = threading.Thread(target=self._run, name="reactor", daemon=True)
         self._reactor.start()
@@ -192,8 +196,9 @@ class StationDaemon:
         for name, device in devices.lane_inputs.items():
             lane, kind = name.rsplit(".", 1)
             device.start(functools.partial(self._on_lane_input, lane, kind))
+        self.controls.start()
         self.link.start()
-        self.devices.set_output("belt_run", True)
+        self.devices.set_output("belt_run", not self.controls.estop_engaged)
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
 
@@ -222,10 +227,6 @@ class StationDaemon:
         return not self._stopped and reactor and self.scheduler.alive()
 
     # -- state ----------------------------------------------------------------------------
-    def capabilities(self) -> list[str]:
-        """What the station can do now (see :meth:`DeviceBank.capabilities`)."""
-        return self.devices.capabilities()
-
     def status(self) -> dict[str, object]:
         """JSON-able status of every component (:func:`edge.station.status.station_status`)."""
         return station_status(
@@ -236,18 +237,20 @@ class StationDaemon:
             grader=self.camera.grader,
             alarms=self.alarms,
             belt_running=self.belt_running,
+            controls=self.controls.status(),
         )
 
     def update_stack_light(self) -> None:
         """Green: sorting, all devices ok. Amber: degraded. Red: cannot sort (no induct)."""
         if not any(name.startswith("stack_light.") for name in self.devices.outputs):
             return
-        fatal = self._stopped or not self.belt_running or "induct" not in self.capabilities()
+        induct = "induct" in self.devices.capabilities()
+        fatal = self._stopped or not self.belt_running or not induct
         self.devices.set_stack_light(fatal=fatal, degraded=bool(self.status()["degraded"]))
 
     # -- inputs ---------------------------------------------------------------------------
     def submit(self, item: StationInput) -> None:
-        """Queue an input for the core (thread-safe: drivers, commands, simulator, tests)."""
+        """Queue an input for the core (thread-safe)."""
         self._inputs.put(item)
 
     def _on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
@@ -259,8 +262,8 @@ class StationDaemon:
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.
 
-        Thread-safe: the core switches policy on the reactor thread, before its next
-        input; parcels already decided keep their decision. Returns the policy version.
+        Thread-safe (the reactor switches before its next input; decided parcels keep
+        theirs). Returns the policy version.
 
         Raises:
             ProtocolError: when the payload is not a valid ``DispositionPolicy``.
@@ -319,6 +322,8 @@ class StationDaemon:
                 return core.on_encoder(t_ms, count)
             case Resume(t_ms):
                 return core.on_resume(t_ms)
+            case BeltHold(t_ms, reason, active):
+                return core.hold(t_ms, reason) if active else core.release(t_ms, reason)
             case ApplyPolicy(policy):
                 core.policy = policy
                 log.info("disposition policy %s applied", policy.version)
@@ -340,7 +345,7 @@ class StationDaemon:
             case GateCancel(parcel_id, gate):
                 self.gates.cancel(parcel_id, gate)
             case BeltCommand(run, _, reason):
-                self.belt_running = run
+                self.belt_running = run = run and not self.controls.estop_engaged
                 self.devices.set_output("belt_run", run)
                 self.update_stack_light()
                 log.warning("belt %s (%s)", "run" if run else "STOP", reason)
@@ -366,7 +371,7 @@ class StationDaemon:
             case _:
                 assert_never(action)
 
-    def _alarm(self, alarm: Alarm) -> None:
+    def _alarm(self, alarm: Alarm) -> None:  # raised / cleared; shown by the status page now
         key = alarm.kind if alarm.lane is None else f"{alarm.kind}:{alarm.lane}"
         if alarm.active:
             self.alarms[key] = {"parcel_id": alarm.parcel_id, "lane": alarm.lane}
@@ -374,7 +379,7 @@ class StationDaemon:
         else:
             self.alarms.pop(key, None)
             log.info("alarm %s cleared", key)
-        self.link.request_status()  # the status page shows it now, not at the interval
+        self.link.request_status()
 
     def _report(self, exited: ParcelExited) -> None:
         """The parcel left the belt: its event into the outbox, metrics, the observer."""

@@ -185,7 +185,8 @@ class SorterCore:
         self._parcels: dict[int, _Parcel] = {}
         self._open: _Parcel | None = None  # parcel currently blocking the eye
         self._blocked_since_ms: float | None = None
-        self.jammed = False
+        self.holds: set[str] = set()
+        """Why the belt is stopped (``jam``, ``pause``, ``estop``); it runs when empty."""
         self._full: set[str] = set()
         # Claims not (yet) in the receipt book: (RMA, line number) -> highest unit claimed.
         self._claims: dict[tuple[str, int], int] = {}
@@ -384,16 +385,45 @@ class SorterCore:
                 p.marks.append(Mark.LANE_FULL)
         return actions
 
+    @property
+    def jammed(self) -> bool:
+        """True while the belt is stopped by a jam at the induct eye (until resumed)."""
+        return "jam" in self.holds
+
     def on_resume(self, t_ms: float) -> list[Action]:
-        """The operator resumed the station after a jam: belt runs, jam alarm cleared."""
+        """The operator resumed the station after a jam or an E-stop (reset button, command).
+
+        Clears the ``jam`` and ``estop`` holds and their alarms; the belt runs unless the
+        operator paused it. The caller refuses a resume while the E-stop is still engaged.
+        """
         actions = self.advance(t_ms)
-        if not self.jammed:
+        for reason in ("jam", "estop"):
+            if reason in self.holds:
+                actions += [*self.release(t_ms, reason), Alarm(reason, False, t_ms)]
+        return actions
+
+    def hold(self, t_ms: float, reason: str) -> list[Action]:
+        """Stop the belt at ``t_ms`` for ``reason`` (``jam``, ``pause``, ``estop``).
+
+        The first hold stops the odometer (tracked parcels keep their belt position) and
+        withdraws every divert not yet finished (those parcels run on to quarantine: a gate
+        timed for a moving belt must not fire on a stopped one). Idempotent per reason.
+        """
+        raised = [Alarm("estop", True, t_ms)] if reason == "estop" else []
+        return self.advance(t_ms) + self._hold(t_ms, reason, *raised)
+
+    def release(self, t_ms: float, reason: str) -> list[Action]:
+        """Lift the ``reason`` hold at ``t_ms``; the belt runs when no hold is left."""
+        actions = self.advance(t_ms)
+        if reason not in self.holds:
             return actions
-        self.jammed = False
+        self.holds.discard(reason)
+        if self.holds:
+            return actions
         self.odometer.set_running(t_ms, True)
         if self._blocked_since_ms is not None:
             self._blocked_since_ms = t_ms  # still blocked: the jam timer starts again
-        return [*actions, BeltCommand(True, t_ms, "resume"), Alarm("jam", False, t_ms)]
+        return [*actions, BeltCommand(True, t_ms, "resume" if reason == "jam" else reason)]
 
     # -- time ---------------------------------------------------------------------------
     def advance(self, t_ms: float) -> list[Action]:
@@ -402,7 +432,7 @@ class SorterCore:
         for edge in self._eye.poll(t_ms):
             actions += self._apply_eye_edge(edge.t_ms, edge.level)
         if (
-            not self.jammed
+            not self.holds
             and self._blocked_since_ms is not None
             and t_ms >= self._blocked_since_ms + self.config.jam_ms
         ):
@@ -422,7 +452,7 @@ class SorterCore:
     def next_wakeup_ms(self) -> float | None:
         """Earliest time (ms) at which ``advance`` has something to do, or None."""
         times = [self._eye.next_due_ms()]
-        if not self.jammed and self._blocked_since_ms is not None:
+        if not self.holds and self._blocked_since_ms is not None:
             times.append(self._blocked_since_ms + self.config.jam_ms)
         for p in self._parcels.values():
             if p.decision is None:
@@ -441,6 +471,7 @@ class SorterCore:
             "counters": dict(self.counters),
             "lanes": dict(self.lane_counts),
             "jammed": self.jammed,
+            "holds": sorted(self.holds),
             "lanes_full": sorted(self._full),
             "policy_version": self.policy.version,
         }
@@ -509,10 +540,19 @@ class SorterCore:
         return None
 
     def _jam(self, t_ms: float) -> list[Action]:
-        self.jammed = True
         self.counters["jams"] += 1
+        return self._hold(t_ms, "jam", Alarm("jam", True, t_ms))
+
+    def _hold(self, t_ms: float, reason: str, *raised: Alarm) -> list[Action]:
+        """Add the ``reason`` hold; the first stops the belt and withdraws unfinished diverts."""
+        if reason in self.holds:
+            return []
+        first = not self.holds
+        self.holds.add(reason)
+        if not first:
+            return [*raised]
         self.odometer.set_running(t_ms, False)
-        actions: list[Action] = [BeltCommand(False, t_ms, "jam"), Alarm("jam", True, t_ms)]
+        actions: list[Action] = [BeltCommand(False, t_ms, reason), *raised]
         end = self.config.end_lane
         for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
             if p.command is not None and t_ms < p.command.close_at_ms:

@@ -58,13 +58,14 @@ class DeviceBank:
 
     Attributes:
         health: self-test result by device name (``photo_eye``, ``gate.<lane>``,
-            ``<lane>.confirm``, ``<lane>.full``, ``encoder``, ``belt_run``,
+            ``<lane>.confirm``, ``<lane>.full``, ``reset``, ``estop``, ``encoder``, ``belt_run``,
             ``stack_light.<colour>``, ``rfid``, ``camera``, and ``grader`` when built).
         context: what the backends were built with (the gpiozero pin factory of
             ``[gpio]``: ``context.pin_factory``, also :attr:`pin_factory`).
         photo_eye: the induct photo-eye, or None when it failed (nothing is inducted).
         gates: the gates that passed their self-test, by lane.
         lane_inputs: divert-confirm and lane-full inputs by name (``<lane>.confirm``).
+        controls: the operator's ``reset`` button and ``estop`` input ([controls]), by name.
         encoder: the belt encoder, or None.
         outputs: belt-run and stack-light outputs by name.
         scanner: the label scanner (always built: a port that is not there yet is the
@@ -98,6 +99,16 @@ class DeviceBank:
                 if pin is not None:
                     spec = IoSpec(f"{lane.name}.{kind}", lane.backend, pin, True, lane)
                     self._add(self.lane_inputs, spec, registry.make_input)
+        self.controls: dict[str, BinaryInput] = {}  # "reset", "estop" ([controls])
+        if config.controls is not None:
+            ctl = config.controls
+            for kind, pin, high in (
+                ("reset", ctl.reset_pin, ctl.reset_active_high),
+                ("estop", ctl.estop_pin, ctl.estop_active_high),
+            ):
+                if pin is not None:
+                    spec = IoSpec(kind, ctl.backend, pin, high, ctl)
+                    self._add(self.controls, spec, registry.make_input)
         self.encoder: BeltEncoder | None = None
         if config.encoder is not None:
             enc = config.encoder
@@ -229,7 +240,7 @@ class DeviceBank:
         """Release every pin: gates de-energised first, then inputs, encoder, outputs, eye."""
         for gate in self.gates.values():
             gate.close()
-        for device in self.lane_inputs.values():
+        for device in (*self.lane_inputs.values(), *self.controls.values()):
             device.close()
         if self.encoder is not None:
             self.encoder.close()

@@ -59,6 +59,8 @@ class GateBank:
         self._cancelled: dict[int, None] = {}  # insertion-ordered set, bounded
         # gate tests waiting for their lane's divert-confirm: lane -> (event, edge times ms)
         self._confirm_waits: dict[str, tuple[threading.Event, list[float]]] = {}
+        self.locked_out = False
+        """True while the E-stop is engaged: no gate is energised (see :meth:`lock_out`)."""
 
     def __contains__(self, lane: object) -> bool:
         return lane in self._gates
@@ -90,7 +92,7 @@ class GateBank:
     def open(self, parcel_id: int, lane: str) -> None:
         """Parcel ``parcel_id`` takes its hold: the gate is energised (unless withdrawn)."""
         with self._lock:
-            if parcel_id in self._cancelled:
+            if parcel_id in self._cancelled or self.locked_out:
                 return
             self._holds[lane].add(parcel_id)
             self._gates[lane].energise()
@@ -131,6 +133,15 @@ class GateBank:
             except Exception:
                 log.exception("could not release gate %s", gate.name)
 
+    def lock_out(self, locked: bool) -> None:
+        """E-stop: ``True`` releases every gate now and refuses every energise until ``False``.
+
+        Gate tests are refused too. The flag is set first, so a racing firing cannot win.
+        """
+        self.locked_out = locked
+        if locked:
+            self.release_all()
+
     def status(self) -> dict[str, dict[str, object]]:
         """Each usable gate's own status, by lane."""
         return {lane: gate.status() for lane, gate in self._gates.items()}
@@ -157,7 +168,7 @@ class GateBank:
 
         Raises:
             GateHeld: the gate is held by a parcel or another test.
-            ValueError: ``refuse`` gave a reason.
+            ValueError: ``refuse`` gave a reason, or the E-stop is engaged.
             KeyError: ``lane`` has no usable gate.
         """
         gate = self._gates[lane]
@@ -166,7 +177,7 @@ class GateBank:
             holds = self._holds[lane]
             if holds or lane in self._confirm_waits:
                 raise GateHeld(f"gate {lane} is held (a divert or a gate test in progress)")
-            reason = refuse()
+            reason = "emergency stop engaged" if self.locked_out else refuse()
             if reason is not None:
                 raise ValueError(reason)
             holds.add(GATE_TEST_HOLD)

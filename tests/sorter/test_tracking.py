@@ -379,6 +379,33 @@ def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
     assert exits[2].length_mm == pytest.approx(450.0)
 
 
+def test_holds_stop_the_belt_once_and_it_runs_when_the_last_is_lifted() -> None:
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
+    actions: list[object] = []
+    actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
+    actions += core.on_barcode(550.0, "RMA-1")
+    actions += core.advance(800.0)
+    assert len(of(GateCommand, actions)) == 1
+    assert core.hold(1000.0, "pause") == [
+        BeltCommand(False, 1000.0, "pause"),
+        GateCancel(1, "restock", 1000.0),
+    ]
+    assert core.hold(1100.0, "estop") == [Alarm("estop", True, 1100.0)]
+    assert core.release(2000.0, "pause") == []  # the E-stop still holds it
+    assert core.on_resume(3000.0) == [
+        BeltCommand(True, 3000.0, "estop"),
+        Alarm("estop", False, 3000.0),
+    ]
+    assert core.status()["holds"] == []
+    rest: list[object] = []
+    for t in range(3000, 9000, 5):
+        rest += core.advance(float(t))
+    [exited] = of(ParcelExited, rest)
+    assert exited.final_lane.name == "quarantine" and exited.marks == (Mark.GATE_CANCELLED,)
+    # stood still 1000..3000 ms: the end (4000 + 300 mm) is reached 2000 ms late
+    assert exited.exited_at_ms == pytest.approx(4300.0 + 2000.0)
+
+
 CONFIRM_LANES = (
     LaneSpec("restock", DEMO_LANES[0].disposition, 1500.0, "restock", confirm=True),
     *DEMO_LANES[1:],

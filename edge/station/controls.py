@@ -1,0 +1,93 @@
+"""The operator's physical controls: the reset / resume push button and the E-stop input.
+
+The E-stop acts on the driver's thread, before the reactor hears of it: every gate is
+released and locked out (:meth:`~edge.station.gates.GateBank.lock_out`) and the belt-run
+output drops at once; then the core is told (a ``BeltHold("estop")``: pending diverts are
+withdrawn, the ``estop`` alarm is raised, the stack light turns red). Releasing the E-stop
+does not restart anything: the reset button (or a ``resume`` command) does, and is refused
+while the E-stop is still engaged. An E-stop input that is configured but cannot be read
+counts as engaged (fail safe).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from edge.station.devices import DeviceBank
+from edge.station.gates import GateBank
+from edge.station.inputs import BeltHold, Resume, StationInput
+
+__all__ = ["PhysicalControls"]
+
+log = logging.getLogger(__name__)
+
+
+class PhysicalControls:
+    """Wires ``devices.controls`` (``reset``, ``estop``) to the gates, the belt and the core.
+
+    Args:
+        devices: the station's devices (its ``controls`` inputs and ``belt_run`` output).
+        gates: the station's gates.
+        submit: hands an input to the reactor (thread-safe).
+        clock: the station's monotonic ms clock.
+
+    Attributes:
+        estop_engaged: True while the E-stop is engaged (or configured but unreadable).
+        resets: reset button presses seen (refused ones included).
+    """
+
+    def __init__(
+        self,
+        devices: DeviceBank,
+        gates: GateBank,
+        submit: Callable[[StationInput], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.devices = devices
+        self.gates = gates
+        self.submit = submit
+        self.clock = clock
+        config = devices.config.controls
+        self.has_estop = config is not None and config.estop_pin is not None
+        self.estop_engaged = False
+        self.resets = 0
+
+    def start(self) -> None:
+        """Listen to the inputs; an E-stop engaged (or unreadable) at start holds the belt."""
+        estop = self.devices.controls.get("estop")
+        if estop is not None:
+            estop.start(self.on_estop)
+        if self.has_estop and (estop is None or estop.status().get("active") is not False):
+            self.on_estop(self.clock(), True)
+        reset = self.devices.controls.get("reset")
+        if reset is not None:
+            reset.start(self.on_reset)
+
+    def on_estop(self, t_ms: float, engaged: bool) -> None:
+        """The E-stop input changed at ``t_ms`` (driver thread): engaged stops everything now."""
+        if engaged == self.estop_engaged:
+            return
+        self.estop_engaged = engaged
+        if engaged:
+            self.gates.lock_out(True)
+            self.devices.set_output("belt_run", False)
+            log.error("EMERGENCY STOP engaged: gates released, belt stopped")
+            self.submit(BeltHold(t_ms, "estop", True))
+        else:
+            self.gates.lock_out(False)
+            log.warning("emergency stop released: press reset (or send resume) to run")
+
+    def on_reset(self, t_ms: float, pressed: bool) -> None:
+        """The reset button changed at ``t_ms`` (driver thread): a press resumes the station."""
+        if not pressed:
+            return
+        self.resets += 1
+        if self.estop_engaged:
+            log.warning("reset refused: the emergency stop is still engaged")
+            return
+        self.submit(Resume(t_ms))
+
+    def status(self) -> dict[str, object]:
+        """JSON-able: ``{"estop_engaged": bool, "resets": int}``."""
+        return {"estop_engaged": self.estop_engaged, "resets": self.resets}
