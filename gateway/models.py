@@ -487,6 +487,30 @@ class Station(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class StationCommand(Base):
+    """A command a lead sent to a station, and the station's last reply to it.
+
+    ``state``: ``sent`` (no reply yet), then the station's ``accepted`` / ``done`` /
+    ``failed`` (with ``detail``, the refusal or failure reason, and ``result``). Bounded:
+    the newest :data:`gateway.services.commands.KEEP_PER_STATION` per station are kept.
+    """
+
+    __tablename__ = "station_commands"
+    __table_args__ = (Index("ix_station_commands_station_id", "station", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    station: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    issued_by: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="sent")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class DeadLetter(Base):
     """An MQTT message the gateway could not accept, kept for inspection."""
 

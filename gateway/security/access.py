@@ -135,6 +135,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/audit"): ADMIN,
     # -- stations and what they report -----------------------------------------------------
     ("GET", "/api/v1/stations"): READ,
+    ("POST", "/api/v1/stations/{station}/commands"): LEAD,
+    ("GET", "/api/v1/stations/{station}/commands"): READ,
     ("GET", "/api/v1/events"): READ,
     ("GET", "/api/v1/lanes"): READ,
     ("PUT", "/api/v1/policy"): ADMIN,
@@ -159,6 +161,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/quarantine/{number}"): need("lead", form=True),
     ("POST", "/rmas/{number}/approval"): need("lead", form=True),
     ("POST", "/alarms/{alarm_id}/ack"): need("lead", form=True),
+    ("GET", "/stations/{station}/confirm"): need("lead", page=True),
+    ("POST", "/stations/{station}/commands"): need("lead", form=True),
     # -- the customer return form (public; its own CSRF and rate limits) -------------------
     ("GET", "/returns"): PUBLIC,
     ("POST", "/returns"): PUBLIC,

@@ -19,8 +19,9 @@ from gateway.models import Alarm, Station, StationEvent, utcnow
 
 log = logging.getLogger(__name__)
 
-KINDS = ("jam", "lane_full", "divert_unconfirmed", "device_down", "station_offline")
+KINDS = ("estop", "jam", "lane_full", "divert_unconfirmed", "device_down", "station_offline")
 LABELS = {
+    "estop": "Emergency stop",
     "jam": "Jam",
     "lane_full": "Lane full",
     "divert_unconfirmed": "Divert not confirmed",
@@ -62,6 +63,10 @@ def conditions(station: Station) -> list[Condition]:
             kind, _, lane = str(key).partition(":")
             if kind == "jam" and not any(c.kind == "jam" for c in found):
                 found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
+    if details.get("estop_engaged"):
+        found.append(Condition("estop", "", "emergency stop engaged: gates and belt stopped"))
+    elif isinstance(raised, dict) and "estop" in raised:
+        found.append(Condition("estop", "", "emergency stop released: press reset or Resume"))
     return found
 
 

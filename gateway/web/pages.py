@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gateway.api.deps import BridgeDep, Caller, SessionDep, SettingsDep
 from gateway.services import alarms, dashboard
+from gateway.services.commands import OPERATOR_COMMANDS, recent_commands
 from gateway.services.dashboard import fmt_time
 from gateway.settings import Settings
 from gateway.web.charts import bars
@@ -43,7 +44,12 @@ def section_context(name: str, session: Session, settings: Settings) -> dict[str
     """The template variables one section needs."""
     now = datetime.now(UTC)
     if name == "stations":
-        return {"stations": dashboard.station_rows(session, settings.site)}
+        rows = dashboard.station_rows(session, settings.site)
+        return {
+            "stations": rows,
+            "commands": {r["id"]: recent_commands(session, r["id"], 3) for r in rows},
+            "operator_commands": OPERATOR_COMMANDS,
+        }
     if name == "lanes":
         return {"lanes": dashboard.lane_rows(session, now, settings.zone)}
     if name == "parcels":

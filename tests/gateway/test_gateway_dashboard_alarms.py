@@ -211,3 +211,17 @@ def test_photo_links_only_for_a_stored_photo_hash(
         s.commit()
         photos = [r["photo"] for r in dashboard.recent_parcels(s)]
     assert photos == [None, None, None, f"/api/v1/photos/{good}"]  # newest first
+
+
+def test_the_estop_alarm_stays_until_the_station_is_reset(db: Database) -> None:
+    with db.session() as s:
+        upsert_station(s, "site", status(estop_engaged=True, alarms={"estop": {}}))
+    assert open_keys(db) == [("st1:estop:", True)]
+    with db.session() as s:  # released, not yet reset: the station still holds the belt
+        upsert_station(s, "site", status(estop_engaged=False, alarms={"estop": {}}))
+        [alarm] = alarms.open_alarms(s)
+        assert alarms.LABELS[alarm.kind] == "Emergency stop"
+    assert open_keys(db) == [("st1:estop:", True)]
+    with db.session() as s:  # reset
+        upsert_station(s, "site", status(estop_engaged=False, alarms={}))
+    assert open_keys(db) == [("st1:estop:", False)]

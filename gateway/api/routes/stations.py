@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
-from gateway.api.deps import Caller, SessionDep
+from gateway.api.deps import BridgeDep, Caller, SessionDep
 from gateway.api.schemas import (
+    CommandIn,
+    CommandOut,
     EventList,
     EventOut,
     LaneCounts,
@@ -15,10 +17,12 @@ from gateway.api.schemas import (
     StationList,
     StationOut,
 )
+from gateway.services.commands import CommandRefused, recent_commands, send_command
 from gateway.services.events import lane_counts, lanes_by_station, list_events
 from gateway.services.stations import list_stations
 
 router = APIRouter(prefix="/api/v1", tags=["stations"])
+StationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 @router.get("/stations", response_model=StationList)
@@ -47,3 +51,32 @@ def read_lanes(session: SessionDep, _who: Caller) -> LaneCounts:
         for name, lanes in lanes_by_station(lane_counts(session)).items()
     ]
     return LaneCounts(stations=stations, total=sum(s.total for s in stations))
+
+
+@router.post("/stations/{station}/commands", response_model=CommandOut, status_code=202)
+def post_command(
+    station: StationId, body: CommandIn, session: SessionDep, bridge: BridgeDep, who: Caller
+) -> CommandOut:
+    """Send a command to a station (a lead); 202 with its record, ``state = "sent"``.
+
+    The station replies ``accepted`` then ``done`` or ``failed`` with the reason (it
+    refuses what is unsafe, e.g. a gate test with parcels on the belt, a resume while the
+    E-stop is engaged); follow it with ``GET`` on the same path. 404: unknown station;
+    422: unknown command or bad arguments.
+    """
+    try:
+        row = send_command(session, bridge, station, body.command, body.args, who.name)
+    except CommandRefused as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from None
+    return CommandOut.model_validate(row)
+
+
+@router.get("/stations/{station}/commands", response_model=list[CommandOut])
+def read_commands(
+    station: StationId,
+    session: SessionDep,
+    _who: Caller,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[CommandOut]:
+    """The newest commands sent to a station with their replies, newest first."""
+    return [CommandOut.model_validate(c) for c in recent_commands(session, station, limit)]
