@@ -246,6 +246,8 @@ class LaneSection(_Section):
     active_high: bool = True
     confirm_pin: int | None = Field(default=None, ge=0, le=53)
     full_pin: int | None = Field(default=None, ge=0, le=53)
+    overflow: str | None = Field(default=None, min_length=1, max_length=32)
+    """Another lane of the same disposition taking this lane's parcels while it is full."""
 
 
 class StationConfig(_Section):
@@ -292,6 +294,18 @@ class StationConfig(_Section):
                 raise ValueError(
                     f"SPI{self.rfid.spi_bus} of the RFID reader needs pins used by: "
                     + ", ".join(clash)
+                )
+        by_name = {lane.name: lane for lane in self.lanes}
+        for lane in self.lanes:
+            if lane.overflow is None:
+                continue
+            other = by_name.get(lane.overflow)
+            if other is None or other is lane:
+                raise ValueError(f"lane {lane.name}: overflow {lane.overflow!r} is no other lane")
+            if other.disposition != lane.disposition:
+                raise ValueError(
+                    f"lane {lane.name}: overflow lane {other.name} is for {other.disposition.value}, "
+                    f"not {lane.disposition.value}"
                 )
         if any(lane.disposition is Disposition.QUARANTINE for lane in self.lanes):
             raise ValueError("quarantine is the end of the belt; it has no diverting lane")
@@ -348,6 +362,7 @@ class StationConfig(_Section):
                 lane.pos_mm,
                 lane.name,
                 confirm=lane.confirm_pin is not None,
+                overflow=lane.overflow,
             )
             for lane in self.lanes
             if lane.name not in without_lanes

@@ -694,6 +694,20 @@ class SorterCore:
         )
         return ident, facts, units, verification, claim_note
 
+    def _overflow(self, lane: LaneSpec) -> LaneSpec | None:
+        """The first lane of ``lane``'s overflow chain that is not full, or None."""
+        seen = {lane.name}
+        name = lane.overflow
+        while name is not None and name not in seen:
+            seen.add(name)
+            nxt = self.config.lane_named(name)
+            if nxt is None or nxt.gate is None:
+                return None
+            if nxt.name not in self._full:
+                return nxt
+            name = nxt.overflow
+        return None
+
     def _decide(self, parcel: _Parcel, t_ms: float) -> list[Action]:
         cfg = self.config
         length = parcel.length_mm or 0.0
@@ -711,8 +725,13 @@ class SorterCore:
             lane, reason = cfg.end_lane, Reason.NO_LANE
             why.append(f"no {outcome.disposition} lane")
         elif lane.name in self._full:
-            lane, reason = cfg.end_lane, Reason.LANE_FULL
-            why.append("lane full")
+            overflow = self._overflow(lane)
+            if overflow is None:
+                lane, reason = cfg.end_lane, Reason.LANE_FULL
+                why.append("lane full")
+            else:
+                why.append(f"lane {lane.name} full: overflow lane {overflow.name}")
+                lane = overflow
         command: GateCommand | None = None
         actions: list[Action] = []
         gate = lane.gate

@@ -88,6 +88,9 @@ class LaneSpec:
         confirm: True when a divert-confirm sensor watches the lane: a diverted parcel not
             confirmed within ``BeltConfig.confirm_timeout_ms`` after its gate closed raises
             an alarm and is marked ``divert_unconfirmed``.
+        overflow: the lane (same disposition) a parcel goes to while this one is full,
+            before quarantine (the sort plan); ``None``: quarantine. Followed in turn when
+            it is full too; a name not on the belt (e.g. a broken gate) counts as none.
     """
 
     name: str
@@ -95,6 +98,7 @@ class LaneSpec:
     pos_mm: float
     gate: str | None
     confirm: bool = False
+    overflow: str | None = None
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,25 @@ def test_scale_section_is_typed_with_defaults(tmp_path: Path) -> None:
 def test_scale_section_is_bounded(tmp_path: Path, extra: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config(without_scale(tmp_path, extra))
+
+
+@pytest.mark.parametrize(
+    ("overflow", "match"),
+    [
+        ("restock", "overflow 'restock' is no other lane"),
+        ("nowhere", "overflow 'nowhere' is no other lane"),
+        ("recycle", "overflow lane recycle is for recycle, not restock"),
+    ],
+)
+def test_an_overflow_lane_must_be_another_lane_of_the_same_disposition(
+    tmp_path: Path, scanner_pty: str, overflow: str, match: str
+) -> None:
+    from pydantic import ValidationError
+
+    from edge.config import StationConfig
+    from simulator.testing import station_config_data
+
+    data = station_config_data(tmp_path, scanner_pty)
+    data["lanes"][0]["overflow"] = overflow
+    with pytest.raises(ValidationError, match=match):
+        StationConfig.model_validate(data)

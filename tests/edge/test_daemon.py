@@ -119,3 +119,36 @@ def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
         assert again.core.policy.version == "site1-2"
     finally:
         again.stop()
+
+
+def test_a_full_lane_overflows_into_its_overflow_lane_on_the_real_daemon(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    lanes = [
+        {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17,
+         "full_pin": 23, "overflow": "restock2"},
+        {"name": "restock2", "disposition": "restock", "pos_mm": 2000, "gate_pin": 22},
+    ]  # fmt: skip
+    daemon = StationDaemon(station_config(tmp_path, scanner_pty, lanes=lanes))
+    daemon.store.apply_announcement(announcement("RMA-000123"))
+    pins = daemon.devices.pin_factory
+    try:
+        daemon.start()
+        pins.pin(23).drive_high()  # the restock lane is full
+        wait_until(lambda: daemon.core.status()["lanes_full"] == ["restock"], what="lane full")
+        eye = pins.pin(4)
+        t0 = daemon.clock()
+        eye.drive_high()  # a 300 mm parcel at 1 m/s
+        wait_until(lambda: daemon.clock() >= t0 + 300, what="300 mm of parcel", poll_s=0.005)
+        eye.drive_low()
+        # the label in the scan tunnel (400 mm): its centre passes at 550 ms
+        wait_until(lambda: daemon.clock() >= t0 + 550, what="parcel at the scanner", poll_s=0.005)
+        daemon.submit(ScanFrame("RMA-000123", None, daemon.clock(), False))
+        wait_until(lambda: len(daemon.decisions) == 1, what="the decision", timeout_s=5)
+        [decision] = daemon.decisions
+        assert (decision.lane.name, decision.reason) == ("restock2", Reason.MATCHED)
+        assert "lane restock full: overflow lane restock2" in decision.explanation
+        wait_until(lambda: pins.pin(22).state == 1, what="restock2's gate fires", timeout_s=5)
+        assert pins.pin(17).state == 0  # never the full lane's gate
+    finally:
+        daemon.stop()

@@ -7,6 +7,7 @@ import pytest
 from edge.sorter import SorterCore
 from edge.sorter.model import (
     Alarm,
+    Disposition,
     BadRead,
     BeltCommand,
     Decision,
@@ -273,6 +274,42 @@ def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
     )
     assert (one(run).reason, one(run).physical_lane) == ("lane_full", "quarantine")
     assert one(run).commands == []
+
+
+OVERFLOW_LANES = (
+    LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock", overflow="restock2"),
+    LaneSpec("restock2", Disposition.RESTOCK, 2000.0, "restock2", overflow="restock"),
+    *DEMO_LANES[1:],
+)
+
+
+@pytest.mark.parametrize(
+    ("full", "lane", "reason", "why"),
+    [
+        ([], "restock", "matched", None),
+        (["restock"], "restock2", "matched", "lane restock full: overflow lane restock2"),
+        # the overflow is full too (and names the first back): quarantine, no loop
+        (["restock", "restock2"], "quarantine", "lane_full", "lane full"),
+    ],
+)
+def test_a_full_lane_sends_its_parcels_to_its_overflow_lane_before_quarantine(
+    full: list[str], lane: str, reason: str, why: str | None
+) -> None:
+    run = run_virtual(
+        demo_belt(lanes=OVERFLOW_LANES),
+        Directory(rma("RMA-1")),
+        [VParcel(300.0, 500.0, "RMA-1")],
+        lane_full=full,
+    )
+    result = one(run)
+    assert (result.decided_lane, result.physical_lane, result.reason) == (lane, lane, reason)
+    assert result.decision is not None
+    if why is not None:
+        assert why in result.decision.explanation
+    if lane == "restock2":  # its own gate, timed for its own position (2000 mm)
+        [cmd] = result.commands
+        # inducted at 1500 ms, lead at 2000 mm 2000 ms later, less stroke + margin (100 ms)
+        assert (cmd.gate, cmd.open_at_ms) == ("restock2", 1500.0 + 2000.0 - 100.0)
 
 
 def test_lane_full_after_the_decision_withdraws_a_gate_not_yet_opening() -> None:
