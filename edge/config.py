@@ -303,9 +303,9 @@ class StationConfig(_Section):
             if other is None or other is lane:
                 raise ValueError(f"lane {lane.name}: overflow {lane.overflow!r} is no other lane")
             if other.disposition != lane.disposition:
+                wanted, got = lane.disposition.value, other.disposition.value
                 raise ValueError(
-                    f"lane {lane.name}: overflow lane {other.name} is for {other.disposition.value}, "
-                    f"not {lane.disposition.value}"
+                    f"lane {lane.name}: overflow lane {other.name} is for {got}, not {wanted}"
                 )
         if any(lane.disposition is Disposition.QUARANTINE for lane in self.lanes):
             raise ValueError("quarantine is the end of the belt; it has no diverting lane")

@@ -7,10 +7,10 @@ import pytest
 from edge.sorter import SorterCore
 from edge.sorter.model import (
     Alarm,
-    Disposition,
     BadRead,
     BeltCommand,
     Decision,
+    Disposition,
     GateCancel,
     GateCommand,
     Inducted,
