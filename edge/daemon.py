@@ -238,6 +238,7 @@ class StationDaemon:
             alarms=self.alarms,
             belt_running=self.belt_running,
             controls=self.controls.status(),
+            clock=self.utc.status(),
         )
 
     def update_stack_light(self) -> None:
