@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -226,13 +226,22 @@ class BeltSection(_Section):
     length_mm: float = Field(gt=0, le=100_000)
     gate_stroke_ms: float = Field(default=60.0, ge=0, le=2000)
     gate_margin_ms: float = Field(default=40.0, ge=0, le=2000)
-    encoder_mm_per_count: float | None = Field(default=None, gt=0, le=1000)
     rfid_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
     rfid_tol_mm: float = Field(default=100.0, ge=0, le=1000)
     camera_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
     camera_tol_mm: float = Field(default=50.0, ge=0, le=1000)
     jam_ms: float = Field(default=5000.0, gt=0, le=600_000)
     confirm_timeout_ms: float = Field(default=500.0, ge=0, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "encoder_mm_per_count" in data:
+            raise ValueError(
+                "[belt] encoder_mm_per_count is no longer read: the belt encoder has one "
+                "source of truth, [encoder] (pin_a, pin_b, mm_per_pulse)"
+            )
+        return data
 
 
 class LaneSection(_Section):
@@ -348,12 +357,17 @@ class StationConfig(_Section):
                     pins[f"{section}.{key}"] = value
         return pins
 
-    def belt_config(self, without_lanes: frozenset[str] = frozenset()) -> BeltConfig:
+    def belt_config(
+        self, without_lanes: frozenset[str] = frozenset(), *, encoder: bool = True
+    ) -> BeltConfig:
         """The core's view of the belt: diverting lanes plus the end-of-line quarantine.
 
         Args:
             without_lanes: lanes to leave out (e.g. a gate that failed its self-test), so
                 the core never decides for them; their parcels run on to quarantine.
+            encoder: False when the ``[encoder]`` device failed to start: tracking falls
+                back to ``[belt] speed_mm_s`` (else belt position comes from its counts,
+                ``mm_per_pulse`` mm each).
         """
         lanes = [
             LaneSpec(
@@ -376,7 +390,9 @@ class StationConfig(_Section):
             gate_margin_ms=self.belt.gate_margin_ms,
             debounce_ms=self.photo_eye.debounce_ms,
             lanes=tuple(lanes),
-            encoder_mm_per_count=self.belt.encoder_mm_per_count,
+            encoder_mm_per_count=(
+                self.encoder.mm_per_pulse if self.encoder is not None and encoder else None
+            ),
             rfid_pos_mm=self.belt.rfid_pos_mm,
             rfid_tol_mm=self.belt.rfid_tol_mm,
             camera_pos_mm=self.belt.camera_pos_mm,

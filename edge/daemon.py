@@ -14,14 +14,14 @@ A device that fails its self-test leaves the station running degraded and visibl
 lane is left out of the core's belt, so its parcels run on to quarantine.
 
 Threads: driver callbacks only stamp and :meth:`StationDaemon.submit` typed inputs
-(:mod:`edge.station.inputs`) (the E-stop also stops gates and belt at once:
-:mod:`edge.station.controls`); one reactor thread owns the core and carries out its actions;
-the scheduler thread fires gates; the link runs commands; the grader thread grades photos.
+(:mod:`edge.station.inputs`; lane inputs, encoder samples, reset and E-stop, which stops
+gates and belt at once: :mod:`edge.station.controls`); one reactor thread owns the core
+and carries out its actions; the scheduler thread fires gates; the link runs commands; the
+grader thread grades photos.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
@@ -133,7 +133,7 @@ class StationDaemon:
         self.gates = GateBank(self.devices.gates, self.scheduler, clock)
         self.controls = PhysicalControls(self.devices, self.gates, self.submit, clock)
         self.core = SorterCore(
-            config.belt_config(without_lanes=self.devices.broken_lanes()),
+            self.devices.belt_config(),
             self.store,
             cached_policy(self.store),
         )
@@ -193,9 +193,6 @@ class StationDaemon:
         if devices.rfid is not None and devices.usable("rfid"):
             devices.rfid.start(submit)
         self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
-        for name, device in devices.lane_inputs.items():
-            lane, kind = name.rsplit(".", 1)
-            device.start(functools.partial(self._on_lane_input, lane, kind))
         self.controls.start()
         self.link.start()
         self.devices.set_output("belt_run", not self.controls.estop_engaged)
@@ -212,6 +209,7 @@ class StationDaemon:
         self.scheduler.stop()
         self.gates.release_all()  # a close that raced the scheduler's last firing
         self._stop.set()
+        self.controls.stop()
         if self._reactor is not None:
             self._reactor.join(timeout=2)
         self.devices.stop_readers()
@@ -253,12 +251,6 @@ class StationDaemon:
     def submit(self, item: StationInput) -> None:
         """Queue an input for the core (thread-safe)."""
         self._inputs.put(item)
-
-    def _on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
-        """A confirm / lane-full input changed (driver thread)."""
-        if kind == "confirm" and active:
-            self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
-        self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
 
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.

@@ -114,6 +114,8 @@ from protocol.messages import (
 _LABELS = (CodeClass.RMA_LABEL,)
 _OTHERS = (CodeClass.SSCC, CodeClass.TRACKING)
 
+RETIME_MS = 1.0
+"""With an encoder, a pending gate time that moved more than this (ms) is re-issued."""
 _EPS_MM = 1e-6  # positions compared with this slack: a wake-up computed by time_at is due
 
 
@@ -153,6 +155,10 @@ class _Parcel:
         lead = belt_pos_mm - self.induct_pos_mm
         trail = 0.0 if self.length_mm is None else lead - self.length_mm
         return trail, lead
+
+
+def _near(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= RETIME_MS
 
 
 class SorterCore:
@@ -447,7 +453,37 @@ class SorterCore:
                 actions.extend(self._decide(parcel, t_ms))
             if parcel.decision is not None and self._exit_due(parcel, t_ms, pos):
                 actions.extend(self._exit(parcel, t_ms))
+        if self.odometer.mm_per_count is not None:
+            actions += self._retime(t_ms)
         return actions
+
+    def _retime(self, t_ms: float) -> list[Action]:
+        """With an encoder: each pending gate command follows the belt's measured speed.
+
+        Its open and close times are re-computed from the parcel's positions (lead at the
+        gate less stroke and margin; trail past it plus margin) on the current odometer; a
+        command whose times moved more than :data:`RETIME_MS` is re-issued (same parcel:
+        it replaces the earlier one). An open already due is kept; a time the belt will
+        not reach while it stands is ``inf`` (not scheduled until the belt moves again).
+        """
+        cfg, out = self.config, list[Action]()
+        lead_ms = cfg.gate_stroke_ms + cfg.gate_margin_ms
+        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            cmd = p.command
+            if cmd is None or p.lane is None or t_ms >= cmd.close_at_ms:
+                continue
+            lead_pos = p.induct_pos_mm + p.lane.pos_mm
+            t_lead = self.odometer.time_at(lead_pos, t_ms)
+            t_trail = self.odometer.time_at(lead_pos + (p.length_mm or 0.0), t_ms)
+            open_at = cmd.open_at_ms
+            if t_ms < open_at:
+                open_at = float("inf") if t_lead is None else t_lead - lead_ms
+            close_at = float("inf") if t_trail is None else t_trail + cfg.gate_margin_ms
+            if _near(open_at, cmd.open_at_ms) and _near(close_at, cmd.close_at_ms):
+                continue
+            p.command = replace(cmd, open_at_ms=open_at, close_at_ms=close_at)
+            out.append(p.command)
+        return out
 
     def next_wakeup_ms(self) -> float | None:
         """Earliest time (ms) at which ``advance`` has something to do, or None."""

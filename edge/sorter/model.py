@@ -350,6 +350,10 @@ class GateCommand:
     holds the gate per parcel and releases it when the last hold ends.
     ``open_at_pos_mm`` / ``close_at_pos_mm`` are the same instants as belt odometer
     positions (mm), for shells that fire by encoder position.
+
+    With an encoder the core re-times a pending command when the belt slows or speeds up:
+    a later ``GateCommand`` for the same parcel *replaces* the earlier one (its times
+    re-computed from position; ``inf``: not reached while the belt stands).
     """
 
     parcel_id: int

@@ -1,4 +1,8 @@
-"""The operator's physical controls: the reset / resume push button and the E-stop input.
+"""The station's physical inputs beside the sort path: reset button, E-stop, lane inputs, encoder.
+
+The lane inputs (divert-confirm, lane-full) become :class:`~edge.station.inputs.LaneInput`
+(a confirm also ends a gate test waiting for it); the belt encoder is sampled by an
+:class:`~edge.station.encoder.EncoderSampler`.
 
 The E-stop acts on the driver's thread, before the reactor hears of it: every gate is
 released and locked out (:meth:`~edge.station.gates.GateBank.lock_out`) and the belt-run
@@ -11,12 +15,14 @@ counts as engaged (fail safe).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
 from edge.station.devices import DeviceBank
+from edge.station.encoder import EncoderSampler
 from edge.station.gates import GateBank
-from edge.station.inputs import BeltHold, Resume, StationInput
+from edge.station.inputs import BeltHold, LaneInput, Resume, StationInput
 
 __all__ = ["PhysicalControls"]
 
@@ -52,9 +58,16 @@ class PhysicalControls:
         self.has_estop = config is not None and config.estop_pin is not None
         self.estop_engaged = False
         self.resets = 0
+        encoder = devices.encoder
+        self.encoder = EncoderSampler(encoder, submit, clock) if encoder is not None else None
 
     def start(self) -> None:
         """Listen to the inputs; an E-stop engaged (or unreadable) at start holds the belt."""
+        for name, device in self.devices.lane_inputs.items():
+            lane, kind = name.rsplit(".", 1)
+            device.start(functools.partial(self.on_lane_input, lane, kind))
+        if self.encoder is not None:
+            self.encoder.start()
         estop = self.devices.controls.get("estop")
         if estop is not None:
             estop.start(self.on_estop)
@@ -63,6 +76,17 @@ class PhysicalControls:
         reset = self.devices.controls.get("reset")
         if reset is not None:
             reset.start(self.on_reset)
+
+    def stop(self) -> None:
+        """Stop sampling the encoder (the devices close with the DeviceBank)."""
+        if self.encoder is not None:
+            self.encoder.stop()
+
+    def on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
+        """A confirm / lane-full input of ``lane`` changed at ``t_ms`` (driver thread)."""
+        if kind == "confirm" and active:
+            self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
+        self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
 
     def on_estop(self, t_ms: float, engaged: bool) -> None:
         """The E-stop input changed at ``t_ms`` (driver thread): engaged stops everything now."""

@@ -23,6 +23,7 @@ from edge.drivers.gpio import BeltEncoder, BinaryInput, BinaryOutput, DiverterGa
 from edge.drivers.registry import BackendContext, IoSpec
 from edge.drivers.rfid import TagReader
 from edge.drivers.scanner import BarcodeScanner
+from edge.sorter.model import BeltConfig
 
 __all__ = ["DeviceBank", "DeviceHealth"]
 
@@ -202,6 +203,10 @@ class DeviceBank:
     def broken_lanes(self) -> frozenset[str]:
         """Lanes whose gate is not usable (the core must never decide for them)."""
         return frozenset(lane.name for lane in self.config.lanes if lane.name not in self.gates)
+
+    def belt_config(self) -> BeltConfig:
+        """The core's belt: without the lanes of broken gates, by encoder while it works."""
+        return self.config.belt_config(self.broken_lanes(), encoder=self.encoder is not None)
 
     def capabilities(self) -> list[str]:
         """What the station can do now: ``induct``, ``barcode``, ``rfid``, ``camera``, lanes."""

@@ -416,6 +416,39 @@ def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
     assert exits[2].length_mm == pytest.approx(450.0)
 
 
+def test_gate_times_follow_the_belt_when_it_slows_after_the_decision() -> None:
+    core = SorterCore(demo_belt(encoder_mm_per_count=1.0), Directory(rma("RMA-1")))
+    actions: list[object] = []
+    for t in range(0, 1001, 100):  # 1 m/s: 1 count per ms
+        actions += core.on_encoder(float(t), t)
+        if t == 0:
+            actions += core.on_photo_eye(0.0, True)
+        if t == 300:
+            actions += core.on_photo_eye(300.0, False)
+        if t == 500:
+            actions += core.on_barcode(550.0, "RMA-1")
+    [first] = of(GateCommand, actions)
+    assert (first.open_at_ms, first.close_at_ms) == (1400.0, 1840.0)
+    # from 1000 ms the belt runs at half speed: 50 counts in the next 100 ms
+    [retimed] = core.on_encoder(1100.0, 1050)
+    # lead at 1500 mm: 1100 + 450 mm / 0.5 mm/ms = 2000 ms, less stroke + margin (100 ms);
+    # trail at 1800 mm: 1100 + 750 / 0.5 = 2600 ms, plus margin (40 ms)
+    assert retimed == GateCommand(
+        1, "restock", 1900.0, 2640.0, first.open_at_pos_mm, first.close_at_pos_mm
+    )
+    assert core.on_encoder(1200.0, 1100) == []  # same speed: nothing moves
+    # it stands still: the open is not scheduled until the belt moves again
+    [standing] = core.on_encoder(1300.0, 1100)
+    assert (standing.open_at_ms, standing.close_at_ms) == (float("inf"), float("inf"))
+    [moving] = core.on_encoder(1400.0, 1200)  # 1 m/s again from 1200 mm
+    assert (moving.open_at_ms, moving.close_at_ms) == (1600.0, 2040.0)
+    rest: list[object] = []
+    for t in range(1500, 4000, 100):
+        rest += core.on_encoder(float(t), 1200 + (t - 1400))
+    [exited] = of(ParcelExited, rest)
+    assert (exited.final_lane.name, exited.marks) == ("restock", ())
+
+
 def test_holds_stop_the_belt_once_and_it_runs_when_the_last_is_lifted() -> None:
     core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
     actions: list[object] = []
