@@ -511,6 +511,22 @@ class StationCommand(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class StationStateChange(Base):
+    """A change of what a station's belt was doing, from its status (the shift report).
+
+    ``mode``: ``running`` (sorting), ``stopped`` (belt stopped: paused, E-stop), ``jammed``
+    or ``offline``; from ``at`` until the next row of the station.
+    """
+
+    __tablename__ = "station_state_changes"
+    __table_args__ = (Index("ix_station_state_changes_station_at", "station", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class DeadLetter(Base):
     """An MQTT message the gateway could not accept, kept for inspection."""
 

@@ -116,6 +116,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/credits"): READ,
     ("GET", "/api/v1/stock"): READ,
     ("GET", "/api/v1/reports/financial"): READ,
+    ("GET", "/api/v1/reports/shift"): READ,
     ("GET", "/api/v1/webhooks/deliveries"): READ,
     ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/replay"): LEAD,
     ("GET", "/api/v1/webhooks/endpoints"): ADMIN,

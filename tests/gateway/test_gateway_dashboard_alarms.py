@@ -147,18 +147,20 @@ def test_live_worker_reports_changed_sections(
     anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
     worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
-    assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "parcels"]
+    assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "shift", "parcels"]
     assert worker.poll() == []
     with anydb.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",)))
-    assert worker.poll() == ["alarms", "quarantine", "lanes", "parcels"]  # alarm raised by poll
+    # the alarm is raised by the poll
+    assert worker.poll() == ["alarms", "quarantine", "lanes", "shift", "parcels"]
     assert worker.poll() == []
     with anydb.session() as s:
         upsert_station(s, "site", status())
-    assert worker.poll() == ["stations"]
+    assert worker.poll() == ["stations", "shift"]  # and its belt state: the shift report
     assert worker.snapshot() == {
         "stations": 2,
         "lanes": 2,
+        "shift": 3,
         "parcels": 2,
         "quarantine": 2,
         "alarms": 2,

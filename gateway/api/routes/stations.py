@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from gateway.api.deps import BridgeDep, Caller, SessionDep
+from gateway.api.deps import BridgeDep, Caller, SessionDep, SettingsDep
 from gateway.api.schemas import (
     CommandIn,
     CommandOut,
@@ -19,6 +21,7 @@ from gateway.api.schemas import (
 )
 from gateway.services.commands import CommandRefused, recent_commands, send_command
 from gateway.services.events import lane_counts, lanes_by_station, list_events
+from gateway.services.shifts import current_shift, shift_csv, shift_report, shift_window
 from gateway.services.stations import list_stations
 
 router = APIRouter(prefix="/api/v1", tags=["stations"])
@@ -80,3 +83,30 @@ def read_commands(
 ) -> list[CommandOut]:
     """The newest commands sent to a station with their replies, newest first."""
     return [CommandOut.model_validate(c) for c in recent_commands(session, station, limit)]
+
+
+@router.get("/reports/shift", responses={200: {"content": {"text/csv": {}}}})
+def read_shift_report(
+    session: SessionDep,
+    settings: SettingsDep,
+    _who: Caller,
+    day: Annotated[date | None, Query(description="Local day the shift starts on")] = None,
+    shift: Annotated[int | None, Query(ge=0, le=7, description="Index in RS_SHIFTS")] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Any:
+    """Per station: availability, throughput and quality of one shift.
+
+    See :mod:`gateway.services.shifts`; without ``day`` and ``shift``: the shift running
+    now. ``format=csv`` for CSV. 422: a shift index the settings do not have.
+    """
+    now = datetime.now(UTC)
+    if day is None and shift is None:
+        window = current_shift(settings, now)
+    elif day is None or shift is None or shift >= len(settings.shifts):
+        raise HTTPException(422, detail="give day and shift (an index of RS_SHIFTS) together")
+    else:
+        window = shift_window(settings, day, shift)
+    rows = shift_report(session, settings, window, now)
+    if format == "csv":
+        return Response(shift_csv(rows), media_type="text/csv")
+    return {"shift": window.label, "rows": [asdict(r) for r in rows]}

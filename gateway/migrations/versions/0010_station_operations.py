@@ -1,4 +1,4 @@
-"""Station commands (issue 16): what leads sent to stations and the stations' replies.
+"""Issue 16: station commands (what leads sent, the stations' replies) and belt state changes.
 
 Revision ID: 0010
 Revises: 0006
@@ -41,9 +41,25 @@ def upgrade() -> None:
     op.create_index(
         "ix_station_commands_station_id", "station_commands", ["station", "id"], unique=False
     )
+    op.create_table(
+        "station_state_changes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("station", sa.String(length=64), nullable=False),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("at", gateway.models.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_station_state_changes_station_at",
+        "station_state_changes",
+        ["station", "at"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
     """Revert this migration."""
+    op.drop_index("ix_station_state_changes_station_at", table_name="station_state_changes")
+    op.drop_table("station_state_changes")
     op.drop_index("ix_station_commands_station_id", table_name="station_commands")
     op.drop_table("station_commands")
