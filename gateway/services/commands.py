@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Station, StationCommand, utcnow
 from protocol import CommandName, CommandReply
+
+if TYPE_CHECKING:
+    from gateway.mqtt_bridge import MqttBridge
 
 __all__ = [
     "KEEP_PER_STATION",
@@ -47,21 +50,6 @@ OPERATOR_COMMANDS: dict[str, str] = {
 _ORDER = {"sent": 0, "accepted": 1, "done": 2, "failed": 2}
 
 
-class Publisher(Protocol):
-    """What sending needs of the MQTT bridge."""
-
-    def publish_command(
-        self,
-        station: str,
-        command: CommandName,
-        args: dict[str, str | int | float | bool] | None = None,
-        *,
-        request_id: str | None = None,
-    ) -> str:
-        """Publish a command; returns its request id."""
-        ...
-
-
 class CommandRefused(ValueError):
     """The gateway will not send this command (``status_code``: 404 unknown station, 422)."""
 
@@ -87,7 +75,7 @@ def _checked_args(command: str, args: dict[str, Any]) -> dict[str, str | int | f
 
 def send_command(
     session: Session,
-    bridge: Publisher,
+    bridge: MqttBridge,
     station: str,
     command: str,
     args: dict[str, Any],

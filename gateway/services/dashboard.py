@@ -60,7 +60,7 @@ def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
                 "devices_down": down,
                 "belt": "unknown"
                 if belt is None or s.state == "offline"
-                else ("running" if belt else "stopped"),
+                else ("estop" if d.get("estop_engaged") else "running" if belt else "stopped"),
                 "last_seen": fmt_time(s.last_seen),
                 "last_seen_iso": s.last_seen.isoformat() if s.last_seen else "",
                 "sync_lag": max(0, head - s.rma_revision),

@@ -217,7 +217,9 @@ def test_photo_links_only_for_a_stored_photo_hash(
 
 def test_the_estop_alarm_stays_until_the_station_is_reset(db: Database) -> None:
     with db.session() as s:
-        upsert_station(s, "site", status(estop_engaged=True, alarms={"estop": {}}))
+        engaged = status(estop_engaged=True, belt_running=False, alarms={"estop": {}})
+        upsert_station(s, "site", engaged)
+        assert dashboard.station_rows(s, "site")[0]["belt"] == "estop"  # "■ E-stop"
     assert open_keys(db) == [("st1:estop:", True)]
     with db.session() as s:  # released, not yet reset: the station still holds the belt
         upsert_station(s, "site", status(estop_engaged=False, alarms={"estop": {}}))

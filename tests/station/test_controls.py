@@ -9,7 +9,7 @@ the reset button or the ``resume`` command; ``pause`` / ``run`` hold and release
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ EYE, GATE, BELT, GREEN, RED, RESET, ESTOP = 4, 17, 5, 6, 13, 19, 26
 
 
 @pytest.fixture
-def station(tmp_path: Path, scanner_pty: str) -> Iterator[Callable[..., StationDaemon]]:
+def station(
+    tmp_path: Path, scanner_pty: str, started_daemon: Callable[..., StationDaemon]
+) -> Callable[..., StationDaemon]:
     """``station(estop_closed=True, **belt)``: a started daemon with E-stop, reset, lights."""
-    made: list[StationDaemon] = []
 
     def build(*, estop_closed: bool = True, **belt: Any) -> StationDaemon:
         config = station_config(
@@ -37,18 +38,14 @@ def station(tmp_path: Path, scanner_pty: str) -> Iterator[Callable[..., StationD
             stack_light={"green_pin": GREEN, "red_pin": RED},
             controls={"reset_pin": RESET, "estop_pin": ESTOP},
         )
-        daemon = StationDaemon(config)
-        made.append(daemon)
-        if estop_closed:
-            daemon.devices.pin_factory.pin(ESTOP).drive_high()
-        daemon.start()
-        return daemon
 
-    try:
-        yield build
-    finally:
-        for daemon in made:
-            daemon.stop()
+        def close_the_loop(daemon: StationDaemon) -> None:
+            if estop_closed:
+                daemon.devices.pin_factory.pin(ESTOP).drive_high()
+
+        return started_daemon(config, close_the_loop)
+
+    return build
 
 
 def pin(daemon: StationDaemon, number: int) -> int:

@@ -8,7 +8,6 @@ on the page, confirms, the belt runs again and the next parcels are sorted; the 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,8 @@ import pytest
 
 from simulator.harness import SITE_DEFAULT_STATION as STATION
 from simulator.harness import Report, Run
-from simulator.scenario import load_scenario
 from simulator.testing import wait_until
-from tests.web.conftest import PASSWORDS, REPO, sign_in
+from tests.web.conftest import sign_in, signed_in_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.broker]
 WALL = {"width": 1920, "height": 1080}
@@ -29,21 +27,7 @@ WALL = {"width": 1920, "height": 1080}
 @pytest.fixture(scope="module")
 def jam_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """A started jam-operator run whose gateway requires sign-in; users lee (lead), vera."""
-    scenario = load_scenario(REPO / "simulator" / "scenarios" / "jam-operator.yaml")
-    before = os.environ.get("RS_ANONYMOUS_READ")
-    os.environ["RS_ANONYMOUS_READ"] = "false"
-    try:
-        with Run(scenario, tmp_path_factory.mktemp("jam")) as run:
-            assert run.http is not None
-            for name, role in (("lee", "lead"), ("vera", "viewer")):
-                body = {"username": name, "password": PASSWORDS[name], "role": role}
-                assert run.http.post("/api/v1/users", json=body).status_code == 201
-            yield run
-    finally:
-        if before is None:
-            os.environ.pop("RS_ANONYMOUS_READ", None)
-        else:
-            os.environ["RS_ANONYMOUS_READ"] = before
+    yield from signed_in_run("jam-operator.yaml", tmp_path_factory)
 
 
 def test_a_lead_resumes_a_jammed_belt_from_the_page(
