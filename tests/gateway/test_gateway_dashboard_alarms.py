@@ -229,3 +229,13 @@ def test_the_estop_alarm_stays_until_the_station_is_reset(db: Database) -> None:
     with db.session() as s:  # reset
         upsert_station(s, "site", status(estop_engaged=False, alarms={}))
     assert open_keys(db) == [("st1:estop:", False)]
+
+
+def test_clock_steps_a_station_saw_show_in_its_row(db: Database) -> None:
+    with db.session() as s:
+        upsert_station(s, "site", status(clock={"steps": 2, "last_step_s": 3600.0}))
+        row = dashboard.station_rows(s, "site")[0]
+        assert (row["clock_steps"], row["last_clock_step_s"]) == (2.0, 3600.0)
+        upsert_station(s, "site", status(clock={"steps": "many", "last_step_s": [1]}))
+        row = dashboard.station_rows(s, "site")[0]  # a station's word is not trusted
+        assert (row["clock_steps"], row["last_clock_step_s"]) == (0.0, 0.0)
