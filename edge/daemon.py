@@ -195,7 +195,7 @@ class StationDaemon:
         self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
         self.controls.start()
         self.link.start()
-        self.devices.set_output("belt_run", not self.controls.estop_engaged)
+        self.controls.drive_belt(True)  # not while the E-stop is engaged
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
 
@@ -338,10 +338,9 @@ class StationDaemon:
             case GateCancel(parcel_id, gate):
                 self.gates.cancel(parcel_id, gate)
             case BeltCommand(run, _, reason):
-                self.belt_running = run = run and not self.controls.estop_engaged
-                self.devices.set_output("belt_run", run)
+                self.belt_running = self.controls.drive_belt(run)
                 self.update_stack_light()
-                log.warning("belt %s (%s)", "run" if run else "STOP", reason)
+                log.warning("belt %s (%s)", "run" if self.belt_running else "STOP", reason)
                 self.link.request_status()
             case Alarm():
                 self._alarm(action)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 
 from edge.station.devices import DeviceBank
@@ -58,6 +59,7 @@ class PhysicalControls:
         self.has_estop = config is not None and config.estop_pin is not None
         self.estop_engaged = False
         self.resets = 0
+        self._belt_lock = threading.Lock()  # the E-stop and the reactor never race on belt-run
         encoder = devices.encoder
         self.encoder = EncoderSampler(encoder, submit, clock) if encoder is not None else None
 
@@ -92,15 +94,27 @@ class PhysicalControls:
         """The E-stop input changed at ``t_ms`` (driver thread): engaged stops everything now."""
         if engaged == self.estop_engaged:
             return
-        self.estop_engaged = engaged
         if engaged:
             self.gates.lock_out(True)
-            self.devices.set_output("belt_run", False)
+            with self._belt_lock:
+                self.estop_engaged = True
+                self.devices.set_output("belt_run", False)
             log.error("EMERGENCY STOP engaged: gates released, belt stopped")
             self.submit(BeltHold(t_ms, "estop", True))
         else:
+            self.estop_engaged = False
             self.gates.lock_out(False)
             log.warning("emergency stop released: press reset (or send resume) to run")
+
+    def drive_belt(self, run: bool) -> bool:
+        """Switch the belt-run output (the reactor); never on while the E-stop is engaged.
+
+        Returns what the belt does now (False when ``run`` was refused).
+        """
+        with self._belt_lock:
+            run = run and not self.estop_engaged
+            self.devices.set_output("belt_run", run)
+            return run
 
     def on_reset(self, t_ms: float, pressed: bool) -> None:
         """The reset button changed at ``t_ms`` (driver thread): a press resumes the station."""
