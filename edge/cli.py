@@ -149,7 +149,7 @@ def main(
         daemon.start()
         if args.metrics_port:
             daemon.metrics.serve(args.metrics_port, args.metrics_addr)
-        sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.capabilities()))
+        sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.devices.capabilities()))
         if on_started is not None:
             on_started(daemon)
         while not stop.wait(min(0.5, watchdog_s or 0.5)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -274,6 +274,21 @@ class StackLightSection(_Section):
     active_high: bool = True
 
 
+class ControlsSection(_Section):
+    """``[controls]``: the operator's physical controls (inputs through the driver registry).
+
+    ``reset_pin``: the reset / resume push button (active when pressed). ``estop_pin``: the
+    emergency-stop loop, by default a normally-closed contact (``estop_active_high = false``:
+    engaged while the input reads low, so a cut wire is an engaged E-stop).
+    """
+
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
+    reset_pin: int | None = Field(default=None, ge=0, le=27)
+    reset_active_high: bool = True
+    estop_pin: int | None = Field(default=None, ge=0, le=27)
+    estop_active_high: bool = False
+
+
 SPI_PINS: dict[int, tuple[int, ...]] = {0: (7, 8, 9, 10, 11), 1: (16, 17, 18, 19, 20, 21)}
 """BCM pins taken by each SPI bus (chip selects, MISO, MOSI, SCLK) when the reader uses it."""
 
@@ -287,13 +302,22 @@ class BeltSection(_Section):
     length_mm: float = Field(gt=0, le=100_000)
     gate_stroke_ms: float = Field(default=60.0, ge=0, le=2000)
     gate_margin_ms: float = Field(default=40.0, ge=0, le=2000)
-    encoder_mm_per_count: float | None = Field(default=None, gt=0, le=1000)
     rfid_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
     rfid_tol_mm: float = Field(default=100.0, ge=0, le=1000)
     camera_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
     camera_tol_mm: float = Field(default=50.0, ge=0, le=1000)
     jam_ms: float = Field(default=5000.0, gt=0, le=600_000)
     confirm_timeout_ms: float = Field(default=500.0, ge=0, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "encoder_mm_per_count" in data:
+            raise ValueError(
+                "[belt] encoder_mm_per_count is no longer read: the belt encoder has one "
+                "source of truth, [encoder] (pin_a, pin_b, mm_per_pulse)"
+            )
+        return data
 
 
 class LaneSection(_Section):
@@ -357,6 +381,9 @@ class LaneSection(_Section):
         """The lane-full input's pin or discrete input, None without one."""
         return self.full_pin if self.backend == "gpiozero" else self.full_input
 
+    overflow: str | None = Field(default=None, min_length=1, max_length=32)
+    """Another lane of the same disposition taking this lane's parcels while it is full."""
+
 
 class StationConfig(_Section):
     """The whole station config."""
@@ -377,6 +404,7 @@ class StationConfig(_Section):
     encoder: EncoderSection | None = None
     belt_run: BeltRunSection | None = None
     stack_light: StackLightSection | None = None
+    controls: ControlsSection | None = None
     config_hash: str = ""
 
     @model_validator(mode="after")
@@ -405,6 +433,18 @@ class StationConfig(_Section):
                 raise ValueError(
                     f"SPI{self.rfid.spi_bus} of the RFID reader needs pins used by: "
                     + ", ".join(clash)
+                )
+        by_name = {lane.name: lane for lane in self.lanes}
+        for lane in self.lanes:
+            if lane.overflow is None:
+                continue
+            other = by_name.get(lane.overflow)
+            if other is None or other is lane:
+                raise ValueError(f"lane {lane.name}: overflow {lane.overflow!r} is no other lane")
+            if other.disposition != lane.disposition:
+                wanted, got = lane.disposition.value, other.disposition.value
+                raise ValueError(
+                    f"lane {lane.name}: overflow lane {other.name} is for {got}, not {wanted}"
                 )
         if self.scale is not None:
             self._check_scale(self.scale)
@@ -453,7 +493,7 @@ class StationConfig(_Section):
                     pins[f"lanes.{lane.name}.{key}"] = value
         if self.rfid is not None:
             pins["rfid.rst_pin"] = self.rfid.rst_pin
-        for section in ("encoder", "belt_run", "stack_light"):
+        for section in ("encoder", "belt_run", "stack_light", "controls"):
             model = getattr(self, section)
             if model is None:
                 continue
@@ -464,12 +504,17 @@ class StationConfig(_Section):
                     pins[f"{section}.{key}"] = value
         return pins
 
-    def belt_config(self, without_lanes: frozenset[str] = frozenset()) -> BeltConfig:
+    def belt_config(
+        self, without_lanes: frozenset[str] = frozenset(), *, encoder: bool = True
+    ) -> BeltConfig:
         """The core's view of the belt: diverting lanes plus the end-of-line quarantine.
 
         Args:
             without_lanes: lanes to leave out (e.g. a gate that failed its self-test), so
                 the core never decides for them; their parcels run on to quarantine.
+            encoder: False when the ``[encoder]`` device failed to start: tracking falls
+                back to ``[belt] speed_mm_s`` (else belt position comes from its counts,
+                ``mm_per_pulse`` mm each).
         """
         lanes = [
             LaneSpec(
@@ -478,6 +523,7 @@ class StationConfig(_Section):
                 lane.pos_mm,
                 lane.name,
                 confirm=lane.confirm_address is not None,
+                overflow=lane.overflow,
             )
             for lane in self.lanes
             if lane.name not in without_lanes
@@ -491,7 +537,9 @@ class StationConfig(_Section):
             gate_margin_ms=self.belt.gate_margin_ms,
             debounce_ms=self.photo_eye.debounce_ms,
             lanes=tuple(lanes),
-            encoder_mm_per_count=self.belt.encoder_mm_per_count,
+            encoder_mm_per_count=(
+                self.encoder.mm_per_pulse if self.encoder is not None and encoder else None
+            ),
             rfid_pos_mm=self.belt.rfid_pos_mm,
             rfid_tol_mm=self.belt.rfid_tol_mm,
             camera_pos_mm=self.belt.camera_pos_mm,

@@ -617,6 +617,46 @@ class Station(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class StationCommand(Base):
+    """A command a lead sent to a station, and the station's last reply to it.
+
+    ``state``: ``sent`` (no reply yet), then the station's ``accepted`` / ``done`` /
+    ``failed`` (with ``detail``, the refusal or failure reason, and ``result``). Bounded:
+    the newest :data:`gateway.services.commands.KEEP_PER_STATION` per station are kept.
+    """
+
+    __tablename__ = "station_commands"
+    __table_args__ = (Index("ix_station_commands_station_id", "station", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    station: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    issued_by: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="sent")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class StationStateChange(Base):
+    """A change of what a station's belt was doing, from its status (the shift report).
+
+    ``mode``: ``running`` (sorting), ``stopped`` (belt stopped: paused, E-stop), ``jammed``
+    or ``offline``; from ``at`` until the next row of the station.
+    """
+
+    __tablename__ = "station_state_changes"
+    __table_args__ = (Index("ix_station_state_changes_station_at", "station", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class DeadLetter(Base):
     """An MQTT message the gateway could not accept, kept for inspection."""
 

@@ -48,6 +48,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import AnnouncementRow, utcnow
+from gateway.services.commands import record_reply
 from gateway.services.dead_letters import record_dead_letter
 from gateway.services.events import ingest_event
 from gateway.services.photos import PhotoStore
@@ -688,6 +689,8 @@ class MqttBridge:
             while len(self.command_replies) > KEEP_REPLIES:
                 self.command_replies.popitem(last=False)
             self._counters["command_replies"] += 1
+        with self._sessions() as session:
+            record_reply(session, reply)  # the status page shows it
         log.info(
             "command reply station=%s request_id=%s command=%s state=%s detail=%s",
             station,

@@ -7,6 +7,7 @@ start without a strong ``RS_SECRET_KEY``; the demo, the simulator and the tests 
 
 from __future__ import annotations
 
+from datetime import time
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal, get_args
@@ -105,6 +106,18 @@ class Settings(BaseSettings):
     )
     auth_hash_queue: int = Field(
         default=32, ge=0, le=10_000, description="Password checks waiting beyond that: 503"
+    )
+
+    # -- shifts (issue 16: the shift report) ------------------------------------------------
+    shifts: list[str] = Field(
+        default_factory=lambda: ["06:00-14:00", "14:00-22:00", "22:00-06:00"],
+        min_length=1,
+        max_length=8,
+        description="Shifts as HH:MM-HH:MM in the shop's time zone (an end at or before "
+        'the start ends the next day), e.g. RS_SHIFTS=\'["06:00-18:00","18:00-06:00"]\'',
+    )
+    station_rate_per_hour: int = Field(
+        default=1800, ge=1, le=100_000, description="Parcels per hour a station is rated for"
     )
 
     # -- return policies -------------------------------------------------------------------
@@ -308,6 +321,22 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"refusal_locations lacks {sorted(missing)}")
         return self
+
+    @field_validator("shifts")
+    @classmethod
+    def _shifts_parse(cls, v: list[str]) -> list[str]:
+        for text in v:
+            start, sep, end = text.partition("-")
+            try:
+                if not sep:
+                    raise ValueError(text)
+                time.fromisoformat(start)
+                time.fromisoformat(end)
+            except ValueError:
+                raise ValueError(f"shift {text[:32]!r} is not HH:MM-HH:MM") from None
+            if len(start) != 5 or len(end) != 5 or start == end:
+                raise ValueError(f"shift {text[:32]!r} is not HH:MM-HH:MM (start != end)")
+        return v
 
     @field_validator("shop_timezone")
     @classmethod

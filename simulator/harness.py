@@ -735,7 +735,8 @@ class Run:
             # process of the timeline); then the operator presses resume
             assert self._jam_cleared is not None
             self._jam_cleared[id(fault)].wait(timeout=SYNC_TIMEOUT_S * 2)
-            self.station.call("resume")
+            if fault.resume == "harness":  # else a lead resumes from the status page
+                self.station.call("resume")
             result.end_s = self._belt_s()
             result.detail = f"parcel {self._jam_parcel.get(id(fault))} stuck at the eye"
         elif kind == "camera_failure":

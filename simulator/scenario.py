@@ -52,6 +52,7 @@ Schema (every key checked; unknown keys are errors; all but ``name``, ``station`
       - {kind: jam, at_s: 5, duration_s: 4}  # the next parcel sticks at the induct eye;
                              # the station stops the belt after belt.jam_ms (needs a
                              # belt_run output); taken off and resumed after duration_s
+                             # (resume: operator: by a lead on the status page instead)
       - {kind: camera_failure, at_s: 1}      # the camera stops delivering frames
       - {kind: late_rma, at_s: 3, count: 2}  # 2 RMAs are announced only at 3 s
       - {kind: clock_skew, at_s: 2, skew_s: 3600}  # the station's UTC clock jumps
@@ -216,6 +217,9 @@ class Fault(_Strict):
     lane: str | None = None
     count: int = Field(default=0, ge=0, le=100_000)
     skew_s: float = Field(default=0.0, ge=-86_400 * 365, le=86_400 * 365)
+    resume: Literal["harness", "operator"] = "harness"
+    """Jam only: ``operator``: nobody resumes for the run (a lead presses Resume on the
+    status page); the belt model restarts when the station's belt-run output does."""
 
     @model_validator(mode="after")
     def _fields(self) -> Fault:
@@ -227,6 +231,8 @@ class Fault(_Strict):
             )
         if self.kind == "late_rma" and self.count <= 0:
             raise ValueError("late_rma needs count > 0")
+        if self.resume == "operator" and self.kind != "jam":
+            raise ValueError("resume: operator is for a jam only")
         if self.kind == "clock_skew" and self.skew_s == 0:
             raise ValueError("clock_skew needs skew_s != 0")
         return self

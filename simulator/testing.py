@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -181,6 +182,26 @@ class Directory:
 
 
 # -- time -------------------------------------------------------------------------------------
+
+
+class SteppableWall:
+    """A fake system (wall) clock that can be stepped the way NTP steps a real one.
+
+    Callable like :func:`edge.clock.utc_now`: the real UTC now plus the steps so far; give
+    it to :class:`edge.clock.UtcClock` (``utc=`` or :meth:`~edge.clock.UtcClock.set_wall`) and
+    :meth:`step` it: the station finds the step at its next check, as on a real Pi.
+    """
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        """The (stepped) UTC wall time now."""
+        return datetime.now(UTC) + self.offset
+
+    def step(self, seconds: float) -> None:
+        """Jump the wall clock by ``seconds`` (either way)."""
+        self.offset += timedelta(seconds=seconds)
 
 
 class ManualClock:

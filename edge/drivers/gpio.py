@@ -116,6 +116,11 @@ class BinaryOutput(Protocol):
 class BeltEncoder(Protocol):
     """Belt travel from an encoder: pulses counted, millimetres derived."""
 
+    @property
+    def pulses(self) -> int:
+        """Counts since start (cumulative; negative when a quadrature belt ran backwards)."""
+        ...
+
     def position_mm(self) -> float:
         """Belt travel since start, mm."""
         ...

@@ -130,6 +130,8 @@ from protocol.messages import (
 _LABELS = (CodeClass.RMA_LABEL,)
 _OTHERS = (CodeClass.SSCC, CodeClass.TRACKING)
 
+RETIME_MS = 1.0
+"""With an encoder, a pending gate time that moved more than this (ms) is re-issued."""
 _EPS_MM = 1e-6  # positions compared with this slack: a wake-up computed by time_at is due
 
 
@@ -174,6 +176,10 @@ class _Parcel:
         return trail, lead
 
 
+def _near(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= RETIME_MS
+
+
 class SorterCore:
     """Tracks parcels from the induct photo-eye to their lane.
 
@@ -204,7 +210,8 @@ class SorterCore:
         self._parcels: dict[int, _Parcel] = {}
         self._open: _Parcel | None = None  # parcel currently blocking the eye
         self._blocked_since_ms: float | None = None
-        self.jammed = False
+        self.holds: set[str] = set()
+        """Why the belt is stopped (``jam``, ``pause``, ``estop``); it runs when empty."""
         self._full: set[str] = set()
         self._faulted: set[str] = set()  # lanes whose gate cannot be driven now
         # Claims not (yet) in the receipt book: (RMA, line number) -> highest unit claimed.
@@ -512,16 +519,45 @@ class SorterCore:
                 p.marks.append(mark)
         return actions
 
+    @property
+    def jammed(self) -> bool:
+        """True while the belt is stopped by a jam at the induct eye (until resumed)."""
+        return "jam" in self.holds
+
     def on_resume(self, t_ms: float) -> list[Action]:
-        """The operator resumed the station after a jam: belt runs, jam alarm cleared."""
+        """The operator resumed the station after a jam or an E-stop (reset button, command).
+
+        Clears the ``jam`` and ``estop`` holds and their alarms; the belt runs unless the
+        operator paused it. The caller refuses a resume while the E-stop is still engaged.
+        """
         actions = self.advance(t_ms)
-        if not self.jammed:
+        for reason in ("jam", "estop"):
+            if reason in self.holds:
+                actions += [*self.release(t_ms, reason), Alarm(reason, False, t_ms)]
+        return actions
+
+    def hold(self, t_ms: float, reason: str) -> list[Action]:
+        """Stop the belt at ``t_ms`` for ``reason`` (``jam``, ``pause``, ``estop``).
+
+        The first hold stops the odometer (tracked parcels keep their belt position) and
+        withdraws every divert not yet finished (those parcels run on to quarantine: a gate
+        timed for a moving belt must not fire on a stopped one). Idempotent per reason.
+        """
+        raised = [Alarm("estop", True, t_ms)] if reason == "estop" else []
+        return self.advance(t_ms) + self._hold(t_ms, reason, *raised)
+
+    def release(self, t_ms: float, reason: str) -> list[Action]:
+        """Lift the ``reason`` hold at ``t_ms``; the belt runs when no hold is left."""
+        actions = self.advance(t_ms)
+        if reason not in self.holds:
             return actions
-        self.jammed = False
+        self.holds.discard(reason)
+        if self.holds:
+            return actions
         self.odometer.set_running(t_ms, True)
         if self._blocked_since_ms is not None:
             self._blocked_since_ms = t_ms  # still blocked: the jam timer starts again
-        return [*actions, BeltCommand(True, t_ms, "resume"), Alarm("jam", False, t_ms)]
+        return [*actions, BeltCommand(True, t_ms, "resume" if reason == "jam" else reason)]
 
     # -- time ---------------------------------------------------------------------------
     def advance(self, t_ms: float) -> list[Action]:
@@ -530,7 +566,7 @@ class SorterCore:
         for edge in self._eye.poll(t_ms):
             actions += self._apply_eye_edge(edge.t_ms, edge.level)
         if (
-            not self.jammed
+            not self.holds
             and self._blocked_since_ms is not None
             and t_ms >= self._blocked_since_ms + self.config.jam_ms
         ):
@@ -545,12 +581,42 @@ class SorterCore:
                 actions.extend(self._decide(parcel, t_ms))
             if parcel.decision is not None and self._exit_due(parcel, t_ms, pos):
                 actions.extend(self._exit(parcel, t_ms))
+        if self.odometer.mm_per_count is not None:
+            actions += self._retime(t_ms)
         return actions
+
+    def _retime(self, t_ms: float) -> list[Action]:
+        """With an encoder: each pending gate command follows the belt's measured speed.
+
+        Its open and close times are re-computed from the parcel's positions (lead at the
+        gate less stroke and margin; trail past it plus margin) on the current odometer; a
+        command whose times moved more than :data:`RETIME_MS` is re-issued (same parcel:
+        it replaces the earlier one). An open already due is kept; a time the belt will
+        not reach while it stands is ``inf`` (not scheduled until the belt moves again).
+        """
+        cfg, out = self.config, list[Action]()
+        lead_ms = cfg.gate_stroke_ms + cfg.gate_margin_ms
+        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            cmd = p.command
+            if cmd is None or p.lane is None or t_ms >= cmd.close_at_ms:
+                continue
+            lead_pos = p.induct_pos_mm + p.lane.pos_mm
+            t_lead = self.odometer.time_at(lead_pos, t_ms)
+            t_trail = self.odometer.time_at(lead_pos + (p.length_mm or 0.0), t_ms)
+            open_at = cmd.open_at_ms
+            if t_ms < open_at:
+                open_at = float("inf") if t_lead is None else t_lead - lead_ms
+            close_at = float("inf") if t_trail is None else t_trail + cfg.gate_margin_ms
+            if _near(open_at, cmd.open_at_ms) and _near(close_at, cmd.close_at_ms):
+                continue
+            p.command = replace(cmd, open_at_ms=open_at, close_at_ms=close_at)
+            out.append(p.command)
+        return out
 
     def next_wakeup_ms(self) -> float | None:
         """Earliest time (ms) at which ``advance`` has something to do, or None."""
         times = [self._eye.next_due_ms()]
-        if not self.jammed and self._blocked_since_ms is not None:
+        if not self.holds and self._blocked_since_ms is not None:
             times.append(self._blocked_since_ms + self.config.jam_ms)
         for p in self._parcels.values():
             if p.decision is None:
@@ -569,6 +635,7 @@ class SorterCore:
             "counters": dict(self.counters),
             "lanes": dict(self.lane_counts),
             "jammed": self.jammed,
+            "holds": sorted(self.holds),
             "lanes_full": sorted(self._full),
             "lanes_faulted": sorted(self._faulted),
             "policy_version": self.policy.version,
@@ -638,10 +705,19 @@ class SorterCore:
         return None
 
     def _jam(self, t_ms: float) -> list[Action]:
-        self.jammed = True
         self.counters["jams"] += 1
+        return self._hold(t_ms, "jam", Alarm("jam", True, t_ms))
+
+    def _hold(self, t_ms: float, reason: str, *raised: Alarm) -> list[Action]:
+        """Add the ``reason`` hold; the first stops the belt and withdraws unfinished diverts."""
+        if reason in self.holds:
+            return []
+        first = not self.holds
+        self.holds.add(reason)
+        if not first:
+            return [*raised]
         self.odometer.set_running(t_ms, False)
-        actions: list[Action] = [BeltCommand(False, t_ms, "jam"), Alarm("jam", True, t_ms)]
+        actions: list[Action] = [BeltCommand(False, t_ms, reason), *raised]
         end = self.config.end_lane
         for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
             if p.command is not None and t_ms < p.command.close_at_ms:
@@ -812,6 +888,20 @@ class SorterCore:
         )
         return ident, facts, units, verification, physical, claim_note
 
+    def _overflow(self, lane: LaneSpec) -> LaneSpec | None:
+        """The first lane of ``lane``'s overflow chain that is not full, or None."""
+        seen = {lane.name}
+        name = lane.overflow
+        while name is not None and name not in seen:
+            seen.add(name)
+            nxt = self.config.lane_named(name)
+            if nxt is None or nxt.gate is None:
+                return None
+            if nxt.name not in self._full:
+                return nxt
+            name = nxt.overflow
+        return None
+
     def _decide(self, parcel: _Parcel, t_ms: float) -> list[Action]:
         cfg = self.config
         length = parcel.length_mm or 0.0
@@ -845,8 +935,13 @@ class SorterCore:
             lane, reason = cfg.end_lane, Reason.GATE_FAULT
             why.append("gate cannot be driven (device fault)")
         elif lane.name in self._full:
-            lane, reason = cfg.end_lane, Reason.LANE_FULL
-            why.append("lane full")
+            overflow = self._overflow(lane)
+            if overflow is None:
+                lane, reason = cfg.end_lane, Reason.LANE_FULL
+                why.append("lane full")
+            else:
+                why.append(f"lane {lane.name} full: overflow lane {overflow.name}")
+                lane = overflow
         command: GateCommand | None = None
         actions: list[Action] = []
         gate = lane.gate

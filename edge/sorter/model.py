@@ -90,6 +90,9 @@ class LaneSpec:
         confirm: True when a divert-confirm sensor watches the lane: a diverted parcel not
             confirmed within ``BeltConfig.confirm_timeout_ms`` after its gate closed raises
             an alarm and is marked ``divert_unconfirmed``.
+        overflow: the lane (same disposition) a parcel goes to while this one is full,
+            before quarantine (the sort plan); ``None``: quarantine. Followed in turn when
+            it is full too; a name not on the belt (e.g. a broken gate) counts as none.
     """
 
     name: str
@@ -97,6 +100,7 @@ class LaneSpec:
     pos_mm: float
     gate: str | None
     confirm: bool = False
+    overflow: str | None = None
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,10 @@ class GateCommand:
     holds the gate per parcel and releases it when the last hold ends.
     ``open_at_pos_mm`` / ``close_at_pos_mm`` are the same instants as belt odometer
     positions (mm), for shells that fire by encoder position.
+
+    With an encoder the core re-times a pending command when the belt slows or speeds up:
+    a later ``GateCommand`` for the same parcel *replaces* the earlier one (its times
+    re-computed from position; ``inf``: not reached while the belt stands).
     """
 
     parcel_id: int

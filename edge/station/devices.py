@@ -24,6 +24,7 @@ from edge.drivers.registry import BackendContext, IoSpec
 from edge.drivers.rfid import TagReader
 from edge.drivers.scale import Checkweigher, ScaleCallback
 from edge.drivers.scanner import BarcodeScanner
+from edge.sorter.model import BeltConfig
 
 __all__ = ["DeviceBank", "DeviceHealth"]
 
@@ -59,14 +60,15 @@ class DeviceBank:
 
     Attributes:
         health: self-test result by device name (``photo_eye``, ``gate.<lane>``,
-            ``<lane>.confirm``, ``<lane>.full``, ``encoder``, ``belt_run``,
-            ``stack_light.<colour>``, ``rfid``, ``camera``, ``scale``, and ``grader`` when
-            built).
+            ``<lane>.confirm``, ``<lane>.full``, ``reset``, ``estop``, ``encoder``,
+            ``belt_run``, ``stack_light.<colour>``, ``rfid``, ``camera``, ``scale``, and
+            ``grader`` when built).
         context: what the backends were built with (the gpiozero pin factory of
             ``[gpio]``: ``context.pin_factory``, also :attr:`pin_factory`).
         photo_eye: the induct photo-eye, or None when it failed (nothing is inducted).
         gates: the gates that passed their self-test, by lane.
         lane_inputs: divert-confirm and lane-full inputs by name (``<lane>.confirm``).
+        controls: the operator's ``reset`` button and ``estop`` input ([controls]), by name.
         encoder: the belt encoder, or None.
         outputs: belt-run and stack-light outputs by name.
         scanner: the label scanner (always built: a port that is not there yet is the
@@ -104,6 +106,16 @@ class DeviceBank:
                 if pin is not None:
                     spec = IoSpec(f"{lane.name}.{kind}", lane.backend, pin, True, lane)
                     self._add(self.lane_inputs, spec, registry.make_input)
+        self.controls: dict[str, BinaryInput] = {}  # "reset", "estop" ([controls])
+        if config.controls is not None:
+            ctl = config.controls
+            for kind, pin, high in (
+                ("reset", ctl.reset_pin, ctl.reset_active_high),
+                ("estop", ctl.estop_pin, ctl.estop_active_high),
+            ):
+                if pin is not None:
+                    spec = IoSpec(kind, ctl.backend, pin, high, ctl)
+                    self._add(self.controls, spec, registry.make_input)
         self.encoder: BeltEncoder | None = None
         if config.encoder is not None:
             enc = config.encoder
@@ -202,6 +214,10 @@ class DeviceBank:
         """Lanes whose gate is not usable (the core must never decide for them)."""
         return frozenset(lane.name for lane in self.config.lanes if lane.name not in self.gates)
 
+    def belt_config(self) -> BeltConfig:
+        """The core's belt: without the lanes of broken gates, by encoder while it works."""
+        return self.config.belt_config(self.broken_lanes(), encoder=self.encoder is not None)
+
     def capabilities(self) -> list[str]:
         """What the station can do now: ``induct``, ``barcode``, ``rfid``, ``camera``, lanes."""
         caps = []
@@ -246,7 +262,7 @@ class DeviceBank:
         """Release every pin: gates de-energised first, then inputs, encoder, outputs, eye."""
         for gate in self.gates.values():
             gate.close()
-        for device in self.lane_inputs.values():
+        for device in (*self.lane_inputs.values(), *self.controls.values()):
             device.close()
         if self.encoder is not None:
             self.encoder.close()

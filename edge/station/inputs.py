@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApplyPolicy",
+    "BeltHold",
     "EncoderCount",
     "EyeEdge",
     "Grade",
@@ -118,6 +119,19 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
+class BeltHold:
+    """The belt held (``active``) or released at ``t_ms`` for ``reason``.
+
+    ``pause``: the operator's pause / run; ``estop``: the emergency-stop input engaged (its
+    release is not a restart: a resume is needed, see ``SorterCore.on_resume``).
+    """
+
+    t_ms: float
+    reason: Literal["pause", "estop"]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyPolicy:
     """Switch the core to a validated disposition policy (before the next input)."""
 
@@ -148,6 +162,7 @@ StationInput = (
     | LaneInput
     | EncoderCount
     | Resume
+    | BeltHold
     | ApplyPolicy
     | RaiseAlarm
     | Tick

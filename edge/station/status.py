@@ -25,6 +25,8 @@ def station_status(
     grader: Any,
     alarms: dict[str, dict[str, object]],
     belt_running: bool,
+    controls: dict[str, object] | None = None,
+    clock: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """JSON-able status of every component.
 
@@ -33,6 +35,9 @@ def station_status(
     ``rfid``, ``camera``, ``scale``, ``grader``, ``encoder``, ``lane_inputs``, ``outputs``,
     ``photo_eye``, ``gates`` (None or ``{}`` for what is not configured), ``scheduler``,
     ``alarms`` (raised alarms by ``kind`` or ``kind:lane``), ``belt_running``,
+    ``belt_holds`` (why the belt stands: ``jam``, ``pause``, ``estop``), ``estop_engaged``,
+    ``resets`` (reset button presses), ``clock`` (system clock steps seen:
+    :meth:`edge.clock.UtcClock.status`),
     ``rma_revision``, ``config_hash``.
     """
     scanner = devices.scanner.status()
@@ -60,6 +65,9 @@ def station_status(
         "scheduler": scheduler.status(),
         "alarms": dict(alarms),
         "belt_running": belt_running,
+        "belt_holds": core.status()["holds"],
+        **(controls or {"estop_engaged": False, "resets": 0}),
+        "clock": clock,
         "rma_revision": store.rma_revision(),
         "config_hash": devices.config.config_hash,
     }

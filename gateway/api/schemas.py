@@ -366,6 +366,36 @@ class StationOut(_Out):
     details: dict[str, Any]
 
 
+class CommandIn(BaseModel):
+    """A command for one station.
+
+    ``command``: ``resume``, ``pause``, ``run``, ``gate_test``, ``resync``,
+    ``reload_policy``; ``args`` only for ``gate_test`` (``lane``, ``pulse_ms`` 50..5000).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1, max_length=32)
+    args: dict[str, str | int] = Field(default_factory=dict, max_length=4)
+
+
+class CommandOut(_Out):
+    """A sent command and the station's last reply.
+
+    ``state``: ``sent``, ``accepted``, ``done``, ``failed``; ``detail``: the reason.
+    """
+
+    request_id: str
+    station: str
+    command: str
+    args: dict[str, Any]
+    issued_by: str
+    issued_at: datetime
+    state: str
+    detail: str
+    result: dict[str, Any]
+
+
 class StationList(BaseModel):
     """Every known station, ordered by id."""
 

@@ -117,6 +117,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/credits"): READ,
     ("GET", "/api/v1/stock"): READ,
     ("GET", "/api/v1/reports/financial"): READ,
+    ("GET", "/api/v1/reports/shift"): READ,
     ("GET", "/api/v1/webhooks/deliveries"): READ,
     ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/replay"): LEAD,
     ("GET", "/api/v1/webhooks/endpoints"): ADMIN,
@@ -136,6 +137,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/audit"): ADMIN,
     # -- stations and what they report -----------------------------------------------------
     ("GET", "/api/v1/stations"): READ,
+    ("POST", "/api/v1/stations/{station}/commands"): LEAD,
+    ("GET", "/api/v1/stations/{station}/commands"): READ,
     ("GET", "/api/v1/events"): READ,
     ("GET", "/api/v1/lanes"): READ,
     ("PUT", "/api/v1/policy"): ADMIN,
@@ -161,6 +164,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/quarantine/{number}/units/{line_no}/{unit_no}"): need("lead", form=True),
     ("POST", "/rmas/{number}/approval"): need("lead", form=True),
     ("POST", "/alarms/{alarm_id}/ack"): need("lead", form=True),
+    ("GET", "/stations/{station}/confirm"): need("lead", page=True),
+    ("POST", "/stations/{station}/commands"): need("lead", form=True),
     # -- the customer return form (public; its own CSRF and rate limits) -------------------
     ("GET", "/returns"): PUBLIC,
     ("POST", "/returns"): PUBLIC,

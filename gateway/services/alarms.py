@@ -20,6 +20,7 @@ from gateway.models import Alarm, Station, StationEvent, utcnow
 log = logging.getLogger(__name__)
 
 KINDS = (
+    "estop",
     "jam",
     "lane_full",
     "gate_fault",
@@ -28,6 +29,7 @@ KINDS = (
     "station_offline",
 )
 LABELS = {
+    "estop": "Emergency stop",
     "jam": "Jam",
     "lane_full": "Lane full",
     "gate_fault": "Gate cannot be driven",
@@ -74,6 +76,10 @@ def conditions(station: Station) -> list[Condition]:
             kind, _, lane = str(key).partition(":")
             if kind == "jam" and not any(c.kind == "jam" for c in found):
                 found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
+    if details.get("estop_engaged"):
+        found.append(Condition("estop", "", "emergency stop engaged: gates and belt stopped"))
+    elif isinstance(raised, dict) and "estop" in raised:
+        found.append(Condition("estop", "", "emergency stop released: press reset or Resume"))
     return found
 
 

@@ -35,8 +35,16 @@ def _dig(data: object, *path: str) -> object:
     return data
 
 
+def _number(value: object) -> float:
+    """A number a station reported, or 0 (details are the station's word: anything else)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and abs(float(value)) < 1e12 else 0.0  # type: ignore[arg-type]
+
+
 def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
     """Each station: state (and which devices are down), belt, last seen, sync lag, versions.
+
+    Also the system clock steps the station saw (``clock_steps``, ``last_clock_step_s``).
 
     The sync lag is the gateway's own view (the site's head revision minus the revision the
     station last reported applied), so a station that stopped reporting still shows behind.
@@ -60,12 +68,14 @@ def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
                 "devices_down": down,
                 "belt": "unknown"
                 if belt is None or s.state == "offline"
-                else ("running" if belt else "stopped"),
+                else ("estop" if d.get("estop_engaged") else "running" if belt else "stopped"),
                 "last_seen": fmt_time(s.last_seen),
                 "last_seen_iso": s.last_seen.isoformat() if s.last_seen else "",
                 "sync_lag": max(0, head - s.rma_revision),
                 "rma_revision": s.rma_revision,
                 "policy_version": _dig(d, "core", "policy_version") or "unknown",
+                "clock_steps": _number(_dig(d, "clock", "steps")),
+                "last_clock_step_s": _number(_dig(d, "clock", "last_step_s")),
                 "software_version": s.software_version or "unknown",
             }
         )

@@ -17,12 +17,14 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.api.deps import Caller, SessionDep, SettingsDep
+from gateway.api.deps import BridgeDep, Caller, SessionDep, SettingsDep
 from gateway.api.routes.alarms import AlarmId
+from gateway.models import Station
 from gateway.security.access import AuthFailure, check_password, form_data
 from gateway.services import alarms as alarm_service
 from gateway.services import credits
 from gateway.services.auth import close_session, open_session
+from gateway.services.commands import OPERATOR_COMMANDS, CommandRefused, send_command
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.rma_writer import StaleDataError, StaleRma, load_for_change
 from gateway.services.rmas import transition_rma
@@ -219,3 +221,39 @@ async def acknowledge(alarm_id: AlarmId, session: SessionDep, user: Caller) -> R
     if alarm is None:
         return Response("unknown alarm", status_code=404)
     return _back("acknowledged", "alarms")
+
+
+@router.get("/stations/{station}/confirm", response_class=HTMLResponse)
+def confirm_command(
+    station: str, request: Request, session: SessionDep, user: Caller, command: str = ""
+) -> Response:
+    """The confirmation step of a station button: what will be sent, Confirm / Cancel."""
+    if command not in OPERATOR_COMMANDS:
+        return Response("unknown command", status_code=422)
+    known = session.get(Station, station) if len(station) <= 64 else None
+    if known is None:
+        return Response("unknown station", status_code=404)
+    gates = (known.details or {}).get("gates")
+    context = {
+        "user": user,
+        "station": station,
+        "command": command,
+        "label": OPERATOR_COMMANDS[command],
+        "lanes": sorted(gates) if isinstance(gates, dict) else [],
+    }
+    return templates.TemplateResponse(request, "confirm_command.html", context)
+
+
+@router.post("/stations/{station}/commands")
+async def station_command(
+    station: str, request: Request, session: SessionDep, bridge: BridgeDep, user: Caller
+) -> Response:
+    """A lead confirmed a station command (form: ``command``, ``lane`` for a gate test)."""
+    form = await form_data(request)
+    command = form.get("command", "")
+    args: dict[str, str | int] = {"lane": form["lane"]} if form.get("lane") else {}
+    try:
+        send_command(session, bridge, station, command, args, user.name)
+    except CommandRefused as exc:
+        return Response(str(exc), status_code=exc.status_code)
+    return _back(f"command-{command}", "stations")

@@ -22,7 +22,6 @@ from simulator.testing import (
     announcement,
     label_trusting_policy_payload,
     station_config,
-    wait_until,
 )
 
 CLIENT_URI = "urn:returns-sorter:test-scada"
@@ -139,22 +138,18 @@ def test_counters_during_a_run_and_resume_after_a_jam(
             assert await read(client, "Alarms") == []
             # the same refusals as the MQTT commands
             with pytest.raises(BadRequestNotAllowed):
-                await call(client, "Resume")  # no jam
-            assert (
-                await read(client, "LastRefusal")
-                == "Resume refused: the belt is not stopped by a jam"
-            )
-            with pytest.raises(BadRequestNotAllowed):
                 await call(client, "GateTest", "restock", 300.0)
             assert await read(client, "LastRefusal") == (
                 "GateTest refused: lane restock has no divert-confirm sensor"
             )
-            with pytest.raises(BadRequestNotAllowed):
-                await call(client, "Pause")
+            # Pause is the station's pause command: the belt stops until a run command
+            assert await call(client, "Pause") == "paused"
+            while await read(client, "BeltRunning"):
+                await asyncio.sleep(0.02)
 
     asyncio.run(scada())
-    assert daemon.opcua.refusals == 3
-    wait_until(lambda: daemon.belt_running, what="belt running")
+    assert daemon.opcua.refusals == 1
+    assert not daemon.belt_running
 
 
 def test_anonymous_and_untrusted_clients_are_refused(

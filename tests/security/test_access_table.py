@@ -41,6 +41,7 @@ def test_what_each_kind_of_route_needs() -> None:
         ("POST", "/quarantine/{number}/units/{line_no}/{unit_no}"),
         ("POST", "/rmas/{number}/approval"),
         ("POST", "/alarms/{alarm_id}/ack"),
+        ("POST", "/stations/{station}/commands"),
     }
     admin = {path for (_m, path), r in RULES.items() if r.any_of == {"admin"}}
     assert {"/api/v1/api-keys", "/api/v1/users", "/api/v1/audit", "/api/v1/policy"} <= admin

@@ -46,6 +46,10 @@ def test_every_shipped_scenario_loads(path: Path) -> None:
         ("faults: [{kind: meteor, at_s: 1}]", "faults.0.kind"),
         ("faults: [{kind: jam, at_s: 1}]", "jam needs duration_s > 0"),
         ("faults: [{kind: clock_skew, at_s: 1}]", "clock_skew needs skew_s != 0"),
+        (
+            "faults: [{kind: clock_skew, at_s: 1, skew_s: 5, resume: operator}]",
+            "resume: operator is for a jam only",
+        ),
         ("time: {mode: realtime, rate: 3}", "use mode: accelerated"),
         ("time: {mode: accelerated}", "accelerated needs rate > 1"),
         ("reads: {no_read_rate: 0.6, garbled_rate: 0.6}", "must be <= 1"),

@@ -10,6 +10,7 @@ from edge.sorter.model import (
     BadRead,
     BeltCommand,
     Decision,
+    Disposition,
     GateCancel,
     GateCommand,
     Inducted,
@@ -321,6 +322,42 @@ def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
     assert one(run).commands == []
 
 
+OVERFLOW_LANES = (
+    LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock", overflow="restock2"),
+    LaneSpec("restock2", Disposition.RESTOCK, 2000.0, "restock2", overflow="restock"),
+    *DEMO_LANES[1:],
+)
+
+
+@pytest.mark.parametrize(
+    ("full", "lane", "reason", "why"),
+    [
+        ([], "restock", "matched", None),
+        (["restock"], "restock2", "matched", "lane restock full: overflow lane restock2"),
+        # the overflow is full too (and names the first back): quarantine, no loop
+        (["restock", "restock2"], "quarantine", "lane_full", "lane full"),
+    ],
+)
+def test_a_full_lane_sends_its_parcels_to_its_overflow_lane_before_quarantine(
+    full: list[str], lane: str, reason: str, why: str | None
+) -> None:
+    run = run_virtual(
+        demo_belt(lanes=OVERFLOW_LANES),
+        Directory(rma("RMA-1")),
+        [VParcel(300.0, 500.0, "RMA-1")],
+        lane_full=full,
+    )
+    result = one(run)
+    assert (result.decided_lane, result.physical_lane, result.reason) == (lane, lane, reason)
+    assert result.decision is not None
+    if why is not None:
+        assert why in result.decision.explanation
+    if lane == "restock2":  # its own gate, timed for its own position (2000 mm)
+        [cmd] = result.commands
+        # inducted at 1500 ms, lead at 2000 mm 2000 ms later, less stroke + margin (100 ms)
+        assert (cmd.gate, cmd.open_at_ms) == ("restock2", 1500.0 + 2000.0 - 100.0)
+
+
 def test_lane_full_after_the_decision_withdraws_a_gate_not_yet_opening() -> None:
     core = SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING)
     core.on_photo_eye(0.0, True)
@@ -430,6 +467,66 @@ def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
     assert first.exited_at_ms == pytest.approx(4300.0 + 8650.0)
     # the stuck parcel: 350 mm before the stop, 100 mm after the resume
     assert exits[2].length_mm == pytest.approx(450.0)
+
+
+def test_gate_times_follow_the_belt_when_it_slows_after_the_decision() -> None:
+    core = SorterCore(demo_belt(encoder_mm_per_count=1.0), Directory(rma("RMA-1")))
+    actions: list[object] = []
+    for t in range(0, 1001, 100):  # 1 m/s: 1 count per ms
+        actions += core.on_encoder(float(t), t)
+        if t == 0:
+            actions += core.on_photo_eye(0.0, True)
+        if t == 300:
+            actions += core.on_photo_eye(300.0, False)
+        if t == 500:
+            actions += core.on_barcode(550.0, "RMA-1")
+    [first] = of(GateCommand, actions)
+    assert (first.open_at_ms, first.close_at_ms) == (1400.0, 1840.0)
+    # from 1000 ms the belt runs at half speed: 50 counts in the next 100 ms
+    [retimed] = core.on_encoder(1100.0, 1050)
+    # lead at 1500 mm: 1100 + 450 mm / 0.5 mm/ms = 2000 ms, less stroke + margin (100 ms);
+    # trail at 1800 mm: 1100 + 750 / 0.5 = 2600 ms, plus margin (40 ms)
+    assert retimed == GateCommand(
+        1, "restock", 1900.0, 2640.0, first.open_at_pos_mm, first.close_at_pos_mm
+    )
+    assert core.on_encoder(1200.0, 1100) == []  # same speed: nothing moves
+    # it stands still: the open is not scheduled until the belt moves again
+    [standing] = core.on_encoder(1300.0, 1100)
+    assert (standing.open_at_ms, standing.close_at_ms) == (float("inf"), float("inf"))
+    [moving] = core.on_encoder(1400.0, 1200)  # 1 m/s again from 1200 mm
+    assert (moving.open_at_ms, moving.close_at_ms) == (1600.0, 2040.0)
+    rest: list[object] = []
+    for t in range(1500, 4000, 100):
+        rest += core.on_encoder(float(t), 1200 + (t - 1400))
+    [exited] = of(ParcelExited, rest)
+    assert (exited.final_lane.name, exited.marks) == ("restock", ())
+
+
+def test_holds_stop_the_belt_once_and_it_runs_when_the_last_is_lifted() -> None:
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
+    actions: list[object] = []
+    actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
+    actions += core.on_barcode(550.0, "RMA-1")
+    actions += core.advance(800.0)
+    assert len(of(GateCommand, actions)) == 1
+    assert core.hold(1000.0, "pause") == [
+        BeltCommand(False, 1000.0, "pause"),
+        GateCancel(1, "restock", 1000.0),
+    ]
+    assert core.hold(1100.0, "estop") == [Alarm("estop", True, 1100.0)]
+    assert core.release(2000.0, "pause") == []  # the E-stop still holds it
+    assert core.on_resume(3000.0) == [
+        BeltCommand(True, 3000.0, "estop"),
+        Alarm("estop", False, 3000.0),
+    ]
+    assert core.status()["holds"] == []
+    rest: list[object] = []
+    for t in range(3000, 9000, 5):
+        rest += core.advance(float(t))
+    [exited] = of(ParcelExited, rest)
+    assert exited.final_lane.name == "quarantine" and exited.marks == (Mark.GATE_CANCELLED,)
+    # stood still 1000..3000 ms: the end (4000 + 300 mm) is reached 2000 ms late
+    assert exited.exited_at_ms == pytest.approx(4300.0 + 2000.0)
 
 
 CONFIRM_LANES = (

@@ -16,6 +16,7 @@ from edge.sorter.model import Alarm, OrphanRead
 from edge.sorter.policy import default_policy
 from edge.station.inputs import (
     ApplyPolicy,
+    BeltHold,
     EncoderCount,
     EyeEdge,
     Grade,
@@ -41,6 +42,7 @@ ONE_OF_EACH: list[object] = [
     LaneInput(6.0, "restock", "confirm", True),
     EncoderCount(7.0, 3),  # the core refuses it (no encoder on this belt): a ValueError
     Resume(8.0),
+    BeltHold(8.5, "pause", True),
     ApplyPolicy(default_policy(version="p2")),
     RaiseAlarm(Alarm("divert_unconfirmed", True, 9.0, "restock")),
     Tick(),
@@ -62,6 +64,7 @@ def test_every_kind_of_input_reaches_the_core(tmp_path: Path, scanner_pty: str) 
                 daemon.feed(item)  # type: ignore[arg-type]
         assert daemon.core.counters["inducted"] == 1
         assert daemon.core.policy.version == "p2"
+        assert daemon.core.holds == {"pause"}
         assert [type(e) for e in daemon.rfid_events] == [TagRead, TagReadFailed]
         assert [(e.name, e.active) for e in daemon.lane_input_events] == [("restock.confirm", True)]
         assert len(daemon.camera.photos) == 1

@@ -73,7 +73,7 @@ def test_weighings_from_the_indicator_decide_an_empty_box_through_the_daemon(
     assert daemon.status()["devices"]["scale"]["state"] == "ok"  # type: ignore[index]
     daemon.start()
     try:
-        assert "scale" in daemon.capabilities()
+        assert "scale" in daemon.devices.capabilities()
         weigh_parcel(daemon, clock, indicator, 0.0, ("RMA-000123", EAN_SHOE), 1100.0, 1)
         clock.set(10_000.0)
         wait_until(lambda: len(events(daemon)) == 1, timeout_s=20.0)

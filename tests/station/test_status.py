@@ -32,6 +32,10 @@ def test_status_has_every_component_and_says_degraded_until_the_scanner_reads(
             "scheduler",
             "alarms",
             "belt_running",
+            "belt_holds",
+            "estop_engaged",
+            "resets",
+            "clock",
             "rma_revision",
             "config_hash",
         ]
