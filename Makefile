@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test lint typecheck security audit bandit lock unit bench system-deps venv clean
+.PHONY: demo test lint typecheck security audit bandit lock unit bench system-deps venv tools clean
 
 LOCK := requirements/lock.txt
 COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
@@ -31,6 +31,19 @@ lock:  # needs uv: make venv first (the lock files are committed)
 
 venv: system-deps $(BIN)/.installed
 
+## The contract checkers that are not Python: @asyncapi/parser, pinned by
+## tools/asyncapi/package-lock.json (npm ci, no install scripts). Without node the
+## AsyncAPI test skips and says so.
+ASYNCAPI_TOOL := tools/asyncapi/node_modules/.package-lock.json
+$(ASYNCAPI_TOOL): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(ASYNCAPI_TOOL); \
+	else echo "tools: node/npm absent, the AsyncAPI parser test will skip"; fi
+
 system-deps:
 	@bash scripts/ensure-system-deps.sh
 
@@ -40,7 +53,7 @@ demo: venv
 
 ## Lint, type-check, check the supply chain and run the whole test suite (broker and
 ## end-to-end tests included).
-test: venv lint typecheck security
+test: venv tools lint typecheck security
 	$(BIN)/pytest $(ARGS)
 
 ## Supply chain: known vulnerabilities of the pinned releases, and bandit on our code.

@@ -299,7 +299,9 @@ class CoreStatus(BaseModel):
     """The sorter core: parcels on the belt, counters, parcels per lane, jam, full lanes.
 
     ``lanes``: parcels sent to each lane since start; ``lanes_full``: lanes whose full
-    sensor is on (sorted); ``policy_version``: the disposition policy in force.
+    sensor is on (sorted); ``lanes_faulted``: lanes whose gate cannot be driven (its PLC
+    link is lost); ``holds``: why the belt stands (``jam``, ``pause``, ``estop``; empty
+    while it runs); ``policy_version``: the disposition policy in force.
     """
 
     model_config = WIRE_CONFIG
@@ -309,6 +311,8 @@ class CoreStatus(BaseModel):
     lanes: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_LANES)
     jammed: bool = False
     lanes_full: tuple[Name, ...] = Field(default=(), max_length=MAX_LANES)
+    lanes_faulted: tuple[Name, ...] = Field(default=(), max_length=MAX_LANES)
+    holds: tuple[Name, ...] = Field(default=(), max_length=8)
     policy_version: str = Field(default="", max_length=MAX_NAME)
 
 
@@ -360,13 +364,28 @@ class ComponentStatus(BaseModel):
     )
 
 
+class ClockStatus(BaseModel):
+    """The station's system clock as it saw it: steps (an NTP correction after boot).
+
+    ``steps``: wall-clock steps detected since start; ``last_step_s``: the last one, in s
+    (positive: the clock jumped forward).
+    """
+
+    model_config = WIRE_CONFIG
+
+    steps: Count = 0
+    last_step_s: float = Field(default=0.0, ge=-1e9, le=1e9)
+
+
 class StationHealth(BaseModel):
     """The health of every component of a station, as its status carries it.
 
     ``degraded``: a device failed, or the scanner / RFID / camera is not ok;
     ``belt_running``: None when unknown; ``devices``: self-test health by device name;
     ``core``, ``link``: see their models; ``alarms``: raised alarms by ``kind`` or
-    ``kind:lane``; ``components``: the other drivers and services by name.
+    ``kind:lane``; ``components``: the other drivers and services by name;
+    ``estop_engaged``: the emergency stop holds gates and belt; ``resets``: reset button
+    presses seen; ``clock``: system clock steps (:class:`ClockStatus`).
     """
 
     model_config = WIRE_CONFIG
@@ -382,6 +401,9 @@ class StationHealth(BaseModel):
     components: dict[Name, ComponentStatus] = Field(
         default_factory=dict, max_length=MAX_MAP_ENTRIES
     )
+    estop_engaged: bool = False
+    resets: Count = 0
+    clock: ClockStatus | None = None
 
 
 class StationStatus(_Message):
@@ -635,12 +657,21 @@ class SyncBatch(_Message):
 
 
 class CommandName(enum.StrEnum):
-    """Commands a station understands."""
+    """Commands a station understands.
+
+    ``resume``: lift a jam or E-stop stop (refused while the E-stop is engaged); ``pause`` /
+    ``run``: the operator stops / restarts the belt; ``reload_policy``: apply the cached
+    disposition policy again; ``resync``: catch up RMAs from the gateway.
+    """
 
     PING = "ping"
     RESYNC = "resync"
     GATE_TEST = "gate_test"
     PUBLISH_STATUS = "publish_status"
+    RESUME = "resume"
+    PAUSE = "pause"
+    RUN = "run"
+    RELOAD_POLICY = "reload_policy"
 
 
 class Command(_Message):

@@ -1,6 +1,6 @@
 """Line alarms (issue 7): raised from station statuses and parcel events, acknowledged by a lead.
 
-Condition alarms (jam, lane full, device down, station offline) stay active while the
+Condition alarms (jam, lane full, gate fault, device down, station offline) stay active while the
 station reports the condition and are cleared when it stops; a one-off alarm (a divert not
 confirmed, from a parcel event's marks) is raised already cleared. Either stays open until
 a lead acknowledges it.
@@ -20,16 +20,20 @@ from gateway.services.quotas import Quota, StationQuotas, may_raise_one_off
 log = logging.getLogger(__name__)
 
 KINDS = (
+    "estop",
     "jam",
     "lane_full",
+    "gate_fault",
     "divert_unconfirmed",
     "device_down",
     "station_offline",
     "untrusted_event",
 )
 LABELS = {
+    "estop": "Emergency stop",
     "jam": "Jam",
     "lane_full": "Lane full",
+    "gate_fault": "Gate cannot be driven",
     "divert_unconfirmed": "Divert not confirmed",
     "device_down": "Device down",
     "station_offline": "Station offline",
@@ -58,12 +62,18 @@ def conditions(station: Station) -> list[Condition]:
     if health.core is not None:
         for lane in health.core.lanes_full:
             found.append(Condition("lane_full", lane, f"lane {lane} is full"))
+        for lane in health.core.lanes_faulted:  # its PLC is off the network
+            found.append(Condition("gate_fault", lane, f"gate of lane {lane} cannot be driven"))
         if health.core.jammed:
             found.append(Condition("jam", "", "belt jammed: stopped until resumed"))
     for key in sorted(health.alarms):
         alarm = health.alarms[key]
         if alarm.kind == "jam" and not any(c.kind == "jam" for c in found):
             found.append(Condition("jam", alarm.lane or "", "belt jammed: stopped until resumed"))
+    if health.estop_engaged:
+        found.append(Condition("estop", "", "emergency stop engaged: gates and belt stopped"))
+    elif any(a.kind == "estop" for a in health.alarms.values()):
+        found.append(Condition("estop", "", "emergency stop released: press reset or Resume"))
     return found
 
 
