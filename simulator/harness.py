@@ -330,20 +330,20 @@ class StationProcess:
             return reply
 
     # -- StationIO ---------------------------------------------------------------------
-    def eye(self, blocked: bool) -> None:
-        """Drive the photo-eye pin (nothing sees it while the station is down)."""
+    def eye(self, blocked: bool, t_ms: float | None = None) -> None:
+        """Drive the photo-eye pin as of ``t_ms`` (nothing sees it while the station is down)."""
         with contextlib.suppress(StationDown):
-            self.call("eye", blocked=blocked)
+            self.call("eye", blocked=blocked, t_ms=t_ms)
 
     def tag(self, uid: str, present: bool) -> None:
         """A tag in or out of the reader's field."""
         with contextlib.suppress(StationDown):
             self.call("tag", uid=uid, present=present)
 
-    def gate_energised(self, lane: str) -> bool:
-        """The gate output; a dead process energises nothing (gates are fail-safe)."""
+    def gate_energised(self, lane: str, t_ms: float | None = None) -> bool:
+        """The gate output at ``t_ms``; a dead process energises nothing (fail-safe)."""
         try:
-            return bool(self.call("gate", lane=lane)["energised"])
+            return bool(self.call("gate", lane=lane, t_ms=t_ms)["energised"])
         except StationDown:
             return False
 

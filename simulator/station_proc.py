@@ -7,9 +7,12 @@ gpiozero ``MockFactory`` pins, with an MFRC522 emulator on the fake SPI bus, on 
 see one virtual time). The belt in the parent process reaches the lowest hardware layer
 through the command socket (one JSON object per line, one reply line each):
 
-* ``{"op": "eye", "blocked": true}``: the induct photo-eye's pin;
+* ``{"op": "eye", "blocked": true, "t_ms": 1234.5}``: the induct photo-eye's pin, driven
+  as of ``t_ms`` (the belt's physical edge time, station ms; now when null) through
+  :class:`simulator.hw.pins.TimedMockPin` (``GPIOZERO_MOCK_PIN_CLASS=timed`` by default);
 * ``{"op": "tag", "uid": "04A1...", "present": true}``: a tag in or out of the reader's field;
-* ``{"op": "gate", "lane": "restock"}`` -> ``{"energised": bool}``: a gate output's level;
+* ``{"op": "gate", "lane": "restock", "t_ms": 1234.5}`` -> ``{"energised": bool}``: a gate
+  output's level at ``t_ms`` (when the parcel physically reached it; now when null);
 * ``{"op": "lane_full", "lane": "restock", "full": true}``: the lane-full input;
 * ``{"op": "skew", "seconds": 3600}``: the station's UTC clock jumps (records only);
 * ``{"op": "camera_fail"}``: the camera stops delivering frames;
@@ -46,6 +49,7 @@ from edge.station.inputs import LaneInput, Resume
 from protocol import ParcelEvent
 from simulator.hw import fake_modules
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
+from simulator.hw.pins import TimedMockPin, ticks_of
 
 RFID_RST_PIN = 25
 STATION_NICE = -5  # a real station owns its Pi; here it shares a loaded machine
@@ -102,12 +106,21 @@ class _Station:
         op = cmd.get("op")
         d = self.daemon
         if op == "eye":
-            if bool(cmd["blocked"]) == self.eye_high:
+            high = bool(cmd["blocked"]) == self.eye_high
+            t_ms = cmd.get("t_ms")
+            if isinstance(t_ms, int | float) and isinstance(self.eye, TimedMockPin):
+                factory = d.devices.pin_factory
+                self.eye.drive_at(high, ticks_of(float(t_ms), d.clock, factory.ticks()))
+            elif high:
                 self.eye.drive_high()
             else:
                 self.eye.drive_low()
         elif op == "gate":
             pin, active_high = self.pins[cmd["lane"]]
+            t_ms = cmd.get("t_ms")
+            if isinstance(t_ms, int | float) and isinstance(pin, TimedMockPin):
+                ticks = ticks_of(float(t_ms), d.clock, d.devices.pin_factory.ticks())
+                return {"energised": pin.level_at(ticks) == active_high}
             return {"energised": bool(pin.state) == active_high}
         elif op == "tag":
             uid = str(cmd["uid"])
@@ -154,6 +167,7 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     raise_priority()  # before any thread starts: they inherit it
+    os.environ.setdefault("GPIOZERO_MOCK_PIN_CLASS", "timed")  # pins with edge times
     config = StationConfig.model_validate(json.loads(Path(cfg_path).read_text()))
     clock = ScaledClock(float(rate), int(origin_ns))
     cmd = socket.socket(fileno=int(cmd_fd))
