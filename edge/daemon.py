@@ -128,7 +128,13 @@ class StationDaemon:
         self._reactor: threading.Thread | None = None
         self._stopped = False
         self.store = StationStore(config.station.data_dir / f"{config.station.id}.db")
-        self.scheduler = scheduler if scheduler is not None else Scheduler(clock)
+        self.scheduler = (
+            scheduler
+            if scheduler is not None
+            else Scheduler(
+                clock, priority=config.belt.scheduler_priority, cpu=config.belt.scheduler_cpu
+            )
+        )
         self.devices = DeviceBank(config, clock)
         self.gates = GateBank(self.devices.gates, self.scheduler, clock)
         self.core = SorterCore(
@@ -175,6 +181,8 @@ class StationDaemon:
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
+        if self.scheduler.on_fired is None:
+            self.scheduler.on_fired = self.metrics.gate_fired
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
