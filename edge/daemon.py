@@ -59,6 +59,7 @@ from edge.station.inputs import (
     ApplyPolicy,
     EncoderCount,
     EyeEdge,
+    GateLate,
     Grade,
     LaneInput,
     PhotoGraded,
@@ -136,7 +137,15 @@ class StationDaemon:
             )
         )
         self.devices = DeviceBank(config, clock)
-        self.gates = GateBank(self.devices.gates, self.scheduler, clock)
+        self.gates = GateBank(
+            self.devices.gates,
+            self.scheduler,
+            clock,
+            late_limit_ms=config.belt.gate_margin_ms,
+            on_late=lambda pid, lane, t_ms, late_ms: self.submit(
+                GateLate(t_ms, pid, lane, late_ms)
+            ),
+        )
         self.core = SorterCore(
             config.belt_config(without_lanes=self.devices.broken_lanes()),
             self.store,
@@ -325,6 +334,8 @@ class StationDaemon:
                 return core.on_divert_confirm(t_ms, lane) if active else core.advance(t_ms)
             case EncoderCount(t_ms, count):
                 return core.on_encoder(t_ms, count)
+            case GateLate(t_ms, parcel_id, _, late_ms):
+                return core.on_gate_late(t_ms, parcel_id, late_ms)
             case Resume(t_ms):
                 return core.on_resume(t_ms)
             case ApplyPolicy(policy):

@@ -43,6 +43,7 @@ class Reason(enum.StrEnum):
     LANE_FULL = "lane_full"
     GAP_VIOLATION = "gap_violation"
     LATE_DECISION = "late_decision"
+    LATE_GATE = "late_gate"
     BELT_STOPPED = "belt_stopped"
     WEIGHT_MISMATCH = "weight_mismatch"
     SIZE_MISMATCH = "size_mismatch"
@@ -379,7 +380,8 @@ class Alarm:
     """Raise (``active``) or clear an alarm: beacon and status page.
 
     Attributes:
-        kind: ``jam`` or ``divert_unconfirmed``.
+        kind: ``jam``, ``divert_unconfirmed`` or ``station_overloaded`` (a gate could not
+            be fired on time: see ``SorterCore.on_gate_late``).
         active: True when raised, False when cleared.
         t_ms: when, monotonic ms.
         lane: the lane concerned, if any.

@@ -8,6 +8,11 @@ withdrawn parcel (:class:`~edge.sorter.model.GateCancel`) drops its hold at once
 takes one again. One lock covers holds, cancellations and gate-test waits, so the
 scheduler thread (firings), the reactor thread (cancels), the link's command thread (gate
 tests) and a signal handler (release all) never interleave on a gate.
+
+An open the scheduler would fire more than ``late_limit_ms`` late (the gate margin: the
+diverter would still be moving when the parcel arrives, or swing into its neighbour) is not
+fired: ``on_late`` is told and the parcel runs on, unless its gate is already energised by
+another parcel of the same lane (then it is diverted as planned).
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ class GateBank:
         gates: the gates that passed their self-test, by lane.
         scheduler: fires :meth:`open` / :meth:`close` at a command's computed times.
         clock: the station's monotonic ms clock (gate-test timing).
+        late_limit_ms: an open later than this (ms) is not fired (the belt's gate margin).
+        on_late: ``(parcel_id, lane, t_ms, late_ms)``, on the scheduler thread, when an
+            open was not fired; must not block (the daemon queues a ``GateLate`` input).
     """
 
     def __init__(
@@ -50,10 +58,15 @@ class GateBank:
         gates: Mapping[str, DiverterGate],
         scheduler: Scheduler,
         clock: Callable[[], float] = monotonic_ms,
+        *,
+        late_limit_ms: float = float("inf"),
+        on_late: Callable[[int, str, float, float], None] | None = None,
     ) -> None:
         self._gates = dict(gates)
         self.scheduler = scheduler
         self.clock = clock
+        self.late_limit_ms = late_limit_ms
+        self.on_late = on_late
         self._lock = threading.Lock()
         self._holds: dict[str, set[int]] = {lane: set() for lane in self._gates}
         self._cancelled: dict[int, None] = {}  # insertion-ordered set, bounded
@@ -83,9 +96,28 @@ class GateBank:
             log.error("gate %s is not usable; parcel %d runs on", command.gate, command.parcel_id)
             return False
         pid, lane = command.parcel_id, command.gate
-        self.scheduler.call_at(command.open_at_ms, lambda: self.open(pid, lane))
+        self.scheduler.call_at(
+            command.open_at_ms,
+            lambda: self.open(pid, lane),
+            late_limit_ms=self.late_limit_ms,
+            on_late=lambda late_ms: self._late(pid, lane, late_ms),
+        )
         self.scheduler.call_at(command.close_at_ms, lambda: self.close(pid, lane))
         return True
+
+    def _late(self, parcel_id: int, lane: str, late_ms: float) -> None:
+        """The open of ``parcel_id`` came ``late_ms`` late, past the limit (scheduler thread)."""
+        with self._lock:
+            if parcel_id in self._cancelled:
+                return
+            if self._holds[lane]:  # energised for a parcel just ahead: it diverts this one too
+                self._holds[lane].add(parcel_id)
+                self._gates[lane].energise()
+                return
+            self._cancelled[parcel_id] = None  # its close forgets it
+        log.error("gate %s not fired for parcel %d: %.1f ms late", lane, parcel_id, late_ms)
+        if self.on_late is not None:
+            self.on_late(parcel_id, lane, self.clock(), late_ms)
 
     def open(self, parcel_id: int, lane: str) -> None:
         """Parcel ``parcel_id`` takes its hold: the gate is energised (unless withdrawn)."""

@@ -29,6 +29,7 @@ __all__ = [
     "ApplyPolicy",
     "EncoderCount",
     "EyeEdge",
+    "GateLate",
     "Grade",
     "LaneInput",
     "PhotoGraded",
@@ -107,6 +108,23 @@ class PhotoGraded:
 
 
 @dataclass(frozen=True, slots=True)
+class GateLate:
+    """The scheduler did not fire a parcel's gate: it was ``late_ms`` past the margin.
+
+    Attributes:
+        t_ms: when the firing was refused.
+        parcel_id: the parcel whose gate stayed shut (it runs on to quarantine).
+        lane: that gate's lane.
+        late_ms: how late the firing would have been, ms.
+    """
+
+    t_ms: float
+    parcel_id: int
+    lane: str
+    late_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """The operator resumed the station after a jam, at ``t_ms``."""
 
@@ -142,6 +160,7 @@ StationInput = (
     | Grade
     | LaneInput
     | EncoderCount
+    | GateLate
     | Resume
     | ApplyPolicy
     | RaiseAlarm

@@ -1,7 +1,8 @@
 """Line alarms (issue 7): raised from station statuses and parcel events, acknowledged by a lead.
 
-Condition alarms (jam, lane full, device down, station offline) stay active while the
-station reports the condition and are cleared when it stops; a one-off alarm (a divert not
+Condition alarms (jam, lane full, device down, station offline, station overloaded: the
+station raises ``station_overloaded`` when a gate could not fire on time) stay active
+while the station reports the condition and are cleared when it stops; a one-off alarm (a divert not
 confirmed, from a parcel event's marks) is raised already cleared. Either stays open until
 a lead acknowledges it.
 """
@@ -19,14 +20,26 @@ from gateway.models import Alarm, Station, StationEvent, utcnow
 
 log = logging.getLogger(__name__)
 
-KINDS = ("jam", "lane_full", "divert_unconfirmed", "device_down", "station_offline")
+KINDS = (
+    "jam",
+    "lane_full",
+    "divert_unconfirmed",
+    "device_down",
+    "station_offline",
+    "station_overloaded",
+)
 LABELS = {
     "jam": "Jam",
     "lane_full": "Lane full",
     "divert_unconfirmed": "Divert not confirmed",
     "device_down": "Device down",
     "station_offline": "Station offline",
+    "station_overloaded": "Station overloaded",
 }
+OVERLOADED_MESSAGE = (
+    "station overloaded: a gate could not fire on time; its parcel went to quarantine "
+    "(late_gate). See the gate lateness figures (hardware/INSTALL.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,8 @@ def conditions(station: Station) -> list[Condition]:
             kind, _, lane = str(key).partition(":")
             if kind == "jam" and not any(c.kind == "jam" for c in found):
                 found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
+            elif kind == "station_overloaded":
+                found.append(Condition("station_overloaded", "", OVERLOADED_MESSAGE))
     return found
 
 

@@ -211,3 +211,21 @@ def test_photo_links_only_for_a_stored_photo_hash(
         s.commit()
         photos = [r["photo"] for r in dashboard.recent_parcels(s)]
     assert photos == [None, None, None, f"/api/v1/photos/{good}"]  # newest first
+
+
+def test_an_overloaded_station_raises_its_alarm_until_it_stops_reporting_it(
+    anydb: Database,
+) -> None:
+    raised = {"station_overloaded": {"parcel_id": 12, "lane": None}}
+    with anydb.session() as s:
+        upsert_station(s, "site", status("online", alarms=raised, core={}))
+        [a] = alarms.open_alarms(s)
+        assert (a.key, a.kind, a.subject, a.message) == (
+            "st1:station_overloaded:",
+            "station_overloaded",
+            "",
+            alarms.OVERLOADED_MESSAGE,
+        )
+        assert alarms.LABELS[a.kind] == "Station overloaded"
+        upsert_station(s, "site", status("online", alarms={}, core={}))
+    assert open_keys(anydb) == [("st1:station_overloaded:", False)]

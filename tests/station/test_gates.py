@@ -146,3 +146,57 @@ def test_gate_test_refused_while_held_or_by_the_callers_reason(
     with pytest.raises(ValueError, match=r"^2 parcels on the belt$"):
         bank.test("recycle", 100.0, 200.0, lambda: "2 parcels on the belt")
     assert (factory.pin(22).state, bank.holds("recycle")) == (1, frozenset())  # never energised
+
+
+# -- an open too late to fire ---------------------------------------------------------------
+def late_bank(
+    factory: MockFactory, clock: ManualClock, late: list[tuple[int, str, float, float]]
+) -> tuple[GateBank, Scheduler]:
+    gates = {"restock": GpiozeroDiverterGate("restock", 17, True, factory)}
+    scheduler = Scheduler(clock)
+    scheduler.start()
+    bank = GateBank(
+        gates,
+        scheduler,
+        clock,
+        late_limit_ms=40.0,
+        on_late=lambda pid, lane, t_ms, late_ms: late.append((pid, lane, t_ms, late_ms)),
+    )
+    return bank, scheduler
+
+
+def test_an_open_later_than_the_margin_is_not_fired(
+    factory: MockFactory, clock: ManualClock
+) -> None:
+    late: list[tuple[int, str, float, float]] = []
+    bank, scheduler = late_bank(factory, clock, late)
+    try:
+        bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+        clock.set(141.0)  # the scheduler gets to it 41 ms late: the gate would hit the parcel
+        wait_until(lambda: late != [], timeout_s=10.0)
+        assert late == [(7, "restock", 141.0, 41.0)]
+        assert factory.pin(17).states[-1].state is False and bank.holds("restock") == set()
+        clock.set(400.0)
+        wait_until(lambda: scheduler.pending() == 0, timeout_s=10.0)
+        assert factory.pin(17).state == 0 and bank.holds("restock") == set()
+        status = scheduler.status()
+        assert (status["fired"], status["refused_late"], status["late_max_ms"]) == (2, 1, 41.0)
+    finally:
+        scheduler.stop()
+
+
+def test_a_late_open_on_a_gate_already_open_for_the_lane_diverts_as_planned(
+    factory: MockFactory, clock: ManualClock
+) -> None:
+    late: list[tuple[int, str, float, float]] = []
+    bank, scheduler = late_bank(factory, clock, late)
+    try:
+        bank.open(6, "restock")  # the parcel just ahead holds the gate open
+        bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+        clock.set(200.0)
+        wait_until(lambda: scheduler.pending() == 1, timeout_s=10.0)
+        assert late == [] and bank.holds("restock") == {6, 7}
+        bank.close(6, "restock")
+        assert factory.pin(17).state == 1  # parcel 7 still held
+    finally:
+        scheduler.stop()

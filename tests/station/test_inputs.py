@@ -17,6 +17,7 @@ from edge.station.inputs import (
     ApplyPolicy,
     EncoderCount,
     EyeEdge,
+    GateLate,
     Grade,
     LaneInput,
     PhotoGraded,
@@ -38,6 +39,7 @@ ONE_OF_EACH: list[object] = [
     Grade(5.0, "A"),
     LaneInput(6.0, "restock", "confirm", True),
     EncoderCount(7.0, 3),  # the core refuses it (no encoder on this belt): a ValueError
+    GateLate(7.5, 99, "restock", 41.0),  # a parcel not on the belt: only the alarm
     Resume(8.0),
     ApplyPolicy(default_policy(version="p2")),
     RaiseAlarm(Alarm("divert_unconfirmed", True, 9.0, "restock")),
@@ -63,6 +65,7 @@ def test_every_kind_of_input_reaches_the_core(tmp_path: Path, scanner_pty: str) 
         assert [type(e) for e in daemon.rfid_events] == [TagRead, TagReadFailed]
         assert [(e.name, e.active) for e in daemon.lane_input_events] == [("restock.confirm", True)]
         assert len(daemon.camera.photos) == 1
+        assert daemon.core.counters["late_gates"] == 1
     finally:
         daemon.stop()
 
