@@ -45,7 +45,7 @@ from simulator.scenario import (
     plan_reads,
     tag_uid_for,
 )
-from simulator.station_proc import raise_priority
+from simulator.station_proc import raise_all_threads, restore_threads
 from simulator.testing import wait_until
 from simulator.vision.video import write_parcel_video
 
@@ -758,13 +758,11 @@ class Run:
             f"({sc.time.mode}, x{sc.rate:g})"
         )
         self._belt_t0_ms = self.clock()
-        before = raise_priority(thread_only=True)  # the belt thread: the "physics"
+        before = raise_all_threads()  # the belt thread is the "physics"; it shares the GIL
         try:
             belt.run(parcels, extra=lambda env: self._timeline(env, late))
         finally:
-            if before is not None:
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), before)
+            restore_threads(before)
         for t in self._fault_threads:
             t.join(timeout=SYNC_TIMEOUT_S * 2)
         on_progress("waiting for the station to catch up and the gateway to record every event")

@@ -29,6 +29,7 @@ RMA cache survive in the data folder for the restarted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -57,20 +58,50 @@ STATION_NICE = -5  # a real station owns its Pi; here it shares a loaded machine
 log = logging.getLogger(__name__)
 
 
-def raise_priority(nice: int = STATION_NICE, thread_only: bool = False) -> int | None:
-    """Lower the nice value of this process (or only the calling thread, on Linux).
+def raise_priority(nice: int = STATION_NICE) -> int | None:
+    """Lower the nice value of this process (Linux: the calling thread, and what it starts).
 
     The simulated "wires" (pin edges, gate levels) are stamped when the processes get the
     CPU; on a shared, loaded machine a higher priority keeps that close to a real station
     with its own CPU. Returns the previous value, or None when not permitted.
     """
-    who = threading.get_native_id() if thread_only else 0
     try:
-        before = os.getpriority(os.PRIO_PROCESS, who)
-        os.setpriority(os.PRIO_PROCESS, who, min(before, nice))
+        before = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, min(before, nice))
     except (PermissionError, OSError):
         return None
     return before
+
+
+def raise_all_threads(nice: int = STATION_NICE) -> dict[int, int]:
+    """Lower the nice value of every thread of this process now (Linux: per thread).
+
+    For the belt's process while the parcels run: its threads share one GIL, so a
+    low-priority thread preempted while holding it (the event collector, a fault timer)
+    would stall the belt thread's edges and scanner writes too. Returns ``{thread id:
+    previous nice}`` of the threads changed, for :func:`restore_threads`.
+    """
+    before: dict[int, int] = {}
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return before
+    for tid in tids:
+        try:
+            was = os.getpriority(os.PRIO_PROCESS, tid)
+            if was > nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+                before[tid] = was
+        except OSError:
+            continue  # gone, or not permitted
+    return before
+
+
+def restore_threads(before: dict[int, int]) -> None:
+    """Give the threads :func:`raise_all_threads` changed their nice value back."""
+    for tid, was in before.items():
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, was)
 
 
 class _Station:
