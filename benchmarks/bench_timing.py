@@ -7,13 +7,15 @@ runs the shipped ``tight-gaps`` scenario twice in the same run: on the machine a
 max (ms) against the belt's gate margin (a firing later than that is refused:
 ``late_gate``), and the parcels/h sorted with 0 mis-sorts against the belt's limit
 ``v / (L + (stroke + margin) * v)``. Then the collector: the scheduler's lateness with a
-station-sized heap and cyclic garbage made beside it, with :func:`edge.scheduler.tune_gc`
-against the interpreter's defaults.
+station-sized heap and cyclic garbage made beside it, with
+:func:`edge.scheduler.tune_runtime` (``gc.freeze``, thresholds, switch interval) against the
+interpreter's defaults.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -22,7 +24,7 @@ from typing import Any
 
 from benchmarks import Figure
 from edge.clock import monotonic_ms
-from edge.scheduler import Scheduler, tune_gc
+from edge.scheduler import Scheduler, tune_runtime
 from simulator.harness import Report, Run
 from simulator.procs import CpuLoad
 from simulator.scenario import load_scenario
@@ -50,9 +52,9 @@ def _sorted_per_hour(report: Report) -> float:
 def _gc_lateness(tuned: bool) -> float:
     """Max lateness (ms) of N_FIRES firings while a thread makes cyclic garbage."""
     heap: list[Any] = [{"i": i, "s": str(i)} for i in range(HEAP_OBJECTS)]
-    threshold = gc.get_threshold()
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
     if tuned:
-        tune_gc()
+        tune_runtime()
     stop = threading.Event()
 
     recent: deque[Any] = deque(maxlen=50_000)  # recent records: they live a while, then go
@@ -82,6 +84,7 @@ def _gc_lateness(tuned: bool) -> float:
         sched.stop()
         gc.unfreeze()
         gc.set_threshold(*threshold)
+        sys.setswitchinterval(interval)
         del heap
         gc.collect()
     return max(list(sched.lateness_ms)[:N_FIRES])
@@ -122,7 +125,7 @@ def run() -> list[Figure]:
         )
     figures.append(
         Figure(
-            "scheduler max lateness, cyclic garbage, tune_gc",
+            "scheduler max lateness, cyclic garbage, tune_runtime",
             _gc_lateness(tuned=True),
             "ms",
             "default gc thresholds, no freeze",

@@ -45,7 +45,7 @@ from prometheus_client import generate_latest
 from edge.clock import ScaledClock
 from edge.config import StationConfig
 from edge.daemon import StationDaemon
-from edge.scheduler import tune_gc
+from edge.scheduler import tune_runtime
 from edge.sorter import ParcelExited
 from edge.station.inputs import LaneInput, Resume
 from protocol import ParcelEvent
@@ -214,7 +214,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     station.daemon.start()
-    tune_gc()  # as the real station does after start (edge.cli)
+    tune_runtime()  # as the real station does after start (edge.cli)
     reader = cmd.makefile("rb")
     try:
         cmd.sendall(b'{"ready": true}\n')

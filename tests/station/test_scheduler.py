@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 
-from edge.scheduler import GC_THRESHOLD, MAX_ARM_MS, SPIN_MS, Scheduler, set_realtime, tune_gc
+from edge.scheduler import (
+    GC_THRESHOLD,
+    MAX_ARM_MS,
+    SPIN_MS,
+    SWITCH_INTERVAL_S,
+    Scheduler,
+    set_realtime,
+    tune_runtime,
+)
 from simulator.testing import ManualClock, wait_until
 
 
@@ -70,12 +79,15 @@ def test_arm_ahead_follows_late_wake_ups_within_bounds() -> None:
     assert scheduler.arm_ms() == MAX_ARM_MS
 
 
-def test_tune_gc_freezes_and_raises_the_thresholds() -> None:
-    before = gc.get_threshold()
+def test_tune_runtime_freezes_raises_the_thresholds_and_shortens_the_switch() -> None:
+    before, interval = gc.get_threshold(), sys.getswitchinterval()
     try:
-        done = tune_gc()
+        done = tune_runtime()
         assert done["threshold"] == list(GC_THRESHOLD) and int(str(done["frozen"])) > 0
-        assert Scheduler().status()["gc_threshold"] == list(GC_THRESHOLD)
+        assert done["switch_interval_s"] == SWITCH_INTERVAL_S == 0.001
+        status = Scheduler().status()
+        assert (status["gc_threshold"], status["switch_interval_s"]) == (list(GC_THRESHOLD), 0.001)
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+        sys.setswitchinterval(interval)
