@@ -45,7 +45,12 @@ from simulator.scenario import (
     plan_reads,
     tag_uid_for,
 )
-from simulator.station_proc import raise_all_threads, restore_threads
+from simulator.station_proc import (
+    physics_normal,
+    physics_realtime,
+    raise_all_threads,
+    restore_threads,
+)
 from simulator.testing import wait_until
 from simulator.vision.video import write_parcel_video
 
@@ -759,10 +764,12 @@ class Run:
         )
         self._belt_t0_ms = self.clock()
         before = raise_all_threads()  # the belt thread is the "physics"; it shares the GIL
+        physics = physics_realtime()  # ... and is not delayed by the load put on the station
         try:
             belt.run(parcels, extra=lambda env: self._timeline(env, late))
         finally:
             restore_threads(before)
+            physics_normal(physics)
         for t in self._fault_threads:
             t.join(timeout=SYNC_TIMEOUT_S * 2)
         on_progress("waiting for the station to catch up and the gateway to record every event")

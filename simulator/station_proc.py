@@ -104,6 +104,31 @@ def restore_threads(before: dict[int, int]) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, was)
 
 
+PHYSICS_PRIORITY = 40
+"""SCHED_FIFO priority of the belt thread (below the station's gate timer, 50)."""
+
+
+def physics_realtime(priority: int = PHYSICS_PRIORITY) -> bool:
+    """Run the calling thread (the belt model) at SCHED_FIFO when allowed; True if so.
+
+    The belt is the physical world: its edges and scanner writes must happen on time
+    whatever load a test puts on the station beside it (a real scanner is not slowed by
+    the station's CPU). Not allowed (no CAP_SYS_NICE): it stays as it was.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def physics_normal(was_realtime: bool) -> None:
+    """Undo :func:`physics_realtime` (back to normal scheduling)."""
+    if was_realtime:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 class _Station:
     def __init__(self, config: StationConfig, clock: ScaledClock, events: socket.socket) -> None:
         fake_modules.install()
