@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench system-deps venv clean
+.PHONY: demo test lint typecheck unit bench system-deps venv tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,19 @@ $(BIN)/.installed: pyproject.toml
 
 venv: system-deps $(BIN)/.installed
 
+## The contract checkers that are not Python: @asyncapi/parser, pinned by
+## tools/asyncapi/package-lock.json (npm ci, no install scripts). Without node the
+## AsyncAPI test skips and says so.
+ASYNCAPI_TOOL := tools/asyncapi/node_modules/.package-lock.json
+$(ASYNCAPI_TOOL): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(ASYNCAPI_TOOL); \
+	else echo "tools: node/npm absent, the AsyncAPI parser test will skip"; fi
+
 system-deps:
 	@bash scripts/ensure-system-deps.sh
 
@@ -25,7 +38,7 @@ demo: venv
 	$(BIN)/returns-sim demo $(ARGS)
 
 ## Lint, type-check and run the whole test suite (broker and end-to-end tests included).
-test: venv lint typecheck
+test: venv tools lint typecheck
 	$(BIN)/pytest $(ARGS)
 
 lint: venv

@@ -1,10 +1,13 @@
-"""Gateway throughput: RMA creation (HTTP) and event ingestion, on SQLite and PostgreSQL.
+"""Gateway throughput: RMA creation, ingestion + credit, lead decisions; SQLite and PostgreSQL.
 
 Everything runs in this process through the ASGI app (Starlette's TestClient, no sockets),
 so the baseline, the trivial ``GET /livez`` of the same app measured in the same run, shows
 what the framework alone costs. Event ingestion is the MQTT bridge's path without paho:
-``ingest_event`` for a parcel of a known RMA, including its automatic credits and stock
-moves. PostgreSQL figures need a server (``RS_TEST_PG_URL``, default
+``ingest_event`` for a parcel of a known RMA whose unit the station verified (by its
+GTIN), including its per-unit credit, stock move and writer-path rows (revision, webhook,
+announcement outbox). Lead decisions: ``POST /api/v1/rmas/{n}/decision`` on RMAs whose
+label-only parcel went to quarantine (row lock or revision compare-and-set, credit,
+resolution). PostgreSQL figures need a server (``RS_TEST_PG_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/postgres``); without one they are left out.
 """
 
@@ -25,12 +28,13 @@ from sqlalchemy import make_url
 
 from benchmarks import Figure
 from gateway.main import create_app
+from gateway.models import Credit
 from gateway.services.events import ingest_event
 from gateway.settings import Settings
-from protocol import ParcelEvent
+from protocol import Evidence, ParcelEvent, UnitReceipt
 
-N_RMAS = 300
-N_EVENTS = 300
+N_RMAS = 450
+N_EVENTS = 300  # RMAs 0..299 get a verified parcel; 300..449 a label-only one and a lead
 N_TRIVIAL = 1000
 KEY = "bench-admin-key-0123456789abcdef"
 PG_URL = os.environ.get("RS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -62,9 +66,39 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-def _measure(url: str) -> tuple[float, float, float]:
-    """Return (trivial req/s, RMA creations/s, events ingested/s) on database ``url``."""
-    settings = Settings(database_url=url, mqtt_port=1, bootstrap_api_key=KEY, site="bench")
+def _event(i: int, *, verified: bool) -> ParcelEvent:
+    """Parcel of RMA ``B{i}``: its unit verified by GTIN (restock) or label only (quarantine)."""
+    return ParcelEvent(
+        event_id=uuid.uuid4().hex,
+        station="st1",
+        parcel_id=i + 1,
+        inducted_at=datetime.now(UTC),
+        length_mm=300.0,
+        barcode=f"B{i:06d}",
+        rma_number=f"B{i:06d}",
+        lane="restock" if verified else "quarantine",
+        disposition="restock" if verified else "quarantine",
+        reason="matched" if verified else "unverified",
+        diverted=verified,
+        divert_confirmed=True if verified else None,
+        units=(
+            UnitReceipt(
+                line_no=1,
+                sku=f"SKU-{i % 7}",
+                unit=1,
+                evidence=Evidence.GTIN if verified else Evidence.LABEL,
+                verified=verified,
+                identifier="04006381333931" if verified else None,
+            ),
+        ),
+    )
+
+
+def _measure(url: str) -> tuple[float, float, float, float]:
+    """Return (trivial req/s, creations/s, events ingested + credited/s, decisions/s)."""
+    settings = Settings(
+        env="dev", database_url=url, mqtt_port=1, bootstrap_api_key=KEY, site="bench"
+    )
     app = create_app(settings)
     with TestClient(app, headers={"X-API-Key": KEY}) as client:
         for _ in range(50):  # warm-up
@@ -90,27 +124,24 @@ def _measure(url: str) -> tuple[float, float, float]:
         sessions = app.state.db.sessions
         t0 = time.perf_counter()
         for i in range(N_EVENTS):
-            event = ParcelEvent(
-                event_id=uuid.uuid4().hex,
-                station="st1",
-                parcel_id=i + 1,
-                inducted_at=datetime.now(UTC),
-                length_mm=300.0,
-                barcode=f"B{i:06d}",
-                rma_number=f"B{i:06d}",
-                lane="restock",
-                disposition="restock",
-                reason="matched",
-                diverted=True,
-            )
             with sessions() as session:
-                assert ingest_event(session, event)
+                assert ingest_event(session, _event(i, verified=True))
         events = _rate(N_EVENTS, time.perf_counter() - t0)
-    return trivial, creations, events
+        for i in range(N_EVENTS, N_RMAS):  # label only: they wait for a lead
+            with sessions() as session:
+                assert ingest_event(session, _event(i, verified=False))
+        t0 = time.perf_counter()
+        for i in range(N_EVENTS, N_RMAS):
+            resp = client.post(f"/api/v1/rmas/B{i:06d}/decision", json={"grade": "refurbish"})
+            assert resp.status_code == 200, resp.text
+        decisions = _rate(N_RMAS - N_EVENTS, time.perf_counter() - t0)
+        with sessions() as session:
+            assert session.query(Credit).count() == N_RMAS  # one credit per unit, none twice
+    return trivial, creations, events, decisions
 
 
 def run() -> list[Figure]:
-    """RMA creations/s and events/s per backend, beside GET /livez req/s of the same app."""
+    """Creations, ingestions + credits, decisions per second per backend, beside GET /livez."""
     figures: list[Figure] = []
     logging.getLogger("gateway").setLevel(logging.ERROR)  # "queued until the broker is back"
     with tempfile.TemporaryDirectory() as tmp, _pg() as pg:
@@ -118,7 +149,7 @@ def run() -> list[Figure]:
         if pg is not None:
             backends.append(("postgresql", pg))
         for name, url in backends:
-            trivial, creations, events = _measure(url)
+            trivial, creations, events, decisions = _measure(url)
             figures += [
                 Figure(
                     f"gateway {name}: RMA creations (HTTP)",
@@ -130,6 +161,13 @@ def run() -> list[Figure]:
                 Figure(
                     f"gateway {name}: events ingested + credited",
                     events,
+                    "1/s",
+                    "GET /livez same app",
+                    trivial,
+                ),
+                Figure(
+                    f"gateway {name}: lead decisions + credit (HTTP)",
+                    decisions,
                     "1/s",
                     "GET /livez same app",
                     trivial,

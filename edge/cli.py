@@ -29,10 +29,12 @@ log = logging.getLogger(__name__)
 
 def config_summary(config: StationConfig) -> str:
     """A human-readable summary of a valid station config (``check-config``)."""
+    eye = config.photo_eye
+    eye_at = f"GPIO{eye.pin}" if eye.backend == "gpiozero" else f"discrete input {eye.address}"
     lines = [
         f"station {config.station.id} at site {config.station.site} (config {config.config_hash})",
         f"  gpio: pin factory {config.gpio.pin_factory}",
-        f"  photo_eye: GPIO{config.photo_eye.pin}, blocked={config.photo_eye.blocked_level}, "
+        f"  photo_eye: {eye_at}, blocked={config.photo_eye.blocked_level}, "
         f"debounce {config.photo_eye.debounce_ms} ms",
         f"  scanner: {config.scanner.backend} on {config.scanner.url}, "
         f"{config.scanner.baudrate} bit/s, suffix {config.scanner.suffix}",
@@ -66,18 +68,30 @@ def config_summary(config: StationConfig) -> str:
         f"  belt: {b.speed_mm_s} mm/s, scan at {b.scan_pos_mm} mm, end at {b.length_mm} mm"
     )
     for lane in config.lanes:
+        keys = (
+            ("confirm_pin", "full_pin")
+            if lane.backend == "gpiozero"
+            else ("confirm_input", "full_input")
+        )
+        where = "GPIO" if lane.backend == "gpiozero" else "discrete input "
         extra = "".join(
-            f", {key} GPIO{getattr(lane, key)}"
-            for key in ("confirm_pin", "full_pin")
-            if getattr(lane, key) is not None
+            f", {key} {where}{getattr(lane, key)}" for key in keys if getattr(lane, key) is not None
         )
         polarity = "active-high" if lane.active_high else "active-low"
+        gate = f"GPIO{lane.gate_pin}" if lane.backend == "gpiozero" else f"coil {lane.gate_coil}"
         lines.append(
             f"  lane {lane.name}: {lane.disposition} at {lane.pos_mm} mm, "
-            f"gate GPIO{lane.gate_pin} {polarity}{extra}"
+            f"gate {gate} {polarity}{extra}"
         )
     lines.append(f"  lane quarantine: end of belt at {b.length_mm} mm (no gate)")
     lines.append(f"  pins: {len(config.gpio_pins())} GPIOs, none shared")
+    if config.modbus is not None:
+        m = config.modbus
+        lines.append(
+            f"  modbus: {m.host}:{m.port} unit {m.unit_id}, inputs polled every {m.poll_ms} ms"
+        )
+    if config.opcua is not None:
+        lines.append(f"  opcua: {config.opcua.endpoint} (Basic256Sha256 SignAndEncrypt)")
     return "\n".join(lines)
 
 
@@ -139,7 +153,7 @@ def main(
         log.info("interpreter tuned for the gate timer: %s", tune_runtime())
         if args.metrics_port:
             daemon.metrics.serve(args.metrics_port, args.metrics_addr)
-        sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.capabilities()))
+        sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.devices.capabilities()))
         if on_started is not None:
             on_started(daemon)
         while not stop.wait(min(0.5, watchdog_s or 0.5)):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+log = logging.getLogger(__name__)
 
 
 def monotonic_ms() -> float:
@@ -55,27 +59,97 @@ class ScaledClock:
         return virtual_ms / 1000.0 / self.rate
 
 
+STEP_THRESHOLD_MS = 1000.0
+"""A wall-clock jump against monotonic time larger than this (ms) is a clock step."""
+
+
 class UtcClock:
-    """UTC times of monotonic times: the UTC reading at start plus the monotonic time since.
+    """UTC times of monotonic times, following the system clock (records only).
+
+    ``to_utc(t_ms)`` is the UTC read at start plus the monotonic time since, plus every
+    wall-clock change seen since. Every :meth:`check` (each conversion and each status)
+    compares the wall time elapsed since the last check with the monotonic time elapsed: a
+    drift (NTP slewing, ppm) is absorbed silently, so records follow the system clock; a
+    jump above ``threshold_ms`` (NTP stepping a Pi that booted without a battery clock, an
+    operator setting the date) is also absorbed, logged and counted in :meth:`status`.
+    Records made after a step carry the corrected UTC, including parcels inducted before
+    it; intervals and gate times never use it (monotonic only). Under a
+    :class:`ScaledClock` records advance in virtual time, as the belt does.
 
     Args:
-        clock: the station's monotonic ms clock.
-        utc: reads the UTC wall clock (once, at construction).
+        clock: the station's monotonic ms clock (a :class:`ScaledClock` runs faster: the
+            wall clock is compared with the monotonic time in real ms).
+        utc: reads the UTC wall clock (the system clock; the simulator steps a fake one).
+        threshold_ms: smallest jump (ms of wall time) reported as a step.
     """
 
     def __init__(
-        self, clock: Callable[[], float] = monotonic_ms, utc: Callable[[], datetime] = utc_now
+        self,
+        clock: Callable[[], float] = monotonic_ms,
+        utc: Callable[[], datetime] = utc_now,
+        *,
+        threshold_ms: float = STEP_THRESHOLD_MS,
     ) -> None:
-        self._mono0 = clock()
-        self._utc0 = utc()
+        self.clock = clock
+        self.wall = utc
+        self.threshold_ms = threshold_ms
+        self._rate = clock_rate(clock)
+        self._lock = threading.Lock()
+        self._mono0 = self._last_mono = clock()
+        self._utc0 = self._last_wall = utc()
+        self.steps = 0
+        self.last_step_s: float | None = None
+        self.last_step_at: datetime | None = None
+
+    def set_wall(self, utc: Callable[[], datetime]) -> None:
+        """Read UTC from ``utc`` from now on, anchored afresh (no step counted)."""
+        with self._lock:
+            self.wall = utc
+            self._mono0 = self._last_mono = self.clock()
+            self._utc0 = self._last_wall = utc()
+
+    def check(self) -> float:
+        """Compare the wall clock with monotonic time now; returns the jump found, ms.
+
+        A jump above ``threshold_ms`` is logged (warning) and counted as a step; a smaller
+        one (slewing) only absorbed. Either way records follow the wall clock from now on.
+        """
+        with self._lock:
+            mono, wall = self.clock(), self.wall()
+            wall_elapsed_ms = (wall - self._last_wall) / timedelta(milliseconds=1)
+            drift_ms = wall_elapsed_ms - (mono - self._last_mono) / self._rate
+            self._last_mono, self._last_wall = mono, wall
+            self._utc0 += timedelta(milliseconds=drift_ms)
+            if abs(drift_ms) > self.threshold_ms:
+                self.steps += 1
+                self.last_step_s = round(drift_ms / 1000.0, 3)
+                self.last_step_at = wall
+                log.warning(
+                    "system clock stepped %+.3f s against monotonic time (records follow it)",
+                    drift_ms / 1000.0,
+                    extra={"clock_step_s": self.last_step_s},
+                )
+            return drift_ms
 
     def to_utc(self, t_ms: float) -> datetime:
-        """UTC time of monotonic ``t_ms``."""
-        return self._utc0 + timedelta(milliseconds=t_ms - self._mono0)
+        """UTC time of monotonic ``t_ms`` (the wall clock checked first, see :meth:`check`)."""
+        self.check()
+        with self._lock:
+            return self._utc0 + timedelta(milliseconds=t_ms - self._mono0)
 
-    def step(self, seconds: float) -> None:
-        """The UTC clock stepped by ``seconds`` (records only; timing is monotonic)."""
-        self._utc0 += timedelta(seconds=seconds)
+    def status(self) -> dict[str, object]:
+        """JSON-able clock health, after a :meth:`check`.
+
+        ``{"steps": int, "last_step_s": float | None, "last_step_at": str | None}`` (the
+        last step's size in s, and when, ISO 8601 UTC).
+        """
+        self.check()
+        at = self.last_step_at
+        return {
+            "steps": self.steps,
+            "last_step_s": self.last_step_s,
+            "last_step_at": at.isoformat() if at is not None else None,
+        }
 
 
 def clock_rate(clock: object) -> float:

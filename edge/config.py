@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -58,13 +58,89 @@ class GpioSection(_Section):
     pin_factory: Literal["mock", "rpigpio", "lgpio"] = "rpigpio"
 
 
-class PhotoEyeSection(_Section):
-    """``[photo_eye]``: the induct photo-eye."""
+class ModbusSection(_Section):
+    """``[modbus]``: the PLC or remote I/O coupler of lanes with ``backend = "modbus"``.
 
-    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
-    pin: int = Field(ge=0, le=53)
+    One Modbus TCP connection (``host``, ``port``, ``unit_id``: the device id the coupler
+    answers, 0 .. 247) carries every gate coil and lane input. ``timeout_ms``: per request;
+    ``poll_ms``: how often the discrete inputs are read (their edges are stamped at the
+    poll that saw them, so this is their resolution); a lost connection is retried after
+    ``reconnect_min_ms``, doubling up to ``reconnect_max_ms``.
+    """
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=247)
+    timeout_ms: float = Field(default=200.0, ge=10, le=10_000)
+    poll_ms: float = Field(default=10.0, ge=1, le=1000)
+    reconnect_min_ms: float = Field(default=100.0, ge=10, le=60_000)
+    reconnect_max_ms: float = Field(default=5000.0, ge=10, le=600_000)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> ModbusSection:
+        if self.reconnect_max_ms < self.reconnect_min_ms:
+            raise ValueError("reconnect_max_ms must be at least reconnect_min_ms")
+        return self
+
+
+class OpcuaSection(_Section):
+    """``[opcua]``: the station's OPC UA server for the plant's SCADA (absent: none).
+
+    ``endpoint``: where it listens (``opc.tcp://host:port/path``). Security policy
+    Basic256Sha256 with SignAndEncrypt only, with the server's ``certificate`` (DER or PEM)
+    and ``private_key`` (PEM). Clients authenticate with an X.509 user certificate listed
+    in ``trusted_clients`` (DER or PEM files); ``allow_anonymous`` (off by default) also
+    lets unauthenticated sessions in (still over the encrypted channel). ``update_ms``: how
+    often the variables are refreshed from the station's status.
+    """
+
+    endpoint: str = Field(
+        default="opc.tcp://0.0.0.0:4840/returns-sorter/",
+        pattern=r"^opc\.tcp://[^\s/]+(:\d{1,5})?(/\S*)?$",
+        max_length=256,
+    )
+    certificate: Path
+    private_key: Path
+    trusted_clients: tuple[Path, ...] = Field(default=(), max_length=64)
+    allow_anonymous: bool = False
+    update_ms: float = Field(default=250.0, ge=20, le=60_000)
+
+
+MODBUS_MAX_ADDRESS = 65_535
+"""Highest coil / discrete-input address (Modbus Application Protocol V1.1b3, §4.3)."""
+
+
+class PhotoEyeSection(_Section):
+    """``[photo_eye]``: the induct photo-eye.
+
+    ``backend = "gpiozero"``: on GPIO ``pin`` (edges stamped by the pin's interrupt).
+    ``backend = "modbus"``: on ``discrete_input`` of the ``[modbus]`` PLC, polled: each edge
+    is stamped at the poll that saw it, up to ``poll_ms`` late (at 1 m/s and 10 ms, a
+    parcel's position is known within 10 mm; both edges are late alike, so its length is
+    not). ``blocked_level``: the level read while the beam is blocked.
+    """
+
+    backend: Literal["gpiozero", "modbus"] = "gpiozero"
+    pin: int | None = Field(default=None, ge=0, le=53)
+    discrete_input: int | None = Field(default=None, ge=0, le=MODBUS_MAX_ADDRESS)
     blocked_level: Literal["high", "low"] = "high"
     debounce_ms: float = Field(default=5.0, gt=0, le=200)
+
+    @model_validator(mode="after")
+    def _keys_of_backend(self) -> PhotoEyeSection:
+        own, other = ("pin", "discrete_input")[:: 1 if self.backend == "gpiozero" else -1]
+        if getattr(self, own) is None:
+            raise ValueError(f"photo_eye: backend {self.backend!r} needs {own}")
+        if getattr(self, other) is not None:
+            raise ValueError(f"photo_eye: backend {self.backend!r} takes {own}, not {other}")
+        return self
+
+    @property
+    def address(self) -> int:
+        """The eye's GPIO pin (gpiozero) or discrete input (modbus)."""
+        address = self.pin if self.backend == "gpiozero" else self.discrete_input
+        assert address is not None  # checked by the validator
+        return address
 
 
 class ScannerSection(_Section):
@@ -198,6 +274,21 @@ class StackLightSection(_Section):
     active_high: bool = True
 
 
+class ControlsSection(_Section):
+    """``[controls]``: the operator's physical controls (inputs through the driver registry).
+
+    ``reset_pin``: the reset / resume push button (active when pressed). ``estop_pin``: the
+    emergency-stop loop, by default a normally-closed contact (``estop_active_high = false``:
+    engaged while the input reads low, so a cut wire is an engaged E-stop).
+    """
+
+    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
+    reset_pin: int | None = Field(default=None, ge=0, le=27)
+    reset_active_high: bool = True
+    estop_pin: int | None = Field(default=None, ge=0, le=27)
+    estop_active_high: bool = False
+
+
 SPI_PINS: dict[int, tuple[int, ...]] = {0: (7, 8, 9, 10, 11), 1: (16, 17, 18, 19, 20, 21)}
 """BCM pins taken by each SPI bus (chip selects, MISO, MOSI, SCLK) when the reader uses it."""
 
@@ -211,7 +302,6 @@ class BeltSection(_Section):
     length_mm: float = Field(gt=0, le=100_000)
     gate_stroke_ms: float = Field(default=60.0, ge=0, le=2000)
     gate_margin_ms: float = Field(default=40.0, ge=0, le=2000)
-    encoder_mm_per_count: float | None = Field(default=None, gt=0, le=1000)
     rfid_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
     rfid_tol_mm: float = Field(default=100.0, ge=0, le=1000)
     camera_pos_mm: float | None = Field(default=None, ge=0, le=20_000)
@@ -228,18 +318,80 @@ class BeltSection(_Section):
         default=None, ge=0, le=63, description="reserved CPU of the gate scheduler thread"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "encoder_mm_per_count" in data:
+            raise ValueError(
+                "[belt] encoder_mm_per_count is no longer read: the belt encoder has one "
+                "source of truth, [encoder] (pin_a, pin_b, mm_per_pulse)"
+            )
+        return data
+
 
 class LaneSection(_Section):
-    """``[[lanes]]``: a diverting lane with its gate output (and its confirm / full inputs)."""
+    """``[[lanes]]``: a diverting lane with its gate output (and its confirm / full inputs).
 
-    backend: Literal["gpiozero"] = "gpiozero"  # a GPIO pin through [gpio] pin_factory
+    A lane of disposition ``quarantine`` is an **inspection lane**: only the parcels the
+    policy's verification table inspects go there, when the policy names it
+    (``inspection_lane``); every other quarantined parcel runs on to the end of the belt.
+
+    ``backend = "gpiozero"``: the gate and inputs are GPIO pins (``gate_pin``,
+    ``confirm_pin``, ``full_pin``) through ``[gpio]``. ``backend = "modbus"``: they are a
+    coil (``gate_coil``) and discrete inputs (``confirm_input``, ``full_input``) of the
+    ``[modbus]`` PLC, zero-based protocol addresses. Each backend takes only its own keys.
+    """
+
+    backend: Literal["gpiozero", "modbus"] = "gpiozero"
     name: str = Field(min_length=1, max_length=32)
     disposition: Disposition
     pos_mm: float = Field(gt=0, le=100_000)
-    gate_pin: int = Field(ge=0, le=53)
+    gate_pin: int | None = Field(default=None, ge=0, le=53)
     active_high: bool = True
     confirm_pin: int | None = Field(default=None, ge=0, le=53)
     full_pin: int | None = Field(default=None, ge=0, le=53)
+    gate_coil: int | None = Field(default=None, ge=0, le=MODBUS_MAX_ADDRESS)
+    confirm_input: int | None = Field(default=None, ge=0, le=MODBUS_MAX_ADDRESS)
+    full_input: int | None = Field(default=None, ge=0, le=MODBUS_MAX_ADDRESS)
+
+    @model_validator(mode="after")
+    def _keys_of_backend(self) -> LaneSection:
+        gpio = (self.gate_pin, self.confirm_pin, self.full_pin)
+        modbus = (self.gate_coil, self.confirm_input, self.full_input)
+        own, other = (gpio, modbus) if self.backend == "gpiozero" else (modbus, gpio)
+        if own[0] is None:
+            key = "gate_pin" if self.backend == "gpiozero" else "gate_coil"
+            raise ValueError(f"lane {self.name}: backend {self.backend!r} needs {key}")
+        if any(v is not None for v in other):
+            raise ValueError(
+                f"lane {self.name}: backend {self.backend!r} takes "
+                + (
+                    "gate_pin, confirm_pin, full_pin"
+                    if self.backend == "gpiozero"
+                    else "gate_coil, confirm_input, full_input"
+                )
+            )
+        return self
+
+    @property
+    def gate_address(self) -> int:
+        """The gate's pin (gpiozero) or coil (modbus)."""
+        address = self.gate_pin if self.backend == "gpiozero" else self.gate_coil
+        assert address is not None  # checked by the validator
+        return address
+
+    @property
+    def confirm_address(self) -> int | None:
+        """The divert-confirm input's pin or discrete input, None without one."""
+        return self.confirm_pin if self.backend == "gpiozero" else self.confirm_input
+
+    @property
+    def full_address(self) -> int | None:
+        """The lane-full input's pin or discrete input, None without one."""
+        return self.full_pin if self.backend == "gpiozero" else self.full_input
+
+    overflow: str | None = Field(default=None, min_length=1, max_length=32)
+    """Another lane of the same disposition taking this lane's parcels while it is full."""
 
 
 class StationConfig(_Section):
@@ -248,6 +400,8 @@ class StationConfig(_Section):
     station: StationSection
     mqtt: MqttSection = MqttSection()
     gpio: GpioSection = GpioSection()
+    modbus: ModbusSection | None = None
+    opcua: OpcuaSection | None = None
     photo_eye: PhotoEyeSection
     scanner: ScannerSection
     belt: BeltSection
@@ -259,6 +413,7 @@ class StationConfig(_Section):
     encoder: EncoderSection | None = None
     belt_run: BeltRunSection | None = None
     stack_light: StackLightSection | None = None
+    controls: ControlsSection | None = None
     config_hash: str = ""
 
     @model_validator(mode="after")
@@ -266,12 +421,14 @@ class StationConfig(_Section):
         names = [lane.name for lane in self.lanes]
         if len(set(names)) != len(names) or "quarantine" in names:
             raise ValueError("lane names must be unique; 'quarantine' is the end-of-line lane")
-        pins = [lane.gate_pin for lane in self.lanes] + [self.photo_eye.pin]
+        pins = [lane.gate_pin for lane in self.lanes if lane.gate_pin is not None]
+        pins += [self.photo_eye.pin] if self.photo_eye.pin is not None else []
         pins += [
             p for lane in self.lanes for p in (lane.confirm_pin, lane.full_pin) if p is not None
         ]
         if len(set(pins)) != len(pins):
             raise ValueError("every gate and the photo-eye need their own GPIO pin")
+        self._check_modbus()
         used = self.gpio_pins()
         taken: dict[int, str] = {}
         for name, pin in used.items():
@@ -286,12 +443,39 @@ class StationConfig(_Section):
                     f"SPI{self.rfid.spi_bus} of the RFID reader needs pins used by: "
                     + ", ".join(clash)
                 )
-        if any(lane.disposition is Disposition.QUARANTINE for lane in self.lanes):
-            raise ValueError("quarantine is the end of the belt; it has no diverting lane")
+        by_name = {lane.name: lane for lane in self.lanes}
+        for lane in self.lanes:
+            if lane.overflow is None:
+                continue
+            other = by_name.get(lane.overflow)
+            if other is None or other is lane:
+                raise ValueError(f"lane {lane.name}: overflow {lane.overflow!r} is no other lane")
+            if other.disposition != lane.disposition:
+                wanted, got = lane.disposition.value, other.disposition.value
+                raise ValueError(
+                    f"lane {lane.name}: overflow lane {other.name} is for {got}, not {wanted}"
+                )
         if self.scale is not None:
             self._check_scale(self.scale)
         self.belt_config()  # geometry checks
         return self
+
+    def _check_modbus(self) -> None:
+        """Modbus devices need ``[modbus]``; each coil and each discrete input is used once."""
+        lanes = [lane for lane in self.lanes if lane.backend == "modbus"]
+        eye = self.photo_eye
+        if (lanes or eye.backend == "modbus") and self.modbus is None:
+            raise ValueError("devices with backend 'modbus' need a [modbus] section")
+        coils = [lane.gate_coil for lane in lanes]
+        inputs = [
+            a for lane in lanes for a in (lane.confirm_input, lane.full_input) if a is not None
+        ]
+        if eye.discrete_input is not None:
+            inputs.append(eye.discrete_input)
+        if len(set(coils)) != len(coils):
+            raise ValueError("every modbus gate needs its own coil")
+        if len(set(inputs)) != len(inputs):
+            raise ValueError("every modbus input (lanes, photo-eye) needs its own discrete input")
 
     def _check_scale(self, scale: ScaleSection) -> None:
         """The platform lies on the belt, wholly before the first diverting gate."""
@@ -308,7 +492,9 @@ class StationConfig(_Section):
 
     def gpio_pins(self) -> dict[str, int]:
         """Every GPIO (BCM) the config uses, by function (e.g. ``"lanes.restock.gate_pin"``)."""
-        pins: dict[str, int] = {"photo_eye.pin": self.photo_eye.pin}
+        pins: dict[str, int] = {}
+        if self.photo_eye.pin is not None:
+            pins["photo_eye.pin"] = self.photo_eye.pin
         for lane in self.lanes:
             for key in ("gate_pin", "confirm_pin", "full_pin"):
                 value = getattr(lane, key)
@@ -316,7 +502,7 @@ class StationConfig(_Section):
                     pins[f"lanes.{lane.name}.{key}"] = value
         if self.rfid is not None:
             pins["rfid.rst_pin"] = self.rfid.rst_pin
-        for section in ("encoder", "belt_run", "stack_light"):
+        for section in ("encoder", "belt_run", "stack_light", "controls"):
             model = getattr(self, section)
             if model is None:
                 continue
@@ -327,12 +513,17 @@ class StationConfig(_Section):
                     pins[f"{section}.{key}"] = value
         return pins
 
-    def belt_config(self, without_lanes: frozenset[str] = frozenset()) -> BeltConfig:
+    def belt_config(
+        self, without_lanes: frozenset[str] = frozenset(), *, encoder: bool = True
+    ) -> BeltConfig:
         """The core's view of the belt: diverting lanes plus the end-of-line quarantine.
 
         Args:
             without_lanes: lanes to leave out (e.g. a gate that failed its self-test), so
                 the core never decides for them; their parcels run on to quarantine.
+            encoder: False when the ``[encoder]`` device failed to start: tracking falls
+                back to ``[belt] speed_mm_s`` (else belt position comes from its counts,
+                ``mm_per_pulse`` mm each).
         """
         lanes = [
             LaneSpec(
@@ -340,7 +531,8 @@ class StationConfig(_Section):
                 lane.disposition,
                 lane.pos_mm,
                 lane.name,
-                confirm=lane.confirm_pin is not None,
+                confirm=lane.confirm_address is not None,
+                overflow=lane.overflow,
             )
             for lane in self.lanes
             if lane.name not in without_lanes
@@ -354,14 +546,27 @@ class StationConfig(_Section):
             gate_margin_ms=self.belt.gate_margin_ms,
             debounce_ms=self.photo_eye.debounce_ms,
             lanes=tuple(lanes),
-            encoder_mm_per_count=self.belt.encoder_mm_per_count,
+            encoder_mm_per_count=(
+                self.encoder.mm_per_pulse if self.encoder is not None and encoder else None
+            ),
             rfid_pos_mm=self.belt.rfid_pos_mm,
             rfid_tol_mm=self.belt.rfid_tol_mm,
             camera_pos_mm=self.belt.camera_pos_mm,
             camera_tol_mm=self.belt.camera_tol_mm,
             jam_ms=self.belt.jam_ms,
             confirm_timeout_ms=self.belt.confirm_timeout_ms,
+            **self._scale_geometry(),
         )
+
+    def _scale_geometry(self) -> dict[str, float]:
+        """The checkweigher platform for the core's belt (none without ``[scale]``)."""
+        if self.scale is None:
+            return {}
+        return {
+            "scale_pos_mm": self.scale.pos_mm,
+            "scale_platform_mm": self.scale.platform_mm,
+            "scale_tol_mm": self.scale.tol_mm,
+        }
 
 
 def load_config(path: str | Path) -> StationConfig:

@@ -14,15 +14,17 @@ A device that fails its self-test leaves the station running degraded and visibl
 lane is left out of the core's belt, so its parcels run on to quarantine.
 
 Threads: driver callbacks only stamp and :meth:`StationDaemon.submit` typed inputs
-(:mod:`edge.station.inputs`); one reactor thread owns the core, feeds it each input with
-one ``match`` and carries out the actions it returns; the scheduler thread fires gates
-(through the GateBank); the link owns the network and runs commands; the grader thread
-grades photos off the sort path.
+(:mod:`edge.station.inputs`; lane inputs, gate-link faults, encoder samples, reset and
+E-stop, which stops gates and belt at once: :mod:`edge.station.controls`); the
+checkweigher's readings go through a :class:`~edge.drivers.scale.WeighingDetector` on its
+reader thread, and each weighing is an input like a scan; one reactor thread owns the core,
+feeds it each input with one ``match`` and carries out the actions it returns; the
+scheduler thread fires gates (through the GateBank); the link owns the network and runs
+commands; the grader thread grades photos off the sort path.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
@@ -30,13 +32,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import assert_never
+from typing import Any, assert_never
 
 from edge.clock import UtcClock, clock_rate, monotonic_ms
 from edge.config import StationConfig
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
 from edge.drivers.rfid import TagRead, TagReadFailed
+from edge.drivers.scale import Weighing, WeighingDetector, WeightReading
 from edge.link import StationLink
 from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
@@ -52,11 +55,13 @@ from edge.sorter.model import (
 )
 from edge.station.camera import camera_station
 from edge.station.commands import StationCommands
-from edge.station.devices import DeviceBank
+from edge.station.controls import PhysicalControls
+from edge.station.devices import DeviceBank, DeviceHealth
 from edge.station.events import build_parcel_event
 from edge.station.gates import GateBank
 from edge.station.inputs import (
     ApplyPolicy,
+    BeltHold,
     EncoderCount,
     EyeEdge,
     GateLate,
@@ -77,8 +82,7 @@ __all__ = ["StationDaemon", "software_version"]
 
 log = logging.getLogger(__name__)
 
-HISTORY = 1000
-"""Recent decisions, RFID events and lane inputs kept for status and tests."""
+HISTORY = 1000  # recent decisions, RFID events and lane inputs kept for status and tests
 
 
 def software_version() -> str:
@@ -101,8 +105,8 @@ class StationDaemon:
             committed to the outbox (simulation and tests observe what the station reported).
 
     Attributes:
-        devices, gates, camera, commands, core, link, store, scheduler, metrics: the
-            station's parts. ``utc``: the UTC time of monotonic times (for records).
+        devices, gates, controls, camera, commands, core, link, store, scheduler, metrics:
+            the station's parts. ``utc``: the UTC time of monotonic times (for records).
         decisions / rfid_events / lane_input_events: recent history (bounded).
         alarms: raised alarms by ``kind`` or ``kind:lane``. belt_running: the belt's state.
     """
@@ -129,12 +133,8 @@ class StationDaemon:
         self._reactor: threading.Thread | None = None
         self._stopped = False
         self.store = StationStore(config.station.data_dir / f"{config.station.id}.db")
-        self.scheduler = (
-            scheduler
-            if scheduler is not None
-            else Scheduler(
-                clock, priority=config.belt.scheduler_priority, cpu=config.belt.scheduler_cpu
-            )
+        self.scheduler = scheduler or Scheduler(
+            clock, priority=config.belt.scheduler_priority, cpu=config.belt.scheduler_cpu
         )
         self.devices = DeviceBank(config, clock)
         self.gates = GateBank(
@@ -146,8 +146,9 @@ class StationDaemon:
                 GateLate(t_ms, pid, lane, late_ms)
             ),
         )
+        self.controls = PhysicalControls(self.devices, self.gates, self.submit, clock)
         self.core = SorterCore(
-            config.belt_config(without_lanes=self.devices.broken_lanes()),
+            self.devices.belt_config(),
             self.store,
             cached_policy(self.store),
         )
@@ -166,6 +167,9 @@ class StationDaemon:
             parcels_on_belt=lambda: int(str(self.core.status()["on_belt"])),
             raise_alarm=lambda alarm: self.submit(RaiseAlarm(alarm)),
             clock=clock,
+            submit=self.submit,
+            estop_engaged=lambda: self.controls.estop_engaged,
+            load_policy=lambda: cached_policy(self.store),
         )
         mqtt = config.mqtt
         self.link = StationLink(
@@ -192,10 +196,11 @@ class StationDaemon:
         )
         if self.scheduler.on_fired is None:
             self.scheduler.on_fired = self.metrics.gate_fired
+        self.opcua: Any = None  # edge.opcua.StationOpcuaServer while [opcua] is configured
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Start scheduler, reactor, drivers and link; the belt runs."""
+        """Start scheduler, reactor, drivers and link; the belt runs (unless E-stopped)."""
         self.scheduler.start()
         self._reactor = threading.Thread(target=self._run, name="reactor", daemon=True)
         self._reactor.start()
@@ -206,11 +211,20 @@ class StationDaemon:
         if devices.rfid is not None and devices.usable("rfid"):
             devices.rfid.start(submit)
         self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
-        for name, device in devices.lane_inputs.items():
-            lane, kind = name.rsplit(".", 1)
-            device.start(functools.partial(self._on_lane_input, lane, kind))
+        devices.start_scale(self._weigher(submit))
+        self.controls.start()
         self.link.start()
-        self.devices.set_output("belt_run", True)
+        if self.config.opcua is not None:  # the plant's SCADA (asyncua: the opcua extra)
+            from edge.opcua import StationOpcuaServer
+
+            self.opcua = StationOpcuaServer(self, self.config.opcua)
+            try:
+                self.opcua.start()
+                self.devices.health["opcua"] = DeviceHealth("ok", "asyncua", "serving")
+            except RuntimeError as exc:  # the station sorts without it, visibly degraded
+                log.error("OPC UA server not started: %s", exc)
+                self.devices.health["opcua"] = DeviceHealth("failed", "asyncua", str(exc))
+        self.controls.drive_belt(True)  # not while the E-stop is engaged
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
 
@@ -224,10 +238,13 @@ class StationDaemon:
         self.scheduler.stop()
         self.gates.release_all()  # a close that raced the scheduler's last firing
         self._stop.set()
+        self.controls.stop()
         if self._reactor is not None:
             self._reactor.join(timeout=2)
         self.devices.stop_readers()
         self.camera.stop()
+        if self.opcua is not None:
+            self.opcua.stop()
         self.link.stop()
         self.devices.close()
         self.store.close()
@@ -239,10 +256,6 @@ class StationDaemon:
         return not self._stopped and reactor and self.scheduler.alive()
 
     # -- state ----------------------------------------------------------------------------
-    def capabilities(self) -> list[str]:
-        """What the station can do now (see :meth:`DeviceBank.capabilities`)."""
-        return self.devices.capabilities()
-
     def status(self) -> dict[str, object]:
         """JSON-able status of every component (:func:`edge.station.status.station_status`)."""
         return station_status(
@@ -253,31 +266,41 @@ class StationDaemon:
             grader=self.camera.grader,
             alarms=self.alarms,
             belt_running=self.belt_running,
+            controls=self.controls.status(),
+            clock=self.utc.status(),
         )
 
     def update_stack_light(self) -> None:
         """Green: sorting, all devices ok. Amber: degraded. Red: cannot sort (no induct)."""
         if not any(name.startswith("stack_light.") for name in self.devices.outputs):
             return
-        fatal = self._stopped or not self.belt_running or "induct" not in self.capabilities()
+        induct = "induct" in self.devices.capabilities()
+        fatal = self._stopped or not self.belt_running or not induct
         self.devices.set_stack_light(fatal=fatal, degraded=bool(self.status()["degraded"]))
 
     # -- inputs ---------------------------------------------------------------------------
     def submit(self, item: StationInput) -> None:
-        """Queue an input for the core (thread-safe: drivers, commands, simulator, tests)."""
+        """Queue an input for the core (thread-safe)."""
         self._inputs.put(item)
 
-    def _on_lane_input(self, lane: str, kind: str, t_ms: float, active: bool) -> None:
-        """A confirm / lane-full input changed (driver thread)."""
-        if kind == "confirm" and active:
-            self.gates.confirmed(lane, t_ms)  # a gate test waits for it on another thread
-        self.submit(LaneInput(t_ms, lane, "confirm" if kind == "confirm" else "full", active))
+    def _weigher(self, submit: Callable[[StationInput], None]) -> Callable[[WeightReading], None]:
+        """The scale's callback: readings into a weighing detector, weighings to the core."""
+        scale = self.config.scale
+        if scale is None:
+            return lambda _reading: None
+        detector = WeighingDetector(scale.empty_g, scale.settle_readings)
+
+        def on_reading(reading: WeightReading) -> None:  # the scale's reader thread only
+            for weighing in detector.feed(reading):
+                submit(weighing)
+
+        return on_reading
 
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.
 
-        Thread-safe: the core switches policy on the reactor thread, before its next
-        input; parcels already decided keep their decision. Returns the policy version.
+        Thread-safe (the reactor switches before its next input; decided parcels keep
+        theirs). Returns the policy version.
 
         Raises:
             ProtocolError: when the payload is not a valid ``DispositionPolicy``.
@@ -323,6 +346,8 @@ class StationDaemon:
             case Photo():
                 self.camera.photo(item)
                 return core.advance(self.clock())
+            case Weighing(t_ms=t_ms, t_end_ms=t_end_ms, weight_g=grams, problem=problem):
+                return core.on_weighing(t_ms, t_end_ms, grams, problem)
             case PhotoGraded(result):
                 return self.camera.graded(result)
             case Grade(t_ms, grade, confidence, parcel_id):
@@ -331,6 +356,8 @@ class StationDaemon:
                 self.lane_input_events.append(item)
                 if kind == "full":
                     return core.on_lane_full(t_ms, lane, active)
+                if kind == "fault":
+                    return core.on_gate_fault(t_ms, lane, active)
                 return core.on_divert_confirm(t_ms, lane) if active else core.advance(t_ms)
             case EncoderCount(t_ms, count):
                 return core.on_encoder(t_ms, count)
@@ -338,6 +365,8 @@ class StationDaemon:
                 return core.on_gate_late(t_ms, parcel_id, late_ms)
             case Resume(t_ms):
                 return core.on_resume(t_ms)
+            case BeltHold(t_ms, reason, active):
+                return core.hold(t_ms, reason) if active else core.release(t_ms, reason)
             case ApplyPolicy(policy):
                 core.policy = policy
                 log.info("disposition policy %s applied", policy.version)
@@ -359,10 +388,9 @@ class StationDaemon:
             case GateCancel(parcel_id, gate):
                 self.gates.cancel(parcel_id, gate)
             case BeltCommand(run, _, reason):
-                self.belt_running = run
-                self.devices.set_output("belt_run", run)
+                self.belt_running = self.controls.drive_belt(run)
                 self.update_stack_light()
-                log.warning("belt %s (%s)", "run" if run else "STOP", reason)
+                log.warning("belt %s (%s)", "run" if self.belt_running else "STOP", reason)
                 self.link.request_status()
             case Alarm():
                 self._alarm(action)
@@ -385,7 +413,7 @@ class StationDaemon:
             case _:
                 assert_never(action)
 
-    def _alarm(self, alarm: Alarm) -> None:
+    def _alarm(self, alarm: Alarm) -> None:  # raised / cleared; shown by the status page now
         key = alarm.kind if alarm.lane is None else f"{alarm.kind}:{alarm.lane}"
         if alarm.active:
             self.alarms[key] = {"parcel_id": alarm.parcel_id, "lane": alarm.lane}
@@ -393,10 +421,15 @@ class StationDaemon:
         else:
             self.alarms.pop(key, None)
             log.info("alarm %s cleared", key)
-        self.link.request_status()  # the status page shows it now, not at the interval
+        self.link.request_status()
 
     def _report(self, exited: ParcelExited) -> None:
-        """The parcel left the belt: its event into the outbox, metrics, the observer."""
+        """The parcel left the belt: its event into the outbox, metrics, the observer.
+
+        The RMA units the parcel claimed are written as receipts in the outbox row's
+        transaction (``StationLink.publish_event``), so a restart, SIGKILL included, never
+        claims them again.
+        """
         d = exited.decision
         event = build_parcel_event(
             exited,
@@ -405,7 +438,7 @@ class StationDaemon:
             self.camera.take(d.parcel_id),
             event_id=uuid.uuid4().hex,
         )
-        self.link.publish_event(encode(event))
+        self.link.publish_event(encode(event), d.rma_number, exited.units)
         self.metrics.parcel_exited(
             exited.final_lane.name, d.reason.value, d.decided_at_ms - exited.inducted_at_ms
         )

@@ -44,7 +44,7 @@ from gateway.security import logs
 from gateway.security.access import AuthenticationMiddleware, Caller, authorize
 from gateway.security.headers import SecurityHeadersMiddleware, docs_page
 from gateway.security.throttle import CredentialThrottle
-from gateway.services import accounting as accounting_service
+from gateway.services import credits as credit_service
 from gateway.services.auth import ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
 from gateway.services.notifications import NotificationWorker
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.db = db
         app.state.bridge = bridge
-        accounting_service.configure(settings, bridge.publish_rma)
+        credit_service.configure(settings)
         expiry = ExpiryWorker(db.sessions, settings)
         expiry.start()
         http = httpx.Client(timeout=10)
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if mailer is not None:
                 mailer.stop()
             http.close()
-            accounting_service.configure(None)
+            credit_service.configure(None)
             db.dispose()
             log.info("gateway stopped site=%s", settings.site)
 

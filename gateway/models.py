@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -100,6 +101,11 @@ class Rma(Base):
     revision: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: compare-and-set on the revision: every UPDATE of the row carries
+    #: ``WHERE revision = <the revision read>``, so a writer that read a revision another
+    #: writer has since replaced changes nothing (``StaleDataError``: HTTP 409). The
+    #: revision itself is set by :func:`gateway.services.rma_writer.apply_change`.
+    __mapper_args__ = {"version_id_col": revision, "version_id_generator": False}
     lines: Mapped[list[RmaLineRecord]] = relationship(
         back_populates="rma",
         cascade="all, delete-orphan",
@@ -139,6 +145,13 @@ class RmaLineRecord(Base):
     rfid_uid: Mapped[str | None] = mapped_column(String(20), index=True)
     category: Mapped[str | None] = mapped_column(String(64))
     rma: Mapped[Rma] = relationship(back_populates="lines")
+    #: the units received so far, with their evidence and decision (unit 1 .. quantity)
+    units: Mapped[list[RmaUnit]] = relationship(
+        back_populates="line",
+        cascade="all, delete-orphan",
+        order_by="RmaUnit.unit_no",
+        lazy="selectin",
+    )
     #: the catalogue's entry for ``sku`` (None while the catalogue does not know it): read
     #: at announcement time, never copied, so a later catalogue entry reaches old RMAs
     catalogue: Mapped[CatalogueItem | None] = relationship(
@@ -146,6 +159,46 @@ class RmaLineRecord(Base):
         viewonly=True,
         lazy="selectin",
     )
+
+
+class RmaUnit(Base):
+    """One received unit of an RMA line: what proved it, where it is, what was decided.
+
+    ``unit_no`` is the unit of the line (1 .. quantity), unique per line, so a unit is
+    received, booked and credited once whatever is redelivered. ``state``: ``awaiting``
+    (a lead decides; ``reason`` says why: ``unverified``, ``divert_unconfirmed``,
+    ``quarantine``, ``unproved_event`` for a version 1 event, ``desk_receipt``),
+    ``credited`` or ``refused``. ``evidence`` / ``identifier`` / ``verified`` come from
+    the station's :class:`protocol.UnitReceipt` (or a lead's verification);
+    ``divert_confirmed`` from the event (None: no sensor). ``location`` is the stock
+    location the unit is booked at (``UNCONFIRMED`` until a lead confirms an unconfirmed
+    divert; None while not booked). ``station_reason`` is the station's decision reason
+    code and ``photo_sha256`` the parcel photo, shown to the lead.
+    """
+
+    __tablename__ = "rma_units"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_rma_units_line_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(
+        ForeignKey("rma_lines.id", ondelete="CASCADE"), index=True
+    )
+    unit_no: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    evidence: Mapped[str | None] = mapped_column(String(16))
+    identifier: Mapped[str | None] = mapped_column(String(64))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    divert_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    grade: Mapped[str | None] = mapped_column(String(24))
+    location: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    station_reason: Mapped[str] = mapped_column(String(64), default="")
+    photo_sha256: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str] = mapped_column(String(128), default="")
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    line: Mapped[RmaLineRecord] = relationship(back_populates="units")
 
 
 class CatalogueItem(Base):
@@ -213,6 +266,13 @@ class Order(Base):
     customer_address: Mapped[str] = mapped_column(Text, default="", server_default="")
     customer_language: Mapped[str] = mapped_column(String(16), default="", server_default="")
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    #: what the customer paid beyond the lines (minor units of ``currency``; see
+    #: :mod:`gateway.returns.refunds`): order-level discount and voucher spread over the
+    #: lines, shipping paid; ``tax_inclusive``: prices and reductions include tax
+    discount_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    voucher_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    shipping_paid_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_inclusive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     lines: Mapped[list[OrderLine]] = relationship(
@@ -224,7 +284,13 @@ class Order(Base):
 
 
 class OrderLine(Base):
-    """One order line: ordered and delivered units, and the unit price actually paid."""
+    """One order line: ordered and delivered units, unit price, line discount, tax rate.
+
+    ``unit_price_cents`` is the unit price before the line's discount
+    (``line_discount_cents``, off the whole line) and the order's discount and voucher;
+    ``tax_rate_bp`` in basis points (2000 = 20 %). What was paid follows
+    :mod:`gateway.returns.refunds`.
+    """
 
     __tablename__ = "order_lines"
     __table_args__ = (UniqueConstraint("order_id", "line_no"),)
@@ -237,6 +303,8 @@ class OrderLine(Base):
     ordered_quantity: Mapped[int] = mapped_column(Integer)
     delivered_quantity: Mapped[int] = mapped_column(Integer)
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    line_discount_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     gtin: Mapped[str | None] = mapped_column(String(14))
     #: serial numbers and RFID UIDs (canonical hex) of the delivered units, when known
@@ -261,17 +329,21 @@ class IdempotencyRecord(Base):
 
 
 class Credit(Base):
-    """Money (or an exchange) granted for one RMA line: at most one per line.
+    """Money (or an exchange) granted for one unit of an RMA line: at most one per unit.
 
-    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in cents.
+    ``kind`` is ``refund``, ``store_credit`` or ``exchange``; amounts in minor units of
+    ``currency``: ``amount_cents`` is what is granted (goods and, by policy, shipping),
+    of which ``tax_refund_cents`` tax and ``shipping_refund_cents`` the shipping paid;
+    ``shipping_cost_cents`` is the return shipping the shop spent.
+    ``unit_no`` is the unit of the line (1 .. quantity; ``quantity`` is 1).
     """
 
     __tablename__ = "credits"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_credits_line_unit"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rma_line_id: Mapped[int] = mapped_column(
-        ForeignKey("rma_lines.id", ondelete="CASCADE"), unique=True
-    )
+    rma_line_id: Mapped[int] = mapped_column(ForeignKey("rma_lines.id", ondelete="CASCADE"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     rma_number: Mapped[str] = mapped_column(String(32), index=True)
     sku: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(64))
@@ -283,17 +355,53 @@ class Credit(Base):
     restocking_fee_cents: Mapped[int] = mapped_column(BigInteger)
     recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
     shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
+    tax_refund_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    shipping_refund_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    currency: Mapped[str] = mapped_column(String(3))
+    source: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+class WriteOff(Base):
+    """A unit of an RMA line received but refused credit: where it went, what it cost.
+
+    ``destination`` is the lead's choice (``return_to_vendor``, ``scrap``,
+    ``return_to_customer``); amounts in minor units of ``currency``: ``paid_cents`` what
+    the customer paid for the units, ``recovered_value_cents`` what the shop gets back
+    (by destination and category, from settings), ``shipping_cost_cents`` the return
+    shipping spent. One per unit (``unit_no``, ``quantity`` 1), at most once.
+    """
+
+    __tablename__ = "write_offs"
+    __table_args__ = (UniqueConstraint("rma_line_id", "unit_no", name="uq_write_offs_line_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_line_id: Mapped[int] = mapped_column(ForeignKey("rma_lines.id", ondelete="CASCADE"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    rma_number: Mapped[str] = mapped_column(String(32), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(24))
+    quantity: Mapped[int] = mapped_column(Integer)
+    paid_cents: Mapped[int] = mapped_column(BigInteger)
+    recovered_value_cents: Mapped[int] = mapped_column(BigInteger)
+    shipping_cost_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     source: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
 class StockMovement(Base):
-    """One entry of the stock ledger: units of a SKU into a location (re-entry)."""
+    """One entry of the stock ledger: units of a SKU into (or, negative, out of) a location.
+
+    Per RMA unit (``rma_line_id``, ``unit_no``) each ``kind`` happens once: ``return_in``
+    (the unit arrives at its lane's location, or ``UNCONFIRMED``), ``confirm_out`` /
+    ``confirm_in`` (a lead moved an unconfirmed divert to where it really is).
+    """
 
     __tablename__ = "stock_movements"
     __table_args__ = (
-        UniqueConstraint("rma_line_id", "kind"),
+        UniqueConstraint("rma_line_id", "unit_no", "kind", name="uq_stock_movements_unit_kind"),
         Index("ix_stock_movements_sku_location", "sku", "location"),
     )
 
@@ -303,8 +411,30 @@ class StockMovement(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(24))
     rma_line_id: Mapped[int | None] = mapped_column(ForeignKey("rma_lines.id", ondelete="SET NULL"))
+    unit_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     rma_number: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AnnouncementRow(Base):
+    """One RMA announcement in the announcement outbox, until the broker acknowledges it.
+
+    Written in the transaction of the RMA change it announces
+    (:func:`gateway.services.rma_writer.apply_change`); the MQTT bridge publishes pending
+    rows (QoS 1) and sets ``sent_at`` on the PUBACK, so a gateway restart between the
+    commit and the publish loses nothing. ``payload`` is the encoded
+    :class:`protocol.RmaAnnouncement` (JSON text, at most the protocol's message size).
+    """
+
+    __tablename__ = "announcement_outbox"
+    __table_args__ = (Index("ix_announcement_outbox_pending", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_number: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class WebhookDelivery(Base):
@@ -487,6 +617,46 @@ class Station(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class StationCommand(Base):
+    """A command a lead sent to a station, and the station's last reply to it.
+
+    ``state``: ``sent`` (no reply yet), then the station's ``accepted`` / ``done`` /
+    ``failed`` (with ``detail``, the refusal or failure reason, and ``result``). Bounded:
+    the newest :data:`gateway.services.commands.KEEP_PER_STATION` per station are kept.
+    """
+
+    __tablename__ = "station_commands"
+    __table_args__ = (Index("ix_station_commands_station_id", "station", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    station: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    issued_by: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="sent")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class StationStateChange(Base):
+    """A change of what a station's belt was doing, from its status (the shift report).
+
+    ``mode``: ``running`` (sorting), ``stopped`` (belt stopped: paused, E-stop), ``jammed``
+    or ``offline``; from ``at`` until the next row of the station.
+    """
+
+    __tablename__ = "station_state_changes"
+    __table_args__ = (Index("ix_station_state_changes_station_at", "station", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class DeadLetter(Base):
     """An MQTT message the gateway could not accept, kept for inspection."""
 
@@ -502,10 +672,10 @@ class DeadLetter(Base):
 class Alarm(Base):
     """A line alarm (issue 7): raised from a station's status or a parcel event.
 
-    ``kind``: ``jam``, ``lane_full``, ``divert_unconfirmed``, ``device_down``,
-    ``station_offline`` or ``station_overloaded``; ``subject`` names the lane, device or
-    parcel concerned ("" for the whole station). ``key`` identifies the condition so it is
-    raised once while it lasts: ``{station}:{kind}:{subject}`` for a condition, plus the
+    ``kind``: ``estop``, ``jam``, ``lane_full``, ``gate_fault``, ``divert_unconfirmed``,
+    ``device_down``, ``station_offline`` or ``station_overloaded``; ``subject`` names the lane,
+    device or parcel concerned ("" for the whole station). ``key`` identifies the condition so
+    it is raised once while it lasts: ``{station}:{kind}:{subject}`` for a condition, plus the
     event id for a one-off event.
     A condition alarm is cleared (``cleared_at``) when the station no longer reports it; a
     lead acknowledges it (``acknowledged_at`` / ``acknowledged_by``). Open = not yet

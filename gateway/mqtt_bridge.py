@@ -13,6 +13,13 @@ message whose handling fails for any other reason is poison, dead-lettered with 
 so it cannot block the messages behind it). A message not yet
 acknowledged when the gateway stops is redelivered by the broker to the persistent session.
 
+Announcements: every RMA change writes its announcement to the announcement outbox in the
+change's transaction (:func:`gateway.services.rma_writer.apply_change`). An announce
+thread publishes the pending rows in order (QoS 1) and marks each sent when the broker's
+PUBACK for it comes back, so an announcement is never lost between a commit and a crash:
+after a restart, or a row whose PUBACK never came within :data:`INFLIGHT_TIMEOUT_S`, it is
+published again (stations apply announcements by revision, so a repeat changes nothing).
+
 Replicas: with ``shared_group`` set, the bridge speaks MQTT 5 and subscribes to events and
 catch-up requests as ``$share/{group}/...``, so several gateways share the ingest (each
 needs its own ``client_id``); statuses are subscribed by every replica (retained messages
@@ -25,6 +32,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,12 +44,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.models import AnnouncementRow, utcnow
+from gateway.services.commands import record_reply
 from gateway.services.dead_letters import record_dead_letter
 from gateway.services.events import ingest_event
 from gateway.services.photos import PhotoStore
 from gateway.services.revisions import head_revision
+from gateway.services.rma_writer import StaleRma
 from gateway.services.rmas import list_announcements
 from gateway.services.stations import upsert_station
 from protocol import (
@@ -70,6 +82,9 @@ QOS = 1
 SYNC_BATCH_SIZE = 200
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5 persistent session lifetime
 RETRY_MAX_S = 5.0
+ANNOUNCE_POLL_S = 0.1  # how often the announce thread looks at the outbox
+ANNOUNCE_BATCH = 200  # rows published per look, at most
+INFLIGHT_TIMEOUT_S = 30.0  # a row whose PUBACK did not come by then is published again
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -77,12 +92,15 @@ def is_transient(exc: BaseException) -> bool:
 
     SQLAlchemy ``OperationalError`` / ``InterfaceError`` / pool ``TimeoutError``, a DBAPI
     error that invalidated the connection, and ``OSError`` (connection refused, disk full)
-    are transient. Anything else (``ValueError``, ``OverflowError``, a ``DataError`` or
-    ``IntegrityError`` from the values themselves...) fails the same way every time: the
+    are transient, and so is :class:`StaleRma` (an RMA that other writers kept changing
+    under the ingestion: the next attempt sees their result). Anything else
+    (``ValueError``, ``OverflowError``, a ``DataError`` or ``IntegrityError`` from the
+    values themselves...) fails the same way every time: the
     message is poison and is dead-lettered instead of blocking the ordered ingest.
     """
     if isinstance(
-        exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError | OSError
+        exc,
+        sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError | OSError | StaleRma,
     ):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
@@ -125,9 +143,10 @@ class MqttBridge:
         tls_ca: CA certificate file; when given, the bridge connects with TLS.
         photos: where parcel photos from the stations' photo topics are stored (None:
             photos are dead-lettered).
+        announce_poll_s: seconds between two looks at the announcement outbox.
 
     Raises:
-        ValueError: when ``sync_batch_size`` < 1.
+        ValueError: when ``sync_batch_size`` < 1 or ``announce_poll_s`` <= 0.
     """
 
     def __init__(
@@ -145,9 +164,18 @@ class MqttBridge:
         password: str | None = None,
         tls_ca: str | None = None,
         photos: PhotoStore | None = None,
+        announce_poll_s: float = ANNOUNCE_POLL_S,
     ) -> None:
         if sync_batch_size < 1:
             raise ValueError("sync_batch_size must be >= 1")
+        if not announce_poll_s > 0:
+            raise ValueError("announce_poll_s must be > 0")
+        self._announce_poll_s = announce_poll_s
+        self._announcer: threading.Thread | None = None
+        #: PUBACKed message ids, from paho's network thread (never blocks it)
+        self._pubacks: queue.Queue[int] = queue.Queue()
+        #: announce thread only: message id -> (outbox row id, monotonic time published)
+        self._inflight: dict[int, tuple[int, float]] = {}
         self.host = host
         self.port = port
         self.site = site
@@ -174,6 +202,7 @@ class MqttBridge:
                 "sync_requests",
                 "sync_batches",
                 "rma_published",
+                "announcements_sent",
                 "dead_letters",
                 "errors",
                 "retries",
@@ -220,6 +249,7 @@ class MqttBridge:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         self._client = client
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -233,6 +263,10 @@ class MqttBridge:
         self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self._worker.start()
+        self._announcer = threading.Thread(
+            target=self._announce_loop, name="mqtt-announce", daemon=True
+        )
+        self._announcer.start()
         if self.shared_group is None:
             self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
         else:
@@ -255,6 +289,8 @@ class MqttBridge:
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout=10)
+        if self._announcer is not None:
+            self._announcer.join(timeout=10)
         self._client.disconnect()
         self._client.loop_stop()
         self._ready.clear()
@@ -356,7 +392,75 @@ class MqttBridge:
         self._count("commands_sent")
         return cmd.request_id
 
+    # -- announcement outbox (announce thread) -----------------------------------------------
+
+    def _announce_loop(self) -> None:
+        while not self._stopping.wait(self._announce_poll_s):
+            try:
+                self._flush_announcements()
+            except Exception as exc:  # the database is down: the rows wait for the next look
+                self._note_error(f"announce: {exc!r}")
+                log.warning("announcement outbox not published: %r", exc)
+
+    def _flush_announcements(self) -> int:
+        """Mark PUBACKed outbox rows sent, then publish the pending ones; return published.
+
+        Only the announce thread calls it, every ``announce_poll_s``; rows are published in
+        outbox order, only while connected, and never twice while their PUBACK is awaited
+        (unless it did not come within :data:`INFLIGHT_TIMEOUT_S`).
+        """
+        sent: list[int] = []
+        while True:
+            try:
+                mid = self._pubacks.get_nowait()
+            except queue.Empty:
+                break
+            entry = self._inflight.pop(mid, None)
+            if entry is not None:
+                sent.append(entry[0])
+        now_s = time.monotonic()
+        for mid, (_row, at) in list(self._inflight.items()):
+            if now_s - at > INFLIGHT_TIMEOUT_S:
+                del self._inflight[mid]
+        waiting = {row for row, _at in self._inflight.values()}
+        with self._sessions() as session:
+            if sent:
+                session.execute(
+                    update(AnnouncementRow)
+                    .where(AnnouncementRow.id.in_(sent))
+                    .values(sent_at=utcnow())
+                )
+                session.commit()
+                with self._lock:
+                    self._counters["announcements_sent"] += len(sent)
+            if not self.connected:
+                return 0
+            rows = session.execute(
+                select(AnnouncementRow.id, AnnouncementRow.payload)
+                .where(AnnouncementRow.sent_at.is_(None))
+                .order_by(AnnouncementRow.id)
+                .limit(ANNOUNCE_BATCH)
+            ).all()
+        published = 0
+        for row_id, payload in rows:
+            if row_id in waiting:
+                continue
+            info = self._client.publish(self._topics.rma, payload.encode(), qos=QOS, retain=False)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:  # not connected any more, or paho's queue full
+                break
+            self._inflight[info.mid] = (row_id, time.monotonic())
+            published += 1
+        with self._lock:
+            self._counters["rma_published"] += published
+        return published
+
     # -- paho callbacks (network thread) ---------------------------------------------------
+
+    @_guarded
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _props: Any
+    ) -> None:
+        self._pubacks.put(mid)
 
     @_guarded
     def _on_connect(
@@ -585,6 +689,8 @@ class MqttBridge:
             while len(self.command_replies) > KEEP_REPLIES:
                 self.command_replies.popitem(last=False)
             self._counters["command_replies"] += 1
+        with self._sessions() as session:
+            record_reply(session, reply)  # the status page shows it
         log.info(
             "command reply station=%s request_id=%s command=%s state=%s detail=%s",
             station,

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from stdnum import ean
 from stdnum.exceptions import ValidationError
 
+from gateway.returns.refunds import (
+    LineTerms,
+    OrderTerms,
+    RefundError,
+    is_currency,
+    paid_lines,
+)
 from protocol.messages import canonical_uid
 
 ADDRESS_MAX_LINES = 8
@@ -145,7 +161,12 @@ RESOLUTIONS = ("refund", "store_credit", "exchange")
 
 
 class OrderLineDraft(BaseModel):
-    """One order line: units ordered and delivered, unit price paid after discounts."""
+    """One order line: units ordered and delivered, unit price, line discount, tax rate.
+
+    Money in minor units of the order's currency; what the customer paid per line follows
+    :mod:`gateway.returns.refunds` (unit price x ordered units - line discount - the
+    line's share of the order's discount and voucher, with tax per ``tax_rate_bp``).
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -153,7 +174,17 @@ class OrderLineDraft(BaseModel):
     category: str | None = Field(default=None, min_length=1, max_length=64)
     ordered_quantity: int = Field(ge=1, le=10_000)
     delivered_quantity: int = Field(ge=0, le=10_000)
-    unit_price_cents: int = Field(ge=0, le=10**12, description="Paid per unit, minor units")
+    unit_price_cents: int = Field(
+        ge=0,
+        le=10**12,
+        description="Unit price, minor units, before the line's and the order's discounts",
+    )
+    line_discount_cents: int = Field(
+        default=0, ge=0, le=10**12, description="Discount off the whole line, minor units"
+    )
+    tax_rate_bp: int = Field(
+        default=0, ge=0, le=10_000, description="Tax rate in basis points (2000 = 20 %)"
+    )
     name: str = Field(default="", max_length=200, description="Product name shown to customers")
     gtin: str | None = Field(default=None, pattern=r"^\d{8}$|^\d{12,14}$")
     serials: list[str] = Field(
@@ -180,7 +211,12 @@ class OrderLineDraft(BaseModel):
 
 
 class OrderDraft(BaseModel):
-    """An order as the shop back-end submits it (lines numbered 1..n in order)."""
+    """An order as the shop back-end submits it (lines numbered 1..n in order).
+
+    Unknown fields are refused (422 naming them). The order's discount and voucher are
+    spread over its lines by :mod:`gateway.returns.refunds`, which also refuses terms that
+    cannot have been paid (a discount larger than the lines).
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -193,11 +229,85 @@ class OrderDraft(BaseModel):
     )
     customer_address: PostalAddress = ""
     customer_language: LanguageTag = ""
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    currency: str = Field(
+        default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of every amount"
+    )
+    discount_cents: int = Field(
+        default=0, ge=0, le=10**12, description="Order-level discount, minor units"
+    )
+    voucher_cents: int = Field(
+        default=0, ge=0, le=10**12, description="Voucher redeemed on the order, minor units"
+    )
+    shipping_paid_cents: int = Field(
+        default=0, ge=0, le=10**12, description="Shipping the customer paid, minor units"
+    )
+    tax_inclusive: bool = Field(
+        default=True, description="Prices, discounts and voucher include tax"
+    )
     delivered_at: AwareDatetime | None = Field(
         default=None, description="When the parcel was delivered (with a UTC offset)"
     )
     lines: list[OrderLineDraft] = Field(min_length=1, max_length=500)
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, v: str) -> str:
+        if not is_currency(v):
+            raise ValueError(f"{v!r} is not an ISO 4217 currency code")
+        return v
+
+    @model_validator(mode="after")
+    def _payable(self) -> OrderDraft:
+        try:
+            paid_lines(order_terms(self))
+        except RefundError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+
+class _OrderLike(Protocol):
+    currency: str
+    discount_cents: int
+    voucher_cents: int
+    shipping_paid_cents: int
+    tax_inclusive: bool
+
+    @property
+    def lines(self) -> Sequence[_OrderLineLike]: ...
+
+
+class _OrderLineLike(Protocol):
+    ordered_quantity: int
+    unit_price_cents: int
+    line_discount_cents: int
+    tax_rate_bp: int
+    category: str | None
+
+
+def order_terms(order: _OrderLike) -> OrderTerms:
+    """The refund terms of an order draft or a stored :class:`gateway.models.Order`.
+
+    Lines are numbered 1..n in order (as stored); each line's quantity is what was ordered
+    (and paid for).
+    """
+    return OrderTerms(
+        currency=order.currency,
+        lines=tuple(
+            LineTerms(
+                line_no=i,
+                quantity=line.ordered_quantity,
+                unit_price_cents=line.unit_price_cents,
+                line_discount_cents=line.line_discount_cents,
+                tax_rate_bp=line.tax_rate_bp,
+                category=line.category,
+            )
+            for i, line in enumerate(order.lines, start=1)
+        ),
+        order_discount_cents=order.discount_cents,
+        voucher_cents=order.voucher_cents,
+        shipping_paid_cents=order.shipping_paid_cents,
+        tax_inclusive=order.tax_inclusive,
+    )
 
 
 class TransitionRequest(BaseModel):
@@ -236,7 +346,49 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grade: Literal["restock", "refurbish", "recycle", "refuse"]
+    destination: Literal["return_to_vendor", "scrap", "return_to_customer"] | None = Field(
+        default=None,
+        description="Where refused goods go (grade refuse only); default: the shop's "
+        "refusal_default setting",
+    )
     note: str = Field(default="", max_length=2000)
+    revision: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="The RMA revision the lead decided on: when the RMA has changed since, "
+        "409 with its current state and nothing is done",
+    )
+
+    @model_validator(mode="after")
+    def _destination_with_refuse(self) -> DecisionRequest:
+        if self.destination is not None and self.grade != "refuse":
+            raise ValueError("destination is only for grade 'refuse'")
+        return self
+
+
+class UnitDecisionRequest(BaseModel):
+    """A lead's decision on one received unit waiting for a lead.
+
+    ``verify``: checked, credited at its station grade or ``grade``; ``regrade``: credited
+    at ``grade``; ``confirm_location``: an unconfirmed divert found at ``grade``'s
+    location (credited when the station verified it); ``refuse``: no credit, the unit goes
+    to ``destination`` (default: the shop's ``refusal_default``). ``revision`` as in
+    :class:`DecisionRequest`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["verify", "regrade", "refuse", "confirm_location"]
+    grade: Literal["restock", "refurbish", "recycle"] | None = None
+    destination: Literal["return_to_vendor", "scrap", "return_to_customer"] | None = None
+    revision: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _destination_with_refuse(self) -> UnitDecisionRequest:
+        if self.destination is not None and self.action != "refuse":
+            raise ValueError("destination is only for action 'refuse'")
+        return self
 
 
 class ReasonDraft(BaseModel):

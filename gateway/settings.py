@@ -7,9 +7,10 @@ start without a strong ``RS_SECRET_KEY``; the demo, the simulator and the tests 
 
 from __future__ import annotations
 
+from datetime import time
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -21,6 +22,9 @@ DEFAULT_SECRET_KEY = "change-me"
 MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
 """Shortest ``RS_SECRET_KEY`` accepted when ``RS_ENV`` is not ``"dev"``."""
 Resolution = Literal["refund", "store_credit", "exchange"]
+RefusalDestination = Literal["return_to_vendor", "scrap", "return_to_customer"]
+#: where goods refused credit may go (the lead chooses): vendor, scrap, back to the customer
+REFUSAL_DESTINATIONS: tuple[str, ...] = get_args(RefusalDestination)
 NotificationKind = Literal["return_authorised", "return_received", "refund_issued"]
 NOTIFICATION_KINDS: tuple[NotificationKind, ...] = (
     "return_authorised",
@@ -104,6 +108,18 @@ class Settings(BaseSettings):
         default=32, ge=0, le=10_000, description="Password checks waiting beyond that: 503"
     )
 
+    # -- shifts (issue 16: the shift report) ------------------------------------------------
+    shifts: list[str] = Field(
+        default_factory=lambda: ["06:00-14:00", "14:00-22:00", "22:00-06:00"],
+        min_length=1,
+        max_length=8,
+        description="Shifts as HH:MM-HH:MM in the shop's time zone (an end at or before "
+        'the start ends the next day), e.g. RS_SHIFTS=\'["06:00-18:00","18:00-06:00"]\'',
+    )
+    station_rate_per_hour: int = Field(
+        default=1800, ge=1, le=100_000, description="Parcels per hour a station is rated for"
+    )
+
     # -- return policies -------------------------------------------------------------------
     shop_timezone: str = Field(default="UTC", description="IANA zone of the shop's calendar")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
@@ -127,8 +143,33 @@ class Settings(BaseSettings):
         "reason is not the merchant's fault; merchant-fault reasons always get 100",
     )
     recovery_percent_by_grade: dict[str, float] = Field(
-        default_factory=lambda: {"restock": 100.0, "refurbish": 60.0, "recycle": 5.0},
-        description="Value recovered by disposition, in percent of the paid price",
+        default_factory=lambda: {
+            "restock": 100.0,
+            "refurbish": 60.0,
+            "recycle": 5.0,
+            "return_to_vendor": 50.0,
+            "scrap": 0.0,
+            "return_to_customer": 0.0,
+        },
+        description="Value recovered by disposition (a grade, or where refused goods go), "
+        "in percent of the paid price",
+    )
+    recovery_percent_by_category: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per category, dispositions whose recovered value differs from "
+        'recovery_percent_by_grade, e.g. {"electronics": {"refurbish": 75}}',
+    )
+    refusal_locations: dict[str, str] = Field(
+        default_factory=lambda: {
+            "return_to_vendor": "RTV",
+            "scrap": "SCRAP",
+            "return_to_customer": "CUSTOMER",
+        },
+        description="Stock location of refused goods by the lead's choice",
+    )
+    refusal_default: RefusalDestination = Field(
+        default="return_to_customer",
+        description="Where refused goods go when the lead's decision names no place",
     )
     stock_locations: dict[str, str] = Field(
         default_factory=lambda: {
@@ -146,6 +187,11 @@ class Settings(BaseSettings):
         "this many days (shop calendar) expires",
     )
     expiry_check_s: float = Field(default=300.0, gt=0, description="How often to expire")
+    shipping_refund: Literal["never", "merchant_fault", "always"] = Field(
+        default="merchant_fault",
+        description="When the returned units' share of the shipping the customer paid is "
+        "refunded: never, only for merchant-fault reasons, or always",
+    )
     return_shipping_cents: int = Field(
         default=495, ge=0, description="Return shipping cost per received RMA, minor units"
     )
@@ -259,12 +305,38 @@ class Settings(BaseSettings):
             bad = {k: v for k, v in table.items() if not 0 <= v <= 100}
             if bad:
                 raise ValueError(f"{name}: percentages must be within 0..100, got {bad}")
+        for category, table in self.recovery_percent_by_category.items():
+            bad = {k: v for k, v in table.items() if not 0 <= v <= 100}
+            if bad:
+                raise ValueError(
+                    f"recovery_percent_by_category[{category!r}]: percentages must be within "
+                    f"0..100, got {bad}"
+                )
         if any(v < 0 for v in self.return_window_days.values()):
             raise ValueError("return_window_days: days must be >= 0")
         missing = {"restock", "refurbish", "recycle"} - set(self.stock_locations)
         if missing:
             raise ValueError(f"stock_locations lacks {sorted(missing)}")
+        missing = set(REFUSAL_DESTINATIONS) - set(self.refusal_locations)
+        if missing:
+            raise ValueError(f"refusal_locations lacks {sorted(missing)}")
         return self
+
+    @field_validator("shifts")
+    @classmethod
+    def _shifts_parse(cls, v: list[str]) -> list[str]:
+        for text in v:
+            start, sep, end = text.partition("-")
+            try:
+                if not sep:
+                    raise ValueError(text)
+                time.fromisoformat(start)
+                time.fromisoformat(end)
+            except ValueError:
+                raise ValueError(f"shift {text[:32]!r} is not HH:MM-HH:MM") from None
+            if len(start) != 5 or len(end) != 5 or start == end:
+                raise ValueError(f"shift {text[:32]!r} is not HH:MM-HH:MM (start != end)")
+        return v
 
     @field_validator("shop_timezone")
     @classmethod

@@ -470,12 +470,21 @@ class SyncBatch(_Message):
 
 
 class CommandName(enum.StrEnum):
-    """Commands a station understands."""
+    """Commands a station understands.
+
+    ``resume``: lift a jam or E-stop stop (refused while the E-stop is engaged); ``pause`` /
+    ``run``: the operator stops / restarts the belt; ``reload_policy``: apply the cached
+    disposition policy again; ``resync``: catch up RMAs from the gateway.
+    """
 
     PING = "ping"
     RESYNC = "resync"
     GATE_TEST = "gate_test"
     PUBLISH_STATUS = "publish_status"
+    RESUME = "resume"
+    PAUSE = "pause"
+    RUN = "run"
+    RELOAD_POLICY = "reload_policy"
 
 
 class Command(_Message):

@@ -7,12 +7,14 @@ policy (``edge.sorter.policy.policy_from_mapping``), which enforces the fail-saf
 (failed identity, non-authorized RMA or unknown grade: quarantine).
 
 ``verification`` is the table for RMA units a parcel claims but did not verify (label
-only, or a GTIN for a serialised line): trust the label (cheap goods, by category, SKU or
-unit value) or inspect (the default). Its fail-safe rules are the station's
-(``edge.sorter.policy``): a rule that would trust every unverified unit without naming
-what it trusts is refused, serialised / tagged lines are never trusted, an unknown unit
-value is above every threshold. Omitted, it is the shipped table: trust the label only
-for lines that declare no identifier; an empty list inspects every unverified unit.
+only, or a GTIN for a serialised line): trust the label (cheap goods: below a unit value
+cap, per category, SKU or lines without identifiers) or inspect (the default). Its
+fail-safe rules are the station's (``edge.sorter.policy``): a trust rule without a
+``max_unit_value_cents`` is refused, serialised / tagged lines are never trusted, an
+unknown unit value is above every threshold. Omitted, it is the shipped table, which is
+empty: every unverified unit is inspected (quarantine, reason ``unverified``).
+``inspection_lane`` names the station lane (disposition quarantine, gated) inspected
+parcels are diverted to; omitted: the end of the belt.
 """
 
 from __future__ import annotations
@@ -175,26 +177,20 @@ class VerificationRule(BaseModel):
         lo, hi = self.min_unit_value_cents, self.max_unit_value_cents
         if lo is not None and hi is not None and lo > hi:
             raise ValueError("min_unit_value_cents is above max_unit_value_cents")
-        scoped = self.categories or self.skus or hi is not None
-        if self.action == "trust_label" and not (scoped or self.lines == "without_identifiers"):
+        if self.action == "trust_label" and hi is None:
             raise ValueError(
-                "a trust_label rule would trust every unverified unit of any category and "
-                "value: name categories or SKUs, a max_unit_value_cents, or lines: "
-                "without_identifiers"
+                "a trust_label rule would trust the label of unverified units of any value: "
+                "it needs a max_unit_value_cents (and may name categories, SKUs or lines: "
+                "without_identifiers)"
             )
         if self.reason in ("matched", "hygiene_opened"):
             raise ValueError(f"an inspected parcel cannot have reason {self.reason}")
         return self
 
 
-DEFAULT_VERIFICATION = (
-    VerificationRule(
-        action="trust_label",
-        lines="without_identifiers",
-        note="line declares no identifier: the label is all a parcel can show",
-    ),
-)
-"""The shipped verification table (the station's ``DEFAULT_VERIFICATION``)."""
+DEFAULT_VERIFICATION: tuple[VerificationRule, ...] = ()
+"""The shipped verification table, empty: every unverified unit is inspected (the
+station's ``DEFAULT_VERIFICATION``)."""
 
 
 class PhysicalCheck(BaseModel):
@@ -250,6 +246,9 @@ class DispositionPolicy(_Message):
     grading: GradingThresholds = GradingThresholds()
     verification: tuple[VerificationRule, ...] = Field(default=DEFAULT_VERIFICATION, max_length=200)
     physical: PhysicalCheck = PhysicalCheck()
+    inspection_lane: str | None = Field(
+        default=None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
 
     @model_validator(mode="after")
     def _v1_has_no_physical(self) -> DispositionPolicy:

@@ -22,6 +22,9 @@ fonts=/usr/share/fonts/truetype
 [ -f $fonts/freefont/FreeSans.ttf ] && [ -f $fonts/freefont/FreeSansBold.ttf ] \
   && [ -f $fonts/freefont/FreeSerif.ttf ] || need+=(fonts-freefont-ttf)
 [ -f $fonts/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
+# promtool (Debian package prometheus; its service is never started here) checks the
+# Prometheus exposition of gateway and station
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # headless Chromium drives the browser tests (pytest -m browser) through pip's playwright
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -6,7 +6,11 @@ gate checks whether that gate's output is energised (and the diverter can move: 
 not stuck) when its leading edge arrives: if so it is diverted into that lane, else it
 runs on, to quarantine at the end of the belt. A parcel with an RFID tag puts a virtual tag
 into the emulated MFRC522's field while its middle is within ``rfid_range_mm`` of the
-reader (at the scan tunnel).
+reader (at the scan tunnel). With a checkweigher (``platform_mm`` and ``weigh``), a parcel
+with a weight loads the platform as its leading edge rides on (not settled), settles once
+its trailing edge is on (the weight stands still while the body lies wholly on the
+platform), and unloads it as its leading edge leaves: ``weigh(grams, stable)`` is the
+simulated indicator's :meth:`~simulator.hw.indicator.ToledoIndicator.set_load`.
 
 Only the lowest layer is touched, through :class:`StationIO`: gpiozero MockFactory pins
 and the MFRC522 emulator (in the station's process), and the pty master of the scanner.
@@ -137,6 +141,9 @@ class Belt:
         gate_works: ``(lane) -> bool``: False while the diverter cannot move (power cut,
             stuck), whatever its output says.
         on_exit: called with each parcel's :class:`Passage` as it leaves the belt.
+        platform_mm: (start, end) of the checkweigher platform downstream of the eye, mm,
+            or None (no checkweigher).
+        weigh: sets the platform's load, ``(grams, stable)``.
     """
 
     def __init__(
@@ -154,6 +161,8 @@ class Belt:
         clock: Callable[[], float] = lambda: time.monotonic_ns() / 1e6,
         gate_works: Callable[[str], bool] = lambda lane: True,
         on_exit: Callable[[Passage], None] = lambda p: None,
+        platform_mm: tuple[float, float] | None = None,
+        weigh: Callable[[float, bool], None] = lambda grams, stable: None,
     ) -> None:
         self.speed_mm_s = speed_mm_s
         self.length_mm = length_mm
@@ -167,6 +176,8 @@ class Belt:
         self.clock = clock
         self.gate_works = gate_works
         self.on_exit = on_exit
+        self.platform_mm = platform_mm
+        self.weigh = weigh
         self.passages: dict[int, Passage] = {}
         self._lock = threading.Lock()
         self.env: simpy.rt.RealtimeEnvironment | None = None
@@ -239,6 +250,10 @@ class Belt:
         os.write(self.scanner_fd, code)
         return False
 
+    def _load(self, grams: float, stable: bool) -> bool:
+        self.weigh(grams, stable)
+        return False
+
     def _tag(self, uid: str, present: bool) -> bool:
         self.io.tag(uid, present)
         return False
@@ -273,6 +288,12 @@ class Belt:
             rng = self.rfid_range_mm
             steps.append((scan_at - rng, 2, functools.partial(self._tag, p.tag_uid, True)))
             steps.append((scan_at + rng, 2, functools.partial(self._tag, p.tag_uid, False)))
+        if self.platform_mm is not None and p.weight_g is not None:
+            on, off = self.platform_mm
+            grams = p.weight_g
+            steps.append((start + on, 2, functools.partial(self._load, grams, False)))
+            steps.append((start + on + p.length_mm, 2, functools.partial(self._load, grams, True)))
+            steps.append((start + off, 2, functools.partial(self._load, 0.0, True)))
         for gate in self.gates:
             steps.append((start + gate.pos_mm, 3, functools.partial(self._at_gate, p, gate)))
         steps.append((start + self.length_mm, 4, functools.partial(self._end, p)))

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from simulator.harness import Report, Run, station_config
+from simulator.harness import Report, Run, planned_lanes, station_config
 from simulator.scenario import Scenario, ScenarioError, load_scenario
 from simulator.sweep import per_hour, sweep
 
@@ -37,7 +37,8 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 def print_report(report: Report) -> None:
     """Print per-parcel, per-lane, fault and timing tables, and any failures."""
     parcels = Table(title=f"Scenario {report.scenario}: parcels")
-    for col in ("#", "label", "read", "expected", "actual", "station", "reason", "faults"):
+    cols = ("#", "label", "read", "photo", "grade", "expected", "actual", "station", "reason")
+    for col in (*cols, "faults"):
         parcels.add_column(col)
     for r in report.parcels:
         style = "red" if r.mis_sorted else None
@@ -45,6 +46,8 @@ def print_report(report: Report) -> None:
             str(r.index),
             r.label,
             r.read,
+            r.photo,
+            r.grade or "-",
             r.expected_lane,
             r.actual_lane or "-",
             r.station_lane or "-",
@@ -222,14 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(scenario, args.workdir, args.json, stay=False)
     scenario = load_scenario(SCENARIOS / "demo.yaml")
     mix = scenario.parcels.model_copy(update={"known": args.known, "unknown": args.unknown})
-    expect = scenario.expect.model_copy(
-        update={
-            "lanes": {
-                k: v for k, v in {"restock": args.known, "quarantine": args.unknown}.items() if v
-            }
-        }
-    )
-    scenario = scenario.model_copy(update={"parcels": mix, "expect": expect})
+    scenario = scenario.model_copy(update={"parcels": mix})
+    expect = scenario.expect.model_copy(update={"lanes": planned_lanes(scenario)})
+    scenario = scenario.model_copy(update={"expect": expect})
     return _run(scenario, args.workdir, args.json, stay=not args.exit)
 
 

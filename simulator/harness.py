@@ -34,15 +34,22 @@ from edge.clock import ScaledClock
 from edge.config import StationConfig
 from simulator.belt import Belt, GateSpot, Passage
 from simulator.hw import fake_modules
+from simulator.hw.indicator import ToledoIndicator
 from simulator.hw.mfrc522_emu import MFRC522Emulator
+from simulator.hw.modbus_plc import ModbusPlc, PlcIO
 from simulator.procs import GatewayProcess, MosquittoBroker
 from simulator.scenario import (
+    GRADE_DISPOSITION,
     PHYSICAL,
     Fault,
+    PlannedReturn,
     Scenario,
     SimParcel,
+    gtin_for,
     plan_parcels,
     plan_reads,
+    plan_returns,
+    product_gtin_for,
     tag_uid_for,
 )
 from simulator.station_proc import (
@@ -52,7 +59,7 @@ from simulator.station_proc import (
     restore_threads,
 )
 from simulator.testing import wait_until
-from simulator.vision.video import write_parcel_video
+from simulator.vision.video import PhotoPlan, write_parcel_video, write_photo_video
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +87,9 @@ class ParcelResult:
 
     ``affected_by``: faults whose window overlapped its way down the belt (such a parcel
     may end in quarantine instead of its lane); ``events``: events the gateway recorded
-    for it; ``decision_ms``: from induct to the station's decision (virtual ms).
+    for it; ``decision_ms``: from induct to the station's decision (virtual ms);
+    ``photo``: what its camera photo showed (A, B, C or unreadable); ``grade``: the grade
+    the gateway recorded for it (None: no event).
     """
 
     index: int
@@ -94,9 +103,14 @@ class ParcelResult:
     read: str = "ok"
     expected_reason: str | None = None
     affected_by: list[str] = field(default_factory=list)
+    photo: str = "A"
+    grade: str | None = None
     decision_ms: float | None = None
     induct_s: float | None = None
     exit_s: float | None = None
+    case: str | None = None
+    verified_units: int = 0
+    wrongly_verified_units: int = 0
 
     @property
     def mis_sorted(self) -> bool:
@@ -137,6 +151,8 @@ class Report:
     station_events: int = 0
     gateway_events: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    verified_units: int = 0
+    wrongly_verified_units: int = 0
     faults: list[FaultResult] = field(default_factory=list)
     parcels_per_hour: float = 0.0
     mechanical_limit_per_hour: float = 0.0
@@ -182,8 +198,13 @@ def station_config_data(
     mqtt_port: int,
     scanner_url: str,
     camera_source: str | None = None,
+    scale_url: str | None = None,
 ) -> dict[str, Any]:
-    """The station config sections for a run: the scenario's over simulation defaults."""
+    """The station config sections for a run: the scenario's over simulation defaults.
+
+    A scenario ``station.scale`` section gets the simulated indicator's pty as its ``url``
+    (``scale_url``; a placeholder when only validating).
+    """
     rate = scenario.rate
     data: dict[str, Any] = {
         "station": {"id": SITE_DEFAULT_STATION, "site": scenario.site, "data_dir": str(workdir)},
@@ -207,6 +228,8 @@ def station_config_data(
             "api": "ffmpeg",
             "timestamps": "read",
         }
+    if "scale" in scenario.station:
+        data["scale"] = {"url": scale_url or "/dev/null"}
     for section, values in scenario.station.items():
         if isinstance(values, dict) and isinstance(data.get(section), dict):
             data[section] = {**data[section], **values}
@@ -423,6 +446,8 @@ class Run:
         self.gateway: GatewayProcess | None = None
         self.station: StationProcess | None = None
         self.scanner = _PtyScanner()
+        # the checkweigher's indicator, when the scenario's station has a [scale]
+        self.indicator = ToledoIndicator(period_s=0.01) if "scale" in scenario.station else None
         self.http: httpx.Client | None = None
         self.run_tag = uuid.uuid4().hex[:6].upper()
         self.rmas_created = 0
@@ -433,6 +458,8 @@ class Run:
         self._belt: Belt | None = None
         self._jam_parcel: dict[int, int] = {}  # id(fault) -> parcel stuck at the eye
         self._jam_cleared: dict[int, threading.Event] | None = None
+        # lanes with backend "modbus": their gates are coils of a PLC this process serves
+        self.plc: ModbusPlc | None = None
 
     def __enter__(self) -> Run:
         try:
@@ -478,10 +505,31 @@ class Run:
             base_url=self.gateway.url, timeout=10, headers={"X-API-Key": self.gateway.api_key}
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        video = write_parcel_video(self.workdir / "camera.avi", CAMERA_FRAMES)  # grade-A parcels
+        if self.scenario.photos is None:  # grade-A parcels without labels
+            video = write_parcel_video(self.workdir / "camera.avi", CAMERA_FRAMES)
+        else:  # each parcel's own photo, its label the run's RMA number
+            video = write_photo_video(
+                self.workdir / "camera.avi",
+                [_photo_plan(p) for p in self.plan()],
+                seed=self.scenario.parcels.seed,
+            )
+        scale_url = None
+        if self.indicator is not None:
+            self.indicator.start()
+            scale_url = self.indicator.path
         data = station_config_data(
-            self.scenario, self.workdir / "station", self.broker.port, self.scanner.path, str(video)
+            self.scenario,
+            self.workdir / "station",
+            self.broker.port,
+            self.scanner.path,
+            str(video),
+            scale_url,
         )
+        if "modbus" in data:  # the scenario's PLC, on a free port of this process
+            modbus = dict(data["modbus"])
+            self.plc = ModbusPlc(unit_id=int(modbus.get("unit_id", 1)))
+            self.plc.start()
+            data["modbus"] = {**modbus, "host": "127.0.0.1", "port": self.plc.port}
         StationConfig.model_validate(data)  # fail here, not in the child
         self.station = StationProcess(data, self.workdir / "station", self.clock)
         self.station.start()
@@ -498,12 +546,16 @@ class Run:
             t.join(timeout=60)
         if self.station is not None:
             self.station.stop()
+        if self.plc is not None:
+            self.plc.stop()
         if self.http is not None:
             self.http.close()
         if self.gateway is not None:
             self.gateway.stop()
         self.broker.stop()
         self.scanner.close()
+        if self.indicator is not None:
+            self.indicator.close()
 
     def _station_online(self) -> bool:
         assert self.http is not None
@@ -513,9 +565,17 @@ class Run:
             return False
         return any(s["id"] == SITE_DEFAULT_STATION and s["state"] == "online" for s in items)
 
+    def plan(self) -> list[SimParcel]:
+        """The run's parcels (:func:`simulator.scenario.plan_parcels`), in induct order.
+
+        Known parcels end in the restock lane; with the scenario's ``photos``, in the lane
+        of their photo's grade. Deterministic in the scenario and the run's RMA numbers.
+        """
+        return plan_run(self.scenario, self.run_tag)
+
     def rma_numbers(self, count: int) -> list[str]:
         """The RMA numbers of this run (created or not yet)."""
-        return [f"RMA-{self.run_tag}{i:05d}" for i in range(1, count + 1)]
+        return rma_numbers(self.run_tag, count)
 
     def create_rma(self, index: int, rfid_uid: str | None = None) -> str:
         """Create RMA number ``index`` (1-based) through the gateway API; returns its number."""
@@ -525,9 +585,12 @@ class Run:
         line: dict[str, Any] = {
             "sku": skus[(index - 1) % len(skus)] if skus else f"SKU-{index % 7:03d}",
             "quantity": 1,
+            "gtin": product_gtin_for(index),  # what its parcel shows beside the label
         }
         if rfid_uid is not None:
             line["rfid_uid"] = rfid_uid
+        if self.scenario.photos is not None:  # the product's GTIN, on the photo's label
+            line["gtin"] = gtin_for(index)
         body = {
             "number": number,
             "order_ref": f"ORD-{self.run_tag}-{index:05d}",
@@ -540,6 +603,28 @@ class Run:
             raise RuntimeError(f"creating {number} failed: {resp.status_code} {resp.text}")
         self.rmas_created += 1
         return number
+
+    def create_returns(self, planned: list[PlannedReturn]) -> None:
+        """The catalogue weights of the return cases' SKUs, then their RMAs (gateway API)."""
+        assert self.http is not None
+        weights = {ln.sku: ln.weight_g for r in planned for ln in r.case.lines if ln.weight_g}
+        for sku, grams in sorted(weights.items()):
+            resp = self.http.put(f"/api/v1/catalogue/{sku}", json={"weight_g": grams})
+            if resp.status_code not in (200, 201):
+                raise RuntimeError(f"catalogue {sku} failed: {resp.status_code} {resp.text}")
+        for k, r in enumerate(planned, start=1):
+            lines = [{key: v for key, v in ln.items() if v is not None} for ln in r.lines]
+            body = {
+                "number": r.number,
+                "order_ref": f"ORD-R{self.run_tag}-{k:04d}",
+                "reason": "changed_mind",
+                "resolution": "refund",
+                "lines": lines,
+            }
+            resp = self.http.post("/api/v1/rmas", json=body)
+            if resp.status_code != 201:
+                raise RuntimeError(f"creating {r.number} failed: {resp.status_code} {resp.text}")
+            self.rmas_created += 1
 
     def create_rmas(self, count: int) -> list[str]:
         """Create ``count`` RMAs through the gateway API; returns their numbers."""
@@ -633,6 +718,12 @@ class Run:
             for lane in lanes:
                 self._gates_down[lane] -= 1
             result.end_s = self._belt_s()
+        elif kind == "modbus_outage":  # the plant network drops; the PLC's watchdog acts
+            assert self.plc is not None, "modbus_outage needs lanes with backend modbus"
+            self.plc.outage()
+            self._sleep_virtual(fault.duration_s)
+            self.plc.restore()
+            result.end_s = self._belt_s()
         elif kind == "lane_full":
             self.station.call("lane_full", lane=fault.lane, full=True)
             self._sleep_virtual(fault.duration_s)
@@ -649,7 +740,8 @@ class Run:
             # process of the timeline); then the operator presses resume
             assert self._jam_cleared is not None
             self._jam_cleared[id(fault)].wait(timeout=SYNC_TIMEOUT_S * 2)
-            self.station.call("resume")
+            if fault.resume == "harness":  # else a lead resumes from the status page
+                self.station.call("resume")
             result.end_s = self._belt_s()
             result.detail = f"parcel {self._jam_parcel.get(id(fault))} stuck at the eye"
         elif kind == "camera_failure":
@@ -693,14 +785,10 @@ class Run:
         sc = self.scenario
         started = time.monotonic()
         lanes = self.lanes
-        restock = next(
-            (str(lane["name"]) for lane in lanes if lane.get("disposition") == "restock"),
-            "quarantine",
-        )
         belt_cfg = sc.station.get("belt", {})
         speed = float(belt_cfg.get("speed_mm_s", 1000.0))
         codes = self.rma_numbers(sc.parcels.known)
-        parcels = plan_parcels(sc.parcels, speed, codes, restock, self.run_tag, sc.reads)
+        parcels = self.plan()
         read_plan = plan_reads(sc.reads, sc.parcels.known, sc.parcels.seed)
         uids: dict[int, str | None] = {
             k + 1: tag_uid_for(self.run_tag, k + 1) if r in ("rfid", "rfid_mismatch") else None
@@ -729,6 +817,15 @@ class Run:
         for k, number in enumerate(codes, start=1):
             if number not in late_numbers:
                 self.create_rma(k, uids[k])
+        if sc.returns is not None:
+            after = max((p.induct_at_ms for p in parcels), default=None)
+            start_ms = sc.parcels.start_ms if after is None else after + 2000.0
+            returned, planned = plan_returns(
+                sc.returns, sc.parcels, speed, self.run_tag, len(parcels) + 1, start_ms
+            )
+            parcels += returned
+            on_progress(f"creating {len(planned)} return RMAs and their catalogue")
+            self.create_returns(planned)
         self.wait_station_synced(self.rmas_created)
         gates = [GateSpot(str(lane["name"]), float(lane["pos_mm"])) for lane in lanes]
         done = [0]
@@ -741,13 +838,14 @@ class Run:
             speed_mm_s=speed,
             length_mm=float(belt_cfg.get("length_mm", 3000.0)),
             scan_pos_mm=float(belt_cfg.get("scan_pos_mm", 400.0)),
-            io=self.station,
+            io=self._io(),
             scanner_fd=self.scanner.master,
             gates=gates,
             rate=sc.rate,
             clock=self.clock,
             gate_works=lambda lane: self._gates_down.get(lane, 0) == 0,
             on_exit=exited,
+            **self._checkweigher(),
         )
         self._belt = belt
         self._jam_cleared = {}
@@ -805,6 +903,32 @@ class Run:
         report.duration_s = round(time.monotonic() - started, 1)
         report.status_url = self.gateway.url + "/"
         return report
+
+    def _checkweigher(self) -> dict[str, Any]:
+        """The belt's checkweigher: platform (start, end) mm and the indicator's load."""
+        scale = self.scenario.station.get("scale")
+        if self.indicator is None or not isinstance(scale, dict):
+            return {}
+        indicator = self.indicator
+        half = float(scale.get("platform_mm", 500.0)) / 2
+        pos = float(scale["pos_mm"])
+
+        def weigh(grams: float, stable: bool) -> None:
+            indicator.set_load(grams, stable=stable)
+
+        return {"platform_mm": (pos - half, pos + half), "weigh": weigh}
+
+    def _io(self) -> Any:
+        """What the belt touches: the station process, and the PLC's coils for Modbus gates."""
+        assert self.station is not None
+        if self.plc is None:
+            return self.station
+        coils = {
+            str(lane["name"]): (int(lane["gate_coil"]), bool(lane.get("active_high", True)))
+            for lane in self.lanes
+            if lane.get("backend") == "modbus"
+        }
+        return PlcIO(self.station, self.plc, coils)
 
     def _windows(self, kinds: set[str]) -> list[tuple[str, str | None, float, float]]:
         out = []
@@ -872,6 +996,7 @@ class Run:
             st = station_by_parcel.get(p.index)
             gw = gw_by_parcel.get(p.index, [])
             first = gw[0] if gw else (st or {})
+            verified, wrong = _verified_units(p, st)
             if st is not None:
                 decision_ms.append(st["decided_at_ms"] - st["inducted_at_ms"])
             report.parcels.append(
@@ -886,18 +1011,25 @@ class Run:
                     events=len(gw),
                     read=p.read,
                     expected_reason=p.expected_reason,
+                    photo=p.photo,
+                    grade=gw[0].get("grade") if gw else None,
                     affected_by=sorted(set(affected)),
                     decision_ms=(
                         round(st["decided_at_ms"] - st["inducted_at_ms"], 2) if st else None
                     ),
                     induct_s=round(a, 3) if passage.induct_clock_ms else None,
                     exit_s=round(b, 3) if passage.exit_clock_ms else None,
+                    case=p.case,
+                    verified_units=verified,
+                    wrongly_verified_units=wrong,
                 )
             )
         rs = report.parcels
         report.lane_counts = dict(Counter(r.actual_lane or "lost" for r in rs))
         report.expected_lane_counts = dict(Counter(p.expected_lane for p in parcels))
         report.mis_sorts = sum(r.mis_sorted for r in rs)
+        report.verified_units = sum(r.verified_units for r in rs)
+        report.wrongly_verified_units = sum(r.wrongly_verified_units for r in rs)
         restock = {str(lane["name"]) for lane in self.lanes if lane.get("disposition") == "restock"}
         report.wrongly_restocked = sum(
             r.actual_lane in restock and r.expected_lane != r.actual_lane for r in rs
@@ -947,6 +1079,15 @@ class Run:
             f.append(f"{report.mis_sorts} parcel(s) mis-sorted")
         if report.wrongly_restocked:
             f.append(f"{report.wrongly_restocked} parcel(s) restocked that should not have been")
+        if report.wrongly_verified_units:
+            wrong_at = [r.index for r in rs if r.wrongly_verified_units]
+            f.append(
+                f"{report.wrongly_verified_units} unit(s) reported verified that the box does "
+                f"not hold (parcels {wrong_at})"
+            )
+        want = sc.expect.verified_units
+        if want is not None and report.verified_units != want:
+            f.append(f"{report.verified_units} verified unit(s) != expected {want}")
         if report.events_lost:
             f.append(f"{report.events_lost} parcel event(s) did not reach the gateway")
         if report.events_doubled:
@@ -990,6 +1131,64 @@ class Run:
                 f"{report.parcels_per_hour} parcels/h < expected {expect.min_parcels_per_hour}"
             )
         return report
+
+
+def _verified_units(p: SimParcel, event: dict[str, Any] | None) -> tuple[int, int]:
+    """(units the station reported verified for parcel ``p``, those the box does not hold).
+
+    A verified unit is wrong when it is another RMA's than the goods in the box, or of a
+    line the box does not carry (``SimParcel.carries``).
+    """
+    if event is None:
+        return 0, 0
+    units = [u for u in event.get("units", ()) if u.get("verified")]
+    wrong = [
+        u for u in units if event.get("rma_number") != p.rma or u.get("line_no") not in p.carries
+    ]
+    return len(units), len(wrong)
+
+
+def rma_numbers(run_tag: str, count: int) -> list[str]:
+    """The RMA numbers 1..``count`` of a run: ``RMA-<run_tag><n:05d>``."""
+    return [f"RMA-{run_tag}{i:05d}" for i in range(1, count + 1)]
+
+
+def plan_run(scenario: Scenario, run_tag: str) -> list[SimParcel]:
+    """The parcels of a run of ``scenario`` whose RMA numbers carry ``run_tag``.
+
+    See :meth:`Run.plan`; the RMA numbers are :func:`rma_numbers`.
+    """
+    by_disposition: dict[str, str] = {}
+    for lane in scenario.station.get("lanes", []):
+        by_disposition.setdefault(str(lane.get("disposition")), str(lane["name"]))
+    restock = by_disposition.get("restock", "quarantine")
+    grade_lanes = {
+        g: by_disposition[d] for g, d in GRADE_DISPOSITION.items() if d in by_disposition
+    }
+    speed = float(scenario.station.get("belt", {}).get("speed_mm_s", 1000.0))
+    codes = rma_numbers(run_tag, scenario.parcels.known)
+    return plan_parcels(
+        scenario.parcels,
+        speed,
+        codes,
+        restock,
+        run_tag,
+        scenario.reads,
+        scenario.photos,
+        grade_lanes,
+    )
+
+
+def planned_lanes(scenario: Scenario) -> dict[str, int]:
+    """How many parcels of ``scenario`` must end in each lane (no fault counted)."""
+    return dict(Counter(p.expected_lane for p in plan_run(scenario, "PLAN")))
+
+
+def _photo_plan(parcel: SimParcel) -> PhotoPlan:
+    """What a parcel's photo shows: its grade, and its label unless the label does not read."""
+    if parcel.barcode is None or parcel.read in ("no_read", "garbled"):
+        return parcel.photo, None, None
+    return parcel.photo, parcel.barcode, parcel.gtin
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ through the command socket (one JSON object per line, one reply line each):
 * ``{"op": "gate", "lane": "restock", "t_ms": 1234.5}`` -> ``{"energised": bool}``: a gate
   output's level at ``t_ms`` (when the parcel physically reached it; now when null);
 * ``{"op": "lane_full", "lane": "restock", "full": true}``: the lane-full input;
-* ``{"op": "skew", "seconds": 3600}``: the station's UTC clock jumps (records only);
+* ``{"op": "skew", "seconds": 3600}``: the station's system clock is stepped, as NTP does
+  (the station detects the step; records follow it, timing is monotonic);
 * ``{"op": "camera_fail"}``: the camera stops delivering frames;
 * ``{"op": "belt_run"}`` -> ``{"on": bool}``: the belt motor output (True when none);
 * ``{"op": "resume"}``: the operator's resume after a jam;
@@ -52,6 +53,7 @@ from protocol import ParcelEvent
 from simulator.hw import fake_modules
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
 from simulator.hw.pins import TimedMockPin, ticks_of
+from simulator.testing import SteppableWall
 
 RFID_RST_PIN = 25
 STATION_NICE = -5  # a real station owns its Pi; here it shares a loaded machine
@@ -139,12 +141,15 @@ class _Station:
         self._events = events
         self._lock = threading.Lock()
         self.daemon = StationDaemon(config, clock, on_event=self._on_event)
+        self.wall = SteppableWall()  # the station's system clock (the clock_skew fault)
+        self.daemon.utc.set_wall(self.wall)
         self.pins = {
-            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_pin), lane.active_high)
+            lane.name: (self.daemon.devices.pin_factory.pin(lane.gate_address), lane.active_high)
             for lane in config.lanes
+            if lane.backend == "gpiozero"
         }
         eye = config.photo_eye
-        self.eye = self.daemon.devices.pin_factory.pin(eye.pin)
+        self.eye = self.daemon.devices.pin_factory.pin(eye.address)  # GPIO eyes only here
         self.eye_high = eye.blocked_level == "high"
 
     def _on_event(self, event: ParcelEvent, exited: ParcelExited) -> None:
@@ -155,6 +160,9 @@ class _Station:
             "decided_at_ms": exited.decision.decided_at_ms,
             "lane": event.lane,
             "reason": event.reason,
+            "rma_number": event.rma_number,
+            "units": [u.model_dump(mode="json") for u in event.units],
+            "marks": list(event.marks),
         }
         with self._lock:
             self._events.sendall((json.dumps(line) + "\n").encode())
@@ -188,7 +196,7 @@ class _Station:
         elif op == "lane_full":
             d.submit(LaneInput(d.clock(), str(cmd["lane"]), "full", bool(cmd["full"])))
         elif op == "skew":
-            d.utc.step(float(cmd["seconds"]))  # the UTC clock jumps
+            self.wall.step(float(cmd["seconds"]))  # NTP steps the system clock
         elif op == "belt_run":
             out = d.devices.outputs.get("belt_run")
             return {"on": True if out is None else bool(out.on)}

@@ -3,6 +3,9 @@
 * RMA directory: :class:`Directory` (in-memory ``RmaDirectory`` and
   ``IdentifierDirectory``), built from :func:`rma` and :func:`line` records; an RMA as the
   gateway announces it: :func:`announcement`.
+* Policy: :data:`CHEAP_GOODS`, the explicit rule trusting the label of cheap lines without
+  identifiers, and :func:`label_trusting_policy` (tests of tracking and timing, whose
+  parcels show only their label; the shipped policy would inspect them all).
 * Time: :class:`ManualClock`, a monotonic-ms clock the test sets (thread-safe).
 * Belts: :data:`DEMO_LANES` and :func:`demo_belt`, the demo geometry the core computes with.
 * Waiting: :func:`wait_until`, polling a predicate with a deadline.
@@ -18,11 +21,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge.config import StationConfig
 from edge.sorter.model import BeltConfig, Disposition, LaneSpec, RmaLineRecord, RmaRecord
+from edge.sorter.policy import (
+    LINES_WITHOUT_IDENTIFIERS,
+    TRUST_LABEL,
+    Policy,
+    VerificationRule,
+    default_policy,
+)
 from protocol import RmaAnnouncement, RmaLine
 from protocol.messages import RmaState
 
@@ -30,12 +41,16 @@ if TYPE_CHECKING:
     from gateway.mqtt_bridge import MqttBridge
 
 __all__ = [
+    "CHEAP_GOODS",
+    "CHEAP_UNIT_CENTS",
     "DEMO_LANES",
     "Directory",
     "ManualClock",
     "WaitTimeout",
     "announcement",
     "demo_belt",
+    "label_trusting_policy",
+    "label_trusting_policy_payload",
     "line",
     "rma",
     "start_bridge",
@@ -50,6 +65,41 @@ T = TypeVar("T")
 # -- RMA directory ----------------------------------------------------------------------------
 
 
+CHEAP_UNIT_CENTS = 990
+"""What one unit of a :func:`line` is worth unless told (9.90, minor currency units)."""
+
+CHEAP_GOODS = VerificationRule(
+    TRUST_LABEL,
+    lines=LINES_WITHOUT_IDENTIFIERS,
+    max_unit_value_cents=2000,
+    note="cheap goods without identifiers, up to 20.00: label trusted",
+)
+"""An explicit trust rule: the label stands for a line that declares no identifier and
+whose unit is worth at most 2000 minor units."""
+
+
+def label_trusting_policy(
+    recalled_skus: tuple[str, ...] = (), version: str = "default-1"
+) -> Policy:
+    """The shipped policy with the :data:`CHEAP_GOODS` verification rule."""
+    return default_policy(recalled_skus, version=version, verification=(CHEAP_GOODS,))
+
+
+def label_trusting_policy_payload(version: str = "trusting-1") -> str:
+    """:func:`label_trusting_policy` as the gateway pushes it (``DispositionPolicy`` JSON).
+
+    For daemon tests: ``daemon.apply_policy(label_trusting_policy_payload())`` before
+    ``start()`` caches it, so the station starts with it.
+    """
+    from edge.sorter.policy import policy_to_mapping
+    from protocol.policy import DispositionPolicy
+
+    wire = DispositionPolicy.model_validate(
+        policy_to_mapping(label_trusting_policy(version=version))
+    )
+    return wire.model_dump_json()
+
+
 def line(
     sku: str = "SKU-1",
     quantity: int = 1,
@@ -58,9 +108,12 @@ def line(
     serial: str | None = None,
     rfid_uid: str | None = None,
     category: str | None = None,
+    unit_value_cents: int | None = CHEAP_UNIT_CENTS,
 ) -> RmaLineRecord:
-    """An RMA line as the station caches it (identifiers already canonical)."""
-    return RmaLineRecord(sku, quantity, gtin, serial, rfid_uid, category)
+    """An RMA line as the station caches it (identifiers already canonical; minor units)."""
+    return RmaLineRecord(
+        sku, quantity, gtin, serial, rfid_uid, category, unit_value_cents=unit_value_cents
+    )
 
 
 def rma(
@@ -81,7 +134,10 @@ def announcement(
     state: str = "authorized",
     reason: str = "size",
 ) -> RmaAnnouncement:
-    """An RMA announcement as the gateway sends it; without ``lines`` one line of ``SKU-1``."""
+    """An RMA announcement as the gateway sends it.
+
+    Without ``lines``: one line of ``SKU-1`` worth :data:`CHEAP_UNIT_CENTS` (as :func:`line`).
+    """
     return RmaAnnouncement(
         number=number,
         revision=revision,
@@ -89,7 +145,8 @@ def announcement(
         reason=reason,
         resolution="refund",
         state=RmaState(state),
-        lines=lines or (RmaLine(line_no=1, sku="SKU-1", quantity=1),),
+        lines=lines
+        or (RmaLine(line_no=1, sku="SKU-1", quantity=1, unit_value_cents=CHEAP_UNIT_CENTS),),
     )
 
 
@@ -125,6 +182,26 @@ class Directory:
 
 
 # -- time -------------------------------------------------------------------------------------
+
+
+class SteppableWall:
+    """A fake system (wall) clock that can be stepped the way NTP steps a real one.
+
+    Callable like :func:`edge.clock.utc_now`: the real UTC now plus the steps so far; give
+    it to :class:`edge.clock.UtcClock` (``utc=`` or :meth:`~edge.clock.UtcClock.set_wall`) and
+    :meth:`step` it: the station finds the step at its next check, as on a real Pi.
+    """
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        """The (stepped) UTC wall time now."""
+        return datetime.now(UTC) + self.offset
+
+    def step(self, seconds: float) -> None:
+        """Jump the wall clock by ``seconds`` (either way)."""
+        self.offset += timedelta(seconds=seconds)
 
 
 class ManualClock:

@@ -7,6 +7,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,26 @@ def scanner_pty() -> Iterator[str]:
     finally:
         os.close(master)
         os.close(slave)
+
+
+@pytest.fixture
+def started_daemon() -> Iterator[Callable[..., Any]]:
+    """``started_daemon(config, before_start=None)``: a started StationDaemon on mock pins,
+    stopped at the end of the test (``before_start(daemon)`` may drive pins first)."""
+    from edge.daemon import StationDaemon
+
+    made: list[StationDaemon] = []
+
+    def build(config: Any, before_start: Callable[[StationDaemon], None] | None = None) -> Any:
+        daemon = StationDaemon(config)
+        made.append(daemon)
+        if before_start is not None:
+            before_start(daemon)
+        daemon.start()
+        return daemon
+
+    try:
+        yield build
+    finally:
+        for daemon in made:
+            daemon.stop()

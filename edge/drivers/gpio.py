@@ -7,7 +7,7 @@ sees these interfaces (:class:`edge.station.devices.DeviceBank`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 EdgeCallback = Callable[[float, bool], None]
 """Called with (t_ms monotonic, blocked) on every raw level change."""
@@ -63,6 +63,15 @@ LevelCallback = Callable[[float, bool], None]
 """Called with (t_ms monotonic, active) on every raw change of a binary input."""
 
 
+@runtime_checkable
+class FaultReporting(Protocol):
+    """A device whose link can fail at run time (a gate on a PLC over the network)."""
+
+    def watch_faults(self, on_fault: LevelCallback) -> None:
+        """Call ``on_fault(t_ms, faulted)`` when the device is lost (True) or back (False)."""
+        ...
+
+
 class BinaryInput(Protocol):
     """A digital input such as a divert-confirm switch or a lane-full sensor (raw edges)."""
 
@@ -106,6 +115,11 @@ class BinaryOutput(Protocol):
 
 class BeltEncoder(Protocol):
     """Belt travel from an encoder: pulses counted, millimetres derived."""
+
+    @property
+    def pulses(self) -> int:
+        """Counts since start (cumulative; negative when a quadrature belt ran backwards)."""
+        ...
 
     def position_mm(self) -> float:
         """Belt travel since start, mm."""

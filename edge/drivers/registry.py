@@ -3,9 +3,10 @@
 A backend is a factory registered for a device kind under a name: ``(kind, name) ->
 factory(spec, context)``. The built-in ones: ``gpiozero`` for the photo-eye, gates, lane
 inputs, outputs and encoder (on the ``[gpio]`` pin factory), ``pyserial`` for the
-scanner, ``mfrc522`` for RFID, ``opencv`` for the camera. A new backend (say Modbus I/O)
-is added by :func:`register_backend` and named in the config; nothing in the station
-shell changes.
+scanner, ``mfrc522`` for RFID, ``opencv`` for the camera, ``modbus`` for the photo-eye,
+gates and lane inputs on a PLC or remote I/O coupler (coils and discrete inputs over
+Modbus TCP, one shared ``[modbus]`` connection). A new backend is added by
+:func:`register_backend` and named in the config; nothing in the station shell changes.
 
 ``pyserial`` also drives the checkweigher (``[scale]``).
 
@@ -84,7 +85,8 @@ class IoSpec:
         name: what it is: ``photo_eye``, ``<lane>`` (a gate), ``<lane>.confirm``,
             ``<lane>.full``, ``belt_run``, ``stack_light.<colour>``.
         backend: the backend name of its config section.
-        pin: its pin (BCM number for ``gpiozero``).
+        pin: its pin (BCM number for ``gpiozero``; the coil or discrete-input address
+            for ``modbus``).
         active_high: True when active (blocked, energised, on) reads / drives high.
         section: the config section it comes from (backend-specific keys).
     """
@@ -317,6 +319,29 @@ def _pyserial_scale(section: ScaleSection, ctx: BackendContext) -> object:
     )
 
 
+def _modbus_link(ctx: BackendContext) -> Any:
+    module = _import("edge.drivers.pymodbus_io", "modbus")
+    section = ctx.config.modbus
+    if section is None:  # the config's own check makes this unreachable
+        raise BackendUnavailable("backend 'modbus' needs a [modbus] section")
+    return ctx.shared("modbus", lambda: module.ModbusLink(section, ctx.clock))
+
+
+def _modbus_gate(spec: IoSpec, ctx: BackendContext) -> object:
+    module = _import("edge.drivers.pymodbus_io", "modbus")
+    return module.ModbusDiverterGate(spec.name, spec.pin, spec.active_high, _modbus_link(ctx))
+
+
+def _modbus_photo_eye(spec: IoSpec, ctx: BackendContext) -> object:
+    module = _import("edge.drivers.pymodbus_io", "modbus")
+    return module.ModbusPhotoEye(spec.pin, spec.active_high, _modbus_link(ctx))
+
+
+def _modbus_input(spec: IoSpec, ctx: BackendContext) -> object:
+    module = _import("edge.drivers.pymodbus_io", "modbus")
+    return module.ModbusInput(spec.name, spec.pin, spec.active_high, _modbus_link(ctx))
+
+
 register_backend("photo_eye", "gpiozero", _gpiozero_photo_eye)
 register_backend("gate", "gpiozero", _gpiozero_gate)
 register_backend("lane_input", "gpiozero", _gpiozero_input)
@@ -326,3 +351,6 @@ register_backend("scanner", "pyserial", _pyserial_scanner)
 register_backend("rfid", "mfrc522", _mfrc522_reader)
 register_backend("camera", "opencv", _opencv_camera)
 register_backend("scale", "pyserial", _pyserial_scale)
+register_backend("photo_eye", "modbus", _modbus_photo_eye)
+register_backend("gate", "modbus", _modbus_gate)
+register_backend("lane_input", "modbus", _modbus_input)

@@ -1,7 +1,8 @@
 """The sorter core: parcels tracked by belt position, reads associated, lanes decided.
 
 Inputs are timestamped calls (``on_photo_eye``, ``on_barcode``, ``on_rfid``, ``on_grade``,
-``on_encoder``, ``on_divert_confirm``, ``on_lane_full``, ``on_resume``); each returns the
+``on_weighing``, ``on_footprint``, ``on_encoder``, ``on_divert_confirm``,
+``on_lane_full``, ``on_gate_fault``, ``on_resume``); each returns the
 actions that became due (``Inducted``, ``Decision``, ``GateCommand``, ``GateCancel``,
 ``ParcelExited``, ``BeltCommand``, ``Alarm``, ``OrphanRead``, ``BadRead``), and
 ``advance(t_ms)`` returns those due by ``t_ms``. The shell
@@ -19,9 +20,23 @@ conflict for both.
 Decision: once the trailing edge has left the last station (``s + tol``), with what is
 known (a reader that never answered simply contributed nothing): every read classified
 (:mod:`protocol.codes`), identity and the evidence per RMA line
-(:mod:`~edge.sorter.identify`), RMA state, the units the parcel claims, the verification
-table for the units it did not verify, then the disposition policy
-(:mod:`~edge.sorter.policy`).
+(:mod:`~edge.sorter.identify`), RMA state, the units the parcel claims, the physical
+check of those units against the catalogue (:mod:`~edge.sorter.physical`: the
+checkweigher's weighing and the camera's footprint; out of tolerance: quarantine
+``weight_mismatch`` / ``size_mismatch``, a definite finding that comes before a mere lack
+of proof), the verification table for the units it did not verify, then the disposition
+policy (:mod:`~edge.sorter.policy`).
+
+Inspection lane: a parcel the verification table inspects goes to the policy's
+``inspection_lane`` when the belt has that lane (gated, disposition quarantine), timed like
+any divert; else, like every other quarantined parcel, to the end of the belt.
+
+Physical check: on a station with a checkweigher (``BeltConfig.scale_pos_mm``) or for a
+parcel the camera measured, the claimed units (grouped per RMA line) are checked with the
+policy's :class:`~edge.sorter.physical.PhysicalCheck`; the verdict goes into the
+decision's inputs (``physical``, ``weight_check``, ``size_check``) and explanation. A
+check that cannot be made (no weighing, no catalogue weight) is ``unknown`` and decides
+nothing.
 
 Claim rule (which RMA units a parcel claims, ``Decision.units``): each line the parcel
 showed item evidence for (serial, tag, GTIN) claims one unit with that evidence: one read
@@ -91,6 +106,7 @@ from edge.sorter.model import (
     distinct,
 )
 from edge.sorter.odometer import Odometer
+from edge.sorter.physical import Claim, Footprint, PhysicalVerdict, WeightMeasure, check_parcel
 from edge.sorter.policy import (
     Facts,
     Outcome,
@@ -118,6 +134,8 @@ _OTHERS = (CodeClass.SSCC, CodeClass.TRACKING)
 
 OVERLOAD_CLEAR_MS = 60_000.0
 """The ``station_overloaded`` alarm clears this long after the last late gate, ms."""
+RETIME_MS = 1.0
+"""With an encoder, a pending gate time that moved more than this (ms) is re-issued."""
 _EPS_MM = 1e-6  # positions compared with this slack: a wake-up computed by time_at is due
 
 
@@ -145,6 +163,9 @@ class _Parcel:
     marks: list[Mark] = field(default_factory=list)
     ambiguous: int = 0
     sources: set[str] = field(default_factory=set)  # barcode readers that read it
+    weighings: list[WeightMeasure] = field(default_factory=list)
+    weigh_problems: list[str] = field(default_factory=list)
+    footprint_mm: tuple[float, float] | None = None
 
     def add_code(self, code: CodeRead) -> None:
         """Record a classified read once (by class, value and reader)."""
@@ -157,6 +178,10 @@ class _Parcel:
         lead = belt_pos_mm - self.induct_pos_mm
         trail = 0.0 if self.length_mm is None else lead - self.length_mm
         return trail, lead
+
+
+def _near(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= RETIME_MS
 
 
 class SorterCore:
@@ -189,8 +214,10 @@ class SorterCore:
         self._parcels: dict[int, _Parcel] = {}
         self._open: _Parcel | None = None  # parcel currently blocking the eye
         self._blocked_since_ms: float | None = None
-        self.jammed = False
+        self.holds: set[str] = set()
+        """Why the belt is stopped (``jam``, ``pause``, ``estop``); it runs when empty."""
         self._full: set[str] = set()
+        self._faulted: set[str] = set()  # lanes whose gate cannot be driven now
         # Claims not (yet) in the receipt book: (RMA, line number) -> highest unit claimed.
         self._claims: dict[tuple[str, int], int] = {}
         self._due_pos = max(pos + tol for pos, tol in config.zones())
@@ -207,6 +234,7 @@ class SorterCore:
             "unexpected_confirms": 0,
             "divert_unconfirmed": 0,
             "late_gates": 0,
+            "weighings": 0,
         }
         self._overloaded_until_ms: float | None = None
         self.lane_counts: dict[str, int] = {lane.name: 0 for lane in config.lanes}
@@ -349,6 +377,84 @@ class SorterCore:
             owner.grades.append(grade if ok else None)
         return actions
 
+    def on_weighing(
+        self,
+        t_ms: float,
+        t_end_ms: float,
+        weight_g: float | None,
+        problem: str | None = None,
+    ) -> list[Action]:
+        """A checkweigher weighing: a plateau from ``t_ms`` to ``t_end_ms`` (ms), grams.
+
+        ``weight_g`` is None when the load could not be weighed (``problem``: e.g.
+        ``not_settled``, ``overload``). The weighing belongs to the one undecided parcel
+        whose body lay wholly on the platform (``BeltConfig.platform_mm`` within
+        ``scale_tol_mm``) from ``t_ms`` to ``t_end_ms``, its length known. When another
+        parcel touched the platform meanwhile, the weight is both parcels' and is
+        unusable (counted as an ambiguous read; the check stays ``unknown``). No owner:
+        an orphan read. Several usable weighings of one parcel: the last counts.
+        """
+        actions = self.advance(max(t_ms, t_end_ms))
+        what = "weight:" + (f"{weight_g:.0f}g" if weight_g is not None else problem or "none")
+        platform = self.config.platform_mm()
+        if platform is None:
+            self.counters["orphan_reads"] += 1
+            return [*actions, OrphanRead(what, t_end_ms)]
+        start, end = platform
+        tol = self.config.scale_tol_mm
+        pos0, pos1 = self.odometer.position_mm(t_ms), self.odometer.position_mm(t_end_ms)
+        wholly, touching = [], 0
+        for parcel in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            trail0, _ = parcel.body_mm(pos0)
+            _, lead1 = parcel.body_mm(pos1)
+            if trail0 < end and lead1 > start:
+                touching += 1
+            if (
+                parcel.decision is None
+                and parcel.length_mm is not None
+                and trail0 >= start - tol
+                and lead1 <= end + tol
+            ):
+                wholly.append(parcel)
+        if len(wholly) != 1:
+            self.counters["orphan_reads"] += 1
+            return [*actions, OrphanRead(what, t_end_ms)]
+        owner = wholly[0]
+        self.counters["weighings"] += 1
+        if touching > 1:
+            self.counters["ambiguous_reads"] += 1
+            owner.reads.append(f"ambiguous:{what}")
+            owner.weigh_problems.append("another parcel on the platform")
+        elif weight_g is None:
+            owner.reads.append(what)
+            owner.weigh_problems.append(problem or "no weight")
+        else:
+            owner.reads.append(what)
+            owner.weighings.append(WeightMeasure(weight_g))
+        return actions
+
+    def on_footprint(
+        self, t_ms: float, length_mm: float, width_mm: float, parcel_id: int
+    ) -> list[Action]:
+        """The camera's footprint of parcel ``parcel_id`` (mm, sides in any order).
+
+        Checked at decision against the catalogue dimensions of the units the parcel
+        claims (policy ``physical.size_check``, tolerance ``grading.footprint_tol_mm``
+        plus the line's ``size_tol_mm``). After the decision it is an orphan.
+
+        Raises:
+            ValueError: a side that is not a positive finite number of mm.
+        """
+        if not all(0 < v < float("inf") for v in (length_mm, width_mm)):
+            raise ValueError(f"footprint sides must be positive mm, got {length_mm}, {width_mm}")
+        actions = self.advance(t_ms)
+        owner = self._undecided(
+            parcel_id, t_ms, f"footprint:{length_mm:.0f}x{width_mm:.0f}", actions
+        )
+        if owner is not None:
+            owner.footprint_mm = (length_mm, width_mm)
+        return actions
+
     def on_divert_confirm(self, t_ms: float, lane: str) -> list[Action]:
         """The divert-confirm sensor of ``lane`` saw a parcel arrive at ``t_ms``."""
         actions = self.advance(t_ms)
@@ -379,27 +485,85 @@ class SorterCore:
             return actions
         self._full.add(lane)
         # Parcels already sent there whose gate has not begun to open run on instead.
+        return actions + self._withdraw(lane, t_ms, Mark.LANE_FULL, before_close=False)
+
+    def on_gate_fault(self, t_ms: float, lane: str, fault: bool) -> list[Action]:
+        """``lane``'s gate could not be driven from ``t_ms`` (True) or can again (False).
+
+        A gate behind a link that failed (a PLC or remote I/O coupler off the network)
+        cannot be trusted to divert or to release. While faulted, parcels decided for the
+        lane go on to quarantine with reason ``gate_fault``, and every parcel already sent
+        there whose gate has not closed yet is withdrawn (marks ``gate_cancelled``,
+        ``gate_fault``): the coupler's watchdog drops its outputs, so it runs on. Raises
+        (and on recovery clears) the ``gate_fault`` alarm of the lane.
+        """
+        actions = self.advance(t_ms)
+        if not fault:
+            if lane not in self._faulted:
+                return actions
+            self._faulted.discard(lane)
+            return [*actions, Alarm("gate_fault", False, t_ms, lane=lane)]
+        if lane in self._faulted:
+            return actions
+        self._faulted.add(lane)
+        actions += self._withdraw(lane, t_ms, Mark.GATE_FAULT, before_close=True)
+        return [*actions, Alarm("gate_fault", True, t_ms, lane=lane)]
+
+    def _withdraw(self, lane: str, t_ms: float, mark: Mark, *, before_close: bool) -> list[Action]:
+        """Withdraw to quarantine, marked ``mark``, the parcels sent to ``lane``.
+
+        Those whose gate has not begun to open by ``t_ms``, or (``before_close``) has not
+        closed yet.
+        """
+        actions: list[Action] = []
         for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
-            if (
-                p.command is not None
-                and p.lane is not None
-                and p.lane.name == lane
-                and t_ms < p.command.open_at_ms
-            ):
+            cmd = p.command
+            if cmd is None or p.lane is None or p.lane.name != lane:
+                continue
+            if t_ms < (cmd.close_at_ms if before_close else cmd.open_at_ms):
                 actions += self._cancel(p, t_ms, self.config.end_lane)
-                p.marks.append(Mark.LANE_FULL)
+                p.marks.append(mark)
         return actions
 
+    @property
+    def jammed(self) -> bool:
+        """True while the belt is stopped by a jam at the induct eye (until resumed)."""
+        return "jam" in self.holds
+
     def on_resume(self, t_ms: float) -> list[Action]:
-        """The operator resumed the station after a jam: belt runs, jam alarm cleared."""
+        """The operator resumed the station after a jam or an E-stop (reset button, command).
+
+        Clears the ``jam`` and ``estop`` holds and their alarms; the belt runs unless the
+        operator paused it. The caller refuses a resume while the E-stop is still engaged.
+        """
         actions = self.advance(t_ms)
-        if not self.jammed:
+        for reason in ("jam", "estop"):
+            if reason in self.holds:
+                actions += [*self.release(t_ms, reason), Alarm(reason, False, t_ms)]
+        return actions
+
+    def hold(self, t_ms: float, reason: str) -> list[Action]:
+        """Stop the belt at ``t_ms`` for ``reason`` (``jam``, ``pause``, ``estop``).
+
+        The first hold stops the odometer (tracked parcels keep their belt position) and
+        withdraws every divert not yet finished (those parcels run on to quarantine: a gate
+        timed for a moving belt must not fire on a stopped one). Idempotent per reason.
+        """
+        raised = [Alarm("estop", True, t_ms)] if reason == "estop" else []
+        return self.advance(t_ms) + self._hold(t_ms, reason, *raised)
+
+    def release(self, t_ms: float, reason: str) -> list[Action]:
+        """Lift the ``reason`` hold at ``t_ms``; the belt runs when no hold is left."""
+        actions = self.advance(t_ms)
+        if reason not in self.holds:
             return actions
-        self.jammed = False
+        self.holds.discard(reason)
+        if self.holds:
+            return actions
         self.odometer.set_running(t_ms, True)
         if self._blocked_since_ms is not None:
             self._blocked_since_ms = t_ms  # still blocked: the jam timer starts again
-        return [*actions, BeltCommand(True, t_ms, "resume"), Alarm("jam", False, t_ms)]
+        return [*actions, BeltCommand(True, t_ms, "resume" if reason == "jam" else reason)]
 
     def on_gate_late(self, t_ms: float, parcel_id: int, late_ms: float) -> list[Action]:
         """The shell did not fire ``parcel_id``'s gate at ``t_ms``: ``late_ms`` ms late.
@@ -443,7 +607,7 @@ class SorterCore:
         for edge in self._eye.poll(t_ms):
             actions += self._apply_eye_edge(edge.t_ms, edge.level)
         if (
-            not self.jammed
+            not self.holds
             and self._blocked_since_ms is not None
             and t_ms >= self._blocked_since_ms + self.config.jam_ms
         ):
@@ -458,12 +622,42 @@ class SorterCore:
                 actions.extend(self._decide(parcel, t_ms))
             if parcel.decision is not None and self._exit_due(parcel, t_ms, pos):
                 actions.extend(self._exit(parcel, t_ms))
+        if self.odometer.mm_per_count is not None:
+            actions += self._retime(t_ms)
         return actions
+
+    def _retime(self, t_ms: float) -> list[Action]:
+        """With an encoder: each pending gate command follows the belt's measured speed.
+
+        Its open and close times are re-computed from the parcel's positions (lead at the
+        gate less stroke and margin; trail past it plus margin) on the current odometer; a
+        command whose times moved more than :data:`RETIME_MS` is re-issued (same parcel:
+        it replaces the earlier one). An open already due is kept; a time the belt will
+        not reach while it stands is ``inf`` (not scheduled until the belt moves again).
+        """
+        cfg, out = self.config, list[Action]()
+        lead_ms = cfg.gate_stroke_ms + cfg.gate_margin_ms
+        for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            cmd = p.command
+            if cmd is None or p.lane is None or t_ms >= cmd.close_at_ms:
+                continue
+            lead_pos = p.induct_pos_mm + p.lane.pos_mm
+            t_lead = self.odometer.time_at(lead_pos, t_ms)
+            t_trail = self.odometer.time_at(lead_pos + (p.length_mm or 0.0), t_ms)
+            open_at = cmd.open_at_ms
+            if t_ms < open_at:
+                open_at = float("inf") if t_lead is None else t_lead - lead_ms
+            close_at = float("inf") if t_trail is None else t_trail + cfg.gate_margin_ms
+            if _near(open_at, cmd.open_at_ms) and _near(close_at, cmd.close_at_ms):
+                continue
+            p.command = replace(cmd, open_at_ms=open_at, close_at_ms=close_at)
+            out.append(p.command)
+        return out
 
     def next_wakeup_ms(self) -> float | None:
         """Earliest time (ms) at which ``advance`` has something to do, or None."""
         times = [self._eye.next_due_ms(), self._overloaded_until_ms]
-        if not self.jammed and self._blocked_since_ms is not None:
+        if not self.holds and self._blocked_since_ms is not None:
             times.append(self._blocked_since_ms + self.config.jam_ms)
         for p in self._parcels.values():
             if p.decision is None:
@@ -482,7 +676,9 @@ class SorterCore:
             "counters": dict(self.counters),
             "lanes": dict(self.lane_counts),
             "jammed": self.jammed,
+            "holds": sorted(self.holds),
             "lanes_full": sorted(self._full),
+            "lanes_faulted": sorted(self._faulted),
             "policy_version": self.policy.version,
         }
 
@@ -550,10 +746,19 @@ class SorterCore:
         return None
 
     def _jam(self, t_ms: float) -> list[Action]:
-        self.jammed = True
         self.counters["jams"] += 1
+        return self._hold(t_ms, "jam", Alarm("jam", True, t_ms))
+
+    def _hold(self, t_ms: float, reason: str, *raised: Alarm) -> list[Action]:
+        """Add the ``reason`` hold; the first stops the belt and withdraws unfinished diverts."""
+        if reason in self.holds:
+            return []
+        first = not self.holds
+        self.holds.add(reason)
+        if not first:
+            return [*raised]
         self.odometer.set_running(t_ms, False)
-        actions: list[Action] = [BeltCommand(False, t_ms, "jam"), Alarm("jam", True, t_ms)]
+        actions: list[Action] = [BeltCommand(False, t_ms, reason), *raised]
         end = self.config.end_lane
         for p in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
             if p.command is not None and t_ms < p.command.close_at_ms:
@@ -641,9 +846,34 @@ class SorterCore:
             )
         return verify(self.policy, facts)
 
+    def _physical(
+        self, parcel: _Parcel, rma: RmaRecord, units: tuple[UnitReceipt, ...]
+    ) -> PhysicalVerdict | None:
+        """The physical check of the claimed units, or None when nothing could check them."""
+        if self.config.scale_pos_mm is None and parcel.footprint_mm is None:
+            return None
+        by_no = {line.number(i): line for i, line in enumerate(rma.lines)}
+        counts: dict[int, int] = {}
+        for u in units:
+            counts[u.line_no] = counts.get(u.line_no, 0) + 1
+        claims = [Claim(by_no[no], n) for no, n in sorted(counts.items())]
+        fp = parcel.footprint_mm
+        footprint = None
+        if fp is not None:
+            footprint = Footprint(fp[0], fp[1], self.policy.grading.footprint_tol_mm)
+        weight = parcel.weighings[-1] if parcel.weighings else None
+        return check_parcel(claims, self.policy.physical, weight=weight, footprint=footprint)
+
     def _facts(
         self, parcel: _Parcel
-    ) -> tuple[IdentityResult, Facts, tuple[UnitReceipt, ...], Verification | None, str]:
+    ) -> tuple[
+        IdentityResult,
+        Facts,
+        tuple[UnitReceipt, ...],
+        Verification | None,
+        PhysicalVerdict | None,
+        str,
+    ]:
         reads = WindowReads(
             labels=distinct(parcel.labels),
             uids=distinct(parcel.uids),
@@ -658,14 +888,18 @@ class SorterCore:
         failure: Reason | None = None
         units: tuple[UnitReceipt, ...] = ()
         verification: Verification | None = None
+        physical: PhysicalVerdict | None = None
         claim_note = ""
         if ident.identity is Identity.MATCHED and rma is not None and rma.state == "authorized":
             units, why_none = self._claim_units(ident, rma)
             if why_none is not None:
                 failure, claim_note = Reason.QUANTITY_EXCEEDED, why_none
             else:
+                physical = self._physical(parcel, rma, units)
                 verification = self._verification(rma, units)
-                failure = verification.reason
+                failure = (physical.reason if physical is not None else None) or (
+                    verification.reason
+                )
         line = None
         if rma is not None and units:
             line = next(ln for i, ln in enumerate(rma.lines) if ln.number(i) == units[0].line_no)
@@ -693,27 +927,62 @@ class SorterCore:
             failure=failure,
             verification=verification.status if verification is not None else "",
         )
-        return ident, facts, units, verification, claim_note
+        return ident, facts, units, verification, physical, claim_note
+
+    def _overflow(self, lane: LaneSpec) -> LaneSpec | None:
+        """The first lane of ``lane``'s overflow chain that is not full, or None."""
+        seen = {lane.name}
+        name = lane.overflow
+        while name is not None and name not in seen:
+            seen.add(name)
+            nxt = self.config.lane_named(name)
+            if nxt is None or nxt.gate is None:
+                return None
+            if nxt.name not in self._full:
+                return nxt
+            name = nxt.overflow
+        return None
 
     def _decide(self, parcel: _Parcel, t_ms: float) -> list[Action]:
         cfg = self.config
         length = parcel.length_mm or 0.0
-        ident, facts, units, verification, claim_note = self._facts(parcel)
+        ident, facts, units, verification, physical, claim_note = self._facts(parcel)
         outcome = self._outcome(facts, ident.rma, units)
         reason = outcome.reason
         why = [ident.detail, claim_note]
+        if physical is not None:
+            problems = "; ".join(dict.fromkeys(parcel.weigh_problems))
+            why.append(physical.explanation + (f" (weighing: {problems})" if problems else ""))
         if verification is not None:
             why.append(verification.explanation)
         why.append(outcome.explanation)
         if "camera" in parcel.sources:
             why.insert(0, "label read by " + " and ".join(sorted(parcel.sources)))
         lane: LaneSpec | None = cfg.lane_for(outcome.disposition)
+        inspected = (
+            verification is not None
+            and verification.reason is not None
+            and facts.failure is verification.reason
+            and outcome.disposition is Disposition.QUARANTINE
+        )
+        bench = self._inspection_lane() if inspected else None
+        if bench is not None:
+            lane = bench
+            why.append(f"to the inspection lane {bench.name}")
         if lane is None:
             lane, reason = cfg.end_lane, Reason.NO_LANE
             why.append(f"no {outcome.disposition} lane")
+        elif lane.name in self._faulted:
+            lane, reason = cfg.end_lane, Reason.GATE_FAULT
+            why.append("gate cannot be driven (device fault)")
         elif lane.name in self._full:
-            lane, reason = cfg.end_lane, Reason.LANE_FULL
-            why.append("lane full")
+            overflow = self._overflow(lane)
+            if overflow is None:
+                lane, reason = cfg.end_lane, Reason.LANE_FULL
+                why.append("lane full")
+            else:
+                why.append(f"lane {lane.name} full: overflow lane {overflow.name}")
+                lane = overflow
         command: GateCommand | None = None
         actions: list[Action] = []
         gate = lane.gate
@@ -765,6 +1034,8 @@ class SorterCore:
         inputs = [*facts.as_inputs(), ("rule", str(outcome.rule))]
         if verification is not None and verification.rule is not None:
             inputs.append(("verification_rule", str(verification.rule)))
+        if physical is not None:
+            inputs += physical.as_inputs()
         decision = Decision(
             parcel.parcel_id,
             lane,
@@ -785,6 +1056,14 @@ class SorterCore:
         if command is not None:
             actions.append(command)
         return actions
+
+    def _inspection_lane(self) -> LaneSpec | None:
+        """The policy's inspection lane when this belt has it (gated, quarantine), else None."""
+        name = self.policy.inspection_lane
+        lane = self.config.lane_named(name) if name is not None else None
+        if lane is None or lane.gate is None or lane.disposition is not Disposition.QUARANTINE:
+            return None
+        return lane
 
     def _outcome(
         self, facts: Facts, rma: RmaRecord | None, units: tuple[UnitReceipt, ...]

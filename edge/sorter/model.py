@@ -41,6 +41,7 @@ class Reason(enum.StrEnum):
     NO_RULE = "no_rule"
     NO_LANE = "no_lane"
     LANE_FULL = "lane_full"
+    GATE_FAULT = "gate_fault"
     GAP_VIOLATION = "gap_violation"
     LATE_DECISION = "late_decision"
     LATE_GATE = "late_gate"
@@ -75,6 +76,7 @@ class Mark(enum.StrEnum):
     DIVERT_UNCONFIRMED = "divert_unconfirmed"
     GATE_CANCELLED = "gate_cancelled"
     LANE_FULL = "lane_full"
+    GATE_FAULT = "gate_fault"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ class LaneSpec:
         confirm: True when a divert-confirm sensor watches the lane: a diverted parcel not
             confirmed within ``BeltConfig.confirm_timeout_ms`` after its gate closed raises
             an alarm and is marked ``divert_unconfirmed``.
+        overflow: the lane (same disposition) a parcel goes to while this one is full,
+            before quarantine (the sort plan); ``None``: quarantine. Followed in turn when
+            it is full too; a name not on the belt (e.g. a broken gate) counts as none.
     """
 
     name: str
@@ -96,6 +101,7 @@ class LaneSpec:
     pos_mm: float
     gate: str | None
     confirm: bool = False
+    overflow: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,12 @@ class BeltConfig:
             no camera; the policy says what grade to assume).
         jam_ms: photo-eye blocked longer than this (ms) is a jam: belt stop and alarm.
         confirm_timeout_ms: how long after its gate closed a divert may be confirmed, ms.
+        scale_pos_mm / scale_platform_mm / scale_tol_mm: the checkweigher platform's
+            centre downstream of the eye, its length along the belt and the association
+            tolerance, mm (``scale_pos_mm`` None: no checkweigher). A weighing belongs to
+            the one parcel whose body lay wholly on the platform (within the tolerance)
+            while it settled; the parcel is decided once its trailing edge has left the
+            platform.
 
     Raises:
         ValueError: on a non-positive speed, no or several end-of-line lanes, a gate lane
@@ -139,6 +151,9 @@ class BeltConfig:
     camera_tol_mm: float = 50.0
     jam_ms: float = 5000.0
     confirm_timeout_ms: float = 500.0
+    scale_pos_mm: float | None = None
+    scale_platform_mm: float = 500.0
+    scale_tol_mm: float = 50.0
 
     def __post_init__(self) -> None:
         if self.speed_mm_s <= 0:
@@ -155,6 +170,8 @@ class BeltConfig:
             raise ValueError("encoder_mm_per_count must be > 0")
         if self.jam_ms <= 0:
             raise ValueError(f"jam_ms must be > 0, got {self.jam_ms}")
+        if self.scale_platform_mm <= 0 or self.scale_tol_mm < 0:
+            raise ValueError("scale_platform_mm must be > 0 and scale_tol_mm >= 0")
 
     def zones(self) -> tuple[tuple[float, float], ...]:
         """(position, tolerance) of every identifying / grading station on the belt, mm."""
@@ -163,7 +180,16 @@ class BeltConfig:
             zones.append((self.rfid_pos_mm, self.rfid_tol_mm))
         if self.camera_pos_mm is not None:
             zones.append((self.camera_pos_mm, self.camera_tol_mm))
+        if self.scale_pos_mm is not None:
+            zones.append((self.scale_pos_mm, self.scale_platform_mm / 2 + self.scale_tol_mm))
         return tuple(zones)
+
+    def platform_mm(self) -> tuple[float, float] | None:
+        """(start, end) of the checkweigher platform downstream of the eye, mm, or None."""
+        if self.scale_pos_mm is None:
+            return None
+        half = self.scale_platform_mm / 2
+        return self.scale_pos_mm - half, self.scale_pos_mm + half
 
     def lane_named(self, name: str) -> LaneSpec | None:
         """The lane called ``name``, or None."""
@@ -175,7 +201,14 @@ class BeltConfig:
         return next(lane for lane in self.lanes if lane.gate is None)
 
     def lane_for(self, disposition: Disposition) -> LaneSpec | None:
-        """The first lane (nearest the induct) serving ``disposition``, or None."""
+        """The first lane (nearest the induct) serving ``disposition``, or None.
+
+        Quarantine is always the end of the belt (:attr:`end_lane`): a gated lane of
+        disposition quarantine is an inspection lane, chosen by name only
+        (``Policy.inspection_lane``).
+        """
+        if disposition is Disposition.QUARANTINE:
+            return self.end_lane
         lanes = sorted(
             (lane for lane in self.lanes if lane.disposition is disposition),
             key=lambda lane: lane.pos_mm,
@@ -347,6 +380,10 @@ class GateCommand:
     holds the gate per parcel and releases it when the last hold ends.
     ``open_at_pos_mm`` / ``close_at_pos_mm`` are the same instants as belt odometer
     positions (mm), for shells that fire by encoder position.
+
+    With an encoder the core re-times a pending command when the belt slows or speeds up:
+    a later ``GateCommand`` for the same parcel *replaces* the earlier one (its times
+    re-computed from position; ``inf``: not reached while the belt stands).
     """
 
     parcel_id: int
@@ -380,8 +417,9 @@ class Alarm:
     """Raise (``active``) or clear an alarm: beacon and status page.
 
     Attributes:
-        kind: ``jam``, ``divert_unconfirmed`` or ``station_overloaded`` (a gate could not
-            be fired on time: see ``SorterCore.on_gate_late``).
+        kind: ``jam``, ``divert_unconfirmed``, ``gate_fault`` (per lane) or
+            ``station_overloaded`` (a gate could not be fired on time: see
+            ``SorterCore.on_gate_late``).
         active: True when raised, False when cleared.
         t_ms: when, monotonic ms.
         lane: the lane concerned, if any.

@@ -52,7 +52,7 @@ class Odometer:
             ValueError: without an encoder configured.
         """
         if self.mm_per_count is None:
-            raise ValueError("no encoder configured (encoder_mm_per_count)")
+            raise ValueError("no encoder configured ([encoder] mm_per_pulse)")
         pos = count * self.mm_per_count
         if self._last_count is None:
             # First sample: anchor the count to the position the belt has now.

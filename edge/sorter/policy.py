@@ -25,14 +25,21 @@ safe, whatever the table says:
   verifies it (reason ``rfid_timeout`` when the tag was not read, else ``unverified``);
 - an unverified unit no rule matches is inspected (``unverified``);
 - an unknown unit value counts as above every value threshold;
-- a trust rule must say what it trusts: categories, SKUs, a ``max_unit_value_cents``, or
-  ``lines: without_identifiers`` (lines that declare no identifier, where the label is
-  all a parcel can show); a rule trusting every unverified unit is refused.
+- a trust rule must cap the value it trusts: a ``max_unit_value_cents`` (cheap goods),
+  optionally narrowed to categories, SKUs or ``lines: without_identifiers`` (lines that
+  declare no identifier, where the label is all a parcel can show); a trust rule without
+  a value cap is refused, so no table trusts a label alone for goods of any value.
 
-The shipped table (:data:`DEFAULT_VERIFICATION`) trusts the label for lines that declare
-no identifier (what the station did before it knew about evidence; their units are still
-reported unverified, so the gateway does not credit them automatically) and inspects the
-rest. An empty table inspects every unverified unit.
+``inspection_lane`` names a gated lane of disposition quarantine at the station (an
+inspection bench): inspected parcels (reason ``unverified`` or the rule's, also
+``rfid_timeout``) are diverted there instead of running on to the end of the belt; a
+station without that lane uses the end of the belt. Every other quarantined parcel runs to
+the end of the belt.
+
+The shipped table (:data:`DEFAULT_VERIFICATION`) is empty: a parcel whose claimed units
+are not all verified goes to quarantine with reason ``unverified``, and the explanation
+says which unit and that no verification rule trusts it. Trusting the label is a site's
+explicit choice, per category and below a value threshold (minor currency units).
 
 Without a camera, ``assume_grade_without_camera`` states the grade a parcel gets when its
 identity matched (the default policy assumes ``A``: a correctly identified return on a
@@ -138,13 +145,8 @@ class VerificationRule:
 
     @property
     def explicit_trust(self) -> bool:
-        """True when a trust rule names its scope (categories, SKUs, value cap, lines)."""
-        return bool(
-            self.categories
-            or self.skus
-            or self.max_unit_value_cents is not None
-            or self.lines == LINES_WITHOUT_IDENTIFIERS
-        )
+        """True when a trust rule caps the unit value it trusts (``max_unit_value_cents``)."""
+        return self.max_unit_value_cents is not None
 
     def matches(self, unit: UnitFacts) -> bool:
         """True when this row applies to ``unit``."""
@@ -163,14 +165,8 @@ class VerificationRule:
         return f"verification rule {index}" + (f" ({self.note})" if self.note else "")
 
 
-DEFAULT_VERIFICATION: tuple[VerificationRule, ...] = (
-    VerificationRule(
-        TRUST_LABEL,
-        lines=LINES_WITHOUT_IDENTIFIERS,
-        note="line declares no identifier: the label is all a parcel can show",
-    ),
-)
-"""The shipped verification table (module doc)."""
+DEFAULT_VERIFICATION: tuple[VerificationRule, ...] = ()
+"""The shipped verification table: empty, every unverified unit is inspected (module doc)."""
 
 
 @dataclass(frozen=True)
@@ -262,13 +258,17 @@ class Policy:
             (quarantine ``unknown_grade``). A stale image is never graded.
         grading: the camera grading thresholds.
         verification: the verification table (:class:`VerificationRule`), tried in order
-            for each unverified unit; default :data:`DEFAULT_VERIFICATION`.
+            for each unverified unit; default :data:`DEFAULT_VERIFICATION` (empty: every
+            unverified unit is inspected).
         physical: the checkweigher and footprint limits (``edge.sorter.physical``).
+        inspection_lane: the station lane (disposition quarantine, with a gate) that
+            parcels inspected by the verification table are diverted to; None: the end
+            of the belt.
 
     Raises:
         ValueError: a rule sends a failed identity or a non-authorized RMA anywhere but
             quarantine, names an unknown grade, the assumed grade is unknown, or a
-            verification rule trusts every unverified unit without naming its scope.
+            verification rule trusts the label without a ``max_unit_value_cents``.
     """
 
     version: str
@@ -280,16 +280,19 @@ class Policy:
     grading: GradingThresholds = field(default_factory=GradingThresholds)
     verification: tuple[VerificationRule, ...] = DEFAULT_VERIFICATION
     physical: PhysicalCheck = field(default_factory=PhysicalCheck)
+    inspection_lane: str | None = None
 
     def __post_init__(self) -> None:
+        if self.inspection_lane is not None and not self.inspection_lane:
+            raise ValueError("inspection_lane must name a lane (or be None)")
         if not self.version:
             raise ValueError("a policy needs a version")
         for i, vrule in enumerate(self.verification):
             if vrule.action == TRUST_LABEL and not vrule.explicit_trust:
                 raise ValueError(
-                    f"verification rule {i} would trust every unverified unit of any "
-                    "category and value: name categories or SKUs, a max_unit_value_cents, "
-                    "or lines: without_identifiers"
+                    f"verification rule {i} would trust the label of unverified units of any "
+                    "value: a trust_label rule needs a max_unit_value_cents (and may name "
+                    "categories, SKUs or lines: without_identifiers)"
                 )
         for i, rule in enumerate(self.rules):
             failure = rule.identity is not Identity.MATCHED or rule.rma_state != AUTHORIZED
@@ -412,13 +415,19 @@ def default_policy(
     recalled_skus: Sequence[str] = (),
     hygiene_categories: Sequence[str] = HYGIENE_CATEGORIES,
     version: str = "default-1",
+    verification: Sequence[VerificationRule] = DEFAULT_VERIFICATION,
 ) -> Policy:
     """The policy that ships with the product.
 
     Recalled SKUs: quarantine (``recalled``). Hygiene categories opened (grade B or C;
     grade A means sealed / as new): recycle (``hygiene_opened``). Otherwise grade A:
     restock, B: refurbish, C: recycle (``matched``). No camera: grade A is assumed for
-    an identified item. Everything else: quarantine with its reason.
+    an identified item. Everything else: quarantine with its reason. ``verification``:
+    the verification table (default: the shipped, empty one: unverified units are
+    inspected).
+
+    Raises:
+        ValueError: a verification rule that trusts the label without a value cap.
     """
     rules: list[Rule] = []
     if recalled_skus:
@@ -437,7 +446,7 @@ def default_policy(
         Rule(Disposition.REFURBISH, Reason.MATCHED, grades=("B",), note="grade B"),
         Rule(Disposition.RECYCLE, Reason.MATCHED, grades=("C",), note="grade C"),
     ]
-    return Policy(version=version, rules=tuple(rules))
+    return Policy(version=version, rules=tuple(rules), verification=tuple(verification))
 
 
 # -- plain data form (what the wire model dumps) ------------------------------------------
@@ -502,7 +511,16 @@ def policy_from_mapping(data: Mapping[str, object]) -> Policy:
         grading=grading,
         verification=verification,
         physical=physical,
+        inspection_lane=_optional_str(data.get("inspection_lane"), "inspection_lane"),
     )
+
+
+def _optional_str(value: object, key: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
 
 
 def _optional_int(value: object, key: str) -> int | None:
@@ -538,6 +556,7 @@ def policy_to_mapping(policy: Policy) -> dict[str, object]:
         "grade_without_photo": policy.grade_without_photo,
         "grading": grading_to_mapping(policy.grading),
         "physical": physical_check_to_mapping(policy.physical),
+        "inspection_lane": policy.inspection_lane,
         "rules": [
             {
                 "disposition": r.disposition.value,

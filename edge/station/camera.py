@@ -11,9 +11,11 @@ its result comes back to the reactor, which hands it to :meth:`CameraStation.gra
 
 * the JPEG is uploaded to the gateway (``vision.upload``);
 * with ``belt.camera_pos_mm`` set (the core waits for the camera), the grade and the label
-  barcodes decoded from the photo go to the core for that parcel id (``on_grade``,
-  ``on_barcode(source="camera")``); an invalid photo (field case C9) gives the policy's
-  ``grade_without_photo`` (None: ``unknown``). Without it the photo is evidence only;
+  barcodes decoded from the photo and the parcel's footprint (checked against the
+  catalogue dimensions of what it claims) go to the core for that parcel id
+  (``on_grade``, ``on_barcode(source="camera")``, ``on_footprint``); an invalid photo
+  (field case C9) gives the policy's ``grade_without_photo`` (None: ``unknown``).
+  Without it the photo is evidence only;
 * the result is kept by parcel id until the parcel's event takes it (:meth:`take`).
 """
 
@@ -185,8 +187,11 @@ class CameraStation:
         actions: list[Action] = []
         if result.grading is not None:
             grade, confidence = result.grading.grade, result.grading.confidence
-            for code in result.grading.measures.barcodes:
+            m = result.grading.measures
+            for code in m.barcodes:
                 actions += core.on_barcode(t_ms, code, parcel_id=parcel_id, source="camera")
+            if m.found and m.length_mm > 0 and m.width_mm > 0:
+                actions += core.on_footprint(t_ms, m.length_mm, m.width_mm, parcel_id)
         else:
             grade, confidence = core.policy.grade_without_photo or "unknown", 1.0
         return actions + core.on_grade(t_ms, grade, confidence, parcel_id=parcel_id)

@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from edge.config import StationConfig
 from edge.link import CommandHandler
 from edge.sorter.model import Alarm
+from edge.sorter.policy import Policy
 from edge.station.gates import GateBank
+from edge.station.inputs import ApplyPolicy, BeltHold, Resume, StationInput
 from protocol import Command, CommandName
 
 __all__ = ["StationCommands"]
@@ -34,6 +36,9 @@ class StationCommands:
         parcels_on_belt: how many parcels the core tracks now.
         raise_alarm: hands an alarm to the reactor (thread-safe).
         clock: the station's monotonic ms clock.
+        submit: hands an input to the reactor (thread-safe).
+        estop_engaged: True while the emergency-stop input is engaged.
+        load_policy: the disposition policy cached in the station store, or None.
     """
 
     def __init__(
@@ -45,6 +50,9 @@ class StationCommands:
         parcels_on_belt: Callable[[], int],
         raise_alarm: Callable[[Alarm], None],
         clock: Callable[[], float],
+        submit: Callable[[StationInput], None],
+        estop_engaged: Callable[[], bool],
+        load_policy: Callable[[], Policy | None],
     ) -> None:
         self.config = config
         self.gates = gates
@@ -52,10 +60,69 @@ class StationCommands:
         self.parcels_on_belt = parcels_on_belt
         self.raise_alarm = raise_alarm
         self.clock = clock
+        self.submit = submit
+        self.estop_engaged = estop_engaged
+        self.load_policy = load_policy
 
     def handlers(self) -> Mapping[CommandName, CommandHandler]:
         """Handlers by command name, for the link (besides its own ``ping``, ``resync``...)."""
-        return {CommandName.GATE_TEST: self.gate_test}
+        return {
+            CommandName.GATE_TEST: self.gate_test,
+            CommandName.RESUME: self.resume,
+            CommandName.PAUSE: self.pause,
+            CommandName.RUN: self.run,
+            CommandName.RELOAD_POLICY: self.reload_policy,
+        }
+
+    def _refuse_under_estop(self, what: str) -> None:
+        if self.estop_engaged():
+            raise ValueError(f"emergency stop engaged: release it before {what}")
+
+    def resume(self, cmd: Command) -> Result:
+        """``resume``: restart after a jam or an E-stop (as the reset button does).
+
+        Returns ``{"resumed": True}`` once handed to the reactor (the status shows the belt).
+
+        Raises:
+            ValueError: refused while the emergency stop is engaged.
+        """
+        self._refuse_under_estop("resuming")
+        self.submit(Resume(self.clock()))
+        return {"resumed": True}
+
+    def pause(self, cmd: Command) -> Result:
+        """``pause``: the operator stops the belt; returns ``{"belt": "paused"}``.
+
+        Parcels keep their place; diverts not yet finished are withdrawn to quarantine.
+        """
+        self.submit(BeltHold(self.clock(), "pause", True))
+        return {"belt": "paused"}
+
+    def run(self, cmd: Command) -> Result:
+        """``run``: lift the operator's pause (a jam or E-stop still needs ``resume``).
+
+        Returns ``{"belt": "run"}``.
+
+        Raises:
+            ValueError: refused while the emergency stop is engaged.
+        """
+        self._refuse_under_estop("running the belt")
+        self.submit(BeltHold(self.clock(), "pause", False))
+        return {"belt": "run"}
+
+    def reload_policy(self, cmd: Command) -> Result:
+        """``reload_policy``: apply the policy cached in the station store again.
+
+        Returns ``{"policy_version": str}``.
+
+        Raises:
+            ValueError: no valid policy is cached (the default stays).
+        """
+        policy = self.load_policy()
+        if policy is None:
+            raise ValueError("no valid disposition policy cached at the station")
+        self.submit(ApplyPolicy(policy))
+        return {"policy_version": policy.version}
 
     def gate_test(self, cmd: Command) -> Result:
         """``gate_test``: pulse a lane's gate and report when its divert sensor confirmed.

@@ -22,7 +22,9 @@ from edge.drivers.camera import Camera
 from edge.drivers.gpio import BeltEncoder, BinaryInput, BinaryOutput, DiverterGate, PhotoEye
 from edge.drivers.registry import BackendContext, IoSpec
 from edge.drivers.rfid import TagReader
+from edge.drivers.scale import Checkweigher, ScaleCallback
 from edge.drivers.scanner import BarcodeScanner
+from edge.sorter.model import BeltConfig
 
 __all__ = ["DeviceBank", "DeviceHealth"]
 
@@ -58,19 +60,23 @@ class DeviceBank:
 
     Attributes:
         health: self-test result by device name (``photo_eye``, ``gate.<lane>``,
-            ``<lane>.confirm``, ``<lane>.full``, ``encoder``, ``belt_run``,
-            ``stack_light.<colour>``, ``rfid``, ``camera``, and ``grader`` when built).
+            ``<lane>.confirm``, ``<lane>.full``, ``reset``, ``estop``, ``encoder``,
+            ``belt_run``, ``stack_light.<colour>``, ``rfid``, ``camera``, ``scale``, and
+            ``grader`` when built).
         context: what the backends were built with (the gpiozero pin factory of
             ``[gpio]``: ``context.pin_factory``, also :attr:`pin_factory`).
         photo_eye: the induct photo-eye, or None when it failed (nothing is inducted).
         gates: the gates that passed their self-test, by lane.
         lane_inputs: divert-confirm and lane-full inputs by name (``<lane>.confirm``).
+        controls: the operator's ``reset`` button and ``estop`` input ([controls]), by name.
         encoder: the belt encoder, or None.
         outputs: belt-run and stack-light outputs by name.
         scanner: the label scanner (always built: a port that is not there yet is the
             scanner's own ``degraded`` state).
         rfid: the RFID reader, or None; usable only while ``health["rfid"]`` is ok.
         camera: the camera, or None; usable only while ``health["camera"]`` is ok.
+        scale: the checkweigher of ``[scale]``, or None; kept when its self-test failed
+            (it reopens its port by itself: an indicator switched on later is used).
 
     Raises:
         ValueError, ImportError: when the ``[gpio]`` pin factory cannot be made.
@@ -84,9 +90,11 @@ class DeviceBank:
         ctx = self.context
         self.gates: dict[str, DiverterGate] = {}
         for lane in config.lanes:
-            self._add_gate(IoSpec(lane.name, lane.backend, lane.gate_pin, lane.active_high, lane))
+            self._add_gate(
+                IoSpec(lane.name, lane.backend, lane.gate_address, lane.active_high, lane)
+            )
         eye = config.photo_eye
-        eye_spec = IoSpec("photo_eye", eye.backend, eye.pin, eye.blocked_level == "high", eye)
+        eye_spec = IoSpec("photo_eye", eye.backend, eye.address, eye.blocked_level == "high", eye)
         # Without its induct photo-eye the station sees no parcel: nothing is tracked, no
         # gate fires, everything runs on to quarantine. It still starts, visibly degraded.
         self.photo_eye: PhotoEye | None = self._tested(
@@ -94,10 +102,20 @@ class DeviceBank:
         )
         self.lane_inputs: dict[str, BinaryInput] = {}
         for lane in config.lanes:
-            for kind, pin in (("confirm", lane.confirm_pin), ("full", lane.full_pin)):
+            for kind, pin in (("confirm", lane.confirm_address), ("full", lane.full_address)):
                 if pin is not None:
                     spec = IoSpec(f"{lane.name}.{kind}", lane.backend, pin, True, lane)
                     self._add(self.lane_inputs, spec, registry.make_input)
+        self.controls: dict[str, BinaryInput] = {}  # "reset", "estop" ([controls])
+        if config.controls is not None:
+            ctl = config.controls
+            for kind, pin, high in (
+                ("reset", ctl.reset_pin, ctl.reset_active_high),
+                ("estop", ctl.estop_pin, ctl.estop_active_high),
+            ):
+                if pin is not None:
+                    spec = IoSpec(kind, ctl.backend, pin, high, ctl)
+                    self._add(self.controls, spec, registry.make_input)
         self.encoder: BeltEncoder | None = None
         if config.encoder is not None:
             enc = config.encoder
@@ -131,6 +149,10 @@ class DeviceBank:
             self.camera = self._tested(
                 "camera", cam.backend, lambda: registry.make_camera(cam, ctx)
             )
+        self.scale: Checkweigher | None = None
+        if config.scale is not None:
+            sc = config.scale
+            self.scale = self._tested("scale", sc.backend, lambda: registry.make_scale(sc, ctx))
         self.scanner: BarcodeScanner = registry.make_scanner(config.scanner, ctx)
 
     # -- building -----------------------------------------------------------------------------
@@ -192,6 +214,10 @@ class DeviceBank:
         """Lanes whose gate is not usable (the core must never decide for them)."""
         return frozenset(lane.name for lane in self.config.lanes if lane.name not in self.gates)
 
+    def belt_config(self) -> BeltConfig:
+        """The core's belt: without the lanes of broken gates, by encoder while it works."""
+        return self.config.belt_config(self.broken_lanes(), encoder=self.encoder is not None)
+
     def capabilities(self) -> list[str]:
         """What the station can do now: ``induct``, ``barcode``, ``rfid``, ``camera``, lanes."""
         caps = []
@@ -199,7 +225,7 @@ class DeviceBank:
             caps.append("induct")
         if self.scanner.status().get("state") == "ok":
             caps.append("barcode")
-        caps += [name for name in ("rfid", "camera") if self.usable(name)]
+        caps += [name for name in ("rfid", "camera", "scale") if self.usable(name)]
         caps += [f"lane:{name}" for name in self.gates]
         return caps
 
@@ -217,9 +243,16 @@ class DeviceBank:
         self.set_output("stack_light.red", fatal)
 
     # -- shutting down ------------------------------------------------------------------------
+    def start_scale(self, on_reading: ScaleCallback) -> None:
+        """Start the checkweigher's reader, when there is one (even after a failed test)."""
+        if self.scale is not None:
+            self.scale.start(on_reading)
+
     def stop_readers(self) -> None:
-        """Stop the reader threads (scanner, RFID, camera) and release their devices."""
+        """Stop the reader threads (scanner, RFID, camera, scale) and release their devices."""
         self.scanner.stop()
+        if self.scale is not None:
+            self.scale.stop()
         if self.rfid is not None:
             self.rfid.stop()
         if self.camera is not None:
@@ -229,7 +262,7 @@ class DeviceBank:
         """Release every pin: gates de-energised first, then inputs, encoder, outputs, eye."""
         for gate in self.gates.values():
             gate.close()
-        for device in self.lane_inputs.values():
+        for device in (*self.lane_inputs.values(), *self.controls.values()):
             device.close()
         if self.encoder is not None:
             self.encoder.close()

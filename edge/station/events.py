@@ -42,9 +42,12 @@ def build_parcel_event(
         event_id: the event's unique id (the gateway ingests each id once).
 
     Returns:
-        The event: the lane it ended in (``diverted`` when that lane has a gate), the
-        decision's reason, reads, RMA, policy version and explanation (at most 1000
-        characters), marks, and the photo evidence and grade (:func:`photo_fields`).
+        The event (schema version 2): the lane it ended in (``diverted`` when that lane
+        has a gate), the decision's reason, reads, RMA, policy version and explanation
+        (at most 1000 characters), marks, the RMA units it claimed with their evidence
+        (``units``), every classified read (``codes``), whether the lane's sensor
+        confirmed the divert (``divert_confirmed``: None without a sensor or a divert),
+        and the photo evidence and grade (:func:`photo_fields`).
     """
     d = exited.decision
     lane = exited.final_lane
@@ -63,6 +66,9 @@ def build_parcel_event(
         marks=tuple(m.value for m in exited.marks),
         policy_version=d.policy_version or None,
         explanation=d.explanation[:EXPLANATION_MAX] or None,
+        units=exited.units,
+        codes=d.codes,
+        divert_confirmed=exited.divert_confirmed,
         **photo_fields(graded),
     )
 

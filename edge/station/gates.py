@@ -18,6 +18,7 @@ another parcel of the same lane (then it is diverted as planned).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 
@@ -70,8 +71,11 @@ class GateBank:
         self._lock = threading.Lock()
         self._holds: dict[str, set[int]] = {lane: set() for lane in self._gates}
         self._cancelled: dict[int, None] = {}  # insertion-ordered set, bounded
+        self._generation: dict[int, int] = {}  # parcel -> its latest schedule (re-timing)
         # gate tests waiting for their lane's divert-confirm: lane -> (event, edge times ms)
         self._confirm_waits: dict[str, tuple[threading.Event, list[float]]] = {}
+        self.locked_out = False
+        """True while the E-stop is engaged: no gate is energised (see :meth:`lock_out`)."""
 
     def __contains__(self, lane: object) -> bool:
         return lane in self._gates
@@ -90,58 +94,87 @@ class GateBank:
     def schedule(self, command: GateCommand) -> bool:
         """Hold the gate from ``command.open_at_ms`` to ``command.close_at_ms``.
 
-        Returns False (and fires nothing) when the gate is not usable: the parcel runs on.
+        A later command for the same parcel (re-timed by the core as the belt changed
+        speed) replaces the earlier one: the earlier firings are ignored when they come. A
+        time that is not finite (the belt stands) is not scheduled. Returns False (and
+        fires nothing) when the gate is not usable: the parcel runs on.
         """
         if command.gate not in self._gates:  # never divert on a broken gate
             log.error("gate %s is not usable; parcel %d runs on", command.gate, command.parcel_id)
             return False
         pid, lane = command.parcel_id, command.gate
-        self.scheduler.call_at(
-            command.open_at_ms,
-            lambda: self.open(pid, lane),
-            late_limit_ms=self.late_limit_ms,
-            on_late=lambda late_ms: self._late(pid, lane, late_ms),
-        )
-        self.scheduler.call_at(command.close_at_ms, lambda: self.close(pid, lane))
+        with self._lock:
+            gen = self._generation[pid] = self._generation.get(pid, 0) + 1
+            while len(self._generation) > MAX_CANCELLED:
+                del self._generation[next(iter(self._generation))]
+        if math.isfinite(command.open_at_ms):
+            self.scheduler.call_at(
+                command.open_at_ms,
+                lambda: self.open(pid, lane, gen),
+                late_limit_ms=self.late_limit_ms,
+                on_late=lambda late_ms: self._late(pid, lane, gen, late_ms),
+            )
+        if math.isfinite(command.close_at_ms):
+            self.scheduler.call_at(command.close_at_ms, lambda: self.close(pid, lane, gen))
         return True
 
-    def _late(self, parcel_id: int, lane: str, late_ms: float) -> None:
-        """The open of ``parcel_id`` came ``late_ms`` late, past the limit (scheduler thread)."""
+    def _late(self, parcel_id: int, lane: str, generation: int, late_ms: float) -> None:
+        """The open of ``parcel_id`` came ``late_ms`` late, past the limit (scheduler thread).
+
+        An outdated schedule (re-timed since), a withdrawn parcel or an E-stop does nothing.
+        """
         with self._lock:
-            if parcel_id in self._cancelled:
+            if parcel_id in self._cancelled or self.locked_out:
                 return
-            if self._holds[lane]:  # energised for a parcel just ahead: it diverts this one too
+            if self._generation.get(parcel_id) != generation:
+                return
+            if self._holds[lane]:  # energised for a parcel just ahead (or this one, re-timed)
                 self._holds[lane].add(parcel_id)
                 self._gates[lane].energise()
                 return
-            self._cancelled[parcel_id] = None  # its close forgets it
+            self._cancel_locked(parcel_id)  # its close forgets it
         log.error("gate %s not fired for parcel %d: %.1f ms late", lane, parcel_id, late_ms)
         if self.on_late is not None:
             self.on_late(parcel_id, lane, self.clock(), late_ms)
 
-    def open(self, parcel_id: int, lane: str) -> None:
-        """Parcel ``parcel_id`` takes its hold: the gate is energised (unless withdrawn)."""
+    def open(self, parcel_id: int, lane: str, generation: int | None = None) -> None:
+        """Parcel ``parcel_id`` takes its hold: the gate is energised (unless withdrawn).
+
+        ``generation``: the schedule it comes from; an outdated one does nothing.
+        """
         with self._lock:
-            if parcel_id in self._cancelled:
+            if parcel_id in self._cancelled or self.locked_out:
+                return
+            if generation is not None and self._generation.get(parcel_id) != generation:
                 return
             self._holds[lane].add(parcel_id)
             self._gates[lane].energise()
 
-    def close(self, parcel_id: int, lane: str) -> None:
-        """Parcel ``parcel_id`` drops its hold; the gate is released when no hold is left."""
+    def close(self, parcel_id: int, lane: str, generation: int | None = None) -> None:
+        """Parcel ``parcel_id`` drops its hold; the gate is released when no hold is left.
+
+        ``generation``: the schedule it comes from; an outdated one does nothing.
+        """
         with self._lock:
+            if generation is not None and self._generation.get(parcel_id) != generation:
+                return
+            self._generation.pop(parcel_id, None)
             self._cancelled.pop(parcel_id, None)  # its last firing: forget the withdrawal
             self._unhold(lane, parcel_id)
 
     def cancel(self, parcel_id: int, lane: str) -> None:
         """Withdraw parcel ``parcel_id``: drop its hold now; it never takes one again."""
         with self._lock:
-            self._cancelled[parcel_id] = None
-            while len(self._cancelled) > MAX_CANCELLED:
-                del self._cancelled[next(iter(self._cancelled))]
+            self._cancel_locked(parcel_id)
             if lane in self._gates:
                 self._unhold(lane, parcel_id)
         log.warning("gate %s withdrawn for parcel %d", lane, parcel_id)
+
+    def _cancel_locked(self, parcel_id: int) -> None:
+        """Remember ``parcel_id`` as withdrawn (lock held; bounded to :data:`MAX_CANCELLED`)."""
+        self._cancelled[parcel_id] = None
+        while len(self._cancelled) > MAX_CANCELLED:
+            del self._cancelled[next(iter(self._cancelled))]
 
     def _unhold(self, lane: str, hold: int) -> None:
         """Drop ``hold`` (lock held); release the gate when none is left."""
@@ -162,6 +195,15 @@ class GateBank:
                 gate.release()
             except Exception:
                 log.exception("could not release gate %s", gate.name)
+
+    def lock_out(self, locked: bool) -> None:
+        """E-stop: ``True`` releases every gate now and refuses every energise until ``False``.
+
+        Gate tests are refused too. The flag is set first, so a racing firing cannot win.
+        """
+        self.locked_out = locked
+        if locked:
+            self.release_all()
 
     def status(self) -> dict[str, dict[str, object]]:
         """Each usable gate's own status, by lane."""
@@ -189,7 +231,7 @@ class GateBank:
 
         Raises:
             GateHeld: the gate is held by a parcel or another test.
-            ValueError: ``refuse`` gave a reason.
+            ValueError: ``refuse`` gave a reason, or the E-stop is engaged.
             KeyError: ``lane`` has no usable gate.
         """
         gate = self._gates[lane]
@@ -198,7 +240,7 @@ class GateBank:
             holds = self._holds[lane]
             if holds or lane in self._confirm_waits:
                 raise GateHeld(f"gate {lane} is held (a divert or a gate test in progress)")
-            reason = refuse()
+            reason = "emergency stop engaged" if self.locked_out else refuse()
             if reason is not None:
                 raise ValueError(reason)
             holds.add(GATE_TEST_HOLD)

@@ -4,7 +4,9 @@ Every input is a frozen dataclass; the reactor (:class:`edge.daemon.StationDaemo
 them off one queue and hands each to the core with one ``match``. Driver events are inputs
 as the drivers deliver them (:class:`~edge.drivers.framing.ScanFrame`,
 :class:`~edge.drivers.rfid.TagRead`, :class:`~edge.drivers.rfid.TagReadFailed`,
-:class:`~edge.drivers.camera.Photo`); the others are defined here. Times are the station's
+:class:`~edge.drivers.camera.Photo`, and the checkweigher's
+:class:`~edge.drivers.scale.Weighing` from its
+:class:`~edge.drivers.scale.WeighingDetector`); the others are defined here. Times are the station's
 monotonic ms (``t_ms``): when the thing happened, not when the reactor got to it.
 
 Submitting (``StationDaemon.submit(input)``) is thread-safe: driver callbacks, the link's
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
 from edge.drivers.rfid import TagRead, TagReadFailed
+from edge.drivers.scale import Weighing
 from edge.sorter.model import Alarm
 from edge.sorter.policy import Policy
 
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApplyPolicy",
+    "BeltHold",
     "EncoderCount",
     "EyeEdge",
     "GateLate",
@@ -55,18 +59,19 @@ class EyeEdge:
 
 @dataclass(frozen=True, slots=True)
 class LaneInput:
-    """A raw level change of a lane's divert-confirm or lane-full input.
+    """A raw level change of a lane's divert-confirm or lane-full input, or of its gate's link.
 
     Attributes:
         t_ms: when the level changed.
         lane: the lane (``restock``).
-        kind: ``confirm`` (a diverted parcel arrived) or ``full`` (the lane is full).
-        active: True when the input is now active.
+        kind: ``confirm`` (a diverted parcel arrived), ``full`` (the lane is full) or
+            ``fault`` (the gate cannot be driven: its PLC is lost).
+        active: True when the input (or the fault) is now active.
     """
 
     t_ms: float
     lane: str
-    kind: Literal["confirm", "full"]
+    kind: Literal["confirm", "full", "fault"]
     active: bool
 
     @property
@@ -132,6 +137,19 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
+class BeltHold:
+    """The belt held (``active``) or released at ``t_ms`` for ``reason``.
+
+    ``pause``: the operator's pause / run; ``estop``: the emergency-stop input engaged (its
+    release is not a restart: a resume is needed, see ``SorterCore.on_resume``).
+    """
+
+    t_ms: float
+    reason: Literal["pause", "estop"]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyPolicy:
     """Switch the core to a validated disposition policy (before the next input)."""
 
@@ -156,12 +174,14 @@ StationInput = (
     | TagRead
     | TagReadFailed
     | Photo
+    | Weighing
     | PhotoGraded
     | Grade
     | LaneInput
     | EncoderCount
     | GateLate
     | Resume
+    | BeltHold
     | ApplyPolicy
     | RaiseAlarm
     | Tick

@@ -25,21 +25,28 @@ def station_status(
     grader: Any,
     alarms: dict[str, dict[str, object]],
     belt_running: bool,
+    controls: dict[str, object] | None = None,
+    clock: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """JSON-able status of every component.
 
-    Keys: ``degraded`` (a device failed, or the scanner / RFID / camera is not ok),
+    Keys: ``degraded`` (a device failed, or the scanner / RFID / camera / scale is not ok),
     ``devices`` (self-test health by name, sorted), ``capabilities``, ``core``, ``scanner``,
-    ``rfid``, ``camera``, ``grader``, ``encoder``, ``lane_inputs``, ``outputs``,
+    ``rfid``, ``camera``, ``scale``, ``grader``, ``encoder``, ``lane_inputs``, ``outputs``,
     ``photo_eye``, ``gates`` (None or ``{}`` for what is not configured), ``scheduler``,
     ``alarms`` (raised alarms by ``kind`` or ``kind:lane``), ``belt_running``,
+    ``belt_holds`` (why the belt stands: ``jam``, ``pause``, ``estop``), ``estop_engaged``,
+    ``resets`` (reset button presses), ``clock`` (system clock steps seen:
+    :meth:`edge.clock.UtcClock.status`),
     ``rma_revision``, ``config_hash``.
     """
     scanner = devices.scanner.status()
     rfid = devices.rfid.status() if devices.rfid is not None else None
     camera = devices.camera.status() if devices.camera is not None else None
+    scale = devices.scale.status() if devices.scale is not None else None
     devices_ok = all(h.state == "ok" for h in devices.health.values())
-    drivers_ok = all(st is None or st.get("state") in ("ok", "stopped") for st in (rfid, camera))
+    drivers = (rfid, camera, scale)
+    drivers_ok = all(st is None or st.get("state") in ("ok", "stopped") for st in drivers)
     return {
         "degraded": scanner.get("state") != "ok" or not devices_ok or not drivers_ok,
         "devices": {name: h.as_dict() for name, h in sorted(devices.health.items())},
@@ -48,6 +55,7 @@ def station_status(
         "scanner": scanner,
         "rfid": rfid,
         "camera": camera,
+        "scale": scale,
         "grader": grader.status() if grader is not None else None,
         "encoder": devices.encoder.status() if devices.encoder is not None else None,
         "lane_inputs": {name: d.status() for name, d in devices.lane_inputs.items()},
@@ -57,6 +65,9 @@ def station_status(
         "scheduler": scheduler.status(),
         "alarms": dict(alarms),
         "belt_running": belt_running,
+        "belt_holds": core.status()["holds"],
+        **(controls or {"estop_engaged": False, "resets": 0}),
+        "clock": clock,
         "rma_revision": store.rma_revision(),
         "config_hash": devices.config.config_hash,
     }

@@ -51,6 +51,7 @@ Pipeline for one BGR frame (the per-pixel work at a reduced *work* resolution, a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -180,7 +181,7 @@ class BackgroundModel:
         """C x c block means along the border of the median (as :func:`measure` takes)."""
         key = 1000 + c
         if key not in self._small:
-            self._small[key] = _ring(self.median, c)[0]
+            self._small[key] = _ring(self.median, c)
         return self._small[key]
 
 
@@ -210,6 +211,8 @@ class Measures:
             parallax, degrees.
         glare_fraction / mark_fraction: see the module doc.
         checks: abstention checks that fired, as (code, text) pairs (codes: :data:`CHECKS`).
+        complete: every measure was taken (False: :func:`measure` stopped early, after a
+            check on the shape fired; the surface and outline measures are 0).
     """
 
     found: bool
@@ -235,6 +238,7 @@ class Measures:
     glare_fraction: float = 0.0
     mark_fraction: float = 0.0
     checks: tuple[tuple[str, str], ...] = ()
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,16 +296,28 @@ class _Belt:
     size: tuple[int, int] = (1, 1)  # image (h, w) the surface is fitted on
 
     def image(self, x0: float, y0: float, step: float, shape: tuple[int, int]) -> Any:
-        """The belt surface (uint8 BGR) on a grid: pixel (i, j) at (x0 + j step, y0 + i step)."""
+        """The belt surface (uint8 BGR) on a grid: pixel (i, j) at (x0 + j step, y0 + i step).
+
+        The quadratic surface per channel c is across_c(x) + down_c(y) + xy_c x y: one
+        matrix product (1, y, down_b, down_g, down_r) (h x 5) by (across, x xy, one-hot
+        channel) (5 x 3w), already in pixel order.
+        """
         h, w = shape
         hh, ww = self.size
         x = ((x0 + step * np.arange(w, dtype=np.float32)) - ww / 2) / ww
         y = ((y0 + step * np.arange(h, dtype=np.float32)) - hh / 2) / ww
         p = self.plane.astype(np.float32)  # rows: 1, x, y, x^2, y^2, xy (see _design)
-        across = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]  # (w, 3)
-        down = y[:, None] * p[2] + (y * y)[:, None] * p[4]  # (h, 3)
-        img = across[None, :, :] + down[:, None, :] + (y[:, None, None] * x[None, :, None]) * p[5]
-        return np.clip(img, 0, 255).astype(np.uint8)
+        left = np.empty((h, 5), np.float32)  # (row, term): 1, y, down per channel
+        left[:, 0] = 1.0
+        left[:, 1] = y
+        left[:, 2:] = y[:, None] * p[2] + (y * y)[:, None] * p[4]
+        right = np.zeros((5, w, 3), np.float32)  # (term, column, channel)
+        right[0] = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]
+        right[1] = x[:, None] * p[5]
+        for ch in range(3):
+            right[2 + ch, :, ch] = 1.0
+        img = (left @ right.reshape(5, -1)).reshape(h, w, 3)
+        return np.clip(img, 0, 255, out=img).astype(np.uint8)
 
     def at(self, xy: Any) -> Any:
         """The belt surface colour (n, 3) at image points ``xy`` (n, 2)."""
@@ -319,19 +335,55 @@ def _design(xy: Any, size: Any) -> Any:
 _GREY = np.array([0.114, 0.587, 0.299], np.float32)
 
 
+def _quantile(v: Any, q: float) -> float:
+    """``np.percentile(v, 100 q)`` (linear interpolation) of a 1-D array, by partition."""
+    pos = q * (len(v) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    part = np.partition(v, (lo, hi))
+    return float(part[lo] + (part[hi] - part[lo]) * (pos - lo))
+
+
+def _median(v: Any) -> float:
+    """``np.median`` of a 1-D array, by partition (without its per-call overhead)."""
+    n = len(v)
+    k = n // 2
+    if n % 2:
+        return float(np.partition(v, k)[k])
+    part = np.partition(v, (k - 1, k))
+    return (float(part[k - 1]) + float(part[k])) / 2.0
+
+
 def _robust_sigma(v: Any) -> float:
-    return float(np.median(np.abs(v - np.median(v)))) * 1.4826
+    return _median(np.abs(v - _median(v))) * 1.4826
 
 
-def _ring(image: Any, c: int) -> tuple[Any, Any]:
-    """Block means along the border: c x c means ((n, 3) float32), centres ((n, 2) px)."""
+def _ring(image: Any, c: int) -> Any:
+    """Block means along the border: c x c means ((n, 3) float32; :func:`_ring_layout`)."""
     h, w = image.shape[:2]
     nh, nw = h // c, w // c
     img = image[: nh * c, : nw * c]
-    top = img[:c].reshape(c, nw, c, 3).mean(axis=(0, 2))
-    bottom = img[-c:].reshape(c, nw, c, 3).mean(axis=(0, 2))
-    left = img[c:-c, :c].reshape(nh - 2, c, c, 3).mean(axis=(1, 2))
-    right = img[c:-c, -c:].reshape(nh - 2, c, c, 3).mean(axis=(1, 2))
+
+    def means(strip: Any, size: tuple[int, int]) -> Any:  # INTER_AREA at 1/c: block means
+        f = np.asarray(strip, np.float32)
+        return cv2.resize(f, size, interpolation=cv2.INTER_AREA).reshape(-1, 3)
+
+    top = means(img[:c], (nw, 1))
+    bottom = means(img[-c:], (nw, 1))
+    left = means(img[c:-c, :c], (1, nh - 2))
+    right = means(img[c:-c, -c:], (1, nh - 2))
+    return np.concatenate([top, bottom, left, right])
+
+
+@functools.lru_cache(maxsize=16)
+def _ring_layout(h: int, w: int, c: int) -> tuple[Any, Any, Any]:
+    """Where :func:`_ring` takes its blocks on an h x w image, and the fit there.
+
+    Block centres ((n, 2) px), the quadratic surface's design matrix at them ((n, 6),
+    :func:`_design`) and its pseudo-inverse (the least-squares fit as one product).
+    Cached: one camera, one size.
+    """
+    nh, nw = h // c, w // c
     xs = (np.arange(nw) + 0.5) * c - 0.5
     ys = (np.arange(1, nh - 1) + 0.5) * c - 0.5
     centres = np.concatenate(
@@ -342,7 +394,10 @@ def _ring(image: Any, c: int) -> tuple[Any, Any]:
             np.column_stack([np.full(nh - 2, (nw - 0.5) * c - 0.5), ys]),
         ]
     )
-    return np.concatenate([top, bottom, left, right]).astype(np.float32), centres
+    design = _design(centres, (h, w))
+    for a in (centres, design):
+        a.setflags(write=False)
+    return centres, design, np.linalg.pinv(design)
 
 
 def _belt(frame: Any, c: int, model: BackgroundModel | None) -> _Belt:
@@ -353,26 +408,36 @@ def _belt(frame: Any, c: int, model: BackgroundModel | None) -> _Belt:
     robustly (a second fit without the blocks off by more than 3 sigma), and the noise
     about it: a plain belt has little.
     """
-    fb, xy = _ring(frame, c)
-    level = np.median(fb, axis=0)
+    fb = _ring(frame, c)
+    level = np.array([_median(fb[:, i]) for i in range(3)], np.float32)
     if model is not None:
         bb = model.ring(c)
         gain = level / np.maximum(np.median(bb, axis=0), 1.0)
         res = fb - bb * gain
-        mismatch = float(np.median(np.max(np.abs(res), axis=1)))
+        mismatch = _median(_channel_max(np.abs(res)))
         if not (float(np.min(gain)) >= 0.5 and float(np.max(gain)) <= 2.0):
             mismatch = max(mismatch, 255.0)
         return _Belt(level, gain, mismatch, _robust_sigma(res @ _GREY), None)
-    a = _design(xy, frame.shape)
-    coef = np.linalg.lstsq(a, fb, rcond=None)[0]  # 6 x 3: terms x channels
+    _, a, a_pinv = _ring_layout(frame.shape[0], frame.shape[1], c)
+    coef = a_pinv @ fb  # 6 x 3: terms x channels (least squares)
     res = (fb - a @ coef) @ _GREY
     sigma = _robust_sigma(res)
-    keep = np.abs(res - np.median(res)) <= 3.0 * max(sigma, 0.5)
+    keep = np.abs(res - _median(res)) <= 3.0 * max(sigma, 0.5)
     if 3 <= int(np.count_nonzero(keep)) < len(res):
         coef = np.linalg.lstsq(a[keep], fb[keep], rcond=None)[0]
         res = (fb - a @ coef) @ _GREY
         sigma = _robust_sigma(res)
     return _Belt(level, np.ones(3, np.float32), None, sigma, sigma, coef, frame.shape[:2])
+
+
+def _channel_min(v: Any) -> Any:
+    """Row-wise minimum of an (n, 3) array (numpy's axis-1 reduction is slow on 3)."""
+    return np.minimum(np.minimum(v[:, 0], v[:, 1]), v[:, 2])
+
+
+def _channel_max(v: Any) -> Any:
+    """Row-wise maximum of an (n, 3) array."""
+    return np.maximum(np.maximum(v[:, 0], v[:, 1]), v[:, 2])
 
 
 def _shadow(f: Any, bg: Any) -> Any:
@@ -381,7 +446,7 @@ def _shadow(f: Any, bg: Any) -> Any:
     Darker in every channel by about the same factor, 0.25..0.95.
     """
     ratio = (f + 1.0) / (bg + 1.0)
-    lo, hi = ratio.min(axis=1), ratio.max(axis=1)
+    lo, hi = _channel_min(ratio), _channel_max(ratio)
     return (hi <= 0.95) & (lo >= 0.25) & (hi - lo <= 0.08 + 0.1 * lo)
 
 
@@ -396,11 +461,16 @@ def _difference(img: Any, grey: Any, bg: Any) -> Any:
         bg_grey: Any = float(bg.astype(np.float32) @ _GREY)
     else:
         d = cv2.absdiff(img, bg)
-        bg_grey = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        bg_grey = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)
     b, g, r = cv2.split(d)
     diff = cv2.max(cv2.max(b, g), r)
-    darker = grey.astype(np.float32) < bg_grey * 0.95
-    cand = np.flatnonzero(darker.reshape(-1) & (diff.reshape(-1) > DIFF_MIN / 2))
+    # candidates: different enough (uint8, every pixel), then darker (those pixels only)
+    cand = np.flatnonzero(diff.reshape(-1) > DIFF_MIN / 2)
+    grey_c = grey.reshape(-1)[cand].astype(np.float32)
+    if bg.ndim == 1:
+        cand = cand[grey_c < bg_grey * 0.95]
+    else:
+        cand = cand[grey_c < bg_grey.reshape(-1)[cand].astype(np.float32) * 0.95]
     if cand.size:
         f = cv2.blur(img, (3, 3)).reshape(-1, 3)[cand].astype(np.float32)
         if bg.ndim == 1:
@@ -596,13 +666,13 @@ def _profiles(
     else:
         xy = np.column_stack([mx.reshape(-1), my.reshape(-1)]).astype(np.float32)
         bgv = belt.at(xy)
-    d = np.max(np.abs(vf - bgv), axis=1)
+    d = _channel_max(np.abs(vf - bgv))
     d[_shadow(vf, bgv)] = 0.0  # the box's shadow on the belt is belt
     d = d.reshape(mx.shape)
     inner = d[:, :4].mean(axis=1)
     outer = d[:, -4:].mean(axis=1)
     step = inner - outer
-    contrast = float(np.median(step))
+    contrast = _median(step)
     present = step >= max(DIFF_MIN, 0.35 * contrast)
     coverage = float(np.mean(present))
     if not np.any(present):
@@ -618,7 +688,7 @@ def _profiles(
     # print widen some: the sharper quartile of each orientation says which.
     for group in (n[:, 0] >= 0.7, n[:, 1] >= 0.7):
         if int(np.count_nonzero(group)) >= 6:
-            blur_px = max(blur_px, float(np.percentile(width[group], 25)) / 1.683)
+            blur_px = max(blur_px, _quantile(width[group], 0.25) / 1.683)
     return contrast, coverage, blur_px * cal.mm_per_px
 
 
@@ -651,25 +721,35 @@ def read_codes(grey: Any, label_rect: Any = None) -> tuple[str, ...]:
     gives nothing, or there is no label, the whole frame in any orientation.
     """
     if label_rect is not None:
-        bgr = grey if grey.ndim == 3 else cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-        codes = _decode_crop(_read_label(bgr, label_rect)[0])
+        codes = _decode_crop(_read_label(grey, label_rect)[0])
         if codes:
             return codes
     return decode_barcodes(grey, try_rotate=True)
 
 
 def _read_label(frame: Any, rect: Any) -> tuple[Any, float]:
-    """The label crop (grey), rotated upright, and the share of dark (bar) pixels in it."""
+    """The label crop (grey), rotated upright, and the share of dark (bar) pixels in it.
+
+    ``frame``: BGR or grey; ``rect``: the label's minimum-area rectangle (full-res px).
+    """
     (cx, cy), (w, h), angle = rect
     if w < h:
         w, h, angle = h, w, angle + 90.0
     pad = 12
-    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
-    m[0, 2] += w / 2 + pad - cx
-    m[1, 2] += h / 2 + pad - cy
+    # grey first, over the frame region the crop samples only (a pixel of margin)
+    box = cv2.boxPoints(((cx, cy), (w + 2 * pad, h + 2 * pad), angle))
+    fh, fw = frame.shape[:2]
+    x0, y0 = max(0, int(box[:, 0].min()) - 2), max(0, int(box[:, 1].min()) - 2)
+    x1, y1 = min(fw, int(box[:, 0].max()) + 3), min(fh, int(box[:, 1].max()) + 3)
+    region = frame[y0:y1, x0:x1]
+    if region.size == 0:  # the rectangle lies outside the frame: a blank crop
+        return np.full((int(h + 2 * pad), int(w + 2 * pad)), 255, np.uint8), 0.0
+    src = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY) if region.ndim == 3 else region
+    m = cv2.getRotationMatrix2D((cx - x0, cy - y0), angle, 1.0)
+    m[0, 2] += w / 2 + pad - (cx - x0)
+    m[1, 2] += h / 2 + pad - (cy - y0)
     size = (int(w + 2 * pad), int(h + 2 * pad))
-    crop = cv2.warpAffine(frame, m, size, flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
-    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    grey = cv2.warpAffine(src, m, size, flags=cv2.INTER_LINEAR, borderValue=255)
     inside = grey[pad:-pad, pad:-pad]
     return grey, float(np.count_nonzero(inside < 128)) / max(inside.size, 1)
 
@@ -689,13 +769,19 @@ def _decode_crop(crop: Any) -> tuple[str, ...]:
 def _surface(
     roi: Any,
     grey: Any,
+    lo: Any,
+    hi: Any,
     top: Any,
     label: Any,
     label_square: bool,
     t: GradingThresholds,
     mm_per_px_work: float,
 ) -> tuple[float, float, float]:
-    """(dark_fraction, mark_fraction, glare_fraction) of the top surface (work res)."""
+    """(dark_fraction, mark_fraction, glare_fraction) of the top surface (work res).
+
+    ``lo`` / ``hi``: the ROI's smallest / largest channel per pixel (uint8), as
+    :func:`_label` takes them.
+    """
     surface = top.copy()
     label_marks = 0
     if label is not None:
@@ -704,31 +790,42 @@ def _surface(
     n = int(cv2.countNonZero(surface))
     if n == 0:
         return 0.0, 0.0, 0.0
-    lo = cv2.min(cv2.min(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
     lit = surface if label_square or label is None else top
     glare = float(np.count_nonzero(lo[lit > 0] >= 245)) / max(1, int(cv2.countNonZero(lit)))
     med = _hist_median(grey, surface)
+    # vivid ink (a red tape, a logo) is print whatever its grey level: left out pixel by
+    # pixel, so a tear running under a tape is not taken for the tape's colour
     dark = ((grey < t.dark_ratio * med) & (surface > 0)).astype(np.uint8)
+    cand = np.flatnonzero(dark)
+    hi_c, lo_c = hi.reshape(-1)[cand].astype(np.int16), lo.reshape(-1)[cand].astype(np.int16)
+    dark.reshape(-1)[cand[(hi_c >= 80) & (10 * (hi_c - lo_c) >= 6 * hi_c)]] = 0
     if not np.any(dark):
         return 0.0, label_marks / n, glare
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     dist = cv2.distanceTransform(dark, cv2.DIST_L2, 3)
-    board = np.median(roi[surface > 0].reshape(-1, 3)[::7].astype(np.float32), axis=0)
-    board_chroma = board / max(float(board.sum()), 1.0)
+    board_chroma: Any = None  # the board's chromaticity, when a compact mark needs it
     tear = mark = 0
     for i in range(1, count):
         area = int(stats[i, cv2.CC_STAT_AREA])
         if area * mm_per_px_work**2 < 20.0:
             continue  # specks: noise, dust
-        sel = labels == i
-        width_mm = (2.0 * float(dist[sel].max()) - 1.0) * mm_per_px_work
+        x0, y0 = int(stats[i, cv2.CC_STAT_LEFT]), int(stats[i, cv2.CC_STAT_TOP])
+        box = (
+            slice(y0, y0 + int(stats[i, cv2.CC_STAT_HEIGHT])),
+            slice(x0, x0 + int(stats[i, cv2.CC_STAT_WIDTH])),
+        )
+        sel = labels[box] == i  # within the mark's bounding box only
+        width_mm = (2.0 * float(dist[box][sel].max()) - 1.0) * mm_per_px_work
         if width_mm < t.stroke_max_mm:
             continue  # a stroke: print, the flap seam, a crease
-        colour = roi[sel].reshape(-1, 3).astype(np.float32).mean(axis=0)
+        colour = np.asarray(cv2.mean(roi[box], sel.view(np.uint8))[:3], np.float32)
         top_c, low_c = float(colour.max()), float(colour.min())
         if top_c >= 80.0 and (top_c - low_c) / top_c >= 0.6:
             continue  # vivid ink (a coloured tape, a logo): print, never the board
         if float(colour.sum()) / 3.0 >= 12.0:
+            if board_chroma is None:
+                board = np.median(roi[surface > 0].reshape(-1, 3)[::7].astype(np.float32), axis=0)
+                board_chroma = board / max(float(board.sum()), 1.0)
             chroma = colour / float(colour.sum())
             if float(np.abs(chroma - board_chroma).sum()) <= 0.08:
                 tear += area
@@ -742,6 +839,9 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
 
     Bars and text are thin strokes (narrower than ``stroke_max_mm``) and do not count.
     """
+    x, y, w, h = cv2.boundingRect(label)  # the label's box and 1 px (erosion, distances)
+    box = slice(max(0, y - 1), y + h + 1), slice(max(0, x - 1), x + w + 1)
+    label, grey = label[box], grey[box]
     inside = cv2.erode(label, np.ones((3, 3), np.uint8))
     med = _hist_median(grey, inside)
     dark = ((grey < 0.5 * med) & (inside > 0)).astype(np.uint8)
@@ -752,21 +852,25 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
     if not np.any(thick):
         return 0
     # the whole of each dark area that has a thick part
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
-    keep = np.unique(labels[thick > 0])
-    return int(sum(int(stats[i, cv2.CC_STAT_AREA]) for i in keep if i > 0))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    has_thick = np.bincount(labels[thick > 0], minlength=count) > 0
+    has_thick[0] = False  # the background
+    return int(stats[has_thick, cv2.CC_STAT_AREA].sum())
 
 
-def _label(roi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bool, bool]:
+def _label(lo: Any, hi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bool, bool]:
     """The label blob mask and min-area rectangle (work res, ROI) or Nones, and flags.
+
+    ``lo`` / ``hi``: the ROI's smallest and largest channel per pixel (uint8).
 
     The first flag says whether the board itself is white (a bright blob over 40 % of the
     top face: then
     it is the board, not a label, and the label cannot be told from it by colour).
     """
-    lo = cv2.min(cv2.min(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
-    hi = cv2.max(cv2.max(roi[:, :, 0], roi[:, :, 1]), roi[:, :, 2])
-    bright = ((lo >= 150) & (hi.astype(np.int16) - lo <= 60) & (top > 0)).astype(np.uint8) * 255
+    # lo >= 150 and hi - lo <= 60 (uint8 thresholds: > 149, not > 60), on the top (0 / 255)
+    light = cv2.threshold(lo, 149, 255, cv2.THRESH_BINARY)[1]
+    grey_ish = cv2.threshold(cv2.subtract(hi, lo), 60, 255, cv2.THRESH_BINARY_INV)[1]
+    bright = cv2.bitwise_and(cv2.bitwise_and(light, grey_ish), top)
     bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     top_area = max(1.0, float(cv2.countNonZero(top)))
@@ -812,11 +916,16 @@ def measure(
     thresholds: GradingThresholds,
     background: BackgroundModel | None = None,
     decode: bool = True,
+    early_exit: bool = False,
 ) -> Measures:
     """Measure the parcel in a BGR ``uint8`` frame (see the module doc).
 
     Every measure is taken even when a check fires (the evaluation and the site tuning
-    read them); :func:`grade_measures` decides.
+    read them); :func:`grade_measures` decides. With ``early_exit``, a check that fires
+    on the shape (background, partial view, clutter, scale, not square) stops the
+    measuring before the top surface and the outline profiles (``complete`` False, their
+    measures 0): the grade is ``unknown`` whatever they would say. The label is read
+    either way.
     """
     t = thresholds
     frame = np.ascontiguousarray(frame, np.uint8)
@@ -856,7 +965,7 @@ def measure(
     diff_c = _difference(coarse, grey_c, bg_c)
     # threshold: DIFF_K robust sigmas of the difference along the border (at least DIFF_MIN)
     edge_c = _border(diff_c, 1)[:, 0].astype(np.float32)
-    thr = max(DIFF_MIN, float(np.median(edge_c)) + DIFF_K * _robust_sigma(edge_c))
+    thr = max(DIFF_MIN, _median(edge_c) + DIFF_K * _robust_sigma(edge_c))
     mask_c = cv2.threshold(diff_c, thr, 255, cv2.THRESH_BINARY)[1]
     mask_c = cv2.morphologyEx(mask_c, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     blobs_c, _ = cv2.findContours(mask_c, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -929,8 +1038,10 @@ def measure(
     top = cv2.erode(cv2.bitwise_and(top, parcel), np.ones((5, 5), np.uint8))
     roi = small
     grey_roi = grey_small
+    b_ch, g_ch, r_ch = cv2.split(roi)
+    lo, hi = cv2.min(cv2.min(b_ch, g_ch), r_ch), cv2.max(cv2.max(b_ch, g_ch), r_ch)
     label_min = t.min_label_area_mm2 / mmpp**2
-    label_mask, label_rect, _white_board, label_square = _label(roi, top, label_min)
+    label_mask, label_rect, _white_board, label_square = _label(lo, hi, top, label_min)
     codes: tuple[str, ...] = ()
     label_present = False
     if label_rect is not None:
@@ -951,10 +1062,6 @@ def measure(
     if decode and not codes:
         # no label read: a product code off the label, a rotated 2-D code, a white board
         codes = decode_barcodes(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), try_rotate=True)
-    if label_mask is not None:
-        label_mask = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
-    dark, marks, glare = _surface(roi, grey_roi, top, label_mask, label_square, t, mmpp)
-    contrast, coverage, blur_mm = _profiles(frame, contour_px, model, belt, calibration)
     if touches:
         checks.append(("partial_view", f"parcel not fully in view ({size})"))
     if clutter > t.max_clutter_mm2:
@@ -967,10 +1074,6 @@ def measure(
                 "scale or calibration wrong, or not a parcel",
             )
         )
-    if contrast < t.min_edge_contrast:
-        checks.append(("weak_outline", f"weak outline (contrast {contrast:.0f} grey levels)"))
-    elif coverage < t.min_outline_coverage:
-        checks.append(("broken_outline", f"outline present on {coverage:.0%} of its length"))
     if skew > t.max_skew_deg:
         checks.append(
             (
@@ -979,12 +1082,15 @@ def measure(
                 "or a deformed box",
             )
         )
-    if glare > t.max_glare_fraction:
-        checks.append(("glare", f"glare: {glare:.1%} of the top clipped white"))
-    if blur_mm > t.max_edge_blur_mm:
-        checks.append(("blur", f"motion blur or focus: edges {blur_mm:.1f} mm wide"))
-    if marks > t.max_mark_fraction:
-        checks.append(("dark_marks", f"dark marks on {marks:.1%} of the top: print or damage?"))
+    complete = not (early_exit and checks)
+    dark = marks = glare = contrast = coverage = blur_mm = 0.0
+    if complete:  # the surface and the outline profiles: only when they can still matter
+        if label_mask is not None:
+            label_mask = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
+        dark, marks, glare = _surface(roi, grey_roi, lo, hi, top, label_mask, label_square, t, mmpp)
+        contrast, coverage, blur_mm = _profiles(frame, contour_px, model, belt, calibration)
+        checks.extend(_late_checks(contrast, coverage, glare, blur_mm, marks, t))
+        checks.sort(key=lambda check: CHECKS.index(check[0]))
     return Measures(
         found=True,
         touches_border=bool(touches),
@@ -1009,7 +1115,31 @@ def measure(
         glare_fraction=round(glare, 4),
         mark_fraction=round(marks, 4),
         checks=tuple(checks),
+        complete=complete,
     )
+
+
+def _late_checks(
+    contrast: float,
+    coverage: float,
+    glare: float,
+    blur_mm: float,
+    marks: float,
+    t: GradingThresholds,
+) -> list[tuple[str, str]]:
+    """The checks on the outline profiles and the top surface, as (code, text) pairs."""
+    checks = []
+    if contrast < t.min_edge_contrast:
+        checks.append(("weak_outline", f"weak outline (contrast {contrast:.0f} grey levels)"))
+    elif coverage < t.min_outline_coverage:
+        checks.append(("broken_outline", f"outline present on {coverage:.0%} of its length"))
+    if glare > t.max_glare_fraction:
+        checks.append(("glare", f"glare: {glare:.1%} of the top clipped white"))
+    if blur_mm > t.max_edge_blur_mm:
+        checks.append(("blur", f"motion blur or focus: edges {blur_mm:.1f} mm wide"))
+    if marks > t.max_mark_fraction:
+        checks.append(("dark_marks", f"dark marks on {marks:.1%} of the top: print or damage?"))
+    return checks
 
 
 # -- grade -----------------------------------------------------------------------------
@@ -1108,8 +1238,8 @@ def grade_measures(
         if m.barcodes
         else ("label unread" if m.label_present else "no label")
     )
-    if m.touches_border:
-        # Not fully in view: the damage measures mean nothing.
+    if m.touches_border or not m.complete:
+        # Not fully in view, or not measured further: the damage measures mean nothing.
         texts = "; ".join(text for _, text in checks)
         return Grading(
             UNKNOWN, 0.0, f"unknown: {texts}", m, None, 0.0, tuple(c for c, _ in checks), be.name
@@ -1142,11 +1272,16 @@ def grade_frame(
     decode: bool = True,
     backend: GradeBackend | None = None,
     claims: Sequence[Claim] = (),
+    early_exit: bool = True,
 ) -> Grading:
     """The whole pipeline on one BGR frame: :func:`measure`, then :func:`grade_measures`.
 
     ``claims``: the RMA units the parcel claims (their lines' catalogue dimensions give
-    the expected footprint), as :func:`grade_measures` takes them.
+    the expected footprint), as :func:`grade_measures` takes them. ``early_exit``
+    (default): stop measuring once a check on the shape fired (:func:`measure`); the
+    grade is ``unknown`` either way, the explanation names those checks only and
+    ``measured_grade`` is None. False: every measure and check, as the site's labelling
+    wants a suggested grade for each photo.
     """
-    m = measure(frame, calibration, thresholds, background, decode)
+    m = measure(frame, calibration, thresholds, background, decode, early_exit)
     return grade_measures(m, thresholds, expected_mm, backend, frame, claims)

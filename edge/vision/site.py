@@ -116,7 +116,7 @@ def collect(
         if image is None:
             continue
         shutil.copy2(src, out / src.name)
-        g = grade_frame(image, calibration, thresholds, background)
+        g = grade_frame(image, calibration, thresholds, background, early_exit=False)
         rows[src.name] = [src.name, "", g.measured_grade or g.grade, g.explanation[:200]]
     with labels.open("w", newline="") as fh:
         w = csv.writer(fh)

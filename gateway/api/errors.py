@@ -4,7 +4,8 @@
 in the current state. 422: policy refusals
 (``detail`` = ``{"code", "message", ...facts}``), mistyped numbers, unknown reasons, bad
 receipts, reused idempotency keys, invalid orders or scopes, labels that cannot be printed
-as asked. 503: a label font is not installed (the message names the package).
+as asked, refunds the stored terms cannot pay, unknown places for refused goods. 503: a
+label font is not installed (the message names the package).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
+from gateway.returns.refunds import RefundError
 from gateway.services.auth import DuplicateName, InvalidScope, UnknownName
 from gateway.services.idempotency import KeyReused
 from gateway.services.labels import LabelError, LabelFontsMissing
@@ -24,6 +26,7 @@ from gateway.services.orders import DuplicateOrder, InvalidOrder
 from gateway.services.policies import PolicyViolation
 from gateway.services.reasons import UnknownReason
 from gateway.services.rmas import DuplicateRma, ReceiptError
+from gateway.services.write_offs import UnknownDestination
 
 _STATUS: dict[type[Exception], int] = {
     DuplicateRma: status.HTTP_409_CONFLICT,
@@ -39,6 +42,8 @@ _STATUS: dict[type[Exception], int] = {
     InvalidScope: 422,
     UnknownName: status.HTTP_404_NOT_FOUND,
     LabelError: 422,
+    RefundError: 422,
+    UnknownDestination: 422,
     LabelFontsMissing: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 

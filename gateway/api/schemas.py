@@ -12,6 +12,24 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class RmaUnitOut(_Out):
+    """One received unit: its evidence, where it is, what was decided (or why it waits)."""
+
+    unit_no: int
+    state: str
+    reason: str
+    evidence: str | None
+    identifier: str | None
+    verified: bool
+    divert_confirmed: bool | None
+    grade: str | None
+    location: str | None
+    event_id: str | None
+    station_reason: str
+    photo_sha256: str | None
+    decided_by: str
+
+
 class RmaLineOut(_Out):
     """One RMA line as stored (``rfid_uid`` canonical; price in minor units)."""
 
@@ -24,6 +42,7 @@ class RmaLineOut(_Out):
     serial: str | None
     rfid_uid: str | None
     category: str | None
+    units: list[RmaUnitOut] = []
 
 
 class TransitionOut(_Out):
@@ -80,6 +99,8 @@ class OrderLineOut(_Out):
     ordered_quantity: int
     delivered_quantity: int
     unit_price_cents: int
+    line_discount_cents: int = 0
+    tax_rate_bp: int = 0
     name: str = ""
     gtin: str | None = None
     serials: list[str] = []
@@ -96,6 +117,10 @@ class OrderOut(_Out):
     customer_address: str = ""
     customer_language: str = ""
     currency: str
+    discount_cents: int = 0
+    voucher_cents: int = 0
+    shipping_paid_cents: int = 0
+    tax_inclusive: bool = True
     delivered_at: datetime | None
     lines: list[OrderLineOut]
 
@@ -124,6 +149,7 @@ class CreditOut(_Out):
     kind: str
     grade: str
     quantity: int
+    unit_no: int = 1
     paid_cents: int
     amount_cents: int
     restocking_fee_cents: int
@@ -167,26 +193,35 @@ class StockOut(BaseModel):
 
 
 class ImpactRowOut(_Out):
-    """Financial impact of one (day, category); amounts in minor units."""
+    """Financial impact of one (currency, day, category); amounts in its minor units."""
 
+    currency: str
     day: str
     category: str
     units: int
+    refused_units: int
     refunds_cents: int
     store_credits_cents: int
     exchanges_cents: int
+    shipping_refunded_cents: int
     restocking_fees_cents: int
     recovered_restock_cents: int
     recovered_refurbish_cents: int
     recovered_recycle_cents: int
+    recovered_return_to_vendor_cents: int
+    recovered_scrap_cents: int
+    recovered_return_to_customer_cents: int
     shipping_cents: int
     net_loss_cents: int
 
 
 class ImpactReport(BaseModel):
-    """Rows by day and category, the last one the total (day ``total``)."""
+    """Rows per currency by day and category, each currency ending with its total.
 
-    currency: str
+    ``currencies`` lists the currencies present; amounts are never summed across them.
+    """
+
+    currencies: list[str]
     rows: list[ImpactRowOut]
 
 
@@ -329,6 +364,36 @@ class StationOut(_Out):
     rma_revision: int
     software_version: str
     details: dict[str, Any]
+
+
+class CommandIn(BaseModel):
+    """A command for one station.
+
+    ``command``: ``resume``, ``pause``, ``run``, ``gate_test``, ``resync``,
+    ``reload_policy``; ``args`` only for ``gate_test`` (``lane``, ``pulse_ms`` 50..5000).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1, max_length=32)
+    args: dict[str, str | int] = Field(default_factory=dict, max_length=4)
+
+
+class CommandOut(_Out):
+    """A sent command and the station's last reply.
+
+    ``state``: ``sent``, ``accepted``, ``done``, ``failed``; ``detail``: the reason.
+    """
+
+    request_id: str
+    station: str
+    command: str
+    args: dict[str, Any]
+    issued_by: str
+    issued_at: datetime
+    state: str
+    detail: str
+    result: dict[str, Any]
 
 
 class StationList(BaseModel):

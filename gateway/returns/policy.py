@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from gateway.models import Order, ReturnReason, Rma, utcnow
 from gateway.schemas import RESOLUTIONS, RmaDraft, RmaLineDraft
-from gateway.services import accounting
 from gateway.services.policies import (
     PolicyViolation,
     by_category,
@@ -26,6 +25,7 @@ from gateway.services.policies import (
     returnable_for,
 )
 from gateway.services.reasons import list_reasons
+from gateway.services.refund_terms import open_value_cents, unit_paid_cents
 from gateway.services.rmas import create_rma
 from gateway.settings import Settings
 
@@ -102,7 +102,7 @@ def line_choices(session: Session, settings: Settings, order: Order) -> list[Lin
                 sku=line.sku,
                 name=line.name,
                 category=line.category,
-                unit_price_cents=line.unit_price_cents,
+                unit_price_cents=unit_paid_cents(order, line),
                 delivered=line.delivered_quantity,
                 returnable=returnable_for(session, line).returnable,
                 last_day=delivered_on + timedelta(days=days) if delivered_on else None,
@@ -167,8 +167,10 @@ def submit(
 ) -> Outcome:
     """Decide a customer's return at once and store the RMA unless it is refused.
 
-    Authorised RMAs are announced to the stations after commit (the existing path);
-    those above ``settings.approval_threshold_cents`` stay ``requested`` for a lead.
+    Authorised RMAs are announced to the stations after commit (the existing path). When
+    the order's open value with this request (:func:`open_value_cents`: what was paid for
+    the units on the order's open RMAs and these) is above
+    ``settings.approval_threshold_cents``, the RMA stays ``requested`` for a lead.
     ``language`` is the form's language: the RMA's customer language (its e-mails), else
     the order's.
 
@@ -192,13 +194,8 @@ def submit(
         resolution not in allowed_resolutions(settings, by_no[n].category) for n in chosen
     ):
         raise FormError("resolution_not_allowed")
-    rows = [
-        (n, by_no[n].sku, by_no[n].category, by_no[n].unit_price_cents, q)
-        for n, q in chosen.items()
-    ]
-    paid = sum(e.paid_cents for e in estimate(settings, rows, reasons[reason]))
     threshold = settings.approval_threshold_cents
-    authorize = threshold is None or paid <= threshold
+    authorize = threshold is None or open_value_cents(session, order, chosen) <= threshold
     draft = RmaDraft(
         order_ref=order.order_ref,
         reason=reason,
@@ -226,7 +223,6 @@ def submit(
             draft,
             actor=FORM_ACTOR,
             now=now,
-            before_commit=lambda r: accounting.state_changed(session, settings, r, FORM_ACTOR),
         )
     except PolicyViolation as exc:
         facts = dict(exc.details)

@@ -1,10 +1,10 @@
 """Line alarms (issue 7): raised from station statuses and parcel events, acknowledged by a lead.
 
-Condition alarms (jam, lane full, device down, station offline, station overloaded: the
-station raises ``station_overloaded`` when a gate could not fire on time) stay active
-while the station reports the condition and are cleared when it stops; a one-off alarm (a divert not
-confirmed, from a parcel event's marks) is raised already cleared. Either stays open until
-a lead acknowledges it.
+Condition alarms (E-stop, jam, lane full, gate fault, device down, station offline, station
+overloaded: the station raises ``station_overloaded`` when a gate could not fire on time) stay
+active while the station reports the condition and are cleared when it stops; a one-off alarm
+(a divert not confirmed, from a parcel event's marks) is raised already cleared. Either stays
+open until a lead acknowledges it.
 """
 
 from __future__ import annotations
@@ -21,16 +21,20 @@ from gateway.models import Alarm, Station, StationEvent, utcnow
 log = logging.getLogger(__name__)
 
 KINDS = (
+    "estop",
     "jam",
     "lane_full",
+    "gate_fault",
     "divert_unconfirmed",
     "device_down",
     "station_offline",
     "station_overloaded",
 )
 LABELS = {
+    "estop": "Emergency stop",
     "jam": "Jam",
     "lane_full": "Lane full",
+    "gate_fault": "Gate cannot be driven",
     "divert_unconfirmed": "Divert not confirmed",
     "device_down": "Device down",
     "station_offline": "Station offline",
@@ -67,6 +71,10 @@ def conditions(station: Station) -> list[Condition]:
     if isinstance(core, dict):
         for lane in core.get("lanes_full") or []:
             found.append(Condition("lane_full", str(lane), f"lane {lane} is full"))
+        for lane in core.get("lanes_faulted") or []:  # its PLC is off the network
+            found.append(
+                Condition("gate_fault", str(lane), f"gate of lane {lane} cannot be driven")
+            )
         if core.get("jammed"):
             found.append(Condition("jam", "", "belt jammed: stopped until resumed"))
     raised = details.get("alarms")
@@ -77,6 +85,10 @@ def conditions(station: Station) -> list[Condition]:
                 found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
             elif kind == "station_overloaded":
                 found.append(Condition("station_overloaded", "", OVERLOADED_MESSAGE))
+    if details.get("estop_engaged"):
+        found.append(Condition("estop", "", "emergency stop engaged: gates and belt stopped"))
+    elif isinstance(raised, dict) and "estop" in raised:
+        found.append(Condition("estop", "", "emergency stop released: press reset or Resume"))
     return found
 
 

@@ -1,13 +1,13 @@
 """The product catalogue: what one unit of a SKU weighs and measures, told to the stations.
 
 Stations learn a SKU's catalogue values with the RMA lines of that SKU: the announcement
-(:func:`gateway.services.rmas.to_announcement`) reads them from the catalogue when it is
+(:func:`gateway.services.announcements.to_announcement`) reads them from the catalogue when it is
 built, they are never copied onto the RMA. So an RMA created before the catalogue knew its
 SKU carries the values from its next announcement on; and a change of a SKU's announced
 values re-announces every open RMA with a line of that SKU (states the stations still sort
 against: authorized, in transit, partially received) through the normal revision path: each
-gets the next site revision and its announcement is published after the commit
-(:func:`gateway.services.accounting.announce_after_commit`), so a station that was offline
+gets the next site revision and its announcement row is written in the same transaction
+(:func:`gateway.services.rma_writer.apply_change`), so a station that was offline
 catches up by revision as for any other RMA change.
 
 :func:`put_item` stores one entry, :func:`put_items` a batch, each in one transaction with
@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from gateway.models import CatalogueItem, Rma, RmaLineRecord, utcnow
 from gateway.schemas import CatalogueItemBody, CatalogueItemDraft
-from gateway.services.accounting import announce_after_commit
-from gateway.services.rmas import WIRE_STATE, bump
+from gateway.services.announcements import WIRE_STATE
+from gateway.services.rma_writer import apply_change
 from gateway.settings import Settings
 from protocol.messages import RmaState
 
@@ -128,8 +128,7 @@ def _apply(
         for line in rma.lines:
             if line.sku == sku:
                 session.expire(line, ["catalogue"])  # may have been loaded before the change
-        bump(session, settings, rma)
-        announce_after_commit(session, rma)
+        apply_change(session, settings, rma, actor="system:catalogue", webhook=None, now=now)
     return PutResult(item, outcome, len(rmas))
 
 

@@ -35,8 +35,16 @@ def _dig(data: object, *path: str) -> object:
     return data
 
 
+def _number(value: object) -> float:
+    """A number a station reported, or 0 (details are the station's word: anything else)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and abs(float(value)) < 1e12 else 0.0  # type: ignore[arg-type]
+
+
 def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
     """Each station: state (and which devices are down), belt, last seen, sync lag, versions.
+
+    Also the system clock steps the station saw (``clock_steps``, ``last_clock_step_s``).
 
     The sync lag is the gateway's own view (the site's head revision minus the revision the
     station last reported applied), so a station that stopped reporting still shows behind.
@@ -60,12 +68,14 @@ def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
                 "devices_down": down,
                 "belt": "unknown"
                 if belt is None or s.state == "offline"
-                else ("running" if belt else "stopped"),
+                else ("estop" if d.get("estop_engaged") else "running" if belt else "stopped"),
                 "last_seen": fmt_time(s.last_seen),
                 "last_seen_iso": s.last_seen.isoformat() if s.last_seen else "",
                 "sync_lag": max(0, head - s.rma_revision),
                 "rma_revision": s.rma_revision,
                 "policy_version": _dig(d, "core", "policy_version") or "unknown",
+                "clock_steps": _number(_dig(d, "clock", "steps")),
+                "last_clock_step_s": _number(_dig(d, "clock", "last_step_s")),
                 "software_version": s.software_version or "unknown",
             }
         )
@@ -190,7 +200,13 @@ def recent_parcels(session: Session, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def quarantine_queue(session: Session) -> list[dict[str, Any]]:
-    """RMAs waiting for a lead's decision, oldest first, with the station's last reason."""
+    """RMAs waiting for a lead's decision, oldest first, with the station's last reason.
+
+    Each row also lists, per RMA line, its units waiting for a lead (``waiting``): unit
+    number, the station's grade, the evidence, why it waits, where it is booked, and the
+    parcel photo's URL; and the RMA's ``revision`` (the forms send it back, so a decision
+    made on a page older than the RMA's last change is refused).
+    """
     rmas = list(
         session.scalars(
             select(Rma).where(Rma.awaiting_decision.is_(True)).order_by(Rma.updated_at).limit(200)
@@ -218,6 +234,23 @@ def quarantine_queue(session: Session) -> list[dict[str, Any]]:
                 "station_reason": event.reason if event else "desk receipt",
                 "explanation": (event.raw or {}).get("explanation") or "" if event else "",
                 "since": fmt_time(r.updated_at),
+                "revision": r.revision,
+                "waiting": [
+                    {
+                        "line_no": line.line_no,
+                        "sku": line.sku,
+                        "unit_no": u.unit_no,
+                        "grade": u.grade or "",
+                        "evidence": u.evidence or "none",
+                        "identifier": u.identifier or "",
+                        "reason": u.reason,
+                        "location": u.location or "",
+                        "photo": f"/api/v1/photos/{u.photo_sha256}" if u.photo_sha256 else "",
+                    }
+                    for line in r.lines
+                    for u in line.units
+                    if u.state == "awaiting"
+                ],
             }
         )
     return rows

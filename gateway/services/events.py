@@ -9,12 +9,17 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import Station, StationEvent, utcnow
-from gateway.services.accounting import after_ingest
+from gateway.services.credits import after_ingest
+from gateway.services.rma_writer import StaleRma
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
+
+#: attempts at one event while other writers keep changing its RMA (each sees their result)
+MAX_STALE_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,33 @@ class LaneCount:
 def ingest_event(
     session: Session, event: ParcelEvent, *, received_at: datetime | None = None
 ) -> bool:
-    """Record a parcel event once and commit.
+    """Record a parcel event once, with its credits, and commit.
 
-    Also refreshes the station's ``last_seen`` when the station is known.
+    Also refreshes the station's ``last_seen`` when the station is known. When another
+    writer changed the event's RMA between the read and the commit (a lead deciding at
+    the same moment), the whole ingestion is rolled back and done again on the RMA's
+    new state, up to :data:`MAX_STALE_RETRIES` times.
 
     Returns:
         True when the event was new and stored; False when its ``event_id`` was already
         recorded (a redelivery: nothing changes).
+
+    Raises:
+        StaleRma: the RMA kept changing under every attempt (nothing stored; the bridge
+            retries the message, which stays unacknowledged).
     """
+    for attempt in range(1, MAX_STALE_RETRIES + 1):
+        try:
+            return _ingest_once(session, event, received_at=received_at)
+        except (StaleRma, StaleDataError):
+            session.rollback()
+            log.info("rma changed meanwhile, ingesting again event_id=%s", event.event_id)
+            if attempt == MAX_STALE_RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _ingest_once(session: Session, event: ParcelEvent, *, received_at: datetime | None) -> bool:
     if session.scalar(select(StationEvent.id).where(StationEvent.event_id == event.event_id)):
         log.debug("duplicate event ignored event_id=%s", event.event_id)
         return False
@@ -59,7 +83,7 @@ def ingest_event(
         )
     )
     session.execute(update(Station).where(Station.id == event.station).values(last_seen=now))
-    after_ingest(session, event)  # issue 6: credits and stock moves, in the same transaction
+    after_ingest(session, event)  # credits and stock moves, in the same transaction
     try:
         session.commit()
     except IntegrityError:  # stored concurrently by another writer

@@ -9,9 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import Rma, utcnow
-from gateway.services.accounting import state_changed
 from gateway.services.lifecycle import fire
-from gateway.services.rmas import bump
+from gateway.services.rma_writer import apply_change
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
 
@@ -42,8 +41,7 @@ def expire_overdue(
         if (today - since).days <= settings.authorization_valid_days:
             continue
         fire(rma, "expire", actor="system:expiry", note=f"not received since {since}", at=now)
-        bump(session, settings, rma)
-        state_changed(session, settings, rma, "system:expiry")
+        apply_change(session, settings, rma, actor="system:expiry", now=now)
         expired.append(rma.number)
     session.commit()
     if expired:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +44,7 @@ def create_order(
         customer_address=draft.customer_address,
         customer_language=draft.customer_language,
         currency=draft.currency,
+        **_order_money(draft),
         delivered_at=_utc(draft.delivered_at),
         lines=[_set_line(OrderLine(line_no=i), line) for i, line in enumerate(draft.lines, 1)],
     )
@@ -76,6 +78,13 @@ def rma_contact(draft: RmaDraft, order: Order | None) -> dict[str, str]:
     }
 
 
+_ORDER_MONEY = ("discount_cents", "voucher_cents", "shipping_paid_cents", "tax_inclusive")
+
+
+def _order_money(source: OrderDraft | Order) -> dict[str, Any]:
+    return {name: getattr(source, name) for name in _ORDER_MONEY}
+
+
 def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC)
 
@@ -95,6 +104,8 @@ def _set_line(target: OrderLine, line: OrderLineDraft) -> OrderLine:
     target.ordered_quantity = line.ordered_quantity
     target.delivered_quantity = line.delivered_quantity
     target.unit_price_cents = line.unit_price_cents
+    target.line_discount_cents = line.line_discount_cents
+    target.tax_rate_bp = line.tax_rate_bp
     target.name = line.name
     target.gtin = line.gtin
     target.serials = list(line.serials)
@@ -109,6 +120,8 @@ def _line_draft(line: OrderLine) -> OrderLineDraft:
         ordered_quantity=line.ordered_quantity,
         delivered_quantity=line.delivered_quantity,
         unit_price_cents=line.unit_price_cents,
+        line_discount_cents=line.line_discount_cents,
+        tax_rate_bp=line.tax_rate_bp,
         name=line.name,
         gtin=line.gtin,
         serials=list(line.serials or []),
@@ -125,6 +138,7 @@ def as_draft(order: Order) -> OrderDraft:
         customer_address=order.customer_address,
         customer_language=order.customer_language,
         currency=order.currency,
+        **_order_money(order),
         delivered_at=order.delivered_at,
         lines=[_line_draft(line) for line in order.lines],
     )
@@ -168,6 +182,8 @@ def upsert_order(session: Session, draft: OrderDraft) -> tuple[Order, str]:
     order.customer_address = draft.customer_address
     order.customer_language = draft.customer_language
     order.currency = draft.currency
+    for name, value in _order_money(draft).items():
+        setattr(order, name, value)
     order.delivered_at = _utc(draft.delivered_at)
     for line_no, line in list(by_no.items()):
         if line_no > len(draft.lines):

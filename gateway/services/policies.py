@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import OrderLine, Rma, RmaLineRecord
+from gateway.returns.refunds import percent_of
 from gateway.services.lifecycle import OPEN_STATES, VOID_STATES
+
+__all__ = [
+    "PolicyViolation",
+    "Returnable",
+    "by_category",
+    "check_window",
+    "local_date",
+    "percent_of",
+    "returnable_for",
+]
 
 
 class PolicyViolation(Exception):
@@ -74,12 +84,6 @@ def returnable_for(session: Session, order_line: OrderLine) -> Returnable:
         if state in OPEN_STATES:
             on_open += quantity - received
     return Returnable(order_line.delivered_quantity, returned, on_open, numbers)
-
-
-def percent_of(amount_cents: int, percent: float) -> int:
-    """Return ``percent`` % of ``amount_cents``, rounded half up to a whole cent."""
-    value = Decimal(amount_cents) * Decimal(str(percent)) / Decimal(100)
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def by_category(table: dict[str, Any], category: str | None) -> Any:

@@ -1,33 +1,45 @@
-"""Financial impact of returns, by day (shop calendar) and SKU category.
+"""Financial impact of returns, per currency, by day (shop calendar) and SKU category.
 
-Per group, in minor units (cents): refunds, store credits and exchanges issued, restocking
-fees kept, value recovered by disposition (restock / refurbish / recycle), return shipping
-cost, and net loss = refunds + store credits + exchanges + shipping - value recovered.
+Per group, in minor units of the group's currency (never summed across currencies):
+refunds, store credits and exchanges issued (goods and any shipping refunded), of which
+shipping refunded, restocking fees kept, units credited and units refused credit, value
+recovered by disposition (restock / refurbish / recycle for graded goods; return to
+vendor / scrap / return to customer for refused goods, see
+:mod:`gateway.services.write_offs`; percentages by disposition and category from the
+settings), the return shipping spent on both, and net loss = refunds + store credits +
+exchanges + return shipping - value recovered.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from gateway.models import Credit
+from gateway.models import Credit, WriteOff
 from gateway.security import csv_cells
 
 COLUMNS = (
+    "currency",
     "day",
     "category",
     "units",
+    "refused_units",
     "refunds_cents",
     "store_credits_cents",
     "exchanges_cents",
+    "shipping_refunded_cents",
     "restocking_fees_cents",
     "recovered_restock_cents",
     "recovered_refurbish_cents",
     "recovered_recycle_cents",
+    "recovered_return_to_vendor_cents",
+    "recovered_scrap_cents",
+    "recovered_return_to_customer_cents",
     "shipping_cents",
     "net_loss_cents",
 )
@@ -41,58 +53,91 @@ _KIND_FIELD = {
 
 @dataclass
 class ImpactRow:
-    """Totals of one (day, category) group; amounts in cents."""
+    """Totals of one (currency, day, category) group; amounts in its minor units."""
 
+    currency: str
     day: str
     category: str
     units: int = 0
+    refused_units: int = 0
     refunds_cents: int = 0
     store_credits_cents: int = 0
     exchanges_cents: int = 0
+    shipping_refunded_cents: int = 0
     restocking_fees_cents: int = 0
     recovered_restock_cents: int = 0
     recovered_refurbish_cents: int = 0
     recovered_recycle_cents: int = 0
+    recovered_return_to_vendor_cents: int = 0
+    recovered_scrap_cents: int = 0
+    recovered_return_to_customer_cents: int = 0
     shipping_cents: int = 0
     net_loss_cents: int = 0
+
+    def add_credit(self, credit: Credit) -> None:
+        """Count one credit: money out by kind, fees, recovery by grade, shipping, loss."""
+        self.units += credit.quantity
+        kind_field = _KIND_FIELD.get(credit.kind, "refunds_cents")
+        setattr(self, kind_field, getattr(self, kind_field) + credit.amount_cents)
+        self.shipping_refunded_cents += credit.shipping_refund_cents
+        self.restocking_fees_cents += credit.restocking_fee_cents
+        self._recover(credit.grade, credit.recovered_value_cents, credit.shipping_cost_cents)
+        self.net_loss_cents += credit.amount_cents
+
+    def add_write_off(self, entry: WriteOff) -> None:
+        """Count goods refused credit: units, recovery by destination, shipping, loss."""
+        self.refused_units += entry.quantity
+        self._recover(entry.destination, entry.recovered_value_cents, entry.shipping_cost_cents)
+
+    def _recover(self, disposition: str, recovered: int, shipping: int) -> None:
+        field = f"recovered_{disposition}_cents"
+        if hasattr(self, field):
+            setattr(self, field, getattr(self, field) + recovered)
+        self.shipping_cents += shipping
+        self.net_loss_cents += shipping - recovered
+
+
+def _in_days(
+    stmt: Select[Any], column: Any, zone: ZoneInfo, start: date | None, end: date | None
+) -> Select[Any]:
+    if start is not None:
+        stmt = stmt.where(column >= datetime.combine(start, time(), zone))
+    if end is not None:
+        stmt = stmt.where(column < datetime.combine(end + timedelta(days=1), time(), zone))
+    return stmt
 
 
 def financial_impact(
     session: Session, zone: ZoneInfo, *, start: date | None = None, end: date | None = None
 ) -> list[ImpactRow]:
-    """Aggregate credits whose shop-calendar day is in ``[start, end]`` (both inclusive).
+    """Aggregate credits and write-offs whose shop-calendar day is in ``[start, end]``.
 
-    Rows are ordered by day then category; the last row is the total (day ``"total"``,
-    category ``"all"``) when there is any row.
+    Rows are ordered by currency, day, category; each currency ends with its total (day
+    ``"total"``, category ``"all"``). Amounts of different currencies are never added.
     """
-    stmt = select(Credit).order_by(Credit.created_at, Credit.id)
-    if start is not None:
-        stmt = stmt.where(Credit.created_at >= datetime.combine(start, time(), zone))
-    if end is not None:
-        stmt = stmt.where(
-            Credit.created_at < datetime.combine(end + timedelta(days=1), time(), zone)
-        )
-    groups: dict[tuple[str, str], ImpactRow] = {}
-    total = ImpactRow(day="total", category="all")
-    for credit in session.scalars(stmt):
-        day = credit.created_at.astimezone(zone).date().isoformat()
-        row = groups.setdefault((day, credit.category), ImpactRow(day, credit.category))
-        for target in (row, total):
-            target.units += credit.quantity
-            kind_field = _KIND_FIELD.get(credit.kind, "refunds_cents")
-            setattr(target, kind_field, getattr(target, kind_field) + credit.amount_cents)
-            target.restocking_fees_cents += credit.restocking_fee_cents
-            rec_field = f"recovered_{credit.grade}_cents"
-            if hasattr(target, rec_field):
-                setattr(
-                    target, rec_field, getattr(target, rec_field) + credit.recovered_value_cents
-                )
-            target.shipping_cents += credit.shipping_cost_cents
-            target.net_loss_cents += (
-                credit.amount_cents + credit.shipping_cost_cents - credit.recovered_value_cents
-            )
-    rows = [groups[k] for k in sorted(groups)]
-    return [*rows, total] if rows else []
+    groups: dict[tuple[str, str, str], ImpactRow] = {}
+    totals: dict[str, ImpactRow] = {}
+
+    def targets(currency: str, moment: datetime, category: str) -> tuple[ImpactRow, ImpactRow]:
+        day = moment.astimezone(zone).date().isoformat()
+        row = groups.setdefault((currency, day, category), ImpactRow(currency, day, category))
+        return row, totals.setdefault(currency, ImpactRow(currency, "total", "all"))
+
+    credits = _in_days(select(Credit).order_by(Credit.id), Credit.created_at, zone, start, end)
+    for credit in session.scalars(credits):
+        for target in targets(credit.currency, credit.created_at, credit.category):
+            target.add_credit(credit)
+    write_offs = _in_days(
+        select(WriteOff).order_by(WriteOff.id), WriteOff.created_at, zone, start, end
+    )
+    for entry in session.scalars(write_offs):
+        for target in targets(entry.currency, entry.created_at, entry.category):
+            target.add_write_off(entry)
+    out: list[ImpactRow] = []
+    for currency in sorted(totals):
+        out += [groups[k] for k in sorted(groups) if k[0] == currency]
+        out.append(totals[currency])
+    return out
 
 
 def to_csv(rows: list[ImpactRow]) -> str:

@@ -1,7 +1,8 @@
 """RMAs: create under the return policies, move through the lifecycle, receive, list.
 
-Every change takes the next site revision (so stations catch up by revision) and is
-announced after commit; RMAs still ``requested`` are not announced (not yet authorised).
+Every change is recorded by :func:`gateway.services.rma_writer.apply_change` (the next
+site revision, the webhook and the announcement rows, in the change's transaction); RMAs
+still ``requested`` are not announced (not yet authorised).
 """
 
 from __future__ import annotations
@@ -17,32 +18,18 @@ from sqlalchemy.orm import Session
 from gateway.models import Order, OrderLine, Rma, RmaLineRecord, utcnow
 from gateway.schemas import RmaDraft, RmaLineDraft
 from gateway.services import numbers
+from gateway.services.announcements import to_announcement
 from gateway.services.lifecycle import fire
 from gateway.services.orders import rma_contact
 from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
 from gateway.services.reasons import require_reason
+from gateway.services.refund_terms import unit_paid_cents
 from gateway.services.revisions import next_revision
+from gateway.services.rma_writer import apply_change
 from gateway.settings import Settings
-from protocol import RmaAnnouncement, RmaLine
-from protocol.messages import RmaState
+from protocol import RmaAnnouncement
 
 log = logging.getLogger(__name__)
-
-#: How the lifecycle state is told to stations (they only care whether to accept a parcel).
-WIRE_STATE = {
-    "authorized": RmaState.AUTHORIZED,
-    "in_transit": RmaState.AUTHORIZED,
-    "partially_received": RmaState.AUTHORIZED,
-    "received": RmaState.RECEIVED,
-    "graded": RmaState.RECEIVED,
-    "refunded": RmaState.RECEIVED,
-    "credited": RmaState.RECEIVED,
-    "exchanged": RmaState.RECEIVED,
-    "closed": RmaState.RECEIVED,
-    "rejected": RmaState.CANCELLED,
-    "cancelled": RmaState.CANCELLED,
-    "expired": RmaState.EXPIRED,
-}
 
 
 class DuplicateRma(Exception):
@@ -55,55 +42,6 @@ class DuplicateRma(Exception):
 
 class ReceiptError(ValueError):
     """A receipt names an unknown line or more units than are outstanding (HTTP 422)."""
-
-
-def announceable(rma: Rma) -> bool:
-    """True when stations should know the RMA (it is past ``requested``)."""
-    return rma.state in WIRE_STATE
-
-
-def to_announcement(rma: Rma) -> RmaAnnouncement:
-    """Build the wire announcement of a stored RMA.
-
-    Each line carries its SKU's catalogue values as the catalogue holds them now (unit
-    weight, dimensions, tolerance overrides; see :mod:`gateway.services.catalogue`), and
-    the catalogue's GTIN when the line has none and the catalogue lists exactly one.
-
-    Raises:
-        KeyError: for an RMA still ``requested`` (never announced).
-        pydantic.ValidationError: when the stored RMA breaks the protocol's limits.
-    """
-    return RmaAnnouncement(
-        number=rma.number,
-        revision=rma.revision,
-        order_ref=rma.order_ref,
-        state=WIRE_STATE[rma.state],
-        reason=rma.reason,
-        resolution=rma.resolution,
-        lines=tuple(_wire_line(line) for line in rma.lines),
-    )
-
-
-def _wire_line(line: RmaLineRecord) -> RmaLine:
-    item = line.catalogue
-    gtins = item.gtins if item is not None else []
-    return RmaLine(
-        line_no=line.line_no,
-        sku=line.sku,
-        quantity=line.quantity,
-        gtin=line.gtin or (gtins[0] if len(gtins) == 1 else None),
-        serial=line.serial,
-        rfid_uid=line.rfid_uid,
-        category=line.category,
-        received_quantity=min(line.received_quantity, line.quantity),
-        unit_value_cents=line.unit_price_cents,
-        weight_g=item.weight_g if item is not None else None,
-        length_mm=item.length_mm if item is not None else None,
-        width_mm=item.width_mm if item is not None else None,
-        height_mm=item.height_mm if item is not None else None,
-        weight_tol_g=item.weight_tol_g if item is not None else None,
-        size_tol_mm=item.size_tol_mm if item is not None else None,
-    )
 
 
 def _order_line_for(order: Order, line: RmaLineDraft, line_no: int) -> OrderLine:
@@ -189,7 +127,7 @@ def _build_lines(
                     rmas=avail.rmas,
                 )
             claimed[order_line.id] = already + line.quantity
-            price = order_line.unit_price_cents
+            price = unit_paid_cents(order_line.order, order_line)
         records.append(
             RmaLineRecord(
                 line_no=i,
@@ -275,6 +213,7 @@ def create_rma(
         if draft.authorize:
             fire(rma, "authorize", actor=actor, note="policies passed", at=now)
         session.flush()
+        apply_change(session, settings, rma, actor=actor, revision=revision, now=now)
         if before_commit is not None:
             before_commit(rma)
         session.commit()
@@ -295,11 +234,6 @@ def create_rma(
     return rma
 
 
-def bump(session: Session, settings: Settings, rma: Rma) -> None:
-    """Give ``rma`` the next site revision (inside the caller's transaction)."""
-    rma.revision = next_revision(session, settings.site)
-
-
 def transition_rma(
     session: Session,
     settings: Settings,
@@ -311,14 +245,15 @@ def transition_rma(
     now: datetime | None = None,
     before_commit: Callable[[Rma], None] | None = None,
 ) -> Rma:
-    """Fire ``trigger`` on ``rma``, give it a new revision and commit.
+    """Fire ``trigger`` on ``rma``, record the change (the writer path) and commit.
 
     Raises:
         IllegalTransition: the trigger is not allowed from the current state.
+        StaleRma: another writer changed the RMA since it was read (nothing written).
     """
     try:
         fire(rma, trigger, actor=actor, note=note, at=now)
-        bump(session, settings, rma)
+        apply_change(session, settings, rma, actor=actor, now=now)
         if before_commit is not None:
             before_commit(rma)
         session.commit()

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.models import Station, utcnow
+from gateway.models import Station, StationStateChange, utcnow
 from gateway.services.alarms import sync_station
 from protocol import StationStatus
 
@@ -43,6 +43,8 @@ def upsert_station(
     station.rma_revision = status.rma_revision
     station.details = {**status.details, "config_hash": status.config_hash}
     sync_station(session, station)  # alarms follow the reported conditions
+    if not retained:
+        record_mode(session, station.id, belt_mode(status), now)
     session.commit()
     if previous != status.state:
         log.info(
@@ -53,6 +55,28 @@ def upsert_station(
             previous,
         )
     return station
+
+
+def belt_mode(status: StationStatus) -> str:
+    """What the belt does per a status: ``offline``, ``jammed``, ``stopped`` or ``running``."""
+    if status.state == "offline":
+        return "offline"
+    core = status.details.get("core")
+    if isinstance(core, dict) and core.get("jammed"):
+        return "jammed"
+    return "stopped" if status.details.get("belt_running") is False else "running"
+
+
+def record_mode(session: Session, station: str, mode: str, at: datetime) -> None:
+    """Add a :class:`StationStateChange` when ``mode`` differs from the station's last one."""
+    last = session.scalar(
+        select(StationStateChange.mode)
+        .where(StationStateChange.station == station)
+        .order_by(StationStateChange.at.desc(), StationStateChange.id.desc())
+        .limit(1)
+    )
+    if last != mode:
+        session.add(StationStateChange(station=station, mode=mode, at=at))
 
 
 def list_stations(session: Session) -> list[Station]:

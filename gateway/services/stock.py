@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.models import StockMovement
+from gateway.models import RmaLineRecord, StockMovement
+from gateway.services import webhooks
+from gateway.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,43 @@ def list_movements(
     if sku is not None:
         stmt = stmt.where(StockMovement.sku == sku)
     return list(session.scalars(stmt))
+
+
+def move_line(
+    session: Session,
+    settings: Settings,
+    line: RmaLineRecord,
+    *,
+    location: str,
+    kind: str,
+    now: datetime,
+) -> StockMovement:
+    """Book the received units of an RMA line into ``location``; queue ``stock.moved``.
+
+    ``kind`` is ``return_in`` (graded goods) or ``refused`` (goods refused credit, to
+    where the lead chose); one movement per line and kind (a unique key), inside the
+    caller's transaction.
+    """
+    movement = StockMovement(
+        sku=line.sku,
+        location=location,
+        quantity=line.received_quantity,
+        kind=kind,
+        rma_line_id=line.id,
+        rma_number=line.rma.number,
+        created_at=now,
+    )
+    session.add(movement)
+    webhooks.enqueue(
+        session,
+        settings,
+        "stock.moved",
+        {
+            "sku": movement.sku,
+            "location": movement.location,
+            "quantity": movement.quantity,
+            "rma_number": movement.rma_number,
+        },
+        now=now,
+    )
+    return movement

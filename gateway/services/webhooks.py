@@ -87,14 +87,22 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 50,
 ) -> int:
-    """Attempt every pending delivery due at ``now``; commit; return how many were sent."""
+    """Attempt every pending delivery due at ``now``; commit; return how many were sent.
+
+    On PostgreSQL the due rows are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED``
+    until the commit, so several gateway replicas running this at once each deliver a
+    different row and none twice. (SQLite serves one gateway process.)
+    """
     now = now or utcnow()
-    due = session.scalars(
+    stmt = (
         select(WebhookDelivery)
         .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
         .order_by(WebhookDelivery.id)
         .limit(limit)
-    ).all()
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    due = session.scalars(stmt).all()
     sent = 0
     for delivery in due:
         body = json.dumps(

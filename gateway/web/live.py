@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.models import Alarm, Rma, Station, StationEvent
+from gateway.models import Alarm, Rma, Station, StationCommand, StationEvent, StationStateChange
 from gateway.services.alarms import scan_events
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("stations", "alarms", "quarantine", "lanes", "parcels")
+SECTIONS = ("stations", "alarms", "quarantine", "lanes", "shift", "parcels")
 
 
 def fingerprints(session: Session, now: datetime) -> dict[str, str]:
@@ -51,8 +51,13 @@ def fingerprints(session: Session, now: datetime) -> dict[str, str]:
         for *_, details in stations
         for lane in ((details or {}).get("core") or {}).get("lanes_full") or []
     )
+    commands = session.execute(
+        select(func.count(StationCommand.id), func.max(StationCommand.updated_at))
+    ).one()
+    changes = session.execute(select(func.max(StationStateChange.id))).one()
     parts: dict[str, object] = {
-        "stations": [list(map(str, row)) for row in stations],
+        "stations": [list(map(str, row)) for row in stations] + [list(map(str, commands))],
+        "shift": [str(events), str(changes), now.strftime("%Y-%m-%d %H:%M")],
         "lanes": [str(events), full, now.strftime("%Y-%m-%d %H:%M")],
         "parcels": str(events),
         "quarantine": [str(events), *(list(map(str, row)) for row in waiting)],

@@ -19,7 +19,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from gateway.api.deps import BridgeDep, Caller, SessionDep, SettingsDep
-from gateway.services import alarms, dashboard
+from gateway.services import alarms, dashboard, shifts
+from gateway.services.commands import OPERATOR_COMMANDS, recent_commands
 from gateway.services.dashboard import fmt_time
 from gateway.settings import Settings
 from gateway.web.charts import bars
@@ -43,7 +44,12 @@ def section_context(name: str, session: Session, settings: Settings) -> dict[str
     """The template variables one section needs."""
     now = datetime.now(UTC)
     if name == "stations":
-        return {"stations": dashboard.station_rows(session, settings.site)}
+        rows = dashboard.station_rows(session, settings.site)
+        return {
+            "stations": rows,
+            "commands": {r["id"]: recent_commands(session, r["id"], 3) for r in rows},
+            "operator_commands": OPERATOR_COMMANDS,
+        }
     if name == "lanes":
         return {"lanes": dashboard.lane_rows(session, now, settings.zone)}
     if name == "parcels":
@@ -54,6 +60,9 @@ def section_context(name: str, session: Session, settings: Settings) -> dict[str
             "unidentified": dashboard.unidentified_quarantine(session, now),
             "grades": GRADES,
         }
+    if name == "shift":
+        window = shifts.current_shift(settings, now)
+        return {"shift": window, "shift_rows": shifts.shift_report(session, settings, window, now)}
     if name == "alarms":
         return {"open": alarms.open_alarms(session), "history": alarms.history(session, 20)}
     raise HTTPException(404, detail=f"unknown section {name!r}")

@@ -27,7 +27,15 @@ NOTICES: dict[str, str] = {
     "approved": "{rma}: approved and announced to the stations",
     "rejected": "{rma}: rejected",
     "not-allowed": "{rma}: not possible in its current state",
+    "unit-decided": "{rma}: unit decided",
+    "stale": "{rma}: changed by someone else meanwhile, nothing done: look again",
     "acknowledged": "Alarm acknowledged",
+    "command-resume": "Resume sent to the station",
+    "command-pause": "Pause sent to the station",
+    "command-run": "Run sent to the station",
+    "command-gate_test": "Gate test sent to the station",
+    "command-resync": "Resync sent to the station",
+    "command-reload_policy": "Policy reload sent to the station",
 }
 """Every notice the status page shows after an action, by code: never text from the URL."""
 _REF = re.compile(r"^[A-Za-z0-9._-]{1,32}$")

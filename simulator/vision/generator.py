@@ -79,6 +79,8 @@ class ParcelSpec:
         gain: lighting gain (1 = nominal); gradient: extra gain across the image width.
         blur_px: Gaussian blur sigma, px (0 = sharp). noise: sensor noise sigma, grey levels.
         label: Code 128 text on a white label, or None for no label.
+        product_code: a GS1 element string (``(01)<GTIN-14>``, brackets) printed as
+            GS1-128 under the label's Code 128, or None.
         damage: kind of damage, or None; severity ``minor`` or ``major``.
         mm_per_px: the scene's scale. size: image (width, height) px. seed: texture noise.
         jpeg_quality: when set, the image goes through JPEG at this quality (as a camera
@@ -107,6 +109,7 @@ class ParcelSpec:
     blur_px: float = 0.0
     noise: float = 3.0
     label: str | None = "RMA-000123"
+    product_code: str | None = None
     damage: Damage | None = None
     severity: Literal["minor", "major"] = "minor"
     mm_per_px: float = 1.0
@@ -191,17 +194,33 @@ def _blend(img: Any, alpha: Any, colour: Any) -> Any:
     return img * (1 - alpha) + np.asarray(colour, np.float32) * alpha
 
 
-def _label_patch(text: str, module_px: int) -> Any:
-    """A white label (grey image) with the Code 128 of ``text``, ``module_px`` px per bar."""
-    barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.Code128)
+def _bars(text: str, module_px: int, gs1: bool = False) -> Any:
+    """The Code 128 (GS1-128 with ``gs1``) of ``text`` as bars, ``module_px`` px each."""
+    barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.Code128, gs1=gs1)
     bars: Any = np.asarray(
         zxingcpp.write_barcode_to_image(barcode, scale=1, add_hrt=False, add_quiet_zones=False)
     )
     row = bars[bars.shape[0] // 2]
-    code = np.repeat(row, module_px)[None, :].repeat(40 * module_px // 3, axis=0)
+    return np.repeat(row, module_px)[None, :].repeat(40 * module_px // 3, axis=0)
+
+
+def _label_patch(text: str, module_px: int, product_code: str | None = None) -> Any:
+    """A white label (grey image): the Code 128 of ``text``, ``module_px`` px per bar.
+
+    With ``product_code`` (a GS1 element string in brackets, e.g. ``(01)<GTIN-14>``), its
+    GS1-128 below, a quiet zone apart.
+    """
+    codes = [_bars(text, module_px)]
+    if product_code is not None:
+        codes.append(_bars(product_code, module_px, gs1=True))
     pad = 6 * module_px
-    label = np.full((code.shape[0] + 2 * pad, code.shape[1] + 2 * pad), 250, np.uint8)
-    label[pad : pad + code.shape[0], pad : pad + code.shape[1]] = code
+    width = max(c.shape[1] for c in codes) + 2 * pad
+    height = sum(c.shape[0] for c in codes) + (len(codes) + 1) * pad
+    label = np.full((height, width), 250, np.uint8)
+    y = pad
+    for code in codes:
+        label[y : y + code.shape[0], pad : pad + code.shape[1]] = code
+        y += code.shape[0] + pad
     return label
 
 
@@ -344,7 +363,7 @@ def render(spec: ParcelSpec) -> Any:
 def _paste_label(img: Any, spec: ParcelSpec) -> None:
     assert spec.label is not None
     module_px = 2
-    patch = _label_patch(spec.label, module_px).astype(np.float32)
+    patch = _label_patch(spec.label, module_px, spec.product_code).astype(np.float32)
     ph, pw = patch.shape
     s = spec.mm_per_px
     # Label centred on the box, its bars along the box's length, clipped to the box.

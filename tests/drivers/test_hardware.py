@@ -61,6 +61,9 @@ def test_systemd_unit_restarts_and_has_a_watchdog() -> None:
     assert service["Restart"] == "always"
     assert service["KillSignal"] == "SIGTERM"
     assert "check-config" in service["ExecStartPre"]
+    assert service["ExecStart"].endswith("--metrics-port 9108")
+    assert "time-sync.target" in unit["Unit"]["After"].split()
+    assert "time-sync.target" in unit["Unit"]["Wants"].split()
 
 
 def test_udev_rule_gives_a_stable_name_and_keeps_modem_manager_off() -> None:

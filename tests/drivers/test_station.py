@@ -101,7 +101,7 @@ def test_rfid_and_camera_run_under_the_daemon_and_reads_reach_the_hook(
         wait_until(lambda: len(daemon.camera.photos) == 1, timeout_s=20.0)
         wait_until(lambda: daemon.devices.scanner.status()["state"] == "ok", timeout_s=20.0)
         eye.drive_low()
-        assert daemon.capabilities() == [
+        assert daemon.devices.capabilities() == [
             "induct",
             "barcode",
             "rfid",
@@ -145,7 +145,7 @@ def test_failed_devices_leave_the_station_degraded_and_never_divert_on_a_broken_
             "detail": "PinInvalidPin: 41 is not a valid pin name",
         }
         assert st["photo_eye"] is None
-        assert daemon.capabilities() == ["lane:recycle"]  # no induct: nothing will divert
+        assert daemon.devices.capabilities() == ["lane:recycle"]  # no induct: nothing will divert
         daemon.start()  # it still runs (status published, RMAs synced), visibly degraded
         assert daemon.alive() is True
         pin = daemon.devices.pin_factory.pin

@@ -117,3 +117,56 @@ def test_scale_section_is_typed_with_defaults(tmp_path: Path) -> None:
 def test_scale_section_is_bounded(tmp_path: Path, extra: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config(without_scale(tmp_path, extra))
+
+
+def test_a_quarantine_lane_with_a_gate_is_an_inspection_lane(tmp_path: Path) -> None:
+    from edge.sorter.model import Disposition
+    from simulator.testing import station_config
+
+    lanes = [
+        {"name": "restock", "disposition": "restock", "pos_mm": 1500, "gate_pin": 17},
+        {"name": "inspect", "disposition": "quarantine", "pos_mm": 2300, "gate_pin": 22},
+    ]
+    belt = station_config(tmp_path, "/dev/null", lanes=lanes).belt_config()
+    assert belt.lane_named("inspect") is not None
+    end = belt.lane_for(Disposition.QUARANTINE)
+    assert end is not None and (end.name, end.gate) == ("quarantine", None)
+
+
+@pytest.mark.parametrize(
+    ("overflow", "match"),
+    [
+        ("restock", "overflow 'restock' is no other lane"),
+        ("nowhere", "overflow 'nowhere' is no other lane"),
+        ("recycle", "overflow lane recycle is for recycle, not restock"),
+    ],
+)
+def test_an_overflow_lane_must_be_another_lane_of_the_same_disposition(
+    tmp_path: Path, scanner_pty: str, overflow: str, match: str
+) -> None:
+    from pydantic import ValidationError
+
+    from edge.config import StationConfig
+    from simulator.testing import station_config_data
+
+    data = station_config_data(tmp_path, scanner_pty)
+    data["lanes"][0]["overflow"] = overflow
+    with pytest.raises(ValidationError, match=match):
+        StationConfig.model_validate(data)
+
+
+def test_the_old_belt_encoder_key_names_its_replacement(tmp_path: Path, scanner_pty: str) -> None:
+    from pydantic import ValidationError
+
+    from edge.config import StationConfig
+    from simulator.testing import station_config_data
+
+    data = station_config_data(tmp_path, scanner_pty)
+    data["belt"]["encoder_mm_per_count"] = 0.5
+    with pytest.raises(ValidationError, match=r"one source of truth, \[encoder\]"):
+        StationConfig.model_validate(data)
+    del data["belt"]["encoder_mm_per_count"]
+    data["encoder"] = {"pin_a": 20, "mm_per_pulse": 0.5}
+    cfg = StationConfig.model_validate(data)
+    assert cfg.belt_config().encoder_mm_per_count == 0.5
+    assert cfg.belt_config(encoder=False).encoder_mm_per_count is None  # device failed

@@ -14,7 +14,7 @@ from edge.sorter import (
     SorterCore,
 )
 from edge.sorter.model import Alarm, OrphanRead
-from simulator.testing import Directory, demo_belt, line
+from simulator.testing import Directory, demo_belt, label_trusting_policy, line
 from simulator.testing import rma as kit_rma
 
 LANES = (
@@ -23,6 +23,7 @@ LANES = (
     LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
 )
 CFG = demo_belt(lanes=LANES)
+TRUSTING = label_trusting_policy()  # the parcels show only their label
 
 
 def rma(number: str, state: str, revision: int) -> RmaRecord:
@@ -46,7 +47,7 @@ def of(kind: type, actions: list[object]) -> list:
 
 
 def test_known_rma_is_restocked_with_gate_timed_on_the_parcel() -> None:
-    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)))
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)), TRUSTING)
     actions = drive(core, 1000.0, 300.0, ["RMA-1"])
     [decision] = of(Decision, actions)
     assert (decision.lane.name, decision.reason, decision.rma_number) == (
@@ -82,7 +83,7 @@ def test_known_rma_is_restocked_with_gate_timed_on_the_parcel() -> None:
     ],
 )
 def test_undecidable_parcels_go_to_quarantine_without_a_gate(codes, rmas, reason) -> None:
-    core = SorterCore(CFG, Directory(*rmas))
+    core = SorterCore(CFG, Directory(*rmas), TRUSTING)
     actions = drive(core, 0.0, 250.0, codes)
     [decision] = of(Decision, actions)
     assert decision.lane.name == "quarantine"
@@ -93,21 +94,23 @@ def test_undecidable_parcels_go_to_quarantine_without_a_gate(codes, rmas, reason
 
 
 def test_same_code_read_twice_is_one_read() -> None:
-    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)))
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)), TRUSTING)
     [decision] = of(Decision, drive(core, 0.0, 300.0, ["RMA-1", "RMA-1"]))
     assert decision.reason == Reason.MATCHED
     assert decision.reads == ("RMA-1",)
 
 
 def test_read_with_no_parcel_in_the_tunnel_is_an_orphan() -> None:
-    core = SorterCore(CFG, Directory())
+    core = SorterCore(CFG, Directory(), TRUSTING)
     actions = core.on_barcode(100.0, "RMA-1")
     assert actions == [OrphanRead("RMA-1", 100.0)]
     assert core.counters["orphan_reads"] == 1
 
 
 def test_reads_go_to_the_parcel_over_the_scanner() -> None:
-    core = SorterCore(CFG, Directory(rma("A", "authorized", 1), rma("B", "authorized", 2)))
+    core = SorterCore(
+        CFG, Directory(rma("A", "authorized", 1), rma("B", "authorized", 2)), TRUSTING
+    )
     actions: list[object] = []
     # parcel 1: 0..300 ms at the eye; parcel 2: 700..1000 ms.
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
@@ -121,7 +124,7 @@ def test_reads_go_to_the_parcel_over_the_scanner() -> None:
 
 
 def test_decision_too_late_for_the_gate_is_quarantine() -> None:
-    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)))
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)), TRUSTING)
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(300.0, False)
     core.on_barcode(550.0, "RMA-1")
@@ -133,7 +136,7 @@ def test_decision_too_late_for_the_gate_is_quarantine() -> None:
 
 
 def test_next_wakeup_is_the_decision_time() -> None:
-    core = SorterCore(CFG, Directory())
+    core = SorterCore(CFG, Directory(), TRUSTING)
     assert core.next_wakeup_ms() is None
     core.on_photo_eye(0.0, True)
     assert core.next_wakeup_ms() == 5.0  # debounce confirmation
@@ -176,7 +179,7 @@ ITEM = "gs1:09501101020917/SN0001"
 def test_c4_gs1_scan_matches_with_or_without_aim_prefix(
     codes: list[str], reads: tuple[str, ...]
 ) -> None:
-    core = SorterCore(CFG, _c4_directory())
+    core = SorterCore(CFG, _c4_directory(), TRUSTING)
     [decision] = of(Decision, drive(core, 0.0, 250.0, codes))
     assert (decision.reason, decision.rma_number) == (Reason.MATCHED, "RMA-1")
     assert decision.reads == reads
@@ -186,7 +189,7 @@ def test_c4_gs1_scan_matches_with_or_without_aim_prefix(
 
 
 def test_c4_gtin_without_the_serial_leaves_a_serialised_unit_unverified() -> None:
-    core = SorterCore(CFG, _c4_directory())
+    core = SorterCore(CFG, _c4_directory(), TRUSTING)
     codes = ["RMA-1", "0109501101020917" + "17251231" + "10ABC123"]
     [decision] = of(Decision, drive(core, 0.0, 250.0, codes))
     assert (decision.reason, decision.lane.name) == (Reason.UNVERIFIED, "quarantine")
@@ -198,7 +201,7 @@ def test_c4_gtin_without_the_serial_leaves_a_serialised_unit_unverified() -> Non
 
 
 def test_a_gate_too_late_to_fire_sends_the_parcel_to_quarantine_late_gate() -> None:
-    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)))
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)), TRUSTING)
     actions = core.on_photo_eye(1000.0, True) + core.on_photo_eye(1300.0, False)
     actions += core.on_barcode(1550.0, "RMA-1")
     actions += core.advance(2000.0)

@@ -16,13 +16,20 @@ from edge.sorter import Decision, SorterCore
 from edge.sorter.model import Reason
 from edge.store import StationStore
 from protocol import Evidence, RmaAnnouncement, RmaLine, UnitReceipt
-from simulator.testing import demo_belt
+from simulator.testing import CHEAP_UNIT_CENTS, demo_belt, label_trusting_policy
 
 TOPIC = "rs/v1/site1/st1/event"
+TRUSTING = label_trusting_policy()  # the parcels show only their (cheap) label
 
 
 def ann(revision: int = 1, **line: object) -> RmaAnnouncement:
-    fields: dict[str, object] = {"line_no": 1, "sku": "SKU-1", "quantity": 3, **line}
+    fields: dict[str, object] = {
+        "line_no": 1,
+        "sku": "SKU-1",
+        "quantity": 3,
+        "unit_value_cents": CHEAP_UNIT_CENTS,
+        **line,
+    }
     return RmaAnnouncement(
         number="RMA-1",
         revision=revision,
@@ -102,9 +109,11 @@ def test_receipts_survive_sigkill_and_a_new_core_claims_the_next_unit(tmp_path: 
     assert done.returncode == -signal.SIGKILL
     store = StationStore(path, station="st1")
     assert store.claimed_units("RMA-1") == {1: 2} and store.outbox_depth() == 2
-    d = label_parcel(SorterCore(demo_belt(), store), 0.0)
+    d = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
     assert [(u.unit, u.evidence) for u in d.units] == [(3, Evidence.LABEL)]
-    again = label_parcel(SorterCore(demo_belt(), store), 0.0)  # memory only: never persisted
+    again = label_parcel(
+        SorterCore(demo_belt(), store, TRUSTING), 0.0
+    )  # memory only: never persisted
     assert [u.unit for u in again.units] == [3]
     store.close()
     assert os.path.exists(path)
@@ -138,7 +147,7 @@ def test_claims_reconcile_with_the_gateways_received_state(
     store.apply_announcement(ann(received_quantity=received, received_by_station=by_station))
     for n in range(1, own + 1):
         store.outbox_put(TOPIC, b"e", "RMA-1", (unit(n),))
-    d = label_parcel(SorterCore(demo_belt(), store), 0.0)
+    d = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
     assert ([u.unit for u in d.units], d.reason) == (next_units, reason)
     store.close()
 
@@ -146,3 +155,29 @@ def test_claims_reconcile_with_the_gateways_received_state(
 def test_received_by_station_cannot_exceed_the_received_total() -> None:
     with pytest.raises(ValueError, match="adds up to more"):
         RmaLine(line_no=1, sku="A", quantity=3, received_quantity=1, received_by_station={"st1": 2})
+
+
+def test_catch_up_batches_reconcile_without_ever_lowering_an_unacknowledged_receipt(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "st1.db"
+    store = StationStore(path, station="st1")
+    store.apply_announcement(ann(revision=1))
+    for n in (1, 2):  # two units claimed here; the broker acknowledged neither
+        store.outbox_put(TOPIC, b"e", "RMA-1", (unit(n),))
+    store.close()
+    store = StationStore(path, station="st1")  # a restart: the receipts are durable
+    # a catch-up batch out of order: revision 3 counts one of our units, the stale
+    # revision 2 (nothing received) is ignored
+    batch = [ann(3, received_quantity=1, received_by_station={"st1": 1}), ann(2)]
+    assert store.apply_changes(batch) == 1
+    [line] = store.lookup_rma("RMA-1").lines  # type: ignore[union-attr]
+    assert (line.received_quantity, line.received_here) == (1, 1)
+    assert store.claimed_units("RMA-1") == {1: 2}  # never lowered to the gateway's 1
+    d = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
+    assert [u.unit for u in d.units] == [3]  # 3 - 1 received - 1 of ours not counted yet
+    # the gateway has counted our three units: nothing is left, whatever this station knew
+    store.apply_changes([ann(4, received_quantity=3, received_by_station={"st1": 3})])
+    again = label_parcel(SorterCore(demo_belt(), store, TRUSTING), 0.0)
+    assert (again.units, again.reason) == ((), Reason.QUANTITY_EXCEEDED)
+    store.close()

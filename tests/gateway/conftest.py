@@ -21,7 +21,7 @@ from gateway.db import Database
 from gateway.main import create_app
 from gateway.services.reasons import seed_reasons
 from gateway.settings import Settings
-from protocol import ParcelEvent
+from protocol import ParcelEvent, UnitReceipt
 from simulator.testing import wait_until
 
 
@@ -266,3 +266,57 @@ def anydb(database_url: str) -> Iterator[Database]:
         seed_reasons(session)
     yield database
     database.dispose()
+
+
+def claimed_units(body: dict[str, Any], evidence: str = "label") -> list[UnitReceipt]:
+    """Every unit of an RMA body as a parcel event claims it, all by ``evidence``.
+
+    ``label`` never verifies; any other evidence verifies, with a made-up identifier.
+    """
+    return [
+        UnitReceipt(
+            line_no=line_no,
+            sku=line["sku"],
+            unit=unit,
+            evidence=evidence,
+            verified=evidence != "label",
+            identifier=None if evidence == "label" else f"ID-{line_no}-{unit}",
+        )
+        for line_no, line in enumerate(body["lines"], start=1)
+        for unit in range(1, line["quantity"] + 1)
+    ]
+
+
+def parcel_for(rma: Any, disposition: str, evidence: str = "gtin") -> ParcelEvent:
+    """A parcel event sorting every unit of the stored ``rma`` to ``disposition``.
+
+    Each unit is claimed by ``evidence`` (``label`` never verifies; any other evidence
+    verifies, with a made-up identifier); the divert is confirmed unless quarantined.
+    """
+    units = [
+        UnitReceipt(
+            line_no=line.line_no,
+            sku=line.sku,
+            unit=unit,
+            evidence=evidence,
+            verified=evidence != "label",
+            identifier=None if evidence == "label" else f"ID-{line.line_no}-{unit}",
+        )
+        for line in rma.lines
+        for unit in range(1, line.quantity + 1)
+    ]
+    return ParcelEvent(
+        event_id=uuid.uuid4().hex[:16],
+        station="st1",
+        parcel_id=1,
+        inducted_at=datetime(2026, 11, 30, 10, 0, tzinfo=UTC),
+        length_mm=300.0,
+        barcode=rma.number,
+        rma_number=rma.number,
+        lane=disposition,
+        disposition=disposition,
+        reason="matched" if disposition != "quarantine" else "unverified",
+        diverted=disposition != "quarantine",
+        divert_confirmed=True if disposition != "quarantine" else None,
+        units=units,
+    )

@@ -14,7 +14,7 @@ from gateway.services.events import ingest_event
 from gateway.settings import Settings
 from gateway.web.session import COOKIE
 from protocol import ParcelEvent
-from tests.gateway.conftest import PROD_SECRET
+from tests.gateway.conftest import PROD_SECRET, claimed_units
 
 pytestmark = pytest.mark.broker
 ADMIN = {"X-API-Key": "test-admin-key-0123456789abcdef"}
@@ -50,9 +50,11 @@ def quarantined(
     make_event: Callable[..., ParcelEvent],
     number: str,
 ) -> None:
-    assert client.post("/api/v1/rmas", json=rma_body(number), headers=ADMIN).status_code == 201
+    body = rma_body(number)
+    assert client.post("/api/v1/rmas", json=body, headers=ADMIN).status_code == 201
     event = make_event(
         rma_number=number,
+        units=claimed_units(body),
         lane="quarantine",
         disposition="quarantine",
         reason="grade_required",
@@ -115,9 +117,11 @@ def test_lead_releases_quarantined_parcel_viewer_cannot(
         "refurbish",
         False,
     )
-    assert [c["rma_number"] for c in client.get("/api/v1/credits").json()["credits"]] == [
-        "RMA-Q1",
-        "RMA-Q1",
+    credited = client.get("/api/v1/credits").json()["credits"]
+    assert [(c["rma_number"], c["sku"]) for c in credited] == [  # one per unit, newest first
+        ("RMA-Q1", "SKU-2"),
+        ("RMA-Q1", "SKU-2"),
+        ("RMA-Q1", "SKU-1"),
     ]
     assert "Nothing is waiting for a decision." in lead.get("/partials/quarantine").text
 
@@ -131,10 +135,24 @@ def test_lead_closes_case_without_credit(
     add_user(client, "lee", "lead")
     lead = browser(client.app, "lee")
     token = csrf_of(lead.get("/").text)
-    lead.post("/quarantine/RMA-Q2", data={"grade": "refuse", "csrf": token})
+    page = lead.get("/partials/quarantine").text
+    assert '<option value="return_to_vendor">return to vendor</option>' in page
+    odd = {"grade": "refuse", "destination": "moon", "csrf": token}
+    assert lead.post("/quarantine/RMA-Q2", data=odd).status_code == 422
+    lead.post(
+        "/quarantine/RMA-Q2",
+        data={"grade": "refuse", "destination": "return_to_vendor", "csrf": token},
+    )
     rma = client.get("/api/v1/rmas/RMA-Q2").json()
     assert (rma["state"], rma["grade"]) == ("closed", "refuse")
     assert client.get("/api/v1/credits").json()["credits"] == []
+    moved = client.get("/api/v1/stock").json()["movements"]
+    # one movement per refused unit (line 1: one unit, line 2: two)
+    assert sorted((m["rma_number"], m["sku"], m["location"], m["kind"]) for m in moved) == [
+        ("RMA-Q2", "SKU-1", "RTV", "refused"),
+        ("RMA-Q2", "SKU-2", "RTV", "refused"),
+        ("RMA-Q2", "SKU-2", "RTV", "refused"),
+    ]
 
 
 def test_recent_parcels_show_sku_explanation_and_photo(
@@ -212,3 +230,68 @@ def test_lead_acknowledges_an_alarm_viewer_cannot(client: TestClient) -> None:
         None,
     )
     assert "acknowledged by user:lee" in lead.get("/partials/alarms").text
+
+
+def test_lead_decides_unit_by_unit_and_a_stale_page_changes_nothing(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    quarantined(client, rma_body, make_event, "RMA-Q3")  # 3 units, label only, photo-less
+    add_user(client, "lee", "lead")
+    lead = browser(client.app, "lee")
+    page = lead.get("/partials/quarantine").text
+    for unit in ("RMA-Q3/1/1", "RMA-Q3/2/1", "RMA-Q3/2/2"):
+        assert f'data-unit="{unit}"' in page
+    assert "<code>quarantine</code>" in page and "<code>label</code>" in page
+    token = csrf_of(lead.get("/").text)
+    revision = client.get("/api/v1/rmas/RMA-Q3").json()["revision"]
+
+    def post(unit: str, action: str, grade: str, rev: int) -> str:
+        done = lead.post(
+            f"/quarantine/RMA-Q3/units/{unit}",
+            data={"csrf": token, "action": action, "grade": grade, "revision": str(rev)},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        return str(done.headers["location"])
+
+    assert post("2/1", "verify", "refurbish", revision).startswith("/?notice=unit-decided")
+    # a second lead's page still shows the old revision: refused, nothing written
+    assert post("1/1", "verify", "restock", revision).startswith("/?notice=stale")
+    assert "changed by someone else meanwhile" in lead.get("/?notice=stale&rma=RMA-Q3").text
+    assert post("2/2", "refuse", "", revision + 1).startswith("/?notice=unit-decided")
+    assert post("1/1", "verify", "restock", revision + 2).startswith("/?notice=unit-decided")
+    rma = client.get("/api/v1/rmas/RMA-Q3").json()
+    assert (rma["state"], rma["grade"], rma["awaiting_decision"]) == ("refunded", "mixed", False)
+    credited = client.get("/api/v1/credits").json()["credits"]
+    assert sorted((c["sku"], c["unit_no"], c["grade"]) for c in credited) == [
+        ("SKU-1", 1, "restock"),
+        ("SKU-2", 1, "refurbish"),
+    ]
+    decided = [(u["unit_no"], u["state"], u["decided_by"]) for u in rma["lines"][1]["units"]]
+    assert decided == [(1, "credited", "user:lee"), (2, "refused", "user:lee")]
+    assert "Nothing is waiting for a decision." in lead.get("/partials/quarantine").text
+
+
+def test_a_release_from_a_stale_page_changes_nothing(
+    client: TestClient,
+    rma_body: Callable[..., dict[str, Any]],
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    quarantined(client, rma_body, make_event, "RMA-Q4")
+    add_user(client, "lee", "lead")
+    lead = browser(client.app, "lee")
+    page = lead.get("/partials/quarantine").text
+    revision = client.get("/api/v1/rmas/RMA-Q4").json()["revision"]
+    assert f'name="revision" value="{revision}"' in page
+    token = csrf_of(lead.get("/").text)
+    stale = lead.post(
+        "/quarantine/RMA-Q4",
+        data={"grade": "restock", "csrf": token, "revision": str(revision - 1)},
+        follow_redirects=False,
+    )
+    assert stale.headers["location"] == "/?notice=stale&rma=RMA-Q4#quarantine"
+    rma = client.get("/api/v1/rmas/RMA-Q4").json()
+    assert (rma["state"], rma["revision"], rma["awaiting_decision"]) == ("received", revision, True)
+    assert client.get("/api/v1/credits").json()["credits"] == []

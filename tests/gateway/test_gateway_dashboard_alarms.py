@@ -147,18 +147,20 @@ def test_live_worker_reports_changed_sections(
     anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
     worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
-    assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "parcels"]
+    assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "shift", "parcels"]
     assert worker.poll() == []
     with anydb.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",)))
-    assert worker.poll() == ["alarms", "quarantine", "lanes", "parcels"]  # alarm raised by poll
+    # the alarm is raised by the poll
+    assert worker.poll() == ["alarms", "quarantine", "lanes", "shift", "parcels"]
     assert worker.poll() == []
     with anydb.session() as s:
         upsert_station(s, "site", status())
-    assert worker.poll() == ["stations"]
+    assert worker.poll() == ["stations", "shift"]  # and its belt state: the shift report
     assert worker.snapshot() == {
         "stations": 2,
         "lanes": 2,
+        "shift": 3,
         "parcels": 2,
         "quarantine": 2,
         "alarms": 2,
@@ -229,3 +231,40 @@ def test_an_overloaded_station_raises_its_alarm_until_it_stops_reporting_it(
         assert alarms.LABELS[a.kind] == "Station overloaded"
         upsert_station(s, "site", status("online", alarms={}, core={}))
     assert open_keys(anydb) == [("st1:station_overloaded:", False)]
+
+
+def test_a_gate_fault_is_an_alarm_while_the_station_reports_it(anydb: Database) -> None:
+    """A lane whose gate's PLC is off the network (issue 21): raised, then cleared."""
+    with anydb.session() as s:
+        upsert_station(s, "site", status("degraded", core={"lanes_faulted": ["restock"]}))
+    assert open_keys(anydb) == [("st1:gate_fault:restock", True)]
+    with anydb.session() as s:
+        upsert_station(s, "site", status("online", core={"lanes_faulted": []}))
+    assert open_keys(anydb) == [("st1:gate_fault:restock", False)]
+    assert alarms.LABELS["gate_fault"] == "Gate cannot be driven"
+
+
+def test_the_estop_alarm_stays_until_the_station_is_reset(db: Database) -> None:
+    with db.session() as s:
+        engaged = status(estop_engaged=True, belt_running=False, alarms={"estop": {}})
+        upsert_station(s, "site", engaged)
+        assert dashboard.station_rows(s, "site")[0]["belt"] == "estop"  # "■ E-stop"
+    assert open_keys(db) == [("st1:estop:", True)]
+    with db.session() as s:  # released, not yet reset: the station still holds the belt
+        upsert_station(s, "site", status(estop_engaged=False, alarms={"estop": {}}))
+        [alarm] = alarms.open_alarms(s)
+        assert alarms.LABELS[alarm.kind] == "Emergency stop"
+    assert open_keys(db) == [("st1:estop:", True)]
+    with db.session() as s:  # reset
+        upsert_station(s, "site", status(estop_engaged=False, alarms={}))
+    assert open_keys(db) == [("st1:estop:", False)]
+
+
+def test_clock_steps_a_station_saw_show_in_its_row(db: Database) -> None:
+    with db.session() as s:
+        upsert_station(s, "site", status(clock={"steps": 2, "last_step_s": 3600.0}))
+        row = dashboard.station_rows(s, "site")[0]
+        assert (row["clock_steps"], row["last_clock_step_s"]) == (2.0, 3600.0)
+        upsert_station(s, "site", status(clock={"steps": "many", "last_step_s": [1]}))
+        row = dashboard.station_rows(s, "site")[0]  # a station's word is not trusted
+        assert (row["clock_steps"], row["last_clock_step_s"]) == (0.0, 0.0)

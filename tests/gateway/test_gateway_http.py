@@ -120,7 +120,7 @@ def test_transitions_and_decision_over_http(client: TestClient, rma_body: Body) 
     decided = client.post("/api/v1/rmas/RMA-2/decision", json={"grade": "restock"})
     assert decided.status_code == 200 and decided.json()["state"] == "refunded"
     credits = client.get("/api/v1/credits", params={"rma": "RMA-2"}).json()["credits"]
-    assert sorted(c["sku"] for c in credits) == ["SKU-1", "SKU-2"]
+    assert sorted(c["sku"] for c in credits) == ["SKU-1", "SKU-2", "SKU-2"]  # one per unit
     stock = client.get("/api/v1/stock").json()["levels"]
     assert [(x["sku"], x["location"], x["quantity"]) for x in stock] == [
         ("SKU-1", "RESTOCK", 1),
@@ -175,8 +175,8 @@ def test_reasons_are_an_editable_list(client: TestClient, rma_body: Body) -> Non
 def test_financial_report_csv_over_http(client: TestClient) -> None:
     got = client.get("/api/v1/reports/financial", params={"format": "csv"})
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
-    assert got.text.startswith("day,category,units,refunds_cents,store_credits_cents")
-    assert client.get("/api/v1/reports/financial").json() == {"currency": "EUR", "rows": []}
+    assert got.text.startswith("currency,day,category,units,refused_units,refunds_cents")
+    assert client.get("/api/v1/reports/financial").json() == {"currencies": [], "rows": []}
 
 
 @pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="needs pdftoppm (poppler-utils)")

@@ -14,6 +14,7 @@ from gateway.models import DeadLetter
 from gateway.schemas import RmaDraft
 from gateway.services.rmas import create_rma
 from protocol import ParcelEvent, RmaAnnouncement, SyncBatch, SyncRequest, Topics, decode, encode
+from tests.gateway.conftest import claimed_units
 
 pytestmark = pytest.mark.broker
 
@@ -133,11 +134,15 @@ def test_sorted_parcel_is_credited_and_cancel_is_announced(
     client.post("/api/v1/rmas", json=rma_body("RMA-1"))
     client.post("/api/v1/rmas", json=rma_body("RMA-2"))
     client.post("/api/v1/rmas", json=rma_body("RMA-3"))
-    probe.publish(Topics(site, "st1").event, encode(make_event(rma_number="RMA-1")))
-    probe.publish(
-        Topics(site, "st1").event,
-        encode(make_event(rma_number="RMA-3", lane="quarantine", disposition="quarantine")),
+    proved = make_event(rma_number="RMA-1", units=claimed_units(rma_body("RMA-1"), "tag"))
+    probe.publish(Topics(site, "st1").event, encode(proved))
+    quarantined = make_event(
+        rma_number="RMA-3",
+        lane="quarantine",
+        disposition="quarantine",
+        units=claimed_units(rma_body("RMA-3")),
     )
+    probe.publish(Topics(site, "st1").event, encode(quarantined))
     wait(lambda: client.get("/api/v1/credits").json()["credits"], what="credits")
     wait(
         lambda: client.get("/api/v1/rmas/RMA-3").json()["awaiting_decision"],
@@ -158,3 +163,42 @@ def test_sorted_parcel_is_credited_and_cancel_is_announced(
     assert (waiting["state"], waiting["awaiting_decision"]) == ("received", True)
     page = client.get("/").text
     assert "Waiting for a lead" in page and ">RMA-3</th>" in page
+
+
+def test_announcement_committed_while_the_bridge_is_down_is_published_and_marked_sent(
+    db: Any, mqtt_broker: Any, probe: Any, site: str, wait: Any
+) -> None:
+    """The announcement outbox: rows written with the change, sent on the PUBACK."""
+    from gateway.models import AnnouncementRow
+    from gateway.settings import Settings
+    from simulator.testing import start_bridge
+
+    draft = RmaDraft.model_validate(
+        {
+            "number": "RMA-9",
+            "order_ref": "ORD-9",
+            "reason": "size",
+            "resolution": "refund",
+            "lines": [{"sku": "A", "quantity": 1, "unit_price_cents": 100}],
+        }
+    )
+    with db.session() as s:  # no bridge runs: the gateway "crashed" after this commit
+        create_rma(s, Settings(site=site), draft, actor="api-key:shop")
+        rows = s.scalars(select(AnnouncementRow)).all()
+        assert [(r.rma_number, r.revision, r.sent_at) for r in rows] == [("RMA-9", 1, None)]
+    topic = Topics(site).rma
+    probe.subscribe(topic)
+    bridge = start_bridge(mqtt_broker.host, mqtt_broker.port, site, db.sessions)
+    try:
+        [payload] = wait(lambda: probe.payloads(topic), what="announcement")
+        assert decode(payload, RmaAnnouncement).number == "RMA-9"
+
+        def sent() -> bool:
+            with db.session() as s:
+                return s.scalar(select(AnnouncementRow.sent_at)) is not None
+
+        wait(sent, what="row marked sent on the PUBACK")
+        assert bridge.status()["announcements_sent"] == 1
+    finally:
+        bridge.stop()
+    assert len(probe.payloads(topic)) == 1  # sent once

@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 
 from gateway.db import Database
 from gateway.main import main
+from gateway.returns.order_csv import NATIVE, CsvError, import_orders
 from gateway.services.orders import get_order
+from gateway.settings import Settings
 
 ORDER: dict[str, Any] = {
     "order_ref": "ORD-77",
@@ -47,6 +49,8 @@ def test_put_creates_then_changes_nothing_then_updates(client: TestClient) -> No
         "ordered_quantity": 2,
         "delivered_quantity": 2,
         "unit_price_cents": 2990,
+        "line_discount_cents": 0,
+        "tax_rate_bp": 0,
         "gtin": "4006381333931",
         "serials": ["S1", "S2"],
         "rfid_uids": ["DD17380A", "04A1B2C3D4E5F6"],
@@ -116,15 +120,15 @@ def test_csv_import_is_idempotent_on_both_backends(
     path.write_text(CSV, encoding="utf-8")
     assert _run(monkeypatch, database_url, path, capsys) == (
         0,
-        "2 created, 0 updated, 0 unchanged, 0 refused\n",
+        "A-1: created\nB-2: created\n2 created, 0 updated, 0 unchanged, 0 refused\n",
     )
     assert _run(monkeypatch, database_url, path, capsys) == (
         0,
-        "0 created, 0 updated, 2 unchanged, 0 refused\n",
+        "A-1: unchanged\nB-2: unchanged\n0 created, 0 updated, 2 unchanged, 0 refused\n",
     )
     path.write_text(CSV.replace("PHONE,,,electronics,1,199", "PHONE,,,electronics,1,189"))
     assert _run(monkeypatch, database_url, path, capsys)[1] == (
-        "0 created, 1 updated, 1 unchanged, 0 refused\n"
+        "A-1: unchanged\nB-2: updated\n0 created, 1 updated, 1 unchanged, 0 refused\n"
     )
     db = Database(database_url)
     try:
@@ -159,7 +163,8 @@ def test_csv_import_reports_bad_orders_and_files(
     code, out = _run(monkeypatch, url, path, capsys)
     assert code == 1
     assert out == (
-        "refused: order 'B-2' (row 3): unit_price 'lots' is not an amount\n"
+        "A-1: created\n"
+        "B-2: refused: line 3, column unit_price: 'lots' is not an amount\n"
         "1 created, 0 updated, 0 unchanged, 1 refused\n"
     )
     path.write_text("order_number,sku\nA,B\n", encoding="utf-8")
@@ -169,3 +174,79 @@ def test_csv_import_reports_bad_orders_and_files(
         f"import-orders: {path}: missing column(s) customer_email, delivered_on, "
         "quantity_delivered, unit_price\n",
     )
+
+
+STRICT_HEADER = (
+    "order_number,customer_email,delivered_on,currency,order_discount,voucher,shipping_paid,"
+    "prices_include_tax,sku,quantity_delivered,unit_price,line_discount,tax_rate,name\n"
+)
+
+
+def test_csv_import_is_strict_per_cell_and_refuses_whole_orders(
+    db: Database, tmp_path: Path
+) -> None:
+    rows = [
+        "O-1,a@example.com,2026-11-20,EUR,5.00,2,4.95,false,SHIRT,2,29.90,3,20,Shirt",
+        "O-1,,,,,,,,MUG,1,12.50,,7.7,Mug",
+        "O-2,b@example.com,2026-11-20,EUR,,,,,SHIRT,1,10,,,",
+        "O-2,b@example.com,2026-11-20,EUR,,,,,MUG,1,NaN,,,",
+        "O-3,c@example.com,2026-11-20,EUR,,,,,MUG,1,1,,,Caf\udcff",
+        "O-4,d@example.com,2026-11-20,EUR,,,,,{},1,1,,,".format("S" * 65),
+        "O-5,e@example.com,2026-11-20,JPY,,,,,MUG,1,1.5,,,",
+        "O-6,f@example.com,2026-11-20,EUR,,,,,MUG,1,1,,,",
+        "O-6,g@example.com,,,,,,,CUP,1,1,,,",
+        "O-7,h@example.com,2026-11-20,EUR,,,,,MUG,1",
+        "O-8,i@example.com,2026-11-20,EUR,,,,,MUG,1,1,,120,",
+        "O-9,j@example.com,2026-11-20,EUR,90,,,,MUG,1,1,,,",
+    ]
+    path = tmp_path / "orders.csv"
+    text = STRICT_HEADER + "\n".join(rows) + "\n"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    report = import_orders(db, path, Settings(database_url=db.url))
+    assert [r.describe() for r in report.results] == [
+        "O-1: created",
+        "O-2: refused: line 5, column unit_price: 'NaN' is not a finite amount",
+        "O-3: refused: line 6, column name: not valid UTF-8 text",
+        "O-4: refused: line 7, column sku: 65 characters, at most 64",
+        "O-5: refused: line 8, column unit_price: '1.5' has more than 0 decimal(s) for JPY",
+        "O-6: refused: line 10, column customer_email: 'g@example.com' differs from "
+        "'f@example.com' on line 9 (same order)",
+        "O-7: refused: line 11: 10 cells, the header has 14",
+        "O-8: refused: line 12, column tax_rate: '120' is not a percentage within 0..100",
+        "O-9: refused: line 13: order discount and voucher (9000) exceed the lines (100)",
+    ]
+    assert report.summary() == "1 created, 0 updated, 0 unchanged, 8 refused"
+    with db.session() as s:
+        assert [o for o in ("O-2", "O-3", "O-4", "O-5", "O-6", "O-7") if get_order(s, o)] == []
+        order = get_order(s, "O-1")
+        assert order is not None
+        assert (
+            order.discount_cents,
+            order.voucher_cents,
+            order.shipping_paid_cents,
+            order.tax_inclusive,
+        ) == (500, 200, 495, False)
+        assert [
+            (ln.sku, ln.unit_price_cents, ln.line_discount_cents, ln.tax_rate_bp, ln.name)
+            for ln in order.lines
+        ] == [("SHIRT", 2990, 300, 2000, "Shirt"), ("MUG", 1250, 0, 770, "Mug")]
+
+
+def test_an_unknown_column_refuses_the_file_unless_ignored(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "order_number,customer_email,delivered_on,sku,quantity_delivered,unit_price,Coupon\n"
+        "A,a@example.com,2026-11-20,MUG,1,1.00,SAVE10\n",
+        encoding="utf-8",
+    )
+    settings = Settings(database_url=db.url)
+    with pytest.raises(CsvError) as refused:
+        import_orders(db, path, settings)
+    assert str(refused.value) == (
+        "unknown column(s) 'coupon' for the native layout (ignore them with --ignore-column NAME)"
+    )
+    report = import_orders(db, path, settings, NATIVE.ignoring(["Coupon"]))
+    assert [r.describe() for r in report.results] == ["A: created"]
+    path.write_bytes(b"order_number,sku,r\xe9f\n")
+    with pytest.raises(CsvError, match=r"unknown column\(s\) 'r\\\\udce9f'"):
+        import_orders(db, path, settings)

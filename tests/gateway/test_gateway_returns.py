@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.db import Database
 from gateway.models import Credit, RmaTransition, StockMovement
 from gateway.schemas import OrderDraft, RmaDraft
-from gateway.services import accounting
+from gateway.services import credits
 from gateway.services.events import ingest_event
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.numbers import MistypedNumber
@@ -32,7 +32,7 @@ from gateway.services.rmas import (
 )
 from gateway.services.stock import stock_levels
 from gateway.settings import Settings
-from protocol import ParcelEvent
+from protocol import ParcelEvent, UnitReceipt
 from protocol.messages import RmaState
 
 CFG = Settings(
@@ -53,11 +53,10 @@ def s(anydb: Database) -> Iterator[Session]:
 
 
 @pytest.fixture(autouse=True)
-def _accounting() -> Iterator[None]:
-    published: list[Any] = []
-    accounting.configure(CFG, published.append)
+def _credits() -> Iterator[None]:
+    credits.configure(CFG)
     yield
-    accounting.configure(None)
+    credits.configure(None)
 
 
 def order(s: Session, ref: str = "ORD-1", **over: Any) -> None:
@@ -123,7 +122,8 @@ def test_c8_more_than_delivered_is_refused_with_the_numbers(s: Session) -> None:
 def test_c8_second_rma_for_a_fully_returned_line_is_refused(s: Session) -> None:
     order(s)
     first = rma(s, "R1", [{"sku": "B", "quantity": 1}])
-    assert accounting.apply_parcel(s, CFG, first, "restock", actor="station:st1", now=NOW)
+    event = _event("R1", "restock", units=[(1, "B", 1, "gtin")])
+    assert credits.apply_parcel(s, CFG, first, event, actor="station:st1", now=NOW)
     s.commit()
     assert first.state == "refunded"
     with pytest.raises(PolicyViolation) as err:
@@ -267,8 +267,22 @@ def test_cancel_and_expire_are_announced_with_a_new_revision(s: Session) -> None
 # -- accounting -----------------------------------------------------------------------------
 
 
-def _event(number: str, disposition: str, event_id: str = "e" * 16) -> ParcelEvent:
+Unit = tuple[int, str, int, str]  # line_no, sku, unit, evidence ("label" never verifies)
+IDENTIFIERS = {"serial": "SN-1", "tag": "E2801160", "gtin": "04006381333931"}
+
+
+def _event(
+    number: str,
+    disposition: str,
+    event_id: str = "e" * 16,
+    *,
+    units: list[Unit] | None = None,
+    divert_confirmed: bool | None = None,
+    schema_version: int = 2,
+) -> ParcelEvent:
+    """A parcel event of RMA ``number`` claiming ``units`` (default: none)."""
     return ParcelEvent(
+        schema_version=schema_version,
         event_id=event_id,
         station="st1",
         parcel_id=1,
@@ -280,15 +294,29 @@ def _event(number: str, disposition: str, event_id: str = "e" * 16) -> ParcelEve
         disposition=disposition,
         reason="matched",
         diverted=disposition != "quarantine",
+        units=[
+            UnitReceipt(
+                line_no=line_no,
+                sku=sku,
+                unit=unit,
+                evidence=evidence,
+                verified=evidence != "label",
+                identifier=IDENTIFIERS.get(evidence),
+            )
+            for line_no, sku, unit, evidence in units or []
+        ],
+        divert_confirmed=divert_confirmed,
     )
 
 
-def test_sorted_parcel_credits_each_line_exactly_once(s: Session) -> None:
+def test_sorted_parcel_credits_each_verified_unit_exactly_once(s: Session) -> None:
     order(s)
     r = rma(s, "R1", [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}])
-    assert ingest_event(s, _event("R1", "refurbish")) is True
-    assert ingest_event(s, _event("R1", "refurbish")) is False  # redelivery
-    assert ingest_event(s, _event("R1", "restock", "f" * 16)) is True  # second parcel: no more
+    both = [(1, "A", 1, "tag"), (2, "B", 1, "gtin")]
+    assert ingest_event(s, _event("R1", "refurbish", units=both)) is True
+    assert ingest_event(s, _event("R1", "refurbish", units=both)) is False  # redelivery
+    again = _event("R1", "restock", "f" * 16, units=both)  # second parcel: no more
+    assert ingest_event(s, again) is True
     s.expire_all()
     r = get_rma(s, "R1")
     assert r is not None and (r.state, r.grade) == ("refunded", "refurbish")
@@ -318,7 +346,8 @@ def test_sorted_parcel_credits_each_line_exactly_once(s: Session) -> None:
 def test_merchant_fault_gets_full_credit_as_store_credit(s: Session) -> None:
     order(s)
     r = rma(s, "R1", [{"sku": "B", "quantity": 1}], reason="defective", resolution="credit")
-    accounting.apply_parcel(s, CFG, r, "recycle", actor="station:st1", now=NOW)
+    event = _event("R1", "recycle", units=[(1, "B", 1, "serial")])
+    credits.apply_parcel(s, CFG, r, event, actor="station:st1", now=NOW)
     s.commit()
     c = s.scalars(select(Credit)).one()
     assert (c.kind, c.amount_cents, c.restocking_fee_cents, c.recovered_value_cents) == (
@@ -335,26 +364,31 @@ def test_quarantine_waits_for_a_lead(s: Session) -> None:
     order(s)
     r = rma(s, "R1", [{"sku": "A", "quantity": 1}])
     r2 = rma(s, "R2", [{"sku": "B", "quantity": 1}], resolution="exchange")
-    ingest_event(s, _event("R1", "quarantine"))
-    ingest_event(s, _event("R2", "quarantine", "g" * 16))
+    ingest_event(s, _event("R1", "quarantine", units=[(1, "A", 1, "label")]))
+    ingest_event(s, _event("R2", "quarantine", "g" * 16, units=[(1, "B", 1, "gtin")]))
     s.expire_all()
     r, r2 = get_rma(s, "R1"), get_rma(s, "R2")
     assert r is not None and r2 is not None
     assert (r.state, r.awaiting_decision) == ("received", True)
     assert s.scalar(select(func.count(Credit.id))) == 0
-    accounting.settle(s, CFG, r, "restock", actor="user:lead", now=NOW)
-    accounting.settle(s, CFG, r2, "refuse", actor="user:lead", now=NOW)
+    credits.decide(s, CFG, r, "restock", actor="user:lead", now=NOW)
+    credits.decide(s, CFG, r2, "refuse", actor="user:lead", now=NOW)
     s.commit()
     assert (r.state, r.awaiting_decision) == ("refunded", False)
     assert r2.state == "closed"
     assert [c.rma_number for c in s.scalars(select(Credit))] == ["R1"]
-    assert s.scalar(select(func.count(StockMovement.id))) == 1
+    # the refused goods go back to the customer (the default) in the ledger
+    assert [(m.rma_number, m.kind, m.location) for m in s.scalars(select(StockMovement))] == [
+        ("R1", "return_in", "RESTOCK"),
+        ("R2", "refused", "CUSTOMER"),
+    ]
 
 
 def test_financial_report_by_day_and_category(s: Session) -> None:
     order(s)
     r = rma(s, "R1", [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}])
-    accounting.apply_parcel(s, CFG, r, "refurbish", actor="station:st1", now=NOW)
+    event = _event("R1", "refurbish", units=[(1, "A", 1, "gtin"), (2, "B", 1, "gtin")])
+    credits.apply_parcel(s, CFG, r, event, actor="station:st1", now=NOW)
     s.commit()
     rows = financial_impact(s, CFG.zone)
     got = [
@@ -377,8 +411,8 @@ def test_financial_report_by_day_and_category(s: Session) -> None:
     ]
     assert financial_impact(s, CFG.zone, start=date(2025, 3, 7)) == []
     csv_text = to_csv(rows)
-    assert csv_text.splitlines()[0].startswith("day,category,units,refunds_cents")
-    assert csv_text.splitlines()[3] == "total,all,2,4849,0,0,750,0,4199,0,500,1150"
+    assert csv_text.splitlines()[0].startswith("currency,day,category,units,refused_units")
+    assert csv_text.splitlines()[3] == "EUR,total,all,2,0,4849,0,0,0,750,0,4199,0,0,0,0,500,1150"
 
 
 def test_overdue_rmas_expire_and_are_announced(s: Session) -> None:
@@ -410,8 +444,8 @@ def test_failing_accounting_never_loses_the_event(
     def boom(*_a: Any, **_k: Any) -> None:
         raise RuntimeError("policy bug")
 
-    monkeypatch.setattr(accounting, "settle", boom)
-    assert ingest_event(s, _event("R1", "restock")) is True
+    monkeypatch.setattr(credits, "_credit", boom)
+    assert ingest_event(s, _event("R1", "restock", units=[(1, "A", 1, "gtin")])) is True
     s.expire_all()
     r = get_rma(s, "R1")
     assert r is not None and (r.state, r.lines[0].received_quantity) == ("authorized", 0)

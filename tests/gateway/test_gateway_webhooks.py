@@ -205,3 +205,44 @@ def test_app_worker_posts_signed_events(settings: Settings, wait: Any) -> None:
     assert headers["X-RS-Signature"] == webhooks.sign(
         "hook-secret", int(headers["X-RS-Timestamp"]), raw
     )
+
+
+def test_replicas_claim_rows_with_skip_locked_and_deliver_each_once(anydb: Database) -> None:
+    """Two replicas delivering at the same moment on PostgreSQL: each row POSTed once."""
+    if anydb.engine.dialect.name != "postgresql":
+        pytest.skip("row claiming with SKIP LOCKED is PostgreSQL's (SQLite: one gateway)")
+    import threading
+
+    with anydb.session() as s:
+        webhook_endpoints.ensure_configured(s, CFG)
+        for i in range(10):
+            webhooks.enqueue(s, CFG, "rma.state_changed", {"number": f"R{i}"}, now=T0)
+        s.commit()
+    first_holds_its_rows = threading.Event()
+    second_done = threading.Event()
+    posted: list[int] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            posted.append(int(request.headers["X-RS-Delivery"]))
+        if threading.current_thread().name == "replica-a":
+            first_holds_its_rows.set()
+            second_done.wait(10)
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    sent: dict[str, int] = {}
+
+    def replica(name: str) -> None:
+        with anydb.session() as s:
+            sent[name] = webhooks.deliver_due(s, CFG, client, now=T0, limit=6)
+
+    a = threading.Thread(target=replica, args=("a",), name="replica-a")
+    a.start()
+    assert first_holds_its_rows.wait(10)
+    replica("b")  # runs while replica a holds its 6 rows
+    second_done.set()
+    a.join(10)
+    assert sent == {"a": 6, "b": 4}
+    assert sorted(posted) == list(range(1, 11))  # every row once, none twice

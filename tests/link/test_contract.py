@@ -34,8 +34,9 @@ def test_asyncapi_document_is_current() -> None:
 
 def test_asyncapi_lists_every_topic_with_its_messages() -> None:
     doc = yaml.safe_load(asyncapi.render())
-    channels = doc["channels"]
-    assert sorted(channels) == sorted(
+    assert doc["asyncapi"] == "3.0.0"
+    addresses = {cid: ch["address"] for cid, ch in doc["channels"].items()}
+    assert sorted(addresses.values()) == sorted(
         [
             "rs/v1/{site}/rma",
             "rs/v1/{site}/policy",
@@ -49,12 +50,18 @@ def test_asyncapi_lists_every_topic_with_its_messages() -> None:
             "rs/v1/{site}/{station}/cmd/reply",
         ]
     )
-    cmd = channels["rs/v1/{site}/{station}/cmd"]["subscribe"]
-    assert cmd["bindings"]["mqtt"] == {"qos": 1, "retain": False}
-    rma = channels["rs/v1/{site}/rma"]["subscribe"]["message"]["oneOf"]
-    assert [m["$ref"].rsplit("/", 1)[1] for m in rma] == ["RmaAnnouncement", "RmaCancellation"]
-    policy = channels["rs/v1/{site}/policy"]["subscribe"]
-    assert policy["bindings"]["mqtt"] == {"qos": 1, "retain": True}
+    ops = doc["operations"]
+    cmd = ops["receiveCommand"]
+    assert cmd["channel"] == {"$ref": "#/channels/command"}
+    assert cmd["bindings"]["mqtt"] == {"qos": 1, "retain": False, "bindingVersion": "0.2.0"}
+    rma = ops["receiveRma"]["messages"]
+    assert [m["$ref"] for m in rma] == [
+        "#/channels/rma/messages/RmaAnnouncement",
+        "#/channels/rma/messages/RmaCancellation",
+    ]
+    assert ops["receivePolicy"]["bindings"]["mqtt"]["retain"] is True
+    assert ops["sendEvent"]["action"] == "send"
+    assert ops["sendEvent"]["channel"] == {"$ref": "#/channels/event"}
     schema = doc["components"]["schemas"]["StationStatus"]["properties"]
     assert {"software_version", "config_hash", "schema_version"} <= set(schema)
 

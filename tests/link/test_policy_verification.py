@@ -22,8 +22,10 @@ def test_the_default_table_is_the_stations_shipped_one() -> None:
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ({"action": "trust_label"}, "would trust every unverified unit"),
-        ({"action": "trust_label", "min_unit_value_cents": 100}, "would trust every"),
+        ({"action": "trust_label"}, "would trust the label of unverified units of any value"),
+        ({"action": "trust_label", "min_unit_value_cents": 100}, "needs a max_unit_value_cents"),
+        ({"action": "trust_label", "categories": ["apparel"]}, "needs a max_unit_value_cents"),
+        ({"action": "trust_label", "lines": "without_identifiers"}, "needs a max_unit"),
         ({"action": "inspect", "reason": "matched"}, "cannot have reason matched"),
         (
             {"action": "inspect", "min_unit_value_cents": 10, "max_unit_value_cents": 5},
@@ -55,3 +57,13 @@ def test_scoped_trust_and_an_empty_table_are_accepted() -> None:
     ]
     strict = DispositionPolicy.model_validate({"version": "v", "rules": RULES, "verification": []})
     assert policy_from_mapping(strict.model_dump()).verification == ()
+
+
+def test_the_inspection_lane_travels_with_the_policy() -> None:
+    wire = DispositionPolicy.model_validate(
+        {"version": "v", "rules": RULES, "inspection_lane": "inspect"}
+    )
+    assert policy_from_mapping(wire.model_dump()).inspection_lane == "inspect"
+    assert DispositionPolicy(version="v", rules=RULES).inspection_lane is None  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="inspection_lane"):
+        DispositionPolicy.model_validate({"version": "v", "rules": RULES, "inspection_lane": ""})

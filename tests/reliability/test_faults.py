@@ -166,3 +166,48 @@ def test_jam_stops_the_belt_and_resumes_without_loss(tmp_path: Path) -> None:
     assert report.station_events == report.gateway_events == len(report.parcels) - len(behind)
     # the belt stopped with the station: parcels on it waited for their decision
     assert report.decision_ms["max"] > 1500.0
+
+
+def test_mixed_returns_verify_exactly_what_each_box_holds(tmp_path: Path) -> None:
+    report = run_scenario("mixed-returns", tmp_path)
+    assert_safe(report)
+    assert [f.kind for f in report.faults] == ["station_kill"]
+    assert report.lane_counts == {"restock": 5, "quarantine": 7}
+    assert report.quarantine_reasons == {"unverified": 2, "weight_mismatch": 4, "wrong_item": 1}
+    assert (report.verified_units, report.wrongly_verified_units) == (9, 0)
+    assert report.station_events == report.gateway_events == 12
+    by_case: dict[str, list[int]] = {}
+    for r in report.parcels:
+        assert r.case is not None and r.affected_by == [], r  # the kill fell between boxes
+        by_case.setdefault(r.case, []).append(r.verified_units)
+    assert by_case == {
+        "complete": [2, 2],
+        "partial": [1, 1],
+        "label-only": [0, 0],
+        "retail-aim": [1, 1],
+        "serial": [1],
+        "wrong-unit": [0],
+        "empty-box": [0, 0],
+    }
+
+
+def test_four_lanes_fill_on_the_camera_grade_and_the_camera_reads_the_labels(
+    tmp_path: Path,
+) -> None:
+    report = run_scenario("four-lanes", tmp_path)
+    assert_safe(report)
+    assert report.lane_counts == {"restock": 4, "refurbish": 3, "recycle": 3, "quarantine": 4}
+    assert report.quarantine_reasons == {"no_read": 1, "unknown_grade": 2, "unknown_rma": 1}
+    lanes = {"A": "restock", "B": "refurbish", "C": "recycle", "unreadable": "quarantine"}
+    for r in report.parcels:
+        if r.label == "known":
+            assert (r.actual_lane, r.grade) == (
+                lanes[r.photo],
+                "unknown" if r.photo == "unreadable" else r.photo,
+            ), r
+    assert sorted(r.photo for r in report.parcels if r.label == "known") == [
+        *["A"] * 4,
+        *["B"] * 3,
+        *["C"] * 3,
+        *["unreadable"] * 2,
+    ]

@@ -132,6 +132,21 @@ def test_high_value_waits_for_a_lead_without_a_label(make_client: Any) -> None:
     assert c.get(r.headers["location"] + "/label.pdf").status_code == 200
 
 
+def test_a_split_return_is_valued_with_what_is_open_on_the_order(make_client: Any) -> None:
+    c = make_client(approval_threshold_cents=50_000)
+    _order(c, lines=[line("TV", 2, 30000, "electronics")])
+    link = _link(c)
+    fields = {"qty-1": "1", "reason": "size", "resolution": "refund"}
+    first = submit(c, link, **fields)
+    assert "Your return is authorized." in text_of(c.get(first.headers["location"]).text)
+    # 300.00 open + 300.00 asked = 600.00 > 500.00: the second half waits for a lead
+    second = submit(c, link, **fields)
+    page = text_of(c.get(second.headers["location"]).text)
+    assert "Your return is waiting for approval by our team." in page
+    rmas = c.get("/api/v1/rmas", headers=ADMIN).json()["rmas"]
+    assert sorted(x["state"] for x in rmas) == ["authorized", "requested"]
+
+
 def test_language_from_the_browser_the_switch_and_the_default(make_client: Any) -> None:
     c = make_client()
     fr = c.get("/returns", headers={"Accept-Language": "fr-CA,fr;q=0.9,en;q=0.5"})

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edge.sorter.model import BeltConfig, Disposition, LaneSpec
-from edge.sorter.policy import Policy, default_policy
+from edge.sorter.policy import Policy, VerificationRule, default_policy
 from simulator.testing import Directory, line, rma
 from simulator.vbelt import VParcel, run_virtual
 
@@ -50,6 +50,10 @@ def build(data: dict[str, Any]) -> tuple[BeltConfig, Directory, Policy, list[VPa
         base.rules,
         assume_grade_without_camera=pol.get("assume_grade_without_camera", "A"),
         min_grade_confidence=pol.get("min_grade_confidence", 0.0),
+        verification=tuple(
+            VerificationRule(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()})
+            for r in pol.get("verification", ())
+        ),
     )
     parcels, expects = [], []
     for p in data["parcels"]:

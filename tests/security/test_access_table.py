@@ -38,8 +38,10 @@ def test_what_each_kind_of_route_needs() -> None:
     writes = {k: r for k, r in RULES.items() if k[0] != "GET"}
     assert {k for k, r in writes.items() if r.form} == {
         ("POST", "/quarantine/{number}"),
+        ("POST", "/quarantine/{number}/units/{line_no}/{unit_no}"),
         ("POST", "/rmas/{number}/approval"),
         ("POST", "/alarms/{alarm_id}/ack"),
+        ("POST", "/stations/{station}/commands"),
     }
     admin = {path for (_m, path), r in RULES.items() if r.any_of == {"admin"}}
     assert {"/api/v1/api-keys", "/api/v1/users", "/api/v1/audit", "/api/v1/policy"} <= admin

@@ -430,3 +430,19 @@ def test_keys_and_users_are_revoked_at_once_by_api_and_cli(prod: ProdGateway) ->
     assert (done.returncode, done.stdout) == (0, "API key 'cli-revoke' revoked\n"), done.stderr
     cli = prod.anonymous(**{"X-API-Key": cli_key, "X-Forwarded-For": "10.10.0.4"})
     assert cli.get("/api/v1/stations").status_code == 401
+
+
+def test_station_commands_from_the_page_need_a_lead_and_the_csrf_token(
+    prod: ProdGateway,
+) -> None:
+    page = prod.sign_in("lee", address="10.5.0.3")
+    no_token = page.post("/stations/st1/commands", data={"command": "resume"})
+    assert no_token.status_code == 403
+    assert prod.admin.post("/api/v1/rmas", json=rma("R-WAIT3", authorize=False)).status_code == 201
+    html = page.get("/rmas", params={"q": "R-WAIT3"}).text  # a form with the session's token
+    token = html.split('name="csrf" value="')[1].split('"')[0]
+    # past the CSRF check: the gateway has never heard of station st1
+    unknown = page.post("/stations/st1/commands", data={"command": "resume", "csrf": token})
+    assert (unknown.status_code, unknown.text) == (404, "unknown station 'st1'")
+    forged = page.post("/stations/st1/commands", data={"command": "resume", "csrf": "x" * 32})
+    assert forged.status_code == 403

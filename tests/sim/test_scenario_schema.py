@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simulator.scenario import (
     ReadBehaviour,
+    Scenario,
     ScenarioError,
     load_scenario,
     plan_parcels,
     plan_reads,
+    plan_returns,
+    return_gtin,
 )
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "simulator" / "scenarios"
@@ -26,7 +30,7 @@ parcels: {known: 4}
 def test_every_shipped_scenario_loads(path: Path) -> None:
     scenario = load_scenario(path)
     assert scenario.name == path.stem
-    assert scenario.parcels.total > 0
+    assert scenario.total > 0
 
 
 @pytest.mark.parametrize(
@@ -42,6 +46,10 @@ def test_every_shipped_scenario_loads(path: Path) -> None:
         ("faults: [{kind: meteor, at_s: 1}]", "faults.0.kind"),
         ("faults: [{kind: jam, at_s: 1}]", "jam needs duration_s > 0"),
         ("faults: [{kind: clock_skew, at_s: 1}]", "clock_skew needs skew_s != 0"),
+        (
+            "faults: [{kind: clock_skew, at_s: 1, skew_s: 5, resume: operator}]",
+            "resume: operator is for a jam only",
+        ),
         ("time: {mode: realtime, rate: 3}", "use mode: accelerated"),
         ("time: {mode: accelerated}", "accelerated needs rate > 1"),
         ("reads: {no_read_rate: 0.6, garbled_rate: 0.6}", "must be <= 1"),
@@ -104,3 +112,30 @@ def test_sweep_finds_the_highest_rate_below_the_mechanical_limit(
     assert all(bad == 0 for _, bad in result.steps[:-1])
     assert sim_main(["sweep", str(SCENARIOS / "demo.yaml"), "--length-mm", "300"]) == 0
     assert "9000 parcels/h (gap 100 mm)" in capsys.readouterr().out
+
+
+def test_return_cases_lay_out_what_each_box_holds_shows_and_weighs() -> None:
+    text = (SCENARIOS / "mixed-returns.yaml").read_text(encoding="utf-8")
+    scenario = Scenario.model_validate(yaml.safe_load(text))
+    assert scenario.returns is not None and scenario.total == 12
+    parcels, planned = plan_returns(scenario.returns, scenario.parcels, 1000.0, "AB12", 1, 500.0)
+    by_case = {p.case: p for p in reversed(parcels)}  # the first box of each case
+    shoe, boot = return_gtin(1, 1), return_gtin(1, 2)
+    assert by_case["complete"].scans == ("RMA-RAB120001", shoe, boot)
+    assert (by_case["complete"].carries, by_case["complete"].weight_g) == ((1, 2), 2150.0)
+    partial = by_case["partial"]
+    assert (partial.scans[1:], partial.carries, partial.weight_g) == (
+        (return_gtin(2, 1),),
+        (1,),
+        950.0,
+    )
+    assert by_case["label-only"].scans == ("RMA-RAB120003",)
+    assert by_case["retail-aim"].scans[1] == "]E0" + return_gtin(4, 1)
+    assert by_case["serial"].scans[1] == f"]C101{return_gtin(5, 1).zfill(14)}21S5L1"
+    wrong = by_case["wrong-unit"]
+    assert (wrong.scans[1][-5:], wrong.carries) == ("S6L1X", ())
+    assert (by_case["empty-box"].carries, by_case["empty-box"].weight_g) == ((), 150.0)
+    assert [r.lines[0]["serial"] for r in planned[4:6]] == ["S5L1", "S6L1"]
+    # round robin over the cases; 12 m of empty belt after the sixth box
+    assert [p.case for p in parcels[:7]] == [c.name for c in scenario.returns.cases]
+    assert parcels[6].induct_at_ms - parcels[5].induct_at_ms == 1250.0 + 12000.0

@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from edge.sorter import SorterCore
 from edge.sorter.model import Decision, OrphanRead, Reason
-from simulator.testing import Directory, demo_belt, rma
+from simulator.testing import Directory, demo_belt, label_trusting_policy, rma
+
+TRUSTING = label_trusting_policy()  # the parcels show only their label
 
 
 def run(core: SorterCore, feed: dict[float, list[tuple[str, str]]]) -> list[object]:
@@ -31,7 +33,10 @@ def decision(actions: list[object]) -> Decision:
 
 def test_scanner_no_read_camera_read_identifies_and_records_the_source() -> None:
     d = decision(
-        run(SorterCore(demo_belt(), Directory(rma("RMA-1"))), {310.0: [("camera", "RMA-1")]})
+        run(
+            SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING),
+            {310.0: [("camera", "RMA-1")]},
+        )
     )
     assert (d.lane.name, d.reason, d.rma_number) == ("restock", Reason.MATCHED, "RMA-1")
     assert d.reads == ("camera:RMA-1",)
@@ -41,7 +46,7 @@ def test_scanner_no_read_camera_read_identifies_and_records_the_source() -> None
 
 def test_scanner_and_camera_agree_is_one_read() -> None:
     feed = {310.0: [("camera", "RMA-1")], 500.0: [("scanner", "RMA-1")]}
-    d = decision(run(SorterCore(demo_belt(), Directory(rma("RMA-1"))), feed))
+    d = decision(run(SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING), feed))
     assert d.reason == Reason.MATCHED
     assert dict(d.inputs)["barcode_source"] == "camera+scanner"
     assert set(d.reads) == {"RMA-1", "camera:RMA-1"}
@@ -49,7 +54,7 @@ def test_scanner_and_camera_agree_is_one_read() -> None:
 
 def test_camera_disagreeing_with_the_scanner_is_a_conflict() -> None:
     feed = {310.0: [("camera", "RMA-2")], 500.0: [("scanner", "RMA-1")]}
-    core = SorterCore(demo_belt(), Directory(rma("RMA-1"), rma("RMA-2")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1"), rma("RMA-2")), TRUSTING)
     d = decision(run(core, feed))
     assert d.reason == Reason.CONFLICTING_READS
     assert d.rma_number is None
@@ -57,7 +62,7 @@ def test_camera_disagreeing_with_the_scanner_is_a_conflict() -> None:
 
 
 def test_camera_read_after_the_decision_is_an_orphan() -> None:
-    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING)
     actions = run(core, {5000.0: [("camera", "RMA-1")]})
     d = decision(actions)
     assert d.reason == Reason.NO_READ
@@ -69,7 +74,10 @@ def test_camera_read_after_the_decision_is_an_orphan() -> None:
 
 def test_scanner_only_decisions_carry_no_barcode_source() -> None:
     d = decision(
-        run(SorterCore(demo_belt(), Directory(rma("RMA-1"))), {500.0: [("scanner", "RMA-1")]})
+        run(
+            SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING),
+            {500.0: [("scanner", "RMA-1")]},
+        )
     )
     assert d.reason == Reason.MATCHED
     assert d.reads == ("RMA-1",)
@@ -97,7 +105,9 @@ def test_any_mix_of_readers_one_code_matches_two_codes_conflict(
         feed.setdefault(t, []).append((source, "RMA-1"))
     if other is not None:
         feed.setdefault(other[1], []).append((other[0], "RMA-2"))
-    d = decision(run(SorterCore(demo_belt(), Directory(rma("RMA-1"), rma("RMA-2"))), feed))
+    d = decision(
+        run(SorterCore(demo_belt(), Directory(rma("RMA-1"), rma("RMA-2")), TRUSTING), feed)
+    )
     if other is not None and scans:
         assert d.reason == Reason.CONFLICTING_READS and d.rma_number is None
     elif scans:

@@ -17,7 +17,9 @@ from edge.sorter.policy import (
     policy_to_mapping,
 )
 from protocol.messages import Evidence
-from simulator.testing import Directory, demo_belt, line, rma
+from simulator.testing import Directory, demo_belt, label_trusting_policy, line, rma
+
+TRUSTING = label_trusting_policy()
 
 EAN_SHOE = "4006381333931"  # a real EAN-13
 EAN_SOCK = "9780201310054"
@@ -190,7 +192,7 @@ def test_mixed_dispositions_in_one_box_go_to_quarantine() -> None:
         rma("RMA-1", line("LIP", category="cosmetics"), line("SHIRT", category="apparel"))
     )
     camera = demo_belt(camera_pos_mm=700.0)
-    core = SorterCore(camera, rmas)
+    core = SorterCore(camera, rmas, TRUSTING)
     actions = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
     actions += core.on_barcode(550.0, "RMA-1") + core.on_grade(850.0, "B")
     for t in range(0, 6000, 5):
@@ -241,16 +243,21 @@ def test_trust_never_applies_to_a_serialised_line() -> None:
     assert d.reason is Reason.UNVERIFIED
 
 
-def test_a_trust_rule_without_scope_is_refused_and_the_table_round_trips() -> None:
-    with pytest.raises(ValueError, match="would trust every unverified unit"):
-        Policy("v-1", default_policy().rules, verification=(VerificationRule(TRUST_LABEL),))
+def test_a_trust_rule_without_a_value_cap_is_refused_and_the_table_round_trips() -> None:
+    for uncapped in (
+        VerificationRule(TRUST_LABEL),
+        VerificationRule(TRUST_LABEL, categories=("apparel",)),
+        VerificationRule(TRUST_LABEL, lines=LINES_WITHOUT_IDENTIFIERS),
+    ):
+        with pytest.raises(ValueError, match="would trust the label of unverified units of any"):
+            Policy("v-1", default_policy().rules, verification=(uncapped,))
     with pytest.raises(ValueError, match="reason matched"):
         VerificationRule(INSPECT, reason=Reason.MATCHED)
     policy = Policy("v-2", default_policy().rules, verification=(VALUABLE, CHEAP))
     assert policy_from_mapping(policy_to_mapping(policy)) == policy
     strict = policy_from_mapping({**policy_to_mapping(policy), "verification": []})
     assert strict.verification == ()
-    assert default_policy().verification[0].lines == LINES_WITHOUT_IDENTIFIERS
+    assert default_policy().verification == ()  # shipped: every unverified unit inspected
 
 
 def test_divert_confirmed_on_the_exit() -> None:
@@ -261,7 +268,7 @@ def test_divert_confirmed_on_the_exit() -> None:
         LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
     )
     for confirm, expected in ((True, True), (False, False)):
-        core = SorterCore(demo_belt(lanes=lanes), Directory(rma("RMA-1")))
+        core = SorterCore(demo_belt(lanes=lanes), Directory(rma("RMA-1")), TRUSTING)
         actions = core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
         actions += core.on_barcode(550.0, "RMA-1")
         for t in range(0, 6000, 5):
@@ -287,7 +294,8 @@ def test_evidence_order_of_claimed_units_is_strongest_first() -> None:
             line("D", gtin="09501101020917", serial="SN0001"),
         )
     )
-    d = decision(drive(SorterCore(demo_belt(), rmas), 0.0, ["RMA-1", EAN_SOCK, SERIAL_GS1], (uid,)))
+    core = SorterCore(demo_belt(), rmas, TRUSTING)
+    d = decision(drive(core, 0.0, ["RMA-1", EAN_SOCK, SERIAL_GS1], (uid,)))
     assert [u.evidence for u in d.units] == [
         Evidence.SERIAL,
         Evidence.TAG,
@@ -295,3 +303,32 @@ def test_evidence_order_of_claimed_units_is_strongest_first() -> None:
         Evidence.LABEL,
     ]
     assert (d.reason, d.lane.name) == (Reason.MATCHED, "restock")  # line A: label trusted
+
+
+def test_inspected_parcels_go_to_the_policys_inspection_lane_others_to_the_end() -> None:
+    from dataclasses import replace
+
+    from edge.sorter.model import Disposition, GateCommand, LaneSpec
+
+    lanes = (
+        LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock"),
+        LaneSpec("inspect", Disposition.QUARANTINE, 2300.0, "inspect"),
+        LaneSpec("quarantine", Disposition.QUARANTINE, 4000.0, None),
+    )
+    policy = replace(default_policy(), inspection_lane="inspect")
+    rmas = Directory(rma("RMA-1", line("SHOE", gtin=EAN_SHOE)))
+    label_only = drive(SorterCore(demo_belt(lanes=lanes), rmas, policy), 0.0, ["RMA-1"])
+    d = decision(label_only)
+    assert (d.lane.name, d.reason) == ("inspect", Reason.UNVERIFIED)
+    assert "to the inspection lane inspect" in d.explanation
+    assert [c.gate for c in label_only if isinstance(c, GateCommand)] == ["inspect"]
+    unknown = decision(drive(SorterCore(demo_belt(lanes=lanes), rmas, policy), 0.0, ["RMA-9"]))
+    assert (unknown.lane.name, unknown.reason) == ("quarantine", Reason.UNKNOWN_RMA)
+    shown = decision(
+        drive(SorterCore(demo_belt(lanes=lanes), rmas, policy), 0.0, ["RMA-1", EAN_SHOE])
+    )
+    assert (shown.lane.name, shown.reason) == ("restock", Reason.MATCHED)
+    # a station without that lane: the end of the belt
+    elsewhere = decision(drive(SorterCore(demo_belt(), rmas, policy), 0.0, ["RMA-1"]))
+    assert (elsewhere.lane.name, elsewhere.reason) == ("quarantine", Reason.UNVERIFIED)
+    assert policy_from_mapping(policy_to_mapping(policy)) == policy

@@ -217,3 +217,26 @@ def test_a_restart_between_parcels_never_claims_a_unit_twice(
     assert all(1 <= unit <= quantity for _, unit in units)
     verified = [(no, unit) for no, unit, v in reported if v]
     assert len(verified) == len(set(verified))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=rmas(), shown=st.integers(0, 2), label=st.booleans(), data=st.data())
+def test_one_lines_identifier_never_verifies_another_line(
+    lines: tuple[RmaLineRecord, ...], shown: int, label: bool, data: st.DataObject
+) -> None:
+    """The parcel shows identifiers of line ``shown`` only (all it declares, or some):
+    every verified unit is of that line, whatever the other lines declare."""
+    if shown >= len(lines):
+        shown = len(lines) - 1
+    ln = lines[shown]
+    own: list[tuple[str, int, int]] = []
+    if ln.gtin is not None:
+        own.append(("retail", GTINS.index(ln.gtin), 0))
+    if ln.serial is not None and ln.gtin is not None:
+        own.append(("gs1", SERIALS.index(ln.serial), 0))
+    if ln.rfid_uid is not None:
+        own.append(("tag", TAGS.index(ln.rfid_uid), 0))
+    reads = data.draw(st.lists(st.sampled_from(own), unique=True)) if own else []
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1", *lines)))
+    d, _ = run_parcel(core, 0.0, label or not reads, reads)
+    assert all(u.line_no == shown + 1 for u in d.units if u.verified), d.units

@@ -7,6 +7,7 @@ daemon on mock pins with the OpenCV camera reading a generated video.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,16 @@ from edge.vision.photos import PhotoFile
 from edge.vision.worker import GradedPhoto
 from protocol import PhotoUpload, decode
 from simulator.hw.camera import write_video
-from simulator.testing import Directory, ManualClock, rma, station_config, video_camera, wait_until
+from simulator.testing import (
+    Directory,
+    ManualClock,
+    label_trusting_policy,
+    line,
+    rma,
+    station_config,
+    video_camera,
+    wait_until,
+)
 
 DELAY_MS = 150.0
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -52,7 +62,7 @@ def config(tmp_path: Path, *, camera_pos_mm: float | None = 0.0, upload: bool = 
 
 
 def station(cfg: StationConfig, *rmas: Any) -> tuple[CameraStation, RecordingCamera, list[bytes]]:
-    core = SorterCore(cfg.belt_config(), Directory(*rmas))
+    core = SorterCore(cfg.belt_config(), Directory(*rmas), label_trusting_policy())
     camera, sent = RecordingCamera(), list[bytes]()
     return CameraStation(cfg, core, camera, None, sent.append, lambda: 0.0), camera, sent  # type: ignore[arg-type]
 
@@ -188,3 +198,22 @@ def test_the_daemon_photographs_each_parcel_it_inducts_with_its_id(
         (1, 0.0 + DELAY_MS, True),
         (2, 120.0 + DELAY_MS, True),
     ]
+
+
+def test_the_photos_footprint_is_checked_against_the_catalogue_dimensions(tmp_path: Path) -> None:
+    boxed = replace(line("SHOE"), length_mm=330, width_mm=210, height_mm=120)
+    cam, _, _ = station(config(tmp_path, camera_pos_mm=DELAY_MS), rma("RMA-1", boxed))
+    core = cam.core
+    actions = core.on_photo_eye(0.0, True) + core.on_photo_eye(200.0, False)
+    small = Grading("A", 0.9, "grade A", Measures(True, length_mm=150.0, width_mm=100.0))
+    actions += cam.graded(GradedPhoto(Photo(True, 150.0, 152.0, None, tag=1), small, None))
+    actions += core.on_barcode(500.0, "RMA-1")
+    for t in range(505, 5000, 5):
+        actions += core.advance(float(t))
+    [d] = [a for a in actions if isinstance(a, Decision)]
+    assert (d.lane.name, d.reason.value, dict(d.inputs)["size_check"]) == (
+        "quarantine",
+        "size_mismatch",
+        "size_mismatch",
+    )
+    assert "footprint 150x100 mm cannot hold SHOE" in d.explanation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,21 +41,11 @@ def make_config(tmp_path: Path, scanner_url: str, *, site: str = "s1", port: int
 
 
 @pytest.fixture
-def station(tmp_path: Path, scanner_pty: str) -> Iterator[Callable[..., StationDaemon]]:
+def station(
+    tmp_path: Path, scanner_pty: str, started_daemon: Callable[..., StationDaemon]
+) -> Callable[..., StationDaemon]:
     """Build (and at the end stop) daemons on mock pins with a pty for the scanner."""
-    made: list[StationDaemon] = []
-
-    def build(**kwargs: Any) -> StationDaemon:
-        daemon = StationDaemon(make_config(tmp_path, scanner_pty, **kwargs))
-        made.append(daemon)
-        daemon.start()
-        return daemon
-
-    try:
-        yield build
-    finally:
-        for daemon in made:
-            daemon.stop()
+    return lambda **kwargs: started_daemon(make_config(tmp_path, scanner_pty, **kwargs))
 
 
 def command(**args: Any) -> Command:

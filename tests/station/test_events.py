@@ -11,7 +11,7 @@ from edge.station.events import build_parcel_event, photo_fields
 from edge.vision.grading import Grading, Measures
 from edge.vision.photos import PhotoFile
 from edge.vision.worker import GradedPhoto
-from protocol import PhotoRef
+from protocol import CodeClass, CodeRead, Evidence, PhotoRef, UnitReceipt
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 RESTOCK = LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock")
@@ -101,3 +101,28 @@ def test_an_invalid_photo_is_reported_as_no_photo_with_its_reason() -> None:
         "grade_explanation": "no valid photo: all_black",
     }
     assert photo_fields(None) == {}
+
+
+def test_the_event_carries_the_claimed_units_the_classified_reads_and_the_confirmation() -> None:
+    shoe = UnitReceipt(
+        line_no=1,
+        sku="SHOE",
+        unit=1,
+        evidence=Evidence.GTIN,
+        verified=True,
+        identifier="04006381333931",
+    )
+    boot = UnitReceipt(line_no=2, sku="BOOT", unit=1, evidence=Evidence.LABEL, verified=False)
+    codes = (
+        CodeRead(code_class=CodeClass.RMA_LABEL, value="RMA-1", source="scanner"),
+        CodeRead(code_class=CodeClass.RETAIL, value="04006381333931", source="scanner"),
+    )
+    d = decision(units=(shoe, boot), codes=codes)
+    confirmed = ParcelExited(d, 250.0, 300.0, 2100.0, divert_confirmed=True)
+    event = build_parcel_event(confirmed, "st1", to_utc, None, event_id="e" * 32)
+    assert (event.schema_version, event.units, event.codes) == (2, (shoe, boot), codes)
+    assert (event.verified_units, event.divert_confirmed) == ((shoe,), True)
+    unseen = ParcelExited(d, 250.0, 300.0, 2100.0, divert_confirmed=False)
+    assert (
+        build_parcel_event(unseen, "st1", to_utc, None, event_id="f" * 32).divert_confirmed is False
+    )

@@ -22,6 +22,7 @@ def test_status_has_every_component_and_says_degraded_until_the_scanner_reads(
             "scanner",
             "rfid",
             "camera",
+            "scale",
             "grader",
             "encoder",
             "lane_inputs",
@@ -31,9 +32,14 @@ def test_status_has_every_component_and_says_degraded_until_the_scanner_reads(
             "scheduler",
             "alarms",
             "belt_running",
+            "belt_holds",
+            "estop_engaged",
+            "resets",
+            "clock",
             "rma_revision",
             "config_hash",
         ]
+        assert status["scale"] is None  # no [scale]
         assert status["degraded"] is True  # the scanner is not reading yet
         assert list(status["devices"]) == [  # type: ignore[call-overload]
             "belt_run",

@@ -19,7 +19,7 @@ from edge.sorter.model import RmaLineRecord
 from edge.sorter.physical import Claim
 from edge.vision.calibration import Calibration
 from edge.vision.grading import BackgroundModel, Measures, grade_frame, grade_measures, measure
-from simulator.vision.generator import BELT_BGR, ParcelSpec, render, render_empty
+from simulator.vision.generator import BELT_BGR, ParcelSpec, random_spec, render, render_empty
 
 CAL = Calibration(1.0)
 TH = GradingThresholds()
@@ -184,10 +184,31 @@ def test_background_model_follows_a_lighting_change() -> None:
     ids=["glare", "motion-blur", "clutter", "partial", "textured-belt", "weak-outline"],
 )
 def test_the_grader_abstains_and_says_why(spec: ParcelSpec, check: str) -> None:
-    g = grade_frame(render(spec), CAL, TH)
+    g = grade_frame(render(spec), CAL, TH, early_exit=False)
     assert g.grade == "unknown", g.explanation
     assert set(check.split("|")) & set(g.checks), g.explanation
     assert g.confidence == 0.0
+    quick = grade_frame(render(spec), CAL, TH)  # the station's way: stops at shape checks
+    assert (quick.grade, quick.confidence, quick.measures.barcodes) == (
+        "unknown",
+        0.0,
+        g.measures.barcodes,
+    )
+    assert set(quick.checks) <= set(g.checks) and quick.checks, quick.explanation
+
+
+def test_early_exit_stops_after_a_shape_check_and_names_only_what_it_measured() -> None:
+    # a dark red box on a dark belt at a fifth of the light: only the label strip segments
+    frame = render(ParcelSpec(colour="red", belt="dark", gain=0.2, seed=26))
+    full = grade_frame(frame, CAL, TH, early_exit=False)
+    quick = grade_frame(frame, CAL, TH)
+    assert full.checks == ("scale", "weak_outline", "not_square")
+    assert full.measures.complete and full.measured_grade == "A"
+    assert quick.checks == ("scale", "not_square")
+    assert not quick.measures.complete and quick.measured_grade is None
+    assert (quick.measures.edge_contrast, quick.measures.dark_fraction) == (0.0, 0.0)
+    assert quick.measures.barcodes == full.measures.barcodes == ("]C0RMA-000123",)
+    assert "weak outline" not in quick.explanation and "measured" not in quick.explanation
 
 
 def test_a_tilted_view_is_not_square() -> None:
@@ -261,3 +282,14 @@ def test_parallax_a_tall_box_off_axis_is_fitted_with_its_top_magnified() -> None
     assert abs(m.length_mm - 240) <= 8 and abs(m.width_mm - 160) <= 8, m
     assert m.rect_fill >= TH.min_rect_fill_a and m.solidity >= TH.min_solidity_a, m
     assert m.checks == (), m.checks
+
+
+def test_a_tear_running_under_a_red_tape_is_not_taken_for_the_tape() -> None:
+    # photo 237 of the held-out evaluation set (seed 2026): a major tear across the printed
+    # text and a red warning tape; the tape, as dark as half the board, joined the tear into
+    # one mark of the tape's vivid colour, which was skipped as print: graded A at 0.98
+    rng = np.random.default_rng(2026)
+    spec = [random_spec(rng, i) for i in range(238)][-1]
+    assert (spec.damage, spec.severity, spec.tape) == ("tear", "major", "warning")
+    g = grade_frame(render(spec), CAL, TH)
+    assert (g.grade, g.measures.dark_fraction) == ("C", 0.0277), g.explanation

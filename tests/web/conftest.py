@@ -28,10 +28,10 @@ SHOTS = REPO / "reports" / "screenshots"
 PASSWORDS = {"lee": "lee long password", "vera": "vera long password"}
 
 
-@pytest.fixture(scope="module")
-def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    """A started simulator run (no parcels yet) whose gateway requires sign-in to read."""
-    scenario = load_scenario(REPO / "simulator" / "scenarios" / "smoke.yaml")
+def signed_in_run(scenario_file: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """A started run of ``simulator/scenarios/<scenario_file>`` whose gateway requires
+    sign-in to read, with users lee (lead) and vera (viewer)."""
+    scenario = load_scenario(REPO / "simulator" / "scenarios" / scenario_file)
     before = os.environ.get("RS_ANONYMOUS_READ")
     os.environ["RS_ANONYMOUS_READ"] = "false"  # the gateway process inherits it
     try:
@@ -46,6 +46,12 @@ def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             os.environ.pop("RS_ANONYMOUS_READ", None)
         else:
             os.environ["RS_ANONYMOUS_READ"] = before
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """A started simulator run (no parcels yet) whose gateway requires sign-in to read."""
+    yield from signed_in_run("smoke.yaml", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -69,10 +69,15 @@ def read_financial_report(
     end: Annotated[date | None, Query(description="Last day, inclusive")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> ImpactReport | Response:
-    """Financial impact by day and SKU category (minor units); ``format=csv`` for CSV."""
+    """Financial impact per currency, by day and SKU category; ``format=csv`` for CSV.
+
+    Amounts in minor units of each currency, never summed across them; credits and
+    goods refused credit alike.
+    """
     rows = financial_impact(session, settings.zone, start=start, end=end)
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv")
     return ImpactReport(
-        currency=settings.currency, rows=[ImpactRowOut.model_validate(r) for r in rows]
+        currencies=sorted({r.currency for r in rows}),
+        rows=[ImpactRowOut.model_validate(r) for r in rows],
     )

@@ -34,6 +34,10 @@ def _out(session: SessionDep, order: Order) -> OrderOut:
         customer_address=order.customer_address,
         customer_language=order.customer_language,
         currency=order.currency,
+        discount_cents=order.discount_cents,
+        voucher_cents=order.voucher_cents,
+        shipping_paid_cents=order.shipping_paid_cents,
+        tax_inclusive=order.tax_inclusive,
         delivered_at=order.delivered_at,
         lines=lines,
     )

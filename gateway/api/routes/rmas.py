@@ -1,7 +1,9 @@
 """``/api/v1/rmas``: create (idempotent), read, list, lifecycle, receipts, decisions, label.
 
-Errors (body ``{"detail": ...}``): 401 / 403 access; 404 unknown RMA; 409 duplicate number
-or a trigger not allowed in the RMA's state; 422 invalid input, a policy refusal
+Errors (body ``{"detail": ...}``): 401 / 403 access; 404 unknown RMA; 409 duplicate number,
+a trigger not allowed in the RMA's state, or a change that lost the race against another
+writer of the same RMA (then the body also carries ``rma``, its current state, and nothing
+of the request was written); 422 invalid input, a policy refusal
 (``detail`` = ``{"code", "message", ...facts}``), a mistyped number (check character) or an
 ``Idempotency-Key`` reused with another body.
 """
@@ -9,22 +11,31 @@ or a trigger not allowed in the RMA's state; 422 invalid input, a policy refusal
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 
 from gateway.api.deps import Caller, SessionDep, SettingsDep
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
-from gateway.schemas import DecisionRequest, ReceiptRequest, RmaDraft, TransitionRequest
-from gateway.services import accounting, idempotency, numbers
+from gateway.schemas import (
+    DecisionRequest,
+    ReceiptRequest,
+    RmaDraft,
+    TransitionRequest,
+    UnitDecisionRequest,
+)
+from gateway.services import credits, idempotency, numbers
 from gateway.services.expiry import expire_overdue
 from gateway.services.labels import render_label
+from gateway.services.lifecycle import IllegalTransition
 from gateway.services.revisions import head_revision
+from gateway.services.rma_writer import StaleDataError, StaleRma, apply_change, load_for_change
 from gateway.services.rmas import (
-    bump,
     create_rma,
     get_rma,
     list_rmas,
@@ -54,15 +65,53 @@ class _Twin(Exception):
         self.response = response
 
 
-def _load(session: SessionDep, number: str) -> Rma:
+def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
+    """The RMA to change (row-locked on PostgreSQL until the request commits) or read."""
     try:
         numbers.check(number)
     except numbers.MistypedNumber as exc:
         raise HTTPException(422, detail=str(exc)) from exc
-    rma = get_rma(session, number)
+    rma = load_for_change(session, number) if change else get_rma(session, number)
     if rma is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"RMA {number!r} not found")
     return rma
+
+
+#: a lost race (or an illegal trigger): 409, nothing written. IntegrityError: a unique
+#: constraint (one credit, one stock move per unit) stopped a writer the checks missed.
+_CONFLICTS = (IllegalTransition, StaleRma, StaleDataError, IntegrityError)
+
+
+def _change(
+    session: SessionDep, number: str, change: Callable[[Rma], object], revision: int | None = None
+) -> Any:
+    """Load RMA ``number`` for a change, apply ``change`` to it, commit; the RMA's view.
+
+    ``revision``: the one the caller decided on (compare-and-set). A lost race or an
+    illegal trigger rolls everything back: 409 with the current state.
+    """
+    try:
+        rma = _load(session, number)
+        if revision is not None and revision != rma.revision:
+            raise StaleRma(number)
+        change(rma)
+        session.commit()
+    except _CONFLICTS as exc:
+        return _conflict(session, number, exc)
+    except BaseException:
+        session.rollback()
+        raise
+    return RmaOut.model_validate(rma)
+
+
+def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
+    """409 after a lost race or an illegal trigger: nothing written, the current state."""
+    session.rollback()
+    current = get_rma(session, number)  # a plain read: no lock is left behind
+    lost = isinstance(exc, StaleDataError | IntegrityError)
+    detail = str(StaleRma(number)) if lost else str(exc)
+    rma = jsonable_encoder(RmaOut.model_validate(current)) if current is not None else None
+    return JSONResponse({"detail": detail, "rma": rma}, status_code=status.HTTP_409_CONFLICT)
 
 
 @router.post(
@@ -117,7 +166,6 @@ def post_rma(
                 raise _Twin(twin.status_code, twin.response)
 
     def remember(rma: Rma) -> None:
-        accounting.state_changed(session, settings, rma, principal.name)
         if idempotency_key:
             body = jsonable_encoder(RmaOut.model_validate(rma))
             idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
@@ -150,7 +198,7 @@ def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Caller
 @router.get("/{number}", response_model=RmaOut, responses=_ERRORS)
 def read_rma(number: str, session: SessionDep, _who: Caller) -> RmaOut:
     """Return one RMA by number, with its lines and recorded transitions."""
-    return RmaOut.model_validate(_load(session, number))
+    return RmaOut.model_validate(_load(session, number, change=False))
 
 
 @router.get("", response_model=RmaList)
@@ -176,7 +224,7 @@ def post_transition(
     session: SessionDep,
     settings: SettingsDep,
     principal: Caller,
-) -> RmaOut:
+) -> Any:
     """Fire a lifecycle trigger (``cancel`` and ``ship`` for shops; others need a lead).
 
     The new state is announced to stations with a new revision (e.g. a cancelled or
@@ -186,42 +234,33 @@ def post_transition(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail=f"{body.trigger!r} needs the 'lead' scope"
         )
-    rma = _load(session, number)
-    accounting_hook = accounting.state_changed
-    transition_rma(
+    return _change(
         session,
-        settings,
-        rma,
-        body.trigger,
-        actor=principal.name,
-        note=body.note,
-        before_commit=lambda r: accounting_hook(session, settings, r, principal.name),
+        number,
+        lambda rma: transition_rma(
+            session, settings, rma, body.trigger, actor=principal.name, note=body.note
+        ),
     )
-    return RmaOut.model_validate(rma)
 
 
 @router.post("/{number}/receipts", response_model=RmaOut, responses=_ERRORS)
 def post_receipt(
     number: str, body: ReceiptRequest, session: SessionDep, settings: SettingsDep, principal: Caller
-) -> RmaOut:
+) -> Any:
     """Record units received at the desk (partial receipt leaves ``partially_received``).
 
     Once every unit is in, the RMA is ``received`` and waits for a lead's decision.
     """
-    rma = _load(session, number)
     units: dict[int, int] = {}
     for line in body.lines:
         units[line.line_no] = units.get(line.line_no, 0) + line.quantity
-    try:
+
+    def receive(rma: Rma) -> None:
         receive_units(rma, units, actor=principal.name, note=body.note)
         rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
-        bump(session, settings, rma)
-        accounting.state_changed(session, settings, rma, principal.name)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return RmaOut.model_validate(rma)
+        apply_change(session, settings, rma, actor=principal.name)
+
+    return _change(session, number, receive)
 
 
 @router.post("/{number}/decision", response_model=RmaOut, responses=_ERRORS)
@@ -231,21 +270,74 @@ def post_decision(
     session: SessionDep,
     settings: SettingsDep,
     principal: Caller,
-) -> RmaOut:
+) -> Any:
     """A lead grades a received (e.g. quarantined) return; credits follow by policy.
 
-    ``refuse`` closes the RMA without credit.
+    ``refuse`` closes the RMA without credit; its received goods go to ``destination``
+    (return to vendor, scrap, back to the customer) in the stock ledger. Decisions on one
+    RMA are serialised: of simultaneous decisions one wins, the others get 409 with the
+    winner's result.
     """
-    rma = _load(session, number)
-    try:
-        accounting.settle(session, settings, rma, body.grade, actor=principal.name)
-        bump(session, settings, rma)
-        accounting.state_changed(session, settings, rma, principal.name)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return RmaOut.model_validate(rma)
+    log.info("decision asked rma=%s grade=%s by=%s", number, body.grade, principal.name)
+    return _change(
+        session,
+        number,
+        lambda rma: credits.decide(
+            session,
+            settings,
+            rma,
+            body.grade,
+            destination=body.destination,
+            actor=principal.name,
+        ),
+        body.revision,
+    )
+
+
+@router.post(
+    "/{number}/lines/{line_no}/units/{unit_no}/decision", response_model=RmaOut, responses=_ERRORS
+)
+def post_unit_decision(
+    number: str,
+    line_no: Annotated[int, Path(ge=1, le=10_000)],
+    unit_no: Annotated[int, Path(ge=1, le=10_000)],
+    body: UnitDecisionRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Caller,
+) -> Any:
+    """A lead decides one waiting unit: verify, regrade, refuse, confirm its location.
+
+    Credits and stock moves follow by policy; once every unit is decided the RMA is
+    resolved. 409 (with the current state) when another decision came first; 422 for
+    a unit that is not waiting or a decision without a grade.
+    """
+    log.info(
+        "unit decision asked rma=%s line=%d unit=%d action=%s by=%s",
+        number,
+        line_no,
+        unit_no,
+        body.action,
+        principal.name,
+    )
+
+    def decide(rma: Rma) -> None:
+        try:
+            credits.decide_unit(
+                session,
+                settings,
+                rma,
+                line_no,
+                unit_no,
+                body.action,
+                grade=body.grade,
+                destination=body.destination,
+                actor=principal.name,
+            )
+        except credits.UnitDecisionError as exc:
+            raise HTTPException(422, detail=str(exc)) from exc
+
+    return _change(session, number, decide, body.revision)
 
 
 @router.get(
@@ -265,7 +357,7 @@ def read_label(
     Code 128 and QR of the number; captions in the shop's language (``RS_DEFAULT_LANGUAGE``)
     unless ``lang`` asks for another.
     """
-    rma = _load(session, number)
+    rma = _load(session, number, change=False)
     pdf = render_label(rma, settings.return_address, lang=lang or settings.default_language)
     return Response(
         pdf,

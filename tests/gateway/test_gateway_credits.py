@@ -1,0 +1,151 @@
+"""Credits from proof, per unit (issue 14): verified units only, exactly once, lead decides.
+
+Service level on SQLite and PostgreSQL; the HTTP acceptance (concurrent leads, a multi-line
+RMA over several parcels) is in ``test_gateway_credit_acceptance.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.db import Database
+from gateway.models import Credit, RmaUnit
+from gateway.services import credits
+from gateway.services.events import ingest_event
+from gateway.services.rmas import get_rma
+from gateway.services.stock import stock_levels
+from tests.gateway.test_gateway_returns import CFG, NOW, _event, order, rma
+
+
+@pytest.fixture
+def s(anydb: Database) -> Iterator[Session]:
+    with anydb.session() as session:
+        yield session
+
+
+@pytest.fixture(autouse=True)
+def _credits() -> Iterator[None]:
+    credits.configure(CFG)
+    yield
+    credits.configure(None)
+
+
+TWO_LINES = [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}]
+
+
+def units(session: Session) -> list[tuple[str, int, str, str, str | None]]:
+    rows = session.scalars(select(RmaUnit).order_by(RmaUnit.rma_line_id, RmaUnit.unit_no))
+    return [(u.line.sku, u.unit_no, u.state, u.reason, u.location) for u in rows]
+
+
+def amounts(session: Session) -> list[tuple[str, int, int, int]]:
+    rows = session.scalars(select(Credit).order_by(Credit.id))
+    return [(c.sku, c.unit_no, c.amount_cents, c.shipping_cost_cents) for c in rows]
+
+
+def levels(session: Session) -> list[tuple[str, str, int]]:
+    return [(x.sku, x.location, x.quantity) for x in stock_levels(session)]
+
+
+def test_only_the_verified_unit_is_credited_the_other_waits_for_a_lead(s: Session) -> None:
+    order(s)
+    r = rma(s, "R1", TWO_LINES)
+    event = _event("R1", "restock", units=[(1, "A", 1, "gtin"), (2, "B", 1, "label")])
+    assert ingest_event(s, event) is True
+    assert units(s) == [
+        ("A", 1, "credited", "", "RESTOCK"),
+        ("B", 1, "awaiting", "unverified", None),
+    ]
+    assert amounts(s) == [("A", 1, 1999, 250)]  # 100 % of 19.99; shipping 5.00 over 2 units
+    assert levels(s) == [("A", "RESTOCK", 1)]
+    r = get_rma(s, "R1")
+    assert r is not None and (r.state, r.awaiting_decision) == ("received", True)
+    credits.decide_unit(s, CFG, r, 2, 1, "verify", actor="user:lead", now=NOW)
+    s.commit()
+    assert amounts(s) == [("A", 1, 1999, 250), ("B", 1, 4250, 250)]  # minus 15 % restocking
+    assert (r.state, r.grade, r.awaiting_decision) == ("refunded", "restock", False)
+    assert levels(s) == [("A", "RESTOCK", 1), ("B", "RESTOCK", 1)]
+
+
+def test_a_version_1_event_proves_nothing_and_credits_nothing(s: Session) -> None:
+    order(s)
+    rma(s, "R1", TWO_LINES)
+    assert ingest_event(s, _event("R1", "restock", schema_version=1)) is True
+    assert units(s) == [
+        ("A", 1, "awaiting", "unproved_event", None),
+        ("B", 1, "awaiting", "unproved_event", None),
+    ]
+    assert amounts(s) == [] and levels(s) == []
+
+
+def test_an_unconfirmed_divert_is_booked_unconfirmed_until_a_lead_finds_it(s: Session) -> None:
+    order(s)
+    rma(s, "R1", [{"sku": "A", "quantity": 1}])
+    event = _event("R1", "restock", units=[(1, "A", 1, "serial")], divert_confirmed=False)
+    assert ingest_event(s, event) is True
+    assert units(s) == [("A", 1, "awaiting", "divert_unconfirmed", "UNCONFIRMED")]
+    assert amounts(s) == [] and levels(s) == [("A", "UNCONFIRMED", 1)]
+    r = get_rma(s, "R1")
+    assert r is not None
+    credits.decide_unit(s, CFG, r, 1, 1, "confirm_location", grade="refurbish", actor="user:lead")
+    s.commit()
+    assert levels(s) == [("A", "REFURBISH", 1), ("A", "UNCONFIRMED", 0)]
+    assert amounts(s) == [("A", 1, 1599, 500)]  # 80 % of 19.99 (verified by its serial)
+    assert (r.state, r.grade) == ("refunded", "refurbish")
+
+
+def test_confirming_where_an_unverified_unit_is_still_leaves_it_waiting(s: Session) -> None:
+    order(s)
+    rma(s, "R1", [{"sku": "A", "quantity": 1}])
+    ingest_event(s, _event("R1", "restock", units=[(1, "A", 1, "label")], divert_confirmed=False))
+    r = get_rma(s, "R1")
+    assert r is not None
+    credits.decide_unit(s, CFG, r, 1, 1, "confirm_location", grade="restock", actor="user:lead")
+    s.commit()
+    assert units(s) == [("A", 1, "awaiting", "unverified", "RESTOCK")]
+    assert amounts(s) == []
+    credits.decide_unit(s, CFG, r, 1, 1, "refuse", destination="return_to_vendor", actor="lead")
+    s.commit()
+    # refused: out of where it was found, into the lead's destination, written off
+    assert units(s) == [("A", 1, "refused", "", "RTV")]
+    assert levels(s) == [("A", "RESTOCK", 0), ("A", "RTV", 1), ("A", "UNCONFIRMED", 0)]
+    assert (r.state, r.grade, amounts(s)) == ("closed", "refuse", [])
+    with pytest.raises(credits.UnitDecisionError, match="already refused"):
+        credits.decide_unit(s, CFG, r, 1, 1, "verify", grade="restock", actor="user:lead")
+
+
+def test_the_same_unit_claimed_by_two_parcels_is_received_once(s: Session) -> None:
+    order(s)
+    rma(s, "R1", [{"sku": "A", "quantity": 1}])
+    first = _event("R1", "restock", "p" * 16, units=[(1, "A", 1, "gtin")])
+    second = _event("R1", "restock", "q" * 16, units=[(1, "A", 1, "gtin")])
+    assert ingest_event(s, first) and ingest_event(s, second)
+    assert units(s) == [("A", 1, "credited", "", "RESTOCK")]
+    assert amounts(s) == [("A", 1, 1999, 500)]
+
+
+def test_an_event_that_loses_the_race_to_a_lead_is_ingested_again_on_the_new_state(
+    s: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.models import StationEvent
+    from gateway.services.rma_writer import StaleRma, load_for_change
+
+    order(s)
+    rma(s, "R1", [{"sku": "A", "quantity": 1}])
+    lost: list[str] = []
+
+    def first_loses(session: Session, number: str) -> object:
+        if not lost:
+            lost.append(number)
+            raise StaleRma(number)  # another writer changed R1 between read and write
+        return load_for_change(session, number)
+
+    monkeypatch.setattr(credits, "load_for_change", first_loses)
+    assert ingest_event(s, _event("R1", "restock", units=[(1, "A", 1, "gtin")])) is True
+    assert lost == ["R1"]
+    assert len(s.scalars(select(StationEvent)).all()) == 1  # stored once, by the second try
+    assert amounts(s) == [("A", 1, 1999, 500)]
