@@ -10,6 +10,7 @@ from edge.sorter.model import (
     BadRead,
     BeltCommand,
     Decision,
+    Disposition,
     GateCancel,
     GateCommand,
     Inducted,
@@ -20,11 +21,20 @@ from edge.sorter.model import (
     Reason,
 )
 from edge.sorter.policy import Policy, default_policy
-from simulator.testing import DEMO_LANES, Directory, demo_belt, line, rma
+from simulator.testing import (
+    CHEAP_GOODS,
+    DEMO_LANES,
+    Directory,
+    demo_belt,
+    label_trusting_policy,
+    line,
+    rma,
+)
 from simulator.vbelt import VParcel, run_virtual
 from tests.cases import field_case
 
 UID = "04A2B3C4D5E680"
+TRUSTING = label_trusting_policy()  # the parcels show only their label
 
 
 def of(kind: type, actions: list[object]) -> list:
@@ -38,7 +48,7 @@ def one(run, index: int = 0):
 def test_c2_flickering_tag_in_one_window_is_one_read_of_one_parcel() -> None:
     case = field_case("C2_flicker")
     polls = tuple(p is not None for p in case["polls"])
-    core = SorterCore(demo_belt(), Directory(rma("RMA-1", line(rfid_uid=UID))))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1", line(rfid_uid=UID))), TRUSTING)
     actions: list[object] = []
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
     # body 250..550 mm over the antenna at 400 mm from 550 ms on; one poll per 20 ms
@@ -59,7 +69,7 @@ def test_c2_flickering_tag_in_one_window_is_one_read_of_one_parcel() -> None:
 
 def test_c7_bouncing_eye_is_one_parcel_of_its_true_length() -> None:
     case = field_case("C7_gpio")[0]
-    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING)
     actions: list[object] = []
     for t, state in case["photo_eye_edges_ms"]:
         actions += core.on_photo_eye(float(t), state == "blocked")
@@ -73,7 +83,7 @@ def test_c7_bouncing_eye_is_one_parcel_of_its_true_length() -> None:
 
 
 def test_induct_is_reported_once_when_the_edge_is_accepted_with_the_bursts_start() -> None:
-    core = SorterCore(demo_belt(debounce_ms=5.0), Directory())
+    core = SorterCore(demo_belt(debounce_ms=5.0), Directory(), TRUSTING)
     # C7-style bounce at the leading edge: 100 blocked, 101 clear, 102 blocked (stays)
     assert core.on_photo_eye(100.0, True) == []
     assert core.on_photo_eye(101.0, False) == []
@@ -89,7 +99,7 @@ def test_induct_is_reported_once_when_the_edge_is_accepted_with_the_bursts_start
 
 
 def test_induct_comes_from_the_next_input_when_it_arrives_after_the_debounce() -> None:
-    core = SorterCore(demo_belt(), Directory())
+    core = SorterCore(demo_belt(), Directory(), TRUSTING)
     core.on_photo_eye(0.0, True)
     assert core.on_barcode(50.0, "RMA-1") == [Inducted(1, 0.0), OrphanRead("RMA-1", 50.0)]
 
@@ -99,14 +109,16 @@ def test_bouncing_eye_on_the_virtual_belt_keeps_every_parcel() -> None:
         VParcel(150.0, 500.0, "RMA-1", bounce=True),
         VParcel(200.0, 400.0, None, bounce=True),
     ]
-    run = run_virtual(demo_belt(), Directory(rma("RMA-1")), parcels)
+    run = run_virtual(demo_belt(), Directory(rma("RMA-1")), parcels, policy=TRUSTING)
     assert run.core.counters["inducted"] == 2
     assert [r.exited.length_mm for r in run.results if r.exited] == [150.0, 200.0]
     assert run.lanes() == ["restock", "quarantine"]
 
 
 def test_duplicate_label_reads_are_one_read() -> None:
-    run = run_virtual(demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1", 4)])
+    run = run_virtual(
+        demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1", 4)], policy=TRUSTING
+    )
     assert one(run).decision.reads == ("RMA-1",)
     assert one(run).reason == "matched"
 
@@ -125,7 +137,7 @@ def test_duplicate_label_reads_are_one_read() -> None:
 )
 def test_tag_and_label_together(parcel: VParcel, reason: str) -> None:
     rmas = Directory(rma("RMA-1", line(rfid_uid=UID)), rma("RMA-2"))
-    run = run_virtual(demo_belt(), rmas, [parcel])
+    run = run_virtual(demo_belt(), rmas, [parcel], policy=TRUSTING)
     r = one(run)
     assert r.reason == reason
     assert r.physical_lane == ("restock" if reason == "matched" else "quarantine")
@@ -134,16 +146,21 @@ def test_tag_and_label_together(parcel: VParcel, reason: str) -> None:
 def test_gs1_item_barcode_checks_the_line() -> None:
     rmas = Directory(rma("RMA-1", line(gtin="09501101020917", serial="SN0001")))
     scan = "]C101095011010209171725123110ABC123\x1d21SN0001"
-    good = run_virtual(demo_belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan)])
+    good = run_virtual(
+        demo_belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan)], policy=TRUSTING
+    )
     assert one(good).reason == "matched"
     wrong = run_virtual(
-        demo_belt(), rmas, [VParcel(300.0, 500.0, "RMA-1", gs1=scan.replace("SN0001", "SN0002"))]
+        demo_belt(),
+        rmas,
+        [VParcel(300.0, 500.0, "RMA-1", gs1=scan.replace("SN0001", "SN0002"))],
+        policy=TRUSTING,
     )
     assert one(wrong).reason == "wrong_item"
 
 
 def test_invalid_uid_is_a_bad_read_not_an_identity() -> None:
-    core = SorterCore(demo_belt(), Directory())
+    core = SorterCore(demo_belt(), Directory(), TRUSTING)
     assert core.on_rfid(10.0, "DD17380AF8") == [
         BadRead("rfid", "DD17380AF8", 10.0, "RFID UID 'DD17380AF8' is not 4, 7 or 10 bytes of hex")
     ]
@@ -153,7 +170,7 @@ def test_invalid_uid_is_a_bad_read_not_an_identity() -> None:
 def test_c1_cascade_level_1_answer_is_never_an_item_key() -> None:
     case = field_case("C1_rfid_uid")[0]
     level1 = case["anticoll_level1_hex"][:8]  # "88047DB1" without its check byte
-    core = SorterCore(demo_belt(), Directory())
+    core = SorterCore(demo_belt(), Directory(), TRUSTING)
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(300.0, False)
     [bad] = core.on_rfid(550.0, level1)
@@ -174,7 +191,7 @@ def test_quantity_exceeded_on_the_second_parcel_of_a_one_item_line() -> None:
         VParcel(300.0, 500.0, "RMA-2"),
         VParcel(300.0, 500.0, "RMA-2"),
     ]
-    run = run_virtual(demo_belt(), rmas, parcels)
+    run = run_virtual(demo_belt(), rmas, parcels, policy=TRUSTING)
     assert [r.reason for r in run.results] == ["matched", "quantity_exceeded", "matched", "matched"]
     assert run.lanes() == ["restock", "quarantine", "restock", "restock"]
 
@@ -189,7 +206,10 @@ def test_quantity_exceeded_on_the_second_parcel_of_a_one_item_line() -> None:
 )
 def test_rma_state_failures(state: str, reason: str) -> None:
     run = run_virtual(
-        demo_belt(), Directory(rma("RMA-1", state=state)), [VParcel(300.0, 500.0, "RMA-1")]
+        demo_belt(),
+        Directory(rma("RMA-1", state=state)),
+        [VParcel(300.0, 500.0, "RMA-1")],
+        policy=TRUSTING,
     )
     assert (one(run).reason, one(run).physical_lane) == (reason, "quarantine")
 
@@ -212,7 +232,12 @@ CAMERA = {"camera_pos_mm": 700.0, "camera_tol_mm": 50.0}
 def test_camera_grade_decides_the_lane(
     grade: str | None, confidence: float, category: str | None, lane: str, reason: str
 ) -> None:
-    policy = Policy("conf-1", default_policy().rules, min_grade_confidence=0.8)
+    policy = Policy(
+        "conf-1",
+        default_policy().rules,
+        min_grade_confidence=0.8,
+        verification=(CHEAP_GOODS,),
+    )
     rmas = Directory(rma("RMA-1", line(category=category)))
     parcel = VParcel(300.0, 500.0, "RMA-1", grade=grade, confidence=confidence)
     run = run_virtual(demo_belt(**CAMERA), rmas, [parcel], policy)
@@ -225,7 +250,10 @@ def test_camera_grade_decides_the_lane(
 
 def test_without_camera_the_policy_assumes_grade_a_and_says_so() -> None:
     run = run_virtual(
-        demo_belt(), Directory(rma("RMA-1", reason="defective")), [VParcel(300.0, 500.0, "RMA-1")]
+        demo_belt(),
+        Directory(rma("RMA-1", reason="defective")),
+        [VParcel(300.0, 500.0, "RMA-1")],
+        policy=TRUSTING,
     )
     d = one(run).decision
     assert d.lane.name == "restock"
@@ -244,12 +272,30 @@ def test_without_camera_the_policy_assumes_grade_a_and_says_so() -> None:
     assert d.policy_version == "default-1"
     assert d.explanation == (
         "restock: matched; label names RMA-1; line 1 label trusted: verification rule 0 "
-        "(line declares no identifier: the label is all a parcel can show); rule 1 (grade A)"
+        "(cheap goods without identifiers, up to 20.00: label trusted); rule 1 (grade A)"
+    )
+
+
+def test_the_shipped_policy_inspects_a_label_only_parcel_and_says_why() -> None:
+    run = run_virtual(demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")])
+    d = one(run).decision
+    assert (d.reason, one(run).physical_lane) == ("unverified", "quarantine")
+    assert [(u.line_no, u.evidence.value, u.verified) for u in d.units] == [(1, "label", False)]
+    assert dict(d.inputs)["verification"] == "unverified"
+    assert "verification_rule" not in dict(d.inputs)
+    assert d.explanation == (
+        "quarantine: unverified; label names RMA-1; line 1 unverified: no verification "
+        "rule trusts it; not sortable on condition: unverified"
     )
 
 
 def test_without_camera_and_no_assumed_grade_nothing_is_sorted() -> None:
-    policy = Policy("strict-1", default_policy().rules, assume_grade_without_camera=None)
+    policy = Policy(
+        "strict-1",
+        default_policy().rules,
+        assume_grade_without_camera=None,
+        verification=(CHEAP_GOODS,),
+    )
     run = run_virtual(
         demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy
     )
@@ -257,7 +303,7 @@ def test_without_camera_and_no_assumed_grade_nothing_is_sorted() -> None:
 
 
 def test_recalled_sku_is_quarantined() -> None:
-    policy = default_policy(recalled_skus=("SKU-1",))
+    policy = label_trusting_policy(recalled_skus=("SKU-1",))
     run = run_virtual(
         demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 500.0, "RMA-1")], policy
     )
@@ -270,13 +316,51 @@ def test_lane_full_sends_the_parcel_on_to_quarantine() -> None:
         Directory(rma("RMA-1")),
         [VParcel(300.0, 500.0, "RMA-1")],
         lane_full=["restock"],
+        policy=TRUSTING,
     )
     assert (one(run).reason, one(run).physical_lane) == ("lane_full", "quarantine")
     assert one(run).commands == []
 
 
+OVERFLOW_LANES = (
+    LaneSpec("restock", Disposition.RESTOCK, 1500.0, "restock", overflow="restock2"),
+    LaneSpec("restock2", Disposition.RESTOCK, 2000.0, "restock2", overflow="restock"),
+    *DEMO_LANES[1:],
+)
+
+
+@pytest.mark.parametrize(
+    ("full", "lane", "reason", "why"),
+    [
+        ([], "restock", "matched", None),
+        (["restock"], "restock2", "matched", "lane restock full: overflow lane restock2"),
+        # the overflow is full too (and names the first back): quarantine, no loop
+        (["restock", "restock2"], "quarantine", "lane_full", "lane full"),
+    ],
+)
+def test_a_full_lane_sends_its_parcels_to_its_overflow_lane_before_quarantine(
+    full: list[str], lane: str, reason: str, why: str | None
+) -> None:
+    run = run_virtual(
+        demo_belt(lanes=OVERFLOW_LANES),
+        Directory(rma("RMA-1")),
+        [VParcel(300.0, 500.0, "RMA-1")],
+        TRUSTING,
+        lane_full=full,
+    )
+    result = one(run)
+    assert (result.decided_lane, result.physical_lane, result.reason) == (lane, lane, reason)
+    assert result.decision is not None
+    if why is not None:
+        assert why in result.decision.explanation
+    if lane == "restock2":  # its own gate, timed for its own position (2000 mm)
+        [cmd] = result.commands
+        # inducted at 1500 ms, lead at 2000 mm 2000 ms later, less stroke + margin (100 ms)
+        assert (cmd.gate, cmd.open_at_ms) == ("restock2", 1500.0 + 2000.0 - 100.0)
+
+
 def test_lane_full_after_the_decision_withdraws_a_gate_not_yet_opening() -> None:
-    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING)
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(300.0, False)
     core.on_barcode(550.0, "RMA-1")
@@ -309,7 +393,10 @@ def test_gap_violation(
 ) -> None:
     rmas = Directory(rma("RMA-1"), rma("RMA-2"))
     run = run_virtual(
-        demo_belt(), rmas, [VParcel(300.0, 500.0, "RMA-1"), VParcel(300.0, gap_mm, second)]
+        demo_belt(),
+        rmas,
+        [VParcel(300.0, 500.0, "RMA-1"), VParcel(300.0, gap_mm, second)],
+        policy=TRUSTING,
     )
     assert [r.reason for r in run.results] == reasons
     assert run.lanes() == lanes
@@ -317,7 +404,11 @@ def test_gap_violation(
 
 def test_gate_times_from_lane_distance_length_and_stroke() -> None:
     run = run_virtual(
-        demo_belt(), Directory(rma("RMA-1")), [VParcel(300.0, 0.0, "RMA-1")], start_ms=0.0
+        demo_belt(),
+        Directory(rma("RMA-1")),
+        [VParcel(300.0, 0.0, "RMA-1")],
+        start_ms=0.0,
+        policy=TRUSTING,
     )
     [cmd] = one(run).commands
     # lead at the 1500 mm gate at 1500 ms; open stroke 60 + margin 40 before, close
@@ -327,7 +418,7 @@ def test_gate_times_from_lane_distance_length_and_stroke() -> None:
 
 def test_encoder_position_drives_length_and_gate_times() -> None:
     cfg = demo_belt(encoder_mm_per_count=0.5)
-    core = SorterCore(cfg, Directory(rma("RMA-1")))
+    core = SorterCore(cfg, Directory(rma("RMA-1")), TRUSTING)
     actions: list[object] = []
     # the belt really runs at 500 mm/s (1000 counts/s), not the nominal 1000 mm/s
     for t in range(0, 8000, 10):
@@ -348,7 +439,7 @@ def test_encoder_position_drives_length_and_gate_times() -> None:
 
 def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
     cfg = demo_belt(jam_ms=350.0)
-    core = SorterCore(cfg, Directory(rma("RMA-1")))
+    core = SorterCore(cfg, Directory(rma("RMA-1")), TRUSTING)
     actions: list[object] = []
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
     actions += core.on_barcode(550.0, "RMA-1")
@@ -379,6 +470,66 @@ def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
     assert exits[2].length_mm == pytest.approx(450.0)
 
 
+def test_gate_times_follow_the_belt_when_it_slows_after_the_decision() -> None:
+    core = SorterCore(demo_belt(encoder_mm_per_count=1.0), Directory(rma("RMA-1")), TRUSTING)
+    actions: list[object] = []
+    for t in range(0, 1001, 100):  # 1 m/s: 1 count per ms
+        actions += core.on_encoder(float(t), t)
+        if t == 0:
+            actions += core.on_photo_eye(0.0, True)
+        if t == 300:
+            actions += core.on_photo_eye(300.0, False)
+        if t == 500:
+            actions += core.on_barcode(550.0, "RMA-1")
+    [first] = of(GateCommand, actions)
+    assert (first.open_at_ms, first.close_at_ms) == (1400.0, 1840.0)
+    # from 1000 ms the belt runs at half speed: 50 counts in the next 100 ms
+    [retimed] = core.on_encoder(1100.0, 1050)
+    # lead at 1500 mm: 1100 + 450 mm / 0.5 mm/ms = 2000 ms, less stroke + margin (100 ms);
+    # trail at 1800 mm: 1100 + 750 / 0.5 = 2600 ms, plus margin (40 ms)
+    assert retimed == GateCommand(
+        1, "restock", 1900.0, 2640.0, first.open_at_pos_mm, first.close_at_pos_mm
+    )
+    assert core.on_encoder(1200.0, 1100) == []  # same speed: nothing moves
+    # it stands still: the open is not scheduled until the belt moves again
+    [standing] = core.on_encoder(1300.0, 1100)
+    assert (standing.open_at_ms, standing.close_at_ms) == (float("inf"), float("inf"))
+    [moving] = core.on_encoder(1400.0, 1200)  # 1 m/s again from 1200 mm
+    assert (moving.open_at_ms, moving.close_at_ms) == (1600.0, 2040.0)
+    rest: list[object] = []
+    for t in range(1500, 4000, 100):
+        rest += core.on_encoder(float(t), 1200 + (t - 1400))
+    [exited] = of(ParcelExited, rest)
+    assert (exited.final_lane.name, exited.marks) == ("restock", ())
+
+
+def test_holds_stop_the_belt_once_and_it_runs_when_the_last_is_lifted() -> None:
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING)
+    actions: list[object] = []
+    actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
+    actions += core.on_barcode(550.0, "RMA-1")
+    actions += core.advance(800.0)
+    assert len(of(GateCommand, actions)) == 1
+    assert core.hold(1000.0, "pause") == [
+        BeltCommand(False, 1000.0, "pause"),
+        GateCancel(1, "restock", 1000.0),
+    ]
+    assert core.hold(1100.0, "estop") == [Alarm("estop", True, 1100.0)]
+    assert core.release(2000.0, "pause") == []  # the E-stop still holds it
+    assert core.on_resume(3000.0) == [
+        BeltCommand(True, 3000.0, "estop"),
+        Alarm("estop", False, 3000.0),
+    ]
+    assert core.status()["holds"] == []
+    rest: list[object] = []
+    for t in range(3000, 9000, 5):
+        rest += core.advance(float(t))
+    [exited] = of(ParcelExited, rest)
+    assert exited.final_lane.name == "quarantine" and exited.marks == (Mark.GATE_CANCELLED,)
+    # stood still 1000..3000 ms: the end (4000 + 300 mm) is reached 2000 ms late
+    assert exited.exited_at_ms == pytest.approx(4300.0 + 2000.0)
+
+
 CONFIRM_LANES = (
     LaneSpec("restock", DEMO_LANES[0].disposition, 1500.0, "restock", confirm=True),
     *DEMO_LANES[1:],
@@ -393,6 +544,7 @@ def test_divert_confirmation(seen: bool, marks: tuple[Mark, ...], alarms: int) -
         demo_belt(lanes=CONFIRM_LANES),
         Directory(rma("RMA-1")),
         [VParcel(300.0, 500.0, "RMA-1", confirm=seen)],
+        policy=TRUSTING,
     )
     r = one(run)
     assert r.exited is not None and r.exited.marks == marks
@@ -406,6 +558,7 @@ def test_decision_records_the_inputs_and_reads_for_a_failure() -> None:
         demo_belt(),
         Directory(rma("RMA-1", line(rfid_uid=UID))),
         [VParcel(300.0, 500.0, "RMA-1", uid="DEADBEEF")],
+        policy=TRUSTING,
     )
     d = one(run).decision
     assert d.reads == ("rfid:DEADBEEF", "RMA-1")  # the tag enters its field first
@@ -415,7 +568,7 @@ def test_decision_records_the_inputs_and_reads_for_a_failure() -> None:
 
 def test_a_tag_two_parcels_could_own_identifies_neither() -> None:
     rmas = Directory(rma("RMA-1", line(rfid_uid=UID)))
-    core = SorterCore(demo_belt(rfid_tol_mm=100.0), rmas)
+    core = SorterCore(demo_belt(rfid_tol_mm=100.0), rmas, TRUSTING)
     core.on_photo_eye(0.0, True)
     core.on_photo_eye(200.0, False)  # parcel 1: 200 mm
     core.on_photo_eye(230.0, True)  # parcel 2: 30 mm behind it
