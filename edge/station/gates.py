@@ -21,11 +21,16 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from edge.clock import clock_rate, monotonic_ms
 from edge.drivers.gpio import DiverterGate
 from edge.scheduler import Scheduler
 from edge.sorter.model import GateCommand
+from edge.station.inputs import GateLate, StationInput
+
+if TYPE_CHECKING:
+    from edge.config import BeltSection
 
 __all__ = ["GATE_TEST_HOLD", "GateBank", "GateHeld"]
 
@@ -76,6 +81,33 @@ class GateBank:
         self._confirm_waits: dict[str, tuple[threading.Event, list[float]]] = {}
         self.locked_out = False
         """True while the E-stop is engaged: no gate is energised (see :meth:`lock_out`)."""
+
+    @classmethod
+    def for_station(
+        cls,
+        gates: Mapping[str, DiverterGate],
+        belt: BeltSection,
+        clock: Callable[[], float],
+        submit: Callable[[StationInput], None],
+        scheduler: Scheduler | None = None,
+    ) -> GateBank:
+        """The station's bank: opens later than the belt's ``gate_margin_ms`` are not fired.
+
+        Each is reported to the reactor through ``submit`` as a
+        :class:`~edge.station.inputs.GateLate`. The gate timer is ``scheduler``, or a new
+        :class:`~edge.scheduler.Scheduler` on ``clock`` at the belt's ``scheduler_priority``
+        (SCHED_FIFO) and ``scheduler_cpu``.
+        """
+        timer = scheduler or Scheduler(
+            clock, priority=belt.scheduler_priority, cpu=belt.scheduler_cpu
+        )
+        return cls(
+            gates,
+            timer,
+            clock,
+            late_limit_ms=belt.gate_margin_ms,
+            on_late=lambda pid, lane, t_ms, late_ms: submit(GateLate(t_ms, pid, lane, late_ms)),
+        )
 
     def __contains__(self, lane: object) -> bool:
         return lane in self._gates
