@@ -205,3 +205,32 @@ def test_a_late_open_on_a_gate_already_open_for_the_lane_diverts_as_planned(
     assert late == [] and bank.holds("restock") == {6, 7}
     bank.close(6, "restock")
     assert factory.pin(17).state == 1  # parcel 7 still held
+
+
+def test_a_late_open_of_a_schedule_re_timed_since_is_neither_fired_nor_reported(
+    late_bank: tuple[GateBank, Scheduler, Late], factory: MockFactory, clock: ManualClock
+) -> None:
+    bank, scheduler, late = late_bank
+    bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+    bank.schedule(GateCommand(7, "restock", 300.0, 600.0))  # the belt slowed: re-timed
+    clock.set(141.0)  # the first open comes 41 ms late: it is not the parcel's schedule now
+    wait_until(lambda: scheduler.pending() == 3, timeout_s=10.0)
+    assert late == [] and bank.holds("restock") == set()
+    clock.set(300.0)  # the re-timed open, on time
+    wait_until(lambda: scheduler.pending() == 2, timeout_s=10.0)
+    assert factory.pin(17).state == 1 and bank.holds("restock") == {7}
+    clock.set(600.0)  # the first close is outdated too; the re-timed one releases
+    wait_until(lambda: scheduler.pending() == 0, timeout_s=10.0)
+    assert late == [] and factory.pin(17).state == 0 and bank.holds("restock") == set()
+    assert [s.state for s in factory.pin(17).states] == [False, True, False]
+
+
+def test_a_late_open_while_the_estop_locks_the_gates_out_is_not_reported(
+    late_bank: tuple[GateBank, Scheduler, Late], factory: MockFactory, clock: ManualClock
+) -> None:
+    bank, scheduler, late = late_bank
+    bank.lock_out(True)  # the core withdraws the parcel as the E-stop reaches it
+    bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+    clock.set(141.0)
+    wait_until(lambda: scheduler.pending() == 1, timeout_s=10.0)
+    assert late == [] and factory.pin(17).state == 0 and bank.holds("restock") == set()
