@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench system-deps venv tools clean
+.PHONY: demo test lint typecheck unit bench soak system-deps venv tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks $(ARGS)
+
+## Load-sensitive acceptance runs left out of `make test` (tests marked soak: test_timing.py).
+soak: venv
+	$(BIN)/pytest -m soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -672,10 +672,11 @@ class DeadLetter(Base):
 class Alarm(Base):
     """A line alarm (issue 7): raised from a station's status or a parcel event.
 
-    ``kind``: ``jam``, ``lane_full``, ``gate_fault``, ``divert_unconfirmed``, ``device_down`` or
-    ``station_offline``; ``subject`` names the lane, device or parcel concerned ("" for the
-    whole station). ``key`` identifies the condition so it is raised once while it lasts:
-    ``{station}:{kind}:{subject}`` for a condition, plus the event id for a one-off event.
+    ``kind``: ``estop``, ``jam``, ``lane_full``, ``gate_fault``, ``divert_unconfirmed``,
+    ``device_down``, ``station_offline`` or ``station_overloaded``; ``subject`` names the lane,
+    device or parcel concerned ("" for the whole station). ``key`` identifies the condition so
+    it is raised once while it lasts: ``{station}:{kind}:{subject}`` for a condition, plus the
+    event id for a one-off event.
     A condition alarm is cleared (``cleared_at``) when the station no longer reports it; a
     lead acknowledges it (``acknowledged_at`` / ``acknowledged_by``). Open = not yet
     acknowledged or still active.

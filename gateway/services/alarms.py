@@ -1,9 +1,10 @@
 """Line alarms (issue 7): raised from station statuses and parcel events, acknowledged by a lead.
 
-Condition alarms (jam, lane full, gate fault, device down, station offline) stay active while the
-station reports the condition and are cleared when it stops; a one-off alarm (a divert not
-confirmed, from a parcel event's marks) is raised already cleared. Either stays open until
-a lead acknowledges it.
+Condition alarms (E-stop, jam, lane full, gate fault, device down, station offline, station
+overloaded: the station raises ``station_overloaded`` when a gate could not fire on time) stay
+active while the station reports the condition and are cleared when it stops; a one-off alarm
+(a divert not confirmed, from a parcel event's marks) is raised already cleared. Either stays
+open until a lead acknowledges it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ KINDS = (
     "divert_unconfirmed",
     "device_down",
     "station_offline",
+    "station_overloaded",
 )
 LABELS = {
     "estop": "Emergency stop",
@@ -36,7 +38,12 @@ LABELS = {
     "divert_unconfirmed": "Divert not confirmed",
     "device_down": "Device down",
     "station_offline": "Station offline",
+    "station_overloaded": "Station overloaded",
 }
+OVERLOADED_MESSAGE = (
+    "station overloaded: a gate could not fire on time; its parcel went to quarantine "
+    "(late_gate). See the gate lateness figures (hardware/INSTALL.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ def conditions(station: Station) -> list[Condition]:
             kind, _, lane = str(key).partition(":")
             if kind == "jam" and not any(c.kind == "jam" for c in found):
                 found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
+            elif kind == "station_overloaded":
+                found.append(Condition("station_overloaded", "", OVERLOADED_MESSAGE))
     if details.get("estop_engaged"):
         found.append(Condition("estop", "", "emergency stop engaged: gates and belt stopped"))
     elif isinstance(raised, dict) and "estop" in raised:
