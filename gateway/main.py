@@ -247,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
     the settings are invalid (e.g. the placeholder secret outside dev).
     ``returns-gateway import-orders FILE.csv`` imports orders instead (see
-    :mod:`gateway.returns.order_csv`), ``returns-gateway import-catalogue FILE.csv`` the
+    :mod:`gateway.returns.order_csv`), ``returns-gateway pull-orders SHOP`` from a shop's
+    connector (:mod:`gateway.connectors.pull`), ``returns-gateway import-catalogue FILE.csv`` the
     product catalogue (:mod:`gateway.catalogue_csv`); ``returns-gateway access ...`` lists
     and revokes keys and users (:mod:`gateway.access_cli`).
     """
@@ -256,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.returns import order_csv
 
         return order_csv.main(args_list[1:])
+    if args_list[:1] == ["pull-orders"]:
+        from gateway.connectors import pull
+
+        return pull.main(args_list[1:])
     if args_list[:1] == ["access"]:
         from gateway import access_cli
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.orm import Session
 
 from gateway.connectors import build_connectors
 from gateway.connectors.base import deliver_due, list_jobs, replay
 from gateway.db import Database
+from gateway.main import main
 from gateway.models import ConnectorJob
 from gateway.services import credits
 from gateway.services.events import ingest_event
@@ -361,3 +363,51 @@ def test_dead_jobs_are_listed_and_replayed_from_the_api(client: TestClient) -> N
     assert twice.status_code == 409
     assert twice.json()["detail"] == f"connector job {job_id} is 'pending', not dead"
     assert client.post("/api/v1/connectors/jobs/999/replay").status_code == 404
+
+
+def test_pull_orders_command_upserts_the_shops_orders(
+    shopify_shop: FakeShopify,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shopify_shop.orders = {
+        "#1001": {
+            "name": "#1001",
+            "email": "zoe@example.fr",
+            "currencyCode": "EUR",
+            "taxesIncluded": True,
+            "lineItems": {
+                "nodes": [
+                    {"sku": "MUG", "name": "Mug", "quantity": 1,
+                     "originalUnitPriceSet": {"shopMoney": {"amount": "12.5"}}},
+                ]
+            },
+        }
+    }  # fmt: skip
+    monkeypatch.setenv("RS_DATABASE_URL", f"sqlite:///{tmp_path / 'g.db'}")
+    monkeypatch.setenv("RS_CONNECTORS", '["shopify"]')
+    monkeypatch.setenv("RS_SHOPIFY_SHOP", "test-shop")
+    monkeypatch.setenv("RS_SHOPIFY_ADMIN_URL", shopify_shop.url)
+    monkeypatch.setenv("RS_SHOPIFY_ACCESS_TOKEN", TOKEN)
+    assert main(["pull-orders", "shopify"]) == 0
+    assert capsys.readouterr().out == "#1001: created\n1 pulled, 0 refused\n"
+    assert main(["pull-orders", "shopify"]) == 0
+    assert capsys.readouterr().out == "#1001: unchanged\n1 pulled, 0 refused\n"
+    shopify_shop.faults["RecentOrders"] = [(401, {})]
+    assert main(["pull-orders", "shopify"]) == 2
+    assert capsys.readouterr().out == "pull-orders: shopify: HTTP 401\n"
+    monkeypatch.setenv("RS_CONNECTORS", "[]")
+    assert main(["pull-orders", "shopify"]) == 2
+    assert capsys.readouterr().out == "pull-orders: shopify is not in RS_CONNECTORS\n"
+
+
+def test_a_connector_without_credentials_is_refused_by_the_settings() -> None:
+    with pytest.raises(ValidationError, match="connector shopify needs shopify_access_token"):
+        Settings(connectors=["shopify"], shopify_shop="test-shop")
+    with pytest.raises(ValidationError, match="connector woocommerce needs woocommerce_url"):
+        Settings(
+            connectors=["woocommerce"],
+            woocommerce_consumer_key=SecretStr("ck"),
+            woocommerce_consumer_secret=SecretStr("cs"),
+        )
