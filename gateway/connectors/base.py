@@ -22,17 +22,18 @@ it as asked: dead at once, a lead looks). Messages never carry credentials.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import ConnectorJob, Credit, Rma, RmaLineRecord, RmaUnit, utcnow
-from gateway.returns.refunds import minor_unit_exponent
+from gateway.returns.refunds import RefundError, minor_unit_exponent
 from gateway.schemas import OrderDraft
 from gateway.services import outbox
 from gateway.services.worker import PeriodicWorker
@@ -121,6 +122,22 @@ class ShopConnector(Protocol):
     def push_stock(self, push: StockPush) -> str:
         """Apply one stock movement; return the shop's id of the change."""
         ...
+
+
+def readable_drafts(
+    shop: str, items: Any, to_draft: Callable[[dict[str, Any]], OrderDraft], ident: str
+) -> list[OrderDraft]:
+    """The drafts of a shop's order ``items`` (a JSON list), in order.
+
+    An item ``to_draft`` cannot read is logged (by its ``ident`` field) and skipped.
+    """
+    drafts: list[OrderDraft] = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            drafts.append(to_draft(item))
+        except (ValidationError, RefundError, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s order skipped %s=%s error=%s", shop, ident, item.get(ident), exc)
+    return drafts
 
 
 def money_text(cents: int, currency: str) -> str:

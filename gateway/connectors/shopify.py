@@ -33,7 +33,6 @@ from decimal import Decimal
 from typing import Any
 
 import shopify
-from pydantic import ValidationError
 
 from gateway.connectors.base import (
     MAX_PULLED_ORDERS,
@@ -42,9 +41,10 @@ from gateway.connectors.base import (
     ShopRefused,
     StockPush,
     money_text,
+    readable_drafts,
     retry_after_s,
 )
-from gateway.returns.refunds import RefundError, to_minor_units
+from gateway.returns.refunds import to_minor_units
 from gateway.schemas import OrderDraft
 from gateway.settings import Settings
 
@@ -217,13 +217,7 @@ class ShopifyConnector:
         """
         first = max(1, min(limit, MAX_PULLED_ORDERS))
         nodes = self._call(ORDERS_QUERY, {"first": first})["orders"]["nodes"]
-        drafts: list[OrderDraft] = []
-        for node in nodes:
-            try:
-                drafts.append(_draft(node))
-            except (ValidationError, RefundError, KeyError, TypeError, ValueError) as exc:
-                log.warning("shopify order skipped name=%s error=%s", node.get("name"), exc)
-        return drafts
+        return readable_drafts(self.name, nodes, _draft, "name")
 
     def push_refund(self, push: RefundPush) -> str:
         """Refund one unit (module docstring); return the refund's GID.

@@ -32,7 +32,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
-from pydantic import ValidationError
 from woocommerce import API
 
 from gateway.connectors.base import (
@@ -42,9 +41,10 @@ from gateway.connectors.base import (
     ShopRefused,
     StockPush,
     money_text,
+    readable_drafts,
     retry_after_s,
 )
-from gateway.returns.refunds import RefundError, to_minor_units
+from gateway.returns.refunds import to_minor_units
 from gateway.schemas import OrderDraft
 from gateway.settings import Settings
 
@@ -117,13 +117,7 @@ class WooCommerceConnector:
         """
         per_page = max(1, min(limit, 100, MAX_PULLED_ORDERS))
         orders = self._call("GET", "orders", per_page=per_page, orderby="date", order="desc")
-        drafts: list[OrderDraft] = []
-        for order in orders if isinstance(orders, list) else []:
-            try:
-                drafts.append(_draft(order))
-            except (ValidationError, RefundError, KeyError, TypeError, ValueError) as exc:
-                log.warning("woocommerce order skipped id=%s error=%s", order.get("id"), exc)
-        return drafts
+        return readable_drafts(self.name, orders, _draft, "id")
 
     def push_refund(self, push: RefundPush) -> str:
         """Refund one unit (module docstring); return the refund's id.

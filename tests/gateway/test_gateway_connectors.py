@@ -286,30 +286,33 @@ def test_woocommerce_refund_and_stock_once_despite_429_and_lost_answers(
     assert all(WOO_SECRET not in str(r) for r in woo_shop.requests)
 
 
+SHOPIFY_ORDERS: dict[str, Any] = {
+    "#1001": {
+        "name": "#1001",
+        "email": "zoe@example.fr",
+        "currencyCode": "EUR",
+        "taxesIncluded": True,
+        "customer": {"displayName": "Zoë Martin"},
+        "shippingAddress": {"formatted": ["Zoë Martin", "12 rue de la Paix", "75002 Paris"]},
+        "totalDiscountsSet": {"shopMoney": {"amount": "7.23"}},
+        "totalShippingPriceSet": {"shopMoney": {"amount": "4.95"}},
+        "fulfillments": [{"createdAt": "2026-11-20T09:15:00Z"}],
+        "lineItems": {
+            "nodes": [
+                {"sku": "SHIRT-M", "name": "Linen shirt", "quantity": 2,
+                 "originalUnitPriceSet": {"shopMoney": {"amount": "29.9"}},
+                 "totalDiscountSet": {"shopMoney": {"amount": "0.0"}},
+                 "taxLines": [{"ratePercentage": 20.0}]},
+            ]
+        },
+    }
+}  # fmt: skip
+
+
 def test_pull_orders_maps_each_shop_to_drafts(
     shopify_shop: FakeShopify, woo_shop: FakeWooCommerce
 ) -> None:
-    shopify_shop.orders = {
-        "#1001": {
-            "name": "#1001",
-            "email": "zoe@example.fr",
-            "currencyCode": "EUR",
-            "taxesIncluded": True,
-            "customer": {"displayName": "Zoë Martin"},
-            "shippingAddress": {"formatted": ["Zoë Martin", "12 rue de la Paix", "75002 Paris"]},
-            "totalDiscountsSet": {"shopMoney": {"amount": "7.23"}},
-            "totalShippingPriceSet": {"shopMoney": {"amount": "4.95"}},
-            "fulfillments": [{"createdAt": "2026-11-20T09:15:00Z"}],
-            "lineItems": {
-                "nodes": [
-                    {"sku": "SHIRT-M", "name": "Linen shirt", "quantity": 2,
-                     "originalUnitPriceSet": {"shopMoney": {"amount": "29.9"}},
-                     "totalDiscountSet": {"shopMoney": {"amount": "0.0"}},
-                     "taxLines": [{"ratePercentage": 20.0}]},
-                ]
-            },
-        }
-    }  # fmt: skip
+    shopify_shop.orders = SHOPIFY_ORDERS
     settings = shopify_settings(shopify_shop)
     (draft,) = build_connectors(settings)["shopify"].pull_orders()
     assert (draft.order_ref, draft.discount_cents, draft.shipping_paid_cents) == (
@@ -371,20 +374,7 @@ def test_pull_orders_command_upserts_the_shops_orders(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    shopify_shop.orders = {
-        "#1001": {
-            "name": "#1001",
-            "email": "zoe@example.fr",
-            "currencyCode": "EUR",
-            "taxesIncluded": True,
-            "lineItems": {
-                "nodes": [
-                    {"sku": "MUG", "name": "Mug", "quantity": 1,
-                     "originalUnitPriceSet": {"shopMoney": {"amount": "12.5"}}},
-                ]
-            },
-        }
-    }  # fmt: skip
+    shopify_shop.orders = SHOPIFY_ORDERS
     monkeypatch.setenv("RS_DATABASE_URL", f"sqlite:///{tmp_path / 'g.db'}")
     monkeypatch.setenv("RS_CONNECTORS", '["shopify"]')
     monkeypatch.setenv("RS_SHOPIFY_SHOP", "test-shop")
