@@ -405,6 +405,11 @@ class Settings(BaseSettings):
             missing = [f for f in needs[name] if getattr(self, f) is None]
             if missing:
                 raise ValueError(f"connector {name} needs {', '.join(missing)}")
+        if self.env != "dev":  # credentials never cross the network in clear text
+            for field in ("shopify_admin_url", "woocommerce_url"):
+                url = getattr(self, field)
+                if url and not url.startswith("https://"):
+                    raise ValueError(f"{field} must be an https:// URL outside dev")
         return self
 
     @model_validator(mode="after")

@@ -401,3 +401,9 @@ def test_a_connector_without_credentials_is_refused_by_the_settings() -> None:
             woocommerce_consumer_key=SecretStr("ck"),
             woocommerce_consumer_secret=SecretStr("cs"),
         )
+    with pytest.raises(ValidationError, match="woocommerce_url must be an https:// URL"):
+        Settings(
+            env="prod",
+            secret_key="k" * 40,
+            woocommerce_url="http://shop.example",
+        )
