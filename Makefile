@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test lint typecheck security audit bandit lock unit bench system-deps venv tools clean
+.PHONY: demo test lint typecheck security audit bandit lock unit bench soak system-deps venv tools clean
 
 LOCK := requirements/lock.txt
 COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
@@ -74,6 +74,10 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks $(ARGS)
+
+## Load-sensitive acceptance runs left out of `make test` (tests marked soak: test_timing.py).
+soak: venv
+	$(BIN)/pytest -m soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

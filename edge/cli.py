@@ -20,8 +20,11 @@ from types import FrameType
 from edge import sdnotify
 from edge.config import ConfigError, StationConfig, load_config
 from edge.daemon import StationDaemon
+from edge.scheduler import tune_runtime
 
 __all__ = ["check_config", "config_summary", "main"]
+
+log = logging.getLogger(__name__)
 
 
 def config_summary(config: StationConfig) -> str:
@@ -147,6 +150,7 @@ def main(
     watchdog_s = sdnotify.watchdog_interval_s()
     try:
         daemon.start()
+        log.info("interpreter tuned for the gate timer: %s", tune_runtime())
         if args.metrics_port:
             daemon.metrics.serve(args.metrics_port, args.metrics_addr)
         sdnotify.notify("READY=1\nSTATUS=" + ",".join(daemon.devices.capabilities()))

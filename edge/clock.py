@@ -21,6 +21,20 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def on_monotonic(clock: object) -> bool:
+    """True when ``clock`` runs on CLOCK_MONOTONIC (its ms differences are real or scaled).
+
+    :func:`monotonic_ms`, a :class:`ScaledClock`, or any clock with a true
+    ``on_monotonic`` attribute; a test's manual clock is not (pin factories' edge ticks
+    cannot be placed on it).
+    """
+    return (
+        clock is monotonic_ms
+        or isinstance(clock, ScaledClock)
+        or bool(getattr(clock, "on_monotonic", False))
+    )
+
+
 class ScaledClock:
     """Accelerated monotonic time for simulation: ``rate`` virtual ms per real ms.
 

@@ -308,6 +308,15 @@ class BeltSection(_Section):
     camera_tol_mm: float = Field(default=50.0, ge=0, le=1000)
     jam_ms: float = Field(default=5000.0, gt=0, le=600_000)
     confirm_timeout_ms: float = Field(default=500.0, ge=0, le=10_000)
+    scheduler_priority: int | None = Field(
+        default=50,
+        ge=1,
+        le=99,
+        description="SCHED_FIFO priority of the gate scheduler thread (none: normal)",
+    )
+    scheduler_cpu: int | None = Field(
+        default=None, ge=0, le=63, description="reserved CPU of the gate scheduler thread"
+    )
 
     @model_validator(mode="before")
     @classmethod

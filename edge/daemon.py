@@ -39,24 +39,16 @@ from edge.config import StationConfig
 from edge.drivers.camera import Photo
 from edge.drivers.framing import ScanFrame
 from edge.drivers.rfid import TagRead, TagReadFailed
-from edge.drivers.scale import Weighing, WeighingDetector, WeightReading
+from edge.drivers.scale import Weighing
 from edge.link import StationLink
 from edge.metrics import StationMetrics
 from edge.scheduler import Scheduler
 from edge.sorter import Decision, GateCommand, ParcelExited, SorterCore
-from edge.sorter.model import (
-    Action,
-    Alarm,
-    BadRead,
-    BeltCommand,
-    GateCancel,
-    Inducted,
-    OrphanRead,
-)
+from edge.sorter.model import Action, Alarm, BadRead, BeltCommand, GateCancel, Inducted, OrphanRead
 from edge.station.camera import camera_station
 from edge.station.commands import StationCommands
 from edge.station.controls import PhysicalControls
-from edge.station.devices import DeviceBank, DeviceHealth
+from edge.station.devices import DeviceBank
 from edge.station.events import build_parcel_event
 from edge.station.gates import GateBank
 from edge.station.inputs import (
@@ -64,6 +56,7 @@ from edge.station.inputs import (
     BeltHold,
     EncoderCount,
     EyeEdge,
+    GateLate,
     Grade,
     LaneInput,
     PhotoGraded,
@@ -99,7 +92,8 @@ class StationDaemon:
         config: the validated station config.
         clock: monotonic ms time source (shared by drivers, core and scheduler); a
             :class:`edge.clock.ScaledClock` runs the station in accelerated time.
-        scheduler: the gate scheduler (default: a :class:`Scheduler` on ``clock``).
+        scheduler: the gate scheduler (default: a :class:`Scheduler` on ``clock`` at the
+            belt's real-time priority and CPU, see :meth:`GateBank.for_station`).
         on_event: called on the reactor thread with each parcel event right after it was
             committed to the outbox (simulation and tests observe what the station reported).
 
@@ -132,15 +126,13 @@ class StationDaemon:
         self._reactor: threading.Thread | None = None
         self._stopped = False
         self.store = StationStore(config.station.data_dir / f"{config.station.id}.db")
-        self.scheduler = scheduler or Scheduler(clock)
         self.devices = DeviceBank(config, clock)
-        self.gates = GateBank(self.devices.gates, self.scheduler, clock)
-        self.controls = PhysicalControls(self.devices, self.gates, self.submit, clock)
-        self.core = SorterCore(
-            self.devices.belt_config(),
-            self.store,
-            cached_policy(self.store),
+        self.gates = GateBank.for_station(
+            self.devices.gates, config.belt, clock, self.submit, scheduler
         )
+        self.scheduler = self.gates.scheduler
+        self.controls = PhysicalControls(self.devices, self.gates, self.submit, clock)
+        self.core = SorterCore(self.devices.belt_config(), self.store, cached_policy(self.store))
         self.camera = camera_station(
             config,
             self.core,
@@ -160,29 +152,19 @@ class StationDaemon:
             estop_engaged=lambda: self.controls.estop_engaged,
             load_policy=lambda: cached_policy(self.store),
         )
-        mqtt = config.mqtt
-        self.link = StationLink(
-            site=config.station.site,
-            station=config.station.id,
-            host=mqtt.host,
-            port=mqtt.port,
-            store=self.store,
-            status_provider=lambda: station_health(self.status()),
+        self.link = StationLink.for_station(
+            config,
+            self.store,
             software_version=software_version(),
-            config_hash=config.config_hash,
-            keepalive_s=mqtt.keepalive_s,
-            status_interval_s=mqtt.status_interval_s,
-            username=mqtt.username,
-            password=mqtt.password,
-            tls_ca=str(mqtt.tls_ca) if mqtt.tls_ca else None,
-            tls_cert=str(mqtt.tls_cert) if mqtt.tls_cert else None,
-            tls_key=str(mqtt.tls_key) if mqtt.tls_key else None,
+            status_provider=lambda: station_health(self.status()),
             on_policy=self.apply_policy,
             command_handlers=self.commands.handlers(),
         )
         self.metrics = StationMetrics(  # /metrics, served when --metrics-port is set
             config.station.id, lambda: {**self.status(), "link": self.link.status()}
         )
+        if self.scheduler.on_fired is None:
+            self.scheduler.on_fired = self.metrics.gate_fired
         self.opcua: Any = None  # edge.opcua.StationOpcuaServer while [opcua] is configured
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -198,19 +180,13 @@ class StationDaemon:
         if devices.rfid is not None and devices.usable("rfid"):
             devices.rfid.start(submit)
         self.camera.start(submit, lambda result: submit(PhotoGraded(result)))
-        devices.start_scale(self._weigher(submit))
+        devices.start_scale(submit)
         self.controls.start()
         self.link.start()
         if self.config.opcua is not None:  # the plant's SCADA (asyncua: the opcua extra)
-            from edge.opcua import StationOpcuaServer
+            from edge.opcua import serve_opcua
 
-            self.opcua = StationOpcuaServer(self, self.config.opcua)
-            try:
-                self.opcua.start()
-                self.devices.health["opcua"] = DeviceHealth("ok", "asyncua", "serving")
-            except RuntimeError as exc:  # the station sorts without it, visibly degraded
-                log.error("OPC UA server not started: %s", exc)
-                self.devices.health["opcua"] = DeviceHealth("failed", "asyncua", str(exc))
+            self.opcua = serve_opcua(self, self.config.opcua)
         self.controls.drive_belt(True)  # not while the E-stop is engaged
         self.update_stack_light()
         log.info("station %s started", self.config.station.id)
@@ -269,19 +245,6 @@ class StationDaemon:
     def submit(self, item: StationInput) -> None:
         """Queue an input for the core (thread-safe)."""
         self._inputs.put(item)
-
-    def _weigher(self, submit: Callable[[StationInput], None]) -> Callable[[WeightReading], None]:
-        """The scale's callback: readings into a weighing detector, weighings to the core."""
-        scale = self.config.scale
-        if scale is None:
-            return lambda _reading: None
-        detector = WeighingDetector(scale.empty_g, scale.settle_readings)
-
-        def on_reading(reading: WeightReading) -> None:  # the scale's reader thread only
-            for weighing in detector.feed(reading):
-                submit(weighing)
-
-        return on_reading
 
     def apply_policy(self, payload: bytes | str) -> str:
         """Validate, cache and apply a disposition policy pushed by the gateway.
@@ -348,6 +311,8 @@ class StationDaemon:
                 return core.on_divert_confirm(t_ms, lane) if active else core.advance(t_ms)
             case EncoderCount(t_ms, count):
                 return core.on_encoder(t_ms, count)
+            case GateLate(t_ms, parcel_id, _, late_ms):
+                return core.on_gate_late(t_ms, parcel_id, late_ms)
             case Resume(t_ms):
                 return core.on_resume(t_ms)
             case BeltHold(t_ms, reason, active):

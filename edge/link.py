@@ -26,7 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -50,6 +50,9 @@ from protocol import (
     decode_rma_change,
     encode,
 )
+
+if TYPE_CHECKING:
+    from edge.config import StationConfig
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +192,43 @@ class StationLink:
             "commands": 0,
             "loop_restarts": 0,
         }
+
+    @classmethod
+    def for_station(
+        cls,
+        config: StationConfig,
+        store: StationStore,
+        *,
+        software_version: str,
+        status_provider: Callable[[], StationHealth],
+        on_policy: Callable[[bytes], object],
+        command_handlers: Mapping[CommandName, CommandHandler],
+    ) -> StationLink:
+        """The link of the station ``config`` describes (``[station]`` and ``[mqtt]``)."""
+        section = config.mqtt
+        ca, cert, key = (
+            str(path) if path else None
+            for path in (section.tls_ca, section.tls_cert, section.tls_key)
+        )
+        return cls(
+            site=config.station.site,
+            station=config.station.id,
+            host=section.host,
+            port=section.port,
+            store=store,
+            status_provider=status_provider,
+            software_version=software_version,
+            config_hash=config.config_hash,
+            keepalive_s=section.keepalive_s,
+            status_interval_s=section.status_interval_s,
+            username=section.username,
+            password=section.password,
+            tls_ca=ca,
+            tls_cert=cert,
+            tls_key=key,
+            on_policy=on_policy,
+            command_handlers=command_handlers,
+        )
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:

@@ -3,8 +3,9 @@
 ``returns-edge --config station.toml --metrics-port 9108`` serves ``/metrics`` on that port
 (off by default; ``--metrics-addr`` sets the listen address, default 127.0.0.1). Parcels
 by lane and reason and the decision latency (induction to decision) are counted as parcels
-leave the belt; sync lag, outbox depth, device health, belt and alarms are read from the
-daemon's ``status()`` at scrape time.
+leave the belt; the gate scheduler's lateness per firing is a histogram
+(``rs_station_gate_lateness_seconds``); sync lag, outbox depth, device health, belt and
+alarms are read from the daemon's ``status()`` at scrape time.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from prometheus_client.registry import Collector
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+GATE_LATENESS_BUCKETS_S = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
+"""Gate-fire lateness buckets, s: 0.1 ms .. 160 ms (the default gate margin is 40 ms)."""
 
 
 class _StatusCollector(Collector):
@@ -88,6 +91,12 @@ class StationMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.gate_lateness = Histogram(
+            "rs_station_gate_lateness_seconds",
+            "Gate firing time minus its deadline, per firing (opens and closes)",
+            buckets=GATE_LATENESS_BUCKETS_S,
+            registry=self.registry,
+        )
         self.registry.register(_StatusCollector(station, status))
         self._station = station
         self._server: WSGIServer | None = None
@@ -97,6 +106,10 @@ class StationMetrics:
         """Count a parcel and record how long its decision took."""
         self.parcels.labels(lane=lane, reason=reason).inc()
         self.decision_latency.observe(max(0.0, latency_ms) / 1000.0)
+
+    def gate_fired(self, late_ms: float) -> None:
+        """Record one gate firing's lateness (ms; the scheduler thread calls it)."""
+        self.gate_lateness.observe(max(0.0, late_ms) / 1000.0)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` over HTTP in a thread; return the bound port (0: a free one)."""

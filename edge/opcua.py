@@ -44,13 +44,14 @@ from asyncua.server.user_managers import CertificateUserManager
 from asyncua.ua.status_codes import StatusCodes
 
 from edge.config import OpcuaSection
+from edge.station.devices import DeviceHealth
 from edge.station.inputs import Resume
 from protocol import Command, CommandName
 
 if TYPE_CHECKING:
     from edge.daemon import StationDaemon
 
-__all__ = ["NAMESPACE", "StationOpcuaServer"]
+__all__ = ["NAMESPACE", "StationOpcuaServer", "serve_opcua"]
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,23 @@ class StationOpcuaServer:
         if isinstance(result, ua.StatusCode):
             return result
         return [ua.Variant(float(result["confirmed_after_ms"]), ua.VariantType.Double)]
+
+
+def serve_opcua(daemon: StationDaemon, section: OpcuaSection) -> StationOpcuaServer:
+    """Start the station's OPC UA server and record it in ``daemon.devices.health["opcua"]``.
+
+    A server that cannot start (see :meth:`StationOpcuaServer.start`) is logged and left
+    ``failed`` in the health: the station sorts without it, visibly degraded. Never raises
+    for that; returns the server either way (its ``stop`` is safe).
+    """
+    server = StationOpcuaServer(daemon, section)
+    try:
+        server.start()
+        daemon.devices.health["opcua"] = DeviceHealth("ok", "asyncua", "serving")
+    except RuntimeError as exc:
+        log.error("OPC UA server not started: %s", exc)
+        daemon.devices.health["opcua"] = DeviceHealth("failed", "asyncua", str(exc))
+    return server
 
 
 def self_signed_certificate(

@@ -36,7 +36,10 @@ from gateway.api.routes import (
     webhooks,
 )
 from gateway.api.routes import alarms as alarm_routes
+from gateway.api.routes import connectors as connector_routes
 from gateway.api.routes import metrics as metric_routes
+from gateway.connectors import build_connectors
+from gateway.connectors.base import ConnectorWorker
 from gateway.db import Database
 from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
@@ -137,6 +140,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         http = httpx.Client(timeout=10)
         worker = WebhookWorker(db.sessions, settings, http)  # endpoints come and go at run time
         worker.start()
+        shops: ConnectorWorker | None = None
+        if settings.connectors:  # issue 18: refunds and stock movements to the shops
+            shops = ConnectorWorker(db.sessions, settings, build_connectors(settings))
+            shops.start()
         mailer: NotificationWorker | None = None
         if settings.smtp_host:  # customer e-mails
             mailer = NotificationWorker(db.sessions, settings)
@@ -156,6 +163,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             worker.stop()
             if mailer is not None:
                 mailer.stop()
+            if shops is not None:
+                shops.stop()
             http.close()
             credit_service.configure(None)
             db.dispose()
@@ -203,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reasons,
         accounting,
         webhooks,
+        connector_routes,
         notifications,
         access,
         stations,
@@ -245,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--host`` / ``--port`` override ``RS_HTTP_HOST`` / ``RS_HTTP_PORT``. Exits with 2 when
     the settings are invalid (e.g. the placeholder secret outside dev).
     ``returns-gateway import-orders FILE.csv`` imports orders instead (see
-    :mod:`gateway.returns.order_csv`), ``returns-gateway import-catalogue FILE.csv`` the
+    :mod:`gateway.returns.order_csv`), ``returns-gateway pull-orders SHOP`` from a shop's
+    connector (:mod:`gateway.connectors.pull`), ``returns-gateway import-catalogue FILE.csv`` the
     product catalogue (:mod:`gateway.catalogue_csv`); ``returns-gateway access ...`` lists
     and revokes keys and users (:mod:`gateway.access_cli`).
     """
@@ -254,6 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.returns import order_csv
 
         return order_csv.main(args_list[1:])
+    if args_list[:1] == ["pull-orders"]:
+        from gateway.connectors import pull
+
+        return pull.main(args_list[1:])
     if args_list[:1] == ["access"]:
         from gateway import access_cli
 

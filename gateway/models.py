@@ -465,6 +465,35 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class ConnectorJob(Base):
+    """One outbound call to a shop's back-end (:mod:`gateway.connectors`), durably queued.
+
+    Written in the transaction of the credit or stock movement it pushes. ``kind`` is
+    ``refund`` or ``stock``; ``key`` (unique per connector) is the idempotency key sent to
+    the shop; ``status`` ``pending`` (due at ``next_attempt_at``), ``done`` (``shop_ref``:
+    the shop's id of the refund / adjustment) or ``dead`` (a lead can replay it).
+    """
+
+    __tablename__ = "connector_jobs"
+    __table_args__ = (
+        UniqueConstraint("connector", "key", name="uq_connector_jobs_connector_key"),
+        Index("ix_connector_jobs_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    shop_ref: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class WebhookEndpoint(Base):
     """A receiver of webhooks with its own signing secret (never shared with anything else).
 
@@ -699,10 +728,11 @@ class DeadLetter(Base):
 class Alarm(Base):
     """A line alarm (issue 7): raised from a station's status or a parcel event.
 
-    ``kind``: ``jam``, ``lane_full``, ``gate_fault``, ``divert_unconfirmed``, ``device_down`` or
-    ``station_offline``; ``subject`` names the lane, device or parcel concerned ("" for the
-    whole station). ``key`` identifies the condition so it is raised once while it lasts:
-    ``{station}:{kind}:{subject}`` for a condition, plus the event id for a one-off event.
+    ``kind``: ``estop``, ``jam``, ``lane_full``, ``gate_fault``, ``divert_unconfirmed``,
+    ``device_down``, ``station_offline`` or ``station_overloaded``; ``subject`` names the lane,
+    device or parcel concerned ("" for the whole station). ``key`` identifies the condition so
+    it is raised once while it lasts: ``{station}:{kind}:{subject}`` for a condition, plus the
+    event id for a one-off event.
     A condition alarm is cleared (``cleared_at``) when the station no longer reports it; a
     lead acknowledges it (``acknowledged_at`` / ``acknowledged_by``). Open = not yet
     acknowledged or still active.

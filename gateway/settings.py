@@ -279,6 +279,40 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")
     webhook_poll_s: float = Field(default=1.0, gt=0)
 
+    # -- shop connectors (gateway.connectors) ----------------------------------------------
+    connectors: list[Literal["shopify", "woocommerce"]] = Field(
+        default_factory=list,
+        description="Shop back-ends that get each refund credit and stock movement",
+    )
+    shopify_shop: str | None = Field(
+        default=None, max_length=255, description="The shop, e.g. 'my-shop.myshopify.com'"
+    )
+    shopify_admin_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Base URL of the Admin API instead of https://<shop> (a proxy)",
+    )
+    shopify_access_token: SecretStr | None = Field(default=None, description="never logged")
+    shopify_api_version: str = Field(default="2026-04", pattern=r"^\d{4}-\d{2}$")
+    shopify_locations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Shopify location GID of each of our stock locations (others not pushed)",
+    )
+    woocommerce_url: str | None = Field(default=None, max_length=500)
+    woocommerce_consumer_key: SecretStr | None = Field(default=None, description="never logged")
+    woocommerce_consumer_secret: SecretStr | None = Field(default=None, description="never logged")
+    woocommerce_stock_locations: list[str] = Field(
+        default_factory=lambda: ["RESTOCK"],
+        description="Our stock locations counted in WooCommerce's stock_quantity",
+    )
+    woocommerce_api_refund: bool = Field(
+        default=True, description="Refunds also go back through the payment gateway"
+    )
+    connector_max_attempts: int = Field(default=8, ge=1, le=50)
+    connector_backoff_s: float = Field(default=30.0, gt=0, description="First retry delay")
+    connector_poll_s: float = Field(default=2.0, gt=0)
+    connector_timeout_s: float = Field(default=20.0, gt=0, le=300)
+
     # -- customer e-mails (gateway.services.notifications) ----------------------------------
     smtp_host: str | None = Field(
         default=None, description="SMTP server of customer e-mails; unset: none are written"
@@ -376,6 +410,27 @@ class Settings(BaseSettings):
     def allow_anonymous_read(self) -> bool:
         """Whether unauthenticated GETs are allowed (see ``anonymous_read``)."""
         return self.env == "dev" if self.anonymous_read is None else self.anonymous_read
+
+    @model_validator(mode="after")
+    def _connectors_have_credentials(self) -> Settings:
+        needs = {
+            "shopify": ("shopify_shop", "shopify_access_token"),
+            "woocommerce": (
+                "woocommerce_url",
+                "woocommerce_consumer_key",
+                "woocommerce_consumer_secret",
+            ),
+        }
+        for name in self.connectors:
+            missing = [f for f in needs[name] if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"connector {name} needs {', '.join(missing)}")
+        if self.env != "dev":  # credentials never cross the network in clear text
+            for field in ("shopify_admin_url", "woocommerce_url"):
+                url = getattr(self, field)
+                if url and not url.startswith("https://"):
+                    raise ValueError(f"{field} must be an https:// URL outside dev")
+        return self
 
     @model_validator(mode="after")
     def _refuse_clear_text_smtp_login(self) -> Settings:

@@ -560,7 +560,8 @@ class ParcelEvent(_Message):
     """What the station did with one parcel: the facts, not the accounting.
 
     ``event_id`` is unique per event (UUID4 hex) so the gateway ingests it exactly once.
-    ``lane`` is where the parcel went; ``reason`` is the decision's reason code.
+    ``lane`` is where the parcel went; ``reason`` is the decision's reason code
+    (``edge.sorter.model.Reason``; e.g. ``late_gate``: its gate could not fire on time).
     ``marks`` are facts about the way out (``divert_unconfirmed``, ``gate_cancelled``);
     ``policy_version`` / ``explanation``: which disposition policy decided, and why.
     ``photo``: the camera's evidence, when a valid photo was taken (none on an invalid

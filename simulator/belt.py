@@ -15,7 +15,10 @@ simulated indicator's :meth:`~simulator.hw.indicator.ToledoIndicator.set_load`.
 Only the lowest layer is touched, through :class:`StationIO`: gpiozero MockFactory pins
 and the MFRC522 emulator (in the station's process), and the pty master of the scanner.
 Time: ``rate`` virtual ms per real ms (1: real time); ``clock`` is the station's
-(virtual) monotonic clock, used to stamp each induct for matching the station's reports.
+(virtual) monotonic clock. Every edge the belt makes happens at its *physical* time, the
+model's own ``clock() at start + env.now`` (virtual ms), whenever the processes get the
+CPU: the photo-eye edge carries it to the station's pin (like a kernel timestamp), and it
+stamps each induct for matching the station's reports.
 """
 
 from __future__ import annotations
@@ -39,14 +42,17 @@ from simulator.scenario import SimParcel
 class StationIO(Protocol):
     """The station's lowest hardware layer as the belt touches it."""
 
-    def eye(self, blocked: bool) -> None:
-        """Drive the induct photo-eye pin."""
+    def eye(self, blocked: bool, t_ms: float | None = None) -> None:
+        """Drive the induct photo-eye pin; ``t_ms``: the edge's physical time (station ms)."""
 
     def tag(self, uid: str, present: bool) -> None:
         """Put a tag into (or take it out of) the reader's field."""
 
-    def gate_energised(self, lane: str) -> bool:
-        """True while that lane's gate output is energised (False: station down)."""
+    def gate_energised(self, lane: str, t_ms: float | None = None) -> bool:
+        """True when that lane's gate was energised at ``t_ms`` (physical; None: now).
+
+        False when the station is down.
+        """
 
     def belt_run(self) -> bool:
         """True while the belt motor output runs the belt (always, without one)."""
@@ -74,8 +80,8 @@ class PinIO:
         self.rfid = rfid
         self._tags: dict[str, VirtualTag] = {}
 
-    def eye(self, blocked: bool) -> None:
-        """Drive the photo-eye pin."""
+    def eye(self, blocked: bool, t_ms: float | None = None) -> None:
+        """Drive the photo-eye pin (at once: this process's pins have no edge time)."""
         if blocked == self.eye_blocked_high:
             self.eye_pin.drive_high()
         else:
@@ -90,8 +96,8 @@ class PinIO:
         elif uid in self._tags:
             self.rfid.remove(self._tags.pop(uid))
 
-    def gate_energised(self, lane: str) -> bool:
-        """The gate output's level against its polarity."""
+    def gate_energised(self, lane: str, t_ms: float | None = None) -> bool:
+        """The gate output's level (now) against its polarity."""
         pin, active_high = self.gates[lane]
         return bool(pin.state) == active_high
 
@@ -184,18 +190,28 @@ class Belt:
         self._pos0_mm = 0.0
         self._t0_ms = 0.0
         self._changed: simpy.Event | None = None
+        self._clock0_ms = 0.0
 
     def _ms(self, mm: float) -> float:
         return mm * 1000.0 / self.speed_mm_s
 
+    def physical_ms(self) -> float:
+        """The model's time of what happens now (station clock, virtual ms).
+
+        The simulated event's own time, not when this process got the CPU for it (the
+        real-time environment runs late under load, never early).
+        """
+        return self._clock0_ms + (self.env.now if self.env is not None else 0.0)
+
     def _eye(self, p: SimParcel, blocked: bool) -> bool:
+        t_ms = self.physical_ms()
         if blocked:
-            self.passages[p.index].induct_clock_ms = self.clock()
+            self.passages[p.index].induct_clock_ms = t_ms
         # one beam: blocked while any body is in it (touching parcels are one long block)
         before = self._bodies_at_eye
         self._bodies_at_eye += 1 if blocked else -1
         if (before == 0) != (self._bodies_at_eye == 0):
-            self.io.eye(blocked)
+            self.io.eye(blocked, t_ms)
         return False
 
     # -- motion: belt position (mm) advances only while the motor runs ------------------
@@ -293,7 +309,7 @@ class Belt:
         self.on_exit(self.passages[p.index])
 
     def _at_gate(self, p: SimParcel, gate: GateSpot) -> bool:
-        if self.gate_works(gate.lane) and self.io.gate_energised(gate.lane):
+        if self.gate_works(gate.lane) and self.io.gate_energised(gate.lane, self.physical_ms()):
             self._exit(p, gate.lane)
             return True
         return False
@@ -320,6 +336,7 @@ class Belt:
         ``extra`` may add processes (the fault timeline) to the environment first.
         """
         env = simpy.rt.RealtimeEnvironment(factor=0.001 / self.rate, strict=False)
+        self._clock0_ms = self.clock()  # env.now == 0 here
         self.env = env
         self._changed = env.event()
         for index in self.stuck:

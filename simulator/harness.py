@@ -52,7 +52,13 @@ from simulator.scenario import (
     product_gtin_for,
     tag_uid_for,
 )
-from simulator.station_proc import StationProbe, raise_priority
+from simulator.station_proc import (
+    StationProbe,
+    physics_normal,
+    physics_realtime,
+    raise_all_threads,
+    restore_threads,
+)
 from simulator.testing import wait_until
 from simulator.vision.video import PhotoPlan, write_parcel_video, write_photo_video
 
@@ -353,20 +359,20 @@ class StationProcess:
             return reply
 
     # -- StationIO ---------------------------------------------------------------------
-    def eye(self, blocked: bool) -> None:
-        """Drive the photo-eye pin (nothing sees it while the station is down)."""
+    def eye(self, blocked: bool, t_ms: float | None = None) -> None:
+        """Drive the photo-eye pin as of ``t_ms`` (nothing sees it while the station is down)."""
         with contextlib.suppress(StationDown):
-            self.call("eye", blocked=blocked)
+            self.call("eye", blocked=blocked, t_ms=t_ms)
 
     def tag(self, uid: str, present: bool) -> None:
         """A tag in or out of the reader's field."""
         with contextlib.suppress(StationDown):
             self.call("tag", uid=uid, present=present)
 
-    def gate_energised(self, lane: str) -> bool:
-        """The gate output; a dead process energises nothing (gates are fail-safe)."""
+    def gate_energised(self, lane: str, t_ms: float | None = None) -> bool:
+        """The gate output at ``t_ms``; a dead process energises nothing (fail-safe)."""
         try:
-            return bool(self.call("gate", lane=lane)["energised"])
+            return bool(self.call("gate", lane=lane, t_ms=t_ms)["energised"])
         except StationDown:
             return False
 
@@ -857,13 +863,13 @@ class Run:
             f"({sc.time.mode}, x{sc.rate:g})"
         )
         self._belt_t0_ms = self.clock()
-        before = raise_priority(thread_only=True)  # the belt thread: the "physics"
+        before = raise_all_threads()  # the belt thread is the "physics"; it shares the GIL
+        physics = physics_realtime()  # ... and is not delayed by the load put on the station
         try:
             belt.run(parcels, extra=lambda env: self._timeline(env, late))
         finally:
-            if before is not None:
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), before)
+            restore_threads(before)
+            physics_normal(physics)
         for t in self._fault_threads:
             t.join(timeout=SYNC_TIMEOUT_S * 2)
         on_progress("waiting for the station to catch up and the gateway to record every event")

@@ -193,3 +193,66 @@ class GatewayProcess(_Process):
                 pass
             time.sleep(0.1)
         raise RuntimeError("gateway did not become healthy within 30 s")
+
+
+SPIN_CODE = """
+import os, sys, time
+try:
+    os.setpriority(os.PRIO_PROCESS, 0, int(sys.argv[1]))
+except OSError:
+    pass  # not allowed to lower it: stays at the parent's nice value
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    pass
+"""
+
+
+class CpuLoad:
+    """Bounded busy processes beside the station: ``count`` Python spin loops.
+
+    Each runs at nice ``nice`` (absolute, when allowed) and ends by itself after ``max_s``
+    seconds even if nobody stops it; :meth:`stop` kills them (idempotent). As a context
+    manager it stops them on exit. :meth:`during_belt` is an ``on_progress`` callback for
+    :meth:`simulator.harness.Run.execute` that loads the machine only while the parcels
+    run (the set-up before it is not what is measured).
+
+    Args:
+        count: busy processes (default: one per CPU).
+        nice: their nice value (0: the default priority of a user's process).
+        max_s: the longest each may run, s.
+    """
+
+    def __init__(self, count: int | None = None, nice: int = 0, max_s: float = 120.0) -> None:
+        self.count = count if count is not None else (os.cpu_count() or 1)
+        self.nice = nice
+        self.max_s = max_s
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        """Start the busy processes (once)."""
+        if self.procs:
+            return
+        args = [sys.executable, "-c", SPIN_CODE, str(self.nice), str(self.max_s)]
+        # a fixed argv: this Python running our own spin code, no shell  # nosec B603
+        self.procs = [subprocess.Popen(args) for _ in range(self.count)]  # nosec B603
+
+    def stop(self) -> None:
+        """Kill them and reap them."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        self.procs = []
+
+    def during_belt(self, message: str) -> None:
+        """``Run.execute`` progress: start with the parcels, stop when they are through."""
+        if message.startswith("running"):
+            self.start()
+        elif message.startswith("waiting"):
+            self.stop()
+
+    def __enter__(self) -> CpuLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -7,9 +7,12 @@ gpiozero ``MockFactory`` pins, with an MFRC522 emulator on the fake SPI bus, on 
 see one virtual time). The belt in the parent process reaches the lowest hardware layer
 through the command socket (one JSON object per line, one reply line each):
 
-* ``{"op": "eye", "blocked": true}``: the induct photo-eye's pin;
+* ``{"op": "eye", "blocked": true, "t_ms": 1234.5}``: the induct photo-eye's pin, driven
+  as of ``t_ms`` (the belt's physical edge time, station ms; now when null) through
+  :class:`simulator.hw.pins.TimedMockPin` (``GPIOZERO_MOCK_PIN_CLASS=timed`` by default);
 * ``{"op": "tag", "uid": "04A1...", "present": true}``: a tag in or out of the reader's field;
-* ``{"op": "gate", "lane": "restock"}`` -> ``{"energised": bool}``: a gate output's level;
+* ``{"op": "gate", "lane": "restock", "t_ms": 1234.5}`` -> ``{"energised": bool}``: a gate
+  output's level at ``t_ms`` (when the parcel physically reached it; now when null);
 * ``{"op": "lane_full", "lane": "restock", "full": true}``: the lane-full input;
 * ``{"op": "skew", "seconds": 3600}``: the station's system clock is stepped, as NTP does
   (the station detects the step; records follow it, timing is monotonic);
@@ -28,6 +31,7 @@ RMA cache survive in the data folder for the restarted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -44,12 +48,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge.clock import ScaledClock
 from edge.config import StationConfig
 from edge.daemon import StationDaemon
+from edge.scheduler import tune_runtime
 from edge.sorter import ParcelExited
 from edge.station.inputs import LaneInput, Resume
 from edge.station.status import station_health
 from protocol import ParcelEvent, StationHealth
 from simulator.hw import fake_modules
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
+from simulator.hw.pins import TimedMockPin, ticks_of
 from simulator.testing import SteppableWall
 
 RFID_RST_PIN = 25
@@ -74,20 +80,75 @@ class StationProbe(BaseModel):
     health: StationHealth
 
 
-def raise_priority(nice: int = STATION_NICE, thread_only: bool = False) -> int | None:
-    """Lower the nice value of this process (or only the calling thread, on Linux).
+def raise_priority(nice: int = STATION_NICE) -> int | None:
+    """Lower the nice value of this process (Linux: the calling thread, and what it starts).
 
     The simulated "wires" (pin edges, gate levels) are stamped when the processes get the
     CPU; on a shared, loaded machine a higher priority keeps that close to a real station
     with its own CPU. Returns the previous value, or None when not permitted.
     """
-    who = threading.get_native_id() if thread_only else 0
     try:
-        before = os.getpriority(os.PRIO_PROCESS, who)
-        os.setpriority(os.PRIO_PROCESS, who, min(before, nice))
+        before = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, min(before, nice))
     except (PermissionError, OSError):
         return None
     return before
+
+
+def raise_all_threads(nice: int = STATION_NICE) -> dict[int, int]:
+    """Lower the nice value of every thread of this process now (Linux: per thread).
+
+    For the belt's process while the parcels run: its threads share one GIL, so a
+    low-priority thread preempted while holding it (the event collector, a fault timer)
+    would stall the belt thread's edges and scanner writes too. Returns ``{thread id:
+    previous nice}`` of the threads changed, for :func:`restore_threads`.
+    """
+    before: dict[int, int] = {}
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return before
+    for tid in tids:
+        try:
+            was = os.getpriority(os.PRIO_PROCESS, tid)
+            if was > nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+                before[tid] = was
+        except OSError:
+            continue  # gone, or not permitted
+    return before
+
+
+def restore_threads(before: dict[int, int]) -> None:
+    """Give the threads :func:`raise_all_threads` changed their nice value back."""
+    for tid, was in before.items():
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, was)
+
+
+PHYSICS_PRIORITY = 40
+"""SCHED_FIFO priority of the belt thread (below the station's gate timer, 50)."""
+
+
+def physics_realtime(priority: int = PHYSICS_PRIORITY) -> bool:
+    """Run the calling thread (the belt model) at SCHED_FIFO when allowed; True if so.
+
+    The belt is the physical world: its edges and scanner writes must happen on time
+    whatever load a test puts on the station beside it (a real scanner is not slowed by
+    the station's CPU). Not allowed (no CAP_SYS_NICE): it stays as it was.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def physics_normal(was_realtime: bool) -> None:
+    """Undo :func:`physics_realtime` (back to normal scheduling)."""
+    if was_realtime:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 class _Station:
@@ -130,12 +191,21 @@ class _Station:
         op = cmd.get("op")
         d = self.daemon
         if op == "eye":
-            if bool(cmd["blocked"]) == self.eye_high:
+            high = bool(cmd["blocked"]) == self.eye_high
+            t_ms = cmd.get("t_ms")
+            if isinstance(t_ms, int | float) and isinstance(self.eye, TimedMockPin):
+                factory = d.devices.pin_factory
+                self.eye.drive_at(high, ticks_of(float(t_ms), d.clock, factory.ticks()))
+            elif high:
                 self.eye.drive_high()
             else:
                 self.eye.drive_low()
         elif op == "gate":
             pin, active_high = self.pins[cmd["lane"]]
+            t_ms = cmd.get("t_ms")
+            if isinstance(t_ms, int | float) and isinstance(pin, TimedMockPin):
+                ticks = ticks_of(float(t_ms), d.clock, d.devices.pin_factory.ticks())
+                return {"energised": pin.level_at(ticks) == active_high}
             return {"energised": bool(pin.state) == active_high}
         elif op == "tag":
             uid = str(cmd["uid"])
@@ -181,6 +251,7 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     raise_priority()  # before any thread starts: they inherit it
+    os.environ.setdefault("GPIOZERO_MOCK_PIN_CLASS", "timed")  # pins with edge times
     config = StationConfig.model_validate(json.loads(Path(cfg_path).read_text()))
     clock = ScaledClock(float(rate), int(origin_ns))
     cmd = socket.socket(fileno=int(cmd_fd))
@@ -195,6 +266,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     station.daemon.start()
+    tune_runtime()  # as the real station does after start (edge.cli)
     reader = cmd.makefile("rb")
     try:
         cmd.sendall(b'{"ready": true}\n')

@@ -72,6 +72,15 @@ class FaultReporting(Protocol):
         ...
 
 
+@runtime_checkable
+class EdgeStampedEncoder(Protocol):
+    """An encoder that knows when its last count happened (its pin factory's edge time)."""
+
+    def sample(self) -> tuple[float | None, int]:
+        """``(station ms of the last counted edge, or None before the first; counts)``."""
+        ...
+
+
 class BinaryInput(Protocol):
     """A digital input such as a divert-confirm switch or a lane-full sensor (raw edges)."""
 

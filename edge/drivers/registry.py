@@ -256,7 +256,7 @@ def _gpiozero_output(spec: IoSpec, ctx: BackendContext) -> object:
 
 def _gpiozero_encoder(section: EncoderSection, ctx: BackendContext) -> object:
     return _gpiozero().GpiozeroEncoder(
-        section.pin_a, section.pin_b, section.mm_per_pulse, ctx.pin_factory
+        section.pin_a, section.pin_b, section.mm_per_pulse, ctx.pin_factory, ctx.clock
     )
 
 

@@ -65,7 +65,9 @@ Timing (speed ``v``, gate at ``g`` mm, length ``L``): the gate opens at
 ``t(lead at g) - stroke - margin`` and closes at ``t(trail past g) + margin``. A decision
 later than the open time is no decision (``late_decision``); a gate whose open window
 would catch another parcel passing it is not fired (``gap_violation``): both parcels run
-on to quarantine, the end of the belt.
+on to quarantine, the end of the belt. A gate the shell could not fire within the margin
+(``on_gate_late``: the station is overloaded) is not fired late into the parcel or its
+neighbour: the parcel runs on to quarantine (``late_gate``).
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ from protocol.messages import (
 _LABELS = (CodeClass.RMA_LABEL,)
 _OTHERS = (CodeClass.SSCC, CodeClass.TRACKING)
 
+OVERLOAD_CLEAR_MS = 60_000.0
+"""The ``station_overloaded`` alarm clears this long after the last late gate, ms."""
 RETIME_MS = 1.0
 """With an encoder, a pending gate time that moved more than this (ms) is re-issued."""
 _EPS_MM = 1e-6  # positions compared with this slack: a wake-up computed by time_at is due
@@ -229,8 +233,10 @@ class SorterCore:
             "gap_violations": 0,
             "unexpected_confirms": 0,
             "divert_unconfirmed": 0,
+            "late_gates": 0,
             "weighings": 0,
         }
+        self._overloaded_until_ms: float | None = None
         self.lane_counts: dict[str, int] = {lane.name: 0 for lane in config.lanes}
 
     # -- inputs -------------------------------------------------------------------------
@@ -559,10 +565,45 @@ class SorterCore:
             self._blocked_since_ms = t_ms  # still blocked: the jam timer starts again
         return [*actions, BeltCommand(True, t_ms, "resume" if reason == "jam" else reason)]
 
+    def on_gate_late(self, t_ms: float, parcel_id: int, late_ms: float) -> list[Action]:
+        """The shell did not fire ``parcel_id``'s gate at ``t_ms``: ``late_ms`` ms late.
+
+        That is past the gate margin: fired, it would have hit the parcel or its
+        neighbour. The parcel runs on to quarantine with reason ``late_gate`` (its decision is
+        replaced); gates downstream that would catch it on its way are withdrawn; the
+        ``station_overloaded`` alarm is raised, and cleared :data:`OVERLOAD_CLEAR_MS` after
+        the last late gate. An unknown parcel or one without a gate command only raises it.
+        """
+        actions = self.advance(t_ms)
+        self.counters["late_gates"] += 1
+        if self._overloaded_until_ms is None:
+            actions.append(Alarm("station_overloaded", True, t_ms, None, parcel_id))
+        self._overloaded_until_ms = t_ms + OVERLOAD_CLEAR_MS
+        p = self._parcels.get(parcel_id)
+        if p is None or p.command is None or p.decision is None:
+            return actions
+        end = self.config.end_lane
+        actions.append(GateCancel(p.parcel_id, p.command.gate, t_ms))
+        p.command, p.lane = None, end
+        p.decision = replace(
+            p.decision,
+            lane=end,
+            reason=Reason.LATE_GATE,
+            explanation=f"{end.name}: {Reason.LATE_GATE.value}; gate would have opened "
+            f"{late_ms:.0f} ms late (margin {self.config.gate_margin_ms:.0f} ms); "
+            f"was {p.decision.explanation}"[:1000],
+        )
+        for other in self._caught_by(p, end):
+            actions += self._cancel(other, t_ms, end)
+        return actions
+
     # -- time ---------------------------------------------------------------------------
     def advance(self, t_ms: float) -> list[Action]:
         """Return every action due by ``t_ms`` (decisions, gate commands, exits, alarms)."""
         actions: list[Action] = []
+        if self._overloaded_until_ms is not None and t_ms >= self._overloaded_until_ms:
+            actions.append(Alarm("station_overloaded", False, self._overloaded_until_ms))
+            self._overloaded_until_ms = None
         for edge in self._eye.poll(t_ms):
             actions += self._apply_eye_edge(edge.t_ms, edge.level)
         if (
@@ -615,7 +656,7 @@ class SorterCore:
 
     def next_wakeup_ms(self) -> float | None:
         """Earliest time (ms) at which ``advance`` has something to do, or None."""
-        times = [self._eye.next_due_ms()]
+        times = [self._eye.next_due_ms(), self._overloaded_until_ms]
         if not self.holds and self._blocked_since_ms is not None:
             times.append(self._blocked_since_ms + self.config.jam_ms)
         for p in self._parcels.values():

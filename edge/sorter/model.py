@@ -44,6 +44,7 @@ class Reason(enum.StrEnum):
     GATE_FAULT = "gate_fault"
     GAP_VIOLATION = "gap_violation"
     LATE_DECISION = "late_decision"
+    LATE_GATE = "late_gate"
     BELT_STOPPED = "belt_stopped"
     WEIGHT_MISMATCH = "weight_mismatch"
     SIZE_MISMATCH = "size_mismatch"
@@ -416,7 +417,9 @@ class Alarm:
     """Raise (``active``) or clear an alarm: beacon and status page.
 
     Attributes:
-        kind: ``jam``, ``divert_unconfirmed`` or ``gate_fault`` (per lane).
+        kind: ``jam``, ``divert_unconfirmed``, ``gate_fault`` (per lane) or
+            ``station_overloaded`` (a gate could not be fired on time: see
+            ``SorterCore.on_gate_late``).
         active: True when raised, False when cleared.
         t_ms: when, monotonic ms.
         lane: the lane concerned, if any.

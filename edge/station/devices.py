@@ -22,7 +22,7 @@ from edge.drivers.camera import Camera
 from edge.drivers.gpio import BeltEncoder, BinaryInput, BinaryOutput, DiverterGate, PhotoEye
 from edge.drivers.registry import BackendContext, IoSpec
 from edge.drivers.rfid import TagReader
-from edge.drivers.scale import Checkweigher, ScaleCallback
+from edge.drivers.scale import Checkweigher, Weighing, WeighingDetector, WeightReading
 from edge.drivers.scanner import BarcodeScanner
 from edge.sorter.model import BeltConfig
 
@@ -243,10 +243,23 @@ class DeviceBank:
         self.set_output("stack_light.red", fatal)
 
     # -- shutting down ------------------------------------------------------------------------
-    def start_scale(self, on_reading: ScaleCallback) -> None:
-        """Start the checkweigher's reader, when there is one (even after a failed test)."""
-        if self.scale is not None:
-            self.scale.start(on_reading)
+    def start_scale(self, on_weighing: Callable[[Weighing], None]) -> None:
+        """Start the checkweigher's reader, when there is one (even after a failed test).
+
+        Its readings go through a :class:`~edge.drivers.scale.WeighingDetector` (``[scale]``
+        ``empty_g`` and ``settle_readings``) on the reader thread; each weighing it finds is
+        handed to ``on_weighing`` (the station's ``submit``: it must not block).
+        """
+        scale, section = self.scale, self.config.scale
+        if scale is None or section is None:
+            return
+        detector = WeighingDetector(section.empty_g, section.settle_readings)
+
+        def on_reading(reading: WeightReading) -> None:  # the scale's reader thread only
+            for weighing in detector.feed(reading):
+                on_weighing(weighing)
+
+        scale.start(on_reading)
 
     def stop_readers(self) -> None:
         """Stop the reader threads (scanner, RFID, camera, scale) and release their devices."""

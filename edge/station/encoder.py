@@ -6,6 +6,12 @@ wait) the sampler reads the encoder's cumulative count and submits an
 position and speed (a sample with no new count is a standing belt), and the core re-times
 the pending gate commands from position (``SorterCore.advance``). 25 ms at 0.5 mm per
 count and 1 m/s is 50 counts a sample: a 2 % speed resolution, 40 inputs a second.
+
+A sample is stamped with the time of its last counted edge when the encoder gives it
+(:class:`~edge.drivers.gpio.EdgeStampedEncoder`: the pin factory's edge time, issue 20), so
+a sampler thread delayed by load does not make the belt look faster or slower than it is;
+a sample with no new count (or whose edge is not after the previous sample) is stamped
+with the clock's now.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import threading
 from collections.abc import Callable
 
 from edge.clock import clock_rate
-from edge.drivers.gpio import BeltEncoder
+from edge.drivers.gpio import BeltEncoder, EdgeStampedEncoder
 from edge.station.inputs import EncoderCount, StationInput
 
 __all__ = ["EncoderSampler"]
@@ -50,6 +56,7 @@ class EncoderSampler:
         self.clock = clock
         self.period_ms = period_ms
         self.samples = 0
+        self._last: tuple[float, int] | None = None  # (t_ms, count) last submitted
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,9 +67,17 @@ class EncoderSampler:
         self._thread.start()
 
     def sample(self) -> None:
-        """Submit the count now."""
+        """Submit the count now, stamped with its last edge's time when known (module doc)."""
+        now = self.clock()
+        t_ms, count = now, self.encoder.pulses
+        if isinstance(self.encoder, EdgeStampedEncoder):
+            t_edge, count = self.encoder.sample()
+            last = self._last
+            if t_edge is not None and last is not None and count != last[1]:
+                t_ms = t_edge if last[0] < t_edge <= now else now
+        self._last = (t_ms, count)
         self.samples += 1
-        self.submit(EncoderCount(self.clock(), self.encoder.pulses))
+        self.submit(EncoderCount(t_ms, count))
 
     def stop(self) -> None:
         """Stop sampling."""

@@ -8,6 +8,11 @@ withdrawn parcel (:class:`~edge.sorter.model.GateCancel`) drops its hold at once
 takes one again. One lock covers holds, cancellations and gate-test waits, so the
 scheduler thread (firings), the reactor thread (cancels), the link's command thread (gate
 tests) and a signal handler (release all) never interleave on a gate.
+
+An open the scheduler would fire more than ``late_limit_ms`` late (the gate margin: the
+diverter would still be moving when the parcel arrives, or swing into its neighbour) is not
+fired: ``on_late`` is told and the parcel runs on, unless its gate is already energised by
+another parcel of the same lane (then it is diverted as planned).
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from edge.clock import clock_rate, monotonic_ms
 from edge.drivers.gpio import DiverterGate
 from edge.scheduler import Scheduler
 from edge.sorter.model import GateCommand
+from edge.station.inputs import GateLate, StationInput
+
+if TYPE_CHECKING:
+    from edge.config import BeltSection
 
 __all__ = ["GATE_TEST_HOLD", "GateBank", "GateHeld"]
 
@@ -44,6 +54,9 @@ class GateBank:
         gates: the gates that passed their self-test, by lane.
         scheduler: fires :meth:`open` / :meth:`close` at a command's computed times.
         clock: the station's monotonic ms clock (gate-test timing).
+        late_limit_ms: an open later than this (ms) is not fired (the belt's gate margin).
+        on_late: ``(parcel_id, lane, t_ms, late_ms)``, on the scheduler thread, when an
+            open was not fired; must not block (the daemon queues a ``GateLate`` input).
     """
 
     def __init__(
@@ -51,10 +64,15 @@ class GateBank:
         gates: Mapping[str, DiverterGate],
         scheduler: Scheduler,
         clock: Callable[[], float] = monotonic_ms,
+        *,
+        late_limit_ms: float = float("inf"),
+        on_late: Callable[[int, str, float, float], None] | None = None,
     ) -> None:
         self._gates = dict(gates)
         self.scheduler = scheduler
         self.clock = clock
+        self.late_limit_ms = late_limit_ms
+        self.on_late = on_late
         self._lock = threading.Lock()
         self._holds: dict[str, set[int]] = {lane: set() for lane in self._gates}
         self._cancelled: dict[int, None] = {}  # insertion-ordered set, bounded
@@ -63,6 +81,33 @@ class GateBank:
         self._confirm_waits: dict[str, tuple[threading.Event, list[float]]] = {}
         self.locked_out = False
         """True while the E-stop is engaged: no gate is energised (see :meth:`lock_out`)."""
+
+    @classmethod
+    def for_station(
+        cls,
+        gates: Mapping[str, DiverterGate],
+        belt: BeltSection,
+        clock: Callable[[], float],
+        submit: Callable[[StationInput], None],
+        scheduler: Scheduler | None = None,
+    ) -> GateBank:
+        """The station's bank: opens later than the belt's ``gate_margin_ms`` are not fired.
+
+        Each is reported to the reactor through ``submit`` as a
+        :class:`~edge.station.inputs.GateLate`. The gate timer is ``scheduler``, or a new
+        :class:`~edge.scheduler.Scheduler` on ``clock`` at the belt's ``scheduler_priority``
+        (SCHED_FIFO) and ``scheduler_cpu``.
+        """
+        timer = scheduler or Scheduler(
+            clock, priority=belt.scheduler_priority, cpu=belt.scheduler_cpu
+        )
+        return cls(
+            gates,
+            timer,
+            clock,
+            late_limit_ms=belt.gate_margin_ms,
+            on_late=lambda pid, lane, t_ms, late_ms: submit(GateLate(t_ms, pid, lane, late_ms)),
+        )
 
     def __contains__(self, lane: object) -> bool:
         return lane in self._gates
@@ -95,10 +140,34 @@ class GateBank:
             while len(self._generation) > MAX_CANCELLED:
                 del self._generation[next(iter(self._generation))]
         if math.isfinite(command.open_at_ms):
-            self.scheduler.call_at(command.open_at_ms, lambda: self.open(pid, lane, gen))
+            self.scheduler.call_at(
+                command.open_at_ms,
+                lambda: self.open(pid, lane, gen),
+                late_limit_ms=self.late_limit_ms,
+                on_late=lambda late_ms: self._late(pid, lane, gen, late_ms),
+            )
         if math.isfinite(command.close_at_ms):
             self.scheduler.call_at(command.close_at_ms, lambda: self.close(pid, lane, gen))
         return True
+
+    def _late(self, parcel_id: int, lane: str, generation: int, late_ms: float) -> None:
+        """The open of ``parcel_id`` came ``late_ms`` late, past the limit (scheduler thread).
+
+        An outdated schedule (re-timed since), a withdrawn parcel or an E-stop does nothing.
+        """
+        with self._lock:
+            if parcel_id in self._cancelled or self.locked_out:
+                return
+            if self._generation.get(parcel_id) != generation:
+                return
+            if self._holds[lane]:  # energised for a parcel just ahead (or this one, re-timed)
+                self._holds[lane].add(parcel_id)
+                self._gates[lane].energise()
+                return
+            self._cancel_locked(parcel_id)  # its close forgets it
+        log.error("gate %s not fired for parcel %d: %.1f ms late", lane, parcel_id, late_ms)
+        if self.on_late is not None:
+            self.on_late(parcel_id, lane, self.clock(), late_ms)
 
     def open(self, parcel_id: int, lane: str, generation: int | None = None) -> None:
         """Parcel ``parcel_id`` takes its hold: the gate is energised (unless withdrawn).
@@ -128,12 +197,16 @@ class GateBank:
     def cancel(self, parcel_id: int, lane: str) -> None:
         """Withdraw parcel ``parcel_id``: drop its hold now; it never takes one again."""
         with self._lock:
-            self._cancelled[parcel_id] = None
-            while len(self._cancelled) > MAX_CANCELLED:
-                del self._cancelled[next(iter(self._cancelled))]
+            self._cancel_locked(parcel_id)
             if lane in self._gates:
                 self._unhold(lane, parcel_id)
         log.warning("gate %s withdrawn for parcel %d", lane, parcel_id)
+
+    def _cancel_locked(self, parcel_id: int) -> None:
+        """Remember ``parcel_id`` as withdrawn (lock held; bounded to :data:`MAX_CANCELLED`)."""
+        self._cancelled[parcel_id] = None
+        while len(self._cancelled) > MAX_CANCELLED:
+            del self._cancelled[next(iter(self._cancelled))]
 
     def _unhold(self, lane: str, hold: int) -> None:
         """Drop ``hold`` (lock held); release the gate when none is left."""

@@ -33,6 +33,7 @@ __all__ = [
     "BeltHold",
     "EncoderCount",
     "EyeEdge",
+    "GateLate",
     "Grade",
     "LaneInput",
     "PhotoGraded",
@@ -112,6 +113,23 @@ class PhotoGraded:
 
 
 @dataclass(frozen=True, slots=True)
+class GateLate:
+    """The scheduler did not fire a parcel's gate: it was ``late_ms`` past the margin.
+
+    Attributes:
+        t_ms: when the firing was refused.
+        parcel_id: the parcel whose gate stayed shut (it runs on to quarantine).
+        lane: that gate's lane.
+        late_ms: how late the firing would have been, ms.
+    """
+
+    t_ms: float
+    parcel_id: int
+    lane: str
+    late_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """The operator resumed the station after a jam, at ``t_ms``."""
 
@@ -161,6 +179,7 @@ StationInput = (
     | Grade
     | LaneInput
     | EncoderCount
+    | GateLate
     | Resume
     | BeltHold
     | ApplyPolicy

@@ -10,9 +10,7 @@ from a callable at each photo, so a policy pushed later applies to the next parc
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -35,7 +33,6 @@ __all__ = ["NO_PHOTO", "GradedPhoto", "PhotoGrader", "grader_from_config"]
 log = logging.getLogger(__name__)
 NO_PHOTO = "no_photo"
 PURGE_EVERY_S = 3600.0
-NICE = 10
 
 
 @dataclass(frozen=True)
@@ -134,10 +131,11 @@ class PhotoGrader:
         return GradedPhoto(photo, grading, file, jpeg, elapsed)
 
     def _run(self) -> None:
-        # Lower this thread's CPU priority (Linux: per-thread nice) so grading never
-        # competes with the reactor, scheduler and drivers on a busy Pi.
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        # No lower priority (nice) for this thread: it shares the GIL with the reactor and
+        # the gate scheduler, so whenever a loaded CPU preempted it while it held the GIL,
+        # they all waited for it (priority inversion: gate firings 150-300 ms late with two
+        # busy processes beside the station, issue 20). OpenCV's work runs without the GIL;
+        # the gate timer is kept apart by SCHED_FIFO (edge.scheduler), not by nice values.
         # One thread: on 320 px work images OpenCV's pool costs more than it gains, and
         # its workers would not carry this thread's nice value.
         cv2.setNumThreads(1)

@@ -239,6 +239,27 @@ class DeliveryOut(_Out):
     payload: dict[str, Any]
 
 
+class ConnectorJobOut(_Out):
+    """An outbound call to a shop (refund or stock movement) and its retry state."""
+
+    id: int
+    connector: str
+    kind: str
+    key: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    shop_ref: str
+    payload: dict[str, Any]
+
+
+class ConnectorJobList(BaseModel):
+    """Connector jobs, newest first."""
+
+    jobs: list[ConnectorJobOut]
+
+
 class DeliveryList(BaseModel):
     """Webhook deliveries, newest first."""
 

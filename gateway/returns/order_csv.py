@@ -4,7 +4,9 @@ One row per order line, rows of one order together or not (they are grouped by o
 number, lines keep the file's order). The header row names the columns (case-insensitive,
 any order); :data:`NATIVE` maps each known name to a field of
 :class:`gateway.schemas.OrderDraft` and says how its cells are read. Another file layout
-(a shop's own export) is another :class:`Layout` table.
+(a shop's own export) is another :class:`Layout` table: the command recognises a Shopify
+admin "Export orders" file by its header (:data:`gateway.returns.shopify_csv.SHOPIFY`,
+see :func:`detect_layout`) and refuses a header of neither layout.
 
 Native columns, required: ``order_number, customer_email, delivered_on, sku,
 quantity_delivered, unit_price``; optional, per order: ``customer, customer_address,
@@ -158,11 +160,21 @@ class Column:
 
 @dataclass(frozen=True)
 class Layout:
-    """A file layout: its columns by header name, and the header names it ignores."""
+    """A file layout: its columns by header name, and the header names it ignores.
+
+    ``ignore_unknown``: every header name the layout does not know is ignored (a shop's
+    export whose column set changes between versions). ``finish`` turns the cells read
+    into the draft's body (e.g. derived fields from ``_``-prefixed targets, which it
+    removes); it raises ``ValueError`` for an order that cannot be taken as it is.
+    ``signature``: header names (lower case) that tell this layout apart.
+    """
 
     name: str
     columns: tuple[Column, ...]
     ignored: frozenset[str] = frozenset()
+    ignore_unknown: bool = False
+    finish: Callable[[dict[str, Any]], None] | None = None
+    signature: frozenset[str] = frozenset()
 
     def ignoring(self, names: Iterable[str]) -> Layout:
         """The same layout, also ignoring the columns ``names`` (case-insensitive)."""
@@ -177,7 +189,11 @@ class Layout:
         """
         known = {c.header: c for c in self.columns}
         names = [h.strip().lower() for h in header]
-        unknown = [_shown(n) for n in names if n not in known and n not in self.ignored]
+        unknown = [
+            _shown(n)
+            for n in names
+            if n not in known and n not in self.ignored and not self.ignore_unknown
+        ]
         if unknown:
             raise CsvError(
                 f"unknown column(s) {', '.join(repr(n) for n in unknown)} for the {self.name} "
@@ -403,6 +419,11 @@ def draft_from_rows(layout: Layout, rows: list[Row], settings: Settings) -> Orde
         if line.get("ordered_quantity") is None:
             line["ordered_quantity"] = max(1, line.get("delivered_quantity") or 0)
         body["lines"].append(line)
+    if layout.finish is not None:
+        try:
+            layout.finish(body)
+        except ValueError as exc:
+            raise CellError(f"line {rows[0].line}: {exc}") from exc
     try:
         return OrderDraft.model_validate(body)
     except ValidationError as exc:
@@ -424,21 +445,58 @@ def _describe(exc: ValidationError, layout: Layout, rows: list[Row]) -> str:
     return "; ".join(out)
 
 
+def detect_layout(header: Sequence[str], native: Layout = NATIVE) -> Layout:
+    """The layout of a file from its header row: Shopify's export or ``native``.
+
+    A header with a column of the Shopify signature (``Lineitem quantity``, ...) is a
+    Shopify admin "Export orders" file; one with any native column name is native (its
+    own checks then name what is missing or unknown).
+
+    Raises:
+        CsvError: a header of neither layout, naming what each expects.
+    """
+    from gateway.returns.shopify_csv import SHOPIFY  # the Shopify table builds on this one
+
+    names = {h.strip().lower() for h in header}
+    if names & SHOPIFY.signature:
+        return SHOPIFY
+    if names & {c.header for c in native.columns}:
+        return native
+    expected = {
+        layout.name: ", ".join(c.header for c in layout.columns if c.required)
+        for layout in (native, SHOPIFY)
+    }
+    raise CsvError(
+        f"unknown layout: header {', '.join(repr(_shown(n)) for n in sorted(names))} is "
+        f"neither the native order CSV (columns {expected[native.name]}, ...) nor a Shopify "
+        f'admin "Export orders" CSV (columns {expected[SHOPIFY.name]}, ...)'
+    )
+
+
 def import_orders(
-    db: Database, path: Path, settings: Settings, layout: Layout = NATIVE
+    db: Database, path: Path, settings: Settings, layout: Layout | None = None
 ) -> ImportReport:
     """Import (create or update) every order of the CSV file at ``path``.
 
-    An order with a bad cell is refused whole (nothing of it stored); the others go on.
+    ``layout`` None: recognised from the header (:func:`detect_layout`). An order with a
+    bad cell is refused whole (nothing of it stored); the others go on.
 
     Raises:
-        CsvError: when the header is missing or the layout refuses it.
+        CsvError: when the header is missing, of no known layout, or the layout refuses it.
         OSError: when the file cannot be read.
     """
     report = ImportReport()
     grouped: dict[str, list[Row]] = {}
-    ref_col = next(c for c in layout.columns if c.target == "order_ref")
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        if layout is None or layout.name == NATIVE.name:
+            csv.field_size_limit(MAX_FIELD_CHARS)
+            try:
+                header = next(csv.reader(fh))
+            except (StopIteration, csv.Error) as exc:
+                raise CsvError(f"no readable header row ({exc or 'empty file'})") from exc
+            layout = detect_layout(header, layout or NATIVE)
+            fh.seek(0)
+        ref_col = next(c for c in layout.columns if c.target == "order_ref")
         _bound, rows = read_rows(fh, layout)
         for item in rows:
             if isinstance(item, str):

@@ -120,6 +120,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/reports/shift"): READ,
     ("GET", "/api/v1/webhooks/deliveries"): READ,
     ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/replay"): LEAD,
+    ("GET", "/api/v1/connectors/jobs"): READ,
+    ("POST", "/api/v1/connectors/jobs/{job_id}/replay"): LEAD,
     ("GET", "/api/v1/webhooks/endpoints"): ADMIN,
     ("POST", "/api/v1/webhooks/endpoints"): ADMIN,
     ("POST", "/api/v1/webhooks/endpoints/{name}/rotate"): ADMIN,

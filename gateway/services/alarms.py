@@ -1,9 +1,10 @@
 """Line alarms (issue 7): raised from station statuses and parcel events, acknowledged by a lead.
 
-Condition alarms (jam, lane full, gate fault, device down, station offline) stay active while the
-station reports the condition and are cleared when it stops; a one-off alarm (a divert not
-confirmed, from a parcel event's marks) is raised already cleared. Either stays open until
-a lead acknowledges it.
+Condition alarms (E-stop, jam, lane full, gate fault, device down, station offline, station
+overloaded: the station raises ``station_overloaded`` when a gate could not fire on time) stay
+active while the station reports the condition and are cleared when it stops; a one-off alarm
+(a divert not confirmed, from a parcel event's marks) is raised already cleared. Either stays
+open until a lead acknowledges it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ KINDS = (
     "device_down",
     "station_offline",
     "untrusted_event",
+    "station_overloaded",
 )
 LABELS = {
     "estop": "Emergency stop",
@@ -38,7 +40,12 @@ LABELS = {
     "device_down": "Device down",
     "station_offline": "Station offline",
     "untrusted_event": "Event refused",
+    "station_overloaded": "Station overloaded",
 }
+OVERLOADED_MESSAGE = (
+    "station overloaded: a gate could not fire on time; its parcel went to quarantine "
+    "(late_gate). See the gate lateness figures (hardware/INSTALL.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ def conditions(station: Station) -> list[Condition]:
         alarm = health.alarms[key]
         if alarm.kind == "jam" and not any(c.kind == "jam" for c in found):
             found.append(Condition("jam", alarm.lane or "", "belt jammed: stopped until resumed"))
+        elif alarm.kind == "station_overloaded":
+            found.append(Condition("station_overloaded", "", OVERLOADED_MESSAGE))
     if health.estop_engaged:
         found.append(Condition("estop", "", "emergency stop engaged: gates and belt stopped"))
     elif any(a.kind == "estop" for a in health.alarms.values()):

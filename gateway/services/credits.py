@@ -46,6 +46,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from gateway.connectors import base as connectors
 from gateway.models import Credit, ReturnReason, Rma, RmaLineRecord, RmaUnit, StockMovement, utcnow
 from gateway.returns.refunds import percent_of
 from gateway.services import webhooks
@@ -173,6 +174,9 @@ def _book(
     )
     if quantity > 0:
         unit.location = location
+    connectors.enqueue_stock(
+        session, settings, rma, line, unit, location, quantity=quantity, kind=kind, now=now
+    )
     webhooks.enqueue(
         session,
         settings,
@@ -240,6 +244,7 @@ def _credit(
             now=now,
         )
     webhooks.enqueue(session, settings, "credit.issued", credit_payload(credit, line), now=now)
+    connectors.enqueue_credit(session, settings, rma, line, credit, now=now)
     return credit
 
 

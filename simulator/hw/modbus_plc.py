@@ -19,11 +19,14 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType, SimUtils
+
+if TYPE_CHECKING:
+    from simulator.belt import StationIO
 
 __all__ = ["ModbusPlc", "free_port"]
 
@@ -189,23 +192,27 @@ class PlcIO:
         coils: ``{lane: (coil address, active_high)}`` of the lanes on the PLC.
     """
 
-    def __init__(self, pins: Any, plc: ModbusPlc, coils: dict[str, tuple[int, bool]]) -> None:
+    def __init__(self, pins: StationIO, plc: ModbusPlc, coils: dict[str, tuple[int, bool]]) -> None:
         self.pins = pins
         self.plc = plc
         self.coils = coils
 
-    def eye(self, blocked: bool) -> None:
-        """Drive the photo-eye (not on the PLC)."""
-        self.pins.eye(blocked)
+    def eye(self, blocked: bool, t_ms: float | None = None) -> None:
+        """Drive the photo-eye (not on the PLC) as of ``t_ms`` (the edge's physical time)."""
+        self.pins.eye(blocked, t_ms)
 
     def tag(self, uid: str, present: bool) -> None:
         """Place or remove a tag at the emulated reader."""
         self.pins.tag(uid, present)
 
-    def gate_energised(self, lane: str) -> bool:
-        """The lane's coil against its polarity, as the PLC's output terminal drives it."""
+    def gate_energised(self, lane: str, t_ms: float | None = None) -> bool:
+        """The lane's coil against its polarity, as the PLC's output terminal drives it.
+
+        A GPIO gate is read as it was at ``t_ms`` (the other I/O's history); the PLC keeps
+        no history of its coils, so a coil is read now.
+        """
         if lane not in self.coils:
-            return bool(self.pins.gate_energised(lane))
+            return bool(self.pins.gate_energised(lane, t_ms))
         coil, active_high = self.coils[lane]
         return self.plc.coil(coil) == active_high
 

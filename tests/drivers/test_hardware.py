@@ -86,3 +86,12 @@ def test_install_guide_bom_and_wiring_are_shipped() -> None:
         assert part.lower() in readme.lower()
     assert "check-config" in (HW / "INSTALL.md").read_text()
     assert "GPIO17" in (HW / "wiring.md").read_text()
+
+
+def test_systemd_unit_lets_the_gate_scheduler_run_real_time() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string((HW / "returns-edge.service").read_text())
+    service = unit["Service"]
+    assert (service["CPUSchedulingPolicy"], service["CPUSchedulingPriority"]) == ("fifo", "10")
+    assert service["CPUSchedulingResetOnFork"] == "yes"  # only the scheduler thread stays RT
+    assert service["AmbientCapabilities"] == "CAP_SYS_NICE"

@@ -60,7 +60,12 @@ def test_c7_bouncing_photo_eye_is_one_parcel_of_150_ms(
         assert case["expect_length_ms_approx"] == 150
         assert event["length_mm"] == 150.0  # 150 ms at 1000 mm/s, bounce ignored
         assert (event["lane"], event["reason"]) == ("quarantine", Reason.NO_READ.value)
-        assert daemon.status()["photo_eye"] == {"state": "ok", "blocked": False, "edges": 8}
+        assert daemon.status()["photo_eye"] == {
+            "state": "ok",
+            "blocked": False,
+            "edges": 8,
+            "timestamps": "clock",  # a manual clock: stamped as the callback runs
+        }
     finally:
         chip.release.set()
         daemon.stop()
@@ -182,7 +187,12 @@ def test_outputs_off_at_start_on_while_running_off_at_stop(
         ]
         for _ in range(4):  # quadrature: A leads B, one detent forward each cycle
             pin(20).drive_low(), pin(21).drive_low(), pin(20).drive_high(), pin(21).drive_high()
-        assert daemon.status()["encoder"] == {"state": "ok", "pulses": 4, "position_mm": 10.0}
+        assert daemon.status()["encoder"] == {
+            "state": "ok",
+            "pulses": 4,
+            "position_mm": 10.0,
+            "timestamps": "mock",
+        }
     finally:
         daemon.stop()
     assert [pin(n).state for n in (23, 5, 6, 13)] == [0, 0, 0, 0]

@@ -13,7 +13,7 @@ from edge.sorter import (
     RmaRecord,
     SorterCore,
 )
-from edge.sorter.model import OrphanRead
+from edge.sorter.model import Alarm, OrphanRead
 from simulator.testing import Directory, demo_belt, label_trusting_policy, line
 from simulator.testing import rma as kit_rma
 
@@ -198,3 +198,28 @@ def test_c4_gtin_without_the_serial_leaves_a_serialised_unit_unverified() -> Non
         ("gtin", False, "09501101020917")
     ]
     assert "line 1 unverified: only its serial verifies it" in decision.explanation
+
+
+def test_a_gate_too_late_to_fire_sends_the_parcel_to_quarantine_late_gate() -> None:
+    core = SorterCore(CFG, Directory(rma("RMA-1", "authorized", 1)), TRUSTING)
+    actions = core.on_photo_eye(1000.0, True) + core.on_photo_eye(1300.0, False)
+    actions += core.on_barcode(1550.0, "RMA-1")
+    actions += core.advance(2000.0)
+    [cmd] = of(GateCommand, actions)
+    assert (cmd.gate, cmd.open_at_ms) == ("restock", 2400.0)
+    late = core.on_gate_late(2441.0, 1, 41.0)  # the shell did not fire it: 41 ms > 40 margin
+    assert [(type(a).__name__, getattr(a, "kind", None)) for a in late] == [
+        ("Alarm", "station_overloaded"),
+        ("GateCancel", None),
+    ]
+    [alarm] = of(Alarm, late)
+    assert (alarm.active, alarm.t_ms, alarm.lane, alarm.parcel_id) == (True, 2441.0, None, 1)
+    actions = [a for t in range(2445, 8000, 5) for a in core.advance(float(t))]
+    [exited] = of(ParcelExited, actions)
+    assert (exited.decision.lane.name, exited.decision.reason) == ("quarantine", "late_gate")
+    assert exited.final_lane.name == "quarantine" and exited.lane is None
+    assert exited.decision.explanation.startswith(
+        "quarantine: late_gate; gate would have opened 41 ms late (margin 40 ms); was restock"
+    )
+    assert core.counters["late_gates"] == 1 and core.next_wakeup_ms() == 62_441.0
+    assert of(Alarm, core.advance(62_441.0)) == [Alarm("station_overloaded", False, 62_441.0)]

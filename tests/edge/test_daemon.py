@@ -144,6 +144,40 @@ def test_pushed_policy_is_validated_cached_and_used_after_a_restart(
         again.stop()
 
 
+def test_a_gate_the_scheduler_reaches_too_late_is_not_fired_and_the_parcel_is_late_gate(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    clock = ManualClock(0.0)
+    daemon = StationDaemon(make_config(tmp_path, scanner_pty), clock)
+    daemon.store.apply_announcement(announcement("RMA-000123"))
+    gate = daemon.devices.pin_factory.pin(17)
+    daemon.apply_policy(label_trusting_policy_payload())  # label-only parcels
+    daemon.start()
+    try:
+        daemon.submit(EyeEdge(0.0, True))
+        daemon.submit(EyeEdge(300.0, False))
+        daemon.submit(ScanFrame("RMA-000123", None, 550.0, False))
+        clock.set(900.0)
+        wait_until(lambda: len(daemon.decisions) == 1, timeout_s=20.0)
+        assert daemon.scheduler.pending() == 2  # restock opens at 1400 ms, margin 40 ms
+        clock.set(1500.0)  # the station stalled: the open would come 100 ms late
+        wait_until(lambda: "station_overloaded" in daemon.alarms, timeout_s=20.0)
+        clock.set(10_000.0)
+        wait_until(lambda: daemon.store.outbox_depth() == 1, timeout_s=20.0)
+        [item] = daemon.store.outbox_pending()
+        event = json.loads(item.payload)
+        assert (event["lane"], event["reason"], event["diverted"]) == (
+            "quarantine",
+            "late_gate",
+            False,
+        )
+        assert [s.state for s in gate.states] == [False]  # never energised
+        assert daemon.scheduler.status()["refused_late"] == 1
+        assert daemon.core.counters["late_gates"] == 1
+    finally:
+        daemon.stop()
+
+
 def test_claimed_units_go_out_with_the_event_and_survive_a_restart(
     tmp_path: Path, scanner_pty: str
 ) -> None:

@@ -216,6 +216,24 @@ def test_photo_links_only_for_a_stored_photo_hash(
     assert photos == [None, None, None, f"/api/v1/photos/{good}"]  # newest first
 
 
+def test_an_overloaded_station_raises_its_alarm_until_it_stops_reporting_it(
+    anydb: Database,
+) -> None:
+    raised = {"station_overloaded": {"parcel_id": 12, "lane": None}}
+    with anydb.session() as s:
+        upsert_station(s, "site", status("online", alarms=raised, core={}))
+        [a] = alarms.open_alarms(s)
+        assert (a.key, a.kind, a.subject, a.message) == (
+            "st1:station_overloaded:",
+            "station_overloaded",
+            "",
+            alarms.OVERLOADED_MESSAGE,
+        )
+        assert alarms.LABELS[a.kind] == "Station overloaded"
+        upsert_station(s, "site", status("online", alarms={}, core={}))
+    assert open_keys(anydb) == [("st1:station_overloaded:", False)]
+
+
 def test_a_gate_fault_is_an_alarm_while_the_station_reports_it(anydb: Database) -> None:
     """A lane whose gate's PLC is off the network (issue 21): raised, then cleared."""
     with anydb.session() as s:

@@ -99,6 +99,8 @@ def test_station_metrics_served_over_http() -> None:
     metrics.parcel_exited("restock", "matched", 20.0)
     metrics.parcel_exited("restock", "matched", 40.0)
     metrics.parcel_exited("quarantine", "no_read", 300.0)
+    for late_ms in (0.05, 1.5, 30.0, 41.0):  # gate firings, ms late
+        metrics.gate_fired(late_ms)
     port = metrics.serve(0)
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -111,6 +113,13 @@ def test_station_metrics_served_over_http() -> None:
     assert got[("rs_station_decision_latency_seconds_bucket", (("le", "0.025"),))] == 1
     assert got[("rs_station_decision_latency_seconds_bucket", (("le", "0.05"),))] == 2
     assert got[("rs_station_decision_latency_seconds_sum", ())] == pytest.approx(0.36)
+    lateness = "rs_station_gate_lateness_seconds"
+    assert got[(f"{lateness}_count", ())] == 4
+    assert [got[(f"{lateness}_bucket", (("le", le),))] for le in ("0.0001", "0.002", "0.04")] == [
+        1,
+        2,
+        3,
+    ]
     assert got[("rs_station_sync_lag", ())] == 3
     assert got[("rs_station_outbox_depth", ())] == 1
     assert got[("rs_station_device_up", (("device", "rfid"),))] == 0

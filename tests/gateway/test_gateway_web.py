@@ -82,3 +82,15 @@ def test_status_page_when_empty(client: TestClient) -> None:
     html = client.get("/").text
     assert "No station has reported yet." in html
     assert "No parcel has been sorted yet." in html
+
+
+def test_status_page_shows_an_overloaded_station(
+    client: TestClient, probe: Any, site: str, wait: Any
+) -> None:
+    details = {"alarms": {"station_overloaded": {"parcel_id": 4, "lane": None}}, "core": {}}
+    status = StationStatus(station="st4", state="online", software_version="1", details=details)
+    probe.publish(Topics(site, "st4").status, encode(status), retain=True)
+    wait(lambda: "Station overloaded" in client.get("/").text, what="the alarm on the page")
+    html = client.get("/").text
+    assert "<strong>Station overloaded</strong> · st4" in html
+    assert "a gate could not fire on time; its parcel went to quarantine (late_gate)" in html

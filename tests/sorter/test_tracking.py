@@ -345,6 +345,7 @@ def test_a_full_lane_sends_its_parcels_to_its_overflow_lane_before_quarantine(
         demo_belt(lanes=OVERFLOW_LANES),
         Directory(rma("RMA-1")),
         [VParcel(300.0, 500.0, "RMA-1")],
+        TRUSTING,
         lane_full=full,
     )
     result = one(run)
@@ -470,7 +471,7 @@ def test_jam_stops_the_belt_withdraws_gates_and_resumes_by_command() -> None:
 
 
 def test_gate_times_follow_the_belt_when_it_slows_after_the_decision() -> None:
-    core = SorterCore(demo_belt(encoder_mm_per_count=1.0), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(encoder_mm_per_count=1.0), Directory(rma("RMA-1")), TRUSTING)
     actions: list[object] = []
     for t in range(0, 1001, 100):  # 1 m/s: 1 count per ms
         actions += core.on_encoder(float(t), t)
@@ -503,7 +504,7 @@ def test_gate_times_follow_the_belt_when_it_slows_after_the_decision() -> None:
 
 
 def test_holds_stop_the_belt_once_and_it_runs_when_the_last_is_lifted() -> None:
-    core = SorterCore(demo_belt(), Directory(rma("RMA-1")))
+    core = SorterCore(demo_belt(), Directory(rma("RMA-1")), TRUSTING)
     actions: list[object] = []
     actions += core.on_photo_eye(0.0, True) + core.on_photo_eye(300.0, False)
     actions += core.on_barcode(550.0, "RMA-1")

@@ -129,3 +129,37 @@ def test_the_sampler_submits_counts_in_station_time() -> None:
     sampler = EncoderSampler(Counter(), got.append, clock, period_ms=5.0)  # type: ignore[arg-type]
     sampler.sample()
     assert got == [EncoderCount(123.0, 7)]
+
+
+def test_samples_carry_their_last_counted_edge_time_when_the_encoder_knows_it() -> None:
+    class Stamped:
+        """An encoder whose pin factory stamps its edges (GpiozeroEncoder.sample)."""
+
+        def __init__(self) -> None:
+            self.last: tuple[float | None, int] = (None, 0)
+
+        @property
+        def pulses(self) -> int:
+            return self.last[1]
+
+        def sample(self) -> tuple[float | None, int]:
+            return self.last
+
+    enc, got = Stamped(), list[StationInput]()
+    clock = ManualClock(100.0)
+    sampler = EncoderSampler(enc, got.append, clock)  # type: ignore[arg-type]
+    sampler.sample()  # no edge yet: now
+    enc.last = (112.5, 40)
+    clock.set(125.0)
+    sampler.sample()  # the sampler ran 12.5 ms after the 40th count: stamped at the count
+    clock.set(150.0)
+    sampler.sample()  # no new count: a standing belt, now
+    enc.last = (149.0, 41)
+    clock.set(175.0)
+    sampler.sample()  # an edge not after the previous sample: now
+    assert got == [
+        EncoderCount(100.0, 0),
+        EncoderCount(112.5, 40),
+        EncoderCount(150.0, 40),
+        EncoderCount(175.0, 41),
+    ]

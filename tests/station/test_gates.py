@@ -146,3 +146,91 @@ def test_gate_test_refused_while_held_or_by_the_callers_reason(
     with pytest.raises(ValueError, match=r"^2 parcels on the belt$"):
         bank.test("recycle", 100.0, 200.0, lambda: "2 parcels on the belt")
     assert (factory.pin(22).state, bank.holds("recycle")) == (1, frozenset())  # never energised
+
+
+# -- an open too late to fire ---------------------------------------------------------------
+Late = list[tuple[int, str, float, float]]
+
+
+@pytest.fixture
+def late_bank(
+    factory: MockFactory, clock: ManualClock
+) -> Iterator[tuple[GateBank, Scheduler, Late]]:
+    """A bank refusing opens more than 40 ms late; the refusals in the list."""
+    late: Late = []
+    gates = {"restock": GpiozeroDiverterGate("restock", 17, True, factory)}
+    scheduler = Scheduler(clock)
+    scheduler.start()
+    try:
+        yield (
+            GateBank(
+                gates,
+                scheduler,
+                clock,
+                late_limit_ms=40.0,
+                on_late=lambda pid, lane, t_ms, late_ms: late.append((pid, lane, t_ms, late_ms)),
+            ),
+            scheduler,
+            late,
+        )
+    finally:
+        scheduler.stop()
+        gates["restock"].close()
+
+
+def test_an_open_later_than_the_margin_is_not_fired(
+    late_bank: tuple[GateBank, Scheduler, Late], factory: MockFactory, clock: ManualClock
+) -> None:
+    bank, scheduler, late = late_bank
+    bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+    clock.set(141.0)  # the scheduler gets to it 41 ms late: the gate would hit the parcel
+    wait_until(lambda: late != [], timeout_s=10.0)
+    assert late == [(7, "restock", 141.0, 41.0)]
+    assert factory.pin(17).states[-1].state is False and bank.holds("restock") == set()
+    clock.set(400.0)
+    wait_until(lambda: scheduler.pending() == 0, timeout_s=10.0)
+    assert factory.pin(17).state == 0 and bank.holds("restock") == set()
+    status = scheduler.status()
+    assert (status["fired"], status["refused_late"], status["late_max_ms"]) == (2, 1, 41.0)
+
+
+def test_a_late_open_on_a_gate_already_open_for_the_lane_diverts_as_planned(
+    late_bank: tuple[GateBank, Scheduler, Late], factory: MockFactory, clock: ManualClock
+) -> None:
+    bank, scheduler, late = late_bank
+    bank.open(6, "restock")  # the parcel just ahead holds the gate open
+    bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+    clock.set(200.0)
+    wait_until(lambda: scheduler.pending() == 1, timeout_s=10.0)
+    assert late == [] and bank.holds("restock") == {6, 7}
+    bank.close(6, "restock")
+    assert factory.pin(17).state == 1  # parcel 7 still held
+
+
+def test_a_late_open_of_a_schedule_re_timed_since_is_neither_fired_nor_reported(
+    late_bank: tuple[GateBank, Scheduler, Late], factory: MockFactory, clock: ManualClock
+) -> None:
+    bank, scheduler, late = late_bank
+    bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+    bank.schedule(GateCommand(7, "restock", 300.0, 600.0))  # the belt slowed: re-timed
+    clock.set(141.0)  # the first open comes 41 ms late: it is not the parcel's schedule now
+    wait_until(lambda: scheduler.pending() == 3, timeout_s=10.0)
+    assert late == [] and bank.holds("restock") == set()
+    clock.set(300.0)  # the re-timed open, on time
+    wait_until(lambda: scheduler.pending() == 2, timeout_s=10.0)
+    assert factory.pin(17).state == 1 and bank.holds("restock") == {7}
+    clock.set(600.0)  # the first close is outdated too; the re-timed one releases
+    wait_until(lambda: scheduler.pending() == 0, timeout_s=10.0)
+    assert late == [] and factory.pin(17).state == 0 and bank.holds("restock") == set()
+    assert [s.state for s in factory.pin(17).states] == [False, True, False]
+
+
+def test_a_late_open_while_the_estop_locks_the_gates_out_is_not_reported(
+    late_bank: tuple[GateBank, Scheduler, Late], factory: MockFactory, clock: ManualClock
+) -> None:
+    bank, scheduler, late = late_bank
+    bank.lock_out(True)  # the core withdraws the parcel as the E-stop reaches it
+    bank.schedule(GateCommand(7, "restock", 100.0, 400.0))
+    clock.set(141.0)
+    wait_until(lambda: scheduler.pending() == 1, timeout_s=10.0)
+    assert late == [] and factory.pin(17).state == 0 and bank.holds("restock") == set()

@@ -19,6 +19,7 @@ from edge.station.inputs import (
     BeltHold,
     EncoderCount,
     EyeEdge,
+    GateLate,
     Grade,
     LaneInput,
     PhotoGraded,
@@ -41,6 +42,7 @@ ONE_OF_EACH: list[object] = [
     Grade(5.0, "A"),
     LaneInput(6.0, "restock", "confirm", True),
     EncoderCount(7.0, 3),  # the core refuses it (no encoder on this belt): a ValueError
+    GateLate(7.5, 99, "restock", 41.0),  # a parcel not on the belt: only the alarm
     Resume(8.0),
     BeltHold(8.5, "pause", True),
     ApplyPolicy(default_policy(version="p2")),
@@ -68,6 +70,7 @@ def test_every_kind_of_input_reaches_the_core(tmp_path: Path, scanner_pty: str) 
         assert [type(e) for e in daemon.rfid_events] == [TagRead, TagReadFailed]
         assert [(e.name, e.active) for e in daemon.lane_input_events] == [("restock.confirm", True)]
         assert len(daemon.camera.photos) == 1
+        assert daemon.core.counters["late_gates"] == 1
         weighing = Weighing(4.5, 4.6, 4.4, None, 0, "not_settled")
         assert OrphanRead("weight:not_settled", 4.6) in daemon.feed(weighing)
     finally:

@@ -58,7 +58,12 @@ def test_status_has_every_component_and_says_degraded_until_the_scanner_reads(
             "recycle": {"state": "ok", "energised": False, "fired": 0},
         }
         assert status["outputs"] == {"belt_run": {"on": False}}
-        assert status["photo_eye"] == {"state": "ok", "blocked": False, "edges": 0}
+        assert status["photo_eye"] == {
+            "state": "ok",
+            "blocked": False,
+            "edges": 0,
+            "timestamps": "mock",  # the mock factory's (see edge.drivers.gpiozero_io)
+        }
         assert (status["alarms"], status["belt_running"], status["rma_revision"]) == ({}, True, 0)
         assert status["capabilities"] == ["induct", "lane:restock", "lane:recycle"]
     finally:

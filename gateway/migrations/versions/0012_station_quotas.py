@@ -1,7 +1,7 @@
 """Dead letters carry their station and size, for per-station quotas (issue 15).
 
-Revision ID: 0009
-Revises: 0006
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02 02:40:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0006"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,349 @@
+"""The shop connector interface and its durable queue of outbound calls.
+
+A connector talks to one shop back-end (:mod:`gateway.connectors.shopify`,
+:mod:`gateway.connectors.woocommerce`): it pulls orders, pushes a credit as a refund on
+the order and a stock movement as an inventory change. Pushes never happen from memory:
+:func:`enqueue_credit` / :func:`enqueue_stock` add a :class:`gateway.models.ConnectorJob`
+in the transaction of the credit or movement (called from
+:mod:`gateway.services.credits`), and :func:`deliver_due` (the :class:`ConnectorWorker`)
+sends the due jobs on the retry schedule of :mod:`gateway.services.outbox` (back-off,
+dead letter after ``connector_max_attempts``, replay from the API).
+
+Every job carries an idempotency key (``credit:<RMA>:<line>:<unit>``,
+``stock:<RMA>:<line>:<unit>:<kind>``) that the connector hands to the shop (Shopify's
+``@idempotent`` directive) or looks up before creating (WooCommerce), so a retry after a
+lost answer never refunds or restocks twice.
+
+Errors a connector raises: :class:`ShopBusy` (429 / 5xx / network: retried, after the
+shop's ``Retry-After`` when it gives one) and :class:`ShopRefused` (the shop will not do
+it as asked: dead at once, a lead looks). Messages never carry credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.models import ConnectorJob, Credit, Rma, RmaLineRecord, RmaUnit, utcnow
+from gateway.returns.refunds import RefundError, minor_unit_exponent
+from gateway.schemas import OrderDraft
+from gateway.services import outbox
+from gateway.services.worker import PeriodicWorker
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Bounds of what a shop's answer may make us hold or wait.
+MAX_RETRY_AFTER_S = 3600.0
+MAX_PULLED_ORDERS = 250
+
+
+class ShopError(Exception):
+    """A shop call failed; ``str()`` is safe to store and log (no credentials)."""
+
+
+class ShopBusy(ShopError):
+    """Retry later: rate limited (HTTP 429), a 5xx, a timeout or a network error.
+
+    ``retry_after_s``: the shop's ``Retry-After`` (seconds, bounded), None if not given.
+    """
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ShopRefused(ShopError):
+    """The shop refuses the call as it is (a 4xx, user errors, an unknown order or SKU)."""
+
+
+@dataclass(frozen=True)
+class RefundPush:
+    """One credited unit to refund on the shop's order.
+
+    Amounts in minor units of ``currency``: ``amount_cents`` is the whole refund, of which
+    ``tax_cents`` tax and ``shipping_cents`` shipping. ``key`` is the idempotency key.
+    """
+
+    key: str
+    order_ref: str
+    rma_number: str
+    line_no: int
+    unit_no: int
+    sku: str
+    quantity: int
+    amount_cents: int
+    tax_cents: int
+    shipping_cents: int
+    currency: str
+
+    @property
+    def note(self) -> str:
+        """Text the shop shows with the refund (names the RMA and the idempotency key)."""
+        return f"RMA {self.rma_number} line {self.line_no} unit {self.unit_no} [rs:{self.key}]"
+
+
+@dataclass(frozen=True)
+class StockPush:
+    """One stock movement: ``quantity`` units of ``sku`` into (negative: out of) ``location``."""
+
+    key: str
+    sku: str
+    location: str
+    quantity: int
+    kind: str
+    rma_number: str
+
+
+class ShopConnector(Protocol):
+    """One shop back-end. Implementations must be idempotent per ``key`` on the shop side.
+
+    Raise :class:`ShopBusy` to retry, :class:`ShopRefused` to give up.
+    """
+
+    name: str
+
+    def pull_orders(self, *, limit: int = 50) -> list[OrderDraft]:
+        """The shop's most recent orders (at most ``limit``), as drafts to upsert."""
+        ...
+
+    def push_refund(self, push: RefundPush) -> str:
+        """Refund one unit on its order; return the shop's refund id."""
+        ...
+
+    def push_stock(self, push: StockPush) -> str:
+        """Apply one stock movement; return the shop's id of the change."""
+        ...
+
+
+def readable_drafts(
+    shop: str, items: Any, to_draft: Callable[[dict[str, Any]], OrderDraft], ident: str
+) -> list[OrderDraft]:
+    """The drafts of a shop's order ``items`` (a JSON list), in order.
+
+    An item ``to_draft`` cannot read is logged (by its ``ident`` field) and skipped.
+    """
+    drafts: list[OrderDraft] = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            drafts.append(to_draft(item))
+        except (ValidationError, RefundError, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s order skipped %s=%s error=%s", shop, ident, item.get(ident), exc)
+    return drafts
+
+
+def money_text(cents: int, currency: str) -> str:
+    """Minor units as the shop's decimal string: ``money_text(1250, "EUR") == "12.50"``."""
+    exponent = minor_unit_exponent(currency)
+    return f"{Decimal(cents).scaleb(-exponent):.{exponent}f}"
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds form), bounded; None if absent or a date."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
+
+
+def takes_location(settings: Settings, name: str, location: str) -> bool:
+    """True when the shop ``name`` counts our stock ``location`` (its movements are pushed).
+
+    Shopify: a location mapped in ``shopify_locations``; WooCommerce: one of
+    ``woocommerce_stock_locations`` (its one ``stock_quantity`` per product).
+    """
+    if name == "shopify":
+        return location in settings.shopify_locations
+    return location in settings.woocommerce_stock_locations
+
+
+# -- the queue ----------------------------------------------------------------------------
+
+
+def _add(
+    session: Session, kind: str, key: str, data: dict[str, Any], now: datetime, names: Sequence[str]
+) -> None:
+    for name in names:
+        session.add(
+            ConnectorJob(
+                connector=name,
+                kind=kind,
+                key=key,
+                payload=data,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                last_error="",
+                shop_ref="",
+                created_at=now,
+            )
+        )
+
+
+def enqueue_credit(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    line: RmaLineRecord,
+    credit: Credit,
+    *,
+    now: datetime,
+) -> None:
+    """Queue a refund of ``credit`` for every configured connector (same transaction).
+
+    Only ``refund`` credits of a positive amount go to the shop (store credit and
+    exchanges are the shop's own business); a no-op without connectors.
+    """
+    if not settings.connectors or credit.kind != "refund" or credit.amount_cents <= 0:
+        return
+    key = f"credit:{rma.number}:{line.line_no}:{credit.unit_no}"
+    push = RefundPush(
+        key=key,
+        order_ref=rma.order_ref,
+        rma_number=rma.number,
+        line_no=line.line_no,
+        unit_no=credit.unit_no,
+        sku=credit.sku,
+        quantity=credit.quantity,
+        amount_cents=credit.amount_cents,
+        tax_cents=credit.tax_refund_cents,
+        shipping_cents=credit.shipping_refund_cents,
+        currency=credit.currency,
+    )
+    _add(session, "refund", key, push.__dict__, now, list(settings.connectors))
+
+
+def enqueue_stock(
+    session: Session,
+    settings: Settings,
+    rma: Rma,
+    line: RmaLineRecord,
+    unit: RmaUnit,
+    location: str,
+    *,
+    quantity: int,
+    kind: str,
+    now: datetime,
+) -> None:
+    """Queue a stock movement for every connector that counts ``location`` (same transaction)."""
+    if not settings.connectors:
+        return
+    key = f"stock:{rma.number}:{line.line_no}:{unit.unit_no}:{kind}"
+    push = StockPush(key, line.sku, location, quantity, kind, rma.number)
+    names = [n for n in settings.connectors if takes_location(settings, n, location)]
+    _add(session, "stock", key, push.__dict__, now, names)
+
+
+def deliver_due(
+    session: Session,
+    settings: Settings,
+    connectors: Mapping[str, ShopConnector],
+    *,
+    now: datetime | None = None,
+    limit: int = 20,
+) -> int:
+    """Send every pending job due at ``now`` through its connector; commit; return how many.
+
+    On PostgreSQL the due rows are claimed ``FOR UPDATE SKIP LOCKED`` until the commit
+    (replicas never send one twice at once). A :class:`ShopBusy` schedules a retry no
+    sooner than the shop's ``Retry-After``; a :class:`ShopRefused` (or a job whose
+    connector is not configured) is dead at once.
+    """
+    now = now or utcnow()
+    stmt = (
+        select(ConnectorJob)
+        .where(ConnectorJob.status == "pending", ConnectorJob.next_attempt_at <= now)
+        .order_by(ConnectorJob.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    done = 0
+    for job in session.scalars(stmt).all():
+        job.attempts += 1
+        wait: float | None = None
+        permanent = False
+        try:
+            connector = connectors.get(job.connector)
+            if connector is None:
+                raise ShopRefused(f"connector {job.connector!r} is not configured")
+            if job.kind == "refund":
+                job.shop_ref = connector.push_refund(RefundPush(**job.payload))[:255]
+            else:
+                job.shop_ref = connector.push_stock(StockPush(**job.payload))[:255]
+        except ShopBusy as exc:
+            error, wait = str(exc), exc.retry_after_s
+        except ShopRefused as exc:
+            error, permanent = str(exc), True
+        else:
+            job.status, job.done_at, job.last_error = "done", now, ""
+            done += 1
+            continue
+        dead = outbox.record_failure(
+            job,
+            error,
+            now=now,
+            first_backoff_s=settings.connector_backoff_s,
+            max_attempts=settings.connector_max_attempts,
+            permanent=permanent,
+        )
+        if dead:
+            log.warning(
+                "connector job dead id=%d connector=%s kind=%s key=%s error=%s",
+                *(job.id, job.connector, job.kind, job.key, error),
+            )
+        elif wait is not None:
+            job.next_attempt_at = max(job.next_attempt_at, now + timedelta(seconds=wait))
+    session.commit()
+    return done
+
+
+def list_jobs(
+    session: Session, *, status: str | None = None, limit: int = 100
+) -> list[ConnectorJob]:
+    """Connector jobs (``status`` filter: pending, done, dead), newest first."""
+    stmt = select(ConnectorJob).order_by(ConnectorJob.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(ConnectorJob.status == status)
+    return list(session.scalars(stmt))
+
+
+def replay(session: Session, job: ConnectorJob, *, now: datetime | None = None) -> None:
+    """Put a dead job back in the queue with a fresh attempt budget; commit.
+
+    Its idempotency key is unchanged, so the shop still does it at most once.
+
+    Raises:
+        gateway.services.outbox.NotReplayable: when it is not dead.
+    """
+    outbox.replay(job, what=f"connector job {job.id}", now=now or utcnow())
+    session.commit()
+
+
+class ConnectorWorker(PeriodicWorker):
+    """Background thread that sends due connector jobs every ``settings.connector_poll_s``."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        connectors: Mapping[str, ShopConnector],
+    ) -> None:
+        def job() -> None:
+            with sessions() as session:
+                deliver_due(session, settings, connectors)
+
+        super().__init__("connectors", settings.connector_poll_s, job)
