@@ -4,16 +4,30 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench soak system-deps venv tools clean
+.PHONY: demo test lint typecheck security audit bandit lock unit bench soak system-deps venv tools clean
 
-$(BIN)/.installed: pyproject.toml
+LOCK := requirements/lock.txt
+COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+# Reproducible install: every file pinned with its SHA-256 (requirements/README.md).
+$(BIN)/.installed: pyproject.toml $(LOCK) requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	# The real MFRC522 library for the register-level emulator; its spidev / RPi.GPIO
 	# dependencies are Pi-only (the simulator fakes them), hence --no-deps off the Pi.
-	$(BIN)/pip install --quiet --no-deps 'mfrc522==0.0.7'
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --require-hashes \
+		-r requirements/no-deps.txt
 	touch $@
+
+## Regenerate the hashed lock files from pyproject.toml (UPGRADE=1 moves every pin).
+lock:  # needs uv: make venv first (the lock files are committed)
+	$(COMPILE) pyproject.toml requirements/build.in --extra dev --extra pi -o $(LOCK)
+	$(COMPILE) pyproject.toml requirements/build.in --extra edge --extra camera --extra pi \
+		-c $(LOCK) -o requirements/station.txt
+	$(COMPILE) requirements/no-deps.in --no-deps -o requirements/no-deps.txt
+	$(COMPILE) requirements/pi5.in --no-deps -o requirements/pi5.txt
 
 venv: system-deps $(BIN)/.installed
 
@@ -37,9 +51,19 @@ system-deps:
 demo: venv
 	$(BIN)/returns-sim demo $(ARGS)
 
-## Lint, type-check and run the whole test suite (broker and end-to-end tests included).
-test: venv tools lint typecheck
+## Lint, type-check, check the supply chain and run the whole test suite (broker and
+## end-to-end tests included).
+test: venv tools lint typecheck security
 	$(BIN)/pytest $(ARGS)
+
+## Supply chain: known vulnerabilities of the pinned releases, and bandit on our code.
+security: audit bandit
+
+audit: venv
+	$(BIN)/python scripts/audit.py $(LOCK)
+
+bandit: venv
+	$(BIN)/bandit -c pyproject.toml -q -r protocol edge gateway simulator
 
 lint: venv
 	$(BIN)/ruff check .

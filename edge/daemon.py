@@ -66,7 +66,7 @@ from edge.station.inputs import (
     Tick,
 )
 from edge.station.policy import cached_policy, parse_policy
-from edge.station.status import station_status
+from edge.station.status import station_health, station_status
 from edge.store import StationStore
 from protocol import ParcelEvent, encode
 
@@ -156,7 +156,7 @@ class StationDaemon:
             config,
             self.store,
             software_version=software_version(),
-            status_provider=self.status,
+            status_provider=lambda: station_health(self.status()),
             on_policy=self.apply_policy,
             command_handlers=self.commands.handlers(),
         )

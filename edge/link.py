@@ -37,7 +37,9 @@ from protocol import (
     CommandName,
     CommandReply,
     CommandState,
+    LinkStatus,
     ProtocolError,
+    StationHealth,
     StationStatus,
     SyncBatch,
     SyncRequest,
@@ -80,7 +82,8 @@ class StationLink:
         station: station id (topic segment).
         host, port: the site broker.
         store: the station store (RMA cache, outbox, dead letters).
-        status_provider: returns the JSON-able ``details`` for the status message.
+        status_provider: returns the station's typed health for the status message
+            (:class:`~protocol.StationHealth`; the link fills in its own ``link``).
         software_version: reported in the birth message.
         config_hash: hash of the station config, reported in the birth message.
         keepalive_s: MQTT keepalive, s.
@@ -105,7 +108,7 @@ class StationLink:
         host: str,
         port: int,
         store: StationStore,
-        status_provider: Callable[[], dict[str, object]] = dict,
+        status_provider: Callable[[], StationHealth] = StationHealth,
         software_version: str = "",
         config_hash: str = "",
         keepalive_s: int = 15,
@@ -197,7 +200,7 @@ class StationLink:
         store: StationStore,
         *,
         software_version: str,
-        status_provider: Callable[[], dict[str, object]],
+        status_provider: Callable[[], StationHealth],
         on_policy: Callable[[bytes], object],
         command_handlers: Mapping[CommandName, CommandHandler],
     ) -> StationLink:
@@ -491,15 +494,29 @@ class StationLink:
         )
         self._client.publish(self.topics.sync_request, encode(req), qos=1)
 
+    def link_status(self) -> LinkStatus:
+        """The typed link state the status message carries (see :meth:`status`)."""
+        applied = self.store.rma_revision()
+        return LinkStatus(
+            connected=self._connected.is_set(),
+            in_sync=self.in_sync,
+            rma_revision=applied,
+            head_revision=self.head_revision,
+            sync_lag=max(0, self.head_revision - applied),
+            outbox_depth=self.store.outbox_depth(),
+            inflight=len(self._inflight),
+            counters=dict(self.counters),
+        )
+
     def _publish_status(self) -> None:
-        details = {**self.status_provider(), "link": self.status()}
+        health = self.status_provider().model_copy(update={"link": self.link_status()})
         status = StationStatus(
             station=self.station,
-            state="degraded" if details.get("degraded") else "online",
+            state="degraded" if health.degraded else "online",
             software_version=self.software_version,
             config_hash=self.config_hash,
             rma_revision=self.store.rma_revision(),
-            details=details,
+            health=health,
         )
         self._client.publish(self.topics.status, encode(status), qos=1, retain=True)
 

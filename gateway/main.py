@@ -52,6 +52,7 @@ from gateway.services.auth import ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
 from gateway.services.notifications import NotificationWorker
 from gateway.services.photos import PhotoStore
+from gateway.services.quotas import RetentionWorker, StationQuotas
 from gateway.services.reasons import seed_reasons
 from gateway.services.revisions import ensure_site
 from gateway.services.webhook_endpoints import ensure_configured
@@ -111,7 +112,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.bootstrap_api_key:
                 ensure_bootstrap_key(session, settings.bootstrap_api_key)
             ensure_configured(session, settings)
-        photo_store = PhotoStore(settings.photo_dir, settings.photo_retention_days)
+        quotas = StationQuotas.from_settings(settings)
+        photo_store = PhotoStore(
+            settings.photo_dir, settings.photo_retention_days, quotas.orphan_photos
+        )
         app.state.photos = photo_store
         bridge = MqttBridge(
             host=settings.mqtt_host,
@@ -124,12 +128,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             password=settings.mqtt_password,
             tls_ca=settings.mqtt_tls_ca,
             photos=photo_store,
+            quotas=quotas,
         )
         app.state.db = db
         app.state.bridge = bridge
         credit_service.configure(settings)
         expiry = ExpiryWorker(db.sessions, settings)
         expiry.start()
+        retention = RetentionWorker(db.sessions, quotas, photo_store.purge_orphans)
+        retention.start()
         http = httpx.Client(timeout=10)
         worker = WebhookWorker(db.sessions, settings, http)  # endpoints come and go at run time
         worker.start()
@@ -152,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             live.stop()
             bridge.stop()
             expiry.stop()
+            retention.stop()
             worker.stop()
             if mailer is not None:
                 mailer.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -27,6 +28,8 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from protocol import StationHealth
 
 
 def utcnow() -> datetime:
@@ -644,6 +647,24 @@ class Station(Base):
     rma_revision: Mapped[int] = mapped_column(Integer, default=0)
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime())
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """``{"config_hash": str, "health": StationHealth as JSON}`` from the last status."""
+
+    @property
+    def health(self) -> StationHealth:
+        """The station's last reported health (:class:`~protocol.StationHealth`).
+
+        Validated when the status came in; a row written before (or altered since) that
+        does not validate reads as an empty health, never as a crash of the page.
+        """
+        try:
+            return StationHealth.model_validate((self.details or {}).get("health") or {})
+        except ValidationError:
+            return StationHealth()
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of the station config its last birth reported ("" when unknown)."""
+        return str((self.details or {}).get("config_hash") or "")
 
 
 class StationCommand(Base):
@@ -696,6 +717,12 @@ class DeadLetter(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    station: Mapped[str | None] = mapped_column(String(64))
+    """The station whose topic it came on (None: not a station topic); its quota's key."""
+    size: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bytes of the stored payload (at most 64 KiB: longer payloads are cut)."""
+
+    __table_args__ = (Index("ix_dead_letters_station", "station", "id"),)
 
 
 class Alarm(Base):

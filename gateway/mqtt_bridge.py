@@ -13,6 +13,13 @@ message whose handling fails for any other reason is poison, dead-lettered with 
 so it cannot block the messages behind it). A message not yet
 acknowledged when the gateway stops is redelivered by the broker to the persistent session.
 
+Stations are not trusted because their credential is valid (issue 15): every parcel event
+is screened against what its station could know before it is ingested
+(:mod:`gateway.security.event_checks`; a refused one is dead-lettered with an alarm),
+what is kept of untrusted input is bounded per station (:mod:`gateway.services.quotas`),
+and catch-up requests are answered by their own thread at a rate per station
+(:mod:`gateway.services.catch_up`), never on the ingest thread.
+
 Announcements: every RMA change writes its announcement to the announcement outbox in the
 change's transaction (:func:`gateway.services.rma_writer.apply_change`). An announce
 thread publishes the pending rows in order (QoS 1) and marks each sent when the broker's
@@ -48,13 +55,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import AnnouncementRow, utcnow
+from gateway.services.alarms import raise_refused_event
+from gateway.services.catch_up import SYNC_RATE, CatchUpServer
 from gateway.services.commands import record_reply
 from gateway.services.dead_letters import record_dead_letter
-from gateway.services.events import ingest_event
+from gateway.services.events import ingest_event, screen_event
 from gateway.services.photos import PhotoStore
-from gateway.services.revisions import head_revision
+from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, StationQuotas
 from gateway.services.rma_writer import StaleRma
-from gateway.services.rmas import list_announcements
 from gateway.services.stations import upsert_station
 from protocol import (
     Command,
@@ -66,7 +74,6 @@ from protocol import (
     RmaAnnouncement,
     RmaCancellation,
     StationStatus,
-    SyncBatch,
     SyncRequest,
     Telemetry,
     Topics,
@@ -74,7 +81,6 @@ from protocol import (
     encode,
     shared,
 )
-from protocol.messages import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +149,10 @@ class MqttBridge:
         tls_ca: CA certificate file; when given, the bridge connects with TLS.
         photos: where parcel photos from the stations' photo topics are stored (None:
             photos are dead-lettered).
+        sync_rate: catch-up requests served per station, a ``limits`` rate string; they
+            are answered off the ingest thread (:mod:`gateway.services.catch_up`).
+        quotas: the per-station bounds of what the bridge keeps of untrusted input
+            (dead letters, one-off alarms; :mod:`gateway.services.quotas`).
         announce_poll_s: seconds between two looks at the announcement outbox.
 
     Raises:
@@ -164,6 +174,8 @@ class MqttBridge:
         password: str | None = None,
         tls_ca: str | None = None,
         photos: PhotoStore | None = None,
+        quotas: StationQuotas | None = None,
+        sync_rate: str = SYNC_RATE,
         announce_poll_s: float = ANNOUNCE_POLL_S,
     ) -> None:
         if sync_batch_size < 1:
@@ -183,8 +195,12 @@ class MqttBridge:
         self._topics = Topics(site)
         self._sessions = sessions
         self._photos = photos
+        self._quotas = quotas or StationQuotas()
         self._keepalive_s = keepalive_s
         self._batch = sync_batch_size
+        self.catch_up = CatchUpServer(
+            site, sessions, self._publish_sync, batch_size=sync_batch_size, rate=sync_rate
+        )
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._subscribe_mid: int | None = None
@@ -196,6 +212,7 @@ class MqttBridge:
                 "messages_in",
                 "events_ingested",
                 "events_duplicate",
+                "events_refused",
                 "photos_stored",
                 "photos_duplicate",
                 "statuses",
@@ -263,6 +280,7 @@ class MqttBridge:
         self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self._worker.start()
+        self.catch_up.start()
         self._announcer = threading.Thread(
             target=self._announce_loop, name="mqtt-announce", daemon=True
         )
@@ -289,6 +307,7 @@ class MqttBridge:
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout=10)
+        self.catch_up.stop()
         if self._announcer is not None:
             self._announcer.join(timeout=10)
         self._client.disconnect()
@@ -320,6 +339,7 @@ class MqttBridge:
                 "shared_group": self.shared_group,
                 "ingest_backlog": self._inbox.qsize(),
                 **self._counters,
+                "catch_up": dict(self.catch_up.counters),
                 "last_error": self._last_error,
             }
 
@@ -615,7 +635,20 @@ class MqttBridge:
         if event.station != station:
             raise ProtocolError(f"event for station {event.station!r} on {station!r}'s topic")
         with self._sessions() as session:
+            refusal = screen_event(session, event)
+            if refusal is not None:  # nothing of it is stored or credited
+                self._count("events_refused")
+                session.rollback()  # end the read before the writes
+                record_dead_letter(
+                    session, topic, payload, str(refusal), quota=self._quotas.dead_letters
+                )
+                raise_refused_event(
+                    session, station, event.event_id, str(refusal), self._quotas.alarms
+                )
+                return
             new = ingest_event(session, event)
+        if new and event.photo is not None and self._photos is not None:
+            self._photos.claim(event.photo.sha256)
         self._count("events_ingested" if new else "events_duplicate")
 
     def _handle_photo(self, station: str, payload: bytes) -> None:
@@ -643,49 +676,22 @@ class MqttBridge:
         if request.station != station:
             raise ProtocolError(f"sync request for {request.station!r} on {station!r}'s topic")
         self._count("sync_requests")
-        reply_topic = Topics(self.site, station).sync_response
-        after = request.after_revision
-        sent = 0
-        with self._sessions() as session:
-            head = head_revision(session, self.site)
-            while True:
-                page = list_announcements(
-                    session, after_revision=after, up_to_revision=head, limit=self._batch
-                )
-                last = len(page) < self._batch or page[-1].revision >= head
-                batch = SyncBatch(
-                    request_id=request.request_id,
-                    announcements=tuple(page),
-                    last=last,
-                    head_revision=head,
-                )
-                data = encode(batch)
-                while len(data) > MAX_MESSAGE_BYTES and len(page) > 1:  # the broker's limit
-                    page, last = page[: len(page) // 2], False
-                    data = encode(
-                        batch.model_copy(update={"announcements": tuple(page), "last": False})
-                    )
-                self._client.publish(reply_topic, data, qos=QOS, retain=False)
-                self._count("sync_batches")
-                sent += len(page)
-                if last:
-                    break
-                after = page[-1].revision
-        log.info(
-            "sync answered station=%s request_id=%s after=%d head=%d announcements=%d",
-            station,
-            request.request_id,
-            request.after_revision,
-            head,
-            sent,
-        )
+        self.catch_up.submit(station, request)  # answered on its own thread, never here
+
+    def _publish_sync(self, station: str, data: bytes) -> None:
+        self._client.publish(Topics(self.site, station).sync_response, data, qos=QOS, retain=False)
+        self._count("sync_batches")
 
     def _handle_command_reply(self, station: str, payload: bytes) -> None:
         reply = decode(payload, CommandReply)
         if reply.station != station:
             raise ProtocolError(f"reply for station {reply.station!r} on {station!r}'s topic")
         with self._lock:
-            self.command_replies.setdefault(reply.request_id, []).append(reply)
+            replies = self.command_replies.setdefault(reply.request_id, [])
+            if len(replies) >= MAX_REPLIES_PER_REQUEST:  # a station repeating itself
+                DROPPED["command_replies"] += 1
+                return
+            replies.append(reply)
             while len(self.command_replies) > KEEP_REPLIES:
                 self.command_replies.popitem(last=False)
             self._counters["command_replies"] += 1
@@ -713,7 +719,7 @@ class MqttBridge:
     def _dead_letter(self, topic: str, payload: bytes, error: str) -> None:
         self._count("dead_letters")
         with self._sessions() as session:
-            record_dead_letter(session, topic, payload, error)
+            record_dead_letter(session, topic, payload, error, quota=self._quotas.dead_letters)
 
     def _count(self, name: str) -> None:
         with self._lock:

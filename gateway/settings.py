@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.security import keys
 
-DEFAULT_SECRET_KEY = "change-me"
+DEFAULT_SECRET_KEY = "change-me"  # the placeholder production refuses  # nosec B105
 MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
 """Shortest ``RS_SECRET_KEY`` accepted when ``RS_ENV`` is not ``"dev"``."""
 Resolution = Literal["refund", "store_credit", "exchange"]
@@ -187,6 +187,26 @@ class Settings(BaseSettings):
         "this many days (shop calendar) expires",
     )
     expiry_check_s: float = Field(default=300.0, gt=0, description="How often to expire")
+
+    # -- quotas of untrusted input, per station (gateway/services/quotas.py) ---------------
+    quota_dead_letters: int = Field(default=1000, ge=1, le=10**7, description="Dead letters")
+    quota_dead_letter_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=0, le=2**40, description="Dead letter bytes (0: any)"
+    )
+    quota_dead_letter_days: float = Field(default=30.0, gt=0, description="Dead letters kept")
+    quota_open_alarms: int = Field(
+        default=200, ge=1, le=10**6, description="One-off alarms not yet acknowledged"
+    )
+    quota_alarm_days: float = Field(default=90.0, gt=0, description="Settled alarms kept")
+    quota_orphan_photos: int = Field(
+        default=200, ge=1, le=10**6, description="Photos no event has named yet"
+    )
+    quota_orphan_photo_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=0, le=2**40, description="Orphan photo bytes (0: any)"
+    )
+    quota_orphan_photo_hours: float = Field(
+        default=24.0, gt=0, description="An orphan photo is deleted after this"
+    )
     shipping_refund: Literal["never", "merchant_fault", "always"] = Field(
         default="merchant_fault",
         description="When the returned units' share of the shipping the customer paid is "

@@ -61,12 +61,12 @@ from biip import ParseConfig, ParseError
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_messages import GS1Message
 from biip.upc import Upc
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from stdnum import ean, luhn
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.iso7064 import mod_37_36
 
-from protocol.messages import CodeClass, CodeRead
+from protocol.messages import WIRE_CONFIG, CodeClass, CodeRead
 
 GS = "\x1d"
 """ASCII group separator: how a reader transmits FNC1 inside GS1 data."""
@@ -399,7 +399,7 @@ class TrackingRule(BaseModel):
         ValueError: an invalid pattern, or one without the groups its check needs.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     carrier: str = Field(min_length=1, max_length=32)
     pattern: str = Field(min_length=1, max_length=200)

@@ -36,6 +36,59 @@ PostgreSQL ``BIGINT``) can store. A larger value is a protocol error at decode t
 an ``OverflowError`` deep in a store."""
 
 
+MAX_NAME = 64
+"""Longest name on the wire (station, lane, disposition, reason, SKU, version, key)."""
+MAX_TEXT = 500
+"""Longest free text on the wire (a detail, a message)."""
+MAX_MAP_ENTRIES = 64
+"""Most entries of a keyed map on the wire (command arguments, metrics, counters)."""
+MAX_LANES = 32
+"""Most lanes a station may report."""
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+"""A bounded name: 1 to :data:`MAX_NAME` characters."""
+StationId = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"^[^/+#\s]+$")]
+"""A station id: a valid MQTT topic segment (no ``/``, ``+``, ``#``, white space)."""
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+"""Bounded free text: at most :data:`MAX_TEXT` characters."""
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""A counter or gauge: 0 .. :data:`INT64_MAX`."""
+Finite = Annotated[float, Field(ge=-1e15, le=1e15, allow_inf_nan=False)]
+"""A finite float within +-1e15 (no NaN, no infinity)."""
+Scalar = (
+    Annotated[str, Field(max_length=MAX_TEXT)]
+    | Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
+    | Finite
+    | bool
+)
+"""A bounded JSON scalar (the value of a command argument or result)."""
+
+MAX_PACKET_BYTES = 3 * 1024 * 1024
+"""Largest MQTT packet the site broker takes (``max_packet_size`` in
+``hardware/mosquitto.conf``): a client sending a larger one is disconnected."""
+MAX_MESSAGE_BYTES = MAX_PACKET_BYTES - 4096
+"""Largest payload anyone may publish: the packet limit less room for the topic and
+header. The largest legitimate message, a :class:`PhotoUpload` of :data:`MAX_PHOTO_BYTES`
+(base64, about 2.67 MB), fits with about 15 % to spare; catch-up batches are split below it."""
+
+
+MAX_EVENT_BYTES = 384 * 1024
+"""Largest :class:`ParcelEvent` payload (bytes): the largest valid event (every field at its
+bound) fits; anything larger is refused before parsing and never stored."""
+MAX_STATUS_BYTES = 64 * 1024
+"""Largest :class:`StationStatus` payload (bytes), so the stored status of every station,
+and the status page built from them, stay small."""
+MAX_REPLY_BYTES = 64 * 1024
+"""Largest :class:`CommandReply` payload (bytes)."""
+
+WIRE_CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+"""The config of every model on the wire: frozen, unknown fields refused, finite floats."""
+
+
+SchemaVersion = Annotated[int, Field(ge=1, le=99)]
+"""A message's ``schema_version`` (which ones a model accepts: its ``SCHEMA_VERSIONS``)."""
+
+
 class ProtocolError(ValueError):
     """A payload that is not a valid message of the expected kind."""
 
@@ -77,11 +130,14 @@ class _Message(BaseModel):
     stations send, the stations first for messages the gateway sends.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (SCHEMA_VERSION,)
+    MAX_BYTES: ClassVar[int] = MAX_MESSAGE_BYTES
+    """Largest payload of this kind :func:`decode` parses (bytes); a larger one is a
+    :class:`ProtocolError` before any parsing. Kinds with small bounded fields set less."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
 
     @field_validator("schema_version")
     @classmethod
@@ -121,14 +177,14 @@ class RmaLine(BaseModel):
     the total).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     line_no: int = Field(ge=1, le=INT64_MAX)
     sku: str = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=1, le=10_000)
-    gtin: str | None = Field(default=None, pattern=r"^\d{8}$|^\d{12,14}$")
-    serial: str | None = Field(default=None, max_length=64)
-    rfid_uid: str | None = None
+    gtin: str | None = Field(default=None, max_length=14, pattern=r"^\d{8}$|^\d{12,14}$")
+    serial: str | None = Field(default=None, min_length=1, max_length=64)
+    rfid_uid: str | None = Field(default=None, max_length=32)
     category: str | None = Field(default=None, max_length=64)
     received_quantity: int = Field(default=0, ge=0, le=10_000)
     unit_value_cents: int | None = Field(default=None, ge=0, le=10**12)
@@ -138,9 +194,9 @@ class RmaLine(BaseModel):
     height_mm: int | None = Field(default=None, ge=1, le=5_000)
     weight_tol_g: int | None = Field(default=None, ge=0, le=1_000_000)
     size_tol_mm: int | None = Field(default=None, ge=0, le=5_000)
-    received_by_station: dict[
-        Annotated[str, Field(min_length=1, max_length=64)], Annotated[int, Field(ge=1, le=10_000)]
-    ] = Field(default_factory=dict, max_length=64)
+    received_by_station: dict[StationId, Annotated[int, Field(ge=1, le=10_000)]] = Field(
+        default_factory=dict, max_length=64
+    )
 
     @field_validator("rfid_uid")
     @classmethod
@@ -190,7 +246,7 @@ class RmaAnnouncement(_Message):
 
     SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
-    schema_version: int = 2
+    schema_version: SchemaVersion = 2
     kind: Literal["rma"] = "rma"
     number: str = Field(min_length=1, max_length=32)
     revision: int = Field(ge=1, le=INT64_MAX)
@@ -225,32 +281,162 @@ RmaChange = Annotated[RmaAnnouncement | RmaCancellation, Field(discriminator="ki
 """What the RMA topic and a catch-up batch carry: an announcement or a cancellation."""
 
 
+class DeviceHealth(BaseModel):
+    """Start-up self-test result of one device (photo-eye, gate, encoder, RFID, camera, ...).
+
+    ``state``: ``ok`` or why not (``failed``); ``backend``: the configured backend name
+    (``gpiozero``, ``mfrc522``, ...); ``detail``: what was checked, or why it failed.
+    """
+
+    model_config = WIRE_CONFIG
+
+    state: Name
+    backend: str = Field(default="", max_length=MAX_NAME)
+    detail: Text = ""
+
+
+class CoreStatus(BaseModel):
+    """The sorter core: parcels on the belt, counters, parcels per lane, jam, full lanes.
+
+    ``lanes``: parcels sent to each lane since start; ``lanes_full``: lanes whose full
+    sensor is on (sorted); ``lanes_faulted``: lanes whose gate cannot be driven (its PLC
+    link is lost); ``holds``: why the belt stands (``jam``, ``pause``, ``estop``; empty
+    while it runs); ``policy_version``: the disposition policy in force.
+    """
+
+    model_config = WIRE_CONFIG
+
+    on_belt: Count = 0
+    counters: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
+    lanes: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_LANES)
+    jammed: bool = False
+    lanes_full: tuple[Name, ...] = Field(default=(), max_length=MAX_LANES)
+    lanes_faulted: tuple[Name, ...] = Field(default=(), max_length=MAX_LANES)
+    holds: tuple[Name, ...] = Field(default=(), max_length=8)
+    policy_version: str = Field(default="", max_length=MAX_NAME)
+
+
+class LinkStatus(BaseModel):
+    """The station's MQTT link: connection, catch-up state, outbox.
+
+    ``sync_lag`` = ``head_revision`` - ``rma_revision`` (site revisions known to exist and
+    not yet applied); ``outbox_depth``: messages not yet acknowledged by the broker;
+    ``inflight``: published and awaiting PUBACK; ``counters``: connects, published, ...
+    """
+
+    model_config = WIRE_CONFIG
+
+    connected: bool = False
+    in_sync: bool = False
+    rma_revision: Count = 0
+    head_revision: Count = 0
+    sync_lag: Count = 0
+    outbox_depth: Count = 0
+    inflight: Count = 0
+    counters: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
+
+
+class StationAlarm(BaseModel):
+    """An alarm the station has raised and not yet cleared (``jam``, ``lane_full``, ...).
+
+    ``lane``: the lane it concerns, if any; ``parcel_id``: the parcel that raised it.
+    """
+
+    model_config = WIRE_CONFIG
+
+    kind: Name
+    lane: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    parcel_id: int | None = Field(default=None, ge=1, le=INT64_MAX)
+
+
+class ComponentStatus(BaseModel):
+    """What one driver or service (scanner, RFID, camera, grader, scheduler...) reports.
+
+    ``state``: ``ok``, ``stopped``, ``failed``...; ``values``: its counters and gauges,
+    nested keys joined with ``.`` (e.g. ``late_p99_ms``), each a bounded scalar.
+    """
+
+    model_config = WIRE_CONFIG
+
+    state: str | None = Field(default=None, max_length=MAX_NAME)
+    values: dict[Annotated[str, Field(min_length=1, max_length=128)], Scalar | None] = Field(
+        default_factory=dict, max_length=MAX_MAP_ENTRIES
+    )
+
+
+class ClockStatus(BaseModel):
+    """The station's system clock as it saw it: steps (an NTP correction after boot).
+
+    ``steps``: wall-clock steps detected since start; ``last_step_s``: the last one, in s
+    (positive: the clock jumped forward).
+    """
+
+    model_config = WIRE_CONFIG
+
+    steps: Count = 0
+    last_step_s: float = Field(default=0.0, ge=-1e9, le=1e9)
+
+
+class StationHealth(BaseModel):
+    """The health of every component of a station, as its status carries it.
+
+    ``degraded``: a device failed, or the scanner / RFID / camera is not ok;
+    ``belt_running``: None when unknown; ``devices``: self-test health by device name;
+    ``core``, ``link``: see their models; ``alarms``: raised alarms by ``kind`` or
+    ``kind:lane``; ``components``: the other drivers and services by name;
+    ``estop_engaged``: the emergency stop holds gates and belt; ``resets``: reset button
+    presses seen; ``clock``: system clock steps (:class:`ClockStatus`).
+    """
+
+    model_config = WIRE_CONFIG
+
+    degraded: bool = False
+    belt_running: bool | None = None
+    devices: dict[Name, DeviceHealth] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
+    core: CoreStatus | None = None
+    link: LinkStatus | None = None
+    alarms: dict[Annotated[str, Field(min_length=1, max_length=2 * MAX_NAME + 1)], StationAlarm] = (
+        Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
+    )
+    components: dict[Name, ComponentStatus] = Field(
+        default_factory=dict, max_length=MAX_MAP_ENTRIES
+    )
+    estop_engaged: bool = False
+    resets: Count = 0
+    clock: ClockStatus | None = None
+
+
 class StationStatus(_Message):
     """Station birth / last will, published retained on the status topic.
 
     ``software_version`` and ``config_hash`` identify what the station runs (birth);
-    ``rma_revision`` is its highest applied site revision; ``details`` is the JSON-able
-    status of its components (link: ``sync_lag`` = head revision - applied revision).
+    ``rma_revision`` is its highest applied site revision; ``health`` is the typed status
+    of its components (:class:`StationHealth`). Schema version 2 replaced version 1's
+    untyped ``details`` dict with ``health``: a version 1 status is still accepted (a
+    station not yet upgraded) but its ``details`` are dropped unread, never stored.
     """
 
+    SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
+
+    schema_version: SchemaVersion = 2
+    MAX_BYTES: ClassVar[int] = MAX_STATUS_BYTES
     kind: Literal["status"] = "status"
-    station: str
+    station: StationId
     state: Literal["online", "offline", "degraded"]
-    software_version: str = ""
-    config_hash: str = ""
+    software_version: str = Field(default="", max_length=MAX_NAME)
+    config_hash: str = Field(default="", max_length=MAX_NAME)
     rma_revision: int = Field(default=0, ge=0, le=INT64_MAX)
-    details: dict[str, object] = Field(default_factory=dict)
+    health: StationHealth = StationHealth()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_v1_details(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("schema_version") == 1 and "details" in data:
+            return {k: v for k, v in data.items() if k != "details"}
+        return data
 
 
 MAX_PHOTO_BYTES = 2_000_000
-
-MAX_PACKET_BYTES = 3 * 1024 * 1024
-"""Largest MQTT packet the site broker takes (``max_packet_size`` in
-``hardware/mosquitto.conf``): a client sending a larger one is disconnected."""
-MAX_MESSAGE_BYTES = MAX_PACKET_BYTES - 4096
-"""Largest payload anyone may publish: the packet limit less room for the topic and
-header. The largest legitimate message, a :class:`PhotoUpload` of :data:`MAX_PHOTO_BYTES`
-(base64, about 2.67 MB), fits with about 15 % to spare; catch-up batches are split below it."""
 
 
 class PhotoRef(BaseModel):
@@ -260,9 +446,9 @@ class PhotoRef(BaseModel):
     at ``GET /api/v1/photos/{sha256}``. ``taken_at``: capture time (UTC); ``size``: bytes.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
     taken_at: datetime
     content_type: Literal["image/jpeg"] = "image/jpeg"
     size: int = Field(ge=1, le=MAX_PHOTO_BYTES)
@@ -308,7 +494,7 @@ class UnitReceipt(BaseModel):
     UID, GTIN-14); None for label evidence.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     line_no: int = Field(ge=1, le=INT64_MAX)
     sku: str = Field(min_length=1, max_length=64)
@@ -358,7 +544,7 @@ class CodeRead(BaseModel):
     carrier of a tracking number, the symbology, why a GS1 parse was ambiguous).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     code_class: CodeClass
     value: str = Field(min_length=1, max_length=128)
@@ -393,21 +579,22 @@ class ParcelEvent(_Message):
 
     SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
-    schema_version: int = 2
+    MAX_BYTES: ClassVar[int] = MAX_EVENT_BYTES
+    schema_version: SchemaVersion = 2
     kind: Literal["parcel"] = "parcel"
     event_id: str = Field(min_length=8, max_length=64)
-    station: str
+    station: StationId
     parcel_id: int = Field(ge=1, le=INT64_MAX)
     inducted_at: datetime
-    length_mm: float = Field(ge=0)
-    barcode: str | None = None
-    rma_number: str | None = None
-    lane: str
-    disposition: str
-    reason: str
+    length_mm: float = Field(ge=0, le=100_000)
+    barcode: str | None = Field(default=None, max_length=128)
+    rma_number: str | None = Field(default=None, min_length=1, max_length=32)
+    lane: Name
+    disposition: Name
+    reason: Name
     diverted: bool
-    marks: tuple[str, ...] = ()
-    policy_version: str | None = None
+    marks: tuple[Name, ...] = Field(default=(), max_length=16)
+    policy_version: str | None = Field(default=None, max_length=MAX_NAME)
     explanation: str | None = Field(default=None, max_length=1000)
     photo: PhotoRef | None = None
     grade: str | None = Field(default=None, max_length=16)
@@ -443,8 +630,8 @@ class PhotoUpload(_Message):
     """
 
     kind: Literal["photo"] = "photo"
-    station: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    station: StationId
+    sha256: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
     taken_at: datetime
     content_type: Literal["image/jpeg"] = "image/jpeg"
     jpeg_b64: str = Field(min_length=4, max_length=(MAX_PHOTO_BYTES + 2) // 3 * 4)
@@ -453,18 +640,19 @@ class PhotoUpload(_Message):
 class SyncRequest(_Message):
     """Station asks for every RMA announcement after ``after_revision``."""
 
+    MAX_BYTES: ClassVar[int] = 4096
     kind: Literal["sync_req"] = "sync_req"
-    station: str
+    station: StationId
     after_revision: int = Field(ge=0, le=INT64_MAX)
-    request_id: str
+    request_id: Name
 
 
 class SyncBatch(_Message):
     """One batch of a catch-up reply; ``last`` marks the final batch."""
 
     kind: Literal["sync_batch"] = "sync_batch"
-    request_id: str
-    announcements: tuple[RmaChange, ...] = ()
+    request_id: Name
+    announcements: tuple[RmaChange, ...] = Field(default=(), max_length=10_000)
     last: bool = True
     head_revision: int = Field(ge=0, le=INT64_MAX)
 
@@ -501,7 +689,7 @@ class Command(_Message):
     command: CommandName
     issued_at: datetime
     expires_in_s: float = Field(default=60.0, gt=0, le=86_400)
-    args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    args: dict[Name, Scalar] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
 
 
 class CommandState(enum.StrEnum):
@@ -515,22 +703,24 @@ class CommandState(enum.StrEnum):
 class CommandReply(_Message):
     """A station's reply to a :class:`Command`, matched by ``request_id``."""
 
+    MAX_BYTES: ClassVar[int] = MAX_REPLY_BYTES
     kind: Literal["command_reply"] = "command_reply"
     request_id: str = Field(min_length=8, max_length=64)
-    station: str
+    station: StationId
     command: CommandName
     state: CommandState
-    detail: str = ""
-    result: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    detail: Text = ""
+    result: dict[Name, Scalar | None] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
 
 
 class Telemetry(_Message):
     """Periodic station counters and gauges (not retained; QoS 0 is enough)."""
 
+    MAX_BYTES: ClassVar[int] = 16 * 1024
     kind: Literal["telemetry"] = "telemetry"
-    station: str
+    station: StationId
     at: datetime
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[Name, Finite] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
 
 
 Message = Annotated[
@@ -561,9 +751,13 @@ def decode(payload: bytes | str, model: type[M]) -> M:
     """Parse ``payload`` as a message of type ``model``.
 
     Raises:
-        ProtocolError: on non-UTF-8 bytes, malformed or truncated JSON, a wrong ``kind``,
-            an unsupported ``schema_version`` or any invalid field; the message says which.
+        ProtocolError: on a payload larger than ``model.MAX_BYTES``, non-UTF-8 bytes,
+            malformed or truncated JSON, a wrong ``kind``, an unsupported
+            ``schema_version`` or any invalid field; the message says which.
     """
+    size = len(payload.encode("utf-8") if isinstance(payload, str) else payload)
+    if size > model.MAX_BYTES:
+        raise ProtocolError(f"invalid {model.__name__}: {size} bytes, over {model.MAX_BYTES}")
     try:
         return model.model_validate_json(payload)
     except ValidationError as exc:

@@ -21,22 +21,22 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from protocol.messages import _Message
+from protocol.messages import MAX_NAME, WIRE_CONFIG, Finite, Name, SchemaVersion, _Message
 
 
 class PolicyRule(BaseModel):
     """One row of the table; an empty list matches any value."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     disposition: Literal["restock", "refurbish", "recycle", "quarantine"]
     reason: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")
-    grades: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    skus: tuple[str, ...] = ()
-    rma_reasons: tuple[str, ...] = ()
+    grades: tuple[Name, ...] = Field(default=(), max_length=16)
+    categories: tuple[Name, ...] = Field(default=(), max_length=100)
+    skus: tuple[Name, ...] = Field(default=(), max_length=1000)
+    rma_reasons: tuple[Name, ...] = Field(default=(), max_length=100)
     identity: Literal[
         "matched",
         "no_read",
@@ -57,11 +57,11 @@ class ConfidenceCurve(BaseModel):
     increasing, confidences not falling, all within 0..1.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     backend: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
     grade: Literal["A", "B", "C"]
-    points: tuple[tuple[float, float], ...] = Field(min_length=1, max_length=32)
+    points: tuple[tuple[Finite, Finite], ...] = Field(min_length=1, max_length=32)
 
     @model_validator(mode="after")
     def _monotone(self) -> ConfidenceCurve:
@@ -123,7 +123,7 @@ class GradingThresholds(BaseModel):
     Omitted fields take the station's defaults.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     min_rect_fill_a: float = Field(default=0.9835, ge=0, le=1)
     min_rect_fill_b: float = Field(default=0.9383, ge=0, le=1)
@@ -161,12 +161,12 @@ class VerificationRule(BaseModel):
     ``without_identifiers``; unit value bounds in minor currency units, inclusive.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     action: Literal["trust_label", "inspect"]
     reason: str = Field(default="unverified", min_length=1, max_length=64, pattern=r"^[a-z_]+$")
-    categories: tuple[str, ...] = Field(default=(), max_length=100)
-    skus: tuple[str, ...] = Field(default=(), max_length=1000)
+    categories: tuple[Name, ...] = Field(default=(), max_length=100)
+    skus: tuple[Name, ...] = Field(default=(), max_length=1000)
     lines: Literal["any", "without_identifiers"] = "any"
     min_unit_value_cents: int | None = Field(default=None, ge=0, le=10**12)
     max_unit_value_cents: int | None = Field(default=None, ge=0, le=10**12)
@@ -209,7 +209,7 @@ class PhysicalCheck(BaseModel):
     ``grading.footprint_tol_mm`` plus the line's ``size_tol_mm``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     weight_check: bool = True
     weight_tol_g: float = Field(default=30.0, ge=0, le=100_000)
@@ -235,14 +235,14 @@ class DispositionPolicy(_Message):
 
     SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
-    schema_version: int = 2
+    schema_version: SchemaVersion = 2
     kind: Literal["policy"] = "policy"
     version: str = Field(min_length=1, max_length=64)
-    rules: tuple[PolicyRule, ...] = Field(min_length=1)
-    grades: tuple[str, ...] = ("A", "B", "C")
-    assume_grade_without_camera: str | None = "A"
+    rules: tuple[PolicyRule, ...] = Field(min_length=1, max_length=1000)
+    grades: tuple[Name, ...] = Field(default=("A", "B", "C"), max_length=16)
+    assume_grade_without_camera: str | None = Field(default="A", min_length=1, max_length=MAX_NAME)
     min_grade_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
-    grade_without_photo: str | None = None
+    grade_without_photo: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     grading: GradingThresholds = GradingThresholds()
     verification: tuple[VerificationRule, ...] = Field(default=DEFAULT_VERIFICATION, max_length=200)
     physical: PhysicalCheck = PhysicalCheck()

@@ -345,7 +345,7 @@ class Belt:
             env.process(self._parcel(env, p))
         if self.follow_motor:
             env.process(self._motor(env))
-        extra(env)
+        extra(env)  # a SimPy process hook, not Django  # nosec B610
         last = max((p.induct_at_ms for p in parcels), default=0.0)
         until = env.process(self._until(env, last * self.speed_mm_s / 1000.0))
         env.run(until=until)  # the last induct, in belt travel (stops delay it) ...

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import statistics
-import subprocess
+import subprocess  # starts the broker, gateway and station of a run  # nosec B404
 import sys
 import threading
 import time
@@ -53,6 +53,7 @@ from simulator.scenario import (
     tag_uid_for,
 )
 from simulator.station_proc import (
+    StationProbe,
     physics_normal,
     physics_realtime,
     raise_all_threads,
@@ -291,7 +292,7 @@ class StationProcess:
         parent_cmd, child_cmd = socket.socketpair()
         parent_evt, child_evt = socket.socketpair()
         log_file = (self.workdir / "station.log").open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # a fixed argv of our own executables, no shell  # nosec B603
             [
                 sys.executable,
                 "-m",
@@ -630,17 +631,17 @@ class Run:
         """Create ``count`` RMAs through the gateway API; returns their numbers."""
         return [self.create_rma(i) for i in range(1, count + 1)]
 
-    def station_status(self) -> dict[str, Any]:
-        """The station process's status (RMA cache, outbox, scheduler)."""
+    def station_status(self) -> StationProbe:
+        """The station process's status (RMA cache, outbox, lateness, typed health)."""
         assert self.station is not None
-        return self.station.call("status")
+        return StationProbe.model_validate(self.station.call("status"))
 
     def wait_station_synced(self, count: int, timeout_s: float = SYNC_TIMEOUT_S) -> None:
         """Wait until the station's cache holds ``count`` RMAs."""
 
         def synced() -> bool:
             try:
-                return int(self.station_status()["rma_count"]) >= count
+                return self.station_status().rma_count >= count
             except StationDown:
                 return False
 
@@ -654,9 +655,10 @@ class Run:
         except StationDown:
             return False
         return (
-            int(st["rma_count"]) >= self.rmas_created
-            and int(st["outbox"]) == 0
-            and bool(st["link"].get("connected", False))
+            st.rma_count >= self.rmas_created
+            and st.outbox == 0
+            and st.health.link is not None
+            and st.health.link.connected
         )
 
     def gateway_events(self) -> list[dict[str, Any]]:
@@ -703,7 +705,7 @@ class Run:
             self._resync(result)
         elif kind == "station_kill":
             with contextlib.suppress(StationDown):
-                depth = self.station_status()["outbox"]
+                depth = self.station_status().outbox
                 result.detail = f"killed with {depth} event(s) in its outbox"
             self.station.kill()
             self._sleep_virtual(fault.duration_s)
@@ -884,7 +886,7 @@ class Run:
 
         with contextlib.suppress(TimeoutError, httpx.HTTPError):
             wait_until(all_recorded, timeout_s=30, what="events at the gateway", poll_s=0.05)
-        status = self.station_status() if self.station.running else {}
+        status = self.station_status() if self.station.running else None
         report = self._report(
             parcels,
             belt.passages,
@@ -944,7 +946,7 @@ class Run:
         passages: dict[int, Passage],
         reported: list[dict[str, Any]],
         events: list[dict[str, Any]],
-        status: dict[str, Any],
+        status: StationProbe | None,
         late_numbers: set[str],
     ) -> Report:
         sc = self.scenario
@@ -1073,7 +1075,7 @@ class Run:
             float(belt.get("speed_mm_s", 1000.0)) * 3600.0 / (lo_len + lo_gap), 1
         )
         report.decision_ms = _pct(decision_ms)
-        report.gate_lateness_ms = _pct([float(x) for x in status.get("lateness_ms", [])])
+        report.gate_lateness_ms = _pct(list(status.lateness_ms) if status is not None else [])
         f = report.failures
         if report.mis_sorts > sc.expect.mis_sorts:
             f.append(f"{report.mis_sorts} parcel(s) mis-sorted")

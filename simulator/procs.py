@@ -6,7 +6,7 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
+import subprocess  # starts the broker, gateway and station of a run  # nosec B404
 import sys
 import time
 from pathlib import Path
@@ -121,7 +121,7 @@ class MosquittoBroker(_Process):
             encoding="utf-8",
         )
         log = (self.workdir / "mosquitto.log").open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # a fixed argv of our own executables, no shell  # nosec B603
             [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
         )
         self._wait_port(self.port, 10)
@@ -177,7 +177,7 @@ class GatewayProcess(_Process):
         env.setdefault("RS_SECRET_KEY", self.secret_key)
         env.update(self.extra_env)
         log = (self.workdir / "gateway.log").open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # a fixed argv of our own executables, no shell  # nosec B603
             [sys.executable, "-m", "gateway.main", "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -233,7 +233,8 @@ class CpuLoad:
         if self.procs:
             return
         args = [sys.executable, "-c", SPIN_CODE, str(self.nice), str(self.max_s)]
-        self.procs = [subprocess.Popen(args) for _ in range(self.count)]
+        # a fixed argv: this Python running our own spin code, no shell  # nosec B603
+        self.procs = [subprocess.Popen(args) for _ in range(self.count)]  # nosec B603
 
     def stop(self) -> None:
         """Kill them and reap them."""

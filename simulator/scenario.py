@@ -492,7 +492,7 @@ def _exact_mix(rates: Sequence[tuple[str, float]], n: int, rest: str) -> list[st
 
 def plan_reads(reads: ReadBehaviour, known: int, seed: int) -> list[Read]:
     """How each known parcel (in RMA order) reads: seeded, exact counts (rounded)."""
-    rng = random.Random(seed * 7919 + 1)
+    rng = random.Random(seed * 7919 + 1)  # seeded, reproducible simulation; never a secret  # nosec B311
     rates = (
         ("no_read", reads.no_read_rate),
         ("garbled", reads.garbled_rate),
@@ -522,7 +522,7 @@ def plan_photos(photos: PhotoMix | None, known: int, seed: int) -> list[PhotoGra
         )
     )
     plan: list[PhotoGrade] = _exact_mix(rates, known, "A")  # type: ignore[assignment]
-    random.Random(seed * 104729 + 3).shuffle(plan)
+    random.Random(seed * 104729 + 3).shuffle(plan)  # seeded simulation, never a secret  # nosec B311
     return plan
 
 
@@ -557,7 +557,7 @@ def plan_parcels(
     """
     if len(known_codes) < mix.known:
         raise ValueError(f"{mix.known} known parcels need as many RMAs, got {len(known_codes)}")
-    rng = random.Random(mix.seed)
+    rng = random.Random(mix.seed)  # seeded, reproducible simulation; never a secret  # nosec B311
     labels: list[Label] = ["known" for _ in range(mix.known)]
     labels += ["unknown" for _ in range(mix.unknown)]
     labels += ["no_read" for _ in range(mix.no_read)]
@@ -665,7 +665,7 @@ def plan_returns(
     its carried units' catalogue weights plus ``packaging_g``. Lengths and gaps come from
     ``mix`` (seeded); after ``pause_after`` parcels the belt runs ``pause_mm`` empty.
     """
-    rng = random.Random(mix.seed * 31 + 7)
+    rng = random.Random(mix.seed * 31 + 7)  # seeded simulation, never a secret  # nosec B311
     order: list[tuple[int, ReturnCase]] = []
     left = {k: c.count for k, c in enumerate(plan.cases, start=1)}
     while any(left.values()):

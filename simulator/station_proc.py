@@ -19,7 +19,8 @@ through the command socket (one JSON object per line, one reply line each):
 * ``{"op": "camera_fail"}``: the camera stops delivering frames;
 * ``{"op": "belt_run"}`` -> ``{"on": bool}``: the belt motor output (True when none);
 * ``{"op": "resume"}``: the operator's resume after a jam;
-* ``{"op": "status"}`` -> RMA count, revision, outbox depth, scheduler lateness;
+* ``{"op": "status"}`` -> :class:`StationProbe`: RMA count, revision, outbox depth,
+  scheduler lateness, and the typed health the station publishes (``StationHealth``);
 * ``{"op": "stop"}``: a clean stop (gates released), then exit 0.
 
 Every parcel event, once committed to the outbox, is written to the event socket as
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 
 from edge.clock import ScaledClock
 from edge.config import StationConfig
@@ -49,7 +51,8 @@ from edge.daemon import StationDaemon
 from edge.scheduler import tune_runtime
 from edge.sorter import ParcelExited
 from edge.station.inputs import LaneInput, Resume
-from protocol import ParcelEvent
+from edge.station.status import station_health
+from protocol import ParcelEvent, StationHealth
 from simulator.hw import fake_modules
 from simulator.hw.mfrc522_emu import MFRC522Emulator, VirtualTag
 from simulator.hw.pins import TimedMockPin, ticks_of
@@ -58,6 +61,23 @@ from simulator.testing import SteppableWall
 RFID_RST_PIN = 25
 STATION_NICE = -5  # a real station owns its Pi; here it shares a loaded machine
 log = logging.getLogger(__name__)
+
+
+class StationProbe(BaseModel):
+    """What the ``status`` op answers: the station's store and its typed health.
+
+    ``rma_count`` / ``rma_revision``: the RMA cache; ``outbox``: events not yet
+    acknowledged by the broker; ``lateness_ms``: each fired gate's lateness, ms;
+    ``health``: what its status message carries (the link included).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rma_count: int = Field(ge=0)
+    rma_revision: int = Field(ge=0)
+    outbox: int = Field(ge=0)
+    lateness_ms: tuple[float, ...] = ()
+    health: StationHealth
 
 
 def raise_priority(nice: int = STATION_NICE) -> int | None:
@@ -206,15 +226,14 @@ class _Station:
             if d.devices.camera is not None:
                 d.devices.camera.stop()
         elif op == "status":
-            return {
-                "rma_count": d.store.rma_count(),
-                "rma_revision": d.store.rma_revision(),
-                "outbox": d.store.outbox_depth(),
-                "scheduler": d.scheduler.status(),
-                "lateness_ms": list(d.scheduler.lateness_ms),
-                "link": d.link.status(),
-                "daemon": d.status(),
-            }
+            health = station_health(d.status()).model_copy(update={"link": d.link.link_status()})
+            return StationProbe(
+                rma_count=d.store.rma_count(),
+                rma_revision=d.store.rma_revision(),
+                outbox=d.store.outbox_depth(),
+                lateness_ms=tuple(d.scheduler.lateness_ms),
+                health=health,
+            ).model_dump(mode="json")
         elif op == "metrics":
             return {"text": generate_latest(d.metrics.registry).decode()}
         elif op == "stop":

@@ -35,7 +35,7 @@ def stream(
 
     ``graded``: the camera grades every parcel A (a belt with ``camera_pos_mm``).
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # seeded, reproducible simulation; never a secret  # nosec B311
     parcels, expected = [], []
     for i in range(n):
         known = i % 2 == 0 or rng.random() < 0.3

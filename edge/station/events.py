@@ -68,7 +68,7 @@ def build_parcel_event(
         explanation=d.explanation[:EXPLANATION_MAX] or None,
         units=exited.units,
         codes=d.codes,
-        divert_confirmed=exited.divert_confirmed,
+        divert_confirmed=exited.divert_confirmed if lane.gate is not None else None,
         **photo_fields(graded),
     )
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from protocol import StationHealth
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -384,7 +386,8 @@ class StationOut(_Out):
     last_seen: datetime | None
     rma_revision: int
     software_version: str
-    details: dict[str, Any]
+    config_hash: str
+    health: StationHealth
 
 
 class CommandIn(BaseModel):

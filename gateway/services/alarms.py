@@ -10,13 +10,13 @@ open until a lead acknowledges it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Alarm, Station, StationEvent, utcnow
+from gateway.services.quotas import Quota, StationQuotas, may_raise_one_off
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ KINDS = (
     "divert_unconfirmed",
     "device_down",
     "station_offline",
+    "untrusted_event",
     "station_overloaded",
 )
 LABELS = {
@@ -38,6 +39,7 @@ LABELS = {
     "divert_unconfirmed": "Divert not confirmed",
     "device_down": "Device down",
     "station_offline": "Station offline",
+    "untrusted_event": "Event refused",
     "station_overloaded": "Station overloaded",
 }
 OVERLOADED_MESSAGE = (
@@ -56,38 +58,30 @@ class Condition:
 
 
 def conditions(station: Station) -> list[Condition]:
-    """Return the alarm conditions in a station's last status (state and ``details``)."""
+    """Return the alarm conditions in a station's last status (state and health)."""
     if station.state == "offline":
         return [Condition("station_offline", "", f"{station.id} is offline")]
-    details: Mapping[str, object] = station.details or {}
+    health = station.health
     found: list[Condition] = []
-    devices = details.get("devices")
-    if isinstance(devices, dict):
-        for name, health in sorted(devices.items()):
-            if isinstance(health, dict) and health.get("state") not in (None, "ok"):
-                detail = str(health.get("detail", ""))[:200]
-                found.append(Condition("device_down", str(name), f"{name}: {detail}"))
-    core = details.get("core")
-    if isinstance(core, dict):
-        for lane in core.get("lanes_full") or []:
-            found.append(Condition("lane_full", str(lane), f"lane {lane} is full"))
-        for lane in core.get("lanes_faulted") or []:  # its PLC is off the network
-            found.append(
-                Condition("gate_fault", str(lane), f"gate of lane {lane} cannot be driven")
-            )
-        if core.get("jammed"):
+    for name, device in sorted(health.devices.items()):
+        if device.state != "ok":
+            found.append(Condition("device_down", name, f"{name}: {device.detail[:200]}"))
+    if health.core is not None:
+        for lane in health.core.lanes_full:
+            found.append(Condition("lane_full", lane, f"lane {lane} is full"))
+        for lane in health.core.lanes_faulted:  # its PLC is off the network
+            found.append(Condition("gate_fault", lane, f"gate of lane {lane} cannot be driven"))
+        if health.core.jammed:
             found.append(Condition("jam", "", "belt jammed: stopped until resumed"))
-    raised = details.get("alarms")
-    if isinstance(raised, dict):
-        for key in sorted(raised):
-            kind, _, lane = str(key).partition(":")
-            if kind == "jam" and not any(c.kind == "jam" for c in found):
-                found.append(Condition("jam", lane, "belt jammed: stopped until resumed"))
-            elif kind == "station_overloaded":
-                found.append(Condition("station_overloaded", "", OVERLOADED_MESSAGE))
-    if details.get("estop_engaged"):
+    for key in sorted(health.alarms):
+        alarm = health.alarms[key]
+        if alarm.kind == "jam" and not any(c.kind == "jam" for c in found):
+            found.append(Condition("jam", alarm.lane or "", "belt jammed: stopped until resumed"))
+        elif alarm.kind == "station_overloaded":
+            found.append(Condition("station_overloaded", "", OVERLOADED_MESSAGE))
+    if health.estop_engaged:
         found.append(Condition("estop", "", "emergency stop engaged: gates and belt stopped"))
-    elif isinstance(raised, dict) and "estop" in raised:
+    elif any(a.kind == "estop" for a in health.alarms.values()):
         found.append(Condition("estop", "", "emergency stop released: press reset or Resume"))
     return found
 
@@ -125,10 +119,12 @@ def sync_station(session: Session, station: Station) -> None:
             log.warning("alarm raised key=%s message=%s", key, c.message)
 
 
-def scan_events(session: Session, after_id: int) -> int:
+def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.alarms) -> int:
     """Raise a one-off alarm for each event after ``after_id`` whose divert was not confirmed.
 
-    Idempotent (keyed by event id). Commits; returns the highest event id seen.
+    Idempotent (keyed by event id); within the station's ``quota`` of unacknowledged
+    one-off alarms (:func:`~gateway.services.quotas.may_raise_one_off`). Commits; returns
+    the highest event id seen.
     """
     rows = session.execute(
         select(
@@ -148,24 +144,58 @@ def scan_events(session: Session, after_id: int) -> int:
         last = row_id
         if "divert_unconfirmed" not in (raw or {}).get("marks", ()):
             continue
-        key = f"{station}:divert_unconfirmed:{event_id}"
-        if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
-            continue
-        now = utcnow()
-        session.add(
-            Alarm(
-                key=key,
-                station=station,
-                kind="divert_unconfirmed",
-                subject=lane,
-                message=f"parcel {parcel_id}: divert into {lane} not confirmed",
-                raised_at=now,
-                cleared_at=now,
-            )
-        )
-        log.warning("alarm raised key=%s", key)
+        message = f"parcel {parcel_id}: divert into {lane} not confirmed"
+        _one_off(session, station, "divert_unconfirmed", event_id, lane, message, quota)
     session.commit()
     return last
+
+
+def _one_off(
+    session: Session,
+    station: str,
+    kind: str,
+    event_id: str,
+    subject: str,
+    message: str,
+    quota: Quota,
+) -> None:
+    """Add a one-off alarm (raised already cleared) keyed by the event, once, within quota."""
+    key = f"{station}:{kind}:{event_id}"
+    if session.scalar(select(Alarm.id).where(Alarm.key == key)) is not None:
+        return
+    if not may_raise_one_off(session, station, quota):
+        return
+    now = utcnow()
+    session.add(
+        Alarm(
+            key=key,
+            station=station,
+            kind=kind,
+            subject=subject[:64],
+            message=message[:500],
+            raised_at=now,
+            cleared_at=now,
+        )
+    )
+    session.flush()  # the next quota check counts it
+    log.warning("alarm raised key=%s message=%s", key, message)
+
+
+def raise_refused_event(
+    session: Session,
+    station: str,
+    event_id: str,
+    message: str,
+    quota: Quota = StationQuotas.alarms,
+) -> None:
+    """Raise a one-off ``untrusted_event`` alarm for a refused parcel event; commit.
+
+    Idempotent (keyed by station and event id: a redelivery raises nothing twice), within
+    the station's ``quota`` of unacknowledged one-off alarms. The alarm is raised already
+    cleared and stays open until a lead acknowledges it.
+    """
+    _one_off(session, station, "untrusted_event", event_id, event_id, message, quota)
+    session.commit()
 
 
 def open_alarms(session: Session) -> list[Alarm]:

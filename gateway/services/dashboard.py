@@ -27,20 +27,6 @@ def fmt_time(value: datetime | None) -> str:
     return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _dig(data: object, *path: str) -> object:
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _number(value: object) -> float:
-    """A number a station reported, or 0 (details are the station's word: anything else)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if ok and abs(float(value)) < 1e12 else 0.0  # type: ignore[arg-type]
-
-
 def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
     """Each station: state (and which devices are down), belt, last seen, sync lag, versions.
 
@@ -52,14 +38,9 @@ def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
     head = head_revision(session, site)
     rows = []
     for s in session.scalars(select(Station).order_by(Station.id)):
-        d = s.details or {}
-        devices = _dig(d, "devices")
-        down = sorted(
-            str(name)
-            for name, h in (devices.items() if isinstance(devices, dict) else [])
-            if isinstance(h, dict) and h.get("state") != "ok"
-        )
-        belt = d.get("belt_running")
+        health = s.health
+        down = sorted(name for name, h in health.devices.items() if h.state != "ok")
+        belt = health.belt_running
         rows.append(
             {
                 "id": s.id,
@@ -68,14 +49,14 @@ def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
                 "devices_down": down,
                 "belt": "unknown"
                 if belt is None or s.state == "offline"
-                else ("estop" if d.get("estop_engaged") else "running" if belt else "stopped"),
+                else ("estop" if health.estop_engaged else "running" if belt else "stopped"),
                 "last_seen": fmt_time(s.last_seen),
                 "last_seen_iso": s.last_seen.isoformat() if s.last_seen else "",
                 "sync_lag": max(0, head - s.rma_revision),
                 "rma_revision": s.rma_revision,
-                "policy_version": _dig(d, "core", "policy_version") or "unknown",
-                "clock_steps": _number(_dig(d, "clock", "steps")),
-                "last_clock_step_s": _number(_dig(d, "clock", "last_step_s")),
+                "policy_version": (health.core.policy_version if health.core else "") or "unknown",
+                "clock_steps": float(health.clock.steps) if health.clock else 0.0,
+                "last_clock_step_s": health.clock.last_step_s if health.clock else 0.0,
                 "software_version": s.software_version or "unknown",
             }
         )
@@ -85,9 +66,8 @@ def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
 def _full_lanes(session: Session) -> set[str]:
     full: set[str] = set()
     for s in session.scalars(select(Station).where(Station.state != "offline")):
-        lanes = _dig(s.details or {}, "core", "lanes_full")
-        if isinstance(lanes, list):
-            full.update(str(x) for x in lanes)
+        if (core := s.health.core) is not None:
+            full.update(core.lanes_full)
     return full
 
 
@@ -140,10 +120,9 @@ def lane_rows(session: Session, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
 
 def _all_lanes(session: Session) -> list[str]:
     lanes: set[str] = set()
-    for details in session.scalars(select(Station.details)):
-        counted = _dig(details or {}, "core", "lanes")
-        if isinstance(counted, dict):
-            lanes.update(str(k) for k in counted)
+    for station in session.scalars(select(Station)):
+        if (core := station.health.core) is not None:
+            lanes.update(core.lanes)
     return sorted(lanes)
 
 

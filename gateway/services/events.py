@@ -12,8 +12,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import Station, StationEvent, utcnow
+from gateway.security.event_checks import Refusal, check_event
+from gateway.services.announcements import announceable, to_announcement
 from gateway.services.credits import after_ingest
 from gateway.services.rma_writer import StaleRma
+from gateway.services.rmas import get_rma
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,18 @@ def _ingest_once(session: Session, event: ParcelEvent, *, received_at: datetime 
         event.reason,
     )
     return True
+
+
+def screen_event(session: Session, event: ParcelEvent) -> Refusal | None:
+    """Check an event from a station against what that station could know; None if sound.
+
+    Looks up the RMA the event names as the gateway announces it to the site now (none
+    when it was never announced) and applies :func:`gateway.security.event_checks.check_event`.
+    Reads only.
+    """
+    rma = get_rma(session, event.rma_number) if event.rma_number else None
+    announced = to_announcement(rma) if rma is not None and announceable(rma) else None
+    return check_event(event, announced)
 
 
 def list_events(

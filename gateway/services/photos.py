@@ -4,6 +4,10 @@ Stations send each photo (``PhotoUpload`` on ``rs/v1/{site}/{station}/photo``) b
 parcel event naming it; the JPEG is checked against its hash and kept as
 ``<photo_dir>/<sha256[:2]>/<sha256>.jpg``. ``GET /api/v1/photos/{sha256}`` serves it.
 :meth:`PhotoStore.purge` deletes photos older than ``photo_retention_days`` (file time).
+A photo no event has named yet is an *orphan*: each station may have at most its quota of
+them (count and bytes; its oldest is deleted past it), and an orphan is deleted after the
+quota's retention (:meth:`PhotoStore.purge_orphans`). Orphans are tracked in memory: after
+a restart the photos already stored count as named (they keep the normal retention).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
+from gateway.services.quotas import DROPPED, Quota, StationQuotas
 from protocol import PhotoUpload, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -43,12 +49,20 @@ class PhotoStore:
     Args:
         folder: the photo folder (created).
         retention_days: photos older than this are deleted (None: kept for ever).
+        orphans: the per-station quota of photos no event has named yet.
     """
 
-    def __init__(self, folder: Path, retention_days: float | None = 365.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        retention_days: float | None = 365.0,
+        orphans: Quota = StationQuotas.orphan_photos,
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
+        self.orphans = orphans
+        self._orphans: dict[str, OrderedDict[str, tuple[int, float]]] = {}
         self._lock = threading.Lock()
         self._last_purge = float("-inf")
 
@@ -81,11 +95,55 @@ class PhotoStore:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(jpeg)
             tmp.replace(path)
+            self._track_orphan(upload.station, upload.sha256, len(jpeg))
         self.maybe_purge()
         log.info(
             "photo stored sha256=%s station=%s bytes=%d", upload.sha256, upload.station, len(jpeg)
         )
         return True
+
+    def orphan_count(self, station: str) -> int:
+        """How many photos of ``station`` no event has named yet."""
+        with self._lock:
+            return len(self._orphans.get(station, ()))
+
+    def claim(self, sha256: str) -> None:
+        """An event named photo ``sha256``: it is no longer an orphan."""
+        with self._lock:
+            for pending in self._orphans.values():
+                pending.pop(sha256, None)
+
+    def _track_orphan(self, station: str, sha256: str, size: int) -> None:
+        """Record a new orphan; drop the station's oldest past its quota (lock held)."""
+        pending = self._orphans.setdefault(station, OrderedDict())
+        pending[sha256] = (size, time.time())
+        q = self.orphans
+        while len(pending) > q.max_count or (
+            q.max_bytes and sum(s for s, _ in pending.values()) > q.max_bytes
+        ):
+            oldest, _ = pending.popitem(last=False)
+            (self.folder / oldest[:2] / f"{oldest}.jpg").unlink(missing_ok=True)
+            DROPPED["orphan_photos"] += 1
+            log.warning("orphan photo over quota station=%s sha256=%s deleted", station, oldest)
+
+    def purge_orphans(self, now_s: float | None = None) -> int:
+        """Delete orphans older than the quota's retention; returns how many went.
+
+        Args:
+            now_s: the present as a Unix time, s (default: the system clock).
+        """
+        cutoff = (time.time() if now_s is None else now_s) - self.orphans.retention_s
+        gone = 0
+        with self._lock:
+            for pending in self._orphans.values():
+                for sha, (_size, at) in list(pending.items()):
+                    if at < cutoff:
+                        del pending[sha]
+                        (self.folder / sha[:2] / f"{sha}.jpg").unlink(missing_ok=True)
+                        gone += 1
+        if gone:
+            log.info("purged %d orphan photo(s)", gone)
+        return gone
 
     def maybe_purge(self) -> None:
         """Purge at most once an hour."""

@@ -27,7 +27,8 @@ def upsert_station(
 
     ``retained`` marks a status the broker replayed on subscription: it sets the state but
     does not move ``last_seen`` of a known station, since the message may be old. The
-    birth's ``config_hash`` is kept in ``details["config_hash"]``.
+    status's typed health and its birth's ``config_hash`` are kept in ``details`` (read
+    them as :attr:`Station.health` and :attr:`Station.config_hash`).
     """
     now = seen_at or utcnow()
     station = session.get(Station, status.station)
@@ -41,7 +42,10 @@ def upsert_station(
     station.state = status.state
     station.software_version = status.software_version
     station.rma_revision = status.rma_revision
-    station.details = {**status.details, "config_hash": status.config_hash}
+    station.details = {
+        "config_hash": status.config_hash,
+        "health": status.health.model_dump(mode="json", exclude_defaults=True),
+    }
     sync_station(session, station)  # alarms follow the reported conditions
     if not retained:
         record_mode(session, station.id, belt_mode(status), now)
@@ -61,10 +65,10 @@ def belt_mode(status: StationStatus) -> str:
     """What the belt does per a status: ``offline``, ``jammed``, ``stopped`` or ``running``."""
     if status.state == "offline":
         return "offline"
-    core = status.details.get("core")
-    if isinstance(core, dict) and core.get("jammed"):
+    health = status.health
+    if health.core is not None and health.core.jammed:
         return "jammed"
-    return "stopped" if status.details.get("belt_running") is False else "running"
+    return "stopped" if health.belt_running is False else "running"
 
 
 def record_mode(session: Session, station: str, mode: str, at: datetime) -> None:

@@ -29,7 +29,7 @@ from gateway.services.auth import DuplicateName, UnknownName
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # a prefix, not a secret  # nosec B105
 CONFIGURED = "default"
 """Name of the endpoint that ``RS_WEBHOOK_URL`` ensures."""
 

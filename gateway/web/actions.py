@@ -233,13 +233,13 @@ def confirm_command(
     known = session.get(Station, station) if len(station) <= 64 else None
     if known is None:
         return Response("unknown station", status_code=404)
-    gates = (known.details or {}).get("gates")
+    gates = [n.removeprefix("gate.") for n in known.health.components if n.startswith("gate.")]
     context = {
         "user": user,
         "station": station,
         "command": command,
         "label": OPERATOR_COMMANDS[command],
-        "lanes": sorted(gates) if isinstance(gates, dict) else [],
+        "lanes": sorted(gates),
     }
     return templates.TemplateResponse(request, "confirm_command.html", context)
 

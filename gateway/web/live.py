@@ -32,9 +32,8 @@ SECTIONS = ("stations", "alarms", "quarantine", "lanes", "shift", "parcels")
 def fingerprints(session: Session, now: datetime) -> dict[str, str]:
     """A short digest per page section; a section changed when its digest did."""
     events = session.execute(select(func.max(StationEvent.id), func.count(StationEvent.id))).one()
-    stations = session.execute(
-        select(Station.id, Station.state, Station.last_seen, Station.rma_revision, Station.details)
-    ).all()
+    records = session.scalars(select(Station).order_by(Station.id)).all()
+    stations = [(s.id, s.state, s.last_seen, s.rma_revision, s.details) for s in records]
     waiting = session.execute(
         select(Rma.number, Rma.updated_at).where(Rma.awaiting_decision.is_(True))
     ).all()
@@ -46,11 +45,7 @@ def fingerprints(session: Session, now: datetime) -> dict[str, str]:
             func.max(Alarm.acknowledged_at),
         )
     ).one()
-    full = sorted(
-        str(lane)
-        for *_, details in stations
-        for lane in ((details or {}).get("core") or {}).get("lanes_full") or []
-    )
+    full = sorted(lane for s in records if s.health.core for lane in s.health.core.lanes_full)
     commands = session.execute(
         select(func.count(StationCommand.id), func.max(StationCommand.updated_at))
     ).one()

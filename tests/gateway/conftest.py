@@ -22,6 +22,7 @@ from gateway.main import create_app
 from gateway.services.reasons import seed_reasons
 from gateway.settings import Settings
 from protocol import ParcelEvent, UnitReceipt
+from protocol.messages import canonical_uid
 from simulator.testing import wait_until
 
 
@@ -153,6 +154,16 @@ def make_probe(mqtt_broker: Any) -> Iterator[Callable[..., MqttProbe]]:
         p.close()
 
 
+UNKNOWN_RMA: dict[str, Any] = {
+    "lane": "quarantine",
+    "disposition": "quarantine",
+    "reason": "unknown_rma",
+    "diverted": False,
+}
+"""Overrides of :func:`make_event` for a parcel whose RMA the gateway never announced: what
+a station may report of it over MQTT (the gateway refuses anything else, issue 15)."""
+
+
 @pytest.fixture
 def make_event() -> Callable[..., ParcelEvent]:
     """Factory for valid parcel events; keyword arguments override fields."""
@@ -269,22 +280,49 @@ def anydb(database_url: str) -> Iterator[Database]:
 
 
 def claimed_units(body: dict[str, Any], evidence: str = "label") -> list[UnitReceipt]:
-    """Every unit of an RMA body as a parcel event claims it, all by ``evidence``.
+    """Every unit of an RMA body as a parcel event claims it.
 
-    ``label`` never verifies; any other evidence verifies, with a made-up identifier.
+    ``label``: none verified (what a label-only parcel shows). Any other ``evidence``: each
+    unit verified by the strongest identifier its line declares (serial > tag > GTIN, as
+    the station reports it, so the gateway's event checks accept it); a line declaring
+    none is claimed by ``evidence`` with a made-up identifier.
     """
-    return [
-        UnitReceipt(
-            line_no=line_no,
-            sku=line["sku"],
-            unit=unit,
-            evidence=evidence,
-            verified=evidence != "label",
-            identifier=None if evidence == "label" else f"ID-{line_no}-{unit}",
-        )
-        for line_no, line in enumerate(body["lines"], start=1)
-        for unit in range(1, line["quantity"] + 1)
-    ]
+
+    def proof(line: dict[str, Any], line_no: int, unit: int) -> tuple[str, str]:
+        if line.get("serial"):
+            return "serial", str(line["serial"])
+        if line.get("rfid_uid"):
+            return "tag", canonical_uid(str(line["rfid_uid"]))
+        if line.get("gtin"):
+            return "gtin", str(line["gtin"]).zfill(14)
+        return evidence, f"ID-{line_no}-{unit}"
+
+    out = []
+    for line_no, line in enumerate(body["lines"], start=1):
+        for unit in range(1, line["quantity"] + 1):
+            if evidence == "label":
+                out.append(
+                    UnitReceipt(
+                        line_no=line_no,
+                        sku=line["sku"],
+                        unit=unit,
+                        evidence="label",
+                        verified=False,
+                    )
+                )
+                continue
+            kind, identifier = proof(line, line_no, unit)
+            out.append(
+                UnitReceipt(
+                    line_no=line_no,
+                    sku=line["sku"],
+                    unit=unit,
+                    evidence=kind,
+                    verified=True,
+                    identifier=identifier,
+                )
+            )
+    return out
 
 
 def parcel_for(rma: Any, disposition: str, evidence: str = "gtin") -> ParcelEvent:

@@ -13,13 +13,14 @@ from gateway.services import alarms, dashboard
 from gateway.services.events import ingest_event
 from gateway.services.stations import upsert_station
 from gateway.web.live import LiveWorker
-from protocol import ParcelEvent, StationStatus
+from protocol import ParcelEvent, StationHealth, StationStatus
 
 NOW = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
 
 
 def status(state: str = "online", **details: Any) -> StationStatus:
-    return StationStatus(station="st1", state=state, software_version="1.2", details=details)
+    health = StationHealth.model_validate(details)
+    return StationStatus(station="st1", state=state, software_version="1.2", health=health)
 
 
 def open_keys(db: Database) -> list[tuple[str, bool]]:

@@ -14,7 +14,7 @@ from edge.metrics import StationMetrics
 from gateway.models import utcnow
 from gateway.services.events import ingest_event
 from gateway.services.stations import upsert_station
-from protocol import ParcelEvent, StationStatus
+from protocol import DeviceHealth, LinkStatus, ParcelEvent, StationHealth, StationStatus
 from tests.gateway.conftest import PROD_SECRET
 
 
@@ -38,11 +38,11 @@ def test_gateway_metrics_from_the_database(
         ]:
             e = make_event(lane=lane, reason=reason, inducted_at=utcnow() - timedelta(minutes=1))
             ingest_event(s, e, received_at=e.inducted_at + timedelta(seconds=0.3))
-        details = {
-            "link": {"sync_lag": 2, "outbox_depth": 5},
-            "devices": {"rfid": {"state": "failed"}},
-        }
-        upsert_station(s, "site", StationStatus(station="st1", state="degraded", details=details))
+        health = StationHealth(
+            link=LinkStatus(sync_lag=2, outbox_depth=5),
+            devices={"rfid": DeviceHealth(state="failed")},
+        )
+        upsert_station(s, "site", StationStatus(station="st1", state="degraded", health=health))
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     got = samples(r.text)

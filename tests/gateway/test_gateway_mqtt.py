@@ -13,8 +13,16 @@ from sqlalchemy import select
 from gateway.models import DeadLetter
 from gateway.schemas import RmaDraft
 from gateway.services.rmas import create_rma
-from protocol import ParcelEvent, RmaAnnouncement, SyncBatch, SyncRequest, Topics, decode, encode
-from tests.gateway.conftest import claimed_units
+from protocol import (
+    ParcelEvent,
+    RmaAnnouncement,
+    SyncBatch,
+    SyncRequest,
+    Topics,
+    decode,
+    encode,
+)
+from tests.gateway.conftest import UNKNOWN_RMA, claimed_units
 
 pytestmark = pytest.mark.broker
 
@@ -41,7 +49,7 @@ def test_created_rma_is_announced(
 def test_event_published_three_times_is_recorded_once(
     client: TestClient, probe: Any, site: str, make_event: Callable[..., ParcelEvent], wait: Any
 ) -> None:
-    event = make_event(station="st1")
+    event = make_event(station="st1", **UNKNOWN_RMA)
     topic = Topics(site, "st1").event
     for _ in range(3):
         probe.publish(topic, encode(event))
@@ -62,8 +70,8 @@ def test_malformed_payload_is_dead_lettered_and_loop_survives(
     client: TestClient, probe: Any, site: str, make_event: Callable[..., ParcelEvent], wait: Any
 ) -> None:
     topic = Topics(site, "st1").event
-    good = make_event(station="st1")
-    truncated = encode(make_event(station="st1"))[:25]
+    good = make_event(station="st1", **UNKNOWN_RMA)
+    truncated = encode(make_event(station="st1", **UNKNOWN_RMA))[:25]
     probe.publish(topic, truncated)
     probe.publish(Topics(site, "st2").event, encode(good))  # station does not match topic
     probe.publish(topic, encode(good))

@@ -18,6 +18,7 @@ from gateway.models import DeadLetter, StationEvent
 from gateway.mqtt_bridge import MqttBridge
 from protocol import ParcelEvent, StationStatus, Topics, encode
 from simulator.testing import start_bridge
+from tests.gateway.conftest import UNKNOWN_RMA
 
 pytestmark = pytest.mark.broker
 
@@ -71,7 +72,7 @@ def test_database_failure_is_retried_and_acknowledged_only_after_commit(
     wait: Any,
 ) -> None:
     bridge = make_bridge(FlakySessions(db, failures=3))
-    events = [make_event(station="st1") for _ in range(2)]
+    events = [make_event(station="st1", **UNKNOWN_RMA) for _ in range(2)]
     for e in events:
         probe.publish(Topics(site, "st1").event, encode(e))
     wait(lambda: len(stored(db)) == 2, what="both events stored")
@@ -106,7 +107,10 @@ def test_poison_message_is_dead_lettered_and_does_not_block_the_ingest(
     error: Exception,
     text: str,
 ) -> None:
-    poison, good = make_event(station="st1"), make_event(station="st1")
+    poison, good = (
+        make_event(station="st1", **UNKNOWN_RMA),
+        make_event(station="st1", **UNKNOWN_RMA),
+    )
     real_ingest = mqtt_bridge.ingest_event
 
     def ingest(session: Any, event: ParcelEvent) -> bool:
@@ -136,10 +140,10 @@ def test_event_with_unbounded_parcel_id_is_dead_lettered_by_the_contract(
     wait: Any,
 ) -> None:
     bridge = make_bridge(db.sessions)
-    body = json.loads(encode(make_event(station="st1")))
+    body = json.loads(encode(make_event(station="st1", **UNKNOWN_RMA)))
     body["parcel_id"] = 2**63
     poison = json.dumps(body).encode()
-    good = make_event(station="st1")
+    good = make_event(station="st1", **UNKNOWN_RMA)
     topic = Topics(site, "st1").event
     probe.publish(topic, poison)
     probe.publish(topic, encode(good))
@@ -168,7 +172,7 @@ def test_event_unacknowledged_when_the_gateway_stops_is_redelivered_to_its_sessi
     wait: Any,
 ) -> None:
     broken = make_bridge(FlakySessions(db, failures=10**9))
-    event = make_event(station="st1")
+    event = make_event(station="st1", **UNKNOWN_RMA)
     probe.publish(Topics(site, "st1").event, encode(event))
     wait(lambda: broken.status()["retries"] >= 2, what="ingest failing")
     broken.stop()
@@ -192,7 +196,7 @@ def test_two_replicas_share_the_ingest_with_nothing_lost_or_doubled(
         make_bridge(db.sessions, shared_group="gateways", client_id=f"gateway-{site}-{n}")
         for n in ("a", "b")
     ]
-    events = [make_event(station=f"st{i % 3}") for i in range(300)]
+    events = [make_event(station=f"st{i % 3}", **UNKNOWN_RMA) for i in range(300)]
     for e in events:
         probe.publish(Topics(site, e.station).event, encode(e))
     wait(lambda: len(stored(db)) == 300, timeout_s=30, what="300 events stored")
@@ -220,7 +224,8 @@ def test_status_page_shows_sync_lag_and_birth_keeps_config_hash(
     probe.publish(Topics(site, "st1").status, encode(birth))
     wait(lambda: client.get("/api/v1/stations").json()["stations"], what="station recorded")
     [station] = client.get("/api/v1/stations").json()["stations"]
-    assert station["details"] == {"config_hash": "cafe"}
+    assert station["config_hash"] == "cafe"
+    assert station["health"]["devices"] == {} and station["health"]["core"] is None
     page = client.get("/").text
     assert '<th scope="col" class="num">Sync lag</th>' in page
     # head revision 3, station applied 1: two behind

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from gateway.main import create_app
 from gateway.settings import Settings
 from protocol import ParcelEvent, Topics, encode
+from tests.gateway.conftest import UNKNOWN_RMA
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 
@@ -60,7 +61,7 @@ def test_broker_down_at_start_then_restarted(
         assert bridge.wait_ready(20), "bridge did not resubscribe after the restart"
 
         station = make_probe(name="station", port=port)
-        event = make_event(station="st1")
+        event = make_event(station="st1", **UNKNOWN_RMA)
         station.publish(Topics(site, "st1").event, encode(event))
         wait(lambda: client.get("/api/v1/events").json()["count"] == 1, what="event after restart")
         assert bridge.status()["connects"] == 2

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from protocol import ParcelEvent, StationStatus, Topics, encode
+from tests.gateway.conftest import UNKNOWN_RMA
 
 pytestmark = pytest.mark.broker
 
@@ -52,14 +53,15 @@ def test_status_page_lists_stations_and_lane_counts(
         ),
         retain=True,
     )
-    for lane in ["restock", "restock", "quarantine"]:
-        probe.publish(topics.event, encode(make_event(station="st9", lane=lane)))
+    for lane in ["rework", "rework", "quarantine"]:  # of RMAs never announced: quarantined
+        event = make_event(station="st9", **{**UNKNOWN_RMA, "lane": lane})
+        probe.publish(topics.event, encode(event))
     wait(lambda: client.get("/api/v1/events").json()["count"] == 3, what="events ingested")
     wait(lambda: station_state(client, "st9") == "online", what="station online")
 
     lanes = client.get("/api/v1/lanes").json()
     assert lanes == {
-        "stations": [{"station": "st9", "lanes": {"quarantine": 1, "restock": 2}, "total": 3}],
+        "stations": [{"station": "st9", "lanes": {"quarantine": 1, "rework": 2}, "total": 3}],
         "total": 3,
     }
 
@@ -69,7 +71,7 @@ def test_status_page_lists_stations_and_lane_counts(
     assert "<title>Returns line status</title>" in html
     assert '<th scope="row">st9</th>' in html
     assert "✔ Online</span>" in html
-    assert '<tr data-lane="quarantine">' in html and '<tr data-lane="restock">' in html
+    assert '<tr data-lane="quarantine">' in html and '<tr data-lane="rework">' in html
     assert '<td class="num" data-count="today">2</td>' in html
     assert '<td class="num" data-count="total_today">3</td>' in html
     assert "9.9" in html

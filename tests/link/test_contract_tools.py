@@ -30,7 +30,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.metrics import StationMetrics
 from gateway.services.events import ingest_event
 from gateway.services.stations import upsert_station
-from protocol import ParcelEvent, StationStatus, asyncapi, decode
+from protocol import (
+    DeviceHealth,
+    LinkStatus,
+    ParcelEvent,
+    StationHealth,
+    StationStatus,
+    asyncapi,
+    decode,
+)
 from protocol.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,12 +166,12 @@ def gateway_exposition(tmp_path: Path) -> str:
             ((_, _, event),) = EXAMPLES[ParcelEvent]
             assert isinstance(event, ParcelEvent)
             ingest_event(s, event, received_at=event.inducted_at)
-            details = {
-                "link": {"sync_lag": 2, "outbox_depth": 5},
-                "devices": {"rfid": {"state": "failed"}},  # opens a device_down alarm
-            }
+            health = StationHealth(
+                link=LinkStatus(sync_lag=2, outbox_depth=5),
+                devices={"rfid": DeviceHealth(state="failed")},  # opens a device_down alarm
+            )
             upsert_station(
-                s, "site", StationStatus(station="st-1", state="degraded", details=details)
+                s, "site", StationStatus(station="st-1", state="degraded", health=health)
             )
         r = client.get("/metrics")
     assert r.status_code == 200
@@ -220,7 +228,7 @@ def test_every_dashboard_expression_names_exposed_metrics_and_labels(tmp_path: P
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     assert dashboard["uid"] == "returns-sorter"
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    assert len(exprs) == 19
+    assert len(exprs) == 21  # 17 panels
     seen: set[str] = set()
     for expr in exprs:
         job = re.search(r'job="(\$[a-z_]+)"', expr)

@@ -126,8 +126,8 @@ def test_station_on_a_site_broker_talks_to_a_gateway_on_the_central_broker(
         assert link.store.rma_count() == 30 and link.store.rma_revision() == 30
         link.publish_event(
             b'{"kind":"parcel","event_id":"bridged-0001","station":"st1","parcel_id":1,'
-            b'"inducted_at":"2026-01-01T00:00:00Z","length_mm":300,"lane":"restock",'
-            b'"disposition":"restock","reason":"matched","diverted":true}'
+            b'"inducted_at":"2026-01-01T00:00:00Z","length_mm":300,"lane":"quarantine",'
+            b'"disposition":"quarantine","reason":"no_read","diverted":false}'
         )
 
         def events() -> Any:

@@ -242,7 +242,7 @@ def test_birth_carries_version_and_config_hash_and_will_says_offline(
         "1.2.3",
         "abc123",
     )
-    assert status.details["link"]["sync_lag"] == 0  # type: ignore[index]
+    assert status.health.link is not None and status.health.link.sync_lag == 0
     link.stop()
     last = wait(
         lambda: [p for p in gateway.payloads(topics.status) if b'"offline"' in p],

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from gateway.db import Database
 from gateway.models import DeadLetter
+from gateway.services.quotas import Quota, StationQuotas
 from protocol import (
     Command,
     CommandReply,
@@ -146,7 +147,8 @@ def test_station_rejects_10000_malformed_payloads_each_with_a_reason(
 def test_gateway_rejects_malformed_payloads_on_every_topic_each_with_a_reason(
     make_bridge: Callable[..., Any], gateway_db: Database, mqtt_broker: Any, site: str, wait: Any
 ) -> None:
-    bridge = make_bridge()
+    # every junk message kept, not just the station's quota of the newest (test_quotas.py)
+    bridge = make_bridge(quotas=StationQuotas(dead_letters=Quota(N, 0, 86_400.0)))
     topics = Topics(site, "st1")
     event = (
         b'{"kind":"parcel","event_id":"0123456789","station":"st1","parcel_id":1,'

@@ -157,9 +157,9 @@ def _event(site: str, n: int) -> bytes:
             "length_mm": 300.0,
             "barcode": "KNOWN-1",
             "rma_number": "KNOWN-1",
-            "lane": "restock",
-            "disposition": "restock",
-            "reason": "matched",
-            "diverted": True,
+            "lane": "quarantine",  # an RMA the gateway never announced: quarantined
+            "disposition": "quarantine",
+            "reason": "unknown_rma",
+            "diverted": False,
         }
     ).encode()

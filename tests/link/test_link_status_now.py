@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edge.link import StationLink
-from protocol import StationStatus, Topics, decode
+from protocol import StationAlarm, StationHealth, StationStatus, Topics, decode
 
 pytestmark = pytest.mark.broker
 
@@ -19,18 +19,18 @@ def test_request_status_publishes_now_whatever_the_interval(
     make_probe: Callable[..., Any],
     wait: Callable[..., Any],
 ) -> None:
-    details: dict[str, object] = {"alarms": {}}
+    health = StationHealth()
     probe = make_probe()
     probe.subscribe(Topics(site, "st1").status)
     # an hour between regular status messages: only the birth and our request can publish
-    link = make_link(status_provider=lambda: dict(details), status_interval_s=3600)
+    link = make_link(status_provider=lambda: health, status_interval_s=3600)
     link.start()
 
     def statuses() -> list[StationStatus]:
         return [decode(p, StationStatus) for p in probe.payloads(Topics(site, "st1").status)]
 
     wait(lambda: any(s.state == "online" for s in statuses()), what="birth")
-    details = {"alarms": {"jam": {"parcel_id": 7, "lane": None}}}
+    health = StationHealth(alarms={"jam": StationAlarm(kind="jam", parcel_id=7)})
     link.request_status()
-    wait(lambda: statuses()[-1].details.get("alarms"), what="status with the alarm")
-    assert statuses()[-1].details["alarms"] == {"jam": {"parcel_id": 7, "lane": None}}
+    wait(lambda: statuses()[-1].health.alarms, what="status with the alarm")
+    assert statuses()[-1].health.alarms == {"jam": StationAlarm(kind="jam", parcel_id=7)}

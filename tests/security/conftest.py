@@ -7,13 +7,18 @@ addresses with ``X-Forwarded-For``) and small credential budgets so throttling s
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.db import Database
 from simulator.procs import GatewayProcess
 
 PASSWORDS = {
@@ -63,6 +68,11 @@ class ProdGateway:
         assert "rs_session" in c.cookies
         return c
 
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a query on the gateway's own SQLite database (read only)."""
+        with sqlite3.connect(f"file:{self.proc.workdir / 'gateway.db'}?mode=ro", uri=True) as db:
+            return db.execute(sql).fetchall()
+
     def log_text(self) -> str:
         """The gateway's log so far."""
         return (self.proc.workdir / "gateway.log").read_text(errors="replace")
@@ -89,3 +99,23 @@ def prod(
     finally:
         gw.admin.close()
         proc.stop()
+
+
+@pytest.fixture
+def publisher(mqtt_broker: Any) -> Iterator[mqtt.Client]:
+    """A paho client on the test broker, publishing as a station would."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect("127.0.0.1", mqtt_broker.port)
+    client.loop_start()
+    yield client
+    client.loop_stop()
+    client.disconnect()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated gateway database in a temporary SQLite file."""
+    database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
+    database.migrate()
+    yield database
+    database.dispose()

@@ -61,6 +61,27 @@ def test_diverted_parcel_event_says_where_it_went_and_why() -> None:
     assert (event.photo, event.grade) == (None, None)
 
 
+def test_the_event_carries_what_the_parcel_proved() -> None:
+    units = (
+        UnitReceipt(
+            line_no=1, sku="S1", unit=1, evidence="tag", verified=True, identifier="DD17380A"
+        ),
+    )
+    codes = (
+        CodeRead(code_class="rma_label", value="RMA-1"),
+        CodeRead(code_class="tag", value="DD17380A", source="rfid"),
+    )
+    exited = ParcelExited(
+        decision(units=units, codes=codes), 0.0, 300.0, 2100.0, divert_confirmed=True
+    )
+    event = build_parcel_event(exited, "st1", to_utc, None, event_id="e" * 32)
+    assert (event.units, event.codes, event.divert_confirmed) == (units, codes, True)
+    assert event.verified_units == units
+    cancelled = ParcelExited(exited.decision, 0.0, 300.0, 3300.0, (Mark.GATE_CANCELLED,), END, True)
+    event = build_parcel_event(cancelled, "st1", to_utc, None, event_id="e" * 32)
+    assert (event.diverted, event.divert_confirmed, event.units) == (False, None, units)
+
+
 def test_withdrawn_gate_reports_the_lane_it_ran_on_to() -> None:
     exited = ParcelExited(decision(), 0.0, 300.0, 3300.0, (Mark.GATE_CANCELLED,), END)
     event = build_parcel_event(exited, "st1", to_utc, None, event_id="e" * 32)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from gateway.api.deps import Caller
 from gateway.models import Alarm, Rma, Station, StationEvent, utcnow
+from gateway.services.quotas import DROPPED
 
 router = APIRouter(tags=["metrics"])
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -65,12 +66,9 @@ class GatewayCollector(Collector):
         for st in s.scalars(select(Station)):
             for state in ("online", "degraded", "offline"):
                 up.add_metric([st.id, state], 1.0 if st.state == state else 0.0)
-            link = (st.details or {}).get("link")
-            if isinstance(link, dict):
-                if isinstance(link.get("sync_lag"), int | float):
-                    lag.add_metric([st.id], float(link["sync_lag"]))
-                if isinstance(link.get("outbox_depth"), int | float):
-                    outbox.add_metric([st.id], float(link["outbox_depth"]))
+            if (link := st.health.link) is not None:
+                lag.add_metric([st.id], float(link.sync_lag))
+                outbox.add_metric([st.id], float(link.outbox_depth))
         yield up
         yield lag
         yield outbox
@@ -82,6 +80,14 @@ class GatewayCollector(Collector):
         ):
             alarms.add_metric([kind], float(n))
         yield alarms
+        dropped = CounterMetricFamily(
+            "rs_quota_dropped",
+            "Untrusted input dropped or refused by a per-station quota, by store",
+            labels=["store"],
+        )
+        for store in ("dead_letters", "alarms", "orphan_photos", "command_replies"):
+            dropped.add_metric([store], float(DROPPED[store]))
+        yield dropped
         waiting = s.scalar(select(func.count()).where(Rma.awaiting_decision.is_(True))) or 0
         yield GaugeMetricFamily(
             "rs_rmas_awaiting_decision", "Quarantined returns waiting for a lead", value=waiting

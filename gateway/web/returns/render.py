@@ -96,7 +96,7 @@ def page(
     """
     lang = language(request, settings)
     tr = i18n.translations(lang)
-    csrf_token = signed = ""
+    csrf_token = signed = ""  # empty until a form needs one  # nosec B105
     if csrf:
         csrf_token, signed = ReturnsCsrf().generate_csrf_tokens(settings.key("returns-csrf"))
     full = {

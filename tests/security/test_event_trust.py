@@ -1,0 +1,172 @@
+"""Issue 15, kind 1: a parcel event is checked against what its station could know.
+
+The rule table (:mod:`gateway.security.event_checks`) as a pure function, then the
+production gateway process: a contradicting event sent over the broker is dead-lettered
+with its rule's code and an alarm, and nothing of it is stored or credited, while a sound
+one is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from gateway.security.event_checks import RULES, check_event
+from protocol import ParcelEvent, RmaAnnouncement, RmaLine, Topics, UnitReceipt, encode
+from simulator.testing import wait_until
+from tests.security.conftest import ProdGateway
+
+RMA = RmaAnnouncement(
+    number="R-TRUST",
+    revision=1,
+    order_ref="O-1",
+    reason="size",
+    resolution="refund",
+    lines=(
+        RmaLine(line_no=1, sku="SKU-1", quantity=1, rfid_uid="DD17380A"),
+        RmaLine(line_no=2, sku="SKU-2", quantity=2, gtin="4006381333931"),
+        RmaLine(line_no=3, sku="SKU-3", quantity=1),
+    ),
+)
+
+
+LABEL_ONLY = RMA.model_copy(update={"lines": RMA.lines[2:]})
+"""The RMA with only its line that declares no identifier."""
+
+
+def unit(line_no: int, n: int = 1, **kw: Any) -> UnitReceipt:
+    fields: dict[str, Any] = {
+        "sku": {1: "SKU-1", 2: "SKU-2", 3: "SKU-3"}.get(line_no, "SKU-9"),
+        "evidence": "label",
+        "verified": False,
+        **kw,
+    }
+    return UnitReceipt(line_no=line_no, unit=n, **fields)
+
+
+TAG = {"evidence": "tag", "verified": True, "identifier": "DD17380A"}
+GTIN = {"evidence": "gtin", "verified": True, "identifier": "04006381333931"}
+
+
+def event(**kw: Any) -> ParcelEvent:
+    fields: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "station": "st1",
+        "parcel_id": 1,
+        "inducted_at": datetime(2026, 5, 4, 12, 0, tzinfo=UTC),
+        "length_mm": 300.0,
+        "rma_number": "R-TRUST",
+        "lane": "restock",
+        "disposition": "restock",
+        "reason": "matched",
+        "diverted": True,
+        "units": (unit(1, **TAG), unit(2, 1, **GTIN)),
+    }
+    return ParcelEvent(**{**fields, **kw})
+
+
+QUARANTINE = {"lane": "quarantine", "disposition": "quarantine", "diverted": False}
+RECYCLE = {"lane": "recycle", "disposition": "recycle"}
+OTHER_TAG = {**TAG, "identifier": "DD17380B"}
+
+CASES: list[tuple[str, dict[str, Any], RmaAnnouncement | None, str | None]] = [
+    ("sound restock", {}, RMA, None),
+    ("label-only line may restock", {"units": (unit(3),)}, RMA, None),
+    ("unknown RMA quarantined", {**QUARANTINE, "reason": "unknown_rma", "units": ()}, None, None),
+    (
+        "no read quarantined",
+        {**QUARANTINE, "reason": "no_read", "rma_number": None, "units": ()},
+        None,
+        None,
+    ),
+    ("restock of an RMA never announced", {}, None, "rma_not_announced"),
+    (
+        "recycle without an RMA",
+        {**RECYCLE, "rma_number": None, "units": ()},
+        None,
+        "rma_not_announced",
+    ),
+    (
+        "restock lane, quarantine disposition",
+        {"disposition": "quarantine"},
+        RMA,
+        "lane_disposition",
+    ),
+    ("unknown disposition", {"lane": "l1", "disposition": "sell"}, RMA, "lane_disposition"),
+    ("restock with a quarantine reason", {"reason": "unverified"}, RMA, "reason_disposition"),
+    ("restock without a divert", {"diverted": False}, RMA, "not_diverted"),
+    ("a line the RMA does not have", {"units": (unit(9),)}, RMA, "unit_not_a_line"),
+    (
+        "the wrong SKU for the line",
+        {"units": (unit(1, sku="SKU-2", **TAG),)},
+        RMA,
+        "unit_not_a_line",
+    ),
+    ("more units than the line has", {"units": (unit(1, 2, **TAG),)}, RMA, "unit_beyond_quantity"),
+    ("verified by another tag", {"units": (unit(1, **OTHER_TAG),)}, RMA, "identifier_not_declared"),
+    ("restock without units", {"units": ()}, RMA, "restock_unverified"),
+    ("label-only RMA restocked without units", {"units": ()}, LABEL_ONLY, None),
+    ("restock of an unverified tagged unit", {"units": (unit(1),)}, RMA, "restock_unverified"),
+]
+
+
+@pytest.mark.parametrize(("case", "fields", "announced", "code"), CASES, ids=[c[0] for c in CASES])
+def test_the_rule_table(
+    case: str, fields: dict[str, Any], announced: RmaAnnouncement | None, code: str | None
+) -> None:
+    refusal = check_event(event(**fields), announced)
+    assert (refusal.code if refusal else None) == code
+    assert code is None or code in dict(RULES)
+
+
+def test_the_announcement_must_be_the_events_rma() -> None:
+    with pytest.raises(ValueError, match="not the event's RMA"):
+        check_event(event(rma_number="R-OTHER"), RMA)
+
+
+def test_contradicting_events_are_dead_lettered_with_an_alarm_and_nothing_credited(
+    prod: ProdGateway, site: str, publisher: mqtt.Client
+) -> None:
+    body = {
+        "number": "R-TRUST",
+        "order_ref": "O-TRUST",
+        "reason": "size",
+        "resolution": "refund",
+        "lines": [{"sku": "SKU-1", "quantity": 1, "rfid_uid": "DD17380A"}],
+    }
+    assert prod.admin.post("/api/v1/rmas", json=body).status_code == 201
+    topic = Topics(site, "st1").event
+    one = (unit(1, **TAG),)
+    refused = {
+        "rma_not_announced": event(rma_number="R-NEVER", units=()),
+        "reason_disposition": event(reason="no_read", units=one),
+        "unit_not_a_line": event(units=(unit(2, 1, **GTIN),)),
+        "unit_beyond_quantity": event(units=(unit(1, 2, **TAG),)),
+        "restock_unverified": event(units=(unit(1),)),
+    }
+    for bad in refused.values():
+        publisher.publish(topic, encode(bad), qos=1).wait_for_publish(5)
+    wait_until(
+        lambda: len(prod.rows(f"select id from dead_letters where topic = '{topic}'")) == 5,
+        what="five refused events",
+    )
+    errors = [e for (e,) in prod.rows(f"select error from dead_letters where topic = '{topic}'")]
+    assert [e.split(":")[1].strip() for e in errors] == list(refused)
+    assert all(e.startswith("untrusted event: ") for e in errors)
+    wanted = [("untrusted_event", e.event_id) for e in refused.values()]
+    query = "select kind, subject from alarms where station = 'st1' order by id"
+    wait_until(lambda: prod.rows(query) == wanted, what="an alarm per refused event")
+    assert prod.rows("select count(*) from station_events") == [(0,)]
+    assert prod.admin.get("/api/v1/credits").json()["credits"] == []
+    # the sound event of the same RMA is stored and credited
+    good = event(units=one)
+    publisher.publish(topic, encode(good), qos=1).wait_for_publish(5)
+    wait_until(
+        lambda: prod.rows("select event_id from station_events") == [(good.event_id,)],
+        what="the sound event stored",
+    )
+    wait_until(lambda: prod.admin.get("/api/v1/credits").json()["credits"], what="its credit")
