@@ -121,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             password=settings.mqtt_password,
             tls_ca=settings.mqtt_tls_ca,
             photos=photo_store,
+            batch_max=settings.mqtt_batch_max,
+            batch_wait_ms=settings.mqtt_batch_wait_ms,
         )
         app.state.db = db
         app.state.bridge = bridge

@@ -115,6 +115,9 @@ class MosquittoBroker(_Process):
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "max_queued_messages 100000\n"
+            # the gateway acknowledges a batch after its commit: the broker must let a
+            # whole batch be in flight to it (MqttBridge batch_max)
+            "max_inflight_messages 1000\n"
             # As root, mosquitto drops to user "mosquitto", which cannot write the
             # persistence file here: sessions would be lost across a restart.
             f"{'user root' if os.geteuid() == 0 else ''}\n",

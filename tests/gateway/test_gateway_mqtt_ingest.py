@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,10 +16,16 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from gateway import mqtt_bridge
 from gateway.db import Database
-from gateway.models import DeadLetter, StationEvent
+from gateway.models import Credit, DeadLetter, Rma, RmaLineRecord, StationEvent
 from gateway.mqtt_bridge import MqttBridge
-from protocol import ParcelEvent, StationStatus, Topics, encode
+from gateway.schemas import RmaDraft
+from gateway.services import credits
+from gateway.services import events as events_service
+from gateway.services.rma_writer import StaleRma
+from gateway.services.rmas import create_rma
+from protocol import Evidence, ParcelEvent, StationStatus, Topics, UnitReceipt, encode
 from simulator.testing import start_bridge
+from tests.gateway.test_gateway_returns import CFG
 
 pytestmark = pytest.mark.broker
 
@@ -107,21 +115,22 @@ def test_poison_message_is_dead_lettered_and_does_not_block_the_ingest(
     text: str,
 ) -> None:
     poison, good = make_event(station="st1"), make_event(station="st1")
-    real_ingest = mqtt_bridge.ingest_event
+    real_hook = events_service.after_ingest
 
-    def ingest(session: Any, event: ParcelEvent) -> bool:
+    def hook(session: Any, event: ParcelEvent) -> None:
         if event.event_id == poison.event_id:
             raise error
-        return bool(real_ingest(session, event))
+        real_hook(session, event)
 
-    monkeypatch.setattr(mqtt_bridge, "ingest_event", ingest)
+    monkeypatch.setattr(events_service, "after_ingest", hook)
     bridge = make_bridge(db.sessions)
     topic = Topics(site, "st1").event
     probe.publish(topic, encode(poison))
     probe.publish(topic, encode(good))
     wait(lambda: stored(db) == [good.event_id], what="the event behind the poison stored")
-    assert dead_letters(db) == [(topic, encode(poison), f"{text}: {error}")]
+    # acknowledged once stored or dead-lettered: the dead letter follows the batch's commit
     wait(lambda: bridge.status()["acks"] >= 2, what="both acknowledged")
+    assert dead_letters(db) == [(topic, encode(poison), f"{text}: {error}")]
     status = bridge.status()
     assert (status["retries"], status["poison"], status["dead_letters"]) == (0, 1, 1), status
     assert (status["events_ingested"], status["acks"]) == (1, 2), status
@@ -144,6 +153,7 @@ def test_event_with_unbounded_parcel_id_is_dead_lettered_by_the_contract(
     probe.publish(topic, poison)
     probe.publish(topic, encode(good))
     wait(lambda: stored(db) == [good.event_id], what="the next event stored")
+    wait(lambda: bridge.status()["acks"] >= 2, what="both acknowledged")
     [(dl_topic, payload, error)] = dead_letters(db)
     assert (dl_topic, payload) == (topic, poison)
     assert "parcel_id" in error and "less than or equal to 9223372036854775807" in error
@@ -227,3 +237,96 @@ def test_status_page_shows_sync_lag_and_birth_keeps_config_hash(
     row = re.search(r'<tr data-station="st1">(.*?)</tr>', page, re.S)
     assert row is not None
     assert re.findall(r'<td class="num">(\d+)</td>', row.group(1)) == ["2"]
+
+
+def verified_parcel(number: str, station: str = "st1") -> ParcelEvent:
+    """A parcel of RMA ``number`` whose one unit the station verified by GTIN (restock)."""
+    return ParcelEvent(
+        event_id=uuid.uuid4().hex,
+        station=station,
+        parcel_id=int(number[1:]) + 1,
+        inducted_at=datetime(2025, 3, 5, 12, 0, tzinfo=UTC),
+        length_mm=300.0,
+        barcode=number,
+        rma_number=number,
+        lane="restock",
+        disposition="restock",
+        reason="matched",
+        diverted=True,
+        divert_confirmed=True,
+        units=(
+            UnitReceipt(
+                line_no=1,
+                sku="A",
+                unit=1,
+                evidence=Evidence.GTIN,
+                verified=True,
+                identifier="04006381333931",
+            ),
+        ),
+    )
+
+
+def test_one_batch_commits_every_event_with_its_credit_poison_and_stale_apart(
+    anydb: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    wait: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(credits._Config, "settings", CFG)  # restored at teardown
+    numbers = [f"B{i:04d}" for i in range(40)]
+    with anydb.session() as s:
+        for n in numbers:
+            draft = RmaDraft.model_validate(
+                {
+                    "number": n,
+                    "order_ref": f"O-{n}",
+                    "reason": "changed_mind",
+                    "resolution": "refund",
+                    "lines": [{"sku": "A", "quantity": 1, "unit_price_cents": 1999}],
+                }
+            )
+            create_rma(s, CFG, draft, actor="api-key:shop")
+    events = [verified_parcel(n) for n in numbers]
+    poison, stale = events[5], events[9]
+    stale_calls = 0
+    real_hook = events_service.after_ingest
+
+    def hook(session: Any, event: ParcelEvent) -> None:
+        nonlocal stale_calls
+        if event.event_id == poison.event_id:
+            raise ValueError("bad value")
+        if event.event_id == stale.event_id and stale_calls < 7:
+            stale_calls += 1  # a lead deciding that RMA 7 times in a row: 5 in the batch
+            raise StaleRma(event.rma_number or "")
+        real_hook(session, event)
+
+    monkeypatch.setattr(events_service, "after_ingest", hook)
+    bridge = make_bridge(anydb.sessions, batch_wait_ms=3000)  # all of them in one batch
+    topic = Topics(site, "st1").event
+    for e in [*events, events[0]]:  # the last one a redelivery
+        probe.publish(topic, encode(e))
+    wait(lambda: bridge.status()["acks"] == 41, timeout_s=20, what="41 acknowledged")
+    assert sorted(stored(anydb)) == sorted(e.event_id for e in events if e is not poison)
+    with anydb.session() as s:
+        credited = sorted(
+            s.scalars(
+                select(Rma.number)
+                .join(RmaLineRecord, RmaLineRecord.rma_id == Rma.id)
+                .join(Credit, Credit.rma_line_id == RmaLineRecord.id)
+            )
+        )
+    assert credited == [n for n in numbers if n != poison.rma_number]  # each once
+    assert [t for t, _p, _e in dead_letters(anydb)] == [topic]
+    status = bridge.status()
+    counts = {k: status[k] for k in ("batches", "events_ingested", "events_duplicate")}
+    assert counts == {"batches": 1, "events_ingested": 39, "events_duplicate": 1}
+    assert (status["poison"], status["events_stale"], status["retries"], stale_calls) == (
+        1,
+        1,
+        0,
+        7,
+    )
+    assert status["commit_latency_p99_ms"] is not None
