@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from protocol import PhotoUpload, ProtocolError
@@ -43,10 +44,18 @@ class PhotoStore:
     Args:
         folder: the photo folder (created).
         retention_days: photos older than this are deleted (None: kept for ever).
+        leader: asked before a purge; the purge is skipped unless it returns True (one
+            replica purges a shared photo folder); None: always purge.
     """
 
-    def __init__(self, folder: Path, retention_days: float | None = 365.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        retention_days: float | None = 365.0,
+        leader: Callable[[], bool] | None = None,
+    ) -> None:
         self.folder = Path(folder)
+        self._leader = leader
         self.folder.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
         self._lock = threading.Lock()
@@ -88,9 +97,11 @@ class PhotoStore:
         return True
 
     def maybe_purge(self) -> None:
-        """Purge at most once an hour."""
+        """Purge at most once an hour, when this replica leads."""
         now = time.monotonic()
         if now - self._last_purge >= PURGE_EVERY_S:
+            if self._leader is not None and not self._leader():
+                return
             self._last_purge = now
             self.purge()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -165,13 +166,20 @@ def replay(session: Session, delivery: WebhookDelivery, *, now: datetime | None 
 
 
 class WebhookWorker(PeriodicWorker):
-    """Background thread that delivers due webhooks every ``settings.webhook_poll_s``."""
+    """Background thread that delivers due webhooks every ``settings.webhook_poll_s``.
+
+    ``leader``: see :class:`gateway.services.worker.PeriodicWorker`.
+    """
 
     def __init__(
-        self, sessions: sessionmaker[Session], settings: Settings, client: httpx.Client
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        client: httpx.Client,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         def job() -> None:
             with sessions() as session:
                 deliver_due(session, settings, client)
 
-        super().__init__("webhooks", settings.webhook_poll_s, job)
+        super().__init__("webhooks", settings.webhook_poll_s, job, leader)
