@@ -175,7 +175,15 @@ def _ingest_in_savepoint(
 
 
 def _stage(session: Session, event: ParcelEvent, now: datetime) -> None:
-    """Add the event's row and its credits (:func:`after_ingest`) to the transaction."""
+    """Add the event's row and its credits (:func:`after_ingest`) to the transaction.
+
+    The row is flushed first, so an event that another writer (a replica) stored
+    concurrently fails here with ``IntegrityError`` (the caller's duplicate), never inside
+    the crediting, which would swallow it.
+
+    Raises:
+        IntegrityError: the ``event_id`` is already stored (committed by another writer).
+    """
     session.add(
         StationEvent(
             event_id=event.event_id,
@@ -193,6 +201,7 @@ def _stage(session: Session, event: ParcelEvent, now: datetime) -> None:
             raw=event.model_dump(mode="json"),
         )
     )
+    session.flush()
     after_ingest(session, event)  # credits and stock moves, in the same transaction
 
 
@@ -201,9 +210,9 @@ def _ingest_once(session: Session, event: ParcelEvent, *, received_at: datetime 
         log.debug("duplicate event ignored event_id=%s", event.event_id)
         return False
     now = received_at or utcnow()
-    _stage(session, event, now)
-    session.execute(update(Station).where(Station.id == event.station).values(last_seen=now))
     try:
+        _stage(session, event, now)
+        session.execute(update(Station).where(Station.id == event.station).values(last_seen=now))
         session.commit()
     except IntegrityError:  # stored concurrently by another writer
         session.rollback()
