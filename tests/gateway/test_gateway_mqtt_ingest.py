@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,7 +21,8 @@ from gateway.services import credits
 from gateway.services import events as events_service
 from gateway.services.rma_writer import StaleRma
 from gateway.services.rmas import create_rma
-from protocol import Evidence, ParcelEvent, StationStatus, Topics, UnitReceipt, encode
+from protocol import ParcelEvent, StationStatus, Topics, encode
+from simulator.load import parcel
 from simulator.testing import start_bridge
 from tests.gateway.test_gateway_returns import CFG
 
@@ -239,34 +238,6 @@ def test_status_page_shows_sync_lag_and_birth_keeps_config_hash(
     assert re.findall(r'<td class="num">(\d+)</td>', row.group(1)) == ["2"]
 
 
-def verified_parcel(number: str, station: str = "st1") -> ParcelEvent:
-    """A parcel of RMA ``number`` whose one unit the station verified by GTIN (restock)."""
-    return ParcelEvent(
-        event_id=uuid.uuid4().hex,
-        station=station,
-        parcel_id=int(number[1:]) + 1,
-        inducted_at=datetime(2025, 3, 5, 12, 0, tzinfo=UTC),
-        length_mm=300.0,
-        barcode=number,
-        rma_number=number,
-        lane="restock",
-        disposition="restock",
-        reason="matched",
-        diverted=True,
-        divert_confirmed=True,
-        units=(
-            UnitReceipt(
-                line_no=1,
-                sku="A",
-                unit=1,
-                evidence=Evidence.GTIN,
-                verified=True,
-                identifier="04006381333931",
-            ),
-        ),
-    )
-
-
 def test_one_batch_commits_every_event_with_its_credit_poison_and_stale_apart(
     anydb: Database,
     make_bridge: Callable[..., MqttBridge],
@@ -289,7 +260,7 @@ def test_one_batch_commits_every_event_with_its_credit_poison_and_stale_apart(
                 }
             )
             create_rma(s, CFG, draft, actor="api-key:shop")
-    events = [verified_parcel(n) for n in numbers]
+    events = [parcel(n, "st1", i + 1) for i, n in enumerate(numbers)]
     poison, stale = events[5], events[9]
     stale_calls = 0
     real_hook = events_service.after_ingest

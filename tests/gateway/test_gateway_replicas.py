@@ -6,10 +6,8 @@ announcement outbox) run in one of them only (the advisory-lock leader).
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ from sqlalchemy import text
 
 from gateway.db import Database
 from gateway.services.leader import WORKERS_LOCK_KEY, LeaderLease
-from protocol import Evidence, ParcelEvent, RmaAnnouncement, Topics, UnitReceipt, decode, encode
+from protocol import RmaAnnouncement, Topics, decode, encode
+from simulator.load import parcel
 from simulator.procs import GatewayProcess
 from tests.gateway.conftest import pg_database
 from tests.gateway.test_gateway_credit_acceptance import HookReceiver
@@ -27,34 +26,6 @@ from tests.gateway.test_gateway_credit_acceptance import HookReceiver
 pytestmark = pytest.mark.broker
 
 N_RMAS = 30
-
-
-def verified(number: str, station: str) -> ParcelEvent:
-    """A parcel of ``number`` whose one unit (line 1, SKU A) was verified by GTIN."""
-    return ParcelEvent(
-        event_id=uuid.uuid4().hex,
-        station=station,
-        parcel_id=int(number[1:]) + 1,
-        inducted_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
-        length_mm=300.0,
-        barcode=number,
-        rma_number=number,
-        lane="restock",
-        disposition="restock",
-        reason="matched",
-        diverted=True,
-        divert_confirmed=True,
-        units=[
-            UnitReceipt(
-                line_no=1,
-                sku="A",
-                unit=1,
-                evidence=Evidence.GTIN,
-                verified=True,
-                identifier="04006381333931",
-            )
-        ],
-    )
 
 
 @pytest.fixture
@@ -119,7 +90,7 @@ def test_two_replicas_store_each_event_once_and_send_each_webhook_and_announceme
             "lines": [{"sku": "A", "quantity": 1, "unit_price_cents": 1999}],
         }
         assert (a if i % 2 else b).post("/api/v1/rmas", json=body).status_code == 201
-    events = [verified(n, f"st{i % 3}") for i, n in enumerate(numbers)]
+    events = [parcel(n, f"st{i % 3}", i + 1) for i, n in enumerate(numbers)]
     for e in [*events, *events[:5]]:  # five redelivered
         station.publish(Topics(site, e.station).event, encode(e))
 
