@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import Station, StationEvent, utcnow
+from gateway.services import webhooks
 from gateway.services.credits import after_ingest
 from gateway.services.rma_writer import StaleRma
+from gateway.services.webhook_endpoints import active_endpoints
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,8 @@ def ingest_events(
     another writer changed meanwhile (:class:`StaleRma`) is tried again on its new state up
     to :data:`MAX_STALE_RETRIES` times and then reported STALE (the caller retries it
     later); any other exception, unless it is an ``is_transient`` one, makes it POISON
-    (nothing of it stored). The stations' ``last_seen`` is refreshed once per station.
+    (nothing of it stored). The stations' ``last_seen`` is refreshed once per station,
+    and the active webhook endpoints are read once per batch.
 
     Args:
         session: a session with no transaction of its own pending.
@@ -122,6 +125,7 @@ def ingest_events(
     known = set(session.scalars(stmt))
     results: list[BatchResult] = []
     seen_by_station: dict[str, datetime] = {}
+    session.info[webhooks.ENDPOINTS_KEY] = active_endpoints(session)  # once per batch
     try:
         for event in events:
             if event.event_id in known:
@@ -138,6 +142,8 @@ def ingest_events(
     except BaseException:
         session.rollback()
         raise
+    finally:
+        session.info.pop(webhooks.ENDPOINTS_KEY, None)
     stored = sum(r.outcome is Outcome.STORED for r in results)
     log.info("event batch committed events=%d stored=%d", len(events), stored)
     return results

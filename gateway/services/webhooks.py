@@ -48,6 +48,10 @@ __all__ = [
 ]
 
 
+#: ``session.info`` key of the active endpoints a caller read for its whole transaction
+ENDPOINTS_KEY = "webhooks.active_endpoints"
+
+
 def enqueue(
     session: Session,
     settings: Settings,
@@ -58,9 +62,12 @@ def enqueue(
 ) -> None:
     """Add an outbound event, due ``now``, for every active endpoint, to the transaction.
 
-    A no-op without endpoints.
+    A no-op without endpoints. The endpoints are read once per call, unless the caller
+    read them for its whole transaction (:data:`ENDPOINTS_KEY` in ``session.info``, as
+    the batched event ingestion does).
     """
-    for endpoint in active_endpoints(session):
+    endpoints = session.info.get(ENDPOINTS_KEY)
+    for endpoint in active_endpoints(session) if endpoints is None else endpoints:
         session.add(
             WebhookDelivery(
                 event_type=event_type,
