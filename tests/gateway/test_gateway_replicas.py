@@ -139,7 +139,8 @@ def test_one_lease_leads_at_a_time_and_the_next_takes_over_when_it_ends(
 ) -> None:
     other = Database(database_url)
     try:
-        first, second = LeaderLease(anydb.engine), LeaderLease(other.engine)
+        first = LeaderLease(anydb.engine, recheck_s=0)
+        second = LeaderLease(other.engine, recheck_s=0)
         if anydb.engine.dialect.name == "sqlite":  # one gateway process per file: it leads
             assert (first.held(), second.held()) == (True, True)
             return
