@@ -50,6 +50,7 @@ from gateway.security.throttle import CredentialThrottle
 from gateway.services import credits as credit_service
 from gateway.services.auth import ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
+from gateway.services.leader import LeaderLease
 from gateway.services.notifications import NotificationWorker
 from gateway.services.photos import PhotoStore
 from gateway.services.quotas import RetentionWorker, StationQuotas
@@ -113,8 +114,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ensure_bootstrap_key(session, settings.bootstrap_api_key)
             ensure_configured(session, settings)
         quotas = StationQuotas.from_settings(settings)
+        lease = LeaderLease(db.engine)  # background jobs: once across replicas
         photo_store = PhotoStore(
-            settings.photo_dir, settings.photo_retention_days, quotas.orphan_photos
+            settings.photo_dir,
+            settings.photo_retention_days,
+            quotas.orphan_photos,
+            leader=lease.held,
         )
         app.state.photos = photo_store
         bridge = MqttBridge(
@@ -129,16 +134,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tls_ca=settings.mqtt_tls_ca,
             photos=photo_store,
             quotas=quotas,
+            batch_max=settings.mqtt_batch_max,
+            batch_wait_ms=settings.mqtt_batch_wait_ms,
+            is_leader=lease.held,
         )
         app.state.db = db
         app.state.bridge = bridge
         credit_service.configure(settings)
-        expiry = ExpiryWorker(db.sessions, settings)
+        expiry = ExpiryWorker(db.sessions, settings, lease.held)
         expiry.start()
         retention = RetentionWorker(db.sessions, quotas, photo_store.purge_orphans)
         retention.start()
         http = httpx.Client(timeout=10)
-        worker = WebhookWorker(db.sessions, settings, http)  # endpoints come and go at run time
+        worker = WebhookWorker(
+            db.sessions, settings, http, lease.held
+        )  # endpoints come and go at run time
         worker.start()
         shops: ConnectorWorker | None = None
         if settings.connectors:  # issue 18: refunds and stock movements to the shops
@@ -146,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             shops.start()
         mailer: NotificationWorker | None = None
         if settings.smtp_host:  # customer e-mails
-            mailer = NotificationWorker(db.sessions, settings)
+            mailer = NotificationWorker(db.sessions, settings, lease.held)
             mailer.start()
         bridge.start()
         live = LiveWorker(db.sessions)  # issue 7: alarms from events, live page updates
@@ -166,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if shops is not None:
                 shops.stop()
             http.close()
+            lease.release()
             credit_service.configure(None)
             db.dispose()
             log.info("gateway stopped site=%s", settings.site)

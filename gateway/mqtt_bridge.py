@@ -20,6 +20,14 @@ what is kept of untrusted input is bounded per station (:mod:`gateway.services.q
 and catch-up requests are answered by their own thread at a rate per station
 (:mod:`gateway.services.catch_up`), never on the ingest thread.
 
+Batches: the ingest thread takes what is queued (up to ``batch_max`` messages, waiting at
+most ``batch_wait_ms`` for more) and stores all its parcel events in one transaction
+(:func:`gateway.services.events.ingest_events`: a savepoint per event, credits in the same
+transaction), then handles the other messages of the batch one by one, then sends the
+PUBACKs of the whole batch in arrival order, so none goes out before its commit. An event
+that fails in its savepoint is dead-lettered (poison) and one whose RMA kept changing
+(stale) is ingested again on its own after the batch; neither holds the others back.
+
 Announcements: every RMA change writes its announcement to the announcement outbox in the
 change's transaction (:func:`gateway.services.rma_writer.apply_change`). An announce
 thread publishes the pending rows in order (QoS 1) and marks each sent when the broker's
@@ -37,11 +45,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -59,7 +68,14 @@ from gateway.services.alarms import raise_refused_event
 from gateway.services.catch_up import SYNC_RATE, CatchUpServer
 from gateway.services.commands import record_reply
 from gateway.services.dead_letters import record_dead_letter
-from gateway.services.events import ingest_event, screen_event
+from gateway.services.events import (
+    MAX_BATCH,
+    BatchResult,
+    Outcome,
+    ingest_event,
+    ingest_events,
+    screen_event,
+)
 from gateway.services.photos import PhotoStore
 from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, StationQuotas
 from gateway.services.rma_writer import StaleRma
@@ -91,6 +107,9 @@ RETRY_MAX_S = 5.0
 ANNOUNCE_POLL_S = 0.1  # how often the announce thread looks at the outbox
 ANNOUNCE_BATCH = 200  # rows published per look, at most
 INFLIGHT_TIMEOUT_S = 30.0  # a row whose PUBACK did not come by then is published again
+BATCH_MAX = 500  # messages per ingest batch, at most
+BATCH_WAIT_MS = 10.0  # how long a batch waits for more messages after its first, at most
+LATENCY_WINDOW = 10_000  # commit latencies kept for the percentiles of status()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -114,6 +133,14 @@ def is_transient(exc: BaseException) -> bool:
 
 KEEP_REPLIES = 1000
 F = TypeVar("F", bound=Callable[..., None])
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float | None:
+    """The ``pct`` percentile (nearest rank) of ascending values; None when there are none."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return round(sorted_values[rank - 1], 3)
 
 
 def _guarded(fn: F) -> F:
@@ -154,9 +181,15 @@ class MqttBridge:
         quotas: the per-station bounds of what the bridge keeps of untrusted input
             (dead letters, one-off alarms; :mod:`gateway.services.quotas`).
         announce_poll_s: seconds between two looks at the announcement outbox.
+        batch_max: messages ingested per transaction, at most (1 ..
+            :data:`gateway.services.events.MAX_BATCH`).
+        batch_wait_ms: how long a batch waits for more messages after its first, ms.
+        is_leader: whether this replica runs the once-per-cluster jobs (here: publishing
+            the announcement outbox); None: always (a single gateway).
 
     Raises:
-        ValueError: when ``sync_batch_size`` < 1 or ``announce_poll_s`` <= 0.
+        ValueError: when ``sync_batch_size`` < 1, ``announce_poll_s`` <= 0, ``batch_max``
+            out of range or ``batch_wait_ms`` < 0.
     """
 
     def __init__(
@@ -177,9 +210,21 @@ class MqttBridge:
         quotas: StationQuotas | None = None,
         sync_rate: str = SYNC_RATE,
         announce_poll_s: float = ANNOUNCE_POLL_S,
+        batch_max: int = BATCH_MAX,
+        batch_wait_ms: float = BATCH_WAIT_MS,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         if sync_batch_size < 1:
             raise ValueError("sync_batch_size must be >= 1")
+        if not 1 <= batch_max <= MAX_BATCH:
+            raise ValueError(f"batch_max must be in 1..{MAX_BATCH}")
+        if not batch_wait_ms >= 0:
+            raise ValueError("batch_wait_ms must be >= 0")
+        self._batch_max = batch_max
+        self._batch_wait_s = batch_wait_ms / 1000
+        self._is_leader = is_leader
+        #: ingest thread: arrival-to-commit latencies of acknowledged messages, ms
+        self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         if not announce_poll_s > 0:
             raise ValueError("announce_poll_s must be > 0")
         self._announce_poll_s = announce_poll_s
@@ -213,6 +258,8 @@ class MqttBridge:
                 "events_ingested",
                 "events_duplicate",
                 "events_refused",
+                "events_stale",
+                "batches",
                 "photos_stored",
                 "photos_duplicate",
                 "statuses",
@@ -237,7 +284,8 @@ class MqttBridge:
         self._last_error: str | None = None
         self.shared_group = shared_group
         self._generation = 0  # bumped on every connect: a mid is only valid in its session
-        self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage]] = queue.Queue()
+        #: (session generation, message, monotonic arrival time s)
+        self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage, float]] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self.command_replies: OrderedDict[str, list[CommandReply]] = OrderedDict()
@@ -328,9 +376,17 @@ class MqttBridge:
             return self._connected
 
     def status(self) -> dict[str, Any]:
-        """Return a JSON-able snapshot: connection, subscription and message counters."""
+        """Return a JSON-able snapshot: connection, subscription and message counters.
+
+        ``commit_latency_p50_ms`` / ``commit_latency_p99_ms``: from a message's arrival to
+        the commit of its batch, over the last :data:`LATENCY_WINDOW` messages (None
+        before the first).
+        """
         with self._lock:
+            latencies = sorted(self._latencies_ms)
             return {
+                "commit_latency_p50_ms": _percentile(latencies, 50),
+                "commit_latency_p99_ms": _percentile(latencies, 99),
                 "connected": self._connected,
                 "subscribed": self._ready.is_set(),
                 "broker": f"{self.host}:{self.port}",
@@ -417,6 +473,8 @@ class MqttBridge:
     def _announce_loop(self) -> None:
         while not self._stopping.wait(self._announce_poll_s):
             try:
+                if self._is_leader is not None and not self._is_leader():
+                    continue  # another replica publishes the outbox
                 self._flush_announcements()
             except Exception as exc:  # the database is down: the rows wait for the next look
                 self._note_error(f"announce: {exc!r}")
@@ -541,37 +599,150 @@ class MqttBridge:
         # Only queue: the ingest thread handles it and acknowledges it once committed.
         with self._lock:
             generation = self._generation
-        self._inbox.put((generation, msg))
+        self._inbox.put((generation, msg, time.monotonic()))
 
     # -- ingest thread ---------------------------------------------------------------------
 
     def _work(self) -> None:
         while not self._stopping.is_set():
+            batch = self._take_batch()
+            if batch and not self._ingest_batch(batch):
+                return  # stopping with unacknowledged messages: the broker redelivers them
+
+    def _take_batch(self) -> list[tuple[int, mqtt.MQTTMessage, float]]:
+        """What is queued: up to ``batch_max``, waiting ``batch_wait_ms`` at most for more."""
+        try:
+            batch = [self._inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self._batch_wait_s
+        while len(batch) < self._batch_max:
             try:
-                generation, msg = self._inbox.get(timeout=0.2)
+                batch.append(self._inbox.get_nowait())
             except queue.Empty:
-                continue
-            delay = 0.05
-            while True:
-                try:
-                    self._ingest(msg)
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                except Exception as exc:
-                    if not is_transient(exc):  # even dead-lettering failed for good
-                        self._count("dropped")
-                        self._note_error(f"ingest {msg.topic}: {exc!r}")
-                        log.exception("message dropped, cannot dead-letter it topic=%s", msg.topic)
-                        break
-                    self._count("retries")
-                    self._note_error(f"ingest {msg.topic}: {exc!r}")
-                    log.warning(
-                        "ingest failed, retrying in %.2fs topic=%s: %r", delay, msg.topic, exc
+                try:
+                    batch.append(self._inbox.get(timeout=left))
+                except queue.Empty:
+                    break
+        return batch
+
+    def _ingest_batch(self, batch: list[tuple[int, mqtt.MQTTMessage, float]]) -> bool:
+        """Store the batch's events in one transaction, handle the rest, then PUBACK all.
+
+        Returns False when the bridge stopped before everything was committed (nothing of
+        the batch is acknowledged then).
+        """
+        events: list[tuple[int, ParcelEvent]] = []  # (index in the batch, its event)
+        singles: set[int] = set()  # indexes handled one by one, after the batch's commit
+        for i, (_gen, msg, _at) in enumerate(batch):
+            event = self._batchable_event(msg)
+            if event is None:
+                singles.add(i)
+            else:
+                events.append((i, event))
+        if events:  # screened first: a refused one goes the one-by-one way (dead letter, alarm)
+            kept: list[tuple[int, ParcelEvent]] = []
+            screen = functools.partial(self._screen_events, events, kept)
+            if not self._retrying("event screening", screen, fallback=True):
+                return False
+            singles.update({i for i, _e in events} - {i for i, _e in kept})
+            events = kept
+        if events:
+            results: list[BatchResult] = []
+            step = functools.partial(self._commit_events, [e for _i, e in events], results)
+            if not self._retrying("event batch", step, fallback=True):
+                return False
+            self._count("batches")
+            if not results:  # the batch failed for good as a whole: each on its own then
+                singles.update(i for i, _e in events)
+            for (i, event), result in zip(events, results, strict=False):
+                msg = batch[i][1]
+                if result.outcome is Outcome.STORED and event.photo and self._photos is not None:
+                    self._photos.claim(event.photo.sha256)  # no longer an orphan photo
+                if result.outcome is Outcome.STALE:
+                    self._count("events_stale")
+                    singles.add(i)  # ingested again on its own (retried while it stays stale)
+                elif result.outcome is Outcome.POISON:
+                    self._count("poison")
+                    self._note_error(f"ingest {msg.topic}: {result.error!r}")
+                    error = f"{type(result.error).__name__}: {result.error}"
+                    dead = functools.partial(
+                        self._dead_letter, msg.topic, bytes(msg.payload), error
                     )
-                    if self._stopping.wait(delay):
-                        log.warning("stopping with an unacknowledged message topic=%s", msg.topic)
-                        return
-                    delay = min(delay * 2, RETRY_MAX_S)
+                    if not self._retrying(msg.topic, dead):
+                        return False
+        for i in sorted(singles):
+            msg = batch[i][1]
+            if not self._retrying(msg.topic, functools.partial(self._ingest, msg)):
+                return False
+        committed = time.monotonic()
+        with self._lock:
+            self._latencies_ms.extend((committed - arrived) * 1000 for _g, _m, arrived in batch)
+        for generation, msg, _arrived in batch:
             self._ack(generation, msg)
+        return True
+
+    def _batchable_event(self, msg: mqtt.MQTTMessage) -> ParcelEvent | None:
+        """The message's parcel event when it is a valid one on its station's event topic."""
+        try:
+            _site, station = Topics.station_of(msg.topic)
+            if msg.topic != Topics(self.site, station).event:
+                return None
+            event = decode(bytes(msg.payload), ParcelEvent)
+        except (ValueError, ProtocolError):
+            return None  # dead-lettered by the one-by-one path, with its error
+        return event if event.station == station else None
+
+    def _screen_events(
+        self, events: list[tuple[int, ParcelEvent]], kept: list[tuple[int, ParcelEvent]]
+    ) -> None:
+        """Keep in ``kept`` the events the station could have sent (event checks, issue 15)."""
+        with self._sessions() as session:
+            kept[:] = [(i, e) for i, e in events if screen_event(session, e) is None]
+
+    def _commit_events(self, events: list[ParcelEvent], results: list[BatchResult]) -> None:
+        """Ingest ``events`` in one transaction; their outcomes go to ``results``."""
+        with self._sessions() as session:
+            results[:] = ingest_events(session, events, is_transient=is_transient)
+        with self._lock:
+            self._counters["messages_in"] += len(events)
+            for r in results:
+                if r.outcome is Outcome.STORED:
+                    self._counters["events_ingested"] += 1
+                elif r.outcome is Outcome.DUPLICATE:
+                    self._counters["events_duplicate"] += 1
+
+    def _retrying(self, what: str, step: Callable[[], object], *, fallback: bool = False) -> bool:
+        """Run ``step`` until it does not fail transiently (backoff); False when stopping.
+
+        A non-transient failure is logged; unless ``fallback`` (the caller then handles the
+        messages one by one), it is counted as dropped: ``step`` dead-letters what it can,
+        and this is the case where even that failed for good.
+        """
+        delay = 0.05
+        while True:
+            try:
+                step()
+                return True
+            except Exception as exc:
+                if not is_transient(exc):
+                    self._note_error(f"ingest {what}: {exc!r}")
+                    if fallback:
+                        log.exception("%s failed, handling its messages one by one", what)
+                    else:
+                        self._count("dropped")
+                        log.exception("message dropped, cannot dead-letter it topic=%s", what)
+                    return True
+                self._count("retries")
+                self._note_error(f"ingest {what}: {exc!r}")
+                log.warning("ingest failed, retrying in %.2fs topic=%s: %r", delay, what, exc)
+                if self._stopping.wait(delay):
+                    log.warning("stopping with unacknowledged messages topic=%s", what)
+                    return False
+                delay = min(delay * 2, RETRY_MAX_S)
 
     def _ack(self, generation: int, msg: mqtt.MQTTMessage) -> None:
         if msg.qos == 0:

@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     mqtt_share_group: str | None = Field(
         default=None, description="MQTT 5 shared-subscription group, e.g. 'gateways'"
     )
+    mqtt_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=1000,
+        description="Parcel events ingested per transaction, at most (keep the broker's "
+        "max_inflight_messages above it)",
+    )
+    mqtt_batch_wait_ms: float = Field(
+        default=10.0, ge=0, le=1000, description="How long a batch waits for more events, ms"
+    )
     site: str = Field(default="site1", min_length=1, max_length=64, pattern=r"^[^/+#\s]+$")
     secret_key: str = DEFAULT_SECRET_KEY
     http_host: str = "127.0.0.1"

@@ -96,14 +96,17 @@ class MosquittoBroker(_Process):
     Args:
         workdir: folder for its config, log and persistence file.
         port: TCP port; a free one when None.
+        extra_config: more ``mosquitto.conf`` lines, appended (e.g. a bridge section:
+            :func:`bridge_config`).
     """
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
         self.workdir = Path(workdir)
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.extra_config = extra_config
 
     def start(self) -> None:
         """Start the broker (persistence on, so restarts keep sessions) and wait for it."""
@@ -115,9 +118,12 @@ class MosquittoBroker(_Process):
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "max_queued_messages 100000\n"
+            # the gateway acknowledges a batch after its commit: the broker must let a
+            # whole batch be in flight to it (MqttBridge batch_max)
+            "max_inflight_messages 1000\n"
             # As root, mosquitto drops to user "mosquitto", which cannot write the
             # persistence file here: sessions would be lost across a restart.
-            f"{'user root' if os.geteuid() == 0 else ''}\n",
+            f"{'user root' if os.geteuid() == 0 else ''}\n" + self.extra_config,
             encoding="utf-8",
         )
         log = (self.workdir / "mosquitto.log").open("ab")
@@ -125,6 +131,38 @@ class MosquittoBroker(_Process):
             [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
         )
         self._wait_port(self.port, 10)
+
+
+def bridge_config(site: str, central_port: int, name: str | None = None) -> str:
+    """The bridge section of a site broker forwarding ``site``'s topics to a local central one.
+
+    The same topics, directions and QoS as ``hardware/bridge-site-to-central.conf`` (read
+    from it, so the two never differ), without TLS or credentials: the central broker is
+    on 127.0.0.1:``central_port``. ``name``: the connection name (default the site).
+    """
+    shipped = Path(__file__).resolve().parent.parent / "hardware" / "bridge-site-to-central.conf"
+    topics = [
+        line.replace("SITE_ID", site)
+        for line in shipped.read_text(encoding="utf-8").splitlines()
+        if line.startswith("topic ")
+    ]
+    conn = name or site
+    return "\n".join(
+        [
+            f"connection central-{conn}",
+            f"address 127.0.0.1:{central_port}",
+            "bridge_protocol_version mqttv311",
+            f"remote_clientid bridge-{conn}",
+            f"local_clientid bridge-local-{conn}",
+            "cleansession false",
+            "start_type automatic",
+            "restart_timeout 1 5",
+            "try_private true",
+            "bridge_max_packet_size 3145728",
+            *topics,
+            "",
+        ]
+    )
 
 
 class GatewayProcess(_Process):

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -628,6 +629,9 @@ def after_ingest(session: Session, stored: ParcelEvent) -> None:
     Raises:
         StaleRma: another writer changed the RMA meanwhile (the caller retries the whole
             ingestion, so the event is decided on the RMA's current state).
+        sqlalchemy.exc.OperationalError: the database failed (a deadlock with another
+            replica, a lock timeout, a lost connection): the caller retries the ingestion,
+            rather than storing the event without its credits.
     """
     settings = _Config.settings
     if settings is None or not stored.rma_number:
@@ -637,7 +641,7 @@ def after_ingest(session: Session, stored: ParcelEvent) -> None:
             rma = load_for_change(session, stored.rma_number)
             if rma is not None:
                 apply_parcel(session, settings, rma, stored, actor=f"station:{stored.station}")
-    except (StaleRma, StaleDataError):
+    except (StaleRma, StaleDataError, OperationalError):
         raise
     except Exception:
         log.exception("crediting failed for event %s", stored.event_id)

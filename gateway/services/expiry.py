@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
@@ -50,11 +51,19 @@ def expire_overdue(
 
 
 class ExpiryWorker(PeriodicWorker):
-    """Background thread running :func:`expire_overdue` every ``settings.expiry_check_s``."""
+    """Background thread running :func:`expire_overdue` every ``settings.expiry_check_s``.
 
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+    ``leader``: see :class:`gateway.services.worker.PeriodicWorker`.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        leader: Callable[[], bool] | None = None,
+    ) -> None:
         def job() -> None:
             with sessions() as session:
                 expire_overdue(session, settings)
 
-        super().__init__("expiry", settings.expiry_check_s, job)
+        super().__init__("expiry", settings.expiry_check_s, job, leader)

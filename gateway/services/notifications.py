@@ -26,6 +26,7 @@ import functools
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -428,12 +429,18 @@ def replay(session: Session, row: Notification, *, now: datetime | None = None) 
 class NotificationWorker(PeriodicWorker):
     """Background thread sending due customer e-mails every ``settings.notification_poll_s``.
 
-    Each round opens at most one SMTP connection and closes it.
+    Each round opens at most one SMTP connection and closes it. ``leader``: see
+    :class:`gateway.services.worker.PeriodicWorker`.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        leader: Callable[[], bool] | None = None,
+    ) -> None:
         def job() -> None:
             with sessions() as session, SmtpTransport(settings) as transport:
                 deliver_due(session, settings, transport)
 
-        super().__init__("notifications", settings.notification_poll_s, job)
+        super().__init__("notifications", settings.notification_poll_s, job, leader)

@@ -20,6 +20,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.services.quotas import DROPPED, Quota, StationQuotas
@@ -50,6 +51,8 @@ class PhotoStore:
         folder: the photo folder (created).
         retention_days: photos older than this are deleted (None: kept for ever).
         orphans: the per-station quota of photos no event has named yet.
+        leader: asked before a purge; the purge is skipped unless it returns True (one
+            replica purges a shared photo folder); None: always purge.
     """
 
     def __init__(
@@ -57,8 +60,10 @@ class PhotoStore:
         folder: Path,
         retention_days: float | None = 365.0,
         orphans: Quota = StationQuotas.orphan_photos,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self._leader = leader
         self.folder.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
         self.orphans = orphans
@@ -146,9 +151,11 @@ class PhotoStore:
         return gone
 
     def maybe_purge(self) -> None:
-        """Purge at most once an hour."""
+        """Purge at most once an hour, when this replica leads."""
         now = time.monotonic()
         if now - self._last_purge >= PURGE_EVERY_S:
+            if self._leader is not None and not self._leader():
+                return
             self._last_purge = now
             self.purge()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,10 @@ __all__ = [
 ]
 
 
+#: ``session.info`` key of the active endpoints a caller read for its whole transaction
+ENDPOINTS_KEY = "webhooks.active_endpoints"
+
+
 def enqueue(
     session: Session,
     settings: Settings,
@@ -57,9 +62,12 @@ def enqueue(
 ) -> None:
     """Add an outbound event, due ``now``, for every active endpoint, to the transaction.
 
-    A no-op without endpoints.
+    A no-op without endpoints. The endpoints are read once per call, unless the caller
+    read them for its whole transaction (:data:`ENDPOINTS_KEY` in ``session.info``, as
+    the batched event ingestion does).
     """
-    for endpoint in active_endpoints(session):
+    endpoints = session.info.get(ENDPOINTS_KEY)
+    for endpoint in active_endpoints(session) if endpoints is None else endpoints:
         session.add(
             WebhookDelivery(
                 event_type=event_type,
@@ -165,13 +173,20 @@ def replay(session: Session, delivery: WebhookDelivery, *, now: datetime | None 
 
 
 class WebhookWorker(PeriodicWorker):
-    """Background thread that delivers due webhooks every ``settings.webhook_poll_s``."""
+    """Background thread that delivers due webhooks every ``settings.webhook_poll_s``.
+
+    ``leader``: see :class:`gateway.services.worker.PeriodicWorker`.
+    """
 
     def __init__(
-        self, sessions: sessionmaker[Session], settings: Settings, client: httpx.Client
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        client: httpx.Client,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         def job() -> None:
             with sessions() as session:
                 deliver_due(session, settings, client)
 
-        super().__init__("webhooks", settings.webhook_poll_s, job)
+        super().__init__("webhooks", settings.webhook_poll_s, job, leader)

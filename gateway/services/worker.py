@@ -19,12 +19,22 @@ class PeriodicWorker:
         name: thread name, also used in the log.
         interval_s: seconds between the end of one round and the start of the next.
         job: the round to run.
+        leader: asked before each round; the round is skipped unless it returns True (the
+            job runs once across gateway replicas: :class:`gateway.services.leader.LeaderLease`).
+            None: every round runs (a single gateway).
     """
 
-    def __init__(self, name: str, interval_s: float, job: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        job: Callable[[], None],
+        leader: Callable[[], bool] | None = None,
+    ) -> None:
         self.name = name
         self._interval_s = interval_s
         self._job = job
+        self._leader = leader
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -40,6 +50,8 @@ class PeriodicWorker:
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
+                if self._leader is not None and not self._leader():
+                    continue  # another replica runs it
                 self._job()
             except Exception:
                 log.exception("%s round failed", self.name)

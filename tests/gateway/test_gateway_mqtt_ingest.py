@@ -14,11 +14,18 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from gateway import mqtt_bridge
 from gateway.db import Database
-from gateway.models import DeadLetter, StationEvent
+from gateway.models import Credit, DeadLetter, Rma, RmaLineRecord, StationEvent
 from gateway.mqtt_bridge import MqttBridge
+from gateway.schemas import RmaDraft
+from gateway.services import credits
+from gateway.services import events as events_service
+from gateway.services.rma_writer import StaleRma
+from gateway.services.rmas import create_rma
 from protocol import ParcelEvent, StationStatus, Topics, encode
+from simulator.load import PRODUCT_GTIN, parcel
 from simulator.testing import start_bridge
 from tests.gateway.conftest import UNKNOWN_RMA
+from tests.gateway.test_gateway_returns import CFG
 
 pytestmark = pytest.mark.broker
 
@@ -111,21 +118,22 @@ def test_poison_message_is_dead_lettered_and_does_not_block_the_ingest(
         make_event(station="st1", **UNKNOWN_RMA),
         make_event(station="st1", **UNKNOWN_RMA),
     )
-    real_ingest = mqtt_bridge.ingest_event
+    real_hook = events_service.after_ingest
 
-    def ingest(session: Any, event: ParcelEvent) -> bool:
+    def hook(session: Any, event: ParcelEvent) -> None:
         if event.event_id == poison.event_id:
             raise error
-        return bool(real_ingest(session, event))
+        real_hook(session, event)
 
-    monkeypatch.setattr(mqtt_bridge, "ingest_event", ingest)
+    monkeypatch.setattr(events_service, "after_ingest", hook)
     bridge = make_bridge(db.sessions)
     topic = Topics(site, "st1").event
     probe.publish(topic, encode(poison))
     probe.publish(topic, encode(good))
     wait(lambda: stored(db) == [good.event_id], what="the event behind the poison stored")
-    assert dead_letters(db) == [(topic, encode(poison), f"{text}: {error}")]
+    # acknowledged once stored or dead-lettered: the dead letter follows the batch's commit
     wait(lambda: bridge.status()["acks"] >= 2, what="both acknowledged")
+    assert dead_letters(db) == [(topic, encode(poison), f"{text}: {error}")]
     status = bridge.status()
     assert (status["retries"], status["poison"], status["dead_letters"]) == (0, 1, 1), status
     assert (status["events_ingested"], status["acks"]) == (1, 2), status
@@ -148,6 +156,7 @@ def test_event_with_unbounded_parcel_id_is_dead_lettered_by_the_contract(
     probe.publish(topic, poison)
     probe.publish(topic, encode(good))
     wait(lambda: stored(db) == [good.event_id], what="the next event stored")
+    wait(lambda: bridge.status()["acks"] >= 2, what="both acknowledged")
     [(dl_topic, payload, error)] = dead_letters(db)
     assert (dl_topic, payload) == (topic, poison)
     assert "parcel_id" in error and "less than or equal to 9223372036854775807" in error
@@ -232,3 +241,70 @@ def test_status_page_shows_sync_lag_and_birth_keeps_config_hash(
     row = re.search(r'<tr data-station="st1">(.*?)</tr>', page, re.S)
     assert row is not None
     assert re.findall(r'<td class="num">(\d+)</td>', row.group(1)) == ["2"]
+
+
+def test_one_batch_commits_every_event_with_its_credit_poison_and_stale_apart(
+    anydb: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    wait: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(credits._Config, "settings", CFG)  # restored at teardown
+    numbers = [f"B{i:04d}" for i in range(40)]
+    with anydb.session() as s:
+        for n in numbers:
+            draft = RmaDraft.model_validate(
+                {
+                    "number": n,
+                    "order_ref": f"O-{n}",
+                    "reason": "changed_mind",
+                    "resolution": "refund",
+                    "lines": [
+                        {"sku": "A", "quantity": 1, "unit_price_cents": 1999, "gtin": PRODUCT_GTIN}
+                    ],
+                }
+            )
+            create_rma(s, CFG, draft, actor="api-key:shop")
+    events = [parcel(n, "st1", i + 1) for i, n in enumerate(numbers)]
+    poison, stale = events[5], events[9]
+    stale_calls = 0
+    real_hook = events_service.after_ingest
+
+    def hook(session: Any, event: ParcelEvent) -> None:
+        nonlocal stale_calls
+        if event.event_id == poison.event_id:
+            raise ValueError("bad value")
+        if event.event_id == stale.event_id and stale_calls < 7:
+            stale_calls += 1  # a lead deciding that RMA 7 times in a row: 5 in the batch
+            raise StaleRma(event.rma_number or "")
+        real_hook(session, event)
+
+    monkeypatch.setattr(events_service, "after_ingest", hook)
+    bridge = make_bridge(anydb.sessions, batch_wait_ms=3000)  # all of them in one batch
+    topic = Topics(site, "st1").event
+    for e in [*events, events[0]]:  # the last one a redelivery
+        probe.publish(topic, encode(e))
+    wait(lambda: bridge.status()["acks"] == 41, timeout_s=20, what="41 acknowledged")
+    assert sorted(stored(anydb)) == sorted(e.event_id for e in events if e is not poison)
+    with anydb.session() as s:
+        credited = sorted(
+            s.scalars(
+                select(Rma.number)
+                .join(RmaLineRecord, RmaLineRecord.rma_id == Rma.id)
+                .join(Credit, Credit.rma_line_id == RmaLineRecord.id)
+            )
+        )
+    assert credited == [n for n in numbers if n != poison.rma_number]  # each once
+    assert [t for t, _p, _e in dead_letters(anydb)] == [topic]
+    status = bridge.status()
+    counts = {k: status[k] for k in ("batches", "events_ingested", "events_duplicate")}
+    assert counts == {"batches": 1, "events_ingested": 39, "events_duplicate": 1}
+    assert (status["poison"], status["events_stale"], status["retries"], stale_calls) == (
+        1,
+        1,
+        0,
+        7,
+    )
+    assert status["commit_latency_p99_ms"] is not None
