@@ -69,6 +69,8 @@ class RmaOut(_Out):
     customer_email: str = ""
     customer_address: str = ""
     customer_language: str = ""
+    carrier: str = ""
+    tracking_number: str | None = None
     delivered_on: date | None
     reason: str
     resolution: str

@@ -1,0 +1,35 @@
+"""Issue 18: an RMA's carrier and tracking number (one RMA per tracking number).
+
+Revision ID: 0012
+Revises: 0010
+Create Date: 2026-12-02 03:40:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Apply this migration."""
+    op.add_column(
+        "rmas", sa.Column("carrier", sa.String(length=32), server_default="", nullable=False)
+    )
+    op.add_column("rmas", sa.Column("tracking_number", sa.String(length=48), nullable=True))
+    op.create_index(op.f("ix_rmas_tracking_number"), "rmas", ["tracking_number"], unique=True)
+
+
+def downgrade() -> None:
+    """Revert this migration."""
+    op.drop_index(op.f("ix_rmas_tracking_number"), table_name="rmas")
+    with op.batch_alter_table("rmas") as batch:
+        batch.drop_column("tracking_number")
+        batch.drop_column("carrier")
