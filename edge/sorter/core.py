@@ -147,6 +147,7 @@ class _Parcel:
     texts: list[str] = field(default_factory=list)
     garbled: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
+    tracking: list[str] = field(default_factory=list)
     uids: list[str] = field(default_factory=list)
     items: list[Gs1Item] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
@@ -315,6 +316,8 @@ class SorterCore:
             owner.garbled.append(c.value)
         elif cls in _OTHERS:
             owner.others.append(c.value)
+            if cls is CodeClass.TRACKING:
+                owner.tracking.append(c.value)
         owner.reads.append(what)
         owner.add_code(c.code_read("scanner" if source == "scanner" else "camera"))
         return actions
@@ -841,6 +844,7 @@ class SorterCore:
             texts=distinct(parcel.texts),
             garbled=distinct(parcel.garbled),
             others=distinct(parcel.others),
+            tracking=distinct(parcel.tracking),
         )
         ident = identify(reads, self.rmas)
         rma = ident.rma
