@@ -192,6 +192,29 @@ class RmaDraft(_CarrierTracking):
 RESOLUTIONS = ("refund", "store_credit", "exchange")
 
 
+class TrackingEventIn(BaseModel):
+    """A carrier's tracking event, carrier-neutral (``POST /api/v1/tracking/events``).
+
+    ``status``: ``in_transit`` (the parcel is moving), ``delivered`` (at our warehouse),
+    ``exception`` (held, damaged, returned to sender...); ``occurred_at`` is when the
+    carrier saw it (with its UTC offset); ``expected_on`` the delivery date it expects.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    carrier: str = Field(min_length=1, max_length=CARRIER_MAX_CHARS)
+    tracking_number: str = Field(min_length=1, max_length=TRACKING_NUMBER_MAX_CHARS)
+    status: Literal["in_transit", "delivered", "exception"]
+    occurred_at: AwareDatetime
+    expected_on: date | None = None
+    detail: str = Field(default="", max_length=500, description="The carrier's own words")
+
+    @field_validator("tracking_number")
+    @classmethod
+    def _tracking_known(cls, v: str) -> str:
+        return check_tracking(v)[1]
+
+
 class ShipRequest(_CarrierTracking):
     """The customer's parcel is on its way (``ship``): its carrier tracking, if known."""
 

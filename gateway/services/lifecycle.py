@@ -14,7 +14,7 @@ States::
                               refunded | credited | exchanged ──close──▶ closed
 
     cancel: requested, authorized, in_transit ──▶ cancelled
-    expire: requested, authorized ──▶ expired
+    expire: requested, authorized, in_transit ──▶ expired
     close:  rejected, cancelled, expired and graded (credit refused) also close
 
 Every fired trigger appends an :class:`gateway.models.RmaTransition` (trigger, from, to,
@@ -67,7 +67,7 @@ TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "credit", "source": "graded", "dest": "credited"},
     {"trigger": "exchange", "source": "graded", "dest": "exchanged"},
     {"trigger": "cancel", "source": ["requested", "authorized", "in_transit"], "dest": "cancelled"},
-    {"trigger": "expire", "source": ["requested", "authorized"], "dest": "expired"},
+    {"trigger": "expire", "source": ["requested", "authorized", "in_transit"], "dest": "expired"},
     {
         "trigger": "close",
         "source": [
