@@ -39,7 +39,8 @@ from gateway.services.outbox import NotReplayable
 from gateway.services.revisions import ensure_site
 from gateway.services.rmas import create_rma, transition_rma
 from gateway.settings import Settings
-from protocol import ParcelEvent, UnitReceipt
+from protocol import ParcelEvent
+from tests.gateway.conftest import parcel_for
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Passw0rd"
@@ -286,32 +287,10 @@ def test_refund_issued_says_the_credited_amount(
     ) in body.get_content()
 
 
-def shirt_parcel(number: str, unit: int) -> ParcelEvent:
-    """A station's parcel event: one shirt of ``number``, proved by its GTIN, restocked."""
-    return ParcelEvent(
-        event_id=f"ev-{number}-{unit}",
-        station="st1",
-        parcel_id=unit,
-        inducted_at=T0,
-        length_mm=310.0,
-        barcode=number,
-        rma_number=number,
-        lane="restock",
-        disposition="restock",
-        reason="matched",
-        diverted=True,
-        divert_confirmed=True,
-        units=[
-            UnitReceipt(
-                line_no=1,
-                sku="SHIRT-M",
-                unit=unit,
-                evidence="gtin",
-                verified=True,
-                identifier="04006381333931",
-            )
-        ],
-    )
+def one_unit(rma: Rma, unit: int) -> ParcelEvent:
+    """A parcel of ``rma``'s first line's unit ``unit`` alone, proved, restocked."""
+    whole = parcel_for(rma, "restock")
+    return whole.model_copy(update={"units": (whole.units[unit - 1],), "parcel_id": unit})
 
 
 def test_the_writer_path_mails_authorised_received_and_refunded_once_each(
@@ -324,9 +303,7 @@ def test_the_writer_path_mails_authorised_received_and_refunded_once_each(
         with db.session() as s:
             stored = s.scalar(select(Rma).where(Rma.number == rma.number))
             assert stored is not None
-            apply_parcel(
-                s, settings, stored, shirt_parcel(rma.number, unit), actor="station:st1", now=T0
-            )
+            apply_parcel(s, settings, stored, one_unit(stored, unit), actor="station:st1", now=T0)
             s.commit()
     with db.session() as s:  # a later change (closing) mails nothing more
         stored = s.scalar(select(Rma).where(Rma.number == rma.number))
