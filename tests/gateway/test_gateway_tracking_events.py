@@ -5,14 +5,23 @@ safe."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from gateway.db import Database
 from gateway.main import create_app
+from gateway.models import Rma, RmaTransition
+from gateway.schemas import RmaDraft, TrackingEventIn
+from gateway.services.revisions import ensure_site
+from gateway.services.rma_writer import StaleRma
+from gateway.services.rmas import create_rma
+from gateway.services.tracking import apply_carrier_event
 from gateway.services.webhook_endpoints import sign
 from gateway.settings import Settings
 from tests.gateway.conftest import ADMIN_KEY
@@ -157,3 +166,53 @@ def test_only_a_carrier_with_its_own_signature_moves_its_own_parcels(client: Tes
     huge = post(client, json.dumps({**ok, "detail": "x" * 9000}).encode())
     assert huge.status_code == 413
     assert client.get("/api/v1/rmas").json()["rmas"][0]["state"] == "authorized"
+
+
+N_RACERS = 8
+
+
+def test_simultaneous_repeats_of_one_scan_ship_the_rma_once(anydb: Database) -> None:
+    """Retried deliveries of one scan racing on each backend: one ship, one transition."""
+    settings = Settings(site="s1", env="dev")
+    with anydb.session() as s:
+        ensure_site(s, "s1")
+        s.commit()
+        draft = RmaDraft(
+            order_ref="O-1",
+            reason="size",
+            resolution="refund",
+            lines=[{"sku": "A", "quantity": 1, "unit_price_cents": 900}],
+            tracking_number=UPS,
+        )
+        number = create_rma(s, settings, draft).number
+    scan = TrackingEventIn(
+        carrier="UPS", tracking_number=UPS, status="in_transit", occurred_at="2026-12-01T08:00Z"
+    )
+    outcomes: list[str] = []
+    start = threading.Barrier(N_RACERS)
+
+    def deliver() -> None:
+        with anydb.session() as s:
+            start.wait()
+            try:
+                _rma, applied = apply_carrier_event(s, settings, scan)
+                outcomes.append("applied" if applied else "repeat")
+            except StaleRma:
+                outcomes.append("409")
+
+    threads = [threading.Thread(target=deliver) for _ in range(N_RACERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes.count("applied") == 1
+    assert len(outcomes) == N_RACERS
+    with anydb.session() as s:
+        rma = s.scalar(select(Rma).where(Rma.number == number))
+        assert rma is not None and (rma.state, rma.carrier_status) == ("in_transit", "in_transit")
+        ships = s.scalars(
+            select(RmaTransition.trigger).where(
+                RmaTransition.rma_id == rma.id, RmaTransition.trigger == "ship"
+            )
+        ).all()
+        assert ships == ["ship"]
