@@ -40,8 +40,10 @@ CREATE TABLE IF NOT EXISTS rmas (
     payload  TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- Item identifiers (tag UID, serial) of the cached RMA lines, so that a tag read can name
--- its RMA; kept by triggers from the payload, whoever writes the rmas table.
+-- Identifiers of the cached RMAs: item identifiers of their lines (tag UID, serial) and
+-- the parcel's carrier tracking number (kind 'tracking', announcement schema 3), so that a
+-- tag or a carrier barcode read can name its RMA; kept by a trigger from the payload,
+-- whoever writes the rmas table (the trigger of stores before tracking is replaced).
 CREATE TABLE IF NOT EXISTS rma_identifiers (
     number TEXT NOT NULL,
     kind   TEXT NOT NULL,
@@ -49,8 +51,12 @@ CREATE TABLE IF NOT EXISTS rma_identifiers (
     PRIMARY KEY (number, kind, value)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rma_identifiers_by_value ON rma_identifiers(kind, value);
-CREATE TRIGGER IF NOT EXISTS rma_identifiers_ins AFTER INSERT ON rmas BEGIN
+DROP TRIGGER IF EXISTS rma_identifiers_ins;
+CREATE TRIGGER IF NOT EXISTS rma_identifiers_ins_v2 AFTER INSERT ON rmas BEGIN
     DELETE FROM rma_identifiers WHERE number = NEW.number;
+    INSERT OR IGNORE INTO rma_identifiers(kind, value, number)
+        SELECT 'tracking', json_extract(NEW.payload, '$.tracking_number'), NEW.number
+        WHERE json_extract(NEW.payload, '$.tracking_number') IS NOT NULL;
     INSERT OR IGNORE INTO rma_identifiers(kind, value, number)
         SELECT 'rfid_uid', json_extract(l.value, '$.rfid_uid'), NEW.number
         FROM json_each(NEW.payload, '$.lines') AS l
@@ -212,12 +218,14 @@ class StationStore:
             revision=row[0],
             lines=lines,
             reason=payload.get("reason"),
+            tracking_number=payload.get("tracking_number"),
         )
 
     def find_rmas(self, kind: str, value: str) -> tuple[str, ...]:
         """RMA numbers whose lines declare identifier ``kind`` equal to ``value``.
 
-        ``kind`` is ``rfid_uid`` (canonical UID) or ``serial``; implements the core's
+        ``kind`` is ``rfid_uid`` (canonical UID), ``serial``, or ``tracking`` (the RMA's
+        carrier tracking number, not a line's); implements the core's
         ``IdentifierDirectory``.
         """
         with self._lock:

@@ -33,6 +33,7 @@ from gateway.api.routes import (
     reasons,
     rmas,
     stations,
+    tracking,
     webhooks,
 )
 from gateway.api.routes import alarms as alarm_routes
@@ -233,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     app.include_router(orders.router, max_body_size=ORDERS_MAX_BODY)
+    app.include_router(tracking.router, max_body_size=tracking.MAX_BODY)
     app.include_router(health.router)
     app.include_router(pages.router)
     returns_form.install(app, settings, max_body_size=RETURN_FORM_MAX_BODY)

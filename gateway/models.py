@@ -93,6 +93,17 @@ class Rma(Base):
     customer_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
     customer_address: Mapped[str] = mapped_column(Text, default="", server_default="")
     customer_language: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    #: the parcel's carrier tracking number as :mod:`gateway.returns.tracking` validates
+    #: it (UPU S10, UPS 1Z; one RMA per number), and the carrier's name ("" with none)
+    carrier: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    tracking_number: Mapped[str | None] = mapped_column(String(48), unique=True, index=True)
+    #: when the parcel left (ship, or the carrier's first scan): in transit since then;
+    #: the carrier's last reported status (``in_transit``, ``delivered`` at the warehouse,
+    #: ``exception``; "" none yet), when it happened, and the delivery date it expects
+    shipped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    carrier_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    carrier_status_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    expected_on: Mapped[date | None] = mapped_column(Date)
     delivered_on: Mapped[date | None] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(String(64))
     resolution: Mapped[str] = mapped_column(String(32))

@@ -31,6 +31,7 @@ from gateway.returns.refunds import (
     is_currency,
     paid_lines,
 )
+from gateway.returns.tracking import CARRIER_MAX_CHARS, TRACKING_NUMBER_MAX_CHARS, check_tracking
 from protocol.messages import canonical_uid
 
 ADDRESS_MAX_LINES = 8
@@ -108,8 +109,39 @@ class RmaLineDraft(BaseModel):
         return None if v is None else canonical_uid(v)
 
 
-class RmaDraft(BaseModel):
-    """A new RMA as the shop back-end submits it."""
+class _CarrierTracking(BaseModel):
+    """A carrier and its tracking number, validated together (``gateway.returns.tracking``).
+
+    ``tracking_number`` is stored upper-case; ``carrier`` None (not given) keeps the name
+    stored for the same number, else takes the classifier's (``UPU S10``, ``UPS``).
+    """
+
+    carrier: str | None = Field(
+        default=None,
+        max_length=CARRIER_MAX_CHARS,
+        description="Carrier's name; default: the one the tracking number's format names",
+    )
+    tracking_number: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=TRACKING_NUMBER_MAX_CHARS,
+        description="Carrier tracking number (UPU S10 such as RB123456785GB, UPS 1Z...), "
+        "check digit verified",
+    )
+
+    @model_validator(mode="after")
+    def _tracking_known(self) -> _CarrierTracking:
+        if self.tracking_number is None:
+            if self.carrier:
+                raise ValueError("a carrier needs its tracking_number")
+            return self
+        carrier, self.tracking_number = check_tracking(self.tracking_number, self.carrier)
+        self.carrier = carrier if self.carrier else None  # None: the stored or the format's
+        return self
+
+
+class RmaDraft(_CarrierTracking):
+    """A new RMA as the shop back-end submits it (with its parcel's carrier tracking, if known)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -158,6 +190,49 @@ class RmaDraft(BaseModel):
 
 
 RESOLUTIONS = ("refund", "store_credit", "exchange")
+
+
+class TrackingEventIn(BaseModel):
+    """A carrier's tracking event, carrier-neutral (``POST /api/v1/tracking/events``).
+
+    ``status``: ``in_transit`` (the parcel is moving), ``delivered`` (at our warehouse),
+    ``exception`` (held, damaged, returned to sender...); ``occurred_at`` is when the
+    carrier saw it (with its UTC offset); ``expected_on`` the delivery date it expects.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    carrier: str = Field(min_length=1, max_length=CARRIER_MAX_CHARS)
+    tracking_number: str = Field(min_length=1, max_length=TRACKING_NUMBER_MAX_CHARS)
+    status: Literal["in_transit", "delivered", "exception"]
+    occurred_at: AwareDatetime
+    expected_on: date | None = None
+    detail: str = Field(default="", max_length=500, description="The carrier's own words")
+
+    @field_validator("tracking_number")
+    @classmethod
+    def _tracking_known(cls, v: str) -> str:
+        return check_tracking(v)[1]
+
+
+class ShipRequest(_CarrierTracking):
+    """The customer's parcel is on its way (``ship``): its carrier tracking, if known."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    note: str = Field(default="", max_length=2000)
+
+
+class TrackingRequest(_CarrierTracking):
+    """Set the carrier tracking of an RMA (e.g. from a label bought for it); no state change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    tracking_number: str = Field(
+        min_length=1,
+        max_length=TRACKING_NUMBER_MAX_CHARS,
+        description="Carrier tracking number (UPU S10, UPS 1Z...), check digit verified",
+    )
 
 
 class OrderLineDraft(BaseModel):

@@ -217,6 +217,25 @@ class Settings(BaseSettings):
     quota_orphan_photo_hours: float = Field(
         default=24.0, gt=0, description="An orphan photo is deleted after this"
     )
+    in_transit_overdue_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="An RMA in transit (shipped, not received) longer than this many days "
+        "is overdue on the status page",
+    )
+    in_transit_expiry_days: int = Field(
+        default=60,
+        ge=1,
+        le=3650,
+        description="An RMA in transit longer than this many days (shop calendar) expires",
+    )
+    tracking_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Carrier name -> the secret it signs tracking webhooks with "
+        '(POST /api/v1/tracking/events, HMAC-SHA256); JSON, e.g. {"UPS": "..."}',
+    )
     shipping_refund: Literal["never", "merchant_fault", "always"] = Field(
         default="merchant_fault",
         description="When the returned units' share of the shipping the customer paid is "
@@ -451,6 +470,14 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("tracking_secrets")
+    @classmethod
+    def _bounded_carriers(cls, v: dict[str, str]) -> dict[str, str]:
+        for carrier, secret in v.items():
+            if not 1 <= len(carrier) <= 32 or not secret:
+                raise ValueError("a tracking secret needs a carrier name of 1..32 characters")
+        return v
+
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:
         if self.webhook_url and not self.webhook_secret:
@@ -470,6 +497,10 @@ class Settings(BaseSettings):
             ("RS_SECRET_KEY", self.secret_key, MIN_SECRET_KEY_LENGTH),
             ("RS_BOOTSTRAP_API_KEY", self.bootstrap_api_key, 24),
             ("RS_WEBHOOK_SECRET", self.webhook_secret, MIN_SECRET_KEY_LENGTH),
+            *(
+                (f"RS_TRACKING_SECRETS[{carrier!r}]", secret, MIN_SECRET_KEY_LENGTH)
+                for carrier, secret in self.tracking_secrets.items()
+            ),
         ):
             why = keys.weakness(value, min_length=min_length) if value is not None else None
             if why is not None:

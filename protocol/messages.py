@@ -240,13 +240,17 @@ class RmaAnnouncement(_Message):
     station applies an announcement only when it is newer than what it holds for that RMA
     and catches up by asking for everything after its highest applied revision.
     Schema version 2 adds the optional line fields of :class:`RmaLine` (received
-    quantities, unit value, catalogue weight and dimensions); stations accept 1 and 2
-    (upgrade stations first).
+    quantities, unit value, catalogue weight and dimensions); version 3 adds the parcel's
+    carrier ``tracking_number`` (as the code classifier of :mod:`protocol.codes` names a
+    tracking read: UPU S10, UPS 1Z, ...; at most 48 printable ASCII characters) and the
+    ``carrier``'s name. Stations accept 1, 2 and 3 (upgrade stations first); the gateway
+    writes 3 only for an RMA with a tracking number, so a station not yet upgraded still
+    takes every other announcement.
     """
 
-    SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
+    SCHEMA_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2, 3)
 
-    schema_version: SchemaVersion = 2
+    schema_version: SchemaVersion = 3
     kind: Literal["rma"] = "rma"
     number: str = Field(min_length=1, max_length=32)
     revision: int = Field(ge=1, le=INT64_MAX)
@@ -255,11 +259,17 @@ class RmaAnnouncement(_Message):
     reason: str = Field(min_length=1, max_length=64)
     resolution: str = Field(min_length=1, max_length=32)
     lines: tuple[RmaLine, ...] = Field(min_length=1, max_length=1_000)
+    tracking_number: str | None = Field(
+        default=None, min_length=1, max_length=48, pattern=r"^[\x21-\x7e]+$"
+    )
+    carrier: str | None = Field(default=None, min_length=1, max_length=32)
 
     @model_validator(mode="after")
     def _v1_has_no_v2_fields(self) -> RmaAnnouncement:
         if self.schema_version < 2 and any(line.has_v2_fields() for line in self.lines):
             raise ValueError("received, value and catalogue line fields need schema_version 2")
+        if self.schema_version < 3 and (self.tracking_number or self.carrier):
+            raise ValueError("tracking_number and carrier need schema_version 3")
         return self
 
 

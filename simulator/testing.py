@@ -122,9 +122,10 @@ def rma(
     state: str = "authorized",
     reason: str | None = "changed_mind",
     revision: int = 1,
+    tracking_number: str | None = None,
 ) -> RmaRecord:
     """An RMA record; without ``lines`` one line of one ``SKU-1``."""
-    return RmaRecord(number, state, revision, lines or (line(),), reason)
+    return RmaRecord(number, state, revision, lines or (line(),), reason, tracking_number)
 
 
 def announcement(
@@ -133,12 +134,14 @@ def announcement(
     revision: int = 1,
     state: str = "authorized",
     reason: str = "size",
+    tracking_number: str | None = None,
 ) -> RmaAnnouncement:
-    """An RMA announcement as the gateway sends it.
+    """An RMA announcement as the gateway sends it (with the parcel's carrier tracking).
 
     Without ``lines``: one line of ``SKU-1`` worth :data:`CHEAP_UNIT_CENTS` (as :func:`line`).
     """
     return RmaAnnouncement(
+        tracking_number=tracking_number,
         number=number,
         revision=revision,
         order_ref=f"O-{number}",
@@ -171,7 +174,12 @@ class Directory:
         return self.rmas.get(number)
 
     def find_rmas(self, kind: str, value: str) -> tuple[str, ...]:
-        """Numbers of the RMAs with a line whose ``kind`` (``rfid_uid``, ``serial``) = ``value``."""
+        """Numbers of the RMAs with a line whose ``kind`` (``rfid_uid``, ``serial``) = ``value``.
+
+        ``tracking``: the RMAs whose carrier tracking number is ``value``.
+        """
+        if kind == "tracking":
+            return tuple(sorted(n for n, r in self.rmas.items() if r.tracking_number == value))
         return tuple(
             sorted(
                 r.number

@@ -151,6 +151,7 @@ class _Parcel:
     texts: list[str] = field(default_factory=list)
     garbled: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
+    tracking: list[str] = field(default_factory=list)
     uids: list[str] = field(default_factory=list)
     items: list[Gs1Item] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
@@ -321,6 +322,8 @@ class SorterCore:
             owner.garbled.append(c.value)
         elif cls in _OTHERS:
             owner.others.append(c.value)
+            if cls is CodeClass.TRACKING:
+                owner.tracking.append(c.value)
         owner.reads.append(what)
         owner.add_code(c.code_read("scanner" if source == "scanner" else "camera"))
         return actions
@@ -882,6 +885,7 @@ class SorterCore:
             texts=distinct(parcel.texts),
             garbled=distinct(parcel.garbled),
             others=distinct(parcel.others),
+            tracking=distinct(parcel.tracking),
         )
         ident = identify(reads, self.rmas)
         rma = ident.rma

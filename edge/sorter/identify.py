@@ -28,6 +28,13 @@ of a kind some line declares (a foreign tag, a product or serial not on the RMA)
 verifies one line only, however many lines share the GTIN (the first one); one read
 identifier never verifies another line's unit. Retail codes, SSCCs and tracking numbers
 beside the label are never second labels.
+
+A **carrier tracking number** the station's directory knows (the RMA's announcement
+carries it) names its RMA like the label does, and like the label it verifies no unit:
+it claims the outstanding units with ``label`` evidence (unverified), so strict
+verification still wants an item identifier. A label and a tracking number naming the
+same RMA are one identity; naming two RMAs, ``conflicting_reads``. A tracking number no
+RMA has names nothing (as before: ``no_read`` when it is all there was).
 """
 
 from __future__ import annotations
@@ -132,7 +139,8 @@ class WindowReads:
         ambiguous: reads that another parcel could own as well (too close together).
         texts: reads of class ``unknown`` (could be the label of an RMA nobody announced).
         garbled: garbled reads (a check character or digit failed).
-        others: SSCCs and carrier tracking numbers (reported, never evidence).
+        others: SSCCs and carrier tracking numbers (reported, never item evidence).
+        tracking: the carrier tracking numbers among ``others`` (they may name an RMA).
     """
 
     labels: tuple[str, ...] = ()
@@ -142,6 +150,7 @@ class WindowReads:
     texts: tuple[str, ...] = ()
     garbled: tuple[str, ...] = ()
     others: tuple[str, ...] = ()
+    tracking: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -179,7 +188,9 @@ class IdentityResult:
             label named the RMA, every line (the label claims what is outstanding).
         detail: a short human explanation.
         evidence: the item evidence per line (strongest read for each line), line order.
-        by_label: True when the RMA's label was read (it may claim outstanding units).
+        by_label: True when the RMA's label or its carrier tracking number was read (it
+            may claim outstanding units, unverified).
+        by_tracking: the carrier tracking number that named the RMA, or None.
     """
 
     identity: Identity
@@ -188,6 +199,7 @@ class IdentityResult:
     detail: str
     evidence: tuple[LineEvidence, ...] = ()
     by_label: bool = False
+    by_tracking: str | None = None
 
 
 def _rank(ev: LineEvidence) -> tuple[int, int]:
@@ -301,9 +313,14 @@ def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
     serials = sorted({i.serial for i in reads.items if i.serial})
     by_tag = _by_identifier(rmas, "rfid_uid", reads.uids)
     by_serial = _by_identifier(rmas, "serial", serials)
+    by_tracking = _by_identifier(rmas, "tracking", reads.tracking)
+    if len(by_tracking) > 1:
+        detail = f"carrier tracking numbers name {', '.join(by_tracking)}"
+        return IdentityResult(Identity.CONFLICTING, None, (), detail)
     if labels:
         number = labels[0]
-        for source, named in (("tag", by_tag), ("serial", by_serial)):
+        checks = (("tag", by_tag), ("serial", by_serial), ("carrier tracking number", by_tracking))
+        for source, named in checks:
             if named and number not in named:
                 return IdentityResult(
                     Identity.CONFLICTING,
@@ -312,7 +329,7 @@ def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
                     f"label names {number}, {source} names {', '.join(named)}",
                 )
     else:
-        named = tuple(dict.fromkeys(by_tag + by_serial))
+        named = tuple(dict.fromkeys(by_tracking + by_tag + by_serial))
         if len(named) > 1:
             return IdentityResult(
                 Identity.CONFLICTING, None, (), f"identifiers name {', '.join(named)}"
@@ -340,11 +357,12 @@ def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
         return IdentityResult(
             Identity.WRONG_ITEM, rma, (), f"item does not match {number}: {contradiction}"
         )
-    by_label = bool(labels)
+    tracked = _tracking_of(rmas, number, reads.tracking) if by_tracking else None
+    by_label = bool(labels) or tracked is not None
     shown = tuple(e.index for e in evidence)
     lines = tuple(range(len(rma.lines))) if by_label and not shown else shown
     if not shown:
-        detail = f"label names {number}"
+        detail = f"label names {number}" if labels else number
     else:
         what = ", ".join(
             f"line {_line_no(rma, e.index)} {e.evidence.value}"
@@ -352,4 +370,14 @@ def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
             for e in evidence
         )
         detail = f"item matches {number}: {what}"
-    return IdentityResult(Identity.MATCHED, rma, lines, detail, evidence, by_label)
+    if tracked is not None and labels:
+        detail += f" (its carrier tracking number {tracked} agrees)"
+    elif tracked is not None:
+        detail += f" (identified by carrier tracking number {tracked})"
+    return IdentityResult(Identity.MATCHED, rma, lines, detail, evidence, by_label, tracked)
+
+
+def _tracking_of(rmas: RmaDirectory, number: str, tracking: Sequence[str]) -> str | None:
+    """The read tracking number that names ``number``, or None."""
+    found = (t for t in tracking if number in _by_identifier(rmas, "tracking", [t]))
+    return next(found, None)

@@ -268,13 +268,14 @@ class RmaLineRecord:
 
 @dataclass(frozen=True)
 class RmaRecord:
-    """An RMA as cached on the station."""
+    """An RMA as cached on the station (``tracking_number``: its parcel's carrier's)."""
 
     number: str
     state: str
     revision: int
     lines: tuple[RmaLineRecord, ...] = ()
     reason: str | None = None
+    tracking_number: str | None = None
 
 
 class RmaDirectory(Protocol):
@@ -304,10 +305,14 @@ class ReceiptBook(Protocol):
 
 @runtime_checkable
 class IdentifierDirectory(Protocol):
-    """Optional: a directory that also finds RMAs by item identifier (tag UID, serial)."""
+    """Optional: a directory that also finds RMAs by identifier (tag UID, serial, tracking)."""
 
     def find_rmas(self, kind: str, value: str) -> tuple[str, ...]:
-        """RMA numbers whose lines declare ``kind`` (``rfid_uid``, ``serial``) = ``value``."""
+        """RMA numbers with identifier ``kind`` equal to ``value``.
+
+        ``rfid_uid`` and ``serial``: declared by one of the RMA's lines; ``tracking``: the
+        carrier tracking number of the RMA's parcel.
+        """
         ...
 
 

@@ -71,6 +71,12 @@ class RmaOut(_Out):
     customer_email: str = ""
     customer_address: str = ""
     customer_language: str = ""
+    carrier: str = ""
+    tracking_number: str | None = None
+    shipped_at: datetime | None = None
+    carrier_status: str = ""
+    carrier_status_at: datetime | None = None
+    expected_on: date | None = None
     delivered_on: date | None
     reason: str
     resolution: str

@@ -100,10 +100,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/rmas"): READ,
     # shop triggers (cancel, ship) need rmas:write, the others lead: see rmas.post_transition
     ("POST", "/api/v1/rmas/{number}/transitions"): need("rmas:write", "lead"),
+    ("POST", "/api/v1/rmas/{number}/ship"): need("rmas:write", "lead"),
+    ("PUT", "/api/v1/rmas/{number}/tracking"): need("rmas:write", "lead"),
     ("POST", "/api/v1/rmas/{number}/receipts"): LEAD,
     ("POST", "/api/v1/rmas/{number}/decision"): LEAD,
     ("POST", "/api/v1/rmas/{number}/lines/{line_no}/units/{unit_no}/decision"): LEAD,
     ("GET", "/api/v1/rmas/{number}/label.pdf"): READ,
+    # carriers: no API key, each signs with its own secret (see routes/tracking.py)
+    ("POST", "/api/v1/tracking/events"): PUBLIC,
     ("POST", "/api/v1/orders"): need("orders:write"),
     ("PUT", "/api/v1/orders/{order_ref}"): need("orders:write"),
     ("GET", "/api/v1/orders/{order_ref}"): READ,

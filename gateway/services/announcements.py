@@ -38,13 +38,16 @@ def to_announcement(rma: Rma) -> RmaAnnouncement:
 
     Each line carries its SKU's catalogue values as the catalogue holds them now (unit
     weight, dimensions, tolerance overrides; see :mod:`gateway.services.catalogue`), and
-    the catalogue's GTIN when the line has none and the catalogue lists exactly one.
+    the catalogue's GTIN when the line has none and the catalogue lists exactly one. An
+    RMA with a carrier tracking number is announced in schema version 3, others in 2.
 
     Raises:
         KeyError: for an RMA still ``requested`` (never announced).
         pydantic.ValidationError: when the stored RMA breaks the protocol's limits.
     """
+    tracked = rma.tracking_number is not None
     return RmaAnnouncement(
+        schema_version=3 if tracked else 2,  # stations not yet upgraded take the others
         number=rma.number,
         revision=rma.revision,
         order_ref=rma.order_ref,
@@ -52,6 +55,8 @@ def to_announcement(rma: Rma) -> RmaAnnouncement:
         reason=rma.reason,
         resolution=rma.resolution,
         lines=tuple(_wire_line(line) for line in rma.lines),
+        tracking_number=rma.tracking_number,
+        carrier=(rma.carrier or None) if tracked else None,
     )
 
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import Rma, utcnow
@@ -21,11 +21,14 @@ log = logging.getLogger(__name__)
 def expire_overdue(
     session: Session, settings: Settings, *, now: datetime | None = None
 ) -> list[str]:
-    """Expire RMAs ``requested`` / ``authorized`` for longer than the validity; commit.
+    """Expire RMAs not received in time; commit.
 
-    An RMA last changed on shop-calendar day D expires once today is after
-    D + ``settings.authorization_valid_days``. Each is announced (stations then send its
-    parcel to quarantine) and reported by webhook.
+    An RMA ``requested`` / ``authorized`` last changed on shop-calendar day D expires once
+    today is after D + ``settings.authorization_valid_days``; one ``in_transit`` since day
+    S (``Rma.shipped_at``) once today is after S + ``settings.in_transit_expiry_days``,
+    unless its carrier reported it delivered to the warehouse (the goods are here: a
+    lead finds it on the status page's overdue list instead). Each is announced
+    (stations then send its parcel to quarantine) and reported by webhook.
 
     Returns:
         The numbers expired now, in revision order.
@@ -35,13 +38,24 @@ def expire_overdue(
     today = now.astimezone(zone).date()
     expired: list[str] = []
     candidates = session.scalars(
-        select(Rma).where(Rma.state.in_(("requested", "authorized"))).order_by(Rma.revision)
+        select(Rma)
+        .where(
+            or_(
+                Rma.state.in_(("requested", "authorized")),
+                and_(Rma.state == "in_transit", Rma.carrier_status != "delivered"),
+            )
+        )
+        .order_by(Rma.revision)
     ).all()
     for rma in candidates:
-        since = rma.updated_at.astimezone(zone).date()
-        if (today - since).days <= settings.authorization_valid_days:
+        in_transit = rma.state == "in_transit"
+        since = rma.shipped_at if in_transit and rma.shipped_at else rma.updated_at
+        since_day = since.astimezone(zone).date()
+        valid = settings.in_transit_expiry_days if in_transit else settings.authorization_valid_days
+        if (today - since_day).days <= valid:
             continue
-        fire(rma, "expire", actor="system:expiry", note=f"not received since {since}", at=now)
+        note = f"in transit since {since_day}" if in_transit else f"not received since {since_day}"
+        fire(rma, "expire", actor="system:expiry", note=note, at=now)
         apply_change(session, settings, rma, actor="system:expiry", now=now)
         expired.append(rma.number)
     session.commit()

@@ -14,11 +14,12 @@ States::
                               refunded | credited | exchanged ──close──▶ closed
 
     cancel: requested, authorized, in_transit ──▶ cancelled
-    expire: requested, authorized ──▶ expired
+    expire: requested, authorized, in_transit ──▶ expired
     close:  rejected, cancelled, expired and graded (credit refused) also close
 
 Every fired trigger appends an :class:`gateway.models.RmaTransition` (trigger, from, to,
-actor, note, UTC time). A trigger not allowed from the current state raises
+actor, note, UTC time), marked :data:`FIRED` until the writer path has recorded it
+(:func:`fired_since_recorded`). A trigger not allowed from the current state raises
 :class:`IllegalTransition` (HTTP 409 at the API).
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import inspect as sa_inspect
 from transitions import MachineError
 from transitions.extensions import LockedMachine
 
@@ -65,7 +67,7 @@ TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "credit", "source": "graded", "dest": "credited"},
     {"trigger": "exchange", "source": "graded", "dest": "exchanged"},
     {"trigger": "cancel", "source": ["requested", "authorized", "in_transit"], "dest": "cancelled"},
-    {"trigger": "expire", "source": ["requested", "authorized"], "dest": "expired"},
+    {"trigger": "expire", "source": ["requested", "authorized", "in_transit"], "dest": "expired"},
     {
         "trigger": "close",
         "source": [
@@ -85,6 +87,20 @@ TRIGGERS = tuple(sorted({str(t["trigger"]) for t in TRANSITIONS}))
 
 #: The resolved state reached for each requested resolution.
 RESOLUTION_TRIGGER = {"refund": "refund", "store_credit": "credit", "exchange": "exchange"}
+
+
+#: key of :attr:`sqlalchemy.orm.InstanceState.info` marking a transition fired in this
+#: process that :func:`gateway.services.rma_writer.apply_change` has not recorded yet
+FIRED = "rs_fired"
+
+
+def fired_since_recorded(rma: Rma) -> list[RmaTransition]:
+    """The transitions of ``rma`` fired by :func:`fire` since the last call; unmarks them.
+
+    A transition loaded from the database was recorded before (never returned), so a
+    change never re-announces what an earlier one did.
+    """
+    return [t for t in rma.transitions if sa_inspect(t).info.pop(FIRED, False)]
 
 
 class IllegalTransition(Exception):
@@ -166,6 +182,7 @@ def fire(
     record = RmaTransition(
         trigger=trigger, from_state=rma.state, to_state=dest, actor=actor, note=note, at=when
     )
+    sa_inspect(record).info[FIRED] = True
     rma.transitions.append(record)
     rma.state = dest
     rma.updated_at = when

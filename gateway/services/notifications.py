@@ -217,7 +217,13 @@ def build_message(session: Session, settings: Settings, row: Notification) -> Em
     if row.kind == "return_authorised":
         rma = session.scalar(select(Rma).where(Rma.number == row.rma_number))
         if rma is not None:
-            pdf = render_label(rma, settings.return_address, lang=row.language)
+            pdf = render_label(
+                rma,
+                settings.return_address,
+                lang=row.language,
+                carrier=rma.carrier,
+                tracking_number=rma.tracking_number,
+            )
             msg.add_attachment(
                 pdf, maintype="application", subtype="pdf", filename=f"{rma.number}.pdf"
             )

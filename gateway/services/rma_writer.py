@@ -9,7 +9,11 @@ transaction:
 - writes the ``rma.state_changed`` webhook row(s) (:mod:`gateway.services.webhooks`);
 - writes the RMA's announcement to the announcement outbox
   (:class:`gateway.models.AnnouncementRow`), which the MQTT bridge publishes and marks
-  sent on the broker's PUBACK. RMAs still ``requested`` are not announced.
+  sent on the broker's PUBACK. RMAs still ``requested`` are not announced;
+- queues the customer's e-mail (:mod:`gateway.services.notifications`) of each
+  transition fired since the last record: "return authorised" on ``authorized``,
+  "return received" on the first receipt (``partially_received`` or ``received``),
+  "refund issued" on ``refunded`` / ``credited`` / ``exchanged``; once per RMA and kind.
 
 So a change, its webhook and its announcement commit together or not at all; nothing is
 published from memory after the commit.
@@ -32,15 +36,25 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import AnnouncementRow, Rma, utcnow
-from gateway.services import webhooks
+from gateway.services import notifications, webhooks
 from gateway.services.announcements import announceable, to_announcement
+from gateway.services.lifecycle import fired_since_recorded
 from gateway.services.revisions import next_revision
-from gateway.settings import Settings
+from gateway.settings import NotificationKind, Settings
 from protocol import encode
 
 log = logging.getLogger(__name__)
 
 STATE_CHANGED = "rma.state_changed"
+#: the customer e-mail of a transition, by the state it reached
+NOTIFICATION_OF_STATE: dict[str, NotificationKind] = {
+    "authorized": "return_authorised",
+    "partially_received": "return_received",
+    "received": "return_received",
+    "refunded": "refund_issued",
+    "credited": "refund_issued",
+    "exchanged": "refund_issued",
+}
 
 __all__ = ["STATE_CHANGED", "StaleDataError", "StaleRma", "apply_change", "load_for_change"]
 
@@ -124,6 +138,10 @@ def apply_change(
         session.flush()  # the compare-and-set on the RMA row happens here
     except StaleDataError as exc:
         raise StaleRma(rma.number) from exc
+    kinds = {NOTIFICATION_OF_STATE.get(t.to_state) for t in fired_since_recorded(rma)}
+    for kind in notifications.KINDS:  # in the order the customer lives them
+        if kind in kinds:
+            notifications.enqueue_notification(session, settings, rma, kind, now=now)
     if webhook is not None:
         webhooks.enqueue(
             session,

@@ -26,6 +26,7 @@ from gateway.services.reasons import require_reason
 from gateway.services.refund_terms import unit_paid_cents
 from gateway.services.revisions import next_revision
 from gateway.services.rma_writer import apply_change
+from gateway.services.tracking import carrier_name, ensure_free
 from gateway.settings import Settings
 from protocol import RmaAnnouncement
 
@@ -174,6 +175,7 @@ def create_rma(
         UnknownReason: the reason is not on the list.
         PolicyViolation: window closed, quantity over returnable, unknown order, ...
         DuplicateRma: the number is taken (nothing is stored).
+        TrackingNumberTaken: the draft's tracking number is another RMA's.
     """
     now = now or utcnow()
     number = numbers.check(draft.number) if draft.number else numbers.generate()
@@ -189,6 +191,10 @@ def create_rma(
             after_lock()
         if session.scalar(select(Rma.id).where(Rma.number == number)) is not None:
             raise DuplicateRma(number)
+        carrier = ""
+        if draft.tracking_number is not None:
+            ensure_free(session, draft.tracking_number)
+            carrier = carrier_name(draft.tracking_number, draft.carrier)
         lines = _build_lines(session, settings, draft, order, now)
         delivered_on = draft.delivered_on
         if order is not None and order.delivered_at is not None:
@@ -197,6 +203,8 @@ def create_rma(
             number=number,
             order_ref=draft.order_ref,
             **rma_contact(draft, order),
+            carrier=carrier,
+            tracking_number=draft.tracking_number,
             delivered_on=delivered_on,
             reason=draft.reason,
             resolution=draft.resolution,

@@ -26,7 +26,7 @@ from gateway.services.alarms import scan_events
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("stations", "alarms", "quarantine", "lanes", "shift", "parcels")
+SECTIONS = ("stations", "alarms", "quarantine", "lanes", "expected", "shift", "parcels")
 
 
 def fingerprints(session: Session, now: datetime) -> dict[str, str]:
@@ -50,6 +50,9 @@ def fingerprints(session: Session, now: datetime) -> dict[str, str]:
         select(func.count(StationCommand.id), func.max(StationCommand.updated_at))
     ).one()
     changes = session.execute(select(func.max(StationStateChange.id))).one()
+    in_transit = session.execute(
+        select(func.count(Rma.id), func.max(Rma.revision)).where(Rma.state == "in_transit")
+    ).one()
     parts: dict[str, object] = {
         "stations": [list(map(str, row)) for row in stations] + [list(map(str, commands))],
         "shift": [str(events), str(changes), now.strftime("%Y-%m-%d %H:%M")],
@@ -57,6 +60,7 @@ def fingerprints(session: Session, now: datetime) -> dict[str, str]:
         "parcels": str(events),
         "quarantine": [str(events), *(list(map(str, row)) for row in waiting)],
         "alarms": list(map(str, alarms)),
+        "expected": [list(map(str, in_transit)), now.strftime("%Y-%m-%d")],
     }
     return {
         name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from gateway.api.deps import BridgeDep, Caller, SessionDep, SettingsDep
-from gateway.services import alarms, dashboard, shifts
+from gateway.services import alarms, dashboard, expected, shifts
 from gateway.services.commands import OPERATOR_COMMANDS, recent_commands
 from gateway.services.dashboard import fmt_time
 from gateway.settings import Settings
@@ -63,6 +63,11 @@ def section_context(name: str, session: Session, settings: Settings) -> dict[str
     if name == "shift":
         window = shifts.current_shift(settings, now)
         return {"shift": window, "shift_rows": shifts.shift_report(session, settings, window, now)}
+    if name == "expected":
+        return {
+            "expected": expected.expected_parcels(session, settings, now),
+            "overdue_days": settings.in_transit_overdue_days,
+        }
     if name == "alarms":
         return {"open": alarms.open_alarms(session), "history": alarms.history(session, 20)}
     raise HTTPException(404, detail=f"unknown section {name!r}")

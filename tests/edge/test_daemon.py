@@ -22,12 +22,13 @@ from edge.sorter.model import (
     ParcelExited,
     Reason,
 )
-from edge.station.inputs import EncoderCount, EyeEdge, Grade, LaneInput, Resume, Tick
+from edge.station.inputs import ApplyPolicy, EncoderCount, EyeEdge, Grade, LaneInput, Resume, Tick
 from protocol import ParcelEvent, RmaLine
 from simulator.testing import (
     ManualClock,
     SteppableWall,
     announcement,
+    label_trusting_policy,
     label_trusting_policy_payload,
     station_config,
     wait_until,
@@ -217,6 +218,41 @@ def test_claimed_units_go_out_with_the_event_and_survive_a_restart(
     finally:
         again.stop()
     assert (second.reason, second.units) == (Reason.QUANTITY_EXCEEDED, ())
+
+
+def test_a_parcel_known_only_by_its_carrier_barcode_is_sorted_to_its_lane(
+    tmp_path: Path, scanner_pty: str
+) -> None:
+    ups = "1Z999AA10123456784"
+    clock = ManualClock(0.0)
+    daemon = StationDaemon(make_config(tmp_path, scanner_pty), clock)
+    daemon.store.apply_announcement(announcement("RMA-000123", tracking_number=ups))
+    try:
+        daemon.feed(ApplyPolicy(label_trusting_policy()))  # label-level identity is enough
+        actions = daemon.feed(EyeEdge(0.0, True)) + daemon.feed(EyeEdge(300.0, False))
+        actions += daemon.feed(ScanFrame(ups, None, 550.0, False))  # no RMA label read
+        for t in range(600, 4000, 50):
+            clock.set(float(t))
+            actions += daemon.feed(Tick())
+        for action in actions:
+            daemon.execute(action)
+        [decision] = [a for a in actions if isinstance(a, Decision)]
+        assert (decision.lane.name, decision.reason, decision.rma_number) == (
+            "restock",
+            Reason.MATCHED,
+            "RMA-000123",
+        )
+        [item] = daemon.store.outbox_pending()
+        event = ParcelEvent.model_validate_json(item.payload)
+        assert (event.rma_number, event.lane) == ("RMA-000123", "restock")
+        assert event.barcode == f"tracking:{ups}"
+        assert [(c.code_class.value, c.value) for c in event.codes] == [("tracking", ups)]
+        assert [(u.unit, u.evidence.value, u.verified) for u in event.units] == [
+            (1, "label", False)
+        ]
+        assert f"identified by carrier tracking number {ups}" in event.explanation
+    finally:
+        daemon.stop()
 
 
 def induct_with_label(daemon: StationDaemon, code: str) -> float:

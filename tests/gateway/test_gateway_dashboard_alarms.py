@@ -148,7 +148,15 @@ def test_live_worker_reports_changed_sections(
     anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
     worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
-    assert worker.poll() == ["stations", "alarms", "quarantine", "lanes", "shift", "parcels"]
+    assert worker.poll() == [
+        "stations",
+        "alarms",
+        "quarantine",
+        "lanes",
+        "expected",
+        "shift",
+        "parcels",
+    ]
     assert worker.poll() == []
     with anydb.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",)))
@@ -165,6 +173,7 @@ def test_live_worker_reports_changed_sections(
         "parcels": 2,
         "quarantine": 2,
         "alarms": 2,
+        "expected": 1,
     }
 
 

@@ -235,23 +235,28 @@ def test_captions_are_in_the_shops_language() -> None:
         layout_label(rma(), RETURN_ADDRESS, lang="de")
 
 
-@needs_poppler
-def test_tracking_number_is_a_code128_with_the_carrier(tmp_path: Path) -> None:
+def barcodes_of(pdf: bytes, tmp_path: Path) -> list[tuple[str, str]]:
+    """The barcodes zxing-cpp reads on the label rendered at 200 dpi: (format, text)."""
     import zxingcpp
     from PIL import Image
 
-    pdf = render_label(
-        rma(customer="Ann"), RETURN_ADDRESS, carrier="DHL", tracking_number="00340434161234567890"
-    )
-    assert "Tracking number · DHL" in pdf_text(pdf, tmp_path)
+    (tmp_path / "label.pdf").write_bytes(pdf)
     subprocess.run(
         ["pdftoppm", "-r", "200", "-png", "-singlefile", "label.pdf", "label"],
         cwd=tmp_path,
         check=True,
     )
     image = Image.open(io.BytesIO((tmp_path / "label.png").read_bytes()))
-    found = sorted((b.format.name, b.text) for b in zxingcpp.read_barcodes(image))
-    assert found == [
+    return sorted((b.format.name, b.text) for b in zxingcpp.read_barcodes(image))
+
+
+@needs_poppler
+def test_tracking_number_is_a_code128_with_the_carrier(tmp_path: Path) -> None:
+    pdf = render_label(
+        rma(customer="Ann"), RETURN_ADDRESS, carrier="DHL", tracking_number="00340434161234567890"
+    )
+    assert "Tracking number · DHL" in pdf_text(pdf, tmp_path)
+    assert barcodes_of(pdf, tmp_path) == [
         ("Code128", "00340434161234567890"),
         ("Code128", "RS0A1B2C3D4"),
         ("QRCode", "RS0A1B2C3D4"),
@@ -314,3 +319,25 @@ def test_the_api_label_has_the_customer_and_the_asked_language(
     gone = client.get(f"/api/v1/rmas/{number}/label.pdf")
     assert gone.status_code == 503
     assert "install the Debian package fonts-gone" in gone.json()["detail"]
+
+
+@needs_poppler
+@pytest.mark.broker
+def test_the_api_label_shows_the_rmas_carrier_barcode(client: Any, tmp_path: Path) -> None:
+    body = {"order_ref": "ORD-8", "reason": "size", "resolution": "refund"}
+    lines = [{"sku": "A", "quantity": 1, "unit_price_cents": 900}]
+    created = client.post("/api/v1/rmas", json={**body, "lines": lines}).json()
+    number = created["number"]
+    plain = client.get(f"/api/v1/rmas/{number}/label.pdf").content
+    assert barcodes_of(plain, tmp_path) == [("Code128", number), ("QRCode", number)]
+    shipped = client.post(
+        f"/api/v1/rmas/{number}/ship", json={"tracking_number": "1Z999AA10123456784"}
+    )
+    assert shipped.status_code == 200, shipped.text
+    pdf = client.get(f"/api/v1/rmas/{number}/label.pdf").content
+    assert "Tracking number · UPS" in pdf_text(pdf, tmp_path)
+    assert barcodes_of(pdf, tmp_path) == [
+        ("Code128", "1Z999AA10123456784"),
+        ("Code128", number),
+        ("QRCode", number),
+    ]

@@ -19,7 +19,7 @@ EXPECTED = {
     "authorized": {"ship": "in_transit", "receive_part": "partially_received",
                    "receive": "received", "cancel": "cancelled", "expire": "expired"},
     "in_transit": {"receive_part": "partially_received", "receive": "received",
-                   "cancel": "cancelled"},
+                   "cancel": "cancelled", "expire": "expired"},
     "partially_received": {"receive_part": "partially_received", "receive": "received"},
     "received": {"grade": "graded"},
     "graded": {"refund": "refunded", "credit": "credited", "exchange": "exchanged",

@@ -26,6 +26,7 @@ from gateway.db import Database
 from gateway.models import Credit, Notification, Rma
 from gateway.schemas import OrderDraft, RmaDraft
 from gateway.services import notifications
+from gateway.services.credits import apply_parcel
 from gateway.services.notifications import (
     CLAIM_S,
     NotificationWorker,
@@ -36,8 +37,10 @@ from gateway.services.notifications import (
 from gateway.services.orders import create_order
 from gateway.services.outbox import NotReplayable
 from gateway.services.revisions import ensure_site
-from gateway.services.rmas import create_rma
+from gateway.services.rmas import create_rma, transition_rma
 from gateway.settings import Settings
+from protocol import ParcelEvent
+from tests.gateway.conftest import parcel_for
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Passw0rd"
@@ -130,7 +133,16 @@ def settings_for(port: int, **over: Any) -> Settings:
     return Settings(**values)
 
 
-def make_rma(db: Database, settings: Settings, ref: str = "ORD-1", **customer: str) -> Rma:
+def make_rma(
+    db: Database,
+    settings: Settings,
+    ref: str = "ORD-1",
+    quantity: int = 1,
+    *,
+    mail: bool = False,
+    **customer: str,
+) -> Rma:
+    """An authorised RMA; ``mail`` False creates it without SMTP (its e-mail not queued)."""
     contact = {
         "customer": "Zoé Durand",
         "customer_email": "Zoe@Example.FR",
@@ -148,8 +160,8 @@ def make_rma(db: Database, settings: Settings, ref: str = "ORD-1", **customer: s
                     {
                         "sku": "SHIRT-M",
                         "name": "Chemise en lin",
-                        "ordered_quantity": 1,
-                        "delivered_quantity": 1,
+                        "ordered_quantity": quantity,
+                        "delivered_quantity": quantity,
                         "unit_price_cents": 2990,
                     }
                 ],
@@ -160,9 +172,10 @@ def make_rma(db: Database, settings: Settings, ref: str = "ORD-1", **customer: s
             order_ref=ref,
             reason="size",
             resolution="refund",
-            lines=[{"sku": "SHIRT-M", "quantity": 1}],
+            lines=[{"sku": "SHIRT-M", "quantity": quantity}],
         )
-        return create_rma(s, settings, draft, now=T0)
+        quiet = settings.model_copy(update={"smtp_host": None})
+        return create_rma(s, settings if mail else quiet, draft, now=T0)
 
 
 def enqueue(db: Database, settings: Settings, number: str, kind: str, **kw: Any) -> Notification:
@@ -272,6 +285,47 @@ def test_refund_issued_says_the_credited_amount(
         f"Nous vous avons remboursé 29,90\u00a0€ pour le retour {rma.number} sur votre moyen "
         "de paiement d'origine."
     ) in body.get_content()
+
+
+def one_unit(rma: Rma, unit: int) -> ParcelEvent:
+    """A parcel of ``rma``'s first line's unit ``unit`` alone, proved, restocked."""
+    whole = parcel_for(rma, "restock")
+    return whole.model_copy(update={"units": (whole.units[unit - 1],), "parcel_id": unit})
+
+
+def test_the_writer_path_mails_authorised_received_and_refunded_once_each(
+    db: Database, smtp: SmtpServer, inbox: Inbox
+) -> None:
+    settings = settings_for(smtp.port)
+    rma = make_rma(db, settings, quantity=2, mail=True)  # created authorised: one e-mail queued
+    assert [(r.kind, r.status) for r in rows(db)] == [("return_authorised", "pending")]
+    for unit in (1, 2):  # partly received, then received, graded and refunded
+        with db.session() as s:
+            stored = s.scalar(select(Rma).where(Rma.number == rma.number))
+            assert stored is not None
+            apply_parcel(s, settings, stored, one_unit(stored, unit), actor="station:st1", now=T0)
+            s.commit()
+    with db.session() as s:  # a later change (closing) mails nothing more
+        stored = s.scalar(select(Rma).where(Rma.number == rma.number))
+        assert stored is not None and stored.state == "refunded"
+        transition_rma(s, settings, stored, "close", actor="user:lead", now=T0)
+    assert deliver(db, settings) == 3
+    assert [m["Subject"] for m in inbox.messages] == [
+        f"Votre retour {rma.number} est autorisé",
+        f"Nous avons reçu votre retour {rma.number}",
+        f"Votre remboursement pour le retour {rma.number}",
+    ]
+    assert inbox.recipients == [["zoe@example.fr"]] * 3
+    refund = inbox.messages[2].get_body(preferencelist=("plain",))
+    assert refund is not None
+    assert f"Nous vous avons remboursé 59,80\u00a0€ pour le retour {rma.number}" in (
+        refund.get_content()
+    )
+    assert [(r.kind, r.status, r.language) for r in rows(db)] == [
+        ("return_authorised", "sent", "fr"),
+        ("return_received", "sent", "fr"),
+        ("refund_issued", "sent", "fr"),
+    ]
 
 
 def test_server_down_is_retried_later_then_delivered_once(db: Database, inbox: Inbox) -> None:

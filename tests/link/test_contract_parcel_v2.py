@@ -157,7 +157,7 @@ def test_announcement_v2_carries_received_value_and_catalogue() -> None:
         "width_mm": 210,
         "height_mm": 120,
     }
-    ann = decode(json.dumps({**ANN, "lines": [line]}), RmaAnnouncement)
+    ann = decode(json.dumps({**ANN, "schema_version": 2, "lines": [line]}), RmaAnnouncement)
     assert ann.schema_version == 2
     assert (ann.lines[0].received_quantity, ann.lines[0].weight_g) == (1, 850)
     with pytest.raises(ProtocolError, match="need schema_version 2"):

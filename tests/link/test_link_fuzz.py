@@ -46,7 +46,7 @@ def malformed(rng: random.Random, valid: bytes, required: list[str]) -> bytes:
         return valid[: rng.randrange(1, len(valid) - 1)]  # truncated
     doc = json.loads(valid)
     if kind == 2:
-        doc["schema_version"] = rng.choice([0, 3, 99, -1, "1x", None])
+        doc["schema_version"] = rng.choice([0, 4, 99, -1, "1x", None])
     elif kind == 3:
         doc["kind"] = rng.choice(["", "rma ", "parcel2", "command_reply_", 7])
     elif kind == 4:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ LAUNCH_ARGS = [
 ]
 SHOTS = REPO / "reports" / "screenshots"
 PASSWORDS = {"lee": "lee long password", "vera": "vera long password"}
+TRACKING_SECRETS = {"UPS": "ups-browser-test-secret-7d41c09e2a6b"}
+"""The carriers whose tracking webhooks the run's gateway takes (``RS_TRACKING_SECRETS``)."""
 
 
 def signed_in_run(scenario_file: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
@@ -34,6 +37,7 @@ def signed_in_run(scenario_file: str, tmp_path_factory: pytest.TempPathFactory) 
     scenario = load_scenario(REPO / "simulator" / "scenarios" / scenario_file)
     before = os.environ.get("RS_ANONYMOUS_READ")
     os.environ["RS_ANONYMOUS_READ"] = "false"  # the gateway process inherits it
+    os.environ["RS_TRACKING_SECRETS"] = json.dumps(TRACKING_SECRETS)
     try:
         with Run(scenario, tmp_path_factory.mktemp("sim")) as run:
             assert run.http is not None
@@ -42,6 +46,7 @@ def signed_in_run(scenario_file: str, tmp_path_factory: pytest.TempPathFactory) 
                 assert run.http.post("/api/v1/users", json=body).status_code == 201
             yield run
     finally:
+        os.environ.pop("RS_TRACKING_SECRETS", None)
         if before is None:
             os.environ.pop("RS_ANONYMOUS_READ", None)
         else:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
+from gateway.services.webhook_endpoints import sign
 from simulator.harness import Report, Run
 from simulator.testing import wait_until
 from tests.gateway.test_gateway_dashboard_metrics import samples
-from tests.web.conftest import sign_in
+from tests.web.conftest import TRACKING_SECRETS, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.broker]
 WALL = {"width": 1920, "height": 1080}
@@ -151,3 +156,49 @@ def test_viewer_sees_the_queue_but_cannot_act(sim_run: Run, chromium: Any, shot:
     assert status == 403
     assert sim_run.http.get(f"/api/v1/rmas/{number}").json()["awaiting_decision"] is True
     shot(page, "viewer-tablet")
+
+
+def test_a_carrier_delivery_shows_the_parcel_as_expected_today_live(
+    sim_run: Run, chromium: Any, shot: Any
+) -> None:
+    assert sim_run.gateway is not None and sim_run.http is not None
+    page = sign_in(chromium, sim_run.gateway.url, "lee", TABLET)
+    assert "Nothing expected today." in page.locator("#expected").inner_text()
+    ups = "1Z999AA10123456784"
+    body = {
+        "order_ref": "ORD-WEBT1",
+        "reason": "size",
+        "resolution": "refund",
+        "lines": [{"sku": "SKU-WEB", "quantity": 1}],
+        "tracking_number": ups,
+    }
+    created = sim_run.http.post("/api/v1/rmas", json=body)
+    assert created.status_code == 201, created.text
+    number = created.json()["number"]
+    event = json.dumps(
+        {
+            "carrier": "UPS",
+            "tracking_number": ups,
+            "status": "delivered",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
+    stamp = int(time.time())
+    headers = {
+        "X-RS-Carrier": "UPS",
+        "X-RS-Timestamp": str(stamp),
+        "X-RS-Signature": sign(TRACKING_SECRETS["UPS"], stamp, event),
+        "Content-Type": "application/json",
+    }
+    answer = httpx.post(
+        f"{sim_run.gateway.url}/api/v1/tracking/events", content=event, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    row = page.locator(f'#expected tr[data-rma="{number}"]')
+    wait_until(
+        lambda: row.count() == 1, what="the parcel expected today (live)", timeout_s=30, poll_s=0.05
+    )
+    text = row.inner_text()
+    assert ups in text and "at the warehouse" in text
+    assert "Expected today (1)" in page.locator("#expected").inner_text()
+    shot(page, "expected-parcels-tablet")

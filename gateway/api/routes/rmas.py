@@ -26,10 +26,12 @@ from gateway.schemas import (
     DecisionRequest,
     ReceiptRequest,
     RmaDraft,
+    ShipRequest,
+    TrackingRequest,
     TransitionRequest,
     UnitDecisionRequest,
 )
-from gateway.services import credits, idempotency, numbers
+from gateway.services import credits, idempotency, numbers, tracking
 from gateway.services.expiry import expire_overdue
 from gateway.services.labels import render_label
 from gateway.services.lifecycle import IllegalTransition
@@ -77,9 +79,16 @@ def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
     return rma
 
 
-#: a lost race (or an illegal trigger): 409, nothing written. IntegrityError: a unique
-#: constraint (one credit, one stock move per unit) stopped a writer the checks missed.
-_CONFLICTS = (IllegalTransition, StaleRma, StaleDataError, IntegrityError)
+#: a lost race (or an illegal trigger, a tracking number another RMA has): 409, nothing
+#: written. IntegrityError: a unique constraint (one credit, one stock move per unit, one
+#: RMA per tracking number) stopped a writer the checks missed.
+_CONFLICTS = (
+    IllegalTransition,
+    StaleRma,
+    StaleDataError,
+    IntegrityError,
+    tracking.TrackingNumberTaken,
+)
 
 
 def _change(
@@ -243,6 +252,57 @@ def post_transition(
     )
 
 
+@router.post("/{number}/ship", response_model=RmaOut, responses=_ERRORS)
+def post_ship(
+    number: str, body: ShipRequest, session: SessionDep, settings: SettingsDep, principal: Caller
+) -> Any:
+    """The customer's parcel is on its way: ``in_transit``, with its carrier tracking.
+
+    Stations are told the tracking number and identify the parcel by its carrier
+    barcode too. A repeat (same or no tracking) changes nothing; 409 when the RMA is not
+    authorized or in transit, or the tracking number is another RMA's.
+    """
+    return _change(
+        session,
+        number,
+        lambda rma: tracking.ship(
+            session,
+            settings,
+            rma,
+            carrier=body.carrier,
+            tracking_number=body.tracking_number,
+            actor=principal.name,
+            note=body.note,
+        ),
+    )
+
+
+@router.put("/{number}/tracking", response_model=RmaOut, responses=_ERRORS)
+def put_tracking(
+    number: str,
+    body: TrackingRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Caller,
+) -> Any:
+    """Set the RMA's carrier tracking (e.g. from a return label bought from the carrier).
+
+    No state change; announced to stations. 409 when the number is another RMA's.
+    """
+    return _change(
+        session,
+        number,
+        lambda rma: tracking.update_tracking(
+            session,
+            settings,
+            rma,
+            carrier=body.carrier,
+            tracking_number=body.tracking_number,
+            actor=principal.name,
+        ),
+    )
+
+
 @router.post("/{number}/receipts", response_model=RmaOut, responses=_ERRORS)
 def post_receipt(
     number: str, body: ReceiptRequest, session: SessionDep, settings: SettingsDep, principal: Caller
@@ -354,11 +414,18 @@ def read_label(
 ) -> Response:
     """The printable return label (PDF, 100 x 150 mm): sender, return address, number.
 
-    Code 128 and QR of the number; captions in the shop's language (``RS_DEFAULT_LANGUAGE``)
-    unless ``lang`` asks for another.
+    Code 128 and QR of the number, and the carrier's tracking number as Code 128 when the
+    RMA has one; captions in the shop's language (``RS_DEFAULT_LANGUAGE``) unless ``lang``
+    asks for another.
     """
     rma = _load(session, number, change=False)
-    pdf = render_label(rma, settings.return_address, lang=lang or settings.default_language)
+    pdf = render_label(
+        rma,
+        settings.return_address,
+        lang=lang or settings.default_language,
+        carrier=rma.carrier,
+        tracking_number=rma.tracking_number,
+    )
     return Response(
         pdf,
         media_type="application/pdf",
