@@ -6,6 +6,9 @@
   (idempotent by (RMA, revision)); on every (re)connect the link asks the gateway for
   everything after its highest applied revision and reports itself in sync only when the
   last catch-up batch is applied. An unanswered catch-up is asked again.
+- The gateway publishes the site's head revision (retained ``rs/v1/{site}/head``) after
+  each announcement batch: a connected station whose cache holds less missed
+  announcements while connected and asks for catch-up at once (``head_gaps`` counts it).
 - Events (and command replies) go into the store's outbox first and leave it only when the
   broker acknowledged them (PUBACK); what is unacknowledged is sent again after a
   reconnect or a restart of the station process.
@@ -37,6 +40,7 @@ from protocol import (
     CommandName,
     CommandReply,
     CommandState,
+    HeadRevision,
     LinkStatus,
     ProtocolError,
     StationHealth,
@@ -189,6 +193,8 @@ class StationLink:
             "published": 0,
             "acked": 0,
             "sync_requests": 0,
+            "heads": 0,
+            "head_gaps": 0,
             "commands": 0,
             "loop_restarts": 0,
         }
@@ -336,6 +342,7 @@ class StationLink:
                 (self.topics.sync_response, 1),
                 (self.topics.command, 1),
                 (self.site_topics.policy, 1),
+                (self.site_topics.head, 1),
             ],
         )
         self._connected.set()
@@ -369,6 +376,8 @@ class StationLink:
                 self._accept_command(payload, retained=bool(msg.retain))
             elif msg.topic == self.site_topics.policy:
                 self._apply_policy(payload)
+            elif msg.topic == self.site_topics.head:
+                self._apply_head(payload)
             else:
                 raise ProtocolError(f"unexpected topic {msg.topic}")
         except ProtocolError as exc:
@@ -397,6 +406,36 @@ class StationLink:
         if self.store.apply_announcement(change):
             self.counters["announcements_applied"] += 1
         self.head_revision = max(self.head_revision, change.revision)
+
+    def _apply_head(self, payload: bytes) -> None:
+        """Compare the site's head revision with the cache; behind: ask for catch-up.
+
+        Messages arrive in order, so the announcements published before the head were
+        applied already: a cache still below it missed some. A catch-up already asked and
+        not yet answered is not asked again (it reaches the head, or is retried after
+        ``sync_retry_s``).
+        """
+        if not payload:  # a retained head being cleared
+            return
+        head = decode(payload, HeadRevision)
+        if head.site != self.site_topics.site:
+            raise ProtocolError(f"head of site {head.site!r} on {self.site_topics.site!r}'s topic")
+        self.counters["heads"] += 1
+        self.head_revision = max(self.head_revision, head.revision)
+        if self.store.rma_revision() >= head.revision:
+            return
+        waiting = not self.in_sync and time.monotonic() - self._sync_sent_at <= self.sync_retry_s
+        if self._sync_wanted or waiting:
+            return
+        log.warning(
+            "behind the head revision: applied=%d head=%d, catching up",
+            self.store.rma_revision(),
+            head.revision,
+        )
+        self.counters["head_gaps"] += 1
+        self.in_sync = False
+        self._sync_wanted = True
+        self._wake.set()
 
     def _apply_batch(self, batch: SyncBatch) -> None:
         self.counters["announcements"] += len(batch.announcements)
