@@ -195,7 +195,8 @@ class MqttBridge:
 
     Raises:
         ValueError: when ``sync_batch_size`` < 1, ``announce_poll_s`` <= 0, ``batch_max``
-            out of range or ``batch_wait_ms`` < 0.
+            out of range, ``batch_wait_ms`` < 0, or ``site`` is not a site id
+            (:data:`protocol.messages.SITE_PATTERN`).
     """
 
     def __init__(
@@ -231,6 +232,7 @@ class MqttBridge:
         self._is_leader = is_leader
         #: ingest thread: arrival-to-commit latencies of acknowledged messages, ms
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        HeadRevision(site=site, revision=0)  # a site id the head revision can carry
         if not announce_poll_s > 0:
             raise ValueError("announce_poll_s must be > 0")
         self._announce_poll_s = announce_poll_s

@@ -667,8 +667,9 @@ class SyncBatch(_Message):
     head_revision: int = Field(ge=0, le=INT64_MAX)
 
 
-SITE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-"""A site id: 1 to 64 letters, digits, ``_``, ``.`` or ``-`` (a valid MQTT topic segment)."""
+SITE_PATTERN = r"^[^/+#\s]{1,64}$"
+"""A site id: 1 to 64 characters, none of ``/``, ``+``, ``#`` or white space (a valid MQTT
+topic segment; the gateway's ``RS_SITE`` follows the same rule)."""
 
 
 class HeadRevision(_Message):

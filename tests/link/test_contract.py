@@ -68,7 +68,7 @@ def test_asyncapi_lists_every_topic_with_its_messages() -> None:
     }
     head = doc["components"]["schemas"]["HeadRevision"]["properties"]
     assert head["revision"]["maximum"] == 2**63 - 1
-    assert head["site"]["pattern"] == "^[A-Za-z0-9_.-]{1,64}$"
+    assert head["site"]["pattern"] == r"^[^/+#\s]{1,64}$"
     assert ops["sendEvent"]["action"] == "send"
     assert ops["sendEvent"]["channel"] == {"$ref": "#/channels/event"}
     schema = doc["components"]["schemas"]["StationStatus"]["properties"]
