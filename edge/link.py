@@ -185,6 +185,9 @@ class StationLink:
         self._status_now = False
         self.in_sync = False
         self.head_revision = 0
+        #: the highest head revision the gateway published (``rs/v1/{site}/head``): what
+        #: the cache must reach (unlike a catch-up's head, never an unannounced revision)
+        self._announced_head = 0
         self.counters = {
             "connects": 0,
             "announcements": 0,
@@ -422,10 +425,11 @@ class StationLink:
             raise ProtocolError(f"head of site {head.site!r} on {self.site_topics.site!r}'s topic")
         self.counters["heads"] += 1
         self.head_revision = max(self.head_revision, head.revision)
+        self._announced_head = max(self._announced_head, head.revision)
         if self.store.rma_revision() >= head.revision:
             return
         waiting = not self.in_sync and time.monotonic() - self._sync_sent_at <= self.sync_retry_s
-        if self._sync_wanted or waiting:
+        if self._sync_wanted or waiting:  # the catch-up's last batch checks the head again
             return
         log.warning(
             "behind the head revision: applied=%d head=%d, catching up",
@@ -442,8 +446,14 @@ class StationLink:
         self.counters["announcements_applied"] += self.store.apply_changes(batch.announcements)
         self.head_revision = max(self.head_revision, batch.head_revision)
         if batch.last and batch.request_id == self._sync_request_id:
-            self.in_sync = self.store.rma_revision() >= batch.head_revision
-            log.info("catch-up done at revision %d", self.store.rma_revision())
+            applied = self.store.rma_revision()
+            self.in_sync = applied >= batch.head_revision
+            log.info("catch-up done at revision %d", applied)
+            if applied < self._announced_head:  # a head came meanwhile: the reply predates it
+                self.in_sync = False
+                self.counters["head_gaps"] += 1
+                self._sync_wanted = True
+                self._wake.set()
 
     def _accept_command(self, payload: bytes, *, retained: bool) -> None:
         if retained:

@@ -19,7 +19,17 @@ from gateway.db import Database
 from gateway.schemas import RmaDraft
 from gateway.services.rmas import create_rma
 from gateway.settings import Settings
-from protocol import HeadRevision, RmaAnnouncement, RmaCancellation, Topics, decode, encode
+from protocol import (
+    HeadRevision,
+    RmaAnnouncement,
+    RmaCancellation,
+    SyncBatch,
+    SyncRequest,
+    Topics,
+    decode,
+    encode,
+)
+from tests.link.conftest import ann
 
 pytestmark = pytest.mark.broker
 
@@ -137,3 +147,38 @@ def test_head_of_another_site_or_garbage_is_a_dead_letter(
         pub.loop_stop()
         pub.disconnect()
     assert (link.head_revision, link.counters["head_gaps"]) == (0, 0)
+
+
+def test_head_arriving_during_a_catch_up_is_checked_when_the_catch_up_ends(
+    make_link: Callable[..., Any],
+    make_probe: Callable[..., Any],
+    site: str,
+    wait: Any,
+) -> None:
+    """The reply to a catch-up can predate a head that came meanwhile: ask again at once."""
+    gateway = make_probe()  # plays the gateway, so the order of messages is the test's
+    topics = Topics(site, "st1")
+    gateway.subscribe(topics.sync_request)
+    link = make_link(sync_retry_s=3600.0)  # no retry timer: only the head can ask again
+    link.start()
+
+    def requests() -> list[SyncRequest]:
+        return [decode(p, SyncRequest) for p in gateway.payloads(topics.sync_request)]
+
+    wait(lambda: len(requests()) == 1, what="the first catch-up request")
+    gateway.publish(Topics(site).head, encode(HeadRevision(site=site, revision=2)))
+    wait(lambda: link.counters["heads"] == 1, what="head received during the catch-up")
+    assert len(requests()) == 1  # a catch-up is pending: not asked twice
+    first = SyncBatch(
+        request_id=requests()[0].request_id, announcements=(ann("R1", 1),), head_revision=1
+    )
+    gateway.publish(topics.sync_response, encode(first))
+    wait(lambda: len(requests()) == 2, what="asked again: the head is ahead of the reply")
+    assert requests()[1].after_revision == 1
+    assert link.in_sync is False
+    second = SyncBatch(
+        request_id=requests()[1].request_id, announcements=(ann("R2", 2),), head_revision=2
+    )
+    gateway.publish(topics.sync_response, encode(second))
+    wait(lambda: link.in_sync, what="in sync at the head")
+    assert (link.store.rma_revision(), link.counters["head_gaps"], len(requests())) == (2, 1, 2)
