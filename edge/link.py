@@ -6,6 +6,9 @@
   (idempotent by (RMA, revision)); on every (re)connect the link asks the gateway for
   everything after its highest applied revision and reports itself in sync only when the
   last catch-up batch is applied. An unanswered catch-up is asked again.
+- The gateway publishes the site's head revision (retained ``rs/v1/{site}/head``) after
+  each announcement batch: a connected station whose cache holds less missed
+  announcements while connected and asks for catch-up at once (``head_gaps`` counts it).
 - Events (and command replies) go into the store's outbox first and leave it only when the
   broker acknowledged them (PUBACK); what is unacknowledged is sent again after a
   reconnect or a restart of the station process.
@@ -37,6 +40,7 @@ from protocol import (
     CommandName,
     CommandReply,
     CommandState,
+    HeadRevision,
     LinkStatus,
     ProtocolError,
     StationHealth,
@@ -181,6 +185,9 @@ class StationLink:
         self._status_now = False
         self.in_sync = False
         self.head_revision = 0
+        #: the highest head revision the gateway published (``rs/v1/{site}/head``): what
+        #: the cache must reach (unlike a catch-up's head, never an unannounced revision)
+        self._announced_head = 0
         self.counters = {
             "connects": 0,
             "announcements": 0,
@@ -189,6 +196,8 @@ class StationLink:
             "published": 0,
             "acked": 0,
             "sync_requests": 0,
+            "heads": 0,
+            "head_gaps": 0,
             "commands": 0,
             "loop_restarts": 0,
         }
@@ -336,6 +345,7 @@ class StationLink:
                 (self.topics.sync_response, 1),
                 (self.topics.command, 1),
                 (self.site_topics.policy, 1),
+                (self.site_topics.head, 1),
             ],
         )
         self._connected.set()
@@ -369,6 +379,8 @@ class StationLink:
                 self._accept_command(payload, retained=bool(msg.retain))
             elif msg.topic == self.site_topics.policy:
                 self._apply_policy(payload)
+            elif msg.topic == self.site_topics.head:
+                self._apply_head(payload)
             else:
                 raise ProtocolError(f"unexpected topic {msg.topic}")
         except ProtocolError as exc:
@@ -398,13 +410,50 @@ class StationLink:
             self.counters["announcements_applied"] += 1
         self.head_revision = max(self.head_revision, change.revision)
 
+    def _apply_head(self, payload: bytes) -> None:
+        """Compare the site's head revision with the cache; behind: ask for catch-up.
+
+        Messages arrive in order, so the announcements published before the head were
+        applied already: a cache still below it missed some. A catch-up already asked and
+        not yet answered is not asked again (it reaches the head, or is retried after
+        ``sync_retry_s``).
+        """
+        if not payload:  # a retained head being cleared
+            return
+        head = decode(payload, HeadRevision)
+        if head.site != self.site_topics.site:
+            raise ProtocolError(f"head of site {head.site!r} on {self.site_topics.site!r}'s topic")
+        self.counters["heads"] += 1
+        self.head_revision = max(self.head_revision, head.revision)
+        self._announced_head = max(self._announced_head, head.revision)
+        if self.store.rma_revision() >= head.revision:
+            return
+        waiting = not self.in_sync and time.monotonic() - self._sync_sent_at <= self.sync_retry_s
+        if self._sync_wanted or waiting:  # the catch-up's last batch checks the head again
+            return
+        log.warning(
+            "behind the head revision: applied=%d head=%d, catching up",
+            self.store.rma_revision(),
+            head.revision,
+        )
+        self.counters["head_gaps"] += 1
+        self.in_sync = False
+        self._sync_wanted = True
+        self._wake.set()
+
     def _apply_batch(self, batch: SyncBatch) -> None:
         self.counters["announcements"] += len(batch.announcements)
         self.counters["announcements_applied"] += self.store.apply_changes(batch.announcements)
         self.head_revision = max(self.head_revision, batch.head_revision)
         if batch.last and batch.request_id == self._sync_request_id:
-            self.in_sync = self.store.rma_revision() >= batch.head_revision
-            log.info("catch-up done at revision %d", self.store.rma_revision())
+            applied = self.store.rma_revision()
+            self.in_sync = applied >= batch.head_revision
+            log.info("catch-up done at revision %d", applied)
+            if applied < self._announced_head:  # a head came meanwhile: the reply predates it
+                self.in_sync = False
+                self.counters["head_gaps"] += 1
+                self._sync_wanted = True
+                self._wake.set()
 
     def _accept_command(self, payload: bytes, *, retained: bool) -> None:
         if retained:

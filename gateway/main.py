@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             batch_max=settings.mqtt_batch_max,
             batch_wait_ms=settings.mqtt_batch_wait_ms,
             is_leader=lease.held,
+            announce_poll_s=settings.mqtt_announce_poll_s,
         )
         app.state.db = db
         app.state.bridge = bridge

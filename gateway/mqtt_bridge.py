@@ -34,6 +34,11 @@ thread publishes the pending rows in order (QoS 1) and marks each sent when the 
 PUBACK for it comes back, so an announcement is never lost between a commit and a crash:
 after a restart, or a row whose PUBACK never came within :data:`INFLIGHT_TIMEOUT_S`, it is
 published again (stations apply announcements by revision, so a repeat changes nothing).
+After each batch the broker acknowledged, and after every (re)connect, the announce thread
+publishes the site's head revision (the highest announced revision, :class:`HeadRevision`,
+retained on ``rs/v1/{site}/head``): a station that is connected but missed announcements
+(a broker that dropped them, a bridge outage between brokers) sees that it holds less and
+asks for catch-up, without waiting for a reconnect.
 
 Replicas: with ``shared_group`` set, the bridge speaks MQTT 5 and subscribes to events and
 catch-up requests as ``$share/{group}/...``, so several gateways share the ingest (each
@@ -60,7 +65,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import AnnouncementRow, utcnow
@@ -84,6 +89,7 @@ from protocol import (
     Command,
     CommandName,
     CommandReply,
+    HeadRevision,
     ParcelEvent,
     PhotoUpload,
     ProtocolError,
@@ -189,7 +195,8 @@ class MqttBridge:
 
     Raises:
         ValueError: when ``sync_batch_size`` < 1, ``announce_poll_s`` <= 0, ``batch_max``
-            out of range or ``batch_wait_ms`` < 0.
+            out of range, ``batch_wait_ms`` < 0, or ``site`` is not a site id
+            (:data:`protocol.messages.SITE_PATTERN`).
     """
 
     def __init__(
@@ -225,14 +232,19 @@ class MqttBridge:
         self._is_leader = is_leader
         #: ingest thread: arrival-to-commit latencies of acknowledged messages, ms
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        HeadRevision(site=site, revision=0)  # a site id the head revision can carry
         if not announce_poll_s > 0:
             raise ValueError("announce_poll_s must be > 0")
         self._announce_poll_s = announce_poll_s
         self._announcer: threading.Thread | None = None
         #: PUBACKed message ids, from paho's network thread (never blocks it)
         self._pubacks: queue.Queue[int] = queue.Queue()
-        #: announce thread only: message id -> (outbox row id, monotonic time published)
-        self._inflight: dict[int, tuple[int, float]] = {}
+        #: announce thread only: message id -> (outbox row id, revision, monotonic time)
+        self._inflight: dict[int, tuple[int, int, float]] = {}
+        #: announce thread only: the head revision last published in this connection
+        #: (None: not yet, e.g. after a reconnect, so it is published from the database)
+        self._head_published: int | None = None
+        self._head_due = threading.Event()
         self.host = host
         self.port = port
         self.site = site
@@ -267,6 +279,7 @@ class MqttBridge:
                 "sync_batches",
                 "rma_published",
                 "announcements_sent",
+                "heads_published",
                 "dead_letters",
                 "errors",
                 "retries",
@@ -488,6 +501,7 @@ class MqttBridge:
         (unless it did not come within :data:`INFLIGHT_TIMEOUT_S`).
         """
         sent: list[int] = []
+        sent_head = 0
         while True:
             try:
                 mid = self._pubacks.get_nowait()
@@ -496,11 +510,12 @@ class MqttBridge:
             entry = self._inflight.pop(mid, None)
             if entry is not None:
                 sent.append(entry[0])
+                sent_head = max(sent_head, entry[1])
         now_s = time.monotonic()
-        for mid, (_row, at) in list(self._inflight.items()):
+        for mid, (_row, _rev, at) in list(self._inflight.items()):
             if now_s - at > INFLIGHT_TIMEOUT_S:
                 del self._inflight[mid]
-        waiting = {row for row, _at in self._inflight.values()}
+        waiting = {row for row, _rev, _at in self._inflight.values()}
         with self._sessions() as session:
             if sent:
                 session.execute(
@@ -513,24 +528,54 @@ class MqttBridge:
                     self._counters["announcements_sent"] += len(sent)
             if not self.connected:
                 return 0
+            self._publish_head(session, sent_head)
             rows = session.execute(
-                select(AnnouncementRow.id, AnnouncementRow.payload)
+                select(AnnouncementRow.id, AnnouncementRow.revision, AnnouncementRow.payload)
                 .where(AnnouncementRow.sent_at.is_(None))
                 .order_by(AnnouncementRow.id)
                 .limit(ANNOUNCE_BATCH)
             ).all()
         published = 0
-        for row_id, payload in rows:
+        for row_id, revision, payload in rows:
             if row_id in waiting:
                 continue
             info = self._client.publish(self._topics.rma, payload.encode(), qos=QOS, retain=False)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:  # not connected any more, or paho's queue full
                 break
-            self._inflight[info.mid] = (row_id, time.monotonic())
+            self._inflight[info.mid] = (row_id, revision, time.monotonic())
             published += 1
         with self._lock:
             self._counters["rma_published"] += published
         return published
+
+    def _publish_head(self, session: Session, sent_head: int) -> None:
+        """Publish the head revision (retained) when it moved or the connection is new.
+
+        ``sent_head`` is the highest revision among the rows just PUBACKed (0: none). After
+        a (re)connect the head is read from the outbox (the highest revision sent), so the
+        retained value is right even when this gateway sends nothing new. Announce thread
+        only; the caller checked that the bridge is connected.
+        """
+        if self._head_due.is_set():
+            self._head_due.clear()
+            self._head_published = None
+        if self._head_published is None:
+            stored = session.scalar(
+                select(func.max(AnnouncementRow.revision)).where(
+                    AnnouncementRow.sent_at.is_not(None)
+                )
+            )
+            sent_head = max(sent_head, int(stored or 0))
+        elif sent_head <= self._head_published:
+            return
+        head = HeadRevision(site=self.site, revision=sent_head)
+        info = self._client.publish(self._topics.head, encode(head), qos=QOS, retain=True)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:  # try again at the next look
+            self._head_due.set()
+            return
+        self._head_published = sent_head
+        self._count("heads_published")
+        log.info("head revision published site=%s revision=%d", self.site, sent_head)
 
     # -- paho callbacks (network thread) ---------------------------------------------------
 
@@ -551,6 +596,7 @@ class MqttBridge:
             self._connected = True
             self._counters["connects"] += 1
             self._generation += 1
+        self._head_due.set()  # the announce thread publishes the head in this session
         group = self.shared_group
         subscriptions = [
             (self._topics.status, QOS),

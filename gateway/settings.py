@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         default=10.0, ge=0, le=1000, description="How long a batch waits for more events, ms"
     )
     site: str = Field(default="site1", min_length=1, max_length=64, pattern=r"^[^/+#\s]+$")
+    mqtt_announce_poll_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="s between two looks of the bridge at the announcement outbox",
+    )
     secret_key: str = DEFAULT_SECRET_KEY
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

@@ -29,6 +29,7 @@ from protocol.examples import wire_examples
 from protocol.messages import (
     Command,
     CommandReply,
+    HeadRevision,
     ParcelEvent,
     PhotoUpload,
     RmaAnnouncement,
@@ -85,6 +86,16 @@ CHANNELS: tuple[Channel, ...] = (
         1,
         "The site's disposition policy (versioned, retained): the station validates it "
         "against its fail-safe rules, caches it and records its version in every decision.",
+    ),
+    Channel(
+        "head",
+        "{site}/head",
+        "receive",
+        (HeadRevision,),
+        True,
+        1,
+        "The site's head revision (retained), published after each announcement batch the "
+        "broker acknowledged: a connected station holding less asks for catch-up.",
     ),
     Channel(
         "status",

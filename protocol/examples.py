@@ -20,6 +20,7 @@ from protocol.messages import (
     CommandReply,
     CommandState,
     Evidence,
+    HeadRevision,
     ParcelEvent,
     PhotoUpload,
     RmaAnnouncement,
@@ -141,6 +142,13 @@ EXAMPLES: dict[type[_Message], tuple[tuple[str, str, _Message], ...]] = {
             "periodic",
             "Counters every 30 s",
             Telemetry(station="st-1", at=_AT, metrics={"parcels": 1017.0, "outbox_depth": 0.0}),
+        ),
+    ),
+    HeadRevision: (
+        (
+            "after_batch",
+            "The head after an announcement batch",
+            HeadRevision(site="site-1", revision=41),
         ),
     ),
     SyncRequest: (

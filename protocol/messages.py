@@ -667,6 +667,26 @@ class SyncBatch(_Message):
     head_revision: int = Field(ge=0, le=INT64_MAX)
 
 
+SITE_PATTERN = r"^[^/+#\s]{1,64}$"
+"""A site id: 1 to 64 characters, none of ``/``, ``+``, ``#`` or white space (a valid MQTT
+topic segment; the gateway's ``RS_SITE`` follows the same rule)."""
+
+
+class HeadRevision(_Message):
+    """The site's head revision: the highest site revision announced to its stations.
+
+    Published retained on ``rs/v1/{site}/head`` (QoS 1) after each announcement batch the
+    broker acknowledged, so a connected station that holds less (``StationStore``'s applied
+    revision) knows it missed announcements and asks for catch-up (:class:`SyncRequest`).
+    ``site``: the site id (:data:`SITE_PATTERN`); ``revision``: 0 before the first
+    announcement, at most :data:`INT64_MAX`.
+    """
+
+    kind: Literal["head"] = "head"
+    site: str = Field(pattern=SITE_PATTERN)
+    revision: int = Field(ge=0, le=INT64_MAX)
+
+
 class CommandName(enum.StrEnum):
     """Commands a station understands.
 

@@ -4,6 +4,7 @@ Layout (``rs/v1`` is the contract's major version)::
 
     rs/v1/{site}/rma                      gateway -> stations   RmaAnnouncement | RmaCancellation
     rs/v1/{site}/policy                   gateway -> stations   policies (retained; issue 3)
+    rs/v1/{site}/head                     gateway -> stations   HeadRevision (retained)
     rs/v1/{site}/{station}/status         station -> gateway    StationStatus (retained, LWT)
     rs/v1/{site}/{station}/event          station -> gateway    ParcelEvent (QoS 1)
     rs/v1/{site}/{station}/photo          station -> gateway    PhotoUpload (QoS 1)
@@ -66,6 +67,11 @@ class Topics:
     def policy(self) -> str:
         """Sorting policies for every station of the site (retained, versioned)."""
         return f"{ROOT}/{self.site}/policy"
+
+    @property
+    def head(self) -> str:
+        """The site's head revision (retained ``HeadRevision``): stations see a gap by it."""
+        return f"{ROOT}/{self.site}/head"
 
     @property
     def telemetry(self) -> str:

@@ -40,6 +40,7 @@ def test_asyncapi_lists_every_topic_with_its_messages() -> None:
         [
             "rs/v1/{site}/rma",
             "rs/v1/{site}/policy",
+            "rs/v1/{site}/head",
             "rs/v1/{site}/{station}/status",
             "rs/v1/{site}/{station}/event",
             "rs/v1/{site}/{station}/photo",
@@ -60,6 +61,14 @@ def test_asyncapi_lists_every_topic_with_its_messages() -> None:
         "#/channels/rma/messages/RmaCancellation",
     ]
     assert ops["receivePolicy"]["bindings"]["mqtt"]["retain"] is True
+    assert ops["receiveHead"]["bindings"]["mqtt"] == {
+        "qos": 1,
+        "retain": True,
+        "bindingVersion": "0.2.0",
+    }
+    head = doc["components"]["schemas"]["HeadRevision"]["properties"]
+    assert head["revision"]["maximum"] == 2**63 - 1
+    assert head["site"]["pattern"] == r"^[^/+#\s]{1,64}$"
     assert ops["sendEvent"]["action"] == "send"
     assert ops["sendEvent"]["channel"] == {"$ref": "#/channels/event"}
     schema = doc["components"]["schemas"]["StationStatus"]["properties"]

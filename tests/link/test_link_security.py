@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.link import StationLink
 from edge.store import StationStore
-from protocol import StationStatus, Topics, decode, encode
+from protocol import HeadRevision, StationStatus, Topics, decode, encode
 from simulator.procs import free_port
 from simulator.testing import wait_until
 from tests.link.conftest import HARDWARE, ConfiguredBroker, ann
@@ -169,6 +169,7 @@ def test_station_cannot_publish_an_rma_nor_impersonate_another_station(clients: 
     forbidden = [
         (other.rma, encode(ann("RMA-EVIL", 999))),
         (other.policy, b'{"version": 99}'),
+        (other.head, encode(HeadRevision(site=SITE, revision=10**6))),
         (other.event, b'{"kind":"parcel","station":"st2"}'),
         (other.status, encode(StationStatus(station="st2", state="offline"))),
         (own.sync_response, b'{"kind":"sync_batch"}'),
