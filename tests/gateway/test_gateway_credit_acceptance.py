@@ -214,7 +214,13 @@ def test_multi_line_rma_over_three_parcels_ends_with_exact_credits_stock_and_his
         "reason": "size",
         "resolution": "refund",
         "lines": [
-            {"sku": "SHIRT", "quantity": 2, "unit_price_cents": 1999, "category": "apparel"},
+            {
+                "sku": "SHIRT",
+                "quantity": 2,
+                "unit_price_cents": 1999,
+                "category": "apparel",
+                "gtin": "4006381333931",
+            },
             {
                 "sku": "PHONE",
                 "quantity": 1,
@@ -236,8 +242,9 @@ def test_multi_line_rma_over_three_parcels_ends_with_exact_credits_stock_and_his
         )
     )
     wait(lambda: len(live.credits("RMA-M1")) == 2, what="parcel 1 credited")
-    # parcel 2: the second shirt, label only: unverified, it waits
-    live.send(parcel("RMA-M1", "restock", [(1, "SHIRT", 2, "label", None)]))
+    # parcel 2: the second shirt, label only: unverified, the station quarantines it (a
+    # restock of an unverified unit of a line with identifiers is refused: issue 15)
+    live.send(parcel("RMA-M1", "quarantine", [(1, "SHIRT", 2, "label", None)]))
     wait(lambda: live.rma("RMA-M1")["lines"][0]["received_quantity"] == 2, what="parcel 2")
     # parcel 3: the lamp by its tag, but its lane's confirm sensor never saw it
     live.send(
@@ -253,7 +260,7 @@ def test_multi_line_rma_over_three_parcels_ends_with_exact_credits_stock_and_his
     ]
     assert units == [
         ("SHIRT", 1, "credited", "", "RESTOCK"),
-        ("SHIRT", 2, "awaiting", "unverified", None),
+        ("SHIRT", 2, "awaiting", "quarantine", None),
         ("PHONE", 1, "credited", "", "RESTOCK"),
         ("LAMP", 1, "awaiting", "divert_unconfirmed", "UNCONFIRMED"),
     ]
@@ -264,9 +271,9 @@ def test_multi_line_rma_over_three_parcels_ends_with_exact_credits_stock_and_his
     ]
     # a lead checks the second shirt, then finds the lamp in the refurbish cage
     unit_url = "/api/v1/rmas/RMA-M1/lines/{}/units/{}/decision"
-    verified = live.api.post(unit_url.format(1, 2), json={"action": "verify"})
+    verified = live.api.post(unit_url.format(1, 2), json={"action": "verify", "grade": "restock"})
     assert verified.status_code == 200, verified.text
-    again = live.api.post(unit_url.format(1, 2), json={"action": "verify"})
+    again = live.api.post(unit_url.format(1, 2), json={"action": "verify", "grade": "restock"})
     assert again.status_code == 422 and "already credited" in again.json()["detail"]
     stale = live.api.post(
         unit_url.format(3, 1),

@@ -13,7 +13,7 @@ from gateway.services.events import ingest_event
 from gateway.services.shifts import current_shift, shift_csv, shift_report, shift_window
 from gateway.services.stations import upsert_station
 from gateway.settings import Settings
-from protocol import ParcelEvent, StationStatus, Topics, encode
+from protocol import CoreStatus, ParcelEvent, StationHealth, StationStatus, Topics, encode
 
 DAY = date(2026, 5, 4)
 
@@ -27,8 +27,8 @@ def settings(**kw: Any) -> Settings:
 
 
 def status(state: str = "online", running: bool = True, jammed: bool = False) -> StationStatus:
-    details = {"belt_running": running, "core": {"jammed": jammed}}
-    return StationStatus(station="st1", state=state, details=details)
+    health = StationHealth(belt_running=running, core=CoreStatus(jammed=jammed))
+    return StationStatus(station="st1", state=state, health=health)
 
 
 def test_a_shift_of_one_station_in_exact_figures(

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from protocol import ParcelEvent, StationStatus, Topics, encode
+from protocol import (
+    CoreStatus,
+    ParcelEvent,
+    StationAlarm,
+    StationHealth,
+    StationStatus,
+    Topics,
+    encode,
+)
 from tests.gateway.conftest import UNKNOWN_RMA
 
 pytestmark = pytest.mark.broker
@@ -87,8 +95,11 @@ def test_status_page_when_empty(client: TestClient) -> None:
 def test_status_page_shows_an_overloaded_station(
     client: TestClient, probe: Any, site: str, wait: Any
 ) -> None:
-    details = {"alarms": {"station_overloaded": {"parcel_id": 4, "lane": None}}, "core": {}}
-    status = StationStatus(station="st4", state="online", software_version="1", details=details)
+    health = StationHealth(
+        alarms={"station_overloaded": StationAlarm(kind="station_overloaded", parcel_id=4)},
+        core=CoreStatus(),
+    )
+    status = StationStatus(station="st4", state="online", software_version="1", health=health)
     probe.publish(Topics(site, "st4").status, encode(status), retain=True)
     wait(lambda: "Station overloaded" in client.get("/").text, what="the alarm on the page")
     html = client.get("/").text
