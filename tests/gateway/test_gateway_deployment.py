@@ -11,7 +11,7 @@ from simulator.procs import bridge_config
 
 BRIDGE = Path(__file__).resolve().parents[2] / "hardware" / "bridge-site-to-central.conf"
 STATION_TO_GATEWAY = ("status", "event", "photo", "telemetry", "sync_request", "command_reply")
-GATEWAY_TO_STATION = ("rma", "policy", "sync_response", "command")
+GATEWAY_TO_STATION = ("rma", "head", "policy", "sync_response", "command")
 
 
 def bridged(text: str) -> dict[str, tuple[str, int]]:
