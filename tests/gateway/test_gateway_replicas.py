@@ -20,6 +20,7 @@ from gateway.services.leader import WORKERS_LOCK_KEY, LeaderLease
 from protocol import RmaAnnouncement, Topics, decode, encode
 from simulator.load import PRODUCT_GTIN, parcel
 from simulator.procs import GatewayProcess
+from simulator.testing import wait_until
 from tests.gateway.conftest import pg_database
 from tests.gateway.test_gateway_credit_acceptance import HookReceiver
 
@@ -134,6 +135,10 @@ def test_two_replicas_store_each_event_once_and_send_each_webhook_and_announceme
     assert head in got
 
 
+THIS_DATABASE = " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+"""Advisory locks are per database: the test's own only (other tests' gateways may hold one)."""
+
+
 def test_one_lease_leads_at_a_time_and_the_next_takes_over_when_it_ends(
     anydb: Database, database_url: str
 ) -> None:
@@ -151,10 +156,23 @@ def test_one_lease_leads_at_a_time_and_the_next_takes_over_when_it_ends(
             conn.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                    " WHERE locktype = 'advisory' AND objid = :key"
+                    " WHERE locktype = 'advisory' AND objid = :key" + THIS_DATABASE
                 ),
                 {"key": WORKERS_LOCK_KEY},
             )
+
+        def released() -> bool:  # pg_terminate_backend signals: the backend ends soon after
+            with anydb.engine.connect() as conn:
+                held = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key"
+                        + THIS_DATABASE
+                    ),
+                    {"key": WORKERS_LOCK_KEY},
+                ).scalar_one()
+            return held == 0
+
+        wait_until(released, timeout_s=10, what="the terminated leader's lock released")
         assert (first.held(), second.held()) == (True, False)  # the lock went with it
     finally:
         other.dispose()
