@@ -286,7 +286,9 @@ class StationDaemon:
             case EyeEdge(t_ms, blocked):
                 return core.on_photo_eye(t_ms, blocked)
             case ScanFrame(code=code, symbology=symbology, t_ms=t_ms):
-                return core.on_barcode(t_ms, code, symbology)
+                return core.on_barcode(
+                    t_ms, code, symbology, latency_ms=item.latency_ms, late=item.late
+                )
             case TagRead(uid=uid, t_ms=t_ms):
                 self.rfid_events.append(item)
                 return core.on_rfid(t_ms, uid)
