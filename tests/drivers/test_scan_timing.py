@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import serial
+from prometheus_client import generate_latest
 
 from edge.daemon import StationDaemon
 from edge.drivers.framing import ScanFrame
@@ -140,6 +141,9 @@ def test_a_scan_the_loaded_reader_delivers_late_never_verifies_the_next_parcel(
     assert (status["late_reads"], status["ambiguous_reads"]) == (1, 1)
     scanner = station.scanner.status()
     assert (scanner["late_frames"], scanner["latency_ms_max"]) == (1, 410.0)
+    metrics = generate_latest(station.daemon.metrics.registry).decode()
+    assert 'rs_station_read_problems_total{kind="late"} 1.0' in metrics
+    assert 'rs_station_read_problems_total{kind="ambiguous"} 1.0' in metrics
 
 
 def test_a_scan_within_the_bound_is_evidence_for_its_own_parcel(station: Station) -> None:
