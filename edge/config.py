@@ -167,6 +167,13 @@ class ScannerSection(_Section):
     read_cadence_ms: float = Field(
         default=10.0, gt=0, le=1000, description="how long one port read waits, ms"
     )
+    reader_priority: int | None = Field(
+        default=40,
+        ge=1,
+        le=99,
+        description="SCHED_FIFO priority of the scanner's reader thread (none: normal); "
+        "below the gate scheduler's",
+    )
 
     @model_validator(mode="after")
     def _latency_bound(self) -> ScannerSection:

@@ -65,6 +65,7 @@ class PySerialScanner:
         device_latency_ms: float = 10.0,
         max_latency_ms: float = 50.0,
         read_cadence_ms: float = 10.0,
+        reader_priority: int | None = None,
     ) -> None:
         """Configure the scanner; nothing is opened until :meth:`start`.
 
@@ -85,6 +86,8 @@ class PySerialScanner:
                 frame whose measured uncertainty exceeds it is ``late`` (module doc).
             read_cadence_ms: How long one read waits for a first byte, ms: the width
                 of a healthy frame's arrival interval.
+            reader_priority: ``SCHED_FIFO`` priority of the reader thread (None: normal
+                priority): a loaded machine then does not leave its bytes waiting.
 
         Raises:
             ValueError: an unknown suffix, or ``max_latency_ms`` below
@@ -114,6 +117,7 @@ class PySerialScanner:
             reopen_backoff_s=reopen_backoff_s,
             serial_options={"baudrate": baudrate},
             read_timeout_s=read_cadence_ms / 1000.0,
+            priority=reader_priority,
         )
 
         self._lock = threading.Lock()
@@ -157,7 +161,8 @@ class PySerialScanner:
         ``buffered_bytes`` (raw bytes of the frame being received); read timing:
         ``device_latency_ms`` and ``max_latency_ms`` (configured), ``late_frames``
         (frames delivered later than the healthy bound), ``latency_ms_last`` and
-        ``latency_ms_max`` (measured uncertainty of the last frame and the worst, ms).
+        ``latency_ms_max`` (measured uncertainty of the last frame and the worst, ms),
+        ``realtime`` (the reader thread's scheduling).
         """
         port = self._port.status()
         with self._lock:
@@ -183,6 +188,7 @@ class PySerialScanner:
                 "latency_ms_last": self._last_latency_ms,
                 "latency_ms_max": self._latency_max_ms,
                 "last_error": port["last_error"],
+                "realtime": port["realtime"],
             }
 
     # -- reader thread (ByteSink of the SerialReader) -----------------------
@@ -245,7 +251,11 @@ class PySerialScanner:
         )
         if late:
             logger.warning(
-                "scan delivered late: never evidence (station overloaded?)",
+                "scan %r delivered late (uncertainty %.1f ms > %.1f ms): never evidence; "
+                "is the station overloaded?",
+                frame.code,
+                latency,
+                self._max_latency_ms,
                 extra={
                     "port": self._url,
                     "code": frame.code,

@@ -271,6 +271,7 @@ def _pyserial_scanner(section: ScannerSection, ctx: BackendContext) -> object:
         device_latency_ms=section.device_latency_ms,
         max_latency_ms=section.max_latency_ms,
         read_cadence_ms=section.read_cadence_ms,
+        reader_priority=section.reader_priority,
     )
 
 

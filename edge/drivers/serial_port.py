@@ -43,6 +43,17 @@ _READ_TIMEOUT_S = 0.05
 _STOP_JOIN_S = 1.0
 
 
+def _set_fifo(priority: int) -> str:
+    """Put the calling thread at ``SCHED_FIFO`` ``priority``; the status line. Never raises."""
+    if not hasattr(os, "sched_setscheduler"):
+        return "refused: no SCHED_FIFO on this platform"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        return f"refused: SCHED_FIFO {priority}: {exc.strerror or exc} (grant CAP_SYS_NICE)"
+    return f"SCHED_FIFO {priority}"
+
+
 class ByteSink(Protocol):
     """What a :class:`SerialReader` feeds; all calls come from the reader thread."""
 
@@ -78,6 +89,9 @@ class SerialReader:
             ``bytesize``, ``parity``, ``stopbits``); the read timeout is the reader's own.
         read_timeout_s: how long one blocking read waits for a first byte, s: the loop's
             cadence (the width of a healthy read's arrival interval).
+        priority: ``SCHED_FIFO`` priority the reader thread asks for (None: normal), so a
+            loaded machine does not hold its bytes in the port; refused without
+            ``CAP_SYS_NICE`` (``status()["realtime"]`` says so).
 
     Raises:
         ValueError: when ``reopen_backoff_s`` is not ``0 < first <= cap``.
@@ -94,11 +108,14 @@ class SerialReader:
         reopen_backoff_s: tuple[float, float] = (0.05, 2.0),
         serial_options: Mapping[str, object] | None = None,
         read_timeout_s: float = _READ_TIMEOUT_S,
+        priority: int | None = None,
     ) -> None:
         first_s, cap_s = reopen_backoff_s
         if not 0 < read_timeout_s <= 1.0:
             raise ValueError("read_timeout_s must be in (0, 1] s")
         self._read_timeout_s = read_timeout_s
+        self._priority = priority
+        self._realtime = "normal priority"
         if not 0 < first_s <= cap_s:
             raise ValueError("reopen_backoff_s must be (first, cap) with 0 < first <= cap")
         self.url = url
@@ -169,10 +186,12 @@ class SerialReader:
 
         Keys: ``state``, ``port`` (the URL), ``device`` (resolved path of the open port, or
         None), ``reopen_count`` (successful opens after the first), ``open_failures`` and
-        ``last_error`` (str or None).
+        ``last_error`` (str or None), ``realtime`` (the thread's scheduling: ``SCHED_FIFO
+        <n>``, ``normal priority`` or ``refused: <why>``).
         """
         with self._lock:
             return {
+                "realtime": self._realtime,
                 "state": self._state,
                 "port": self.url,
                 "device": self._device,
@@ -184,6 +203,12 @@ class SerialReader:
     # -- reader thread ------------------------------------------------------------------
     def _run(self) -> None:
         """Open, read until failure or stop, back off, reopen."""
+        if self._priority is not None:
+            line = _set_fifo(self._priority)
+            with self._lock:
+                self._realtime = line
+            if line.startswith("refused"):
+                self._log.warning("%s reader: %s", self._label, line, extra={"port": self.url})
         failures = 0
         while not self._stop_event.is_set():
             port = self._open()
