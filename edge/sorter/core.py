@@ -27,6 +27,10 @@ still count as possible owners (a read stamped late after its parcel left is nev
 to the next one). A read its driver knows to be late (``late``: delivered later than the
 reader's healthy bound) is never evidence for anyone: it is ambiguous for every undecided
 parcel of its interval, counted (``late_reads``) and raises ``station_overloaded``.
+A camera's reads (label, grade, footprint) come by parcel id, from the photo its trigger
+took; given the frame's capture time (``seen_ms``), the photo counts only when that
+parcel was alone at the camera then: a capture the camera worker made late (it shows the
+next parcel) is ambiguous for the parcel it was meant for.
 
 Decision: once the trailing edge has left the last station (``s + tol``), with what is
 known (a reader that never answered simply contributed nothing): every read classified
@@ -303,12 +307,16 @@ class SorterCore:
         source: str = "scanner",
         latency_ms: float = 0.0,
         late: bool = False,
+        seen_ms: float | None = None,
     ) -> list[Action]:
         """A barcode read at ``t_ms`` by the scan tunnel or, as a second reader, the camera.
 
         ``latency_ms`` (>= 0): the read was observed within ``[t_ms - latency_ms, t_ms]``;
         ``late``: its reader knows it was delivered later than its healthy bound (never
-        evidence). See "Read timing" in the module doc.
+        evidence). See "Read timing" in the module doc. ``seen_ms``: for a camera read
+        by ``parcel_id``, when its photo was captured (the frame's time; None: not
+        checked): a photo captured while that parcel was not alone at the camera (a late
+        capture shows the next one) is evidence for nobody (``ambiguous_read``).
 
         ``code`` is the data (an AIM prefix such as ``]C1`` at its start is split off as
         metadata); ``symbology`` is the AIM identifier the scanner reported, if any. The
@@ -342,7 +350,7 @@ class SorterCore:
                 t_ms, cfg.scan_pos_mm, cfg.scan_tol_mm, what, actions, latency_ms, late
             )
         elif parcel_id is not None:
-            owner = self._undecided(parcel_id, t_ms, what, actions)
+            owner = self._photo_of(parcel_id, t_ms, seen_ms, latency_ms, what, actions)
         else:
             pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
             owner = self._claim(t_ms, pos, cfg.camera_tol_mm, what, actions, latency_ms, late)
@@ -405,17 +413,19 @@ class SorterCore:
         grade: str,
         confidence: float = 1.0,
         parcel_id: int | None = None,
+        seen_ms: float | None = None,
     ) -> list[Action]:
         """A condition grade from the camera/grader at ``t_ms``.
 
-        Associated with ``parcel_id`` when given, else by position at the camera. A grade
+        Associated with ``parcel_id`` when given (``seen_ms``: the photo's capture time,
+        checked as in :meth:`on_barcode`), else by position at the camera. A grade
         below the policy's ``min_grade_confidence``, or not one of its grades, counts as
         unknown; several grades for one parcel: the worst counts.
         """
         actions = self.advance(t_ms)
         cfg = self.config
         if parcel_id is not None:
-            owner = self._undecided(parcel_id, t_ms, f"grade:{grade}", actions)
+            owner = self._photo_of(parcel_id, t_ms, seen_ms, 0.0, f"grade:{grade}", actions)
         else:
             pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
             owner = self._claim(t_ms, pos, cfg.camera_tol_mm, f"grade:{grade}", actions)
@@ -481,9 +491,17 @@ class SorterCore:
         return actions
 
     def on_footprint(
-        self, t_ms: float, length_mm: float, width_mm: float, parcel_id: int
+        self,
+        t_ms: float,
+        length_mm: float,
+        width_mm: float,
+        parcel_id: int,
+        seen_ms: float | None = None,
     ) -> list[Action]:
         """The camera's footprint of parcel ``parcel_id`` (mm, sides in any order).
+
+        ``seen_ms``: the photo's capture time, checked as in :meth:`on_barcode` (a photo
+        of another parcel measures nothing of this one).
 
         Checked at decision against the catalogue dimensions of the units the parcel
         claims (policy ``physical.size_check``, tolerance ``grading.footprint_tol_mm``
@@ -495,9 +513,8 @@ class SorterCore:
         if not all(0 < v < float("inf") for v in (length_mm, width_mm)):
             raise ValueError(f"footprint sides must be positive mm, got {length_mm}, {width_mm}")
         actions = self.advance(t_ms)
-        owner = self._undecided(
-            parcel_id, t_ms, f"footprint:{length_mm:.0f}x{width_mm:.0f}", actions
-        )
+        what = f"footprint:{length_mm:.0f}x{width_mm:.0f}"
+        owner = self._photo_of(parcel_id, t_ms, seen_ms, 0.0, what, actions)
         if owner is not None:
             owner.footprint_mm = (length_mm, width_mm)
         return actions
@@ -759,6 +776,64 @@ class SorterCore:
             return None
         return owner
 
+    def _photo_of(
+        self,
+        parcel_id: int,
+        t_ms: float,
+        seen_ms: float | None,
+        latency_ms: float,
+        what: str,
+        actions: list[Action],
+    ) -> _Parcel | None:
+        """Parcel ``parcel_id`` for a read from its triggered photo, if the photo shows it.
+
+        Undecided, else an orphan (:meth:`_undecided`). With ``seen_ms`` (the capture
+        time) and a camera position, the capture interval ``[seen_ms - latency_ms,
+        seen_ms]`` must map to this parcel alone at the camera (:meth:`_claim`'s rule);
+        otherwise the read is ambiguous for it (a conflict, a grade unknown) and None.
+        """
+        owner = self._undecided(parcel_id, t_ms, what, actions)
+        cam = self.config.camera_pos_mm
+        if owner is None or seen_ms is None or cam is None:
+            return owner
+        tol = self.config.camera_tol_mm
+        near, inside, gone = self._candidates(seen_ms, cam, tol, latency_ms)
+        if gone == 0 and near == [owner] and inside == near:
+            return owner
+        self.counters["ambiguous_reads"] += 1
+        owner.ambiguous += 1
+        owner.reads.append(f"ambiguous:{what}")
+        if what.startswith("grade:"):
+            owner.grades.append(None)
+        return None
+
+    def _candidates(
+        self, t_ms: float, zone_mm: float, tol_mm: float, latency_ms: float
+    ) -> tuple[list[_Parcel], list[_Parcel], int]:
+        """Who could own a read at ``zone_mm ± tol_mm`` seen in ``[t - latency, t]``.
+
+        ``(near, inside, gone)``: tracked parcels whose zone interval meets the read's
+        belt travel, those of them that hold it whole, and how many parcels gone from
+        the belt meet it.
+        """
+        x1 = self.odometer.position_mm(t_ms)
+        x0 = self.odometer.position_mm(t_ms - max(0.0, latency_ms)) if latency_ms > 0 else x1
+        x0, x1 = min(x0, x1), max(x0, x1)
+        near: list[_Parcel] = []
+        inside: list[_Parcel] = []
+        for parcel in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
+            c0, c1 = _covers(parcel.induct_pos_mm, parcel.length_mm, zone_mm, tol_mm)
+            if c0 <= x1 + _EPS_MM and x0 - _EPS_MM <= c1:
+                near.append(parcel)
+                if c0 <= x0 + _EPS_MM and x1 - _EPS_MM <= c1:
+                    inside.append(parcel)
+        gone = 0
+        for p0, length in self._passed:
+            c0, c1 = _covers(p0, length, zone_mm, tol_mm)
+            if c0 <= x1 + _EPS_MM and x0 - _EPS_MM <= c1:
+                gone += 1
+        return near, inside, gone
+
     def _claim(
         self,
         t_ms: float,
@@ -779,22 +854,7 @@ class SorterCore:
         ``ambiguous_read``), never an identity or grade of either. Only decided or gone
         parcels: an orphan.
         """
-        x1 = self.odometer.position_mm(t_ms)
-        x0 = self.odometer.position_mm(t_ms - max(0.0, latency_ms)) if latency_ms > 0 else x1
-        x0, x1 = min(x0, x1), max(x0, x1)
-        near: list[_Parcel] = []  # tracked parcels whose zone interval meets [x0, x1]
-        inside: list[_Parcel] = []  # ... and holds it whole
-        for parcel in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
-            c0, c1 = _covers(parcel.induct_pos_mm, parcel.length_mm, zone_mm, tol_mm)
-            if c0 <= x1 + _EPS_MM and x0 - _EPS_MM <= c1:
-                near.append(parcel)
-                if c0 <= x0 + _EPS_MM and x1 - _EPS_MM <= c1:
-                    inside.append(parcel)
-        gone = 0
-        for p0, length in self._passed:
-            c0, c1 = _covers(p0, length, zone_mm, tol_mm)
-            if c0 <= x1 + _EPS_MM and x0 - _EPS_MM <= c1:
-                gone += 1
+        near, inside, gone = self._candidates(t_ms, zone_mm, tol_mm, latency_ms)
         if late:
             self.counters["late_reads"] += 1
             actions += self._overloaded(t_ms, None)

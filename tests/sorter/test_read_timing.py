@@ -238,3 +238,36 @@ def test_no_unit_is_verified_for_a_parcel_not_under_the_reader_at_the_true_read_
             and all(c1 + 1.0 < start or stamp + 1.0 < c0 for c0, c1 in others)
         ):
             assert taken[i] == {f"gs1:{GTIN}/SN{i}"}, (i, stamp, latency)
+
+
+# -- the camera: a triggered photo is checked against the parcel's position --------------
+
+
+def photo_run(seen_ms: float) -> tuple[dict[int, tuple[Reason, tuple[str, ...]]], SorterCore]:
+    # camera at 700 mm ± 50: parcel 1 (0 ms, 300 mm) is there from 650 to 1050 ms, parcel 2
+    # (inducted at 400 ms) from 1050 ms on; the grader's result for parcel 1's trigger
+    # (800 ms) says when its frame was captured
+    core = SorterCore(demo_belt(camera_pos_mm=700.0), directory(2))
+    actions = induct(core, 0.0)
+    actions += core.on_barcode(550.0, gs1("SN1"))
+    actions += induct(core, 400.0)
+    actions += core.on_grade(800.0, "A", 0.9, parcel_id=1, seen_ms=seen_ms)
+    actions += core.on_footprint(800.0, 300.0, 200.0, 1, seen_ms=seen_ms)
+    actions += run(core, 805.0)
+    return decisions(actions), core
+
+
+def test_a_photo_captured_while_its_parcel_was_at_the_camera_grades_it() -> None:
+    found, core = photo_run(seen_ms=900.0)
+    assert found[1] == (Reason.MATCHED, ("gs1:09501101020917/SN1",))
+    assert core.counters["ambiguous_reads"] == 0
+
+
+def test_a_photo_captured_late_grades_and_measures_nobody() -> None:
+    # captured at 1060 ms: parcel 1's trailing edge and parcel 2's leading edge
+    found, core = photo_run(seen_ms=1060.0)
+    assert found[1] == (
+        Reason.AMBIGUOUS_READ,
+        ("gs1:09501101020917/SN1", "ambiguous:grade:A", "ambiguous:footprint:300x200"),
+    )
+    assert core.counters["ambiguous_reads"] == 2
