@@ -8,8 +8,8 @@ UIDs are compared in canonical form (``protocol.messages.canonical_uid``).
 
 :func:`identify` turns the distinct reads of a window into an :class:`IdentityResult`:
 which RMA, and for each of its lines the item evidence the parcel showed
-(:class:`LineEvidence`), or why it cannot say (``conflicting_reads``, ``no_read``,
-``garbled_read``, ``unknown_rma``, ``wrong_item``).
+(:class:`LineEvidence`), or why it cannot say (``ambiguous_read``, ``conflicting_reads``,
+``no_read``, ``garbled_read``, ``unknown_rma``, ``wrong_item``).
 
 Evidence rules (strongest first, ``protocol.messages.EVIDENCE_ORDER``):
 
