@@ -151,6 +151,38 @@ class ScannerSection(_Section):
     baudrate: int = Field(default=9600, ge=1200, le=921600)
     suffix: Literal["CR", "LF", "CRLF"] = "CR"
     inter_byte_timeout_ms: float = Field(default=300.0, gt=0, le=10_000)
+    device_latency_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="the scanner's own max delay from seeing a code to its first byte, ms",
+    )
+    max_latency_ms: float = Field(
+        default=50.0,
+        gt=0,
+        le=5000,
+        description="max delivery latency of a healthy reader, ms; a read later is never "
+        "evidence (issue 20)",
+    )
+    read_cadence_ms: float = Field(
+        default=10.0, gt=0, le=1000, description="how long one port read waits, ms"
+    )
+    reader_priority: int | None = Field(
+        default=40,
+        ge=1,
+        le=99,
+        description="SCHED_FIFO priority of the scanner's reader thread (none: normal); "
+        "below the gate scheduler's",
+    )
+
+    @model_validator(mode="after")
+    def _latency_bound(self) -> ScannerSection:
+        if self.max_latency_ms < self.device_latency_ms + self.read_cadence_ms:
+            raise ValueError(
+                "max_latency_ms must be at least device_latency_ms + read_cadence_ms "
+                "(else every read is late)"
+            )
+        return self
 
 
 class RfidSection(_Section):

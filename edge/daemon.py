@@ -286,10 +286,12 @@ class StationDaemon:
             case EyeEdge(t_ms, blocked):
                 return core.on_photo_eye(t_ms, blocked)
             case ScanFrame(code=code, symbology=symbology, t_ms=t_ms):
-                return core.on_barcode(t_ms, code, symbology)
-            case TagRead(uid=uid, t_ms=t_ms):
-                self.rfid_events.append(item)
-                return core.on_rfid(t_ms, uid)
+                return core.on_barcode(
+                    t_ms, code, symbology, latency_ms=item.latency_ms, late=item.late
+                )
+            case TagRead(uid=uid, t_ms=t_ms, duration_ms=duration_ms):
+                self.rfid_events.append(item)  # the tag answered within the poll
+                return core.on_rfid(t_ms + duration_ms, uid, latency_ms=duration_ms)
             case TagReadFailed(t_ms=t_ms):  # kept for status; the core decides by its deadline
                 self.rfid_events.append(item)
                 return core.advance(t_ms)

@@ -4,8 +4,12 @@
 (off by default; ``--metrics-addr`` sets the listen address, default 127.0.0.1). Parcels
 by lane and reason and the decision latency (induction to decision) are counted as parcels
 leave the belt; the gate scheduler's lateness per firing is a histogram
-(``rs_station_gate_lateness_seconds``); sync lag, outbox depth, device health, belt and
-alarms are read from the daemon's ``status()`` at scrape time.
+(``rs_station_gate_lateness_seconds``); sync lag, outbox depth, device health, belt,
+alarms and the reads the core did not take as evidence
+(``rs_station_read_problems_total{kind}``: ``ambiguous``, a read whose time of observation
+could put it on another parcel or a gap; ``late``, delivered later than its reader's
+healthy bound, which also raises ``station_overloaded``; ``orphan``, no parcel; ``bad``,
+not an identifier; issue 20) are read from the daemon's ``status()`` at scrape time.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,18 @@ class _StatusCollector(Collector):
             "1 when a device is down",
             value=float(bool(status.get("degraded"))),
         )
+        core = status.get("core")
+        counters = core.get("counters") if isinstance(core, dict) else None
+        if isinstance(counters, dict):
+            problems = CounterMetricFamily(
+                "rs_station_read_problems",
+                "Reads not taken as evidence, by kind (ambiguous, late, orphan, bad)",
+                labels=["kind"],
+            )
+            for kind in ("ambiguous", "late", "orphan", "bad"):
+                value = counters.get(f"{kind}_reads", 0)
+                problems.add_metric([kind], float(value) if isinstance(value, int) else 0.0)
+            yield problems
         alarms = status.get("alarms")
         yield GaugeMetricFamily(
             "rs_station_alarms_active",

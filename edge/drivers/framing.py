@@ -67,14 +67,22 @@ class ScanFrame:
             leading noise stripped, without terminator and without AIM identifier.
         symbology: The AIM symbology identifier (e.g. ``"]C1"``), or ``None``.
         t_ms: Time of the frame's first byte (when the scan began), in ms on
-            the caller's clock.
+            the caller's clock: the latest time the code can have been seen.
         had_noise: True if leading noise bytes were stripped from it.
+        latency_ms: The read's timing uncertainty, ms: the code was seen within
+            ``[t_ms - latency_ms, t_ms]`` (the framer gives how long before ``t_ms``
+            its first byte may have reached the port; the scanner adds its device's
+            own latency).
+        late: True when the scanner knows the frame was delivered later than its
+            healthy bound (``max_latency_ms``): never evidence for any parcel.
     """
 
     code: str
     symbology: str | None
     t_ms: float
     had_noise: bool
+    latency_ms: float = 0.0
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +151,7 @@ class ScanFramer:
         self._buf = bytearray()
         self._overflow = False
         self._first_t_ms = 0.0
+        self._first_latency_ms = 0.0
         self._last_t_ms: float | None = None
         self._dropped: list[Dropped] = []
 
@@ -151,12 +160,13 @@ class ScanFramer:
         """Number of raw bytes buffered for an unterminated frame."""
         return len(self._buf)
 
-    def feed(self, data: bytes, t_ms: float) -> list[ScanFrame]:
-        """Consume bytes read from the port at time ``t_ms`` (ms).
+    def feed(self, data: bytes, t_ms: float, since_ms: float | None = None) -> list[ScanFrame]:
+        """Consume bytes that reached the port within ``(since_ms, t_ms]`` (ms).
 
         A buffered fragment that has gone stale since the last byte is dropped
-        first. Returns the frames completed by ``data``, in order; drops are
-        kept for :meth:`take_dropped`.
+        first. Returns the frames completed by ``data``, in order, each with the
+        ``latency_ms`` of its first byte (``t_ms - since_ms``; 0 when ``since_ms`` is
+        None); drops are kept for :meth:`take_dropped`.
         """
         self._dropped.extend(self.expire(t_ms))
         frames: list[ScanFrame] = []
@@ -168,6 +178,7 @@ class ScanFramer:
                 continue
             if not self._buf and not self._overflow:
                 self._first_t_ms = t_ms
+                self._first_latency_ms = 0.0 if since_ms is None else max(0.0, t_ms - since_ms)
             if len(self._buf) < self.max_length:
                 self._buf.append(byte)
             else:
@@ -245,7 +256,13 @@ class ScanFramer:
         if reason is not None:
             self._dropped.append(Dropped(reason, raw, t_ms, had_noise))
             return None
-        return ScanFrame(code=text, symbology=symbology, t_ms=t_ms, had_noise=had_noise)
+        return ScanFrame(
+            code=text,
+            symbology=symbology,
+            t_ms=t_ms,
+            had_noise=had_noise,
+            latency_ms=self._first_latency_ms,
+        )
 
 
 def split_aim_prefix(text: str) -> tuple[str | None, str]:

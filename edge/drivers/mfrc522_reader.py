@@ -312,7 +312,7 @@ class Mfrc522Reader:
             with self._lock:
                 self.counters["reads"] += 1
             logger.info("rfid tag %s (episode %d)", uid, episode, extra={"uid": uid})
-            self._deliver(TagRead(uid, t_ms, episode, saks[uid]))
+            self._deliver(TagRead(uid, t_ms, episode, saks[uid], self.last_poll_ms or 0.0))
         for uid in left:
             logger.debug("rfid tag %s left the field", uid, extra={"uid": uid})
         failure = "; ".join(str(e) for e in errors) or None

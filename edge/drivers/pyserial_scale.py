@@ -459,8 +459,12 @@ class PySerialScale:
             }
 
     # -- reader thread (ByteSink of the SerialReader) -----------------------------------
-    def on_bytes(self, data: bytes, t_ms: float) -> None:
-        """Decode bytes read at ``t_ms`` and deliver the readings (reader thread)."""
+    def on_bytes(self, data: bytes, t_ms: float, since_ms: float | None = None) -> None:
+        """Decode bytes read at ``t_ms`` and deliver the readings (reader thread).
+
+        ``since_ms`` (when they came, at the earliest) is not used: a weighing is timed
+        by its plateau, which spans many readings.
+        """
         readings = self._framer.feed(data, t_ms)
         self._record(self._framer.take_bad())
         for reading in readings:

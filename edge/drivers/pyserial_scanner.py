@@ -8,6 +8,18 @@ path or a pyserial URL such as ``loop://``. Bytes are framed by
 When the port fails (device unplugged), the partial frame is discarded, the scanner
 reports itself ``degraded`` and reopens the same URL with capped exponential backoff, so
 a device that comes back under another tty name is found again through its stable path.
+
+Read timing (issue 20): a frame is stamped with the time its first byte was read, the
+latest time the code can have been seen. The port is looked at every ``read_cadence_ms``;
+the frame's first byte reached the port after the look before it (see
+:mod:`edge.drivers.serial_port`), and the scanner itself took at most
+``device_latency_ms`` from seeing the code to that byte. So each frame carries its
+measured uncertainty ``latency_ms`` = (stamp - that look) + ``device_latency_ms``: the
+code was seen within ``[t_ms - latency_ms, t_ms]``. When the reader thread is delayed
+(the station is overloaded), the bytes wait in the port, the interval widens, and a frame
+whose uncertainty exceeds ``max_latency_ms`` (the bound of a healthy reader) is ``late``:
+it is delivered, counted (``late_frames``) and logged, and the core never takes it as
+evidence for any parcel.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from edge.drivers.framing import Dropped, ScanFrame, ScanFramer
 from edge.drivers.scanner import ScanCallback
@@ -48,6 +61,11 @@ class PySerialScanner:
         inter_byte_timeout_ms: float = 300,
         clock: Callable[[], float] = _monotonic_ms,
         reopen_backoff_s: tuple[float, float] = (0.05, 2.0),
+        *,
+        device_latency_ms: float = 10.0,
+        max_latency_ms: float = 50.0,
+        read_cadence_ms: float = 10.0,
+        reader_priority: int | None = None,
     ) -> None:
         """Configure the scanner; nothing is opened until :meth:`start`.
 
@@ -62,9 +80,30 @@ class PySerialScanner:
             clock: Monotonic time source in ms, used to timestamp frames.
             reopen_backoff_s: ``(first, cap)`` delays in seconds between reopen
                 attempts; the delay doubles after each failed attempt.
+            device_latency_ms: The scanner's own maximum delay from seeing a code to
+                its first byte reaching the port (decode and transfer), ms.
+            max_latency_ms: The maximum delivery latency of a healthy reader, ms: a
+                frame whose measured uncertainty exceeds it is ``late`` (module doc).
+            read_cadence_ms: How long one read waits for a first byte, ms: the width
+                of a healthy frame's arrival interval.
+            reader_priority: ``SCHED_FIFO`` priority of the reader thread (None: normal
+                priority): a loaded machine then does not leave its bytes waiting.
+
+        Raises:
+            ValueError: an unknown suffix, or ``max_latency_ms`` below
+                ``device_latency_ms + read_cadence_ms`` (every frame would be late).
         """
         if suffix not in SUFFIXES:
             raise ValueError(f"suffix must be one of {sorted(SUFFIXES)}, got {suffix!r}")
+        if not 0 < read_cadence_ms <= 1000 or device_latency_ms < 0:
+            raise ValueError("read_cadence_ms must be in (0, 1000] and device_latency_ms >= 0")
+        if max_latency_ms < device_latency_ms + read_cadence_ms:
+            raise ValueError(
+                f"max_latency_ms ({max_latency_ms}) must be at least device_latency_ms + "
+                f"read_cadence_ms ({device_latency_ms + read_cadence_ms})"
+            )
+        self._device_latency_ms = float(device_latency_ms)
+        self._max_latency_ms = float(max_latency_ms)
         self._url = url
         self._suffix = suffix
         self._inter_byte_timeout_ms = float(inter_byte_timeout_ms)
@@ -77,6 +116,8 @@ class PySerialScanner:
             logger=logger,
             reopen_backoff_s=reopen_backoff_s,
             serial_options={"baudrate": baudrate},
+            read_timeout_s=read_cadence_ms / 1000.0,
+            priority=reader_priority,
         )
 
         self._lock = threading.Lock()
@@ -90,6 +131,9 @@ class PySerialScanner:
         self._partial_drops = 0
         self._callback_errors = 0
         self._buffered_bytes = 0
+        self._late_frames = 0
+        self._latency_max_ms = 0.0
+        self._last_latency_ms: float | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -114,7 +158,11 @@ class PySerialScanner:
         port, or None), ``suffix``, ``overflow_drops``, ``garbled_drops``, ``ignored_frames``
         (modem probes etc.), ``partial_drops`` (fragments lost at a port
         failure), ``callback_errors``, ``open_failures`` and
-        ``buffered_bytes`` (raw bytes of the frame being received).
+        ``buffered_bytes`` (raw bytes of the frame being received); read timing:
+        ``device_latency_ms`` and ``max_latency_ms`` (configured), ``late_frames``
+        (frames delivered later than the healthy bound), ``latency_ms_last`` and
+        ``latency_ms_max`` (measured uncertainty of the last frame and the worst, ms),
+        ``realtime`` (the reader thread's scheduling).
         """
         port = self._port.status()
         with self._lock:
@@ -134,7 +182,13 @@ class PySerialScanner:
                 "reopen_count": port["reopen_count"],
                 "open_failures": port["open_failures"],
                 "buffered_bytes": self._buffered_bytes,
+                "device_latency_ms": self._device_latency_ms,
+                "max_latency_ms": self._max_latency_ms,
+                "late_frames": self._late_frames,
+                "latency_ms_last": self._last_latency_ms,
+                "latency_ms_max": self._latency_max_ms,
                 "last_error": port["last_error"],
+                "realtime": port["realtime"],
             }
 
     # -- reader thread (ByteSink of the SerialReader) -----------------------
@@ -145,9 +199,13 @@ class PySerialScanner:
             inter_byte_timeout_ms=self._inter_byte_timeout_ms,
         )
 
-    def on_bytes(self, data: bytes, t_ms: float) -> None:
-        """Frame bytes read at ``t_ms`` and deliver the completed scans (reader thread)."""
-        frames = self._framer.feed(data, t_ms)
+    def on_bytes(self, data: bytes, t_ms: float, since_ms: float | None = None) -> None:
+        """Frame bytes that came within ``(since_ms, t_ms]`` and deliver the scans (ms).
+
+        Called on the reader thread; ``since_ms`` None: the bytes' arrival is unknown
+        before ``t_ms`` (their frame then carries only the device's latency).
+        """
+        frames = self._framer.feed(data, t_ms, since_ms)
         self._after_read(self._framer.take_dropped())
         for frame in frames:
             self._deliver(frame)
@@ -168,7 +226,14 @@ class PySerialScanner:
         self._record_dropped(dropped)
 
     def _deliver(self, frame: ScanFrame) -> None:
+        latency = round(frame.latency_ms + self._device_latency_ms, 3)
+        late = latency > self._max_latency_ms
+        frame = replace(frame, latency_ms=latency, late=late)
         with self._lock:
+            self._last_latency_ms = latency
+            self._latency_max_ms = max(self._latency_max_ms, latency)
+            if late:
+                self._late_frames += 1
             self._codes_read += 1
             if frame.had_noise:
                 self._noise_frames += 1
@@ -181,8 +246,23 @@ class PySerialScanner:
                 "symbology": frame.symbology,
                 "t_ms": frame.t_ms,
                 "had_noise": frame.had_noise,
+                "latency_ms": latency,
             },
         )
+        if late:
+            logger.warning(
+                "scan %r delivered late (uncertainty %.1f ms > %.1f ms): never evidence; "
+                "is the station overloaded?",
+                frame.code,
+                latency,
+                self._max_latency_ms,
+                extra={
+                    "port": self._url,
+                    "code": frame.code,
+                    "latency_ms": latency,
+                    "max_latency_ms": self._max_latency_ms,
+                },
+            )
         if on_scan is None:
             return
         try:

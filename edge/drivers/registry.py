@@ -268,6 +268,10 @@ def _pyserial_scanner(section: ScannerSection, ctx: BackendContext) -> object:
         suffix=section.suffix,
         inter_byte_timeout_ms=section.inter_byte_timeout_ms,
         clock=ctx.clock,
+        device_latency_ms=section.device_latency_ms,
+        max_latency_ms=section.max_latency_ms,
+        read_cadence_ms=section.read_cadence_ms,
+        reader_priority=section.reader_priority,
     )
 
 

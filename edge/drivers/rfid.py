@@ -118,12 +118,16 @@ class TagRead:
         t_ms: monotonic time of the poll that saw it, ms.
         episode: presence episode number of this UID on this reader, from 1.
         sak: the final SAK (tag type: 08h MIFARE Classic 1K, 00h Ultralight / NTAG).
+        duration_ms: how long that poll ran, ms: the tag answered within
+            ``[t_ms, t_ms + duration_ms]`` (a poll thread preempted mid-poll widens it;
+            past the poll deadline the poll fails instead).
     """
 
     uid: str
     t_ms: float
     episode: int
     sak: int
+    duration_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

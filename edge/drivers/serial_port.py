@@ -6,6 +6,14 @@ path or a pyserial URL such as ``loop://``. Every read is handed with its monoto
 (ms) to a :class:`ByteSink` (the backend's framer); a read that returned nothing is an idle
 tick, so the sink can expire stale fragments.
 
+Read timing: each chunk comes with the interval in which its bytes reached the port,
+``(since_ms, t_ms]``. The loop looks at the port (``in_waiting``) before every read: bytes
+already waiting were there by that look (``t_ms``) and came after the previous look
+(``since_ms``); a blocking read's bytes came after its own look and are stamped when the
+read returns. A reader thread that the machine delays (CPU overload) therefore widens the
+interval instead of silently stamping old bytes as new: the backend judges the read's
+uncertainty from it (``edge.drivers.pyserial_scanner``).
+
 When the port fails (device unplugged: :class:`serial.SerialException` or :class:`OSError`,
 including pyserial's "device reports readiness to read but returned no data"), the sink is
 told to discard its partial frame, the reader reports itself ``degraded`` and reopens the
@@ -35,11 +43,25 @@ _READ_TIMEOUT_S = 0.05
 _STOP_JOIN_S = 1.0
 
 
+def _set_fifo(priority: int) -> str:
+    """Put the calling thread at ``SCHED_FIFO`` ``priority``; the status line. Never raises."""
+    if not hasattr(os, "sched_setscheduler"):
+        return "refused: no SCHED_FIFO on this platform"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        return f"refused: SCHED_FIFO {priority}: {exc.strerror or exc} (grant CAP_SYS_NICE)"
+    return f"SCHED_FIFO {priority}"
+
+
 class ByteSink(Protocol):
     """What a :class:`SerialReader` feeds; all calls come from the reader thread."""
 
-    def on_bytes(self, data: bytes, t_ms: float) -> None:
-        """Bytes read from the port at monotonic time ``t_ms`` (ms)."""
+    def on_bytes(self, data: bytes, t_ms: float, since_ms: float | None = None) -> None:
+        """Bytes that reached the port within ``(since_ms, t_ms]`` (monotonic ms).
+
+        ``since_ms`` None: only ``t_ms`` is known.
+        """
         ...
 
     def on_idle(self, t_ms: float) -> None:
@@ -65,6 +87,11 @@ class SerialReader:
             delay doubles after each failed attempt.
         serial_options: keyword arguments for :func:`serial.serial_for_url` (``baudrate``,
             ``bytesize``, ``parity``, ``stopbits``); the read timeout is the reader's own.
+        read_timeout_s: how long one blocking read waits for a first byte, s: the loop's
+            cadence (the width of a healthy read's arrival interval).
+        priority: ``SCHED_FIFO`` priority the reader thread asks for (None: normal), so a
+            loaded machine does not hold its bytes in the port; refused without
+            ``CAP_SYS_NICE`` (``status()["realtime"]`` says so).
 
     Raises:
         ValueError: when ``reopen_backoff_s`` is not ``0 < first <= cap``.
@@ -80,8 +107,15 @@ class SerialReader:
         logger: logging.Logger,
         reopen_backoff_s: tuple[float, float] = (0.05, 2.0),
         serial_options: Mapping[str, object] | None = None,
+        read_timeout_s: float = _READ_TIMEOUT_S,
+        priority: int | None = None,
     ) -> None:
         first_s, cap_s = reopen_backoff_s
+        if not 0 < read_timeout_s <= 1.0:
+            raise ValueError("read_timeout_s must be in (0, 1] s")
+        self._read_timeout_s = read_timeout_s
+        self._priority = priority
+        self._realtime = "normal priority"
         if not 0 < first_s <= cap_s:
             raise ValueError("reopen_backoff_s must be (first, cap) with 0 < first <= cap")
         self.url = url
@@ -152,10 +186,12 @@ class SerialReader:
 
         Keys: ``state``, ``port`` (the URL), ``device`` (resolved path of the open port, or
         None), ``reopen_count`` (successful opens after the first), ``open_failures`` and
-        ``last_error`` (str or None).
+        ``last_error`` (str or None), ``realtime`` (the thread's scheduling: ``SCHED_FIFO
+        <n>``, ``normal priority`` or ``refused: <why>``).
         """
         with self._lock:
             return {
+                "realtime": self._realtime,
                 "state": self._state,
                 "port": self.url,
                 "device": self._device,
@@ -167,6 +203,12 @@ class SerialReader:
     # -- reader thread ------------------------------------------------------------------
     def _run(self) -> None:
         """Open, read until failure or stop, back off, reopen."""
+        if self._priority is not None:
+            line = _set_fifo(self._priority)
+            with self._lock:
+                self._realtime = line
+            if line.startswith("refused"):
+                self._log.warning("%s reader: %s", self._label, line, extra={"port": self.url})
         failures = 0
         while not self._stop_event.is_set():
             port = self._open()
@@ -198,7 +240,7 @@ class SerialReader:
 
     def _open(self) -> serial.SerialBase | None:
         try:
-            port = serial.serial_for_url(self.url, timeout=_READ_TIMEOUT_S, **self._options)
+            port = serial.serial_for_url(self.url, timeout=self._read_timeout_s, **self._options)
         except (serial.SerialException, OSError, ValueError) as exc:
             with self._lock:
                 self._state = "degraded"
@@ -222,13 +264,22 @@ class SerialReader:
         return port
 
     def _read_loop(self, port: serial.SerialBase) -> None:
+        previous_ms = self._clock()  # nothing read before the port was open
         while not self._stop_event.is_set():
-            data = port.read(port.in_waiting or 1)
-            now_ms = self._clock()
-            if data:
-                self._sink.on_bytes(data, now_ms)
-            else:
-                self._sink.on_idle(now_ms)
+            look_ms = self._clock()
+            waiting = port.in_waiting
+            if waiting:  # there by this look, came after the previous one
+                data = port.read(waiting)
+                if data:
+                    self._sink.on_bytes(data, look_ms, previous_ms)
+            else:  # came after this look; stamped when the read returns
+                data = port.read(1)
+                now_ms = self._clock()
+                if data:
+                    self._sink.on_bytes(data, now_ms, look_ms)
+                else:
+                    self._sink.on_idle(now_ms)
+            previous_ms = look_ms
 
     def _port_lost(self, exc: BaseException) -> None:
         with self._lock:

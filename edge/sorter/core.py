@@ -17,6 +17,21 @@ blocked, debounced) at belt position ``p0``; its body at time ``t`` spans
 parcel whose body covers ``s ± tol``; a read that two parcels could own is ambiguous, a
 conflict for both.
 
+Read timing: a reader cannot say exactly when it saw a code; it says that it saw it within
+``[t_ms - latency_ms, t_ms]`` (``latency_ms``: the uncertainty its driver measured, ms).
+The read belongs to a parcel only when the belt travel over that whole interval keeps
+``s`` within that one parcel's body ``± tol`` (and no other's): an interval that covers
+two parcels, or a gap and a parcel, is ambiguous (reason ``ambiguous_read`` for every
+undecided parcel it could belong to), never evidence. Parcels already decided or gone
+still count as possible owners (a read stamped late after its parcel left is never given
+to the next one). A read its driver knows to be late (``late``: delivered later than the
+reader's healthy bound) is never evidence for anyone: it is ambiguous for every undecided
+parcel of its interval, counted (``late_reads``) and raises ``station_overloaded``.
+A camera's reads (label, grade, footprint) come by parcel id, from the photo its trigger
+took; given the frame's capture time (``seen_ms``), the photo counts only when that
+parcel was alone at the camera then: a capture the camera worker made late (it shows the
+next parcel) is ambiguous for the parcel it was meant for.
+
 Decision: once the trailing edge has left the last station (``s + tol``), with what is
 known (a reader that never answered simply contributed nothing): every read classified
 (:mod:`protocol.codes`), identity and the evidence per RMA line
@@ -73,6 +88,7 @@ neighbour: the parcel runs on to quarantine (``late_gate``).
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 from edge.sorter.debounce import Debouncer
@@ -134,6 +150,8 @@ _OTHERS = (CodeClass.SSCC, CodeClass.TRACKING)
 
 OVERLOAD_CLEAR_MS = 60_000.0
 """The ``station_overloaded`` alarm clears this long after the last late gate, ms."""
+PASSED_KEPT = 32
+"""Parcels gone from the belt kept as possible owners of late-stamped reads."""
 RETIME_MS = 1.0
 """With an encoder, a pending gate time that moved more than this (ms) is re-issued."""
 _EPS_MM = 1e-6  # positions compared with this slack: a wake-up computed by time_at is due
@@ -163,6 +181,7 @@ class _Parcel:
     confirmed: bool = False
     marks: list[Mark] = field(default_factory=list)
     ambiguous: int = 0
+    late: int = 0  # of the ambiguous reads, those their reader delivered late
     sources: set[str] = field(default_factory=set)  # barcode readers that read it
     weighings: list[WeightMeasure] = field(default_factory=list)
     weigh_problems: list[str] = field(default_factory=list)
@@ -179,6 +198,19 @@ class _Parcel:
         lead = belt_pos_mm - self.induct_pos_mm
         trail = 0.0 if self.length_mm is None else lead - self.length_mm
         return trail, lead
+
+
+def _covers(
+    induct_pos_mm: float, length_mm: float | None, zone_mm: float, tol_mm: float
+) -> tuple[float, float]:
+    """Belt travel (mm) over which a parcel's body ± ``tol_mm`` covers ``zone_mm``.
+
+    The parcel inducted at belt travel ``induct_pos_mm``; unknown length (still at the
+    eye): no end.
+    """
+    start = induct_pos_mm + zone_mm - tol_mm
+    end = float("inf") if length_mm is None else induct_pos_mm + zone_mm + length_mm + tol_mm
+    return start, end
 
 
 def _near(a: float, b: float) -> bool:
@@ -229,6 +261,7 @@ class SorterCore:
             "inducted": 0,
             "orphan_reads": 0,
             "ambiguous_reads": 0,
+            "late_reads": 0,
             "bad_reads": 0,
             "jams": 0,
             "gap_violations": 0,
@@ -238,6 +271,8 @@ class SorterCore:
             "weighings": 0,
         }
         self._overloaded_until_ms: float | None = None
+        # (induct position, length) of parcels gone: still possible owners of a late read
+        self._passed: deque[tuple[float, float | None]] = deque(maxlen=PASSED_KEPT)
         self.lane_counts: dict[str, int] = {lane.name: 0 for lane in config.lanes}
 
     # -- inputs -------------------------------------------------------------------------
@@ -270,8 +305,18 @@ class SorterCore:
         *,
         parcel_id: int | None = None,
         source: str = "scanner",
+        latency_ms: float = 0.0,
+        late: bool = False,
+        seen_ms: float | None = None,
     ) -> list[Action]:
         """A barcode read at ``t_ms`` by the scan tunnel or, as a second reader, the camera.
+
+        ``latency_ms`` (>= 0): the read was observed within ``[t_ms - latency_ms, t_ms]``;
+        ``late``: its reader knows it was delivered later than its healthy bound (never
+        evidence). See "Read timing" in the module doc. ``seen_ms``: for a camera read
+        by ``parcel_id``, when its photo was captured (the frame's time; None: not
+        checked): a photo captured while that parcel was not alone at the camera (a late
+        capture shows the next one) is evidence for nobody (``ambiguous_read``).
 
         ``code`` is the data (an AIM prefix such as ``]C1`` at its start is split off as
         metadata); ``symbology`` is the AIM identifier the scanner reported, if any. The
@@ -301,12 +346,14 @@ class SorterCore:
         cfg = self.config
         owner: _Parcel | None
         if source == "scanner":
-            owner = self._claim(t_ms, cfg.scan_pos_mm, cfg.scan_tol_mm, what, actions)
+            owner = self._claim(
+                t_ms, cfg.scan_pos_mm, cfg.scan_tol_mm, what, actions, latency_ms, late
+            )
         elif parcel_id is not None:
-            owner = self._undecided(parcel_id, t_ms, what, actions)
+            owner = self._photo_of(parcel_id, t_ms, seen_ms, latency_ms, what, actions)
         else:
             pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
-            owner = self._claim(t_ms, pos, cfg.camera_tol_mm, what, actions)
+            owner = self._claim(t_ms, pos, cfg.camera_tol_mm, what, actions, latency_ms, late)
         if owner is None:
             return actions
         cls = c.code_class
@@ -331,8 +378,13 @@ class SorterCore:
     def _known(self, number: str) -> bool:
         return self.rmas.lookup_rma(number) is not None
 
-    def on_rfid(self, t_ms: float, uid: str) -> list[Action]:
+    def on_rfid(
+        self, t_ms: float, uid: str, *, latency_ms: float = 0.0, late: bool = False
+    ) -> list[Action]:
         """An RFID tag UID read at ``t_ms`` (any separator / case; 4, 7 or 10 bytes).
+
+        ``latency_ms`` / ``late``: the read's timing, as for :meth:`on_barcode` (the
+        poll that saw the tag ran within ``[t_ms - latency_ms, t_ms]``).
 
         Repeated reads of one tag, and a tag flickering in and out of the field, are one
         read of the parcel whose window it falls in. A UID that
@@ -348,7 +400,7 @@ class SorterCore:
             return [*actions, BadRead("rfid", uid, t_ms, str(exc))]
         cfg = self.config
         pos = cfg.rfid_pos_mm if cfg.rfid_pos_mm is not None else cfg.scan_pos_mm
-        owner = self._claim(t_ms, pos, cfg.rfid_tol_mm, f"rfid:{canon}", actions)
+        owner = self._claim(t_ms, pos, cfg.rfid_tol_mm, f"rfid:{canon}", actions, latency_ms, late)
         if owner is not None and canon not in owner.uids:
             owner.uids.append(canon)
             owner.reads.append(f"rfid:{canon}")
@@ -361,17 +413,19 @@ class SorterCore:
         grade: str,
         confidence: float = 1.0,
         parcel_id: int | None = None,
+        seen_ms: float | None = None,
     ) -> list[Action]:
         """A condition grade from the camera/grader at ``t_ms``.
 
-        Associated with ``parcel_id`` when given, else by position at the camera. A grade
+        Associated with ``parcel_id`` when given (``seen_ms``: the photo's capture time,
+        checked as in :meth:`on_barcode`), else by position at the camera. A grade
         below the policy's ``min_grade_confidence``, or not one of its grades, counts as
         unknown; several grades for one parcel: the worst counts.
         """
         actions = self.advance(t_ms)
         cfg = self.config
         if parcel_id is not None:
-            owner = self._undecided(parcel_id, t_ms, f"grade:{grade}", actions)
+            owner = self._photo_of(parcel_id, t_ms, seen_ms, 0.0, f"grade:{grade}", actions)
         else:
             pos = cfg.camera_pos_mm if cfg.camera_pos_mm is not None else cfg.scan_pos_mm
             owner = self._claim(t_ms, pos, cfg.camera_tol_mm, f"grade:{grade}", actions)
@@ -437,9 +491,17 @@ class SorterCore:
         return actions
 
     def on_footprint(
-        self, t_ms: float, length_mm: float, width_mm: float, parcel_id: int
+        self,
+        t_ms: float,
+        length_mm: float,
+        width_mm: float,
+        parcel_id: int,
+        seen_ms: float | None = None,
     ) -> list[Action]:
         """The camera's footprint of parcel ``parcel_id`` (mm, sides in any order).
+
+        ``seen_ms``: the photo's capture time, checked as in :meth:`on_barcode` (a photo
+        of another parcel measures nothing of this one).
 
         Checked at decision against the catalogue dimensions of the units the parcel
         claims (policy ``physical.size_check``, tolerance ``grading.footprint_tol_mm``
@@ -451,9 +513,8 @@ class SorterCore:
         if not all(0 < v < float("inf") for v in (length_mm, width_mm)):
             raise ValueError(f"footprint sides must be positive mm, got {length_mm}, {width_mm}")
         actions = self.advance(t_ms)
-        owner = self._undecided(
-            parcel_id, t_ms, f"footprint:{length_mm:.0f}x{width_mm:.0f}", actions
-        )
+        what = f"footprint:{length_mm:.0f}x{width_mm:.0f}"
+        owner = self._photo_of(parcel_id, t_ms, seen_ms, 0.0, what, actions)
         if owner is not None:
             owner.footprint_mm = (length_mm, width_mm)
         return actions
@@ -579,9 +640,7 @@ class SorterCore:
         """
         actions = self.advance(t_ms)
         self.counters["late_gates"] += 1
-        if self._overloaded_until_ms is None:
-            actions.append(Alarm("station_overloaded", True, t_ms, None, parcel_id))
-        self._overloaded_until_ms = t_ms + OVERLOAD_CLEAR_MS
+        actions += self._overloaded(t_ms, parcel_id)
         p = self._parcels.get(parcel_id)
         if p is None or p.command is None or p.decision is None:
             return actions
@@ -717,36 +776,112 @@ class SorterCore:
             return None
         return owner
 
-    def _claim(
-        self, t_ms: float, zone_mm: float, tol_mm: float, what: str, actions: list[Action]
+    def _photo_of(
+        self,
+        parcel_id: int,
+        t_ms: float,
+        seen_ms: float | None,
+        latency_ms: float,
+        what: str,
+        actions: list[Action],
     ) -> _Parcel | None:
-        """The one undecided parcel whose body ± ``tol_mm`` covers the station at ``t_ms``.
+        """Parcel ``parcel_id`` for a read from its triggered photo, if the photo shows it.
 
-        None read: an orphan. Two or more: the read is ambiguous (the parcels are too
-        close for this station's tolerance): it is recorded on each of them and counts as
-        a conflict for each, never as an identity or grade of either.
+        Undecided, else an orphan (:meth:`_undecided`). With ``seen_ms`` (the capture
+        time) and a camera position, the capture interval ``[seen_ms - latency_ms,
+        seen_ms]`` must map to this parcel alone at the camera (:meth:`_claim`'s rule);
+        otherwise the read is ambiguous for it (a conflict, a grade unknown) and None.
         """
-        pos = self.odometer.position_mm(t_ms)
-        candidates = []
+        owner = self._undecided(parcel_id, t_ms, what, actions)
+        cam = self.config.camera_pos_mm
+        if owner is None or seen_ms is None or cam is None:
+            return owner
+        tol = self.config.camera_tol_mm
+        near, inside, gone = self._candidates(seen_ms, cam, tol, latency_ms)
+        if gone == 0 and near == [owner] and inside == near:
+            return owner
+        self.counters["ambiguous_reads"] += 1
+        owner.ambiguous += 1
+        owner.reads.append(f"ambiguous:{what}")
+        if what.startswith("grade:"):
+            owner.grades.append(None)
+        return None
+
+    def _candidates(
+        self, t_ms: float, zone_mm: float, tol_mm: float, latency_ms: float
+    ) -> tuple[list[_Parcel], list[_Parcel], int]:
+        """Who could own a read at ``zone_mm ± tol_mm`` seen in ``[t - latency, t]``.
+
+        ``(near, inside, gone)``: tracked parcels whose zone interval meets the read's
+        belt travel, those of them that hold it whole, and how many parcels gone from
+        the belt meet it.
+        """
+        x1 = self.odometer.position_mm(t_ms)
+        x0 = self.odometer.position_mm(t_ms - max(0.0, latency_ms)) if latency_ms > 0 else x1
+        x0, x1 = min(x0, x1), max(x0, x1)
+        near: list[_Parcel] = []
+        inside: list[_Parcel] = []
         for parcel in sorted(self._parcels.values(), key=lambda p: p.parcel_id):
-            if parcel.decision is not None:
-                continue
-            trail, lead = parcel.body_mm(pos)
-            if trail - tol_mm <= zone_mm <= lead + tol_mm:
-                candidates.append(parcel)
-        if len(candidates) == 1:
-            return candidates[0]
-        if not candidates:
+            c0, c1 = _covers(parcel.induct_pos_mm, parcel.length_mm, zone_mm, tol_mm)
+            if c0 <= x1 + _EPS_MM and x0 - _EPS_MM <= c1:
+                near.append(parcel)
+                if c0 <= x0 + _EPS_MM and x1 - _EPS_MM <= c1:
+                    inside.append(parcel)
+        gone = 0
+        for p0, length in self._passed:
+            c0, c1 = _covers(p0, length, zone_mm, tol_mm)
+            if c0 <= x1 + _EPS_MM and x0 - _EPS_MM <= c1:
+                gone += 1
+        return near, inside, gone
+
+    def _claim(
+        self,
+        t_ms: float,
+        zone_mm: float,
+        tol_mm: float,
+        what: str,
+        actions: list[Action],
+        latency_ms: float = 0.0,
+        late: bool = False,
+    ) -> _Parcel | None:
+        """The one undecided parcel that owns a read at the station ``zone_mm ± tol_mm``.
+
+        The read was observed within ``[t_ms - latency_ms, t_ms]``: over that whole
+        interval the station must lie within one parcel's body ± ``tol_mm`` and no other
+        parcel's (decided and gone ones included). No parcel: an orphan. Two or more, a
+        gap and a parcel, or a ``late`` read: the read is ambiguous: recorded on each
+        undecided parcel it could belong to, a conflict for each (reason
+        ``ambiguous_read``), never an identity or grade of either. Only decided or gone
+        parcels: an orphan.
+        """
+        near, inside, gone = self._candidates(t_ms, zone_mm, tol_mm, latency_ms)
+        if late:
+            self.counters["late_reads"] += 1
+            actions += self._overloaded(t_ms, None)
+        if not late and gone == 0 and len(near) == 1 and inside == near:
+            owner = near[0]
+            if owner.decision is None:
+                return owner
+        open_ = [p for p in near if p.decision is None]
+        if not open_:
             self.counters["orphan_reads"] += 1
-            actions.append(OrphanRead(what, t_ms))
+            actions.append(OrphanRead(("late:" if late else "") + what, t_ms))
             return None
         self.counters["ambiguous_reads"] += 1
-        for parcel in candidates:
+        for parcel in open_:
             parcel.ambiguous += 1
-            parcel.reads.append(f"ambiguous:{what}")
+            if late:
+                parcel.late += 1
+            parcel.reads.append(("late:" if late else "ambiguous:") + what)
             if what.startswith("grade:"):
                 parcel.grades.append(None)
         return None
+
+    def _overloaded(self, t_ms: float, parcel_id: int | None) -> list[Action]:
+        """Raise ``station_overloaded`` (once) and keep it up until OVERLOAD_CLEAR_MS on."""
+        raised = self._overloaded_until_ms is None
+        self._overloaded_until_ms = t_ms + OVERLOAD_CLEAR_MS
+        return [Alarm("station_overloaded", True, t_ms, None, parcel_id)] if raised else []
 
     def _jam(self, t_ms: float) -> list[Action]:
         self.counters["jams"] += 1
@@ -882,6 +1017,7 @@ class SorterCore:
             uids=distinct(parcel.uids),
             items=tuple(dict.fromkeys(parcel.items)),
             ambiguous=parcel.ambiguous,
+            late=parcel.late,
             texts=distinct(parcel.texts),
             garbled=distinct(parcel.garbled),
             others=distinct(parcel.others),
@@ -1172,6 +1308,7 @@ class SorterCore:
     def _exit(self, p: _Parcel, t_ms: float) -> list[Action]:
         assert p.decision is not None and p.lane is not None
         del self._parcels[p.parcel_id]
+        self._passed.append((p.induct_pos_mm, p.length_mm))
         actions: list[Action] = []
         if p.command is not None and p.lane.confirm and not p.confirmed:
             p.marks.append(Mark.DIVERT_UNCONFIRMED)

@@ -8,8 +8,8 @@ UIDs are compared in canonical form (``protocol.messages.canonical_uid``).
 
 :func:`identify` turns the distinct reads of a window into an :class:`IdentityResult`:
 which RMA, and for each of its lines the item evidence the parcel showed
-(:class:`LineEvidence`), or why it cannot say (``conflicting_reads``, ``no_read``,
-``garbled_read``, ``unknown_rma``, ``wrong_item``).
+(:class:`LineEvidence`), or why it cannot say (``ambiguous_read``, ``conflicting_reads``,
+``no_read``, ``garbled_read``, ``unknown_rma``, ``wrong_item``).
 
 Evidence rules (strongest first, ``protocol.messages.EVIDENCE_ORDER``):
 
@@ -136,7 +136,9 @@ class WindowReads:
             check character), first seen first.
         uids: canonical RFID UIDs.
         items: product reads (GS1 element strings with a GTIN or serial, retail codes).
-        ambiguous: reads that another parcel could own as well (too close together).
+        ambiguous: reads that another parcel could own as well (too close together, or
+            their time of observation too uncertain to tell), late ones included.
+        late: of those, reads delivered later than their reader's healthy bound.
         texts: reads of class ``unknown`` (could be the label of an RMA nobody announced).
         garbled: garbled reads (a check character or digit failed).
         others: SSCCs and carrier tracking numbers (reported, never item evidence).
@@ -147,6 +149,7 @@ class WindowReads:
     uids: tuple[str, ...] = ()
     items: tuple[Gs1Item, ...] = ()
     ambiguous: int = 0
+    late: int = 0
     texts: tuple[str, ...] = ()
     garbled: tuple[str, ...] = ()
     others: tuple[str, ...] = ()
@@ -294,7 +297,7 @@ def _describe(reads: WindowReads) -> str:
 def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
     """Identify the item of one tracking window against the station's RMA directory.
 
-    Rules, in order: a read another parcel could own is ``conflicting_reads``; two
+    Rules, in order: a read another parcel could own is ``ambiguous_read``; two
     different RMA labels, or a tag / serial that names another RMA than the label, or
     identifiers naming two RMAs, is ``conflicting_reads``; no label, no item and no
     unknown text: ``garbled_read`` when a garbled read was all there was, else
@@ -304,7 +307,9 @@ def identify(reads: WindowReads, rmas: RmaDirectory) -> IdentityResult:
     """
     if reads.ambiguous:
         detail = f"{reads.ambiguous} read(s) could belong to a neighbouring parcel"
-        return IdentityResult(Identity.CONFLICTING, None, (), detail)
+        if reads.late:
+            detail += f" ({reads.late} delivered late: station overloaded)"
+        return IdentityResult(Identity.AMBIGUOUS, None, (), detail)
     labels = tuple(dict.fromkeys(reads.labels))
     if len(labels) > 1:
         return IdentityResult(

@@ -28,6 +28,7 @@ class Reason(enum.StrEnum):
     GARBLED_READ = "garbled_read"
     UNKNOWN_RMA = "unknown_rma"
     CONFLICTING_READS = "conflicting_reads"
+    AMBIGUOUS_READ = "ambiguous_read"
     WRONG_ITEM = "wrong_item"
     RFID_TIMEOUT = "rfid_timeout"
     RMA_CANCELLED = "rma_cancelled"
@@ -57,6 +58,9 @@ class Identity(enum.StrEnum):
     contradicts it; which of its units the parcel verified is the evidence per line
     (``identify.LineEvidence``), judged by the policy's verification table.
     ``garbled_read``: only garbled reads (a check character or digit failed).
+    ``ambiguous_read``: a read whose time of observation is uncertain could belong to
+    another parcel too (its uncertainty interval at the reader covers another parcel or a
+    gap), or was delivered later than its reader's healthy bound: never evidence.
     ``rfid_timeout`` is no longer a verdict of ``identify`` (a line whose tag was not read
     is an unverified unit, inspected with that reason); it stays a valid policy value.
     """
@@ -66,6 +70,7 @@ class Identity(enum.StrEnum):
     GARBLED = "garbled_read"
     UNKNOWN_RMA = "unknown_rma"
     CONFLICTING = "conflicting_reads"
+    AMBIGUOUS = "ambiguous_read"
     WRONG_ITEM = "wrong_item"
     RFID_TIMEOUT = "rfid_timeout"
 

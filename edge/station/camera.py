@@ -183,18 +183,21 @@ class CameraStation:
         grader beyond the camera's zone.
         """
         t_ms = result.photo.t_trigger_ms
+        seen = result.photo.t_frame_ms  # when the frame was captured: the core checks it
         core = self.core
         actions: list[Action] = []
         if result.grading is not None:
             grade, confidence = result.grading.grade, result.grading.confidence
             m = result.grading.measures
             for code in m.barcodes:
-                actions += core.on_barcode(t_ms, code, parcel_id=parcel_id, source="camera")
+                actions += core.on_barcode(
+                    t_ms, code, parcel_id=parcel_id, source="camera", seen_ms=seen
+                )
             if m.found and m.length_mm > 0 and m.width_mm > 0:
-                actions += core.on_footprint(t_ms, m.length_mm, m.width_mm, parcel_id)
+                actions += core.on_footprint(t_ms, m.length_mm, m.width_mm, parcel_id, seen_ms=seen)
         else:
             grade, confidence = core.policy.grade_without_photo or "unknown", 1.0
-        return actions + core.on_grade(t_ms, grade, confidence, parcel_id=parcel_id)
+        return actions + core.on_grade(t_ms, grade, confidence, parcel_id=parcel_id, seen_ms=seen)
 
     def take(self, parcel_id: int) -> GradedPhoto | None:
         """The graded photo of ``parcel_id`` for its event (removed), or None."""

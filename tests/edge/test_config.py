@@ -170,3 +170,17 @@ def test_the_old_belt_encoder_key_names_its_replacement(tmp_path: Path, scanner_
     cfg = StationConfig.model_validate(data)
     assert cfg.belt_config().encoder_mm_per_count == 0.5
     assert cfg.belt_config(encoder=False).encoder_mm_per_count is None  # device failed
+
+
+def test_a_scanner_bound_below_its_own_latency_and_cadence_is_refused(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from edge.config import StationConfig
+    from simulator.testing import station_config_data
+
+    scanner = {"url": "/dev/x", "device_latency_ms": 30, "read_cadence_ms": 30}
+    data = station_config_data(tmp_path, "/dev/x", scanner={**scanner, "max_latency_ms": 50})
+    with pytest.raises(ValidationError, match="max_latency_ms must be at least"):
+        StationConfig.model_validate(data)
+    data = station_config_data(tmp_path, "/dev/x", scanner={**scanner, "max_latency_ms": 60})
+    assert StationConfig.model_validate(data).scanner.max_latency_ms == 60.0

@@ -185,6 +185,7 @@ def station_exposition() -> str:
         "devices": {"rfid": {"state": "ok"}, "scanner": {"state": "failed"}},
         "belt_running": True,
         "alarms": {"device_down": {}},
+        "core": {"counters": {"ambiguous_reads": 2, "late_reads": 1, "orphan_reads": 4}},
     }
     metrics = StationMetrics("st-1", lambda: status)
     metrics.parcel_exited("restock", "matched", 20.0)
@@ -200,6 +201,8 @@ def test_gateway_exposition_passes_promtool(tmp_path: Path) -> None:
 def test_station_exposition_passes_promtool() -> None:
     text = station_exposition()
     assert 'rs_station_device_up{device="scanner"} 0.0' in text
+    assert 'rs_station_read_problems_total{kind="late"} 1.0' in text
+    assert 'rs_station_read_problems_total{kind="bad"} 0.0' in text
     assert promtool_problems(text) == ""
 
 
@@ -228,7 +231,7 @@ def test_every_dashboard_expression_names_exposed_metrics_and_labels(tmp_path: P
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     assert dashboard["uid"] == "returns-sorter"
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    assert len(exprs) == 21  # 17 panels
+    assert len(exprs) == 22  # 18 panels
     seen: set[str] = set()
     for expr in exprs:
         job = re.search(r'job="(\$[a-z_]+)"', expr)

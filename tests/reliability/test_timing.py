@@ -29,7 +29,7 @@ def test_tight_gaps_at_2_5_m_s_hold_with_every_core_busy(tmp_path: Path) -> None
     margin_ms = float(scenario.station["belt"]["gate_margin_ms"])
     with CpuLoad(count=2, nice=0, max_s=60.0) as load, Run(scenario, tmp_path) as run:
         report = run.execute(on_progress=load.during_belt)
-        scheduler = run.station_status()["scheduler"]
+        scheduler = run.station_status().health.components["scheduler"].values
     assert report.failures == [], (report.failures, report.gate_lateness_ms, scheduler)
     assert report.lane_counts == {"restock": 60}
     assert report.quarantine_reasons == {}  # no gap_violation, no late_gate

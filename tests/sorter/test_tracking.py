@@ -581,6 +581,6 @@ def test_a_tag_two_parcels_could_own_identifies_neither() -> None:
         actions += core.advance(float(t))
     decisions = of(Decision, actions)
     assert [(d.reason, d.reads) for d in decisions] == [
-        (Reason.CONFLICTING_READS, (f"ambiguous:rfid:{UID}",)),
-        (Reason.CONFLICTING_READS, (f"ambiguous:rfid:{UID}",)),
+        (Reason.AMBIGUOUS_READ, (f"ambiguous:rfid:{UID}",)),
+        (Reason.AMBIGUOUS_READ, (f"ambiguous:rfid:{UID}",)),
     ]
