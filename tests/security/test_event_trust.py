@@ -15,7 +15,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.security.event_checks import RULES, check_event
+from edge.sorter.model import Reason
+from gateway.security.event_checks import QUARANTINE_REASONS, RULES, check_event
 from protocol import ParcelEvent, RmaAnnouncement, RmaLine, Topics, UnitReceipt, encode
 from simulator.testing import wait_until
 from tests.security.conftest import ProdGateway
@@ -170,3 +171,30 @@ def test_contradicting_events_are_dead_lettered_with_an_alarm_and_nothing_credit
         what="the sound event stored",
     )
     wait_until(lambda: prod.admin.get("/api/v1/credits").json()["credits"], what="its credit")
+
+
+def test_every_quarantine_only_reason_of_the_station_is_known_to_the_gateway() -> None:
+    # A reason the station gained (ambiguous_read, late_gate, gate_fault were missing) must
+    # not let an event claim it with a restock: the gateway's table is the station's enum
+    # less the two reasons a policy rule may give any disposition.
+    station = {r.value for r in Reason} - {"matched", "hygiene_opened"}
+    assert set(QUARANTINE_REASONS) == station
+    event = ParcelEvent.model_validate(
+        {
+            "event_id": "0123456789",
+            "station": "st1",
+            "parcel_id": 1,
+            "inducted_at": "2026-01-01T00:00:00Z",
+            "length_mm": 300,
+            "lane": "restock",
+            "disposition": "restock",
+            "reason": "ambiguous_read",
+            "diverted": True,
+        }
+    )
+    rule = dict(RULES)["reason_disposition"]
+    assert rule(event, None) is not None
+    assert (
+        rule(event.model_copy(update={"lane": "quarantine", "disposition": "quarantine"}), None)
+        is None
+    )
