@@ -184,9 +184,11 @@ def create_rma(
 
     ``after_lock`` is called once the site's write lock is held, before any policy check
     (e.g. to find a concurrent twin request that committed first: it may raise to stop).
-    ``before_commit`` is called with the flushed RMA just before the commit (e.g. to
-    store the idempotent response in the same transaction); ``actor`` is recorded on the
-    transitions; ``now`` (UTC, default the clock) is when the policies are evaluated.
+    ``before_commit`` is called with the RMA just before the commit (e.g. to store the
+    idempotent response in the same transaction): every field the API shows is set, but
+    nothing is flushed yet (no database ids), so the transaction has one flush.
+    ``actor`` is recorded on the transitions; ``now`` (UTC, default the clock) is when the
+    policies are evaluated.
 
     Raises:
         numbers.MistypedNumber: a number in the gateway's format with a wrong check char.
@@ -228,6 +230,7 @@ def create_rma(
             order_ref=draft.order_ref,
             **rma_contact(draft, order),
             carrier=carrier,
+            carrier_status="",  # every field the API shows is set before the flush
             tracking_number=draft.tracking_number,
             delivered_on=delivered_on,
             reason=draft.reason,
@@ -246,8 +249,7 @@ def create_rma(
             fire(rma, "authorize", actor=actor, note="policies passed", at=now)
         apply_change(session, settings, rma, actor=actor, revision=revision, now=now)
         if before_commit is not None:
-            session.flush()  # the RMA as stored (database defaults filled in)
-            before_commit(rma)
+            before_commit(rma)  # not flushed yet: one flush, at the commit
         session.commit()
     except IntegrityError as exc:
         session.rollback()
