@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from gateway.api.deps import AUDITED
 from gateway.api.errors import install_error_handlers
 from gateway.api.routes import (
     access,
@@ -49,7 +50,7 @@ from gateway.security.access import AuthenticationMiddleware, Caller, authorize
 from gateway.security.headers import SecurityHeadersMiddleware, docs_page
 from gateway.security.throttle import CredentialThrottle
 from gateway.services import credits as credit_service
-from gateway.services.auth import ensure_bootstrap_key
+from gateway.services.auth import KeyCache, ensure_bootstrap_key
 from gateway.services.expiry import ExpiryWorker
 from gateway.services.leader import LeaderLease
 from gateway.services.notifications import NotificationWorker
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.throttle = CredentialThrottle(settings)
+    app.state.key_cache = KeyCache()  # API keys found valid, for KEY_CACHE_TTL_S
     install_error_handlers(app)
     app.add_middleware(AuthenticationMiddleware)
 
@@ -202,7 +204,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def audit_writes(request: Request, call_next: Callable[..., Any]) -> Response:
         response: Response = await call_next(request)
         principal = getattr(request.state, "principal", None)
-        if request.method in WRITE_METHODS and principal and hasattr(app.state, "db"):
+        audited = getattr(request.state, AUDITED, False)  # in the route's transaction
+        if (
+            request.method in WRITE_METHODS
+            and principal
+            and not audited
+            and hasattr(app.state, "db")
+        ):
             entry = AuditEntry(
                 principal=principal,
                 method=request.method,

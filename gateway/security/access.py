@@ -8,8 +8,10 @@ steps, both driven by the table:
    finds the rule of the request's path, and unless the route is public identifies the
    caller: API key (``X-API-Key`` / ``Authorization: Bearer``), user (HTTP Basic), or the
    browser session cookie. Credential checks are throttled and hashed off the event loop
-   (:mod:`gateway.security.throttle`). A caller without valid credentials is refused there
-   (401, a browser on a page: 303 to ``/login``), so no body is parsed for it.
+   (:mod:`gateway.security.throttle`); a key found valid is trusted for
+   :data:`gateway.services.auth.KEY_CACHE_TTL_S` (``app.state.key_cache``). A caller
+   without valid credentials is refused there (401, a browser on a page: 303 to
+   ``/login``), so no body is parsed for it.
 2. :func:`authorize`, a dependency of every route of the app, checks the rule of the
    route that actually matched against the identified caller (403 without the scope) and,
    for a form post made with a browser session, the session's CSRF token. A route without
@@ -39,6 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.services.auth import (
     ANONYMOUS,
+    KeyCache,
     Principal,
     principal_for_key,
     principal_for_session,
@@ -257,7 +260,12 @@ async def identify(request: Request, rule: Rule) -> Principal | None:
         if wait is not None:
             raise AuthFailure(429, "too many failed attempts", {"Retry-After": str(wait)})
         plain = (key or value).strip()
-        principal = await anyio.to_thread.run_sync(_with_session, app, principal_for_key, plain)
+        cache: KeyCache = app.state.key_cache
+        principal = cache.get(plain)  # checked valid less than KEY_CACHE_TTL_S ago
+        if principal is None:
+            principal = await anyio.to_thread.run_sync(
+                _with_session, app, principal_for_key, plain, cache
+            )
         if principal is None:
             throttle.failed(address)
             raise AuthFailure(401, "missing or invalid credentials (API key or user)", CHALLENGE)

@@ -6,14 +6,24 @@ sessions are stored server-side.
 API keys and session tokens are 32 random bytes: being high-entropy, a plain SHA-256 is a
 sound at-rest hash for them and allows lookup by hash. Passwords are low entropy, so they
 get Argon2id through ``pwdlib`` (slow on purpose: callers run :func:`principal_for_user`
-off the event loop, see :mod:`gateway.security.access`). Revoking a key, a user or a
-session takes effect on the next request: nothing is cached.
+off the event loop, see :mod:`gateway.security.access`).
+
+A key found valid is remembered by the gateway process for :data:`KEY_CACHE_TTL_S`
+seconds (:class:`KeyCache`, by its SHA-256), so a shop's burst of calls costs one database
+look-up per key and TTL rather than one per request. Revoking a key through this
+process's API forgets it at once (refused from the very next request); a revocation made
+elsewhere (another replica, ``returns-gateway access revoke-key``) is seen within
+:data:`KEY_CACHE_TTL_S`. Users (HTTP Basic) and browser sessions are not cached: their
+revocation takes effect on the next request everywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -120,12 +130,96 @@ def ensure_bootstrap_key(session: Session, plain: str) -> None:
         _store_key(session, "bootstrap", plain, ["admin"])
 
 
-def principal_for_key(session: Session, plain: str) -> Principal | None:
-    """Return the principal of a valid, unrevoked key, else None."""
-    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plain)))
+def principal_for_key(
+    session: Session, plain: str, cache: KeyCache | None = None
+) -> Principal | None:
+    """Return the principal of a valid, unrevoked key, else None.
+
+    With ``cache``, a valid key's principal is remembered there (an invalid one never is).
+    """
+    digest = hash_key(plain)
+    generation = cache.generation if cache is not None else 0
+    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if record is None or record.revoked:
         return None
-    return Principal(f"api-key:{record.name}", frozenset(record.scopes.split()), via="key")
+    principal = Principal(f"api-key:{record.name}", frozenset(record.scopes.split()), via="key")
+    if cache is not None:
+        cache.put(digest, principal, generation)
+    return principal
+
+
+KEY_CACHE_TTL_S = 5.0
+"""How long (seconds) a process trusts a key it found valid without asking the database:
+the longest a revocation made by another process (replica, shell) takes to be seen."""
+
+
+class KeyCache:
+    """Valid API keys this process checked lately: SHA-256 hex -> principal, for a TTL.
+
+    Only keys the database found valid and unrevoked are put (:func:`principal_for_key`);
+    an unknown or revoked key always goes to the database (and to the failure throttle).
+    Entries are looked up by the SHA-256 of the presented key, like the table's unique
+    index, so nothing about a stored key leaks through timing. Thread-safe; a look-up
+    that read the key before a :meth:`forget` puts nothing (its ``generation`` is old), so
+    a revocation here is never undone by a request that raced it.
+
+    Args:
+        ttl_s: seconds an entry is trusted (:data:`KEY_CACHE_TTL_S`).
+        clock: monotonic seconds (tests pass their own).
+        max_entries: at most this many keys are kept (the oldest go first).
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = KEY_CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 1024,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._max = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self.generation = 0
+        """Bumped by every :meth:`forget` / :meth:`clear`."""
+
+    def get(self, plain: str) -> Principal | None:
+        """The principal of ``plain`` when it was found valid less than ``ttl_s`` ago."""
+        digest = hash_key(plain)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if self._clock() >= entry[1]:
+                del self._entries[digest]
+                return None
+            return entry[0]
+
+    def put(self, digest: str, principal: Principal, generation: int) -> None:
+        """Remember a key (by its SHA-256 hex) found valid by a read begun at ``generation``.
+
+        Nothing is kept when a :meth:`forget` came since (the read may predate it).
+        """
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self._entries) >= self._max:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[digest] = (principal, self._clock() + self.ttl_s)
+
+    def forget(self, name: str) -> None:
+        """Drop the key named ``name`` (principal ``api-key:<name>``): revoked here."""
+        wanted = f"api-key:{name}"
+        with self._lock:
+            self.generation += 1
+            for digest in [d for d, (p, _) in self._entries.items() if p.name == wanted]:
+                del self._entries[digest]
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
 
 
 def create_user(session: Session, username: str, password: str, role: str) -> User:
@@ -208,8 +302,11 @@ class UnknownName(LookupError):
     """No key or user with this name (HTTP 404)."""
 
 
-def revoke_api_key(session: Session, name: str) -> ApiKey:
-    """Revoke the API key ``name`` (it stops working at once); commit. Idempotent.
+def revoke_api_key(session: Session, name: str, cache: KeyCache | None = None) -> ApiKey:
+    """Revoke the API key ``name``; commit. Idempotent.
+
+    It is refused at once by the process whose ``cache`` this is (forgotten after the
+    commit), within :data:`KEY_CACHE_TTL_S` by other processes.
 
     Raises:
         UnknownName: no key has this name.
@@ -219,6 +316,8 @@ def revoke_api_key(session: Session, name: str) -> ApiKey:
         raise UnknownName(f"no API key named {name!r}")
     record.revoked = True
     session.commit()
+    if cache is not None:
+        cache.forget(name)
     return record
 
 

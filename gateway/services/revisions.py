@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from typing import cast
+
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.models import SiteRevision
+
+_TABLE = cast(Table, SiteRevision.__table__)
 
 
 def ensure_site(session: Session, site: str) -> None:
@@ -26,11 +30,12 @@ def next_revision(session: Session, site: str) -> int:
     the row (SQLite: on the database write lock) and never share a number. The caller
     commits or rolls back; a rollback gives the number back.
     """
+    table = _TABLE  # Core, not an ORM-enabled UPDATE: the same SQL, a fraction of the work
     stmt = (
-        update(SiteRevision)
-        .where(SiteRevision.site == site)
-        .values(revision=SiteRevision.revision + 1)
-        .returning(SiteRevision.revision)
+        update(table)
+        .where(table.c.site == site)
+        .values(revision=table.c.revision + 1)
+        .returning(table.c.revision)
     )
     revision = session.execute(stmt).scalar_one_or_none()
     if revision is None:

@@ -31,6 +31,7 @@ import logging
 from datetime import datetime
 
 import pydantic
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -134,10 +135,11 @@ def apply_change(
     """
     now = now or utcnow()
     rma.revision = revision if revision is not None else next_revision(session, settings.site)
-    try:
-        session.flush()  # the compare-and-set on the RMA row happens here
-    except StaleDataError as exc:
-        raise StaleRma(rma.number) from exc
+    if not sa_inspect(rma).pending:  # a new RMA is inserted at the commit's flush
+        try:
+            session.flush()  # the compare-and-set on the RMA row happens here
+        except StaleDataError as exc:
+            raise StaleRma(rma.number) from exc
     kinds = {NOTIFICATION_OF_STATE.get(t.to_state) for t in fired_since_recorded(rma)}
     for kind in notifications.KINDS:  # in the order the customer lives them
         if kind in kinds:

@@ -14,10 +14,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.models import Order, OrderLine, Rma, RmaLineRecord, utcnow
+from gateway.models import CatalogueItem, Order, OrderLine, Rma, RmaLineRecord, utcnow
 from gateway.schemas import RmaDraft, RmaLineDraft
-from gateway.services import numbers
+from gateway.services import numbers, webhooks
 from gateway.services.announcements import to_announcement
 from gateway.services.lifecycle import fire
 from gateway.services.orders import rma_contact
@@ -27,6 +28,7 @@ from gateway.services.refund_terms import unit_paid_cents
 from gateway.services.revisions import next_revision
 from gateway.services.rma_writer import apply_change
 from gateway.services.tracking import carrier_name, ensure_free
+from gateway.services.webhook_endpoints import active_endpoints
 from gateway.settings import Settings
 from protocol import RmaAnnouncement
 
@@ -141,9 +143,25 @@ def _build_lines(
                 serial=line.serial,
                 rfid_uid=line.rfid_uid,
                 category=category,
+                units=[],  # a new line has none: no query for them
             )
         )
+    _attach_catalogue(session, records)
     return records
+
+
+def _attach_catalogue(session: Session, records: list[RmaLineRecord]) -> None:
+    """Give new lines their catalogue entries with one query (not one lazy load a line).
+
+    The announcement reads them (weights, sizes, GTINs) in the same transaction.
+    """
+    skus = {record.sku for record in records}
+    items = {
+        item.sku: item
+        for item in session.scalars(select(CatalogueItem).where(CatalogueItem.sku.in_(skus)))
+    }
+    for record in records:
+        set_committed_value(record, "catalogue", items.get(record.sku))
 
 
 def create_rma(
@@ -166,9 +184,11 @@ def create_rma(
 
     ``after_lock`` is called once the site's write lock is held, before any policy check
     (e.g. to find a concurrent twin request that committed first: it may raise to stop).
-    ``before_commit`` is called with the flushed RMA just before the commit (e.g. to
-    store the idempotent response in the same transaction); ``actor`` is recorded on the
-    transitions; ``now`` (UTC, default the clock) is when the policies are evaluated.
+    ``before_commit`` is called with the RMA just before the commit (e.g. to store the
+    idempotent response in the same transaction): every field the API shows is set, but
+    nothing is flushed yet (no database ids), so the transaction has one flush.
+    ``actor`` is recorded on the transitions; ``now`` (UTC, default the clock) is when the
+    policies are evaluated.
 
     Raises:
         numbers.MistypedNumber: a number in the gateway's format with a wrong check char.
@@ -185,6 +205,7 @@ def create_rma(
         raise PolicyViolation(
             "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref
         )
+    read_endpoints = False
     try:
         revision = next_revision(session, settings.site)  # takes the write lock first
         if after_lock is not None:
@@ -196,6 +217,11 @@ def create_rma(
             ensure_free(session, draft.tracking_number)
             carrier = carrier_name(draft.tracking_number, draft.carrier)
         lines = _build_lines(session, settings, draft, order, now)
+        if webhooks.ENDPOINTS_KEY not in session.info:
+            # read before the RMA is added: queries after it would flush it early (one
+            # flush per creation, at the commit)
+            session.info[webhooks.ENDPOINTS_KEY] = active_endpoints(session)
+            read_endpoints = True
         delivered_on = draft.delivered_on
         if order is not None and order.delivered_at is not None:
             delivered_on = local_date(order.delivered_at, settings.zone)
@@ -204,6 +230,7 @@ def create_rma(
             order_ref=draft.order_ref,
             **rma_contact(draft, order),
             carrier=carrier,
+            carrier_status="",  # every field the API shows is set before the flush
             tracking_number=draft.tracking_number,
             delivered_on=delivered_on,
             reason=draft.reason,
@@ -220,10 +247,9 @@ def create_rma(
         session.add(rma)
         if draft.authorize:
             fire(rma, "authorize", actor=actor, note="policies passed", at=now)
-        session.flush()
         apply_change(session, settings, rma, actor=actor, revision=revision, now=now)
         if before_commit is not None:
-            before_commit(rma)
+            before_commit(rma)  # not flushed yet: one flush, at the commit
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -231,6 +257,9 @@ def create_rma(
     except BaseException:
         session.rollback()
         raise
+    finally:
+        if read_endpoints:
+            session.info.pop(webhooks.ENDPOINTS_KEY, None)
     log.info(
         "rma created number=%s state=%s revision=%d site=%s actor=%s",
         number,

@@ -1,14 +1,16 @@
 """``/api/v1/api-keys``, ``/api/v1/users`` and ``/api/v1/audit``: access (admin only).
 
-Revoking a key or a user (``DELETE``) takes effect on the very next request; a revoked
-user's browser sessions end at once. The same from a shell: ``returns-gateway access``.
+Revoking a key or a user (``DELETE``) takes effect on the very next request to this
+gateway; a revoked user's browser sessions end at once. Other replicas (and a revocation
+from a shell: ``returns-gateway access``) refuse a key that was in use within
+:data:`gateway.services.auth.KEY_CACHE_TTL_S` (5 s), users and sessions at once.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
 from gateway.api.deps import Caller, SessionDep
@@ -22,7 +24,13 @@ from gateway.api.schemas import (
     UserOut,
 )
 from gateway.models import ApiKey, AuditEntry, User
-from gateway.services.auth import create_api_key, create_user, revoke_api_key, revoke_user
+from gateway.services.auth import (
+    KeyCache,
+    create_api_key,
+    create_user,
+    revoke_api_key,
+    revoke_user,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 
@@ -49,9 +57,13 @@ def read_api_keys(session: SessionDep, _who: Caller) -> list[ApiKeyInfo]:
 @router.delete(
     "/api-keys/{name}", response_model=ApiKeyInfo, responses={404: {"model": ProblemOut}}
 )
-def delete_api_key(name: str, session: SessionDep, who: Caller) -> ApiKeyInfo:
-    """Revoke a key: it is refused from the next request on (the record stays, revoked)."""
-    return ApiKeyInfo.model_validate(revoke_api_key(session, name))
+def delete_api_key(name: str, request: Request, session: SessionDep, who: Caller) -> ApiKeyInfo:
+    """Revoke a key: refused by this gateway from the next request on.
+
+    The record stays, revoked; other replicas refuse it within ``KEY_CACHE_TTL_S`` (5 s).
+    """
+    cache: KeyCache = request.app.state.key_cache
+    return ApiKeyInfo.model_validate(revoke_api_key(session, name, cache))
 
 
 @router.get("/users", response_model=list[UserOut])

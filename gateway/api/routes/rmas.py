@@ -14,12 +14,19 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from gateway.api.deps import Caller, SessionDep, SettingsDep
+from gateway.api.deps import (
+    Caller,
+    DatabaseDep,
+    SessionDep,
+    SettingsDep,
+    audit_in_transaction,
+    mark_audited,
+)
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
 from gateway.schemas import (
@@ -134,8 +141,9 @@ def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
 )
 def post_rma(
     draft: RmaDraft,
+    request: Request,
     response: Response,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     principal: Caller,
     idempotency_key: Annotated[
@@ -153,49 +161,61 @@ def post_rma(
     announcement is queued and stations catch up by revision anyway. With
     ``Idempotency-Key`` a repeat of the same request returns the stored first response
     (status and body) and creates nothing.
+
+    One transaction and one commit per creation: the RMA, its writer-path rows, the
+    idempotent response and the audit row of the request commit together. The session
+    is opened here, in the endpoint's worker thread (not by a generator dependency,
+    whose set-up and tear-down would each cost a thread round trip).
     """
     digest = idempotency.request_hash("POST", router.prefix, draft.model_dump(mode="json"))
-    if idempotency_key:
+    with db.session() as session:
+        if idempotency_key:
+            try:
+                stored = idempotency.lookup(session, principal.name, idempotency_key, digest)
+            except idempotency.KeyReused as exc:
+                raise HTTPException(422, detail=str(exc)) from exc
+            if stored is not None:
+                return JSONResponse(
+                    stored.response,
+                    status_code=stored.status_code,
+                    headers={"Location": f"{router.prefix}/{stored.response['number']}"},
+                )
+
+        def find_twin() -> None:
+            # again under the write lock: a concurrent twin may have committed meanwhile
+            if idempotency_key:
+                twin = idempotency.lookup(session, principal.name, idempotency_key, digest)
+                if twin is not None:
+                    raise _Twin(twin.status_code, twin.response)
+
+        view: list[RmaOut] = []
+
+        def remember(rma: Rma) -> None:
+            # the flushed RMA is what the commit stores: its view is the response
+            view.append(RmaOut.model_validate(rma))
+            if idempotency_key:
+                body = jsonable_encoder(view[0])
+                idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
+            audit_in_transaction(session, request, status.HTTP_201_CREATED)
+
         try:
-            stored = idempotency.lookup(session, principal.name, idempotency_key, digest)
-        except idempotency.KeyReused as exc:
-            raise HTTPException(422, detail=str(exc)) from exc
-        if stored is not None:
-            return JSONResponse(
-                stored.response,
-                status_code=stored.status_code,
-                headers={"Location": f"{router.prefix}/{stored.response['number']}"},
+            rma = create_rma(
+                session,
+                settings,
+                draft,
+                actor=principal.name,
+                after_lock=find_twin,
+                before_commit=remember,
             )
-
-    def find_twin() -> None:
-        # again under the write lock: a concurrent twin may have committed meanwhile
-        if idempotency_key:
-            twin = idempotency.lookup(session, principal.name, idempotency_key, digest)
-            if twin is not None:
-                raise _Twin(twin.status_code, twin.response)
-
-    def remember(rma: Rma) -> None:
-        if idempotency_key:
-            body = jsonable_encoder(RmaOut.model_validate(rma))
-            idempotency.remember(session, principal.name, idempotency_key, digest, 201, body)
-
-    try:
-        rma = create_rma(
-            session,
-            settings,
-            draft,
-            actor=principal.name,
-            after_lock=find_twin,
-            before_commit=remember,
-        )
-    except _Twin as twin:
-        return JSONResponse(
-            twin.response,
-            status_code=twin.status_code,
-            headers={"Location": f"{router.prefix}/{twin.response['number']}"},
-        )
+        except _Twin as twin:
+            return JSONResponse(
+                twin.response,
+                status_code=twin.status_code,
+                headers={"Location": f"{router.prefix}/{twin.response['number']}"},
+            )
+    mark_audited(request)
     response.headers["Location"] = f"{router.prefix}/{rma.number}"
-    return RmaOut.model_validate(rma)
+    return view[0]
 
 
 @router.post("/expire-overdue", response_model=list[str])

@@ -1,0 +1,182 @@
+"""The RMA creation path (issue 17): one transaction per creation, keys checked once per TTL.
+
+``POST /api/v1/rmas`` commits the RMA, its writer-path rows (revision, announcement
+outbox), the idempotent response and the request's audit row in one transaction; the
+API key is looked up in the database once per :data:`KEY_CACHE_TTL_S`, and a revocation
+is refused at once by the gateway that made it, within the TTL by another replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event, select
+
+from gateway.main import create_app
+from gateway.models import AnnouncementRow, AuditEntry, IdempotencyRecord, Rma
+from gateway.services.auth import KEY_CACHE_TTL_S, KeyCache, Principal, hash_key
+from gateway.settings import Settings
+
+KEY = "creation-admin-key-0123456789abcdef"
+
+
+def _body(number: str) -> dict[str, Any]:
+    return {
+        "number": number,
+        "order_ref": "O-1",
+        "reason": "changed_mind",
+        "resolution": "refund",
+        "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 1999}],
+    }
+
+
+def _app_settings(url: str) -> Settings:
+    # no broker: announcements stay queued in the outbox, which is what is looked at here
+    return Settings(env="dev", database_url=url, mqtt_port=1, bootstrap_api_key=KEY, site="s1")
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    logger = logging.getLogger("gateway")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "broker unreachable" while it retries
+    yield
+    logger.setLevel(level)
+
+
+class _RequestSql:
+    """Statements and commits made by request handling (the event loop and its workers),
+    not by the gateway's background threads (live page, webhooks, bridge...)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.statements: list[str] = []
+        self.commits = 0
+        self.on = False
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "commit", self._commit)
+
+    @staticmethod
+    def _ours() -> bool:
+        name = threading.current_thread().name
+        return name.startswith("AnyIO worker") or name.startswith("asyncio-portal")
+
+    def _statement(self, _c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        if self.on and self._ours():
+            self.statements.append(" ".join(statement.split()[:3]))
+
+    def _commit(self, _conn: Any) -> None:
+        if self.on and self._ours():
+            self.commits += 1
+
+
+def test_a_creation_is_one_transaction_with_its_audit_row(database_url: str, quiet: None) -> None:
+    app = create_app(_app_settings(database_url))
+    with TestClient(app, headers={"X-API-Key": KEY}) as client:
+        assert client.post("/api/v1/rmas", json=_body("W-0")).status_code == 201  # key cached
+        sql = _RequestSql(app.state.db.engine)
+        sql.on = True
+        made = client.post("/api/v1/rmas", json=_body("C-1"))
+        sql.on = False
+        assert made.status_code == 201, made.text
+        assert sql.commits == 1
+        writes = Counter(s for s in sql.statements if not s.startswith("SELECT"))
+        assert writes == Counter(
+            {
+                "UPDATE site_revision SET": 1,
+                "INSERT INTO rmas": 1,
+                "INSERT INTO rma_lines": 1,
+                "INSERT INTO rma_transitions": 1,
+                "INSERT INTO announcement_outbox": 1,
+                "INSERT INTO audit_log": 1,
+            }
+        )
+        assert not [s for s in sql.statements if "api_keys" in s]  # the key was cached
+        with app.state.db.session() as s:
+            audit = [
+                (a.principal, a.method, a.path, a.status_code)
+                for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))
+            ]
+            outbox = [(r.rma_number, r.revision) for r in s.scalars(select(AnnouncementRow))]
+        assert audit == [
+            ("api-key:bootstrap", "POST", "/api/v1/rmas", 201),
+            ("api-key:bootstrap", "POST", "/api/v1/rmas", 201),
+        ]  # once each: the middleware does not write it again
+        assert outbox == [("W-0", 1), ("C-1", 2)]
+        assert made.json()["revision"] == 2
+        assert made.headers["location"] == "/api/v1/rmas/C-1"
+
+
+def test_idempotent_replay_and_refusals_are_audited_once(database_url: str, quiet: None) -> None:
+    app = create_app(_app_settings(database_url))
+    with TestClient(app, headers={"X-API-Key": KEY}) as client:
+        headers = {"Idempotency-Key": "k-1"}
+        first = client.post("/api/v1/rmas", json=_body("I-1"), headers=headers)
+        again = client.post("/api/v1/rmas", json=_body("I-1"), headers=headers)
+        dup = client.post("/api/v1/rmas", json=_body("I-1"))
+        bad = client.post("/api/v1/rmas", json={**_body("I-2"), "reason": "no-such-reason"})
+        assert (first.status_code, again.status_code, dup.status_code) == (201, 201, 409)
+        assert bad.status_code == 422
+        assert again.json() == first.json()
+        with app.state.db.session() as s:
+            audit = [a.status_code for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+            stored = s.scalars(select(IdempotencyRecord)).one()
+            numbers = list(s.scalars(select(Rma.number)))
+        assert audit == [201, 201, 409, 422]
+        assert (stored.status_code, stored.response) == (201, first.json())
+        assert numbers == ["I-1"]
+
+
+def test_a_revoked_key_is_refused_here_at_once_and_elsewhere_within_the_ttl(
+    tmp_path: Path, quiet: None
+) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    here, there = create_app(_app_settings(url)), create_app(_app_settings(url))
+    now = [1000.0]
+    with (
+        TestClient(here, headers={"X-API-Key": KEY}) as admin,
+        TestClient(there) as replica,
+    ):
+        there.state.key_cache = KeyCache(clock=lambda: now[0])  # the other replica's clock
+        made = admin.post("/api/v1/api-keys", json={"name": "shop", "scopes": ["read"]})
+        shop = {"X-API-Key": made.json()["key"]}
+        assert admin.get("/api/v1/stations", headers=shop).status_code == 200
+        assert replica.get("/api/v1/stations", headers=shop).status_code == 200  # cached there
+        assert admin.delete("/api/v1/api-keys/shop").json()["revoked"] is True
+        assert admin.get("/api/v1/stations", headers=shop).status_code == 401  # at once here
+        now[0] += KEY_CACHE_TTL_S - 0.5
+        assert replica.get("/api/v1/stations", headers=shop).status_code == 200  # within TTL
+        now[0] += 0.5
+        assert replica.get("/api/v1/stations", headers=shop).status_code == 401  # TTL over
+        now[0] += 60
+        assert replica.get("/api/v1/stations", headers=shop).status_code == 401  # not cached
+
+
+def test_key_cache_keeps_valid_keys_for_the_ttl_only_and_never_undoes_a_forget() -> None:
+    now = [0.0]
+    cache = KeyCache(ttl_s=5.0, clock=lambda: now[0], max_entries=2)
+    shop = Principal("api-key:shop", frozenset({"read"}))
+    cache.put(hash_key("k-shop"), shop, cache.generation)
+    assert cache.get("k-shop") == shop
+    assert cache.get("k-other") is None
+    now[0] = 4.999
+    assert cache.get("k-shop") == shop
+    now[0] = 5.0
+    assert cache.get("k-shop") is None  # expired: the database is asked again
+    # a look-up that read the key before its revocation here puts nothing afterwards
+    begun = cache.generation
+    cache.forget("shop")
+    cache.put(hash_key("k-shop"), shop, begun)
+    assert cache.get("k-shop") is None
+    # bounded: the oldest entry goes first
+    for name in ("a", "b", "c"):
+        cache.put(
+            hash_key(f"k-{name}"), Principal(f"api-key:{name}", frozenset()), cache.generation
+        )
+    assert [cache.get(f"k-{n}") is not None for n in ("a", "b", "c")] == [False, True, True]
