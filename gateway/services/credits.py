@@ -163,6 +163,7 @@ def _book(
     """One stock-ledger entry for ``unit`` (unique per unit and kind) and its webhook."""
     session.add(
         StockMovement(
+            site=rma.site,
             sku=line.sku,
             location=location,
             quantity=quantity,

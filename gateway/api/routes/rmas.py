@@ -19,7 +19,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from gateway.api.deps import Caller, SessionDep, SettingsDep
+from gateway.api.deps import Caller, SessionDep, SettingsDep, SiteFilter, require_site
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
 from gateway.schemas import (
@@ -32,12 +32,14 @@ from gateway.schemas import (
     UnitDecisionRequest,
 )
 from gateway.services import credits, idempotency, numbers, tracking
+from gateway.services.auth import Principal
 from gateway.services.expiry import expire_overdue
 from gateway.services.labels import render_label
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.revisions import head_revision
 from gateway.services.rma_writer import StaleDataError, StaleRma, apply_change, load_for_change
 from gateway.services.rmas import (
+    SiteNotAllowed,
     create_rma,
     get_rma,
     list_rmas,
@@ -67,8 +69,13 @@ class _Twin(Exception):
         self.response = response
 
 
-def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
-    """The RMA to change (row-locked on PostgreSQL until the request commits) or read."""
+def _load(
+    session: SessionDep, number: str, *, change: bool = True, caller: Principal | None = None
+) -> Rma:
+    """The RMA to change (row-locked on PostgreSQL until the request commits) or read.
+
+    404 when it is unknown or of a site ``caller`` may not see.
+    """
     try:
         numbers.check(number)
     except numbers.MistypedNumber as exc:
@@ -76,6 +83,8 @@ def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
     rma = load_for_change(session, number) if change else get_rma(session, number)
     if rma is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"RMA {number!r} not found")
+    if caller is not None:
+        require_site(caller, rma.site, f"RMA {number!r}")
     return rma
 
 
@@ -92,15 +101,22 @@ _CONFLICTS = (
 
 
 def _change(
-    session: SessionDep, number: str, change: Callable[[Rma], object], revision: int | None = None
+    session: SessionDep,
+    number: str,
+    change: Callable[[Rma], object],
+    revision: int | None = None,
+    *,
+    caller: Principal,
 ) -> Any:
     """Load RMA ``number`` for a change, apply ``change`` to it, commit; the RMA's view.
+
+    404 for an RMA of a site ``caller`` may not use.
 
     ``revision``: the one the caller decided on (compare-and-set). A lost race or an
     illegal trigger rolls everything back: 409 with the current state.
     """
     try:
-        rma = _load(session, number)
+        rma = _load(session, number, caller=caller)
         if revision is not None and revision != rma.revision:
             raise StaleRma(number)
         change(rma)
@@ -128,6 +144,7 @@ def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
     status_code=status.HTTP_201_CREATED,
     response_model=RmaOut,
     responses={
+        403: {"model": ProblemOut, "description": "The caller may not use the RMA's site"},
         409: {"model": ProblemOut, "description": "An RMA with this number already exists"},
         422: _ERRORS[422],
     },
@@ -187,7 +204,10 @@ def post_rma(
             actor=principal.name,
             after_lock=find_twin,
             before_commit=remember,
+            allowed_sites=principal.sites,
         )
+    except SiteNotAllowed as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from exc
     except _Twin as twin:
         return JSONResponse(
             twin.response,
@@ -205,9 +225,12 @@ def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Caller
 
 
 @router.get("/{number}", response_model=RmaOut, responses=_ERRORS)
-def read_rma(number: str, session: SessionDep, _who: Caller) -> RmaOut:
-    """Return one RMA by number, with its lines and recorded transitions."""
-    return RmaOut.model_validate(_load(session, number, change=False))
+def read_rma(number: str, session: SessionDep, who: Caller) -> RmaOut:
+    """Return one RMA by number, with its lines and recorded transitions.
+
+    404 for an RMA of a site the caller may not see.
+    """
+    return RmaOut.model_validate(_load(session, number, change=False, caller=who))
 
 
 @router.get("", response_model=RmaList)
@@ -215,14 +238,20 @@ def read_rmas(
     session: SessionDep,
     settings: SettingsDep,
     _who: Caller,
+    sites: SiteFilter,
     after_revision: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="Only RMAs changed after this")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> RmaList:
-    """List RMAs changed after ``after_revision``, oldest first."""
-    head = head_revision(session, settings.site)
-    rmas = list_rmas(session, after_revision=after_revision, limit=limit)
+    """List RMAs changed after ``after_revision``, oldest first.
+
+    Revisions count per site: ``?site=`` lists one site's and ``head_revision`` is that
+    site's head (without it: every site the caller may see, and the head of the one site
+    it covers, else of the default site). A caller limited to sites sees only theirs.
+    """
+    head = head_revision(session, sites[0] if sites and len(sites) == 1 else settings.site)
+    rmas = list_rmas(session, after_revision=after_revision, limit=limit, sites=sites)
     return RmaList(head_revision=head, rmas=[RmaOut.model_validate(r) for r in rmas])
 
 
@@ -249,6 +278,7 @@ def post_transition(
         lambda rma: transition_rma(
             session, settings, rma, body.trigger, actor=principal.name, note=body.note
         ),
+        caller=principal,
     )
 
 
@@ -274,6 +304,7 @@ def post_ship(
             actor=principal.name,
             note=body.note,
         ),
+        caller=principal,
     )
 
 
@@ -300,6 +331,7 @@ def put_tracking(
             tracking_number=body.tracking_number,
             actor=principal.name,
         ),
+        caller=principal,
     )
 
 
@@ -320,7 +352,7 @@ def post_receipt(
         rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
         apply_change(session, settings, rma, actor=principal.name)
 
-    return _change(session, number, receive)
+    return _change(session, number, receive, caller=principal)
 
 
 @router.post("/{number}/decision", response_model=RmaOut, responses=_ERRORS)
@@ -351,6 +383,7 @@ def post_decision(
             actor=principal.name,
         ),
         body.revision,
+        caller=principal,
     )
 
 
@@ -397,7 +430,7 @@ def post_unit_decision(
         except credits.UnitDecisionError as exc:
             raise HTTPException(422, detail=str(exc)) from exc
 
-    return _change(session, number, decide, body.revision)
+    return _change(session, number, decide, body.revision, caller=principal)
 
 
 @router.get(
@@ -409,7 +442,7 @@ def read_label(
     number: str,
     session: SessionDep,
     settings: SettingsDep,
-    _who: Caller,
+    who: Caller,
     lang: Annotated[Literal["en", "fr"] | None, Query(description="default: the shop's")] = None,
 ) -> Response:
     """The printable return label (PDF, 100 x 150 mm): sender, return address, number.
@@ -418,10 +451,10 @@ def read_label(
     RMA has one; captions in the shop's language (``RS_DEFAULT_LANGUAGE``) unless ``lang``
     asks for another.
     """
-    rma = _load(session, number, change=False)
+    rma = _load(session, number, change=False, caller=who)
     pdf = render_label(
         rma,
-        settings.return_address,
+        settings.site_address(rma.site),
         lang=lang or settings.default_language,
         carrier=rma.carrier,
         tracking_number=rma.tracking_number,
