@@ -70,7 +70,7 @@ def get_site_filter(
     caller: Caller,
     site: Annotated[
         str | None,
-        Query(min_length=1, max_length=64, description="Only this site's (default: every site)"),
+        Query(max_length=64, description="Only this site's (default, or empty: every site)"),
     ] = None,
 ) -> list[str] | None:
     """The sites a list request covers: None (every site, for an unlimited caller).
@@ -82,7 +82,7 @@ def get_site_filter(
         HTTPException: 422 for a site the gateway does not serve; 403 for a site the
             caller may not see.
     """
-    if site is not None:
+    if site:
         known_sites(settings, [site])
         if not caller.may_use(site):
             raise HTTPException(403, detail=f"this caller may not see site {site!r}")
