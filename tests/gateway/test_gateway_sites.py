@@ -331,7 +331,9 @@ def test_api_filters_by_site_and_a_limited_key_sees_only_its_sites(
 
 
 @pytest.mark.broker
-def test_stations_events_and_alarms_lists_by_site(two: tuple[TestClient, str, str]) -> None:
+def test_stations_events_and_commands_by_site(
+    two: tuple[TestClient, str, str], mqtt_broker: Any
+) -> None:
     client, a, b = two
     db: Database = client.app.state.db  # type: ignore[attr-defined]
     with db.session() as s:
@@ -365,6 +367,24 @@ def test_stations_events_and_alarms_lists_by_site(two: tuple[TestClient, str, st
     assert ids("/api/v1/events", "events", "station", site=a) == ["stA"]
     assert ids("/api/v1/events", "events", "site", site=b) == [b]
 
+    probe = MqttProbe(mqtt_broker.host, mqtt_broker.port)
+    try:
+        probe.subscribe("rs/v1/+/stB/cmd")
+        sent = client.post("/api/v1/stations/stB/commands", json={"command": "resume"})
+        assert sent.status_code == 202, sent.text
+        wait_until(lambda: probe.payloads(Topics(b, "stB").command), what="command on B's topic")
+        assert probe.payloads(Topics(a, "stB").command) == []
+    finally:
+        probe.close()
+    made = client.post(
+        "/api/v1/api-keys", json={"name": "lead-a", "scopes": ["lead", "read"], "sites": [a]}
+    )
+    key_a = {"X-API-Key": made.json()["key"]}
+    other = client.post("/api/v1/stations/stB/commands", json={"command": "resume"}, headers=key_a)
+    assert (other.status_code, other.json()["detail"]) == (404, "unknown station 'stB'")
+    mine = client.get("/api/v1/stations", headers=key_a).json()["stations"]
+    assert [st["id"] for st in mine] == ["stA"]
+
 
 @pytest.mark.broker
 def test_a_station_of_site_a_cannot_claim_an_rma_of_site_b(
@@ -377,7 +397,10 @@ def test_a_station_of_site_a_cannot_claim_an_rma_of_site_b(
         probe.subscribe(Topics(b).head)
         probe.subscribe(Topics(a).rma)
         assert client.post("/api/v1/rmas", json=_body("R-B1", site=b)).status_code == 201
-        heads = lambda: [decode(p, HeadRevision) for p in probe.payloads(Topics(b).head)]  # noqa: E731
+
+        def heads() -> list[HeadRevision]:
+            return [decode(p, HeadRevision) for p in probe.payloads(Topics(b).head)]
+
         wait_until(lambda: HeadRevision(site=b, revision=1) in heads(), what="B's head at 1")
         assert len(probe.payloads(Topics(b).rma)) == 1
         assert probe.payloads(Topics(a).rma) == []  # announced to site B's stations only

@@ -76,7 +76,9 @@ def post_command(
     422: unknown command or bad arguments.
     """
     try:
-        row = send_command(session, bridge, station, body.command, body.args, who.name)
+        row = send_command(
+            session, bridge, station, body.command, body.args, who.name, sites=who.sites
+        )
     except CommandRefused as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from None
     return CommandOut.model_validate(row)
