@@ -289,8 +289,13 @@ def list_events(
     return list(rows), int(total)
 
 
-def lane_counts(session: Session, *, station: str | None = None) -> list[LaneCount]:
-    """Return parcel counts per station and lane, ordered by station then lane."""
+def lane_counts(
+    session: Session, *, station: str | None = None, sites: list[str] | None = None
+) -> list[LaneCount]:
+    """Return parcel counts per station and lane, ordered by station then lane.
+
+    ``sites``: only the parcels of these sites (None: every site).
+    """
     stmt = (
         select(StationEvent.station, StationEvent.lane, func.count(StationEvent.id))
         .group_by(StationEvent.station, StationEvent.lane)
@@ -298,6 +303,8 @@ def lane_counts(session: Session, *, station: str | None = None) -> list[LaneCou
     )
     if station is not None:
         stmt = stmt.where(StationEvent.station == station)
+    if sites is not None:
+        stmt = stmt.where(StationEvent.site.in_(sites))
     return [LaneCount(s, lane, int(n)) for s, lane, n in session.execute(stmt)]
 
 

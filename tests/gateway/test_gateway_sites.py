@@ -366,6 +366,8 @@ def test_stations_events_and_commands_by_site(
     assert ids("/api/v1/stations", "stations", "id", site=b) == ["stB"]
     assert ids("/api/v1/events", "events", "station", site=a) == ["stA"]
     assert ids("/api/v1/events", "events", "site", site=b) == [b]
+    lanes = client.get("/api/v1/lanes", params={"site": b}).json()
+    assert (lanes["total"], [st["station"] for st in lanes["stations"]]) == (1, ["stB"])
 
     probe = MqttProbe(mqtt_broker.host, mqtt_broker.port)
     try:

@@ -55,11 +55,11 @@ def read_events(
 
 
 @router.get("/lanes", response_model=LaneCounts)
-def read_lanes(session: SessionDep, _who: Caller) -> LaneCounts:
-    """Return parcel counts per station and lane."""
+def read_lanes(session: SessionDep, _who: Caller, sites: SiteFilter) -> LaneCounts:
+    """Return parcel counts per station and lane (``?site=``: of one site's parcels)."""
     stations = [
         StationLanes(station=name, lanes=lanes, total=sum(lanes.values()))
-        for name, lanes in lanes_by_station(lane_counts(session)).items()
+        for name, lanes in lanes_by_station(lane_counts(session, sites=sites)).items()
     ]
     return LaneCounts(stations=stations, total=sum(s.total for s in stations))
 
