@@ -32,11 +32,12 @@ from gateway.models import (
 )
 from gateway.schemas import RmaDraft
 from gateway.services import credits
+from gateway.services.catch_up import answer
 from gateway.services.events import ingest_event
 from gateway.services.policies import PolicyViolation
 from gateway.services.rmas import create_rma
 from gateway.settings import Settings
-from protocol import HeadRevision, ParcelEvent, Topics, decode
+from protocol import HeadRevision, ParcelEvent, SyncBatch, SyncRequest, Topics, decode
 from simulator.testing import wait_until
 from tests.gateway.conftest import ADMIN_KEY, MqttProbe, parcel_for
 from tests.returns.support import line, open_order, order_body, submit
@@ -224,6 +225,19 @@ def test_rma_site_revisions_and_outbox_per_site(sdb: Database) -> None:
         with pytest.raises(PolicyViolation) as refused:
             create_rma(s, TWO, _draft("R-X", site="nowhere"))
         assert refused.value.code == "unknown_site"
+
+
+def test_catch_up_answers_a_station_with_its_own_sites_rmas(sdb: Database) -> None:
+    with sdb.session() as s:
+        for number, site in (("R-A1", "s1"), ("R-B1", "s2"), ("R-A2", "s1"), ("R-B2", "s2")):
+            create_rma(s, TWO, _draft(number, site=site))
+        request = SyncRequest(station="stB", after_revision=0, request_id="q1")
+        batches = [decode(data, SyncBatch) for data in answer(s, "s2", request, 200)]
+        assert [(a.number, a.revision) for b in batches for a in b.announcements] == [
+            ("R-B1", 1),
+            ("R-B2", 2),
+        ]
+        assert [(b.head_revision, b.last) for b in batches] == [(2, True)]
 
 
 def test_event_and_stock_movement_take_the_site(sdb: Database) -> None:
