@@ -110,7 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.database_url)
         db.migrate()
         with db.session() as session:
-            ensure_site(session, settings.site)
+            for site in settings.sites:
+                ensure_site(session, site)
             seed_reasons(session)
             if settings.bootstrap_api_key:
                 ensure_bootstrap_key(session, settings.bootstrap_api_key)
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             host=settings.mqtt_host,
             port=settings.mqtt_port,
             site=settings.site,
+            sites=settings.sites,
             sessions=db.sessions,
             client_id=settings.mqtt_client_id,
             shared_group=settings.mqtt_share_group,
@@ -165,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         live = LiveWorker(db.sessions)  # issue 7: alarms from events, live page updates
         live.start()
         app.state.live = live
-        log.info("gateway started site=%s env=%s", settings.site, settings.env)
+        log.info("gateway started sites=%s env=%s", ",".join(settings.sites), settings.env)
         try:
             yield
         finally:

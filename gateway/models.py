@@ -85,6 +85,9 @@ class Rma(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
+    #: the site that receives the parcel (its stations are announced the RMA; its revision
+    #: counter numbers the RMA's changes); one of ``Settings.sites``
+    site: Mapped[str] = mapped_column(String(64), index=True)
     order_ref: Mapped[str] = mapped_column(String(64), index=True)
     customer: Mapped[str] = mapped_column(String(128), default="")
     #: the customer's contact when the RMA was created (the label's sender, the e-mails):
@@ -273,6 +276,8 @@ class Order(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    #: the site that receives this order's returns (the return form's RMAs go there)
+    site: Mapped[str] = mapped_column(String(64), index=True)
     customer: Mapped[str] = mapped_column(String(128), default="")
     #: lower-cased; with ``order_ref`` it identifies the order on the public return form
     customer_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
@@ -420,6 +425,8 @@ class StockMovement(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: the site whose stock it moves (its RMA's, so its station event's)
+    site: Mapped[str] = mapped_column(String(64), index=True)
     sku: Mapped[str] = mapped_column(String(64))
     location: Mapped[str] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(Integer)
@@ -444,6 +451,8 @@ class AnnouncementRow(Base):
     __table_args__ = (Index("ix_announcement_outbox_pending", "sent_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: the RMA's site: published on ``rs/v1/{site}/rma``, ``revision`` is that site's
+    site: Mapped[str] = mapped_column(String(64))
     rma_number: Mapped[str] = mapped_column(String(32))
     revision: Mapped[int] = mapped_column(Integer)
     payload: Mapped[str] = mapped_column(Text)
@@ -566,7 +575,8 @@ class Notification(Base):
 class ApiKey(Base):
     """An API key for a shop back-end or a tool: only its SHA-256 is stored.
 
-    ``scopes`` is a space-separated list (e.g. ``"rmas:write read"``).
+    ``scopes`` is a space-separated list (e.g. ``"rmas:write read"``); ``sites`` the
+    space-separated sites it may see and change ("" = every site).
     """
 
     __tablename__ = "api_keys"
@@ -576,12 +586,16 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[str] = mapped_column(String(255))
+    sites: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class User(Base):
-    """A person (warehouse lead, viewer, admin); the password hash is Argon2 (pwdlib)."""
+    """A person (warehouse lead, viewer, admin); the password hash is Argon2 (pwdlib).
+
+    ``sites``: the space-separated sites the user may see and change ("" = every site).
+    """
 
     __tablename__ = "users"
 
@@ -589,6 +603,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
+    sites: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -632,6 +647,8 @@ class StationEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    #: the site of the topic it came on (the RMA it names, if any, is of the same site)
+    site: Mapped[str] = mapped_column(String(64), index=True)
     station: Mapped[str] = mapped_column(String(64))
     parcel_id: Mapped[int] = mapped_column(Integer)
     rma_number: Mapped[str | None] = mapped_column(String(32))
@@ -652,7 +669,7 @@ class Station(Base):
     __tablename__ = "stations"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    site: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))
     software_version: Mapped[str] = mapped_column(String(64), default="")
     rma_revision: Mapped[int] = mapped_column(Integer, default=0)

@@ -40,6 +40,14 @@ retained on ``rs/v1/{site}/head``): a station that is connected but missed annou
 (a broker that dropped them, a bridge outage between brokers) sees that it holds less and
 asks for catch-up, without waiting for a reconnect.
 
+Sites: one bridge serves every site of the gateway (``sites``): it subscribes to the
+station topics of each (``rs/v1/{site}/+/...``), takes a message's site from its topic
+(a topic of a site it does not serve is dead-lettered), stores events with that site and
+refuses an event whose RMA is another site's (:data:`gateway.security.event_checks.SITE_RULE`),
+publishes each outbox row on its RMA's site's ``rma`` topic, keeps one retained head
+revision per site, and answers catch-up requests per site (one
+:class:`~gateway.services.catch_up.CatchUpServer` each, over that site's RMAs only).
+
 Replicas: with ``shared_group`` set, the bridge speaks MQTT 5 and subscribes to events and
 catch-up requests as ``$share/{group}/...``, so several gateways share the ingest (each
 needs its own ``client_id``); statuses are subscribed by every replica (retained messages
@@ -55,8 +63,8 @@ import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -169,7 +177,8 @@ class MqttBridge:
     Args:
         host: broker host name or address.
         port: broker TCP port.
-        site: the site id whose topics (``rs/v1/{site}/...``) this gateway serves.
+        site: the default site id (its topics ``rs/v1/{site}/...`` are served; commands
+            and the policy go there when no site is named).
         sessions: database session factory used from the MQTT thread.
         client_id: MQTT client id; default ``gateway-{site}``. The session is persistent
             (clean_session=False), so station events published while the gateway is down
@@ -192,6 +201,8 @@ class MqttBridge:
         batch_wait_ms: how long a batch waits for more messages after its first, ms.
         is_leader: whether this replica runs the once-per-cluster jobs (here: publishing
             the announcement outbox); None: always (a single gateway).
+        sites: every site served (``site`` first whether listed or not); default just
+            ``site``.
 
     Raises:
         ValueError: when ``sync_batch_size`` < 1, ``announce_poll_s`` <= 0, ``batch_max``
@@ -220,6 +231,7 @@ class MqttBridge:
         batch_max: int = BATCH_MAX,
         batch_wait_ms: float = BATCH_WAIT_MS,
         is_leader: Callable[[], bool] | None = None,
+        sites: Sequence[str] | None = None,
     ) -> None:
         if sync_batch_size < 1:
             raise ValueError("sync_batch_size must be >= 1")
@@ -232,32 +244,43 @@ class MqttBridge:
         self._is_leader = is_leader
         #: ingest thread: arrival-to-commit latencies of acknowledged messages, ms
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        HeadRevision(site=site, revision=0)  # a site id the head revision can carry
+        #: every site served, the default first
+        self.sites: tuple[str, ...] = tuple(dict.fromkeys([site, *(sites or ())]))
+        for one in self.sites:
+            HeadRevision(site=one, revision=0)  # a site id the head revision can carry
         if not announce_poll_s > 0:
             raise ValueError("announce_poll_s must be > 0")
         self._announce_poll_s = announce_poll_s
         self._announcer: threading.Thread | None = None
         #: PUBACKed message ids, from paho's network thread (never blocks it)
         self._pubacks: queue.Queue[int] = queue.Queue()
-        #: announce thread only: message id -> (outbox row id, revision, monotonic time)
-        self._inflight: dict[int, tuple[int, int, float]] = {}
-        #: announce thread only: the head revision last published in this connection
-        #: (None: not yet, e.g. after a reconnect, so it is published from the database)
-        self._head_published: int | None = None
+        #: announce thread only: message id -> (outbox row id, site, revision, monotonic time)
+        self._inflight: dict[int, tuple[int, str, int, float]] = {}
+        #: announce thread only: per site, the head revision last published in this
+        #: connection (absent: not yet, e.g. after a reconnect: read from the database)
+        self._head_published: dict[str, int] = {}
         self._head_due = threading.Event()
         self.host = host
         self.port = port
         self.site = site
         self.client_id = client_id or f"gateway-{site}"
-        self._topics = Topics(site)
         self._sessions = sessions
         self._photos = photos
         self._quotas = quotas or StationQuotas()
         self._keepalive_s = keepalive_s
         self._batch = sync_batch_size
-        self.catch_up = CatchUpServer(
-            site, sessions, self._publish_sync, batch_size=sync_batch_size, rate=sync_rate
-        )
+        #: one catch-up server per site; ``catch_up`` is the default site's
+        self.catch_ups = {
+            one: CatchUpServer(
+                one,
+                sessions,
+                functools.partial(self._publish_sync, one),
+                batch_size=sync_batch_size,
+                rate=sync_rate,
+            )
+            for one in self.sites
+        }
+        self.catch_up = self.catch_ups[site]
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._subscribe_mid: int | None = None
@@ -341,7 +364,8 @@ class MqttBridge:
         self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self._worker.start()
-        self.catch_up.start()
+        for server in self.catch_ups.values():
+            server.start()
         self._announcer = threading.Thread(
             target=self._announce_loop, name="mqtt-announce", daemon=True
         )
@@ -368,7 +392,8 @@ class MqttBridge:
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout=10)
-        self.catch_up.stop()
+        for server in self.catch_ups.values():
+            server.stop()
         if self._announcer is not None:
             self._announcer.join(timeout=10)
         self._client.disconnect()
@@ -405,26 +430,37 @@ class MqttBridge:
                 "broker": f"{self.host}:{self.port}",
                 "client_id": self.client_id,
                 "site": self.site,
+                "sites": list(self.sites),
                 "shared_group": self.shared_group,
                 "ingest_backlog": self._inbox.qsize(),
                 **self._counters,
-                "catch_up": dict(self.catch_up.counters),
+                "catch_up": dict(
+                    sum((Counter(s.counters) for s in self.catch_ups.values()), Counter())
+                ),
                 "last_error": self._last_error,
             }
 
     # -- publishing ------------------------------------------------------------------------
 
-    def publish_policy(self, payload: bytes) -> bool:
+    def publish_policy(self, payload: bytes, site: str | None = None) -> bool:
         """Publish a disposition policy on ``rs/v1/{site}/policy`` (QoS 1, retained).
 
         Retained, so a station that (re)connects later gets the site's current policy.
-        Returns False when paho refused the message (e.g. its queue is full).
+        ``site`` None: on every site served. Returns False when paho refused a message
+        (e.g. its queue is full).
         """
-        info = self._client.publish(self._topics.policy, payload, qos=QOS, retain=True)
-        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+        ok = True
+        for one in self.sites if site is None else (site,):
+            info = self._client.publish(Topics(one).policy, payload, qos=QOS, retain=True)
+            ok = ok and info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+        return ok
 
-    def publish_rma(self, announcement: RmaAnnouncement | RmaCancellation) -> bool:
+    def publish_rma(
+        self, announcement: RmaAnnouncement | RmaCancellation, site: str | None = None
+    ) -> bool:
         """Publish an announcement or cancellation on ``rs/v1/{site}/rma`` (QoS 1).
+
+        ``site``: the RMA's site (default the bridge's default site).
 
         While disconnected paho keeps the message and sends it once connected; stations
         that miss it catch up by revision anyway.
@@ -433,7 +469,8 @@ class MqttBridge:
             True when the message was sent or queued, False when paho refused it (e.g.
             its queue is full).
         """
-        info = self._client.publish(self._topics.rma, encode(announcement), qos=QOS, retain=False)
+        topic = Topics(site or self.site).rma
+        info = self._client.publish(topic, encode(announcement), qos=QOS, retain=False)
         if info.rc == mqtt.MQTT_ERR_NO_CONN:  # kept by paho, sent once connected
             log.warning(
                 "rma queued until the broker is back number=%s revision=%d",
@@ -461,8 +498,11 @@ class MqttBridge:
         *,
         request_id: str | None = None,
         expires_in_s: float = 60.0,
+        site: str | None = None,
     ) -> str:
         """Send a command to one station (QoS 1, never retained); return its request id.
+
+        ``site``: the station's site (default the bridge's default site).
 
         Replies arrive in :attr:`command_replies` under that id (``accepted`` then
         ``done`` or ``failed``).
@@ -477,7 +517,8 @@ class MqttBridge:
             expires_in_s=expires_in_s,
             args=args or {},
         )
-        self._client.publish(Topics(self.site, station).command, encode(cmd), qos=QOS, retain=False)
+        topic = Topics(site or self.site, station).command
+        self._client.publish(topic, encode(cmd), qos=QOS, retain=False)
         self._count("commands_sent")
         return cmd.request_id
 
@@ -501,7 +542,7 @@ class MqttBridge:
         (unless it did not come within :data:`INFLIGHT_TIMEOUT_S`).
         """
         sent: list[int] = []
-        sent_head = 0
+        sent_head: dict[str, int] = {}  # per site, the highest revision just PUBACKed
         while True:
             try:
                 mid = self._pubacks.get_nowait()
@@ -510,12 +551,12 @@ class MqttBridge:
             entry = self._inflight.pop(mid, None)
             if entry is not None:
                 sent.append(entry[0])
-                sent_head = max(sent_head, entry[1])
+                sent_head[entry[1]] = max(sent_head.get(entry[1], 0), entry[2])
         now_s = time.monotonic()
-        for mid, (_row, _rev, at) in list(self._inflight.items()):
+        for mid, (_row, _site, _rev, at) in list(self._inflight.items()):
             if now_s - at > INFLIGHT_TIMEOUT_S:
                 del self._inflight[mid]
-        waiting = {row for row, _rev, _at in self._inflight.values()}
+        waiting = {row for row, _site, _rev, _at in self._inflight.values()}
         with self._sessions() as session:
             if sent:
                 session.execute(
@@ -528,54 +569,63 @@ class MqttBridge:
                     self._counters["announcements_sent"] += len(sent)
             if not self.connected:
                 return 0
-            self._publish_head(session, sent_head)
+            for site in self.sites:
+                self._publish_head(session, site, sent_head.get(site, 0))
             rows = session.execute(
-                select(AnnouncementRow.id, AnnouncementRow.revision, AnnouncementRow.payload)
-                .where(AnnouncementRow.sent_at.is_(None))
+                select(
+                    AnnouncementRow.id,
+                    AnnouncementRow.site,
+                    AnnouncementRow.revision,
+                    AnnouncementRow.payload,
+                )
+                .where(AnnouncementRow.sent_at.is_(None), AnnouncementRow.site.in_(self.sites))
                 .order_by(AnnouncementRow.id)
                 .limit(ANNOUNCE_BATCH)
             ).all()
         published = 0
-        for row_id, revision, payload in rows:
+        for row_id, site, revision, payload in rows:
             if row_id in waiting:
                 continue
-            info = self._client.publish(self._topics.rma, payload.encode(), qos=QOS, retain=False)
+            topic = Topics(site).rma
+            info = self._client.publish(topic, payload.encode(), qos=QOS, retain=False)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:  # not connected any more, or paho's queue full
                 break
-            self._inflight[info.mid] = (row_id, revision, time.monotonic())
+            self._inflight[info.mid] = (row_id, site, revision, time.monotonic())
             published += 1
         with self._lock:
             self._counters["rma_published"] += published
         return published
 
-    def _publish_head(self, session: Session, sent_head: int) -> None:
-        """Publish the head revision (retained) when it moved or the connection is new.
+    def _publish_head(self, session: Session, site: str, sent_head: int) -> None:
+        """Publish ``site``'s head revision (retained) when it moved or the connection is new.
 
-        ``sent_head`` is the highest revision among the rows just PUBACKed (0: none). After
+        ``sent_head`` is the highest revision of the site among the rows just PUBACKed
+        (0: none). After
         a (re)connect the head is read from the outbox (the highest revision sent), so the
         retained value is right even when this gateway sends nothing new. Announce thread
         only; the caller checked that the bridge is connected.
         """
         if self._head_due.is_set():
             self._head_due.clear()
-            self._head_published = None
-        if self._head_published is None:
+            self._head_published.clear()
+        published = self._head_published.get(site)
+        if published is None:
             stored = session.scalar(
                 select(func.max(AnnouncementRow.revision)).where(
-                    AnnouncementRow.sent_at.is_not(None)
+                    AnnouncementRow.sent_at.is_not(None), AnnouncementRow.site == site
                 )
             )
             sent_head = max(sent_head, int(stored or 0))
-        elif sent_head <= self._head_published:
+        elif sent_head <= published:
             return
-        head = HeadRevision(site=self.site, revision=sent_head)
-        info = self._client.publish(self._topics.head, encode(head), qos=QOS, retain=True)
+        head = HeadRevision(site=site, revision=sent_head)
+        info = self._client.publish(Topics(site).head, encode(head), qos=QOS, retain=True)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:  # try again at the next look
             self._head_due.set()
             return
-        self._head_published = sent_head
+        self._head_published[site] = sent_head
         self._count("heads_published")
-        log.info("head revision published site=%s revision=%d", self.site, sent_head)
+        log.info("head revision published site=%s revision=%d", site, sent_head)
 
     # -- paho callbacks (network thread) ---------------------------------------------------
 
@@ -598,14 +648,17 @@ class MqttBridge:
             self._generation += 1
         self._head_due.set()  # the announce thread publishes the head in this session
         group = self.shared_group
-        subscriptions = [
-            (self._topics.status, QOS),
-            (self._topics.telemetry, 0),
-            (self._topics.command_reply, QOS),
-        ] + [
-            (t if group is None else shared(t, group), QOS)
-            for t in (self._topics.event, self._topics.sync_request, self._topics.photo)
-        ]
+        subscriptions: list[tuple[str, int]] = []
+        for site in self.sites:
+            topics = Topics(site)
+            subscriptions += [
+                (topics.status, QOS),
+                (topics.telemetry, 0),
+                (topics.command_reply, QOS),
+            ] + [
+                (t if group is None else shared(t, group), QOS)
+                for t in (topics.event, topics.sync_request, topics.photo)
+            ]
         result, mid = client.subscribe(subscriptions)
         with self._lock:
             self._subscribe_mid = mid
@@ -624,7 +677,7 @@ class MqttBridge:
             ours = mid == self._subscribe_mid
         if ours:
             self._ready.set()
-            log.info("mqtt subscribed site=%s", self.site)
+            log.info("mqtt subscribed sites=%s", ",".join(self.sites))
 
     @_guarded
     def _on_disconnect(
@@ -682,29 +735,32 @@ class MqttBridge:
         the batch is acknowledged then).
         """
         events: list[tuple[int, ParcelEvent]] = []  # (index in the batch, its event)
+        site_of: dict[int, str] = {}  # index in the batch -> the site of its topic
         singles: set[int] = set()  # indexes handled one by one, after the batch's commit
         for i, (_gen, msg, _at) in enumerate(batch):
-            event = self._batchable_event(msg)
-            if event is None:
+            found = self._batchable_event(msg)
+            if found is None:
                 singles.add(i)
             else:
+                site_of[i], event = found
                 events.append((i, event))
         if events:  # screened first: a refused one goes the one-by-one way (dead letter, alarm)
             kept: list[tuple[int, ParcelEvent]] = []
-            screen = functools.partial(self._screen_events, events, kept)
+            screen = functools.partial(self._screen_events, events, site_of, kept)
             if not self._retrying("event screening", screen, fallback=True):
                 return False
             singles.update({i for i, _e in events} - {i for i, _e in kept})
             events = kept
-        if events:
+        for site in dict.fromkeys(site_of[i] for i, _e in events):  # one transaction per site
+            of_site = [(i, e) for i, e in events if site_of[i] == site]
             results: list[BatchResult] = []
-            step = functools.partial(self._commit_events, [e for _i, e in events], results)
+            step = functools.partial(self._commit_events, site, [e for _i, e in of_site], results)
             if not self._retrying("event batch", step, fallback=True):
                 return False
             self._count("batches")
             if not results:  # the batch failed for good as a whole: each on its own then
-                singles.update(i for i, _e in events)
-            for (i, event), result in zip(events, results, strict=False):
+                singles.update(i for i, _e in of_site)
+            for (i, event), result in zip(of_site, results, strict=False):
                 msg = batch[i][1]
                 if result.outcome is Outcome.STORED and event.photo and self._photos is not None:
                     self._photos.claim(event.photo.sha256)  # no longer an orphan photo
@@ -731,28 +787,33 @@ class MqttBridge:
             self._ack(generation, msg)
         return True
 
-    def _batchable_event(self, msg: mqtt.MQTTMessage) -> ParcelEvent | None:
-        """The message's parcel event when it is a valid one on its station's event topic."""
+    def _batchable_event(self, msg: mqtt.MQTTMessage) -> tuple[str, ParcelEvent] | None:
+        """(site, event) when the message is a valid event on its station's event topic."""
         try:
-            _site, station = Topics.station_of(msg.topic)
-            if msg.topic != Topics(self.site, station).event:
+            site, station = Topics.station_of(msg.topic)
+            if site not in self.sites or msg.topic != Topics(site, station).event:
                 return None
             event = decode(bytes(msg.payload), ParcelEvent)
         except (ValueError, ProtocolError):
             return None  # dead-lettered by the one-by-one path, with its error
-        return event if event.station == station else None
+        return (site, event) if event.station == station else None
 
     def _screen_events(
-        self, events: list[tuple[int, ParcelEvent]], kept: list[tuple[int, ParcelEvent]]
+        self,
+        events: list[tuple[int, ParcelEvent]],
+        site_of: dict[int, str],
+        kept: list[tuple[int, ParcelEvent]],
     ) -> None:
         """Keep in ``kept`` the events the station could have sent (event checks, issue 15)."""
         with self._sessions() as session:
-            kept[:] = [(i, e) for i, e in events if screen_event(session, e) is None]
+            kept[:] = [(i, e) for i, e in events if screen_event(session, e, site_of[i]) is None]
 
-    def _commit_events(self, events: list[ParcelEvent], results: list[BatchResult]) -> None:
-        """Ingest ``events`` in one transaction; their outcomes go to ``results``."""
+    def _commit_events(
+        self, site: str, events: list[ParcelEvent], results: list[BatchResult]
+    ) -> None:
+        """Ingest ``site``'s ``events`` in one transaction; their outcomes go to ``results``."""
         with self._sessions() as session:
-            results[:] = ingest_events(session, events, is_transient=is_transient)
+            results[:] = ingest_events(session, events, is_transient=is_transient, site=site)
         with self._lock:
             self._counters["messages_in"] += len(events)
             for r in results:
@@ -822,20 +883,23 @@ class MqttBridge:
         topic = msg.topic
         payload = bytes(msg.payload)
         try:
-            _site, station = Topics.station_of(topic)
-            topics = Topics(self.site, station)
+            site, station = Topics.station_of(topic)
+            topics = Topics(site, station)
         except ValueError as exc:
             self._dead_letter(topic, payload, str(exc))
             return
+        if site not in self.sites:
+            self._dead_letter(topic, payload, f"site {site!r} is not served by this gateway")
+            return
         try:
             if topic == topics.event:
-                self._handle_event(topic, station, payload)
+                self._handle_event(topic, site, station, payload)
             elif topic == topics.photo:
                 self._handle_photo(station, payload)
             elif topic == topics.status:
-                self._handle_status(topic, station, payload, retained=bool(msg.retain))
+                self._handle_status(site, station, payload, retained=bool(msg.retain))
             elif topic == topics.sync_request:
-                self._handle_sync_request(topic, station, payload)
+                self._handle_sync_request(site, station, payload)
             elif topic == topics.command_reply:
                 self._handle_command_reply(station, payload)
             elif topic == topics.telemetry:
@@ -847,12 +911,12 @@ class MqttBridge:
 
     # -- handlers --------------------------------------------------------------------------
 
-    def _handle_event(self, topic: str, station: str, payload: bytes) -> None:
+    def _handle_event(self, topic: str, site: str, station: str, payload: bytes) -> None:
         event = decode(payload, ParcelEvent)
         if event.station != station:
             raise ProtocolError(f"event for station {event.station!r} on {station!r}'s topic")
         with self._sessions() as session:
-            refusal = screen_event(session, event)
+            refusal = screen_event(session, event, site)
             if refusal is not None:  # nothing of it is stored or credited
                 self._count("events_refused")
                 session.rollback()  # end the read before the writes
@@ -863,7 +927,7 @@ class MqttBridge:
                     session, station, event.event_id, str(refusal), self._quotas.alarms
                 )
                 return
-            new = ingest_event(session, event)
+            new = ingest_event(session, event, site=site)
         if new and event.photo is not None and self._photos is not None:
             self._photos.claim(event.photo.sha256)
         self._count("events_ingested" if new else "events_duplicate")
@@ -877,7 +941,7 @@ class MqttBridge:
         new = self._photos.store(upload)
         self._count("photos_stored" if new else "photos_duplicate")
 
-    def _handle_status(self, topic: str, station: str, payload: bytes, *, retained: bool) -> None:
+    def _handle_status(self, site: str, station: str, payload: bytes, *, retained: bool) -> None:
         if not payload:  # a retained status being cleared
             log.info("retained status cleared station=%s", station)
             return
@@ -885,18 +949,18 @@ class MqttBridge:
         if status.station != station:
             raise ProtocolError(f"status for station {status.station!r} on {station!r}'s topic")
         with self._sessions() as session:
-            upsert_station(session, self.site, status, retained=retained)
+            upsert_station(session, site, status, retained=retained)
         self._count("statuses")
 
-    def _handle_sync_request(self, topic: str, station: str, payload: bytes) -> None:
+    def _handle_sync_request(self, site: str, station: str, payload: bytes) -> None:
         request = decode(payload, SyncRequest)
         if request.station != station:
             raise ProtocolError(f"sync request for {request.station!r} on {station!r}'s topic")
         self._count("sync_requests")
-        self.catch_up.submit(station, request)  # answered on its own thread, never here
+        self.catch_ups[site].submit(station, request)  # answered on its own thread, not here
 
-    def _publish_sync(self, station: str, data: bytes) -> None:
-        self._client.publish(Topics(self.site, station).sync_response, data, qos=QOS, retain=False)
+    def _publish_sync(self, site: str, station: str, data: bytes) -> None:
+        self._client.publish(Topics(site, station).sync_response, data, qos=QOS, retain=False)
         self._count("sync_batches")
 
     def _handle_command_reply(self, station: str, payload: bytes) -> None:

@@ -154,6 +154,13 @@ class RmaDraft(_CarrierTracking):
         "default: a generated one with a check character (ISO 7064 MOD 37,36)",
     )
     order_ref: str = Field(min_length=1, max_length=64, description="Shop order reference")
+    site: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The site that receives the parcel (one of the gateway's sites; 422 "
+        "otherwise); default: the order's site, else the gateway's default site",
+    )
     reason: str = Field(
         min_length=1, max_length=64, description="A code of GET /api/v1/reasons (e.g. size)"
     )
@@ -296,6 +303,13 @@ class OrderDraft(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     order_ref: str = Field(min_length=1, max_length=64)
+    site: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The site that receives this order's returns (one of the gateway's "
+        "sites); default: the gateway's default site (kept as it is on an update)",
+    )
     customer: str = Field(default="", max_length=128)
     customer_email: Email = Field(
         default="",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import time
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -20,6 +20,10 @@ from gateway.security import keys
 
 DEFAULT_SECRET_KEY = "change-me"  # the placeholder production refuses  # nosec B105
 MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
+DEFAULT_SITE = "site1"
+"""The site of a gateway configured with none (and of the data from before sites)."""
+SITE_ID_PATTERN = r"^[^/+#\s]+$"
+"""A site id: no ``/``, ``+``, ``#`` nor white space (an MQTT topic segment)."""
 """Shortest ``RS_SECRET_KEY`` accepted when ``RS_ENV`` is not ``"dev"``."""
 Resolution = Literal["refund", "store_credit", "exchange"]
 RefusalDestination = Literal["return_to_vendor", "scrap", "return_to_customer"]
@@ -80,7 +84,26 @@ class Settings(BaseSettings):
     mqtt_batch_wait_ms: float = Field(
         default=10.0, ge=0, le=1000, description="How long a batch waits for more events, ms"
     )
-    site: str = Field(default="site1", min_length=1, max_length=64, pattern=r"^[^/+#\s]+$")
+    site: str = Field(
+        default=DEFAULT_SITE,
+        min_length=1,
+        max_length=64,
+        pattern=SITE_ID_PATTERN,
+        description="The default site (the first of ``sites``); alone, the one site served",
+    )
+    sites: list[Annotated[str, Field(min_length=1, max_length=64, pattern=SITE_ID_PATTERN)]] = (
+        Field(
+            default_factory=list,
+            max_length=100,
+            description="Every site this gateway serves (JSON list), the first the default; "
+            "empty: just ``site``",
+        )
+    )
+    site_addresses: dict[str, str] = Field(
+        default_factory=dict,
+        description="Return address of each site's receiving dock (lines separated by \\n), "
+        "shown on the return form and printed on labels; a site without one: return_address",
+    )
     mqtt_announce_poll_s: float = Field(
         default=0.1,
         gt=0,
@@ -445,6 +468,30 @@ class Settings(BaseSettings):
     def allow_anonymous_read(self) -> bool:
         """Whether unauthenticated GETs are allowed (see ``anonymous_read``)."""
         return self.env == "dev" if self.anonymous_read is None else self.anonymous_read
+
+    @model_validator(mode="after")
+    def _sites_listed(self) -> Settings:
+        if not self.sites:
+            self.sites = [self.site]
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError(f"RS_SITES lists a site twice: {self.sites}")
+        if "site" not in self.model_fields_set:
+            self.site = self.sites[0]
+        elif self.site not in self.sites:
+            raise ValueError(f"RS_SITE {self.site!r} is not one of RS_SITES {self.sites}")
+        elif self.site != self.sites[0]:  # the default site is the first one
+            self.sites = [self.site, *(s for s in self.sites if s != self.site)]
+        unknown = sorted(set(self.site_addresses) - set(self.sites))
+        if unknown:
+            raise ValueError(f"RS_SITE_ADDRESSES names sites not in RS_SITES: {unknown}")
+        for site, address in self.site_addresses.items():
+            if not 1 <= len(address) <= 500:
+                raise ValueError(f"the return address of site {site!r} needs 1..500 characters")
+        return self
+
+    def site_address(self, site: str) -> str:
+        """The return address of ``site``'s receiving dock (default ``return_address``)."""
+        return self.site_addresses.get(site, self.return_address)
 
     @model_validator(mode="after")
     def _connectors_have_credentials(self) -> Settings:

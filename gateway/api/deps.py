@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Query, Request
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
 from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
 from gateway.security import access
+from gateway.services.auth import Principal
 from gateway.settings import Settings
 
 
@@ -79,3 +80,55 @@ BridgeDep = Annotated[MqttBridge, Depends(get_bridge)]
 
 Caller = access.Caller
 """The authorised caller; what each route needs is in :data:`gateway.security.access.RULES`."""
+
+
+def known_sites(settings: Settings, sites: list[str]) -> list[str]:
+    """``sites`` when each is one of the gateway's (``settings.sites``).
+
+    Raises:
+        HTTPException: 422 naming the sites the gateway does not serve.
+    """
+    unknown = sorted(set(sites) - set(settings.sites))
+    if unknown:
+        raise HTTPException(422, detail=f"unknown sites {unknown}; known: {settings.sites}")
+    return sites
+
+
+def get_site_filter(
+    settings: SettingsDep,
+    caller: Caller,
+    site: Annotated[
+        str | None,
+        Query(max_length=64, description="Only this site's (default, or empty: every site)"),
+    ] = None,
+) -> list[str] | None:
+    """The sites a list request covers: None (every site, for an unlimited caller).
+
+    ``?site=`` names one; a caller limited to sites (``Principal.sites``) sees only
+    those, so its lists never hold another site's rows.
+
+    Raises:
+        HTTPException: 422 for a site the gateway does not serve; 403 for a site the
+            caller may not see.
+    """
+    if site:
+        known_sites(settings, [site])
+        if not caller.may_use(site):
+            raise HTTPException(403, detail=f"this caller may not see site {site!r}")
+        return [site]
+    if caller.sites:
+        return sorted(caller.sites)
+    return None
+
+
+SiteFilter = Annotated[list[str] | None, Depends(get_site_filter)]
+"""The sites a list request covers (None: every site); see :func:`get_site_filter`."""
+
+
+def require_site(caller: Principal, site: str, what: str) -> None:
+    """404 when the caller may not see ``site`` (``what`` names the row: "RMA 'R1'").
+
+    Not 403: a caller limited to other sites is not told that the row exists.
+    """
+    if not caller.may_use(site):
+        raise HTTPException(404, detail=f"{what} not found")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -66,6 +66,7 @@ class RmaOut(_Out):
     """
 
     number: str
+    site: str
     order_ref: str
     customer: str
     customer_email: str = ""
@@ -120,6 +121,7 @@ class OrderOut(_Out):
     """An order as stored."""
 
     order_ref: str
+    site: str
     customer: str
     customer_email: str = ""
     customer_address: str = ""
@@ -185,6 +187,7 @@ class StockLevelOut(_Out):
 class StockMovementOut(_Out):
     """A ledger entry."""
 
+    site: str
     sku: str
     location: str
     quantity: int
@@ -301,6 +304,12 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     scopes: list[str] = Field(min_length=1, max_length=5)
+    sites: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The only sites it may see and change (each one of the gateway's); "
+        "empty: every site",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -308,6 +317,7 @@ class ApiKeyOut(BaseModel):
 
     name: str
     scopes: list[str]
+    sites: list[str] = Field(default_factory=list, description="empty: every site")
     key: str
 
 
@@ -317,6 +327,7 @@ class ApiKeyInfo(_Out):
     name: str
     prefix: str
     scopes: str
+    sites: str = Field(default="", description="space-separated; empty: every site")
     revoked: bool
     created_at: datetime
 
@@ -356,6 +367,12 @@ class UserCreate(BaseModel):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=12, max_length=256)
     role: Literal["viewer", "lead", "admin"]
+    sites: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The only sites it may see and change (each one of the gateway's); "
+        "empty: every site",
+    )
 
 
 class AuditOut(_Out):
@@ -373,6 +390,7 @@ class UserOut(_Out):
 
     username: str
     role: str
+    sites: str = Field(default="", description="space-separated; empty: every site")
     active: bool
 
 
@@ -446,6 +464,7 @@ class EventOut(_Out):
     """A recorded parcel event (times in UTC)."""
 
     event_id: str
+    site: str
     station: str
     parcel_id: int
     rma_number: str | None

@@ -17,11 +17,15 @@ from gateway.connectors import build_connectors
 from gateway.connectors.base import MAX_PULLED_ORDERS, ShopConnector, ShopError
 from gateway.db import Database
 from gateway.services.orders import InvalidOrder, upsert_order
-from gateway.settings import Settings
+from gateway.settings import DEFAULT_SITE, Settings
 
 
-def pull_orders(db: Database, connector: ShopConnector, *, limit: int) -> list[str]:
+def pull_orders(
+    db: Database, connector: ShopConnector, *, limit: int, site: str = DEFAULT_SITE
+) -> list[str]:
     """Upsert the shop's ``limit`` most recent orders; one ``ref: outcome`` line each.
+
+    New orders go to ``site`` (the gateway's default site).
 
     Raises:
         gateway.connectors.base.ShopError: the pull failed (nothing stored).
@@ -30,7 +34,7 @@ def pull_orders(db: Database, connector: ShopConnector, *, limit: int) -> list[s
     for draft in connector.pull_orders(limit=limit):
         with db.session() as session:
             try:
-                _order, outcome = upsert_order(session, draft)
+                _order, outcome = upsert_order(session, draft, site=site)
             except InvalidOrder as exc:
                 session.rollback()
                 outcome = f"refused: {exc}"
@@ -64,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = Database(settings.database_url)
     try:
         db.migrate()
-        lines = pull_orders(db, build_connectors(settings)[args.shop], limit=args.limit)
+        lines = pull_orders(
+            db, build_connectors(settings)[args.shop], limit=args.limit, site=settings.site
+        )
     except ShopError as exc:
         print(f"pull-orders: {args.shop}: {exc}")
         return 2

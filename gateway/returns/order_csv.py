@@ -513,7 +513,7 @@ def import_orders(
             continue
         with db.session() as session:
             try:
-                _order, result.outcome = upsert_order(session, draft)
+                _order, result.outcome = upsert_order(session, draft, site=settings.site)
             except InvalidOrder as exc:
                 session.rollback()
                 result.errors.append(f"line {order_rows[0].line}: {exc}")

@@ -9,8 +9,11 @@ first :class:`Refusal` of the rule table :data:`RULES`, or None. The gateway dea
 a refused event with the refusal's code and message and raises an alarm; nothing of it is
 stored or credited.
 
-Rules (in order; each a function ``(event, announcement) -> message | None``):
+Rules (in order; each a function ``(event, announcement) -> message | None``), after the
+site rule :data:`SITE_RULE`:
 
+- ``rma_of_another_site``: the event names an RMA of another site than its topic's (a
+  station of site A claiming a parcel of an RMA that site B receives), whatever it claims;
 - ``rma_not_announced``: the event claims units, or goes anywhere but quarantine, for an
   RMA the gateway never announced to the site (a parcel of an unknown RMA is a fact to
   record only as quarantine ``unknown_rma``);
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 
 from protocol import ParcelEvent, RmaAnnouncement, RmaLine
 
-__all__ = ["QUARANTINE_REASONS", "RULES", "Refusal", "check_event"]
+__all__ = ["QUARANTINE_REASONS", "RULES", "SITE_RULE", "Refusal", "check_event"]
 
 DISPOSITIONS = ("restock", "refurbish", "recycle", "quarantine")
 """Dispositions of a parcel event (``edge.sorter.model.Disposition``)."""
@@ -183,17 +186,33 @@ RULES: tuple[tuple[str, Rule], ...] = (
 ones passed (every claimed unit names a line of the announced RMA)."""
 
 
-def check_event(event: ParcelEvent, announced: RmaAnnouncement | None) -> Refusal | None:
-    """The first rule of :data:`RULES` the event breaks, or None when it is consistent.
+SITE_RULE = "rma_of_another_site"
+"""The rule checked before :data:`RULES`: the event's site (its topic's) is its RMA's."""
+
+
+def check_event(
+    event: ParcelEvent,
+    announced: RmaAnnouncement | None,
+    *,
+    site: str | None = None,
+    rma_site: str | None = None,
+) -> Refusal | None:
+    """The first rule the event breaks (:data:`SITE_RULE`, then :data:`RULES`), or None.
 
     Args:
         event: the parcel event as decoded (already bounded by the protocol).
         announced: the RMA named by ``event.rma_number`` as the gateway announces it to the
             event's site now (:func:`gateway.services.rmas.to_announcement`), or None when
             the event names none or the gateway never announced it.
+        site: the site of the topic the event came on (None: the site rule is skipped).
+        rma_site: the site of the RMA the event names (None: it names no known RMA).
     """
     if announced is not None and announced.number != event.rma_number:
         raise ValueError(f"announcement {announced.number} is not the event's RMA")
+    if site is not None and rma_site is not None and rma_site != site:
+        return Refusal(
+            SITE_RULE, f"RMA {event.rma_number} is received at site {rma_site}, not {site}"
+        )
     for code, rule in RULES:
         message = rule(event, announced)
         if message is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Alarm, Station, StationEvent, utcnow
@@ -198,21 +198,28 @@ def raise_refused_event(
     session.commit()
 
 
-def open_alarms(session: Session) -> list[Alarm]:
-    """Alarms still active or not yet acknowledged, newest first."""
+def _of_sites(stmt: Select[Alarm], sites: list[str] | None) -> Select[Alarm]:
+    """Only the alarms of stations of ``sites`` (None: every alarm)."""
+    if sites is None:
+        return stmt
+    return stmt.where(Alarm.station.in_(select(Station.id).where(Station.site.in_(sites))))
+
+
+def open_alarms(session: Session, *, sites: list[str] | None = None) -> list[Alarm]:
+    """Alarms still active or not yet acknowledged, newest first (of stations of ``sites``)."""
     stmt = (
         select(Alarm)
         .where(or_(Alarm.cleared_at.is_(None), Alarm.acknowledged_at.is_(None)))
         .order_by(Alarm.raised_at.desc(), Alarm.id.desc())
         .limit(200)
     )
-    return list(session.scalars(stmt))
+    return list(session.scalars(_of_sites(stmt, sites)))
 
 
-def history(session: Session, limit: int = 50) -> list[Alarm]:
-    """The most recent alarms whatever their state, newest first."""
+def history(session: Session, limit: int = 50, *, sites: list[str] | None = None) -> list[Alarm]:
+    """The most recent alarms whatever their state, newest first (of stations of ``sites``)."""
     stmt = select(Alarm).order_by(Alarm.raised_at.desc(), Alarm.id.desc()).limit(limit)
-    return list(session.scalars(stmt))
+    return list(session.scalars(_of_sites(stmt, sites)))
 
 
 def acknowledge(session: Session, alarm_id: int, actor: str) -> Alarm | None:

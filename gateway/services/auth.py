@@ -23,7 +23,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -58,12 +58,18 @@ class Principal:
 
     ``via`` says how the caller proved it (API key, HTTP Basic user, browser session,
     nobody); a browser session also carries the ``csrf`` token its form posts must echo.
+    ``sites``: the sites it may see and change (empty: every site).
     """
 
     name: str
     scopes: frozenset[str]
     via: Via = "key"
     csrf: str = ""
+    sites: frozenset[str] = frozenset()
+
+    def may_use(self, site: str) -> bool:
+        """True when the principal may see and change what belongs to ``site``."""
+        return not self.sites or site in self.sites
 
     def can(self, scope: str) -> bool:
         """True when the principal holds ``scope`` (or ``admin``)."""
@@ -91,12 +97,18 @@ def hash_key(plain: str) -> str:
     return hashlib.sha256(plain.encode()).hexdigest()
 
 
-def _store_key(session: Session, name: str, plain: str, scopes: list[str]) -> ApiKey:
+def _store_key(
+    session: Session, name: str, plain: str, scopes: list[str], sites: Sequence[str] = ()
+) -> ApiKey:
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise InvalidScope(f"unknown scopes {unknown}; known: {', '.join(SCOPES)}")
     record = ApiKey(
-        name=name, prefix=plain[:8], key_hash=hash_key(plain), scopes=" ".join(sorted(scopes))
+        name=name,
+        prefix=plain[:8],
+        key_hash=hash_key(plain),
+        scopes=" ".join(sorted(scopes)),
+        sites=" ".join(sorted(set(sites))),
     )
     session.add(record)
     try:
@@ -107,14 +119,19 @@ def _store_key(session: Session, name: str, plain: str, scopes: list[str]) -> Ap
     return record
 
 
-def create_api_key(session: Session, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
+def create_api_key(
+    session: Session, name: str, scopes: list[str], sites: Sequence[str] = ()
+) -> tuple[str, ApiKey]:
     """Create a key; return the plain key (shown once, never stored) and its record.
+
+    ``sites``: the only sites the key may see and change (empty: every site; the caller
+    checked they are the gateway's).
 
     Raises:
         InvalidScope: unknown scope. DuplicateName: the name is taken.
     """
     plain = KEY_PREFIX + secrets.token_urlsafe(32)
-    return plain, _store_key(session, name, plain, scopes)
+    return plain, _store_key(session, name, plain, scopes, sites)
 
 
 def ensure_bootstrap_key(session: Session, plain: str) -> None:
@@ -142,7 +159,12 @@ def principal_for_key(
     record = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if record is None or record.revoked:
         return None
-    principal = Principal(f"api-key:{record.name}", frozenset(record.scopes.split()), via="key")
+    principal = Principal(
+        f"api-key:{record.name}",
+        frozenset(record.scopes.split()),
+        via="key",
+        sites=frozenset(record.sites.split()),
+    )
     if cache is not None:
         cache.put(digest, principal, generation)
     return principal
@@ -222,15 +244,24 @@ class KeyCache:
             self._entries.clear()
 
 
-def create_user(session: Session, username: str, password: str, role: str) -> User:
+def create_user(
+    session: Session, username: str, password: str, role: str, sites: Sequence[str] = ()
+) -> User:
     """Create a user with an Argon2id password hash and commit.
+
+    ``sites``: the only sites the user may see and change (empty: every site).
 
     Raises:
         InvalidScope: unknown role. DuplicateName: the username is taken.
     """
     if role not in ROLE_SCOPES:
         raise InvalidScope(f"unknown role {role!r}; one of {', '.join(ROLE_SCOPES)}")
-    user = User(username=username, password_hash=_hasher.hash(password), role=role)
+    user = User(
+        username=username,
+        password_hash=_hasher.hash(password),
+        role=role,
+        sites=" ".join(sorted(set(sites))),
+    )
     session.add(user)
     try:
         session.commit()
@@ -248,7 +279,12 @@ def principal_for_user(session: Session, username: str, password: str) -> Princi
         return None
     if not _hasher.verify(password, user.password_hash):
         return None
-    return Principal(f"user:{user.username}", ROLE_SCOPES.get(user.role, frozenset()), via="user")
+    return Principal(
+        f"user:{user.username}",
+        ROLE_SCOPES.get(user.role, frozenset()),
+        via="user",
+        sites=frozenset(user.sites.split()),
+    )
 
 
 def open_session(session: Session, username: str, *, now: datetime | None = None) -> str:
@@ -285,7 +321,13 @@ def principal_for_session(
     if user is None or not user.active:
         return None
     scopes = ROLE_SCOPES.get(user.role, frozenset())
-    return Principal(f"user:{user.username}", scopes, via="session", csrf=record.csrf)
+    return Principal(
+        f"user:{user.username}",
+        scopes,
+        via="session",
+        csrf=record.csrf,
+        sites=frozenset(user.sites.split()),
+    )
 
 
 def close_session(session: Session, token: str) -> bool:

@@ -50,7 +50,7 @@ def answer(session: Session, site: str, request: SyncRequest, batch_size: int) -
     head = head_revision(session, site)
     while True:
         page = list_announcements(
-            session, after_revision=after, up_to_revision=head, limit=batch_size
+            session, after_revision=after, up_to_revision=head, limit=batch_size, site=site
         )
         last = len(page) < batch_size or page[-1].revision >= head
         batch = SyncBatch(

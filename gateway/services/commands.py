@@ -80,6 +80,8 @@ def send_command(
     command: str,
     args: dict[str, Any],
     actor: str,
+    *,
+    sites: frozenset[str] = frozenset(),
 ) -> StationCommand:
     """Record and publish one operator command to ``station``; commits.
 
@@ -90,14 +92,18 @@ def send_command(
         command: one of :data:`OPERATOR_COMMANDS`.
         args: ``{"lane": str, "pulse_ms": int 50..5000}`` for ``gate_test``, else empty.
         actor: who sent it (the audit log has the request too).
+        sites: the sites the sender may use (empty: every site); another site's station
+            is unknown to it (404). The command goes to the station's site's topic.
 
     Raises:
         CommandRefused: unknown station (404), unknown command or bad arguments (422).
     """
     if command not in OPERATOR_COMMANDS:
         raise CommandRefused(422, f"unknown command {command[:32]!r}")
-    if session.get(Station, station) is None:
+    known = session.get(Station, station)
+    if known is None or (sites and known.site not in sites):
         raise CommandRefused(404, f"unknown station {station[:64]!r}")
+    site = known.site
     checked = _checked_args(command, args)
     row = StationCommand(
         request_id=uuid.uuid4().hex,
@@ -119,7 +125,9 @@ def send_command(
         )
     )
     session.commit()
-    bridge.publish_command(station, CommandName(command), checked, request_id=row.request_id)
+    bridge.publish_command(
+        station, CommandName(command), checked, request_id=row.request_id, site=site
+    )
     log.info("command sent station=%s command=%s by=%s", station, command, actor)
     return row
 

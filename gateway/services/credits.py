@@ -163,6 +163,7 @@ def _book(
     """One stock-ledger entry for ``unit`` (unique per unit and kind) and its webhook."""
     session.add(
         StockMovement(
+            site=rma.site,
             sku=line.sku,
             location=location,
             quantity=quantity,
@@ -192,6 +193,7 @@ def _book(
             "unit": unit.unit_no,
         },
         now=now,
+        site=rma.site,
     )
 
 
@@ -244,7 +246,8 @@ def _credit(
             kind="return_in",
             now=now,
         )
-    webhooks.enqueue(session, settings, "credit.issued", credit_payload(credit, line), now=now)
+    payload = credit_payload(credit, line)
+    webhooks.enqueue(session, settings, "credit.issued", payload, now=now, site=rma.site)
     connectors.enqueue_credit(session, settings, rma, line, credit, now=now)
     return credit
 

@@ -27,23 +27,32 @@ def fmt_time(value: datetime | None) -> str:
     return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def station_rows(session: Session, site: str) -> list[dict[str, Any]]:
+def station_rows(session: Session, sites: list[str] | None = None) -> list[dict[str, Any]]:
     """Each station: state (and which devices are down), belt, last seen, sync lag, versions.
+
+    Only the stations of ``sites`` (None: of every site); each row names its ``site``.
 
     Also the system clock steps the station saw (``clock_steps``, ``last_clock_step_s``).
 
-    The sync lag is the gateway's own view (the site's head revision minus the revision the
+    The sync lag is the gateway's own view (its site's head revision minus the revision the
     station last reported applied), so a station that stopped reporting still shows behind.
     """
-    head = head_revision(session, site)
+    heads: dict[str, int] = {}
     rows = []
-    for s in session.scalars(select(Station).order_by(Station.id)):
+    stmt = select(Station).order_by(Station.id)
+    if sites is not None:
+        stmt = stmt.where(Station.site.in_(sites))
+    for s in session.scalars(stmt):
+        if s.site not in heads:
+            heads[s.site] = head_revision(session, s.site)
+        head = heads[s.site]
         health = s.health
         down = sorted(name for name, h in health.devices.items() if h.state != "ok")
         belt = health.belt_running
         rows.append(
             {
                 "id": s.id,
+                "site": s.site,
                 "state": s.state,
                 "state_label": STATE_LABELS.get(s.state, s.state),
                 "devices_down": down,
@@ -71,8 +80,12 @@ def _full_lanes(session: Session) -> set[str]:
     return full
 
 
-def lane_rows(session: Session, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+def lane_rows(
+    session: Session, now: datetime, tz: ZoneInfo, *, sites: list[str] | None = None
+) -> dict[str, Any]:
     """Per lane: parcels today (shop calendar) and last hour, rate, lane full, hourly series.
+
+    Counts only the parcels of ``sites`` (None: every site).
 
     ``rate_per_h`` extrapolates the last 10 minutes to an hour. ``series`` holds parcels per
     hour for the last :data:`CHART_HOURS` hours (oldest first; the last bucket is the
@@ -83,8 +96,11 @@ def lane_rows(session: Session, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
     top = now.replace(minute=0, second=0, microsecond=0)
     first = top - timedelta(hours=CHART_HOURS - 1)
     since = min(today, first, now - timedelta(hours=1))
+    where = [StationEvent.received_at >= since]
+    if sites is not None:
+        where.append(StationEvent.site.in_(sites))
     stamps = session.execute(
-        select(StationEvent.lane, StationEvent.received_at).where(StationEvent.received_at >= since)
+        select(StationEvent.lane, StationEvent.received_at).where(*where)
     ).all()
     lanes = sorted({lane for lane, _ in stamps} | set(_all_lanes(session)))
     full = _full_lanes(session)
@@ -165,32 +181,32 @@ def parcel_view(event: StationEvent, skus: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def recent_parcels(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest parcel events, newest first."""
-    events = list(
-        session.scalars(
-            select(StationEvent)
-            .order_by(StationEvent.received_at.desc(), StationEvent.id.desc())
-            .limit(limit)
-        )
-    )
+def recent_parcels(
+    session: Session, limit: int = 20, *, sites: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The newest parcel events (of ``sites``; None: every site), newest first."""
+    stmt = select(StationEvent).order_by(StationEvent.received_at.desc(), StationEvent.id.desc())
+    if sites is not None:
+        stmt = stmt.where(StationEvent.site.in_(sites))
+    events = list(session.scalars(stmt.limit(limit)))
     skus = _skus(session, {e.rma_number for e in events if e.rma_number})
     return [parcel_view(e, skus) for e in events]
 
 
-def quarantine_queue(session: Session) -> list[dict[str, Any]]:
+def quarantine_queue(session: Session, *, sites: list[str] | None = None) -> list[dict[str, Any]]:
     """RMAs waiting for a lead's decision, oldest first, with the station's last reason.
+
+    Only RMAs of ``sites`` (None: of every site).
 
     Each row also lists, per RMA line, its units waiting for a lead (``waiting``): unit
     number, the station's grade, the evidence, why it waits, where it is booked, and the
     parcel photo's URL; and the RMA's ``revision`` (the forms send it back, so a decision
     made on a page older than the RMA's last change is refused).
     """
-    rmas = list(
-        session.scalars(
-            select(Rma).where(Rma.awaiting_decision.is_(True)).order_by(Rma.updated_at).limit(200)
-        )
-    )
+    stmt = select(Rma).where(Rma.awaiting_decision.is_(True))
+    if sites is not None:
+        stmt = stmt.where(Rma.site.in_(sites))
+    rmas = list(session.scalars(stmt.order_by(Rma.updated_at).limit(200)))
     last: dict[str, StationEvent] = {}
     if rmas:
         for e in session.scalars(
@@ -236,19 +252,23 @@ def quarantine_queue(session: Session) -> list[dict[str, Any]]:
 
 
 def unidentified_quarantine(
-    session: Session, now: datetime, limit: int = 20
+    session: Session, now: datetime, limit: int = 20, *, sites: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Parcels of the last 24 h that went to quarantine without an RMA, newest first.
 
     They need a person at the quarantine lane (no-read, unknown label); nothing to credit.
+    Only those of ``sites`` (None: of every site).
     """
+    where = [
+        StationEvent.lane == "quarantine",
+        StationEvent.rma_number.is_(None),
+        StationEvent.received_at >= now - timedelta(hours=24),
+    ]
+    if sites is not None:
+        where.append(StationEvent.site.in_(sites))
     events = session.scalars(
         select(StationEvent)
-        .where(
-            StationEvent.lane == "quarantine",
-            StationEvent.rma_number.is_(None),
-            StationEvent.received_at >= now - timedelta(hours=24),
-        )
+        .where(*where)
         .order_by(StationEvent.received_at.desc(), StationEvent.id.desc())
         .limit(limit)
     )

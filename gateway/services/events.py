@@ -21,6 +21,7 @@ from gateway.services.credits import after_ingest
 from gateway.services.rma_writer import StaleRma
 from gateway.services.rmas import get_rma
 from gateway.services.webhook_endpoints import active_endpoints
+from gateway.settings import DEFAULT_SITE
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,15 @@ class LaneCount:
 
 
 def ingest_event(
-    session: Session, event: ParcelEvent, *, received_at: datetime | None = None
+    session: Session,
+    event: ParcelEvent,
+    *,
+    received_at: datetime | None = None,
+    site: str = DEFAULT_SITE,
 ) -> bool:
     """Record a parcel event once, with its credits, and commit.
+
+    ``site`` is the site of the topic it came on (screened first: :func:`screen_event`).
 
     Also refreshes the station's ``last_seen`` when the station is known. When another
     writer changed the event's RMA between the read and the commit (a lead deciding at
@@ -78,7 +85,7 @@ def ingest_event(
     """
     for attempt in range(1, MAX_STALE_RETRIES + 1):
         try:
-            return _ingest_once(session, event, received_at=received_at)
+            return _ingest_once(session, event, received_at=received_at, site=site)
         except (StaleRma, StaleDataError):
             session.rollback()
             log.info("rma changed meanwhile, ingesting again event_id=%s", event.event_id)
@@ -93,6 +100,7 @@ def ingest_events(
     *,
     received_at: datetime | None = None,
     is_transient: Callable[[BaseException], bool] = lambda _exc: False,
+    site: str = DEFAULT_SITE,
 ) -> list[BatchResult]:
     """Record many parcel events in one transaction, each with its credits, and commit once.
 
@@ -111,6 +119,7 @@ def ingest_events(
         received_at: the receipt time recorded on every event (default: now, UTC).
         is_transient: true for an exception that aborts the whole batch instead (a
             database that went away: nothing is committed, the caller retries the batch).
+        site: the site of the topics every event of the batch came on.
 
     Returns:
         One :class:`BatchResult` per event, in the order given.
@@ -134,7 +143,7 @@ def ingest_events(
             if event.event_id in known:
                 results.append(BatchResult(event.event_id, Outcome.DUPLICATE))
                 continue
-            result = _ingest_in_savepoint(session, event, now, is_transient)
+            result = _ingest_in_savepoint(session, event, now, is_transient, site)
             if result.outcome is Outcome.STORED:
                 known.add(event.event_id)
                 seen_by_station[event.station] = now
@@ -157,12 +166,13 @@ def _ingest_in_savepoint(
     event: ParcelEvent,
     now: datetime,
     is_transient: Callable[[BaseException], bool],
+    site: str = DEFAULT_SITE,
 ) -> BatchResult:
     """Stage one event and its credits in a savepoint; roll only that back on failure."""
     for attempt in range(1, MAX_STALE_RETRIES + 1):
         try:
             with session.begin_nested():
-                _stage(session, event, now)
+                _stage(session, event, now, site)
                 session.flush()
             return BatchResult(event.event_id, Outcome.STORED)
         except (StaleRma, StaleDataError) as exc:
@@ -183,7 +193,7 @@ def _ingest_in_savepoint(
     raise AssertionError("unreachable")
 
 
-def _stage(session: Session, event: ParcelEvent, now: datetime) -> None:
+def _stage(session: Session, event: ParcelEvent, now: datetime, site: str) -> None:
     """Add the event's row and its credits (:func:`after_ingest`) to the transaction.
 
     The row is flushed first, so an event that another writer (a replica) stored
@@ -195,6 +205,7 @@ def _stage(session: Session, event: ParcelEvent, now: datetime) -> None:
     """
     session.add(
         StationEvent(
+            site=site,
             event_id=event.event_id,
             station=event.station,
             parcel_id=event.parcel_id,
@@ -214,13 +225,15 @@ def _stage(session: Session, event: ParcelEvent, now: datetime) -> None:
     after_ingest(session, event)  # credits and stock moves, in the same transaction
 
 
-def _ingest_once(session: Session, event: ParcelEvent, *, received_at: datetime | None) -> bool:
+def _ingest_once(
+    session: Session, event: ParcelEvent, *, received_at: datetime | None, site: str
+) -> bool:
     if session.scalar(select(StationEvent.id).where(StationEvent.event_id == event.event_id)):
         log.debug("duplicate event ignored event_id=%s", event.event_id)
         return False
     now = received_at or utcnow()
     try:
-        _stage(session, event, now)
+        _stage(session, event, now, site)
         session.execute(update(Station).where(Station.id == event.station).values(last_seen=now))
         session.commit()
     except IntegrityError:  # stored concurrently by another writer
@@ -238,23 +251,34 @@ def _ingest_once(session: Session, event: ParcelEvent, *, received_at: datetime 
     return True
 
 
-def screen_event(session: Session, event: ParcelEvent) -> Refusal | None:
+def screen_event(session: Session, event: ParcelEvent, site: str | None = None) -> Refusal | None:
     """Check an event from a station against what that station could know; None if sound.
 
     Looks up the RMA the event names as the gateway announces it to the site now (none
-    when it was never announced) and applies :func:`gateway.security.event_checks.check_event`.
+    when it was never announced) and applies :func:`gateway.security.event_checks.check_event`,
+    with ``site`` (the site of the event's topic; None: not checked) against the RMA's.
     Reads only.
     """
     rma = get_rma(session, event.rma_number) if event.rma_number else None
     announced = to_announcement(rma) if rma is not None and announceable(rma) else None
-    return check_event(event, announced)
+    rma_site = rma.site if rma is not None else None
+    return check_event(event, announced, site=site, rma_site=rma_site)
 
 
 def list_events(
-    session: Session, *, station: str | None = None, limit: int = 100
+    session: Session,
+    *,
+    station: str | None = None,
+    limit: int = 100,
+    sites: list[str] | None = None,
 ) -> tuple[list[StationEvent], int]:
-    """Return up to ``limit`` recorded events, newest first, and the total matching count."""
+    """Return up to ``limit`` recorded events, newest first, and the total matching count.
+
+    ``sites``: only events of these sites (None: every site).
+    """
     where = [] if station is None else [StationEvent.station == station]
+    if sites is not None:
+        where.append(StationEvent.site.in_(sites))
     total = session.scalar(select(func.count(StationEvent.id)).where(*where)) or 0
     rows = session.scalars(
         select(StationEvent)
@@ -265,8 +289,13 @@ def list_events(
     return list(rows), int(total)
 
 
-def lane_counts(session: Session, *, station: str | None = None) -> list[LaneCount]:
-    """Return parcel counts per station and lane, ordered by station then lane."""
+def lane_counts(
+    session: Session, *, station: str | None = None, sites: list[str] | None = None
+) -> list[LaneCount]:
+    """Return parcel counts per station and lane, ordered by station then lane.
+
+    ``sites``: only the parcels of these sites (None: every site).
+    """
     stmt = (
         select(StationEvent.station, StationEvent.lane, func.count(StationEvent.id))
         .group_by(StationEvent.station, StationEvent.lane)
@@ -274,6 +303,8 @@ def lane_counts(session: Session, *, station: str | None = None) -> list[LaneCou
     )
     if station is not None:
         stmt = stmt.where(StationEvent.station == station)
+    if sites is not None:
+        stmt = stmt.where(StationEvent.site.in_(sites))
     return [LaneCount(s, lane, int(n)) for s, lane, n in session.execute(stmt)]
 
 

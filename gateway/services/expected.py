@@ -57,13 +57,16 @@ class ExpectedParcels:
     in_transit_count: int
 
 
-def expected_parcels(session: Session, settings: Settings, now: datetime) -> ExpectedParcels:
-    """What is expected today and what is overdue at ``now`` (UTC)."""
+def expected_parcels(
+    session: Session, settings: Settings, now: datetime, *, sites: list[str] | None = None
+) -> ExpectedParcels:
+    """What is expected today and what is overdue at ``now`` (UTC), at ``sites`` (None: all)."""
     zone = settings.zone
     today = now.astimezone(zone).date()
-    rmas = session.scalars(
-        select(Rma).where(Rma.state == "in_transit").order_by(Rma.shipped_at, Rma.id)
-    ).all()
+    stmt = select(Rma).where(Rma.state == "in_transit")
+    if sites is not None:
+        stmt = stmt.where(Rma.site.in_(sites))
+    rmas = session.scalars(stmt.order_by(Rma.shipped_at, Rma.id)).all()
     due: list[ExpectedParcel] = []
     late: list[ExpectedParcel] = []
     for rma in rmas:

@@ -219,7 +219,7 @@ def build_message(session: Session, settings: Settings, row: Notification) -> Em
         if rma is not None:
             pdf = render_label(
                 rma,
-                settings.return_address,
+                settings.site_address(rma.site),
                 lang=row.language,
                 carrier=rma.carrier,
                 tracking_number=rma.tracking_number,

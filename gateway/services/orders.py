@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.models import Order, OrderLine, RmaLineRecord
 from gateway.schemas import OrderDraft, OrderLineDraft, RmaDraft
 from gateway.services.policies import returnable_for
+from gateway.settings import DEFAULT_SITE
 
 
 class DuplicateOrder(Exception):
@@ -24,11 +25,16 @@ class InvalidOrder(ValueError):
 
 
 def create_order(
-    session: Session, draft: OrderDraft, *, before_commit: Callable[[Order], None] | None = None
+    session: Session,
+    draft: OrderDraft,
+    *,
+    before_commit: Callable[[Order], None] | None = None,
+    site: str = DEFAULT_SITE,
 ) -> Order:
     """Store an order with lines numbered 1..n and commit.
 
-    ``before_commit`` is called with the flushed order just before the commit.
+    ``before_commit`` is called with the flushed order just before the commit; the
+    order's site is ``draft.site``, else ``site`` (the caller checked it is a known one).
 
     Raises:
         InvalidOrder: when a line has more units delivered than ordered.
@@ -39,6 +45,7 @@ def create_order(
         raise DuplicateOrder(f"order {draft.order_ref!r} already exists")
     order = Order(
         order_ref=draft.order_ref,
+        site=draft.site or site,
         customer=draft.customer,
         customer_email=draft.customer_email,
         customer_address=draft.customer_address,
@@ -133,6 +140,7 @@ def as_draft(order: Order) -> OrderDraft:
     """Return the stored order as the draft that would store it again unchanged."""
     return OrderDraft(
         order_ref=order.order_ref,
+        site=order.site,
         customer=order.customer,
         customer_email=order.customer_email,
         customer_address=order.customer_address,
@@ -144,8 +152,13 @@ def as_draft(order: Order) -> OrderDraft:
     )
 
 
-def upsert_order(session: Session, draft: OrderDraft) -> tuple[Order, str]:
+def upsert_order(
+    session: Session, draft: OrderDraft, *, site: str = DEFAULT_SITE
+) -> tuple[Order, str]:
     """Create the order, or bring a stored one to ``draft`` (lines matched by position).
+
+    A new order's site is ``draft.site``, else ``site``; a stored one keeps its site
+    unless ``draft.site`` names another.
 
     Idempotent: the same draft again changes nothing. Returns the order and what happened:
     ``"created"``, ``"updated"`` or ``"unchanged"``; commits.
@@ -157,7 +170,9 @@ def upsert_order(session: Session, draft: OrderDraft) -> tuple[Order, str]:
     _check_lines(draft)
     order = get_order(session, draft.order_ref)
     if order is None:
-        return create_order(session, draft), "created"
+        return create_order(session, draft, site=site), "created"
+    if draft.site is None:
+        draft = draft.model_copy(update={"site": order.site})
     if as_draft(order) == draft:
         return order, "unchanged"
     by_no = {line.line_no: line for line in order.lines}
@@ -177,6 +192,7 @@ def upsert_order(session: Session, draft: OrderDraft) -> tuple[Order, str]:
                 f"order line {line_no} ({line.sku}): {taken} unit(s) already returned or on "
                 f"open RMAs, more than the {new.delivered_quantity} delivered"
             )
+    order.site = draft.site or order.site
     order.customer = draft.customer
     order.customer_email = draft.customer_email
     order.customer_address = draft.customer_address

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from gateway.models import Credit, WriteOff
+from gateway.models import Credit, Rma, WriteOff
 from gateway.security import csv_cells
 
 COLUMNS = (
@@ -108,9 +108,17 @@ def _in_days(
 
 
 def financial_impact(
-    session: Session, zone: ZoneInfo, *, start: date | None = None, end: date | None = None
+    session: Session,
+    zone: ZoneInfo,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    sites: list[str] | None = None,
 ) -> list[ImpactRow]:
     """Aggregate credits and write-offs whose shop-calendar day is in ``[start, end]``.
+
+    ``sites``: only those of RMAs of these sites (a credit or write-off is its RMA's
+    site's); None: every site.
 
     Rows are ordered by currency, day, category; each currency ends with its total (day
     ``"total"``, category ``"all"``). Amounts of different currencies are never added.
@@ -124,12 +132,17 @@ def financial_impact(
         return row, totals.setdefault(currency, ImpactRow(currency, "total", "all"))
 
     credits = _in_days(select(Credit).order_by(Credit.id), Credit.created_at, zone, start, end)
+    if sites is not None:
+        of_sites = select(Rma.number).where(Rma.site.in_(sites))
+        credits = credits.where(Credit.rma_number.in_(of_sites))
     for credit in session.scalars(credits):
         for target in targets(credit.currency, credit.created_at, credit.category):
             target.add_credit(credit)
     write_offs = _in_days(
         select(WriteOff).order_by(WriteOff.id), WriteOff.created_at, zone, start, end
     )
+    if sites is not None:
+        write_offs = write_offs.where(WriteOff.rma_number.in_(of_sites))
     for entry in session.scalars(write_offs):
         for target in targets(entry.currency, entry.created_at, entry.category):
             target.add_write_off(entry)

@@ -116,13 +116,13 @@ def apply_change(
 
     Args:
         session: the caller's session, inside the change's transaction.
-        settings: the site (revision counter) and webhook settings.
+        settings: the webhook and notification settings.
         rma: the RMA, already changed (state, lines, grade, ...).
         actor: who made the change (``"api-key:shop"``, ``"user:lead"``,
             ``"station:st1"``, ``"system:expiry"``), sent in the webhook.
         webhook: the webhook event type to queue (``rma.state_changed``); None for a
             change shops do not follow (e.g. new catalogue values announced to stations).
-        revision: the site revision this change already took (:func:`create_rma` takes
+        revision: the revision of the RMA's site this change already took (:func:`create_rma` takes
             it first, as its write lock); None takes the next one.
         now: UTC time of the rows; default the clock.
 
@@ -134,7 +134,7 @@ def apply_change(
             the caller rolls back).
     """
     now = now or utcnow()
-    rma.revision = revision if revision is not None else next_revision(session, settings.site)
+    rma.revision = revision if revision is not None else next_revision(session, rma.site)
     if not sa_inspect(rma).pending:  # a new RMA is inserted at the commit's flush
         try:
             session.flush()  # the compare-and-set on the RMA row happens here
@@ -151,6 +151,7 @@ def apply_change(
             webhook,
             {"number": rma.number, "state": rma.state, "revision": rma.revision, "actor": actor},
             now=now,
+            site=rma.site,
         )
     if announceable(rma):
         try:
@@ -160,7 +161,11 @@ def apply_change(
         else:
             session.add(
                 AnnouncementRow(
-                    rma_number=rma.number, revision=rma.revision, payload=payload, created_at=now
+                    site=rma.site,
+                    rma_number=rma.number,
+                    revision=rma.revision,
+                    payload=payload,
+                    created_at=now,
                 )
             )
     return rma.revision

@@ -43,6 +43,14 @@ class DuplicateRma(Exception):
         self.number = number
 
 
+class SiteNotAllowed(PermissionError):
+    """The caller may not use the RMA's site (HTTP 403); ``site`` is that site."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__(f"this caller may not create RMAs for site {site!r}")
+        self.site = site
+
+
 class ReceiptError(ValueError):
     """A receipt names an unknown line or more units than are outstanding (HTTP 422)."""
 
@@ -173,8 +181,14 @@ def create_rma(
     now: datetime | None = None,
     after_lock: Callable[[], None] | None = None,
     before_commit: Callable[[Rma], None] | None = None,
+    allowed_sites: frozenset[str] = frozenset(),
 ) -> Rma:
     """Check the policies, store the RMA under the next site revision and commit.
+
+    The RMA's site is ``draft.site``, else its order's (when the gateway serves that
+    site), else ``settings.site``; it must
+    be one of ``settings.sites`` and, when ``allowed_sites`` is not empty (a caller
+    limited to sites), one of those.
 
     The RMA starts ``requested`` and is authorised at once (a recorded transition) unless
     ``draft.authorize`` is False. With a known order, lines are matched to order lines
@@ -193,7 +207,9 @@ def create_rma(
     Raises:
         numbers.MistypedNumber: a number in the gateway's format with a wrong check char.
         UnknownReason: the reason is not on the list.
-        PolicyViolation: window closed, quantity over returnable, unknown order, ...
+        PolicyViolation: window closed, quantity over returnable, unknown order, unknown
+            site (``unknown_site``), ...
+        SiteNotAllowed: the site is not one of ``allowed_sites``.
         DuplicateRma: the number is taken (nothing is stored).
         TrackingNumberTaken: the draft's tracking number is another RMA's.
     """
@@ -205,9 +221,18 @@ def create_rma(
         raise PolicyViolation(
             "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref
         )
+    site = draft.site or settings.site
+    if draft.site is None and order is not None and order.site in settings.sites:
+        site = order.site  # where the order's returns go
+    if site not in settings.sites:
+        raise PolicyViolation(
+            "unknown_site", f"site {site!r} is not one of {settings.sites}", site=site
+        )
+    if allowed_sites and site not in allowed_sites:
+        raise SiteNotAllowed(site)
     read_endpoints = False
     try:
-        revision = next_revision(session, settings.site)  # takes the write lock first
+        revision = next_revision(session, site)  # takes the write lock first
         if after_lock is not None:
             after_lock()
         if session.scalar(select(Rma.id).where(Rma.number == number)) is not None:
@@ -227,6 +252,7 @@ def create_rma(
             delivered_on = local_date(order.delivered_at, settings.zone)
         rma = Rma(
             number=number,
+            site=site,
             order_ref=draft.order_ref,
             **rma_contact(draft, order),
             carrier=carrier,
@@ -265,7 +291,7 @@ def create_rma(
         number,
         rma.state,
         revision,
-        settings.site,
+        site,
         actor,
     )
     return rma
@@ -351,9 +377,21 @@ def list_rmas(
     up_to_revision: int | None = None,
     limit: int | None = None,
     announced_only: bool = False,
+    sites: list[str] | None = None,
 ) -> list[Rma]:
-    """Return RMAs whose revision is in ``(after_revision, up_to_revision]``, oldest first."""
-    stmt = select(Rma).where(Rma.revision > after_revision).order_by(Rma.revision)
+    """Return RMAs whose revision is in ``(after_revision, up_to_revision]``, oldest first.
+
+    ``sites``: only RMAs of these sites (None: every site). Revisions are per site, so
+    ``after_revision`` means one site's revision when ``sites`` names one; across several
+    sites the RMAs come by revision, then site, then number.
+    """
+    stmt = (
+        select(Rma)
+        .where(Rma.revision > after_revision)
+        .order_by(Rma.revision, Rma.site, Rma.number)
+    )
+    if sites is not None:
+        stmt = stmt.where(Rma.site.in_(sites))
     if up_to_revision is not None:
         stmt = stmt.where(Rma.revision <= up_to_revision)
     if announced_only:
@@ -369,11 +407,13 @@ def list_announcements(
     after_revision: int = 0,
     up_to_revision: int | None = None,
     limit: int | None = None,
+    site: str | None = None,
 ) -> list[RmaAnnouncement]:
     """Return announcements with revision in ``(after_revision, up_to_revision]``, in order.
 
-    This is what a station that holds everything up to ``after_revision`` must apply.
-    RMAs still ``requested`` are left out (they are announced once authorised).
+    This is what a station of ``site`` (None: of a gateway with one site) that holds
+    everything up to ``after_revision`` must apply. RMAs still ``requested`` are left out
+    (they are announced once authorised).
     """
     rmas = list_rmas(
         session,
@@ -381,5 +421,6 @@ def list_announcements(
         up_to_revision=up_to_revision,
         limit=limit,
         announced_only=True,
+        sites=None if site is None else [site],
     )
     return [to_announcement(rma) for rma in rmas]

@@ -83,6 +83,9 @@ def record_mode(session: Session, station: str, mode: str, at: datetime) -> None
         session.add(StationStateChange(station=station, mode=mode, at=at))
 
 
-def list_stations(session: Session) -> list[Station]:
-    """Return every known station, ordered by id."""
-    return list(session.scalars(select(Station).order_by(Station.id)))
+def list_stations(session: Session, *, sites: list[str] | None = None) -> list[Station]:
+    """Return every known station (of ``sites``; None: of every site), ordered by id."""
+    stmt = select(Station).order_by(Station.id)
+    if sites is not None:
+        stmt = stmt.where(Station.site.in_(sites))
+    return list(session.scalars(stmt))

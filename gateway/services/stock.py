@@ -22,8 +22,13 @@ class StockLevel:
     quantity: int
 
 
-def stock_levels(session: Session, *, sku: str | None = None) -> list[StockLevel]:
-    """Return net quantities per SKU and location, ordered by SKU then location."""
+def stock_levels(
+    session: Session, *, sku: str | None = None, sites: list[str] | None = None
+) -> list[StockLevel]:
+    """Return net quantities per SKU and location, ordered by SKU then location.
+
+    ``sites``: only the movements of these sites (None: every site, summed).
+    """
     stmt = (
         select(StockMovement.sku, StockMovement.location, func.sum(StockMovement.quantity))
         .group_by(StockMovement.sku, StockMovement.location)
@@ -31,16 +36,20 @@ def stock_levels(session: Session, *, sku: str | None = None) -> list[StockLevel
     )
     if sku is not None:
         stmt = stmt.where(StockMovement.sku == sku)
+    if sites is not None:
+        stmt = stmt.where(StockMovement.site.in_(sites))
     return [StockLevel(s, loc, int(q or 0)) for s, loc, q in session.execute(stmt)]
 
 
 def list_movements(
-    session: Session, *, sku: str | None = None, limit: int = 100
+    session: Session, *, sku: str | None = None, limit: int = 100, sites: list[str] | None = None
 ) -> list[StockMovement]:
-    """Return ledger entries, newest first."""
+    """Return ledger entries (of ``sites``; None: every site), newest first."""
     stmt = select(StockMovement).order_by(StockMovement.id.desc()).limit(limit)
     if sku is not None:
         stmt = stmt.where(StockMovement.sku == sku)
+    if sites is not None:
+        stmt = stmt.where(StockMovement.site.in_(sites))
     return list(session.scalars(stmt))
 
 
@@ -60,6 +69,7 @@ def move_line(
     caller's transaction.
     """
     movement = StockMovement(
+        site=line.rma.site,
         sku=line.sku,
         location=location,
         quantity=line.received_quantity,
@@ -80,5 +90,6 @@ def move_line(
             "rma_number": movement.rma_number,
         },
         now=now,
+        site=movement.site,
     )
     return movement

@@ -59,8 +59,11 @@ def enqueue(
     data: dict[str, Any],
     *,
     now: datetime | None = None,
+    site: str | None = None,
 ) -> None:
     """Add an outbound event, due ``now``, for every active endpoint, to the transaction.
+
+    ``site``: the site it happened at (the message's ``site``; default the gateway's).
 
     A no-op without endpoints. The endpoints are read once per call, unless the caller
     read them for its whole transaction (:data:`ENDPOINTS_KEY` in ``session.info``, as
@@ -71,7 +74,7 @@ def enqueue(
         session.add(
             WebhookDelivery(
                 event_type=event_type,
-                payload={"type": event_type, "site": settings.site, "data": data},
+                payload={"type": event_type, "site": site or settings.site, "data": data},
                 url=endpoint.url,
                 endpoint_id=endpoint.id,
                 status="pending",

@@ -112,7 +112,7 @@ async def decide(
     revision = form.get("revision", "")
     try:
         rma = load_for_change(session, number)
-        if rma is None:
+        if rma is None or not user.may_use(rma.site):
             return Response("unknown RMA", status_code=404)
         if revision and revision != str(rma.revision):
             raise StaleRma(number)
@@ -160,7 +160,7 @@ async def decide_unit(
         return Response("revision missing", status_code=422)
     try:
         rma = load_for_change(session, number)
-        if rma is None:
+        if rma is None or not user.may_use(rma.site):
             return Response("unknown RMA", status_code=404)
         if rma.revision != revision:
             raise StaleRma(number)
@@ -204,7 +204,7 @@ async def approve(
         return Response("decision must be authorize or reject", status_code=422)
     try:
         rma = load_for_change(session, number)
-        if rma is None:
+        if rma is None or not user.may_use(rma.site):
             return Response("unknown RMA", status_code=404)
         transition_rma(session, settings, rma, decision, actor=user.name, note="status page")
     except (IllegalTransition, StaleRma, StaleDataError):
@@ -253,7 +253,7 @@ async def station_command(
     command = form.get("command", "")
     args: dict[str, str | int] = {"lane": form["lane"]} if form.get("lane") else {}
     try:
-        send_command(session, bridge, station, command, args, user.name)
+        send_command(session, bridge, station, command, args, user.name, sites=user.sites)
     except CommandRefused as exc:
         return Response(str(exc), status_code=exc.status_code)
     return _back(f"command-{command}", "stations")

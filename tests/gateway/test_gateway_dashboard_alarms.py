@@ -263,7 +263,7 @@ def test_the_estop_alarm_stays_until_the_station_is_reset(db: Database) -> None:
     with db.session() as s:
         engaged = status(estop_engaged=True, belt_running=False, alarms={"estop": {}})
         upsert_station(s, "site", engaged)
-        assert dashboard.station_rows(s, "site")[0]["belt"] == "estop"  # "■ E-stop"
+        assert dashboard.station_rows(s)[0]["belt"] == "estop"  # "■ E-stop"
     assert open_keys(db) == [("st1:estop:", True)]
     with db.session() as s:  # released, not yet reset: the station still holds the belt
         upsert_station(s, "site", status(estop_engaged=False, alarms={"estop": {}}))
@@ -278,7 +278,7 @@ def test_the_estop_alarm_stays_until_the_station_is_reset(db: Database) -> None:
 def test_clock_steps_a_station_saw_show_in_its_row(db: Database) -> None:
     with db.session() as s:
         upsert_station(s, "site", status(clock={"steps": 2, "last_step_s": 3600.0}))
-        row = dashboard.station_rows(s, "site")[0]
+        row = dashboard.station_rows(s)[0]
         assert (row["clock_steps"], row["last_clock_step_s"]) == (2.0, 3600.0)
     # a station's word is not trusted: a malformed clock never reaches the page (the
     # typed status refuses it at the boundary; the bridge dead-letters such a status)

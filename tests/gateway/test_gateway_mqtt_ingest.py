@@ -266,7 +266,9 @@ def test_one_batch_commits_every_event_with_its_credit_poison_and_stale_apart(
                     ],
                 }
             )
-            create_rma(s, CFG, draft, actor="api-key:shop")
+            # RMAs of the bridge's site: a station may only claim its own site's (issue 17)
+            on_site = CFG.model_copy(update={"site": site, "sites": [site]})
+            create_rma(s, on_site, draft, actor="api-key:shop")
     events = [parcel(n, "st1", i + 1) for i, n in enumerate(numbers)]
     poison, stale = events[5], events[9]
     stale_calls = 0

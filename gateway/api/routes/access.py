@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
-from gateway.api.deps import Caller, SessionDep
+from gateway.api.deps import Caller, SessionDep, SettingsDep, known_sites
 from gateway.api.schemas import (
     ApiKeyCreate,
     ApiKeyInfo,
@@ -41,10 +41,19 @@ router = APIRouter(prefix="/api/v1", tags=["access"])
     response_model=ApiKeyOut,
     responses={409: {"model": ProblemOut}, 422: {"model": ProblemOut}},
 )
-def post_api_key(body: ApiKeyCreate, session: SessionDep, _who: Caller) -> ApiKeyOut:
-    """Create an API key; the plain key is in this response only (stored as SHA-256)."""
-    plain, record = create_api_key(session, body.name, body.scopes)
-    return ApiKeyOut(name=record.name, scopes=record.scopes.split(), key=plain)
+def post_api_key(
+    body: ApiKeyCreate, session: SessionDep, settings: SettingsDep, _who: Caller
+) -> ApiKeyOut:
+    """Create an API key; the plain key is in this response only (stored as SHA-256).
+
+    ``sites`` limits it to those sites (422 for a site the gateway does not serve).
+    """
+    plain, record = create_api_key(
+        session, body.name, body.scopes, known_sites(settings, body.sites)
+    )
+    return ApiKeyOut(
+        name=record.name, scopes=record.scopes.split(), sites=record.sites.split(), key=plain
+    )
 
 
 @router.get("/api-keys", response_model=list[ApiKeyInfo])
@@ -86,9 +95,14 @@ def delete_user(username: str, session: SessionDep, _who: Caller) -> UserOut:
     response_model=UserOut,
     responses={409: {"model": ProblemOut}},
 )
-def post_user(body: UserCreate, session: SessionDep, _who: Caller) -> UserOut:
-    """Create a user (password hashed with Argon2id)."""
-    return UserOut.model_validate(create_user(session, body.username, body.password, body.role))
+def post_user(
+    body: UserCreate, session: SessionDep, settings: SettingsDep, _who: Caller
+) -> UserOut:
+    """Create a user (password hashed with Argon2id), limited to ``sites`` if any (422 unknown)."""
+    sites = known_sites(settings, body.sites)
+    return UserOut.model_validate(
+        create_user(session, body.username, body.password, body.role, sites)
+    )
 
 
 @router.get("/audit", response_model=list[AuditOut])

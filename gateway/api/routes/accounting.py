@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
-from gateway.api.deps import Caller, SessionDep, SettingsDep
+from gateway.api.deps import Caller, SessionDep, SettingsDep, SiteFilter
 from gateway.api.schemas import (
     CreditList,
     CreditOut,
@@ -18,7 +18,7 @@ from gateway.api.schemas import (
     StockMovementOut,
     StockOut,
 )
-from gateway.models import Credit
+from gateway.models import Credit, Rma
 from gateway.services.reports import financial_impact, to_csv
 from gateway.services.stock import list_movements, stock_levels
 
@@ -29,11 +29,17 @@ router = APIRouter(prefix="/api/v1", tags=["accounting"])
 def read_credits(
     session: SessionDep,
     _who: Caller,
+    sites: SiteFilter,
     rma: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> CreditList:
-    """Credits issued automatically (or on a lead's decision), newest first."""
+    """Credits issued automatically (or on a lead's decision), newest first.
+
+    A credit is its RMA's site's: ``?site=`` gives one site's.
+    """
     stmt = select(Credit).order_by(Credit.id.desc()).limit(limit)
+    if sites is not None:
+        stmt = stmt.where(Credit.rma_number.in_(select(Rma.number).where(Rma.site.in_(sites))))
     if rma is not None:
         stmt = stmt.where(Credit.rma_number == rma)
     return CreditList(credits=[CreditOut.model_validate(c) for c in session.scalars(stmt)])
@@ -43,15 +49,17 @@ def read_credits(
 def read_stock(
     session: SessionDep,
     _who: Caller,
+    sites: SiteFilter,
     sku: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> StockOut:
-    """Net units per SKU and location, and the latest ledger entries."""
+    """Net units per SKU and location, and the latest ledger entries (``?site=``: one site's)."""
+    levels = stock_levels(session, sku=sku, sites=sites)
     return StockOut(
-        levels=[StockLevelOut.model_validate(level) for level in stock_levels(session, sku=sku)],
+        levels=[StockLevelOut.model_validate(level) for level in levels],
         movements=[
             StockMovementOut.model_validate(m)
-            for m in list_movements(session, sku=sku, limit=limit)
+            for m in list_movements(session, sku=sku, limit=limit, sites=sites)
         ],
     )
 
@@ -65,6 +73,7 @@ def read_financial_report(
     session: SessionDep,
     settings: SettingsDep,
     _who: Caller,
+    sites: SiteFilter,
     start: Annotated[date | None, Query(description="First day (shop calendar)")] = None,
     end: Annotated[date | None, Query(description="Last day, inclusive")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
@@ -72,9 +81,9 @@ def read_financial_report(
     """Financial impact per currency, by day and SKU category; ``format=csv`` for CSV.
 
     Amounts in minor units of each currency, never summed across them; credits and
-    goods refused credit alike.
+    goods refused credit alike. ``?site=``: of one site's RMAs only.
     """
-    rows = financial_impact(session, settings.zone, start=start, end=end)
+    rows = financial_impact(session, settings.zone, start=start, end=end, sites=sites)
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv")
     return ImpactReport(

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 
-from gateway.api.deps import Caller, SessionDep
+from gateway.api.deps import Caller, SessionDep, SiteFilter
 from gateway.models import Alarm
 from gateway.services import alarms
 
@@ -29,9 +29,18 @@ def _out(a: Alarm) -> dict[str, Any]:
 
 
 @router.get("")
-def list_alarms(session: SessionDep, _who: Caller, history: bool = False) -> dict[str, Any]:
-    """Open alarms (active or unacknowledged), or with ``history=true`` the last 50."""
-    rows = alarms.history(session) if history else alarms.open_alarms(session)
+def list_alarms(
+    session: SessionDep, _who: Caller, sites: SiteFilter, history: bool = False
+) -> dict[str, Any]:
+    """Open alarms (active or unacknowledged), or with ``history=true`` the last 50.
+
+    ``?site=``: those of one site's stations.
+    """
+    rows = (
+        alarms.history(session, sites=sites)
+        if history
+        else alarms.open_alarms(session, sites=sites)
+    )
     return {"alarms": [_out(a) for a in rows]}
 
 

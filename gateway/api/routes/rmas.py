@@ -24,8 +24,10 @@ from gateway.api.deps import (
     DatabaseDep,
     SessionDep,
     SettingsDep,
+    SiteFilter,
     audit_in_transaction,
     mark_audited,
+    require_site,
 )
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
 from gateway.models import Rma
@@ -39,12 +41,14 @@ from gateway.schemas import (
     UnitDecisionRequest,
 )
 from gateway.services import credits, idempotency, numbers, tracking
+from gateway.services.auth import Principal
 from gateway.services.expiry import expire_overdue
 from gateway.services.labels import render_label
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.revisions import head_revision
 from gateway.services.rma_writer import StaleDataError, StaleRma, apply_change, load_for_change
 from gateway.services.rmas import (
+    SiteNotAllowed,
     create_rma,
     get_rma,
     list_rmas,
@@ -74,8 +78,13 @@ class _Twin(Exception):
         self.response = response
 
 
-def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
-    """The RMA to change (row-locked on PostgreSQL until the request commits) or read."""
+def _load(
+    session: SessionDep, number: str, *, change: bool = True, caller: Principal | None = None
+) -> Rma:
+    """The RMA to change (row-locked on PostgreSQL until the request commits) or read.
+
+    404 when it is unknown or of a site ``caller`` may not see.
+    """
     try:
         numbers.check(number)
     except numbers.MistypedNumber as exc:
@@ -83,6 +92,8 @@ def _load(session: SessionDep, number: str, *, change: bool = True) -> Rma:
     rma = load_for_change(session, number) if change else get_rma(session, number)
     if rma is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"RMA {number!r} not found")
+    if caller is not None:
+        require_site(caller, rma.site, f"RMA {number!r}")
     return rma
 
 
@@ -99,15 +110,22 @@ _CONFLICTS = (
 
 
 def _change(
-    session: SessionDep, number: str, change: Callable[[Rma], object], revision: int | None = None
+    session: SessionDep,
+    number: str,
+    change: Callable[[Rma], object],
+    revision: int | None = None,
+    *,
+    caller: Principal,
 ) -> Any:
     """Load RMA ``number`` for a change, apply ``change`` to it, commit; the RMA's view.
+
+    404 for an RMA of a site ``caller`` may not use.
 
     ``revision``: the one the caller decided on (compare-and-set). A lost race or an
     illegal trigger rolls everything back: 409 with the current state.
     """
     try:
-        rma = _load(session, number)
+        rma = _load(session, number, caller=caller)
         if revision is not None and revision != rma.revision:
             raise StaleRma(number)
         change(rma)
@@ -135,6 +153,7 @@ def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
     status_code=status.HTTP_201_CREATED,
     response_model=RmaOut,
     responses={
+        403: {"model": ProblemOut, "description": "The caller may not use the RMA's site"},
         409: {"model": ProblemOut, "description": "An RMA with this number already exists"},
         422: _ERRORS[422],
     },
@@ -206,7 +225,10 @@ def post_rma(
                 actor=principal.name,
                 after_lock=find_twin,
                 before_commit=remember,
+                allowed_sites=principal.sites,
             )
+        except SiteNotAllowed as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from exc
         except _Twin as twin:
             return JSONResponse(
                 twin.response,
@@ -225,9 +247,12 @@ def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Caller
 
 
 @router.get("/{number}", response_model=RmaOut, responses=_ERRORS)
-def read_rma(number: str, session: SessionDep, _who: Caller) -> RmaOut:
-    """Return one RMA by number, with its lines and recorded transitions."""
-    return RmaOut.model_validate(_load(session, number, change=False))
+def read_rma(number: str, session: SessionDep, who: Caller) -> RmaOut:
+    """Return one RMA by number, with its lines and recorded transitions.
+
+    404 for an RMA of a site the caller may not see.
+    """
+    return RmaOut.model_validate(_load(session, number, change=False, caller=who))
 
 
 @router.get("", response_model=RmaList)
@@ -235,14 +260,20 @@ def read_rmas(
     session: SessionDep,
     settings: SettingsDep,
     _who: Caller,
+    sites: SiteFilter,
     after_revision: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="Only RMAs changed after this")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> RmaList:
-    """List RMAs changed after ``after_revision``, oldest first."""
-    head = head_revision(session, settings.site)
-    rmas = list_rmas(session, after_revision=after_revision, limit=limit)
+    """List RMAs changed after ``after_revision``, oldest first.
+
+    Revisions count per site: ``?site=`` lists one site's and ``head_revision`` is that
+    site's head (without it: every site the caller may see, and the head of the one site
+    it covers, else of the default site). A caller limited to sites sees only theirs.
+    """
+    head = head_revision(session, sites[0] if sites and len(sites) == 1 else settings.site)
+    rmas = list_rmas(session, after_revision=after_revision, limit=limit, sites=sites)
     return RmaList(head_revision=head, rmas=[RmaOut.model_validate(r) for r in rmas])
 
 
@@ -269,6 +300,7 @@ def post_transition(
         lambda rma: transition_rma(
             session, settings, rma, body.trigger, actor=principal.name, note=body.note
         ),
+        caller=principal,
     )
 
 
@@ -294,6 +326,7 @@ def post_ship(
             actor=principal.name,
             note=body.note,
         ),
+        caller=principal,
     )
 
 
@@ -320,6 +353,7 @@ def put_tracking(
             tracking_number=body.tracking_number,
             actor=principal.name,
         ),
+        caller=principal,
     )
 
 
@@ -340,7 +374,7 @@ def post_receipt(
         rma.awaiting_decision = rma.state == "received"  # graded by a lead's decision
         apply_change(session, settings, rma, actor=principal.name)
 
-    return _change(session, number, receive)
+    return _change(session, number, receive, caller=principal)
 
 
 @router.post("/{number}/decision", response_model=RmaOut, responses=_ERRORS)
@@ -371,6 +405,7 @@ def post_decision(
             actor=principal.name,
         ),
         body.revision,
+        caller=principal,
     )
 
 
@@ -417,7 +452,7 @@ def post_unit_decision(
         except credits.UnitDecisionError as exc:
             raise HTTPException(422, detail=str(exc)) from exc
 
-    return _change(session, number, decide, body.revision)
+    return _change(session, number, decide, body.revision, caller=principal)
 
 
 @router.get(
@@ -429,7 +464,7 @@ def read_label(
     number: str,
     session: SessionDep,
     settings: SettingsDep,
-    _who: Caller,
+    who: Caller,
     lang: Annotated[Literal["en", "fr"] | None, Query(description="default: the shop's")] = None,
 ) -> Response:
     """The printable return label (PDF, 100 x 150 mm): sender, return address, number.
@@ -438,10 +473,10 @@ def read_label(
     RMA has one; captions in the shop's language (``RS_DEFAULT_LANGUAGE``) unless ``lang``
     asks for another.
     """
-    rma = _load(session, number, change=False)
+    rma = _load(session, number, change=False, caller=who)
     pdf = render_label(
         rma,
-        settings.return_address,
+        settings.site_address(rma.site),
         lang=lang or settings.default_language,
         carrier=rma.carrier,
         tracking_number=rma.tracking_number,

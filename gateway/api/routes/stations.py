@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from gateway.api.deps import BridgeDep, Caller, SessionDep, SettingsDep
+from gateway.api.deps import BridgeDep, Caller, SessionDep, SettingsDep, SiteFilter
 from gateway.api.schemas import (
     CommandIn,
     CommandOut,
@@ -29,29 +29,37 @@ StationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0
 
 
 @router.get("/stations", response_model=StationList)
-def read_stations(session: SessionDep, _who: Caller) -> StationList:
-    """List every known station with its state, last seen time and RMA revision."""
-    return StationList(stations=[StationOut.model_validate(s) for s in list_stations(session)])
+def read_stations(session: SessionDep, _who: Caller, sites: SiteFilter) -> StationList:
+    """List every known station with its site, state, last seen time and RMA revision.
+
+    ``?site=``: one site's; a caller limited to sites sees only theirs.
+    """
+    rows = list_stations(session, sites=sites)
+    return StationList(stations=[StationOut.model_validate(s) for s in rows])
 
 
 @router.get("/events", response_model=EventList)
 def read_events(
     session: SessionDep,
     _who: Caller,
+    sites: SiteFilter,
     station: Annotated[str | None, Query(description="Only this station's events")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> EventList:
-    """List recorded parcel events, newest first; ``count`` is the total matching."""
-    events, total = list_events(session, station=station, limit=limit)
+    """List recorded parcel events, newest first; ``count`` is the total matching.
+
+    ``?site=``: one site's; a caller limited to sites sees only theirs.
+    """
+    events, total = list_events(session, station=station, limit=limit, sites=sites)
     return EventList(count=total, events=[EventOut.model_validate(e) for e in events])
 
 
 @router.get("/lanes", response_model=LaneCounts)
-def read_lanes(session: SessionDep, _who: Caller) -> LaneCounts:
-    """Return parcel counts per station and lane."""
+def read_lanes(session: SessionDep, _who: Caller, sites: SiteFilter) -> LaneCounts:
+    """Return parcel counts per station and lane (``?site=``: of one site's parcels)."""
     stations = [
         StationLanes(station=name, lanes=lanes, total=sum(lanes.values()))
-        for name, lanes in lanes_by_station(lane_counts(session)).items()
+        for name, lanes in lanes_by_station(lane_counts(session, sites=sites)).items()
     ]
     return LaneCounts(stations=stations, total=sum(s.total for s in stations))
 
@@ -68,7 +76,9 @@ def post_command(
     422: unknown command or bad arguments.
     """
     try:
-        row = send_command(session, bridge, station, body.command, body.args, who.name)
+        row = send_command(
+            session, bridge, station, body.command, body.args, who.name, sites=who.sites
+        )
     except CommandRefused as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from None
     return CommandOut.model_validate(row)

@@ -206,6 +206,8 @@ def outcome(ticket: str, request: Request, session: SessionDep, settings: Settin
         "total_fee": sum(e.fee_cents for e in estimates),
         "total_refund": sum(e.refund_cents for e in estimates),
         "label": rma.state in LABEL_STATES,
+        # the RMA's site receives the parcel (the order's site, else the default site)
+        "receiving_address": settings.site_address(rma.site).replace("\\n", "\n").splitlines(),
     }
     return page(request, settings, "outcome.html", context)
 
@@ -217,7 +219,7 @@ def label(ticket: str, session: SessionDep, settings: SettingsDep) -> Response:
     if rma.state not in LABEL_STATES:
         raise HTTPException(404, detail="no label for a return in this state")
     return Response(
-        render_label(rma, settings.return_address, lang=settings.default_language),
+        render_label(rma, settings.site_address(rma.site), lang=settings.default_language),
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="{rma.number}.pdf"'},
     )

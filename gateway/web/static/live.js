@@ -9,7 +9,9 @@
     if (busy[name]) { busy[name] = "again"; return; }
     busy[name] = true;
     try {
-      const r = await fetch("/partials/" + name, { credentials: "same-origin" });
+      const site = new URLSearchParams(window.location.search).get("site");
+      const query = site ? "?site=" + encodeURIComponent(site) : "";
+      const r = await fetch("/partials/" + name + query, { credentials: "same-origin" });
       if (r.status === 401) { window.location = "/login"; return; }
       if (r.ok) {
         const el = document.querySelector('[data-section="' + name + '"]');
