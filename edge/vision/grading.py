@@ -324,7 +324,7 @@ class _Belt:
         for ch in range(3):
             right[2 + ch, :, ch] = 1.0
         flat = right.reshape(5, -1)
-        img = np.empty((h, 3 * w), np.float32)
+        img: Any = np.empty((h, 3 * w), np.float32)
         # In row blocks under OpenBLAS's threading threshold (m n k < 2^18): the product
         # is too small to gain from threads, and waking them stalls a grader on a loaded
         # core (the values are the same, row by row).
