@@ -821,19 +821,18 @@ def _surface(
     dark.reshape(-1)[cand[(hi_c >= 80) & (10 * (hi_c - lo_c) >= 6 * hi_c)]] = 0
     if not cv2.countNonZero(dark):
         return 0.0, label_marks / n, glare
-    # the marks' bounding box and a pixel of (dark-free) margin: the components and the
-    # distances there are those of the whole ROI (the margin keeps the nearest belt pixel)
+    # the components on the marks' bounding box (the same components as on the whole ROI;
+    # the distances on the whole mask: on a crop they may differ by a float ulp)
     x, y, w, h = cv2.boundingRect(dark)
-    x0, y0 = max(0, x - 1), max(0, y - 1)
-    crop = slice(y0, min(dark.shape[0], y + h + 1)), slice(x0, min(dark.shape[1], x + w + 1))
-    dark, roi_marks = dark[crop], roi[crop]
-    _, labels, stats, _ = _components(dark)
+    crop = slice(y, y + h), slice(x, x + w)
+    _, labels, stats, _ = _components(dark[crop])
     # specks (under 20 mm^2: noise, dust) never count: only the others are looked at
     areas = stats[:, cv2.CC_STAT_AREA]
     big = np.flatnonzero(areas[1:] * mm_per_px_work**2 >= 20.0) + 1
     if not big.size:
         return 0.0, label_marks / n, glare
-    dist = cv2.distanceTransform(dark, cv2.DIST_L2, 3)
+    dist = cv2.distanceTransform(dark, cv2.DIST_L2, 3)[crop]
+    roi_marks = roi[crop]
     board_chroma: Any = None  # the board's chromaticity, when a compact mark needs it
     tear = mark = 0
     for i in big.tolist():
