@@ -1,0 +1,80 @@
+"""The grader's fast paths give exactly what the plain numpy they replaced gave.
+
+The speed work of issue 19 replaced per-pixel numpy gathers by whole-image OpenCV
+operations; each replacement is checked here against the formula it replaced, on every
+input value (uint8) or on masks like the grader's (marks on a top face).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from edge.vision import grading
+
+
+def test_darker_table_is_the_float32_comparison_for_every_grey_pair() -> None:
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 256, axis=1)
+    belt = np.repeat(np.arange(256, dtype=np.uint8)[None, :], 256, axis=0)
+    fast = cv2.compare(grey, cv2.LUT(belt, grading._DARKER_LUT), cv2.CMP_LT) > 0
+    plain = grey.astype(np.float32) < belt.astype(np.float32) * 0.95
+    assert np.array_equal(fast, plain)
+    assert int(np.count_nonzero(fast)) == int(np.count_nonzero(plain)) == 31_128
+
+
+def test_dark_threshold_is_the_float_comparison_at_every_level() -> None:
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for limit in (-3.0, 0.0, 0.4, 1.0, 63.5, 64.0, 152.99, 254.2, 255.0, 255.5, 300.0):
+        below = cv2.threshold(grey, math.ceil(limit) - 1, 255, cv2.THRESH_BINARY_INV)[1]
+        assert np.array_equal(below > 0, grey < limit), limit
+
+
+def test_marks_components_on_their_bounding_box_are_those_of_the_whole_mask() -> None:
+    rng = np.random.default_rng(19)
+    for _ in range(20):
+        mask = np.zeros((120, 180), np.uint8)
+        for _ in range(int(rng.integers(1, 12))):
+            x, y = int(rng.integers(0, 170)), int(rng.integers(0, 110))
+            w, h = int(rng.integers(1, 25)), int(rng.integers(1, 12))
+            cv2.rectangle(mask, (x, y), (x + w, y + h), 255, cv2.FILLED)
+        whole = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        x0, y0, w, h = cv2.boundingRect(mask)
+        box = slice(y0, y0 + h), slice(x0, x0 + w)
+        count, labels, stats, _ = grading._components(mask[box])
+        assert count == whole[0]
+        # the same components (their numbering may differ: the grader only sums areas)
+        for i in range(1, count):
+            (j,) = np.unique(whole[1][box][labels == i])
+            assert np.array_equal(whole[1][box] == j, labels == i)
+            assert stats[i].tolist() == [*(whole[2][j, :2] - [x0, y0]), *whole[2][j, 2:]]
+
+
+def test_belt_surface_in_row_blocks_is_the_single_product() -> None:
+    belt = grading._Belt(
+        level=np.zeros(3, np.float32),
+        gain=np.ones(3, np.float32),
+        mismatch=None,
+        noise=0.0,
+        plain_noise=0.0,
+        plane=np.array(
+            [[90, 100, 110], [30, -20, 5], [-15, 25, 8], [40, 12, -30], [-22, 18, 9], [7, -9, 60]],
+            np.float64,
+        ),
+        size=(480, 640),
+    )
+    h, w = 230, 300  # 230 x 900 x 5: over the one-thread size, so in several blocks
+    img = belt.image(3.5, 7.5, 2.0, (h, w))
+    x = ((3.5 + 2.0 * np.arange(w, dtype=np.float32)) - 320) / 640
+    y = ((7.5 + 2.0 * np.arange(h, dtype=np.float32)) - 240) / 640
+    p = belt.plane.astype(np.float32)
+    left = np.column_stack([np.ones(h, np.float32), y, y[:, None] * p[2] + (y * y)[:, None] * p[4]])
+    right = np.zeros((5, w, 3), np.float32)
+    right[0] = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]
+    right[1] = x[:, None] * p[5]
+    for ch in range(3):
+        right[2 + ch, :, ch] = 1.0
+    plain = np.clip((left @ right.reshape(5, -1)).reshape(h, w, 3), 0, 255).astype(np.uint8)
+    assert img.dtype == np.uint8 and img.shape == (h, w, 3)
+    assert np.array_equal(img, plain)
