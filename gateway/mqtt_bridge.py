@@ -80,6 +80,7 @@ from gateway.services.events import (
     ingest_event,
     ingest_events,
     screen_event,
+    screen_events,
 )
 from gateway.services.photos import PhotoStore
 from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, StationQuotas
@@ -747,7 +748,8 @@ class MqttBridge:
     ) -> None:
         """Keep in ``kept`` the events the station could have sent (event checks, issue 15)."""
         with self._sessions() as session:
-            kept[:] = [(i, e) for i, e in events if screen_event(session, e) is None]
+            refusals = screen_events(session, [e for _i, e in events])
+            kept[:] = [ie for ie, refusal in zip(events, refusals, strict=True) if refusal is None]
 
     def _commit_events(self, events: list[ParcelEvent], results: list[BatchResult]) -> None:
         """Ingest ``events`` in one transaction; their outcomes go to ``results``."""

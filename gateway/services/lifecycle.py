@@ -25,6 +25,7 @@ actor, note, UTC time), marked :data:`FIRED` until the writer path has recorded 
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from sqlalchemy import inspect as sa_inspect
@@ -140,8 +141,12 @@ def allowed_triggers(state: str) -> list[str]:
     return sorted(_MACHINE.get_triggers(state)) if state in STATES else []
 
 
+@functools.lru_cache(maxsize=256)
 def next_state(state: str, trigger: str) -> str:
     """Return the state reached by firing ``trigger`` from ``state`` (pure; nothing stored).
+
+    Memoised: the machine has no conditions or callbacks, so an answer never changes
+    (a refused pair raises every time; exceptions are not cached).
 
     Raises:
         MachineError: when ``trigger`` is not allowed from ``state``.

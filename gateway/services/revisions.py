@@ -44,3 +44,52 @@ def head_revision(session: Session, site: str) -> int:
     """Return the site's current revision (0 before the first RMA)."""
     value = session.scalar(select(SiteRevision.revision).where(SiteRevision.site == site))
     return int(value or 0)
+
+
+class RevisionCounter:
+    """The site's next revisions for many changes of one transaction, written back once.
+
+    A batch calls the counter once per change (``counter()`` returns the next revision);
+    the first call locks the site's row (``UPDATE ... SET revision = revision
+    RETURNING``, so concurrent writers serialise on it as with :func:`next_revision`),
+    and :meth:`close` writes the last revision handed out, in the same transaction. No
+    revision is skipped or shared; a rollback gives them all back.
+    """
+
+    def __init__(self, session: Session, site: str) -> None:
+        self._session = session
+        self._site = site
+        self._head: int | None = None
+        self._read: int | None = None
+
+    def __call__(self) -> int:
+        """Return the next revision of the site (locking its row on the first call)."""
+        if self._head is None:
+            stmt = (
+                update(SiteRevision)
+                .where(SiteRevision.site == self._site)
+                .values(revision=SiteRevision.revision)
+                .returning(SiteRevision.revision)
+            )
+            current = self._session.execute(stmt).scalar_one_or_none()
+            if current is None:  # the first change of a new site
+                self._session.add(SiteRevision(site=self._site, revision=0))
+                self._session.flush()
+                current = 0
+            self._head = self._read = int(current)
+        self._head += 1
+        return self._head
+
+    @property
+    def used(self) -> int:
+        """How many revisions were handed out."""
+        return 0 if self._head is None or self._read is None else self._head - self._read
+
+    def close(self) -> None:
+        """Write the last revision handed out to the site's counter (no-op when none was)."""
+        if self.used:
+            self._session.execute(
+                update(SiteRevision)
+                .where(SiteRevision.site == self._site)
+                .values(revision=self._head)
+            )

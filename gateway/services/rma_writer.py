@@ -110,6 +110,7 @@ def apply_change(
     webhook: str | None = STATE_CHANGED,
     revision: int | None = None,
     now: datetime | None = None,
+    flush: bool = True,
 ) -> int:
     """Record a change made to ``rma`` in the caller's transaction (no commit).
 
@@ -124,6 +125,9 @@ def apply_change(
         revision: the site revision this change already took (:func:`create_rma` takes
             it first, as its write lock); None takes the next one.
         now: UTC time of the rows; default the clock.
+        flush: False for a caller that changes many RMAs it holds (locked on PostgreSQL,
+            under the database's write lock on SQLite) and flushes them once: a stale
+            revision then fails at that flush (``StaleDataError``), not here.
 
     Returns:
         The RMA's new revision.
@@ -134,10 +138,11 @@ def apply_change(
     """
     now = now or utcnow()
     rma.revision = revision if revision is not None else next_revision(session, settings.site)
-    try:
-        session.flush()  # the compare-and-set on the RMA row happens here
-    except StaleDataError as exc:
-        raise StaleRma(rma.number) from exc
+    if flush:
+        try:
+            session.flush()  # the compare-and-set on the RMA row happens here
+        except StaleDataError as exc:
+            raise StaleRma(rma.number) from exc
     kinds = {NOTIFICATION_OF_STATE.get(t.to_state) for t in fired_since_recorded(rma)}
     for kind in notifications.KINDS:  # in the order the customer lives them
         if kind in kinds:
