@@ -331,7 +331,7 @@ def apply_parcel(
     *,
     actor: str,
     now: datetime | None = None,
-    next_revision: Callable[[], int] | None = None,
+    record_change: Callable[[Rma, str], None] | None = None,
 ) -> list[RmaUnit]:
     """Receive the units the parcel claims and credit those it proved; no commit.
 
@@ -339,9 +339,10 @@ def apply_parcel(
     the units received now (empty, nothing done, when the RMA cannot receive goods in
     its state or the parcel claims none of its outstanding units).
 
-    ``next_revision``: a batch's revision counter
-    (:class:`gateway.services.revisions.RevisionCounter`); the change then takes its
-    revision from it and is not flushed here (the batch flushes once, holding the RMA).
+    ``record_change``: for a batch that records its changes itself, later in the same
+    transaction (``record_change(rma, actor)`` instead of
+    :func:`gateway.services.rma_writer.apply_change` here; the batch then calls that for
+    each, with revisions it reserved at once).
     """
     if rma.state not in RECEIVABLE_STATES:
         log.info("parcel for rma %s in state %s: no credit", rma.number, rma.state)
@@ -383,12 +384,10 @@ def apply_parcel(
             _credit(session, settings, rma, line, unit, event.disposition, actor=actor, now=now)
         units.append(unit)
     _resolve(rma, actor=actor, now=now)
-    if next_revision is None:
+    if record_change is None:
         apply_change(session, settings, rma, actor=actor, now=now)
     else:
-        apply_change(
-            session, settings, rma, actor=actor, now=now, revision=next_revision(), flush=False
-        )
+        record_change(rma, actor)
     return units
 
 

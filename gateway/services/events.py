@@ -21,8 +21,8 @@ from gateway.security.event_checks import Refusal, check_event
 from gateway.services import credits, refund_terms, webhooks
 from gateway.services.announcements import announceable, to_announcement
 from gateway.services.credits import after_ingest
-from gateway.services.revisions import RevisionCounter
-from gateway.services.rma_writer import StaleRma
+from gateway.services.revisions import reserve_revisions
+from gateway.services.rma_writer import StaleRma, apply_change
 from gateway.services.rmas import get_rma
 from gateway.services.webhook_endpoints import active_endpoints
 from gateway.settings import Settings
@@ -248,7 +248,9 @@ def _stage_batch(
     """Stage the whole batch set-based (no commit); raises on anything unusual.
 
     Order of the locks, the same for every writer: the batch's RMAs (PostgreSQL: one
-    ``SELECT ... FOR UPDATE ORDER BY id``), the event rows, the site revision row. On
+    ``SELECT ... FOR UPDATE ORDER BY id``), the event rows, the site revision row (taken
+    last, once the credits are computed, so the other replica waits for it only during
+    this batch's flush and commit). On
     SQLite the event insert comes first: it takes the database's write lock, so no other
     writer commits between the read of the RMAs and this commit.
 
@@ -273,27 +275,59 @@ def _stage_batch(
     if stored:
         session.info[webhooks.ENDPOINTS_KEY] = active_endpoints(session)  # once per batch
         kept = _preload_credit_terms(session, rmas.values()) if rmas else []
-        revisions = RevisionCounter(session, settings.site if settings else "")
+        changes = _Changes()
         with session.no_autoflush:
             for event in stored:
                 rma = rmas.get(event.rma_number or "")
-                credit_batched(session, settings, rma, event, now, revisions)
+                credit_batched(session, settings, rma, event, now, changes.record)
+            if settings is not None and changes.rmas:
+                # the site's revision row is locked from here to the commit only
+                first = reserve_revisions(session, settings.site, len(changes.rmas))
+                for offset, (rma, actor) in enumerate(changes.rmas):
+                    apply_change(
+                        session,
+                        settings,
+                        rma,
+                        actor=actor,
+                        now=now,
+                        revision=first + offset,
+                        flush=False,
+                    )
         session.flush()  # every row of the batch, one statement per table and kind
-        revisions.close()
         del kept
     seen = sorted({e.station for e in stored})
     for station in seen:
         session.execute(update(Station).where(Station.id == station).values(last_seen=now))
     results: list[BatchResult] = []
-    first_ids = {id(e) for e in unique}
+    done: set[str] = set()  # ids given their outcome: a repeat in the batch is a duplicate
     for event in events:
-        outcome = (
-            Outcome.STORED
-            if event.event_id in new and id(event) in first_ids
-            else Outcome.DUPLICATE
-        )
+        first = event.event_id not in done
+        done.add(event.event_id)
+        outcome = Outcome.STORED if first and event.event_id in new else Outcome.DUPLICATE
         results.append(BatchResult(event.event_id, outcome))
     return results
+
+
+class RmaTwiceInBatch(Exception):
+    """Two parcels of one batch change the same RMA: the batch goes one by one instead.
+
+    (Each change must be recorded with the state it reached, in order; the set-based
+    batch records every change after all of them.)
+    """
+
+
+class _Changes:
+    """The RMAs a batch changed, in order, with who changed them (each once at most)."""
+
+    def __init__(self) -> None:
+        self.rmas: list[tuple[Rma, str]] = []
+        self._ids: set[int] = set()
+
+    def record(self, rma: Rma, actor: str) -> None:
+        if id(rma) in self._ids:
+            raise RmaTwiceInBatch(rma.number)
+        self._ids.add(id(rma))
+        self.rmas.append((rma, actor))
 
 
 def credit_batched(
@@ -302,14 +336,15 @@ def credit_batched(
     rma: Rma | None,
     event: ParcelEvent,
     now: datetime,
-    next_revision: Callable[[], int],
+    record_change: Callable[[Rma, str], None],
 ) -> None:
     """Receive and credit one newly stored event of a batch on the batch's snapshot.
 
     :func:`gateway.services.credits.apply_parcel` on ``rma`` (the RMA the event names, as
-    the batch loaded and locked it; None when unknown: nothing to do), the change taking
-    its revision from the batch's ``next_revision``; nothing is flushed here. Nothing
-    either without ``settings`` (automatic crediting is off).
+    the batch loaded and locked it; None when unknown: nothing to do); the change is
+    handed to ``record_change`` (the batch records it on the writer path once it has
+    reserved the revisions); nothing is flushed here. Nothing either without
+    ``settings`` (automatic crediting is off).
 
     Raises:
         Exception: the crediting failed: the caller ingests the batch one by one instead,
@@ -323,7 +358,7 @@ def credit_batched(
             event,
             actor=f"station:{event.station}",
             now=now,
-            next_revision=next_revision,
+            record_change=record_change,
         )
 
 

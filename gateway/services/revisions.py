@@ -46,50 +46,28 @@ def head_revision(session: Session, site: str) -> int:
     return int(value or 0)
 
 
-class RevisionCounter:
-    """The site's next revisions for many changes of one transaction, written back once.
+def reserve_revisions(session: Session, site: str, count: int) -> int:
+    """Take ``count`` consecutive revisions of the site at once; return the first of them.
 
-    A batch calls the counter once per change (``counter()`` returns the next revision);
-    the first call locks the site's row (``UPDATE ... SET revision = revision
-    RETURNING``, so concurrent writers serialise on it as with :func:`next_revision`),
-    and :meth:`close` writes the last revision handed out, in the same transaction. No
-    revision is skipped or shared; a rollback gives them all back.
+    One ``UPDATE ... SET revision = revision + count RETURNING``: like :func:`next_revision`
+    (concurrent writers serialise on the row until the caller's transaction ends, none
+    shares a number, a rollback gives them back), for a batch that records many changes
+    in one transaction and takes the row's lock only when it is about to write them.
+
+    Raises:
+        ValueError: ``count`` < 1.
     """
-
-    def __init__(self, session: Session, site: str) -> None:
-        self._session = session
-        self._site = site
-        self._head: int | None = None
-        self._read: int | None = None
-
-    def __call__(self) -> int:
-        """Return the next revision of the site (locking its row on the first call)."""
-        if self._head is None:
-            stmt = (
-                update(SiteRevision)
-                .where(SiteRevision.site == self._site)
-                .values(revision=SiteRevision.revision)
-                .returning(SiteRevision.revision)
-            )
-            current = self._session.execute(stmt).scalar_one_or_none()
-            if current is None:  # the first change of a new site
-                self._session.add(SiteRevision(site=self._site, revision=0))
-                self._session.flush()
-                current = 0
-            self._head = self._read = int(current)
-        self._head += 1
-        return self._head
-
-    @property
-    def used(self) -> int:
-        """How many revisions were handed out."""
-        return 0 if self._head is None or self._read is None else self._head - self._read
-
-    def close(self) -> None:
-        """Write the last revision handed out to the site's counter (no-op when none was)."""
-        if self.used:
-            self._session.execute(
-                update(SiteRevision)
-                .where(SiteRevision.site == self._site)
-                .values(revision=self._head)
-            )
+    if count < 1:
+        raise ValueError("count must be >= 1")
+    stmt = (
+        update(SiteRevision)
+        .where(SiteRevision.site == site)
+        .values(revision=SiteRevision.revision + count)
+        .returning(SiteRevision.revision)
+    )
+    last = session.execute(stmt).scalar_one_or_none()
+    if last is None:  # the first changes of a new site
+        session.add(SiteRevision(site=site, revision=count))
+        session.flush()
+        last = count
+    return int(last) - count + 1
