@@ -9,11 +9,13 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import Order, OrderLine, ReturnReason, Rma, Station, StationEvent, utcnow
@@ -293,7 +295,8 @@ def _stage_batch(
                         revision=first + offset,
                         flush=False,
                     )
-        session.flush()  # every row of the batch, one statement per table and kind
+                _update_rmas_at_once(session, [rma for rma, _actor in changes.rmas])
+        session.flush()  # every other row of the batch, one statement per table and kind
         del kept
     seen = sorted({e.station for e in stored})
     for station in seen:
@@ -328,6 +331,56 @@ class _Changes:
             raise RmaTwiceInBatch(rma.number)
         self._ids.add(id(rma))
         self.rmas.append((rma, actor))
+
+
+def _update_rmas_at_once(session: Session, rmas: Sequence[Rma]) -> None:
+    """Write the changed RMA rows in one executemany ``UPDATE`` per set of changed columns.
+
+    Each row keeps the compare-and-set of its revision (``WHERE id = ? AND revision =
+    <the revision read>``, as the ORM's version check does, row by row); the values
+    written become the objects' committed state, so the flush does not write them again.
+
+    Raises:
+        StaleRma: a row's revision changed since it was read (cannot happen while the
+            batch holds the RMAs; the caller then goes one by one).
+    """
+    table = cast(Table, Rma.__table__)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    written: list[tuple[Rma, dict[str, Any]]] = []
+    for rma in rmas:
+        state = sa_inspect(rma)
+        values: dict[str, Any] = {}
+        read_revision: Any = None
+        for attr in state.mapper.column_attrs:
+            history = state.attrs[attr.key].history
+            if not history.added:
+                continue
+            values[attr.key] = history.added[0]
+            if attr.key == "revision":
+                read_revision = history.deleted[0] if history.deleted else None
+        if not values or read_revision is None:
+            continue  # (the flush writes it, row by row)
+        columns = tuple(sorted(values))
+        params = {f"v_{k}": v for k, v in values.items()}
+        groups.setdefault(columns, []).append({"b_id": rma.id, "b_rev": read_revision, **params})
+        written.append((rma, values))
+    for columns, rows in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.revision == bindparam("b_rev"))
+            .values(
+                {
+                    table.c[Rma.__mapper__.attrs[k].columns[0].name]: bindparam(f"v_{k}")
+                    for k in columns
+                }
+            )
+        )
+        done = session.connection().execute(stmt, rows)
+        if done.rowcount != len(rows):
+            raise StaleRma(f"{len(rows) - done.rowcount} of {len(rows)} RMAs of the batch")
+    for rma, values in written:
+        for key, value in values.items():
+            set_committed_value(rma, key, value)
 
 
 def credit_batched(
