@@ -264,6 +264,47 @@ def _stage_batch(
     for event in events:
         firsts.setdefault(event.event_id, event)
     unique = list(firsts.values())
+    new: set[str] = set()
+    for round_events in _rounds(unique):
+        new |= _stage_round(session, round_events, now)
+    stored = [e for e in unique if e.event_id in new]
+    seen = sorted({e.station for e in stored})
+    for station in seen:
+        session.execute(update(Station).where(Station.id == station).values(last_seen=now))
+    results: list[BatchResult] = []
+    done: set[str] = set()  # ids given their outcome: a repeat in the batch is a duplicate
+    for event in events:
+        first = event.event_id not in done
+        done.add(event.event_id)
+        outcome = Outcome.STORED if first and event.event_id in new else Outcome.DUPLICATE
+        results.append(BatchResult(event.event_id, outcome))
+    return results
+
+
+def _rounds(unique: Sequence[ParcelEvent]) -> list[list[ParcelEvent]]:
+    """Split distinct events so that no round has two parcels of one RMA, keeping order.
+
+    The k-th parcel of an RMA in the batch goes to round k (events naming no RMA go to
+    the first): each round records every RMA it changes once, with the state it reached.
+    """
+    rounds: list[list[ParcelEvent]] = []
+    seen: dict[str, int] = {}
+    for event in unique:
+        k = seen.get(event.rma_number, 0) if event.rma_number else 0
+        if event.rma_number:
+            seen[event.rma_number] = k + 1
+        while len(rounds) <= k:
+            rounds.append([])
+        rounds[k].append(event)
+    return rounds
+
+
+def _stage_round(session: Session, unique: Sequence[ParcelEvent], now: datetime) -> set[str]:
+    """Stage distinct events, at most one parcel per RMA, and flush; return the new ids.
+
+    A later round of the same batch locks only RMAs the first one locked, and reads what
+    the earlier rounds flushed (credited counts, units, states).
+    """
     settings = credits.configured()
     numbers = [e.rma_number for e in unique if e.rma_number] if settings is not None else []
     if session.get_bind().dialect.name == "postgresql":
@@ -298,24 +339,13 @@ def _stage_batch(
                 _update_rmas_at_once(session, [rma for rma, _actor in changes.rmas])
         session.flush()  # every other row of the batch, one statement per table and kind
         del kept
-    seen = sorted({e.station for e in stored})
-    for station in seen:
-        session.execute(update(Station).where(Station.id == station).values(last_seen=now))
-    results: list[BatchResult] = []
-    done: set[str] = set()  # ids given their outcome: a repeat in the batch is a duplicate
-    for event in events:
-        first = event.event_id not in done
-        done.add(event.event_id)
-        outcome = Outcome.STORED if first and event.event_id in new else Outcome.DUPLICATE
-        results.append(BatchResult(event.event_id, outcome))
-    return results
+    return new
 
 
 class RmaTwiceInBatch(Exception):
-    """Two parcels of one batch change the same RMA: the batch goes one by one instead.
+    """Two parcels of one round change the same RMA (never, by :func:`_rounds`).
 
-    (Each change must be recorded with the state it reached, in order; the set-based
-    batch records every change after all of them.)
+    The batch then goes one by one instead, each change recorded with the state it reached.
     """
 
 

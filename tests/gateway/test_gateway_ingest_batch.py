@@ -207,25 +207,42 @@ def test_two_parcels_of_one_rma_in_a_batch_credit_both_units_in_order(
     anydb: Database, crediting: None, one_by_one: list[int]
 ) -> None:
     make_rmas(anydb, ["T001"], quantity=2)
+    make_rmas(anydb, ["T002"])
     first, second = parcel("T001", "st1", 1), second_unit("T001")
+    between = parcel("T002", "st1", 3)
     with anydb.session() as s:
-        results = ingest_events(s, [first, second])
-    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED]
+        results = ingest_events(s, [first, between, second, first])
+    assert [r.outcome for r in results] == [
+        Outcome.STORED,
+        Outcome.STORED,
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+    ]
     with anydb.session() as s:
         units = sorted(
             s.execute(
                 select(Credit.unit_no, Credit.amount_cents)
                 .join(RmaLineRecord, RmaLineRecord.id == Credit.rma_line_id)
+                .where(Credit.rma_number == "T001")
                 .order_by(Credit.unit_no)
             ).all()
+        )
+        revisions = list(
+            s.scalars(
+                select(AnnouncementRow.revision)
+                .where(AnnouncementRow.rma_number == "T001")
+                .order_by(AnnouncementRow.id)
+            )
         )
         rma = s.scalar(select(Rma).where(Rma.number == "T001"))
         assert rma is not None
         states = [t.to_state for t in rma.transitions]
     assert [u for u, _a in units] == [1, 2]
+    # created at 1, then (T002 created at 2) first parcel at 3 with T002 at 4, second at 5
+    assert revisions == [1, 3, 5]
     assert states[-2:] == ["graded", "refunded"]  # partly received, then received
     assert "partially_received" in states
-    assert one_by_one == [2]  # each change recorded with the state it reached: one by one
+    assert one_by_one == []  # set-based, in two rounds: each change with the state it reached
 
 
 def test_rma_changed_by_another_writer_meanwhile_is_credited_once(
