@@ -22,11 +22,14 @@ and catch-up requests are answered by their own thread at a rate per station
 
 Batches: the ingest thread takes what is queued (up to ``batch_max`` messages, waiting at
 most ``batch_wait_ms`` for more) and stores all its parcel events in one transaction
-(:func:`gateway.services.events.ingest_events`: a savepoint per event, credits in the same
-transaction), then handles the other messages of the batch one by one, then sends the
-PUBACKs of the whole batch in arrival order, so none goes out before its commit. An event
-that fails in its savepoint is dead-lettered (poison) and one whose RMA kept changing
-(stale) is ingested again on its own after the batch; neither holds the others back.
+(:func:`gateway.services.events.ingest_events`: set-based, the batch's RMAs read once and
+its rows written one statement per table, credits in the same transaction; a batch that
+fails so is done again event by event, a savepoint each), after screening them all
+against the RMAs read at once (:func:`gateway.services.events.screen_events`), then
+handles the other messages of the batch one by one, then sends the PUBACKs of the whole
+batch in arrival order, so none goes out before its commit. An event that fails in its
+savepoint is dead-lettered (poison) and one whose RMA kept changing (stale) is ingested
+again on its own after the batch; neither holds the others back.
 
 Announcements: every RMA change writes its announcement to the announcement outbox in the
 change's transaction (:func:`gateway.services.rma_writer.apply_change`). An announce
@@ -88,6 +91,7 @@ from gateway.services.events import (
     ingest_event,
     ingest_events,
     screen_event,
+    screen_events,
 )
 from gateway.services.photos import PhotoStore
 from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, StationQuotas
@@ -806,7 +810,10 @@ class MqttBridge:
     ) -> None:
         """Keep in ``kept`` the events the station could have sent (event checks, issue 15)."""
         with self._sessions() as session:
-            kept[:] = [(i, e) for i, e in events if screen_event(session, e, site_of[i]) is None]
+            refusals = screen_events(
+                session, [e for _i, e in events], [site_of[i] for i, _e in events]
+            )
+            kept[:] = [ie for ie, refusal in zip(events, refusals, strict=True) if refusal is None]
 
     def _commit_events(
         self, site: str, events: list[ParcelEvent], results: list[BatchResult]

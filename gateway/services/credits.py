@@ -38,7 +38,7 @@ destination (return to vendor, scrap, back to the customer) with a write-off
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -50,7 +50,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from gateway.connectors import base as connectors
 from gateway.models import Credit, ReturnReason, Rma, RmaLineRecord, RmaUnit, StockMovement, utcnow
 from gateway.returns.refunds import percent_of
-from gateway.services import webhooks
+from gateway.services import refund_terms, webhooks
 from gateway.services.lifecycle import RESOLUTION_TRIGGER, IllegalTransition, fire
 from gateway.services.refund_terms import line_refund, recovery_percent
 from gateway.services.rma_writer import StaleRma, apply_change, load_for_change
@@ -234,6 +234,7 @@ def _credit(
         created_at=now,
     )
     session.add(credit)
+    refund_terms.note_credited(session, line, credit.quantity)
     unit.state, unit.reason, unit.grade = CREDITED, "", grade
     if unit.location is None:
         _book(
@@ -333,12 +334,18 @@ def apply_parcel(
     *,
     actor: str,
     now: datetime | None = None,
+    record_change: Callable[[Rma, str], None] | None = None,
 ) -> list[RmaUnit]:
     """Receive the units the parcel claims and credit those it proved; no commit.
 
     Inside the caller's transaction; the change is recorded on the writer path. Returns
     the units received now (empty, nothing done, when the RMA cannot receive goods in
     its state or the parcel claims none of its outstanding units).
+
+    ``record_change``: for a batch that records its changes itself, later in the same
+    transaction (``record_change(rma, actor)`` instead of
+    :func:`gateway.services.rma_writer.apply_change` here; the batch then calls that for
+    each, with revisions it reserved at once).
     """
     if rma.state not in RECEIVABLE_STATES:
         log.info("parcel for rma %s in state %s: no credit", rma.number, rma.state)
@@ -380,7 +387,10 @@ def apply_parcel(
             _credit(session, settings, rma, line, unit, event.disposition, actor=actor, now=now)
         units.append(unit)
     _resolve(rma, actor=actor, now=now)
-    apply_change(session, settings, rma, actor=actor, now=now)
+    if record_change is None:
+        apply_change(session, settings, rma, actor=actor, now=now)
+    else:
+        record_change(rma, actor)
     return units
 
 
@@ -621,6 +631,11 @@ def decide(
     _resolve(rma, actor=actor, now=now)
     apply_change(session, settings, rma, actor=actor, now=now)
     return [c for c in issued if c is not None]
+
+
+def configured() -> Settings | None:
+    """The policy :func:`after_ingest` credits by (None: automatic crediting is off)."""
+    return _Config.settings
 
 
 def after_ingest(session: Session, stored: ParcelEvent) -> None:

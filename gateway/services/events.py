@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from gateway.models import Station, StationEvent, utcnow
+from gateway.models import Order, OrderLine, ReturnReason, Rma, Station, StationEvent, utcnow
 from gateway.security.event_checks import Refusal, check_event
-from gateway.services import webhooks
+from gateway.services import credits, refund_terms, webhooks
 from gateway.services.announcements import announceable, to_announcement
 from gateway.services.credits import after_ingest
-from gateway.services.rma_writer import StaleRma
+from gateway.services.revisions import reserve_revisions
+from gateway.services.rma_writer import StaleRma, apply_change
 from gateway.services.rmas import get_rma
 from gateway.services.webhook_endpoints import active_endpoints
-from gateway.settings import DEFAULT_SITE
+from gateway.settings import DEFAULT_SITE, Settings
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -68,8 +74,6 @@ def ingest_event(
 ) -> bool:
     """Record a parcel event once, with its credits, and commit.
 
-    ``site`` is the site of the topic it came on (screened first: :func:`screen_event`).
-
     Also refreshes the station's ``last_seen`` when the station is known. When another
     writer changed the event's RMA between the read and the commit (a lead deciding at
     the same moment), the whole ingestion is rolled back and done again on the RMA's
@@ -104,22 +108,30 @@ def ingest_events(
 ) -> list[BatchResult]:
     """Record many parcel events in one transaction, each with its credits, and commit once.
 
-    Exactly once by ``event_id`` like :func:`ingest_event`: ids already recorded (one
-    query for the whole batch) or repeated within the batch are duplicates. Each event is
-    stored in its own savepoint, so one that fails leaves the others intact: an RMA that
-    another writer changed meanwhile (:class:`StaleRma`) is tried again on its new state up
-    to :data:`MAX_STALE_RETRIES` times and then reported STALE (the caller retries it
-    later); any other exception, unless it is an ``is_transient`` one, makes it POISON
-    (nothing of it stored). The stations' ``last_seen`` is refreshed once per station,
-    and the active webhook endpoints are read once per batch.
+    Exactly once by ``event_id`` like :func:`ingest_event`: ids already recorded or
+    repeated within the batch are duplicates. The batch is first staged set-based
+    (:func:`_stage_batch`: the RMAs of the batch read, and locked on PostgreSQL, in one
+    query, the event rows inserted in one ``INSERT ... ON CONFLICT DO NOTHING``, the
+    credits computed from that snapshot, every row flushed once per table, the site
+    revision bumped once). When anything of that fails (other than an ``is_transient``
+    exception), the whole set-based attempt is rolled back and the batch is done again
+    event by event (:func:`_ingest_one_by_one`), each event in its own savepoint, so one
+    that fails leaves the others intact: an RMA that another writer changed meanwhile
+    (:class:`StaleRma`) is tried again on its new state up to :data:`MAX_STALE_RETRIES`
+    times and then reported STALE (the caller retries it later); any other exception,
+    unless it is an ``is_transient`` one, makes it POISON (nothing of it stored). The
+    stations' ``last_seen`` is refreshed once per station, and the active webhook
+    endpoints are read once per batch.
 
     Args:
         session: a session with no transaction of its own pending.
         events: at most :data:`MAX_BATCH` events, in arrival order.
         received_at: the receipt time recorded on every event (default: now, UTC).
         is_transient: true for an exception that aborts the whole batch instead (a
-            database that went away: nothing is committed, the caller retries the batch).
-        site: the site of the topics every event of the batch came on.
+            database that went away, a deadlock with another replica: nothing is
+            committed, the caller retries the batch).
+        site: the site of the topics every event of the batch came on (recorded on each
+            event row; the events were screened against it, :func:`screen_events`).
 
     Returns:
         One :class:`BatchResult` per event, in the order given.
@@ -132,6 +144,332 @@ def ingest_events(
     if len(events) > MAX_BATCH:
         raise ValueError(f"at most {MAX_BATCH} events per batch, got {len(events)}")
     now = received_at or utcnow()
+    if session.get_bind().dialect.name in ("postgresql", "sqlite"):
+        try:
+            results = _stage_batch(session, events, now, site)
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            if is_transient(exc) and not isinstance(exc, StaleRma | StaleDataError):
+                raise  # (a stale RMA is retried per event by the fallback)
+            log.warning(
+                "event batch not stageable at once, one by one events=%d: %r", len(events), exc
+            )
+        except BaseException:
+            session.rollback()
+            raise
+        else:
+            stored = sum(r.outcome is Outcome.STORED for r in results)
+            log.info("event batch committed events=%d stored=%d", len(events), stored)
+            return results
+        finally:
+            session.info.pop(webhooks.ENDPOINTS_KEY, None)
+            session.info.pop(refund_terms.CREDITED_KEY, None)
+    return _ingest_one_by_one(session, events, now, is_transient, site)
+
+
+def event_row(event: ParcelEvent, received_at: datetime, site: str) -> dict[str, Any]:
+    """The ``station_events`` row of a parcel event, by column name (the one place built).
+
+    ``received_at`` is when the gateway received it (UTC); ``site`` the site of the topic
+    it came on; ``raw`` keeps the whole event as JSON.
+    """
+    return {
+        "site": site,
+        "event_id": event.event_id,
+        "station": event.station,
+        "parcel_id": event.parcel_id,
+        "rma_number": event.rma_number,
+        "lane": event.lane,
+        "disposition": event.disposition,
+        "reason": event.reason,
+        "diverted": event.diverted,
+        "barcode": event.barcode,
+        "length_mm": event.length_mm,
+        "inducted_at": event.inducted_at,
+        "received_at": received_at,
+        "raw": event.model_dump(mode="json"),
+    }
+
+
+def _insert_new_events(
+    session: Session, events: Sequence[ParcelEvent], now: datetime, site: str
+) -> set[str]:
+    """Insert the events' rows in one statement; return the ids that were new.
+
+    ``ON CONFLICT (event_id) DO NOTHING``: an id that another writer (a replica) stored
+    already, or is storing (PostgreSQL waits for its commit), is skipped, not an error.
+    """
+    if not events:
+        return set()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert = pg_insert if postgres else sqlite_insert
+    table = cast(Table, StationEvent.__table__)
+    stmt = (
+        insert(table)
+        .values([event_row(e, now, site) for e in events])
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id)
+    )
+    return set(session.execute(stmt).scalars())
+
+
+def _load_rmas(session: Session, numbers: Iterable[str], *, lock: bool) -> dict[str, Rma]:
+    """The RMAs named, with their lines, units, transitions and catalogue, by number.
+
+    One query (and one per relationship); ``lock``: ``SELECT ... FOR UPDATE`` in id order
+    (PostgreSQL), so two batches lock their common RMAs in the same order and a lead's
+    decision waits for this transaction, as :func:`load_for_change` does for one RMA.
+    """
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    stmt = (
+        select(Rma)
+        .where(Rma.number.in_(wanted))
+        .order_by(Rma.id)
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=Rma)
+    return {rma.number: rma for rma in session.scalars(stmt)}
+
+
+def _preload_credit_terms(session: Session, rmas: Iterable[Rma]) -> list[object]:
+    """Read what crediting the RMAs needs in a few queries; return the rows to keep alive.
+
+    The return reasons, the orders of their lines (with their lines), and the units
+    credited before per line (:func:`refund_terms.preload_credited`), so that crediting
+    each unit reads the identity map, not the database. The caller keeps the returned
+    objects referenced while it credits (the identity map holds them weakly).
+    """
+    rmas = list(rmas)
+    lines = [line for rma in rmas for line in rma.lines]
+    kept: list[object] = list(session.scalars(select(ReturnReason)))
+    order_line_ids = sorted({ln.order_line_id for ln in lines if ln.order_line_id})
+    if order_line_ids:
+        orders = select(OrderLine.order_id).where(OrderLine.id.in_(order_line_ids))
+        kept.extend(session.scalars(select(Order).where(Order.id.in_(orders))))
+    refund_terms.preload_credited(session, lines)
+    return kept
+
+
+def _stage_batch(
+    session: Session, events: Sequence[ParcelEvent], now: datetime, site: str
+) -> list[BatchResult]:
+    """Stage the whole batch set-based (no commit); raises on anything unusual.
+
+    Order of the locks, the same for every writer: the batch's RMAs (PostgreSQL: one
+    ``SELECT ... FOR UPDATE ORDER BY id``), the event rows, the site revision row (taken
+    last, once the credits are computed, so the other replica waits for it only during
+    this batch's flush and commit). On
+    SQLite the event insert comes first: it takes the database's write lock, so no other
+    writer commits between the read of the RMAs and this commit.
+
+    Raises:
+        Exception: whatever failed (a crediting error, a unique violation, a stale RMA):
+            the caller rolls back and ingests the batch one by one instead.
+    """
+    firsts: dict[str, ParcelEvent] = {}
+    for event in events:
+        firsts.setdefault(event.event_id, event)
+    unique = list(firsts.values())
+    new: set[str] = set()
+    for round_events in _rounds(unique):
+        new |= _stage_round(session, round_events, now, site)
+    stored = [e for e in unique if e.event_id in new]
+    seen = sorted({e.station for e in stored})
+    for station in seen:
+        session.execute(update(Station).where(Station.id == station).values(last_seen=now))
+    results: list[BatchResult] = []
+    done: set[str] = set()  # ids given their outcome: a repeat in the batch is a duplicate
+    for event in events:
+        first = event.event_id not in done
+        done.add(event.event_id)
+        outcome = Outcome.STORED if first and event.event_id in new else Outcome.DUPLICATE
+        results.append(BatchResult(event.event_id, outcome))
+    return results
+
+
+def _rounds(unique: Sequence[ParcelEvent]) -> list[list[ParcelEvent]]:
+    """Split distinct events so that no round has two parcels of one RMA, keeping order.
+
+    The k-th parcel of an RMA in the batch goes to round k (events naming no RMA go to
+    the first): each round records every RMA it changes once, with the state it reached.
+    """
+    rounds: list[list[ParcelEvent]] = []
+    seen: dict[str, int] = {}
+    for event in unique:
+        k = seen.get(event.rma_number, 0) if event.rma_number else 0
+        if event.rma_number:
+            seen[event.rma_number] = k + 1
+        while len(rounds) <= k:
+            rounds.append([])
+        rounds[k].append(event)
+    return rounds
+
+
+def _stage_round(
+    session: Session, unique: Sequence[ParcelEvent], now: datetime, site: str
+) -> set[str]:
+    """Stage distinct events, at most one parcel per RMA, and flush; return the new ids.
+
+    A later round of the same batch locks only RMAs the first one locked, and reads what
+    the earlier rounds flushed (credited counts, units, states).
+    """
+    settings = credits.configured()
+    numbers = [e.rma_number for e in unique if e.rma_number] if settings is not None else []
+    if session.get_bind().dialect.name == "postgresql":
+        rmas = _load_rmas(session, numbers, lock=True)
+        new = _insert_new_events(session, unique, now, site)
+    else:
+        new = _insert_new_events(session, unique, now, site)
+        numbers = [e.rma_number for e in unique if e.rma_number and e.event_id in new]
+        rmas = _load_rmas(session, numbers if settings is not None else [], lock=False)
+    stored = [e for e in unique if e.event_id in new]
+    if stored:
+        session.info[webhooks.ENDPOINTS_KEY] = active_endpoints(session)  # once per batch
+        kept = _preload_credit_terms(session, rmas.values()) if rmas else []
+        changes = _Changes()
+        with session.no_autoflush:
+            for event in stored:
+                rma = rmas.get(event.rma_number or "")
+                credit_batched(session, settings, rma, event, now, changes.record)
+            if settings is not None and changes.rmas:
+                # each RMA takes the next revisions of its own site; the sites' revision
+                # rows are locked from here to the commit only, in site order
+                by_site: dict[str, list[tuple[Rma, str]]] = {}
+                for rma, actor in changes.rmas:
+                    by_site.setdefault(rma.site, []).append((rma, actor))
+                for rma_site, changed in sorted(by_site.items()):
+                    first = reserve_revisions(session, rma_site, len(changed))
+                    for offset, (rma, actor) in enumerate(changed):
+                        apply_change(
+                            session,
+                            settings,
+                            rma,
+                            actor=actor,
+                            now=now,
+                            revision=first + offset,
+                            flush=False,
+                        )
+                _update_rmas_at_once(session, [rma for rma, _actor in changes.rmas])
+        session.flush()  # every other row of the batch, one statement per table and kind
+        del kept
+    return new
+
+
+class RmaTwiceInBatch(Exception):
+    """Two parcels of one round change the same RMA (never, by :func:`_rounds`).
+
+    The batch then goes one by one instead, each change recorded with the state it reached.
+    """
+
+
+class _Changes:
+    """The RMAs a batch changed, in order, with who changed them (each once at most)."""
+
+    def __init__(self) -> None:
+        self.rmas: list[tuple[Rma, str]] = []
+        self._ids: set[int] = set()
+
+    def record(self, rma: Rma, actor: str) -> None:
+        if id(rma) in self._ids:
+            raise RmaTwiceInBatch(rma.number)
+        self._ids.add(id(rma))
+        self.rmas.append((rma, actor))
+
+
+def _update_rmas_at_once(session: Session, rmas: Sequence[Rma]) -> None:
+    """Write the changed RMA rows in one executemany ``UPDATE`` per set of changed columns.
+
+    Each row keeps the compare-and-set of its revision (``WHERE id = ? AND revision =
+    <the revision read>``, as the ORM's version check does, row by row); the values
+    written become the objects' committed state, so the flush does not write them again.
+
+    Raises:
+        StaleRma: a row's revision changed since it was read (cannot happen while the
+            batch holds the RMAs; the caller then goes one by one).
+    """
+    table = cast(Table, Rma.__table__)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    written: list[tuple[Rma, dict[str, Any]]] = []
+    for rma in rmas:
+        state = sa_inspect(rma)
+        values: dict[str, Any] = {}
+        read_revision: Any = None
+        for attr in state.mapper.column_attrs:
+            history = state.attrs[attr.key].history
+            if not history.added:
+                continue
+            values[attr.key] = history.added[0]
+            if attr.key == "revision":
+                read_revision = history.deleted[0] if history.deleted else None
+        if not values or read_revision is None:
+            continue  # (the flush writes it, row by row)
+        columns = tuple(sorted(values))
+        params = {f"v_{k}": v for k, v in values.items()}
+        groups.setdefault(columns, []).append({"b_id": rma.id, "b_rev": read_revision, **params})
+        written.append((rma, values))
+    for columns, rows in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.revision == bindparam("b_rev"))
+            .values(
+                {
+                    table.c[Rma.__mapper__.attrs[k].columns[0].name]: bindparam(f"v_{k}")
+                    for k in columns
+                }
+            )
+        )
+        done = session.connection().execute(stmt, rows)
+        if done.rowcount != len(rows):
+            raise StaleRma(f"{len(rows) - done.rowcount} of {len(rows)} RMAs of the batch")
+    for rma, values in written:
+        for key, value in values.items():
+            set_committed_value(rma, key, value)
+
+
+def credit_batched(
+    session: Session,
+    settings: Settings | None,
+    rma: Rma | None,
+    event: ParcelEvent,
+    now: datetime,
+    record_change: Callable[[Rma, str], None],
+) -> None:
+    """Receive and credit one newly stored event of a batch on the batch's snapshot.
+
+    :func:`gateway.services.credits.apply_parcel` on ``rma`` (the RMA the event names, as
+    the batch loaded and locked it; None when unknown: nothing to do); the change is
+    handed to ``record_change`` (the batch records it on the writer path once it has
+    reserved the revisions); nothing is flushed here. Nothing either without
+    ``settings`` (automatic crediting is off).
+
+    Raises:
+        Exception: the crediting failed: the caller ingests the batch one by one instead,
+            where the failure is handled per event.
+    """
+    if settings is not None and rma is not None:
+        credits.apply_parcel(
+            session,
+            settings,
+            rma,
+            event,
+            actor=f"station:{event.station}",
+            now=now,
+            record_change=record_change,
+        )
+
+
+def _ingest_one_by_one(
+    session: Session,
+    events: Sequence[ParcelEvent],
+    now: datetime,
+    is_transient: Callable[[BaseException], bool],
+    site: str,
+) -> list[BatchResult]:
+    """The batch event by event, each in a savepoint, committed once (the fallback)."""
     ids = [e.event_id for e in events]
     stmt = select(StationEvent.event_id).where(StationEvent.event_id.in_(ids))
     known = set(session.scalars(stmt))
@@ -157,7 +495,7 @@ def ingest_events(
     finally:
         session.info.pop(webhooks.ENDPOINTS_KEY, None)
     stored = sum(r.outcome is Outcome.STORED for r in results)
-    log.info("event batch committed events=%d stored=%d", len(events), stored)
+    log.info("event batch committed one by one events=%d stored=%d", len(events), stored)
     return results
 
 
@@ -166,7 +504,7 @@ def _ingest_in_savepoint(
     event: ParcelEvent,
     now: datetime,
     is_transient: Callable[[BaseException], bool],
-    site: str = DEFAULT_SITE,
+    site: str,
 ) -> BatchResult:
     """Stage one event and its credits in a savepoint; roll only that back on failure."""
     for attempt in range(1, MAX_STALE_RETRIES + 1):
@@ -203,24 +541,7 @@ def _stage(session: Session, event: ParcelEvent, now: datetime, site: str) -> No
     Raises:
         IntegrityError: the ``event_id`` is already stored (committed by another writer).
     """
-    session.add(
-        StationEvent(
-            site=site,
-            event_id=event.event_id,
-            station=event.station,
-            parcel_id=event.parcel_id,
-            rma_number=event.rma_number,
-            lane=event.lane,
-            disposition=event.disposition,
-            reason=event.reason,
-            diverted=event.diverted,
-            barcode=event.barcode,
-            length_mm=event.length_mm,
-            inducted_at=event.inducted_at,
-            received_at=now,
-            raw=event.model_dump(mode="json"),
-        )
-    )
+    session.add(StationEvent(**event_row(event, now, site)))
     session.flush()
     after_ingest(session, event)  # credits and stock moves, in the same transaction
 
@@ -249,6 +570,37 @@ def _ingest_once(
         event.reason,
     )
     return True
+
+
+def screen_events(
+    session: Session, events: Sequence[ParcelEvent], sites: Sequence[str | None] | None = None
+) -> list[Refusal | None]:
+    """:func:`screen_event` for a whole batch, the RMAs read in one query; reads only.
+
+    ``sites``: the site of each event's topic, in the same order (None: not checked).
+
+    Returns:
+        One refusal (None: sound) per event, in the order given.
+
+    Raises:
+        ValueError: ``sites`` is not as long as ``events``.
+    """
+    if sites is not None and len(sites) != len(events):
+        raise ValueError("one site per event")
+    rmas = _load_rmas(session, (e.rma_number for e in events if e.rma_number), lock=False)
+    announced = {n: to_announcement(r) for n, r in rmas.items() if announceable(r)}
+    refusals: list[Refusal | None] = []
+    for i, event in enumerate(events):
+        rma = rmas.get(event.rma_number or "")
+        refusals.append(
+            check_event(
+                event,
+                announced.get(event.rma_number or ""),
+                site=sites[i] if sites is not None else None,
+                rma_site=rma.site if rma is not None else None,
+            )
+        )
+    return refusals
 
 
 def screen_event(session: Session, event: ParcelEvent, site: str | None = None) -> Refusal | None:

@@ -6,7 +6,7 @@ line; the arithmetic itself is :func:`gateway.returns.refunds.refund_units` (pur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from sqlalchemy import func, select
@@ -63,23 +63,87 @@ def return_shipping_shares(settings: Settings, lines: int) -> list[int]:
     return largest_remainder(settings.return_shipping_cents, [1] * lines) if lines else []
 
 
+#: ``session.info`` key of the units credited so far, by :func:`_credited_key`, that a batch
+#: read once for its whole transaction (:func:`preload_credited`) and keeps current
+#: (:func:`note_credited`) instead of one query per unit
+CREDITED_KEY = "refund_terms.credited"
+
+
+def _credited_key(line: RmaLineRecord) -> tuple[str, int]:
+    """What earlier credits of ``line`` count against: its order line, or the line alone."""
+    if line.order_line_id:
+        return ("order_line", line.order_line_id)
+    return ("rma_line", line.id)
+
+
+def preload_credited(session: Session, lines: Iterable[RmaLineRecord]) -> None:
+    """Read the units credited so far for every one of ``lines`` in two queries.
+
+    Kept in ``session.info`` (:data:`CREDITED_KEY`) for the rest of the caller's
+    transaction, where :func:`line_refund` reads them instead of querying per unit;
+    :func:`note_credited` adds each credit the transaction issues meanwhile. Only for a
+    caller that holds the lines' RMAs for the whole transaction (the batched ingest) and
+    pops the key when it ends.
+    """
+    counts: dict[tuple[str, int], int] = {_credited_key(line): 0 for line in lines}
+    order_lines = sorted({k for kind, k in counts if kind == "order_line"})
+    rma_lines = sorted({k for kind, k in counts if kind == "rma_line"})
+    if order_lines:
+        rows = session.execute(
+            select(RmaLineRecord.order_line_id, func.sum(Credit.quantity))
+            .join(RmaLineRecord, RmaLineRecord.id == Credit.rma_line_id)
+            .where(RmaLineRecord.order_line_id.in_(order_lines))
+            .group_by(RmaLineRecord.order_line_id)
+        )
+        counts.update((("order_line", int(k or 0)), int(n or 0)) for k, n in rows)
+    if rma_lines:
+        rows = session.execute(
+            select(Credit.rma_line_id, func.sum(Credit.quantity))
+            .where(Credit.rma_line_id.in_(rma_lines))
+            .group_by(Credit.rma_line_id)
+        )
+        counts.update((("rma_line", int(k or 0)), int(n or 0)) for k, n in rows)
+    session.info[CREDITED_KEY] = counts
+
+
+def note_credited(session: Session, line: RmaLineRecord, quantity: int) -> None:
+    """Count ``quantity`` units of ``line`` credited now (no-op before :func:`preload_credited`)."""
+    counts: dict[tuple[str, int], int] | None = session.info.get(CREDITED_KEY)
+    if counts is not None:
+        key = _credited_key(line)
+        counts[key] = counts.get(key, 0) + quantity
+
+
+def _credited_before(session: Session, line: RmaLineRecord) -> int | None:
+    counts: dict[tuple[str, int], int] | None = session.info.get(CREDITED_KEY)
+    return None if counts is None else counts.get(_credited_key(line))
+
+
 def _terms(session: Session, rma: Rma, line: RmaLineRecord) -> tuple[OrderTerms, int, int]:
     """``(terms, line number in them, units of that line credited before)``."""
     order_line = session.get(OrderLine, line.order_line_id) if line.order_line_id else None
+    # (a line whose order line is gone counts alone, as below: not what the batch read)
+    before = (
+        _credited_before(session, line) if bool(order_line) == bool(line.order_line_id) else None
+    )
     if order_line is None:
         # an RMA taken on the shop's word: the line stands alone at its unit price
         alone = LineTerms(1, line.quantity, line.unit_price_cents, category=line.category)
-        before = session.scalar(
-            select(func.coalesce(func.sum(Credit.quantity), 0)).where(Credit.rma_line_id == line.id)
-        )
+        if before is None:
+            before = session.scalar(
+                select(func.coalesce(func.sum(Credit.quantity), 0)).where(
+                    Credit.rma_line_id == line.id
+                )
+            )
         return OrderTerms(rma.currency, (alone,)), 1, int(before or 0)
     order = order_line.order
     number = next(i for i, ol in enumerate(order.lines, start=1) if ol.id == order_line.id)
-    before = session.scalar(
-        select(func.coalesce(func.sum(Credit.quantity), 0))
-        .join(RmaLineRecord, RmaLineRecord.id == Credit.rma_line_id)
-        .where(RmaLineRecord.order_line_id == order_line.id)
-    )
+    if before is None:
+        before = session.scalar(
+            select(func.coalesce(func.sum(Credit.quantity), 0))
+            .join(RmaLineRecord, RmaLineRecord.id == Credit.rma_line_id)
+            .where(RmaLineRecord.order_line_id == order_line.id)
+        )
     terms = order_terms(order)
     # the fee follows the RMA line's category (the shop may have set it on the RMA)
     lines = tuple(

@@ -49,3 +49,30 @@ def head_revision(session: Session, site: str) -> int:
     """Return the site's current revision (0 before the first RMA)."""
     value = session.scalar(select(SiteRevision.revision).where(SiteRevision.site == site))
     return int(value or 0)
+
+
+def reserve_revisions(session: Session, site: str, count: int) -> int:
+    """Take ``count`` consecutive revisions of the site at once; return the first of them.
+
+    One ``UPDATE ... SET revision = revision + count RETURNING``: like :func:`next_revision`
+    (concurrent writers serialise on the row until the caller's transaction ends, none
+    shares a number, a rollback gives them back), for a batch that records many changes
+    in one transaction and takes the row's lock only when it is about to write them.
+
+    Raises:
+        ValueError: ``count`` < 1.
+    """
+    if count < 1:
+        raise ValueError("count must be >= 1")
+    stmt = (
+        update(SiteRevision)
+        .where(SiteRevision.site == site)
+        .values(revision=SiteRevision.revision + count)
+        .returning(SiteRevision.revision)
+    )
+    last = session.execute(stmt).scalar_one_or_none()
+    if last is None:  # the first changes of a new site
+        session.add(SiteRevision(site=site, revision=count))
+        session.flush()
+        last = count
+    return int(last) - count + 1

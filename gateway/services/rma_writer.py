@@ -111,6 +111,7 @@ def apply_change(
     webhook: str | None = STATE_CHANGED,
     revision: int | None = None,
     now: datetime | None = None,
+    flush: bool = True,
 ) -> int:
     """Record a change made to ``rma`` in the caller's transaction (no commit).
 
@@ -125,6 +126,9 @@ def apply_change(
         revision: the revision of the RMA's site this change already took (:func:`create_rma` takes
             it first, as its write lock); None takes the next one.
         now: UTC time of the rows; default the clock.
+        flush: False for a caller that changes many RMAs it holds (locked on PostgreSQL,
+            under the database's write lock on SQLite) and flushes them once: a stale
+            revision then fails at that flush (``StaleDataError``), not here.
 
     Returns:
         The RMA's new revision.
@@ -135,7 +139,7 @@ def apply_change(
     """
     now = now or utcnow()
     rma.revision = revision if revision is not None else next_revision(session, rma.site)
-    if not sa_inspect(rma).pending:  # a new RMA is inserted at the commit's flush
+    if flush and not sa_inspect(rma).pending:  # a new RMA is inserted at the commit's flush
         try:
             session.flush()  # the compare-and-set on the RMA row happens here
         except StaleDataError as exc:

@@ -65,6 +65,26 @@ def make_bridge(mqtt_broker: Any, site: str) -> Iterator[Callable[..., MqttBridg
         bridge.stop()
 
 
+def fail_ingest(monkeypatch: pytest.MonkeyPatch, fail: Callable[[ParcelEvent], None]) -> None:
+    """Make the crediting of an event raise where ``fail(event)`` raises, on both paths.
+
+    The set-based batch (:func:`events_service.credit_batched`) and the one-by-one
+    fallback (:func:`events_service.after_ingest`); otherwise each does its real work.
+    """
+    real_batched, real_hook = events_service.credit_batched, events_service.after_ingest
+
+    def batched(session: Any, settings: Any, rma: Any, event: ParcelEvent, *a: Any) -> None:
+        fail(event)
+        real_batched(session, settings, rma, event, *a)
+
+    def hook(session: Any, event: ParcelEvent) -> None:
+        fail(event)
+        real_hook(session, event)
+
+    monkeypatch.setattr(events_service, "credit_batched", batched)
+    monkeypatch.setattr(events_service, "after_ingest", hook)
+
+
 def stored(db: Database) -> list[str]:
     with db.session() as s:
         return list(s.scalars(select(StationEvent.event_id).order_by(StationEvent.id)))
@@ -118,14 +138,12 @@ def test_poison_message_is_dead_lettered_and_does_not_block_the_ingest(
         make_event(station="st1", **UNKNOWN_RMA),
         make_event(station="st1", **UNKNOWN_RMA),
     )
-    real_hook = events_service.after_ingest
 
-    def hook(session: Any, event: ParcelEvent) -> None:
+    def fail(event: ParcelEvent) -> None:
         if event.event_id == poison.event_id:
             raise error
-        real_hook(session, event)
 
-    monkeypatch.setattr(events_service, "after_ingest", hook)
+    fail_ingest(monkeypatch, fail)
     bridge = make_bridge(db.sessions)
     topic = Topics(site, "st1").event
     probe.publish(topic, encode(poison))
@@ -272,18 +290,18 @@ def test_one_batch_commits_every_event_with_its_credit_poison_and_stale_apart(
     events = [parcel(n, "st1", i + 1) for i, n in enumerate(numbers)]
     poison, stale = events[5], events[9]
     stale_calls = 0
-    real_hook = events_service.after_ingest
+    fallback = False
 
-    def hook(session: Any, event: ParcelEvent) -> None:
-        nonlocal stale_calls
+    def fail(event: ParcelEvent) -> None:
+        nonlocal stale_calls, fallback
         if event.event_id == poison.event_id:
+            fallback = True  # the set-based attempt fails at it: the batch goes one by one
             raise ValueError("bad value")
-        if event.event_id == stale.event_id and stale_calls < 7:
+        if fallback and event.event_id == stale.event_id and stale_calls < 7:
             stale_calls += 1  # a lead deciding that RMA 7 times in a row: 5 in the batch
             raise StaleRma(event.rma_number or "")
-        real_hook(session, event)
 
-    monkeypatch.setattr(events_service, "after_ingest", hook)
+    fail_ingest(monkeypatch, fail)
     bridge = make_bridge(anydb.sessions, batch_wait_ms=3000)  # all of them in one batch
     topic = Topics(site, "st1").event
     for e in [*events, events[0]]:  # the last one a redelivery
