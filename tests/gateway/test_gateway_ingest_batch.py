@@ -259,7 +259,7 @@ def test_rma_changed_by_another_writer_meanwhile_is_credited_once(
         rma = load_for_change(s_other, "C001")  # locked (PG) / write lock (SQLite)
         assert rma is not None
         credits.apply_parcel(s_other, CFG, rma, theirs, actor="station:st2")
-        s_other.add(StationEvent(**events_service.event_row(theirs, rma.updated_at)))
+        s_other.add(StationEvent(**events_service.event_row(theirs, rma.updated_at, rma.site)))
         s_other.flush()
 
         def batch() -> None:
