@@ -126,6 +126,8 @@ def _run(scenario: Scenario, workdir: Path | None, json_path: Path | None, stay:
             console.print(f"[red]set-up failed:[/red] {exc}")
             return 2
         try:
+            if run.gateway is not None:  # watch the parcels arrive while the run goes on
+                console.print(f"status page (live during the run): {run.gateway.url}/")
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

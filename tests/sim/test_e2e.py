@@ -38,7 +38,9 @@ def test_smoke_scenario_sorts_every_parcel_and_gateway_records_every_event(tmp_p
     assert "station1" in page and "restock" in page
 
 
-def test_cli_run_writes_json_and_exits_zero(tmp_path: Path) -> None:
+def test_cli_run_writes_json_and_exits_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "report.json"
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text(
@@ -53,6 +55,13 @@ def test_cli_run_writes_json_and_exits_zero(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert status == 0
     assert data["ok"] is True and data["lane_counts"] == {"restock": 2, "quarantine": 1}
+    # the status page's URL comes before the run, so it can be watched live, and again after
+    lines = capsys.readouterr().out.splitlines()
+    live = [i for i, line in enumerate(lines) if line.startswith("status page (live")]
+    running = [i for i, line in enumerate(lines) if line.startswith("… running")]
+    after = [line for line in lines if line.startswith("status page: http://127.0.0.1:")]
+    assert len(live) == 1 and len(running) == 1 and live[0] < running[0], lines
+    assert len(after) == 1 and lines[live[0]].endswith(after[0].removeprefix("status page: "))
 
 
 def test_cli_run_fails_when_expectation_is_wrong(tmp_path: Path) -> None:
