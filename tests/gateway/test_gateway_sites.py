@@ -167,7 +167,25 @@ def test_upgrade_from_0013_gives_existing_rows_the_site_it_served(
         db.dispose()
 
 
-def test_upgrade_takes_rs_site_before_the_revision_counter(
+def test_upgrade_takes_the_served_site_before_rs_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an installer who sets the new name before upgrading must not move the old rows
+    # away from the site their stations' topics named ("east", its revision counter)
+    monkeypatch.setenv("RS_SITE", "west")
+    db = Database(f"sqlite:///{tmp_path / 'g.db'}")
+    try:
+        upgrade(db.engine, "0013")
+        with db.engine.begin() as conn:
+            _old_rows(conn)
+        db.migrate()
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT site FROM rmas")).scalars().all() == ["east"]
+    finally:
+        db.dispose()
+
+
+def test_upgrade_without_a_revision_counter_takes_rs_site(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RS_SITE", "west")
@@ -176,6 +194,7 @@ def test_upgrade_takes_rs_site_before_the_revision_counter(
         upgrade(db.engine, "0013")
         with db.engine.begin() as conn:
             _old_rows(conn)
+            conn.execute(sa.text("DELETE FROM site_revision"))
         db.migrate()
         with db.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT site FROM rmas")).scalars().all() == ["west"]

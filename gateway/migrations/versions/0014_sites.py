@@ -6,9 +6,11 @@ site, so existing keys and users stay unlimited). Stations already had a site; i
 indexed now.
 
 Rows from before this migration belong to the one site the gateway served. That site is,
-in order: ``config.attributes["site"]`` (a caller of :func:`gateway.migrate.upgrade` that
-knows it), ``RS_SITE``, the only row of ``site_revision`` (the counter the gateway kept
-for its site), else ``site1`` (the settings' default).
+in order: the only row of ``site_revision`` (the counter the single-site gateway kept for
+the site it served: the site its stations' topics named, whatever the configuration says
+now, e.g. a renamed ``RS_SITE`` set for after the upgrade), else ``config.attributes["site"]``
+(a caller of :func:`gateway.migrate.upgrade` that knows it), ``RS_SITE``, else ``site1``
+(the settings' default).
 
 Revision ID: 0014
 Revises: 0013
@@ -41,11 +43,11 @@ SITE_TABLES = {
 
 def existing_site() -> str:
     """The site the rows from before this migration belong to (see the module doc)."""
-    configured = context.config.attributes.get("site") or os.environ.get("RS_SITE")
-    if configured:
-        return str(configured)
     known = op.get_bind().execute(sa.text("SELECT site FROM site_revision")).scalars().all()
-    return str(known[0]) if len(known) == 1 else DEFAULT_SITE
+    if len(known) == 1:
+        return str(known[0])
+    configured = context.config.attributes.get("site") or os.environ.get("RS_SITE")
+    return str(configured) if configured else DEFAULT_SITE
 
 
 def upgrade() -> None:
