@@ -11,14 +11,15 @@ announced before, plus a few redeliveries of events already sent.
 :func:`run_load` measures, in the same run and through the same brokers, the raw paho
 QoS 1 receive rate at the central broker (a plain subscriber, nothing stored) and then
 the gateways' ingest + credit rate, and checks that nothing was lost, nothing doubled and
-every unit credited once. The gateway serves one site id (``settings.site``); the site
-brokers are the buildings of that site, each with its own stations (a gateway serving
-several site ids is the sites-as-data item of the issue).
+every unit credited once. Each site broker is a site of its own (``load0``, ``load1``,
+...: its RMAs are created for that site, its stations publish on its topics); every
+gateway replica serves them all (``RS_SITES``), as in the production layout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import threading
@@ -46,7 +47,7 @@ from simulator.procs import GatewayProcess, MosquittoBroker, bridge_config
 
 log = logging.getLogger(__name__)
 
-SITE = "load"
+SITE = "load"  # the site ids are SITE + the site broker's index
 SHARE_GROUP = "gateways"
 MAX_EVENTS = 100_000
 PUBLISHER_INFLIGHT = 100  # QoS 1 messages a station publisher keeps in flight, at most
@@ -82,8 +83,9 @@ class LoadResult:
 class StationPublisher:
     """One station: a paho client on its site broker publishing parcel events at QoS 1."""
 
-    def __init__(self, station: str, port: int) -> None:
+    def __init__(self, station: str, port: int, site: str) -> None:
         self.station = station
+        self.site = site
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"{station}-{uuid.uuid4().hex[:6]}"
         )
@@ -95,7 +97,7 @@ class StationPublisher:
 
     def publish(self, payloads: list[bytes]) -> None:
         """Queue every payload on the station's event topic (QoS 1)."""
-        topic = Topics(SITE, self.station).event
+        topic = Topics(self.site, self.station).event
         self._infos = [self.client.publish(topic, p, qos=1) for p in payloads]
 
     def wait(self, timeout_s: float) -> None:
@@ -148,7 +150,7 @@ class HookCounter:
 class RawCounter:
     """A plain QoS 1 subscriber (paho acknowledges at once); counts what it receives."""
 
-    def __init__(self, port: int, topic: str, expected: int) -> None:
+    def __init__(self, port: int, topics: list[str], expected: int) -> None:
         self.expected = expected
         self.count = 0
         self.done = threading.Event()
@@ -159,7 +161,7 @@ class RawCounter:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.connect("127.0.0.1", port, keepalive=30)
-        self.client.subscribe(topic, qos=1)
+        self.client.subscribe([(t, 1) for t in topics])
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise RuntimeError("raw subscriber not subscribed")
@@ -209,6 +211,11 @@ def parcel(number: str, station: str, parcel_id: int) -> ParcelEvent:
     )
 
 
+def site_id(index: int) -> str:
+    """The site id of the ``index``-th site broker (``load0``, ``load1``, ...)."""
+    return f"{SITE}{index}"
+
+
 def _stations(sites: int, stations: int) -> list[tuple[int, str]]:
     """(site index, station id) for every station, spread round-robin over the sites."""
     return [(i % sites, f"st{i % sites}x{i:02d}") for i in range(stations)]
@@ -232,7 +239,8 @@ def _layout(workdir: Path, sites: int) -> Iterator[tuple[MosquittoBroker, list[M
     with central:
         site_brokers = [
             MosquittoBroker(
-                workdir / f"site{i}", extra_config=bridge_config(SITE, central.port, f"b{i}")
+                workdir / f"site{i}",
+                extra_config=bridge_config(site_id(i), central.port, f"b{i}"),
             )
             for i in range(sites)
         ]
@@ -253,7 +261,8 @@ def _wait_bridges(central: MosquittoBroker, site_brokers: list[MosquittoBroker])
     client.on_message = lambda _c, _u, msg: seen.add(msg.topic)
     client.on_subscribe = lambda *_a: subscribed.set()
     client.connect("127.0.0.1", central.port, keepalive=30)
-    client.subscribe(Topics(SITE, "+").telemetry, qos=0)
+    for i in range(len(site_brokers)):
+        client.subscribe(Topics(site_id(i), "+").telemetry, qos=0)
     client.loop_start()
     try:
         if not subscribed.wait(10):
@@ -263,7 +272,7 @@ def _wait_bridges(central: MosquittoBroker, site_brokers: list[MosquittoBroker])
             if time.monotonic() > deadline:
                 raise RuntimeError("site bridges did not connect within 20 s")
             for i, b in enumerate(site_brokers):
-                _publish_once(b.port, Topics(SITE, f"bridge{i}").telemetry)
+                _publish_once(b.port, Topics(site_id(i), f"bridge{i}").telemetry)
             time.sleep(0.3)
     finally:
         client.disconnect()
@@ -313,18 +322,19 @@ def run_load(
     if stations < sites:
         raise ValueError("at least one station per site")
     key = secrets.token_urlsafe(24)
-    settings = Settings(env="dev", database_url=database_url, site=SITE)
+    site_ids = [site_id(i) for i in range(sites)]
+    settings = Settings(env="dev", database_url=database_url, site=site_ids[0], sites=site_ids)
     numbers = [f"L{i:06d}" for i in range(events)]
     placed = _stations(sites, stations)
     hooks = HookCounter()
     with contextlib.closing(hooks), _layout(workdir, sites) as (central, site_brokers):
         _wait_bridges(central, site_brokers)
-        publishers = [StationPublisher(st, site_brokers[s].port) for s, st in placed]
+        publishers = [StationPublisher(st, site_brokers[s].port, site_ids[s]) for s, st in placed]
         try:
             # 1. the baseline: raw paho QoS 1 receive rate through the same bridges
             raw_payloads = _payloads(numbers, placed, duplicate_every)
             total = sum(len(p) for p in raw_payloads)
-            raw = RawCounter(central.port, Topics(SITE, "+").event, expected=total)
+            raw = RawCounter(central.port, [Topics(x, "+").event for x in site_ids], total)
             t0 = _publish_all(publishers, raw_payloads, timeout_s)
             if not raw.done.wait(timeout_s):
                 raise RuntimeError(f"raw subscriber got {raw.count} of {total}")
@@ -335,8 +345,9 @@ def run_load(
                 GatewayProcess(
                     workdir / f"gateway{r}",
                     central.port,
-                    SITE,
+                    site_ids[0],
                     env={
+                        "RS_SITES": json.dumps(site_ids),
                         "RS_DATABASE_URL": database_url,
                         "RS_MQTT_SHARE_GROUP": SHARE_GROUP,
                         "RS_MQTT_CLIENT_ID": f"gateway-{SITE}-{r}",
@@ -353,11 +364,12 @@ def run_load(
                     p.start()
                 db = Database(database_url)
                 try:
-                    creations_per_s = _create_rmas(db, settings, numbers)
+                    sites_of = [site_ids[placed[i % len(placed)][0]] for i in range(events)]
+                    creations_per_s = _create_rmas(db, settings, numbers, sites_of)
                     payloads = _payloads(numbers, placed, duplicate_every)
                     t0 = _publish_all(publishers, payloads, timeout_s)
                     took = _wait_ingested(db, events, t0, timeout_s)
-                    _check(db, numbers)
+                    _check(db, numbers, sites_of)
                     _wait_hooks(hooks, events, timeout_s)
                     statuses = [_bridge_status(p, key) for p in procs]
                 finally:
@@ -398,14 +410,18 @@ def _payloads(
     return mine
 
 
-def _create_rmas(db: Database, settings: Settings, numbers: list[str]) -> float:
-    """Create one single-unit RMA per number through the writer path; return creations/s."""
+def _create_rmas(db: Database, settings: Settings, numbers: list[str], sites: list[str]) -> float:
+    """Create one single-unit RMA per number, at the site of the same index; creations/s.
+
+    Through the writer path (:func:`gateway.services.rmas.create_rma`).
+    """
     t0 = time.perf_counter()
     with db.session() as session:
-        for n in numbers:
+        for n, site in zip(numbers, sites, strict=True):
             draft = RmaDraft.model_validate(
                 {
                     "number": n,
+                    "site": site,
                     "order_ref": f"O-{n}",
                     "reason": "changed_mind",
                     "resolution": "refund",
@@ -432,9 +448,14 @@ def _wait_ingested(db: Database, events: int, t0: float, timeout_s: float) -> fl
         time.sleep(0.05)
 
 
-def _check(db: Database, numbers: list[str]) -> None:
-    """Nothing lost, nothing doubled, every unit credited once (and its webhook once)."""
+def _check(db: Database, numbers: list[str], sites: list[str]) -> None:
+    """Nothing lost, nothing doubled, every unit credited once (its webhook once), each site's.
+
+    Every event is recorded at the site of its RMA (``sites``: the site of each number).
+    """
     with db.session() as session:
+        found = session.execute(select(StationEvent.rma_number, StationEvent.site)).tuples()
+        at = {number: site for number, site in found}
         rows = session.scalar(select(func.count(StationEvent.id))) or 0
         distinct = session.scalar(select(func.count(func.distinct(StationEvent.event_id)))) or 0
         credited = sorted(session.scalars(select(Credit.rma_number)))
@@ -454,6 +475,9 @@ def _check(db: Database, numbers: list[str]) -> None:
         )
     if hooks != len(numbers):
         raise LoadCheckFailed(f"{hooks} credit webhooks queued for {len(numbers)} credits")
+    wrong = [n for n, site in zip(numbers, sites, strict=True) if at.get(n) != site]
+    if wrong:
+        raise LoadCheckFailed(f"{len(wrong)} events not at their RMA's site, e.g. {wrong[0]}")
 
 
 def _wait_hooks(hooks: HookCounter, credits: int, timeout_s: float) -> None:
