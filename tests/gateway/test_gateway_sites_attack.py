@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from gateway.db import Database
-from gateway.models import Rma
+from gateway.models import ConnectorJob, Notification, Rma
 from tests.gateway.test_gateway_sites import _body, two  # noqa: F401 (a fixture)
 
 
@@ -61,3 +61,66 @@ def test_a_key_limited_to_site_b_reads_no_webhook_delivery_of_site_a(
     assert {d["payload"]["site"] for d in mine} == {b}
     seen: list[Any] = [d["payload"]["data"].get("number") for d in mine]
     assert "R-A1" not in seen
+
+
+def _outbox_rows(db: Database, numbers: dict[str, str]) -> None:
+    """A dead customer e-mail and a dead connector refund job for each RMA number."""
+    with db.session() as s:
+        for number, email in numbers.items():
+            s.add(
+                Notification(
+                    rma_number=number,
+                    kind="return_authorised",
+                    recipient=email,
+                    language="en",
+                    message_id=f"<{number}@test>",
+                    subject=f"Return {number}",
+                    body_text="",
+                    body_html="",
+                    status="dead",
+                )
+            )
+            s.add(
+                ConnectorJob(
+                    connector="shop",
+                    kind="refund",
+                    key=f"credit:{number}:1:1",
+                    payload={"rma_number": number, "amount_cents": 1000},
+                    status="dead",
+                )
+            )
+        s.commit()
+
+
+@pytest.mark.broker
+def test_a_key_limited_to_site_b_reads_no_customer_email_nor_refund_job_of_site_a(
+    two: tuple[TestClient, str, str],  # noqa: F811
+) -> None:
+    client, a, b = two
+    for number, site in (("R-A1", a), ("R-B1", b)):
+        assert client.post("/api/v1/rmas", json=_body(number, site=site)).status_code == 201
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    _outbox_rows(db, {"R-A1": "ann@a.example", "R-B1": "bob@b.example"})
+    lead_b = _key(client, "lead-b", ["lead", "read"], b)
+
+    mails = client.get("/api/v1/notifications", headers=lead_b)
+    assert mails.status_code == 200, mails.text
+    assert [n["rma_number"] for n in mails.json()["notifications"]] == ["R-B1"]
+    hidden = client.get("/api/v1/notifications", params={"rma": "R-A1"}, headers=lead_b)
+    assert hidden.json()["notifications"] == []
+    jobs = client.get("/api/v1/connectors/jobs", headers=lead_b)
+    assert jobs.status_code == 200, jobs.text
+    assert [j["payload"]["rma_number"] for j in jobs.json()["jobs"]] == ["R-B1"]
+    admin = client.get("/api/v1/connectors/jobs").json()["jobs"]  # every site: both
+    assert sorted(j["payload"]["rma_number"] for j in admin) == ["R-A1", "R-B1"]
+
+    with db.session() as s:
+        mail_a = s.scalar(select(Notification.id).where(Notification.rma_number == "R-A1"))
+        job_a = s.scalar(select(ConnectorJob.id).where(ConnectorJob.key == "credit:R-A1:1:1"))
+    replayed = client.post(f"/api/v1/notifications/{mail_a}/replay", headers=lead_b)
+    assert replayed.status_code == 404
+    replayed = client.post(f"/api/v1/connectors/jobs/{job_a}/replay", headers=lead_b)
+    assert replayed.status_code == 404
+    with db.session() as s:
+        assert s.scalar(select(Notification.status).where(Notification.id == mail_a)) == "dead"
+        assert s.scalar(select(ConnectorJob.status).where(ConnectorJob.id == job_a)) == "dead"
