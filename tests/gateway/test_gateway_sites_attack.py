@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from gateway.db import Database
-from gateway.models import ConnectorJob, Notification, Rma
+from gateway.models import Alarm, ConnectorJob, Notification, Rma, Station, StationCommand
 from tests.gateway.test_gateway_sites import _body, two  # noqa: F401 (a fixture)
 
 
@@ -124,3 +124,35 @@ def test_a_key_limited_to_site_b_reads_no_customer_email_nor_refund_job_of_site_
     with db.session() as s:
         assert s.scalar(select(Notification.status).where(Notification.id == mail_a)) == "dead"
         assert s.scalar(select(ConnectorJob.status).where(ConnectorJob.id == job_a)) == "dead"
+
+
+@pytest.mark.broker
+def test_a_key_limited_to_site_b_sees_and_acks_nothing_of_site_a_stations(
+    two: tuple[TestClient, str, str],  # noqa: F811
+) -> None:
+    client, a, b = two
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    with db.session() as s:
+        for sid, site in (("stA", a), ("stB", b)):
+            s.add(Station(id=sid, site=site, state="running", details={}))
+        s.add(Alarm(key="stA:jam:", station="stA", kind="jam", message="jam on A"))
+        s.add(
+            StationCommand(request_id="cmd-a", station="stA", command="pause", issued_by="user:x")
+        )
+        s.commit()
+        alarm_a = s.scalar(select(Alarm.id).where(Alarm.station == "stA"))
+    lead_b = _key(client, "lead-b", ["lead", "read"], b)
+
+    report = client.get("/api/v1/reports/shift", headers=lead_b)
+    assert report.status_code == 200, report.text
+    assert [r["station"] for r in report.json()["rows"]] == ["stB"]
+    assert [r["station"] for r in client.get("/api/v1/reports/shift").json()["rows"]] == [
+        "stA",
+        "stB",
+    ]
+    commands = client.get("/api/v1/stations/stA/commands", headers=lead_b)
+    assert (commands.status_code, commands.json()["detail"]) == (404, "unknown station 'stA'")
+    ack = client.post(f"/api/v1/alarms/{alarm_a}/ack", headers=lead_b)
+    assert ack.status_code == 404
+    with db.session() as s:
+        assert s.scalar(select(Alarm.acknowledged_by).where(Alarm.id == alarm_a)) is None
