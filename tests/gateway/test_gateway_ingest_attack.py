@@ -9,10 +9,11 @@ notifications, connector jobs, revisions) must be the same.
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ from sqlalchemy import select
 
 from gateway.db import Database
 from gateway.models import Base, Rma
-from gateway.schemas import RmaDraft
+from gateway.schemas import OrderDraft, RmaDraft
 from gateway.services import events as events_service
 from gateway.services.events import Outcome, ingest_events
+from gateway.services.orders import create_order
 from gateway.services.reasons import seed_reasons
 from gateway.services.rma_writer import load_for_change
 from gateway.services.rmas import create_rma, transition_rma
@@ -235,3 +237,94 @@ def test_cancelled_rma_in_a_batch_credits_nothing_like_one_by_one(
     compare()
     with two_dbs[0].session() as s:
         assert s.scalar(select(Rma.state).where(Rma.number == "K001")) == "cancelled"
+
+
+def _shared_order(db: Database, quantity: int) -> None:
+    """Order O-SHARED: ``quantity`` units of SKU A at uneven shares (discount, voucher, tax)."""
+    draft = OrderDraft.model_validate(
+        {
+            "order_ref": "O-SHARED",
+            "customer": "Ann",
+            "customer_email": "ann@example.com",
+            "delivered_at": (T0 - timedelta(days=2)).isoformat(),
+            "discount_cents": 7,
+            "voucher_cents": 3,
+            "shipping_paid_cents": 499,
+            "lines": [
+                {
+                    "sku": "A",
+                    "ordered_quantity": quantity,
+                    "delivered_quantity": quantity,
+                    "unit_price_cents": 1001,
+                    "line_discount_cents": 5,
+                    "tax_rate_bp": 1900,
+                    "gtin": PRODUCT_GTIN,
+                },
+                {
+                    "sku": "B",
+                    "ordered_quantity": 1,
+                    "delivered_quantity": 1,
+                    "unit_price_cents": 333,
+                },
+            ],
+        }
+    )
+    with db.session() as s:
+        create_order(s, draft, site=CFG.site)
+
+
+def _random_batch(rng: random.Random, rmas: dict[str, int]) -> list[ParcelEvent]:
+    """Parcels claiming random units of ``rmas`` (number -> quantity), some twice."""
+    batch: list[ParcelEvent] = []
+    kinds = ["restock", "restock", "refurbish", "recycle", "quarantine", "unconfirmed", "label"]
+    for _ in range(rng.randint(4, 12)):
+        number = rng.choice(sorted(rmas))
+        unit = rng.randint(1, rmas[number] + 1)  # now and then beyond the line
+        kind = rng.choice(kinds)
+        station = rng.choice(["st1", "st2"])
+        if kind == "quarantine":
+            event = unit_of(
+                number, unit, station=station, disposition="quarantine", lane="quarantine"
+            )
+        elif kind == "unconfirmed":
+            event = unit_of(number, unit, station=station, divert_confirmed=False)
+        elif kind == "label":
+            receipt = UnitReceipt(
+                line_no=1, sku="A", unit=unit, evidence=Evidence.LABEL, verified=False
+            )
+            event = unit_of(number, unit, station=station).model_copy(update={"units": (receipt,)})
+        else:
+            event = unit_of(number, unit, station=station, disposition=kind, lane=kind)
+        batch.append(event)
+        if rng.random() < 0.15:
+            batch.append(event)  # redelivered
+    return batch
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_batches_on_rmas_sharing_an_order_line_write_what_one_by_one_writes(
+    two_dbs: tuple[Database, Database],
+    crediting: None,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+) -> None:
+    rng = random.Random(seed)  # nosec B311 (test data, not security)
+    shared = {"S001": 2, "S002": 1, "S003": 2}  # 5 units of one order line
+    for db in two_dbs:
+        _shared_order(db, sum(shared.values()))
+        with db.session() as s:
+            for number, quantity in shared.items():
+                draft = RmaDraft.model_validate(
+                    {
+                        "number": number,
+                        "order_ref": "O-SHARED",
+                        "reason": "changed_mind",
+                        "resolution": "refund",
+                        "lines": [{"sku": "A", "quantity": quantity, "gtin": PRODUCT_GTIN}],
+                    }
+                )
+                create_rma(s, CFG, draft, actor="api-key:shop", now=T0)
+    batch = _random_batch(rng, {**shared, "P001": 2, "P002": 1})
+    a, b, compare = _both(two_dbs, [("P001", 2), ("P002", 1)], batch, monkeypatch)
+    assert a == b
+    compare()
