@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,8 +22,9 @@ import pytest
 from sqlalchemy import select
 
 from gateway.db import Database
-from gateway.models import Base, Rma
+from gateway.models import Base, Credit, Rma, StationEvent
 from gateway.schemas import OrderDraft, RmaDraft
+from gateway.services import credits
 from gateway.services import events as events_service
 from gateway.services.events import Outcome, ingest_events
 from gateway.services.orders import create_order
@@ -328,3 +330,67 @@ def test_random_batches_on_rmas_sharing_an_order_line_write_what_one_by_one_writ
     a, b, compare = _both(two_dbs, [("P001", 2), ("P002", 1)], batch, monkeypatch)
     assert a == b
     compare()
+
+
+def _shared_rmas(db: Database) -> None:
+    _shared_order(db, 3)
+    with db.session() as s:
+        for number in ("S001", "S002", "S003"):
+            draft = RmaDraft.model_validate(
+                {
+                    "number": number,
+                    "order_ref": "O-SHARED",
+                    "reason": "changed_mind",
+                    "resolution": "refund",
+                    "lines": [{"sku": "A", "quantity": 1, "gtin": PRODUCT_GTIN}],
+                }
+            )
+            create_rma(s, CFG, draft, actor="api-key:shop", now=T0)
+
+
+def _amounts(db: Database) -> dict[str, tuple[int, int]]:
+    with db.session() as s:
+        rows = s.execute(select(Credit.rma_number, Credit.paid_cents, Credit.amount_cents)).all()
+    return {n: (p, a) for n, p, a in rows}
+
+
+def test_two_writers_crediting_units_of_one_order_line_at_once_take_distinct_shares(
+    two_dbs: tuple[Database, Database],
+    crediting: None,  # noqa: F811
+) -> None:
+    """A lead (or the other replica) credits S001 while a batch credits S002, another RMA
+    of the same order line: the shares must be those of the two credited one after the
+    other (they sum to what was paid), not the same share twice."""
+    together, in_turn = two_dbs
+    if together.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the batch waits for the lead's commit")
+    theirs, ours, last = unit_of("S001", 1), unit_of("S002", 1), unit_of("S003", 1)
+    for db in two_dbs:
+        _shared_rmas(db)
+    for event in (theirs, ours, last):  # one after the other
+        with in_turn.session() as s:
+            ingest_events(s, [event], received_at=T1)
+    with together.session() as s_other:
+        rma = load_for_change(s_other, "S001")
+        assert rma is not None
+        credits.apply_parcel(s_other, CFG, rma, theirs, actor="station:st1", now=T1)
+        s_other.add(StationEvent(**events_service.event_row(theirs, T1, rma.site)))
+        s_other.flush()
+        outcomes: list[Outcome] = []
+
+        def batch() -> None:  # meanwhile: another RMA, so its lock does not wait
+            with together.session() as s:
+                outcomes.extend(r.outcome for r in ingest_events(s, [ours], received_at=T1))
+
+        worker = threading.Thread(target=batch)
+        worker.start()
+        worker.join(1.0)  # (it waits for the site revision row, its credit computed)
+        s_other.commit()
+    worker.join(20)
+    assert not worker.is_alive()
+    assert outcomes == [Outcome.STORED]
+    with together.session() as s:
+        ingest_events(s, [last], received_at=T1)
+    expected = _amounts(in_turn)
+    assert sum(p for p, _a in expected.values()) == sum(p for p, _a in _amounts(together).values())
+    assert _amounts(together) == expected
