@@ -312,13 +312,32 @@ def deliver_due(
 
 
 def list_jobs(
-    session: Session, *, status: str | None = None, limit: int = 100
+    session: Session,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    sites: frozenset[str] | None = None,
 ) -> list[ConnectorJob]:
-    """Connector jobs (``status`` filter: pending, done, dead), newest first."""
+    """Connector jobs (``status`` filter: pending, done, dead), newest first.
+
+    ``sites``: only the jobs of these sites' RMAs (the payload's ``rma_number``; None:
+    every site).
+    """
     stmt = select(ConnectorJob).order_by(ConnectorJob.id.desc()).limit(limit)
+    if sites is not None:
+        theirs = select(Rma.number).where(Rma.site.in_(sorted(sites)))
+        stmt = stmt.where(ConnectorJob.payload["rma_number"].as_string().in_(theirs))
     if status is not None:
         stmt = stmt.where(ConnectorJob.status == status)
     return list(session.scalars(stmt))
+
+
+def job_site(session: Session, job: ConnectorJob) -> str | None:
+    """The site of the RMA the job is about (None: no RMA, or an unknown one)."""
+    number = (job.payload or {}).get("rma_number")
+    if not isinstance(number, str):
+        return None
+    return session.scalar(select(Rma.site).where(Rma.number == number))
 
 
 def replay(session: Session, job: ConnectorJob, *, now: datetime | None = None) -> None:

@@ -222,11 +222,21 @@ def history(session: Session, limit: int = 50, *, sites: list[str] | None = None
     return list(session.scalars(_of_sites(stmt, sites)))
 
 
-def acknowledge(session: Session, alarm_id: int, actor: str) -> Alarm | None:
-    """Acknowledge an alarm (once; later calls keep the first) and commit; None if unknown."""
+def acknowledge(
+    session: Session, alarm_id: int, actor: str, sites: frozenset[str] = frozenset()
+) -> Alarm | None:
+    """Acknowledge an alarm (once; later calls keep the first) and commit; None if unknown.
+
+    ``sites``: the sites the actor may use (empty: every site); an alarm of another
+    site's station is unknown to them (None, nothing changed).
+    """
     alarm = session.get(Alarm, alarm_id)
     if alarm is None:
         return None
+    if sites:
+        site = session.scalar(select(Station.site).where(Station.id == alarm.station))
+        if site not in sites:
+            return None
     if alarm.acknowledged_at is None:
         alarm.acknowledged_at = utcnow()
         alarm.acknowledged_by = actor

@@ -238,9 +238,11 @@ def _load_rmas(session: Session, numbers: Iterable[str], *, lock: bool) -> dict[
 def _preload_credit_terms(session: Session, rmas: Iterable[Rma]) -> list[object]:
     """Read what crediting the RMAs needs in a few queries; return the rows to keep alive.
 
-    The return reasons, the orders of their lines (with their lines), and the units
-    credited before per line (:func:`refund_terms.preload_credited`), so that crediting
-    each unit reads the identity map, not the database. The caller keeps the returned
+    The return reasons, the orders of their lines (with their lines; locked on
+    PostgreSQL, as :func:`refund_terms.lock_orders` does, before their units are
+    counted), and the units credited before per line
+    (:func:`refund_terms.preload_credited`), so that crediting each unit reads the
+    identity map, not the database. The caller keeps the returned
     objects referenced while it credits (the identity map holds them weakly).
     """
     rmas = list(rmas)
@@ -249,7 +251,11 @@ def _preload_credit_terms(session: Session, rmas: Iterable[Rma]) -> list[object]
     order_line_ids = sorted({ln.order_line_id for ln in lines if ln.order_line_id})
     if order_line_ids:
         orders = select(OrderLine.order_id).where(OrderLine.id.in_(order_line_ids))
-        kept.extend(session.scalars(select(Order).where(Order.id.in_(orders))))
+        stmt = select(Order).where(Order.id.in_(orders)).order_by(Order.id)
+        if session.get_bind().dialect.name == "postgresql":
+            # locked before their credited units are counted (refund_terms.lock_orders)
+            stmt = stmt.with_for_update(of=Order)
+        kept.extend(session.scalars(stmt))
     refund_terms.preload_credited(session, lines)
     return kept
 

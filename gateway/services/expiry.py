@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 def expire_overdue(
-    session: Session, settings: Settings, *, now: datetime | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    sites: frozenset[str] | None = None,
 ) -> list[str]:
     """Expire RMAs not received in time; commit.
 
@@ -29,6 +33,9 @@ def expire_overdue(
     unless its carrier reported it delivered to the warehouse (the goods are here: a
     lead finds it on the status page's overdue list instead). Each is announced
     (stations then send its parcel to quarantine) and reported by webhook.
+
+    ``sites``: only RMAs of these sites (None: every site; a caller limited to sites
+    expires only theirs).
 
     Returns:
         The numbers expired now, in revision order.
@@ -45,6 +52,7 @@ def expire_overdue(
                 and_(Rma.state == "in_transit", Rma.carrier_status != "delivered"),
             )
         )
+        .where(*([] if sites is None else [Rma.site.in_(sorted(sites))]))
         .order_by(Rma.revision)
     ).all()
     for rma in candidates:

@@ -412,9 +412,16 @@ def list_notifications(
     status: str | None = None,
     rma_number: str | None = None,
     limit: int = 100,
+    sites: frozenset[str] | None = None,
 ) -> list[Notification]:
-    """Notifications, newest first (``status``: pending, sending, sent, dead)."""
+    """Notifications, newest first (``status``: pending, sending, sent, dead).
+
+    ``sites``: only the e-mails of these sites' RMAs (None: every site).
+    """
     stmt = select(Notification).order_by(Notification.id.desc()).limit(limit)
+    if sites is not None:
+        theirs = select(Rma.number).where(Rma.site.in_(sorted(sites)))
+        stmt = stmt.where(Notification.rma_number.in_(theirs))
     if status is not None:
         stmt = stmt.where(Notification.status == status)
     if rma_number is not None:

@@ -114,6 +114,21 @@ def note_credited(session: Session, line: RmaLineRecord, quantity: int) -> None:
         counts[key] = counts.get(key, 0) + quantity
 
 
+def lock_orders(session: Session, order_ids: Iterable[int]) -> None:
+    """Lock the orders' rows until the transaction ends (PostgreSQL; in id order).
+
+    Whoever counts the units credited on an order's lines to credit the next ones holds
+    its order's row meanwhile, so two writers crediting RMAs of one order line (which do
+    not share an RMA lock) take their shares one after the other. SQLite has one writer
+    at a time already (nothing to do).
+    """
+    ids = sorted(set(order_ids))
+    if ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(Order.id).where(Order.id.in_(ids)).order_by(Order.id).with_for_update()
+        )
+
+
 def _credited_before(session: Session, line: RmaLineRecord) -> int | None:
     counts: dict[tuple[str, int], int] | None = session.info.get(CREDITED_KEY)
     return None if counts is None else counts.get(_credited_key(line))
@@ -139,6 +154,10 @@ def _terms(session: Session, rma: Rma, line: RmaLineRecord) -> tuple[OrderTerms,
     order = order_line.order
     number = next(i for i, ol in enumerate(order.lines, start=1) if ol.id == order_line.id)
     if before is None:
+        # another RMA of the order may be credited at the same moment (a lead, a batch of
+        # the other replica): the order row is locked (PostgreSQL) before its units are
+        # counted, so each unit takes the next share, never one another writer took too
+        lock_orders(session, [order.id])
         before = session.scalar(
             select(func.coalesce(func.sum(Credit.quantity), 0))
             .join(RmaLineRecord, RmaLineRecord.id == Credit.rma_line_id)

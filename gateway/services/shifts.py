@@ -175,13 +175,23 @@ def _mode_seconds(
 
 
 def shift_report(
-    session: Session, settings: Settings, window: Window, now: datetime
+    session: Session,
+    settings: Settings,
+    window: Window,
+    now: datetime,
+    sites: list[str] | None = None,
 ) -> list[ShiftRow]:
-    """Every known station's figures for ``window`` (up to ``now`` while it runs), by id."""
+    """Every known station's figures for ``window`` (up to ``now`` while it runs), by id.
+
+    ``sites``: only the stations of these sites (None: every station).
+    """
     end = min(window.end, max(now, window.start))
     elapsed = (end - window.start).total_seconds()
     rows = []
-    for station in session.scalars(select(Station.id).order_by(Station.id)):
+    stations = select(Station.id).order_by(Station.id)
+    if sites is not None:
+        stations = stations.where(Station.site.in_(sites))
+    for station in session.scalars(stations):
         row = ShiftRow(window.label, window.start.isoformat(), window.end.isoformat(), station)
         row.elapsed_s = round(elapsed, 1)
         row.seconds = _mode_seconds(session, station, window.start, end)

@@ -156,12 +156,21 @@ def deliver_due(
 
 
 def list_deliveries(
-    session: Session, *, status: str | None = None, limit: int = 100
+    session: Session,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    sites: frozenset[str] | None = None,
 ) -> list[WebhookDelivery]:
-    """Return deliveries (``status`` filter: pending, delivered, dead), newest first."""
+    """Return deliveries (``status`` filter: pending, delivered, dead), newest first.
+
+    ``sites``: only deliveries of these sites (the message's ``site``; None: every site).
+    """
     stmt = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit)
     if status is not None:
         stmt = stmt.where(WebhookDelivery.status == status)
+    if sites is not None:
+        stmt = stmt.where(WebhookDelivery.payload["site"].as_string().in_(sorted(sites)))
     return list(session.scalars(stmt))
 
 

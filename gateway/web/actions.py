@@ -217,7 +217,7 @@ async def approve(
 @router.post("/alarms/{alarm_id}/ack")
 async def acknowledge(alarm_id: AlarmId, session: SessionDep, user: Caller) -> Response:
     """A lead acknowledges an alarm."""
-    alarm = alarm_service.acknowledge(session, alarm_id, user.name)
+    alarm = alarm_service.acknowledge(session, alarm_id, user.name, user.sites)
     if alarm is None:
         return Response("unknown alarm", status_code=404)
     return _back("acknowledged", "alarms")

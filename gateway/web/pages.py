@@ -67,7 +67,10 @@ def section_context(
         }
     if name == "shift":
         window = shifts.current_shift(settings, now)
-        return {"shift": window, "shift_rows": shifts.shift_report(session, settings, window, now)}
+        return {
+            "shift": window,
+            "shift_rows": shifts.shift_report(session, settings, window, now, sites),
+        }
     if name == "expected":
         return {
             "expected": expected.expected_parcels(session, settings, now, sites=sites),

@@ -47,7 +47,7 @@ def list_alarms(
 @router.post("/{alarm_id}/ack")
 def ack(alarm_id: AlarmId, session: SessionDep, principal: Caller) -> dict[str, Any]:
     """Acknowledge an alarm (the first acknowledgement is kept)."""
-    alarm = alarms.acknowledge(session, alarm_id, principal.name)
+    alarm = alarms.acknowledge(session, alarm_id, principal.name, principal.sites)
     if alarm is None:
         raise HTTPException(404, detail=f"unknown alarm {alarm_id}")
     return _out(alarm)

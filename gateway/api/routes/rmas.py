@@ -241,9 +241,12 @@ def post_rma(
 
 
 @router.post("/expire-overdue", response_model=list[str])
-def post_expire_overdue(session: SessionDep, settings: SettingsDep, _who: Caller) -> list[str]:
-    """Expire overdue RMAs now (also done every ``RS_EXPIRY_CHECK_S``); returns numbers."""
-    return expire_overdue(session, settings)
+def post_expire_overdue(session: SessionDep, settings: SettingsDep, who: Caller) -> list[str]:
+    """Expire overdue RMAs now (also done every ``RS_EXPIRY_CHECK_S``); returns numbers.
+
+    A caller limited to sites expires only their sites' RMAs.
+    """
+    return expire_overdue(session, settings, sites=who.sites or None)
 
 
 @router.get("/{number}", response_model=RmaOut, responses=_ERRORS)

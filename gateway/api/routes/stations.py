@@ -19,6 +19,7 @@ from gateway.api.schemas import (
     StationList,
     StationOut,
 )
+from gateway.models import Station
 from gateway.services.commands import CommandRefused, recent_commands, send_command
 from gateway.services.events import lane_counts, lanes_by_station, list_events
 from gateway.services.shifts import current_shift, shift_csv, shift_report, shift_window
@@ -88,10 +89,17 @@ def post_command(
 def read_commands(
     station: StationId,
     session: SessionDep,
-    _who: Caller,
+    who: Caller,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> list[CommandOut]:
-    """The newest commands sent to a station with their replies, newest first."""
+    """The newest commands sent to a station with their replies, newest first.
+
+    404 for a station of a site the caller may not see (for a caller limited to sites).
+    """
+    if who.sites:
+        known = session.get(Station, station)
+        if known is None or not who.may_use(known.site):
+            raise HTTPException(404, detail=f"unknown station {station[:64]!r}")
     return [CommandOut.model_validate(c) for c in recent_commands(session, station, limit)]
 
 
@@ -100,6 +108,7 @@ def read_shift_report(
     session: SessionDep,
     settings: SettingsDep,
     _who: Caller,
+    sites: SiteFilter,
     day: Annotated[date | None, Query(description="Local day the shift starts on")] = None,
     shift: Annotated[int | None, Query(ge=0, le=7, description="Index in RS_SHIFTS")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
@@ -107,7 +116,8 @@ def read_shift_report(
     """Per station: availability, throughput and quality of one shift.
 
     See :mod:`gateway.services.shifts`; without ``day`` and ``shift``: the shift running
-    now. ``format=csv`` for CSV. 422: a shift index the settings do not have.
+    now. ``format=csv`` for CSV. 422: a shift index the settings do not have. ``?site=``:
+    one site's stations; a caller limited to sites sees only theirs.
     """
     now = datetime.now(UTC)
     if day is None and shift is None:
@@ -116,7 +126,7 @@ def read_shift_report(
         raise HTTPException(422, detail="give day and shift (an index of RS_SHIFTS) together")
     else:
         window = shift_window(settings, day, shift)
-    rows = shift_report(session, settings, window, now)
+    rows = shift_report(session, settings, window, now, sites)
     if format == "csv":
         return Response(shift_csv(rows), media_type="text/csv")
     return {"shift": window.label, "rows": [asdict(r) for r in rows]}

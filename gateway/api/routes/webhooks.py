@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import select
 
-from gateway.api.deps import Caller, SessionDep, SettingsDep
+from gateway.api.deps import Caller, SessionDep, SettingsDep, require_site
 from gateway.api.schemas import (
     DeliveryList,
     DeliveryOut,
@@ -26,14 +26,17 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 @router.get("/deliveries", response_model=DeliveryList)
 def read_deliveries(
     session: SessionDep,
-    _who: Caller,
+    who: Caller,
     status_: Annotated[
         Literal["pending", "delivered", "dead"] | None, Query(alias="status")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> DeliveryList:
-    """Deliveries, newest first; ``status=dead`` is the dead-letter list."""
-    rows = list_deliveries(session, status=status_, limit=limit)
+    """Deliveries, newest first; ``status=dead`` is the dead-letter list.
+
+    A caller limited to sites sees only their sites' deliveries.
+    """
+    rows = list_deliveries(session, status=status_, limit=limit, sites=who.sites or None)
     return DeliveryList(deliveries=[DeliveryOut.model_validate(d) for d in rows])
 
 
@@ -43,12 +46,18 @@ def read_deliveries(
     responses={404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
 )
 def post_replay(
-    delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, _who: Caller
+    delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, who: Caller
 ) -> DeliveryOut:
-    """Queue a dead delivery again with a fresh attempt budget (409 if it is not dead)."""
+    """Queue a dead delivery again with a fresh attempt budget (409 if it is not dead).
+
+    404 for a delivery of a site the caller may not use.
+    """
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no delivery {delivery_id}")
+    site = (delivery.payload or {}).get("site")
+    if isinstance(site, str):
+        require_site(who, site, f"delivery {delivery_id}")
     try:
         replay(session, delivery)
     except NotReplayable as exc:
