@@ -1108,11 +1108,12 @@ class Run:
         if disagree:
             f.append(f"station reported another lane than the belt saw: {disagree}")
         wrong_reason = [
-            r.index
+            f"{r.index}: {r.reason} in {r.actual_lane}, expected {r.expected_reason}"
             for r in rs
             if not r.affected_by and r.reason is not None and r.reason != r.expected_reason
         ]
         if wrong_reason:
+            # which reason it got says why (e.g. ambiguous_read: a read's timing was uncertain)
             f.append(f"reason differs from the expected one for parcels {wrong_reason}")
         expect = sc.expect
         if expect.lanes is not None and expect.lanes != report.lane_counts:

@@ -72,7 +72,8 @@ def test_c9_black_camera_grades_without_photo_by_policy(
     # the planner expects known parcels in restock (reason matched): both "mis-sorted", by policy
     assert report.failures == [
         "2 parcel(s) mis-sorted",
-        "reason differs from the expected one for parcels [1, 2]",
+        "reason differs from the expected one for parcels ['1: unknown_grade in quarantine, "
+        "expected matched', '2: unknown_grade in quarantine, expected matched']",
     ]
     assert report.lane_counts == {"quarantine": 2}
     assert [(r.actual_lane, r.reason) for r in report.parcels] == [
