@@ -75,7 +75,8 @@ typecheck: venv
 bench: venv
 	$(BIN)/python -m benchmarks $(ARGS)
 
-## Load-sensitive acceptance runs left out of `make test` (tests marked soak: test_timing.py).
+## Runs left out of `make test` (tests marked soak): the load-sensitive timing acceptance
+## (test_timing.py) and the outages scenario (its parts have faster tests in `make test`).
 soak: venv
 	$(BIN)/pytest -m soak $(ARGS)
 

@@ -65,6 +65,11 @@ def assert_safe(report: Report) -> None:
             assert f.resync_s is not None and f.resync_s >= 0, f
 
 
+# `make soak`, not `make test` (the suite's 15-minute budget): each part has a faster test
+# of its own in `make test` (broker down at start: tests/gateway/test_gateway_outage.py; a
+# gateway killed after creating RMAs: tests/link/test_link_gateway_kill.py; the station's
+# outbox across a broker outage mid-run: the station-kill scenario below).
+@pytest.mark.soak
 def test_broker_and_gateway_outages_lose_nothing(tmp_path: Path) -> None:
     report = run_scenario("outages", tmp_path)
     assert_safe(report)
