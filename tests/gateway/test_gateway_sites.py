@@ -167,26 +167,17 @@ def test_upgrade_from_0013_gives_existing_rows_the_site_it_served(
         db.dispose()
 
 
+@pytest.mark.parametrize(
+    ("counter_kept", "expected"),
+    [
+        # an installer who sets the new name before upgrading must not move the old rows
+        # away from the site their stations' topics named ("east", its revision counter)
+        (True, "east"),
+        (False, "west"),  # no counter: RS_SITE says which site the rows were served under
+    ],
+)
 def test_upgrade_takes_the_served_site_before_rs_site(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # an installer who sets the new name before upgrading must not move the old rows
-    # away from the site their stations' topics named ("east", its revision counter)
-    monkeypatch.setenv("RS_SITE", "west")
-    db = Database(f"sqlite:///{tmp_path / 'g.db'}")
-    try:
-        upgrade(db.engine, "0013")
-        with db.engine.begin() as conn:
-            _old_rows(conn)
-        db.migrate()
-        with db.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT site FROM rmas")).scalars().all() == ["east"]
-    finally:
-        db.dispose()
-
-
-def test_upgrade_without_a_revision_counter_takes_rs_site(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter_kept: bool, expected: str
 ) -> None:
     monkeypatch.setenv("RS_SITE", "west")
     db = Database(f"sqlite:///{tmp_path / 'g.db'}")
@@ -194,10 +185,11 @@ def test_upgrade_without_a_revision_counter_takes_rs_site(
         upgrade(db.engine, "0013")
         with db.engine.begin() as conn:
             _old_rows(conn)
-            conn.execute(sa.text("DELETE FROM site_revision"))
+            if not counter_kept:
+                conn.execute(sa.text("DELETE FROM site_revision"))
         db.migrate()
         with db.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT site FROM rmas")).scalars().all() == ["west"]
+            assert conn.execute(sa.text("SELECT site FROM rmas")).scalars().all() == [expected]
     finally:
         db.dispose()
 
