@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from edge.daemon import StationDaemon
 from edge.drivers.rfid import TagRead
 from simulator.belt import Belt, GateSpot, PinIO
@@ -14,6 +16,8 @@ from simulator.harness import attach_rfid_emulator, station_config
 from simulator.hw import fake_modules
 from simulator.hw.camera import write_video
 from simulator.scenario import Scenario, SimParcel
+
+pytestmark = pytest.mark.realtime  # a real-time belt: run one at a time (Makefile)
 
 
 def test_belt_shows_tags_and_labels_to_the_real_drivers(tmp_path: Path) -> None:

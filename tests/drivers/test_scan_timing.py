@@ -37,6 +37,8 @@ CAMERA = RmaLine(
     line_no=1, sku="CAM", quantity=2, gtin="09501101020917", serial="SN0001", unit_value_cents=999
 )
 
+pytestmark = pytest.mark.realtime  # a real-time belt: run one at a time (Makefile)
+
 
 class Station:
     """The daemon (not started: the test feeds it) and its scanner on a stallable port."""

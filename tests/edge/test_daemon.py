@@ -295,6 +295,7 @@ def test_a_full_lane_overflows_into_its_overflow_lane_on_the_real_daemon(
         daemon.stop()
 
 
+@pytest.mark.realtime  # parcels on a real-time belt: run one at a time (Makefile)
 def test_an_ntp_step_mid_run_keeps_records_true_utc_and_gates_on_time(
     tmp_path: Path, scanner_pty: str
 ) -> None:

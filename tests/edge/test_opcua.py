@@ -99,6 +99,7 @@ async def call(client: Client, method: str, *args: object) -> Any:
     return await station.call_method(f"{idx}:{method}", *args)
 
 
+@pytest.mark.realtime  # parcels on a real-time belt: run one at a time (Makefile)
 def test_counters_during_a_run_and_resume_after_a_jam(
     station: tuple[StationDaemon, str], certs: dict[str, tuple[Path, Path]]
 ) -> None:

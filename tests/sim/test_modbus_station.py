@@ -24,6 +24,8 @@ from simulator.testing import (
     wait_until,
 )
 
+pytestmark = pytest.mark.realtime  # a real-time belt: run one at a time (Makefile)
+
 REPO = Path(__file__).resolve().parents[2]
 SPEED_MM_S, LENGTH_MM, SCAN_MM, GATE_MM, COIL = 2000, 2500, 400, 1500, 3
 OUTAGE_MS, RESTORE_MS = 2000.0, 3000.0

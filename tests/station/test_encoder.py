@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from edge.daemon import StationDaemon
 from edge.drivers.framing import ScanFrame
 from edge.station.encoder import EncoderSampler
@@ -84,6 +86,7 @@ def run_belt(daemon: StationDaemon, parcels: list[Parcel], stop: threading.Event
         time.sleep(0.0005)
 
 
+@pytest.mark.realtime  # parcels on a real-time belt: run one at a time (Makefile)
 def test_speed_changes_after_the_decision_sort_with_no_mis_sort(
     tmp_path: Path, scanner_pty: str
 ) -> None:
