@@ -14,11 +14,20 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, noload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from gateway.models import Order, OrderLine, ReturnReason, Rma, Station, StationEvent, utcnow
+from gateway.models import (
+    Order,
+    OrderLine,
+    ReturnReason,
+    Rma,
+    RmaLineRecord,
+    Station,
+    StationEvent,
+    utcnow,
+)
 from gateway.security.event_checks import Refusal, check_event
 from gateway.services import credits, refund_terms, webhooks
 from gateway.services.announcements import announceable, to_announcement
@@ -207,17 +216,26 @@ def _insert_new_events(
     table = cast(Table, StationEvent.__table__)
     stmt = (
         insert(table)
-        .values([event_row(e, now, site) for e in events])
         .on_conflict_do_nothing(index_elements=[table.c.event_id])
         .returning(table.c.event_id)
     )
-    return set(session.execute(stmt).scalars())
+    # executemany ("insertmanyvalues": the statement compiled once and cached, sent in
+    # pages of many rows), not insert().values(list), which is compiled anew per batch
+    rows = [event_row(e, now, site) for e in events]
+    return set(session.execute(stmt, rows).scalars())
 
 
-def _load_rmas(session: Session, numbers: Iterable[str], *, lock: bool) -> dict[str, Rma]:
-    """The RMAs named, with their lines, units, transitions and catalogue, by number.
+def _load_rmas(
+    session: Session, numbers: Iterable[str], *, lock: bool, for_screen: bool = False
+) -> dict[str, Rma]:
+    """The RMAs named, with their lines, units and catalogue, by number.
 
-    One query (and one per relationship); ``lock``: ``SELECT ... FOR UPDATE`` in id order
+    One query (and one per relationship). The stored transitions are not read
+    (``noload``): the batch only appends new ones, and
+    :func:`gateway.services.lifecycle.fired_since_recorded` looks at those only.
+    ``for_screen``: the lines' units are not read either (the announcement and the
+    event checks need the lines and their catalogue entries only; the objects are
+    for reading, never changed). ``lock``: ``SELECT ... FOR UPDATE`` in id order
     (PostgreSQL), so two batches lock their common RMAs in the same order and a lead's
     decision waits for this transaction, as :func:`load_for_change` does for one RMA.
     """
@@ -228,8 +246,11 @@ def _load_rmas(session: Session, numbers: Iterable[str], *, lock: bool) -> dict[
         select(Rma)
         .where(Rma.number.in_(wanted))
         .order_by(Rma.id)
+        .options(noload(Rma.transitions))
         .execution_options(populate_existing=True)
     )
+    if for_screen:
+        stmt = stmt.options(selectinload(Rma.lines).noload(RmaLineRecord.units))
     if lock:
         stmt = stmt.with_for_update(of=Rma)
     return {rma.number: rma for rma in session.scalars(stmt)}
@@ -593,7 +614,8 @@ def screen_events(
     """
     if sites is not None and len(sites) != len(events):
         raise ValueError("one site per event")
-    rmas = _load_rmas(session, (e.rma_number for e in events if e.rma_number), lock=False)
+    numbers = (e.rma_number for e in events if e.rma_number)
+    rmas = _load_rmas(session, numbers, lock=False, for_screen=True)
     announced = {n: to_announcement(r) for n, r in rmas.items() if announceable(r)}
     refusals: list[Refusal | None] = []
     for i, event in enumerate(events):

@@ -24,6 +24,7 @@ from gateway.models import (
     Credit,
     Rma,
     RmaLineRecord,
+    RmaTransition,
     SiteRevision,
     StationEvent,
     StockMovement,
@@ -32,7 +33,13 @@ from gateway.models import (
 from gateway.schemas import RmaDraft
 from gateway.services import credits
 from gateway.services import events as events_service
-from gateway.services.events import Outcome, ingest_events, screen_event, screen_events
+from gateway.services.events import (
+    Outcome,
+    ingest_event,
+    ingest_events,
+    screen_event,
+    screen_events,
+)
 from gateway.services.rma_writer import load_for_change
 from gateway.services.rmas import create_rma
 from gateway.services.webhook_endpoints import ensure_configured
@@ -309,9 +316,43 @@ def test_batch_statements_do_not_grow_with_the_batch_on_postgresql(
         sent.append(Counter(statements))
     assert credits_by_rma(anydb) == Counter(numbers)
     assert sent[1] == sent[0]  # 40 events cost what 20 do
-    # reads: the RMAs locked, their lines, units, transitions, catalogue, the endpoints,
-    # the reasons, the credited counts; one INSERT per table (events, units, credits,
-    # stock, transitions, webhooks, announcements); one UPDATE each (executemany) of the
-    # RMAs (version-checked), their lines, the site revision, the station
-    assert sent[0] == Counter({"SELECT": 8, "INSERT": 7, "UPDATE": 4})
+    # reads: the RMAs locked, their lines, units, catalogue, the endpoints, the reasons,
+    # the credited counts (not their stored transitions: the batch only appends); one
+    # INSERT per table (events, units, credits, stock, transitions, webhooks,
+    # announcements); one UPDATE each (executemany) of the RMAs (version-checked), their
+    # lines, the site revision, the station
+    assert sent[0] == Counter({"SELECT": 7, "INSERT": 7, "UPDATE": 4})
+    assert one_by_one == []
+
+
+def test_batch_writes_the_transitions_of_the_one_by_one_path_and_keeps_the_stored_ones(
+    anydb: Database, crediting: None, one_by_one: list[int]
+) -> None:
+    # the batch does not read the stored transitions (it only appends): the RMA's history
+    # must still be what the one-event path leaves, the earlier rows kept once each
+    make_rmas(anydb, ["H001", "H002"], quantity=2)
+    make_rmas(anydb, ["K001", "K002"], quantity=2)
+    with anydb.session() as s:
+        ingest_events(s, [parcel("H001", "st1", 1), second_unit("H001"), parcel("H002", "st1", 3)])
+    for event in (parcel("K001", "st1", 4), second_unit("K001"), parcel("K002", "st1", 6)):
+        with anydb.session() as s:
+            assert ingest_event(s, event)
+
+    def history(number: str) -> list[tuple[str, str, str]]:
+        with anydb.session() as s:
+            rows = s.execute(
+                select(RmaTransition.trigger, RmaTransition.from_state, RmaTransition.to_state)
+                .join(Rma, Rma.id == RmaTransition.rma_id)
+                .where(Rma.number == number)
+                .order_by(RmaTransition.id)
+            ).all()
+        return [(t, f, to) for t, f, to in rows]
+
+    assert history("H001") == history("K001")
+    assert history("H002") == history("K002")
+    # created and authorised once each, then the two parcels (partly, then fully received)
+    h001 = [r[2] for r in history("H001")]
+    assert h001.count("authorized") == 1
+    assert h001[-2:] == ["graded", "refunded"]
+    assert "partially_received" in h001
     assert one_by_one == []
