@@ -18,6 +18,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Resp
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import (
     Caller,
@@ -30,6 +31,7 @@ from gateway.api.deps import (
     require_site,
 )
 from gateway.api.schemas import ProblemOut, RmaList, RmaOut
+from gateway.db import Database
 from gateway.models import Rma
 from gateway.schemas import (
     DecisionRequest,
@@ -55,6 +57,7 @@ from gateway.services.rmas import (
     receive_units,
     transition_rma,
 )
+from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +161,7 @@ def _conflict(session: SessionDep, number: str, exc: Exception) -> JSONResponse:
         422: _ERRORS[422],
     },
 )
-def post_rma(
+async def post_rma(
     draft: RmaDraft,
     request: Request,
     response: Response,
@@ -183,9 +186,26 @@ def post_rma(
 
     One transaction and one commit per creation: the RMA, its writer-path rows, the
     idempotent response and the audit row of the request commit together. The session
-    is opened here, in the endpoint's worker thread (not by a generator dependency,
-    whose set-up and tear-down would each cost a thread round trip).
+    is opened in the one worker-thread call that does all of the request's database work
+    (the endpoint itself is async: no generator dependency, whose set-up and tear-down
+    would each cost a thread round trip, and the response is validated on the event
+    loop instead of in a second worker-thread call).
     """
+    return await run_in_threadpool(
+        _post_rma, draft, request, response, db, settings, principal, idempotency_key
+    )
+
+
+def _post_rma(
+    draft: RmaDraft,
+    request: Request,
+    response: Response,
+    db: Database,
+    settings: Settings,
+    principal: Principal,
+    idempotency_key: str | None,
+) -> Any:
+    """:func:`post_rma`'s work, in a worker thread: the view of the RMA, or a response."""
     digest = idempotency.request_hash("POST", router.prefix, draft.model_dump(mode="json"))
     with db.session() as session:
         if idempotency_key:
