@@ -14,7 +14,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, noload, selectinload
+from sqlalchemy.orm import Session, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -246,14 +246,21 @@ def _load_rmas(
         select(Rma)
         .where(Rma.number.in_(wanted))
         .order_by(Rma.id)
-        .options(noload(Rma.transitions))
+        .options(lazyload(Rma.transitions))
         .execution_options(populate_existing=True)
     )
     if for_screen:
-        stmt = stmt.options(selectinload(Rma.lines).noload(RmaLineRecord.units))
+        # never touched by the screen; read only if something asks (lazy, still correct)
+        stmt = stmt.options(selectinload(Rma.lines).lazyload(RmaLineRecord.units))
     if lock:
         stmt = stmt.with_for_update(of=Rma)
-    return {rma.number: rma for rma in session.scalars(stmt)}
+    rmas = {rma.number: rma for rma in session.scalars(stmt)}
+    for rma in rmas.values():
+        # the stored transitions, unread, stand as an empty committed collection: the
+        # batch only appends (flushed as inserts); SQLAlchemy's deprecated noload() did
+        # the same. These objects live for this batch only (a request reads them anew).
+        set_committed_value(rma, "transitions", [])
+    return rmas
 
 
 def _preload_credit_terms(session: Session, rmas: Iterable[Rma]) -> list[object]:
