@@ -318,11 +318,9 @@ class _Belt:
         left[:, 0] = 1.0
         left[:, 1] = y
         left[:, 2:] = y[:, None] * p[2] + (y * y)[:, None] * p[4]
-        right = np.zeros((5, w, 3), np.float32)  # (term, column, channel)
+        right = _one_hot(w).copy()  # (term, column, channel): rows 2..4 one-hot channels
         right[0] = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]
         right[1] = x[:, None] * p[5]
-        for ch in range(3):
-            right[2 + ch, :, ch] = 1.0
         flat = right.reshape(5, -1)
         img: Any = np.empty((h, 3 * w), np.float32)
         # In row blocks under OpenBLAS's threading threshold (m n k < 2^18): the product
@@ -338,6 +336,16 @@ class _Belt:
     def at(self, xy: Any) -> Any:
         """The belt surface colour (n, 3) at image points ``xy`` (n, 2)."""
         return (_design(xy, self.size) @ self.plane).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _one_hot(w: int) -> Any:
+    """(5, w, 3) float32: rows 0..1 zero, row 2 + c one in channel c (:meth:`_Belt.image`)."""
+    right = np.zeros((5, w, 3), np.float32)
+    for ch in range(3):
+        right[2 + ch, :, ch] = 1.0
+    right.setflags(write=False)
+    return right
 
 
 def _design(xy: Any, size: Any) -> Any:
