@@ -318,11 +318,9 @@ class _Belt:
         left[:, 0] = 1.0
         left[:, 1] = y
         left[:, 2:] = y[:, None] * p[2] + (y * y)[:, None] * p[4]
-        right = np.zeros((5, w, 3), np.float32)  # (term, column, channel)
+        right = _one_hot(w).copy()  # (term, column, channel): rows 2..4 one-hot channels
         right[0] = p[0] + x[:, None] * p[1] + (x * x)[:, None] * p[3]
         right[1] = x[:, None] * p[5]
-        for ch in range(3):
-            right[2 + ch, :, ch] = 1.0
         flat = right.reshape(5, -1)
         img: Any = np.empty((h, 3 * w), np.float32)
         # In row blocks under OpenBLAS's threading threshold (m n k < 2^18): the product
@@ -338,6 +336,16 @@ class _Belt:
     def at(self, xy: Any) -> Any:
         """The belt surface colour (n, 3) at image points ``xy`` (n, 2)."""
         return (_design(xy, self.size) @ self.plane).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _one_hot(w: int) -> Any:
+    """(5, w, 3) float32: rows 0..1 zero, row 2 + c one in channel c (:meth:`_Belt.image`)."""
+    right = np.zeros((5, w, 3), np.float32)
+    for ch in range(3):
+        right[2 + ch, :, ch] = 1.0
+    right.setflags(write=False)
+    return right
 
 
 def _design(xy: Any, size: Any) -> Any:
@@ -659,7 +667,9 @@ def _profiles(
     """(median edge contrast, share of the outline with an edge, edge sigma in mm)."""
     c = contour_px
     closed = np.vstack([c, c[:1]])
-    seg = np.sqrt(np.sum(np.diff(closed, axis=0) ** 2, axis=1))
+    step_xy = closed[1:] - closed[:-1]
+    sx, sy = step_xy[:, 0], step_xy[:, 1]
+    seg = np.sqrt(sx * sx + sy * sy)  # np.sum of the squares over 2 columns, without its overhead
     arc = np.concatenate([[0.0], np.cumsum(seg)])
     total = float(arc[-1])
     if total <= 0:
@@ -668,7 +678,8 @@ def _profiles(
     pts = np.column_stack([np.interp(at, arc, closed[:, 0]), np.interp(at, arc, closed[:, 1])])
     tangent = _shift(pts, 1) - _shift(pts, -1)
     normal = np.column_stack([tangent[:, 1], -tangent[:, 0]])
-    normal /= np.maximum(np.sqrt(np.sum(normal**2, axis=1, keepdims=True)), 1e-9)
+    nx, ny = normal[:, 0:1], normal[:, 1:2]
+    normal /= np.maximum(np.sqrt(nx * nx + ny * ny), 1e-9)
     if float(np.sum(normal * (pts - pts.mean(axis=0)))) < 0:
         normal = -normal
     t = np.arange(-PROFILE_HALF_PX, PROFILE_HALF_PX + 1, dtype=np.float32)
@@ -877,8 +888,10 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
     label, grey = label[box], grey[box]
     inside = cv2.erode(label, _K3)
     med = _hist_median(grey, inside)
-    dark = ((grey < 0.5 * med) & (inside > 0)).astype(np.uint8)
-    if not np.any(dark):
+    # grey < med / 2 for integer grey levels: grey <= ceil(med / 2) - 1 (0 / 255 mask)
+    below = cv2.threshold(grey, math.ceil(0.5 * med) - 1, 255, cv2.THRESH_BINARY_INV)[1]
+    dark = cv2.bitwise_and(below, inside)
+    if not cv2.countNonZero(dark):
         return 0
     width = 2.0 * cv2.distanceTransform(dark, cv2.DIST_L2, 3) - 1.0
     thick = (width * mm_per_px_work >= t.stroke_max_mm).astype(np.uint8)

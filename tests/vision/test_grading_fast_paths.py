@@ -12,6 +12,7 @@ import math
 import cv2
 import numpy as np
 
+from edge.sorter.grading import GradingThresholds
 from edge.vision import grading
 
 
@@ -78,3 +79,46 @@ def test_belt_surface_in_row_blocks_is_the_single_product() -> None:
     plain = np.clip((left @ right.reshape(5, -1)).reshape(h, w, 3), 0, 255).astype(np.uint8)
     assert img.dtype == np.uint8 and img.shape == (h, w, 3)
     assert np.array_equal(img, plain)
+
+
+def _plain_label_holes(
+    grey: np.ndarray, label: np.ndarray, stroke_max_mm: float, mmpp: float
+) -> int:
+    """The label holes as the grader took them before the uint8 threshold (numpy masks)."""
+    x, y, w, h = cv2.boundingRect(label)
+    box = slice(max(0, y - 1), y + h + 1), slice(max(0, x - 1), x + w + 1)
+    label, grey = label[box], grey[box]
+    inside = cv2.erode(label, np.ones((3, 3), np.uint8))
+    med = grading._hist_median(grey, inside)
+    dark = ((grey < 0.5 * med) & (inside > 0)).astype(np.uint8)
+    if not np.any(dark):
+        return 0
+    width = 2.0 * cv2.distanceTransform(dark, cv2.DIST_L2, 3) - 1.0
+    thick = (width * mmpp >= stroke_max_mm).astype(np.uint8)
+    if not np.any(thick):
+        return 0
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    has_thick = np.bincount(labels[thick > 0], minlength=count) > 0
+    has_thick[0] = False
+    return int(stats[has_thick, cv2.CC_STAT_AREA].sum())
+
+
+def test_label_holes_by_uint8_threshold_are_those_of_the_float_comparison() -> None:
+    t = GradingThresholds()
+    rng = np.random.default_rng(23)
+    counted = 0
+    for _ in range(40):
+        grey = np.full((90, 140), int(rng.integers(120, 250)), np.uint8)
+        label = np.zeros_like(grey)
+        cv2.rectangle(label, (10, 8), (120, 80), 255, cv2.FILLED)
+        for _ in range(int(rng.integers(0, 8))):  # bars (thin) and holes (thick)
+            x, y = int(rng.integers(12, 110)), int(rng.integers(10, 70))
+            w, h = int(rng.integers(1, 14)), int(rng.integers(2, 12))
+            level = int(rng.integers(0, 140))
+            cv2.rectangle(grey, (x, y), (x + w, y + h), level, cv2.FILLED)
+        grey = cv2.add(grey, rng.integers(0, 6, grey.shape, dtype=np.uint8))
+        mmpp = float(rng.uniform(0.8, 2.5))
+        fast = grading._label_holes(grey, label, t, mmpp)
+        assert fast == _plain_label_holes(grey, label, t.stroke_max_mm, mmpp)
+        counted += fast > 0
+    assert counted > 5  # the masks held holes, not only bars
