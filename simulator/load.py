@@ -183,22 +183,20 @@ PRODUCT_GTIN = "4006381333931"
 """The EAN-13 every load-test RMA line declares and every parcel's unit is verified by."""
 
 
-def parcel(number: str, station: str, parcel_id: int) -> ParcelEvent:
-    """A parcel of RMA ``number`` whose one unit (line 1, SKU A) was verified by GTIN."""
-    return ParcelEvent(
-        event_id=uuid.uuid4().hex,
-        station=station,
-        parcel_id=parcel_id,
-        inducted_at=datetime.now(UTC),
-        length_mm=300.0,
-        barcode=number,
-        rma_number=number,
-        lane="restock",
-        disposition="restock",
-        reason="matched",
-        diverted=True,
-        divert_confirmed=True,
-        units=(
+def parcel(
+    number: str,
+    station: str,
+    parcel_id: int,
+    units: tuple[UnitReceipt, ...] | None = None,
+    inducted_at: datetime | None = None,
+) -> ParcelEvent:
+    """A restocked, diverted parcel of RMA ``number`` proving ``units``.
+
+    ``units`` default: its one unit (line 1, SKU A) verified by GTIN :data:`PRODUCT_GTIN`;
+    ``inducted_at`` default: now (UTC).
+    """
+    if units is None:
+        units = (
             UnitReceipt(
                 line_no=1,
                 sku="A",
@@ -207,7 +205,21 @@ def parcel(number: str, station: str, parcel_id: int) -> ParcelEvent:
                 verified=True,
                 identifier=PRODUCT_GTIN.zfill(14),
             ),
-        ),
+        )
+    return ParcelEvent(
+        event_id=uuid.uuid4().hex,
+        station=station,
+        parcel_id=parcel_id,
+        inducted_at=inducted_at or datetime.now(UTC),
+        length_mm=300.0,
+        barcode=number,
+        rma_number=number,
+        lane="restock",
+        disposition="restock",
+        reason="matched",
+        diverted=True,
+        divert_confirmed=True,
+        units=units,
     )
 
 

@@ -12,7 +12,6 @@ False), takes over. The expected credits come from the RMA lines this test creat
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from gateway.schemas import RmaDraft
 from gateway.services.rmas import create_rma
 from gateway.settings import Settings
 from protocol import Evidence, ParcelEvent, Topics, UnitReceipt, encode
-from simulator.load import PRODUCT_GTIN
+from simulator.load import PRODUCT_GTIN, parcel
 from simulator.procs import GatewayProcess
 from simulator.testing import wait_until
 from tests.gateway.conftest import pg_database
@@ -64,20 +63,8 @@ def parcel_of(number: str, i: int) -> ParcelEvent:
         for line_no, line in enumerate(lines_of(i), start=1)
         for unit in range(1, line["quantity"] + 1)
     ]
-    return ParcelEvent(
-        event_id=uuid.uuid4().hex,
-        station="st1",
-        parcel_id=i + 1,
-        inducted_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
-        length_mm=300.0,
-        barcode=number,
-        rma_number=number,
-        lane="restock",
-        disposition="restock",
-        reason="matched",
-        diverted=True,
-        divert_confirmed=True,
-        units=tuple(units),
+    return parcel(
+        number, "st1", i + 1, tuple(units), inducted_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     )
 
 
