@@ -461,10 +461,7 @@ def _belt(frame: Any, c: int, model: BackgroundModel | None) -> _Belt:
     sigma = _median(dev) * 1.4826
     keep = dev <= 3.0 * max(sigma, 0.5)
     if 3 <= int(np.count_nonzero(keep)) < len(res):
-        # least squares by the normal equations (6 x 6, well conditioned: the terms are
-        # normalised to the image width), a third of np.linalg.lstsq's time
-        ak = a[keep]
-        coef = np.linalg.solve(ak.T @ ak, ak.T @ fb[keep])
+        coef = np.linalg.lstsq(a[keep], fb[keep], rcond=None)[0]
         res = (fb - a @ coef) @ _GREY
         sigma = _robust_sigma(res)
     return _Belt(level, np.ones(3, np.float32), None, sigma, sigma, coef, frame.shape[:2])
