@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.models import WebhookDelivery, utcnow
 from gateway.services import outbox
 from gateway.services.outbox import NotReplayable
+from gateway.services.row_sink import add_row
 from gateway.services.webhook_endpoints import active_endpoints, sign, signature_headers
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
@@ -71,17 +72,17 @@ def enqueue(
     """
     endpoints = session.info.get(ENDPOINTS_KEY)
     for endpoint in active_endpoints(session) if endpoints is None else endpoints:
-        session.add(
-            WebhookDelivery(
-                event_type=event_type,
-                payload={"type": event_type, "site": site or settings.site, "data": data},
-                url=endpoint.url,
-                endpoint_id=endpoint.id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now or utcnow(),
-                created_at=now or utcnow(),
-            )
+        add_row(
+            session,
+            WebhookDelivery,
+            event_type=event_type,
+            payload={"type": event_type, "site": site or settings.site, "data": data},
+            url=endpoint.url,
+            endpoint_id=endpoint.id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now or utcnow(),
+            created_at=now or utcnow(),
         )
 
 
