@@ -73,6 +73,7 @@ UNIT_ACTIONS: tuple[UnitAction, ...] = ("verify", "regrade", "refuse", "confirm_
 #: the credit's columns set by :func:`_credit` (its id is the database's)
 _CREDIT_COLUMNS = frozenset(c.key for c in Credit.__table__.columns) - {"id"}
 
+
 class UnitDecisionError(ValueError):
     """A unit decision that cannot apply: unknown unit, already decided, no grade (422)."""
 

@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload, selectinload
-from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import (
@@ -233,8 +233,8 @@ def _load_rmas(
 ) -> dict[str, Rma]:
     """The RMAs named, with their lines, units and catalogue, by number.
 
-    One query (and one per relationship). The stored transitions are not read
-    (``noload``): the batch only appends new ones, and
+    One query (and one per relationship). The stored transitions are not read (lazy,
+    never asked for): the batch fires new ones into its row sink, and
     :func:`gateway.services.lifecycle.fired_since_recorded` looks at those only.
     ``for_screen``: the lines' units are not read either (the announcement and the
     event checks need the lines and their catalogue entries only; the objects are
@@ -257,13 +257,7 @@ def _load_rmas(
         stmt = stmt.options(selectinload(Rma.lines).lazyload(RmaLineRecord.units))
     if lock:
         stmt = stmt.with_for_update(of=Rma)
-    rmas = {rma.number: rma for rma in session.scalars(stmt)}
-    for rma in rmas.values():
-        # the stored transitions, unread, stand as an empty committed collection: the
-        # batch only appends (flushed as inserts); SQLAlchemy's deprecated noload() did
-        # the same. These objects live for this batch only (a request reads them anew).
-        set_committed_value(rma, "transitions", [])
-    return rmas
+    return {rma.number: rma for rma in session.scalars(stmt)}
 
 
 def _preload_credit_terms(session: Session, rmas: Iterable[Rma]) -> list[object]:
@@ -444,7 +438,7 @@ def _update_rmas_at_once(session: Session, rmas: Sequence[Rma]) -> None:
         read_revision: Any = None
         # only the attributes set since the load (those the unit of work would look at)
         for key in [k for k in state.committed_state if k in columns_of]:
-            history = state.get_history(key, PASSIVE_NO_INITIALIZE)
+            history = state.get_history(key, PassiveFlag.PASSIVE_NO_INITIALIZE)
             if not history.added:
                 continue
             values[key] = history.added[0]

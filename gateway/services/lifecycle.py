@@ -109,8 +109,12 @@ def fired_since_recorded(rma: Rma) -> list[str]:
     batch's row sink holds (:mod:`gateway.services.row_sink`) come after the ORM ones (a
     batch fires only into its sink).
     """
-    states = [t.to_state for t in rma.transitions if sa_inspect(t).info.pop(FIRED, False)]
-    return states + sa_inspect(rma).info.pop(FIRED_ROWS, [])
+    state = sa_inspect(rma)
+    # transitions never loaded nor appended to (a batch's RMAs): none fired into them
+    fired = rma.transitions if "transitions" in state.dict else []
+    states = [t.to_state for t in fired if sa_inspect(t).info.pop(FIRED, False)]
+    sunk: list[str] = state.info.pop(FIRED_ROWS, [])
+    return states + sunk
 
 
 class IllegalTransition(Exception):
@@ -171,9 +175,7 @@ def next_state(state: str, trigger: str) -> str:
     return subject.state
 
 
-def fire(
-    rma: Rma, trigger: str, *, actor: str, note: str = "", at: datetime | None = None
-) -> None:
+def fire(rma: Rma, trigger: str, *, actor: str, note: str = "", at: datetime | None = None) -> None:
     """Move ``rma`` by ``trigger`` and record the transition (the caller commits).
 
     The transition is appended to ``rma.transitions``; for a stored RMA of a session

@@ -98,7 +98,10 @@ def _copy(
             for row in rows:
                 values = [row[k] for k in columns] + [d() for d in defaults]
                 copy.write_row(
-                    [v if p is None or v is None else p(v) for v, p in zip(values, processors)]
+                    [
+                        v if p is None or v is None else p(v)
+                        for v, p in zip(values, processors, strict=True)
+                    ]
                 )
     except Exception as exc:
         import psycopg
