@@ -27,7 +27,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.models import WebhookDelivery, utcnow
+from gateway.models import WebhookDelivery, WebhookEndpoint, utcnow
 from gateway.services import outbox
 from gateway.services.outbox import NotReplayable
 from gateway.services.row_sink import add_row
@@ -115,13 +115,24 @@ def deliver_due(
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     due = session.scalars(stmt).all()
+    ids = sorted({d.endpoint_id for d in due if d.endpoint_id is not None})
+    # read once per round (and kept referenced: the identity map holds objects weakly)
+    endpoints = (
+        {
+            e.id: e
+            for e in session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(ids)))
+        }
+        if ids
+        else {}
+    )
     sent = 0
     for delivery in due:
         body = json.dumps(
             {**delivery.payload, "delivery_id": delivery.id}, separators=(",", ":")
         ).encode()
         ts = int(now.timestamp())
-        signatures = signature_headers(session, delivery, ts, body, now)
+        endpoint = endpoints.get(delivery.endpoint_id) if delivery.endpoint_id else None
+        signatures = signature_headers(endpoint, ts, body, now)
         headers = {
             "Content-Type": "application/json",
             "X-RS-Event": delivery.event_type,
