@@ -5,17 +5,21 @@ so the baseline, the trivial ``GET /livez`` of the same app measured in the same
 what the framework alone costs. Event ingestion is the MQTT bridge's path without paho:
 ``ingest_event`` for a parcel of a known RMA whose unit the station verified (by its
 GTIN), including its per-unit credit, stock move and writer-path rows (revision, webhook,
-announcement outbox): half of them one per transaction, half in batches of :data:`BATCH`
-(``ingest_events``, what the bridge does with what is queued). Lead decisions:
+announcement outbox): :data:`SINGLE` of them one per transaction, :data:`BATCHED` in
+batches of :data:`BATCH` (``ingest_events``, what the bridge does with what is queued, up
+to ``RS_MQTT_BATCH_MAX``, default 500). Lead decisions:
 ``POST /api/v1/rmas/{n}/decision`` on RMAs whose label-only parcel went to quarantine
 (row lock or revision compare-and-set, credit, resolution). PostgreSQL figures need a
 server (``RS_TEST_PG_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``);
-without one they are left out.
+without one they are left out. While it measures, the process's collector is tuned as
+the gateway process tunes its own (:func:`gateway.main.tune_collector`: start-up heap
+frozen, :data:`gateway.settings.GC_THRESHOLD`), then restored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import tempfile
@@ -29,16 +33,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
 from benchmarks import Figure
-from gateway.main import create_app
+from gateway.main import create_app, tune_collector
 from gateway.models import Credit
 from gateway.services.events import Outcome, ingest_event, ingest_events
-from gateway.settings import Settings
+from gateway.settings import GC_THRESHOLD, Settings
 from protocol import Evidence, ParcelEvent, UnitReceipt
 
-N_RMAS = 450
-N_EVENTS = 300  # RMAs 0..299 get a verified parcel; 300..449 a label-only one and a lead
+SINGLE = 150  # events ingested one per transaction
+BATCH = 500  # events per transaction in the batched figure (the MQTT bridge's most, default)
+BATCHED = 1000  # events ingested in batches of BATCH
+N_EVENTS = SINGLE + BATCHED  # RMAs 0..N_EVENTS-1 get a verified parcel
+N_RMAS = N_EVENTS + 150  # the last 150 a label-only one and a lead's decision
 N_TRIVIAL = 1000
-BATCH = 50  # events per transaction in the batched figure (the MQTT bridge's path)
 KEY = "bench-admin-key-0123456789abcdef"
 PG_URL = os.environ.get("RS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -63,6 +69,18 @@ def _pg() -> Iterator[str | None]:
             )
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def _collector_as_the_gateway_process() -> Iterator[None]:
+    """The collector tuned as the gateway process tunes it (:func:`tune_collector`); restored."""
+    before = gc.get_threshold()
+    tune_collector(GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def _rate(n: int, seconds: float) -> float:
@@ -128,19 +146,21 @@ def _measure(url: str) -> tuple[float, float, float, float, float]:
             assert resp.status_code == 201, resp.text
         creations = _rate(N_RMAS, time.perf_counter() - t0)
         sessions = app.state.db.sessions
-        half = N_EVENTS // 2
         t0 = time.perf_counter()
-        for i in range(half):
+        for i in range(SINGLE):
             with sessions() as session:
                 assert ingest_event(session, _event(i, verified=True))
-        events = _rate(half, time.perf_counter() - t0)
+        events = _rate(SINGLE, time.perf_counter() - t0)
+        batches = [
+            [_event(i, verified=True) for i in range(start, min(start + BATCH, N_EVENTS))]
+            for start in range(SINGLE, N_EVENTS, BATCH)
+        ]
         t0 = time.perf_counter()
-        for start in range(half, N_EVENTS, BATCH):
-            batch = [_event(i, verified=True) for i in range(start, min(start + BATCH, N_EVENTS))]
+        for batch in batches:
             with sessions() as session:
                 results = ingest_events(session, batch)
             assert all(r.outcome is Outcome.STORED for r in results)
-        batched = _rate(N_EVENTS - half, time.perf_counter() - t0)
+        batched = _rate(BATCHED, time.perf_counter() - t0)
         for i in range(N_EVENTS, N_RMAS):  # label only: they wait for a lead
             with sessions() as session:
                 assert ingest_event(session, _event(i, verified=False))
@@ -163,7 +183,8 @@ def run() -> list[Figure]:
         if pg is not None:
             backends.append(("postgresql", pg))
         for name, url in backends:
-            trivial, creations, events, batched, decisions = _measure(url)
+            with _collector_as_the_gateway_process():
+                trivial, creations, events, batched, decisions = _measure(url)
             figures += [
                 Figure(
                     f"gateway {name}: RMA creations (HTTP)",

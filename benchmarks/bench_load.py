@@ -19,7 +19,7 @@ from benchmarks import Figure
 from benchmarks.bench_gateway import _pg
 from simulator.load import run_load
 
-N_EVENTS = 600
+N_EVENTS = 3000
 
 
 def run() -> list[Figure]:

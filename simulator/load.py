@@ -121,6 +121,8 @@ class HookCounter:
         got = self.deliveries
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a shop's web server does
+
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with lock:
@@ -128,6 +130,7 @@ class HookCounter:
                         self.headers["X-RS-Delivery"]
                     )
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *_args: Any) -> None:

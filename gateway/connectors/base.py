@@ -36,6 +36,7 @@ from gateway.models import ConnectorJob, Credit, Rma, RmaLineRecord, RmaUnit, ut
 from gateway.returns.refunds import RefundError, minor_unit_exponent
 from gateway.schemas import OrderDraft
 from gateway.services import outbox
+from gateway.services.row_sink import add_row
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
 
@@ -177,19 +178,19 @@ def _add(
     session: Session, kind: str, key: str, data: dict[str, Any], now: datetime, names: Sequence[str]
 ) -> None:
     for name in names:
-        session.add(
-            ConnectorJob(
-                connector=name,
-                kind=kind,
-                key=key,
-                payload=data,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                last_error="",
-                shop_ref="",
-                created_at=now,
-            )
+        add_row(
+            session,
+            ConnectorJob,
+            connector=name,
+            kind=kind,
+            key=key,
+            payload=data,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            shop_ref="",
+            created_at=now,
         )
 
 

@@ -55,6 +55,7 @@ from gateway.services.lifecycle import RESOLUTION_TRIGGER, IllegalTransition, fi
 from gateway.services.refund_terms import line_refund, recovery_percent
 from gateway.services.rma_writer import StaleRma, apply_change, load_for_change
 from gateway.services.rmas import receive_units
+from gateway.services.row_sink import add_row, sink_of
 from gateway.services.write_offs import refusal_location, write_off_unit
 from gateway.settings import Settings
 from protocol import ParcelEvent, UnitReceipt
@@ -67,6 +68,10 @@ UNCONFIRMED = "unconfirmed"  # the stock_locations key of units whose divert was
 AWAITING, CREDITED, REFUSED = "awaiting", "credited", "refused"
 UnitAction = Literal["verify", "regrade", "refuse", "confirm_location"]
 UNIT_ACTIONS: tuple[UnitAction, ...] = ("verify", "regrade", "refuse", "confirm_location")
+
+
+#: the credit's columns set by :func:`_credit` (its id is the database's)
+_CREDIT_COLUMNS = frozenset(c.key for c in Credit.__table__.columns) - {"id"}
 
 
 class UnitDecisionError(ValueError):
@@ -161,18 +166,18 @@ def _book(
     now: datetime,
 ) -> None:
     """One stock-ledger entry for ``unit`` (unique per unit and kind) and its webhook."""
-    session.add(
-        StockMovement(
-            site=rma.site,
-            sku=line.sku,
-            location=location,
-            quantity=quantity,
-            kind=kind,
-            rma_line_id=line.id,
-            unit_no=unit.unit_no,
-            rma_number=rma.number,
-            created_at=now,
-        )
+    add_row(
+        session,
+        StockMovement,
+        site=rma.site,
+        sku=line.sku,
+        location=location,
+        quantity=quantity,
+        kind=kind,
+        rma_line_id=line.id,
+        unit_no=unit.unit_no,
+        rma_number=rma.number,
+        created_at=now,
     )
     if quantity > 0:
         unit.location = location
@@ -233,7 +238,11 @@ def _credit(
         source=actor,
         created_at=now,
     )
-    session.add(credit)
+    sink = sink_of(session)
+    if sink is None:
+        session.add(credit)
+    else:  # (the object stays transient: the payloads below read it)
+        sink.add(Credit, {k: v for k, v in vars(credit).items() if k in _CREDIT_COLUMNS})
     refund_terms.note_credited(session, line, credit.quantity)
     unit.state, unit.reason, unit.grade = CREDITED, "", grade
     if unit.location is None:

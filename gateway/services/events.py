@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import (
@@ -35,6 +37,7 @@ from gateway.services.credits import after_ingest
 from gateway.services.revisions import reserve_revisions
 from gateway.services.rma_writer import StaleRma, apply_change
 from gateway.services.rmas import get_rma
+from gateway.services.row_sink import open_sink
 from gateway.services.webhook_endpoints import active_endpoints
 from gateway.settings import DEFAULT_SITE, Settings
 from protocol import ParcelEvent
@@ -230,8 +233,8 @@ def _load_rmas(
 ) -> dict[str, Rma]:
     """The RMAs named, with their lines, units and catalogue, by number.
 
-    One query (and one per relationship). The stored transitions are not read
-    (``noload``): the batch only appends new ones, and
+    One query (and one per relationship). The stored transitions are not read (lazy,
+    never asked for): the batch fires new ones into its row sink, and
     :func:`gateway.services.lifecycle.fired_since_recorded` looks at those only.
     ``for_screen``: the lines' units are not read either (the announcement and the
     event checks need the lines and their catalogue entries only; the objects are
@@ -254,13 +257,7 @@ def _load_rmas(
         stmt = stmt.options(selectinload(Rma.lines).lazyload(RmaLineRecord.units))
     if lock:
         stmt = stmt.with_for_update(of=Rma)
-    rmas = {rma.number: rma for rma in session.scalars(stmt)}
-    for rma in rmas.values():
-        # the stored transitions, unread, stand as an empty committed collection: the
-        # batch only appends (flushed as inserts); SQLAlchemy's deprecated noload() did
-        # the same. These objects live for this batch only (a request reads them anew).
-        set_committed_value(rma, "transitions", [])
-    return rmas
+    return {rma.number: rma for rma in session.scalars(stmt)}
 
 
 def _preload_credit_terms(session: Session, rmas: Iterable[Rma]) -> list[object]:
@@ -365,7 +362,7 @@ def _stage_round(
         session.info[webhooks.ENDPOINTS_KEY] = active_endpoints(session)  # once per batch
         kept = _preload_credit_terms(session, rmas.values()) if rmas else []
         changes = _Changes()
-        with session.no_autoflush:
+        with session.no_autoflush, open_sink(session) as sink:
             for event in stored:
                 rma = rmas.get(event.rma_number or "")
                 credit_batched(session, settings, rma, event, now, changes.record)
@@ -388,6 +385,7 @@ def _stage_round(
                             flush=False,
                         )
                 _update_rmas_at_once(session, [rma for rma, _actor in changes.rmas])
+            sink.write(session)  # transitions, credits, stock moves, outbox rows
         session.flush()  # every other row of the batch, one statement per table and kind
         del kept
     return new
@@ -414,6 +412,11 @@ class _Changes:
         self.rmas.append((rma, actor))
 
 
+@functools.cache
+def _rma_column_keys() -> frozenset[str]:
+    return frozenset(attr.key for attr in sa_inspect(Rma).column_attrs)
+
+
 def _update_rmas_at_once(session: Session, rmas: Sequence[Rma]) -> None:
     """Write the changed RMA rows in one executemany ``UPDATE`` per set of changed columns.
 
@@ -426,18 +429,20 @@ def _update_rmas_at_once(session: Session, rmas: Sequence[Rma]) -> None:
             batch holds the RMAs; the caller then goes one by one).
     """
     table = cast(Table, Rma.__table__)
+    columns_of = _rma_column_keys()
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     written: list[tuple[Rma, dict[str, Any]]] = []
     for rma in rmas:
         state = sa_inspect(rma)
         values: dict[str, Any] = {}
         read_revision: Any = None
-        for attr in state.mapper.column_attrs:
-            history = state.attrs[attr.key].history
+        # only the attributes set since the load (those the unit of work would look at)
+        for key in [k for k in state.committed_state if k in columns_of]:
+            history = state.get_history(key, PassiveFlag.PASSIVE_NO_INITIALIZE)
             if not history.added:
                 continue
-            values[attr.key] = history.added[0]
-            if attr.key == "revision":
+            values[key] = history.added[0]
+            if key == "revision":
                 read_revision = history.deleted[0] if history.deleted else None
         if not values or read_revision is None:
             continue  # (the flush writes it, row by row)

@@ -33,6 +33,7 @@ from transitions import MachineError
 from transitions.extensions import LockedMachine
 
 from gateway.models import Rma, RmaTransition, utcnow
+from gateway.services.row_sink import sink_of
 
 STATES = (
     "requested",
@@ -95,13 +96,25 @@ RESOLUTION_TRIGGER = {"refund": "refund", "store_credit": "credit", "exchange": 
 FIRED = "rs_fired"
 
 
-def fired_since_recorded(rma: Rma) -> list[RmaTransition]:
-    """The transitions of ``rma`` fired by :func:`fire` since the last call; unmarks them.
+#: key of the RMA's :attr:`sqlalchemy.orm.InstanceState.info`: the states reached by the
+#: transitions :func:`fire` handed to a batch's row sink and not recorded yet
+FIRED_ROWS = "rs_fired_rows"
 
-    A transition loaded from the database was recorded before (never returned), so a
-    change never re-announces what an earlier one did.
+
+def fired_since_recorded(rma: Rma) -> list[str]:
+    """The states reached by the transitions :func:`fire` made since the last call, in order.
+
+    Unmarks them. A transition loaded from the database was recorded before (never
+    returned), so a change never re-announces what an earlier one did. Transitions a
+    batch's row sink holds (:mod:`gateway.services.row_sink`) come after the ORM ones (a
+    batch fires only into its sink).
     """
-    return [t for t in rma.transitions if sa_inspect(t).info.pop(FIRED, False)]
+    state = sa_inspect(rma)
+    # transitions never loaded nor appended to (a batch's RMAs): none fired into them
+    fired = rma.transitions if "transitions" in state.dict else []
+    states = [t.to_state for t in fired if sa_inspect(t).info.pop(FIRED, False)]
+    sunk: list[str] = state.info.pop(FIRED_ROWS, [])
+    return states + sunk
 
 
 class IllegalTransition(Exception):
@@ -162,10 +175,12 @@ def next_state(state: str, trigger: str) -> str:
     return subject.state
 
 
-def fire(
-    rma: Rma, trigger: str, *, actor: str, note: str = "", at: datetime | None = None
-) -> RmaTransition:
+def fire(rma: Rma, trigger: str, *, actor: str, note: str = "", at: datetime | None = None) -> None:
     """Move ``rma`` by ``trigger`` and record the transition (the caller commits).
+
+    The transition is appended to ``rma.transitions``; for a stored RMA of a session
+    whose batch holds a row sink open (:mod:`gateway.services.row_sink`), it is handed to
+    that sink instead (the same row, written with the batch's other appended rows).
 
     Args:
         rma: the stored RMA (its ``state`` and ``updated_at`` change).
@@ -185,11 +200,28 @@ def fire(
     except MachineError as exc:
         raise IllegalTransition(rma.number, trigger, rma.state) from exc
     when = at or utcnow()
-    record = RmaTransition(
-        trigger=trigger, from_state=rma.state, to_state=dest, actor=actor, note=note, at=when
-    )
-    sa_inspect(record).info[FIRED] = True
-    rma.transitions.append(record)
+    state = sa_inspect(rma)
+    session = state.session
+    sink = sink_of(session) if session is not None and rma.id is not None else None
+    if sink is None:
+        record = RmaTransition(
+            trigger=trigger, from_state=rma.state, to_state=dest, actor=actor, note=note, at=when
+        )
+        sa_inspect(record).info[FIRED] = True
+        rma.transitions.append(record)
+    else:
+        sink.add(
+            RmaTransition,
+            {
+                "rma_id": rma.id,
+                "trigger": trigger,
+                "from_state": rma.state,
+                "to_state": dest,
+                "actor": actor,
+                "note": note,
+                "at": when,
+            },
+        )
+        state.info.setdefault(FIRED_ROWS, []).append(dest)
     rma.state = dest
     rma.updated_at = when
-    return record

@@ -41,6 +41,7 @@ from gateway.services import notifications, webhooks
 from gateway.services.announcements import announceable, to_announcement
 from gateway.services.lifecycle import fired_since_recorded
 from gateway.services.revisions import next_revision
+from gateway.services.row_sink import add_row
 from gateway.settings import NotificationKind, Settings
 from protocol import encode
 
@@ -144,7 +145,7 @@ def apply_change(
             session.flush()  # the compare-and-set on the RMA row happens here
         except StaleDataError as exc:
             raise StaleRma(rma.number) from exc
-    kinds = {NOTIFICATION_OF_STATE.get(t.to_state) for t in fired_since_recorded(rma)}
+    kinds = {NOTIFICATION_OF_STATE.get(state) for state in fired_since_recorded(rma)}
     for kind in notifications.KINDS:  # in the order the customer lives them
         if kind in kinds:
             notifications.enqueue_notification(session, settings, rma, kind, now=now)
@@ -163,13 +164,13 @@ def apply_change(
         except pydantic.ValidationError:  # stations could not take it: the API shows it
             log.exception("rma %s breaks the protocol's limits: not announced", rma.number)
         else:
-            session.add(
-                AnnouncementRow(
-                    site=rma.site,
-                    rma_number=rma.number,
-                    revision=rma.revision,
-                    payload=payload,
-                    created_at=now,
-                )
+            add_row(
+                session,
+                AnnouncementRow,
+                site=rma.site,
+                rma_number=rma.number,
+                revision=rma.revision,
+                payload=payload,
+                created_at=now,
             )
     return rma.revision

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.models import WebhookDelivery, WebhookEndpoint, utcnow
+from gateway.models import WebhookEndpoint, utcnow
 from gateway.services.auth import DuplicateName, UnknownName
 from gateway.settings import Settings
 
@@ -148,14 +148,14 @@ def ensure_configured(session: Session, settings: Settings) -> None:
 
 
 def signature_headers(
-    session: Session, delivery: WebhookDelivery, timestamp: int, body: bytes, now: datetime
+    endpoint: WebhookEndpoint | None, timestamp: int, body: bytes, now: datetime
 ) -> dict[str, str] | None:
     """The signature headers of one delivery attempt, or None when it has no endpoint.
 
+    ``endpoint``: the delivery's endpoint as stored now (None: deleted since). Headers:
     ``X-RS-Signature`` with the endpoint's secret and, within the overlap window after a
     rotation, ``X-RS-Signature-Previous`` with the old one.
     """
-    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
     if endpoint is None:
         return None
     headers = {"X-RS-Signature": sign(endpoint.secret, timestamp, body)}

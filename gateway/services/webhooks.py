@@ -27,9 +27,10 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.models import WebhookDelivery, utcnow
+from gateway.models import WebhookDelivery, WebhookEndpoint, utcnow
 from gateway.services import outbox
 from gateway.services.outbox import NotReplayable
+from gateway.services.row_sink import add_row
 from gateway.services.webhook_endpoints import active_endpoints, sign, signature_headers
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
@@ -71,17 +72,17 @@ def enqueue(
     """
     endpoints = session.info.get(ENDPOINTS_KEY)
     for endpoint in active_endpoints(session) if endpoints is None else endpoints:
-        session.add(
-            WebhookDelivery(
-                event_type=event_type,
-                payload={"type": event_type, "site": site or settings.site, "data": data},
-                url=endpoint.url,
-                endpoint_id=endpoint.id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now or utcnow(),
-                created_at=now or utcnow(),
-            )
+        add_row(
+            session,
+            WebhookDelivery,
+            event_type=event_type,
+            payload={"type": event_type, "site": site or settings.site, "data": data},
+            url=endpoint.url,
+            endpoint_id=endpoint.id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now or utcnow(),
+            created_at=now or utcnow(),
         )
 
 
@@ -114,13 +115,24 @@ def deliver_due(
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     due = session.scalars(stmt).all()
+    ids = sorted({d.endpoint_id for d in due if d.endpoint_id is not None})
+    # read once per round (and kept referenced: the identity map holds objects weakly)
+    endpoints = (
+        {
+            e.id: e
+            for e in session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(ids)))
+        }
+        if ids
+        else {}
+    )
     sent = 0
     for delivery in due:
         body = json.dumps(
             {**delivery.payload, "delivery_id": delivery.id}, separators=(",", ":")
         ).encode()
         ts = int(now.timestamp())
-        signatures = signature_headers(session, delivery, ts, body, now)
+        endpoint = endpoints.get(delivery.endpoint_id) if delivery.endpoint_id else None
+        signatures = signature_headers(endpoint, ts, body, now)
         headers = {
             "Content-Type": "application/json",
             "X-RS-Event": delivery.event_type,
