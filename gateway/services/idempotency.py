@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.models import IdempotencyRecord
@@ -30,17 +30,20 @@ def request_hash(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 
+#: built once (a creation with a key looks it up twice)
+_BY_KEY = select(IdempotencyRecord).where(
+    IdempotencyRecord.principal == bindparam("principal"),
+    IdempotencyRecord.key == bindparam("key"),
+)
+
+
 def lookup(session: Session, principal: str, key: str, digest: str) -> IdempotencyRecord | None:
     """Return the stored outcome for ``(principal, key)``, or None when the key is new.
 
     Raises:
         KeyReused: when the key was used with another request (``digest`` differs).
     """
-    record = session.scalar(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.principal == principal, IdempotencyRecord.key == key
-        )
-    )
+    record = session.scalar(_BY_KEY, {"principal": principal, "key": key})
     if record is not None and record.request_hash != digest:
         raise KeyReused(
             f"Idempotency-Key {key!r} was already used with a different request body; "

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -163,13 +163,18 @@ def _attach_catalogue(session: Session, records: list[RmaLineRecord]) -> None:
 
     The announcement reads them (weights, sizes, GTINs) in the same transaction.
     """
-    skus = {record.sku for record in records}
-    items = {
-        item.sku: item
-        for item in session.scalars(select(CatalogueItem).where(CatalogueItem.sku.in_(skus)))
-    }
+    skus = sorted({record.sku for record in records})
+    items = {item.sku: item for item in session.scalars(_CATALOGUE_ITEMS, {"skus": skus})}
     for record in records:
         set_committed_value(record, "catalogue", items.get(record.sku))
+
+
+#: statements built once (not per call: their construction and cache key cost more
+#: than SQLite's own work), executed with their parameters
+_ORDER_BY_REF = select(Order).where(Order.order_ref == bindparam("order_ref"))
+_CATALOGUE_ITEMS = select(CatalogueItem).where(
+    CatalogueItem.sku.in_(bindparam("skus", expanding=True))
+)
 
 
 def create_rma(
@@ -216,7 +221,7 @@ def create_rma(
     now = now or utcnow()
     number = numbers.check(draft.number) if draft.number else numbers.generate()
     require_reason(session, draft.reason)
-    order = session.scalar(select(Order).where(Order.order_ref == draft.order_ref))
+    order = session.scalar(_ORDER_BY_REF, {"order_ref": draft.order_ref})
     if order is None and settings.require_order:
         raise PolicyViolation(
             "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref

@@ -116,15 +116,15 @@ def deactivate(session: Session, name: str) -> WebhookEndpoint:
     return endpoint
 
 
+#: built once: every RMA change reads it
+_ACTIVE = (
+    select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True)).order_by(WebhookEndpoint.id)
+)
+
+
 def active_endpoints(session: Session) -> list[WebhookEndpoint]:
     """The endpoints new events are queued for, by id."""
-    return list(
-        session.scalars(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.active.is_(True))
-            .order_by(WebhookEndpoint.id)
-        )
-    )
+    return list(session.scalars(_ACTIVE))
 
 
 def ensure_configured(session: Session, settings: Settings) -> None:
