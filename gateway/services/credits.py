@@ -70,10 +70,6 @@ UnitAction = Literal["verify", "regrade", "refuse", "confirm_location"]
 UNIT_ACTIONS: tuple[UnitAction, ...] = ("verify", "regrade", "refuse", "confirm_location")
 
 
-#: the credit's columns set by :func:`_credit` (its id is the database's)
-_CREDIT_COLUMNS = frozenset(c.key for c in Credit.__table__.columns) - {"id"}
-
-
 class UnitDecisionError(ValueError):
     """A unit decision that cannot apply: unknown unit, already decided, no grade (422)."""
 
@@ -218,7 +214,7 @@ def _credit(
     amount = unit_amount(
         session, settings, rma, line, grade, merchant_fault=bool(reason and reason.merchant_fault)
     )
-    credit = Credit(
+    values: dict[str, Any] = dict(
         rma_line_id=line.id,
         unit_no=unit.unit_no,
         rma_number=rma.number,
@@ -238,11 +234,12 @@ def _credit(
         source=actor,
         created_at=now,
     )
+    credit = Credit(**values)  # (read below by the payloads, whichever way it is written)
     sink = sink_of(session)
     if sink is None:
         session.add(credit)
-    else:  # (the object stays transient: the payloads below read it)
-        sink.add(Credit, {k: v for k, v in vars(credit).items() if k in _CREDIT_COLUMNS})
+    else:  # the batch's row sink writes the row; the object stays transient
+        sink.add(Credit, values)
     refund_terms.note_credited(session, line, credit.quantity)
     unit.state, unit.reason, unit.grade = CREDITED, "", grade
     if unit.location is None:

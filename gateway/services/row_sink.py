@@ -75,7 +75,13 @@ class RowSink:
 def _copy(
     connection: Connection, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]
 ) -> None:
-    """``COPY`` the rows (all with exactly ``columns``) into ``table`` on PostgreSQL."""
+    """``COPY`` the rows (all with exactly ``columns``) into ``table`` on PostgreSQL.
+
+    Every value goes through its column's bind processor, None included, as it does in
+    SQLAlchemy's own executemany INSERT (the SQLite path).
+    """
+    import psycopg  # (PostgreSQL's driver: only this path needs it)
+
     dialect = connection.dialect
     filled = [
         c
@@ -98,17 +104,10 @@ def _copy(
             for row in rows:
                 values = [row[k] for k in columns] + [d() for d in defaults]
                 copy.write_row(
-                    [
-                        v if p is None or v is None else p(v)
-                        for v, p in zip(values, processors, strict=True)
-                    ]
+                    [v if p is None else p(v) for v, p in zip(values, processors, strict=True)]
                 )
-    except Exception as exc:
-        import psycopg
-
-        if isinstance(exc, psycopg.Error):
-            raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
-        raise
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 def _default_of(column: Column[Any]) -> Callable[[], Any]:
