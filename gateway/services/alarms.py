@@ -133,16 +133,16 @@ def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.al
             StationEvent.station,
             StationEvent.lane,
             StationEvent.parcel_id,
-            StationEvent.raw,
+            StationEvent.raw["marks"],  # the marks only: not every event's whole JSON
         )
         .where(StationEvent.id > after_id)
         .order_by(StationEvent.id)
         .limit(1000)
     ).all()
     last = after_id
-    for row_id, event_id, station, lane, parcel_id, raw in rows:
+    for row_id, event_id, station, lane, parcel_id, marks in rows:
         last = row_id
-        if "divert_unconfirmed" not in (raw or {}).get("marks", ()):
+        if not isinstance(marks, list) or "divert_unconfirmed" not in marks:
             continue
         message = f"parcel {parcel_id}: divert into {lane} not confirmed"
         _one_off(session, station, "divert_unconfirmed", event_id, lane, message, quota)

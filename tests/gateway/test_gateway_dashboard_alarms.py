@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from gateway.models import Alarm, StationEvent
 from gateway.services import alarms, dashboard
 from gateway.services.events import ingest_event
 from gateway.services.stations import upsert_station
-from gateway.web.live import LiveWorker
+from gateway.web.live import LiveWorker, event_stream
 from protocol import ParcelEvent, StationHealth, StationStatus
 
 NOW = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
@@ -180,6 +181,47 @@ def test_live_worker_reports_changed_sections(
         "alarms": 2,
         "expected": 1,
     }
+
+
+def test_live_worker_without_a_listening_page_scans_alarms_only(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
+    assert len(worker.poll()) == 7  # every section's first digest
+    with anydb.session() as s:
+        ingest_event(s, make_event(marks=("divert_unconfirmed",), lane="refurbish", parcel_id=4))
+    # nobody listens: the alarm is raised all the same, no section is looked at
+    assert worker.poll(track_sections=False) == []
+    with anydb.session() as s:
+        assert [(a.kind, a.subject) for a in alarms.open_alarms(s)] == [
+            ("divert_unconfirmed", "refurbish")
+        ]
+    assert worker.snapshot()["parcels"] == 1
+    # the next tracking poll reports what changed since the last one that tracked
+    assert worker.poll() == ["alarms", "quarantine", "lanes", "shift", "parcels"]
+    assert worker.snapshot()["parcels"] == 2
+
+
+def test_an_open_stream_is_a_listener_until_it_ends(anydb: Database) -> None:
+    worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
+
+    async def connected() -> bool:
+        return False
+
+    async def scenario() -> list[int]:
+        seen = [worker.listeners]
+        stream = event_stream(worker, connected, tick_s=0.01)
+        seen.append(worker.listeners)  # not started: not listening yet
+        assert (await anext(stream)).startswith("retry: 1000\nevent: hello")
+        seen.append(worker.listeners)
+        await stream.aclose()  # the client went away
+        seen.append(worker.listeners)
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 0, 1, 0]
+    with worker.listening(), worker.listening():
+        assert worker.listeners == 2
+    assert worker.listeners == 0
 
 
 def test_recent_parcels_newest_first_with_grade_and_reason(
