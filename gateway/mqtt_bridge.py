@@ -755,16 +755,20 @@ class MqttBridge:
                 return False
             singles.update({i for i, _e in events} - {i for i, _e in kept})
             events = kept
-        for site in dict.fromkeys(site_of[i] for i, _e in events):  # one transaction per site
-            of_site = [(i, e) for i, e in events if site_of[i] == site]
+        if events:  # one transaction for the batch, whatever sites its events came from
             results: list[BatchResult] = []
-            step = functools.partial(self._commit_events, site, [e for _i, e in of_site], results)
+            step = functools.partial(
+                self._commit_events,
+                [site_of[i] for i, _e in events],
+                [e for _i, e in events],
+                results,
+            )
             if not self._retrying("event batch", step, fallback=True):
                 return False
             self._count("batches")
             if not results:  # the batch failed for good as a whole: each on its own then
-                singles.update(i for i, _e in of_site)
-            for (i, event), result in zip(of_site, results, strict=False):
+                singles.update(i for i, _e in events)
+            for (i, event), result in zip(events, results, strict=False):
                 msg = batch[i][1]
                 if result.outcome is Outcome.STORED and event.photo and self._photos is not None:
                     self._photos.claim(event.photo.sha256)  # no longer an orphan photo
@@ -816,11 +820,14 @@ class MqttBridge:
             kept[:] = [ie for ie, refusal in zip(events, refusals, strict=True) if refusal is None]
 
     def _commit_events(
-        self, site: str, events: list[ParcelEvent], results: list[BatchResult]
+        self, sites: list[str], events: list[ParcelEvent], results: list[BatchResult]
     ) -> None:
-        """Ingest ``site``'s ``events`` in one transaction; their outcomes go to ``results``."""
+        """Ingest ``events`` (from the topics of ``sites``, one each) in one transaction.
+
+        Their outcomes go to ``results``, in the same order.
+        """
         with self._sessions() as session:
-            results[:] = ingest_events(session, events, is_transient=is_transient, site=site)
+            results[:] = ingest_events(session, events, is_transient=is_transient, sites=sites)
         with self._lock:
             self._counters["messages_in"] += len(events)
             for r in results:

@@ -117,6 +117,7 @@ def ingest_events(
     received_at: datetime | None = None,
     is_transient: Callable[[BaseException], bool] = lambda _exc: False,
     site: str = DEFAULT_SITE,
+    sites: Sequence[str] | None = None,
 ) -> list[BatchResult]:
     """Record many parcel events in one transaction, each with its credits, and commit once.
 
@@ -144,21 +145,29 @@ def ingest_events(
             committed, the caller retries the batch).
         site: the site of the topics every event of the batch came on (recorded on each
             event row; the events were screened against it, :func:`screen_events`).
+        sites: instead of ``site``, the site of each event's topic, in the same order (a
+            batch of several sites in one transaction, as a central gateway receives
+            them); a repeated ``event_id`` keeps the site of its first occurrence.
 
     Returns:
         One :class:`BatchResult` per event, in the order given.
 
     Raises:
-        ValueError: more than :data:`MAX_BATCH` events.
+        ValueError: more than :data:`MAX_BATCH` events, or ``sites`` not one per event.
         Exception: an ``is_transient`` one, or the commit's own failure (rolled back:
             nothing of the batch stored).
     """
     if len(events) > MAX_BATCH:
         raise ValueError(f"at most {MAX_BATCH} events per batch, got {len(events)}")
+    if sites is not None and len(sites) != len(events):
+        raise ValueError(f"one site per event: {len(sites)} sites for {len(events)} events")
+    site_of: dict[str, str] = {}  # event_id -> the site of its topic (its first occurrence)
+    for i, event in enumerate(events):
+        site_of.setdefault(event.event_id, sites[i] if sites is not None else site)
     now = received_at or utcnow()
     if session.get_bind().dialect.name in ("postgresql", "sqlite"):
         try:
-            results = _stage_batch(session, events, now, site)
+            results = _stage_batch(session, events, now, site_of)
             session.commit()
         except Exception as exc:
             session.rollback()
@@ -177,7 +186,7 @@ def ingest_events(
         finally:
             session.info.pop(webhooks.ENDPOINTS_KEY, None)
             session.info.pop(refund_terms.CREDITED_KEY, None)
-    return _ingest_one_by_one(session, events, now, is_transient, site)
+    return _ingest_one_by_one(session, events, now, is_transient, site_of)
 
 
 def event_row(event: ParcelEvent, received_at: datetime, site: str) -> dict[str, Any]:
@@ -205,7 +214,7 @@ def event_row(event: ParcelEvent, received_at: datetime, site: str) -> dict[str,
 
 
 def _insert_new_events(
-    session: Session, events: Sequence[ParcelEvent], now: datetime, site: str
+    session: Session, events: Sequence[ParcelEvent], now: datetime, site_of: dict[str, str]
 ) -> set[str]:
     """Insert the events' rows in one statement; return the ids that were new.
 
@@ -224,7 +233,7 @@ def _insert_new_events(
     )
     # executemany ("insertmanyvalues": the statement compiled once and cached, sent in
     # pages of many rows), not insert().values(list), which is compiled anew per batch
-    rows = [event_row(e, now, site) for e in events]
+    rows = [event_row(e, now, site_of[e.event_id]) for e in events]
     return set(session.execute(stmt, rows).scalars())
 
 
@@ -286,7 +295,7 @@ def _preload_credit_terms(session: Session, rmas: Iterable[Rma]) -> list[object]
 
 
 def _stage_batch(
-    session: Session, events: Sequence[ParcelEvent], now: datetime, site: str
+    session: Session, events: Sequence[ParcelEvent], now: datetime, site_of: dict[str, str]
 ) -> list[BatchResult]:
     """Stage the whole batch set-based (no commit); raises on anything unusual.
 
@@ -307,7 +316,7 @@ def _stage_batch(
     unique = list(firsts.values())
     new: set[str] = set()
     for round_events in _rounds(unique):
-        new |= _stage_round(session, round_events, now, site)
+        new |= _stage_round(session, round_events, now, site_of)
     stored = [e for e in unique if e.event_id in new]
     seen = sorted({e.station for e in stored})
     for station in seen:
@@ -341,7 +350,7 @@ def _rounds(unique: Sequence[ParcelEvent]) -> list[list[ParcelEvent]]:
 
 
 def _stage_round(
-    session: Session, unique: Sequence[ParcelEvent], now: datetime, site: str
+    session: Session, unique: Sequence[ParcelEvent], now: datetime, site_of: dict[str, str]
 ) -> set[str]:
     """Stage distinct events, at most one parcel per RMA, and flush; return the new ids.
 
@@ -352,9 +361,9 @@ def _stage_round(
     numbers = [e.rma_number for e in unique if e.rma_number] if settings is not None else []
     if session.get_bind().dialect.name == "postgresql":
         rmas = _load_rmas(session, numbers, lock=True)
-        new = _insert_new_events(session, unique, now, site)
+        new = _insert_new_events(session, unique, now, site_of)
     else:
-        new = _insert_new_events(session, unique, now, site)
+        new = _insert_new_events(session, unique, now, site_of)
         numbers = [e.rma_number for e in unique if e.rma_number and e.event_id in new]
         rmas = _load_rmas(session, numbers if settings is not None else [], lock=False)
     stored = [e for e in unique if e.event_id in new]
@@ -506,9 +515,12 @@ def _ingest_one_by_one(
     events: Sequence[ParcelEvent],
     now: datetime,
     is_transient: Callable[[BaseException], bool],
-    site: str,
+    site_of: dict[str, str],
 ) -> list[BatchResult]:
-    """The batch event by event, each in a savepoint, committed once (the fallback)."""
+    """The batch event by event, each in a savepoint, committed once (the fallback).
+
+    ``site_of``: the site of each event's topic, by ``event_id``.
+    """
     ids = [e.event_id for e in events]
     stmt = select(StationEvent.event_id).where(StationEvent.event_id.in_(ids))
     known = set(session.scalars(stmt))
@@ -520,7 +532,9 @@ def _ingest_one_by_one(
             if event.event_id in known:
                 results.append(BatchResult(event.event_id, Outcome.DUPLICATE))
                 continue
-            result = _ingest_in_savepoint(session, event, now, is_transient, site)
+            result = _ingest_in_savepoint(
+                session, event, now, is_transient, site_of[event.event_id]
+            )
             if result.outcome is Outcome.STORED:
                 known.add(event.event_id)
                 seen_by_station[event.station] = now

@@ -26,14 +26,17 @@ from gateway.models import (
     AnnouncementRow,
     Base,
     DeadLetter,
+    Rma,
+    SiteRevision,
     Station,
     StationEvent,
     StockMovement,
 )
 from gateway.schemas import RmaDraft
 from gateway.services import credits
+from gateway.services import events as events_service
 from gateway.services.catch_up import answer
-from gateway.services.events import ingest_event
+from gateway.services.events import Outcome, ingest_event, ingest_events
 from gateway.services.policies import PolicyViolation
 from gateway.services.rmas import create_rma
 from gateway.settings import Settings
@@ -260,6 +263,52 @@ def test_event_and_stock_movement_take_the_site(sdb: Database) -> None:
         ]
         moves = s.execute(select(StockMovement.site, StockMovement.sku, StockMovement.quantity))
         assert [tuple(m) for m in moves] == [("s2", "A", 1)]
+
+
+@pytest.mark.parametrize("set_based", [True, False], ids=["set-based", "one-by-one"])
+def test_one_batch_of_two_sites_records_each_event_at_its_topics_site(
+    sdb: Database, monkeypatch: pytest.MonkeyPatch, set_based: bool
+) -> None:
+    with sdb.session() as s:
+        rmas = [
+            create_rma(s, TWO, _draft("R-A1")),  # s1 revision 1
+            create_rma(s, TWO, _draft("R-B1", site="s2")),  # s2 revision 1
+            create_rma(s, TWO, _draft("R-B2", site="s2")),  # s2 revision 2
+        ]
+        parcels = [parcel_for(rma, "restock") for rma in rmas]
+    if not set_based:
+
+        def refuse(*_args: Any) -> None:
+            raise RuntimeError("not stageable at once")
+
+        monkeypatch.setattr(events_service, "_stage_batch", refuse)  # the fallback then
+    # the central gateway's batch mixes sites; a redelivery from another site's topic
+    batch = [*parcels, parcels[1]]
+    with sdb.session() as s:
+        results = ingest_events(s, batch, sites=["s1", "s2", "s2", "s1"])
+    assert [r.outcome for r in results] == [Outcome.STORED] * 3 + [Outcome.DUPLICATE]
+    with sdb.session() as s:
+        recorded = s.execute(
+            select(StationEvent.rma_number, StationEvent.site).order_by(StationEvent.rma_number)
+        )
+        assert [tuple(r) for r in recorded] == [("R-A1", "s1"), ("R-B1", "s2"), ("R-B2", "s2")]
+        moves = s.execute(
+            select(StockMovement.rma_number, StockMovement.site).order_by(StockMovement.rma_number)
+        )
+        assert [tuple(m) for m in moves] == [("R-A1", "s1"), ("R-B1", "s2"), ("R-B2", "s2")]
+        changed = s.execute(select(Rma.number, Rma.site, Rma.revision).order_by(Rma.number))
+        # each RMA's receipt took the next revision of its own site's counter
+        assert [tuple(r) for r in changed] == [
+            ("R-A1", "s1", 2),
+            ("R-B1", "s2", 3),
+            ("R-B2", "s2", 4),
+        ]
+        heads = s.execute(
+            select(SiteRevision.site, SiteRevision.revision).order_by(SiteRevision.site)
+        )
+        assert [tuple(h) for h in heads] == [("s1", 2), ("s2", 4)]
+    with sdb.session() as s, pytest.raises(ValueError, match="one site per event: 1 sites for 2"):
+        ingest_events(s, parcels[:2], sites=["s1"])
 
 
 def test_settings_sites_and_addresses() -> None:
