@@ -256,7 +256,19 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 20,
 ) -> int:
-    """Send every pending job due at ``now`` through its connector; commit; return how many.
+    """One round of :func:`deliver_round`; return how many jobs were done."""
+    return deliver_round(session, settings, connectors, now=now, limit=limit).delivered
+
+
+def deliver_round(
+    session: Session,
+    settings: Settings,
+    connectors: Mapping[str, ShopConnector],
+    *,
+    now: datetime | None = None,
+    limit: int = 20,
+) -> outbox.DeliveryRound:
+    """Send the pending jobs due at ``now`` (oldest first, at most ``limit``); commit.
 
     On PostgreSQL the due rows are claimed ``FOR UPDATE SKIP LOCKED`` until the commit
     (replicas never send one twice at once). A :class:`ShopBusy` schedules a retry no
@@ -273,7 +285,8 @@ def deliver_due(
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     done = 0
-    for job in session.scalars(stmt).all():
+    due = session.scalars(stmt).all()
+    for job in due:
         job.attempts += 1
         wait: float | None = None
         permanent = False
@@ -309,7 +322,7 @@ def deliver_due(
         elif wait is not None:
             job.next_attempt_at = max(job.next_attempt_at, now + timedelta(seconds=wait))
     session.commit()
-    return done
+    return outbox.DeliveryRound(claimed=len(due), delivered=done, limit=limit)
 
 
 def list_jobs(
@@ -362,8 +375,8 @@ class ConnectorWorker(PeriodicWorker):
         settings: Settings,
         connectors: Mapping[str, ShopConnector],
     ) -> None:
-        def job() -> None:
+        def job() -> bool:
             with sessions() as session:
-                deliver_due(session, settings, connectors)
+                return deliver_round(session, settings, connectors).full
 
         super().__init__("connectors", settings.connector_poll_s, job)

@@ -348,7 +348,19 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 50,
 ) -> int:
-    """Send the e-mails due at ``now`` (oldest first, at most ``limit``); return how many.
+    """One round of :func:`deliver_round`; return how many e-mails were sent."""
+    return deliver_round(session, settings, transport, now=now, limit=limit).delivered
+
+
+def deliver_round(
+    session: Session,
+    settings: Settings,
+    transport: Transport,
+    *,
+    now: datetime | None = None,
+    limit: int = 50,
+) -> outbox.DeliveryRound:
+    """Send the e-mails due at ``now`` (oldest first, at most ``limit``).
 
     Each row is claimed, sent, then booked (``sent``, or a failure with its retry), each
     step committed. A lost connection ends the round after booking its row; a refusal
@@ -394,7 +406,7 @@ def deliver_due(
             )
             if connection_lost:
                 transport.close()
-                break
+                return outbox.DeliveryRound(claimed=0, delivered=sent, limit=limit)  # not full
             continue
         row.status = "sent"
         row.sent_at = now
@@ -403,7 +415,7 @@ def deliver_due(
         session.commit()
         sent += 1
         log.info("notification sent id=%d rma=%s kind=%s", row.id, row.rma_number, row.kind)
-    return sent
+    return outbox.DeliveryRound(claimed=len(ids), delivered=sent, limit=limit)
 
 
 def list_notifications(
@@ -452,8 +464,8 @@ class NotificationWorker(PeriodicWorker):
         settings: Settings,
         leader: Callable[[], bool] | None = None,
     ) -> None:
-        def job() -> None:
+        def job() -> bool:
             with sessions() as session, SmtpTransport(settings) as transport:
-                deliver_due(session, settings, transport)
+                return deliver_round(session, settings, transport).full
 
         super().__init__("notifications", settings.notification_poll_s, job, leader)

@@ -8,11 +8,26 @@ gives it a fresh attempt budget).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 MAX_BACKOFF_S = 3600.0
 MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class DeliveryRound:
+    """What one delivery round of an outbox did: rows claimed, rows delivered, of ``limit``."""
+
+    claimed: int
+    delivered: int
+    limit: int
+
+    @property
+    def full(self) -> bool:
+        """The round took as many rows as it may: more may be due now (a backlog)."""
+        return self.claimed >= self.limit
 
 
 class RetriedRow(Protocol):

@@ -99,7 +99,19 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 50,
 ) -> int:
-    """Attempt every pending delivery due at ``now``; commit; return how many were sent.
+    """One round of :func:`deliver_round`; return how many were sent."""
+    return deliver_round(session, settings, client, now=now, limit=limit).delivered
+
+
+def deliver_round(
+    session: Session,
+    settings: Settings,
+    client: httpx.Client,
+    *,
+    now: datetime | None = None,
+    limit: int = 50,
+) -> outbox.DeliveryRound:
+    """Attempt the pending deliveries due at ``now``, oldest first, at most ``limit``; commit.
 
     On PostgreSQL the due rows are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED``
     until the commit, so several gateway replicas running this at once each deliver a
@@ -164,7 +176,7 @@ def deliver_due(
                 "webhook dead id=%d type=%s error=%s", delivery.id, delivery.event_type, error
             )
     session.commit()
-    return sent
+    return outbox.DeliveryRound(claimed=len(due), delivered=sent, limit=limit)
 
 
 def list_deliveries(
@@ -209,8 +221,8 @@ class WebhookWorker(PeriodicWorker):
         client: httpx.Client,
         leader: Callable[[], bool] | None = None,
     ) -> None:
-        def job() -> None:
+        def job() -> bool:
             with sessions() as session:
-                deliver_due(session, settings, client)
+                return deliver_round(session, settings, client).full
 
         super().__init__("webhooks", settings.webhook_poll_s, job, leader)

@@ -12,13 +12,17 @@ log = logging.getLogger(__name__)
 class PeriodicWorker:
     """Runs ``job()`` every ``interval_s`` seconds in a daemon thread until stopped.
 
+    A job that returns True had a full round (an outbox that took as many rows as one
+    round may: a backlog): the next round then starts at once, and so on until one is not
+    full, so that delivery keeps up with what the gateway queues (a busy line queues far
+    more webhooks and shop pushes per second than one round per interval would send).
     A job that raises is logged and tried again at the next interval; it never kills the
     thread.
 
     Args:
         name: thread name, also used in the log.
-        interval_s: seconds between the end of one round and the start of the next.
-        job: the round to run.
+        interval_s: seconds between the end of one burst of rounds and the next.
+        job: the round to run; True when it was full.
         leader: asked before each round; the round is skipped unless it returns True (the
             job runs once across gateway replicas: :class:`gateway.services.leader.LeaderLease`).
             None: every round runs (a single gateway).
@@ -28,7 +32,7 @@ class PeriodicWorker:
         self,
         name: str,
         interval_s: float,
-        job: Callable[[], None],
+        job: Callable[[], object],
         leader: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
@@ -43,15 +47,32 @@ class PeriodicWorker:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it (at most 5 s)."""
+        """Stop the thread and wait for it (at most 5 s); a worker never started just stops."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
+
+    def run_rounds(self) -> int:
+        """Run rounds back to back while each is full; return how many ran.
+
+        Before each round the leader is asked (none runs unless it returns True); a stop
+        ends the burst after the current round.
+
+        Raises:
+            Exception: whatever the job raised (the thread logs it and goes on).
+        """
+        rounds = 0
+        while not self._stop.is_set():
+            if self._leader is not None and not self._leader():
+                break  # another replica runs it
+            rounds += 1
+            if self._job() is not True:
+                break
+        return rounds
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                if self._leader is not None and not self._leader():
-                    continue  # another replica runs it
-                self._job()
+                self.run_rounds()
             except Exception:
                 log.exception("%s round failed", self.name)

@@ -246,3 +246,30 @@ def test_replicas_claim_rows_with_skip_locked_and_deliver_each_once(anydb: Datab
     a.join(10)
     assert sent == {"a": 6, "b": 4}
     assert sorted(posted) == list(range(1, 11))  # every row once, none twice
+
+
+def test_a_backlog_is_delivered_in_rounds_back_to_back_not_one_round_an_interval(
+    anydb: Database, s: Session
+) -> None:
+    for i in range(120):  # a busy line queued more than one round (50) takes
+        webhooks.enqueue(s, CFG, "credit.issued", {"rma_number": f"R{i}"}, now=T0)
+    s.commit()
+    seen: list[httpx.Request] = []
+    worker = webhooks.WebhookWorker(anydb.sessions, CFG, client_answering([204] * 120, seen))
+    assert worker.run_rounds() == 3  # 50 + 50 + 20: the third is not full, the burst ends
+    assert sorted(int(r.headers["X-RS-Delivery"]) for r in seen) == list(range(1, 121))
+    assert worker.run_rounds() == 1  # nothing due: one empty round
+    assert len(seen) == 120
+    s.expire_all()
+    assert s.query(WebhookDelivery).filter(WebhookDelivery.status == "delivered").count() == 120
+
+
+def test_a_round_of_failures_is_not_retried_in_the_same_burst(anydb: Database, s: Session) -> None:
+    for i in range(60):
+        webhooks.enqueue(s, CFG, "credit.issued", {"rma_number": f"R{i}"}, now=T0)
+    s.commit()
+    seen: list[httpx.Request] = []
+    worker = webhooks.WebhookWorker(anydb.sessions, CFG, client_answering([503] * 120, seen))
+    # the first round (50) failed and is backed off; the second takes the other 10
+    assert worker.run_rounds() == 2
+    assert len(seen) == 60
