@@ -355,6 +355,13 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=6, ge=1, le=50)
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")
     webhook_poll_s: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Webhook POSTs of one delivery round in flight at once (a slow endpoint "
+        "holds one of them, not the whole round)",
+    )
 
     # -- shop connectors (gateway.connectors) ----------------------------------------------
     connectors: list[Literal["shopify", "woocommerce"]] = Field(

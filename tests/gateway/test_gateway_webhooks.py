@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -236,7 +237,8 @@ def test_replicas_claim_rows_with_skip_locked_and_deliver_each_once(anydb: Datab
 
     def replica(name: str) -> None:
         with anydb.session() as s:
-            sent[name] = webhooks.deliver_due(s, CFG, client, now=T0, limit=6)
+            # one POST at a time: the handler knows replica a by its thread
+            sent[name] = webhooks.deliver_due(s, CFG, client, now=T0, limit=6, concurrency=1)
 
     a = threading.Thread(target=replica, args=("a",), name="replica-a")
     a.start()
@@ -273,3 +275,29 @@ def test_a_round_of_failures_is_not_retried_in_the_same_burst(anydb: Database, s
     # the first round (50) failed and is backed off; the second takes the other 10
     assert worker.run_rounds() == 2
     assert len(seen) == 60
+
+
+def test_a_round_has_its_posts_in_flight_at_once_and_books_each_by_its_answer(
+    s: Session,
+) -> None:
+    for i in range(8):
+        webhooks.enqueue(s, CFG, "credit.issued", {"rma_number": f"R{i}"}, now=T0)
+    s.commit()
+    all_in_flight = threading.Barrier(4, timeout=10)  # broken unless 4 wait at once
+    threads: set[str] = set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        threads.add(threading.current_thread().name)
+        all_in_flight.wait()
+        delivery = int(request.headers["X-RS-Delivery"])
+        return httpx.Response(204 if delivery % 2 else 500)  # the even ones fail
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    done = webhooks.deliver_round(s, CFG, client, now=T0, concurrency=4)
+    assert (done.claimed, done.delivered, done.full) == (8, 4, False)
+    assert len(threads) == 4 and all(t.startswith("webhook-post") for t in threads)
+    rows = s.query(WebhookDelivery).order_by(WebhookDelivery.id).all()
+    assert [(r.id, r.status, r.attempts, r.last_error) for r in rows] == [
+        (i, "delivered" if i % 2 else "pending", 1, "" if i % 2 else "HTTP 500")
+        for i in range(1, 9)
+    ]
