@@ -537,9 +537,11 @@ def _difference(img: Any, grey: Any, bg: Any) -> Any:
     bg_grey = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)
     darker = cv2.compare(grey, cv2.LUT(bg_grey, _DARKER_LUT), cv2.CMP_LT)
     # diff > 14 (DIFF_MIN / 2, uint8) and darker: the shadow candidates
-    different = cv2.threshold(diff, DIFF_MIN / 2, 255, cv2.THRESH_BINARY)[1]
+    # (a 0 / 1 mask: read as numpy bool as it is, no comparison pass; nonzero on bool is
+    # 10x faster than on uint8)
+    different = cv2.threshold(diff, DIFF_MIN / 2, 1, cv2.THRESH_BINARY)[1]
     cand_mask = cv2.bitwise_and(different, darker)
-    cand = np.flatnonzero(cand_mask.reshape(-1) > 0)  # on bool: 10x faster than on uint8
+    cand = np.flatnonzero(cand_mask.reshape(-1).view(np.bool_))
     if cand.size:
         # np.take and the ratio in place: the same float32 values as _shadow(f, bgv)
         f = np.take(cv2.blur(img, (3, 3)).reshape(-1, 3), cand, axis=0).astype(np.float32)
@@ -870,11 +872,12 @@ def _surface(
     glare = float(cv2.countNonZero(clipped)) / max(1, int(cv2.countNonZero(lit)))
     med = _hist_median(grey, surface)
     # grey < dark_ratio x med, for integer grey levels: grey <= ceil(that) - 1
-    below = cv2.threshold(grey, math.ceil(t.dark_ratio * med) - 1, 255, cv2.THRESH_BINARY_INV)[1]
+    # (0 / 1: the marks as numpy bool without a comparison pass; OpenCV reads any nonzero)
+    below = cv2.threshold(grey, math.ceil(t.dark_ratio * med) - 1, 1, cv2.THRESH_BINARY_INV)[1]
     dark = cv2.bitwise_and(below, surface)
     # vivid ink (a red tape, a logo) is print whatever its grey level: left out pixel by
     # pixel, so a tear running under a tape is not taken for the tape's colour
-    cand = np.flatnonzero(dark.reshape(-1) > 0)
+    cand = np.flatnonzero(dark.reshape(-1).view(np.bool_))
     hi_c, lo_c = hi.reshape(-1)[cand].astype(np.int16), lo.reshape(-1)[cand].astype(np.int16)
     dark.reshape(-1)[cand[(hi_c >= 80) & (10 * (hi_c - lo_c) >= 6 * hi_c)]] = 0
     if not cv2.countNonZero(dark):
