@@ -174,7 +174,7 @@ class BackgroundModel:
         if key not in self._small:
             h, w = self.median.shape[:2]
             small = cv2.resize(self.median, (w // c, h // c), interpolation=cv2.INTER_LINEAR)
-            self._small[key] = np.clip(small, 0, 255).astype(np.uint8)
+            self._small[key] = _clip_uint8(small)
         return self._small[key]
 
     def ring_median(self, c: int) -> Any:
@@ -329,13 +329,25 @@ class _Belt:
         rows = max(1, _BLAS_SINGLE // (5 * 3 * w))
         for i in range(0, h, rows):
             np.matmul(left[i : i + rows], flat, out=img[i : i + rows])
-        img = img.reshape(h, w, 3)
-        out = np.empty((h, w, 3), np.uint8)  # clipped, then truncated as astype does
-        return np.clip(img, 0, 255, out=out, casting="unsafe")
+        return _clip_uint8(img.reshape(h, w, 3))
 
     def at(self, xy: Any) -> Any:
         """The belt surface colour (n, 3) at image points ``xy`` (n, 2)."""
         return (_design(xy, self.size) @ self.plane).astype(np.float32)
+
+    def at_xy(self, x: Any, y: Any) -> Any:
+        """:meth:`at` of the points (``x``, ``y``) (px, the same number each, any shape)."""
+        return (_design_xy(x, y, self.size) @ self.plane).astype(np.float32)
+
+
+def _clip_uint8(img: Any) -> Any:
+    """``np.clip(img, 0, 255).astype(np.uint8)`` of a float32 image (any shape): uint8.
+
+    Clipped by two OpenCV thresholds (above 255 to 255, below 0 to 0: the same float32
+    values as np.clip, at a third of its cost), then truncated by numpy's cast as before.
+    """
+    out = cv2.threshold(img, 255, 255, cv2.THRESH_TRUNC)[1]
+    return cv2.threshold(out, 0, 0, cv2.THRESH_TOZERO)[1].astype(np.uint8).reshape(img.shape)
 
 
 @functools.lru_cache(maxsize=16)
@@ -350,10 +362,26 @@ def _one_hot(w: int) -> Any:
 
 def _design(xy: Any, size: Any) -> Any:
     """Quadratic surface terms (1, x, y, x^2, y^2, xy) of image points, normalised."""
+    return _design_xy(xy[:, 0], xy[:, 1], size)
+
+
+def _design_xy(px: Any, py: Any, size: Any) -> Any:
+    """:func:`_design` of the points (``px``, ``py``) ((n,) each, any shape flattened).
+
+    The (n, 6) float64 matrix is filled column by column (C order, as np.column_stack
+    gives it, so a product with it is the same product).
+    """
     h, w = size[0], size[1]
-    x = (np.asarray(xy[:, 0], np.float64) - w / 2) / w
-    y = (np.asarray(xy[:, 1], np.float64) - h / 2) / w
-    return np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y])
+    x = (np.asarray(px, np.float64).reshape(-1) - w / 2) / w
+    y = (np.asarray(py, np.float64).reshape(-1) - h / 2) / w
+    out = np.empty((len(x), 6))
+    out[:, 0] = 1.0
+    out[:, 1] = x
+    out[:, 2] = y
+    np.multiply(x, x, out=out[:, 3])
+    np.multiply(y, y, out=out[:, 4])
+    np.multiply(x, y, out=out[:, 5])
+    return out
 
 
 _GREY = np.array([0.114, 0.587, 0.299], np.float32)
@@ -509,9 +537,11 @@ def _difference(img: Any, grey: Any, bg: Any) -> Any:
     bg_grey = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)
     darker = cv2.compare(grey, cv2.LUT(bg_grey, _DARKER_LUT), cv2.CMP_LT)
     # diff > 14 (DIFF_MIN / 2, uint8) and darker: the shadow candidates
-    different = cv2.threshold(diff, DIFF_MIN / 2, 255, cv2.THRESH_BINARY)[1]
+    # (a 0 / 1 mask: read as numpy bool as it is, no comparison pass; nonzero on bool is
+    # 10x faster than on uint8)
+    different = cv2.threshold(diff, DIFF_MIN / 2, 1, cv2.THRESH_BINARY)[1]
     cand_mask = cv2.bitwise_and(different, darker)
-    cand = np.flatnonzero(cand_mask.reshape(-1) > 0)  # on bool: 10x faster than on uint8
+    cand = np.flatnonzero(cand_mask.reshape(-1).view(np.bool_))
     if cand.size:
         # np.take and the ratio in place: the same float32 values as _shadow(f, bgv)
         f = np.take(cv2.blur(img, (3, 3)).reshape(-1, 3), cand, axis=0).astype(np.float32)
@@ -683,7 +713,7 @@ def _profiles(
 ) -> tuple[float, float, float]:
     """(median edge contrast, share of the outline with an edge, edge sigma in mm)."""
     c = contour_px
-    closed = np.vstack([c, c[:1]])
+    closed = np.concatenate((c, c[:1]))  # np.vstack, without its wrapper
     step_xy = closed[1:] - closed[:-1]
     sx, sy = step_xy[:, 0], step_xy[:, 1]
     seg = np.sqrt(sx * sx + sy * sy)  # np.sum of the squares over 2 columns, without its overhead
@@ -691,13 +721,13 @@ def _profiles(
     total = float(arc[-1])
     if total <= 0:
         return 0.0, 0.0, 0.0
-    at = np.linspace(0, total, PROFILES, endpoint=False)
-    pts = np.column_stack([np.interp(at, arc, closed[:, 0]), np.interp(at, arc, closed[:, 1])])
+    at = np.arange(PROFILES, dtype=np.float64) * (total / PROFILES)  # np.linspace's values
+    pts = np.empty((PROFILES, 2))  # np.column_stack's array, filled in place
+    pts[:, 0] = np.interp(at, arc, closed[:, 0])
+    pts[:, 1] = np.interp(at, arc, closed[:, 1])
     tangent = _shift(pts, 1) - _shift(pts, -1)
-    normal = np.column_stack([tangent[:, 1], -tangent[:, 0]])
-    nx, ny = normal[:, 0:1], normal[:, 1:2]
-    normal /= np.maximum(np.sqrt(nx * nx + ny * ny), 1e-9)
-    if float(np.sum(normal * (pts - pts.mean(axis=0)))) < 0:
+    normal = _normals(tangent)
+    if float(np.sum(normal * (pts - pts.sum(axis=0) / PROFILES))) < 0:  # pts.mean(axis=0)
         normal = -normal
     t = np.arange(-PROFILE_HALF_PX, PROFILE_HALF_PX + 1, dtype=np.float32)
     mx = (pts[:, 0:1] + normal[:, 0:1] * t).astype(np.float32)
@@ -708,15 +738,14 @@ def _profiles(
         bgv = cv2.remap(model.median, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         bgv = bgv.reshape(-1, 3) * belt.gain
     else:
-        xy = np.column_stack([mx.reshape(-1), my.reshape(-1)]).astype(np.float32)
-        bgv = belt.at(xy)
+        bgv = belt.at_xy(mx, my)
     d = _channel_max(np.abs(vf - bgv))
     vf += 1.0  # both float32 and no longer needed: _shadow's ratio in place
     bgv += 1.0
     d[_shadow_ratio(np.divide(vf, bgv, out=vf))] = 0.0  # the box's shadow on the belt is belt
     d = d.reshape(mx.shape)
-    inner = d[:, :4].mean(axis=1)
-    outer = d[:, -4:].mean(axis=1)
+    inner = d[:, :4].sum(axis=1) / 4  # .mean(axis=1): the same sum, divided exactly
+    outer = d[:, -4:].sum(axis=1) / 4
     step = inner - outer
     contrast = _median(step)
     present = step >= max(DIFF_MIN, 0.35 * contrast)
@@ -843,11 +872,12 @@ def _surface(
     glare = float(cv2.countNonZero(clipped)) / max(1, int(cv2.countNonZero(lit)))
     med = _hist_median(grey, surface)
     # grey < dark_ratio x med, for integer grey levels: grey <= ceil(that) - 1
-    below = cv2.threshold(grey, math.ceil(t.dark_ratio * med) - 1, 255, cv2.THRESH_BINARY_INV)[1]
+    # (0 / 1: the marks as numpy bool without a comparison pass; OpenCV reads any nonzero)
+    below = cv2.threshold(grey, math.ceil(t.dark_ratio * med) - 1, 1, cv2.THRESH_BINARY_INV)[1]
     dark = cv2.bitwise_and(below, surface)
     # vivid ink (a red tape, a logo) is print whatever its grey level: left out pixel by
     # pixel, so a tear running under a tape is not taken for the tape's colour
-    cand = np.flatnonzero(dark.reshape(-1) > 0)
+    cand = np.flatnonzero(dark.reshape(-1).view(np.bool_))
     hi_c, lo_c = hi.reshape(-1)[cand].astype(np.int16), lo.reshape(-1)[cand].astype(np.int16)
     dark.reshape(-1)[cand[(hi_c >= 80) & (10 * (hi_c - lo_c) >= 6 * hi_c)]] = 0
     if not cv2.countNonZero(dark):
@@ -956,6 +986,20 @@ def _label(lo: Any, hi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bo
     return None, None, white, False
 
 
+def _normals(tangent: Any) -> Any:
+    """Unit normals (n, 2) of ``tangent`` (n, 2, float64): (ty, -tx) / |t| (0 where t is 0).
+
+    As ``np.column_stack([ty, -tx])`` divided by ``np.maximum(|t|, 1e-9)``, filled in
+    place (the same values).
+    """
+    tx, ty = tangent[:, 0], tangent[:, 1]
+    normal = np.empty_like(tangent)
+    normal[:, 0] = ty
+    np.negative(tx, out=normal[:, 1])
+    normal /= np.maximum(np.sqrt(ty * ty + tx * tx), 1e-9)[:, None]
+    return normal
+
+
 def _smooth_outline(c: Any) -> Any:
     """A traced outline (work px, through boundary pixel centres) as the edge itself.
 
@@ -966,12 +1010,9 @@ def _smooth_outline(c: Any) -> Any:
     if len(c) < 8:
         return c
     m = (_shift(c, -1) + c + _shift(c, 1)) / 3.0
-    tangent = _shift(m, 2) - _shift(m, -2)
-    normal = np.column_stack([tangent[:, 1], -tangent[:, 0]])
-    nx, ny = normal[:, 0:1], normal[:, 1:2]
-    normal /= np.maximum(np.sqrt(nx * nx + ny * ny), 1e-9)  # np.linalg.norm, without its overhead
-    # orientation: outwards is away from the centroid on average
-    if float(np.sum(normal * (m - m.mean(axis=0)))) < 0:
+    normal = _normals(_shift(m, 2) - _shift(m, -2))
+    # orientation: outwards is away from the centroid on average (m.mean(axis=0))
+    if float(np.sum(normal * (m - m.sum(axis=0) / len(m)))) < 0:
         normal = -normal
     return m + 0.5 * normal
 
@@ -1025,7 +1066,7 @@ def measure(
             )
         )
     if model_c is not None:
-        bg_c: Any = np.clip(model_c * belt.gain, 0, 255).astype(np.uint8)
+        bg_c: Any = _clip_uint8(model_c * belt.gain)
     else:
         bg_c = belt.image((c - 1) / 2.0, (c - 1) / 2.0, float(c), coarse.shape[:2])
     grey_c = cv2.cvtColor(coarse, cv2.COLOR_BGR2GRAY)
@@ -1056,8 +1097,7 @@ def measure(
     hs, ws = small.shape[:2]
     ox, oy = rx0 // s, ry0 // s
     if model is not None:
-        bg_s: Any = np.clip(model.small(s)[oy : oy + hs, ox : ox + ws] * belt.gain, 0, 255)
-        bg_s = bg_s.astype(np.uint8)
+        bg_s: Any = _clip_uint8(model.small(s)[oy : oy + hs, ox : ox + ws] * belt.gain)
     else:
         bg_s = belt.image(rx0 + (s - 1) / 2.0, ry0 + (s - 1) / 2.0, float(s), (hs, ws))
     grey_small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)

@@ -122,3 +122,49 @@ def test_label_holes_by_uint8_threshold_are_those_of_the_float_comparison() -> N
         assert fast == _plain_label_holes(grey, label, t.stroke_max_mm, mmpp)
         counted += fast > 0
     assert counted > 5  # the masks held holes, not only bars
+
+
+def test_clip_to_uint8_by_thresholds_is_numpys_clip_and_cast() -> None:
+    rng = np.random.default_rng(31)
+    edges = np.array([-1e9, -256.0, -1.0, -0.5, -0.0, 0.0, 0.4, 0.99999, 1.0, 127.5, 254.99, 255.0])
+    edges = np.concatenate([edges, [255.0001, 255.5, 256.0, 1e9]]).astype(np.float32)
+    values = np.concatenate([edges, rng.uniform(-300, 600, 20_000).astype(np.float32)])
+    values = np.concatenate([values, np.nextafter(values, np.float32(np.inf))])
+    for shape in ((-1,), (40, -1, 3), (1, -1)):
+        img = values[: values.size // 120 * 120].reshape(shape)
+        fast = grading._clip_uint8(img)
+        assert fast.dtype == np.uint8 and fast.shape == img.shape
+        assert np.array_equal(fast, np.clip(img, 0, 255).astype(np.uint8))
+
+
+def test_design_by_columns_is_the_column_stack() -> None:
+    rng = np.random.default_rng(37)
+    xy = rng.uniform(-50, 700, (500, 2)).astype(np.float32)
+    x = (xy[:, 0].astype(np.float64) - 320) / 640
+    y = (xy[:, 1].astype(np.float64) - 240) / 640
+    plain = np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y])
+    fast = grading._design_xy(xy[:, 0], xy[:, 1], (480, 640))
+    assert fast.flags.c_contiguous and np.array_equal(fast, plain)
+    assert np.array_equal(grading._design(xy, (480, 640)), plain)
+    plane = rng.normal(0, 50, (6, 3))
+    belt = grading._Belt(np.zeros(3), np.ones(3), None, 0.0, 0.0, plane, (480, 640))
+    assert np.array_equal(belt.at_xy(xy[:, 0], xy[:, 1]), (plain @ plane).astype(np.float32))
+
+
+def test_profile_positions_and_normals_are_linspace_and_column_stack() -> None:
+    rng = np.random.default_rng(41)
+    for total in (1e-3, 1.0, 523.7, float(rng.uniform(100, 3000)), 12345.678):
+        plain = np.linspace(0, total, grading.PROFILES, endpoint=False)
+        fast = np.arange(grading.PROFILES, dtype=np.float64) * (total / grading.PROFILES)
+        assert np.array_equal(fast, plain)
+    tangent = rng.normal(0, 3, (300, 2))
+    tangent[:3] = 0.0  # a zero tangent: the 1e-9 floor
+    plain_n = np.column_stack([tangent[:, 1], -tangent[:, 0]])
+    nx, ny = plain_n[:, 0:1], plain_n[:, 1:2]
+    plain_n /= np.maximum(np.sqrt(nx * nx + ny * ny), 1e-9)
+    assert np.array_equal(grading._normals(tangent), plain_n)
+    pts = rng.uniform(0, 640, (grading.PROFILES, 2))
+    assert np.array_equal(pts.sum(axis=0) / grading.PROFILES, pts.mean(axis=0))
+    d = rng.uniform(0, 255, (grading.PROFILES, 21)).astype(np.float32)
+    assert np.array_equal(d[:, :4].sum(axis=1) / 4, d[:, :4].mean(axis=1))
+    assert np.array_equal(d[:, -4:].sum(axis=1) / 4, d[:, -4:].mean(axis=1))
