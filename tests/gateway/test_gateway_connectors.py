@@ -17,7 +17,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.orm import Session
 
 from gateway.connectors import build_connectors
-from gateway.connectors.base import deliver_due, list_jobs, replay
+from gateway.connectors.base import ConnectorWorker, deliver_due, list_jobs, replay
 from gateway.db import Database
 from gateway.main import main
 from gateway.models import ConnectorJob
@@ -407,3 +407,47 @@ def test_a_connector_without_credentials_is_refused_by_the_settings() -> None:
             secret_key="k" * 40,
             woocommerce_url="http://shop.example",
         )
+
+
+class _CountingShop:
+    """A connector that takes every stock push (and counts them)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def push_stock(self, push: Any) -> str:
+        self.keys.append(push.key)
+        return f"adj-{len(self.keys)}"
+
+    def push_refund(self, push: Any) -> str:  # pragma: no cover - no refund queued here
+        raise AssertionError("no refund queued")
+
+
+def test_a_backlog_of_shop_pushes_goes_out_in_rounds_back_to_back(anydb: Database) -> None:
+    now = datetime.now().astimezone()
+    with anydb.session() as s:
+        for i in range(45):  # more than two rounds (20 each) of one busy minute
+            key = f"stock:R{i}:1:1:return_in"
+            s.add(
+                ConnectorJob(
+                    connector="fake",
+                    kind="stock",
+                    key=key,
+                    payload={
+                        "key": key,
+                        "sku": "A",
+                        "location": "main",
+                        "quantity": 1,
+                        "kind": "return_in",
+                        "rma_number": f"R{i}",
+                    },
+                    next_attempt_at=now - timedelta(seconds=1),
+                )
+            )
+        s.commit()
+    shop = _CountingShop()
+    worker = ConnectorWorker(anydb.sessions, shop_settings(), {"fake": shop})
+    assert worker.run_rounds() == 3  # 20 + 20 + 5: the third is not full
+    assert sorted(shop.keys) == sorted(f"stock:R{i}:1:1:return_in" for i in range(45))
+    with anydb.session() as s:
+        assert {j.status for j in list_jobs(s, limit=100)} == {"done"}
