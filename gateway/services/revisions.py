@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import ScalarSelect, Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,34 @@ def next_revision(session: Session, site: str) -> int:
         session.flush()
         revision = 1
     return int(revision)
+
+
+def next_revision_and(
+    session: Session, site: str, probe: ScalarSelect[Any], params: dict[str, Any]
+) -> tuple[int, Any]:
+    """:func:`next_revision`, and the value of ``probe`` read by the same statement.
+
+    One ``UPDATE ... RETURNING revision, (probe)`` instead of the UPDATE and a SELECT
+    after it: one round trip fewer. ``probe`` is a scalar subquery (e.g. the id of the
+    RMA with a number, None when there is none) whose bound parameters are ``params``
+    (their names must not be columns of ``site_revision``). Returns ``(revision, value)``.
+
+    The value is read under the write lock the UPDATE takes, but on PostgreSQL from the
+    statement's snapshot: a writer that held the lock while this one waited for it may
+    have committed rows the probe does not see (a unique constraint must still catch
+    them). SQLite (one writer at a time) sees everything committed.
+    """
+    table = _TABLE
+    stmt = (
+        update(table)
+        .where(table.c.site == site)
+        .values(revision=table.c.revision + 1)
+        .returning(table.c.revision, probe)
+    )
+    row = session.execute(stmt, params).one_or_none()
+    if row is None:  # the site's first change: its counter is created (at 1)
+        return next_revision(session, site), session.scalar(select(probe), params)
+    return int(row[0]), row[1]
 
 
 def head_revision(session: Session, site: str) -> int:

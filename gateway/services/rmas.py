@@ -25,7 +25,7 @@ from gateway.services.orders import rma_contact
 from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
 from gateway.services.reasons import require_reason
 from gateway.services.refund_terms import unit_paid_cents
-from gateway.services.revisions import next_revision
+from gateway.services.revisions import next_revision_and
 from gateway.services.rma_writer import apply_change
 from gateway.services.tracking import carrier_name, ensure_free
 from gateway.services.webhook_endpoints import active_endpoints
@@ -172,6 +172,7 @@ def _attach_catalogue(session: Session, records: list[RmaLineRecord]) -> None:
 #: statements built once (not per call: their construction and cache key cost more
 #: than SQLite's own work), executed with their parameters
 _ORDER_BY_REF = select(Order).where(Order.order_ref == bindparam("order_ref"))
+_RMA_ID_BY_NUMBER = select(Rma.id).where(Rma.number == bindparam("number")).scalar_subquery()
 _CATALOGUE_ITEMS = select(CatalogueItem).where(
     CatalogueItem.sku.in_(bindparam("skus", expanding=True))
 )
@@ -237,10 +238,12 @@ def create_rma(
         raise SiteNotAllowed(site)
     read_endpoints = False
     try:
-        revision = next_revision(session, site)  # takes the write lock first
+        # takes the write lock first; the same statement looks for the number (a number
+        # taken while it waited for the lock is caught by the unique constraint: 409 too)
+        revision, taken = next_revision_and(session, site, _RMA_ID_BY_NUMBER, {"number": number})
         if after_lock is not None:
-            after_lock()
-        if session.scalar(select(Rma.id).where(Rma.number == number)) is not None:
+            after_lock()  # first: a twin's stored response wins over the 409
+        if taken is not None:
             raise DuplicateRma(number)
         carrier = ""
         if draft.tracking_number is not None:

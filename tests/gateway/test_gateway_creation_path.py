@@ -19,9 +19,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
+from gateway.db import Database
 from gateway.main import create_app
 from gateway.models import AnnouncementRow, AuditEntry, IdempotencyRecord, Rma
+from gateway.schemas import RmaDraft
 from gateway.services.auth import KEY_CACHE_TTL_S, KeyCache, Principal, hash_key
+from gateway.services.revisions import head_revision
+from gateway.services.rmas import DuplicateRma, create_rma
 from gateway.settings import Settings
 
 KEY = "creation-admin-key-0123456789abcdef"
@@ -111,6 +115,55 @@ def test_a_creation_is_one_transaction_with_its_audit_row(database_url: str, qui
         assert outbox == [("W-0", 1), ("C-1", 2)]
         assert made.json()["revision"] == 2
         assert made.headers["location"] == "/api/v1/rmas/C-1"
+
+
+def _draft(number: str, site: str | None = None) -> RmaDraft:
+    return RmaDraft.model_validate({**_body(number), "site": site})
+
+
+def test_a_number_taken_while_waiting_for_the_lock_is_a_duplicate(anydb: Database) -> None:
+    # the revision UPDATE also looks for the number; on PostgreSQL it reads from the
+    # snapshot of before its wait for the lock, so the twin committed meanwhile is caught
+    # by the unique constraint: DuplicateRma (409) all the same, nothing of it written
+    settings = Settings(site="s1")
+    holding, release = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with anydb.session() as s:
+                create_rma(
+                    s,
+                    settings,
+                    _draft("D-1"),
+                    before_commit=lambda _rma: (holding.set(), release.wait(10)),
+                )
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert holding.wait(10)  # the first holds the site's write lock, not yet committed
+    threading.Timer(0.3, release.set).start()  # commits while the second waits for it
+    with anydb.session() as s, pytest.raises(DuplicateRma):
+        create_rma(s, settings, _draft("D-1"))
+    thread.join()
+    assert not failed
+    with anydb.session() as s:
+        assert list(s.scalars(select(Rma.number))) == ["D-1"]
+        assert head_revision(s, "s1") == 1  # the refused creation gave its revision back
+        assert create_rma(s, settings, _draft("D-2")).revision == 2
+
+
+def test_a_taken_number_is_a_duplicate_on_a_site_without_a_counter_yet(anydb: Database) -> None:
+    settings = Settings(site="s1", sites=["s1", "s2"])
+    with anydb.session() as s:
+        create_rma(s, settings, _draft("E-1", "s1"))
+        with pytest.raises(DuplicateRma):
+            create_rma(s, settings, _draft("E-1", "s2"))  # s2's counter does not exist yet
+        assert head_revision(s, "s2") == 0
+        assert create_rma(s, settings, _draft("E-2", "s2")).revision == 1
+        assert list(s.scalars(select(Rma.number).order_by(Rma.number))) == ["E-1", "E-2"]
 
 
 def test_idempotent_replay_and_refusals_are_audited_once(database_url: str, quiet: None) -> None:
