@@ -20,6 +20,7 @@ from gateway.models import AuditEntry
 from gateway.mqtt_bridge import MqttBridge
 from gateway.security import access
 from gateway.services.auth import Principal
+from gateway.services.row_sink import add_row
 from gateway.settings import Settings
 
 
@@ -54,16 +55,18 @@ AUDITED = "audited"
 def audit_in_transaction(session: Session, request: Request, status_code: int) -> None:
     """Add the audit row of this write (``status_code`` answered) to the route's transaction.
 
-    Call :func:`mark_audited` once it committed, so the app's audit middleware does not
-    write it a second time in a transaction of its own.
+    Into the session's open row sink when it holds one (:func:`gateway.services.row_sink.add_row`:
+    nothing reads the row back), else as an ORM object. Call :func:`mark_audited` once it
+    committed, so the app's audit middleware does not write it a second time in a
+    transaction of its own.
     """
-    session.add(
-        AuditEntry(
-            principal=getattr(request.state, "principal", "anonymous"),
-            method=request.method,
-            path=request.url.path[:500],
-            status_code=status_code,
-        )
+    add_row(
+        session,
+        AuditEntry,
+        principal=getattr(request.state, "principal", "anonymous"),
+        method=request.method,
+        path=request.url.path[:500],
+        status_code=status_code,
     )
 
 

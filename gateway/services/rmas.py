@@ -27,6 +27,7 @@ from gateway.services.reasons import require_reason
 from gateway.services.refund_terms import unit_paid_cents
 from gateway.services.revisions import next_revision_and
 from gateway.services.rma_writer import apply_change
+from gateway.services.row_sink import open_sink
 from gateway.services.tracking import carrier_name, ensure_free
 from gateway.services.webhook_endpoints import active_endpoints
 from gateway.settings import Settings
@@ -206,7 +207,10 @@ def create_rma(
     (e.g. to find a concurrent twin request that committed first: it may raise to stop).
     ``before_commit`` is called with the RMA just before the commit (e.g. to store the
     idempotent response in the same transaction): every field the API shows is set, but
-    nothing is flushed yet (no database ids), so the transaction has one flush.
+    nothing is flushed yet (no database ids), so the transaction has one flush. Rows it
+    adds with :func:`gateway.services.row_sink.add_row` (the audit row) go, like the
+    announcement and webhook rows, to the creation's row sink: INSERTed just before the
+    commit, not objects of the session.
     ``actor`` is recorded on the transitions; ``now`` (UTC, default the clock) is when the
     policies are evaluated.
 
@@ -281,9 +285,13 @@ def create_rma(
         session.add(rma)
         if draft.authorize:
             fire(rma, "authorize", actor=actor, note="policies passed", at=now)
-        apply_change(session, settings, rma, actor=actor, revision=revision, now=now)
-        if before_commit is not None:
-            before_commit(rma)  # not flushed yet: one flush, at the commit
+        # the rows nobody reads back (announcement, webhook deliveries, the caller's
+        # audit row) are Core INSERTs, not objects of the unit of work
+        with open_sink(session) as sink:
+            apply_change(session, settings, rma, actor=actor, revision=revision, now=now)
+            if before_commit is not None:
+                before_commit(rma)  # not flushed yet: one flush, at the commit
+            sink.write(session)
         session.commit()
     except IntegrityError as exc:
         session.rollback()

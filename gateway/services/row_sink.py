@@ -28,6 +28,9 @@ from gateway.models import Base
 
 #: key of ``Session.info`` holding the batch's open :class:`RowSink`
 SINK_KEY = "rs_row_sink"
+#: PostgreSQL: a group of at least this many rows is COPYed, a smaller one INSERTed (a
+#: COPY costs two round trips, the command and then the data; an INSERT one)
+COPY_MIN_ROWS = 8
 
 
 class RowSink:
@@ -46,11 +49,13 @@ class RowSink:
     def write(self, session: Session) -> int:
         """Insert every row kept, per table and set of columns, in order; empty the sink.
 
-        PostgreSQL: one ``COPY table (columns) FROM STDIN`` per group (psycopg's
-        ``Cursor.copy``, rows adapted by the columns' own bind processors, the columns'
-        Python-side defaults filled in as SQLAlchemy would), about four times cheaper per
-        row than an executemany INSERT. Other databases: one Core executemany INSERT.
-        Returns the number of rows written.
+        PostgreSQL: one ``COPY table (columns) FROM STDIN`` per group of
+        :data:`COPY_MIN_ROWS` rows or more (psycopg's ``Cursor.copy``, rows adapted by the
+        columns' own bind processors, the columns' Python-side defaults filled in as
+        SQLAlchemy would), about four times cheaper per row than an executemany INSERT.
+        Smaller groups (e.g. the one announcement and audit row of an RMA's creation) and
+        other databases: one Core executemany INSERT (no RETURNING). Returns the number
+        of rows written.
 
         Raises:
             sqlalchemy.exc.IntegrityError: a row breaks a constraint (e.g. a second credit
@@ -62,7 +67,7 @@ class RowSink:
             connection = session.connection()
             postgres = connection.dialect.name == "postgresql"
             for (table, columns), rows in self._rows.items():
-                if postgres:
+                if postgres and len(rows) >= COPY_MIN_ROWS:
                     _copy(connection, table, columns, rows)
                 else:
                     connection.execute(table.insert(), rows)

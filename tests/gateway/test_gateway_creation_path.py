@@ -26,6 +26,7 @@ from gateway.schemas import RmaDraft
 from gateway.services.auth import KEY_CACHE_TTL_S, KeyCache, Principal, hash_key
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import DuplicateRma, create_rma
+from gateway.services.row_sink import add_row
 from gateway.settings import Settings
 
 KEY = "creation-admin-key-0123456789abcdef"
@@ -115,6 +116,28 @@ def test_a_creation_is_one_transaction_with_its_audit_row(database_url: str, qui
         assert outbox == [("W-0", 1), ("C-1", 2)]
         assert made.json()["revision"] == 2
         assert made.headers["location"] == "/api/v1/rmas/C-1"
+
+
+def test_a_creation_writes_its_announcement_and_audit_rows_outside_the_unit_of_work(
+    anydb: Database,
+) -> None:
+    settings = Settings(site="s1")
+    audited: list[int] = []
+
+    def audit(_rma: Rma) -> None:
+        add_row(s, AuditEntry, principal="p", method="POST", path="/x", status_code=201)
+        audited.append(sum(isinstance(o, AuditEntry | AnnouncementRow) for o in s.new))
+
+    with anydb.session() as s:
+        rma = create_rma(s, settings, _draft("U-1"), before_commit=audit)
+        held = [type(o).__name__ for o in s.identity_map.values()]
+    assert audited == [0]  # the audit row went to the creation's sink, not the session
+    assert sorted(set(held)) == ["Rma", "RmaLineRecord", "RmaTransition"]
+    with anydb.session() as s:
+        assert [(r.rma_number, r.revision) for r in s.scalars(select(AnnouncementRow))] == [
+            ("U-1", rma.revision)
+        ]
+        assert [(a.principal, a.path) for a in s.scalars(select(AuditEntry))] == [("p", "/x")]
 
 
 def _draft(number: str, site: str | None = None) -> RmaDraft:

@@ -1,13 +1,16 @@
 """The batch's row sink (gateway.services.row_sink): rows written as the ORM would write them.
 
-On each backend: PostgreSQL takes the ``COPY`` path, SQLite the Core executemany. The rows
-read back are compared with values written down here, not with what the code produced.
+On each backend: PostgreSQL takes the ``COPY`` path for groups of ``COPY_MIN_ROWS`` rows or
+more and the Core executemany for smaller ones (both are run here, with the threshold
+moved), SQLite the Core executemany. The rows read back are compared with values written
+down here, not with what the code produced.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,9 +19,17 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.db import Database
 from gateway.models import Credit, Rma, RmaLineRecord, RmaTransition, WebhookDelivery
+from gateway.services import row_sink
 from gateway.services.row_sink import add_row, open_sink, sink_of
 
 T0 = datetime(2026, 12, 2, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["copy", "insert"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every group COPYed on PostgreSQL, or every group INSERTed (SQLite: INSERT both)."""
+    monkeypatch.setattr(row_sink, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
+    yield request.param
 
 
 def _rma(db: Database) -> tuple[int, int]:
@@ -61,7 +72,9 @@ def _credit(line_id: int, unit_no: int) -> dict[str, object]:
     }
 
 
-def test_sink_rows_are_written_in_order_with_defaults_json_and_utc_times(anydb: Database) -> None:
+def test_sink_rows_are_written_in_order_with_defaults_json_and_utc_times(
+    anydb: Database, path: str
+) -> None:
     rma_id, _line = _rma(anydb)
     with anydb.session() as s, open_sink(s) as sink:
         for trigger, to in (("receive", "received"), ("grade", "graded"), ("refund", "refunded")):
@@ -104,7 +117,7 @@ def test_sink_rows_are_written_in_order_with_defaults_json_and_utc_times(anydb: 
         assert hook.delivered_at is None
 
 
-def test_a_row_breaking_a_constraint_raises_integrity_error(anydb: Database) -> None:
+def test_a_row_breaking_a_constraint_raises_integrity_error(anydb: Database, path: str) -> None:
     _rma_id, line_id = _rma(anydb)
     with anydb.session() as s, open_sink(s) as sink:
         add_row(s, Credit, **_credit(line_id, 1))
