@@ -43,6 +43,13 @@ def run() -> list[Figure]:
             higher_is_better=False,
         ),
         Figure(
+            f"{name}: credited and the shop's webhook delivered",
+            r.notified_per_s,
+            "1/s",
+            "events ingested + credited",
+            r.events_per_s,
+        ),
+        Figure(
             "load pg: RMA creations (service, writer path)",
             r.creations_per_s,
             "1/s",

@@ -67,7 +67,9 @@ class LoadResult:
     publishers through the same bridges; ``commit_p99_ms`` / ``commit_p50_ms``: the worst
     replica's percentile of arrival-at-the-gateway to commit of its batch, ms;
     ``per_replica``: events each replica stored; ``creations_per_s`` RMAs created per s
-    (service call, before the run).
+    (service call, before the run); ``notified_per_s``: distinct events per second from
+    the first publish until the shop had every ``credit.issued`` webhook (delivered while
+    the ingest runs, by the leading replica).
     """
 
     events: int
@@ -78,6 +80,7 @@ class LoadResult:
     commit_p99_ms: float
     per_replica: tuple[int, ...]
     creations_per_s: float
+    notified_per_s: float
 
 
 class StationPublisher:
@@ -113,12 +116,16 @@ class StationPublisher:
 
 
 class HookCounter:
-    """A shop's webhook endpoint on 127.0.0.1: counts deliveries by type and delivery id."""
+    """A shop's webhook endpoint on 127.0.0.1: counts deliveries by type and delivery id.
+
+    ``last_at``: ``time.perf_counter()`` of the latest delivery received, by event type.
+    """
 
     def __init__(self) -> None:
         self.deliveries: dict[str, list[str]] = {}  # event type -> X-RS-Delivery ids
+        self.last_at: dict[str, float] = {}
         lock = threading.Lock()
-        got = self.deliveries
+        got, last_at = self.deliveries, self.last_at
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as a shop's web server does
@@ -129,6 +136,7 @@ class HookCounter:
                     got.setdefault(self.headers["X-RS-Event"], []).append(
                         self.headers["X-RS-Delivery"]
                     )
+                    last_at[self.headers["X-RS-Event"]] = time.perf_counter()
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -386,6 +394,7 @@ def run_load(
                     took = _wait_ingested(db, events, t0, timeout_s)
                     _check(db, numbers, sites_of)
                     _wait_hooks(hooks, events, timeout_s)
+                    notified = hooks.last_at["credit.issued"] - t0
                     statuses = [_bridge_status(p, key) for p in procs]
                 finally:
                     db.dispose()
@@ -408,6 +417,7 @@ def run_load(
         commit_p99_ms=max(float(s["commit_latency_p99_ms"] or 0) for s in statuses),
         per_replica=stored,
         creations_per_s=creations_per_s,
+        notified_per_s=events / notified,
     )
 
 
