@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.models import CatalogueItem, Order, OrderLine, Rma, RmaLineRecord, utcnow
 from gateway.schemas import RmaDraft, RmaLineDraft
-from gateway.services import numbers, webhooks
+from gateway.services import numbers
 from gateway.services.announcements import to_announcement
 from gateway.services.lifecycle import fire
 from gateway.services.orders import rma_contact
@@ -29,7 +29,6 @@ from gateway.services.revisions import next_revision_and
 from gateway.services.rma_writer import apply_change
 from gateway.services.row_sink import open_sink
 from gateway.services.tracking import carrier_name, ensure_free
-from gateway.services.webhook_endpoints import active_endpoints
 from gateway.settings import Settings
 from protocol import RmaAnnouncement
 
@@ -240,7 +239,6 @@ def create_rma(
         )
     if allowed_sites and site not in allowed_sites:
         raise SiteNotAllowed(site)
-    read_endpoints = False
     try:
         # takes the write lock first; the same statement looks for the number (a number
         # taken while it waited for the lock is caught by the unique constraint: 409 too)
@@ -254,11 +252,6 @@ def create_rma(
             ensure_free(session, draft.tracking_number)
             carrier = carrier_name(draft.tracking_number, draft.carrier)
         lines = _build_lines(session, settings, draft, order, now)
-        if webhooks.ENDPOINTS_KEY not in session.info:
-            # read before the RMA is added: queries after it would flush it early (one
-            # flush per creation, at the commit)
-            session.info[webhooks.ENDPOINTS_KEY] = active_endpoints(session)
-            read_endpoints = True
         delivered_on = draft.delivered_on
         if order is not None and order.delivered_at is not None:
             delivered_on = local_date(order.delivered_at, settings.zone)
@@ -285,13 +278,14 @@ def create_rma(
         session.add(rma)
         if draft.authorize:
             fire(rma, "authorize", actor=actor, note="policies passed", at=now)
-        # the rows nobody reads back (announcement, webhook deliveries, the caller's
-        # audit row) are Core INSERTs, not objects of the unit of work
+        # the RMA, its lines and transitions and the rows nobody reads back (announcement,
+        # one webhook delivery per active endpoint, the caller's audit row) are written
+        # by the row sink, not the unit of work: on PostgreSQL in one statement
         with open_sink(session) as sink:
             apply_change(session, settings, rma, actor=actor, revision=revision, now=now)
             if before_commit is not None:
-                before_commit(rma)  # not flushed yet: one flush, at the commit
-            sink.write(session)
+                before_commit(rma)  # its view is taken before the write (no ids in it)
+            sink.write(session, new=rma)
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -299,9 +293,6 @@ def create_rma(
     except BaseException:
         session.rollback()
         raise
-    finally:
-        if read_endpoints:
-            session.info.pop(webhooks.ENDPOINTS_KEY, None)
     log.info(
         "rma created number=%s state=%s revision=%d site=%s actor=%s",
         number,

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.models import WebhookDelivery, WebhookEndpoint, utcnow
 from gateway.services import outbox
 from gateway.services.outbox import NotReplayable
-from gateway.services.row_sink import add_row
+from gateway.services.row_sink import FanOut, add_row, sink_of
 from gateway.services.webhook_endpoints import active_endpoints, sign, signature_headers
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
@@ -69,22 +69,35 @@ def enqueue(
 
     A no-op without endpoints. The endpoints are read once per call, unless the caller
     read them for its whole transaction (:data:`ENDPOINTS_KEY` in ``session.info``, as
-    the batched event ingestion does).
+    the batched event ingestion does). With a row sink open and no endpoints read, the
+    sink writes one delivery per endpoint active when it writes (``INSERT ... SELECT``
+    from the endpoints: no read of them first), as an RMA's creation does.
     """
     endpoints = session.info.get(ENDPOINTS_KEY)
+    values: dict[str, Any] = {
+        "event_type": event_type,
+        "payload": {"type": event_type, "site": site or settings.site, "data": data},
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now or utcnow(),
+        "created_at": now or utcnow(),
+    }
+    sink = sink_of(session)
+    if endpoints is None and sink is not None:
+        sink.add_fan_out(WebhookDelivery, values, _PER_ACTIVE_ENDPOINT)
+        return
     for endpoint in active_endpoints(session) if endpoints is None else endpoints:
-        add_row(
-            session,
-            WebhookDelivery,
-            event_type=event_type,
-            payload={"type": event_type, "site": site or settings.site, "data": data},
-            url=endpoint.url,
-            endpoint_id=endpoint.id,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now or utcnow(),
-            created_at=now or utcnow(),
-        )
+        add_row(session, WebhookDelivery, **values, url=endpoint.url, endpoint_id=endpoint.id)
+
+
+#: a delivery's ``url`` and ``endpoint_id``, one per active endpoint, by id (as
+#: :func:`gateway.services.webhook_endpoints.active_endpoints` lists them)
+_PER_ACTIVE_ENDPOINT = FanOut(
+    select(WebhookEndpoint.url, WebhookEndpoint.id)
+    .where(WebhookEndpoint.active.is_(True))
+    .order_by(WebhookEndpoint.id),
+    ("url", "endpoint_id"),
+)
 
 
 def backoff_s(settings: Settings, attempts: int) -> float:

@@ -9,9 +9,11 @@ is refused at once by the gateway that made it, within the TTL by another replic
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,21 @@ from sqlalchemy import event, select
 
 from gateway.db import Database
 from gateway.main import create_app
-from gateway.models import AnnouncementRow, AuditEntry, IdempotencyRecord, Rma
+from gateway.models import (
+    AnnouncementRow,
+    AuditEntry,
+    IdempotencyRecord,
+    Rma,
+    RmaLineRecord,
+    RmaTransition,
+    WebhookDelivery,
+)
 from gateway.schemas import RmaDraft
 from gateway.services.auth import KEY_CACHE_TTL_S, KeyCache, Principal, hash_key
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import DuplicateRma, create_rma
 from gateway.services.row_sink import add_row
+from gateway.services.webhook_endpoints import create_endpoint, deactivate
 from gateway.settings import Settings
 
 KEY = "creation-admin-key-0123456789abcdef"
@@ -74,7 +85,15 @@ class _RequestSql:
 
     def _statement(self, _c: Any, _cur: Any, statement: str, *_a: Any) -> None:
         if self.on and self._ours():
-            self.statements.append(" ".join(statement.split()[:3]))
+            self.statements.append(" ".join(statement.split()))
+
+    def writes(self) -> Counter[str]:
+        """Tables written, by ``INSERT INTO t`` / ``UPDATE t`` (in WITH queries too)."""
+        return Counter(
+            f"{verb} {table}"
+            for s in self.statements
+            for verb, table in re.findall(r"\b(INSERT INTO|UPDATE) (\w+)", s)
+        )
 
     def _commit(self, _conn: Any) -> None:
         if self.on and self._ours():
@@ -91,17 +110,32 @@ def test_a_creation_is_one_transaction_with_its_audit_row(database_url: str, qui
         sql.on = False
         assert made.status_code == 201, made.text
         assert sql.commits == 1
-        writes = Counter(s for s in sql.statements if not s.startswith("SELECT"))
-        assert writes == Counter(
+        assert sql.writes() == Counter(
             {
-                "UPDATE site_revision SET": 1,
+                "UPDATE site_revision": 1,
                 "INSERT INTO rmas": 1,
                 "INSERT INTO rma_lines": 1,
                 "INSERT INTO rma_transitions": 1,
                 "INSERT INTO announcement_outbox": 1,
                 "INSERT INTO audit_log": 1,
+                "INSERT INTO webhook_deliveries": 1,  # one per active endpoint: none here
             }
         )
+        heads = [" ".join(s.split()[:3]) for s in sql.statements]
+        if database_url.startswith("postgresql"):  # the writes after the lock: one statement
+            assert heads == [
+                "SELECT orders.id, orders.order_ref,",
+                "UPDATE site_revision SET",
+                "SELECT catalogue_items.sku, catalogue_items.name,",
+                "WITH rs_0 AS",
+            ]
+        else:
+            assert heads[:3] == [
+                "SELECT orders.id, orders.order_ref,",
+                "UPDATE site_revision SET",
+                "SELECT catalogue_items.sku, catalogue_items.name,",
+            ]
+        assert not [s for s in sql.statements if s.startswith("SELECT webhook_endpoints")]
         assert not [s for s in sql.statements if "api_keys" in s]  # the key was cached
         with app.state.db.session() as s:
             audit = [
@@ -132,7 +166,9 @@ def test_a_creation_writes_its_announcement_and_audit_rows_outside_the_unit_of_w
         rma = create_rma(s, settings, _draft("U-1"), before_commit=audit)
         held = [type(o).__name__ for o in s.identity_map.values()]
     assert audited == [0]  # the audit row went to the creation's sink, not the session
-    assert sorted(set(held)) == ["Rma", "RmaLineRecord", "RmaTransition"]
+    assert sorted(set(held)) == ["Rma", "RmaLineRecord", "RmaTransition"]  # persistent
+    assert (rma.id, [line.rma_id for line in rma.lines]) == (1, [1])
+    assert [(t.rma_id, t.to_state) for t in rma.transitions] == [(1, "authorized")]
     with anydb.session() as s:
         assert [(r.rma_number, r.revision) for r in s.scalars(select(AnnouncementRow))] == [
             ("U-1", rma.revision)
@@ -256,3 +292,108 @@ def test_key_cache_keeps_valid_keys_for_the_ttl_only_and_never_undoes_a_forget()
             hash_key(f"k-{name}"), Principal(f"api-key:{name}", frozenset()), cache.generation
         )
     assert [cache.get(f"k-{n}") is not None for n in ("a", "b", "c")] == [False, True, True]
+
+
+def _rows(s: Any, table: Any, rma_id: int) -> list[dict[str, Any]]:
+    key = table.c.rma_id if "rma_id" in table.c else table.c.id
+    order = table.c.id
+    return [
+        {k: v for k, v in row._mapping.items() if k not in ("id", "rma_id", "number")}
+        for row in s.execute(select(table).where(key == rma_id).order_by(order))
+    ]
+
+
+def test_the_sink_writes_an_rma_as_the_unit_of_work_does(anydb: Database) -> None:
+    # B-1 is flushed by its before_commit (the path taken when something in the creation
+    # queries the session: the unit of work writes it); B-2 is written by the row sink
+    settings = Settings(site="s1")
+    now = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    body = {
+        **_body("B-0"),
+        "customer": "Ada Lovelace",
+        "customer_email": "ada@example.com",
+        "tracking_number": "1Z999AA10123456784",
+        "notes": "left at the door",
+        "lines": [
+            {"sku": "SKU-1", "quantity": 1, "unit_price_cents": 1999, "gtin": "4006381333931"},
+            {"sku": "SKU-2", "quantity": 2, "serial": "SN-7", "rfid_uid": "dd:17:38:0a"},
+        ],
+    }
+    made: dict[str, Rma] = {}
+    flushed_new: list[list[str]] = []  # what each flush of the session inserted
+    with anydb.session() as s:
+        event.listen(
+            s,
+            "before_flush",
+            lambda ss, *_: flushed_new.append(sorted(type(o).__name__ for o in ss.new)),
+        )
+        for number, flush, tracking in (
+            ("B-1", True, "1Z999AA10123456784"),
+            ("B-2", False, "1Z879E930346834440"),
+        ):
+            draft = RmaDraft.model_validate({**body, "number": number, "tracking_number": tracking})
+            made[number] = create_rma(
+                s, settings, draft, now=now, before_commit=(lambda _r: s.flush()) if flush else None
+            )
+    flushed, sunk = made["B-1"], made["B-2"]
+    assert (flushed.id, sunk.id) == (1, 2)
+    assert flushed_new == [
+        ["SiteRevision"],  # the site's first change creates its counter
+        ["Rma", "RmaLineRecord", "RmaLineRecord", "RmaTransition"],  # B-1, by the flush
+    ]  # and B-2 by no flush: the sink wrote it
+    assert (flushed.id, sunk.id) == (1, 2)
+    assert flushed_new == [
+        ["SiteRevision"],  # the site's first change creates its counter
+        ["Rma", "RmaLineRecord", "RmaLineRecord", "RmaTransition"],  # B-1, by the flush
+    ]  # and B-2 by no flush: the sink wrote it
+    assert [line.id for line in sunk.lines] == [3, 4]
+    assert [line.rma_id for line in sunk.lines] == [2, 2]
+    assert [t.id for t in sunk.transitions] == [2]
+    with anydb.session() as s:
+        for model in (Rma, RmaLineRecord, RmaTransition):
+            table = model.__table__
+            first, second = _rows(s, table, 1), _rows(s, table, 2)
+            for row in first + second:
+                row.pop("tracking_number", None)
+                row.pop("revision", None)
+            assert first == second, model.__name__
+        stored = s.scalars(select(Rma).where(Rma.number == "B-2")).one()
+        assert (stored.customer, stored.customer_email, stored.notes) == (
+            "Ada Lovelace",
+            "ada@example.com",
+            "left at the door",
+        )
+        assert [
+            (ln.line_no, ln.sku, ln.quantity, ln.gtin, ln.serial, ln.rfid_uid)
+            for ln in stored.lines
+        ] == [
+            (1, "SKU-1", 1, "4006381333931", None, None),
+            (2, "SKU-2", 2, None, "SN-7", "DD17380A"),
+        ]
+        assert [(t.trigger, t.from_state, t.to_state, t.at) for t in stored.transitions] == [
+            ("authorize", "requested", "authorized", now)
+        ]
+
+
+def test_a_creation_queues_one_delivery_per_active_endpoint_in_their_order(
+    anydb: Database,
+) -> None:
+    settings = Settings(site="s1")
+    with anydb.session() as s:
+        create_endpoint(s, "erp", "https://erp.example/hook")
+        create_endpoint(s, "old", "https://old.example/hook")
+        create_endpoint(s, "shop", "https://shop.example/hook")
+        deactivate(s, "old")
+        rma = create_rma(s, settings, _draft("H-1"), actor="api-key:shop")
+    with anydb.session() as s:
+        queued = [
+            (d.endpoint_id, d.url, d.event_type, d.status, d.attempts, d.last_error, d.payload)
+            for d in s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))
+        ]
+    data = {"number": "H-1", "state": "authorized", "revision": 1, "actor": "api-key:shop"}
+    payload = {"type": "rma.state_changed", "site": "s1", "data": data}
+    assert rma.revision == 1
+    assert queued == [
+        (1, "https://erp.example/hook", "rma.state_changed", "pending", 0, "", payload),
+        (3, "https://shop.example/hook", "rma.state_changed", "pending", 0, "", payload),
+    ]

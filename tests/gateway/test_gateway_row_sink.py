@@ -18,9 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.db import Database
-from gateway.models import Credit, Rma, RmaLineRecord, RmaTransition, WebhookDelivery
+from gateway.models import (
+    Credit,
+    Rma,
+    RmaLineRecord,
+    RmaTransition,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from gateway.services import row_sink
 from gateway.services.row_sink import add_row, open_sink, sink_of
+from gateway.services.webhook_endpoints import create_endpoint
 
 T0 = datetime(2026, 12, 2, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -115,6 +123,69 @@ def test_sink_rows_are_written_in_order_with_defaults_json_and_utc_times(
         assert hook.next_attempt_at == T0  # microseconds and zone kept
         assert hook.endpoint_id is None
         assert hook.delivered_at is None
+
+
+def test_rows_of_one_table_keep_their_order_whatever_columns_they_set(
+    anydb: Database, path: str
+) -> None:
+    # PostgreSQL runs a statement's WITH queries in no set order: rows of one table are
+    # never split across them (one ordered INSERT ... SELECT, or statements of their own)
+    rma_id, _line = _rma(anydb)
+    with anydb.session() as s:
+        create_endpoint(s, "shop", "http://shop.example/hook")
+    with anydb.session() as s, open_sink(s) as sink:
+        for i, trigger in enumerate(("a", "b", "c", "d", "e")):
+            extra = {"note": f"n{i}"} if i % 2 else {}  # two sets of columns, interleaved
+            add_row(
+                s,
+                RmaTransition,
+                rma_id=rma_id,
+                trigger=trigger,
+                from_state="x",
+                to_state="y",
+                actor="t",
+                **extra,
+            )
+        for kind in ("k1", "k2"):
+            add_row(
+                s,
+                WebhookDelivery,
+                event_type=kind,
+                payload={},
+                url="http://erp.example/hook",
+                endpoint_id=None,
+                next_attempt_at=T0,
+            )
+        for kind in ("f1", "f2"):  # once per active endpoint, after the rows of the table
+            sink.add_fan_out(
+                WebhookDelivery,
+                {"event_type": kind, "payload": {"k": kind}, "next_attempt_at": T0},
+                row_sink.FanOut(
+                    select(WebhookEndpoint.url, WebhookEndpoint.id).where(
+                        WebhookEndpoint.active.is_(True)
+                    ),
+                    ("url", "endpoint_id"),
+                ),
+            )
+        assert sink.write(s) == 9
+        s.commit()
+    with anydb.session() as s:
+        steps = s.scalars(select(RmaTransition).order_by(RmaTransition.id)).all()
+        hooks = s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+    # per set of columns, in the order added (every path, as the sink's executemany did)
+    assert [(t.trigger, t.note) for t in steps] == [
+        ("a", ""),
+        ("c", ""),
+        ("e", ""),
+        ("b", "n1"),
+        ("d", "n3"),
+    ]
+    assert [(h.event_type, h.url, h.endpoint_id, h.status, h.last_error) for h in hooks] == [
+        ("k1", "http://erp.example/hook", None, "pending", ""),
+        ("k2", "http://erp.example/hook", None, "pending", ""),
+        ("f1", "http://shop.example/hook", 1, "pending", ""),
+        ("f2", "http://shop.example/hook", 1, "pending", ""),
+    ]
 
 
 def test_a_row_breaking_a_constraint_raises_integrity_error(anydb: Database, path: str) -> None:
