@@ -206,7 +206,11 @@ def _post_rma(
     idempotency_key: str | None,
 ) -> Any:
     """:func:`post_rma`'s work, in a worker thread: the view of the RMA, or a response."""
-    digest = idempotency.request_hash("POST", router.prefix, draft.model_dump(mode="json"))
+    digest = (  # only a request with a key is compared with a stored one
+        idempotency.request_hash("POST", router.prefix, draft.model_dump(mode="json"))
+        if idempotency_key
+        else ""
+    )
     with db.session() as session:
         if idempotency_key:
             try:
