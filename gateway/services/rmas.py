@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -90,9 +90,17 @@ def _order_line_for(order: Order, line: RmaLineDraft, line_no: int) -> OrderLine
 
 
 def _build_lines(
-    session: Session, settings: Settings, draft: RmaDraft, order: Order | None, now: datetime
+    session: Session,
+    settings: Settings,
+    draft: RmaDraft,
+    order: Order | None,
+    now: datetime,
+    catalogue: dict[str, CatalogueItem],
 ) -> list[RmaLineRecord]:
-    """Apply the window and quantity policies; return the lines to store."""
+    """Apply the window and quantity policies; return the lines to store.
+
+    ``catalogue``: the catalogue's entries of the draft's SKUs, by SKU (the lines get them).
+    """
     zone = settings.zone
     delivered_on = draft.delivered_on
     if order is not None and order.delivered_at is not None:
@@ -154,28 +162,41 @@ def _build_lines(
                 units=[],  # a new line has none: no query for them
             )
         )
-    _attach_catalogue(session, records)
+    for record in records:  # not one lazy load a line: the announcement reads them
+        set_committed_value(record, "catalogue", catalogue.get(record.sku))
     return records
 
 
-def _attach_catalogue(session: Session, records: list[RmaLineRecord]) -> None:
-    """Give new lines their catalogue entries with one query (not one lazy load a line).
+def _order_and_catalogue(
+    session: Session, draft: RmaDraft
+) -> tuple[Order | None, dict[str, CatalogueItem]]:
+    """The draft's order (None: unknown) and the catalogue's entries of its SKUs, by SKU.
 
-    The announcement reads them (weights, sizes, GTINs) in the same transaction.
+    One query (one round trip): a one-row table outer-joined to the order and to the
+    entries, so each entry comes once with the order (or NULL) and the order comes even
+    without entries.
     """
-    skus = sorted({record.sku for record in records})
-    items = {item.sku: item for item in session.scalars(_CATALOGUE_ITEMS, {"skus": skus})}
-    for record in records:
-        set_committed_value(record, "catalogue", items.get(record.sku))
+    skus = sorted({line.sku for line in draft.lines})
+    order: Order | None = None
+    items: dict[str, CatalogueItem] = {}
+    for found, item in session.execute(
+        _ORDER_AND_CATALOGUE, {"order_ref": draft.order_ref, "skus": skus}
+    ):
+        order = order or found
+        if item is not None:
+            items[item.sku] = item
+    return order, items
 
 
 #: statements built once (not per call: their construction and cache key cost more
 #: than SQLite's own work), executed with their parameters
-_ORDER_BY_REF = select(Order).where(Order.order_ref == bindparam("order_ref"))
-_RMA_ID_BY_NUMBER = select(Rma.id).where(Rma.number == bindparam("number")).scalar_subquery()
-_CATALOGUE_ITEMS = select(CatalogueItem).where(
-    CatalogueItem.sku.in_(bindparam("skus", expanding=True))
+_ORDER_AND_CATALOGUE = (
+    select(Order, CatalogueItem)
+    .select_from(select(literal(1).label("one")).subquery("one_row"))
+    .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
+    .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
 )
+_RMA_ID_BY_NUMBER = select(Rma.id).where(Rma.number == bindparam("number")).scalar_subquery()
 
 
 def create_rma(
@@ -225,7 +246,7 @@ def create_rma(
     now = now or utcnow()
     number = numbers.check(draft.number) if draft.number else numbers.generate()
     require_reason(session, draft.reason)
-    order = session.scalar(_ORDER_BY_REF, {"order_ref": draft.order_ref})
+    order, catalogue = _order_and_catalogue(session, draft)
     if order is None and settings.require_order:
         raise PolicyViolation(
             "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref
@@ -251,7 +272,7 @@ def create_rma(
         if draft.tracking_number is not None:
             ensure_free(session, draft.tracking_number)
             carrier = carrier_name(draft.tracking_number, draft.carrier)
-        lines = _build_lines(session, settings, draft, order, now)
+        lines = _build_lines(session, settings, draft, order, now, catalogue)
         delivered_on = draft.delivered_on
         if order is not None and order.delivered_at is not None:
             delivered_on = local_date(order.delivered_at, settings.zone)

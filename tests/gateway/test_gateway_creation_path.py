@@ -26,19 +26,22 @@ from gateway.main import create_app
 from gateway.models import (
     AnnouncementRow,
     AuditEntry,
+    CatalogueItem,
     IdempotencyRecord,
     Rma,
     RmaLineRecord,
     RmaTransition,
     WebhookDelivery,
 )
-from gateway.schemas import RmaDraft
+from gateway.schemas import OrderDraft, RmaDraft
 from gateway.services.auth import KEY_CACHE_TTL_S, KeyCache, Principal, hash_key
+from gateway.services.orders import create_order
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import DuplicateRma, create_rma
 from gateway.services.row_sink import add_row
 from gateway.services.webhook_endpoints import create_endpoint, deactivate
 from gateway.settings import Settings
+from protocol.messages import decode_rma_change
 
 KEY = "creation-admin-key-0123456789abcdef"
 
@@ -122,19 +125,18 @@ def test_a_creation_is_one_transaction_with_its_audit_row(database_url: str, qui
             }
         )
         heads = [" ".join(s.split()[:3]) for s in sql.statements]
-        if database_url.startswith("postgresql"):  # the writes after the lock: one statement
+        # the order and the catalogue's entries in one read, then the lock, then the
+        # writes: on PostgreSQL in one statement
+        assert "FROM (SELECT" in sql.statements[0] and "catalogue_items.sku" in sql.statements[0]
+        if database_url.startswith("postgresql"):
             assert heads == [
                 "SELECT orders.id, orders.order_ref,",
                 "UPDATE site_revision SET",
-                "SELECT catalogue_items.sku, catalogue_items.name,",
                 "WITH rs_0 AS",
             ]
         else:
-            assert heads[:3] == [
-                "SELECT orders.id, orders.order_ref,",
-                "UPDATE site_revision SET",
-                "SELECT catalogue_items.sku, catalogue_items.name,",
-            ]
+            assert heads[:2] == ["SELECT orders.id, orders.order_ref,", "UPDATE site_revision SET"]
+            assert not [h for h in heads[2:] if h.startswith("SELECT")]
         assert not [s for s in sql.statements if s.startswith("SELECT webhook_endpoints")]
         assert not [s for s in sql.statements if "api_keys" in s]  # the key was cached
         with app.state.db.session() as s:
@@ -397,3 +399,48 @@ def test_a_creation_queues_one_delivery_per_active_endpoint_in_their_order(
         (1, "https://erp.example/hook", "rma.state_changed", "pending", 0, "", payload),
         (3, "https://shop.example/hook", "rma.state_changed", "pending", 0, "", payload),
     ]
+
+
+@pytest.mark.parametrize("with_order", [True, False])
+def test_a_creation_reads_its_order_and_catalogue_entries_in_one_query(
+    anydb: Database, with_order: bool
+) -> None:
+    settings = Settings(site="s1")
+    now = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)
+    lines = [
+        {"sku": "SHOE", "quantity": 1, "unit_price_cents": 100},
+        {"sku": "SOCKS", "quantity": 1, "unit_price_cents": 100},
+    ]
+    with anydb.session() as s:
+        s.add(CatalogueItem(sku="SHOE", name="Shoe", weight_g=850, gtins=["04006381333931"]))
+        s.add(CatalogueItem(sku="HAT", name="Hat", weight_g=90))
+        s.commit()
+        if with_order:
+            order_lines = [
+                {"sku": sku, "ordered_quantity": 1, "delivered_quantity": 1, "unit_price_cents": p}
+                for sku, p in (("SHOE", 7900), ("SOCKS", 1200))
+            ]
+            create_order(
+                s,
+                OrderDraft.model_validate(
+                    {
+                        "order_ref": "O-1",
+                        "customer": "Ann",
+                        "delivered_at": datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+                        "lines": order_lines,
+                    }
+                ),
+            )
+        draft = RmaDraft.model_validate({**_body("K-1"), "lines": lines})
+        rma = create_rma(s, settings, draft, now=now)
+        assert [
+            (ln.sku, ln.unit_price_cents, ln.order_line_id is not None) for ln in rma.lines
+        ] == [
+            ("SHOE", 7900 if with_order else 100, with_order),
+            ("SOCKS", 1200 if with_order else 100, with_order),
+        ]
+        assert rma.customer == ("Ann" if with_order else "")
+        payload = s.scalars(select(AnnouncementRow.payload)).one()
+    shoe, socks = decode_rma_change(payload).lines  # type: ignore[union-attr]
+    assert (shoe.sku, shoe.weight_g, shoe.gtin) == ("SHOE", 850, "04006381333931")
+    assert (socks.sku, socks.weight_g, socks.gtin) == ("SOCKS", None, None)  # not catalogued
