@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
-from sqlalchemy import ScalarSelect, Table, select, update
+from sqlalchemy import ScalarSelect, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,14 @@ def ensure_site(session: Session, site: str) -> None:
             session.rollback()
 
 
+_NEXT = (
+    update(_TABLE)
+    .where(_TABLE.c.site == bindparam("rs_site"))
+    .values(revision=_TABLE.c.revision + 1)
+    .returning(_TABLE.c.revision)
+)
+
+
 def next_revision(session: Session, site: str) -> int:
     """Increment the site's revision inside the caller's transaction and return it.
 
@@ -30,14 +39,8 @@ def next_revision(session: Session, site: str) -> int:
     the row (SQLite: on the database write lock) and never share a number. The caller
     commits or rolls back; a rollback gives the number back.
     """
-    table = _TABLE  # Core, not an ORM-enabled UPDATE: the same SQL, a fraction of the work
-    stmt = (
-        update(table)
-        .where(table.c.site == site)
-        .values(revision=table.c.revision + 1)
-        .returning(table.c.revision)
-    )
-    revision = session.execute(stmt).scalar_one_or_none()
+    # Core, not an ORM-enabled UPDATE, built once: the same SQL, a fraction of the work
+    revision = session.execute(_NEXT, {"rs_site": site}).scalar_one_or_none()
     if revision is None:
         session.add(SiteRevision(site=site, revision=1))
         session.flush()
@@ -53,24 +56,34 @@ def next_revision_and(
     One ``UPDATE ... RETURNING revision, (probe)`` instead of the UPDATE and a SELECT
     after it: one round trip fewer. ``probe`` is a scalar subquery (e.g. the id of the
     RMA with a number, None when there is none) whose bound parameters are ``params``
-    (their names must not be columns of ``site_revision``). Returns ``(revision, value)``.
+    (their names must not be columns of ``site_revision``, nor ``rs_site``). Returns
+    ``(revision, value)``.
 
     The value is read under the write lock the UPDATE takes, but on PostgreSQL from the
     statement's snapshot: a writer that held the lock while this one waited for it may
     have committed rows the probe does not see (a unique constraint must still catch
     them). SQLite (one writer at a time) sees everything committed.
     """
-    table = _TABLE
-    stmt = (
-        update(table)
-        .where(table.c.site == site)
-        .values(revision=table.c.revision + 1)
-        .returning(table.c.revision, probe)
-    )
-    row = session.execute(stmt, params).one_or_none()
+    row = session.execute(_update_returning(probe), {**params, "rs_site": site}).one_or_none()
     if row is None:  # the site's first change: its counter is created (at 1)
         return next_revision(session, site), session.scalar(select(probe), params)
     return int(row[0]), row[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _update_returning(probe: ScalarSelect[Any]) -> Any:
+    """``UPDATE site_revision ... RETURNING revision, (probe)`` for the site ``:rs_site``.
+
+    Built once per probe (callers pass module-level ones): building and cache-keying the
+    statement cost more than the database's work.
+    """
+    table = _TABLE
+    return (
+        update(table)
+        .where(table.c.site == bindparam("rs_site"))
+        .values(revision=table.c.revision + 1)
+        .returning(table.c.revision, probe)
+    )
 
 
 def head_revision(session: Session, site: str) -> int:
