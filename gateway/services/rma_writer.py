@@ -140,7 +140,7 @@ def apply_change(
     """
     now = now or utcnow()
     rma.revision = revision if revision is not None else next_revision(session, rma.site)
-    if flush and not sa_inspect(rma).pending:  # a new RMA is inserted at the commit's flush
+    if flush and sa_inspect(rma).persistent:  # a new RMA is inserted by its creation
         try:
             session.flush()  # the compare-and-set on the RMA row happens here
         except StaleDataError as exc:

@@ -296,7 +296,7 @@ def create_rma(
             updated_at=now,
             lines=lines,
         )
-        session.add(rma)
+        # not added to the session: the sink writes it (nothing to expunge), or adds it
         if draft.authorize:
             fire(rma, "authorize", actor=actor, note="policies passed", at=now)
         # the RMA, its lines and transitions and the rows nobody reads back (announcement,

@@ -93,9 +93,10 @@ class RowSink:
     def write(self, session: Session, new: Base | None = None) -> int:
         """Insert every row kept, per table and set of columns, in order; empty the sink.
 
-        ``new``: a pending ORM object (e.g. a new :class:`gateway.models.Rma`) to insert
-        with the rows, with its pending children (its one-to-many relationships that
-        cascade: the RMA's lines and transitions), instead of at the session's flush. On
+        ``new``: a new ORM object (e.g. a new :class:`gateway.models.Rma`), transient or
+        pending, to insert with the rows, with its new children (its one-to-many
+        relationships that cascade: the RMA's lines and transitions), instead of at the
+        session's flush; a transient one the sink cannot write is added to the session. On
         success they are written, given their ids (primary and foreign keys) and every
         column value they took (defaults, NULL), and are persistent objects of the
         session with nothing left to flush, as after a flush: a later change to them is
@@ -130,6 +131,8 @@ class RowSink:
         if graph is not None:
             assert new is not None
             _attach(session, new, graph)
+        elif new is not None and sa_inspect(new).transient:
+            session.add(new)  # not one the sink can write: the flush does
         self._rows.clear()
         self._fan_outs.clear()
         self.count = 0
@@ -149,12 +152,12 @@ class _Node:
 
 
 def _graph_of(root: Base) -> list[_Node] | None:
-    """``root`` and its pending children as nodes (root first), or None if ineligible.
+    """``root`` and its new children as nodes (root first), or None if ineligible.
 
-    Eligible: ``root`` is pending, has a single-column primary key, every child in a
-    cascading one-to-many relationship is pending, links to it by one foreign key column,
-    has no children of its own (their collections empty or not loaded) and sets the same
-    columns as the other children of its table.
+    Eligible: ``root`` is new (transient or pending), has a single-column primary key,
+    every child in a cascading one-to-many relationship is new, links to it by one
+    foreign key column, has no children of its own (their collections empty or not
+    loaded) and sets the same columns as the other children of its table.
     """
     root_node = _node(root)
     if root_node is None:
@@ -184,9 +187,9 @@ def _graph_of(root: Base) -> list[_Node] | None:
 
 
 def _node(obj: Base, fk: str | None = None) -> _Node | None:
-    """The object's node: its loaded columns, its defaults for the rest; None if not pending."""
+    """The object's node: its loaded columns, its defaults for the rest; None if not new."""
     state = sa_inspect(obj)
-    if not state.pending:
+    if not (state.transient or state.pending):
         return None
     mapper = state.mapper
     table = cast(Table, mapper.local_table)
@@ -209,14 +212,15 @@ def _node(obj: Base, fk: str | None = None) -> _Node | None:
 
 
 def _attach(session: Session, new: Base, graph: list[_Node]) -> None:
-    """Make the written objects persistent and clean: out of the unit of work, back in.
+    """Make the written objects persistent and clean objects of the session.
 
-    Taken out (``expunge``, cascading to the children) before the flush would insert
-    them again, then given their identity with their history reset
-    (``make_transient_to_detached``) and added back (``add``, cascading): persistent,
-    nothing pending.
+    Pending ones are taken out first (``expunge``, cascading to the children), before
+    the flush would insert them again; then they are given their identity with their
+    history reset (``make_transient_to_detached``) and added (``add``, cascading):
+    persistent, nothing pending.
     """
-    session.expunge(new)
+    if sa_inspect(new).pending:
+        session.expunge(new)
     for node in graph:
         make_transient_to_detached(node.obj)
     session.add(new)

@@ -306,8 +306,8 @@ def _rows(s: Any, table: Any, rma_id: int) -> list[dict[str, Any]]:
 
 
 def test_the_sink_writes_an_rma_as_the_unit_of_work_does(anydb: Database) -> None:
-    # B-1 is flushed by its before_commit (the path taken when something in the creation
-    # queries the session: the unit of work writes it); B-2 is written by the row sink
+    # B-1 is added to the session and flushed by its before_commit (the unit of work
+    # writes it, as for any RMA the sink cannot write); B-2 is written by the row sink
     settings = Settings(site="s1")
     now = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
     body = {
@@ -335,7 +335,11 @@ def test_the_sink_writes_an_rma_as_the_unit_of_work_does(anydb: Database) -> Non
         ):
             draft = RmaDraft.model_validate({**body, "number": number, "tracking_number": tracking})
             made[number] = create_rma(
-                s, settings, draft, now=now, before_commit=(lambda _r: s.flush()) if flush else None
+                s,
+                settings,
+                draft,
+                now=now,
+                before_commit=(lambda r: (s.add(r), s.flush())) if flush else None,
             )
     flushed, sunk = made["B-1"], made["B-2"]
     assert (flushed.id, sunk.id) == (1, 2)
