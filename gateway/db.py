@@ -72,9 +72,13 @@ def _check_on_checkout(engine: Engine) -> Any:
             except Exception as exc:
                 raise DisconnectionError(f"ping failed: {exc}") from exc
             return
-        poller = select.poll()
-        poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLPRI)
-        if poller.poll(0):
+        try:
+            poller = select.poll()
+            poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLPRI)
+            readable = bool(poller.poll(0))
+        except Exception as exc:  # no socket any more (psycopg raises): not usable
+            raise DisconnectionError(f"connection unusable: {exc}") from exc
+        if readable:
             raise DisconnectionError("the server closed the connection while it was pooled")
 
     return check
