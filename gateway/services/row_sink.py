@@ -34,6 +34,7 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    event,
     insert,
     literal,
     literal_column,
@@ -42,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import ONETOMANY, Session, make_transient_to_detached
+from sqlalchemy.orm import ONETOMANY, Session, make_transient, make_transient_to_detached
 from sqlalchemy.sql.dml import Insert
 
 from gateway.models import Base
@@ -224,6 +225,42 @@ def _attach(session: Session, new: Base, graph: list[_Node]) -> None:
     for node in graph:
         make_transient_to_detached(node.obj)
     session.add(new)
+    # every one, not just ``new``: a rollback expires its collections, and an expunge
+    # does not cascade through an expired collection
+    session.info.setdefault(WRITTEN_KEY, []).extend(
+        (node.obj, dict(node.obj.__dict__)) for node in graph
+    )
+
+
+#: key of ``Session.info`` listing the objects :meth:`RowSink.write` made persistent in the
+#: session's current transaction, with their values (made transient again if it rolls
+#: back, forgotten when it commits)
+WRITTEN_KEY = "rs_row_sink_written"
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_written(session: Session) -> None:
+    session.info.pop(WRITTEN_KEY, None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _expunge_written(session: Session, previous_transaction: Any) -> None:
+    """Make the objects the sink wrote transient again when their transaction rolls back.
+
+    Made persistent without a flush, they are not among the transaction's new objects,
+    which a rollback makes transient (with their values): without this they would stay
+    in the identity map, expired, with ids the database never kept (SQLite gives them
+    out again: the next object with one would collide with the ghost). As after a
+    rolled-back flush, a caller that kept one can still read it.
+    """
+    if previous_transaction.parent is not None:  # a savepoint: the outer one decides
+        return
+    for obj, values in session.info.pop(WRITTEN_KEY, ()):
+        if obj in session:
+            session.expunge(obj)
+        make_transient(obj)
+        for key, value in values.items():
+            obj.__dict__.setdefault(key, value)  # the values the rollback expired
 
 
 def _has_children(obj: Base) -> bool:
