@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any, cast
 
-from sqlalchemy import ScalarSelect, Table, bindparam, select, update
+from sqlalchemy import ScalarSelect, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,10 +42,31 @@ def next_revision(session: Session, site: str) -> int:
     # Core, not an ORM-enabled UPDATE, built once: the same SQL, a fraction of the work
     revision = session.execute(_NEXT, {"rs_site": site}).scalar_one_or_none()
     if revision is None:
-        session.add(SiteRevision(site=site, revision=1))
-        session.flush()
-        revision = 1
+        if _create_counter(session, site, 1):
+            return 1
+        revision = session.execute(_NEXT, {"rs_site": site}).scalar_one()
     return int(revision)
+
+
+def _create_counter(session: Session, site: str, value: int) -> bool:
+    """Create the site's counter at ``value``; False if a concurrent writer created it first.
+
+    A new site's first changes may race: each finds no row to update and inserts one. On
+    PostgreSQL the insert runs in a savepoint, so the loser (whose insert waited for the
+    winner's commit, then broke the primary key) undoes only the insert and can update
+    the winner's row. SQLite has one writer at a time: the second waits for the first's
+    commit before its UPDATE, which then finds the row.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        session.add(SiteRevision(site=site, revision=value))
+        session.flush()
+        return True
+    try:
+        with session.begin_nested():
+            session.execute(insert(_TABLE).values(site=site, revision=value))
+    except IntegrityError:
+        return False
+    return True
 
 
 def next_revision_and(
@@ -113,7 +134,7 @@ def reserve_revisions(session: Session, site: str, count: int) -> int:
     )
     last = session.execute(stmt).scalar_one_or_none()
     if last is None:  # the first changes of a new site
-        session.add(SiteRevision(site=site, revision=count))
-        session.flush()
-        last = count
+        if _create_counter(session, site, count):
+            return 1
+        last = session.execute(stmt).scalar_one()
     return int(last) - count + 1
