@@ -67,12 +67,18 @@ class FanOut:
     keys: tuple[str, ...]
 
 
+#: rows kept, by (table, sorted column keys), in the order added
+_Rows = dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]]
+#: fanned-out rows kept: (table, shared values, where the rest comes from), in order added
+_FanOuts = list[tuple[Table, dict[str, Any], FanOut]]
+
+
 class RowSink:
     """The append-only rows of one batch, by table and set of columns, in order added."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
-        self._fan_outs: list[tuple[Table, dict[str, Any], FanOut]] = []
+        self._rows: _Rows = {}
+        self._fan_outs: _FanOuts = []
         self.count = 0
 
     def add(self, model: type[Base], values: dict[str, Any]) -> None:
@@ -302,10 +308,7 @@ def _fan_out_insert(table: Table, values: dict[str, Any], fan_out: FanOut) -> In
 
 
 def _write_postgres(
-    connection: Connection,
-    rows: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]],
-    fan_outs: list[tuple[Table, dict[str, Any], FanOut]],
-    graph: list[_Node] | None,
+    connection: Connection, rows: _Rows, fan_outs: _FanOuts, graph: list[_Node] | None
 ) -> None:
     """COPY the large groups; the rest in one statement of ``WITH`` queries, where it can.
 
@@ -343,7 +346,7 @@ def _write_postgres(
             for (t, _columns), g in rows.items():
                 if t is table and len(g) < COPY_MIN_ROWS:
                     connection.execute(t.insert(), g)
-    later: list[tuple[Table, dict[str, Any], FanOut]] = []
+    later: _FanOuts = []
     for table, values, fan in fan_outs:
         if table in by_table or any(s[1] is table for s in shape if s[0] == "fan"):
             later.append((table, values, fan))
@@ -376,7 +379,7 @@ def _write_postgres(
                 # ascending ids are the rows' order (the INSERT's ORDER BY)
                 for node, new_id in zip(group_nodes, sorted(ids[j]), strict=True):
                     given[id(node)] = new_id
-            _give_ids(graph, [given[id(node)] for node in graph])
+            _give_ids(graph, given)
     for table, values, fan in later:
         connection.execute(_fan_out_insert(table, values, fan))
 
@@ -450,10 +453,7 @@ def _statement(shape: list[tuple[Any, ...]]) -> Any:
 
 
 def _write_each(
-    connection: Connection,
-    rows: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]],
-    fan_outs: list[tuple[Table, dict[str, Any], FanOut]],
-    graph: list[_Node] | None,
+    connection: Connection, rows: _Rows, fan_outs: _FanOuts, graph: list[_Node] | None
 ) -> None:
     """One statement per group, fanned-out row and new object (SQLite: no round trips)."""
     for (table, _columns), group in rows.items():
@@ -462,7 +462,6 @@ def _write_each(
         connection.execute(_fan_out_insert(table, values, fan))
     if graph is None:
         return
-    ids: list[int] = []
     by_node: dict[int, int] = {}
     for node in graph:
         values = dict(node.values)
@@ -473,12 +472,11 @@ def _write_each(
             insert(node.table).values(values).returning(node.pk)
         ).scalar_one()
         by_node[id(node)] = int(new_id)
-        ids.append(int(new_id))
-    _give_ids(graph, ids)
+    _give_ids(graph, by_node)
 
 
-def _give_ids(graph: list[_Node], ids: list[Any]) -> None:
-    by_node = {id(node): int(i) for node, i in zip(graph, ids, strict=True)}
+def _give_ids(graph: list[_Node], by_node: dict[int, int]) -> None:
+    """Set each node's primary key and its parent link from ``by_node`` (``id(node)`` -> id)."""
     for node in graph:
         mapper = sa_inspect(node.obj).mapper
         setattr(node.obj, mapper.get_property_by_column(node.pk).key, by_node[id(node)])

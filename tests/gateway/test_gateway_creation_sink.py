@@ -72,22 +72,12 @@ def _dump(s: Any, number: str) -> dict[str, Any]:
     def clean(m: Any) -> dict[str, Any]:
         return {k: v for k, v in m.items() if k not in skip}
 
-    lines = [
-        clean(r._mapping)
-        for r in s.execute(
-            select(RmaLineRecord.__table__)
-            .where(RmaLineRecord.rma_id == rid)
-            .order_by(RmaLineRecord.id)
-        )
-    ]
-    trans = [
-        clean(r._mapping)
-        for r in s.execute(
-            select(RmaTransition.__table__)
-            .where(RmaTransition.rma_id == rid)
-            .order_by(RmaTransition.id)
-        )
-    ]
+    def children(model: Any) -> list[dict[str, Any]]:
+        table = model.__table__
+        query = select(table).where(table.c.rma_id == rid).order_by(table.c.id)
+        return [clean(r._mapping) for r in s.execute(query)]
+
+    lines, trans = children(RmaLineRecord), children(RmaTransition)
     ann = [
         {
             k: v
