@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any, cast
 
-from sqlalchemy import ScalarSelect, Table, bindparam, insert, select, update
+from sqlalchemy import CTE, ScalarSelect, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -104,6 +104,29 @@ def _update_returning(probe: ScalarSelect[Any]) -> Any:
         .where(table.c.site == bindparam("rs_site"))
         .values(revision=table.c.revision + 1)
         .returning(table.c.revision, probe)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def revision_cte(probe: ScalarSelect[Any]) -> CTE:
+    """The site ``:rs_site``'s next revision as a ``WITH`` query, for a read that takes the lock.
+
+    ``WITH rs_rev AS (UPDATE site_revision ... RETURNING revision AS rs_revision, (probe)
+    AS rs_probe)``: one row (none when the site has no counter yet), for a SELECT that
+    joins it to what it reads, so the read and :func:`next_revision_and` are one round
+    trip. PostgreSQL only (SQLite has no data-modifying ``WITH``). A data-modifying
+    ``WITH`` query runs exactly once whether or not the SELECT reads its rows, and with
+    the SELECT's snapshot: what the SELECT reads is what was committed when the statement
+    began, as for a read made before the lock (PostgreSQL manual, 7.8.4 "Data-Modifying
+    Statements in WITH"). Built once per probe (callers pass module-level ones).
+    """
+    table = _TABLE
+    return (
+        update(table)
+        .where(table.c.site == bindparam("rs_site"))
+        .values(revision=table.c.revision + 1)
+        .returning(table.c.revision.label("rs_revision"), probe.label("rs_probe"))
+        .cte("rs_rev")
     )
 
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import bindparam, literal, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -25,7 +25,7 @@ from gateway.services.orders import rma_contact
 from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
 from gateway.services.reasons import require_reason
 from gateway.services.refund_terms import unit_paid_cents
-from gateway.services.revisions import next_revision_and
+from gateway.services.revisions import next_revision_and, revision_cte
 from gateway.services.rma_writer import apply_change
 from gateway.services.row_sink import open_sink
 from gateway.services.tracking import carrier_name, ensure_free
@@ -188,6 +188,47 @@ def _order_and_catalogue(
     return order, items
 
 
+def _locked_read(
+    session: Session, draft: RmaDraft, site: str, number: str
+) -> tuple[Order | None, dict[str, CatalogueItem], int | None, int | None]:
+    """:func:`_order_and_catalogue`, the site's next revision and the id of an RMA ``number``.
+
+    PostgreSQL, for a creation whose site is known before its order is read: one
+    statement (one round trip) instead of the read and the revision ``UPDATE`` after it
+    (:func:`gateway.services.revisions.revision_cte`). It takes the site's write lock and
+    reads the order and the catalogue as committed when it began, as the two statements
+    did. Returns ``(order, items by SKU, revision, id of the RMA with the number or
+    None)``; the revision is None when the site has no counter yet (nothing was locked:
+    :func:`next_revision_and` creates it).
+    """
+    skus = sorted({line.sku for line in draft.lines})
+    order: Order | None = None
+    items: dict[str, CatalogueItem] = {}
+    params = {"order_ref": draft.order_ref, "skus": skus, "rs_site": site, "number": number}
+    rows = session.execute(_ORDER_CATALOGUE_AND_REVISION, params).all()
+    for found, item, _revision, _taken in rows:
+        order = order or found
+        if item is not None:
+            items[item.sku] = item
+    _order, _item, revision, taken = rows[0]  # the same on every row (at least one)
+    return order, items, revision, taken
+
+
+def _site_before_order(
+    session: Session, settings: Settings, draft: RmaDraft, allowed_sites: frozenset[str]
+) -> str | None:
+    """The creation's site when its order cannot change it and it is allowed, on PostgreSQL.
+
+    The draft's site, or the gateway's only one; None otherwise (several sites and none
+    given: the order's decides), on SQLite, or for a site the checks refuse (they raise
+    after the order is read, as for any creation).
+    """
+    site = draft.site or (settings.site if len(settings.sites) == 1 else None)
+    if site is None or site not in settings.sites or (allowed_sites and site not in allowed_sites):
+        return None
+    return site if session.get_bind().dialect.name == "postgresql" else None
+
+
 #: statements built once (not per call: their construction and cache key cost more
 #: than SQLite's own work), executed with their parameters
 _ORDER_AND_CATALOGUE = (
@@ -197,6 +238,14 @@ _ORDER_AND_CATALOGUE = (
     .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
 )
 _RMA_ID_BY_NUMBER = select(Rma.id).where(Rma.number == bindparam("number")).scalar_subquery()
+_REVISION = revision_cte(_RMA_ID_BY_NUMBER)
+_ORDER_CATALOGUE_AND_REVISION = (
+    select(Order, CatalogueItem, _REVISION.c.rs_revision, _REVISION.c.rs_probe)
+    .select_from(select(literal(1).label("one")).subquery("one_row"))
+    .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
+    .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
+    .outerjoin(_REVISION, true())
+)
 
 
 def create_rma(
@@ -223,6 +272,11 @@ def create_rma(
     the window and returnable quantity are enforced. Without one (and
     ``settings.require_order`` False) the shop's data is taken as given.
 
+    On PostgreSQL, when the site is known before the order is read (``draft.site``
+    given, or a gateway of one site), the read of the order and the catalogue also takes
+    the site's write lock and the next revision (:func:`_locked_read`): a creation is
+    then three round trips (that read, the rows' one statement, the commit) after BEGIN.
+
     ``after_lock`` is called once the site's write lock is held, before any policy check
     (e.g. to find a concurrent twin request that committed first: it may raise to stop).
     ``before_commit`` is called with the RMA just before the commit (e.g. to store the
@@ -246,24 +300,34 @@ def create_rma(
     now = now or utcnow()
     number = numbers.check(draft.number) if draft.number else numbers.generate()
     require_reason(session, draft.reason)
-    order, catalogue = _order_and_catalogue(session, draft)
-    if order is None and settings.require_order:
-        raise PolicyViolation(
-            "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref
-        )
-    site = draft.site or settings.site
-    if draft.site is None and order is not None and order.site in settings.sites:
-        site = order.site  # where the order's returns go
-    if site not in settings.sites:
-        raise PolicyViolation(
-            "unknown_site", f"site {site!r} is not one of {settings.sites}", site=site
-        )
-    if allowed_sites and site not in allowed_sites:
-        raise SiteNotAllowed(site)
+    known_site = _site_before_order(session, settings, draft, allowed_sites)
     try:
-        # takes the write lock first; the same statement looks for the number (a number
-        # taken while it waited for the lock is caught by the unique constraint: 409 too)
-        revision, taken = next_revision_and(session, site, _RMA_ID_BY_NUMBER, {"number": number})
+        revision: int | None = None
+        taken: int | None = None
+        if known_site is not None:  # the lock (and the number's lookup) with the read
+            order, catalogue, revision, taken = _locked_read(session, draft, known_site, number)
+        else:
+            order, catalogue = _order_and_catalogue(session, draft)
+        if order is None and settings.require_order:
+            raise PolicyViolation(
+                "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref
+            )
+        site = draft.site or settings.site
+        if draft.site is None and order is not None and order.site in settings.sites:
+            site = order.site  # where the order's returns go
+        if site not in settings.sites:
+            raise PolicyViolation(
+                "unknown_site", f"site {site!r} is not one of {settings.sites}", site=site
+            )
+        if allowed_sites and site not in allowed_sites:
+            raise SiteNotAllowed(site)
+        if revision is None:
+            # takes the write lock first; the same statement looks for the number (a
+            # number taken while it waited for the lock is caught by the unique
+            # constraint: 409 too)
+            revision, taken = next_revision_and(
+                session, site, _RMA_ID_BY_NUMBER, {"number": number}
+            )
         if after_lock is not None:
             after_lock()  # first: a twin's stored response wins over the 409
         if taken is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from gateway.db import Database
 from gateway.main import create_app
@@ -36,6 +36,7 @@ from gateway.models import (
 from gateway.schemas import OrderDraft, RmaDraft
 from gateway.services.auth import KEY_CACHE_TTL_S, KeyCache, Principal, hash_key
 from gateway.services.orders import create_order
+from gateway.services.policies import PolicyViolation
 from gateway.services.revisions import head_revision
 from gateway.services.rmas import DuplicateRma, create_rma
 from gateway.services.row_sink import add_row
@@ -126,14 +127,12 @@ def test_a_creation_is_one_transaction_with_its_audit_row(database_url: str, qui
         )
         heads = [" ".join(s.split()[:3]) for s in sql.statements]
         # the order and the catalogue's entries in one read, then the lock, then the
-        # writes: on PostgreSQL in one statement
+        # writes; on PostgreSQL the read takes the lock (a single-site gateway knows the
+        # site before the order is read) and the writes are one statement
         assert "FROM (SELECT" in sql.statements[0] and "catalogue_items.sku" in sql.statements[0]
         if database_url.startswith("postgresql"):
-            assert heads == [
-                "SELECT orders.id, orders.order_ref,",
-                "UPDATE site_revision SET",
-                "WITH rs_0 AS",
-            ]
+            assert heads == ["WITH rs_rev AS", "WITH rs_0 AS"]
+            assert "UPDATE site_revision SET" in sql.statements[0]
         else:
             assert heads[:2] == ["SELECT orders.id, orders.order_ref,", "UPDATE site_revision SET"]
             assert not [h for h in heads[2:] if h.startswith("SELECT")]
@@ -472,3 +471,70 @@ def test_a_new_sites_first_creations_racing_are_all_stored(anydb: Database) -> N
         revisions = sorted(s.scalars(select(Rma.revision).where(Rma.site == "s9")))
         assert revisions == list(range(1, 19))
         assert head_revision(s, "s9") == 18
+
+
+def _heads(anydb: Database, work: Any) -> list[str]:
+    """The first three words of each statement ``work()`` makes in this thread (but the
+    reasons' cache filling itself)."""
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def statement(_c: Any, _cur: Any, sql: str, *_a: Any) -> None:
+        head = " ".join(sql.split()[:3])
+        if threading.get_ident() == me and not head.startswith("SELECT return_reasons"):
+            seen.append(head)
+
+    event.listen(anydb.engine, "before_cursor_execute", statement)
+    try:
+        work()
+    finally:
+        event.remove(anydb.engine, "before_cursor_execute", statement)
+    return seen
+
+
+def test_the_site_known_before_the_order_is_locked_by_the_read_on_postgresql(
+    anydb: Database,
+) -> None:
+    # a single-site gateway, or a draft naming its site: the order cannot change the site,
+    # so on PostgreSQL the read takes the site's lock too (one round trip fewer); with
+    # several sites and none named, the order's site decides: read first, then the lock
+    settings = Settings(site="s1", sites=["s1", "s2"])
+    postgres = anydb.engine.dialect.name == "postgresql"
+    with anydb.session() as s:
+        line = {"sku": "SKU-1", "ordered_quantity": 3, "delivered_quantity": 3}
+        line["unit_price_cents"] = 1999
+        order = {"order_ref": "O-1", "site": "s2", "lines": [line]}
+        create_order(s, OrderDraft.model_validate(order))
+        named = _heads(anydb, lambda: create_rma(s, settings, _draft("F-1", site="s1")))
+        by_order = _heads(anydb, lambda: create_rma(s, settings, _draft("F-2")))
+        alone = _heads(anydb, lambda: create_rma(s, Settings(site="s1"), _draft("F-3")))
+        sites = dict(s.execute(select(Rma.number, Rma.site)).all())
+        revisions = dict(s.execute(select(Rma.number, Rma.revision)).all())
+    assert sites == {"F-1": "s1", "F-2": "s2", "F-3": "s1"}
+    assert revisions == {"F-1": 1, "F-2": 1, "F-3": 2}
+    read, lock = "SELECT orders.id, orders.order_ref,", "UPDATE site_revision SET"
+    assert by_order[0] == read and lock in by_order  # (its order's lines read between)
+    assert not [h for h in by_order if h.startswith("WITH rs_rev")]
+    # F-1 is s1's first change: no counter to lock, created after the read as before
+    assert named[0] == ("WITH rs_rev AS" if postgres else read) and lock in named
+    assert alone[0] == ("WITH rs_rev AS" if postgres else read)
+    assert (lock in alone) is not postgres
+
+
+def test_a_creation_refused_after_the_locking_read_gives_back_the_lock_and_revision(
+    anydb: Database,
+) -> None:
+    settings = Settings(site="s1")
+    strict = Settings(site="s1", require_order=True)
+    with anydb.session() as s:
+        create_rma(s, settings, _draft("G-1"))  # s1's counter exists: the read locks it
+    with anydb.session() as s, anydb.session() as other:
+        with pytest.raises(PolicyViolation) as refused:
+            create_rma(s, strict, _draft("G-2"))  # order O-1 is unknown
+        assert refused.value.code == "unknown_order"
+        if anydb.engine.dialect.name == "postgresql":
+            other.execute(text("SET lock_timeout = '2s'"))  # a held lock: fails, not waits
+        assert create_rma(other, settings, _draft("G-3")).revision == 2
+        assert head_revision(s, "s1") == 2
+    with anydb.session() as s:
+        assert list(s.scalars(select(Rma.number).order_by(Rma.number))) == ["G-1", "G-3"]
