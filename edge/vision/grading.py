@@ -39,8 +39,9 @@ Pipeline for one BGR frame (the per-pixel work at a reduced *work* resolution, a
    ``mark_fraction``; white-clipped pixels are ``glare_fraction``.
 6. **Label**: the largest bright, unsaturated blob on the top face with dark bars in it,
    at least ``min_label_area_mm2``; deskewed by its minimum-area rectangle and decoded by
-   zxing-cpp (:func:`decode_barcodes`), again at twice the size when the crop gives
-   nothing.
+   zxing-cpp (:func:`decode_barcodes`): first with its rows averaged in pairs (half the
+   height, the bars' widths kept), then whole, then at twice the size when the crop
+   gives nothing.
 7. **Grade**: a backend (:class:`MeasuresBackend`: each measure against the policy's A
    and B limits, the worst decides; or a learned one, :mod:`edge.vision.learned`) gives a
    grade and a raw score, which the policy's calibration curve turns into a confidence
@@ -331,6 +332,17 @@ class _Belt:
             np.matmul(left[i : i + rows], flat, out=img[i : i + rows])
         return _clip_uint8(img.reshape(h, w, 3))
 
+    def blocks(self, c: int) -> Any:
+        """The belt surface (uint8 BGR) at the centres of the c x c blocks of the image.
+
+        As :meth:`image` on that grid (``x0 = y0 = (c - 1) / 2``, ``step = c``), by one
+        product of the cached design there ((n, 6) float32, :func:`_block_design`) with the
+        float32 plane (rounded in another order: a value may differ by one grey level).
+        """
+        h, w = self.size
+        design = _block_design(h, w, c)
+        return _clip_uint8((design @ self.plane.astype(np.float32)).reshape(h // c, w // c, 3))
+
     def at(self, xy: Any) -> Any:
         """The belt surface colour (n, 3) at image points ``xy`` (n, 2)."""
         return (_design(xy, self.size) @ self.plane).astype(np.float32)
@@ -348,6 +360,19 @@ def _clip_uint8(img: Any) -> Any:
     """
     out = cv2.threshold(img, 255, 255, cv2.THRESH_TRUNC)[1]
     return cv2.threshold(out, 0, 0, cv2.THRESH_TOZERO)[1].astype(np.uint8).reshape(img.shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _block_design(h: int, w: int, c: int) -> Any:
+    """:func:`_design` (float32, read-only) at the c x c block centres of an h x w image.
+
+    Row-major over the (h // c) x (w // c) blocks, the centre of block (i, j) at
+    ((j + 0.5) c - 0.5, (i + 0.5) c - 0.5) px. Cached: one camera, one size.
+    """
+    ys, xs = np.mgrid[0 : h // c, 0 : w // c]
+    design = _design_xy((xs + 0.5) * c - 0.5, (ys + 0.5) * c - 0.5, (h, w)).astype(np.float32)
+    design.setflags(write=False)
+    return design
 
 
 @functools.lru_cache(maxsize=16)
@@ -553,9 +578,9 @@ def _difference(img: Any, grey: Any, bg: Any) -> Any:
 
 
 def _hist_median(image: Any, mask: Any) -> float:
-    hist = cv2.calcHist([image], [0], mask, [256], [0, 256]).reshape(-1)
-    total = float(hist.sum())
-    return float(np.searchsorted(np.cumsum(hist), total / 2.0)) if total else 0.0
+    cum = cv2.calcHist([image], [0], mask, [256], [0, 256]).reshape(-1).cumsum()
+    total = float(cum[-1])
+    return float(cum.searchsorted(total / 2.0)) if total else 0.0
 
 
 def _segment(small: Any, grey: Any, bg: Any, thr: float) -> Any:
@@ -684,23 +709,22 @@ def _fit_box(hull: Any, nadir: Any, max_parallax: float) -> _Fit:
 
 def _skew(hull: Any, fit: _Fit, nadir: Any, min_len: float) -> float:
     """The largest off-square angle (deg) of a long hull edge that is not radial."""
-    poly = cv2.approxPolyDP(
-        hull.astype(np.float32), max(2.0, 0.01 * cv2.arcLength(hull.astype(np.float32), True)), True
-    )
-    p = poly.reshape(-1, 2).astype(np.float64)
+    h32 = hull.astype(np.float32)
+    poly = cv2.approxPolyDP(h32, max(2.0, 0.01 * cv2.arcLength(h32, True)), True)
+    p = poly.reshape(-1, 2).astype(np.float64).tolist()  # Python floats: a few edges
+    nx, ny = float(nadir[0]), float(nadir[1])
     worst = 0.0
-    for a, b in zip(p, _next(p), strict=True):
-        e = b - a
-        length = float(np.hypot(*e))
-        if length < min_len:
+    for (ax, ay), (bx, by) in zip(p, p[1:] + p[:1], strict=True):
+        ex, ey = bx - ax, by - ay
+        if math.hypot(ex, ey) < min_len:
             continue
-        ang = math.degrees(math.atan2(e[1], e[0]) - fit.theta) % 90.0
+        ang = math.degrees(math.atan2(ey, ex) - fit.theta) % 90.0
         dev = min(ang, 90.0 - ang)
         if dev > 30.0:
             continue
-        ray = (a + b) / 2 - nadir
-        if float(np.hypot(*ray)) > 1e-6:
-            rad = abs(math.degrees(math.atan2(e[1], e[0]) - math.atan2(ray[1], ray[0]))) % 180.0
+        rx, ry = (ax + bx) / 2 - nx, (ay + by) / 2 - ny
+        if math.hypot(rx, ry) > 1e-6:
+            rad = abs(math.degrees(math.atan2(ey, ex) - math.atan2(ry, rx))) % 180.0
             if min(rad, 180.0 - rad) < RADIAL_TOL_DEG and fit.k > 1.0:
                 continue
         worst = max(worst, dev)
@@ -815,8 +839,9 @@ def _read_label(frame: Any, rect: Any) -> tuple[Any, float]:
     # grey first, over the frame region the crop samples only (a pixel of margin)
     box = cv2.boxPoints(((cx, cy), (w + 2 * pad, h + 2 * pad), angle))
     fh, fw = frame.shape[:2]
-    x0, y0 = max(0, int(box[:, 0].min()) - 2), max(0, int(box[:, 1].min()) - 2)
-    x1, y1 = min(fw, int(box[:, 0].max()) + 3), min(fh, int(box[:, 1].max()) + 3)
+    (bx0, by0), (bx1, by1) = box.min(axis=0).tolist(), box.max(axis=0).tolist()
+    x0, y0 = max(0, int(bx0) - 2), max(0, int(by0) - 2)
+    x1, y1 = min(fw, int(bx1) + 3), min(fh, int(by1) + 3)
     region = frame[y0:y1, x0:x1]
     if region.size == 0:  # the rectangle lies outside the frame: a blank crop
         return np.full((int(h + 2 * pad), int(w + 2 * pad)), 255, np.uint8), 0.0
@@ -831,7 +856,19 @@ def _read_label(frame: Any, rect: Any) -> tuple[Any, float]:
 
 
 def _decode_crop(crop: Any) -> tuple[str, ...]:
-    """A label crop: linear codes, again at twice the size, then 2-D codes."""
+    """A label crop: linear codes, at half the height, whole, at twice the size; 2-D codes.
+
+    zxing-cpp scans every row of a crop this small (under 256 rows), so its cost goes with
+    the height: rows averaged in pairs (``INTER_AREA``) keep the bars' widths and read at
+    about two thirds of the cost; only when they give nothing is the crop read whole.
+    """
+    h, w = crop.shape[:2]
+    if h >= 32:
+        codes = decode_barcodes(
+            cv2.resize(crop, (w, h // 2), interpolation=cv2.INTER_AREA), _LINEAR
+        )
+        if codes:
+            return codes
     # Bars 2 px wide lose their width ratios in two resamplings; doubled, they decode.
     return (
         decode_barcodes(crop, _LINEAR)
@@ -896,13 +933,16 @@ def _surface(
     roi_marks = roi[crop]
     board_chroma: Any = None  # the board's chromaticity, when a compact mark needs it
     tear = mark = 0
+    # a mark is a stroke (print, the flap seam, a crease: narrower than stroke_max_mm,
+    # 2 x its largest distance to the background - 1 px) unless a pixel of it is that far
+    # in: the marks with such a pixel, found for all at once
+    wide = np.bincount(labels[dist >= _wide_level(t.stroke_max_mm, mm_per_px_work)])
     for i in big.tolist():
+        if i >= len(wide) or not wide[i]:
+            continue  # a stroke
         x0, y0, bw, bh, area = stats[i].tolist()
         box = (slice(y0, y0 + bh), slice(x0, x0 + bw))
         sel = labels[box] == i  # within the mark's bounding box only
-        width_mm = (2.0 * float(dist[box][sel].max()) - 1.0) * mm_per_px_work
-        if width_mm < t.stroke_max_mm:
-            continue  # a stroke: print, the flap seam, a crease
         colour = np.asarray(cv2.mean(roi_marks[box], sel.view(np.uint8))[:3], np.float32)
         top_c, low_c = float(colour.max()), float(colour.min())
         if top_c >= 80.0 and (top_c - low_c) / top_c >= 0.6:
@@ -917,6 +957,47 @@ def _surface(
                 continue
         mark += area
     return tear / n, (mark + label_marks) / n, glare
+
+
+@functools.lru_cache(maxsize=64)
+def _wide_level(stroke_mm: float, mm_per_px: float) -> Any:
+    """The least float32 distance d (px) with ``(2 d - 1) x mm_per_px >= stroke_mm``.
+
+    In float64 as :func:`_surface` once took each mark's width from its largest distance
+    (``cv2.distanceTransform``, float32): a mark is wider than ``stroke_mm`` exactly when
+    one of its distances is at least this.
+    """
+
+    def wide(d: Any) -> bool:
+        return (2.0 * float(d) - 1.0) * mm_per_px >= stroke_mm
+
+    d = np.float32((stroke_mm / mm_per_px + 1.0) / 2.0)
+    while wide(d):
+        d = np.nextafter(d, np.float32(-np.inf))
+    while not wide(d):
+        d = np.nextafter(d, np.float32(np.inf))
+    return d
+
+
+@functools.lru_cache(maxsize=64)
+def _thick_level(stroke_mm: float, mm_per_px: float) -> Any:
+    """The least float32 distance d (px) with ``(2 d - 1) x mm_per_px >= stroke_mm``.
+
+    In float32 arrays, as :func:`_label_holes` once computed each pixel's width from its
+    ``cv2.distanceTransform`` distance: a pixel is that thick exactly when its distance
+    is at least this.
+    """
+
+    def thick(d: Any) -> bool:
+        width = 2.0 * np.full(1, d, np.float32) - 1.0
+        return bool((width * mm_per_px >= stroke_mm)[0])
+
+    d = np.float32((stroke_mm / mm_per_px + 1.0) / 2.0)
+    while thick(d):
+        d = np.nextafter(d, np.float32(-np.inf))
+    while not thick(d):
+        d = np.nextafter(d, np.float32(np.inf))
+    return d
 
 
 def _components(mask: Any) -> tuple[int, Any, Any, Any]:
@@ -943,13 +1024,14 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
     dark = cv2.bitwise_and(below, inside)
     if not cv2.countNonZero(dark):
         return 0
-    width = 2.0 * cv2.distanceTransform(dark, cv2.DIST_L2, 3) - 1.0
-    thick = (width * mm_per_px_work >= t.stroke_max_mm).astype(np.uint8)
-    if not np.any(thick):
+    # thick: width (2 x the distance to the background - 1 px) of stroke_max_mm or more
+    dist = cv2.distanceTransform(dark, cv2.DIST_L2, 3)
+    thick = dist >= _thick_level(t.stroke_max_mm, mm_per_px_work)
+    if not thick.any():
         return 0
     # the whole of each dark area that has a thick part
     count, labels, stats, _ = _components(dark)
-    has_thick = np.bincount(labels[thick > 0], minlength=count) > 0
+    has_thick = np.bincount(labels[thick], minlength=count) > 0
     has_thick[0] = False  # the background
     return int(stats[has_thick, cv2.CC_STAT_AREA].sum())
 
@@ -978,7 +1060,7 @@ def _label(lo: Any, hi: Any, top: Any, min_area_px: float) -> tuple[Any, Any, bo
         rect = cv2.minAreaRect(best)
         if rect[1][0] * rect[1][1] < min_area_px:
             break
-        mask = np.zeros_like(top)
+        mask = np.zeros(top.shape, np.uint8)
         cv2.drawContours(mask, [best], -1, 255, cv2.FILLED)
         # a label is a rectangle; a bright blob that is not may be a label run into glare
         square = cv2.contourArea(best) >= 0.8 * rect[1][0] * rect[1][1]
@@ -1068,7 +1150,7 @@ def measure(
     if model_c is not None:
         bg_c: Any = _clip_uint8(model_c * belt.gain)
     else:
-        bg_c = belt.image((c - 1) / 2.0, (c - 1) / 2.0, float(c), coarse.shape[:2])
+        bg_c = belt.blocks(c)
     grey_c = cv2.cvtColor(coarse, cv2.COLOR_BGR2GRAY)
     diff_c = _difference(coarse, grey_c, bg_c)
     # threshold: DIFF_K robust sigmas of the difference along the border (at least DIFF_MIN)
@@ -1140,7 +1222,7 @@ def measure(
     skew = _skew(hull, fit, nadir, 0.5 * width)
     top_px = calibration.to_px(fit.top)
     # Top surface (work res, ROI): the fitted top face inside the parcel, eroded.
-    top = np.zeros_like(parcel)
+    top = np.zeros((hs, ws), np.uint8)
     poly = np.round(((top_px + 0.5) / s - 0.5 - [ox, oy]) * 4).astype(np.int32)
     cv2.fillPoly(top, [poly.reshape(-1, 1, 2)], 255, cv2.LINE_8, shift=2)
     top = cv2.erode(cv2.bitwise_and(top, parcel), _K5)

@@ -168,3 +168,29 @@ def test_profile_positions_and_normals_are_linspace_and_column_stack() -> None:
     d = rng.uniform(0, 255, (grading.PROFILES, 21)).astype(np.float32)
     assert np.array_equal(d[:, :4].sum(axis=1) / 4, d[:, :4].mean(axis=1))
     assert np.array_equal(d[:, -4:].sum(axis=1) / 4, d[:, -4:].mean(axis=1))
+
+
+def _ulps_about(v: object, n: int = 10) -> list[object]:
+    """The float32 ``v`` and the n float32 values either side of it."""
+    out, lo, hi = [np.float32(v)], np.float32(v), np.float32(v)
+    for _ in range(n):
+        lo, hi = np.nextafter(lo, np.float32(-np.inf)), np.nextafter(hi, np.float32(np.inf))
+        out += [lo, hi]
+    return out
+
+
+def test_stroke_width_levels_are_the_float_comparisons_at_every_distance() -> None:
+    # _surface: a mark is wider than stroke_max_mm when (2 max(d) - 1) mmpp >= it, in
+    # float64 from the float32 distances; _label_holes: per pixel, in float32 arrays
+    rng = np.random.default_rng(41)
+    steps = np.arange(40, dtype=np.float32)[:, None]  # the DIST_L2 (3 x 3) distances
+    dist_l2 = (steps * np.float32(0.955) + np.float32(1.3693) * np.arange(4)).ravel()
+    for stroke in [GradingThresholds().stroke_max_mm, *rng.uniform(0.5, 12.0, 30).tolist()]:
+        for mmpp in [1.0, 2.0, *rng.uniform(0.3, 5.0, 10).tolist()]:
+            wide = grading._wide_level(stroke, mmpp)
+            thick = grading._thick_level(stroke, mmpp)
+            d = np.array([*_ulps_about(wide), *_ulps_about(thick), *dist_l2], np.float32)
+            plain_wide = np.array([(2.0 * float(v) - 1.0) * mmpp >= stroke for v in d])
+            plain_thick = (2.0 * d - 1.0) * mmpp >= stroke
+            assert np.array_equal(d >= wide, plain_wide)
+            assert np.array_equal(d >= thick, plain_thick)
