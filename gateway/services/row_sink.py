@@ -23,6 +23,7 @@ seven (the endpoints' SELECT, three INSERTs of the flush, three of the sink).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +44,13 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import ONETOMANY, Session, make_transient, make_transient_to_detached
+from sqlalchemy.orm import (
+    ONETOMANY,
+    Mapper,
+    Session,
+    make_transient,
+    make_transient_to_detached,
+)
 from sqlalchemy.sql.dml import Insert
 
 from gateway.models import Base
@@ -198,24 +205,49 @@ def _node(obj: Base, fk: str | None = None) -> _Node | None:
     state = sa_inspect(obj)
     if not (state.transient or state.pending):
         return None
-    mapper = state.mapper
+    plan = _plan(state.mapper, fk)
+    if plan is None:
+        return None
+    table, pk, columns = plan
+    values: dict[str, Any] = {}
+    loaded = obj.__dict__
+    for key, column_key, default, null in columns:
+        if key in loaded:
+            values[column_key] = loaded[key]
+        elif default is not None:
+            values[column_key] = default()
+            setattr(obj, key, values[column_key])  # as the flush would leave it
+        elif null:
+            setattr(obj, key, None)  # stored NULL: loaded, not a lazy load later
+    return _Node(obj, table, values, pk)
+
+
+#: a mapped column of a node: (attribute key, column key, its Python-side default or
+#: None, whether it is stored NULL when unset: no default on either side)
+_PlanColumn = tuple[str, str, Callable[[], Any] | None, bool]
+
+
+@functools.cache  # mappers are few and fixed once configured
+def _plan(
+    mapper: Mapper[Any], fk: str | None
+) -> tuple[Table, Column[Any], tuple[_PlanColumn, ...]] | None:
+    """The mapper's table, primary key and columns to write (all but the key and ``fk``).
+
+    None for a primary key of several columns. Read once per mapper and ``fk``: walking
+    the mapper per object cost more than building the statement's parameters.
+    """
     table = cast(Table, mapper.local_table)
     if len(mapper.primary_key) != 1:
         return None
-    pk = mapper.primary_key[0]
-    values: dict[str, Any] = {}
+    pk = cast(Column[Any], mapper.primary_key[0])
+    columns: list[_PlanColumn] = []
     for prop in mapper.column_attrs:
         column = cast(Column[Any], prop.columns[0])
         if column.table is not table or column is pk or column.key == fk:
             continue
-        if prop.key in obj.__dict__:
-            values[column.key] = obj.__dict__[prop.key]
-        elif _has_python_default(column):
-            values[column.key] = _default_of(column)()
-            setattr(obj, prop.key, values[column.key])  # as the flush would leave it
-        elif column.server_default is None:
-            setattr(obj, prop.key, None)  # stored NULL: loaded, not a lazy load later
-    return _Node(obj, table, values, cast(Column[Any], pk))
+        default = _default_of(column) if _has_python_default(column) else None
+        columns.append((prop.key, column.key, default, column.server_default is None))
+    return table, pk, tuple(columns)
 
 
 def _attach(session: Session, new: Base, graph: list[_Node]) -> None:
