@@ -479,7 +479,7 @@ def _check(db: Database, numbers: list[str], sites: list[str]) -> None:
     Every event is recorded at the site of its RMA (``sites``: the site of each number).
     """
     with db.session() as session:
-        found = session.execute(select(StationEvent.rma_number, StationEvent.site)).tuples()
+        found = session.execute(select(StationEvent.rma_number, StationEvent.site)).all()
         at = {number: site for number, site in found}
         rows = session.scalar(select(func.count(StationEvent.id))) or 0
         distinct = session.scalar(select(func.count(func.distinct(StationEvent.event_id)))) or 0

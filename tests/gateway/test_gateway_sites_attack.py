@@ -39,7 +39,7 @@ def test_a_key_limited_to_site_b_does_not_expire_site_a_rmas(
     expired = client.post("/api/v1/rmas/expire-overdue", headers=lead_b)
     assert (expired.status_code, expired.json()) == (200, ["R-B1"])
     with db.session() as s:
-        states = dict(s.execute(select(Rma.number, Rma.state)).tuples().all())
+        states = dict(s.execute(select(Rma.number, Rma.state)).all())
     assert states == {"R-A1": "authorized", "R-B1": "expired"}
 
 
