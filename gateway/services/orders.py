@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -152,6 +152,27 @@ def as_draft(order: Order) -> OrderDraft:
     )
 
 
+def lock_order(session: Session, order: Order) -> None:
+    """Hold the order's row lock until the transaction ends (PostgreSQL ``FOR NO KEY UPDATE``).
+
+    Whoever counts what is returnable of the order's lines (:func:`returnable_for`) and
+    then changes it (an RMA's creation adds claims, an order update lowers the delivered
+    quantities) takes it first: they take it in turn, and each counts after the other's
+    commit (READ COMMITTED: each later statement sees what was committed before it),
+    also creations on different sites, which share no site lock. SQLite: nothing; a
+    creation holds the database's write lock (its revision ``UPDATE``) before it
+    counts, but an order update still counts before its first write takes that lock
+    (the driver begins a transaction at its first write): a known gap.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_ORDER, {"order_id": order.id})
+
+
+_LOCK_ORDER = (
+    select(Order.id).where(Order.id == bindparam("order_id")).with_for_update(key_share=True)
+)
+
+
 def upsert_order(
     session: Session, draft: OrderDraft, *, site: str = DEFAULT_SITE
 ) -> tuple[Order, str]:
@@ -171,6 +192,7 @@ def upsert_order(
     order = get_order(session, draft.order_ref)
     if order is None:
         return create_order(session, draft, site=site), "created"
+    lock_order(session, order)  # the claims below stay true until the commit
     if draft.site is None:
         draft = draft.model_copy(update={"site": order.site})
     if as_draft(order) == draft:

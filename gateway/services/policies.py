@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.models import OrderLine, Rma, RmaLineRecord
@@ -68,22 +68,42 @@ class Returnable:
 
 
 def returnable_for(session: Session, order_line: OrderLine) -> Returnable:
-    """Count what is already returned or on open RMAs for ``order_line``."""
-    rows = session.execute(
-        select(Rma.number, Rma.state, RmaLineRecord.quantity, RmaLineRecord.received_quantity)
-        .join(RmaLineRecord.rma)
-        .where(RmaLineRecord.order_line_id == order_line.id)
-    ).all()
+    """Count what is already returned or on open RMAs for ``order_line``.
+
+    The delivered quantity is read with the claims, by the same statement (not taken
+    from the loaded ``order_line``): under the order's lock
+    (:func:`gateway.services.orders.lock_order`) both are what was committed before it,
+    also when an order update committed while the caller waited for the lock.
+    """
+    rows = session.execute(_CLAIMS, {"order_line_id": order_line.id}).all()
     returned = on_open = 0
     numbers: list[str] = []
-    for number, state, quantity, received in rows:
-        if state in VOID_STATES and not received:
+    delivered = order_line.delivered_quantity  # a line not stored yet: its own
+    for line_delivered, number, state, quantity, received in rows:
+        delivered = line_delivered
+        if number is None or (state in VOID_STATES and not received):
             continue
         numbers.append(number)
         returned += received
         if state in OPEN_STATES:
             on_open += quantity - received
-    return Returnable(order_line.delivered_quantity, returned, on_open, numbers)
+    return Returnable(delivered, returned, on_open, numbers)
+
+
+#: the order line's delivered quantity and its RMA lines (NULLs when it has none)
+_CLAIMS = (
+    select(
+        OrderLine.delivered_quantity,
+        Rma.number,
+        Rma.state,
+        RmaLineRecord.quantity,
+        RmaLineRecord.received_quantity,
+    )
+    .select_from(OrderLine)
+    .outerjoin(RmaLineRecord, RmaLineRecord.order_line_id == OrderLine.id)
+    .outerjoin(Rma, Rma.id == RmaLineRecord.rma_id)
+    .where(OrderLine.id == bindparam("order_line_id"))
+)
 
 
 def by_category(table: dict[str, Any], category: str | None) -> Any:

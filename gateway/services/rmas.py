@@ -21,7 +21,7 @@ from gateway.schemas import RmaDraft, RmaLineDraft
 from gateway.services import numbers
 from gateway.services.announcements import to_announcement
 from gateway.services.lifecycle import fire
-from gateway.services.orders import rma_contact
+from gateway.services.orders import lock_order, rma_contact
 from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
 from gateway.services.reasons import require_reason
 from gateway.services.refund_terms import unit_paid_cents
@@ -237,7 +237,8 @@ _ORDER_AND_CATALOGUE = (
     .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
     .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
 )
-_RMA_ID_BY_NUMBER = select(Rma.id).where(Rma.number == bindparam("number")).scalar_subquery()
+_RMA_ID_OF_NUMBER = select(Rma.id).where(Rma.number == bindparam("number"))
+_RMA_ID_BY_NUMBER = _RMA_ID_OF_NUMBER.scalar_subquery()
 _REVISION = revision_cte(_RMA_ID_BY_NUMBER)
 _ORDER_CATALOGUE_AND_REVISION = (
     select(Order, CatalogueItem, _REVISION.c.rs_revision, _REVISION.c.rs_probe)
@@ -294,8 +295,10 @@ def create_rma(
         PolicyViolation: window closed, quantity over returnable, unknown order, unknown
             site (``unknown_site``), ...
         SiteNotAllowed: the site is not one of ``allowed_sites``.
-        DuplicateRma: the number is taken (nothing is stored).
-        TrackingNumberTaken: the draft's tracking number is another RMA's.
+        DuplicateRma: the number is taken (nothing is stored); also any other constraint
+            broken at the write.
+        TrackingNumberTaken: the draft's tracking number is another RMA's, also one
+            committed while this creation ran (on another site: no shared lock).
     """
     now = now or utcnow()
     number = numbers.check(draft.number) if draft.number else numbers.generate()
@@ -336,6 +339,8 @@ def create_rma(
         if draft.tracking_number is not None:
             ensure_free(session, draft.tracking_number)
             carrier = carrier_name(draft.tracking_number, draft.carrier)
+        if order is not None:
+            lock_order(session, order)  # what is returnable: counted under its lock
         lines = _build_lines(session, settings, draft, order, now, catalogue)
         delivered_on = draft.delivered_on
         if order is not None and order.delivered_at is not None:
@@ -374,6 +379,10 @@ def create_rma(
         session.commit()
     except IntegrityError as exc:
         session.rollback()
+        # a twin committed while this one ran: its number, or its tracking number
+        tracking = draft.tracking_number
+        if tracking is not None and session.scalar(_RMA_ID_OF_NUMBER, {"number": number}) is None:
+            ensure_free(session, tracking)
         raise DuplicateRma(number) from exc
     except BaseException:
         session.rollback()
