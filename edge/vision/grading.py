@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -971,12 +971,7 @@ def _wide_level(stroke_mm: float, mm_per_px: float) -> Any:
     def wide(d: Any) -> bool:
         return (2.0 * float(d) - 1.0) * mm_per_px >= stroke_mm
 
-    d = np.float32((stroke_mm / mm_per_px + 1.0) / 2.0)
-    while wide(d):
-        d = np.nextafter(d, np.float32(-np.inf))
-    while not wide(d):
-        d = np.nextafter(d, np.float32(np.inf))
-    return d
+    return _least_float32(wide, (stroke_mm / mm_per_px + 1.0) / 2.0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -992,10 +987,19 @@ def _thick_level(stroke_mm: float, mm_per_px: float) -> Any:
         width = 2.0 * np.full(1, d, np.float32) - 1.0
         return bool((width * mm_per_px >= stroke_mm)[0])
 
-    d = np.float32((stroke_mm / mm_per_px + 1.0) / 2.0)
-    while thick(d):
+    return _least_float32(thick, (stroke_mm / mm_per_px + 1.0) / 2.0)
+
+
+def _least_float32(holds: Callable[[Any], bool], guess: float) -> Any:
+    """The least float32 ``d`` for which ``holds(d)``, stepping from ``guess``.
+
+    ``holds`` is monotonic (false below the level, true from it); the search moves one
+    float32 value at a time (``numpy.nextafter``), so ``guess`` must be near the level.
+    """
+    d = np.float32(guess)
+    while holds(d):
         d = np.nextafter(d, np.float32(-np.inf))
-    while not thick(d):
+    while not holds(d):
         d = np.nextafter(d, np.float32(np.inf))
     return d
 
