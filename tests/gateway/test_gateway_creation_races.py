@@ -471,10 +471,11 @@ def test_no_order_no_catalogue_on_the_fold_path(anydb: Database) -> None:
 
 
 def _hold_first_then(
-    anydb: Database, settings: Settings, first: RmaDraft, second: RmaDraft
+    anydb: Database, settings: Settings, first: RmaDraft, second: RmaDraft | Any
 ) -> tuple[list[BaseException], BaseException | None]:
     """``first`` created in a thread, held just before its commit while ``second`` is
-    created here (in another site when the drafts say so); the outcomes."""
+    created here (in another site when the drafts say so), or while ``second(session)``
+    runs here; the outcomes."""
     holding, release = threading.Event(), threading.Event()
     failed: list[BaseException] = []
 
@@ -498,7 +499,10 @@ def _hold_first_then(
     second_exc: BaseException | None = None
     try:
         with anydb.session() as s:
-            create_rma(s, settings, second, now=NOW)
+            if isinstance(second, RmaDraft):
+                create_rma(s, settings, second, now=NOW)
+            else:
+                second(s)
     except BaseException as exc:
         second_exc = exc
     release.set()
@@ -678,26 +682,6 @@ def test_an_order_update_racing_a_creation_counts_its_claims(anydb: Database) ->
     with anydb.session() as s:
         _order(s, "O-1", site="s1")
     hat = [{"sku": "HAT", "quantity": 1}]
-    holding, release = threading.Event(), threading.Event()
-    failed: list[BaseException] = []
-
-    def create() -> None:
-        try:
-            with anydb.session() as s:
-                create_rma(
-                    s,
-                    settings,
-                    _draft("U-1", lines=hat),
-                    now=NOW,
-                    before_commit=lambda _r: (holding.set(), release.wait(10)),
-                )
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=create)
-    thread.start()
-    assert holding.wait(10)
-    threading.Timer(0.5, release.set).start()  # commits while the update waits for it
     lowered = [
         {"sku": "SHOE", "ordered_quantity": 2, "delivered_quantity": 2, "unit_price_cents": 7900},
         {"sku": "SOCKS", "ordered_quantity": 3, "delivered_quantity": 3, "unit_price_cents": 1200},
@@ -712,14 +696,10 @@ def test_an_order_update_racing_a_creation_counts_its_claims(anydb: Database) ->
             "lines": lowered,
         }
     )
-    outcome: BaseException | None = None
-    try:
-        with anydb.session() as s:
-            upsert_order(s, draft)
-    except BaseException as exc:
-        outcome = exc
-    release.set()
-    thread.join(20)
+    # the update runs while the creation waits to commit (then commits while it waits)
+    failed, outcome = _hold_first_then(
+        anydb, settings, _draft("U-1", lines=hat), lambda s: upsert_order(s, draft)
+    )
     assert failed == []
     with anydb.session() as s:
         hat_delivered = s.scalar(select(OrderLine.delivered_quantity).where(OrderLine.sku == "HAT"))
