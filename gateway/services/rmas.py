@@ -8,10 +8,11 @@ still ``requested`` are not announced (not yet authorised).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, literal, select, true
+from sqlalchemy import Select, bindparam, literal, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -176,15 +177,22 @@ def _order_and_catalogue(
     entries, so each entry comes once with the order (or NULL) and the order comes even
     without entries.
     """
-    skus = sorted({line.sku for line in draft.lines})
+    rows = session.execute(_ORDER_AND_CATALOGUE, _read_params(draft)).all()
+    return _order_and_items(rows)
+
+
+def _read_params(draft: RmaDraft, **more: str) -> dict[str, Any]:
+    return {"order_ref": draft.order_ref, "skus": sorted({ln.sku for ln in draft.lines}), **more}
+
+
+def _order_and_items(rows: Sequence[Any]) -> tuple[Order | None, dict[str, CatalogueItem]]:
+    """The order (or None) and the catalogue's entries by SKU, from the read's rows."""
     order: Order | None = None
     items: dict[str, CatalogueItem] = {}
-    for found, item in session.execute(
-        _ORDER_AND_CATALOGUE, {"order_ref": draft.order_ref, "skus": skus}
-    ):
-        order = order or found
-        if item is not None:
-            items[item.sku] = item
+    for row in rows:
+        order = order or row[0]
+        if row[1] is not None:
+            items[row[1].sku] = row[1]
     return order, items
 
 
@@ -201,15 +209,9 @@ def _locked_read(
     None)``; the revision is None when the site has no counter yet (nothing was locked:
     :func:`next_revision_and` creates it).
     """
-    skus = sorted({line.sku for line in draft.lines})
-    order: Order | None = None
-    items: dict[str, CatalogueItem] = {}
-    params = {"order_ref": draft.order_ref, "skus": skus, "rs_site": site, "number": number}
+    params = _read_params(draft, rs_site=site, number=number)
     rows = session.execute(_ORDER_CATALOGUE_AND_REVISION, params).all()
-    for found, item, _revision, _taken in rows:
-        order = order or found
-        if item is not None:
-            items[item.sku] = item
+    order, items = _order_and_items(rows)
     _order, _item, revision, taken = rows[0]  # the same on every row (at least one)
     return order, items, revision, taken
 
@@ -231,21 +233,22 @@ def _site_before_order(
 
 #: statements built once (not per call: their construction and cache key cost more
 #: than SQLite's own work), executed with their parameters
-_ORDER_AND_CATALOGUE = (
-    select(Order, CatalogueItem)
-    .select_from(select(literal(1).label("one")).subquery("one_row"))
-    .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
-    .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
-)
+def _read_of(*more: Any) -> Select[Any]:
+    """The order (``:order_ref``) and the catalogue's entries (``:skus``), and ``more``."""
+    return (
+        select(Order, CatalogueItem, *more)
+        .select_from(select(literal(1).label("one")).subquery("one_row"))
+        .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
+        .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
+    )
+
+
+_ORDER_AND_CATALOGUE = _read_of()
 _RMA_ID_OF_NUMBER = select(Rma.id).where(Rma.number == bindparam("number"))
 _RMA_ID_BY_NUMBER = _RMA_ID_OF_NUMBER.scalar_subquery()
 _REVISION = revision_cte(_RMA_ID_BY_NUMBER)
-_ORDER_CATALOGUE_AND_REVISION = (
-    select(Order, CatalogueItem, _REVISION.c.rs_revision, _REVISION.c.rs_probe)
-    .select_from(select(literal(1).label("one")).subquery("one_row"))
-    .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
-    .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
-    .outerjoin(_REVISION, true())
+_ORDER_CATALOGUE_AND_REVISION = _read_of(_REVISION.c.rs_revision, _REVISION.c.rs_probe).outerjoin(
+    _REVISION, true()
 )
 
 
