@@ -152,17 +152,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retention = RetentionWorker(db.sessions, quotas, photo_store.purge_orphans)
         retention.start()
         http = httpx.Client(timeout=10)
-        worker = WebhookWorker(
-            db.sessions, settings, http, lease.held
-        )  # endpoints come and go at run time
+        # endpoints come and go at run time; deliveries give way while the ingest is behind
+        worker = WebhookWorker(db.sessions, settings, http, lease.held, bridge.behind)
         worker.start()
         shops: ConnectorWorker | None = None
         if settings.connectors:  # issue 18: refunds and stock movements to the shops
-            shops = ConnectorWorker(db.sessions, settings, build_connectors(settings))
+            shops = ConnectorWorker(
+                db.sessions, settings, build_connectors(settings), bridge.behind
+            )
             shops.start()
         mailer: NotificationWorker | None = None
         if settings.smtp_host:  # customer e-mails
-            mailer = NotificationWorker(db.sessions, settings, lease.held)
+            mailer = NotificationWorker(db.sessions, settings, lease.held, bridge.behind)
             mailer.start()
         bridge.start()
         live = LiveWorker(db.sessions)  # issue 7: alarms from events, live page updates

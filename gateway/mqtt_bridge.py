@@ -128,6 +128,7 @@ INFLIGHT_TIMEOUT_S = 30.0  # a row whose PUBACK did not come by then is publishe
 BATCH_MAX = 500  # messages per ingest batch, at most
 BATCH_WAIT_MS = 10.0  # how long a batch waits for more messages after its first, at most
 LATENCY_WINDOW = 10_000  # commit latencies kept for the percentiles of status()
+BEHIND_S = 0.5  # the ingest is behind while an event waits longer than this for its commit
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -326,6 +327,9 @@ class MqttBridge:
         self._generation = 0  # bumped on every connect: a mid is only valid in its session
         #: (session generation, message, monotonic arrival time s)
         self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage, float]] = queue.Queue()
+        #: ingest thread: arrival (monotonic s) of the oldest message of the batch being
+        #: ingested, None between batches
+        self._batch_since: float | None = None
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self.command_replies: OrderedDict[str, list[CommandReply]] = OrderedDict()
@@ -437,6 +441,7 @@ class MqttBridge:
                 "sites": list(self.sites),
                 "shared_group": self.shared_group,
                 "ingest_backlog": self._inbox.qsize(),
+                "ingest_lag_ms": round(self.ingest_lag_s() * 1000.0, 1),
                 **self._counters,
                 "catch_up": dict(
                     sum((Counter(s.counters) for s in self.catch_ups.values()), Counter())
@@ -709,8 +714,30 @@ class MqttBridge:
     def _work(self) -> None:
         while not self._stopping.is_set():
             batch = self._take_batch()
+            self._batch_since = batch[0][2] if batch else None
             if batch and not self._ingest_batch(batch):
                 return  # stopping with unacknowledged messages: the broker redelivers them
+            self._batch_since = None
+
+    def ingest_lag_s(self) -> float:
+        """How long the oldest message of the batch being ingested has waited, s.
+
+        0.0 between batches. It grows while events arrive faster than batches commit (a
+        burst: stations flushing their outboxes after an outage, or more stations than
+        this replica keeps up with).
+        """
+        since = self._batch_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def behind(self) -> bool:
+        """Whether the ingest is behind: an event has waited over :data:`BEHIND_S`.
+
+        The background deliveries (webhooks, shop pushes, e-mails) give way to the ingest
+        then (:class:`gateway.services.worker.PeriodicWorker` ``yield_to``): on the
+        conveyor's side a PUBACK waits for the commit and the stations' outboxes fill,
+        while a shop's notification can wait a few seconds.
+        """
+        return self.ingest_lag_s() > BEHIND_S
 
     def _take_batch(self) -> list[tuple[int, mqtt.MQTTMessage, float]]:
         """What is queued: up to ``batch_max``, waiting ``batch_wait_ms`` at most for more."""

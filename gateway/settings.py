@@ -362,6 +362,14 @@ class Settings(BaseSettings):
         description="Webhook POSTs of one delivery round in flight at once (a slow endpoint "
         "holds one of them, not the whole round)",
     )
+    deliveries_max_defer_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="While the ingest is behind (an event waits over 0.5 s for its commit), "
+        "webhook, shop-connector and e-mail rounds wait for it, at most this long between "
+        "two rounds (0: they never wait)",
+    )
 
     # -- shop connectors (gateway.connectors) ----------------------------------------------
     connectors: list[Literal["shopify", "woocommerce"]] = Field(

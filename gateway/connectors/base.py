@@ -367,16 +367,27 @@ def replay(session: Session, job: ConnectorJob, *, now: datetime | None = None) 
 
 
 class ConnectorWorker(PeriodicWorker):
-    """Background thread that sends due connector jobs every ``settings.connector_poll_s``."""
+    """Background thread that sends due connector jobs every ``settings.connector_poll_s``.
+
+    ``yield_to``: see :class:`gateway.services.worker.PeriodicWorker` (at most
+    ``settings.deliveries_max_defer_s`` between two rounds while the ingest is behind).
+    """
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         settings: Settings,
         connectors: Mapping[str, ShopConnector],
+        yield_to: Callable[[], bool] | None = None,
     ) -> None:
         def job() -> bool:
             with sessions() as session:
                 return deliver_round(session, settings, connectors).full
 
-        super().__init__("connectors", settings.connector_poll_s, job)
+        super().__init__(
+            "connectors",
+            settings.connector_poll_s,
+            job,
+            yield_to=yield_to,
+            max_defer_s=settings.deliveries_max_defer_s,
+        )

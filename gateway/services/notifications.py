@@ -454,8 +454,9 @@ def replay(session: Session, row: Notification, *, now: datetime | None = None) 
 class NotificationWorker(PeriodicWorker):
     """Background thread sending due customer e-mails every ``settings.notification_poll_s``.
 
-    Each round opens at most one SMTP connection and closes it. ``leader``: see
-    :class:`gateway.services.worker.PeriodicWorker`.
+    Each round opens at most one SMTP connection and closes it. ``leader``, ``yield_to``:
+    see :class:`gateway.services.worker.PeriodicWorker` (at most
+    ``settings.deliveries_max_defer_s`` between two rounds while the ingest is behind).
     """
 
     def __init__(
@@ -463,9 +464,17 @@ class NotificationWorker(PeriodicWorker):
         sessions: sessionmaker[Session],
         settings: Settings,
         leader: Callable[[], bool] | None = None,
+        yield_to: Callable[[], bool] | None = None,
     ) -> None:
         def job() -> bool:
             with sessions() as session, SmtpTransport(settings) as transport:
                 return deliver_round(session, settings, transport).full
 
-        super().__init__("notifications", settings.notification_poll_s, job, leader)
+        super().__init__(
+            "notifications",
+            settings.notification_poll_s,
+            job,
+            leader,
+            yield_to=yield_to,
+            max_defer_s=settings.deliveries_max_defer_s,
+        )

@@ -253,7 +253,8 @@ def replay(session: Session, delivery: WebhookDelivery, *, now: datetime | None 
 class WebhookWorker(PeriodicWorker):
     """Background thread that delivers due webhooks every ``settings.webhook_poll_s``.
 
-    ``leader``: see :class:`gateway.services.worker.PeriodicWorker`.
+    ``leader``, ``yield_to``: see :class:`gateway.services.worker.PeriodicWorker` (at most
+    ``settings.deliveries_max_defer_s`` between two rounds while the ingest is behind).
     """
 
     def __init__(
@@ -262,9 +263,17 @@ class WebhookWorker(PeriodicWorker):
         settings: Settings,
         client: httpx.Client,
         leader: Callable[[], bool] | None = None,
+        yield_to: Callable[[], bool] | None = None,
     ) -> None:
         def job() -> bool:
             with sessions() as session:
                 return deliver_round(session, settings, client).full
 
-        super().__init__("webhooks", settings.webhook_poll_s, job, leader)
+        super().__init__(
+            "webhooks",
+            settings.webhook_poll_s,
+            job,
+            leader,
+            yield_to=yield_to,
+            max_defer_s=settings.deliveries_max_defer_s,
+        )

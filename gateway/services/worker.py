@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,12 @@ class PeriodicWorker:
         leader: asked before each round; the round is skipped unless it returns True (the
             job runs once across gateway replicas: :class:`gateway.services.leader.LeaderLease`).
             None: every round runs (a single gateway).
+        yield_to: asked before each round; while it returns True (the ingest of the
+            conveyor's events is behind: :meth:`gateway.mqtt_bridge.MqttBridge.behind`)
+            the round waits, for at most ``max_defer_s`` since the last round ran: then one
+            runs anyway, so the job is slowed, never starved. None: rounds never wait.
+        max_defer_s: the longest wait for ``yield_to``, s (0: rounds never wait).
+        clock: monotonic seconds (a test's clock).
     """
 
     def __init__(
@@ -34,11 +41,21 @@ class PeriodicWorker:
         interval_s: float,
         job: Callable[[], object],
         leader: Callable[[], bool] | None = None,
+        *,
+        yield_to: Callable[[], bool] | None = None,
+        max_defer_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._interval_s = interval_s
         self._job = job
         self._leader = leader
+        self._yield_to = yield_to
+        self._max_defer_s = max_defer_s
+        self._clock = clock
+        self._last_round_at: float | None = None  # clock() when the last round started
+        #: rounds put off because ``yield_to`` said the ingest was behind
+        self.deferred = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -55,8 +72,9 @@ class PeriodicWorker:
     def run_rounds(self) -> int:
         """Run rounds back to back while each is full; return how many ran.
 
-        Before each round the leader is asked (none runs unless it returns True); a stop
-        ends the burst after the current round.
+        Before each round the leader is asked (none runs unless it returns True), then
+        ``yield_to`` (a round it defers ends the burst: the next interval asks again); a
+        stop ends the burst after the current round.
 
         Raises:
             Exception: whatever the job raised (the thread logs it and goes on).
@@ -65,10 +83,22 @@ class PeriodicWorker:
         while not self._stop.is_set():
             if self._leader is not None and not self._leader():
                 break  # another replica runs it
+            if self._defers():
+                self.deferred += 1
+                break
+            self._last_round_at = self._clock()
             rounds += 1
             if self._job() is not True:
                 break
         return rounds
+
+    def _defers(self) -> bool:
+        """Whether the next round waits for ``yield_to`` (within ``max_defer_s``)."""
+        if self._yield_to is None or self._max_defer_s <= 0 or self._last_round_at is None:
+            return False
+        if self._clock() - self._last_round_at >= self._max_defer_s:
+            return False  # waited long enough: one round now, whatever the ingest does
+        return bool(self._yield_to())
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):

@@ -328,3 +328,35 @@ def test_one_batch_commits_every_event_with_its_credit_poison_and_stale_apart(
         7,
     )
     assert status["commit_latency_p99_ms"] is not None
+
+
+def test_the_ingest_is_behind_while_an_event_waits_over_half_a_second_for_its_commit(
+    db: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    make_event: Callable[..., ParcelEvent],
+    wait: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    real = mqtt_bridge.ingest_events
+
+    def held(*args: Any, **kwargs: Any) -> Any:  # the batch's commit, held by the test
+        entered.set()
+        assert release.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mqtt_bridge, "ingest_events", held)
+    bridge = make_bridge(db.sessions)
+    assert (bridge.ingest_lag_s(), bridge.behind()) == (0.0, False)  # nothing to ingest
+    event = make_event(station="st1", **UNKNOWN_RMA)
+    probe.publish(Topics(site, "st1").event, encode(event))
+    assert entered.wait(10)
+    wait(bridge.behind, what="the held batch's event waiting over BEHIND_S")
+    assert bridge.ingest_lag_s() > mqtt_bridge.BEHIND_S
+    assert bridge.status()["ingest_lag_ms"] > 500.0
+    release.set()
+    wait(lambda: stored(db) == [event.event_id], what="the event committed")
+    wait(lambda: bridge.ingest_lag_s() == 0.0, what="caught up: no batch waiting")
+    assert not bridge.behind()

@@ -38,3 +38,49 @@ def test_a_follower_replica_runs_no_round_and_a_stop_ends_the_burst() -> None:
 def test_a_delivery_round_is_full_when_it_claimed_its_limit() -> None:
     assert DeliveryRound(claimed=50, delivered=0, limit=50).full  # all failed: still full
     assert not DeliveryRound(claimed=49, delivered=49, limit=50).full
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rounds_give_way_while_the_ingest_is_behind_for_at_most_the_longest_wait() -> None:
+    clock, behind, calls = _Clock(), [True], []
+    answers = iter([True] * 2 + [True, False])  # full rounds; the last burst ends by itself
+
+    def job() -> bool:
+        calls.append(clock.now)
+        return next(answers)
+
+    worker = PeriodicWorker("w", 1.0, job, yield_to=lambda: behind[0], max_defer_s=5.0, clock=clock)
+    assert worker.run_rounds() == 1  # no round ran yet: the first one runs
+    assert (calls, worker.deferred) == ([100.0], 1)  # ...and the burst gives way after it
+    for now in (101.0, 102.0, 104.999):
+        clock.now = now
+        assert worker.run_rounds() == 0
+    assert worker.deferred == 4
+    clock.now = 105.0  # 5 s since the last round: one runs, whatever the ingest does
+    assert worker.run_rounds() == 1
+    assert (calls, worker.deferred) == ([100.0, 105.0], 5)
+    behind[0] = False  # caught up: back to back again while full
+    clock.now = 106.0
+    assert worker.run_rounds() == 2
+    assert (calls, worker.deferred) == ([100.0, 105.0, 106.0, 106.0], 5)
+
+
+def test_rounds_never_wait_without_a_longest_wait_or_a_signal() -> None:
+    calls: list[int] = []
+
+    def job() -> bool:
+        calls.append(1)
+        return len(calls) % 3 != 0  # full, full, then not full
+
+    never = PeriodicWorker("w", 1.0, job, yield_to=lambda: True, max_defer_s=0.0)
+    assert never.run_rounds() == 3
+    unsignalled = PeriodicWorker("w", 1.0, job, max_defer_s=5.0)
+    assert unsignalled.run_rounds() == 3
+    assert (never.deferred, unsignalled.deferred, len(calls)) == (0, 0, 6)

@@ -105,6 +105,12 @@ class GatewayCollector(Collector):
             "MQTT messages waiting for ingest",
             value=float(self._bridge.get("ingest_backlog", 0) or 0),  # type: ignore[arg-type]
         )
+        yield GaugeMetricFamily(
+            "rs_gateway_ingest_lag_seconds",
+            "How long the oldest event of the batch being ingested has waited (0 between "
+            "batches); background deliveries give way while it is over 0.5 s",
+            value=float(self._bridge.get("ingest_lag_ms", 0) or 0) / 1000.0,  # type: ignore[arg-type]
+        )
 
     def _latency(self) -> Metric:
         since = utcnow() - timedelta(hours=1)
