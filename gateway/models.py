@@ -148,7 +148,7 @@ class RmaLineRecord(Base):
     __table_args__ = (UniqueConstraint("rma_id", "line_no"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rma_id: Mapped[int] = mapped_column(ForeignKey("rmas.id", ondelete="CASCADE"), index=True)
+    rma_id: Mapped[int] = mapped_column(ForeignKey("rmas.id", ondelete="CASCADE"))
     line_no: Mapped[int] = mapped_column(Integer)
     order_line_id: Mapped[int | None] = mapped_column(
         ForeignKey("order_lines.id", ondelete="SET NULL"), index=True
