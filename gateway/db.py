@@ -2,6 +2,9 @@
 
 For SQLite the engine enables WAL journalling, foreign keys and a busy timeout on every
 connection, and allows use from several threads (the API workers and the MQTT thread).
+A writer that counts before it writes begins with ``BEGIN IMMEDIATE``, the write lock
+(:func:`begin_writing`); other transactions keep the sqlite3 driver's own BEGIN at their
+first write (:func:`_sqlite_begin`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -24,6 +27,11 @@ from gateway.models import Base
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+#: ``Connection`` execution option: how SQLite begins the connection's transaction
+SQLITE_BEGIN = "rs_sqlite_begin"
+#: its value for a writer that counts before it writes: ``BEGIN IMMEDIATE``
+IMMEDIATE = "IMMEDIATE"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -35,6 +43,84 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """The engine's ``begin`` listener on SQLite: a writer's ``BEGIN IMMEDIATE``.
+
+    A connection with the :data:`SQLITE_BEGIN` execution option :data:`IMMEDIATE`
+    (:func:`begin_writing`) begins its transaction with ``BEGIN IMMEDIATE``
+    (:func:`_begin_immediate`). Any other keeps the sqlite3 driver's own transaction
+    control (``isolation_level`` ``""``): it begins a deferred transaction only before
+    the first INSERT, UPDATE or DELETE, its reads before that are each their own, and
+    its write waits for the write lock up to the busy timeout. Readers never wait
+    for a writer (WAL), and a transaction that reads, then writes (e.g. a transition
+    checked by its revision, or a webhook round that posts between its read and its
+    write) is not refused for another writer's commit in between, as a deferred BEGIN
+    at its first read would have it ("database is locked" at once, SQLITE_BUSY_SNAPSHOT:
+    the busy timeout does not help a transaction whose snapshot is out of date).
+    """
+    if conn.get_execution_options().get(SQLITE_BEGIN) == IMMEDIATE:
+        _begin_immediate(conn)
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is not None and dbapi_connection.isolation_level is None:
+        dbapi_connection.isolation_level = ""  # after a writer: the driver's control again
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """Take SQLite's write lock now: ``BEGIN IMMEDIATE``, emitted by SQLAlchemy.
+
+    SQLAlchemy's recipe for the sqlite3 driver (SQLite dialect documentation,
+    "Serializable isolation / Savepoints / Transactional DDL", now "Transactions with
+    SQLite and the sqlite3 driver", "Using SQLAlchemy to emit BEGIN in lieu of SQLite's
+    transaction control"): the driver's ``isolation_level`` is set to None (it emits no
+    BEGIN of its own; its ``commit()`` and ``rollback()`` still end the transaction) and
+    the BEGIN is ours, here ``BEGIN IMMEDIATE``: it waits for the write lock up to the
+    busy timeout, then holds it until the commit or rollback, so every statement of the
+    transaction, its reads and SAVEPOINTs included, is inside it and what it counts
+    stays true until it commits. (A deferred transaction that read first could not
+    take the lock later once another writer committed: SQLITE_BUSY at once.)
+    """
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        # (with a transaction open, None would commit it: BEGIN below refuses instead)
+        dbapi_connection.isolation_level = None
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def begin_writing(session: Session) -> bool:
+    """Make ``session``'s transaction a writer's that counts before it writes.
+
+    SQLite: the transaction holds the database's write lock from now until its commit
+    or rollback (``BEGIN IMMEDIATE``, :func:`_begin_immediate`, waiting up to the busy
+    timeout), so writers that count rows and then write on what they counted (an RMA's
+    creation, an order update, an event's units) take turns, and each counts what the
+    one before committed. Call it before the transaction's first write: its reads
+    before were each their own (the driver's autocommit), so nothing it read is held.
+    Later transactions of the session are readers again unless it is called again.
+    PostgreSQL (and any other database): nothing; writers lock the rows they count
+    (e.g. :func:`gateway.services.orders.lock_order`).
+
+    Returns:
+        True when the transaction holds the write lock (or needs none of this); False
+        when it wrote already (the driver began a deferred transaction at that write:
+        the lock is held only from then).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return True
+    if session.get_transaction() is None:  # nothing begun: the connection begins so
+        session.connection(execution_options={SQLITE_BEGIN: IMMEDIATE})
+        return True
+    conn = session.connection()
+    if conn.get_execution_options().get(SQLITE_BEGIN) == IMMEDIATE:
+        return True
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is None or dbapi_connection.in_transaction:
+        return False
+    _begin_immediate(conn)
+    conn.execution_options(**{SQLITE_BEGIN: IMMEDIATE})  # (in place) taken: not twice
+    return True
 
 
 #: a pooled PostgreSQL connection idle for longer than this (s) is pinged (a round trip)
@@ -121,6 +207,7 @@ def make_engine(url: str) -> Engine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 

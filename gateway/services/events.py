@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.exc import StaleDataError
 
+from gateway.db import begin_writing
 from gateway.models import (
     Order,
     OrderLine,
@@ -167,6 +168,7 @@ def ingest_events(
     now = received_at or utcnow()
     if session.get_bind().dialect.name in ("postgresql", "sqlite"):
         try:
+            begin_writing(session)  # SQLite: counts the units under the write lock
             results = _stage_batch(session, events, now, site_of)
             session.commit()
         except Exception as exc:
@@ -521,6 +523,7 @@ def _ingest_one_by_one(
 
     ``site_of``: the site of each event's topic, by ``event_id``.
     """
+    begin_writing(session)  # SQLite: counts the units under the write lock
     ids = [e.event_id for e in events]
     stmt = select(StationEvent.event_id).where(StationEvent.event_id.in_(ids))
     known = set(session.scalars(stmt))
@@ -602,6 +605,7 @@ def _stage(session: Session, event: ParcelEvent, now: datetime, site: str) -> No
 def _ingest_once(
     session: Session, event: ParcelEvent, *, received_at: datetime | None, site: str
 ) -> bool:
+    begin_writing(session)  # SQLite: counts the units under the write lock
     if session.scalar(select(StationEvent.id).where(StationEvent.event_id == event.event_id)):
         log.debug("duplicate event ignored event_id=%s", event.event_id)
         return False

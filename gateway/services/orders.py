@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.db import begin_writing
 from gateway.models import Order, OrderLine, RmaLineRecord
 from gateway.schemas import OrderDraft, OrderLineDraft, RmaDraft
 from gateway.services.policies import returnable_for
@@ -159,10 +160,9 @@ def lock_order(session: Session, order: Order) -> None:
     then changes it (an RMA's creation adds claims, an order update lowers the delivered
     quantities) takes it first: they take it in turn, and each counts after the other's
     commit (READ COMMITTED: each later statement sees what was committed before it),
-    also creations on different sites, which share no site lock. SQLite: nothing; a
-    creation holds the database's write lock (its revision ``UPDATE``) before it
-    counts, but an order update still counts before its first write takes that lock
-    (the driver begins a transaction at its first write): a known gap.
+    also creations on different sites, which share no site lock. SQLite: nothing here;
+    both began their transaction with the database's write lock
+    (:func:`gateway.db.begin_writing`, ``BEGIN IMMEDIATE``), so they take turns too.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(_LOCK_ORDER, {"order_id": order.id})
@@ -184,11 +184,20 @@ def upsert_order(
     Idempotent: the same draft again changes nothing. Returns the order and what happened:
     ``"created"``, ``"updated"`` or ``"unchanged"``; commits.
 
+    On SQLite the database's write lock is taken first (:func:`gateway.db.begin_writing`)
+    and held until the commit: call it before anything is written in ``session``'s
+    transaction.
+
     Raises:
         InvalidOrder: more delivered than ordered, or the update would drop a line or
             delivered units that RMAs already claim (returned or on open RMAs).
+        RuntimeError: something was written in ``session``'s transaction before, on
+            SQLite (the claims would be counted without the write lock; nothing more is
+            stored).
     """
     _check_lines(draft)
+    if not begin_writing(session):
+        raise RuntimeError("upsert_order: the transaction wrote before it took the write lock")
     order = get_order(session, draft.order_ref)
     if order is None:
         return create_order(session, draft, site=site), "created"

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gateway.db import begin_writing
 from gateway.models import CatalogueItem, Order, OrderLine, Rma, RmaLineRecord, utcnow
 from gateway.schemas import RmaDraft, RmaLineDraft
 from gateway.services import numbers
@@ -305,6 +306,9 @@ def create_rma(
     """
     now = now or utcnow()
     number = numbers.check(draft.number) if draft.number else numbers.generate()
+    # SQLite: the write lock from here to the commit (after a write of the caller's
+    # own in this transaction, from that write on), before the revision UPDATE below
+    begin_writing(session)
     require_reason(session, draft.reason)
     known_site = _site_before_order(session, settings, draft, allowed_sites)
     try:

@@ -674,10 +674,9 @@ def test_an_order_update_racing_a_creation_counts_its_claims(anydb: Database) ->
     # the update lowers HAT's delivered units to 0 while a creation claiming the one HAT
     # waits to commit: it used to count the claims before that commit (none) and store an
     # order with 1 unit on an RMA and 0 delivered; on PostgreSQL it now waits for the
-    # order's lock. SQLite: still so (the driver begins the update's transaction at its
-    # first write, after the counts), a known fault
-    if not _pg(anydb):
-        pytest.xfail("SQLite: an order update counts claims before it takes the write lock")
+    # order's lock. SQLite: it used to as well (the driver began the update's transaction
+    # at its first write, after the counts); it now begins with BEGIN IMMEDIATE and waits
+    # for the creation's commit
     settings = Settings(site="s1")
     with anydb.session() as s:
         _order(s, "O-1", site="s1")
