@@ -182,7 +182,8 @@ def upsert_order(
     unless ``draft.site`` names another.
 
     Idempotent: the same draft again changes nothing. Returns the order and what happened:
-    ``"created"``, ``"updated"`` or ``"unchanged"``; commits.
+    ``"created"``, ``"updated"`` or ``"unchanged"``; commits (also when unchanged), or
+    rolls back when it raises.
 
     On SQLite the database's write lock is taken first (:func:`gateway.db.begin_writing`)
     and held until the commit: call it before anything is written in ``session``'s
@@ -198,6 +199,15 @@ def upsert_order(
     _check_lines(draft)
     if not begin_writing(session):
         raise RuntimeError("upsert_order: the transaction wrote before it took the write lock")
+    try:
+        return _upsert(session, draft, site)
+    except BaseException:
+        session.rollback()  # the lock goes with it, not when the caller closes the session
+        raise
+
+
+def _upsert(session: Session, draft: OrderDraft, site: str) -> tuple[Order, str]:
+    """:func:`upsert_order` once its transaction holds the write lock (SQLite); commits."""
     order = get_order(session, draft.order_ref)
     if order is None:
         return create_order(session, draft, site=site), "created"
@@ -205,6 +215,7 @@ def upsert_order(
     if draft.site is None:
         draft = draft.model_copy(update={"site": order.site})
     if as_draft(order) == draft:
+        session.commit()  # nothing to write: the lock is given back at once
         return order, "unchanged"
     by_no = {line.line_no: line for line in order.lines}
     for line_no, line in by_no.items():

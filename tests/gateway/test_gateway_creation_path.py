@@ -125,6 +125,8 @@ def test_a_creation_is_one_transaction_with_its_audit_row(database_url: str, qui
                 "INSERT INTO webhook_deliveries": 1,  # one per active endpoint: none here
             }
         )
+        if not database_url.startswith("postgresql"):  # SQLite: the write lock first
+            assert sql.statements.pop(0) == "BEGIN IMMEDIATE"  # (gateway.db.begin_writing)
         heads = [" ".join(s.split()[:3]) for s in sql.statements]
         # the order and the catalogue's entries in one read, then the lock, then the
         # writes; on PostgreSQL the read takes the lock (a single-site gateway knows the
@@ -512,6 +514,9 @@ def test_the_site_known_before_the_order_is_locked_by_the_read_on_postgresql(
         revisions = dict(s.execute(select(Rma.number, Rma.revision)).all())
     assert sites == {"F-1": "s1", "F-2": "s2", "F-3": "s1"}
     assert revisions == {"F-1": 1, "F-2": 1, "F-3": 2}
+    if not postgres:  # SQLite: the write lock first (gateway.db.begin_writing)
+        assert [h[0] for h in (named, by_order, alone)] == ["BEGIN IMMEDIATE"] * 3
+        named, by_order, alone = named[1:], by_order[1:], alone[1:]
     read, lock = "SELECT orders.id, orders.order_ref,", "UPDATE site_revision SET"
     assert by_order[0] == read and lock in by_order  # (its order's lines read between)
     assert not [h for h in by_order if h.startswith("WITH rs_rev")]

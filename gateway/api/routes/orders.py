@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 
 from gateway.api.deps import Caller, SessionDep, SettingsDep, known_sites, require_site
 from gateway.api.schemas import OrderLineOut, OrderOut, ProblemOut
-from gateway.db import begin_writing
 from gateway.models import Order
 from gateway.schemas import OrderDraft
 from gateway.services import idempotency
@@ -119,7 +118,6 @@ def put_order(
     """
     if draft.order_ref != order_ref:
         raise HTTPException(422, detail="path and body order references differ")
-    begin_writing(session)  # SQLite: the order read below is the one updated
     stored = get_order(session, order_ref)
     if stored is not None:
         require_site(who, stored.site, f"order {order_ref!r}")
