@@ -1,7 +1,8 @@
 """Map service exceptions to HTTP errors with a clear ``detail``.
 
 404: unknown keys, users and webhook endpoints. 409: duplicates (RMA numbers, tracking
-numbers) and triggers not allowed in the current state. 422: policy refusals
+numbers), an RMA creation whose order changed under it (retry) and triggers not allowed
+in the current state. 422: policy refusals
 (``detail`` = ``{"code", "message", ...facts}``), mistyped numbers, unknown reasons, bad
 receipts, reused idempotency keys, invalid orders or scopes, labels that cannot be printed
 as asked, refunds the stored terms cannot pay, unknown places for refused goods. 503: a
@@ -25,12 +26,13 @@ from gateway.services.numbers import MistypedNumber
 from gateway.services.orders import DuplicateOrder, InvalidOrder
 from gateway.services.policies import PolicyViolation
 from gateway.services.reasons import UnknownReason
-from gateway.services.rmas import DuplicateRma, ReceiptError
+from gateway.services.rmas import CreationConflict, DuplicateRma, ReceiptError
 from gateway.services.tracking import TrackingNumberTaken
 from gateway.services.write_offs import UnknownDestination
 
 _STATUS: dict[type[Exception], int] = {
     DuplicateRma: status.HTTP_409_CONFLICT,
+    CreationConflict: status.HTTP_409_CONFLICT,
     DuplicateOrder: status.HTTP_409_CONFLICT,
     DuplicateName: status.HTTP_409_CONFLICT,
     TrackingNumberTaken: status.HTTP_409_CONFLICT,

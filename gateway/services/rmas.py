@@ -45,6 +45,22 @@ class DuplicateRma(Exception):
         self.number = number
 
 
+class CreationConflict(Exception):
+    """What an RMA's creation wrote on changed under it (HTTP 409); nothing was stored.
+
+    A constraint other than the RMA number's and the tracking number's broke at the write,
+    e.g. an order line the RMA refers to was deleted by an order update meanwhile: the
+    same request again reads the order anew. ``number`` is the RMA number asked for.
+    """
+
+    def __init__(self, number: str) -> None:
+        super().__init__(
+            f"RMA {number!r} not created: the order or data it refers to changed while it "
+            "was being created; retry"
+        )
+        self.number = number
+
+
 class SiteNotAllowed(PermissionError):
     """The caller may not use the RMA's site (HTTP 403); ``site`` is that site."""
 
@@ -299,10 +315,12 @@ def create_rma(
         PolicyViolation: window closed, quantity over returnable, unknown order, unknown
             site (``unknown_site``), ...
         SiteNotAllowed: the site is not one of ``allowed_sites``.
-        DuplicateRma: the number is taken (nothing is stored); also any other constraint
-            broken at the write.
+        DuplicateRma: the number is taken (nothing is stored), also by a creation
+            committed while this one ran.
         TrackingNumberTaken: the draft's tracking number is another RMA's, also one
             committed while this creation ran (on another site: no shared lock).
+        CreationConflict: any other constraint broke at the write (e.g. an order line
+            deleted meanwhile); nothing is stored.
     """
     now = now or utcnow()
     number = numbers.check(draft.number) if draft.number else numbers.generate()
@@ -386,11 +404,14 @@ def create_rma(
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        # a twin committed while this one ran: its number, or its tracking number
-        tracking = draft.tracking_number
-        if tracking is not None and session.scalar(_RMA_ID_OF_NUMBER, {"number": number}) is None:
-            ensure_free(session, tracking)
-        raise DuplicateRma(number) from exc
+        # which constraint, from what is committed now: a twin's number, a tracking
+        # number taken meanwhile, or something else (an order line deleted, ...)
+        if session.scalar(_RMA_ID_OF_NUMBER, {"number": number}) is not None:
+            raise DuplicateRma(number) from exc
+        if draft.tracking_number is not None:
+            ensure_free(session, draft.tracking_number)
+        log.warning("rma not created, a constraint broke number=%s: %s", number, exc.orig)
+        raise CreationConflict(number) from exc
     except BaseException:
         session.rollback()
         raise

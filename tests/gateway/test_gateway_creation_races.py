@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
+from gateway.api.routes import rmas as rmas_routes
 from gateway.db import Database
 from gateway.main import create_app
 from gateway.models import (
@@ -26,10 +27,11 @@ from gateway.models import (
     SiteRevision,
 )
 from gateway.schemas import OrderDraft, RmaDraft
+from gateway.services import rmas as rmas_service
 from gateway.services.orders import InvalidOrder, create_order, upsert_order
 from gateway.services.policies import PolicyViolation
 from gateway.services.revisions import head_revision
-from gateway.services.rmas import DuplicateRma, SiteNotAllowed, create_rma
+from gateway.services.rmas import CreationConflict, DuplicateRma, SiteNotAllowed, create_rma
 from gateway.services.tracking import TrackingNumberTaken
 from gateway.settings import Settings
 from protocol.messages import decode_rma_change
@@ -554,6 +556,90 @@ def test_one_tracking_number_on_two_sites_at_once_is_refused_as_taken(anydb: Dat
     # what happens on PostgreSQL: the loser's INSERT breaks the unique index and it is
     # told its (free) RMA number is taken
     assert isinstance(losers[0], TrackingNumberTaken), repr(losers[0])
+
+
+def test_an_order_line_deleted_under_a_creation_is_a_conflict_not_a_duplicate(
+    anydb: Database,
+) -> None:
+    # the order line the RMA refers to goes (an order update dropping it) after the
+    # creation read it: the foreign key breaks at the write, and that IntegrityError
+    # was reported as DuplicateRma (409 "RMA 'F-1' already exists") for a free number
+    settings = Settings(site="s1")
+    with anydb.session() as s:
+        _order(s, "O-1", site="s1")
+
+    def drop_the_hat(_rma: Rma) -> None:
+        s.execute(text("DELETE FROM order_lines WHERE sku = 'HAT'"))
+
+    with anydb.session() as s, pytest.raises(CreationConflict) as caught:
+        create_rma(
+            s,
+            settings,
+            _draft("F-1", lines=[{"sku": "HAT", "quantity": 1}]),
+            now=NOW,
+            before_commit=drop_the_hat,
+        )
+    assert str(caught.value) == (
+        "RMA 'F-1' not created: the order or data it refers to changed while it was being "
+        "created; retry"
+    )
+    with anydb.session() as s:
+        assert list(s.scalars(select(Rma.number))) == []
+        assert s.scalar(select(OrderLine.id).where(OrderLine.sku == "HAT")) is not None
+        # the number is free: the same request again is stored
+        again = create_rma(
+            s, settings, _draft("F-1", lines=[{"sku": "HAT", "quantity": 1}]), now=NOW
+        )
+        assert again.number == "F-1"
+
+
+def test_an_order_line_deleted_under_a_creation_is_409_over_http(database_url: str) -> None:
+    app = create_app(
+        Settings(
+            env="dev", database_url=database_url, mqtt_port=1, bootstrap_api_key=KEY, site="s1"
+        )
+    )
+    with TestClient(app) as client:
+        headers = {"X-API-Key": KEY}
+        order = {
+            "order_ref": "O-1",
+            "lines": [
+                {
+                    "sku": "HAT",
+                    "ordered_quantity": 1,
+                    "delivered_quantity": 1,
+                    "unit_price_cents": 2500,
+                }
+            ],
+        }
+        assert client.post("/api/v1/orders", json=order, headers=headers).status_code == 201
+        real = rmas_service.create_rma
+
+        def line_dropped_meanwhile(session: Any, *args: Any, **kwargs: Any) -> Any:
+            inner = kwargs["before_commit"]
+
+            def before_commit(rma: Rma) -> None:
+                session.execute(text("DELETE FROM order_lines WHERE sku = 'HAT'"))
+                inner(rma)
+
+            return real(session, *args, **{**kwargs, "before_commit": before_commit})
+
+        body = {
+            "number": "F-1",
+            "order_ref": "O-1",
+            "reason": "changed_mind",
+            "resolution": "refund",
+            "lines": [{"sku": "HAT", "quantity": 1}],
+        }
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(rmas_routes, "create_rma", line_dropped_meanwhile)
+            r = client.post("/api/v1/rmas", json=body, headers=headers)
+        assert r.status_code == 409, r.text
+        assert r.json() == {
+            "detail": "RMA 'F-1' not created: the order or data it refers to changed while "
+            "it was being created; retry"
+        }
+        assert client.get("/api/v1/rmas/F-1", headers=headers).status_code == 404
 
 
 def test_creations_and_transitions_racing_on_one_site_share_one_revision_sequence(

@@ -18,7 +18,7 @@ from sqlalchemy import inspect, select
 from gateway.db import Database
 from gateway.models import ApiKey, Rma, RmaLineRecord
 from gateway.schemas import RmaDraft
-from gateway.services.rmas import DuplicateRma, create_rma
+from gateway.services.rmas import CreationConflict, create_rma
 from gateway.settings import Settings
 
 NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
@@ -51,7 +51,7 @@ def test_a_failed_commit_leaves_no_rma_of_it_in_the_session(anydb: Database) -> 
     kept: list[Rma] = []
     with anydb.session() as s:
         first = create_rma(s, settings, _draft("G-0"), now=NOW)  # held: in the identity map
-        with pytest.raises(DuplicateRma):  # (any IntegrityError of the creation is a 409)
+        with pytest.raises(CreationConflict):  # (a constraint not the number's: 409)
             create_rma(
                 s, settings, _draft("G-1"), now=NOW, before_commit=_breaks_the_commit(s, kept)
             )
