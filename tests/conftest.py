@@ -3,7 +3,9 @@ a pseudo-terminal standing in for the label scanner's serial port."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,40 @@ from simulator.procs import MosquittoBroker
 # Production is the gateway's default; the tests run it as dev unless they say otherwise
 # (tests/security runs it as production). Gateway processes started here inherit it.
 os.environ["RS_ENV"] = "dev"
+
+
+#: the loggers ``gateway.security.logs.configure`` sets up (the root logger is ``""``)
+CONFIGURED_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Give the loggers back their handlers, level and propagation as they were before.
+
+    ``returns-gateway``'s ``main`` configures logging (``logs.configure``): one handler on
+    the ``sys.stderr`` of that moment, which under pytest is the test's capture, closed
+    when the test ends. Left installed, every later record at INFO, from any thread (paho's
+    network thread, the bridge's announce loop of a later test's gateway), printed
+    ``--- Logging error ---`` (ValueError: I/O operation on closed file).
+    """
+    saved = [
+        (lg, list(lg.handlers), lg.level, lg.propagate)
+        for lg in map(logging.getLogger, CONFIGURED_LOGGERS)
+    ]
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Every test leaves logging configured as it found it (:func:`logging_restored`)."""
+    with logging_restored():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -8,6 +9,7 @@ from pydantic import ValidationError
 from gateway.main import main
 from gateway.security import keys
 from gateway.settings import Settings
+from tests.conftest import logging_restored
 from tests.gateway.conftest import PROD_SECRET
 
 
@@ -110,6 +112,23 @@ def test_main_exits_2_on_short_secret_in_prod(
     monkeypatch.setenv("RS_SECRET_KEY", secret)
     assert main(["--port", "0"]) == 2
     assert "RS_SECRET_KEY is too short" in capsys.readouterr().err
+
+
+def test_main_configures_logging_and_the_teardown_undoes_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # main's handler writes to this test's captured stderr, closed after it: left on the
+    # root logger, a later test's gateway threads logged "--- Logging error ---"
+    monkeypatch.setenv("RS_ENV", "prod")
+    monkeypatch.setenv("RS_SECRET_KEY", "short")
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    with logging_restored():
+        assert main(["--port", "0"]) == 2
+        (handler,) = root.handlers
+        assert isinstance(handler, logging.StreamHandler) and handler not in before[0]
+    assert (list(root.handlers), root.level) == before
+    capsys.readouterr()
 
 
 def test_reads_rs_environment(monkeypatch: pytest.MonkeyPatch) -> None:
