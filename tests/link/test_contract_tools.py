@@ -231,7 +231,7 @@ def test_every_dashboard_expression_names_exposed_metrics_and_labels(tmp_path: P
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     assert dashboard["uid"] == "returns-sorter"
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    assert len(exprs) == 22  # 18 panels
+    assert len(exprs) == 23  # 18 panels
     seen: set[str] = set()
     for expr in exprs:
         job = re.search(r'job="(\$[a-z_]+)"', expr)
