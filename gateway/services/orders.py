@@ -212,6 +212,13 @@ def _upsert(session: Session, draft: OrderDraft, site: str) -> tuple[Order, str]
     if order is None:
         return create_order(session, draft, site=site), "created"
     lock_order(session, order)  # the claims below stay true until the commit
+    # Read again under the lock, overwriting what the session already holds: the caller
+    # may have loaded the order before (PUT /orders reads it for the site check), and a
+    # plain read hands back that object as it was then, so an update committed between
+    # that read and the lock would be compared against, and overwritten, unseen.
+    order = session.scalars(
+        select(Order).where(Order.id == order.id).execution_options(populate_existing=True)
+    ).one()
     if draft.site is None:
         draft = draft.model_copy(update={"site": order.site})
     if as_draft(order) == draft:
