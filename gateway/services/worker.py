@@ -29,8 +29,9 @@ class PeriodicWorker:
             None: every round runs (a single gateway).
         yield_to: asked before each round; while it returns True (the ingest of the
             conveyor's events is behind: :meth:`gateway.mqtt_bridge.MqttBridge.behind`)
-            the round waits, for at most ``max_defer_s`` since the last round ran: then one
-            runs anyway, so the job is slowed, never starved. None: rounds never wait.
+            the round waits, for at most ``max_defer_s`` after the last round ended: then
+            one runs anyway (the thread looks again then, not only every ``interval_s``),
+            so the job is slowed, never starved. None: rounds never wait.
         max_defer_s: the longest wait for ``yield_to``, s (0: rounds never wait).
         clock: monotonic seconds (a test's clock).
     """
@@ -53,7 +54,8 @@ class PeriodicWorker:
         self._yield_to = yield_to
         self._max_defer_s = max_defer_s
         self._clock = clock
-        self._last_round_at: float | None = None  # clock() when the last round started
+        self._last_round_at: float | None = None  # clock() when the last round ended
+        self._deferring = False  # the last burst ended by giving way to the ingest
         #: rounds put off because ``yield_to`` said the ingest was behind
         self.deferred = 0
         self._stop = threading.Event()
@@ -80,17 +82,33 @@ class PeriodicWorker:
             Exception: whatever the job raised (the thread logs it and goes on).
         """
         rounds = 0
+        self._deferring = False
         while not self._stop.is_set():
             if self._leader is not None and not self._leader():
                 break  # another replica runs it
             if self._defers():
                 self.deferred += 1
+                self._deferring = True
                 break
-            self._last_round_at = self._clock()
             rounds += 1
-            if self._job() is not True:
+            try:
+                full = self._job() is True
+            finally:  # (from its end: a round slower than max_defer_s still gives way)
+                self._last_round_at = self._clock()
+            if not full:
                 break
         return rounds
+
+    def next_wait_s(self) -> float:
+        """Seconds until the thread looks again (``interval_s``, or less).
+
+        Less after a burst that gave way to the ingest: the round it put off then runs
+        when ``max_defer_s`` after the last round is up, not up to one interval later.
+        """
+        if not self._deferring or self._last_round_at is None:
+            return self._interval_s
+        left = self._max_defer_s - (self._clock() - self._last_round_at)
+        return max(0.0, min(self._interval_s, left))
 
     def _defers(self) -> bool:
         """Whether the next round waits for ``yield_to`` (within ``max_defer_s``)."""
@@ -101,7 +119,7 @@ class PeriodicWorker:
         return bool(self._yield_to())
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        while not self._stop.wait(self.next_wait_s()):
             try:
                 self.run_rounds()
             except Exception:

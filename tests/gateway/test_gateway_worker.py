@@ -84,3 +84,39 @@ def test_rounds_never_wait_without_a_longest_wait_or_a_signal() -> None:
     unsignalled = PeriodicWorker("w", 1.0, job, max_defer_s=5.0)
     assert unsignalled.run_rounds() == 3
     assert (never.deferred, unsignalled.deferred, len(calls)) == (0, 0, 6)
+
+
+def test_a_round_slower_than_the_longest_wait_still_gives_way_after_it() -> None:
+    clock = _Clock()
+
+    def job() -> bool:
+        clock.now += 6.0  # a round to slow endpoints (10 s timeouts) outlasts max_defer_s
+        return False
+
+    worker = PeriodicWorker("w", 1.0, job, yield_to=lambda: True, max_defer_s=5.0, clock=clock)
+    assert worker.run_rounds() == 1  # 100 .. 106
+    clock.now += 1.0  # measured from the round's end: 1 s, the ingest still behind
+    assert (worker.run_rounds(), worker.deferred) == (0, 1)
+    clock.now = 111.0
+    assert (worker.run_rounds(), worker.deferred) == (1, 1)
+
+
+def test_the_thread_looks_again_when_the_longest_wait_is_up_not_a_poll_later() -> None:
+    clock, calls = _Clock(), []
+
+    def job() -> bool:
+        calls.append(clock.now)
+        return False
+
+    worker = PeriodicWorker("w", 2.0, job, yield_to=lambda: True, max_defer_s=5.0, clock=clock)
+    assert worker.next_wait_s() == 2.0  # nothing ran, nothing put off: the interval
+    assert worker.run_rounds() == 1
+    assert worker.next_wait_s() == 2.0  # the round was not put off
+    waits = []
+    while len(calls) < 2:  # the thread's loop: wait, then a burst
+        waits.append(worker.next_wait_s())
+        clock.now += waits[-1]
+        worker.run_rounds()
+    assert waits == [2.0, 2.0, 1.0]  # at 102 and 104 put off, the round at 105
+    assert calls == [100.0, 105.0]
+    assert worker.deferred == 2
