@@ -715,9 +715,11 @@ class MqttBridge:
         while not self._stopping.is_set():
             batch = self._take_batch()
             self._batch_since = batch[0][2] if batch else None
-            if batch and not self._ingest_batch(batch):
-                return  # stopping with unacknowledged messages: the broker redelivers them
-            self._batch_since = None
+            try:
+                if batch and not self._ingest_batch(batch):
+                    return  # stopping with unacknowledged messages: the broker redelivers them
+            finally:  # (also when stopped or raising: a stopped bridge is not behind)
+                self._batch_since = None
 
     def ingest_lag_s(self) -> float:
         """How long the oldest message of the batch being ingested has waited, s.

@@ -360,3 +360,18 @@ def test_the_ingest_is_behind_while_an_event_waits_over_half_a_second_for_its_co
     wait(lambda: stored(db) == [event.event_id], what="the event committed")
     wait(lambda: bridge.ingest_lag_s() == 0.0, what="caught up: no batch waiting")
     assert not bridge.behind()
+
+
+def test_a_bridge_stopped_during_a_retried_batch_is_not_reported_behind(
+    db: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    make_event: Callable[..., ParcelEvent],
+    wait: Any,
+) -> None:
+    bridge = make_bridge(FlakySessions(db, failures=10**6))  # the database down: retried
+    probe.publish(Topics(site, "st1").event, encode(make_event(station="st1", **UNKNOWN_RMA)))
+    wait(bridge.behind, what="the retried batch's event waiting over BEHIND_S")
+    bridge.stop()  # the batch is given up unacknowledged (the broker redelivers it)
+    assert (bridge.status()["ingest_lag_ms"], bridge.behind()) == (0.0, False)
