@@ -75,8 +75,8 @@ class PeriodicWorker:
         """Run rounds back to back while each is full; return how many ran.
 
         Before each round the leader is asked (none runs unless it returns True), then
-        ``yield_to`` (a round it defers ends the burst: the next interval asks again); a
-        stop ends the burst after the current round.
+        ``yield_to`` (a round it defers ends the burst: the thread's next look, at
+        :meth:`next_wait_s`, asks again); a stop ends the burst after the current round.
 
         Raises:
             Exception: whatever the job raised (the thread logs it and goes on).
