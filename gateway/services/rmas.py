@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, literal, select, true
+from sqlalchemy import Select, String, any_, bindparam, literal, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -250,13 +251,24 @@ def _site_before_order(
 
 #: statements built once (not per call: their construction and cache key cost more
 #: than SQLite's own work), executed with their parameters
-def _read_of(*more: Any) -> Select[Any]:
-    """The order (``:order_ref``) and the catalogue's entries (``:skus``), and ``more``."""
+def _read_of(*more: Any, sku_array: bool = False) -> Select[Any]:
+    """The order (``:order_ref``) and the catalogue's entries (``:skus``), and ``more``.
+
+    ``sku_array`` (PostgreSQL only): ``sku = ANY(:skus)``, the list bound as one array
+    parameter, instead of an expanding ``IN``. The SQL is then the same for any number of
+    SKUs: no rendering of the statement per call (an expanding parameter is rendered into
+    the SQL text at each execution, ~0.15 ms a creation), and one prepared statement.
+    """
+    skus = (
+        CatalogueItem.sku == any_(bindparam("skus", type_=postgresql.ARRAY(String)))
+        if sku_array
+        else CatalogueItem.sku.in_(bindparam("skus", expanding=True))
+    )
     return (
         select(Order, CatalogueItem, *more)
         .select_from(select(literal(1).label("one")).subquery("one_row"))
         .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
-        .outerjoin(CatalogueItem, CatalogueItem.sku.in_(bindparam("skus", expanding=True)))
+        .outerjoin(CatalogueItem, skus)
     )
 
 
@@ -264,9 +276,9 @@ _ORDER_AND_CATALOGUE = _read_of()
 _RMA_ID_OF_NUMBER = select(Rma.id).where(Rma.number == bindparam("number"))
 _RMA_ID_BY_NUMBER = _RMA_ID_OF_NUMBER.scalar_subquery()
 _REVISION = revision_cte(_RMA_ID_BY_NUMBER)
-_ORDER_CATALOGUE_AND_REVISION = _read_of(_REVISION.c.rs_revision, _REVISION.c.rs_probe).outerjoin(
-    _REVISION, true()
-)
+_ORDER_CATALOGUE_AND_REVISION = _read_of(
+    _REVISION.c.rs_revision, _REVISION.c.rs_probe, sku_array=True
+).outerjoin(_REVISION, true())
 
 
 def create_rma(
