@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway.models import Alarm, Station, StationEvent, utcnow
 from gateway.services.quotas import Quota, StationQuotas, may_raise_one_off
+from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +120,40 @@ def sync_station(session: Session, station: Station) -> None:
             log.warning("alarm raised key=%s message=%s", key, c.message)
 
 
+#: the parcel event mark of a divert the gate's sensor did not confirm
+DIVERT_UNCONFIRMED = "divert_unconfirmed"
+
+
+def divert_message(parcel_id: int, lane: str) -> str:
+    """The ``divert_unconfirmed`` alarm's message for a parcel (its id) and lane."""
+    return f"parcel {parcel_id}: divert into {lane} not confirmed"
+
+
+def raise_for_event(
+    session: Session, event: ParcelEvent, quota: Quota = StationQuotas.alarms
+) -> None:
+    """Add the one-off alarm of a newly stored parcel event, in the ingest's transaction.
+
+    A ``divert_unconfirmed`` mark raises a ``divert_unconfirmed`` alarm keyed by the event
+    (raised already cleared, open until a lead acknowledges it), within the station's
+    ``quota`` of unacknowledged one-off alarms; any other event raises nothing. Called for
+    each event the ingest stores, before its commit: the alarm commits with the event or
+    not at all, whatever order concurrent writers (replicas) commit in. Does not commit.
+    """
+    if DIVERT_UNCONFIRMED not in event.marks:
+        return
+    message = divert_message(event.parcel_id, event.lane)
+    _one_off(session, event.station, DIVERT_UNCONFIRMED, event.event_id, event.lane, message, quota)
+
+
 def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.alarms) -> int:
     """Raise a one-off alarm for each event after ``after_id`` whose divert was not confirmed.
 
-    Idempotent (keyed by event id); within the station's ``quota`` of unacknowledged
-    one-off alarms (:func:`~gateway.services.quotas.may_raise_one_off`). Commits; returns
-    the highest event id seen.
+    The ingest raises these alarms itself (:func:`raise_for_event`); this scan is for
+    events stored before it did (the live worker runs it once at start, on the recent
+    past). Idempotent (keyed by event id); within the station's ``quota`` of
+    unacknowledged one-off alarms (:func:`~gateway.services.quotas.may_raise_one_off`).
+    At most 1,000 events per call. Commits; returns the highest event id seen.
     """
     rows = session.execute(
         select(
@@ -142,10 +171,10 @@ def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.al
     last = after_id
     for row_id, event_id, station, lane, parcel_id, marks in rows:
         last = row_id
-        if not isinstance(marks, list) or "divert_unconfirmed" not in marks:
+        if not isinstance(marks, list) or DIVERT_UNCONFIRMED not in marks:
             continue
-        message = f"parcel {parcel_id}: divert into {lane} not confirmed"
-        _one_off(session, station, "divert_unconfirmed", event_id, lane, message, quota)
+        message = divert_message(parcel_id, lane)
+        _one_off(session, station, DIVERT_UNCONFIRMED, event_id, lane, message, quota)
     session.commit()
     return last
 

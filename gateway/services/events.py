@@ -32,7 +32,7 @@ from gateway.models import (
     utcnow,
 )
 from gateway.security.event_checks import Refusal, check_event
-from gateway.services import credits, refund_terms, webhooks
+from gateway.services import alarms, credits, refund_terms, webhooks
 from gateway.services.announcements import announceable, to_announcement
 from gateway.services.credits import after_ingest
 from gateway.services.revisions import reserve_revisions
@@ -320,6 +320,8 @@ def _stage_batch(
     for round_events in _rounds(unique):
         new |= _stage_round(session, round_events, now, site_of)
     stored = [e for e in unique if e.event_id in new]
+    for event in stored:  # their alarms commit with them (an unconfirmed divert)
+        alarms.raise_for_event(session, event)
     seen = sorted({e.station for e in stored})
     for station in seen:
         session.execute(update(Station).where(Station.id == station).values(last_seen=now))
@@ -588,7 +590,7 @@ def _ingest_in_savepoint(
 
 
 def _stage(session: Session, event: ParcelEvent, now: datetime, site: str) -> None:
-    """Add the event's row and its credits (:func:`after_ingest`) to the transaction.
+    """Add the event's row, its alarm and its credits (:func:`after_ingest`) to the transaction.
 
     The row is flushed first, so an event that another writer (a replica) stored
     concurrently fails here with ``IntegrityError`` (the caller's duplicate), never inside
@@ -599,6 +601,7 @@ def _stage(session: Session, event: ParcelEvent, now: datetime, site: str) -> No
     """
     session.add(StationEvent(**event_row(event, now, site)))
     session.flush()
+    alarms.raise_for_event(session, event)  # an unconfirmed divert's alarm, with the event
     after_ingest(session, event)  # credits and stock moves, in the same transaction
 
 

@@ -1,10 +1,12 @@
 """Live updates of the status page: a change watcher and the server-sent event stream.
 
 :class:`LiveWorker` (a thread started by the app) looks at the database every
-``interval_s`` (0.25 s): it raises alarms for new parcel events (:func:`scan_events`) and,
-while a page listens (an open ``/api/v1/stream``), keeps a fingerprint per page section;
-when one changes, that section's version goes up. With no page open only the alarm scan
-runs: a replica that nobody watches does not read the page's figures four times a second.
+``interval_s`` (0.25 s) while a page listens (an open ``/api/v1/stream``): it keeps a
+fingerprint per page section; when one changes, that section's version goes up. With no
+page open it reads nothing: a replica that nobody watches does not read the page's
+figures four times a second. The alarms of parcel events are raised by the ingest, in the
+event's own transaction (:func:`~gateway.services.alarms.raise_for_event`); at start the
+worker rescans the recent past once (:func:`scan_events`) for events stored before that.
 ``GET /api/v1/stream`` (SSE) sends ``event: change`` with the changed section names; the
 page then fetches just those sections (``/partials/{section}``). Whatever wrote the change
 (the MQTT bridge, a lead's action, another replica), the page follows within a second.
@@ -96,7 +98,6 @@ class LiveWorker:
         self._thread: threading.Thread | None = None
         self._digests: dict[str, str] = {}
         self._listeners = 0
-        self._after_event_id = 0
         self.versions: dict[str, int] = dict.fromkeys(SECTIONS, 0)
 
     def start(self) -> None:
@@ -105,7 +106,8 @@ class LiveWorker:
             return
         with self._sessions() as session:
             latest = session.scalar(select(func.max(StationEvent.id))) or 0
-        self._after_event_id = max(0, latest - 1000)  # rescan the recent past (idempotent)
+            # the recent past, once (idempotent): events an older gateway stored unscanned
+            scan_events(session, max(0, latest - 1000))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="live-worker", daemon=True)
         self._thread.start()
@@ -140,16 +142,15 @@ class LiveWorker:
             return self._listeners
 
     def poll(self, *, track_sections: bool = True) -> list[str]:
-        """Look once: raise alarms for new events, bump changed sections; return their names.
+        """Look once: bump the changed sections' versions; return their names.
 
-        ``track_sections`` False: the alarm scan only (nothing changes, returns []); the
-        next tracking poll compares with the digests of the last one that tracked, so a
-        section that changed meanwhile is reported then.
+        ``track_sections`` False (nobody listens): nothing is read, returns []; the next
+        tracking poll compares with the digests of the last one that tracked, so a section
+        that changed meanwhile is reported then.
         """
+        if not track_sections:
+            return []
         with self._sessions() as session:
-            self._after_event_id = scan_events(session, self._after_event_id)
-            if not track_sections:
-                return []
             digests = fingerprints(session, self._clock())
         changed = [s for s in SECTIONS if digests[s] != self._digests.get(s)]
         with self._lock:

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from gateway.db import Database
 from gateway.models import Alarm, StationEvent
 from gateway.services import alarms, dashboard
-from gateway.services.events import ingest_event
+from gateway.services.events import event_row, ingest_event, ingest_events
 from gateway.services.stations import upsert_station
 from gateway.web.live import LiveWorker, event_stream
 from protocol import ParcelEvent, StationHealth, StationStatus
+from tests.gateway.conftest import pg_database
 
 NOW = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
 
@@ -73,22 +77,30 @@ def test_alarms_follow_station_status_and_need_acknowledgement(anydb: Database) 
         assert alarms.acknowledge(s, 999, "user:lee") is None
 
 
+@pytest.mark.parametrize("batched", [False, True])
 def test_divert_not_confirmed_event_raises_a_one_off_alarm_once(
-    anydb: Database, make_event: Callable[..., ParcelEvent]
+    anydb: Database, make_event: Callable[..., ParcelEvent], batched: bool
 ) -> None:
+    unconfirmed = make_event(marks=("divert_unconfirmed",), lane="restock", parcel_id=7)
+    other = make_event()
     with anydb.session() as s:
-        ingest_event(s, make_event(marks=("divert_unconfirmed",), lane="restock", parcel_id=7))
-        ingest_event(s, make_event())
-        last = alarms.scan_events(s, 0)
-        assert last == 2
-        assert alarms.scan_events(s, 0) == 2  # rescanning raises nothing twice
+        if batched:
+            ingest_events(s, [unconfirmed, other, unconfirmed])
+        else:
+            ingest_event(s, unconfirmed)
+            ingest_event(s, other)
+        # raised by the ingest itself, in the event's transaction: no scan needed
         [a] = alarms.open_alarms(s)
-        assert (a.kind, a.subject, a.message) == (
+        assert (a.key, a.kind, a.subject, a.message) == (
+            f"st1:divert_unconfirmed:{unconfirmed.event_id}",
             "divert_unconfirmed",
             "restock",
             "parcel 7: divert into restock not confirmed",
         )
         assert a.cleared_at is not None and a.acknowledged_at is None
+        ingest_events(s, [unconfirmed])  # a redelivery raises nothing twice
+        assert alarms.scan_events(s, 0) == 2  # nor does the rescan of the past
+        assert s.query(Alarm).count() == 1
 
 
 def test_lane_figures_today_last_hour_rate_and_hourly_series(
@@ -183,16 +195,20 @@ def test_live_worker_reports_changed_sections(
     }
 
 
-def test_live_worker_without_a_listening_page_scans_alarms_only(
+def test_live_worker_without_a_listening_page_reads_nothing(
     anydb: Database, make_event: Callable[..., ParcelEvent]
 ) -> None:
     worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
     assert len(worker.poll()) == 7  # every section's first digest
     with anydb.session() as s:
         ingest_event(s, make_event(marks=("divert_unconfirmed",), lane="refurbish", parcel_id=4))
-    # nobody listens: the alarm is raised all the same, no section is looked at
+    queries: list[str] = []
+    listen = sqlalchemy.event.listens_for(anydb.engine, "before_cursor_execute")
+    listen(lambda _c, _cur, statement, *_a: queries.append(statement))
+    # nobody listens: no section is looked at, nothing is read
     assert worker.poll(track_sections=False) == []
-    with anydb.session() as s:
+    assert queries == []
+    with anydb.session() as s:  # the ingest raised the event's alarm all the same
         assert [(a.kind, a.subject) for a in alarms.open_alarms(s)] == [
             ("divert_unconfirmed", "refurbish")
         ]
@@ -200,6 +216,23 @@ def test_live_worker_without_a_listening_page_scans_alarms_only(
     # the next tracking poll reports what changed since the last one that tracked
     assert worker.poll() == ["alarms", "quarantine", "lanes", "shift", "parcels"]
     assert worker.snapshot()["parcels"] == 2
+
+
+def test_live_worker_start_raises_the_alarms_of_recent_events_stored_without_them(
+    anydb: Database, make_event: Callable[..., ParcelEvent]
+) -> None:
+    # events an older gateway stored, whose alarms its scan had not raised yet
+    old = [make_event(marks=("divert_unconfirmed",), parcel_id=i) for i in (1, 2)]
+    with anydb.session() as s:
+        s.add_all(StationEvent(**event_row(e, NOW, "site")) for e in old)
+        s.commit()
+    worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
+    worker.start()
+    worker.stop()
+    with anydb.session() as s:
+        assert sorted(a.key for a in alarms.open_alarms(s)) == sorted(
+            f"st1:divert_unconfirmed:{e.event_id}" for e in old
+        )
 
 
 def test_an_open_stream_is_a_listener_until_it_ends(anydb: Database) -> None:
@@ -326,3 +359,52 @@ def test_clock_steps_a_station_saw_show_in_its_row(db: Database) -> None:
     # typed status refuses it at the boundary; the bridge dead-letters such a status)
     with pytest.raises(ValidationError, match="clock"):
         status(clock={"steps": "many", "last_step_s": [1]})
+
+
+def test_an_unconfirmed_divert_committed_after_a_later_event_still_raises_its_alarm(
+    make_event: Callable[..., ParcelEvent],
+) -> None:
+    # PostgreSQL numbers an event row when it is inserted, not when it commits: two
+    # writers (two replicas sharing the ingest) commit out of id order. The live worker's
+    # scan by id had moved past the later event before the earlier one committed, and the
+    # earlier one's alarm was never raised (found by reading the scan). PostgreSQL only:
+    # SQLite's writers hold the write lock from their insert to their commit.
+    with pg_database() as url:
+        db = Database(url)
+        db.migrate()
+        try:
+            worker = LiveWorker(db.sessions, clock=lambda: NOW)
+            worker.start()  # as a gateway does: the recent past rescanned once
+            worker.stop()
+            first = make_event(
+                station="st1", marks=("divert_unconfirmed",), lane="refurbish", parcel_id=7
+            )
+            later = make_event(station="st2", parcel_id=8)
+            inserted, release = threading.Event(), threading.Event()
+            session = db.sessions()
+            real_commit = session.commit
+
+            def held_commit() -> None:  # the first writer: inserted, not yet committed
+                inserted.set()
+                assert release.wait(10)
+                real_commit()
+
+            session.commit = held_commit  # type: ignore[method-assign]
+            writer = threading.Thread(target=ingest_events, args=(session, [first]))
+            writer.start()
+            assert inserted.wait(10)
+            with db.session() as s:  # the second writer commits first, with the higher id
+                ingest_events(s, [later])
+            worker.poll(track_sections=False)
+            release.set()
+            writer.join(10)
+            session.close()
+            worker.poll(track_sections=False)
+            with db.session() as s:
+                ids = dict(s.execute(select(StationEvent.event_id, StationEvent.id)).all())
+                assert ids[first.event_id] < ids[later.event_id]  # committed out of id order
+                assert [(a.key, a.subject) for a in alarms.open_alarms(s)] == [
+                    (f"st1:divert_unconfirmed:{first.event_id}", "refurbish")
+                ]
+        finally:
+            db.dispose()
