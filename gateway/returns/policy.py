@@ -8,6 +8,7 @@ which a lead approves the return first (the RMA then stays ``requested``, unanno
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gateway.models import Order, ReturnReason, Rma, utcnow
 from gateway.schemas import RESOLUTIONS, RmaDraft, RmaLineDraft
+from gateway.services import idempotency
 from gateway.services.policies import (
     PolicyViolation,
     by_category,
@@ -24,12 +26,21 @@ from gateway.services.policies import (
     percent_of,
     returnable_for,
 )
-from gateway.services.reasons import list_reasons
+from gateway.services.reasons import UnknownReason, list_reasons
 from gateway.services.refund_terms import open_value_cents, unit_paid_cents
-from gateway.services.rmas import create_rma
+from gateway.services.rmas import CreationConflict, DuplicateRma, create_rma, get_rma
 from gateway.settings import Settings
 
+log = logging.getLogger(__name__)
+
 FORM_ACTOR = "customer:return-form"
+#: How many fresh RMA numbers a submission tries when the generated one is taken.
+NUMBER_ATTEMPTS = 3
+#: Longest submission token (the form page's ``submission`` field) kept for the twin check.
+MAX_SUBMISSION_LENGTH = 64
+#: Refusals of a draft built from the order as the form read it that only a change of the
+#: order since then explains (the form names each line by its number and SKU).
+ORDER_CHANGED_CODES = frozenset({"unknown_order_line", "sku_mismatch"})
 
 
 class FormError(ValueError):
@@ -41,6 +52,28 @@ class FormError(ValueError):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+class FormConflict(Exception):
+    """Something changed while the return was being stored; nothing was (HTTP 409).
+
+    ``code`` names the message: ``order_changed`` (the order was updated meanwhile: the
+    customer checks the form, shown again with the order as it is now, and sends it
+    again) or ``try_again`` (every generated RMA number was taken: sending it again
+    works).
+    """
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _Twin(Exception):
+    """The same submission (page and choices) committed first: its RMA is ``number``."""
+
+    def __init__(self, number: str) -> None:
+        super().__init__(number)
+        self.number = number
 
 
 @dataclass(frozen=True)
@@ -76,7 +109,11 @@ class Estimate:
 
 @dataclass
 class Outcome:
-    """The policy's answer: ``authorized``, ``pending`` (a lead decides) or ``refused``."""
+    """The policy's answer: ``authorized``, ``pending``, ``refused`` or ``already_requested``.
+
+    ``pending``: a lead decides; ``already_requested``: a twin submission stored ``rma``
+    first (:func:`submit`).
+    """
 
     status: str
     rma: Rma | None = None
@@ -153,6 +190,11 @@ def _single(known: list[str], delivered: int) -> str | None:
     return known[0] if delivered == 1 and len(known) == 1 else None
 
 
+def _twin_principal(order: Order) -> str:
+    """Whose submissions a twin record is of: the form, on ``order``."""
+    return f"return-form:{order.order_ref}"[:128]
+
+
 def submit(
     session: Session,
     settings: Settings,
@@ -163,6 +205,7 @@ def submit(
     note: str,
     resolution: str,
     language: str = "",
+    submission: str = "",
     now: datetime | None = None,
 ) -> Outcome:
     """Decide a customer's return at once and store the RMA unless it is refused.
@@ -174,9 +217,25 @@ def submit(
     ``language`` is the form's language: the RMA's customer language (its e-mails), else
     the order's.
 
+    ``submission`` is the token of the form page the choices were sent from (empty or
+    longer than :data:`MAX_SUBMISSION_LENGTH`: no twin check). The same page sent again
+    with the same choices (a double click, a second tab of one page, a reload) is a twin:
+    its first RMA is the outcome (``already_requested``), also when the first committed
+    while this one ran (looked up again under the site's write lock); nothing more is
+    stored. The token and choices are stored with the RMA (an
+    :class:`~gateway.models.IdempotencyRecord`, in its transaction).
+
+    A generated RMA number that is taken is replaced by a fresh one (up to
+    :data:`NUMBER_ATTEMPTS` in all). Whenever it raises, nothing was stored.
+
     Raises:
-        FormError: no unit chosen, unknown reason, missing note, resolution not allowed
-            for a chosen line's category, or a line that is not on the order.
+        FormError: no unit chosen, unknown reason (also one deactivated while the RMA was
+            being created), missing note, resolution not allowed for a chosen line's
+            category, or a line that is not on the order.
+        FormConflict: ``order_changed`` when the order changed under the creation (a line
+            gone or another SKU: :class:`~gateway.services.rmas.CreationConflict` or a
+            refusal in :data:`ORDER_CHANGED_CODES`); ``try_again`` when every number
+            tried was taken.
     """
     now = now or utcnow()
     chosen = {n: q for n, q in units.items() if q > 0}
@@ -194,6 +253,16 @@ def submit(
         resolution not in allowed_resolutions(settings, by_no[n].category) for n in chosen
     ):
         raise FormError("resolution_not_allowed")
+    twin_key = ""
+    principal = _twin_principal(order)
+    digest = ""
+    if submission and len(submission) <= MAX_SUBMISSION_LENGTH:
+        choices = {"units": chosen, "reason": reason, "note": note, "resolution": resolution}
+        digest = idempotency.request_hash("POST", principal, choices)
+        twin_key = f"{submission}.{digest}"  # another choice on the same page: no twin
+        twin = _stored_twin(session, principal, twin_key, digest)
+        if twin is not None:
+            return twin
     threshold = settings.approval_threshold_cents
     authorize = threshold is None or open_value_cents(session, order, chosen) <= threshold
     draft = RmaDraft(
@@ -216,18 +285,88 @@ def submit(
             for n, q in sorted(chosen.items())
         ],
     )
-    try:
-        rma = create_rma(
-            session,
-            settings,
-            draft,
-            actor=FORM_ACTOR,
-            now=now,
-        )
-    except PolicyViolation as exc:
-        facts = dict(exc.details)
-        index = int(facts.get("line_no") or 0) - 1
-        if 0 <= index < len(draft.lines):
-            facts["sku"] = draft.lines[index].sku
-        return Outcome("refused", code=exc.code, facts=facts)
-    return Outcome("authorized" if authorize else "pending", rma=rma)
+
+    def find_twin() -> None:
+        # under the site's write lock: a twin that committed while this one ran is seen
+        if twin_key:
+            record = idempotency.lookup(session, principal, twin_key, digest)
+            if record is not None:
+                raise _Twin(str(record.response["number"]))
+
+    def remember(rma: Rma) -> None:
+        if twin_key:
+            body = {"number": rma.number}
+            idempotency.remember(session, principal, twin_key, digest, 303, body)
+
+    for attempt in range(1, NUMBER_ATTEMPTS + 1):
+        try:
+            rma = create_rma(
+                session,
+                settings,
+                draft,
+                actor=FORM_ACTOR,
+                now=now,
+                after_lock=find_twin,
+                before_commit=remember,
+            )
+        except _Twin as exc:
+            log.info("return form: twin submission order=%s rma=%s", order.order_ref, exc.number)
+            return _twin_outcome(session, exc.number)
+        except DuplicateRma as exc:  # a generated number: another one is as good
+            log.warning(
+                "return form: generated number taken order=%s number=%s attempt=%d",
+                order.order_ref,
+                exc.number,
+                attempt,
+            )
+            continue
+        except CreationConflict as exc:
+            # a twin on another site's lock breaks the record's unique key: its RMA
+            twin = _stored_twin(session, principal, twin_key, digest) if twin_key else None
+            if twin is not None:
+                return twin
+            log.warning(
+                "return form: order changed under the creation order=%s number=%s",
+                order.order_ref,
+                exc.number,
+            )
+            raise FormConflict("order_changed") from exc
+        except UnknownReason as exc:  # deactivated since the check above
+            log.warning("return form: reason gone order=%s: %s", order.order_ref, exc)
+            raise FormError("no_reason") from exc
+        except PolicyViolation as exc:
+            if exc.code in ORDER_CHANGED_CODES:
+                log.warning(
+                    "return form: order changed under the creation order=%s code=%s",
+                    order.order_ref,
+                    exc.code,
+                )
+                raise FormConflict("order_changed") from exc
+            facts = dict(exc.details)
+            index = int(facts.get("line_no") or 0) - 1
+            if 0 <= index < len(draft.lines):
+                facts["sku"] = draft.lines[index].sku
+            return Outcome("refused", code=exc.code, facts=facts)
+        return Outcome("authorized" if authorize else "pending", rma=rma)
+    log.error(
+        "return form: no free RMA number in %d tries order=%s", NUMBER_ATTEMPTS, order.order_ref
+    )
+    raise FormConflict("try_again")
+
+
+def _stored_twin(session: Session, principal: str, key: str, digest: str) -> Outcome | None:
+    """The outcome of the twin submission ``key`` already stored, or None."""
+    record = idempotency.lookup(session, principal, key, digest)
+    if record is None:
+        return None
+    log.info(
+        "return form: twin submission principal=%s rma=%s", principal, record.response["number"]
+    )
+    return _twin_outcome(session, str(record.response["number"]))
+
+
+def _twin_outcome(session: Session, number: str) -> Outcome:
+    rma = get_rma(session, number)
+    if rma is None:  # the record is only ever stored with its RMA, and RMAs stay
+        raise RuntimeError(f"twin record names no RMA {number!r}")
+    return Outcome("already_requested", rma=rma)

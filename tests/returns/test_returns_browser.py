@@ -155,7 +155,8 @@ def test_quantities_beyond_returnable_cannot_be_chosen(page: Any, gateway: LiveG
         "resolution": "refund",
         "lines": [{"sku": "SOCKS", "quantity": 2}, {"sku": "CAP", "quantity": 1}],
     }
-    assert gateway.api.post("/api/v1/rmas", json=first).status_code == 201
+    made = gateway.api.post("/api/v1/rmas", json=first)
+    assert made.status_code == 201
     _open_order(page, ref, "cy@example.com")
     socks = page.locator("#qty-1 option")
     assert socks.evaluate_all("os => os.map(o => o.value)") == ["0", "1"]
@@ -168,4 +169,10 @@ def test_quantities_beyond_returnable_cannot_be_chosen(page: Any, gateway: LiveG
     page.get_by_label("Reason", exact=True).select_option("size")
     page.get_by_role("button", name="Request the return").click()
     assert page.locator("h1").inner_text() == "Return not possible"
-    assert page.locator(".outcome").inner_text() == "You can return at most 1 of SOCKS."
+    assert page.locator(".outcome").inner_text() == (
+        "You can return at most 1 of SOCKS.\n\nYour returns already requested for it:\n\n"
+        + made.json()["number"]
+    )
+    # the return holding the other units, linked
+    page.get_by_role("link", name=made.json()["number"]).click()
+    assert page.locator("#rma-number").inner_text() == made.json()["number"]

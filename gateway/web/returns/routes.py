@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi_csrf_protect.exceptions import CsrfProtectError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import SessionDep, SettingsDep
 from gateway.models import Order, Rma
@@ -129,6 +131,8 @@ def _choose(
         "resolutions": RESOLUTIONS,
         "error": error,
         "values": values or {},
+        # this page's token: the same choices sent twice from it are one return
+        "submission": secrets.token_urlsafe(16),
         "any_returnable": any(line.returnable > 0 for line in lines),
     }
     return page(request, settings, "choose.html", context, status_code=status_code, csrf=True)
@@ -144,8 +148,26 @@ def choose(link: str, request: Request, session: SessionDep, settings: SettingsD
 async def request_return(
     link: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    """Let the policy decide at once; refused answers say why, others go to the outcome."""
+    """Let the policy decide at once; refused answers say why, others go to the outcome.
+
+    The same page sent twice with the same choices goes to the first one's outcome. A
+    creation that lost a race with a change of the order shows the form again (409,
+    the customer's values kept, the order as it is now) asking them to check and send
+    it again; nothing is stored then. The database work runs in a worker thread (it may
+    wait for the write lock), not on the event loop.
+    """
     form = await _form(request, settings)
+    return await run_in_threadpool(_request_return, link, request, session, settings, form)
+
+
+def _request_return(
+    link: str,
+    request: Request,
+    session: Session,
+    settings: Settings,
+    form: dict[str, str] | None,
+) -> Response:
+    """:func:`request_return`'s work once the form is read (``form`` None: CSRF refused)."""
     order = _order_for(session, settings, link)
     if form is None:
         return _choose(request, session, settings, order, link, error="expired", status_code=403)
@@ -159,6 +181,7 @@ async def request_return(
     reason = form.get("reason", "")
     note = form.get("note", "")[:4000]
     resolution = form.get("resolution", "")
+    values = {"units": units, "reason": reason, "note": note, "resolution": resolution}
     try:
         outcome = policy.submit(
             session,
@@ -169,9 +192,9 @@ async def request_return(
             note=note,
             resolution=resolution,
             language=language(request, settings),
+            submission=form.get("submission", ""),
         )
     except policy.FormError as exc:
-        values = {"units": units, "reason": reason, "note": note, "resolution": resolution}
         return _choose(
             request,
             session,
@@ -182,13 +205,31 @@ async def request_return(
             values=values,
             status_code=422,
         )
+    except policy.FormConflict as exc:
+        log.warning("return form: not stored order=%s code=%s", order.order_ref, exc.code)
+        return _choose(
+            request,
+            session,
+            settings,
+            order,
+            link,
+            error=exc.code,
+            values=values,
+            status_code=409,
+        )
     if outcome.rma is None:
         log.info("return form: refused order=%s code=%s", order.order_ref, outcome.code)
         facts = dict(outcome.facts)
         if "last_day" in facts:
             facts["last_day_date"] = date.fromisoformat(str(facts["last_day"]))
+        # the returns already holding the line's units (e.g. sent from another tab)
+        returns = [
+            (number, sign(settings, RMA_SALT, number))
+            for number in facts.get("rmas", [])
+            if outcome.code == "quantity_exceeds_returnable"
+        ]
         ctx = {"order": order, "code": outcome.code, "facts": facts, "link": link}
-        return page(request, settings, "refused.html", ctx)
+        return page(request, settings, "refused.html", {**ctx, "returns": returns})
     ticket = sign(settings, RMA_SALT, outcome.rma.number)
     return RedirectResponse(f"/returns/rma/{ticket}", status_code=303)
 
