@@ -254,6 +254,12 @@ def _site_before_order(
 def _read_of(*more: Any, sku_array: bool = False) -> Select[Any]:
     """The order (``:order_ref``) and the catalogue's entries (``:skus``), and ``more``.
 
+    As they are committed, also when the session already holds them: the caller may have
+    loaded the order before (the return form reads it, then builds the draft from it),
+    and a plain read hands back that object as it was then (its lines too), so an order
+    update committed in between would go unseen (a line dropped meanwhile broke the
+    write; a line changed to another SKU or price was stored as it had been).
+
     ``sku_array`` (PostgreSQL only): ``sku = ANY(:skus)``, the list bound as one array
     parameter, instead of an expanding ``IN``. The SQL is then the same for any number of
     SKUs: no rendering of the statement per call (an expanding parameter is rendered into
@@ -269,6 +275,7 @@ def _read_of(*more: Any, sku_array: bool = False) -> Select[Any]:
         .select_from(select(literal(1).label("one")).subquery("one_row"))
         .outerjoin(Order, Order.order_ref == bindparam("order_ref"))
         .outerjoin(CatalogueItem, skus)
+        .execution_options(populate_existing=True)
     )
 
 

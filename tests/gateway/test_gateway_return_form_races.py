@@ -185,6 +185,51 @@ def test_an_order_line_deleted_at_the_write_shows_the_form_again_in_french(
     assert len(_stored(client)["rmas"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("change", "left"),
+    [
+        ("dropped", [(1, "SHIRT", 2990)]),
+        ("another_sku", [(1, "SHIRT", 2990), (2, "CAP", 2500)]),
+    ],
+)
+def test_an_order_update_before_the_creation_shows_the_form_with_the_order_now(
+    client: TestClient, change: str, left: list[tuple[int, str, int]]
+) -> None:
+    # the shop updates the order after the form's request read it and before the
+    # creation: the creation read the order the session already held (its lines as
+    # the request first saw them), so a dropped line broke the foreign key (raw JSON
+    # 409) and a line now of another SKU was stored with the old SKU
+    link = _link(client)
+    hidden = _page(client, link)
+    cap = {**HAT, "sku": "CAP"}
+    new_lines = [SHIRT] if change == "dropped" else [SHIRT, cap]
+    with pytest.MonkeyPatch.context() as mp:
+        _wrap_create(mp, before=lambda _s: _shop_update(client, new_lines))
+        r = _post(client, link, hidden, **{"qty-2": "1", "reason": "size", "resolution": "refund"})
+    assert r.status_code == 409, r.text
+    assert _alert(r.text) == ORDER_CHANGED_EN
+    page = text_of(r.text)
+    # the form again, with the order as it is now
+    assert ("CAP" in page, "HAT" in page) == (change == "another_sku", False)
+    assert _stored(client) == {**NOTHING, "order_lines": left}
+
+
+def test_an_order_update_before_the_creation_is_what_the_rma_is_made_of(
+    client: TestClient,
+) -> None:
+    # the price of the shirt changes (the shop's correction) after the form's request
+    # read the order: the RMA takes the order as committed, not the request's old copy
+    link = _link(client)
+    hidden = _page(client, link)
+    cheaper = {**SHIRT, "unit_price_cents": 2490}
+    with pytest.MonkeyPatch.context() as mp:
+        _wrap_create(mp, before=lambda _s: _shop_update(client, [cheaper, HAT]))
+        r = _post(client, link, hidden, **{"qty-1": "1", "reason": "size", "resolution": "refund"})
+    assert r.status_code == 303, r.text
+    (rma,) = client.get("/api/v1/rmas", headers=ADMIN).json()["rmas"]
+    assert [(ln["sku"], ln["unit_price_cents"]) for ln in rma["lines"]] == [("SHIRT", 2490)]
+
+
 def test_the_same_page_sent_twice_at_once_is_one_return(client: TestClient) -> None:
     # a double click: two posts of one page (one token, the same choices); the second
     # ran its creation while the first was being stored, and made a second RMA for the
