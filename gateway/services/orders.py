@@ -174,12 +174,21 @@ _LOCK_ORDER = (
 
 
 def upsert_order(
-    session: Session, draft: OrderDraft, *, site: str = DEFAULT_SITE
+    session: Session,
+    draft: OrderDraft,
+    *,
+    site: str = DEFAULT_SITE,
+    check: Callable[[Order], None] | None = None,
 ) -> tuple[Order, str]:
     """Create the order, or bring a stored one to ``draft`` (lines matched by position).
 
     A new order's site is ``draft.site``, else ``site``; a stored one keeps its site
     unless ``draft.site`` names another.
+
+    ``check`` is called with a stored order as committed once its lock is held, before
+    anything is compared or written (e.g. the caller's right to its site: a read before
+    the lock may predate another update moving the order to another site); it may raise
+    to stop (nothing is stored). It is not called for an order to be created.
 
     Idempotent: the same draft again changes nothing. Returns the order and what happened:
     ``"created"``, ``"updated"`` or ``"unchanged"``; commits (also when unchanged), or
@@ -192,6 +201,7 @@ def upsert_order(
     Raises:
         InvalidOrder: more delivered than ordered, or the update would drop a line or
             delivered units that RMAs already claim (returned or on open RMAs).
+        Exception: whatever ``check`` raises.
         RuntimeError: something was written in ``session``'s transaction before, on
             SQLite (the claims would be counted without the write lock; nothing more is
             stored).
@@ -200,13 +210,15 @@ def upsert_order(
     if not begin_writing(session):
         raise RuntimeError("upsert_order: the transaction wrote before it took the write lock")
     try:
-        return _upsert(session, draft, site)
+        return _upsert(session, draft, site, check)
     except BaseException:
         session.rollback()  # the lock goes with it, not when the caller closes the session
         raise
 
 
-def _upsert(session: Session, draft: OrderDraft, site: str) -> tuple[Order, str]:
+def _upsert(
+    session: Session, draft: OrderDraft, site: str, check: Callable[[Order], None] | None
+) -> tuple[Order, str]:
     """:func:`upsert_order` once its transaction holds the write lock (SQLite); commits."""
     order = get_order(session, draft.order_ref)
     if order is None:
@@ -219,6 +231,8 @@ def _upsert(session: Session, draft: OrderDraft, site: str) -> tuple[Order, str]
     order = session.scalars(
         select(Order).where(Order.id == order.id).execution_options(populate_existing=True)
     ).one()
+    if check is not None:
+        check(order)
     if draft.site is None:
         draft = draft.model_copy(update={"site": order.site})
     if as_draft(order) == draft:

@@ -114,15 +114,23 @@ def put_order(
     """Create (201) or update (200) an order; the same body again changes nothing.
 
     Lines are matched by position. 422 when the path and body references differ, or when
-    the update would drop a line or delivered units that RMAs already claim.
+    the update would drop a line or delivered units that RMAs already claim. 404 for an
+    order of a site the caller may not use, 403 for a ``site`` it may not use: checked
+    again on the order as committed under its lock (another update may have moved it
+    to another site since the first read).
     """
     if draft.order_ref != order_ref:
         raise HTTPException(422, detail="path and body order references differ")
+
+    def may_change(order: Order) -> None:
+        require_site(who, order.site, f"order {order_ref!r}")
+        _site_of(draft, settings, who, order.site)
+
     stored = get_order(session, order_ref)
     if stored is not None:
-        require_site(who, stored.site, f"order {order_ref!r}")
+        may_change(stored)
     site = _site_of(draft, settings, who, stored.site if stored is not None else None)
-    order, outcome = upsert_order(session, draft, site=site)
+    order, outcome = upsert_order(session, draft, site=site, check=may_change)
     if outcome == "created":
         response.status_code = status.HTTP_201_CREATED
     return _out(session, order)
