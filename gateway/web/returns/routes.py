@@ -194,7 +194,12 @@ def _request_return(
             language=language(request, settings),
             submission=form.get("submission", ""),
         )
-    except policy.FormError as exc:
+    except (policy.FormError, policy.FormConflict) as exc:
+        # the form again with the customer's values: 422 for their choices, 409 when
+        # something changed while the return was being stored (nothing was)
+        conflict = isinstance(exc, policy.FormConflict)
+        if conflict:
+            log.warning("return form: not stored order=%s code=%s", order.order_ref, exc.code)
         return _choose(
             request,
             session,
@@ -203,19 +208,7 @@ def _request_return(
             link,
             error=exc.code,
             values=values,
-            status_code=422,
-        )
-    except policy.FormConflict as exc:
-        log.warning("return form: not stored order=%s code=%s", order.order_ref, exc.code)
-        return _choose(
-            request,
-            session,
-            settings,
-            order,
-            link,
-            error=exc.code,
-            values=values,
-            status_code=409,
+            status_code=409 if conflict else 422,
         )
     if outcome.rma is None:
         log.info("return form: refused order=%s code=%s", order.order_ref, outcome.code)
