@@ -10,13 +10,14 @@ open until a lead acknowledges it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Alarm, Station, StationEvent, utcnow
-from gateway.services.quotas import Quota, StationQuotas, may_raise_one_off
+from gateway.services.quotas import DROPPED, Quota, StationQuotas, may_raise_one_off
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -132,18 +133,85 @@ def divert_message(parcel_id: int, lane: str) -> str:
 def raise_for_event(
     session: Session, event: ParcelEvent, quota: Quota = StationQuotas.alarms
 ) -> None:
-    """Add the one-off alarm of a newly stored parcel event, in the ingest's transaction.
+    """:func:`raise_for_events` for one event (the one-by-one ingest). Does not commit."""
+    raise_for_events(session, [event], quota)
+
+
+def raise_for_events(
+    session: Session, events: Sequence[ParcelEvent], quota: Quota = StationQuotas.alarms
+) -> None:
+    """Add the one-off alarms of newly stored parcel events, in the ingest's transaction.
 
     A ``divert_unconfirmed`` mark raises a ``divert_unconfirmed`` alarm keyed by the event
     (raised already cleared, open until a lead acknowledges it), within the station's
     ``quota`` of unacknowledged one-off alarms; any other event raises nothing. Called for
-    each event the ingest stores, before its commit: the alarm commits with the event or
-    not at all, whatever order concurrent writers (replicas) commit in. Does not commit.
+    the events the ingest stores, before its commit: the alarm commits with the event or
+    not at all, whatever order concurrent writers (replicas) commit in. Set-based: two
+    reads for the whole batch (the keys already raised, the stations' open counts) and
+    nothing at all without an unconfirmed divert, so a station's batch of them costs what
+    one does. Inserts the alarms (one statement); does not commit.
     """
-    if DIVERT_UNCONFIRMED not in event.marks:
+    _raise_one_offs(
+        session,
+        [
+            (e.station, e.event_id, e.lane, divert_message(e.parcel_id, e.lane))
+            for e in events
+            if DIVERT_UNCONFIRMED in e.marks
+        ],
+        quota,
+    )
+
+
+def _raise_one_offs(
+    session: Session, wanted: Sequence[tuple[str, str, str, str]], quota: Quota
+) -> None:
+    """Add ``divert_unconfirmed`` one-offs ``(station, event_id, subject, message)``, in order.
+
+    Each once (keyed by station and event id: one raised before, or twice in ``wanted``,
+    is skipped) and within its station's ``quota`` (:func:`may_raise_one_off`'s count,
+    read once per call for every station).
+    """
+    if not wanted:
         return
-    message = divert_message(event.parcel_id, event.lane)
-    _one_off(session, event.station, DIVERT_UNCONFIRMED, event.event_id, event.lane, message, quota)
+    keys = {f"{st}:{DIVERT_UNCONFIRMED}:{eid}": (st, eid, sub, msg) for st, eid, sub, msg in wanted}
+    raised = set(session.scalars(select(Alarm.key).where(Alarm.key.in_(sorted(keys)))))
+    stations = sorted({st for st, _e, _s, _m in keys.values()})
+    room = dict.fromkeys(stations, quota.max_count)
+    room.update(
+        (station, quota.max_count - n)
+        for station, n in session.execute(
+            select(Alarm.station, func.count(Alarm.id))
+            .where(
+                Alarm.station.in_(stations),
+                Alarm.acknowledged_at.is_(None),
+                Alarm.cleared_at.is_not(None),
+            )
+            .group_by(Alarm.station)
+        )
+    )
+    now = utcnow()
+    rows: list[dict[str, object]] = []
+    for key, (station, _event_id, subject, message) in keys.items():
+        if key in raised:
+            continue
+        if room[station] <= 0:
+            DROPPED["alarms"] += 1
+            continue
+        room[station] -= 1
+        rows.append(
+            {
+                "key": key,
+                "station": station,
+                "kind": DIVERT_UNCONFIRMED,
+                "subject": subject[:64],
+                "message": message[:500],
+                "raised_at": now,
+                "cleared_at": now,
+            }
+        )
+        log.warning("alarm raised key=%s message=%s", key, message)
+    if rows:  # one statement (executemany), nothing read back
+        session.execute(insert(Alarm), rows)
 
 
 def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.alarms) -> int:
@@ -168,13 +236,16 @@ def scan_events(session: Session, after_id: int, quota: Quota = StationQuotas.al
         .order_by(StationEvent.id)
         .limit(1000)
     ).all()
-    last = after_id
-    for row_id, event_id, station, lane, parcel_id, marks in rows:
-        last = row_id
-        if not isinstance(marks, list) or DIVERT_UNCONFIRMED not in marks:
-            continue
-        message = divert_message(parcel_id, lane)
-        _one_off(session, station, DIVERT_UNCONFIRMED, event_id, lane, message, quota)
+    last = rows[-1][0] if rows else after_id
+    _raise_one_offs(
+        session,
+        [
+            (station, event_id, lane, divert_message(parcel_id, lane))
+            for _id, event_id, station, lane, parcel_id, marks in rows
+            if isinstance(marks, list) and DIVERT_UNCONFIRMED in marks
+        ],
+        quota,
+    )
     session.commit()
     return last
 

@@ -320,8 +320,6 @@ def _stage_batch(
     for round_events in _rounds(unique):
         new |= _stage_round(session, round_events, now, site_of)
     stored = [e for e in unique if e.event_id in new]
-    for event in stored:  # their alarms commit with them (an unconfirmed divert)
-        alarms.raise_for_event(session, event)
     seen = sorted({e.station for e in stored})
     for station in seen:
         session.execute(update(Station).where(Station.id == station).values(last_seen=now))
@@ -371,6 +369,9 @@ def _stage_round(
         numbers = [e.rma_number for e in unique if e.rma_number and e.event_id in new]
         rmas = _load_rmas(session, numbers if settings is not None else [], lock=False)
     stored = [e for e in unique if e.event_id in new]
+    # their alarms (an unconfirmed divert) commit with them: two reads for the round, before
+    # the crediting takes the site's revision row
+    alarms.raise_for_events(session, stored)
     if stored:
         session.info[webhooks.ENDPOINTS_KEY] = active_endpoints(session)  # once per batch
         kept = _preload_credit_terms(session, rmas.values()) if rmas else []
