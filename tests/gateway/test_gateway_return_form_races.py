@@ -347,3 +347,24 @@ def test_a_reason_deactivated_under_the_creation_asks_for_another(client: TestCl
     assert _alert(r.text) == "Choose a reason for the return."
     assert 'value="size"' not in r.text
     assert {k: v for k, v in _stored(client).items() if k != "order_lines"} == NOTHING
+
+
+def test_nul_characters_posted_to_the_public_forms_are_dropped_not_a_500(
+    client: TestClient,
+) -> None:
+    # no browser sends one; PostgreSQL refuses NUL in text, so the order lookup and the
+    # twin lookup failed with a 500 and the RMA's notes could not be written (SQLite
+    # stored them): found by posting them
+    r = open_order(client, "ORD-1\x00", "ann@example.com")
+    assert r.status_code == 303 and r.headers["location"].startswith("/returns/order/")
+    link = _link(client)
+    hidden = _page(client, link)
+    fields = {"qty-1": "1", "reason": "changed_mind", "resolution": "refund"}
+    first = _post(client, link, {**hidden, "submission": "a\x00b"}, **fields, note="hi\x00 there")
+    assert first.status_code == 303
+    again = _post(client, link, {**hidden, "submission": "ab"}, **fields, note="hi there")
+    assert again.status_code == 303
+    assert again.headers["location"] == first.headers["location"]  # the same page: a twin
+    with _db(client).session() as s:
+        [(notes, key)] = s.execute(select(Rma.notes, IdempotencyRecord.key)).all()
+    assert notes == "hi there" and key.startswith("ab.")

@@ -48,14 +48,19 @@ LABEL_STATES = frozenset({"authorized", "in_transit", "partially_received"})
 
 
 async def _form(request: Request, settings: Settings) -> dict[str, str] | None:
-    """Parse the posted form; None when its CSRF token does not check out."""
+    """Parse the posted form; None when its CSRF token does not check out.
+
+    NUL characters are removed from the values: no browser sends one, PostgreSQL refuses
+    them in text (a lookup or write with one failed: a 500 from an anonymous post), and
+    SQLite would store them.
+    """
     form = await request.form()
     try:
         await ReturnsCsrf().validate_csrf(request, secret_key=settings.key("returns-csrf"))
     except CsrfProtectError as exc:
         log.warning("return form: csrf refused from %s: %s", _ip(request), exc)
         return None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    return {k: v.replace("\x00", "") for k, v in form.items() if isinstance(v, str)}
 
 
 def _ip(request: Request) -> str:
