@@ -296,7 +296,12 @@ async def check_password(request: Request, username: str, password: str) -> Prin
     throttle = request.app.state.throttle
     address = client_address(request.scope)
     bad = AuthFailure(401, "missing or invalid credentials (API key or user)", CHALLENGE)
-    if not username or len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+    if (
+        not username
+        or len(username) > MAX_USERNAME
+        or len(password) > MAX_PASSWORD
+        or "\x00" in username  # no user has one; PostgreSQL refuses it in the lookup (a 500)
+    ):
         throttle.failed(address)
         raise bad
     wait = throttle.refusal(address, username)

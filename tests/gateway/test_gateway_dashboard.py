@@ -295,3 +295,19 @@ def test_a_release_from_a_stale_page_changes_nothing(
     rma = client.get("/api/v1/rmas/RMA-Q4").json()
     assert (rma["state"], rma["revision"], rma["awaiting_decision"]) == ("received", revision, True)
     assert client.get("/api/v1/credits").json()["credits"] == []
+
+
+def test_a_user_name_with_nul_is_a_wrong_credential_on_either_backend(database_url: str) -> None:
+    # PostgreSQL refuses NUL in text: the user lookup of the sign-in form and of HTTP
+    # Basic raised DataError, a 500 to anyone (found by posting one); SQLite said 401
+    settings = Settings(
+        env="dev", database_url=database_url, mqtt_port=1, bootstrap_api_key=ADMIN["X-API-Key"]
+    )
+    with TestClient(create_app(settings)) as c:
+        add_user(c, "vera", "viewer")
+        form = {"username": "vera\x00", "password": "vera long password"}
+        r = c.post("/login", data=form, headers=HTML, follow_redirects=False)
+        assert r.status_code == 401 and "Wrong user name or password." in r.text
+        basic = c.get("/api/v1/rmas", auth=("vera\x00", "vera long password"))
+        assert basic.status_code == 401
+        assert c.get("/api/v1/rmas", auth=("vera", "vera long password")).status_code == 200
