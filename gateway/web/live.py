@@ -101,13 +101,20 @@ class LiveWorker:
         self.versions: dict[str, int] = dict.fromkeys(SECTIONS, 0)
 
     def start(self) -> None:
-        """Start the thread (idempotent)."""
+        """Start the thread (idempotent), after one rescan of the recent past.
+
+        The rescan (:func:`scan_events` over the last 1,000 event rows: the alarms of
+        events an older gateway stored without raising them) is best effort: when it
+        fails, that is logged and the worker starts all the same.
+        """
         if self._thread is not None:
             return
-        with self._sessions() as session:
-            latest = session.scalar(select(func.max(StationEvent.id))) or 0
-            # the recent past, once (idempotent): events an older gateway stored unscanned
-            scan_events(session, max(0, latest - 1000))
+        try:
+            with self._sessions() as session:
+                latest = session.scalar(select(func.max(StationEvent.id))) or 0
+                scan_events(session, max(0, latest - 1000))
+        except Exception:
+            log.exception("live worker: the rescan of recent events failed; starting anyway")
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="live-worker", daemon=True)
         self._thread.start()

@@ -450,3 +450,20 @@ def test_a_batch_of_unconfirmed_diverts_costs_what_one_does_within_the_alarm_quo
         ingest_events(s, unconfirmed("st1", 2))  # room for one more
     with anydb.session() as s:
         assert Counter(s.scalars(select(Alarm.station))) == Counter({"st1": 201, "st2": 10})
+
+
+def test_live_worker_starts_when_the_rescan_of_the_past_fails(
+    anydb: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: Any) -> int:
+        raise RuntimeError("the rescan broke")
+
+    monkeypatch.setattr("gateway.web.live.scan_events", broken)
+    worker = LiveWorker(anydb.sessions, clock=lambda: NOW)
+    worker.start()  # a best-effort rescan: the gateway starts all the same
+    try:
+        assert worker._thread is not None and worker._thread.is_alive()
+        assert len(worker.poll()) == 7
+    finally:
+        worker.stop()
+    assert "the rescan of recent events failed" in caplog.text
