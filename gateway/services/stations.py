@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from gateway.models import Station, StationStateChange, utcnow
@@ -29,15 +30,24 @@ def upsert_station(
     does not move ``last_seen`` of a known station, since the message may be old. The
     status's typed health and its birth's ``config_hash`` are kept in ``details`` (read
     them as :attr:`Station.health` and :attr:`Station.config_hash`).
+
+    Every gateway replica takes every status (statuses are not a shared subscription),
+    so on PostgreSQL the station's row is created if need be and locked first
+    (:func:`_locked_station`): replicas upserting one status take turns, and each raises
+    and clears alarms and records belt modes on what the one before committed.
     """
     now = seen_at or utcnow()
-    station = session.get(Station, status.station)
-    if station is None:
-        station = Station(id=status.station, site=site, last_seen=now)
-        session.add(station)
-    elif not retained or station.last_seen is None:
+    if session.get_bind().dialect.name == "postgresql":
+        station, created = _locked_station(session, status, site, now)
+    else:  # one gateway process on a SQLite file
+        found = session.get(Station, status.station)
+        created = found is None
+        station = found or Station(id=status.station, site=site, last_seen=now)
+        if created:
+            session.add(station)
+    previous = None if created else station.state
+    if not created and (not retained or station.last_seen is None):
         station.last_seen = now
-    previous = station.state
     station.site = site
     station.state = status.state
     station.software_version = status.software_version
@@ -59,6 +69,33 @@ def upsert_station(
             previous,
         )
     return station
+
+
+def _locked_station(
+    session: Session, status: StationStatus, site: str, now: datetime
+) -> tuple[Station, bool]:
+    """The status's station, its row locked until the commit; ``(station, created)``.
+
+    PostgreSQL: ``INSERT ... ON CONFLICT (id) DO NOTHING`` (a replica creating the same
+    new station at the same moment waits for it, then finds it there), then ``SELECT ...
+    FOR UPDATE`` of the row as committed (also when the session holds it already).
+    """
+    created = (
+        session.execute(
+            pg_insert(Station)
+            .values(id=status.station, site=site, state=status.state, last_seen=now)
+            .on_conflict_do_nothing(index_elements=[Station.id])
+            .returning(Station.id)
+        ).first()
+        is not None
+    )
+    station = session.scalars(
+        select(Station)
+        .where(Station.id == status.station)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return station, created
 
 
 def belt_mode(status: StationStatus) -> str:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from gateway.db import Database
-from gateway.models import Alarm, StationEvent
+from gateway.models import Alarm, StationEvent, StationStateChange
 from gateway.services import alarms, dashboard
 from gateway.services.events import Outcome, event_row, ingest_event, ingest_events
 from gateway.services.quotas import DROPPED
@@ -467,3 +467,66 @@ def test_live_worker_starts_when_the_rescan_of_the_past_fails(
     finally:
         worker.stop()
     assert "the rescan of recent events failed" in caplog.text
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_two_replicas_taking_one_status_raise_its_alarm_and_its_state_change_once(
+    known: bool,
+) -> None:
+    # every replica subscribes to every station's status: the same status is upserted by
+    # each at the same moment. A new station's first status failed on the second replica
+    # (the row's primary key, IntegrityError) and was dead-lettered (found by reading the
+    # bridge). A known station's replicas took turns only because the autoflush of its
+    # last_seen locked the row before the alarms were read; the row is now locked first,
+    # for both. Each must raise the jam and record the stop once. PostgreSQL only: SQLite
+    # has one gateway process.
+    with pg_database() as url:
+        db = Database(url)
+        db.migrate()
+        try:
+            if known:
+                with db.session() as s:
+                    upsert_station(s, "site", status("online", core={}))
+            jammed = status("degraded", core={"jammed": True})
+            inserted, release = threading.Event(), threading.Event()
+            first = db.sessions()
+            real_commit = first.commit
+
+            def held_commit() -> None:  # the first replica: staged, not yet committed
+                inserted.set()
+                assert release.wait(10)
+                real_commit()
+
+            first.commit = held_commit  # type: ignore[method-assign]
+            failed: list[BaseException] = []
+
+            def replica(session_of: Callable[[], Any]) -> None:
+                try:
+                    with session_of() as s:
+                        upsert_station(s, "site", jammed)
+                except BaseException as exc:  # the bridge dead-letters such a status
+                    failed.append(exc)
+
+            one = threading.Thread(target=replica, args=(lambda: first,))
+            one.start()
+            assert inserted.wait(10)
+            two = threading.Thread(target=replica, args=(db.session,))
+            two.start()
+            two.join(0.5)  # it commits now, or waits for the first replica's
+            release.set()
+            one.join(10)
+            two.join(10)
+            assert failed == []
+            with db.session() as s:
+                assert [(a.key, a.cleared_at) for a in s.scalars(select(Alarm))] == [
+                    ("st1:jam:", None)
+                ]
+                modes = s.scalars(
+                    select(StationStateChange.mode).order_by(StationStateChange.id)
+                ).all()
+                assert modes == (["running", "jammed"] if known else ["jammed"])
+            with db.session() as s:  # the jam ends: nothing stays open
+                upsert_station(s, "site", status("online", core={}))
+                assert [a.cleared_at is not None for a in s.scalars(select(Alarm))] == [True]
+        finally:
+            db.dispose()
