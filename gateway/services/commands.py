@@ -136,9 +136,15 @@ def record_reply(session: Session, reply: CommandReply) -> bool:
     """Follow a station's reply on its command's row; commits. False: not one of ours.
 
     A reply never moves a command back (a late ``accepted`` after ``done`` is ignored).
+    Every gateway replica takes every reply (not a shared subscription): the row is read
+    locked (``SELECT ... FOR UPDATE``, PostgreSQL; as committed, also when the session
+    holds it), so replicas take turns and each compares with what the one before stored.
     """
     row = session.scalar(
-        select(StationCommand).where(StationCommand.request_id == reply.request_id)
+        select(StationCommand)
+        .where(StationCommand.request_id == reply.request_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None or row.station != reply.station:
         return False

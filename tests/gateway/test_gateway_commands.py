@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from gateway.db import Database
 from gateway.models import StationCommand
-from gateway.services.commands import KEEP_PER_STATION
+from gateway.services.commands import KEEP_PER_STATION, record_reply
 from protocol import Command, CommandReply, CommandState, StationStatus, Topics, decode, encode
-from tests.gateway.conftest import MqttProbe
+from tests.gateway.conftest import MqttProbe, pg_database
 
 LEAD = ("lee", "a long lead password")
 VIEWER = ("vera", "a long viewer password")
@@ -101,3 +103,70 @@ def test_commands_are_bounded_per_station(
 
     with client.app.state.db.session() as session:  # type: ignore[attr-defined]
         assert session.scalar(select(func.count()).select_from(StationCommand)) == KEEP_PER_STATION
+
+
+def test_two_replicas_taking_a_commands_replies_never_move_it_back() -> None:
+    # every replica takes every command reply (not a shared subscription). One stored
+    # the station's `done` while the other, having read the row as `sent` before that
+    # commit, then wrote its `accepted` over it: the command showed accepted for good
+    # (found by reading the bridge). PostgreSQL only: SQLite has one gateway process.
+    with pg_database() as url:
+        db = Database(url)
+        db.migrate()
+        try:
+            with db.session() as s:
+                s.add(
+                    StationCommand(
+                        request_id="req-0001-abcd",
+                        station="st1",
+                        command="resume",
+                        args={},
+                        issued_by="user:lee",
+                        state="sent",
+                        detail="",
+                        result={},
+                    )
+                )
+                s.commit()
+
+            def reply(state: CommandState) -> CommandReply:
+                return CommandReply(
+                    request_id="req-0001-abcd", station="st1", command="resume", state=state
+                )
+
+            done_read, release = threading.Event(), threading.Event()
+            late = db.sessions()  # the replica with the `accepted`: it reads, then waits
+            real_scalar = late.scalar
+
+            def read_then_wait(*args: Any, **kwargs: Any) -> Any:
+                result = real_scalar(*args, **kwargs)
+                done_read.set()
+                assert release.wait(10)
+                return result
+
+            late.scalar = read_then_wait  # type: ignore[method-assign]
+            failed: list[BaseException] = []
+
+            def accepted() -> None:
+                try:
+                    record_reply(late, reply(CommandState.ACCEPTED))
+                except BaseException as exc:
+                    failed.append(exc)
+
+            slow = threading.Thread(target=accepted)
+            slow.start()
+            assert done_read.wait(10)
+            late.scalar = real_scalar  # type: ignore[method-assign]
+            with db.session() as s:  # the other replica, in the meantime: done
+                done = threading.Thread(target=record_reply, args=(s, reply(CommandState.DONE)))
+                done.start()
+                done.join(0.5)  # committed now, or waiting for the slow one's lock
+                release.set()
+                slow.join(10)
+                done.join(10)
+            late.close()
+            assert failed == []
+            with db.session() as s:
+                assert s.scalar(select(StationCommand.state)) == "done"
+        finally:
+            db.dispose()
