@@ -149,7 +149,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         credit_service.configure(settings)
         expiry = ExpiryWorker(db.sessions, settings, lease.held)
         expiry.start()
-        retention = RetentionWorker(db.sessions, quotas, photo_store.purge_orphans)
+        retention = RetentionWorker(
+            db.sessions,
+            quotas,
+            photo_store.purge_orphans,
+            idempotency_s=settings.idempotency_days * 86_400.0,
+        )
         retention.start()
         http = httpx.Client(timeout=10)
         # endpoints come and go at run time; deliveries give way while the ingest is behind

@@ -21,6 +21,8 @@ from gateway.security import keys
 DEFAULT_SECRET_KEY = "change-me"  # the placeholder production refuses  # nosec B105
 MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
 DEFAULT_SITE = "site1"
+#: the longest a retention setting may be, days (100 years: a bound, not a policy)
+MAX_RETENTION_DAYS = 36_500.0
 """The site of a gateway configured with none (and of the data from before sites)."""
 SITE_ID_PATTERN = r"^[^/+#\s]+$"
 """A site id: no ``/``, ``+``, ``#`` nor white space (an MQTT topic segment)."""
@@ -251,11 +253,21 @@ class Settings(BaseSettings):
     quota_dead_letter_bytes: int = Field(
         default=16 * 1024 * 1024, ge=0, le=2**40, description="Dead letter bytes (0: any)"
     )
-    quota_dead_letter_days: float = Field(default=30.0, gt=0, description="Dead letters kept")
+    quota_dead_letter_days: float = Field(
+        default=30.0, gt=0, le=MAX_RETENTION_DAYS, description="Dead letters kept"
+    )
     quota_open_alarms: int = Field(
         default=200, ge=1, le=10**6, description="One-off alarms not yet acknowledged"
     )
-    quota_alarm_days: float = Field(default=90.0, gt=0, description="Settled alarms kept")
+    quota_alarm_days: float = Field(
+        default=90.0, gt=0, le=MAX_RETENTION_DAYS, description="Settled alarms kept"
+    )
+    idempotency_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_RETENTION_DAYS,
+        description="Idempotency keys (and the return form's twin records) kept",
+    )
     quota_orphan_photos: int = Field(
         default=200, ge=1, le=10**6, description="Photos no event has named yet"
     )
@@ -263,7 +275,10 @@ class Settings(BaseSettings):
         default=200 * 1024 * 1024, ge=0, le=2**40, description="Orphan photo bytes (0: any)"
     )
     quota_orphan_photo_hours: float = Field(
-        default=24.0, gt=0, description="An orphan photo is deleted after this"
+        default=24.0,
+        gt=0,
+        le=MAX_RETENTION_DAYS * 24,
+        description="An orphan photo is deleted after this",
     )
     in_transit_overdue_days: int = Field(
         default=7,

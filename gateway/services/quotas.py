@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.models import Alarm, DeadLetter, utcnow
+from gateway.models import Alarm, DeadLetter, IdempotencyRecord, utcnow
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
 
@@ -130,12 +130,24 @@ def may_raise_one_off(session: Session, station: str, quota: Quota) -> bool:
     return False
 
 
-def purge_expired(session: Session, quotas: StationQuotas) -> dict[str, int]:
-    """Delete dead letters and settled alarms past their retention; commit.
+def purge_expired(
+    session: Session, quotas: StationQuotas, idempotency_s: float | None = None
+) -> dict[str, int]:
+    """Delete dead letters, settled alarms and old idempotency records; commit.
 
-    Returns how many went, by store. A settled alarm is cleared and acknowledged.
+    Dead letters and alarms go past their quota's retention (a settled alarm is cleared
+    and acknowledged); idempotency records (an API caller's ``Idempotency-Key``, the
+    return form's twin records) ``idempotency_s`` seconds after they were stored (None:
+    kept). A key reused after that is a new request. Returns how many went, by store.
     """
     now = utcnow()
+    keys: Sequence[object] = ()
+    if idempotency_s is not None:
+        keys = session.execute(
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.created_at < now - timedelta(seconds=idempotency_s))
+            .returning(IdempotencyRecord.id)
+        ).all()
     letters = session.execute(
         delete(DeadLetter)
         .where(DeadLetter.received_at < now - timedelta(seconds=quotas.dead_letters.retention_s))
@@ -151,9 +163,9 @@ def purge_expired(session: Session, quotas: StationQuotas) -> dict[str, int]:
         .returning(Alarm.id)
     ).all()
     session.commit()
-    gone = {"dead_letters": len(letters), "alarms": len(alarms)}
+    gone = {"dead_letters": len(letters), "alarms": len(alarms), "idempotency_keys": len(keys)}
     if any(gone.values()):
-        log.info("retention purge dead_letters=%d alarms=%d", *gone.values())
+        log.info("retention purge dead_letters=%d alarms=%d idempotency_keys=%d", *gone.values())
     return gone
 
 
@@ -166,10 +178,11 @@ class RetentionWorker(PeriodicWorker):
         quotas: StationQuotas,
         purge_photos: Callable[[], object] | None = None,
         interval_s: float = 3600.0,
+        idempotency_s: float | None = None,
     ) -> None:
         def job() -> None:
             with sessions() as session:
-                purge_expired(session, quotas)
+                purge_expired(session, quotas, idempotency_s)
             if purge_photos is not None:
                 purge_photos()
 

@@ -18,21 +18,27 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from gateway.db import Database
-from gateway.models import Alarm, DeadLetter
+from gateway.main import create_app
+from gateway.models import Alarm, DeadLetter, IdempotencyRecord
 from gateway.services import quotas
 from gateway.services.alarms import raise_refused_event
 from gateway.services.dead_letters import record_dead_letter
 from gateway.services.photos import PhotoStore
 from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, Quota, StationQuotas
+from gateway.settings import Settings
 from protocol import CommandReply, ParcelEvent, PhotoUpload, ProtocolError, Topics, decode, encode
 from protocol.messages import MAX_EVENT_BYTES
 from simulator.testing import start_bridge, wait_until
 from tests.security.conftest import ProdGateway
 
 SITE = "quota"
+
+
+KEY = "quota-admin-key-0123456789abcdef"
 
 
 def huge_event(size: int) -> bytes:
@@ -119,9 +125,51 @@ def test_one_off_alarms_beyond_the_quota_are_refused_and_settled_ones_expire(
         gone = quotas.purge_expired(
             s, StationQuotas(dead_letters=quota, alarms=quota, orphan_photos=quota)
         )
-        assert gone == {"dead_letters": 1, "alarms": 1}
+        assert gone == {"dead_letters": 1, "alarms": 1, "idempotency_keys": 0}
         raise_refused_event(s, "st1", "e5", "untrusted event: x", quota)  # room again
         assert s.scalar(select(Alarm.id).where(Alarm.key == "st1:untrusted_event:e5"))
+
+
+def test_idempotency_records_go_after_their_retention_and_a_key_then_is_new(
+    tmp_path: Path,
+) -> None:
+    # they were never purged: one row per creation with a key, and per return-form return
+    settings = Settings(
+        env="dev",
+        database_url=f"sqlite:///{tmp_path / 'gw.db'}",
+        mqtt_port=1,
+        bootstrap_api_key=KEY,
+        site="s1",
+    )
+    body = {
+        "order_ref": "O-1",
+        "reason": "changed_mind",
+        "resolution": "refund",
+        "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 1999}],
+    }
+    with TestClient(create_app(settings), headers={"X-API-Key": KEY}) as client:
+        db: Database = client.app.state.db  # type: ignore[attr-defined]
+        first = client.post("/api/v1/rmas", json=body, headers={"Idempotency-Key": "k-1"})
+        again = client.post("/api/v1/rmas", json=body, headers={"Idempotency-Key": "k-1"})
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert again.json()["number"] == first.json()["number"]  # the stored response
+        client.post("/api/v1/rmas", json=body, headers={"Idempotency-Key": "k-2"})
+        with db.session() as s:
+            old = s.scalars(select(IdempotencyRecord).where(IdempotencyRecord.key == "k-1")).one()
+            old.created_at = datetime.now(UTC) - timedelta(days=31)
+            s.commit()
+            quota = StationQuotas()
+            assert quotas.purge_expired(s, quota) == {  # no retention given: kept
+                "dead_letters": 0,
+                "alarms": 0,
+                "idempotency_keys": 0,
+            }
+            gone = quotas.purge_expired(s, quota, settings.idempotency_days * 86_400.0)
+            assert gone == {"dead_letters": 0, "alarms": 0, "idempotency_keys": 1}
+            assert s.scalars(select(IdempotencyRecord.key)).all() == ["k-2"]
+        later = client.post("/api/v1/rmas", json=body, headers={"Idempotency-Key": "k-1"})
+        assert later.status_code == 201
+        assert later.json()["number"] != first.json()["number"]  # a new request now
 
 
 def photo(station: str, n: int) -> PhotoUpload:
