@@ -162,3 +162,19 @@ def test_policy_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(shop_timezone="Mars/Olympus")
     with pytest.raises(ValidationError, match="lacks"):
         Settings(stock_locations={"restock": "R"})
+
+
+@pytest.mark.parametrize(
+    ("name", "longest"),
+    [
+        ("quota_dead_letter_days", 36_500.0),
+        ("quota_alarm_days", 36_500.0),
+        ("idempotency_days", 36_500.0),
+        ("quota_orphan_photo_hours", 876_000.0),
+    ],
+)
+def test_retentions_are_bounded(name: str, longest: float) -> None:
+    # unbounded, 1e12 days was accepted and the hourly purge's timedelta overflowed
+    assert getattr(Settings(**{name: longest}), name) == longest
+    with pytest.raises(ValidationError):
+        Settings(**{name: 1e12})
