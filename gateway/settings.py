@@ -23,6 +23,11 @@ MIN_SECRET_KEY_LENGTH = keys.MIN_SECRET_LENGTH
 DEFAULT_SITE = "site1"
 #: the longest a retention setting may be, days (100 years: a bound, not a policy)
 MAX_RETENTION_DAYS = 36_500.0
+#: the longest poll, check or first-retry interval, s (a day; a bound: 1e300 s overflowed
+#: the worker thread's wait)
+MAX_INTERVAL_S = 86_400.0
+#: the largest amount a setting may name, minor units (10^12: under any int64 sum)
+MAX_SETTING_CENTS = 10**12
 """The site of a gateway configured with none (and of the data from before sites)."""
 SITE_ID_PATTERN = r"^[^/+#\s]+$"
 """A site id: no ``/``, ``+``, ``#`` nor white space (an MQTT topic segment)."""
@@ -246,7 +251,9 @@ class Settings(BaseSettings):
         description="An RMA requested or authorised but not shipped nor received within "
         "this many days (shop calendar) expires",
     )
-    expiry_check_s: float = Field(default=300.0, gt=0, description="How often to expire")
+    expiry_check_s: float = Field(
+        default=300.0, gt=0, le=MAX_INTERVAL_S, description="How often to expire"
+    )
 
     # -- quotas of untrusted input, per station (gateway/services/quotas.py) ---------------
     quota_dead_letters: int = Field(default=1000, ge=1, le=10**7, description="Dead letters")
@@ -305,7 +312,10 @@ class Settings(BaseSettings):
         "refunded: never, only for merchant-fault reasons, or always",
     )
     return_shipping_cents: int = Field(
-        default=495, ge=0, description="Return shipping cost per received RMA, minor units"
+        default=495,
+        ge=0,
+        le=MAX_SETTING_CENTS,
+        description="Return shipping cost per received RMA, minor units",
     )
     return_address: str = Field(
         default="Returns Centre\nDock 4\n12345 Example City",
@@ -337,6 +347,7 @@ class Settings(BaseSettings):
     approval_threshold_cents: int | None = Field(
         default=50_000,
         ge=0,
+        le=MAX_SETTING_CENTS,
         description="A form return worth more than this (paid, minor units) waits for a "
         "lead's approval instead of being authorised at once; None: never",
     )
@@ -354,7 +365,10 @@ class Settings(BaseSettings):
     # -- webhooks --------------------------------------------------------------------------
     photo_dir: Path = Field(default=Path("var/photos"), description="Parcel photo JPEGs")
     photo_retention_days: float | None = Field(
-        default=365.0, gt=0, description="Photos older than this are deleted (None: kept)"
+        default=365.0,
+        gt=0,
+        le=MAX_RETENTION_DAYS,
+        description="Photos older than this are deleted (None: kept)",
     )
     webhook_url: str | None = Field(
         default=None, description="An endpoint ensured at start (named 'default')"
@@ -368,8 +382,10 @@ class Settings(BaseSettings):
         default=86_400.0, ge=0, le=30 * 86_400, description="Old secret kept signing after rotation"
     )
     webhook_max_attempts: int = Field(default=6, ge=1, le=50)
-    webhook_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay")
-    webhook_poll_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_s: float = Field(
+        default=2.0, gt=0, le=MAX_INTERVAL_S, description="First retry delay"
+    )
+    webhook_poll_s: float = Field(default=1.0, gt=0, le=MAX_INTERVAL_S)
     webhook_concurrency: int = Field(
         default=8,
         ge=1,
@@ -416,8 +432,10 @@ class Settings(BaseSettings):
         default=True, description="Refunds also go back through the payment gateway"
     )
     connector_max_attempts: int = Field(default=8, ge=1, le=50)
-    connector_backoff_s: float = Field(default=30.0, gt=0, description="First retry delay")
-    connector_poll_s: float = Field(default=2.0, gt=0)
+    connector_backoff_s: float = Field(
+        default=30.0, gt=0, le=MAX_INTERVAL_S, description="First retry delay"
+    )
+    connector_poll_s: float = Field(default=2.0, gt=0, le=MAX_INTERVAL_S)
     connector_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
     # -- customer e-mails (gateway.services.notifications) ----------------------------------
@@ -444,8 +462,10 @@ class Settings(BaseSettings):
         "mails refunds leaves refund_issued out)",
     )
     notification_max_attempts: int = Field(default=8, ge=1, le=50)
-    notification_backoff_s: float = Field(default=60.0, gt=0, description="First retry delay")
-    notification_poll_s: float = Field(default=5.0, gt=0)
+    notification_backoff_s: float = Field(
+        default=60.0, gt=0, le=MAX_INTERVAL_S, description="First retry delay"
+    )
+    notification_poll_s: float = Field(default=5.0, gt=0, le=MAX_INTERVAL_S)
 
     @field_validator("smtp_from")
     @classmethod

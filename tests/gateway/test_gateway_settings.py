@@ -171,10 +171,21 @@ def test_policy_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         ("quota_alarm_days", 36_500.0),
         ("idempotency_days", 36_500.0),
         ("quota_orphan_photo_hours", 876_000.0),
+        ("photo_retention_days", 36_500.0),
+        ("expiry_check_s", 86_400.0),
+        ("webhook_backoff_s", 86_400.0),
+        ("webhook_poll_s", 86_400.0),
+        ("connector_backoff_s", 86_400.0),
+        ("connector_poll_s", 86_400.0),
+        ("notification_backoff_s", 86_400.0),
+        ("notification_poll_s", 86_400.0),
+        ("return_shipping_cents", 10**12),
+        ("approval_threshold_cents", 10**12),
     ],
 )
-def test_retentions_are_bounded(name: str, longest: float) -> None:
-    # unbounded, 1e12 days was accepted and the hourly purge's timedelta overflowed
+def test_retentions_intervals_and_amounts_are_bounded(name: str, longest: float) -> None:
+    # unbounded, 1e12 days was accepted and the hourly purge's timedelta overflowed, as a
+    # worker's wait did on a 1e300 s poll; an amount beyond int64 broke the sums
     assert getattr(Settings(**{name: longest}), name) == longest
     with pytest.raises(ValidationError):
-        Settings(**{name: 1e12})
+        Settings(**{name: longest * 2 if longest > 10**6 else 1e12})
