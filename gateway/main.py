@@ -49,6 +49,7 @@ from gateway.mqtt_bridge import MqttBridge
 from gateway.security import logs
 from gateway.security.access import AuthenticationMiddleware, Caller, authorize
 from gateway.security.headers import SecurityHeadersMiddleware, docs_page
+from gateway.security.nul import NulCharacterMiddleware
 from gateway.security.throttle import CredentialThrottle
 from gateway.services import credits as credit_service
 from gateway.services.auth import KeyCache, ensure_bootstrap_key
@@ -94,7 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     Every route is authorised from one table (:mod:`gateway.security.access`), callers are
     identified before any body is read, bodies are capped per route (413: the
-    ``*_MAX_BODY`` constants here), responses carry the security headers of
+    ``*_MAX_BODY`` constants here), a NUL character in a path, query, header or JSON body
+    is refused with 422 (:mod:`gateway.security.nul`), responses carry the security headers of
     :mod:`gateway.security.headers`, and ``X-Forwarded-*`` is believed only from
     ``RS_TRUSTED_PROXIES``.
 
@@ -208,6 +210,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_cache = KeyCache()  # API keys found valid, for KEY_CACHE_TTL_S
     install_error_handlers(app)
     app.add_middleware(AuthenticationMiddleware)
+    # outside identification: a NUL never reaches a lookup or a write (nor the audit row,
+    # whose caller is not known yet)
+    app.add_middleware(NulCharacterMiddleware)
 
     @app.middleware("http")
     async def audit_writes(request: Request, call_next: Callable[..., Any]) -> Response:
