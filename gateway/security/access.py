@@ -39,6 +39,7 @@ from fastapi import Depends, HTTPException, Request, status
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.security.nul import MAX_ERRORS, NulCharacterRefused, nul_error
 from gateway.services.auth import (
     ANONYMOUS,
     KeyCache,
@@ -410,7 +411,25 @@ Caller = Annotated[Principal, Depends(authorize)]
 """The authorised caller of a route (the table's rule already checked)."""
 
 
-async def form_data(request: Request) -> dict[str, str]:
-    """Parse an ``application/x-www-form-urlencoded`` body (first value of each field)."""
+async def form_data(request: Request, *, refuse_nul: bool = True) -> dict[str, str]:
+    """Parse an ``application/x-www-form-urlencoded`` body (first value of each field).
+
+    The status-page forms: no browser sends a NUL character (``%00``) and PostgreSQL
+    cannot store one, so a field name or value holding one is refused (422, the shape of
+    :mod:`gateway.security.nul`) unless ``refuse_nul`` is false (the sign-in form, where
+    :func:`check_password` takes such a user name for a wrong credential).
+
+    Raises:
+        NulCharacterRefused: a NUL in a field's name or value (``loc`` ``["body", name]``).
+    """
     body = (await request.body()).decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    fields = parse_qs(body, keep_blank_values=True)
+    if refuse_nul:
+        errors = [
+            nul_error(["body", name])
+            for name, values in fields.items()
+            if "\x00" in name or any("\x00" in v for v in values)
+        ]
+        if errors:
+            raise NulCharacterRefused(errors[:MAX_ERRORS])
+    return {k: v[0] for k, v in fields.items()}

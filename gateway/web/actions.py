@@ -55,7 +55,7 @@ def login_form(request: Request) -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     """Check the user's password (throttled, hashed off the event loop); open a session."""
-    form = await form_data(request)
+    form = await form_data(request, refuse_nul=False)  # a NUL user name: a wrong one (401)
     username = form.get("username", "").strip()
     try:
         principal = await check_password(request, username, form.get("password", ""))

@@ -27,6 +27,8 @@ from gateway.models import (
     IdempotencyRecord,
     Order,
     Rma,
+    StationCommand,
+    WebSession,
 )
 from gateway.security.nul import NulCharacterMiddleware, body_errors
 from gateway.settings import Settings
@@ -138,6 +140,49 @@ def test_a_nul_in_a_path_a_query_value_or_a_header_is_422_before_any_lookup(
     assert (r.status_code, r.json()) == (422, {"detail": [nul("header", "x-api-key")]})
     assert _count(client, AuditEntry) == 0  # refused before the caller was identified
     assert client.post("/api/v1/rmas", json=_rma("RMA-N4")).status_code == 201
+
+
+def _lead(client: TestClient) -> tuple[TestClient, str]:
+    user = {"username": "lee", "password": "lee long password", "role": "lead"}
+    assert client.post("/api/v1/users", json=user).status_code == 201
+    lead = TestClient(client.app, headers=HTML)
+    r = lead.post(
+        "/login", data={"username": "lee", "password": "lee long password"}, follow_redirects=False
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/")
+    with _db(client).session() as s:
+        [csrf] = s.scalars(select(WebSession.csrf)).all()
+    return lead, csrf
+
+
+def test_a_nul_in_a_status_page_form_field_is_422_on_every_action(client: TestClient) -> None:
+    assert client.post("/api/v1/rmas", json=_rma("RMA-N5")).status_code == 201
+    lead, csrf = _lead(client)
+    posts = [
+        ("/quarantine/RMA-N5", {"grade": "restock", "revision": "1\x00"}, "revision"),
+        (
+            "/quarantine/RMA-N5/units/1/1",
+            {"action": "verify", "revision": "1", "x\x00": ""},
+            "x\x00",
+        ),
+        ("/rmas/RMA-N5/approval", {"decision": "authorize\x00"}, "decision"),
+        ("/alarms/1/ack", {"note": "\x00"}, "note"),
+        ("/stations/st1/commands", {"command": "gate_test", "lane": "L\x00"}, "lane"),
+    ]
+    for path, fields, bad in posts:
+        r = lead.post(path, data={"csrf": csrf, **fields}, follow_redirects=False)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.json() == {"detail": [nul("body", bad)]}, path
+    assert _count(client, StationCommand) == 0
+    rma = client.get("/api/v1/rmas/RMA-N5").json()
+    assert (rma["state"], rma["revision"]) == ("authorized", 1)
+    assert lead.get("/", follow_redirects=False).status_code == 200  # still signed in
+
+
+def test_a_nul_user_name_at_sign_in_stays_a_wrong_credential(client: TestClient) -> None:
+    page = TestClient(client.app, headers=HTML)
+    r = page.post("/login", data={"username": "lee\x00", "password": "x" * 12})
+    assert r.status_code == 401 and "Wrong user name or password." in r.text
 
 
 async def _echo(request: Request) -> JSONResponse:
