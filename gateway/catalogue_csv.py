@@ -13,12 +13,13 @@ One row per SKU, a header row naming the columns (case-insensitive, any order):
 
 Strict: a column not in this list, a column given twice or no ``sku`` column refuses the
 whole file (nothing stored, exit 2). A row with a bad cell (not a whole number, out of
-bounds, a GTIN with a wrong check digit, more or fewer cells than the header) is refused
-with its line number, as is every row of a SKU that appears on several rows; the other
-rows are stored, each in its own transaction (with the re-announcement of the open RMAs
-of that SKU, :mod:`gateway.services.catalogue`), so nothing is half stored. An empty cell
-clears that value; a column absent from the file keeps what the catalogue holds. Importing
-the same file twice changes nothing. One result line per row, then a summary.
+bounds, a GTIN with a wrong check digit, a NUL character, which PostgreSQL cannot store,
+more or fewer cells than the header) is refused with its line number, as is every row of a
+SKU that appears on several rows; the other rows are stored, each in its own transaction
+(with the re-announcement of the open RMAs of that SKU,
+:mod:`gateway.services.catalogue`), so nothing is half stored. An empty cell clears that
+value; a column absent from the file keeps what the catalogue holds. Importing the same
+file twice changes nothing. One result line per row, then a summary.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def _header(fieldnames: Sequence[str] | None) -> list[str]:
 
 
 def _value(column: str, text: str) -> Any:
+    if "\x00" in text:  # PostgreSQL cannot store it (SQLite would): the row is refused
+        raise ValueError(f"{column}: NUL character (U+0000) not allowed")
     if column in INT_COLUMNS:
         if not text:
             return None

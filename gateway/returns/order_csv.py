@@ -23,11 +23,12 @@ An order-level cell may be left blank on an order's other rows, but not differ.
 
 Strictness (every boundary is hostile): a column the layout does not know refuses the
 whole file unless the layout (or ``--ignore-column``) says to ignore it; a cell that is
-not valid UTF-8, longer than its column allows, or not a value of its kind (a non-finite
-price, ``1.5`` yen) is an error naming the file's line and column, and nothing of that
-order is stored; the other orders go on. The command prints one result per order.
-Each order is stored with :func:`gateway.services.orders.upsert_order`, so importing the
-same file twice changes nothing.
+not valid UTF-8, holds a NUL character (PostgreSQL cannot store one), is longer than its
+column allows, or is not a value of its kind (a non-finite price, ``1.5`` yen) is an error
+naming the file's line and column, and nothing of that order is stored; the other orders
+go on. The command prints one result per order. Each order is stored with
+:func:`gateway.services.orders.upsert_order`, so importing the same file twice changes
+nothing.
 """
 
 from __future__ import annotations
@@ -353,6 +354,10 @@ def _check_cell(row: Row, column: Column) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CellError(f"line {row.line}, column {column.header}: not valid UTF-8 text") from exc
+    if "\x00" in text:  # PostgreSQL cannot store it (SQLite would): the order is refused
+        raise CellError(
+            f"line {row.line}, column {column.header}: NUL character (U+0000) not allowed"
+        )
     if len(text) > column.max_chars:
         raise CellError(
             f"line {row.line}, column {column.header}: {len(text)} characters, at most "

@@ -454,3 +454,21 @@ def test_csv_import_reannounces_open_rmas_of_a_changed_sku(
         assert (ann.number, ann.revision, ann.lines[0].weight_g) == ("R-1", 2, 400)
     finally:
         db.dispose()
+
+
+def test_csv_cells_with_nul_are_refused_by_line_on_either_backend(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # PostgreSQL cannot store NUL in text: the row's write raised DataError and the whole
+    # import stopped with a traceback (SQLite stored it)
+    path = tmp_path / "catalogue.csv"
+    path.write_text("sku,name,gtins\nMUG\x00,Mug,\nBOWL,Bo\x00wl,\nCUP,Cup,\n", encoding="utf-8")
+    code, out = _import(monkeypatch, database_url, path, capsys)
+    assert (code, out) == (
+        1,
+        "line 2: refused: sku: NUL character (U+0000) not allowed\n"
+        "line 3: refused: name: NUL character (U+0000) not allowed\n"
+        "line 4: CUP created\n"
+        "1 created, 0 updated, 0 unchanged, 2 refused; 0 open RMA(s) re-announced\n",
+    )
+    assert _items(database_url) == {"CUP": ("Cup", None, None, None, None, [], None, None)}

@@ -250,3 +250,27 @@ def test_an_unknown_column_refuses_the_file_unless_ignored(db: Database, tmp_pat
     path.write_bytes(b"order_number,sku,r\xe9f\n")
     with pytest.raises(CsvError, match=r"unknown column\(s\) 'r\\\\udce9f'"):
         import_orders(db, path, settings)
+
+
+def test_csv_cells_with_nul_refuse_their_order_on_either_backend(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # PostgreSQL cannot store NUL in text: the order's write raised DataError and the whole
+    # import stopped with a traceback (SQLite stored it)
+    path = tmp_path / "orders.csv"
+    path.write_text(CSV.replace("Linen shirt", "Linen\x00shirt"), encoding="utf-8")
+    assert _run(monkeypatch, database_url, path, capsys) == (
+        1,
+        "A-1: refused: line 2, column name: NUL character (U+0000) not allowed\n"
+        "B-2: created\n"
+        "1 created, 0 updated, 0 unchanged, 1 refused\n",
+    )
+    db = Database(database_url)
+    try:
+        with db.session() as s:
+            assert get_order(s, "A-1") is None and get_order(s, "B-2") is not None
+    finally:
+        db.dispose()
