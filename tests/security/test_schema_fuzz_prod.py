@@ -1,10 +1,12 @@
 """Schemathesis in production mode, authenticated (admin key) and anonymous: no 5xx.
 
-Bounded (4 examples per operation) so it stays around a minute on a small machine.
+On SQLite and PostgreSQL (which refuses what SQLite stores, such as NUL in text), each
+bounded (4 examples per operation) so a backend takes about 20 s on a small machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from gateway.main import create_app
 from gateway.settings import Settings
-from tests.gateway.conftest import PROD_SECRET
+from tests.gateway.conftest import PROD_SECRET, pg_database
 
 ADMIN_KEY = "fuzz-prod-Qm7xT2vL9pRw4nZk8cYb3JhF"
 PROD = Settings(env="prod", secret_key=PROD_SECRET, mqtt_port=1, bootstrap_api_key=ADMIN_KEY)
@@ -24,12 +26,19 @@ PROD = Settings(env="prod", secret_key=PROD_SECRET, mqtt_port=1, bootstrap_api_k
 schema = schemathesis.openapi.from_dict(create_app(PROD).openapi()).exclude(path="/healthz")
 
 
-@pytest.fixture(scope="module")
-def prod_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    db = Path(tmp_path_factory.mktemp("fuzz-prod")) / "gateway.db"
-    cfg = PROD.model_copy(update={"database_url": f"sqlite:///{db}"})
-    with TestClient(create_app(cfg)) as client:
-        yield client
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def prod_client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The production app on each backend (PostgreSQL refuses what SQLite stores: NUL)."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            db = Path(tmp_path_factory.mktemp("fuzz-prod")) / "gateway.db"
+            url = f"sqlite:///{db}"
+        else:
+            url = stack.enter_context(pg_database())
+        cfg = PROD.model_copy(update={"database_url": url})
+        yield stack.enter_context(TestClient(create_app(cfg)))
 
 
 @schema.parametrize()
