@@ -196,9 +196,21 @@ async def _raw(request: Request) -> JSONResponse:
     return JSONResponse({"size": len(await request.body())})
 
 
+async def _swallow(request: Request) -> JSONResponse:
+    try:
+        await request.body()
+    except Exception:  # as a handler that turns any error into its own answer
+        return JSONResponse({"detail": "There was an error parsing the body"}, status_code=400)
+    return JSONResponse({})
+
+
 def _watched() -> TestClient:
     app = Starlette(
-        routes=[Route("/up", _echo, methods=["POST"]), Route("/raw", _raw, methods=["POST"])]
+        routes=[
+            Route("/up", _echo, methods=["POST"]),
+            Route("/raw", _raw, methods=["POST"]),
+            Route("/swallow", _swallow, methods=["POST"]),
+        ]
     )
     app.add_middleware(NulCharacterMiddleware)
     return TestClient(app)
@@ -230,3 +242,10 @@ def test_what_is_no_nul_passes_without_a_parse() -> None:
     assert body_errors(many) == [nul("body", i) for i in range(20)]
     r = _watched().post("/raw", content=b'{"a": "\\\\u0000"}')
     assert (r.status_code, r.json()) == (200, {"size": 16})
+
+
+def test_the_refusal_is_the_answer_whatever_the_handler_made_of_it() -> None:
+    r = _watched().post("/swallow", content=b'["\\u0000"]')
+    assert (r.status_code, r.json()) == (422, {"detail": [nul("body", 0)]})
+    r = _watched().post("/swallow", content=b'["\\\\u0000"]')
+    assert (r.status_code, r.json()) == (200, {})
