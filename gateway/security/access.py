@@ -402,7 +402,8 @@ async def authorize(request: Request) -> Principal:
         form = await form_data(request)
         if not rule.form or not principal.csrf:
             raise HTTPException(403, detail="a browser session cannot call this; use an API key")
-        if not hmac.compare_digest(principal.csrf, form.get("csrf", "")):
+        # as bytes: str arguments holding non-ASCII raise TypeError (a 500)
+        if not hmac.compare_digest(principal.csrf.encode(), form.get("csrf", "").encode()):
             raise HTTPException(403, detail="missing or wrong CSRF token: reload the page")
     return principal
 

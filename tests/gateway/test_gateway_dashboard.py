@@ -311,3 +311,14 @@ def test_a_user_name_with_nul_is_a_wrong_credential_on_either_backend(database_u
         basic = c.get("/api/v1/rmas", auth=("vera\x00", "vera long password"))
         assert basic.status_code == 401
         assert c.get("/api/v1/rmas", auth=("vera", "vera long password")).status_code == 200
+
+
+def test_a_csrf_token_with_non_ascii_text_is_a_wrong_token(client: TestClient) -> None:
+    # hmac.compare_digest raises TypeError for str arguments holding non-ASCII: a 500
+    add_user(client, "lee", "lead")
+    lead = browser(client.app, "lee")
+    r = lead.post("/rmas/RMA-X/approval", data={"csrf": "é", "decision": "authorize"})
+    assert (r.status_code, r.json()) == (
+        403,
+        {"detail": "missing or wrong CSRF token: reload the page"},
+    )

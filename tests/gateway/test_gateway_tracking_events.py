@@ -163,6 +163,12 @@ def test_only_a_carrier_with_its_own_signature_moves_its_own_parcels(client: Tes
     assert bad.status_code == 422
     naive = post(client, event("in_transit", "2026-12-01T08:00:00"))
     assert naive.status_code == 422  # a time without its offset is refused
+    body = json.dumps(ok).encode()
+    latin = {"X-RS-Carrier": "UPS", "X-RS-Timestamp": str(int(time.time())), "X-API-Key": ""}
+    odd = client.post(  # compare_digest raised TypeError for non-ASCII text: a 500
+        "/api/v1/tracking/events", content=body, headers={**latin, "X-RS-Signature": b"\xe9"}
+    )
+    assert (odd.status_code, odd.json()) == (401, {"detail": "bad signature"})
     huge = post(client, json.dumps({**ok, "detail": "x" * 9000}).encode())
     assert huge.status_code == 413
     assert client.get("/api/v1/rmas").json()["rmas"][0]["state"] == "authorized"

@@ -84,7 +84,8 @@ async def post_tracking_event(
     carrier, secret = _verified(settings, x_rs_carrier, x_rs_timestamp, x_rs_signature)
     body = await request.body()  # capped at MAX_BODY by the router (413)
     expected = sign(secret, int(x_rs_timestamp or 0), body)
-    if not hmac.compare_digest(expected, x_rs_signature or ""):
+    # as bytes: str arguments holding non-ASCII raise TypeError (a 500)
+    if not hmac.compare_digest(expected.encode(), (x_rs_signature or "").encode()):
         log.warning("tracking event refused: bad signature carrier=%s", carrier)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="bad signature")
     try:
