@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gateway.db import Database
 from gateway.models import Alarm, StationEvent, StationStateChange
@@ -33,6 +34,20 @@ def status(state: str = "online", **details: Any) -> StationStatus:
     alarms = {k: {"kind": k.partition(":")[0], **v} for k, v in details.pop("alarms", {}).items()}
     health = StationHealth.model_validate({**details, "alarms": alarms})
     return StationStatus(station="st1", state=state, software_version="1.2", health=health)
+
+
+def hold_commit(session: Session) -> tuple[threading.Event, threading.Event]:
+    """Make ``session.commit`` wait: ``(reached, release)``, set when it is called / to go on."""
+    reached, release = threading.Event(), threading.Event()
+    real_commit = session.commit
+
+    def held_commit() -> None:
+        reached.set()
+        assert release.wait(10)
+        real_commit()
+
+    session.commit = held_commit  # type: ignore[method-assign]
+    return reached, release
 
 
 def open_keys(db: Database) -> list[tuple[str, bool]]:
@@ -382,16 +397,8 @@ def test_an_unconfirmed_divert_committed_after_a_later_event_still_raises_its_al
                 station="st1", marks=("divert_unconfirmed",), lane="refurbish", parcel_id=7
             )
             later = make_event(station="st2", parcel_id=8)
-            inserted, release = threading.Event(), threading.Event()
             session = db.sessions()
-            real_commit = session.commit
-
-            def held_commit() -> None:  # the first writer: inserted, not yet committed
-                inserted.set()
-                assert release.wait(10)
-                real_commit()
-
-            session.commit = held_commit  # type: ignore[method-assign]
+            inserted, release = hold_commit(session)  # the first writer: not yet committed
             writer = threading.Thread(target=ingest_events, args=(session, [first]))
             writer.start()
             assert inserted.wait(10)
@@ -488,16 +495,8 @@ def test_two_replicas_taking_one_status_raise_its_alarm_and_its_state_change_onc
                 with db.session() as s:
                     upsert_station(s, "site", status("online", core={}))
             jammed = status("degraded", core={"jammed": True})
-            inserted, release = threading.Event(), threading.Event()
             first = db.sessions()
-            real_commit = first.commit
-
-            def held_commit() -> None:  # the first replica: staged, not yet committed
-                inserted.set()
-                assert release.wait(10)
-                real_commit()
-
-            first.commit = held_commit  # type: ignore[method-assign]
+            inserted, release = hold_commit(first)  # the first replica: not yet committed
             failed: list[BaseException] = []
 
             def replica(session_of: Callable[[], Any]) -> None:
