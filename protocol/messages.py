@@ -8,6 +8,7 @@ pydantic models; :func:`decode` turns bytes into the expected model or raises
 from __future__ import annotations
 
 import enum
+import json
 import re
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal, TypeVar
@@ -21,6 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from protocol.text import may_hold_nul, nul_places
 
 SCHEMA_VERSION = 1
 """Schema version of the messages that have never changed shape. A message that did
@@ -783,19 +786,40 @@ def decode(payload: bytes | str, model: type[M]) -> M:
     Raises:
         ProtocolError: on a payload larger than ``model.MAX_BYTES``, non-UTF-8 bytes,
             malformed or truncated JSON, a wrong ``kind``, an unsupported
-            ``schema_version`` or any invalid field; the message says which.
+            ``schema_version``, any invalid field, or text holding NUL (U+0000); the
+            message says which.
     """
     size = len(payload.encode("utf-8") if isinstance(payload, str) else payload)
     if size > model.MAX_BYTES:
         raise ProtocolError(f"invalid {model.__name__}: {size} bytes, over {model.MAX_BYTES}")
     try:
-        return model.model_validate_json(payload)
+        message = model.model_validate_json(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
         raise ProtocolError(f"invalid {model.__name__}: {where}: {first['msg']}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"invalid {model.__name__}: {exc}") from exc
+    _refuse_nul(payload, model.__name__)
+    return message
+
+
+def _refuse_nul(payload: bytes | str, name: str) -> None:
+    """Raise :class:`ProtocolError` naming the first field whose text holds NUL (U+0000).
+
+    No code, name or note of ours holds one, and PostgreSQL cannot store it: a message
+    carrying one is refused here, as one bad message, instead of failing a database
+    write (and with it the set-based ingest of the batch it came in).
+    """
+    if not may_hold_nul(payload):
+        return
+    try:
+        places = nul_places(json.loads(payload), [])
+    except (ValueError, RecursionError):  # what the model parsed, json refuses: no NUL walk
+        return
+    if places:
+        where = ".".join(str(p) for p in places[0]) or "payload"
+        raise ProtocolError(f"invalid {name}: {where}: NUL character (U+0000) not allowed")
 
 
 def decode_rma_change(payload: bytes | str) -> RmaAnnouncement | RmaCancellation:
@@ -805,10 +829,12 @@ def decode_rma_change(payload: bytes | str) -> RmaAnnouncement | RmaCancellation
         ProtocolError: as :func:`decode` does.
     """
     try:
-        return _RMA_CHANGE.validate_json(payload)
+        change: RmaAnnouncement | RmaCancellation = _RMA_CHANGE.validate_json(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
         raise ProtocolError(f"invalid RmaChange: {where}: {first['msg']}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"invalid RmaChange: {exc}") from exc
+    _refuse_nul(payload, "RmaChange")
+    return change

@@ -66,6 +66,7 @@ from edge.sorter.grading import GradingThresholds
 from edge.sorter.physical import Claim, expected_footprint_mm, footprint_matches
 from edge.vision.calibration import Calibration
 from protocol.codes import split_aim
+from protocol.text import NUL
 
 __all__ = [
     "CHECKS",
@@ -804,13 +805,17 @@ def decode_barcodes(
     Codabar, EAN/UPC, ITF, GS1 DataBar (Expanded), Data Matrix, QR. Text in zxing-cpp's
     plain mode: the data as encoded, FNC1 as GS (``0x1D``), never the bracketed HRI.
     ``try_rotate``: linear codes at 90 / 180 / 270 degrees too. Repeats are one read.
+    A read holding NUL (U+0000, which Code 128 and QR codes can encode) is dropped as
+    garbled: no code of ours holds one, PostgreSQL cannot store it, and the gateway
+    refuses a message whose text holds it (:func:`protocol.messages.decode`); the parcel
+    is decided on its other reads. Other text (non-ASCII, line breaks: a vCard QR) is
+    kept for the classifier, which calls it unknown.
     """
     found = zxingcpp.read_barcodes(
         grey, formats=formats, try_rotate=try_rotate, text_mode=zxingcpp.TextMode.Plain
     )
-    return tuple(
-        dict.fromkeys(b.symbology_identifier + b.text for b in found if b.valid and b.text)
-    )
+    reads = (b.symbology_identifier + b.text for b in found if b.valid and b.text)
+    return tuple(dict.fromkeys(r for r in reads if NUL not in r))
 
 
 def read_codes(grey: Any, label_rect: Any = None) -> tuple[str, ...]:

@@ -38,16 +38,15 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-NUL = "\x00"
+from protocol.text import MAX_PLACES, NUL, NUL_ESCAPE, Loc, may_hold_nul, nul_places
+
 MESSAGE = "NUL character (U+0000) not allowed"
 ERROR_TYPE = "nul_character"
-MAX_ERRORS = 20
+MAX_ERRORS = MAX_PLACES
 """At most this many places are named in one answer (a body may hold thousands)."""
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
-_ESCAPE = b"\\u0000"
+_ESCAPE = NUL_ESCAPE
 _TAIL = len(_ESCAPE) - 1
-
-Loc = list[str | int]
 
 
 class NulCharacterRefused(HTTPException):
@@ -63,32 +62,9 @@ def nul_error(loc: Loc) -> dict[str, Any]:
     return {"loc": loc, "msg": MESSAGE, "type": ERROR_TYPE}
 
 
-def nul_places(value: Any, root: Loc) -> list[Loc]:
-    """Where strings (object keys included) in a parsed JSON ``value`` hold NUL.
-
-    Iterative (no recursion limit on deep documents), at most :data:`MAX_ERRORS` places,
-    in document order.
-    """
-    found: list[Loc] = []
-    stack: list[tuple[Loc, Any, bool]] = [(root, value, False)]  # (where, what, bad key)
-    while stack and len(found) < MAX_ERRORS:
-        loc, item, bad_key = stack.pop()
-        if bad_key:
-            found.append(loc)
-        if isinstance(item, str):
-            if NUL in item:
-                found.append(loc)
-        elif isinstance(item, dict):
-            keyed = [([*loc, k], child, NUL in k) for k, child in item.items()]
-            stack.extend(reversed(keyed))
-        elif isinstance(item, list):
-            stack.extend(([*loc, i], child, False) for i, child in reversed(list(enumerate(item))))
-    return found[:MAX_ERRORS]
-
-
 def body_errors(body: bytes) -> list[dict[str, Any]]:
     """The NUL errors of a JSON ``body``; empty when it holds none or does not parse."""
-    if _ESCAPE not in body and b"\x00" not in body:
+    if not may_hold_nul(body):
         return []
     try:
         document = json.loads(body)  # what Starlette's Request.json() does

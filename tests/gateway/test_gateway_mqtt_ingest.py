@@ -181,6 +181,32 @@ def test_event_with_unbounded_parcel_id_is_dead_lettered_by_the_contract(
     assert bridge.status()["retries"] == 0
 
 
+def test_event_whose_text_holds_nul_is_dead_lettered_by_the_contract(
+    db: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    make_event: Callable[..., ParcelEvent],
+    wait: Any,
+) -> None:
+    # SQLite stored it; PostgreSQL failed the batch's set-based ingest on it (every event
+    # of the batch then ingested one by one) and dead-lettered it as poison
+    bridge = make_bridge(db.sessions)
+    body = json.loads(encode(make_event(station="st1", **UNKNOWN_RMA)))
+    body["barcode"] = "AB\u000012"
+    poison = json.dumps(body).encode()
+    good = make_event(station="st1", **UNKNOWN_RMA)
+    topic = Topics(site, "st1").event
+    probe.publish(topic, poison)
+    probe.publish(topic, encode(good))
+    wait(lambda: stored(db) == [good.event_id], what="the next event stored")
+    wait(lambda: bridge.status()["acks"] >= 2, what="both acknowledged")
+    assert dead_letters(db) == [
+        (topic, poison, "invalid ParcelEvent: barcode: NUL character (U+0000) not allowed")
+    ]
+    assert (bridge.status()["retries"], bridge.status()["poison"]) == (0, 0)
+
+
 def test_transient_errors_are_transient_and_value_errors_are_not() -> None:
     locked = OperationalError("INSERT", {}, Exception("database is locked"))
     assert mqtt_bridge.is_transient(locked)

@@ -14,6 +14,7 @@ from protocol import (
     ProtocolError,
     RmaAnnouncement,
     RmaCancellation,
+    StationStatus,
     SyncBatch,
     Topics,
     asyncapi,
@@ -141,3 +142,23 @@ def test_command_has_request_id_and_known_name() -> None:
 def test_announcement_model_is_unchanged_for_its_users() -> None:
     a = RmaAnnouncement.model_validate_json(encode(ann("R", 2, lines=2)))
     assert (a.kind, a.number, a.revision, len(a.lines)) == ("rma", "R", 2, 2)
+
+
+def test_a_message_whose_text_holds_nul_is_refused_naming_the_field() -> None:
+    # PostgreSQL cannot store NUL: an event carrying one failed its batch's set-based
+    # ingest (every event of the batch then ingested one by one) and was dead-lettered
+    # as poison; SQLite stored it. The protocol refuses it where it enters.
+    cancel = json.loads(encode(RmaCancellation(number="RMA-1", revision=4)))
+    bad = json.dumps({**cancel, "number": "RMA\u00001"})
+    with pytest.raises(ProtocolError, match=r"^invalid RmaChange: number: NUL character"):
+        decode_rma_change(bad)
+    status = {"kind": "status", "station": "st1", "state": "online"}
+    payload = json.dumps({**status, "software_version": "1.2\u0000"}).encode()
+    with pytest.raises(
+        ProtocolError, match=r"^invalid StationStatus: software_version: NUL character"
+    ):
+        decode(payload, StationStatus)
+    # an escaped backslash followed by "u0000" is text, not a NUL
+    text = json.dumps({**status, "software_version": "1.2\\u0000"})
+    assert "\\\\u0000" in text
+    assert decode(text, StationStatus).software_version == "1.2\\u0000"

@@ -6,9 +6,12 @@ nothing is read from the false-positive images."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
+import numpy as np
 import pytest
+import zxingcpp
 
 from edge.vision.grading import read_codes
 from protocol.codes import GS, classify, parse_element_string, split_aim
@@ -127,3 +130,19 @@ def test_real_label_photos_stuck_on_a_parcel_are_read_by_the_grader() -> None:
         read += bool(m.barcodes)
     assert tried == 24
     assert read >= 22, f"only {read} of {tried} real labels read through the grader"
+
+
+def test_a_camera_read_holding_nul_is_dropped_the_others_kept() -> None:
+    # Code 128 encodes NUL and zxing-cpp reads it as such: the station put it in the
+    # event, which PostgreSQL could not store (dead-lettered as poison: the parcel,
+    # quarantined on the belt, had no event at the gateway) and the gateway now refuses.
+    # Symbols made by zxing-cpp's own writer.
+    def symbol(text: str) -> Any:
+        image = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.Code128)
+        grey = np.asarray(zxingcpp.write_barcode_to_image(image, scale=3))
+        return cv2.copyMakeBorder(grey, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=255)
+
+    assert read_codes(symbol("AB12CD")) == ("]C0AB12CD",)
+    assert read_codes(symbol("AB\x0012CD")) == ()  # garbled: the parcel goes on its others
+    beside = np.hstack([symbol("AB\x0012CD"), symbol("RMA-7")])
+    assert read_codes(beside) == ("]C0RMA-7",)
