@@ -39,6 +39,7 @@ from gateway.db import Database
 from gateway.schemas import CatalogueItemDraft
 from gateway.services.catalogue import get_item, put_items
 from gateway.settings import Settings
+from protocol.text import NUL
 
 INT_COLUMNS = ("weight_g", "length_mm", "width_mm", "height_mm", "weight_tol_g", "size_tol_mm")
 COLUMNS = ("sku", "name", *INT_COLUMNS, "gtins")
@@ -96,7 +97,7 @@ def _header(fieldnames: Sequence[str] | None) -> list[str]:
 
 
 def _value(column: str, text: str) -> Any:
-    if "\x00" in text:  # PostgreSQL cannot store it (SQLite would): the row is refused
+    if NUL in text:  # PostgreSQL cannot store it (SQLite would): the row is refused
         raise ValueError(f"{column}: NUL character (U+0000) not allowed")
     if column in INT_COLUMNS:
         if not text:

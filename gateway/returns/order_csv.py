@@ -51,6 +51,7 @@ from gateway.returns.refunds import RefundError, minor_unit_exponent, to_minor_u
 from gateway.schemas import OrderDraft
 from gateway.services.orders import InvalidOrder, upsert_order
 from gateway.settings import Settings
+from protocol.text import NUL
 
 #: Bounds of a file: cells beyond this are refused by the CSV reader itself.
 MAX_FIELD_CHARS = 200_000
@@ -354,7 +355,7 @@ def _check_cell(row: Row, column: Column) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CellError(f"line {row.line}, column {column.header}: not valid UTF-8 text") from exc
-    if "\x00" in text:  # PostgreSQL cannot store it (SQLite would): the order is refused
+    if NUL in text:  # PostgreSQL cannot store it (SQLite would): the order is refused
         raise CellError(
             f"line {row.line}, column {column.header}: NUL character (U+0000) not allowed"
         )

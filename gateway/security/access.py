@@ -49,6 +49,7 @@ from gateway.services.auth import (
     principal_for_user,
 )
 from gateway.settings import Settings
+from protocol.text import NUL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -301,7 +302,7 @@ async def check_password(request: Request, username: str, password: str) -> Prin
         not username
         or len(username) > MAX_USERNAME
         or len(password) > MAX_PASSWORD
-        or "\x00" in username  # no user has one; PostgreSQL refuses it in the lookup (a 500)
+        or NUL in username  # no user has one; PostgreSQL refuses it in the lookup (a 500)
     ):
         throttle.failed(address)
         raise bad
@@ -429,7 +430,7 @@ async def form_data(request: Request, *, refuse_nul: bool = True) -> dict[str, s
         errors = [
             nul_error(["body", name])
             for name, values in fields.items()
-            if "\x00" in name or any("\x00" in v for v in values)
+            if NUL in name or any(NUL in v for v in values)
         ]
         if errors:
             raise NulCharacterRefused(errors[:MAX_ERRORS])

@@ -36,6 +36,7 @@ from gateway.web.returns.render import (
     sign,
     unsign,
 )
+from protocol.text import NUL
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def _form(request: Request, settings: Settings) -> dict[str, str] | None:
     except CsrfProtectError as exc:
         log.warning("return form: csrf refused from %s: %s", _ip(request), exc)
         return None
-    return {k: v.replace("\x00", "") for k, v in form.items() if isinstance(v, str)}
+    return {k: v.replace(NUL, "") for k, v in form.items() if isinstance(v, str)}
 
 
 def _ip(request: Request) -> str:
