@@ -13,11 +13,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, insert, or_, select
+from sqlalchemy import Select, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Alarm, Station, StationEvent, utcnow
-from gateway.services.quotas import DROPPED, Quota, StationQuotas, may_raise_one_off
+from gateway.services.quotas import (
+    DROPPED,
+    Quota,
+    StationQuotas,
+    may_raise_one_off,
+    open_one_offs,
+)
 from protocol import ParcelEvent
 
 log = logging.getLogger(__name__)
@@ -175,20 +181,8 @@ def _raise_one_offs(
         return
     keys = {f"{st}:{DIVERT_UNCONFIRMED}:{eid}": (st, eid, sub, msg) for st, eid, sub, msg in wanted}
     raised = set(session.scalars(select(Alarm.key).where(Alarm.key.in_(sorted(keys)))))
-    stations = sorted({st for st, _e, _s, _m in keys.values()})
-    room = dict.fromkeys(stations, quota.max_count)
-    room.update(
-        (station, quota.max_count - n)
-        for station, n in session.execute(
-            select(Alarm.station, func.count(Alarm.id))
-            .where(
-                Alarm.station.in_(stations),
-                Alarm.acknowledged_at.is_(None),
-                Alarm.cleared_at.is_not(None),
-            )
-            .group_by(Alarm.station)
-        )
-    )
+    stations = [st for st, _e, _s, _m in keys.values()]
+    room = {st: quota.max_count - n for st, n in open_one_offs(session, stations).items()}
     now = utcnow()
     rows: list[dict[str, object]] = []
     for key, (station, _event_id, subject, message) in keys.items():

@@ -112,19 +112,34 @@ def enforce_dead_letters(session: Session, station: str | None, quota: Quota) ->
     return len(doomed)
 
 
+def open_one_offs(session: Session, stations: Sequence[str]) -> dict[str, int]:
+    """Unacknowledged one-off alarms (raised already cleared) of each station, one query.
+
+    ``{station: count}`` for every station given (0 when it has none): what a station's
+    alarm quota counts.
+    """
+    counts = dict.fromkeys(stations, 0)
+    counts.update(
+        (station, n)  # pairs: the result itself has keys() and would read as a mapping
+        for station, n in session.execute(
+            select(Alarm.station, func.count(Alarm.id))
+            .where(
+                Alarm.station.in_(sorted(counts)),
+                Alarm.acknowledged_at.is_(None),
+                Alarm.cleared_at.is_not(None),
+            )
+            .group_by(Alarm.station)
+        )
+    )
+    return counts
+
+
 def may_raise_one_off(session: Session, station: str, quota: Quota) -> bool:
     """True when the station has room for one more unacknowledged one-off alarm.
 
     A refusal is counted in :data:`DROPPED` (``alarms``).
     """
-    open_n = session.scalar(
-        select(func.count(Alarm.id)).where(
-            Alarm.station == station,
-            Alarm.acknowledged_at.is_(None),
-            Alarm.cleared_at.is_not(None),
-        )
-    )
-    if (open_n or 0) < quota.max_count:
+    if open_one_offs(session, [station])[station] < quota.max_count:
         return True
     DROPPED["alarms"] += 1
     return False
