@@ -64,6 +64,10 @@ class Base(DeclarativeBase):
     """Declarative base of every gateway table."""
 
 
+#: the largest revision the ``revision`` columns hold (32-bit INTEGER on PostgreSQL)
+REVISION_MAX = 2**31 - 1
+
+
 class SiteRevision(Base):
     """Site-wide RMA revision counter: bumped by one for every RMA change."""
 
@@ -115,7 +119,7 @@ class Rma(Base):
     state: Mapped[str] = mapped_column(String(24))
     grade: Mapped[str | None] = mapped_column(String(24))
     awaiting_decision: Mapped[bool] = mapped_column(Boolean, default=False)
-    revision: Mapped[int] = mapped_column(Integer, index=True)
+    revision: Mapped[int] = mapped_column(Integer, index=True)  # at most REVISION_MAX
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     #: compare-and-set on the revision: every UPDATE of the row carries

@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.db import begin_writing
-from gateway.models import CatalogueItem, Order, OrderLine, Rma, RmaLineRecord, utcnow
+from gateway.models import (
+    REVISION_MAX,
+    CatalogueItem,
+    Order,
+    OrderLine,
+    Rma,
+    RmaLineRecord,
+    utcnow,
+)
 from gateway.schemas import RmaDraft, RmaLineDraft
 from gateway.services import numbers
 from gateway.services.announcements import to_announcement
@@ -531,8 +539,15 @@ def list_rmas(
 
     ``sites``: only RMAs of these sites (None: every site). Revisions are per site, so
     ``after_revision`` means one site's revision when ``sites`` names one; across several
-    sites the RMAs come by revision, then site, then number.
+    sites the RMAs come by revision, then site, then number. The bounds may be any
+    non-negative number (a caller's or a station's, up to 2^63 - 1): beyond
+    :data:`~gateway.models.REVISION_MAX` nothing is newer, and every RMA is up to it
+    (PostgreSQL refuses such a number in a comparison with the 32-bit column).
     """
+    if after_revision >= REVISION_MAX:
+        return []
+    if up_to_revision is not None:
+        up_to_revision = min(up_to_revision, REVISION_MAX)
     stmt = (
         select(Rma)
         .where(Rma.revision > after_revision)
