@@ -39,6 +39,7 @@ from gateway.services import outbox
 from gateway.services.row_sink import add_row
 from gateway.services.worker import PeriodicWorker
 from gateway.settings import Settings
+from protocol.text import nul_places
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,37 @@ def readable_drafts(
 ) -> list[OrderDraft]:
     """The drafts of a shop's order ``items`` (a JSON list), in order.
 
-    An item ``to_draft`` cannot read is logged (by its ``ident`` field) and skipped.
+    An item that is not a JSON object, that holds a NUL character (U+0000) in any string
+    or key (PostgreSQL cannot store it and stations refuse an announcement carrying it:
+    :mod:`protocol.text`), or that ``to_draft`` cannot read is logged (by its ``ident``
+    field, and the places of the NUL) and skipped; the other items are kept.
     """
     drafts: list[OrderDraft] = []
-    for item in items if isinstance(items, list) else []:
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            log.warning("%s order skipped item=%d error=not a JSON object", shop, index)
+            continue
+        places = nul_places(item, [])
+        if places:
+            log.warning(
+                "%s order skipped %s=%r error=NUL character (U+0000) at %s",
+                shop,
+                ident,
+                item.get(ident),
+                ", ".join(".".join(map(str, loc)) for loc in places),
+            )
+            continue
         try:
             drafts.append(to_draft(item))
-        except (ValidationError, RefundError, KeyError, TypeError, ValueError) as exc:
-            log.warning("%s order skipped %s=%s error=%s", shop, ident, item.get(ident), exc)
+        except (
+            ValidationError,
+            RefundError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+        ) as exc:
+            log.warning("%s order skipped %s=%r error=%s", shop, ident, item.get(ident), exc)
     return drafts
 
 

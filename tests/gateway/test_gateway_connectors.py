@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gateway.connectors import build_connectors
 from gateway.connectors.base import ConnectorWorker, deliver_due, list_jobs, replay
+from gateway.connectors.pull import pull_orders
 from gateway.db import Database
 from gateway.main import main
 from gateway.models import ConnectorJob
@@ -334,6 +335,42 @@ def test_pull_orders_maps_each_shop_to_drafts(
     assert [
         (ln.sku, ln.unit_price_cents, ln.line_discount_cents, ln.tax_rate_bp) for ln in wdraft.lines
     ] == [("A", 1999, 398, 2000), ("B", 5000, 0, 0)]
+
+
+def test_a_pulled_order_holding_nul_or_not_an_object_is_skipped_the_others_kept(
+    shopify_shop: FakeShopify,
+    woo_shop: FakeWooCommerce,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL cannot store U+0000 and stations refuse an announcement holding it: the
+    # shop's order is refused where it enters, as the API and the CSV imports refuse it
+    caplog.set_level(logging.WARNING, logger="gateway.connectors.base")
+    nul = dict(SHOPIFY_ORDERS["#1001"], name="#1002", customer={"displayName": "Zo\x00e"})
+    shopify_shop.orders = {"#1001": SHOPIFY_ORDERS["#1001"], "#1002": nul}
+    connector = build_connectors(shopify_settings(shopify_shop))["shopify"]
+    assert [d.order_ref for d in connector.pull_orders()] == ["#1001"]
+    assert (
+        "shopify order skipped name='#1002' error=NUL character (U+0000) at customer.displayName"
+        in caplog.messages
+    )
+    db = Database(f"sqlite:///{tmp_path / 'g.db'}")
+    db.create_all()
+    assert pull_orders(db, connector, limit=50) == ["#1001: created"]
+    db.dispose()
+    woo_shop.orders[2] = "not an order"  # type: ignore[assignment]
+    woo_shop.orders[3] = dict(woo_shop.orders[1], id=3, number="3", billing={"last_name": "N\x00"})
+    woo = shop_settings(
+        connectors=["woocommerce"],
+        woocommerce_url=woo_shop.url,
+        woocommerce_consumer_key=SecretStr("ck_test"),
+        woocommerce_consumer_secret=SecretStr(WOO_SECRET),
+    )
+    assert [d.order_ref for d in build_connectors(woo)["woocommerce"].pull_orders()] == ["1"]
+    assert caplog.messages[-2:] == [
+        "woocommerce order skipped item=1 error=not a JSON object",
+        "woocommerce order skipped id=3 error=NUL character (U+0000) at billing.last_name",
+    ]
 
 
 def test_dead_jobs_are_listed_and_replayed_from_the_api(client: TestClient) -> None:
