@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from gateway.web.returns.render import CSRF_MAX_AGE_S, CSRF_SALT
 from tests.returns.support import (
     ADMIN,
     csrf_of,
@@ -78,6 +81,47 @@ def test_posts_without_a_valid_csrf_token_are_refused(make_client: Any) -> None:
     forged = c.post(link, data={**choice, "csrf_token": "forged"}, follow_redirects=False)
     assert forged.status_code == 403
     assert c.get("/api/v1/rmas", headers=ADMIN).json()["rmas"] == []
+
+
+def test_a_second_tab_keeps_the_first_tabs_form_valid(make_client: Any) -> None:
+    # one CSRF cookie for every open page: a new pair per page load voided the first
+    # tab's token (403 "This page had expired") as soon as a second tab was opened
+    c = make_client()
+    _order(c)
+    first = c.get("/returns")
+    cookie = c.cookies["rs_csrf"]
+    second = c.get("/returns")
+    assert "set-cookie" not in second.headers
+    assert csrf_of(second.text) == csrf_of(first.text)
+    data = {"order_number": "ORD-1", "email": "ann@example.com"}
+    opened = c.post(
+        "/returns", data={**data, "csrf_token": csrf_of(first.text)}, follow_redirects=False
+    )
+    assert opened.status_code == 303
+    link = str(opened.headers["location"])
+    tab_a, tab_b = csrf_of(c.get(link).text), csrf_of(c.get(link).text)
+    assert (tab_a, c.cookies["rs_csrf"]) == (tab_b, cookie)
+    choice = {"qty-1": "1", "reason": "size", "resolution": "refund"}
+    assert submit(c, link, **choice).status_code == 303
+    # a forged cookie is not reused: a fresh pair, and the page's new token works
+    c.cookies.clear()
+    fresh = c.get("/returns", headers={"Cookie": "rs_csrf=forged"})
+    assert "rs_csrf=" in fresh.headers["set-cookie"]
+    assert csrf_of(fresh.text) != csrf_of(first.text)
+    again = {**data, "csrf_token": csrf_of(fresh.text)}
+    assert c.post("/returns", data=again, follow_redirects=False).status_code == 303
+
+    # nor one past half its age (a kept token has at least half its lifetime left)
+    class Aged(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - CSRF_MAX_AGE_S // 2 - 5
+
+    key = c.app.state.settings.key("returns-csrf")  # type: ignore[attr-defined]
+    aged = URLSafeTimedSerializer(key, salt=CSRF_SALT, signer=Aged).dumps("a" * 40)
+    c.cookies.clear()
+    renewed = c.get("/returns", headers={"Cookie": f"rs_csrf={aged}"})
+    assert "rs_csrf=" in renewed.headers["set-cookie"]
+    assert csrf_of(renewed.text) not in ("a" * 40, csrf_of(fresh.text))
 
 
 def test_a_reason_that_asks_for_a_note_needs_one(make_client: Any) -> None:

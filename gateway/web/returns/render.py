@@ -30,11 +30,42 @@ _env.install_null_translations(newstyle=False)  # type: ignore[attr-defined]
 templates = Jinja2Templates(env=_env)
 
 
+CSRF_COOKIE = "rs_csrf"
+CSRF_MAX_AGE_S = 2 * ORDER_LINK_MAX_AGE_S
+CSRF_SALT = "fastapi-csrf-token"
+"""The salt fastapi-csrf-protect signs its cookie with (``CsrfProtect.generate_csrf_tokens``)."""
+
+
 class ReturnsCsrf(CsrfProtect):
     """Double-submit-cookie CSRF protection of the form posts (fastapi-csrf-protect).
 
     A subclass, so its class-level configuration is the form's alone.
     """
+
+
+def csrf_tokens(request: Request, settings: Settings) -> tuple[str, str | None]:
+    """The form token for a page, and the signed cookie to set (None: keep the one sent).
+
+    A browser's valid cookie younger than half of :data:`CSRF_MAX_AGE_S` is kept and its
+    token reused, so a second tab (or a reload) does not void the form of the first: each
+    new pair would replace the one cookie that every open page's token is checked
+    against. A missing, forged or older cookie gets a fresh pair (so a kept token has at
+    least half the lifetime left).
+    """
+    key = settings.key("returns-csrf")
+    sent = request.cookies.get(CSRF_COOKIE)
+    if sent:
+        try:
+            token = URLSafeTimedSerializer(key, salt=CSRF_SALT).loads(
+                sent, max_age=CSRF_MAX_AGE_S // 2
+            )
+        except BadData:  # forged, expired or over half its age: a new pair
+            pass
+        else:
+            if isinstance(token, str) and token:
+                return token, None
+    token, signed = ReturnsCsrf().generate_csrf_tokens(key)
+    return token, signed
 
 
 def configure_csrf(settings: Settings) -> None:
@@ -44,11 +75,11 @@ def configure_csrf(settings: Settings) -> None:
             ("secret_key", settings.key("returns-csrf")),
             ("token_location", "body"),
             ("token_key", CSRF_FIELD),
-            ("cookie_key", "rs_csrf"),
+            ("cookie_key", CSRF_COOKIE),
             ("cookie_path", "/returns"),
             ("cookie_samesite", "lax"),
             ("cookie_secure", settings.env == "prod"),
-            ("max_age", 2 * ORDER_LINK_MAX_AGE_S),
+            ("max_age", CSRF_MAX_AGE_S),
         ]
     )
 
@@ -92,13 +123,14 @@ def page(
 ) -> HTMLResponse:
     """Render template ``name`` in the request's language, with the shop and helpers.
 
-    With ``csrf`` a fresh token goes into the context and its signed twin into a cookie.
+    With ``csrf`` the form's token goes into the context and, unless the browser's cookie
+    is kept (:func:`csrf_tokens`), its signed twin into a new cookie.
     """
     lang = language(request, settings)
     tr = i18n.translations(lang)
-    csrf_token = signed = ""  # empty until a form needs one  # nosec B105
+    csrf_token, signed = "", None  # empty until a form needs one  # nosec B105
     if csrf:
-        csrf_token, signed = ReturnsCsrf().generate_csrf_tokens(settings.key("returns-csrf"))
+        csrf_token, signed = csrf_tokens(request, settings)
     full = {
         "lang": lang,
         "languages": i18n.LANGUAGE_NAMES,
@@ -116,7 +148,7 @@ def page(
         **context,
     }
     response = templates.TemplateResponse(request, name, full, status_code=status_code)
-    if csrf:
+    if signed is not None:
         ReturnsCsrf().set_csrf_cookie(signed, response)
     asked = request.query_params.get("lang")
     if asked in i18n.LANGUAGES:
