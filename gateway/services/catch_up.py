@@ -27,7 +27,7 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.services.revisions import head_revision
-from gateway.services.rmas import list_announcements
+from gateway.services.rmas import read_announcements
 from protocol import SyncBatch, SyncRequest, encode
 from protocol.messages import MAX_MESSAGE_BYTES
 
@@ -44,26 +44,29 @@ def answer(session: Session, site: str, request: SyncRequest, batch_size: int) -
 
     Every change after its revision up to the site's head, at most ``batch_size`` per
     batch and each under the broker's message limit
-    (:data:`~protocol.messages.MAX_MESSAGE_BYTES`).
+    (:data:`~protocol.messages.MAX_MESSAGE_BYTES`). An RMA the protocol cannot carry is
+    left out (logged), never sent to make the station refuse the whole batch.
     """
     after = request.after_revision
     head = head_revision(session, site)
     while True:
-        page = list_announcements(
+        page, read, read_up_to = read_announcements(
             session, after_revision=after, up_to_revision=head, limit=batch_size, site=site
         )
-        last = len(page) < batch_size or page[-1].revision >= head
+        # by the RMAs read: one the protocol cannot carry is left out of the page
+        last = read < batch_size or read_up_to >= head
         batch = SyncBatch(
             request_id=request.request_id, announcements=tuple(page), last=last, head_revision=head
         )
         data = encode(batch)
         while len(data) > MAX_MESSAGE_BYTES and len(page) > 1:
             page, last = page[: len(page) // 2], False
+            read_up_to = page[-1].revision
             data = encode(batch.model_copy(update={"announcements": tuple(page), "last": False}))
         yield data
         if last:
             return
-        after = page[-1].revision
+        after = read_up_to
 
 
 class CatchUpServer:

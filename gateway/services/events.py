@@ -33,7 +33,7 @@ from gateway.models import (
 )
 from gateway.security.event_checks import Refusal, check_event
 from gateway.services import alarms, credits, refund_terms, webhooks
-from gateway.services.announcements import announceable, to_announcement
+from gateway.services.announcements import announcement_or_none
 from gateway.services.credits import after_ingest
 from gateway.services.revisions import reserve_revisions
 from gateway.services.rma_writer import StaleRma, apply_change
@@ -650,7 +650,7 @@ def screen_events(
         raise ValueError("one site per event")
     numbers = (e.rma_number for e in events if e.rma_number)
     rmas = _load_rmas(session, numbers, lock=False, for_screen=True)
-    announced = {n: to_announcement(r) for n, r in rmas.items() if announceable(r)}
+    announced = {n: announcement_or_none(r) for n, r in rmas.items()}
     refusals: list[Refusal | None] = []
     for i, event in enumerate(events):
         rma = rmas.get(event.rma_number or "")
@@ -674,7 +674,7 @@ def screen_event(session: Session, event: ParcelEvent, site: str | None = None) 
     Reads only.
     """
     rma = get_rma(session, event.rma_number) if event.rma_number else None
-    announced = to_announcement(rma) if rma is not None and announceable(rma) else None
+    announced = announcement_or_none(rma) if rma is not None else None
     rma_site = rma.site if rma is not None else None
     return check_event(event, announced, site=site, rma_site=rma_site)
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-import pydantic
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -38,7 +37,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.models import AnnouncementRow, Rma, utcnow
 from gateway.services import notifications, webhooks
-from gateway.services.announcements import announceable, to_announcement
+from gateway.services.announcements import announcement_or_none
 from gateway.services.lifecycle import fired_since_recorded
 from gateway.services.revisions import next_revision
 from gateway.services.row_sink import add_row
@@ -158,19 +157,15 @@ def apply_change(
             now=now,
             site=rma.site,
         )
-    if announceable(rma):
-        try:
-            payload = encode(to_announcement(rma)).decode()
-        except pydantic.ValidationError:  # stations could not take it: the API shows it
-            log.exception("rma %s breaks the protocol's limits: not announced", rma.number)
-        else:
-            add_row(
-                session,
-                AnnouncementRow,
-                site=rma.site,
-                rma_number=rma.number,
-                revision=rma.revision,
-                payload=payload,
-                created_at=now,
-            )
+    announcement = announcement_or_none(rma)  # None: not told (logged if it breaks the protocol)
+    if announcement is not None:
+        add_row(
+            session,
+            AnnouncementRow,
+            site=rma.site,
+            rma_number=rma.number,
+            revision=rma.revision,
+            payload=encode(announcement).decode(),
+            created_at=now,
+        )
     return rma.revision

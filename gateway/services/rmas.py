@@ -30,7 +30,7 @@ from gateway.models import (
 )
 from gateway.schemas import RmaDraft, RmaLineDraft
 from gateway.services import numbers
-from gateway.services.announcements import to_announcement
+from gateway.services.announcements import announcement_or_none
 from gateway.services.lifecycle import fire
 from gateway.services.orders import lock_order, rma_contact
 from gateway.services.policies import PolicyViolation, check_window, local_date, returnable_for
@@ -576,7 +576,32 @@ def list_announcements(
 
     This is what a station of ``site`` (None: of a gateway with one site) that holds
     everything up to ``after_revision`` must apply. RMAs still ``requested`` are left out
-    (they are announced once authorised).
+    (they are announced once authorised), and so is an RMA the protocol cannot carry
+    (:func:`~gateway.services.announcements.announcement_or_none`). See
+    :func:`read_announcements` for a page of ``limit``.
+    """
+    return read_announcements(
+        session,
+        after_revision=after_revision,
+        up_to_revision=up_to_revision,
+        limit=limit,
+        site=site,
+    )[0]
+
+
+def read_announcements(
+    session: Session,
+    *,
+    after_revision: int = 0,
+    up_to_revision: int | None = None,
+    limit: int | None = None,
+    site: str | None = None,
+) -> tuple[list[RmaAnnouncement], int, int]:
+    """A page of :func:`list_announcements`: (announcements, RMAs read, last revision read).
+
+    At most ``limit`` RMAs are read; the page may hold fewer announcements than RMAs read
+    (one left out), so a reader pages on by the RMAs read and the last revision read
+    (``after_revision`` when none was).
     """
     rmas = list_rmas(
         session,
@@ -586,4 +611,5 @@ def list_announcements(
         announced_only=True,
         sites=None if site is None else [site],
     )
-    return [to_announcement(rma) for rma in rmas]
+    page = [a for a in map(announcement_or_none, rmas) if a is not None]
+    return page, len(rmas), rmas[-1].revision if rmas else after_revision

@@ -13,7 +13,8 @@ from edge.store import StationStore
 from gateway.db import Database
 from gateway.models import StationEvent
 from gateway.schemas import RmaDraft
-from gateway.services.rmas import create_rma, to_announcement
+from gateway.services.announcements import to_announcement
+from gateway.services.rmas import create_rma
 from gateway.settings import Settings
 from protocol import RmaAnnouncement, RmaCancellation
 from simulator.procs import free_port
