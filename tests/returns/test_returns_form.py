@@ -137,6 +137,25 @@ def test_a_reason_that_asks_for_a_note_needs_one(make_client: Any) -> None:
     assert submit(c, link, **{"reason": "size", "resolution": "refund"}).status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("qty-\u00b2", "1"), ("qty-" + "1" * 5000, "1"), ("qty-1", "9" * 5000), ("qty-1", "\u00b3")],
+    ids=["superscript-line", "5000-digit-line", "5000-digit-quantity", "superscript-quantity"],
+)
+def test_an_odd_quantity_field_is_no_quantity_never_a_500(
+    make_client: Any, field: str, value: str
+) -> None:
+    # "\u00b2".isdigit() is True but int() refuses it, and int() refuses 5000 digits:
+    # the posted form was a 500; it is now the form again, as with nothing chosen
+    c = make_client()
+    _order(c)
+    link = _link(c)
+    nothing = submit(c, link, **{"reason": "size", "resolution": "refund"})
+    odd = submit(c, link, **{field: value, "reason": "size", "resolution": "refund"})
+    assert (odd.status_code, text_of(odd.text)) == (422, text_of(nothing.text))
+    assert c.get("/api/v1/rmas", headers=ADMIN).json()["rmas"] == []
+
+
 def test_resolutions_follow_the_category_and_fees_are_shown(make_client: Any) -> None:
     c = make_client()
     _order(c, lines=[line("PHONE", 1, 19900, "electronics")])

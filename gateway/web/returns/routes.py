@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from datetime import date
 from pathlib import Path
@@ -62,6 +63,29 @@ async def _form(request: Request, settings: Settings) -> dict[str, str] | None:
         log.warning("return form: csrf refused from %s: %s", _ip(request), exc)
         return None
     return {k: v.replace(NUL, "") for k, v in form.items() if isinstance(v, str)}
+
+
+_QTY_FIELD = re.compile(r"qty-([0-9]{1,4})")
+_QTY_VALUE = re.compile(r"[0-9]{1,5}")
+MAX_FORM_QUANTITY = 10_000
+
+
+def _quantities(form: dict[str, str]) -> dict[int, int]:
+    """The units chosen per order line: ``qty-<line>`` fields (ASCII digits only).
+
+    A field whose line number is not 1 to 4 ASCII digits is not a quantity (``qty-²``,
+    which ``str.isdigit`` takes and ``int`` refuses, or thousands of digits, past
+    Python's int conversion limit: both were a 500); a value that is not 1 to 5 ASCII
+    digits counts as 0, and a quantity is at most :data:`MAX_FORM_QUANTITY`.
+    """
+    units: dict[int, int] = {}
+    for key, value in form.items():
+        field = _QTY_FIELD.fullmatch(key)
+        if field is None:
+            continue
+        count = _QTY_VALUE.fullmatch(value.strip())
+        units[int(field.group(1))] = min(int(count.group(0)), MAX_FORM_QUANTITY) if count else 0
+    return units
 
 
 def _ip(request: Request) -> str:
@@ -177,13 +201,7 @@ def _request_return(
     order = _order_for(session, settings, link)
     if form is None:
         return _choose(request, session, settings, order, link, error="expired", status_code=403)
-    units: dict[int, int] = {}
-    for key, value in form.items():
-        if key.startswith("qty-") and key[4:].isdigit():
-            try:
-                units[int(key[4:])] = max(0, min(int(value or 0), 10_000))
-            except ValueError:
-                units[int(key[4:])] = 0
+    units = _quantities(form)
     reason = form.get("reason", "")
     note = form.get("note", "")[:4000]
     resolution = form.get("resolution", "")
