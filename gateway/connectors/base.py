@@ -16,7 +16,8 @@ lost answer never refunds or restocks twice.
 
 Errors a connector raises: :class:`ShopBusy` (429 / 5xx / network: retried, after the
 shop's ``Retry-After`` when it gives one) and :class:`ShopRefused` (the shop will not do
-it as asked: dead at once, a lead looks). Messages never carry credentials.
+it as asked: dead at once, a lead looks); any other error (an answer the connector cannot
+read) fails that job alone, retried the same way. Messages never carry credentials.
 """
 
 from __future__ import annotations
@@ -297,7 +298,9 @@ def deliver_round(
     On PostgreSQL the due rows are claimed ``FOR UPDATE SKIP LOCKED`` until the commit
     (replicas never send one twice at once). A :class:`ShopBusy` schedules a retry no
     sooner than the shop's ``Retry-After``; a :class:`ShopRefused` (or a job whose
-    connector is not configured) is dead at once.
+    connector is not configured) is dead at once; any other error of the connector (an
+    answer it cannot read) is the job's failure, retried like a busy shop's, and the round
+    goes on with the other jobs.
     """
     now = now or utcnow()
     stmt = (
@@ -326,6 +329,12 @@ def deliver_round(
             error, wait = str(exc), exc.retry_after_s
         except ShopRefused as exc:
             error, permanent = str(exc), True
+        except Exception as exc:  # an answer the connector cannot read, or its own fault
+            # the job's failure, retried and dead after the limit like a busy shop: one
+            # odd answer must not roll back the round and stop every job queued behind it
+            # (the push's idempotency key makes a retry after a push that went out safe)
+            log.exception("connector job failed id=%d connector=%s", job.id, job.connector)
+            error = f"{type(exc).__name__}: {exc}"[:500]
         else:
             job.status, job.done_at, job.last_error = "done", now, ""
             done += 1

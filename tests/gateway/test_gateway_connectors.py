@@ -373,6 +373,25 @@ def test_a_pulled_order_holding_nul_or_not_an_object_is_skipped_the_others_kept(
     ]
 
 
+def test_an_answer_the_connector_cannot_read_fails_its_job_not_the_round(
+    s: Session, shopify_shop: FakeShopify
+) -> None:
+    # the order's capture lacks "gateway": a KeyError escaped deliver_round, the round
+    # rolled back, and the job came first again in every round: no refund or stock job
+    # behind it ever went out
+    for t in shopify_shop.orders["#ORD-1"]["transactions"]:
+        t.pop("gateway")
+    settings = shopify_settings(shopify_shop)
+    booked = credit_unit_a(s, settings)
+    connectors = build_connectors(settings)
+    deliver_due(s, settings, connectors, now=booked + timedelta(seconds=1))
+    s.expire_all()
+    assert [(kind, status, attempts, error) for kind, _k, status, attempts, error in jobs(s)] == [
+        ("stock", "done", 1, ""),
+        ("refund", "pending", 1, "KeyError: 'gateway'"),
+    ]
+
+
 def test_dead_jobs_are_listed_and_replayed_from_the_api(client: TestClient) -> None:
     db: Database = client.app.state.db  # type: ignore[attr-defined]
     with db.session() as session:
