@@ -218,6 +218,9 @@ class _Post:
             response = client.post(self.url, content=self.body, headers=self.headers)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # e.g. httpx.InvalidURL (no HTTPError): this one fails
+            log.exception("webhook post failed url=%s", self.url)  # not the whole round
+            return f"{type(exc).__name__}: {exc}"[:500]
         return "" if response.is_success else f"HTTP {response.status_code}"
 
 

@@ -301,3 +301,17 @@ def test_a_round_has_its_posts_in_flight_at_once_and_books_each_by_its_answer(
         (i, "delivered" if i % 2 else "pending", 1, "" if i % 2 else "HTTP 500")
         for i in range(1, 9)
     ]
+
+
+def test_a_post_httpx_cannot_even_send_is_that_delivery_s_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # httpx.InvalidURL is no httpx.HTTPError: it escaped the round, so the deliveries
+    # posted with it were never marked delivered (posted again next round), and the round
+    # failed on it again every time
+    from gateway.services.webhooks import _Post
+
+    with httpx.Client() as client:
+        error = _Post("http://[::1", b"{}", {}, signed=True).send(client)
+    assert error == "InvalidURL: Invalid port: ':1'"
+    assert "webhook post failed url=http://[::1" in caplog.text
