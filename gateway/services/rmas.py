@@ -71,10 +71,17 @@ class CreationConflict(Exception):
 
 
 class SiteNotAllowed(PermissionError):
-    """The caller may not use the RMA's site (HTTP 403); ``site`` is that site."""
+    """The caller may not use the RMA's site, or its order's (HTTP 403); ``site`` is that site.
 
-    def __init__(self, site: str) -> None:
-        super().__init__(f"this caller may not create RMAs for site {site!r}")
+    For an order of another site the message names the order, not its site (the caller
+    cannot read that order: ``GET /api/v1/orders/{ref}`` is a 404 to it).
+    """
+
+    def __init__(self, site: str, order_ref: str | None = None) -> None:
+        if order_ref is None:
+            super().__init__(f"this caller may not create RMAs for site {site!r}")
+        else:
+            super().__init__(f"this caller may not return goods of order {order_ref!r}")
         self.site = site
 
 
@@ -312,7 +319,7 @@ def create_rma(
     The RMA's site is ``draft.site``, else its order's (when the gateway serves that
     site), else ``settings.site``; it must
     be one of ``settings.sites`` and, when ``allowed_sites`` is not empty (a caller
-    limited to sites), one of those.
+    limited to sites), one of those, as must be the site of its order, when known.
 
     The RMA starts ``requested`` and is authorised at once (a recorded transition) unless
     ``draft.authorize`` is False. With a known order, lines are matched to order lines
@@ -341,7 +348,7 @@ def create_rma(
         UnknownReason: the reason is not on the list.
         PolicyViolation: window closed, quantity over returnable, unknown order, unknown
             site (``unknown_site``), ...
-        SiteNotAllowed: the site is not one of ``allowed_sites``.
+        SiteNotAllowed: the site, or the known order's, is not one of ``allowed_sites``.
         DuplicateRma: the number is taken (nothing is stored), also by a creation
             committed while this one ran.
         TrackingNumberTaken: the draft's tracking number is another RMA's, also one
@@ -363,6 +370,10 @@ def create_rma(
             order, catalogue, revision, taken = _locked_read(session, draft, known_site, number)
         else:
             order, catalogue = _order_and_catalogue(session, draft)
+        if allowed_sites and order is not None and order.site not in allowed_sites:
+            # its customer, prices and returnable units are another site's (the caller
+            # cannot read the order): an RMA received at an allowed site changes nothing
+            raise SiteNotAllowed(order.site, order_ref=draft.order_ref)
         if order is None and settings.require_order:
             raise PolicyViolation(
                 "unknown_order", f"order {draft.order_ref!r} is unknown", order_ref=draft.order_ref

@@ -32,13 +32,14 @@ from gateway.models import (
     StationEvent,
     StockMovement,
 )
-from gateway.schemas import RmaDraft
+from gateway.schemas import OrderDraft, RmaDraft
 from gateway.services import credits
 from gateway.services import events as events_service
 from gateway.services.catch_up import answer
 from gateway.services.events import Outcome, ingest_event, ingest_events
+from gateway.services.orders import upsert_order
 from gateway.services.policies import PolicyViolation
-from gateway.services.rmas import create_rma
+from gateway.services.rmas import SiteNotAllowed, create_rma
 from gateway.settings import Settings
 from protocol import HeadRevision, ParcelEvent, SyncBatch, SyncRequest, Topics, decode
 from simulator.testing import wait_until
@@ -311,6 +312,31 @@ def test_one_batch_of_two_sites_records_each_event_at_its_topics_site(
         ingest_events(s, parcels[:2], sites=["s1"])
 
 
+def test_a_caller_limited_to_a_site_cannot_return_goods_of_another_sites_order(
+    sdb: Database,
+) -> None:
+    # an RMA "received at s2" for an order of s1 was created for a key limited to s2: it
+    # read s1's customer and prices in the answer and used up s1's returnable units
+    with sdb.session() as s:
+        order = {"order_ref": "O-1", "customer_email": "ann@s1.example", "lines": [
+            {"sku": "A", "ordered_quantity": 1, "delivered_quantity": 1, "unit_price_cents": 7777}
+        ]}  # fmt: skip
+        upsert_order(s, OrderDraft.model_validate(order), site="s1")
+        s.commit()
+        draft = _draft("R-1", order_ref="O-1", site="s2")
+        with pytest.raises(SiteNotAllowed) as refused:
+            create_rma(s, TWO, draft, allowed_sites=frozenset({"s2"}))
+        assert (str(refused.value), refused.value.site) == (
+            "this caller may not return goods of order 'O-1'",
+            "s1",
+        )
+        s.rollback()
+        assert s.scalar(select(sa.func.count(Rma.id))) == 0
+        # a caller of both sites may have s1's goods received at s2
+        rma = create_rma(s, TWO, draft, allowed_sites=frozenset({"s1", "s2"}))
+        assert (rma.site, rma.lines[0].unit_price_cents) == ("s2", 7777)
+
+
 def test_settings_sites_and_addresses() -> None:
     assert (TWO.site, TWO.sites) == ("s1", ["s1", "s2"])
     assert TWO.site_address("s2") == "Dock B\nNorth Town"
@@ -402,6 +428,14 @@ def test_api_filters_by_site_and_a_limited_key_sees_only_its_sites(
     assert _numbers(client.get("/api/v1/rmas", headers=key_b)) == ["R-B1", "R-B2"]
     keys = {k["name"]: k["sites"] for k in client.get("/api/v1/api-keys").json()}
     assert (keys["shop-b"], keys["bootstrap"]) == (b, "")
+    order = order_body("O-A", "ann@a.example", 2, [line("SKU-1", 1, 7777)])
+    assert client.put("/api/v1/orders/O-A", json={**order, "site": a}).status_code == 201
+    assert client.get("/api/v1/orders/O-A", headers=key_b).status_code == 404
+    steal = client.post("/api/v1/rmas", json=_body("R-B3", order_ref="O-A", site=b), headers=key_b)
+    assert (steal.status_code, steal.json()["detail"]) == (
+        403,
+        "this caller may not return goods of order 'O-A'",
+    )
 
 
 @pytest.mark.broker
