@@ -676,6 +676,7 @@ class Station(Base):
     site: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))
     software_version: Mapped[str] = mapped_column(String(64), default="")
+    #: at most REVISION_MAX: a larger claim is clamped (gateway.services.stations)
     rma_revision: Mapped[int] = mapped_column(Integer, default=0)
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime())
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from gateway.models import Station, StationStateChange, utcnow
+from gateway.models import REVISION_MAX, Station, StationStateChange, utcnow
 from gateway.services.alarms import sync_station
 from protocol import StationStatus
 
@@ -29,7 +29,9 @@ def upsert_station(
     ``retained`` marks a status the broker replayed on subscription: it sets the state but
     does not move ``last_seen`` of a known station, since the message may be old. The
     status's typed health and its birth's ``config_hash`` are kept in ``details`` (read
-    them as :attr:`Station.health` and :attr:`Station.config_hash`).
+    them as :attr:`Station.health` and :attr:`Station.config_hash`). The station's
+    ``rma_revision`` is mirrored as :func:`mirrored_revision` reads it (at most
+    :data:`~gateway.models.REVISION_MAX`).
 
     Every gateway replica takes every status (statuses are not a shared subscription),
     so on PostgreSQL the station's row is created if need be and locked first
@@ -51,7 +53,7 @@ def upsert_station(
     station.site = site
     station.state = status.state
     station.software_version = status.software_version
-    station.rma_revision = status.rma_revision
+    station.rma_revision = mirrored_revision(status)
     station.details = {
         "config_hash": status.config_hash,
         "health": status.health.model_dump(mode="json", exclude_defaults=True),
@@ -69,6 +71,38 @@ def upsert_station(
             previous,
         )
     return station
+
+
+def mirrored_revision(status: StationStatus) -> int:
+    """The site revision a station reports having applied, as the gateway stores it.
+
+    The protocol lets a station report up to 2^63 - 1 (``StationStatus.rma_revision``),
+    but the gateway never issues a revision above :data:`~gateway.models.REVISION_MAX`
+    (the 32-bit ``rmas.revision``; ``stations.rma_revision`` is as wide), so a station
+    claiming more claims what it cannot have been sent (a store kept from another
+    gateway's database, or a corrupt one). Such a claim is clamped to ``REVISION_MAX``
+    (and logged), not refused: the rest of the status (online / offline, E-stop, jams,
+    devices down, the alarms they raise) is what the status is for, and refusing it
+    would dead-letter all of that over a number the gateway only mirrors. The clamp
+    changes nothing the gateway derives from the number: every head revision is at most
+    ``REVISION_MAX``, so the clamped value is, like the claim, at or beyond any head
+    (sync lag 0). Before this, PostgreSQL refused the UPDATE (``integer out of range``)
+    and the status was dead-lettered, while SQLite stored the claim as it was.
+
+    Returns:
+        ``status.rma_revision``, at most ``REVISION_MAX`` (0 .. 2^31 - 1).
+    """
+    claimed = status.rma_revision
+    if claimed <= REVISION_MAX:
+        return claimed
+    log.warning(
+        "station claims a revision beyond any the gateway issues station=%s "
+        "rma_revision=%d stored=%d",
+        status.station,
+        claimed,
+        REVISION_MAX,
+    )
+    return REVISION_MAX
 
 
 def _locked_station(
