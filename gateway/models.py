@@ -64,8 +64,11 @@ class Base(DeclarativeBase):
     """Declarative base of every gateway table."""
 
 
+#: the largest value of an ``Integer`` column (a 32-bit INTEGER on PostgreSQL, which
+#: refuses more: ``integer out of range``; SQLite would store it): ids included
+INT32_MAX = 2**31 - 1
 #: the largest revision the ``revision`` columns hold (32-bit INTEGER on PostgreSQL)
-REVISION_MAX = 2**31 - 1
+REVISION_MAX = INT32_MAX
 
 
 class SiteRevision(Base):

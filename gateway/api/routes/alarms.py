@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 
 from gateway.api.deps import Caller, SessionDep, SiteFilter
-from gateway.models import Alarm
+from gateway.models import INT32_MAX, Alarm
 from gateway.services import alarms
 
-AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+AlarmId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from gateway.api.deps import Caller, SessionDep, require_site
 from gateway.api.schemas import ConnectorJobList, ConnectorJobOut, ProblemOut
 from gateway.connectors.base import job_site, list_jobs, replay
-from gateway.models import ConnectorJob
+from gateway.models import INT32_MAX, ConnectorJob
 from gateway.services.outbox import NotReplayable
 
 router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
@@ -36,7 +36,7 @@ def read_jobs(
     responses={404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
 )
 def post_replay(
-    job_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, who: Caller
+    job_id: Annotated[int, Path(ge=1, le=INT32_MAX)], session: SessionDep, who: Caller
 ) -> ConnectorJobOut:
     """Queue a dead job again with a fresh attempt budget and the same idempotency key.
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.api.deps import Caller, SessionDep, require_site
 from gateway.api.schemas import NotificationList, NotificationOut, ProblemOut
-from gateway.models import Notification, Rma
+from gateway.models import INT32_MAX, Notification, Rma
 from gateway.services.notifications import list_notifications, replay
 from gateway.services.outbox import NotReplayable
 
@@ -45,7 +45,7 @@ def read_notifications(
     responses={404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
 )
 def post_replay(
-    notification_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, who: Caller
+    notification_id: Annotated[int, Path(ge=1, le=INT32_MAX)], session: SessionDep, who: Caller
 ) -> NotificationOut:
     """Queue a dead e-mail again with a fresh attempt budget (409 if it is not dead).
 

@@ -16,7 +16,7 @@ from gateway.api.schemas import (
     WebhookEndpointOut,
     WebhookRotate,
 )
-from gateway.models import WebhookDelivery, WebhookEndpoint
+from gateway.models import INT32_MAX, WebhookDelivery, WebhookEndpoint
 from gateway.services import webhook_endpoints as endpoints
 from gateway.services.webhooks import NotReplayable, list_deliveries, replay
 
@@ -46,7 +46,7 @@ def read_deliveries(
     responses={404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
 )
 def post_replay(
-    delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, who: Caller
+    delivery_id: Annotated[int, Path(ge=1, le=INT32_MAX)], session: SessionDep, who: Caller
 ) -> DeliveryOut:
     """Queue a dead delivery again with a fresh attempt budget (409 if it is not dead).
 
