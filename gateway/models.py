@@ -660,8 +660,9 @@ class StationEvent(Base):
     #: the station's own tracking id, as it sent it (1 .. 2^63 - 1, the protocol's bound)
     parcel_id: Mapped[int] = mapped_column(BigInteger)
     rma_number: Mapped[str | None] = mapped_column(String(32))
-    lane: Mapped[str] = mapped_column(String(32))
-    disposition: Mapped[str] = mapped_column(String(32))
+    #: protocol names (at most protocol.messages.MAX_NAME = 64 characters), as sent
+    lane: Mapped[str] = mapped_column(String(64))
+    disposition: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(64))
     diverted: Mapped[bool] = mapped_column(Boolean)
     barcode: Mapped[str | None] = mapped_column(String(128))

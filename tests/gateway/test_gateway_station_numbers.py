@@ -216,3 +216,25 @@ def test_the_migration_keeps_the_parcel_ids_stored_before_it(database_url: str) 
             assert _stored(s) == [("e-before-0016", REVISION_MAX), ("e-after-0016", INT64_MAX)]
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("length", [33, 64])
+def test_a_lane_name_the_protocol_allows_is_stored_as_sent(anydb: Database, length: int) -> None:
+    # lane is a protocol name (up to 64 characters); the column was VARCHAR(32): on
+    # PostgreSQL such an event was dead-lettered (value too long), SQLite stored it
+    lane = "q" * length
+    event = ParcelEvent(
+        event_id="f" * 16,
+        station="st1",
+        parcel_id=1,
+        inducted_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        length_mm=300.0,
+        lane=lane,
+        disposition="quarantine",
+        reason="no_read",
+        diverted=False,
+    )
+    with anydb.session() as s:
+        assert [r.outcome for r in ingest_events(s, [event], site="s1")] == [Outcome.STORED]
+    with anydb.session() as s:
+        assert s.scalars(select(StationEvent.lane)).all() == [lane]
