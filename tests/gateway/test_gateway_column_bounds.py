@@ -16,7 +16,7 @@ from typing import Any
 import annotated_types
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Integer
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.models import (
@@ -26,6 +26,7 @@ from gateway.models import (
     OrderLine,
     RmaLineRecord,
     RmaUnit,
+    Station,
     StationEvent,
 )
 from gateway.schemas import (
@@ -36,7 +37,7 @@ from gateway.schemas import (
     RmaDraft,
     RmaLineDraft,
 )
-from protocol import ParcelEvent, UnitReceipt
+from protocol import ParcelEvent, StationStatus, UnitReceipt
 from protocol.messages import INT64_MAX
 
 #: (model, field, "value" or "length" (a list numbered 1..n into the column), column)
@@ -98,3 +99,31 @@ def test_a_peer_number_fits_the_column_it_is_written_to(
     assert bound <= column_max(column), (
         f"{model.__name__}.{field} accepts up to {bound}, {column} holds {column_max(column)}"
     )
+
+
+#: (model, field, column): a station's texts and the VARCHAR column each is written to
+PEER_TEXTS: list[tuple[type[BaseModel], str, InstrumentedAttribute[Any]]] = [
+    *(
+        (ParcelEvent, name, getattr(StationEvent, name))
+        for name in ("event_id", "station", "rma_number", "lane", "disposition", "reason")
+    ),
+    (ParcelEvent, "barcode", StationEvent.barcode),
+    (StationStatus, "station", Station.id),
+    (StationStatus, "software_version", Station.software_version),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "column"),
+    PEER_TEXTS,
+    ids=[f"{m.__name__}.{f}->{c}" for m, f, c in PEER_TEXTS],
+)
+def test_a_station_text_fits_the_column_it_is_written_to(
+    model: type[BaseModel], field: str, column: InstrumentedAttribute[Any]
+) -> None:
+    # PostgreSQL refuses a longer text (value too long: the message dead-lettered), SQLite
+    # stores it: station_events.lane and disposition were VARCHAR(32) for 64-char names
+    bound = upper_bound(model, field, "length")
+    kind = column.property.columns[0].type
+    assert isinstance(kind, String) and kind.length is not None, f"{column} is not a VARCHAR"
+    assert bound <= kind.length, f"{model.__name__}.{field} takes {bound}, {column} {kind.length}"
