@@ -96,7 +96,7 @@ from gateway.services.events import (
 from gateway.services.photos import PhotoStore
 from gateway.services.quotas import DROPPED, MAX_REPLIES_PER_REQUEST, StationQuotas
 from gateway.services.rma_writer import StaleRma
-from gateway.services.stations import upsert_station
+from gateway.services.stations import StationOfAnotherSite, upsert_station
 from protocol import (
     Command,
     CommandName,
@@ -992,7 +992,11 @@ class MqttBridge:
         if status.station != station:
             raise ProtocolError(f"status for station {status.station!r} on {station!r}'s topic")
         with self._sessions() as session:
-            upsert_station(session, site, status, retained=retained)
+            try:
+                upsert_station(session, site, status, retained=retained)
+            except StationOfAnotherSite as exc:  # never moved: a dead letter, and logged
+                log.error("status refused: %s", exc)
+                raise ProtocolError(str(exc)) from exc
         self._count("statuses")
 
     def _handle_sync_request(self, site: str, station: str, payload: bytes) -> None:

@@ -16,6 +16,22 @@ from protocol import StationStatus
 log = logging.getLogger(__name__)
 
 
+class StationOfAnotherSite(ValueError):
+    """A status for a station id known at another site (the bridge dead-letters it).
+
+    Two sites' stations must not share an id: the second one's status would move the
+    station to its site, and the first site's lead would then command, on the second
+    site's topic, a belt they cannot see. The message names both sites and what to do.
+    """
+
+    def __init__(self, station: str, known_at: str, site: str) -> None:
+        super().__init__(
+            f"station {station!r} is site {known_at!r}'s: a station on site {site!r} must"
+            " have another id (station ids are unique across sites)"
+        )
+        self.station, self.known_at, self.site = station, known_at, site
+
+
 def upsert_station(
     session: Session,
     site: str,
@@ -33,6 +49,10 @@ def upsert_station(
     ``rma_revision`` is mirrored as :func:`mirrored_revision` reads it (at most
     :data:`~gateway.models.REVISION_MAX`).
 
+    A station id names one station across every site (commands, alarms and the status
+    page find a station by its id): a status on another site's topic for a station
+    known at one site is refused (:class:`StationOfAnotherSite`), never moves it.
+
     Every gateway replica takes every status (statuses are not a shared subscription),
     so on PostgreSQL the station's row is created if need be and locked first
     (:func:`_locked_station`): replicas upserting one status take turns, and each raises
@@ -47,10 +67,11 @@ def upsert_station(
         station = found or Station(id=status.station, site=site, last_seen=now)
         if created:
             session.add(station)
+    if station.site != site:
+        raise StationOfAnotherSite(status.station, station.site, site)
     previous = None if created else station.state
     if not created and (not retained or station.last_seen is None):
         station.last_seen = now
-    station.site = site
     station.state = status.state
     station.software_version = status.software_version
     station.rma_revision = mirrored_revision(status)

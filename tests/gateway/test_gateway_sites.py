@@ -40,8 +40,18 @@ from gateway.services.events import Outcome, ingest_event, ingest_events
 from gateway.services.orders import upsert_order
 from gateway.services.policies import PolicyViolation
 from gateway.services.rmas import SiteNotAllowed, create_rma
+from gateway.services.stations import StationOfAnotherSite, upsert_station
 from gateway.settings import Settings
-from protocol import HeadRevision, ParcelEvent, SyncBatch, SyncRequest, Topics, decode
+from protocol import (
+    HeadRevision,
+    ParcelEvent,
+    StationStatus,
+    SyncBatch,
+    SyncRequest,
+    Topics,
+    decode,
+    encode,
+)
 from simulator.testing import wait_until
 from tests.gateway.conftest import ADMIN_KEY, MqttProbe, parcel_for
 from tests.returns.support import line, open_order, order_body, submit
@@ -494,6 +504,57 @@ def test_stations_events_and_commands_by_site(
     assert (other.status_code, other.json()["detail"]) == (404, "unknown station 'stB'")
     mine = client.get("/api/v1/stations", headers=key_a).json()["stations"]
     assert [st["id"] for st in mine] == ["stA"]
+
+
+def test_a_status_of_another_sites_station_of_the_same_id_never_moves_it(
+    sdb: Database,
+) -> None:
+    # both sites ran the shipped id "station1": the second site's status moved the row
+    # to its site, and the first site's lead then commanded the other site's belt
+    with sdb.session() as s:
+        upsert_station(s, "s1", StationStatus(station="station1", state="online"))
+    with sdb.session() as s, pytest.raises(StationOfAnotherSite) as refused:
+        upsert_station(s, "s2", StationStatus(station="station1", state="degraded"))
+    assert str(refused.value) == (
+        "station 'station1' is site 's1''s: a station on site 's2' must have another id"
+        " (station ids are unique across sites)"
+    )
+    with sdb.session() as s:
+        station = s.get(Station, "station1")
+        assert station is not None and (station.site, station.state) == ("s1", "online")
+
+
+@pytest.mark.broker
+def test_a_command_of_site_a_never_reaches_site_bs_station_of_the_same_id(
+    two: tuple[TestClient, str, str], mqtt_broker: Any
+) -> None:
+    client, a, b = two
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    probe = MqttProbe(mqtt_broker.host, mqtt_broker.port)
+    try:
+        online = encode(StationStatus(station="station1", state="online"))
+        probe.publish(Topics(a, "station1").status, online)
+        wait_until(lambda: client.get("/api/v1/stations").json()["stations"], what="A's station1")
+        probe.publish(Topics(b, "station1").status, online)
+
+        def refused() -> list[str]:
+            with db.session() as s:
+                return list(s.scalars(select(DeadLetter.error)))
+
+        wait_until(refused, what="B's status dead-lettered")
+        assert refused() == [
+            f"station 'station1' is site {a!r}'s: a station on site {b!r} must have another"
+            " id (station ids are unique across sites)"
+        ]
+        [station] = client.get("/api/v1/stations").json()["stations"]
+        assert (station["id"], station["site"]) == ("station1", a)
+        probe.subscribe("rs/v1/+/station1/cmd")
+        sent = client.post("/api/v1/stations/station1/commands", json={"command": "resume"})
+        assert sent.status_code == 202, sent.text
+        wait_until(lambda: probe.payloads(Topics(a, "station1").command), what="on A's topic")
+        assert probe.payloads(Topics(b, "station1").command) == []
+    finally:
+        probe.close()
 
 
 @pytest.mark.broker
