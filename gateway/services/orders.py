@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -11,10 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import begin_writing
-from gateway.models import Order, OrderLine, RmaLineRecord
+from gateway.models import Order, OrderLine, Rma, RmaLineRecord
 from gateway.schemas import OrderDraft, OrderLineDraft, RmaDraft
 from gateway.services.policies import returnable_for
 from gateway.settings import DEFAULT_SITE
+
+log = logging.getLogger(__name__)
 
 
 class DuplicateOrder(Exception):
@@ -36,6 +39,9 @@ def create_order(
 
     ``before_commit`` is called with the flushed order just before the commit; the
     order's site is ``draft.site``, else ``site`` (the caller checked it is a known one).
+
+    RMAs the shop created for this order before the gateway knew it are linked to its
+    lines (:func:`link_early_rmas`), so that what they claim counts.
 
     Raises:
         InvalidOrder: when a line has more units delivered than ordered.
@@ -59,6 +65,7 @@ def create_order(
     session.add(order)
     try:
         session.flush()
+        link_early_rmas(session, order)
         if before_commit is not None:
             before_commit(order)
         session.commit()
@@ -272,5 +279,42 @@ def _upsert(
             _set_line(by_no[i], new)
         else:
             order.lines.append(_set_line(OrderLine(line_no=i), new))
+    session.flush()
+    link_early_rmas(session, order)  # a line added now may be one they claim
     session.commit()
     return order, "updated"
+
+
+def link_early_rmas(session: Session, order: Order) -> int:
+    """Link the order's lines to RMA lines created before it, on the shop's word; a count.
+
+    An RMA created for an order the gateway did not know yet (``require_order`` off)
+    has lines with no order line: what they claim counted nowhere, so once the order
+    came, the same delivered units could be returned again on another RMA. Each such
+    line of an RMA of this ``order_ref`` is linked to the order's one line of its SKU
+    (not when the SKU is on several lines, or on none: it stays as it was, logged), and
+    from then on counts in the returnable units and is credited on the order's terms.
+    Flushed order lines (ids) needed; does not commit.
+    """
+    early = session.scalars(
+        select(RmaLineRecord)
+        .join(Rma, Rma.id == RmaLineRecord.rma_id)
+        .where(Rma.order_ref == order.order_ref, RmaLineRecord.order_line_id.is_(None))
+        .order_by(RmaLineRecord.id)
+    ).all()
+    linked = 0
+    for line in early:
+        match = [ol for ol in order.lines if ol.sku == line.sku]
+        if len(match) != 1:
+            log.warning(
+                "rma line not linked to order %s: sku %s is on %d of its lines",
+                order.order_ref,
+                line.sku,
+                len(match),
+            )
+            continue
+        line.order_line_id = match[0].id
+        linked += 1
+    if linked:
+        log.info("order %s: %d earlier rma line(s) linked", order.order_ref, linked)
+    return linked

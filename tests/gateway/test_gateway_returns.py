@@ -17,7 +17,7 @@ from gateway.services import credits
 from gateway.services.events import ingest_event
 from gateway.services.lifecycle import IllegalTransition
 from gateway.services.numbers import MistypedNumber
-from gateway.services.orders import InvalidOrder, create_order
+from gateway.services.orders import InvalidOrder, create_order, get_order
 from gateway.services.policies import PolicyViolation
 from gateway.services.reasons import UnknownReason
 from gateway.services.reports import financial_impact, to_csv
@@ -451,3 +451,23 @@ def test_failing_accounting_never_loses_the_event(
     assert r is not None and (r.state, r.lines[0].received_quantity) == ("authorized", 0)
     assert s.scalar(select(func.count(StationEvent.id))) == 1
     assert s.scalar(select(func.count(Credit.id))) == 0
+
+
+def test_an_rma_taken_on_the_shops_word_counts_once_its_order_is_known(s: Session) -> None:
+    # the shop created R-EARLY before the order reached the gateway: its line claimed no
+    # order line, so once the order came the same delivered unit was returned again
+    early = {"sku": "A", "quantity": 1, "unit_price_cents": 5000}
+    first = rma(s, "R-EARLY", [early], order_ref="O-LATE")
+    assert first.lines[0].order_line_id is None
+    rma(s, "R-EARLY-B", [{**early, "sku": "B"}], order_ref="O-LATE")
+    late = {"sku": "A", "ordered_quantity": 1, "delivered_quantity": 1, "unit_price_cents": 5000}
+    two_of_b = {**late, "sku": "B", "ordered_quantity": 2, "delivered_quantity": 2}
+    order(s, "O-LATE", lines=[late, two_of_b, {**two_of_b, "unit_price_cents": 10}])
+    s.expire_all()
+    stored = get_order(s, "O-LATE")
+    assert stored is not None
+    linked = {n: get_rma(s, n).lines[0].order_line_id for n in ("R-EARLY", "R-EARLY-B")}  # type: ignore[union-attr]
+    assert linked == {"R-EARLY": stored.lines[0].id, "R-EARLY-B": None}  # B: on two lines
+    with pytest.raises(PolicyViolation) as refused:
+        rma(s, "R-AGAIN", [{"sku": "A", "quantity": 1}], order_ref="O-LATE")
+    assert refused.value.code == "quantity_exceeds_returnable"
