@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal, Protocol
 
 from pydantic import (
@@ -33,6 +33,23 @@ from gateway.returns.refunds import (
 )
 from gateway.returns.tracking import CARRIER_MAX_CHARS, TRACKING_NUMBER_MAX_CHARS, check_tracking
 from protocol.messages import canonical_uid
+
+EARLIEST_DATE = date(1970, 1, 1)
+"""The first day a client may send (a delivery, a carrier's date, a report's bounds)."""
+LATEST_DATE = date(2999, 12, 31)
+"""The last such day: far from :data:`datetime.MAXYEAR`, so the days the gateway adds to
+a date it was given (a return window, a report's or a shift's end) stay in the calendar."""
+EARLIEST_MOMENT = datetime.combine(EARLIEST_DATE, datetime.min.time(), UTC)
+"""The first instant a client may send, in UTC: 1970-01-01T00:00:00Z."""
+MOMENTS_END = datetime.combine(LATEST_DATE + timedelta(days=1), datetime.min.time(), UTC)
+"""The first instant past the range, in UTC: 3000-01-01T00:00:00Z (excluded)."""
+
+BoundedDate = Annotated[date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)]
+"""A date within :data:`EARLIEST_DATE` .. :data:`LATEST_DATE` (else a 422 naming it)."""
+BoundedDatetime = Annotated[AwareDatetime, Field(ge=EARLIEST_MOMENT, lt=MOMENTS_END)]
+"""An aware datetime whose UTC instant is on a day of :data:`EARLIEST_DATE` ..
+:data:`LATEST_DATE` (else a 422 naming it): ``0001-01-01T00:00:00+14:00`` is valid ISO 8601
+but its UTC instant is before year 1, which neither Python nor a database can hold."""
 
 ADDRESS_MAX_LINES = 8
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -177,8 +194,10 @@ class RmaDraft(_CarrierTracking):
         default=None, description="The label's sender; default: order's"
     )
     customer_language: LanguageTag | None = Field(default=None, description="default: order's")
-    delivered_on: date | None = Field(
-        default=None, description="Delivery date (shop's calendar); default: from the order"
+    delivered_on: BoundedDate | None = Field(
+        default=None,
+        description="Delivery date (shop's calendar, 1970-01-01..2999-12-31); default: from "
+        "the order",
     )
     notes: str = Field(default="", max_length=4000)
     authorize: bool = Field(
@@ -204,7 +223,8 @@ class TrackingEventIn(BaseModel):
 
     ``status``: ``in_transit`` (the parcel is moving), ``delivered`` (at our warehouse),
     ``exception`` (held, damaged, returned to sender...); ``occurred_at`` is when the
-    carrier saw it (with its UTC offset); ``expected_on`` the delivery date it expects.
+    carrier saw it (with its UTC offset); ``expected_on`` the delivery date it expects;
+    both within :data:`EARLIEST_DATE` .. :data:`LATEST_DATE` (``occurred_at`` in UTC).
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -212,8 +232,8 @@ class TrackingEventIn(BaseModel):
     carrier: str = Field(min_length=1, max_length=CARRIER_MAX_CHARS)
     tracking_number: str = Field(min_length=1, max_length=TRACKING_NUMBER_MAX_CHARS)
     status: Literal["in_transit", "delivered", "exception"]
-    occurred_at: AwareDatetime
-    expected_on: date | None = None
+    occurred_at: BoundedDatetime
+    expected_on: BoundedDate | None = None
     detail: str = Field(default="", max_length=500, description="The carrier's own words")
 
     @field_validator("tracking_number")
@@ -333,8 +353,10 @@ class OrderDraft(BaseModel):
     tax_inclusive: bool = Field(
         default=True, description="Prices, discounts and voucher include tax"
     )
-    delivered_at: AwareDatetime | None = Field(
-        default=None, description="When the parcel was delivered (with a UTC offset)"
+    delivered_at: BoundedDatetime | None = Field(
+        default=None,
+        description="When the parcel was delivered (with a UTC offset; in UTC within "
+        "1970-01-01..2999-12-31)",
     )
     lines: list[OrderLineDraft] = Field(min_length=1, max_length=500)
 

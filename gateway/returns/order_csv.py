@@ -17,7 +17,8 @@ tax_rate, serials, rfid_uids``. Amounts are decimal amounts of the order's curre
 :func:`gateway.returns.refunds.to_minor_units`); ``unit_price`` is before the line's and
 the order's discounts (see :mod:`gateway.returns.refunds`); ``tax_rate`` a percentage
 (``20``, ``7.7``); ``prices_include_tax`` ``true``/``false`` (default true);
-``delivered_on`` a date (the shop's calendar) or an ISO date-time with offset; the
+``delivered_on`` a date (the shop's calendar) or an ISO date-time with offset, in UTC
+within 1970-01-01 .. 2999-12-31 (:data:`gateway.schemas.BoundedDatetime`); the
 address's lines separated by ``|`` or newlines; ``serials`` / ``rfid_uids`` by ``|``.
 An order-level cell may be left blank on an order's other rows, but not differ.
 

@@ -26,7 +26,8 @@ of ``Currency``, read with :func:`gateway.returns.refunds.to_minor_units`):
   ``Total = Subtotal + Shipping`` and exclude it when ``Total = Subtotal + Shipping +
   Taxes`` (any other total refuses the order). ``Taxes`` 0 means no tax.
 - ``Fulfilled at`` (``2026-11-20 10:15:00 +0100``, the shop's local time with its
-  offset) is the delivery time; blank while unfulfilled.
+  offset) is the delivery time (in UTC within 1970-01-01 .. 2999-12-31:
+  :data:`gateway.schemas.BoundedDatetime`); blank while unfulfilled.
 """
 
 from __future__ import annotations

@@ -392,6 +392,35 @@ def test_an_answer_the_connector_cannot_read_fails_its_job_not_the_round(
     ]
 
 
+def test_a_pulled_order_delivered_outside_the_calendar_range_is_skipped_naming_the_field(
+    shopify_shop: FakeShopify, woo_shop: FakeWooCommerce, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a shop's typo in a delivery year (9999) was stored as the delivery, and
+    an RMA on the order then overflowed its return window (a 500)."""
+    caplog.set_level(logging.WARNING, logger="gateway.connectors.base")
+    late = dict(
+        SHOPIFY_ORDERS["#1001"], name="#1002", fulfillments=[{"createdAt": "9999-12-31T09:15:00Z"}]
+    )
+    shopify_shop.orders = {"#1001": SHOPIFY_ORDERS["#1001"], "#1002": late}
+    connector = build_connectors(shopify_settings(shopify_shop))["shopify"]
+    assert [d.order_ref for d in connector.pull_orders()] == ["#1001"]
+    (skipped,) = [m for m in caplog.messages if "#1002" in m]
+    assert skipped.startswith("shopify order skipped name='#1002' error=1 validation error")
+    assert "delivered_at\n  Input should be less than 3000-01-01T00:00:00Z" in skipped
+    woo_shop.orders[1]["date_completed_gmt"] = "1969-12-31T23:59:59"
+    woo = shop_settings(
+        connectors=["woocommerce"],
+        woocommerce_url=woo_shop.url,
+        woocommerce_consumer_key=SecretStr("ck_test"),
+        woocommerce_consumer_secret=SecretStr(WOO_SECRET),
+    )
+    assert build_connectors(woo)["woocommerce"].pull_orders() == []
+    assert (
+        "delivered_at\n  Input should be greater than or equal to 1970-01-01T00:00:00Z"
+        in (caplog.messages[-1])
+    )
+
+
 def test_dead_jobs_are_listed_and_replayed_from_the_api(client: TestClient) -> None:
     db: Database = client.app.state.db  # type: ignore[attr-defined]
     with db.session() as session:

@@ -274,3 +274,34 @@ def test_csv_cells_with_nul_refuse_their_order_on_either_backend(
             assert get_order(s, "A-1") is None and get_order(s, "B-2") is not None
     finally:
         db.dispose()
+
+
+def test_a_csv_delivery_outside_the_calendar_range_refuses_its_order_naming_the_cell(
+    db: Database, tmp_path: Path
+) -> None:
+    """Regression: year 9999 and 1969 were stored; ``0001-01-01T00:00:00+14:00`` (UTC: year
+    0) overflowed storing it and stopped the whole import."""
+    header = "order_number,customer_email,delivered_on,sku,quantity_delivered,unit_price\n"
+    rows = [
+        "O-1,a@example.com,9999-12-31,MUG,1,1",
+        "O-2,b@example.com,1969-12-31,MUG,1,1",
+        "O-3,c@example.com,0001-01-01T00:00:00+14:00,MUG,1,1",
+        "O-4,d@example.com,2999-12-31,MUG,1,1",
+        "O-5,e@example.com,1970-01-01T00:00:00Z,MUG,1,1",
+    ]
+    path = tmp_path / "orders.csv"
+    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    report = import_orders(db, path, Settings(database_url=db.url))
+    early = "Input should be greater than or equal to 1970-01-01T00:00:00Z"
+    assert [r.describe() for r in report.results] == [
+        "O-1: refused: line 2, column delivered_on: Input should be less than 3000-01-01T00:00:00Z",
+        f"O-2: refused: line 3, column delivered_on: {early}",
+        f"O-3: refused: line 4, column delivered_on: {early}",
+        "O-4: created",
+        "O-5: created",
+    ]
+    with db.session() as s:
+        assert [o for o in ("O-1", "O-2", "O-3") if get_order(s, o)] == []
+        last = get_order(s, "O-4")
+        assert last is not None and last.delivered_at is not None
+        assert last.delivered_at.isoformat() == "2999-12-31T12:00:00+00:00"

@@ -232,3 +232,25 @@ def test_an_unknown_layout_is_refused_naming_what_was_expected(
     path.write_text(_export([], [h for h in HEADER if h != "Lineitem price"]), encoding="utf-8")
     with pytest.raises(CsvError, match=r"^missing column\(s\) lineitem price$"):
         import_orders(db, path, Settings(database_url=db.url))
+
+
+def test_a_shopify_fulfilment_outside_the_calendar_range_refuses_its_order(
+    db: Database, tmp_path: Path
+) -> None:
+    """Regression: a fulfilment in year 9999 was stored as the delivery."""
+    path = tmp_path / "orders_export_1.csv"
+    rows = [
+        {"Name": "#1001", **FR, "Fulfilled at": "9999-12-31 10:15:00 +0100"},
+        {"Name": "#1002", **FR, "Fulfilled at": "2999-12-31 10:15:00 +0100"},
+    ]
+    for row in rows:
+        row.update(_line("1", "Mug", "12.50", "MUG"))
+        row.update({"Subtotal": "12.50", "Total": "17.45", "Taxes": "2.08"})
+        row.update({"Discount Code": "", "Discount Amount": "0.00", "Tax 1 Value": "2.08"})
+    path.write_text(_export(rows), encoding="utf-8")
+    report = import_orders(db, path, Settings(database_url=db.url))
+    assert [r.describe() for r in report.results] == [
+        "#1001: refused: line 2, column fulfilled at: Input should be less than "
+        "3000-01-01T00:00:00Z",
+        "#1002: created",
+    ]

@@ -89,6 +89,37 @@ def event(status: str, at: str, number: str = UPS, carrier: str = "UPS", **more:
     }
 
 
+def test_a_carrier_event_outside_the_calendar_range_is_a_422_naming_the_field(
+    client: TestClient,
+) -> None:
+    """Regression: ``0001-01-01T00:00:00+14:00`` (UTC: year 0) and
+    ``9999-12-31T23:59:59-12:00`` (UTC: year 10000) were a 500 storing the time; a
+    ``expected_on`` of 9999 was stored."""
+    created = rma(client, tracking_number=UPS)
+    early = "Input should be greater than or equal to 1970-01-01T00:00:00Z"
+    late = "Input should be less than 3000-01-01T00:00:00Z"
+    for payload, loc, msg in [
+        (event("in_transit", "0001-01-01T00:00:00+14:00"), ["occurred_at"], early),
+        (event("in_transit", "9999-12-31T23:59:59-12:00"), ["occurred_at"], late),
+        (event("in_transit", "2999-12-31T23:59:59-12:00"), ["occurred_at"], late),
+        (
+            event("in_transit", "2026-12-01T08:00:00Z", expected_on="9999-12-31"),
+            ["expected_on"],
+            "Input should be less than or equal to 2999-12-31",
+        ),
+    ]:
+        got = post(client, payload)
+        assert got.status_code == 422, got.text
+        assert [(e["loc"], e["msg"]) for e in got.json()["detail"]] == [(loc, msg)]
+    last = post(client, event("in_transit", "2999-12-31T23:59:59Z", expected_on="2999-12-31"))
+    assert (last.status_code, last.json()["applied"]) == (200, True)
+    got = client.get(f"/api/v1/rmas/{created['number']}").json()
+    assert (got["carrier_status_at"], got["expected_on"]) == (
+        "2999-12-31T23:59:59Z",
+        "2999-12-31",
+    )
+
+
 def test_carrier_scans_move_the_rma_once_and_in_order(client: TestClient) -> None:
     created = rma(client, tracking_number=UPS)
     number = created["number"]

@@ -273,3 +273,23 @@ def test_known_serial_and_rfid_uid_go_on_the_rma_for_the_station(make_client: An
     fr = text_of(c.get(r.headers["location"] + "?lang=fr").text)
     assert "Votre retour est autorisé." in fr
     assert "Total 109,00 € 0,00 € 109,00 €" in fr
+
+
+def test_an_order_delivered_at_the_last_instant_of_the_calendar_range_shows_its_window(
+    make_client: Any,
+) -> None:
+    """The window's last day of a delivery at the range's end (3000-01-01 in the shop's
+    zone furthest east) is computed and shown; an order beyond it cannot be stored."""
+    c = make_client(shop_timezone="Pacific/Kiritimati")
+    body = order_body("ORD-END", "ann@example.com", 0, [line("SHIRT", 1, 2990, "apparel")])
+    past = c.put(
+        "/api/v1/orders/ORD-END",
+        json={**body, "delivered_at": "3000-01-01T00:00:00Z"},
+        headers=ADMIN,
+    )
+    assert past.status_code == 422
+    body["delivered_at"] = "2999-12-31T23:59:59Z"
+    assert c.put("/api/v1/orders/ORD-END", json=body, headers=ADMIN).status_code == 201
+    page = c.get(_link(c, "ORD-END"))
+    assert page.status_code == 200
+    assert "Return by January 31, 3000" in text_of(page.text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -19,6 +18,7 @@ from gateway.api.schemas import (
     StockOut,
 )
 from gateway.models import Credit, Rma
+from gateway.schemas import BoundedDate
 from gateway.services.reports import financial_impact, to_csv
 from gateway.services.stock import list_movements, stock_levels
 
@@ -74,14 +74,19 @@ def read_financial_report(
     settings: SettingsDep,
     _who: Caller,
     sites: SiteFilter,
-    start: Annotated[date | None, Query(description="First day (shop calendar)")] = None,
-    end: Annotated[date | None, Query(description="Last day, inclusive")] = None,
+    start: Annotated[
+        BoundedDate | None, Query(description="First day (shop calendar; 1970-01-01..2999-12-31)")
+    ] = None,
+    end: Annotated[
+        BoundedDate | None, Query(description="Last day, inclusive (1970-01-01..2999-12-31)")
+    ] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> ImpactReport | Response:
     """Financial impact per currency, by day and SKU category; ``format=csv`` for CSV.
 
     Amounts in minor units of each currency, never summed across them; credits and
-    goods refused credit alike. ``?site=``: of one site's RMAs only.
+    goods refused credit alike. ``?site=``: of one site's RMAs only. 422: a day outside
+    :data:`gateway.schemas.EARLIEST_DATE` .. :data:`gateway.schemas.LATEST_DATE`.
     """
     rows = financial_impact(session, settings.zone, start=start, end=end, sites=sites)
     if format == "csv":

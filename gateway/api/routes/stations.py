@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
@@ -20,6 +20,7 @@ from gateway.api.schemas import (
     StationOut,
 )
 from gateway.models import Station
+from gateway.schemas import BoundedDate
 from gateway.services.commands import CommandRefused, recent_commands, send_command
 from gateway.services.events import lane_counts, lanes_by_station, list_events
 from gateway.services.shifts import current_shift, shift_csv, shift_report, shift_window
@@ -109,14 +110,18 @@ def read_shift_report(
     settings: SettingsDep,
     _who: Caller,
     sites: SiteFilter,
-    day: Annotated[date | None, Query(description="Local day the shift starts on")] = None,
+    day: Annotated[
+        BoundedDate | None,
+        Query(description="Local day the shift starts on (1970-01-01..2999-12-31)"),
+    ] = None,
     shift: Annotated[int | None, Query(ge=0, le=7, description="Index in RS_SHIFTS")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Any:
     """Per station: availability, throughput and quality of one shift.
 
     See :mod:`gateway.services.shifts`; without ``day`` and ``shift``: the shift running
-    now. ``format=csv`` for CSV. 422: a shift index the settings do not have. ``?site=``:
+    now. ``format=csv`` for CSV. 422: a shift index the settings do not have, a day outside
+    :data:`gateway.schemas.EARLIEST_DATE` .. :data:`gateway.schemas.LATEST_DATE`. ``?site=``:
     one site's stations; a caller limited to sites sees only theirs.
     """
     now = datetime.now(UTC)
