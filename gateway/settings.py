@@ -26,6 +26,10 @@ MAX_RETENTION_DAYS = 36_500.0
 #: the longest poll, check or first-retry interval, s (a day; a bound: 1e300 s overflowed
 #: the worker thread's wait)
 MAX_INTERVAL_S = 86_400.0
+#: the longest return window, days (100 years: a bound, not a policy; a day a client may
+#: send, up to :data:`gateway.schemas.LATEST_DATE`, plus this stays in the calendar:
+#: 10^9 days overflowed the window's arithmetic)
+RETURN_WINDOW_DAYS_MAX = 36_500
 #: the largest amount a setting may name, minor units (10^12: under any int64 sum)
 MAX_SETTING_CENTS = 10**12
 """The site of a gateway configured with none (and of the data from before sites)."""
@@ -195,7 +199,8 @@ class Settings(BaseSettings):
     )
     return_window_days: dict[str, int] = Field(
         default_factory=lambda: {"default": 30, "electronics": 14, "perishable": 0},
-        description="Return window in days from delivery, per category ('default' else)",
+        description="Return window in days from delivery, per category ('default' else); "
+        f"0..{RETURN_WINDOW_DAYS_MAX}",
     )
     restocking_fee_percent: dict[str, float] = Field(
         default_factory=lambda: {"default": 0.0, "electronics": 15.0},
@@ -493,8 +498,14 @@ class Settings(BaseSettings):
                     f"recovery_percent_by_category[{category!r}]: percentages must be within "
                     f"0..100, got {bad}"
                 )
-        if any(v < 0 for v in self.return_window_days.values()):
-            raise ValueError("return_window_days: days must be >= 0")
+        bad_days = {
+            k: v for k, v in self.return_window_days.items() if not 0 <= v <= RETURN_WINDOW_DAYS_MAX
+        }
+        if bad_days:
+            raise ValueError(
+                f"return_window_days: days must be within 0..{RETURN_WINDOW_DAYS_MAX}, "
+                f"got {bad_days}"
+            )
         missing = {"restock", "refurbish", "recycle"} - set(self.stock_locations)
         if missing:
             raise ValueError(f"stock_locations lacks {sorted(missing)}")

@@ -158,6 +158,11 @@ def test_policy_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().return_window_days == {"default": 60, "shoes": 100}
     with pytest.raises(ValidationError, match=r"within 0\.\.100"):
         Settings(credit_percent_by_grade={"restock": 120})
+    with pytest.raises(
+        ValidationError, match=r"days must be within 0\.\.36500, got \{'x': 36501\}"
+    ):
+        Settings(return_window_days={"default": 30, "x": 36_501})  # 10^9 days overflowed
+    assert Settings(return_window_days={"default": 36_500}).return_window_days["default"] == 36_500
     with pytest.raises(ValidationError, match="unknown time zone"):
         Settings(shop_timezone="Mars/Olympus")
     with pytest.raises(ValidationError, match="lacks"):
