@@ -357,8 +357,13 @@ def _clip_uint8(img: Any) -> Any:
     """``np.clip(img, 0, 255).astype(np.uint8)`` of a float32 image (any shape): uint8.
 
     Clipped by two OpenCV thresholds (above 255 to 255, below 0 to 0: the same float32
-    values as np.clip, at a third of its cost), then truncated by numpy's cast as before.
+    values as np.clip, at a third of its cost), then truncated by numpy's cast as before;
+    when the image is already within 0..255 (``cv2.minMaxLoc``, one read: the usual case)
+    there is nothing to clip and it is cast at once.
     """
+    lo, hi, _, _ = cv2.minMaxLoc(img.reshape(-1))
+    if lo >= 0.0 and hi <= 255.0:
+        return img.astype(np.uint8)
     out = cv2.threshold(img, 255, 255, cv2.THRESH_TRUNC)[1]
     return cv2.threshold(out, 0, 0, cv2.THRESH_TOZERO)[1].astype(np.uint8).reshape(img.shape)
 
@@ -593,8 +598,10 @@ def _segment(small: Any, grey: Any, bg: Any, thr: float) -> Any:
         contrast = _hist_median(diff, inner)
         if 0.5 * contrast > thr:  # the edge at half the parcel's own contrast
             mask = cv2.threshold(diff, 0.5 * contrast, 255, cv2.THRESH_BINARY)[1]
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _K3)
-    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _K5)
+    # opened (3 x 3) and closed (5 x 5): erode 3, dilate 3 then 5, erode 5, the two
+    # dilations as one by 7 x 7 (square kernels, the border outside: the same mask)
+    mask = cv2.dilate(cv2.erode(mask, _K3), _K7)
+    return cv2.erode(mask, _K5)
 
 
 # -- box fit in the belt plane ---------------------------------------------------------
@@ -750,8 +757,8 @@ def _profiles(
     pts = np.empty((PROFILES, 2))  # np.column_stack's array, filled in place
     pts[:, 0] = np.interp(at, arc, closed[:, 0])
     pts[:, 1] = np.interp(at, arc, closed[:, 1])
-    tangent = _shift(pts, 1) - _shift(pts, -1)
-    normal = _normals(tangent)
+    pp = np.concatenate((pts[-1:], pts, pts[:1]))  # cyclic neighbours: pp[i] = pts[i - 1]
+    normal = _normals(pp[2:] - pp[:-2])
     if float(np.sum(normal * (pts - pts.sum(axis=0) / PROFILES))) < 0:  # pts.mean(axis=0)
         normal = -normal
     t = np.arange(-PROFILE_HALF_PX, PROFILE_HALF_PX + 1, dtype=np.float32)
@@ -1035,9 +1042,10 @@ def _label_holes(grey: Any, label: Any, t: GradingThresholds, mm_per_px_work: fl
         return 0
     # thick: width (2 x the distance to the background - 1 px) of stroke_max_mm or more
     dist = cv2.distanceTransform(dark, cv2.DIST_L2, 3)
-    thick = dist >= _thick_level(t.stroke_max_mm, mm_per_px_work)
-    if not thick.any():
+    level = _thick_level(t.stroke_max_mm, mm_per_px_work)
+    if cv2.minMaxLoc(dist)[1] < level:  # no pixel that thick
         return 0
+    thick = dist >= level
     # the whole of each dark area that has a thick part
     count, labels, stats, _ = _components(dark)
     has_thick = np.bincount(labels[thick], minlength=count) > 0
@@ -1100,8 +1108,10 @@ def _smooth_outline(c: Any) -> Any:
     """
     if len(c) < 8:
         return c
-    m = (_shift(c, -1) + c + _shift(c, 1)) / 3.0
-    normal = _normals(_shift(m, 2) - _shift(m, -2))
+    cp = np.concatenate((c[-1:], c, c[:1]))  # cyclic neighbours: cp[i] = c[i - 1]
+    m = (cp[:-2] + c + cp[2:]) / 3.0
+    mp = np.concatenate((m[-2:], m, m[:2]))  # mp[i] = m[i - 2]
+    normal = _normals(mp[4:] - mp[:-4])
     # orientation: outwards is away from the centroid on average (m.mean(axis=0))
     if float(np.sum(normal * (m - m.sum(axis=0) / len(m)))) < 0:
         normal = -normal
