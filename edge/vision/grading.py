@@ -416,6 +416,8 @@ def _design_xy(px: Any, py: Any, size: Any) -> Any:
 
 
 _GREY = np.array([0.114, 0.587, 0.299], np.float32)
+_PROFILE_T = np.arange(-PROFILE_HALF_PX, PROFILE_HALF_PX + 1, dtype=np.float32)  # along a normal
+_RISE_LEVELS = np.array([0.2, 0.8], np.float32).reshape(2, 1, 1)  # the 20 % and 80 % levels
 _BLAS_SINGLE = 200_000  # m n k of a product OpenBLAS computes on one thread (< 4 x 65536)
 _K3, _K5, _K7 = (np.ones((k, k), np.uint8) for k in (3, 5, 7))  # morphology kernels
 
@@ -459,15 +461,13 @@ def _ring(image: Any, c: int) -> Any:
     nh, nw = h // c, w // c
     img = image[: nh * c, : nw * c]
 
-    def means(strip: Any, size: tuple[int, int]) -> Any:  # INTER_AREA at 1/c: block means
-        f = np.asarray(strip, np.float32)
-        return cv2.resize(f, size, interpolation=cv2.INTER_AREA).reshape(-1, 3)
-
-    top = means(img[:c], (nw, 1))
-    bottom = means(img[-c:], (nw, 1))
-    left = means(img[c:-c, :c], (1, nh - 2))
-    right = means(img[c:-c, -c:], (1, nh - 2))
-    return np.concatenate([top, bottom, left, right])
+    # INTER_AREA at 1/c: block means (float32: exact sums, one scale), the top and bottom
+    # strips as one image (two block rows), the left and right ones as another (two columns)
+    rows = np.concatenate((img[:c], img[-c:])).astype(np.float32)
+    cols = np.concatenate((img[c:-c, :c], img[c:-c, -c:]), axis=1).astype(np.float32)
+    tb = cv2.resize(rows, (nw, 2), interpolation=cv2.INTER_AREA)
+    lr = cv2.resize(cols, (2, nh - 2), interpolation=cv2.INTER_AREA)
+    return np.concatenate([tb.reshape(-1, 3), lr[:, 0], lr[:, 1]])
 
 
 @functools.lru_cache(maxsize=16)
@@ -574,8 +574,14 @@ def _difference(img: Any, grey: Any, bg: Any) -> Any:
     cand_mask = cv2.bitwise_and(different, darker)
     cand = np.flatnonzero(cand_mask.reshape(-1).view(np.bool_))
     if cand.size:
+        # the blur over the rows of the candidates only, and a row either side (a box
+        # filter: the same values there; the band's own edges are the image's or unused)
+        w = img.shape[1]
+        y0 = max(0, int(cand[0]) // w - 1)
+        y1 = min(img.shape[0], int(cand[-1]) // w + 2)
+        blurred = cv2.blur(img[y0:y1], (3, 3)).reshape(-1, 3)
         # np.take and the ratio in place: the same float32 values as _shadow(f, bgv)
-        f = np.take(cv2.blur(img, (3, 3)).reshape(-1, 3), cand, axis=0).astype(np.float32)
+        f = np.take(blurred, cand - y0 * w, axis=0).astype(np.float32)
         bgv = np.take(bg.reshape(-1, 3), cand, axis=0).astype(np.float32)
         f += 1.0
         bgv += 1.0
@@ -584,7 +590,15 @@ def _difference(img: Any, grey: Any, bg: Any) -> Any:
 
 
 def _hist_median(image: Any, mask: Any) -> float:
-    cum = cv2.calcHist([image], [0], mask, [256], [0, 256]).reshape(-1).cumsum()
+    """The median grey level of ``image`` under ``mask`` (uint8 both), from its histogram.
+
+    Over the mask's bounding box only (the same histogram).
+    """
+    x, y, w, h = cv2.boundingRect(mask)
+    if not w:
+        return 0.0  # an empty mask (its histogram counts nothing)
+    box = slice(y, y + h), slice(x, x + w)
+    cum = cv2.calcHist([image[box]], [0], mask[box], [256], [0, 256]).reshape(-1).cumsum()
     total = float(cum[-1])
     return float(cum.searchsorted(total / 2.0)) if total else 0.0
 
@@ -749,7 +763,9 @@ def _profiles(
     step_xy = closed[1:] - closed[:-1]
     sx, sy = step_xy[:, 0], step_xy[:, 1]
     seg = np.sqrt(sx * sx + sy * sy)  # np.sum of the squares over 2 columns, without its overhead
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    arc = np.empty(len(seg) + 1)  # 0, then the running length (np.concatenate's values)
+    arc[0] = 0.0
+    np.cumsum(seg, out=arc[1:])
     total = float(arc[-1])
     if total <= 0:
         return 0.0, 0.0, 0.0
@@ -761,9 +777,9 @@ def _profiles(
     normal = _normals(pp[2:] - pp[:-2])
     if float(np.sum(normal * (pts - pts.sum(axis=0) / PROFILES))) < 0:  # pts.mean(axis=0)
         normal = -normal
-    t = np.arange(-PROFILE_HALF_PX, PROFILE_HALF_PX + 1, dtype=np.float32)
-    mx = (pts[:, 0:1] + normal[:, 0:1] * t).astype(np.float32)
-    my = (pts[:, 1:2] + normal[:, 1:2] * t).astype(np.float32)
+    # the sample grid, x then y: pts + normal t per profile (float64), as float32 maps
+    xy = (pts.T[:, :, None] + normal.T[:, :, None] * _PROFILE_T).astype(np.float32)
+    mx, my = xy[0], xy[1]
     v = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     vf = v.astype(np.float32).reshape(-1, 3)
     if model is not None:
@@ -782,14 +798,17 @@ def _profiles(
     contrast = _median(step)
     present = step >= max(DIFF_MIN, 0.35 * contrast)
     coverage = float(np.count_nonzero(present)) / len(present)  # np.mean, without its overhead
-    if not np.any(present):
+    if not coverage:
         return contrast, coverage, 0.0
     p = (d[present] - outer[present, None]) / step[present, None]
-    # 20-80 % rise, interpolated: soft counts of the samples above each level
-    # (np.clip's wrapper costs more than the two ufuncs it amounts to here: p has no NaN)
-    lo_level = np.minimum(np.maximum((p - 0.2) / 0.1 + 0.5, 0.0), 1.0)
-    hi_level = np.minimum(np.maximum((p - 0.8) / 0.1 + 0.5, 0.0), 1.0)
-    width = lo_level.sum(axis=1) - hi_level.sum(axis=1)
+    # 20-80 % rise, interpolated: soft counts of the samples above each level, both levels
+    # at once (float32 as p; np.clip's wrapper costs more than the two ufuncs it amounts
+    # to here: p has no NaN)
+    levels = (p - _RISE_LEVELS) / 0.1 + 0.5
+    np.maximum(levels, 0.0, out=levels)
+    np.minimum(levels, 1.0, out=levels)
+    counts = levels.sum(axis=2)
+    width = counts[0] - counts[1]
     n = np.abs(normal[present])
     blur_px = 0.0
     # Motion blur or defocus widens every edge of an orientation; damage, flaps and
