@@ -427,17 +427,24 @@ def _quantile(v: Any, q: float) -> float:
     pos = q * (len(v) - 1)
     lo = math.floor(pos)
     hi = min(lo + 1, len(v) - 1)
-    part = np.partition(v, (lo, hi))
+    part = v.copy(order="K")  # np.partition(v, (lo, hi)), without its wrapper
+    part.partition((lo, hi))
     return float(part[lo] + (part[hi] - part[lo]) * (pos - lo))
 
 
-def _median(v: Any) -> float:
-    """``np.median`` of a 1-D array, by partition (without its per-call overhead)."""
+def _median(v: Any, scratch: bool = False) -> float:
+    """``np.median`` of a 1-D array, by partition (without its per-call overhead).
+
+    ``scratch``: ``v`` is a temporary the caller no longer needs, partitioned in place
+    (otherwise a copy is, as ``np.partition`` takes it).
+    """
     n = len(v)
     k = n // 2
+    part = v if scratch else v.copy(order="K")
     if n % 2:
-        return float(np.partition(v, k)[k])
-    part = np.partition(v, (k - 1, k))
+        part.partition(k)
+        return float(part[k])
+    part.partition((k - 1, k))
     return (float(part[k - 1]) + float(part[k])) / 2.0
 
 
@@ -445,14 +452,16 @@ def _column_medians(v: Any) -> Any:
     """:func:`_median` of each column of an (n, k) array ((k,) float64), one partition."""
     n = len(v)
     k = n // 2
+    part = v.copy(order="K")  # np.partition(v, ..., axis=0), without its wrapper
     if n % 2:
-        return np.partition(v, k, axis=0)[k].astype(np.float64)
-    part = np.partition(v, (k - 1, k), axis=0)
+        part.partition(k, axis=0)
+        return part[k].astype(np.float64)
+    part.partition((k - 1, k), axis=0)
     return (part[k - 1].astype(np.float64) + part[k]) / 2.0
 
 
 def _robust_sigma(v: Any) -> float:
-    return _median(np.abs(v - _median(v))) * 1.4826
+    return _median(np.abs(v - _median(v)), scratch=True) * 1.4826
 
 
 def _ring(image: Any, c: int) -> Any:
@@ -633,7 +642,10 @@ def _model(ext: tuple[float, float, float, float], k: float) -> tuple[Any, Any, 
     by1 = ymax / k if ymax > 0 else ymax
     bottom = np.array([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
     top = bottom * k
-    hull = cv2.convexHull(np.vstack([bottom, top]).astype(np.float32)).reshape(-1, 2)
+    both = np.empty((8, 2), np.float32)  # np.vstack([bottom, top]).astype(np.float32)
+    both[:4] = bottom
+    both[4:] = top
+    hull = cv2.convexHull(both).reshape(-1, 2)
     return bottom, top, hull.astype(np.float64)
 
 
@@ -654,10 +666,10 @@ def _poly_area(p: Any) -> float:
 
 def _contains(poly: Any, pts: Any, tol: float) -> bool:
     """All ``pts`` inside convex ``poly`` (either orientation), ``tol`` mm of slack."""
-    e = _next(poly) - poly
+    q = _next(poly)
+    e = q - poly
     rel = pts[None, :, :] - poly[:, None, :]
     cross = e[:, None, 0] * rel[:, :, 1] - e[:, None, 1] * rel[:, :, 0]
-    q = _next(poly)
     sign = 1.0 if float(np.sum(poly[:, 0] * q[:, 1] - q[:, 0] * poly[:, 1])) >= 0 else -1.0
     lengths = np.sqrt(e[:, 0] ** 2 + e[:, 1] ** 2)[:, None]
     return bool(np.all(sign * cross >= -tol * lengths))
@@ -1251,10 +1263,9 @@ def measure(
     hull_area = max(_poly_area(hull), 1e-9)
     nadir = calibration.nadir_mm((w_img, h_img))
     fit = _fit_box(hull, nadir, t.max_parallax)
-    sides = [
-        float(np.linalg.norm(fit.bottom[1] - fit.bottom[0])),
-        float(np.linalg.norm(fit.bottom[2] - fit.bottom[1])),
-    ]
+    # the two sides' lengths as np.linalg.norm takes them (sqrt of the dot product)
+    d01, d12 = fit.bottom[1] - fit.bottom[0], fit.bottom[2] - fit.bottom[1]
+    sides = [math.sqrt(float(d01.dot(d01))), math.sqrt(float(d12.dot(d12)))]
     length, width = max(sides), min(sides)
     size = f"{length:.0f}x{width:.0f} mm"
     skew = _skew(hull, fit, nadir, 0.5 * width)
