@@ -661,7 +661,7 @@ def _next(p: Any) -> Any:
 
 def _poly_area(p: Any) -> float:
     q = _next(p)
-    return 0.5 * abs(float(np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1])))
+    return 0.5 * abs(float((p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]).sum()))
 
 
 def _contains(poly: Any, pts: Any, tol: float) -> bool:
@@ -670,9 +670,9 @@ def _contains(poly: Any, pts: Any, tol: float) -> bool:
     e = q - poly
     rel = pts[None, :, :] - poly[:, None, :]
     cross = e[:, None, 0] * rel[:, :, 1] - e[:, None, 1] * rel[:, :, 0]
-    sign = 1.0 if float(np.sum(poly[:, 0] * q[:, 1] - q[:, 0] * poly[:, 1])) >= 0 else -1.0
+    sign = 1.0 if float((poly[:, 0] * q[:, 1] - q[:, 0] * poly[:, 1]).sum()) >= 0 else -1.0
     lengths = np.sqrt(e[:, 0] ** 2 + e[:, 1] ** 2)[:, None]
-    return bool(np.all(sign * cross >= -tol * lengths))
+    return bool((sign * cross >= -tol * lengths).all())
 
 
 @dataclass
@@ -787,7 +787,7 @@ def _profiles(
     pts[:, 1] = np.interp(at, arc, closed[:, 1])
     pp = np.concatenate((pts[-1:], pts, pts[:1]))  # cyclic neighbours: pp[i] = pts[i - 1]
     normal = _normals(pp[2:] - pp[:-2])
-    if float(np.sum(normal * (pts - pts.sum(axis=0) / PROFILES))) < 0:  # pts.mean(axis=0)
+    if float((normal * (pts - pts.sum(axis=0) / PROFILES)).sum()) < 0:  # pts.mean(axis=0)
         normal = -normal
     # the sample grid, x then y: pts + normal t per profile (float64), as float32 maps
     xy = (pts.T[:, :, None] + normal.T[:, :, None] * _PROFILE_T).astype(np.float32)
@@ -1144,7 +1144,7 @@ def _smooth_outline(c: Any) -> Any:
     mp = np.concatenate((m[-2:], m, m[:2]))  # mp[i] = m[i - 2]
     normal = _normals(mp[4:] - mp[:-4])
     # orientation: outwards is away from the centroid on average (m.mean(axis=0))
-    if float(np.sum(normal * (m - m.sum(axis=0) / len(m)))) < 0:
+    if float((normal * (m - m.sum(axis=0) / len(m))).sum()) < 0:
         normal = -normal
     return m + 0.5 * normal
 
