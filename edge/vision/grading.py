@@ -361,9 +361,10 @@ def _clip_uint8(img: Any) -> Any:
     when the image is already within 0..255 (``cv2.minMaxLoc``, one read: the usual case)
     there is nothing to clip and it is cast at once.
     """
-    lo, hi, _, _ = cv2.minMaxLoc(img.reshape(-1))
-    if lo >= 0.0 and hi <= 255.0:
-        return img.astype(np.uint8)
+    if img.size:
+        lo, hi, _, _ = cv2.minMaxLoc(img.reshape(-1))
+        if lo >= 0.0 and hi <= 255.0:
+            return img.astype(np.uint8)
     out = cv2.threshold(img, 255, 255, cv2.THRESH_TRUNC)[1]
     return cv2.threshold(out, 0, 0, cv2.THRESH_TOZERO)[1].astype(np.uint8).reshape(img.shape)
 
