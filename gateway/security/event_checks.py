@@ -27,7 +27,13 @@ site rule :data:`SITE_RULE`:
   whose SKU is not that line's;
 - ``unit_beyond_quantity``: a claimed unit numbered above its line's quantity;
 - ``identifier_not_declared``: a unit verified by an identifier that its line does not
-  declare (serial, RFID UID or GTIN, compared as GTIN-14);
+  declare *as its evidence kind*: ``serial`` evidence by the line's serial, ``tag`` by
+  its RFID UID (canonical form, as announced), ``gtin`` by its GTIN (compared as
+  GTIN-14; the catalogue's GTIN when the announcement carries it for the line); another
+  kind's identifier of the line (its GTIN reported as a serial) is not declared;
+- ``evidence_too_weak``: a unit verified by its product's GTIN while its line declares a
+  serial or a tag: such a line is verified only by that serial or tag (any unit of the
+  same product shows the GTIN; :class:`~protocol.UnitReceipt`);
 - ``restock_unverified``: a restock with an unverified unit of a line that declares an
   identifier, or with no units at all of an RMA that has such a line (a line without any
   identifier can only be shown by the label: the site's verification table decides
@@ -39,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from protocol import ParcelEvent, RmaAnnouncement, RmaLine
+from protocol import Evidence, ParcelEvent, RmaAnnouncement, RmaLine
 
 __all__ = ["QUARANTINE_REASONS", "RULES", "SITE_RULE", "Refusal", "check_event"]
 
@@ -144,18 +150,44 @@ def _unit_beyond_quantity(event: ParcelEvent, rma: RmaAnnouncement | None) -> st
     return None
 
 
-def _declared(line: RmaLine) -> set[str]:
-    gtin = [line.gtin.zfill(14)] if line.gtin else []
-    return {x for x in (line.serial, line.rfid_uid, *gtin) if x}
+def _declared(line: RmaLine) -> bool:
+    """True when the line declares an item identifier (serial, RFID UID or GTIN)."""
+    return bool(line.serial or line.rfid_uid or line.gtin)
+
+
+def _declared_as(line: RmaLine, evidence: Evidence) -> str | None:
+    """The line's identifier of the evidence kind (GTIN as GTIN-14), or None."""
+    if evidence is Evidence.SERIAL:
+        return line.serial
+    if evidence is Evidence.TAG:
+        return line.rfid_uid
+    if evidence is Evidence.GTIN:
+        return line.gtin.zfill(14) if line.gtin else None
+    return None
 
 
 def _identifier_not_declared(event: ParcelEvent, rma: RmaAnnouncement | None) -> str | None:
     lines = _lines(rma)
     for u in event.verified_units:
-        known = _declared(lines[u.line_no])
-        if (u.identifier or "").zfill(14 if u.evidence == "gtin" else 0) not in known:
+        known = _declared_as(lines[u.line_no], u.evidence)
+        read = (u.identifier or "").zfill(14) if u.evidence is Evidence.GTIN else u.identifier
+        if known is None or read != known:
             return (
-                f"unit {u.unit} of line {u.line_no} verified by an identifier it does not declare"
+                f"unit {u.unit} of line {u.line_no} verified by a {u.evidence.value} "
+                "its line does not declare"
+            )
+    return None
+
+
+def _evidence_too_weak(event: ParcelEvent, rma: RmaAnnouncement | None) -> str | None:
+    lines = _lines(rma)
+    for u in event.verified_units:
+        line = lines[u.line_no]
+        if u.evidence is Evidence.GTIN and (line.serial or line.rfid_uid):
+            only = " or ".join(k for k, v in (("serial", line.serial), ("tag", line.rfid_uid)) if v)
+            return (
+                f"unit {u.unit} of line {u.line_no} verified by its GTIN: "
+                f"only the line's {only} verifies it"
             )
     return None
 
@@ -180,6 +212,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("unit_not_a_line", _unit_not_a_line),
     ("unit_beyond_quantity", _unit_beyond_quantity),
     ("identifier_not_declared", _identifier_not_declared),
+    ("evidence_too_weak", _evidence_too_weak),
     ("restock_unverified", _restock_unverified),
 )
 """The rule table, in the order applied: (code, rule). Later rules may assume the earlier

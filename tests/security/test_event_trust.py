@@ -198,3 +198,81 @@ def test_every_quarantine_only_reason_of_the_station_is_known_to_the_gateway() -
         rule(event.model_copy(update={"lane": "quarantine", "disposition": "quarantine"}), None)
         is None
     )
+
+
+SERIALISED = RmaLine(line_no=1, sku="SKU-1", quantity=1, gtin="4006381333931", serial="SN-1")
+TAGGED = RmaLine(line_no=1, sku="SKU-1", quantity=1, gtin="4006381333931", rfid_uid="dd:17:38:0a")
+BOTH = SERIALISED.model_copy(update={"rfid_uid": "DD17380A"})
+PRODUCT = RmaLine(line_no=1, sku="SKU-1", quantity=1, gtin="4006381333931")
+
+
+def _of(line: RmaLine) -> RmaAnnouncement:
+    return RMA.model_copy(update={"lines": (line,)})
+
+
+@pytest.mark.parametrize(
+    ("line", "only"),
+    [(SERIALISED, "serial"), (TAGGED, "tag"), (BOTH, "serial or tag")],
+    ids=["serialised", "tagged", "serialised and tagged"],
+)
+def test_a_line_with_a_serial_or_tag_is_not_verified_by_its_product_barcode(
+    line: RmaLine, only: str
+) -> None:
+    # Any unit of the same product shows the GTIN: the line's own serial / tag proves it.
+    refusal = check_event(event(units=(unit(1, **GTIN),)), _of(line))
+    assert refusal is not None
+    assert (refusal.code, refusal.message) == (
+        "evidence_too_weak",
+        f"unit 1 of line 1 verified by its GTIN: only the line's {only} verifies it",
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "evidence", "identifier"),
+    [
+        (PRODUCT, "serial", "04006381333931"),  # the line's GTIN reported as a serial read
+        (PRODUCT, "tag", "04006381333931"),
+        (SERIALISED, "tag", "SN-1"),  # its serial reported as a tag
+        (SERIALISED, "gtin", "SN-1"),
+        (TAGGED, "serial", "DD17380A"),  # its tag reported as a serial
+        (TAGGED, "gtin", "DD17380A"),
+        (BOTH, "serial", "04006381333931"),
+    ],
+)
+def test_evidence_must_be_the_lines_identifier_of_its_kind(
+    line: RmaLine, evidence: str, identifier: str
+) -> None:
+    claimed = unit(1, evidence=evidence, verified=True, identifier=identifier)
+    refusal = check_event(event(units=(claimed,)), _of(line))
+    assert refusal is not None
+    assert (refusal.code, refusal.message) == (
+        "identifier_not_declared",
+        f"unit 1 of line 1 verified by a {evidence} its line does not declare",
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "evidence", "identifier"),
+    [
+        (PRODUCT, "gtin", "04006381333931"),
+        (PRODUCT, "gtin", "4006381333931"),  # compared as GTIN-14
+        (SERIALISED, "serial", "SN-1"),
+        (TAGGED, "tag", "DD17380A"),  # the line's UID in canonical form
+        (BOTH, "serial", "SN-1"),
+        (BOTH, "tag", "DD17380A"),
+    ],
+)
+def test_a_unit_verified_by_its_lines_identifier_of_its_kind_is_sound(
+    line: RmaLine, evidence: str, identifier: str
+) -> None:
+    claimed = unit(1, evidence=evidence, verified=True, identifier=identifier)
+    assert check_event(event(units=(claimed,)), _of(line)) is None
+
+
+def test_a_line_shown_by_its_product_barcode_alone_is_quarantined_unverified_soundly() -> None:
+    # What the station reports for a serialised line it saw only the GTIN of.
+    shown = unit(1, evidence="gtin", verified=False, identifier="04006381333931")
+    quarantined = event(units=(shown,), reason="unverified", **QUARANTINE)
+    assert check_event(quarantined, _of(SERIALISED)) is None
+    restocked = check_event(event(units=(shown,)), _of(SERIALISED))
+    assert restocked is not None and restocked.code == "restock_unverified"
