@@ -15,11 +15,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.sorter.model import Reason
+from edge.sorter import ParcelExited, SorterCore
+from edge.sorter.model import Reason, RmaLineRecord
+from edge.station.events import build_parcel_event
 from gateway.security.event_checks import QUARANTINE_REASONS, RULES, check_event
 from protocol import ParcelEvent, RmaAnnouncement, RmaLine, Topics, UnitReceipt, encode
-from simulator.testing import wait_until
+from simulator.testing import Directory, demo_belt, wait_until
+from simulator.testing import line as station_line
+from simulator.testing import rma as station_rma
 from tests.security.conftest import ProdGateway
+from tests.sorter.test_evidence import drive
 
 RMA = RmaAnnouncement(
     number="R-TRUST",
@@ -276,3 +281,81 @@ def test_a_line_shown_by_its_product_barcode_alone_is_quarantined_unverified_sou
     assert check_event(quarantined, _of(SERIALISED)) is None
     restocked = check_event(event(units=(shown,)), _of(SERIALISED))
     assert restocked is not None and restocked.code == "restock_unverified"
+
+
+def _station_event(record: RmaLineRecord, codes: list[str], uids: tuple[str, ...]) -> ParcelEvent:
+    """The event a real station sorter reports for one parcel of RMA R-TRUST."""
+    core = SorterCore(demo_belt(), Directory(station_rma("R-TRUST", record)))
+    actions = drive(core, 0.0, ["R-TRUST", *codes], uids)
+    [exited] = [a for a in actions if isinstance(a, ParcelExited)]
+    return build_parcel_event(exited, "st1", _to_utc, None, event_id="e" * 32)
+
+
+def _to_utc(_t_ms: float) -> datetime:
+    return datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+
+
+CAMERA_GTIN = "09501101020917"
+CAMERA_GS1 = "]C101" + CAMERA_GTIN  # the product alone (AI 01)
+CAMERA_SERIAL = CAMERA_GS1 + "21SN0001"  # the product and its unit's serial (AI 21)
+
+HONEST: list[tuple[str, RmaLineRecord, list[str], tuple[str, ...], str, bool]] = [
+    ("product line by its GTIN", station_line(gtin=CAMERA_GTIN), [CAMERA_GS1], (), "gtin", True),
+    (
+        "serialised line by its serial",
+        station_line(gtin=CAMERA_GTIN, serial="SN0001"),
+        [CAMERA_SERIAL],
+        (),
+        "serial",
+        True,
+    ),
+    (
+        "serialised line by its GTIN only",
+        station_line(gtin=CAMERA_GTIN, serial="SN0001"),
+        [CAMERA_GS1],
+        (),
+        "gtin",
+        False,
+    ),
+    (
+        "tagged line by its tag",
+        station_line(gtin=CAMERA_GTIN, rfid_uid="DD17380A"),
+        [CAMERA_GS1],
+        ("dd:17:38:0a",),
+        "tag",
+        True,
+    ),
+    (
+        "tagged line by its GTIN only",
+        station_line(gtin=CAMERA_GTIN, rfid_uid="DD17380A"),
+        [CAMERA_GS1],
+        (),
+        "gtin",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("record", "codes", "uids", "evidence", "verified"),
+    [case[1:] for case in HONEST],
+    ids=[case[0] for case in HONEST],
+)
+def test_what_a_real_station_reports_for_each_line_kind_passes_the_checks(
+    record: RmaLineRecord, codes: list[str], uids: tuple[str, ...], evidence: str, verified: bool
+) -> None:
+    # The gateway's rules must refuse no honest event: the sorter's own report of a parcel
+    # of each line kind, checked against the same line as the gateway announces it.
+    event = _station_event(record, codes, uids)
+    [claimed] = event.units
+    assert (claimed.evidence.value, claimed.verified) == (evidence, verified)
+    assert event.disposition == ("restock" if verified else "quarantine")
+    line = RmaLine(
+        line_no=1,
+        sku=record.sku,
+        quantity=1,
+        gtin=record.gtin,
+        serial=record.serial,
+        rfid_uid=record.rfid_uid,
+    )
+    assert check_event(event, _of(line)) is None
