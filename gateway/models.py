@@ -647,10 +647,19 @@ class AuditEntry(Base):
 
 
 class StationEvent(Base):
-    """A parcel event reported by a station, stored once per ``event_id``."""
+    """A parcel event reported by a station, stored once per ``event_id`` and per parcel.
+
+    A parcel is identified by its station's ``station``, ``parcel_id`` and ``inducted_at``
+    (a station restarting may give a parcel id again, never at the same induction time):
+    the unique index ``uq_station_events_parcel`` refuses a second event of one parcel
+    under another ``event_id`` (a replay), whichever replica stores it.
+    """
 
     __tablename__ = "station_events"
-    __table_args__ = (Index("ix_station_events_station_lane", "station", "lane"),)
+    __table_args__ = (
+        Index("ix_station_events_station_lane", "station", "lane"),
+        Index("uq_station_events_parcel", "station", "parcel_id", "inducted_at", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)

@@ -29,7 +29,9 @@ against the RMAs read at once (:func:`gateway.services.events.screen_events`), t
 handles the other messages of the batch one by one, then sends the PUBACKs of the whole
 batch in arrival order, so none goes out before its commit. An event that fails in its
 savepoint is dead-lettered (poison) and one whose RMA kept changing (stale) is ingested
-again on its own after the batch; neither holds the others back.
+again on its own after the batch; neither holds the others back. An event of a parcel
+already recorded under another event id (a replay, or another replica storing the first
+meanwhile) is refused by the screen (``parcel_reported_again``: dead letter and alarm).
 
 Announcements: every RMA change writes its announcement to the announcement outbox in the
 change's transaction (:func:`gateway.services.rma_writer.apply_change`). An announce
@@ -804,6 +806,8 @@ class MqttBridge:
                 if result.outcome is Outcome.STALE:
                     self._count("events_stale")
                     singles.add(i)  # ingested again on its own (retried while it stays stale)
+                elif result.outcome is Outcome.REPORTED_AGAIN:
+                    singles.add(i)  # on its own, the screen refuses it: dead letter, alarm
                 elif result.outcome is Outcome.POISON:
                     self._count("poison")
                     self._note_error(f"ingest {msg.topic}: {result.error!r}")

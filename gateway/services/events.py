@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
 
@@ -56,6 +56,8 @@ class Outcome(Enum):
 
     STORED = "stored"  # new: stored with its credits, committed with the batch
     DUPLICATE = "duplicate"  # its event_id was already recorded (or twice in the batch)
+    REPORTED_AGAIN = "reported_again"  # its parcel was recorded under another event_id:
+    # nothing stored or credited; refuse it (the screen then says so: dead letter, alarm)
     STALE = "stale"  # its RMA kept changing under every attempt: nothing stored, retry it
     POISON = "poison"  # its handling failed for good: nothing stored, dead-letter it
 
@@ -67,6 +69,69 @@ class BatchResult:
     event_id: str
     outcome: Outcome
     error: BaseException | None = None
+
+
+class ParcelReportedAgain(Exception):
+    """An event of a parcel already recorded under another ``event_id``: nothing stored.
+
+    A parcel is its station's ``(station, parcel_id, inducted_at)``
+    (:func:`parcel_identity`); the unique index ``uq_station_events_parcel`` keeps one
+    event per parcel, whichever writer (a replica) stores it first.
+    """
+
+
+#: the refusal code of an event whose parcel was already recorded under another event_id
+PARCEL_REPORTED_AGAIN = "parcel_reported_again"
+
+ParcelIdentity = tuple[str, int, datetime]
+
+
+def parcel_identity(station: str, parcel_id: int, inducted_at: datetime) -> ParcelIdentity:
+    """What identifies a parcel: its station, its id there and its induction time (UTC).
+
+    A station restarting may give a parcel id again, never at the same induction time.
+    """
+    at = inducted_at.replace(tzinfo=UTC) if inducted_at.tzinfo is None else inducted_at
+    return (station, parcel_id, at.astimezone(UTC))
+
+
+def _identity(event: ParcelEvent) -> ParcelIdentity:
+    return parcel_identity(event.station, event.parcel_id, event.inducted_at)
+
+
+def _recorded_parcels(session: Session, events: Sequence[ParcelEvent]) -> dict[ParcelIdentity, str]:
+    """The event id each of the events' parcels is recorded under, if any (one query)."""
+    if not events:
+        return {}
+    stations = sorted({e.station for e in events})
+    parcel_ids = sorted({e.parcel_id for e in events})
+    wanted = {_identity(e) for e in events}
+    stmt = select(
+        StationEvent.station,
+        StationEvent.parcel_id,
+        StationEvent.inducted_at,
+        StationEvent.event_id,
+    ).where(StationEvent.station.in_(stations), StationEvent.parcel_id.in_(parcel_ids))
+    found: dict[ParcelIdentity, str] = {}
+    for station, parcel_id, inducted_at, event_id in session.execute(stmt):
+        key = parcel_identity(station, parcel_id, inducted_at)
+        if key in wanted:
+            found[key] = event_id
+    return found
+
+
+def _parcel_refusal(session: Session, event: ParcelEvent) -> str:
+    """The refusal message of an event whose parcel is recorded (read now)."""
+    first = _recorded_parcels(session, [event]).get(_identity(event), "?")
+    return _reported_again(event, first).message
+
+
+def _reported_again(event: ParcelEvent, first_event_id: str) -> Refusal:
+    return Refusal(
+        PARCEL_REPORTED_AGAIN,
+        f"parcel {event.parcel_id} of station {event.station} inducted at "
+        f"{_identity(event)[2].isoformat()} is already recorded as event {first_event_id}",
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +164,9 @@ def ingest_event(
     Raises:
         StaleRma: the RMA kept changing under every attempt (nothing stored; the bridge
             retries the message, which stays unacknowledged).
+        ParcelReportedAgain: its parcel is recorded under another ``event_id`` (nothing
+            stored; :func:`screen_event` refuses such an event before, this is the case
+            of another writer storing the first one meanwhile).
     """
     for attempt in range(1, MAX_STALE_RETRIES + 1):
         try:
@@ -122,20 +190,22 @@ def ingest_events(
 ) -> list[BatchResult]:
     """Record many parcel events in one transaction, each with its credits, and commit once.
 
-    Exactly once by ``event_id`` like :func:`ingest_event`: ids already recorded or
-    repeated within the batch are duplicates. The batch is first staged set-based
-    (:func:`_stage_batch`: the RMAs of the batch read, and locked on PostgreSQL, in one
-    query, the event rows inserted in one ``INSERT ... ON CONFLICT DO NOTHING``, the
-    credits computed from that snapshot, every row flushed once per table, the site
-    revision bumped once). When anything of that fails (other than an ``is_transient``
-    exception), the whole set-based attempt is rolled back and the batch is done again
-    event by event (:func:`_ingest_one_by_one`), each event in its own savepoint, so one
-    that fails leaves the others intact: an RMA that another writer changed meanwhile
-    (:class:`StaleRma`) is tried again on its new state up to :data:`MAX_STALE_RETRIES`
-    times and then reported STALE (the caller retries it later); any other exception,
-    unless it is an ``is_transient`` one, makes it POISON (nothing of it stored). The
-    stations' ``last_seen`` is refreshed once per station, and the active webhook
-    endpoints are read once per batch.
+    Exactly once by ``event_id`` like :func:`ingest_event`: ids already recorded or repeated
+    within the batch are duplicates. Once per parcel (:func:`parcel_identity`): an event
+    whose parcel is recorded under another id (by anyone, or earlier in the batch) is
+    REPORTED_AGAIN, nothing of it stored (the caller refuses it). The batch is first staged
+    set-based (:func:`_stage_batch`: the RMAs of the batch read, and locked on PostgreSQL,
+    in one query, the event rows inserted in one ``INSERT ... ON CONFLICT DO NOTHING``, the
+    credits computed from that snapshot, every row flushed once per table, the site revision
+    bumped once). When anything of that fails (other than an ``is_transient`` exception),
+    the whole set-based attempt is rolled back and the batch is done again event by event
+    (:func:`_ingest_one_by_one`), each event in its own savepoint, so one that fails leaves
+    the others intact: an RMA that another writer changed meanwhile (:class:`StaleRma`) is
+    tried again on its new state up to :data:`MAX_STALE_RETRIES` times and then reported
+    STALE (the caller retries it later); any other exception, unless it is an
+    ``is_transient`` one, makes it POISON (nothing of it stored). The stations'
+    ``last_seen`` is refreshed once per station, and the active webhook endpoints are read
+    once per batch.
 
     Args:
         session: a session with no transaction of its own pending.
@@ -220,19 +290,17 @@ def _insert_new_events(
 ) -> set[str]:
     """Insert the events' rows in one statement; return the ids that were new.
 
-    ``ON CONFLICT (event_id) DO NOTHING``: an id that another writer (a replica) stored
-    already, or is storing (PostgreSQL waits for its commit), is skipped, not an error.
+    ``ON CONFLICT DO NOTHING`` (every unique index): an id, or a parcel
+    (``uq_station_events_parcel``), that another writer (a replica) stored already, or is
+    storing (PostgreSQL waits for its commit), or that an earlier row of ``events`` has,
+    is skipped, not an error.
     """
     if not events:
         return set()
     postgres = session.get_bind().dialect.name == "postgresql"
     insert = pg_insert if postgres else sqlite_insert
     table = cast(Table, StationEvent.__table__)
-    stmt = (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=[table.c.event_id])
-        .returning(table.c.event_id)
-    )
+    stmt = insert(table).on_conflict_do_nothing().returning(table.c.event_id)
     # executemany ("insertmanyvalues": the statement compiled once and cached, sent in
     # pages of many rows), not insert().values(list), which is compiled anew per batch
     rows = [event_row(e, now, site_of[e.event_id]) for e in events]
@@ -323,11 +391,20 @@ def _stage_batch(
     seen = sorted({e.station for e in stored})
     for station in seen:
         session.execute(update(Station).where(Station.id == station).values(last_seen=now))
+    # not stored, and its id is nowhere: its parcel is recorded under another event id
+    skipped = [e.event_id for e in unique if e.event_id not in new]
+    stmt = select(StationEvent.event_id).where(StationEvent.event_id.in_(skipped))
+    again = set(skipped) - set(session.scalars(stmt)) if skipped else set()
     results: list[BatchResult] = []
     done: set[str] = set()  # ids given their outcome: a repeat in the batch is a duplicate
     for event in events:
         first = event.event_id not in done
         done.add(event.event_id)
+        if first and event.event_id in again:
+            refused = ParcelReportedAgain(_parcel_refusal(session, event))
+            log.warning("event not ingested, %s", refused)
+            results.append(BatchResult(event.event_id, Outcome.REPORTED_AGAIN, refused))
+            continue
         outcome = Outcome.STORED if first and event.event_id in new else Outcome.DUPLICATE
         results.append(BatchResult(event.event_id, outcome))
     return results
@@ -580,6 +657,10 @@ def _ingest_in_savepoint(
             there = select(StationEvent.id).where(StationEvent.event_id == event.event_id)
             if session.scalar(there) is not None:
                 return BatchResult(event.event_id, Outcome.DUPLICATE)
+            if _recorded_parcels(session, [event]):  # its parcel, under another event id
+                refused = ParcelReportedAgain(_parcel_refusal(session, event))
+                log.warning("event not ingested, %s", refused)
+                return BatchResult(event.event_id, Outcome.REPORTED_AGAIN, refused)
             log.exception("event not ingested, poison event_id=%s", event.event_id)
             return BatchResult(event.event_id, Outcome.POISON, exc)
         except Exception as exc:
@@ -598,7 +679,8 @@ def _stage(session: Session, event: ParcelEvent, now: datetime, site: str) -> No
     the crediting, which would swallow it.
 
     Raises:
-        IntegrityError: the ``event_id`` is already stored (committed by another writer).
+        IntegrityError: the ``event_id``, or another event of its parcel, is already
+            stored (committed by another writer).
     """
     session.add(StationEvent(**event_row(event, now, site)))
     session.flush()
@@ -620,6 +702,10 @@ def _ingest_once(
         session.commit()
     except IntegrityError:  # stored concurrently by another writer
         session.rollback()
+        there = select(StationEvent.id).where(StationEvent.event_id == event.event_id)
+        if session.scalar(there) is None:  # its parcel is, under another event id
+            session.rollback()
+            raise ParcelReportedAgain(_parcel_refusal(session, event)) from None
         log.debug("duplicate event ignored event_id=%s", event.event_id)
         return False
     log.info(
@@ -639,6 +725,8 @@ def screen_events(
     """:func:`screen_event` for a whole batch, the RMAs read in one query; reads only.
 
     ``sites``: the site of each event's topic, in the same order (None: not checked).
+    An event of the same parcel as an earlier one of the batch under another ``event_id``
+    is refused too (``parcel_reported_again``), as it would be once that one is stored.
 
     Returns:
         One refusal (None: sound) per event, in the order given.
@@ -651,8 +739,13 @@ def screen_events(
     numbers = (e.rma_number for e in events if e.rma_number)
     rmas = _load_rmas(session, numbers, lock=False, for_screen=True)
     announced = {n: announcement_or_none(r) for n, r in rmas.items()}
+    recorded = _recorded_parcels(session, events)
     refusals: list[Refusal | None] = []
     for i, event in enumerate(events):
+        first = recorded.setdefault(_identity(event), event.event_id)
+        if first != event.event_id:
+            refusals.append(_reported_again(event, first))
+            continue
         rma = rmas.get(event.rma_number or "")
         refusals.append(
             check_event(
@@ -671,8 +764,13 @@ def screen_event(session: Session, event: ParcelEvent, site: str | None = None) 
     Looks up the RMA the event names as the gateway announces it to the site now (none
     when it was never announced) and applies :func:`gateway.security.event_checks.check_event`,
     with ``site`` (the site of the event's topic; None: not checked) against the RMA's.
-    Reads only.
+    First, an event whose parcel (:func:`parcel_identity`) is recorded under another
+    ``event_id`` is refused (``parcel_reported_again``): a replay claims that parcel's
+    units again, which on a line of several units would be credited twice. Reads only.
     """
+    first = _recorded_parcels(session, [event]).get(_identity(event))
+    if first is not None and first != event.event_id:
+        return _reported_again(event, first)
     rma = get_rma(session, event.rma_number) if event.rma_number else None
     announced = announcement_or_none(rma) if rma is not None else None
     rma_site = rma.site if rma is not None else None

@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,6 +163,15 @@ UNKNOWN_RMA: dict[str, Any] = {
 }
 """Overrides of :func:`make_event` for a parcel whose RMA the gateway never announced: what
 a station may report of it over MQTT (the gateway refuses anything else, issue 15)."""
+
+
+def parcel_id_for(event_id: str) -> int:
+    """A parcel id per event id: another event is another parcel, a redelivery the same.
+
+    The gateway keeps one event per parcel (station, parcel id, induction time): helpers
+    that give every event the same induction time take the parcel id from this.
+    """
+    return zlib.crc32(event_id.encode()) % (2**31 - 1) + 1  # (a 32-bit column)
 
 
 @pytest.fixture
@@ -343,10 +353,11 @@ def parcel_for(rma: Any, disposition: str, evidence: str = "gtin") -> ParcelEven
         for line in rma.lines
         for unit in range(1, line.quantity + 1)
     ]
+    event_id = uuid.uuid4().hex[:16]
     return ParcelEvent(
-        event_id=uuid.uuid4().hex[:16],
+        event_id=event_id,
         station="st1",
-        parcel_id=1,
+        parcel_id=parcel_id_for(event_id),
         inducted_at=datetime(2026, 11, 30, 10, 0, tzinfo=UTC),
         length_mm=300.0,
         barcode=rma.number,

@@ -21,6 +21,7 @@ import pytest
 
 from protocol import ParcelEvent, Topics, UnitReceipt, encode
 from simulator.procs import GatewayProcess
+from tests.gateway.conftest import parcel_id_for
 
 pytestmark = pytest.mark.broker
 
@@ -116,10 +117,11 @@ def parcel(
     divert_confirmed: bool | None = None,
 ) -> ParcelEvent:
     """A station's parcel event; ``units``: (line_no, sku, unit, evidence, identifier)."""
+    event_id = uuid.uuid4().hex
     return ParcelEvent(
-        event_id=uuid.uuid4().hex,
+        event_id=event_id,
         station="st1",
-        parcel_id=1,
+        parcel_id=parcel_id_for(event_id),
         inducted_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
         length_mm=310.0,
         barcode=number,

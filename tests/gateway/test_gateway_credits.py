@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
-from gateway.models import Credit, RmaUnit
+from gateway.models import Credit, RmaUnit, StationEvent
 from gateway.services import credits
 from gateway.services.events import ingest_event
 from gateway.services.rmas import get_rma
@@ -34,6 +34,7 @@ def _credits() -> Iterator[None]:
     credits.configure(None)
 
 
+GTIN = "4006381333931"  # the identifier the test's GTIN reads name (as GTIN-14)
 TWO_LINES = [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}]
 
 
@@ -149,3 +150,69 @@ def test_an_event_that_loses_the_race_to_a_lead_is_ingested_again_on_the_new_sta
     assert lost == ["R1"]
     assert len(s.scalars(select(StationEvent)).all()) == 1  # stored once, by the second try
     assert amounts(s) == [("A", 1, 1999, 500)]
+
+
+def test_the_same_parcel_reported_again_under_a_new_event_id_is_refused_and_credited_once(
+    s: Session,
+) -> None:
+    """A replay: the parcel (station, parcel id, induction time) under a fresh event id.
+
+    The line has a second unit outstanding, which this parcel never held: the replay was
+    received as unit 2 and credited. Now the screen refuses it, and the ingest stores
+    nothing of it on either path (a replica storing it past the screen), across batches
+    and within one.
+    """
+    from gateway.services.events import (
+        Outcome,
+        ParcelReportedAgain,
+        ingest_events,
+        screen_event,
+        screen_events,
+    )
+
+    two_of_a = [
+        {"sku": "A", "ordered_quantity": 2, "delivered_quantity": 2, "unit_price_cents": 1999}
+    ]
+    order(s, lines=two_of_a)
+    order(s, "ORD-2", lines=two_of_a)
+    rma(s, "R1", [{"sku": "A", "quantity": 2, "gtin": GTIN}])
+    first = _event("R1", "restock", "a" * 16, units=[(1, "A", 1, "gtin")])
+    again = first.model_copy(update={"event_id": "b" * 16})
+    assert ingest_event(s, first) is True
+    message = (
+        f"parcel {first.parcel_id} of station st1 inducted at 2025-03-05T12:00:00+00:00 "
+        f"is already recorded as event {'a' * 16}"
+    )
+    refusal = screen_event(s, again)
+    assert refusal is not None and (refusal.code, refusal.message) == (
+        "parcel_reported_again",
+        message,
+    )
+    assert screen_event(s, first) is None  # a redelivery of the first: a duplicate
+    with pytest.raises(ParcelReportedAgain) as raised:
+        ingest_event(s, again)
+    assert str(raised.value) == message
+    assert [r.outcome for r in ingest_events(s, [again, first])] == [
+        Outcome.REPORTED_AGAIN,
+        Outcome.DUPLICATE,
+    ]
+    assert units(s) == [("A", 1, "credited", "", "RESTOCK")]
+    assert amounts(s) == [("A", 1, 1999, 250)]
+    # within one batch: the first stored, the replay refused (the screen says so too)
+    rma(s, "R2", [{"sku": "A", "quantity": 2, "gtin": GTIN}], order_ref="ORD-2")
+    other = _event("R2", "restock", "c" * 16, units=[(1, "A", 1, "gtin")])
+    replay = other.model_copy(update={"event_id": "d" * 16})
+    screened = screen_events(s, [other, replay])
+    assert screened[0] is None and screened[1] is not None
+    assert screened[1].code == "parcel_reported_again"
+    results = ingest_events(s, [other, replay])
+    assert [(r.event_id, r.outcome) for r in results] == [
+        ("c" * 16, Outcome.STORED),
+        ("d" * 16, Outcome.REPORTED_AGAIN),
+    ]
+    assert str(results[1].error).endswith(f"is already recorded as event {'c' * 16}")
+    assert amounts(s) == [("A", 1, 1999, 250), ("A", 1, 1999, 250)]
+    assert s.scalars(select(StationEvent.event_id).order_by(StationEvent.id)).all() == [
+        "a" * 16,
+        "c" * 16,
+    ]

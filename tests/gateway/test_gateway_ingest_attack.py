@@ -34,7 +34,7 @@ from gateway.services.rmas import create_rma, transition_rma
 from gateway.services.webhook_endpoints import ensure_configured
 from protocol import Evidence, ParcelEvent, UnitReceipt
 from simulator.load import PRODUCT_GTIN, parcel
-from tests.gateway.conftest import pg_database
+from tests.gateway.conftest import parcel_id_for, pg_database
 from tests.gateway.test_gateway_ingest_batch import crediting  # noqa: F401 (a fixture)
 from tests.gateway.test_gateway_returns import CFG
 
@@ -107,8 +107,14 @@ def unit_of(number: str, unit: int, *, station: str = "st1", **update: Any) -> P
         verified=True,
         identifier=PRODUCT_GTIN.zfill(14),
     )
+    event_id = uuid.uuid4().hex  # another parcel each (the gateway keeps one event a parcel)
     base = parcel(number, station, unit).model_copy(
-        update={"event_id": uuid.uuid4().hex, "units": (receipt,), "inducted_at": T0}
+        update={
+            "event_id": event_id,
+            "parcel_id": parcel_id_for(event_id),
+            "units": (receipt,),
+            "inducted_at": T0,
+        }
     )
     return base.model_copy(update=update)
 

@@ -385,3 +385,35 @@ def test_a_bridge_stopped_during_a_retried_batch_is_not_reported_behind(
     wait(bridge.behind, what="the retried batch's event waiting over BEHIND_S")
     bridge.stop()  # the batch is given up unacknowledged (the broker redelivers it)
     assert (bridge.status()["ingest_lag_ms"], bridge.behind()) == (0.0, False)
+
+
+def test_a_parcel_reported_again_under_a_new_event_id_is_dead_lettered_with_an_alarm(
+    db: Database,
+    make_bridge: Callable[..., MqttBridge],
+    probe: Any,
+    site: str,
+    make_event: Callable[..., ParcelEvent],
+    wait: Any,
+) -> None:
+    """The replay of a stored parcel is refused (``parcel_reported_again``), not stored."""
+    from gateway.models import Alarm
+
+    bridge = make_bridge(db.sessions)
+    first = make_event(station="st1", **UNKNOWN_RMA)
+    again = first.model_copy(update={"event_id": "r" * 32})
+    topic = Topics(site, "st1").event
+    probe.publish(topic, encode(first))
+    probe.publish(topic, encode(again))
+    wait(lambda: bridge.status()["acks"] >= 2, what="both acknowledged")
+    wait(lambda: len(dead_letters(db)) == 1, what="the replay dead-lettered")
+    refusal = (
+        f"untrusted event: parcel_reported_again: parcel {first.parcel_id} of station st1 "
+        f"inducted at {first.inducted_at.isoformat()} is already recorded as event "
+        f"{first.event_id}"
+    )
+    assert stored(db) == [first.event_id]
+    assert dead_letters(db) == [(topic, encode(again), refusal)]
+    with db.session() as s:
+        alarms = s.execute(select(Alarm.key, Alarm.kind, Alarm.message)).all()
+    assert alarms == [(f"st1:untrusted_event:{'r' * 32}", "untrusted_event", refusal)]
+    assert (bridge.status()["events_ingested"], bridge.status()["events_refused"]) == (1, 1)

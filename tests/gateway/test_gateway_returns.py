@@ -34,6 +34,7 @@ from gateway.services.stock import stock_levels
 from gateway.settings import Settings
 from protocol import ParcelEvent, UnitReceipt
 from protocol.messages import RmaState
+from tests.gateway.conftest import parcel_id_for
 
 CFG = Settings(
     site="s1",
@@ -285,7 +286,7 @@ def _event(
         schema_version=schema_version,
         event_id=event_id,
         station="st1",
-        parcel_id=1,
+        parcel_id=parcel_id_for(event_id),
         inducted_at=NOW,
         length_mm=300.0,
         barcode=number,
