@@ -776,7 +776,8 @@ class Alarm(Base):
     """A line alarm (issue 7): raised from a station's status or a parcel event.
 
     ``kind``: ``estop``, ``jam``, ``lane_full``, ``gate_fault``, ``divert_unconfirmed``,
-    ``device_down``, ``station_offline`` or ``station_overloaded``; ``subject`` names the lane,
+    ``device_down``, ``station_offline``, ``station_overloaded``, ``untrusted_event`` or
+    ``goods_not_received``; ``subject`` names the lane,
     device or parcel concerned ("" for the whole station). ``key`` identifies the condition so
     it is raised once while it lasts: ``{station}:{kind}:{subject}`` for a condition, plus the
     event id for a one-off event.

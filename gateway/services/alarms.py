@@ -3,8 +3,9 @@
 Condition alarms (E-stop, jam, lane full, gate fault, device down, station offline, station
 overloaded: the station raises ``station_overloaded`` when a gate could not fire on time) stay
 active while the station reports the condition and are cleared when it stops; a one-off alarm
-(a divert not confirmed, from a parcel event's marks) is raised already cleared. Either stays
-open until a lead acknowledges it.
+(a divert not confirmed, from a parcel event's marks; goods sorted to a grade lane for an RMA
+that can receive none, :func:`raise_goods_not_received`) is raised already cleared. Either
+stays open until a lead acknowledges it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ KINDS = (
     "station_offline",
     "untrusted_event",
     "station_overloaded",
+    "goods_not_received",
 )
 LABELS = {
     "estop": "Emergency stop",
@@ -49,6 +51,7 @@ LABELS = {
     "station_offline": "Station offline",
     "untrusted_event": "Event refused",
     "station_overloaded": "Station overloaded",
+    "goods_not_received": "Goods of an RMA that receives none",
 }
 OVERLOADED_MESSAGE = (
     "station overloaded: a gate could not fire on time; its parcel went to quarantine "
@@ -168,10 +171,53 @@ def raise_for_events(
     )
 
 
-def _raise_one_offs(
-    session: Session, wanted: Sequence[tuple[str, str, str, str]], quota: Quota
+#: the one-off alarm of goods sorted to a grade lane for an RMA that can receive none
+GOODS_NOT_RECEIVED = "goods_not_received"
+
+
+def goods_not_received_message(event: ParcelEvent, state: str) -> str:
+    """The ``goods_not_received`` alarm's message: the RMA, its state, the parcel, the lane."""
+    return (
+        f"parcel {event.parcel_id} of RMA {event.rma_number} ({state}) sorted to lane "
+        f"{event.lane} ({event.disposition}): nothing received, nothing credited; "
+        "a lead must find it and decide"
+    )
+
+
+def raise_goods_not_received(
+    session: Session, event: ParcelEvent, state: str, quota: Quota = StationQuotas.alarms
 ) -> None:
-    """Add ``divert_unconfirmed`` one-offs ``(station, event_id, subject, message)``, in order.
+    """Raise a one-off ``goods_not_received`` alarm for a stored event; does not commit.
+
+    The parcel was sorted to a grade lane (restock, refurbish, recycle) for an RMA that
+    can receive no goods in its ``state`` (cancelled or expired while the parcel was on the
+    belt, or received already): nothing is received or credited, so without the alarm the
+    goods would sit in that lane unaccounted for. Keyed by station and event id (once),
+    within the station's ``quota``; subject: the RMA number. In the ingest's transaction.
+    """
+    _raise_one_offs(
+        session,
+        [
+            (
+                event.station,
+                event.event_id,
+                event.rma_number or "",
+                goods_not_received_message(event, state),
+            )
+        ],
+        quota,
+        kind=GOODS_NOT_RECEIVED,
+    )
+
+
+def _raise_one_offs(
+    session: Session,
+    wanted: Sequence[tuple[str, str, str, str]],
+    quota: Quota,
+    *,
+    kind: str = DIVERT_UNCONFIRMED,
+) -> None:
+    """Add ``kind`` one-offs ``(station, event_id, subject, message)``, in order.
 
     Each once (keyed by station and event id: one raised before, or twice in ``wanted``,
     is skipped) and within its station's ``quota`` (:func:`may_raise_one_off`'s count,
@@ -179,7 +225,7 @@ def _raise_one_offs(
     """
     if not wanted:
         return
-    keys = {f"{st}:{DIVERT_UNCONFIRMED}:{eid}": (st, eid, sub, msg) for st, eid, sub, msg in wanted}
+    keys = {f"{st}:{kind}:{eid}": (st, eid, sub, msg) for st, eid, sub, msg in wanted}
     raised = set(session.scalars(select(Alarm.key).where(Alarm.key.in_(sorted(keys)))))
     stations = [st for st, _e, _s, _m in keys.values()]
     room = {st: quota.max_count - n for st, n in open_one_offs(session, stations).items()}
@@ -196,7 +242,7 @@ def _raise_one_offs(
             {
                 "key": key,
                 "station": station,
-                "kind": DIVERT_UNCONFIRMED,
+                "kind": kind,
                 "subject": subject[:64],
                 "message": message[:500],
                 "raised_at": now,

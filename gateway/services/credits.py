@@ -16,6 +16,10 @@ event ingestion, in the same transaction) receives the claimed units, one
   :class:`Credit` and one ``return_in`` :class:`StockMovement` at the grade's location
   (``RS_STOCK_LOCATIONS``), unique per unit, so exactly once whatever is redelivered.
 
+A parcel of an RMA that cannot receive goods (cancelled or expired while it was on the
+belt, received already) receives and credits nothing; sorted to a grade lane, it raises a
+``goods_not_received`` alarm naming the RMA, the parcel and the lane, for a lead to find.
+
 A version 1 event proves nothing: the RMA's outstanding units are received as
 ``unproved_event`` and wait for a lead. A lead decides per unit (:func:`decide_unit`:
 verify, regrade, refuse, confirm an unconfirmed divert's location) or for every waiting
@@ -50,7 +54,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from gateway.connectors import base as connectors
 from gateway.models import Credit, ReturnReason, Rma, RmaLineRecord, RmaUnit, StockMovement, utcnow
 from gateway.returns.refunds import percent_of
-from gateway.services import refund_terms, webhooks
+from gateway.services import alarms, refund_terms, webhooks
 from gateway.services.lifecycle import RESOLUTION_TRIGGER, IllegalTransition, fire
 from gateway.services.refund_terms import line_refund, recovery_percent
 from gateway.services.rma_writer import StaleRma, apply_change, load_for_change
@@ -346,7 +350,10 @@ def apply_parcel(
 
     Inside the caller's transaction; the change is recorded on the writer path. Returns
     the units received now (empty, nothing done, when the RMA cannot receive goods in
-    its state or the parcel claims none of its outstanding units).
+    its state or the parcel claims none of its outstanding units). A parcel sorted to a
+    grade lane for an RMA that cannot receive goods (cancelled while it was on the belt)
+    raises a ``goods_not_received`` alarm naming the RMA, the parcel and the lane, so
+    the goods a lead must find are recorded (:func:`alarms.raise_goods_not_received`).
 
     ``record_change``: for a batch that records its changes itself, later in the same
     transaction (``record_change(rma, actor)`` instead of
@@ -355,6 +362,8 @@ def apply_parcel(
     """
     if rma.state not in RECEIVABLE_STATES:
         log.info("parcel for rma %s in state %s: no credit", rma.number, rma.state)
+        if event.disposition in GRADES:  # the goods are in a grade lane: a lead must know
+            alarms.raise_goods_not_received(session, event, rma.state)
         return []
     claims = _claims(rma, event)
     if not claims:

@@ -216,3 +216,46 @@ def test_the_same_parcel_reported_again_under_a_new_event_id_is_refused_and_cred
         "a" * 16,
         "c" * 16,
     ]
+
+
+def test_a_parcel_restocked_after_its_rma_was_cancelled_is_not_lost(s: Session) -> None:
+    """The station sorted on the RMA it knew (authorized); the shop cancelled meanwhile.
+
+    Nothing is received or credited (the RMA takes no goods), but the goods are in the
+    restock lane: a ``goods_not_received`` alarm names the RMA, parcel and lane, on the
+    one-by-one ingest and in a batch. Before, the event was stored and nothing else.
+    """
+    from gateway.models import Alarm
+    from gateway.services.events import Outcome, ingest_events
+    from gateway.services.rmas import transition_rma
+
+    two_of_a = [
+        {"sku": "A", "ordered_quantity": 2, "delivered_quantity": 2, "unit_price_cents": 1999}
+    ]
+    order(s, lines=two_of_a)
+    for number in ("R1", "R2"):
+        rma(s, number, [{"sku": "A", "quantity": 1, "gtin": GTIN}])
+        cancelled = get_rma(s, number)
+        assert cancelled is not None
+        transition_rma(s, CFG, cancelled, "cancel", actor="api-key:shop")
+        s.commit()
+    alone = _event("R1", "restock", "a" * 16, units=[(1, "A", 1, "gtin")])
+    batched = _event("R2", "restock", "b" * 16, units=[(1, "A", 1, "gtin")])
+    assert ingest_event(s, alone) is True
+    assert [r.outcome for r in ingest_events(s, [batched])] == [Outcome.STORED]
+    rows = s.execute(
+        select(Alarm.key, Alarm.kind, Alarm.subject, Alarm.message).order_by(Alarm.id)
+    ).all()
+    assert rows == [
+        (
+            f"st1:goods_not_received:{event.event_id}",
+            "goods_not_received",
+            number,
+            f"parcel {event.parcel_id} of RMA {number} (cancelled) sorted to lane restock "
+            "(restock): nothing received, nothing credited; a lead must find it and decide",
+        )
+        for number, event in (("R1", alone), ("R2", batched))
+    ]
+    assert units(s) == [] and amounts(s) == [] and levels(s) == []
+    assert ingest_event(s, alone) is False  # a redelivery raises nothing again
+    assert len(s.execute(select(Alarm.id)).all()) == 2
