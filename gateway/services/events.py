@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -385,7 +386,7 @@ def _stage_batch(
         firsts.setdefault(event.event_id, event)
     unique = list(firsts.values())
     new: set[str] = set()
-    for round_events in _rounds(unique):
+    for round_events in _rounds(unique, _repeated_rmas(session, unique)):
         new |= _stage_round(session, round_events, now, site_of)
     stored = [e for e in unique if e.event_id in new]
     seen = sorted({e.station for e in stored})
@@ -410,18 +411,37 @@ def _stage_batch(
     return results
 
 
-def _rounds(unique: Sequence[ParcelEvent]) -> list[list[ParcelEvent]]:
+def _repeated_rmas(session: Session, unique: Sequence[ParcelEvent]) -> set[str]:
+    """The RMAs that exist among those several events of the batch name (one query, or none).
+
+    A number that names no RMA changes nothing (there is nothing to credit), so its
+    parcels need no round of their own: a station reporting a whole batch under one
+    unknown number costs what any batch costs. Without a repeated number (the usual
+    batch), nothing is read.
+    """
+    named = Counter(e.rma_number for e in unique if e.rma_number)
+    repeated = sorted(number for number, n in named.items() if n > 1)
+    if not repeated or credits.configured() is None:  # (crediting off: no RMA changes)
+        return set()
+    return set(session.scalars(select(Rma.number).where(Rma.number.in_(repeated))))
+
+
+def _rounds(unique: Sequence[ParcelEvent], split_on: set[str]) -> list[list[ParcelEvent]]:
     """Split distinct events so that no round has two parcels of one RMA, keeping order.
 
-    The k-th parcel of an RMA in the batch goes to round k (events naming no RMA go to
+    The k-th parcel of an RMA of ``split_on`` (those that exist, :func:`_repeated_rmas`)
+    in the batch goes to round k (events naming no RMA, or one that does not exist, go to
     the first): each round records every RMA it changes once, with the state it reached.
+    An RMA created by another writer after ``split_on`` was read and named twice in a
+    round makes the batch go one by one (:class:`RmaTwiceInBatch`): the same outcome.
     """
     rounds: list[list[ParcelEvent]] = []
     seen: dict[str, int] = {}
     for event in unique:
-        k = seen.get(event.rma_number, 0) if event.rma_number else 0
-        if event.rma_number:
-            seen[event.rma_number] = k + 1
+        number = event.rma_number if event.rma_number in split_on else None
+        k = seen.get(number, 0) if number else 0
+        if number:
+            seen[number] = k + 1
         while len(rounds) <= k:
             rounds.append([])
         rounds[k].append(event)

@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -370,4 +371,45 @@ def test_batch_writes_the_transitions_of_the_one_by_one_path_and_keeps_the_store
     assert h001.count("authorized") == 1
     assert h001[-2:] == ["graded", "refunded"]
     assert "partially_received" in h001
+    assert one_by_one == []
+
+
+def test_a_batch_naming_one_unknown_rma_costs_what_a_batch_of_distinct_numbers_costs(
+    anydb: Database, crediting: None, statements: list[str], one_by_one: list[int]
+) -> None:
+    """A station reporting every parcel under one number that names no RMA (quarantine
+    ``unknown_rma``, a fact the checks let through) split the batch in one round per
+    parcel: 200 events, each round its own reads, inserts and flush, while the other
+    stations' events of the batch waited. A number naming no RMA changes nothing: one
+    round, the statements of a batch of 200 distinct numbers and the one read of which
+    repeated numbers name an RMA."""
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def unknown(number: str, parcel_id: int) -> ParcelEvent:
+        return ParcelEvent(
+            event_id=uuid.uuid4().hex,
+            station="st1",
+            parcel_id=parcel_id,
+            inducted_at=at,
+            length_mm=300.0,
+            barcode=number,
+            rma_number=number,
+            lane="quarantine",
+            disposition="quarantine",
+            reason="unknown_rma",
+            diverted=False,
+        )
+
+    sent: list[Counter[str]] = []
+    for batch in (
+        [unknown(f"RMA-X{i}", i + 1) for i in range(200)],
+        [unknown("RMA-NOPE", 1000 + i) for i in range(200)],
+    ):
+        statements.clear()
+        with anydb.session() as s:
+            results = ingest_events(s, batch)
+        assert [r.outcome for r in results] == [Outcome.STORED] * 200
+        sent.append(Counter(statements))
+    assert sent[1] == sent[0] + Counter({"SELECT": 1})  # + which repeated numbers exist
+    assert count(anydb, StationEvent) == 400
     assert one_by_one == []
