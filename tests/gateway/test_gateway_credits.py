@@ -162,13 +162,8 @@ def test_the_same_parcel_reported_again_under_a_new_event_id_is_refused_and_cred
     nothing of it on either path (a replica storing it past the screen), across batches
     and within one.
     """
-    from gateway.services.events import (
-        Outcome,
-        ParcelReportedAgain,
-        ingest_events,
-        screen_event,
-        screen_events,
-    )
+    from gateway.services import events as events_service
+    from gateway.services.events import Outcome, ingest_events, screen_event, screen_events
 
     two_of_a = [
         {"sku": "A", "ordered_quantity": 2, "delivered_quantity": 2, "unit_price_cents": 1999}
@@ -189,7 +184,7 @@ def test_the_same_parcel_reported_again_under_a_new_event_id_is_refused_and_cred
         message,
     )
     assert screen_event(s, first) is None  # a redelivery of the first: a duplicate
-    with pytest.raises(ParcelReportedAgain) as raised:
+    with pytest.raises(events_service.ParcelReportedAgain) as raised:
         ingest_event(s, again)
     assert str(raised.value) == message
     assert [r.outcome for r in ingest_events(s, [again, first])] == [
