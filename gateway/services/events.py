@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -104,15 +104,14 @@ def _recorded_parcels(session: Session, events: Sequence[ParcelEvent]) -> dict[P
     """The event id each of the events' parcels is recorded under, if any (one query)."""
     if not events:
         return {}
-    stations = sorted({e.station for e in events})
-    parcel_ids = sorted({e.parcel_id for e in events})
+    pairs = sorted({(e.station, e.parcel_id) for e in events})  # (the index's first columns)
     wanted = {_identity(e) for e in events}
     stmt = select(
         StationEvent.station,
         StationEvent.parcel_id,
         StationEvent.inducted_at,
         StationEvent.event_id,
-    ).where(StationEvent.station.in_(stations), StationEvent.parcel_id.in_(parcel_ids))
+    ).where(tuple_(StationEvent.station, StationEvent.parcel_id).in_(pairs))
     found: dict[ParcelIdentity, str] = {}
     for station, parcel_id, inducted_at, event_id in session.execute(stmt):
         key = parcel_identity(station, parcel_id, inducted_at)
